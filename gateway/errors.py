@@ -1,0 +1,49 @@
+"""The gateway's small exception tree. Library errors are translated at the boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One configuration problem at a place: `file:line:col: message`."""
+
+    file: str
+    line: int  # 1-based; 0 when unknown
+    col: int  # 1-based; 0 when unknown
+    message: str
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.col}: {self.message}"
+        return f"{self.file}: {self.message}"
+
+
+class ConfigError(GatewayError):
+    """One or more problems in a configuration, profile or DBC file; each names its place."""
+
+    def __init__(self, problems: list[Problem] | Problem | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("<config>", 0, 0, problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class DeviceError(GatewayError):
+    """A device (Modbus endpoint, CAN bus) failed in a way its source turns into data."""
+
+
+class SinkError(GatewayError):
+    """A sink could not deliver; `retry` says whether the same data may succeed later."""
+
+    def __init__(self, message: str, *, retry: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.retry_after = retry_after

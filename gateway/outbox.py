@@ -1,0 +1,286 @@
+"""The outbox: the one place where data becomes durable (SQLite in WAL mode).
+
+Every batch is appended once, encoded, and committed before any sink sees it. Each consumer (sink)
+has a cursor: the highest sequence number it has acknowledged. Rows stay as local history until the
+disk budget (`max_bytes`) or the retention age needs their space; then the oldest go, and every
+sample a consumer had not yet acknowledged is counted as dropped for that consumer (a metric and a
+log line). Nothing else in the gateway drops data.
+
+Durability: with `synchronous=NORMAL` in WAL mode a committed batch survives a crash of the process
+(`kill -9`); with `synchronous=FULL` it also survives a power loss. What was appended but not yet
+committed (at most one commit interval) is what a crash can lose.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
+
+log = structlog.get_logger("outbox")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_ts ON batches(ts);
+CREATE TABLE IF NOT EXISTS consumers(
+    name TEXT PRIMARY KEY,
+    acked INTEGER NOT NULL,
+    dropped INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def encode(batch: Batch) -> bytes:
+    st = batch.status
+    doc = {
+        "s": batch.source,
+        "d": batch.device,
+        "k": str(batch.kind),
+        "c": batch.created,
+        "st": None if st is None else [st.device, str(st.state), st.reason, st.ts],
+        "r": batch.records,
+        "x": batch.samples,
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(payload: bytes) -> Batch:
+    doc = json.loads(payload)
+    st = doc["st"]
+    status = None if st is None else DeviceStatus(st[0], DeviceState(st[1]), st[2], st[3])
+    return Batch(
+        source=doc["s"],
+        device=doc["d"],
+        kind=BatchKind(doc["k"]),
+        created=doc["c"],
+        status=status,
+        records=doc["r"],
+        samples=[Sample(*row) for row in doc["x"]],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    seq: int
+    ts: int
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerState:
+    name: str
+    acked: int
+    dropped: int
+    pending_rows: int
+    pending_samples: int
+
+
+class Outbox:
+    """SQLite outbox. Used from one thread (the event loop); every call is short."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 1_000_000_000,
+        retention_hours: float | None = None,
+        synchronous: str = "normal",
+        consumers: Iterable[str] = (),
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.retention_ns = None if retention_hours is None else int(retention_hours * 3600e9)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        self.db.executescript(SCHEMA)
+        self.page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
+        self.appended_samples = 0
+        self.dropped_total: dict[str, int] = {}
+        self._in_tx = False
+        for name in consumers:
+            self.add_consumer(name)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, batches: Iterable[Batch]) -> int:
+        """Append batches in one transaction (a group commit); return the last sequence number."""
+        rows = [(b.created, str(b.kind), b.source, len(b), encode(b)) for b in batches]
+        if not rows:
+            return self.last_seq()
+        with self._tx():
+            self.db.executemany("INSERT INTO batches(ts, kind, source, n, payload) VALUES (?,?,?,?,?)", rows)
+            last = int(self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()[0])
+        self.appended_samples += sum(r[3] for r in rows)
+        self.enforce_budget()
+        return last
+
+    def add_consumer(self, name: str, *, from_start: bool = False) -> None:
+        """Register a consumer; a new one starts at the current end (or the oldest row)."""
+        start = 0 if from_start else self.last_seq()
+        self.db.execute("INSERT OR IGNORE INTO consumers(name, acked) VALUES (?, ?)", (name, start))
+        dropped = self.db.execute("SELECT dropped FROM consumers WHERE name=?", (name,)).fetchone()[0]
+        self.dropped_total[name] = int(dropped)
+
+    def ack(self, consumer: str, seq: int) -> None:
+        """Record that `consumer` has delivered every row up to and including `seq`."""
+        self.db.execute("UPDATE consumers SET acked=max(acked, ?) WHERE name=?", (seq, consumer))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def acked(self, consumer: str) -> int:
+        row = self.db.execute("SELECT acked FROM consumers WHERE name=?", (consumer,)).fetchone()
+        if row is None:
+            raise KeyError(consumer)
+        return int(row[0])
+
+    def read(self, after: int, *, max_samples: int = 5000, max_rows: int = 1000) -> list[Row]:
+        """Rows after sequence `after`, in order, up to about `max_samples` samples (at least one row)."""
+        out: list[Row] = []
+        total = 0
+        cur = self.db.execute(
+            "SELECT seq, ts, n, payload FROM batches WHERE seq > ? ORDER BY seq LIMIT ?", (after, max_rows)
+        )
+        for seq, ts, n, payload in cur:
+            if out and total + n > max_samples:
+                break
+            out.append(Row(seq, ts, decode(payload)))
+            total += n
+        cur.close()
+        return out
+
+    def last_seq(self) -> int:
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def first_seq(self) -> int:
+        row = self.db.execute("SELECT min(seq) FROM batches").fetchone()
+        return 0 if row[0] is None else int(row[0])
+
+    def consumers(self) -> list[ConsumerState]:
+        out = []
+        for name, acked, dropped in self.db.execute("SELECT name, acked, dropped FROM consumers ORDER BY name"):
+            rows, samples = self.db.execute(
+                "SELECT count(*), coalesce(sum(n), 0) FROM batches WHERE seq > ?", (acked,)
+            ).fetchone()
+            out.append(ConsumerState(name, int(acked), int(dropped), int(rows), int(samples)))
+        return out
+
+    def query(self, since_ns: int = 0, until_ns: int | None = None, after_seq: int = 0) -> Iterator[Row]:
+        """Stored rows by time (batch creation time), oldest first; for export and tail."""
+        until = until_ns if until_ns is not None else 2**63 - 1
+        cur = self.db.execute(
+            "SELECT seq, ts, payload FROM batches WHERE ts >= ? AND ts <= ? AND seq > ? ORDER BY seq",
+            (since_ns, until, after_seq),
+        )
+        for seq, ts, payload in cur:
+            yield Row(seq, ts, decode(payload))
+
+    def stored_samples(self, kind: BatchKind | None = BatchKind.SAMPLES) -> int:
+        if kind is None:
+            return int(self.db.execute("SELECT coalesce(sum(n),0) FROM batches").fetchone()[0])
+        return int(self.db.execute("SELECT coalesce(sum(n),0) FROM batches WHERE kind=?", (str(kind),)).fetchone()[0])
+
+    def used_bytes(self) -> int:
+        pages = int(self.db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * self.page_size
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def enforce_budget(self) -> int:
+        """Drop the oldest rows past the disk budget or the retention age; return samples dropped."""
+        dropped = 0
+        if self.retention_ns is not None:
+            cutoff = time.time_ns() - self.retention_ns
+            row = self.db.execute("SELECT max(seq) FROM batches WHERE ts < ?", (cutoff,)).fetchone()
+            if row[0] is not None:
+                dropped += self._drop_through(int(row[0]), "retention")
+        if self.used_bytes() > self.max_bytes:
+            # Free about a tenth of the budget at once so that deletes are not done on every append.
+            target = self.used_bytes() - int(self.max_bytes * 0.9)
+            cut = self._seq_freeing(target)
+            if cut:
+                dropped += self._drop_through(cut, "disk_budget")
+        return dropped
+
+    def _seq_freeing(self, target_bytes: int) -> int:
+        freed = 0
+        cut = 0
+        for seq, size in self.db.execute("SELECT seq, length(payload) + 40 FROM batches ORDER BY seq"):
+            freed += int(size)
+            cut = int(seq)
+            if freed >= target_bytes:
+                break
+        return cut
+
+    def _drop_through(self, cut: int, reason: str) -> int:
+        total = 0
+        with self._tx():
+            for name, acked in self.db.execute("SELECT name, acked FROM consumers").fetchall():
+                if acked >= cut:
+                    continue
+                lost = int(
+                    self.db.execute(
+                        "SELECT coalesce(sum(n),0) FROM batches WHERE seq > ? AND seq <= ?", (acked, cut)
+                    ).fetchone()[0]
+                )
+                self.db.execute("UPDATE consumers SET acked=?, dropped=dropped+? WHERE name=?", (cut, lost, name))
+                if lost:
+                    self.dropped_total[name] = self.dropped_total.get(name, 0) + lost
+                    log.warning("samples dropped", consumer=name, samples=lost, reason=reason, through_seq=cut)
+                total += lost
+            self.db.execute("DELETE FROM batches WHERE seq <= ?", (cut,))
+        return total
+
+    # -- misc ----------------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            self.db.close()
+
+    class _Tx:
+        def __init__(self, outbox: Outbox) -> None:
+            self.outbox = outbox
+
+        def __enter__(self) -> None:
+            if not self.outbox._in_tx:
+                self.outbox.db.execute("BEGIN IMMEDIATE")
+                self.outbox._in_tx = True
+                self.owner = True
+            else:
+                self.owner = False
+
+        def __exit__(self, exc_type: object, *_: object) -> None:
+            if not self.owner:
+                return
+            self.outbox._in_tx = False
+            self.outbox.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _tx(self) -> Outbox._Tx:
+        return Outbox._Tx(self)

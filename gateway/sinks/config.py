@@ -1,0 +1,48 @@
+"""Configuration of the sinks: InfluxDB (v2 write API) and MQTT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from gateway.configbase import SinkBase
+
+
+class InfluxSinkConfig(SinkBase):
+    """InfluxDB v2 write API (InfluxDB 2.x, 3.x, 1.8+ compatibility endpoint, VictoriaMetrics)."""
+
+    type: Literal["influxdb"] = "influxdb"
+    url: str = Field(description="Base URL, e.g. https://influx.example:8086")
+    org: str = Field("", description="Organisation")
+    bucket: str = Field("bms", description="Bucket (database/retention policy for 1.8)")
+    token: SecretStr | None = Field(None, description="API token inline (prefer token_file or token_credential)")
+    token_file: Path | None = Field(None, description="File holding the API token")
+    token_credential: str | None = Field(None, description="systemd credential name holding the token")
+    ca_file: Path | None = Field(None, description="CA bundle to verify the server's certificate")
+    verify_tls: bool = Field(True, description="Verify the server certificate (keep on)")
+    precision: Literal["s", "ms", "us", "ns"] = Field("ms", description="Timestamp precision of writes")
+    gzip: bool = Field(True, description="Compress writes with gzip")
+    timeout: float = Field(10.0, gt=0, description="Seconds per write request")
+
+
+class MqttSinkConfig(SinkBase):
+    """MQTT broker; telemetry, retained state and availability under `<prefix>/<site>/...`."""
+
+    type: Literal["mqtt"] = "mqtt"
+    host: str = Field(description="Broker host")
+    port: int = Field(8883, ge=1, le=65535, description="Broker port (8883 for TLS, 1883 plain)")
+    prefix: str = Field("bms", description="Topic prefix")
+    client_id: str | None = Field(None, description="Client id; defaults to bms-gateway-<site>")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of telemetry")
+    tls: bool = Field(True, description="Use TLS")
+    ca_file: Path | None = Field(None, description="CA bundle to verify the broker")
+    cert_file: Path | None = Field(None, description="Client certificate")
+    key_file: Path | None = Field(None, description="Client key")
+    key_credential: str | None = Field(None, description="systemd credential name holding the client key")
+    username: str | None = Field(None, description="User name")
+    password: SecretStr | None = Field(None, description="Password inline (prefer password_file)")
+    password_file: Path | None = Field(None, description="File holding the password")
+    password_credential: str | None = Field(None, description="systemd credential name holding the password")
+    keepalive: int = Field(30, ge=5, description="Keepalive seconds")

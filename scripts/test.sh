@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian/Ubuntu machine: system packages the tests talk to,
+# a virtual environment with the project and its dev tools, lint, type check, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=()
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || pkgs+=(mosquitto)
+command -v victoria-metrics >/dev/null || pkgs+=(victoria-metrics)
+command -v chromium >/dev/null || pkgs+=(chromium chromium-driver)
+command -v systemd-analyze >/dev/null || pkgs+=(systemd)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "installing system packages: ${pkgs[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+fi
+# The packaged broker may start as a service on 1883; the tests start their own on free ports.
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+echo "== ruff"
+.venv/bin/ruff check gateway tests bench
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest "$@"

@@ -1,0 +1,143 @@
+"""Real peers for tests: Mosquitto and VictoriaMetrics on free loopback ports, started and stopped here."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _binary(name: str, *extra: str) -> str:
+    found = shutil.which(name) or next((p for p in extra if Path(p).exists()), None)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed: run the README's test command (make test), which installs it")
+    return found
+
+
+@dataclass
+class Mosquitto:
+    """A mosquitto broker on a free loopback port, with persistence in `workdir` (survives restarts)."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    extra_conf: str = ""
+
+    def start(self) -> Mosquitto:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 0\n"
+            "max_inflight_messages 0\n"
+            f"{self.extra_conf}"
+        )
+        exe = _binary("mosquitto", "/usr/sbin/mosquitto")
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=(self.workdir / "mosquitto.log").open("ab")
+        )
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass
+class VictoriaMetrics:
+    """VictoriaMetrics on a free loopback port; accepts InfluxDB v2 writes at /api/v2/write."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> VictoriaMetrics:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        exe = _binary("victoria-metrics", "/usr/bin/victoria-metrics")
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                f"-storageDataPath={self.workdir}/data",
+                "-retentionPeriod=100y",
+                "-search.disableCache",
+                "-search.latencyOffset=0s",
+                "-loggerLevel=ERROR",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "vm.log").open("ab"),
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("victoria-metrics did not become healthy")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def flush(self) -> None:
+        """Make recent writes searchable (VictoriaMetrics buffers ingested rows for about a second)."""
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5) as r:
+            r.read()
+
+    def export(self, match: str = '{__name__!=""}') -> list[dict[str, object]]:
+        """Every stored series with its values and timestamps (ms), via /api/v1/export (JSON lines)."""
+        import json
+        import urllib.parse
+
+        self.flush()
+        q = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{q}", timeout=30) as r:
+            return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
