@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.model import Batch
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+# Protocols add what their demo racks need (a Modbus simulator, a CAN replay) as runtime services:
+# each hook is called with the runtime before it runs.
+DEMO_HOOKS: list[Callable[[Runtime], None]] = []
 
 
 def demo_config_path() -> Path:
@@ -59,6 +67,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def main() -> int:
         rt = Runtime(loaded)
         rt.observers.append(LiveView())
+        for hook in DEMO_HOOKS:
+            hook(rt)
         if args.duration:
             asyncio.get_running_loop().call_later(args.duration, rt.request_stop, "duration")
         return await rt.run()
