@@ -15,7 +15,14 @@ from pathlib import Path
 from gateway.errors import ConfigError
 
 # Modules that add sub-commands: each has `register(subparsers)`.
-CLI_MODULES: list[str] = ["gateway.storecli", "gateway.democli"]
+CLI_MODULES: list[str] = [
+    "gateway.storecli",
+    "gateway.democli",
+    "gateway.modbus.cli",
+    "gateway.can.cli",
+    "gateway.sinks.cli",
+    "gateway.alarms.cli",
+]
 
 DEFAULT_CONFIG = Path("/etc/bms-gateway/gateway.yaml")
 

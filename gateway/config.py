@@ -150,6 +150,8 @@ class LoadedConfig:
 
 def load_config(path: Path) -> LoadedConfig:
     """Load, validate and resolve a gateway configuration; raise ConfigError naming every problem."""
+    import gateway.plugins  # noqa: F401  (profile kinds and checks register on import)
+
     data = load_yaml(path)
     if data is None:
         data = {}

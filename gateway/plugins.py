@@ -1,5 +1,12 @@
-"""Imports every protocol module so they register their profile kinds, checks, sources and sinks."""
+"""Imports every protocol module so they register their profile kinds, checks, sources, sinks and
+runtime extensions. One line per module; each module owns its registrations."""
 
 from __future__ import annotations
 
-import gateway.sim.source  # noqa: F401
+import gateway.alarms.engine
+import gateway.can.source
+import gateway.modbus.source
+import gateway.ops.service
+import gateway.sim.source
+import gateway.sinks.influx
+import gateway.sinks.mqtt  # noqa: F401
