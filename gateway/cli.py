@@ -47,11 +47,7 @@ def config_path(args: argparse.Namespace) -> Path:
 def load_or_exit(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from gateway.config import load_config
 
-    try:
-        return load_config(config_path(args))
-    except ConfigError as exc:
-        print_problems(exc)
-        raise SystemExit(2) from None
+    return load_config(config_path(args))  # a ConfigError reaches main(): printed, exit 2
 
 
 def print_problems(exc: ConfigError) -> None:

@@ -1,4 +1,4 @@
-"""One `configure_logging()`: JSON lines when stdout is not a terminal, readable console output when it is."""
+"""One `configure_logging()`: JSON lines when the log stream (stderr) is no terminal, console output when it is."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.model import BatchKind
+from gateway.model import Batch, BatchKind
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
@@ -91,6 +91,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.format == "lp":
             from gateway.lineproto import encode_batches
 
+            if args.rack:
+                b = Batch(b.source, [s for s in b.samples if s.rack == args.rack], b.kind, b.device, None, b.created)
             for line in encode_batches([b], site, "ns"):
                 out.write(line + "\n")
             n += len(b.samples)
