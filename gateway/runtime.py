@@ -15,6 +15,7 @@ from contextlib import suppress
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 
 from gateway import metrics
 from gateway.config import LoadedConfig
@@ -29,6 +30,10 @@ log = structlog.get_logger("runtime")
 Processor = Callable[[list[Batch]], list[Batch]]  # returns extra batches (e.g. alarm events) to store
 Observer = Callable[[list[Batch]], None]  # sees every committed batch (live status, metrics)
 Service = Callable[[], Coroutine[Any, Any, None]]  # a long-running task (HTTP, watchdog, command listener)
+
+SOURCE_FAILURES = Counter(
+    "bms_gateway_source_failures", "Sources that failed and were restarted", ["source"], registry=metrics.REGISTRY
+)
 
 # Modules that extend the runtime (alarms, operations) register an installer here.
 EXTENSIONS: list[Callable[[Runtime], None]] = []
@@ -64,6 +69,7 @@ class Runtime:
         self.ready = False
         self.stop_event = asyncio.Event()
         self._sigint_count = 0
+        self.source_restart_delay = 1.0  # first delay before restarting a failed source; doubles to 60 s
         for install in EXTENSIONS:
             install(self)
 
@@ -157,9 +163,27 @@ class Runtime:
         return 0
 
     async def _run_source(self, src: Source) -> None:
+        """Run a source; if it fails (a bug, never a device fault), log it and restart it with backoff.
+
+        One failing source never takes the daemon or the other sources down.
+        """
         ctx = SourceContext(self.emit, lambda: self._source_started(src.name), self.cfg.site.name)
+        delay = self.source_restart_delay
         with structlog.contextvars.bound_contextvars(source=src.name):
-            await src.run(ctx)
+            while True:
+                started = time.monotonic()
+                try:
+                    await src.run(ctx)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    SOURCE_FAILURES.labels(src.name).inc()
+                    log.exception("source failed; restarting", restart_in=round(delay, 1))
+                if time.monotonic() - started > 60:
+                    delay = self.source_restart_delay  # it ran for a while: start over with a short delay
+                await asyncio.sleep(delay)
+                delay = min(60.0, delay * 2)
 
     def request_stop(self, why: str = "request") -> None:
         if not self.stop_event.is_set():

@@ -1,0 +1,53 @@
+"""A source that fails (a bug) is logged and restarted; the other sources and the daemon go on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gateway.config import load_config
+from gateway.model import Batch, Quality, Sample
+from gateway.outbox import Outbox
+from gateway.runtime import Runtime
+from gateway.sources.base import SourceContext
+
+
+class Flaky:
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, ctx: SourceContext) -> None:
+        self.runs += 1
+        ctx.started()
+        await ctx.emit(Batch(self.name, [Sample(1, "soc", float(self.runs), "%", Quality.GOOD, "flaky")]))
+        if self.runs < 3:
+            raise RuntimeError("bug in a source")
+        await asyncio.Event().wait()
+
+
+async def test_failing_source_is_restarted_without_stopping_the_others(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(
+        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
+        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
+    )
+    rt = Runtime(load_config(cfg))
+    flaky = Flaky()
+    rt.sources.append(flaky)
+    rt.source_restart_delay = 0.01
+    task = asyncio.create_task(rt.run())
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if flaky.runs >= 3 and rt.outbox.stored_samples() > 100:
+            break
+    rt.request_stop("test")
+    assert await task == 0
+    assert flaky.runs == 3
+    values = []
+    ob = Outbox(tmp_path / "s.db")
+    for row in ob.query():
+        values += [s.value for s in row.batch.samples if s.rack == "flaky"]
+    assert values == [1.0, 2.0, 3.0]
+    assert any(row.batch.source == "sim" for row in ob.query())
