@@ -35,6 +35,15 @@ SOURCE_FAILURES = Counter(
     "bms_gateway_source_failures", "Sources that failed and were restarted", ["source"], registry=metrics.REGISTRY
 )
 
+EXTENSION_FAILURES = Counter(
+    "bms_gateway_extension_failures", "Processor or observer calls that raised", ["name"], registry=metrics.REGISTRY
+)
+
+
+def _name(fn: object) -> str:
+    return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
+
+
 # Modules that extend the runtime (alarms, operations) register an installer here.
 EXTENSIONS: list[Callable[[Runtime], None]] = []
 
@@ -108,7 +117,11 @@ class Runtime:
     def _commit(self, batches: list[Batch]) -> None:
         extra: list[Batch] = []
         for process in self.processors:
-            extra.extend(process(batches))
+            try:
+                extra.extend(process(batches))
+            except Exception:  # a bug in a processor must not cost the data: it is stored regardless
+                EXTENSION_FAILURES.labels(_name(process)).inc()
+                log.exception("processor failed; batches stored without its output", processor=_name(process))
         batches = batches + extra
         t0 = time.perf_counter()
         self.outbox.append(batches)
@@ -116,7 +129,11 @@ class Runtime:
         metrics.batches_stored.inc(len(batches))
         metrics.samples_stored.inc(sum(len(b.samples) for b in batches))
         for observe in self.observers:
-            observe(batches)
+            try:
+                observe(batches)
+            except Exception:
+                EXTENSION_FAILURES.labels(_name(observe)).inc()
+                log.exception("observer failed", observer=_name(observe))
         for runner in self.runners:
             runner.notify()
 

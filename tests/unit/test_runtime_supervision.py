@@ -51,3 +51,35 @@ async def test_failing_source_is_restarted_without_stopping_the_others(tmp_path:
         values += [s.value for s in row.batch.samples if s.rack == "flaky"]
     assert values == [1.0, 2.0, 3.0]
     assert any(row.batch.source == "sim" for row in ob.query())
+
+
+async def test_failing_processor_and_observer_do_not_lose_batches(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(
+        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
+        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
+    )
+    rt = Runtime(load_config(cfg))
+    calls = {"p": 0, "o": 0}
+
+    def bad_processor(batches: list[Batch]) -> list[Batch]:
+        calls["p"] += 1
+        raise ValueError("bug")
+
+    def bad_observer(batches: list[Batch]) -> None:
+        calls["o"] += 1
+        raise ValueError("bug")
+
+    rt.processors.append(bad_processor)
+    rt.observers.append(bad_observer)
+    task = asyncio.create_task(rt.run())
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if calls["p"] >= 5:
+            break
+    rt.request_stop("test")
+    assert await task == 0
+    assert calls["p"] >= 5 and calls["o"] >= 5
+    produced = sum(s.produced for s in rt.sources if hasattr(s, "produced"))
+    ob = Outbox(tmp_path / "s.db")
+    assert ob.stored_samples() == produced > 0
