@@ -37,3 +37,18 @@ sink_dead_lettered = Counter(
 sink_connected = Gauge(
     "bms_gateway_sink_connected", "1 when the sink's last write succeeded", ["sink"], registry=REGISTRY
 )
+sink_write_seconds = Histogram(
+    "bms_gateway_sink_write_seconds",
+    "Duration of one confirmed sink write",
+    ["sink"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
+sink_batches = Counter("bms_gateway_sink_batches", "Confirmed sink writes", ["sink"], registry=REGISTRY)
+sink_auth_failed = Gauge(
+    "bms_gateway_sink_auth_failed", "1 while the server refuses the gateway's credentials", ["sink"], registry=REGISTRY
+)
+store_disk_full = Gauge("bms_gateway_store_disk_full", "1 while the store's disk is full", registry=REGISTRY)
+store_set_aside = Counter(
+    "bms_gateway_store_set_aside_rows", "Rows of a damaged store set aside at start", registry=REGISTRY
+)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from gateway import metrics
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
 
 log = structlog.get_logger("outbox")
@@ -42,6 +43,15 @@ CREATE TABLE IF NOT EXISTS consumers(
     dropped INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deadletter(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stored INTEGER NOT NULL,
+    consumer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    item TEXT NOT NULL
+);
 """
 
 
@@ -82,6 +92,19 @@ class Row:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One item (a line-protocol point, a message) a server rejected, with its reason."""
+
+    id: int
+    stored: int  # when it was set aside, ns
+    consumer: str
+    seq: int  # the outbox row it came from
+    status: int  # the server's status (e.g. HTTP 400)
+    reason: str  # the server's message
+    item: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerState:
     name: str
     acked: int
@@ -114,6 +137,10 @@ class Outbox:
         self.appended_samples = 0
         self.dropped_total: dict[str, int] = {}
         self._in_tx = False
+        # Rows a consumer is writing right now (its first in-flight seq): the budget never drops them
+        # under a write in progress, so "dropped" and "delivered" never count the same sample.
+        self._holds: dict[str, int] = {}
+        self.disk_full = False
         for name in consumers:
             self.add_consumer(name)
 
@@ -124,12 +151,43 @@ class Outbox:
         rows = [(b.created, str(b.kind), b.source, len(b), encode(b)) for b in batches]
         if not rows:
             return self.last_seq()
-        with self._tx():
-            self.db.executemany("INSERT INTO batches(ts, kind, source, n, payload) VALUES (?,?,?,?,?)", rows)
-            last = int(self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()[0])
+        try:
+            last = self._insert(rows)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            # The disk (or the file system quota) is full: free room by the budget rule and try once
+            # more; if it is still full, the batches are counted as dropped, never a crash loop.
+            self.enforce_budget(force_fraction=0.2)
+            try:
+                last = self._insert(rows)
+            except sqlite3.OperationalError as exc2:
+                if not _is_full(exc2):
+                    raise
+                self._count_unstored(sum(r[3] for r in rows))
+                return self.last_seq()
+        if self.disk_full:
+            self.disk_full = False
+            metrics.store_disk_full.set(0)
+            log.info("disk has room again: storing resumed")
         self.appended_samples += sum(r[3] for r in rows)
         self.enforce_budget()
         return last
+
+    def _insert(self, rows: list[tuple[int, str, str, int, bytes]]) -> int:
+        with self._tx():
+            self.db.executemany("INSERT INTO batches(ts, kind, source, n, payload) VALUES (?,?,?,?,?)", rows)
+            return int(self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()[0])
+
+    def _count_unstored(self, samples: int) -> None:
+        names = [r[0] for r in self.db.execute("SELECT name FROM consumers").fetchall()] or ["store"]
+        for name in names:
+            self.dropped_total[name] = self.dropped_total.get(name, 0) + samples
+            metrics.samples_dropped.labels(name, "disk_full").inc(samples)
+        if not self.disk_full:
+            self.disk_full = True
+            metrics.store_disk_full.set(1)
+        log.error("disk full: batches could not be stored", samples=samples, path=str(self.path))
 
     def add_consumer(self, name: str, *, from_start: bool = False) -> None:
         """Register a consumer; a new one starts at the current end (or the oldest row)."""
@@ -142,6 +200,13 @@ class Outbox:
         """Record that `consumer` has delivered every row up to and including `seq`."""
         self.db.execute("UPDATE consumers SET acked=max(acked, ?) WHERE name=?", (seq, consumer))
 
+    def hold(self, consumer: str, first_seq: int) -> None:
+        """`consumer` is writing rows from `first_seq` on: the budget must not drop them meanwhile."""
+        self._holds[consumer] = first_seq
+
+    def release(self, consumer: str) -> None:
+        self._holds.pop(consumer, None)
+
     # -- reading -------------------------------------------------------------------------------
 
     def acked(self, consumer: str) -> int:
@@ -150,15 +215,18 @@ class Outbox:
             raise KeyError(consumer)
         return int(row[0])
 
-    def read(self, after: int, *, max_samples: int = 5000, max_rows: int = 1000) -> list[Row]:
-        """Rows after sequence `after`, in order, up to about `max_samples` samples (at least one row)."""
+    def read(
+        self, after: int, *, max_samples: int = 5000, max_rows: int = 1000, at_least_one: bool = True
+    ) -> list[Row]:
+        """Rows after sequence `after`, in order, up to `max_samples` samples (at least one row, unless
+        `at_least_one` is false and the first row alone is larger)."""
         out: list[Row] = []
         total = 0
         cur = self.db.execute(
             "SELECT seq, ts, n, payload FROM batches WHERE seq > ? ORDER BY seq LIMIT ?", (after, max_rows)
         )
         for seq, ts, n, payload in cur:
-            if out and total + n > max_samples:
+            if (out or not at_least_one) and total + n > max_samples:
                 break
             out.append(Row(seq, ts, decode(payload)))
             total += n
@@ -172,6 +240,13 @@ class Outbox:
     def first_seq(self) -> int:
         row = self.db.execute("SELECT min(seq) FROM batches").fetchone()
         return 0 if row[0] is None else int(row[0])
+
+    def pending(self, after: int) -> tuple[int, int, int | None]:
+        """(rows, samples, creation time of the oldest row) after sequence `after`."""
+        rows, samples, oldest = self.db.execute(
+            "SELECT count(*), coalesce(sum(n), 0), min(ts) FROM batches WHERE seq > ?", (after,)
+        ).fetchone()
+        return int(rows), int(samples), None if oldest is None else int(oldest)
 
     def consumers(self) -> list[ConsumerState]:
         out = []
@@ -204,9 +279,16 @@ class Outbox:
 
     # -- retention -----------------------------------------------------------------------------
 
-    def enforce_budget(self) -> int:
-        """Drop the oldest rows past the disk budget or the retention age; return samples dropped."""
+    def enforce_budget(self, force_fraction: float = 0.0) -> int:
+        """Drop the oldest rows past the disk budget or the retention age; return samples dropped.
+
+        `force_fraction` frees that share of the stored rows even within budget (disk full)."""
         dropped = 0
+        if force_fraction > 0:
+            total = int(self.db.execute("SELECT coalesce(sum(length(payload) + 40), 0) FROM batches").fetchone()[0])
+            cut = self._seq_freeing(int(total * force_fraction))
+            if cut:
+                dropped += self._drop_through(cut, "disk_full")
         if self.retention_ns is not None:
             cutoff = time.time_ns() - self.retention_ns
             row = self.db.execute("SELECT max(seq) FROM batches WHERE ts < ?", (cutoff,)).fetchone()
@@ -231,6 +313,10 @@ class Outbox:
         return cut
 
     def _drop_through(self, cut: int, reason: str) -> int:
+        if self._holds:
+            cut = min(cut, min(self._holds.values()) - 1)  # never under a write in progress
+            if cut <= 0:
+                return 0
         total = 0
         with self._tx():
             for name, acked in self.db.execute("SELECT name, acked FROM consumers").fetchall():
@@ -244,10 +330,41 @@ class Outbox:
                 self.db.execute("UPDATE consumers SET acked=?, dropped=dropped+? WHERE name=?", (cut, lost, name))
                 if lost:
                     self.dropped_total[name] = self.dropped_total.get(name, 0) + lost
+                    metrics.samples_dropped.labels(name, reason).inc(lost)
                     log.warning("samples dropped", consumer=name, samples=lost, reason=reason, through_seq=cut)
                 total += lost
             self.db.execute("DELETE FROM batches WHERE seq <= ?", (cut,))
         return total
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    def add_dead_letters(self, consumer: str, seq: int, status: int, reason: str, items: Iterable[str]) -> int:
+        now = time.time_ns()
+        rows = [(now, consumer, seq, status, reason, item) for item in items]
+        with self._tx():
+            self.db.executemany(
+                "INSERT INTO deadletter(stored, consumer, seq, status, reason, item) VALUES (?,?,?,?,?,?)", rows
+            )
+        return len(rows)
+
+    def dead_letters(self, consumer: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+        sql = "SELECT id, stored, consumer, seq, status, reason, item FROM deadletter"
+        args: list[object] = []
+        if consumer is not None:
+            sql += " WHERE consumer=?"
+            args.append(consumer)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [DeadLetter(*row) for row in self.db.execute(sql, args)]
+
+    def remove_dead_letters(self, ids: Iterable[int]) -> int:
+        with self._tx():
+            n = 0
+            for i in ids:
+                n += self.db.execute("DELETE FROM deadletter WHERE id=?", (i,)).rowcount
+        return n
 
     # -- misc ----------------------------------------------------------------------------------
 
@@ -284,3 +401,7 @@ class Outbox:
 
     def _tx(self) -> Outbox._Tx:
         return Outbox._Tx(self)
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)

@@ -8,12 +8,33 @@ counters are shared policy in `gateway.sinks.runner`, written once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway.errors import SinkError
 from gateway.outbox import Row
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One item the server refused for good (e.g. a point with a field-type conflict)."""
+
+    seq: int  # the outbox row it came from
+    status: int  # the server's status code
+    reason: str  # the server's message
+    item: str  # the item as sent (a line-protocol line, a JSON message)
+
+
+class SinkAuthError(SinkError):
+    """The server refuses the gateway's credentials (HTTP 401/403, MQTT not authorised).
+
+    The data is kept; the runner logs loudly and raises a gateway alarm until writes succeed again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry=False)
 
 
 class Sink(Protocol):
@@ -22,8 +43,9 @@ class Sink(Protocol):
     async def open(self) -> None:
         """Connect (raise SinkError when the server cannot be reached; the runner retries)."""
 
-    async def write(self, rows: Sequence[Row]) -> None:
-        """Deliver rows in order; return only when the server confirmed every one."""
+    async def write(self, rows: Sequence[Row]) -> Sequence[Rejected]:
+        """Deliver rows in order; return only when the server confirmed every one, except the items
+        it rejected for good, which are returned (the runner keeps them in the dead-letter table)."""
 
     async def close(self) -> None:
         """Flush and disconnect (clean stop)."""

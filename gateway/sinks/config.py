@@ -25,6 +25,9 @@ class InfluxSinkConfig(SinkBase):
     precision: Literal["s", "ms", "us", "ns"] = Field("ms", description="Timestamp precision of writes")
     gzip: bool = Field(True, description="Compress writes with gzip")
     timeout: float = Field(10.0, gt=0, description="Seconds per write request")
+    clock_guard: bool = Field(
+        True, description="Tag points clock_step=<n> when the clock stepped back, so no stored point is overwritten"
+    )
 
 
 class MqttSinkConfig(SinkBase):
@@ -46,3 +49,10 @@ class MqttSinkConfig(SinkBase):
     password_file: Path | None = Field(None, description="File holding the password")
     password_credential: str | None = Field(None, description="systemd credential name holding the password")
     keepalive: int = Field(30, ge=5, description="Keepalive seconds")
+    clean_session: bool = Field(
+        False, description="false: persistent session, the broker keeps QoS 1 messages for subscribers"
+    )
+    timeout: float = Field(10.0, gt=0, description="Seconds to connect and to wait for the PUBACKs of one batch")
+    retain_state: bool = Field(True, description="Publish the retained per-rack state topic")
+    ha_discovery: bool = Field(False, description="Publish Home Assistant MQTT discovery for rack-level quantities")
+    ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")

@@ -1,1 +1,109 @@
-"""Placeholder until its issue lands; registers nothing yet."""
+"""InfluxDB sink: line protocol through influxdb-client's v2 write API (InfluxDB 2.x, 3.x, the 1.8+
+compatibility endpoint, VictoriaMetrics).
+
+Each write is one synchronous HTTP request run in a worker thread, so the status code of every
+request is known: 204 acknowledges, anything else goes through `gateway.sinks.delivery`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from gateway.configbase import read_secret
+from gateway.lineproto import encode_batch
+from gateway.outbox import Row
+from gateway.sinks.base import Rejected, register_sink
+from gateway.sinks.clock import ClockGuard
+from gateway.sinks.config import InfluxSinkConfig
+from gateway.sinks.delivery import Item, Response, deliver
+
+if TYPE_CHECKING:
+    from gateway.config import LoadedConfig
+
+log = structlog.get_logger("sink.influxdb")
+
+
+def render(rows: Sequence[Row], site: str, precision: str) -> list[Item]:
+    """(seq, line) for every point of the rows, in order."""
+    return [(row.seq, line) for row in rows for line in encode_batch(row.batch, site, precision)]
+
+
+class InfluxSink:
+    def __init__(self, name: str, cfg: InfluxSinkConfig, site: str, base_dir: Any = None) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.site = site
+        self._client: Any = None
+        self._write_api: Any = None
+        self.guard = ClockGuard(name) if cfg.clock_guard else None
+        ca = cfg.ca_file
+        if ca is not None and base_dir is not None and not ca.is_absolute():
+            ca = base_dir / ca
+        self._ca = ca
+
+    def __repr__(self) -> str:
+        return f"InfluxSink(name={self.name!r}, url={self.cfg.url!r}, bucket={self.cfg.bucket!r})"
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        token = read_secret(self.cfg.token, self.cfg.token_file, self.cfg.token_credential)
+        kwargs: dict[str, Any] = {"verify_ssl": self.cfg.verify_tls, "retries": False}
+        if self._ca is not None:
+            kwargs["ssl_ca_cert"] = str(self._ca)
+        if self.cfg.org:
+            kwargs["org"] = self.cfg.org
+        self._client = InfluxDBClient(
+            url=self.cfg.url,
+            token=token.get_secret_value() if token is not None else "",
+            timeout=int(self.cfg.timeout * 1000),
+            enable_gzip=self.cfg.gzip,
+            **kwargs,
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    async def write(self, rows: Sequence[Row]) -> list[Rejected]:
+        items = render(rows, self.site, self.cfg.precision)
+        if not items:
+            return []
+        if self.guard is None:
+            return await asyncio.to_thread(deliver, items, self._post)
+        items, state = self.guard.apply(items)
+        rejected = await asyncio.to_thread(deliver, items, self._post)
+        self.guard.commit(state)
+        return rejected
+
+    def _post(self, items: Sequence[Item]) -> Response:
+        """One HTTP request (in a worker thread); every outcome becomes a Response."""
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
+        body = "\n".join(line for _seq, line in items)
+        try:
+            self._write_api.write(
+                bucket=self.cfg.bucket, org=self.cfg.org, record=body, write_precision=self.cfg.precision
+            )
+        except ApiException as exc:
+            headers: Any = exc.headers or {}
+            data = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+            return Response(int(exc.status or 0), data, headers.get("Retry-After"))
+        except (HTTPError, OSError) as exc:
+            return Response(0, f"{type(exc).__name__}: {exc}"[:300])
+        return Response(204)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+
+@register_sink("influxdb")
+def build(name: str, cfg: InfluxSinkConfig, loaded: LoadedConfig) -> InfluxSink:
+    return InfluxSink(name, cfg, loaded.config.site.name, loaded.base_dir)

@@ -1,1 +1,148 @@
-"""Placeholder until its issue lands; registers nothing yet."""
+"""MQTT sink (aiomqtt): telemetry, retained state, availability and alarms under `<prefix>/<site>/`.
+
+A write returns when the broker acknowledged every QoS 1 message (PUBACK). The gateway status topic
+is `online` after connect, `offline` on a clean stop and, as the Last Will, when the gateway dies.
+The session is persistent (clean_session false) so subscribers with persistent sessions get every
+QoS 1 message; delivery is at-least-once (a batch retried after a broker outage may arrive twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiomqtt
+import structlog
+
+from gateway.configbase import credential_path, read_secret
+from gateway.errors import SinkError
+from gateway.outbox import Row
+from gateway.sinks.base import Rejected, SinkAuthError, register_sink
+from gateway.sinks.config import MqttSinkConfig
+from gateway.sinks.mqttpayloads import Message, MqttState, Topics, discovery, render_rows
+
+if TYPE_CHECKING:
+    from gateway.config import LoadedConfig
+
+log = structlog.get_logger("sink.mqtt")
+
+MAX_INFLIGHT = 100
+
+
+class MqttSink:
+    def __init__(self, name: str, cfg: MqttSinkConfig, site: str, base_dir: Path | None = None) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.site = site
+        self.base_dir = base_dir
+        self.topics = Topics(cfg.prefix, site, cfg.qos)
+        self.state = MqttState()
+        self.client_id = cfg.client_id or f"bms-gateway-{site}-{name}"
+        self._client: aiomqtt.Client | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._announced: dict[str, set[str]] = {}  # rack → quantities with a discovery config sent
+
+    def __repr__(self) -> str:
+        return f"MqttSink(name={self.name!r}, host={self.cfg.host!r}, port={self.cfg.port})"
+
+    def _path(self, p: Path | None) -> str | None:
+        if p is None:
+            return None
+        return str(p if p.is_absolute() or self.base_dir is None else self.base_dir / p)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.cfg.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=self._path(self.cfg.ca_file))  # verification on
+        key = credential_path(self.cfg.key_file, self.cfg.key_credential)
+        if self.cfg.cert_file is not None:
+            ctx.load_cert_chain(self._path(self.cfg.cert_file) or "", self._path(key))
+        return ctx
+
+    def _make_client(self) -> aiomqtt.Client:
+        password = read_secret(self.cfg.password, self.cfg.password_file, self.cfg.password_credential)
+        return aiomqtt.Client(
+            self.cfg.host,
+            self.cfg.port,
+            identifier=self.client_id,
+            username=self.cfg.username,
+            password=password.get_secret_value() if password is not None else None,
+            clean_session=self.cfg.clean_session,
+            keepalive=self.cfg.keepalive,
+            timeout=self.cfg.timeout,
+            tls_context=self._tls_context(),
+            max_inflight_messages=MAX_INFLIGHT,
+            will=aiomqtt.Will(self.topics.gateway_status, b"offline", qos=1, retain=True),
+        )
+
+    async def open(self) -> None:
+        await self._disconnect()
+        stack = contextlib.AsyncExitStack()
+        client = self._make_client()
+        try:
+            await stack.enter_async_context(client)
+        except aiomqtt.MqttCodeError as exc:
+            await stack.aclose()
+            if exc.rc in (4, 5, 134, 135):  # bad user name or password / not authorised
+                raise SinkAuthError(f"broker refused the connection: {exc}") from None
+            raise SinkError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from None
+        except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
+            await stack.aclose()
+            raise SinkError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from None
+        self._client, self._stack = client, stack
+        self._announced = {}
+        # Online, and the retained alarm lists re-published so they stay current after an outage.
+        hello = [Message(self.topics.gateway_status, b"online", 1, True)]
+        hello += [Message(self.topics.rack(r, "alarms/active"), p, 1, True) for r, p in self.state.active.items()]
+        await self._publish(hello)
+        log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.client_id)
+
+    async def write(self, rows: Sequence[Row]) -> list[Rejected]:
+        msgs = render_rows(rows, self.topics, self.state, self.cfg.retain_state)
+        if self.cfg.ha_discovery:
+            msgs = self._discovery() + msgs
+        await self._publish(msgs)
+        return []
+
+    def _discovery(self) -> list[Message]:
+        out: list[Message] = []
+        for rack, seen in self.state.quantities.items():
+            done = self._announced.setdefault(rack, set())
+            new = seen - done
+            if new:
+                out += discovery(self.topics, self.cfg.ha_prefix, rack, sorted(new))
+                done |= new
+        return out
+
+    async def _publish(self, msgs: Sequence[Message]) -> None:
+        """Publish in order; return when every QoS 1/2 message was acknowledged (PUBACK)."""
+        client = self._client
+        if client is None:
+            raise SinkError("not connected")
+        try:
+            async with asyncio.timeout(self.cfg.timeout):
+                await asyncio.gather(*(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in msgs))
+        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+            raise SinkError(f"publish failed: {exc or type(exc).__name__}") from None
+
+    async def _disconnect(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+
+    async def close(self) -> None:
+        """Clean stop: `offline` on the status topic, then a normal DISCONNECT (no Last Will)."""
+        if self._client is not None:
+            with contextlib.suppress(SinkError):
+                await self._publish([Message(self.topics.gateway_status, b"offline", 1, True)])
+        await self._disconnect()
+
+
+@register_sink("mqtt")
+def build(name: str, cfg: MqttSinkConfig, loaded: LoadedConfig) -> MqttSink:
+    return MqttSink(name, cfg, loaded.config.site.name, loaded.base_dir)

@@ -1,7 +1,12 @@
 """The sink runner: the shared delivery policy, written once for every sink.
 
 It reads its sink's cursor in the outbox, batches rows by size and age, writes, acknowledges only
-what the sink confirmed, backs off with jitter while the server is down, and catches up in order.
+what the sink confirmed, backs off with jitter while the server is down (honouring `Retry-After`),
+and catches up in order when it returns. Each sink has its own runner and cursor, so a sink that is
+down never holds back the others.
+
+Latency and throughput: a partial batch waits at most `batch_max_age` seconds for more rows; a full
+batch (a backlog after an outage) is written at once, one after the other, at full speed.
 """
 
 from __future__ import annotations
@@ -9,16 +14,46 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Sequence
 
 import structlog
 
 from gateway import metrics
 from gateway.configbase import SinkBase
 from gateway.errors import SinkError
-from gateway.outbox import Outbox
-from gateway.sinks.base import Sink
+from gateway.model import Batch, BatchKind
+from gateway.outbox import Outbox, Row
+from gateway.sinks.base import Rejected, Sink, SinkAuthError
 
 log = structlog.get_logger("sink")
+
+METRICS_EVERY = 1.0  # seconds between pending/lag refreshes while idle
+RETRY_AFTER_MAX = 3600.0  # a server's Retry-After is honoured up to an hour
+
+
+def batch_wait(samples: int, oldest_age: float, max_samples: int, max_age: float, draining: bool) -> float:
+    """Seconds to wait for more rows before writing what is buffered (0: write now)."""
+    if samples >= max_samples or draining:
+        return 0.0
+    return max(0.0, max_age - oldest_age)
+
+
+def retry_delay(backoff: float, retry_after: float | None, rand: float) -> float:
+    """Delay before the next attempt: the server's Retry-After when it gave one, else jittered backoff.
+
+    `rand` is uniform in [0, 1): the delay is in [backoff/2, backoff) so that many gateways
+    restarting together do not hammer a recovering server in step."""
+    if retry_after is not None:
+        return min(max(0.0, retry_after), RETRY_AFTER_MAX)
+    return backoff * (0.5 + rand / 2)
+
+
+def next_backoff(backoff: float, maximum: float) -> float:
+    return min(maximum, backoff * 2)
+
+
+def count(rows: Sequence[Row]) -> int:
+    return sum(len(r.batch) for r in rows)
 
 
 class SinkRunner:
@@ -29,8 +64,16 @@ class SinkRunner:
         self.cfg = cfg
         self._wake = asyncio.Event()
         self.connected = False
+        self.draining = False
+        self.failures = 0  # consecutive failed attempts
+        self.last_error = ""
+        self.delivered = 0
+        self.dead_lettered = 0
+        self.auth_alarm = False
         outbox.add_consumer(name)
         self.position = outbox.acked(name)
+        self._log = log.bind(sink=name)
+        self._buffer: list[Row] = []
 
     def notify(self) -> None:
         """New rows were committed."""
@@ -41,39 +84,167 @@ class SinkRunner:
 
     async def run(self) -> None:
         backoff = self.cfg.backoff_initial
-        log_ = log.bind(sink=self.name)
+        self.refresh_metrics()
         while True:
             try:
                 if not self.connected:
                     await self.sink.open()
                     self.connected = True
                     metrics.sink_connected.labels(self.name).set(1)
-                    log_.info("sink connected")
-                rows = self.outbox.read(self.position, max_samples=self.cfg.batch_max_samples)
-                if not rows:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                await self.sink.write(rows)
+                    if not self.failures:
+                        self._log.info("sink connected", pending_samples=self.outbox.pending(self.position)[1])
+                rows = await self._next_batch()
+                await self._write(rows)
             except SinkError as exc:
-                if self.connected:
-                    log_.warning("sink write failed", error=str(exc))
-                self.connected = False
-                metrics.sink_connected.labels(self.name).set(0)
-                metrics.sink_retries.labels(self.name).inc()
-                delay = exc.retry_after if exc.retry_after is not None else backoff * random.uniform(0.5, 1.0)
-                backoff = min(self.cfg.backoff_max, backoff * 2)
-                await asyncio.sleep(delay)
+                self._buffer = []  # re-read after the pause: the budget may have dropped rows meanwhile
+                delay = retry_delay(backoff, exc.retry_after, random.random())
+                if not exc.retry:
+                    delay = max(delay, self.cfg.backoff_max)
+                self._failed(exc, delay)
+                backoff = next_backoff(backoff, self.cfg.backoff_max)
+                await self._sleep(delay)
                 continue
             backoff = self.cfg.backoff_initial
-            last = rows[-1].seq
-            self.outbox.ack(self.name, last)
-            self.position = last
-            metrics.sink_delivered.labels(self.name).inc(sum(len(r.batch) for r in rows))
-            metrics.sink_lag.labels(self.name).set(max(0.0, (time.time_ns() - rows[-1].ts) / 1e9))
+
+    async def _next_batch(self) -> list[Row]:
+        """Wait for rows and gather them until the batch is full or its oldest row is old enough."""
+        while True:
+            self._sync_cursor()
+            have = count(self._buffer)
+            after = self._buffer[-1].seq if self._buffer else self.position
+            room = self.cfg.batch_max_samples - have
+            if room > 0:
+                more = self.outbox.read(after, max_samples=room, at_least_one=not self._buffer)
+                self._buffer.extend(more)
+                have += count(more)
+            if not self._buffer:
+                await self._idle(METRICS_EVERY)
+                continue
+            age = (time.time_ns() - self._buffer[0].ts) / 1e9
+            full = have >= self.cfg.batch_max_samples or (room > 0 and self._backlog_after(self._buffer[-1].seq))
+            wait = batch_wait(have, age, self.cfg.batch_max_samples, self.cfg.batch_max_age, self.draining or full)
+            if wait <= 0:
+                rows, self._buffer = self._buffer, []
+                return rows
+            await self._idle(wait)
+
+    def _backlog_after(self, seq: int) -> bool:
+        """More rows than fit are already stored: a backlog, so write now (full-speed drain)."""
+        return self.outbox.last_seq() > seq
+
+    def _sync_cursor(self) -> None:
+        """The store's budget may have moved the cursor past rows it dropped (counted there)."""
+        acked = self.outbox.acked(self.name)
+        if acked > self.position:
+            self._log.warning("cursor moved by the store budget", from_seq=self.position, to_seq=acked)
+            self.position = acked
+            self._buffer = [r for r in self._buffer if r.seq > acked]
+
+    async def _idle(self, timeout: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            self.refresh_metrics()
+
+    async def _sleep(self, delay: float) -> None:
+        """Back off; metrics keep moving meanwhile so an outage shows as a growing lag."""
+        deadline = time.monotonic() + delay
+        while True:
+            self.refresh_metrics()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, METRICS_EVERY))
+
+    async def _write(self, rows: list[Row]) -> None:
+        self.outbox.hold(self.name, rows[0].seq)
+        t0 = time.perf_counter()
+        try:
+            rejected = await self.sink.write(rows)
+        finally:
+            self.outbox.release(self.name)
+        metrics.sink_write_seconds.labels(self.name).observe(time.perf_counter() - t0)
+        last = rows[-1].seq
+        if rejected:
+            self._dead_letter(rejected)
+        self.outbox.ack(self.name, last)
+        self.position = last
+        n = count(rows)
+        self.delivered += n
+        metrics.sink_delivered.labels(self.name).inc(n)
+        metrics.sink_batches.labels(self.name).inc()
+        if self.auth_alarm:
+            self._auth_alarm(False, "")
+        if self.failures:
+            self._log.info("sink delivering again", after_failures=self.failures)
+            self.failures = 0
+            self.last_error = ""
+            metrics.sink_connected.labels(self.name).set(1)
+        self.refresh_metrics()
+
+    def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
+        """Keep what the server refused for good, with its reason, so the stream goes on."""
+        for r in rejected:
+            self.outbox.add_dead_letters(self.name, r.seq, r.status, r.reason, [r.item])
+        self.dead_lettered += len(rejected)
+        metrics.sink_dead_lettered.labels(self.name).inc(len(rejected))
+        first = rejected[0]
+        self._log.error(
+            "server rejected points; kept in the dead-letter table",
+            points=len(rejected),
+            status=first.status,
+            reason=first.reason,
+        )
+
+    def _auth_alarm(self, active: bool, message: str) -> None:
+        """A gateway alarm (rack `gateway`) while the server refuses the credentials."""
+        self.auth_alarm = active
+        metrics.sink_auth_failed.labels(self.name).set(1 if active else 0)
+        rec: dict[str, object] = {
+            "type": "event",
+            "ts": time.time_ns(),
+            "rack": "gateway",
+            "alarm_id": f"sink_auth_failed.{self.name}",
+            "severity": "critical",
+            "state": "active_unack" if active else "rtn_unack",
+            "previous": "normal" if active else "active_unack",
+            "message": message or f"sink {self.name} accepts the credentials again",
+            "value": None,
+            "rule": "sink_auth",
+            "user": None,
+            "reason": None,
+        }
+        batch = Batch("sinks", [], kind=BatchKind.ALARM, device="gateway", records=[rec])
+        self.outbox.append([batch])
+        if active:
+            self._log.critical("server refuses the gateway's credentials; data kept until fixed", error=message)
+        else:
+            self._log.info("server accepts the credentials again")
+
+    def _failed(self, exc: SinkError, delay: float) -> None:
+        if isinstance(exc, SinkAuthError) and not self.auth_alarm:
+            self._auth_alarm(True, f"sink {self.name}: {exc}")
+        metrics.sink_retries.labels(self.name).inc()
+        metrics.sink_connected.labels(self.name).set(0)
+        self.failures += 1
+        msg = str(exc)
+        if self.failures == 1 or msg != self.last_error or not exc.retry:
+            # Logged when the failure starts or changes, not on every retry.
+            level = self._log.error if not exc.retry else self._log.warning
+            level("sink write failed; data kept, retrying", error=msg, retry_in=round(delay, 2))
+        self.last_error = msg
+        self.connected = False  # the next attempt opens again (a sink's open() is idempotent)
+
+    def refresh_metrics(self) -> None:
+        _rows, samples, oldest = self.outbox.pending(self.position)
+        metrics.sink_pending.labels(self.name).set(samples)
+        lag = 0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
+        metrics.sink_lag.labels(self.name).set(lag)
 
     async def drain(self, timeout: float) -> bool:
-        """Wait until every committed row is delivered or the timeout passes."""
+        """Write partial batches at once and wait until every committed row is delivered or the timeout passes."""
+        self.draining = True
         deadline = time.monotonic() + timeout
         while not self.caught_up() and time.monotonic() < deadline:
             self.notify()

@@ -1,0 +1,69 @@
+"""Guard against a wall clock that steps backwards: a point must never overwrite a stored one.
+
+InfluxDB overwrites a point with the same series and time. When the gateway's clock steps back, new
+points could land on the times of points already written. The guard remembers, per series, the
+newest time written; a point at or before it is written with an extra tag `clock_step=<n>` (a new
+series), so nothing is overwritten and the step is visible. The step is logged once per series.
+
+The guard's state only moves when a write was confirmed (`commit`), so a retried batch renders the
+same lines again and overwrites itself, which is what makes retries exactly-once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import structlog
+
+log = structlog.get_logger("sink.clock")
+
+_SPACE = re.compile(r"(?<!\\) ")
+
+Item = tuple[int, str]
+
+
+def split_line(line: str) -> tuple[str, str, int]:
+    """(series key, fields, time) of a line-protocol line."""
+    key, rest = _SPACE.split(line, maxsplit=1)
+    fields, ts = rest.rsplit(" ", 1)
+    return key, fields, int(ts)
+
+
+class ClockGuard:
+    def __init__(self, sink: str) -> None:
+        self.sink = sink
+        self.newest: dict[str, int] = {}  # series → newest untagged time written
+        self.steps = 0  # clock steps seen so far
+        self.stepped: dict[str, int] = {}  # series → step number it is tagged with now
+
+    def apply(self, items: Sequence[Item]) -> tuple[list[Item], tuple[dict[str, int], int, dict[str, int]]]:
+        """Lines to write and the state to `commit` once the server confirmed them."""
+        newest = dict(self.newest)
+        stepped = dict(self.stepped)
+        steps = self.steps
+        out: list[Item] = []
+        for seq, line in items:
+            key, fields, ts = split_line(line)
+            top = newest.get(key)
+            if top is None or ts > top:
+                newest[key] = ts
+                stepped.pop(key, None)
+                out.append((seq, line))
+                continue
+            if key not in stepped:
+                steps += 1
+                stepped[key] = steps
+                log.warning(
+                    "clock stepped backwards: points tagged clock_step",
+                    sink=self.sink,
+                    series=key,
+                    newest=top,
+                    now=ts,
+                    step=steps,
+                )
+            out.append((seq, f"{key},clock_step={stepped[key]} {fields} {ts}"))
+        return out, (newest, steps, stepped)
+
+    def commit(self, state: tuple[dict[str, int], int, dict[str, int]]) -> None:
+        self.newest, self.steps, self.stepped = state

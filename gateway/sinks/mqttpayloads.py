@@ -1,0 +1,190 @@
+"""MQTT topics and payloads (pure): what one batch of outbox rows becomes on the broker.
+
+<prefix>/<site>/<rack>/telemetry       JSON per rack per stored batch        QoS cfg, not retained
+<prefix>/<site>/<rack>/state           latest value of every quantity       retained
+<prefix>/<site>/<rack>/availability    online | offline                     retained
+<prefix>/<site>/<rack>/alarms/events   one JSON alarm event per message     QoS 1, not retained
+<prefix>/<site>/<rack>/alarms/active   JSON list of the active alarms       retained
+<prefix>/<site>/gateway/status         online | offline (Last Will)         retained
+<prefix>/<site>/gateway/info           the gateway's latest status record   retained
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.catalog import Kind, Level, lookup
+from gateway.model import Batch, BatchKind, DeviceState, Sample
+from gateway.outbox import Row
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def dumps(doc: object) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str).encode()
+
+
+def clean(value: object) -> object:
+    """JSON has no NaN or infinity: such a value is sent as null (its quality says why)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
+
+
+def sample_doc(s: Sample) -> dict[str, object]:
+    doc: dict[str, object] = {"ts": s.ts, "q": s.quantity, "v": clean(s.value), "u": s.unit, "ql": s.quality}
+    if s.module is not None:
+        doc["m"] = s.module
+    if s.cell is not None:
+        doc["c"] = s.cell
+    if s.device_ts is not None:
+        doc["dts"] = s.device_ts
+    return doc
+
+
+def state_key(s: Sample) -> str:
+    """Key of a quantity in the state document: `soc`, `module_voltage/2`, `cell_voltage/2/7`."""
+    key = s.quantity
+    if s.module is not None:
+        key += f"/{s.module}"
+    if s.cell is not None:
+        key += f"/{s.cell}" if s.module is not None else f"/-/{s.cell}"
+    return key
+
+
+@dataclass
+class Topics:
+    prefix: str
+    site: str
+    qos: int = 1
+
+    def rack(self, rack: str, leaf: str) -> str:
+        return f"{self.prefix}/{self.site}/{rack or 'unknown'}/{leaf}"
+
+    @property
+    def gateway_status(self) -> str:
+        return f"{self.prefix}/{self.site}/gateway/status"
+
+    @property
+    def gateway_info(self) -> str:
+        return f"{self.prefix}/{self.site}/gateway/info"
+
+
+@dataclass
+class MqttState:
+    """What the sink remembers between writes: the latest values and the latest active alarms per rack."""
+
+    values: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
+    active: dict[str, bytes] = field(default_factory=dict)  # rack → retained alarms/active payload
+    quantities: dict[str, set[str]] = field(default_factory=dict)  # rack → rack-level quantities seen
+
+
+def render_rows(rows: Sequence[Row], topics: Topics, state: MqttState, retain_state: bool = True) -> list[Message]:
+    """Messages for the rows, in order; updates `state` (latest values, active alarms)."""
+    out: list[Message] = []
+    touched: list[str] = []
+    for row in rows:
+        b = row.batch
+        if b.kind == BatchKind.SAMPLES:
+            out += _telemetry(row.seq, b, topics, state, touched)
+        elif b.kind == BatchKind.ALARM:
+            out += _alarms(b, topics, state)
+        else:
+            out += [Message(topics.gateway_info, dumps({"site": topics.site, **r}), 1, True) for r in b.records]
+        if b.status is not None and b.status.state != DeviceState.STARTING:
+            online = "offline" if b.status.state == DeviceState.OFFLINE else "online"
+            out.append(Message(topics.rack(b.status.device, "availability"), online.encode(), 1, True))
+    if retain_state:
+        for rack in touched:
+            doc = {"site": topics.site, "rack": rack, "values": state.values[rack]}
+            out.append(Message(topics.rack(rack, "state"), dumps(doc), 1, True))
+    return out
+
+
+def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: list[str]) -> list[Message]:
+    by_rack: dict[str, list[Sample]] = {}
+    for s in b.samples:
+        by_rack.setdefault(s.rack, []).append(s)
+    out = []
+    for rack, samples in by_rack.items():
+        doc = {
+            "seq": seq,
+            "site": topics.site,
+            "rack": rack,
+            "source": b.source,
+            "samples": [sample_doc(s) for s in samples],
+        }
+        out.append(Message(topics.rack(rack, "telemetry"), dumps(doc), topics.qos, False))
+        values = state.values.setdefault(rack, {})
+        seen = state.quantities.setdefault(rack, set())
+        for s in samples:
+            values[state_key(s)] = {"v": clean(s.value), "u": s.unit, "ql": s.quality, "ts": s.ts}
+            if s.module is None and s.cell is None:
+                seen.add(s.quantity)
+        if rack not in touched:
+            touched.append(rack)
+    return out
+
+
+def _alarms(b: Batch, topics: Topics, state: MqttState) -> list[Message]:
+    out = []
+    for rec in b.records:
+        rack = str(rec.get("rack") or b.device or "gateway")
+        doc = {"site": topics.site, **{k: clean(v) for k, v in rec.items()}}
+        if rec.get("type") == "active":
+            payload = dumps(doc)
+            state.active[rack] = payload
+            out.append(Message(topics.rack(rack, "alarms/active"), payload, 1, True))
+        else:
+            out.append(Message(topics.rack(rack, "alarms/events"), dumps(doc), 1, False))
+    return out
+
+
+# -- Home Assistant MQTT discovery ----------------------------------------------------------------
+
+_DEVICE_CLASS = {"V": "voltage", "A": "current", "W": "power", "°C": "temperature", "Wh": "energy", "%": None}
+
+
+def discovery(topics: Topics, ha_prefix: str, rack: str, quantities: Sequence[str]) -> list[Message]:
+    """Retained discovery configs for the rack-level numeric quantities of a rack (sensors)."""
+    out = []
+    device = {
+        "identifiers": [f"bms-gateway-{topics.site}-{rack}"],
+        "name": f"{topics.site} {rack}",
+        "manufacturer": "bms-gateway",
+        "model": "battery rack",
+    }
+    for name in sorted(quantities):
+        q = lookup(name)
+        if q is None or q.level != Level.RACK or q.kind not in (Kind.NUMBER, Kind.BOOL):
+            continue
+        object_id = f"{topics.site}_{rack}_{name}".replace(".", "_").replace("-", "_")
+        cfg: dict[str, object] = {
+            "name": name.replace("_", " "),
+            "unique_id": f"bms_gateway_{object_id}",
+            "object_id": object_id,
+            "state_topic": topics.rack(rack, "state"),
+            "value_template": "{{ value_json['values'][" + json.dumps(name) + "]['v'] }}",
+            "availability": [{"topic": topics.gateway_status}, {"topic": topics.rack(rack, "availability")}],
+            "availability_mode": "all",
+            "device": device,
+        }
+        if q.unit:
+            cfg["unit_of_measurement"] = q.unit
+        dc = _DEVICE_CLASS.get(q.unit)
+        if name in ("soc", "soh"):
+            dc = "battery"
+        if dc:
+            cfg["device_class"] = dc
+        if q.kind == Kind.NUMBER:
+            cfg["state_class"] = "total_increasing" if dc == "energy" else "measurement"
+        out.append(Message(f"{ha_prefix}/sensor/{object_id}/config", dumps(cfg), 1, True))
+    return out
