@@ -2,6 +2,11 @@
 
 Shutdown (SIGTERM, SIGINT): stop the sources, drain the queue into the outbox, let every sink
 catch up within the grace period, close, exit 0. A second SIGINT forces exit.
+
+Reload (SIGHUP): load and validate the file again; if it is invalid, log every problem (file:line:col)
+and keep running as before; if it is valid, restart only the sources and sinks whose configuration
+changed (see gateway.ops.reload). The queue, the pipeline and the outbox are never stopped, so the
+other sources' streams have no gap and nothing emitted is lost.
 """
 
 from __future__ import annotations
@@ -18,12 +23,22 @@ import structlog
 from prometheus_client import Counter
 
 from gateway import metrics
-from gateway.config import LoadedConfig
+from gateway.config import LoadedConfig, load_config
+from gateway.errors import ConfigError
 from gateway.model import Batch
+from gateway.ops.reload import (
+    ReloadResult,
+    config_reload_ok,
+    config_reloads,
+    effective_config,
+    plan_reload,
+    source_changes,
+    sources_by_type,
+)
 from gateway.outbox import Outbox
 from gateway.sinks.base import SINK_BUILDERS
 from gateway.sinks.runner import SinkRunner
-from gateway.sources.base import Source, SourceContext, build_sources
+from gateway.sources.base import Source, SourceContext
 
 log = structlog.get_logger("runtime")
 
@@ -62,12 +77,24 @@ class Runtime:
             synchronous=cfg.store.synchronous,
         )
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=cfg.runtime.queue_batches)
-        self.sources: list[Source] = build_sources(loaded)
+        self.sources: list[Source] = []
+        self.source_types: dict[str, str] = {}  # source name -> its `type:` (a reload rebuilds by type)
+        for type_name, built in sources_by_type(loaded).items():
+            self.sources += built
+            self.source_types.update((src.name, type_name) for src in built)
         self.runners: list[SinkRunner] = []
         for name, scfg in cfg.sinks.items():
             if scfg.enabled:
                 sink = SINK_BUILDERS[scfg.type](name, scfg, loaded)
                 self.runners.append(SinkRunner(name, sink, self.outbox, scfg))
+        self.on_reloading: list[Callable[[], None]] = []  # a reload begins
+        self.on_reload: list[Callable[[ReloadResult], None]] = []  # a reload ended (applied or rejected)
+        self.last_reload: ReloadResult | None = None
+        self._reload_requested = False
+        self._wakeup = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._source_tasks: dict[str, asyncio.Task[None]] = {}
+        self._sink_tasks: dict[str, asyncio.Task[None]] = {}
         self.processors: list[Processor] = []
         self.observers: list[Observer] = []
         self.services: list[tuple[str, Service]] = []
@@ -151,6 +178,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         log.info(
             "starting",
             site=self.cfg.site.name,
@@ -159,15 +187,17 @@ class Runtime:
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                source_tasks = [
-                    tg.create_task(self._run_source(src), name=f"source:{src.name}") for src in self.sources
-                ]
+                self._tg = tg
+                for src in self.sources:
+                    self._start_source(src)
                 pipeline = tg.create_task(self._pipeline(), name="pipeline")
-                sink_tasks = [tg.create_task(r.run(), name=f"sink:{r.name}") for r in self.runners]
+                for r in self.runners:
+                    self._start_runner(r)
                 service_tasks = [tg.create_task(fn(), name=f"service:{n}") for n, fn in self.services]
                 if not self.sources:
                     self._source_started("")
-                await self.stop_event.wait()
+                await self._serve_until_stopped()
+                source_tasks, sink_tasks = list(self._source_tasks.values()), list(self._sink_tasks.values())
                 await self._shutdown(source_tasks, pipeline, sink_tasks, service_tasks)
         finally:
             for cb in self.on_close:
@@ -176,6 +206,7 @@ class Runtime:
             self.outbox.close()
             loop.remove_signal_handler(signal.SIGTERM)
             loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGHUP)
         log.info("stopped", stored_samples=self.outbox.appended_samples)
         return 0
 
@@ -208,6 +239,7 @@ class Runtime:
             for cb in self.on_stopping:
                 cb()
             self.stop_event.set()
+            self._wakeup.set()
 
     def _on_sigint(self) -> None:
         self._sigint_count += 1
@@ -239,6 +271,111 @@ class Runtime:
         for runner in self.runners:
             with suppress(Exception):
                 await asyncio.wait_for(runner.sink.close(), max(0.1, deadline - time.monotonic()))
+
+    # -- reload ---------------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload the configuration file (done by the main task, never during a shutdown)."""
+        log.info("reload requested", path=str(self.loaded.path))
+        self._reload_requested = True
+        self._wakeup.set()
+
+    async def _serve_until_stopped(self) -> None:
+        while not self.stop_event.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), 1.0)
+            self._wakeup.clear()
+            if self._reload_requested and not self.stop_event.is_set():
+                self._reload_requested = False
+                await self.reload()
+
+    def _start_source(self, src: Source) -> None:
+        assert self._tg is not None
+        self._source_tasks[src.name] = self._tg.create_task(self._run_source(src), name=f"source:{src.name}")
+
+    def _start_runner(self, runner: SinkRunner) -> None:
+        assert self._tg is not None
+        self._sink_tasks[runner.name] = self._tg.create_task(runner.run(), name=f"sink:{runner.name}")
+
+    async def _stop_sources(self, names: set[str]) -> None:
+        tasks = [t for n, t in self._source_tasks.items() if n in names]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.sources = [s for s in self.sources if s.name not in names]
+        for n in names:
+            self._source_tasks.pop(n, None)
+            self.source_types.pop(n, None)
+            self.started_sources.discard(n)
+
+    async def _stop_sink(self, name: str) -> None:
+        task = self._sink_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for runner in [r for r in self.runners if r.name == name]:
+            self.runners.remove(runner)
+            with suppress(Exception):
+                await asyncio.wait_for(runner.sink.close(), self.cfg.runtime.grace_period)
+
+    def _call_hooks(self, hooks: list[Callable[..., None]], *args: object) -> None:
+        for cb in hooks:
+            try:
+                cb(*args)
+            except Exception:
+                EXTENSION_FAILURES.labels(_name(cb)).inc()
+                log.exception("reload hook failed", hook=_name(cb))
+
+    async def reload(self) -> ReloadResult:
+        """Load the configuration file again and apply what changed (see the module doc)."""
+        self._call_hooks(self.on_reloading)
+        result = await self._reload()
+        self.last_reload = result
+        config_reloads.labels("ok" if result.ok else "invalid").inc()
+        config_reload_ok.set(1 if result.ok else 0)
+        self._call_hooks(self.on_reload, result)
+        return result
+
+    async def _reload(self) -> ReloadResult:
+        try:
+            fresh = await asyncio.to_thread(load_config, self.loaded.path)
+        except ConfigError as exc:
+            problems = [str(p) for p in exc.problems]
+            log.error("reload rejected: the configuration is invalid; the running one stays", problems=problems)
+            return ReloadResult(False, problems=problems)
+        plan = plan_reload(self.loaded, fresh)
+        new = effective_config(self.loaded, fresh)
+        try:  # build everything before stopping anything: a failure leaves the running set untouched
+            built = sources_by_type(new, plan.source_types)
+            sinks = {n: SINK_BUILDERS[new.config.sinks[n].type](n, new.config.sinks[n], new) for n in plan.start_sinks}
+        except Exception as exc:
+            log.exception("reload rejected: cannot build the new sources or sinks; the running ones stay")
+            return ReloadResult(False, problems=[f"{self.loaded.path}: {exc}"])
+        old_names = {s.name for s in self.loaded.enabled_sources}
+        new_names = {s.name for s in new.enabled_sources}
+        names = {t: [s.name for s in srcs] for t, srcs in built.items()}
+        stop, start = source_changes(plan, old_names, new_names, dict(self.source_types), names)
+        await self._stop_sources(stop)
+        for name in sorted(plan.stop_sinks):
+            await self._stop_sink(name)
+        if new.config.logging != self.cfg.logging:
+            from gateway.logs import configure_logging
+
+            configure_logging(new.config.logging.level, new.config.logging.format)
+        self.loaded, self.cfg = new, new.config
+        for type_name, srcs in built.items():
+            for src in srcs:
+                if src.name in start:
+                    self.sources.append(src)
+                    self.source_types[src.name] = type_name
+                    self._start_source(src)
+        for name, sink in sinks.items():
+            runner = SinkRunner(name, sink, self.outbox, new.config.sinks[name])
+            self.runners.append(runner)
+            self._start_runner(runner)
+        changes = plan.describe()
+        log.info("configuration reloaded", changes=changes, restarted_sources=sorted(stop | start))
+        return ReloadResult(True, changes=changes, loaded=new, removed=sorted(stop - start))
 
 
 def run(loaded: LoadedConfig) -> int:

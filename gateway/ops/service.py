@@ -1,1 +1,161 @@
-"""Placeholder until its issue lands; registers nothing yet."""
+"""Operations, installed into every runtime: systemd notifications and watchdog, HTTP, live status, metrics.
+
+What it adds to a `Runtime`:
+- a `LiveState` observer (the latest value of every point, device states, active alarms);
+- systemd: READY=1 on ready, WATCHDOG=1 from the loop, STATUS=, RELOADING=1/READY=1 around a
+  reload, STOPPING=1 on shutdown (no-ops outside systemd);
+- the HTTP server (`http:` section) as the service `service:http`; a reload that changes `http:`
+  moves it to the new address;
+- gauges: readiness, active alarms by severity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import Gauge
+
+from gateway import metrics
+from gateway.ops.config import HttpConfig
+from gateway.ops.http import App, HttpServer
+from gateway.ops.livestate import LiveState
+from gateway.ops.reload import ReloadResult
+from gateway.ops.status import runtime_problems, status_document, status_line
+from gateway.ops.watchdog import SystemdNotifier
+from gateway.runtime import Runtime, extension
+
+log = structlog.get_logger("ops")
+
+RETRY_BIND = 30.0  # seconds between attempts when the HTTP port cannot be bound
+
+ready_gauge = Gauge("bms_gateway_ready", "1 when every source started, the store is open and sinks connect",
+                    registry=metrics.REGISTRY)  # fmt: skip
+alarms_active = Gauge(
+    "bms_gateway_ops_alarms_active", "Active alarms by severity (as the status page shows them)", ["severity"],
+    registry=metrics.REGISTRY,
+)  # fmt: skip
+
+
+@dataclass
+class Operations:
+    rt: Runtime
+    live: LiveState
+    systemd: SystemdNotifier
+    http: HttpServer | None = None
+    on_http: list[Callable[[str], None]] = field(default_factory=list)  # called with the page URL once bound
+    _http_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _severities: set[str] = field(default_factory=set)
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def status(self, rack: str | None = None, points: bool = True) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "reload": self.rt.last_reload.as_dict() if self.rt.last_reload else None,
+            "watchdog": {"enabled": self.systemd.interval is not None, "pings": self.systemd.pings},
+        }
+        doc = status_document(self.rt, self.live, rack=rack, points=points, extra=extra)
+        ready_gauge.set(1 if doc["ready"] else 0)
+        return doc
+
+    def problems(self) -> list[str]:
+        problems = runtime_problems(self.rt)
+        ready_gauge.set(0 if problems else 1)
+        return problems
+
+    def status_line(self) -> str:
+        return status_line(self.status(points=False))
+
+    def observe(self, batches: list[Any]) -> None:
+        self.live(batches)
+        counts = self.live.alarm_counts()
+        if counts or self._severities:
+            for sev in self._severities | set(counts):
+                alarms_active.labels(sev).set(counts.get(sev, 0))
+            self._severities |= set(counts)
+
+    # -- lifecycle hooks ----------------------------------------------------------------------------
+
+    def ready(self) -> None:
+        ready_gauge.set(1)
+        self.systemd.ready()
+
+    def reloaded(self, result: ReloadResult) -> None:
+        if result.ok:
+            for name in result.removed:
+                self.live.forget_device(name)
+            self._http_changed.set()  # serve_http compares the address and moves when it changed
+        self.systemd.reloaded(result.summary())
+
+    def stopping(self) -> None:
+        ready_gauge.set(0)
+        self.systemd.stopping()
+
+    # -- services -----------------------------------------------------------------------------------
+
+    async def serve_http(self) -> None:
+        """Serve HTTP on the configured address; move when a reload changes it; retry a busy port."""
+        while True:
+            cfg: HttpConfig = self.rt.cfg.http
+            if not cfg.enabled:
+                await self._wait_http_change(None)
+                continue
+            server = HttpServer(App(metrics.REGISTRY, self.status, self.problems), cfg.host, cfg.port)
+            try:
+                await server.start()
+            except OSError as exc:
+                log.error("cannot serve HTTP; retrying", host=cfg.host, port=cfg.port, error=exc.strerror or str(exc))
+                await self._wait_http_change(RETRY_BIND)
+                continue
+            self.http = server
+            for cb in self.on_http:
+                cb(server.url)
+            try:
+                while self.rt.cfg.http == cfg:
+                    await self._wait_http_change(None)
+            finally:
+                self.http = None
+                await server.stop()
+            log.info("http configuration changed: moving the server")
+
+    async def _wait_http_change(self, timeout: float | None) -> None:
+        self._http_changed.clear()
+        try:
+            await asyncio.wait_for(self._http_changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
+OPERATIONS: weakref.WeakKeyDictionary[Runtime, Operations] = weakref.WeakKeyDictionary()
+
+
+def operations(rt: Runtime) -> Operations | None:
+    """The operations part of a runtime (the HTTP server, live state), if installed."""
+    return OPERATIONS.get(rt)
+
+
+def on_status_page(rt: Runtime, callback: Callable[[str], None]) -> None:
+    """Call `callback(url)` once the status page listens (e.g. to print it)."""
+    ops = OPERATIONS.get(rt)
+    if ops is not None:
+        ops.on_http.append(callback)
+
+
+@extension
+def install(rt: Runtime) -> None:
+    live = LiveState()
+    ops = Operations(rt, live, SystemdNotifier(status=lambda: ""))
+    ops.systemd.status = ops.status_line
+    OPERATIONS[rt] = ops
+    rt.observers.append(ops.observe)
+    rt.on_ready.append(ops.ready)
+    rt.on_stopping.append(ops.stopping)
+    rt.on_reloading.append(ops.systemd.reloading)
+    rt.on_reload.append(ops.reloaded)
+    rt.on_close.append(ops.systemd.close)
+    rt.services.append(("systemd", ops.systemd.run))
+    rt.services.append(("http", ops.serve_http))

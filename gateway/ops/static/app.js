@@ -1,0 +1,111 @@
+// bms-gateway live status page: polls /api/status once a second and redraws the tables.
+// Plain JavaScript, no dependencies: it works on a site network without internet.
+"use strict";
+
+const REFRESH_MS = 1000;
+let updates = 0;
+let lastRacks = "";
+
+function esc(v) {
+  if (v === null || v === undefined) return "";
+  return String(v).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+}
+
+function fmt(v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(Math.abs(v) < 10 ? 3 : 1);
+  return String(v);
+}
+
+function cls(prefix, v) {
+  return prefix + String(v || "").replace(/[^a-z0-9_]/gi, "_").toLowerCase();
+}
+
+function rows(tbody, html, cols, emptyText) {
+  tbody.innerHTML = html || `<tr><td colspan="${cols}" class="empty">${esc(emptyText)}</td></tr>`;
+}
+
+function drawRacks(doc) {
+  const html = doc.racks.map((r) =>
+    `<tr data-rack="${esc(r.rack)}"><td>${esc(r.rack)}</td><td>${esc(r.device)}</td>` +
+    `<td class="${cls("state-", r.state)}" title="${esc(r.reason)}">${esc(r.state)}</td>` +
+    `<td class="num">${fmt(r.soc)}</td><td class="num">${fmt(r.rack_voltage)}</td>` +
+    `<td class="num">${fmt(r.rack_current)}</td><td class="num">${fmt(r.cell_voltage_min)}</td>` +
+    `<td class="num">${fmt(r.cell_voltage_max)}</td><td class="num">${fmt(r.cell_temperature_max)}</td>` +
+    `<td class="num">${r.alarms}</td><td class="num">${fmt(r.age_s)}</td></tr>`).join("");
+  rows(document.querySelector("#racks tbody"), html, 11, "no rack has reported yet");
+  const names = doc.racks.map((r) => r.rack).join("|");
+  if (names !== lastRacks) {
+    lastRacks = names;
+    const sel = document.getElementById("rack-filter");
+    const keep = sel.value;
+    sel.innerHTML = `<option value="">all</option>` +
+      doc.racks.map((r) => `<option value="${esc(r.rack)}">${esc(r.rack)}</option>`).join("");
+    sel.value = keep;
+  }
+}
+
+function drawAlarms(doc) {
+  const html = doc.alarms.map((a) => {
+    const rest = Object.entries(a).filter(([k]) => !["rack", "name", "severity"].includes(k))
+      .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+    return `<tr class="${cls("sev-", a.severity)}"><td>${esc(a.rack)}</td><td>${esc(a.name || a.id || a.alarm)}</td>` +
+      `<td>${esc(a.severity)}</td><td>${esc(rest)}</td></tr>`;
+  }).join("");
+  rows(document.querySelector("#alarms tbody"), html, 4, "no active alarm");
+}
+
+function drawSinks(doc) {
+  const html = doc.sinks.map((s) =>
+    `<tr><td>${esc(s.name)}</td><td class="${s.connected ? "state-online" : "state-offline"}">${s.connected ? "yes" : "no"}</td>` +
+    `<td class="num">${s.delivered}</td><td class="num">${s.pending}</td><td class="num">${fmt(s.lag_s)}</td>` +
+    `<td>${esc(s.last_error)}</td></tr>`).join("");
+  rows(document.querySelector("#sinks tbody"), html, 6, "no sink configured: data stays in the local store");
+}
+
+function drawPoints(doc) {
+  const needle = document.getElementById("text-filter").value.trim().toLowerCase();
+  const shown = doc.points.filter((p) => !needle || `${p[1]} m${p[2] ?? ""} c${p[3] ?? ""} ${p[2] ?? ""} ${p[3] ?? ""}`.toLowerCase().includes(needle));
+  const html = shown.map((p) =>
+    `<tr data-key="${esc(p[0])}|${esc(p[1])}|${p[2] ?? ""}|${p[3] ?? ""}"><td>${esc(p[0])}</td><td>${esc(p[1])}</td>` +
+    `<td class="num">${p[2] ?? ""}</td><td class="num">${p[3] ?? ""}</td><td class="num value">${esc(fmt(p[4]))}</td>` +
+    `<td>${esc(p[5])}</td><td class="${cls("q-", p[6])}">${esc(p[6])}</td><td class="num">${fmt(p[7])}</td></tr>`).join("");
+  rows(document.querySelector("#points tbody"), html, 8, "no point yet");
+  document.getElementById("point-count").textContent = `${shown.length} of ${doc.points.length} points`;
+}
+
+function drawSummary(doc) {
+  document.getElementById("site").textContent = doc.site;
+  const online = doc.racks.filter((r) => r.state === "online").length;
+  const text = `${doc.ready ? "ready" : "not ready: " + doc.problems.join("; ")} · ${online}/${doc.racks.length} racks online · ` +
+    `${doc.alarms.length} active alarms · ${doc.samples_seen} samples stored`;
+  const el = document.getElementById("summary");
+  el.textContent = text;
+  el.className = "summary " + (doc.ready ? "state-online" : "state-degraded");
+}
+
+async function refresh() {
+  const rack = document.getElementById("rack-filter").value;
+  const conn = document.getElementById("conn");
+  try {
+    const resp = await fetch("/api/status" + (rack ? "?rack=" + encodeURIComponent(rack) : ""), {cache: "no-store"});
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    const doc = await resp.json();
+    drawSummary(doc);
+    drawRacks(doc);
+    drawAlarms(doc);
+    drawSinks(doc);
+    drawPoints(doc);
+    updates += 1;
+    document.body.dataset.updates = String(updates);
+    conn.textContent = "updated " + new Date().toLocaleTimeString();
+    conn.className = "conn";
+  } catch (err) {
+    conn.textContent = "gateway unreachable (" + err.message + "), retrying";
+    conn.className = "conn lost";
+  } finally {
+    setTimeout(refresh, REFRESH_MS);
+  }
+}
+
+refresh();

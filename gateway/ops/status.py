@@ -1,0 +1,160 @@
+"""What the gateway reports about itself: readiness, the /api/status document, the systemd STATUS= line.
+
+The views read the runtime's public state (sources, sink runners, the outbox) and the `LiveState`;
+the rules (`readiness_problems`, `status_line`, `redact`) are plain functions over plain data.
+No secret reaches these documents: sinks are shown by name and state only, and error texts go
+through `redact` (credentials in URLs).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway.ops.livestate import LiveState, age_seconds
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+_URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s:]+(?::[^/@\s]*)?@")
+_KEY_VALUE_SECRET = re.compile(r"(?i)\b(token|password|passwd|secret|authorization)(\s*[=:]\s*)\S+")
+
+
+def redact(text: str) -> str:
+    """Remove credentials from a message (user:password@ in URLs, token=..., password: ...)."""
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    return _KEY_VALUE_SECRET.sub(r"\1\2***", text)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkView:
+    name: str
+    connected: bool
+    failures: int
+    delivered: int
+    pending: int
+    lag_s: float
+    last_error: str
+
+
+def readiness_problems(
+    sources: list[str], started: set[str], store_open: bool, stopping: bool, sinks: list[SinkView]
+) -> list[str]:
+    """Why the gateway is not ready (empty: ready): sources started, store open, sinks connected or catching up."""
+    problems: list[str] = []
+    if stopping:
+        problems.append("stopping")
+    if not store_open:
+        problems.append("store not open")
+    waiting = [s for s in sources if s not in started]
+    if waiting:
+        problems.append(f"sources not started: {', '.join(waiting)}")
+    for sink in sinks:
+        if not sink.connected:
+            what = f"{sink.failures} failed attempts" if sink.failures else "connecting"
+            problems.append(f"sink {sink.name} not connected ({what})")
+    return problems
+
+
+def status_line(doc: dict[str, Any]) -> str:
+    """A one-line summary for systemd's STATUS= (shown by `systemctl status`)."""
+    racks = doc.get("racks", [])
+    online = sum(1 for r in racks if r.get("state") == "online")
+    parts = [
+        "ready" if doc.get("ready") else "starting",
+        f"{online}/{len(racks)} racks online",
+        f"{doc.get('samples_seen', 0)} samples stored",
+    ]
+    sinks = doc.get("sinks", [])
+    if sinks:
+        parts.append("sinks " + " ".join(f"{s['name']}:{'ok' if s['connected'] else 'down'}" for s in sinks))
+    alarms = len(doc.get("alarms", []))
+    parts.append(f"{alarms} alarm{'s' if alarms != 1 else ''} active")
+    return ", ".join(parts)
+
+
+def sink_views(rt: Runtime) -> list[SinkView]:
+    out = []
+    now = time.time_ns()
+    for runner in rt.runners:
+        try:
+            _rows, pending, oldest = rt.outbox.pending(runner.position)
+        except Exception:  # the store is closing
+            pending, oldest = 0, None
+        out.append(
+            SinkView(
+                name=runner.name,
+                connected=bool(getattr(runner, "connected", False)),
+                failures=int(getattr(runner, "failures", 0)),
+                delivered=int(getattr(runner, "delivered", 0)),
+                pending=pending,
+                lag_s=0.0 if oldest is None else age_seconds(now, oldest),
+                last_error=redact(str(getattr(runner, "last_error", ""))),
+            )
+        )
+    return out
+
+
+def store_open(rt: Runtime) -> bool:
+    try:
+        rt.outbox.last_seq()
+    except Exception:
+        return False
+    return True
+
+
+def runtime_problems(rt: Runtime) -> list[str]:
+    return readiness_problems(
+        [s.name for s in rt.sources], set(rt.started_sources), store_open(rt), rt.stop_event.is_set(), sink_views(rt)
+    )
+
+
+def status_document(
+    rt: Runtime, live: LiveState, *, rack: str | None = None, points: bool = True, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The /api/status document (also the source of the STATUS= line)."""
+    now = time.time_ns()
+    problems = runtime_problems(rt)
+    sources = []
+    for src in rt.sources:
+        dev = live.devices.get(src.name)
+        sources.append(
+            {
+                "name": src.name,
+                "started": src.name in rt.started_sources,
+                "state": dev.state if dev else "starting",
+                "reason": dev.reason if dev else "",
+                "samples": dev.samples if dev else 0,
+                "age_s": age_seconds(now, dev.last_batch) if dev and dev.last_batch else None,
+            }
+        )
+    doc: dict[str, Any] = {
+        "site": rt.cfg.site.name,
+        "now": now,
+        "ready": not problems,
+        "problems": problems,
+        "samples_seen": live.samples,
+        "sources": sources,
+        "racks": live.racks(now),
+        "alarms": live.active_alarms(),
+        "sinks": [_sink_dict(v) for v in sink_views(rt)],
+    }
+    if extra:
+        doc.update(extra)
+    if points:
+        doc["points"] = live.point_rows(now, rack)
+    return doc
+
+
+def _sink_dict(v: SinkView) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "connected": v.connected,
+        "failures": v.failures,
+        "delivered": v.delivered,
+        "pending": v.pending,
+        "lag_s": v.lag_s,
+        "last_error": v.last_error,
+    }
