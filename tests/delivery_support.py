@@ -1,0 +1,223 @@
+"""Helpers for the delivery tests: batches, a runner in a task, a small InfluxDB-like HTTP server, certs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway import metrics
+from gateway.model import Batch, Sample
+from gateway.sinks.runner import SinkRunner
+from tests.servers import VictoriaMetrics, free_port
+
+
+def sample_batch(rack: str, ts: int, n: int, base: float = 0.0) -> Batch:
+    """`n` rack-level samples raw.v0..raw.v<n-1> of one rack at `ts`, values base + k."""
+    return Batch(rack, [Sample(ts, f"raw.v{k}", base + k, "", "good", rack) for k in range(n)], device=rack, created=ts)
+
+
+@contextlib.asynccontextmanager
+async def running(runner: SinkRunner) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(runner.run(), name=f"sink:{runner.name}")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.sink.close()
+
+
+async def wait_for(pred: Callable[[], bool], timeout: float = 30.0, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
+
+
+def metric(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def vm_series(vm: VictoriaMetrics, match: str = '{__name__=~"rack_.*"}') -> dict[str, list[tuple[int, float]]]:
+    """metric name → [(ts ms, value)] in time order, for one rack per test."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for s in vm.export(match):
+        m = s["metric"]
+        assert isinstance(m, dict)
+        ts, vals = s["timestamps"], s["values"]
+        assert isinstance(ts, list) and isinstance(vals, list)
+        out.setdefault(str(m["__name__"]), []).extend(zip(ts, vals, strict=True))
+    for v in out.values():
+        v.sort()
+    return out
+
+
+async def vm_wait_points(vm: VictoriaMetrics, match: str, expected: int, timeout: float = 60.0) -> int:
+    """Poll VictoriaMetrics until `expected` points match (it makes new series searchable with a delay)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = sum(len(s["values"]) for s in await asyncio.to_thread(vm.export, match))  # type: ignore[arg-type,misc]
+        if n >= expected or time.monotonic() > deadline:
+            return n
+        await asyncio.sleep(0.3)
+
+
+# -- an HTTP server that answers like InfluxDB -------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class InfluxLikeServer:
+    """A real HTTP/1.1 server on loopback implementing POST /api/v2/write the way InfluxDB documents.
+
+    `script` answers requests in turn (then 204 for the rest); lines containing a string in `conflicts`
+    make a request fail with 400 and InfluxDB's field-type-conflict body; `max_lines` larger bodies get 413.
+    Accepted lines are kept in `stored`, every request's status in `log`."""
+
+    script: list[Answer] = field(default_factory=list)
+    conflicts: tuple[str, ...] = ()
+    max_lines: int = 1_000_000
+    token: str | None = None
+    port: int = field(default_factory=free_port)
+    stored: list[str] = field(default_factory=list)
+    log: list[int] = field(default_factory=list)
+    headers_seen: list[dict[str, str]] = field(default_factory=list)
+    server: asyncio.Server | None = None
+    _conns: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> InfluxLikeServer:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in list(self._conns):
+            task.cancel()
+        await asyncio.gather(*self._conns, return_exceptions=True)
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                headers: dict[str, str] = {}
+                while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    k, _, v = h.decode().partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                self.headers_seen.append(headers)
+                ans = self._answer(line.decode(), headers, body.decode())
+                self.log.append(ans.status)
+                payload = ans.body.encode()
+                extra = "".join(f"{k}: {v}\r\n" for k, v in ans.headers.items())
+                ctype = "Content-Type: application/json\r\n" if payload else ""
+                writer.write(
+                    f"HTTP/1.1 {ans.status} X\r\n{ctype}{extra}Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            self._conns.discard(task)
+            writer.close()
+
+    def _answer(self, request_line: str, headers: dict[str, str], body: str) -> Answer:
+        if not request_line.startswith("POST /api/v2/write"):
+            return Answer(404, '{"code":"not found","message":"path not found"}')
+        if self.token is not None and headers.get("authorization") != f"Token {self.token}":
+            return Answer(401, '{"code":"unauthorized","message":"unauthorized access"}')
+        if self.script:
+            return self.script.pop(0)
+        lines = [ln for ln in body.split("\n") if ln]
+        if len(lines) > self.max_lines:
+            return Answer(413, json.dumps({"code": "request too large", "message": "too many points"}))
+        bad = [ln for ln in lines if any(c in ln for c in self.conflicts)]
+        if bad:
+            # InfluxDB 2.x writes the good points of the request and reports the rest.
+            self.stored += [ln for ln in lines if ln not in bad]
+            msg = (
+                "failure writing points to database: partial write: field type conflict: input field "
+                '"soc" on measurement "rack" is type string, already exists as type float dropped=' + str(len(bad))
+            )
+            return Answer(400, json.dumps({"code": "invalid", "message": msg}))
+        self.stored += lines
+        return Answer(204)
+
+
+# -- certificates for TLS tests (openssl CLI) ---------------------------------------------------------
+
+
+def make_certs(directory: Path, host: str = "127.0.0.1") -> dict[str, Path]:
+    """A CA, a server certificate for `host` (IP SAN) and a client certificate, signed by the CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    d = {n: directory / n for n in ("ca.key", "ca.crt", "server.key", "server.crt", "client.key", "client.crt")}
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+    )
+    for who, san in (("server", f"IP:{host},DNS:localhost"), ("client", "DNS:gateway")):
+        run(
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}"
+        )
+        (directory / f"{who}.ext").write_text(f"subjectAltName={san}\n")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{who}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{who}.crt",
+            "-days",
+            "2",
+            "-extfile",
+            f"{who}.ext",
+        )
+    return d
