@@ -20,3 +20,16 @@ class ModbusSourceConfig(SourceBase):
     interval: float | None = Field(None, gt=0, description="Poll interval in seconds; overrides the profile's")
     timeout: float = Field(1.0, gt=0, description="Seconds to wait for a response")
     retries: int = Field(1, ge=0, le=10, description="Retries of a failed request within one cycle")
+    backoff_initial: float = Field(0.5, gt=0, description="First reconnect (or offline re-probe) delay in seconds")
+    backoff_max: float = Field(30.0, gt=0, description="Longest reconnect delay in seconds (jittered, exponential)")
+    offline_after: int = Field(1, ge=1, description="Failed cycles in a row before the device is marked offline")
+    pause_after_connect: float = Field(
+        0.0, ge=0, description="Workaround: seconds to wait after connecting before the first request"
+    )
+    pause_between_requests: float = Field(
+        0.0, ge=0, description="Workaround: seconds between two requests on the endpoint"
+    )
+    close_after_cycle: bool = Field(False, description="Workaround: close the connection after every poll cycle")
+    one_request_per_point: bool = Field(
+        False, description="Workaround: read every point on its own (devices that refuse block reads)"
+    )

@@ -1,0 +1,213 @@
+"""The poll state of one Modbus device (unit id): its read plan, schedule, health and point faults.
+
+No I/O here: the endpoint poller reads blocks and hands the outcomes in; this class turns them into
+samples, status changes and log lines (on change only).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from gateway import metrics as gw_metrics
+from gateway.modbus import metrics
+from gateway.modbus.config import ModbusSourceConfig
+from gateway.modbus.decode import decode_block, quality_samples
+from gateway.modbus.plan import Block, Point, compile_points, plan_reads, split_block, unreadable_ranges
+from gateway.modbus.profile import ModbusProfile
+from gateway.modbus.schedule import backoff_delay, next_due
+from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
+
+log = structlog.get_logger("source.modbus")
+
+ILLEGAL_ADDRESS = 2
+# Exception codes that mean "the device behind the gateway did not answer", not "this register is bad".
+NO_ANSWER_CODES = frozenset({10, 11})
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one block read gave: registers/bits, an exception code, or no answer."""
+
+    ts: int
+    words: list[int] | list[bool] | None = None
+    code: int | None = None  # Modbus exception code
+    error: str | None = None  # timeout | connection | bad_response
+
+    @property
+    def answered(self) -> bool:
+        return self.words is not None or (self.code is not None and self.code not in NO_ANSWER_CODES)
+
+
+class DeviceRun:
+    """One unit id behind an endpoint."""
+
+    def __init__(self, cfg: ModbusSourceConfig, profile: ModbusProfile) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.rack = cfg.rack_tag
+        self.unit_id = cfg.unit_id
+        points, problems = compile_points(profile, cfg.interval)
+        if problems:  # `validate` and start-up checks report these with their place first
+            raise ValueError(f"{cfg.name}: {problems[0].message}")
+        self.points: list[Point] = points
+        blocks = plan_reads(
+            points,
+            max_registers=profile.max_registers,
+            max_bits=profile.max_bits,
+            max_gap=profile.max_gap,
+            unreadable=unreadable_ranges(profile),
+            one_per_point=cfg.one_request_per_point,
+        )
+        self.blocks: dict[float, list[Block]] = {}
+        for b in blocks:
+            self.blocks.setdefault(b.interval, []).append(b)
+        self.due: dict[float, float] = {}
+        self.state = DeviceState.STARTING
+        self.failed_cycles = 0
+        self.probe_attempt = 0
+        self.probe_due = 0.0
+        self.bad: dict[Point, int] = {}  # points isolated by splitting -> exception code
+        self.codes: dict[tuple[str, int, int], int | None] = {}  # last exception code per block (log on change)
+        self.cycles = 0
+
+    # -- schedule -------------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        self.due = dict.fromkeys(self.blocks, now)
+
+    def due_intervals(self, now: float) -> list[float]:
+        return [iv for iv, due in self.due.items() if due <= now]
+
+    def next_time(self) -> float:
+        return min(self.due.values())
+
+    def advance(self, intervals: list[float], now: float) -> None:
+        for iv in intervals:
+            self.due[iv], skipped = next_due(self.due[iv], iv, now)
+            if skipped:
+                metrics.late_cycles.labels(self.name).inc(skipped)
+
+    def blocks_for(self, intervals: list[float]) -> list[Block]:
+        return [b for iv in intervals for b in self.blocks[iv]]
+
+    def may_probe(self, now: float) -> bool:
+        """An offline device is tried at most once per backoff step, so it cannot slow the others."""
+        return self.state != DeviceState.OFFLINE or now >= self.probe_due
+
+    # -- plan repair ----------------------------------------------------------------------------
+
+    def split(self, block: Block) -> list[Block]:
+        """Replace a block that failed with an illegal-address exception by its halves."""
+        halves = split_block(block)
+        lst = self.blocks[block.interval]
+        if block in lst and len(halves) > 1:
+            i = lst.index(block)
+            lst[i : i + 1] = halves
+            log.info(
+                "modbus block split after illegal address",
+                device=self.name,
+                table=block.table,
+                start=block.start,
+                count=block.count,
+                into=[(h.start, h.count) for h in halves],
+            )
+        return halves
+
+    def mark_bad(self, point: Point, code: int) -> None:
+        if self.bad.get(point) != code:
+            self.bad[point] = code
+            log.warning(
+                "modbus point refused by the device",
+                device=self.name,
+                point=point.label,
+                code=code,
+                exception=EXCEPTION_NAMES.get(code, "unknown"),
+            )
+            metrics.bad_points.labels(self.name).set(len(self.bad))
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def samples_of(self, block: Block, outcome: Outcome) -> list[Sample]:
+        """Samples of one block read; exception codes become quality `bad` and a counter."""
+        key = (block.table, block.start, block.count)
+        code = outcome.code
+        if self.codes.get(key) != code and (code is not None or key in self.codes):
+            if code is None:
+                log.info("modbus block readable again", device=self.name, table=block.table, start=block.start)
+            else:
+                log.warning(
+                    "modbus exception",
+                    device=self.name,
+                    table=block.table,
+                    start=block.start,
+                    count=block.count,
+                    code=code,
+                    exception=EXCEPTION_NAMES.get(code, "unknown"),
+                )
+        self.codes[key] = code
+        if outcome.words is not None:
+            if len(block.points) == 1 and block.points[0] in self.bad:
+                log.info("modbus point readable again", device=self.name, point=block.points[0].label)
+                del self.bad[block.points[0]]
+                metrics.bad_points.labels(self.name).set(len(self.bad))
+            return decode_block(block, outcome.words, outcome.ts, self.rack)
+        if code is not None:
+            metrics.errors.labels(self.name, f"exception_{code}").inc()
+        return quality_samples(block.points, outcome.ts, self.rack, Quality.BAD)
+
+    def cycle_batch(self, samples: list[Sample], answered: bool, reason: str = "") -> Batch | None:
+        """The batch of one poll cycle, with a DeviceStatus when the state changed."""
+        ts = time.time_ns()
+        self.cycles += 1
+        metrics.polls.labels(self.name).inc()
+        if answered:
+            self.failed_cycles = 0
+            self.probe_attempt = 0
+            metrics.last_success.labels(self.name).set(ts / 1e9)
+            new = DeviceState.DEGRADED if (self.bad or any(s.quality == Quality.BAD for s in samples)) else None
+            status = self._set_state(new or DeviceState.ONLINE, "some points refused" if new else "", ts)
+            gw_metrics.samples_produced.labels(self.name).inc(len(samples))
+            return Batch(self.name, samples, device=self.name, status=status, created=ts)
+        self.failed_cycles += 1
+        self.probe_due = time.monotonic() + backoff_delay(
+            self.probe_attempt, self.cfg.backoff_initial, self.cfg.backoff_max
+        )
+        self.probe_attempt += 1
+        if self.failed_cycles < self.cfg.offline_after or self.state == DeviceState.OFFLINE:
+            return None
+        return self.offline_batch(reason, ts)
+
+    def offline_batch(self, reason: str, ts: int | None = None) -> Batch | None:
+        """comm_loss samples for every point and an OFFLINE status, once per outage."""
+        if self.state == DeviceState.OFFLINE:
+            return None
+        ts = ts or time.time_ns()
+        status = self._set_state(DeviceState.OFFLINE, reason, ts)
+        samples = quality_samples(self.points, ts, self.rack, Quality.COMM_LOSS)
+        gw_metrics.samples_produced.labels(self.name).inc(len(samples))
+        return Batch(self.name, samples, device=self.name, status=status, created=ts)
+
+    def _set_state(self, state: DeviceState, reason: str, ts: int) -> DeviceStatus | None:
+        if state == self.state:
+            return None
+        old, self.state = self.state, state
+        gw_metrics.device_online.labels(self.name).set(0 if state == DeviceState.OFFLINE else 1)
+        if state == DeviceState.OFFLINE:
+            log.warning("modbus device offline", device=self.name, unit_id=self.unit_id, reason=reason)
+        elif old == DeviceState.OFFLINE:
+            log.info("modbus device back online", device=self.name, unit_id=self.unit_id)
+        return DeviceStatus(self.name, state, reason, ts)

@@ -1,0 +1,43 @@
+"""Prometheus metrics of the Modbus sources, on the process registry (`bms_gateway_modbus_*`)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from gateway.metrics import REGISTRY
+
+polls = Counter("bms_gateway_modbus_polls", "Poll cycles of a device", ["device"], registry=REGISTRY)
+requests = Counter(
+    "bms_gateway_modbus_requests", "Read requests sent to an endpoint", ["endpoint", "function"], registry=REGISTRY
+)
+errors = Counter(
+    "bms_gateway_modbus_errors",
+    "Failed reads by device and kind (timeout, connection, exception_<code>)",
+    ["device", "kind"],
+    registry=REGISTRY,
+)
+latency = Histogram(
+    "bms_gateway_modbus_request_seconds",
+    "Time from request to response",
+    ["endpoint"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
+last_success = Gauge(
+    "bms_gateway_modbus_last_success_timestamp_seconds",
+    "Unix time of the device's last successful read",
+    ["device"],
+    registry=REGISTRY,
+)
+bad_points = Gauge(
+    "bms_gateway_modbus_bad_points", "Points the device refuses (isolated by splitting)", ["device"], registry=REGISTRY
+)
+connects = Counter(
+    "bms_gateway_modbus_connects", "TCP connection attempts by result", ["endpoint", "result"], registry=REGISTRY
+)
+late_cycles = Counter(
+    "bms_gateway_modbus_skipped_cycles",
+    "Poll cycles skipped because the previous one ran late (the schedule does not drift)",
+    ["device"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,234 @@
+"""The Modbus TCP poller: one task per endpoint (host:port); its unit ids share one connection in turn.
+
+Read-only by construction: the only client calls are the four read functions (codes 1-4), chosen
+from `FUNCTION_CODES`, and a trace hook refuses to let any other function code leave the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from gateway.modbus import metrics
+from gateway.modbus.decode import quality_samples
+from gateway.modbus.device import ILLEGAL_ADDRESS, DeviceRun, Outcome
+from gateway.modbus.plan import READ_FUNCTION_CODES, Block
+from gateway.modbus.schedule import backoff_delay
+from gateway.model import Batch, DeviceState, Quality, Sample
+from gateway.sources.base import SourceContext
+
+log = structlog.get_logger("source.modbus")
+
+# Called with every block outcome (recording): device, block, outcome.
+ResponseHook = Callable[[DeviceRun, Block, Outcome], None]
+
+
+class WriteRefused(AssertionError):
+    """A non-read function code was about to be sent: a bug, never allowed toward a BMS."""
+
+
+def _read_only(sending: bool, pdu: Any) -> Any:
+    if sending and pdu.function_code not in READ_FUNCTION_CODES:
+        raise WriteRefused(f"refusing to send Modbus function code {pdu.function_code}: the gateway only reads")
+    return pdu
+
+
+class ConnectionLost(Exception):
+    pass
+
+
+class ModbusEndpoint:
+    """Polls every device behind one host:port over one connection."""
+
+    def __init__(self, host: str, port: int, devices: list[DeviceRun], on_response: ResponseHook | None = None):
+        self.host, self.port = host, port
+        self.devices = devices
+        self.name = f"modbus@{host}:{port}"
+        self.label = f"{host}:{port}"
+        cfgs = [d.cfg for d in devices]
+        self.timeout = max(c.timeout for c in cfgs)
+        self.backoff_initial = min(c.backoff_initial for c in cfgs)
+        self.backoff_max = max(c.backoff_max for c in cfgs)
+        self.pause_after_connect = max(c.pause_after_connect for c in cfgs)
+        self.pause_between = max(c.pause_between_requests for c in cfgs)
+        self.close_after_cycle = any(c.close_after_cycle for c in cfgs)
+        self.on_response = on_response
+        self.client: AsyncModbusTcpClient | None = None
+        self.sent = 0  # requests sent (all read function codes)
+
+    # -- connection -----------------------------------------------------------------------------
+
+    async def _connect(self) -> bool:
+        client = AsyncModbusTcpClient(
+            self.host,
+            port=self.port,
+            timeout=self.timeout,
+            retries=0,
+            reconnect_delay=0,  # reconnects are ours: jittered backoff, see run()
+            reconnect_delay_max=0,
+            trace_pdu=_read_only,
+        )
+        ok = await client.connect()
+        metrics.connects.labels(self.label, "ok" if ok else "failed").inc()
+        if not ok:
+            client.close()
+            return False
+        self.client = client
+        if self.pause_after_connect:
+            await asyncio.sleep(self.pause_after_connect)
+        return True
+
+    def _close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self, ctx: SourceContext) -> None:
+        log.info("modbus endpoint started", endpoint=self.label, devices=[d.name for d in self.devices])
+        ctx.started()
+        now = time.monotonic()
+        for d in self.devices:
+            d.start(now)
+        attempt = 0
+        try:
+            while True:
+                if self.client is None:
+                    if not await self._connect():
+                        await self._all_offline(ctx, "connection refused or unreachable")
+                        delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
+                        attempt += 1
+                        log.debug("modbus reconnect", endpoint=self.label, delay=round(delay, 3))
+                        await asyncio.sleep(delay)
+                        continue
+                    if attempt:
+                        log.info("modbus endpoint reconnected", endpoint=self.label, attempts=attempt)
+                    attempt = 0
+                try:
+                    polled = await self._cycle(ctx)
+                except ConnectionLost as exc:
+                    self._close()
+                    await self._all_offline(ctx, f"connection lost: {exc}")
+                    continue
+                if polled and self.close_after_cycle:
+                    self._close()
+                await self._sleep_until_due()
+        finally:
+            self._close()
+            log.info("modbus endpoint stopped", endpoint=self.label, requests=self.sent)
+
+    async def _sleep_until_due(self) -> None:
+        nxt = min(d.next_time() for d in self.devices)
+        delay = nxt - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _cycle(self, ctx: SourceContext) -> bool:
+        """Poll every device that is due, in turn. Returns whether anything was polled."""
+        polled = False
+        for dev in self.devices:
+            now = time.monotonic()
+            intervals = dev.due_intervals(now)
+            if not intervals:
+                continue
+            if dev.may_probe(now):
+                polled = True
+                batch, _ = await self._poll_device(dev, intervals)
+                if batch is not None:
+                    await ctx.emit(batch)
+            dev.advance(intervals, time.monotonic())
+        return polled
+
+    async def _all_offline(self, ctx: SourceContext, reason: str) -> None:
+        for d in self.devices:
+            batch = d.offline_batch(reason)
+            if batch is not None:
+                await ctx.emit(batch)
+
+    async def _poll_device(self, dev: DeviceRun, intervals: list[float]) -> tuple[Batch | None, bool]:
+        """One cycle of one device. An offline device is first probed with one request, no retries."""
+        samples: list[Sample] = []
+        blocks = dev.blocks_for(intervals)
+        probing = dev.state == DeviceState.OFFLINE
+        answered_any = False
+        for i, block in enumerate(blocks):
+            outcome = await self._read(dev, block, retries=0 if probing else dev.cfg.retries)
+            if not outcome.answered:
+                reason = outcome.error or f"exception {outcome.code}"
+                if not answered_any:
+                    return dev.cycle_batch([], answered=False, reason=reason), False
+                # It answered part of the cycle: keep what it gave, the rest is comm_loss this time.
+                rest = [p for b in blocks[i:] for p in b.points]
+                samples += quality_samples(rest, outcome.ts, dev.rack, Quality.COMM_LOSS)
+                break
+            answered_any = True
+            probing = False
+            samples += await self._resolve(dev, block, outcome)
+        return dev.cycle_batch(samples, answered=True), True
+
+    async def _resolve(self, dev: DeviceRun, block: Block, outcome: Outcome) -> list[Sample]:
+        """Samples of a block; an illegal-address failure splits it and reads the halves now."""
+        if outcome.code == ILLEGAL_ADDRESS and len(block.points) > 1:
+            out: list[Sample] = []
+            for half in dev.split(block):
+                res = await self._read(dev, half, retries=dev.cfg.retries)
+                if not res.answered:  # the device went away mid-split: mark the half bad this cycle
+                    res = Outcome(res.ts, code=res.code, error=res.error)
+                out += await self._resolve(dev, half, res)
+            return out
+        if outcome.code == ILLEGAL_ADDRESS:
+            dev.mark_bad(block.points[0], ILLEGAL_ADDRESS)
+        return dev.samples_of(block, outcome)
+
+    async def _read(self, dev: DeviceRun, block: Block, retries: int) -> Outcome:
+        """Read one block, with retries on timeout. Raises ConnectionLost when the socket is gone."""
+        client = self.client
+        if client is None:
+            raise ConnectionLost("not connected")
+        fc = block.function_code
+        if fc not in READ_FUNCTION_CODES:  # defence in depth: a plan can only hold reads
+            raise WriteRefused(f"function code {fc} is not a read")
+        call = {1: client.read_coils, 2: client.read_discrete_inputs, 3: client.read_holding_registers}.get(
+            fc, client.read_input_registers
+        )
+        outcome = Outcome(time.time_ns(), error="timeout")
+        for _ in range(retries + 1):
+            if self.pause_between and self.sent:
+                await asyncio.sleep(self.pause_between)
+            self.sent += 1
+            metrics.requests.labels(self.label, str(fc)).inc()
+            t0 = time.perf_counter()
+            try:
+                rr = await call(block.start, count=block.count, device_id=dev.unit_id)
+            except ConnectionException as exc:
+                metrics.errors.labels(dev.name, "connection").inc()
+                raise ConnectionLost(str(exc)) from exc
+            except ModbusIOException:
+                metrics.errors.labels(dev.name, "timeout").inc()
+                if not client.connected:
+                    raise ConnectionLost("no response; connection closed") from None
+                outcome = Outcome(time.time_ns(), error="timeout")
+                continue
+            except ModbusException as exc:
+                metrics.errors.labels(dev.name, "bad_response").inc()
+                outcome = Outcome(time.time_ns(), error=f"bad response: {exc}")
+                continue
+            ts = time.time_ns()  # the response arrival time is the samples' timestamp
+            metrics.latency.labels(self.label).observe(time.perf_counter() - t0)
+            if rr.isError():
+                outcome = Outcome(ts, code=int(rr.exception_code))
+            elif fc in (1, 2):
+                outcome = Outcome(ts, words=list(rr.bits[: block.count]))
+            else:
+                outcome = Outcome(ts, words=list(rr.registers))
+            break
+        if self.on_response is not None:
+            self.on_response(dev, block, outcome)
+        return outcome

@@ -1,0 +1,24 @@
+"""Pure timing rules of the poller: a drift-free schedule and jittered exponential backoff."""
+
+from __future__ import annotations
+
+import random
+
+
+def next_due(due: float, interval: float, now: float) -> tuple[float, int]:
+    """The next due time after a cycle that was due at `due` and finished at `now`, and how many
+    cycles were skipped. Cycle k is always due at start + k*interval: a late cycle never shifts the
+    later ones, and cycles that can no longer be on time are skipped rather than bunched."""
+    nxt = due + interval
+    if nxt > now:
+        return nxt, 0
+    skipped = int((now - nxt) // interval) + 1
+    return nxt + skipped * interval, skipped
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rand: float | None = None) -> float:
+    """Delay before retry number `attempt` (0-based): exponential up to `maximum`, with "equal jitter"
+    (a uniformly random half of the step) so that many gateways do not reconnect in lockstep."""
+    step: float = min(maximum, initial * float(2 ** min(attempt, 30)))
+    r = random.random() if rand is None else rand
+    return step / 2 + r * step / 2
