@@ -1,0 +1,60 @@
+"""`python -m bench [scenario ...] [--runs 3] [--quick]`: run scenarios against real peers, print a table."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench.common import Options
+from bench.stats import Row, format_table
+
+SCENARIOS = {
+    "can": "bench.can_bench",
+    "modbus": "bench.modbus_bench",
+    "backlog": "bench.backlog_bench",
+    "memory": "bench.memory_bench",
+    "startup": "bench.startup_bench",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
+    ap.add_argument("--runs", type=int, default=3, help="runs per measurement; the table shows medians")
+    ap.add_argument("--quick", action="store_true", help="short runs (1 run, shorter durations)")
+    ap.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=[],
+                    help="CAN frame rates, comma-separated")
+    ap.add_argument("--duration", type=float, default=None, help="seconds per measured run (scenario default)")
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "bms-bench")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    a = ap.parse_args(argv)
+    opts = Options(runs=a.runs, quick=a.quick, work=a.work, rates=a.rates, duration=a.duration)
+    rows: list[Row] = []
+    for name in a.scenarios or list(SCENARIOS):
+        print(f"== {name}", flush=True)
+        t0 = time.monotonic()
+        try:
+            rows += importlib.import_module(SCENARIOS[name]).run(opts)
+        except Exception as exc:  # a broken scenario is reported, the others still run
+            traceback.print_exc()
+            rows.append(Row(name, "FAILED", note=f"{type(exc).__name__}: {exc}"[:100]))
+        print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"\nbms-gateway bench, {stamp}, {os.cpu_count()} cores, Python {platform.python_version()}"
+          f"{' (quick)' if a.quick else ''}, medians of {1 if a.quick else a.runs} run(s)\n")
+    print(format_table(rows))
+    if a.json:
+        a.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""CAN scenario: frames of the bench DBC replayed onto udp_multicast (loopback) at stepped rates, through
+the gateway (decode, normalize, alarms, outbox, MQTT and InfluxDB sinks) and through the naive bridge.
+
+Per rate step and side: a fresh process; the sender replays for `duration` s with a probe frame every
+50 ms (raw.bench_probe = sequence number); an MQTT subscriber timestamps each probe's arrival.
+Lost = samples the sender sent minus samples with good quality stored (gateway) / decoded (naive),
+plus what the MQTT subscriber did not receive. Sustained rate = highest step with zero loss and
+probe p99 < 500 ms.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bench import candata
+from bench.common import Gateway, Options, base_config, influx_sink, mqtt_sink, read_json, store_counts, write_yaml
+from bench.peers import Mosquitto, MqttWatch, VictoriaMetrics, free_port, latencies_ms, parse_gateway, parse_naive
+from bench.proc import metric_sum, python, spawn, udp_drops
+from bench.stats import Row, Runs, percentile
+
+RATES = [4000, 8000, 16000, 25000, 32000]
+QUICK_RATES = [8000, 25000]
+PROBE_EVERY = 0.05
+WARMUP_PROBES = 10  # the first 0.5 s: connections and caches warming up
+
+PROFILE = """protocol: can
+description: bench BMS (multiplexed cell frames)
+dbc: bench.dbc
+points:
+  - {signal: RackVoltage, quantity: rack_voltage}
+  - {signal: RackCurrent, quantity: rack_current}
+  - {signal: SoC, quantity: soc}
+  - {signal: SoH, quantity: soh}
+  - signal: "Cell{i:03d}_Voltage"
+    quantity: cell_voltage
+    index_start: 1
+    array: {count: 192, per_module: 24}
+  - signal: "Sensor{i:02d}_Temperature"
+    quantity: cell_temperature
+    index_start: 1
+    array: {count: 64, per_module: 8}
+  - {signal: ProbeSeq, quantity: raw.bench_probe}
+"""
+
+
+def gateway_config(work: Path, port: int, mqtt_port: int, vm_url: str) -> Path:
+    (work / "profiles").mkdir(parents=True, exist_ok=True)
+    (work / "profiles" / "bench_can.yaml").write_text(PROFILE)
+    (work / "dbc").mkdir(exist_ok=True)
+    shutil.copy(candata.DBC, work / "dbc" / "bench.dbc")
+    doc = base_config(work)
+    doc["sources"] = [
+        {
+            "type": "can",
+            "name": "rack-01",
+            "profile": "bench_can",
+            "interface": "udp_multicast",
+            "channel": "239.74.163.2",
+            "port": port,
+        }
+    ]
+    doc["sinks"] = {"mqtt": mqtt_sink(mqtt_port), "influx": influx_sink(vm_url)}
+    return write_yaml(work / "gateway.yaml", doc)
+
+
+def send(work: Path, port: int, rate: int, duration: float) -> dict[str, Any]:
+    out = work / "sent.json"
+    out.unlink(missing_ok=True)
+    sender = spawn(
+        python("-m", "bench.can_sender", "--port", str(port), "--rate", str(rate), "--duration", str(duration),
+               "--probe-every", str(PROBE_EVERY), "--out", str(out)),
+        "sender", work / "sender.log",
+    )
+    sender.proc.wait(duration + 60)
+    return read_json(out)
+
+
+def figures(sent: dict[str, Any], delivered: int, mqtt_samples: int, cpu: float, rss: float,
+            watch: MqttWatch, drops: int) -> dict[str, float]:
+    lat, missing = latencies_ms([tuple(p) for p in sent["probes"]], watch.probes, WARMUP_PROBES)
+    lost = max(0, sent["samples"] - delivered) + max(0, sent["samples"] - mqtt_samples)
+    return {
+        "rate": sent["rate"],
+        "lost": lost,
+        "p50": percentile(lat, 50),
+        "p99": percentile(lat, 99),
+        "cpu_per_1k": cpu / max(1, delivered) * 1000,
+        "rss": rss,
+        "probes_missing": missing,
+        "lost_store": max(0, sent["samples"] - delivered),
+        "lost_mqtt": max(0, sent["samples"] - mqtt_samples),
+        "udp_drops": drops,
+    }
+
+
+def run_gateway(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: VictoriaMetrics) -> dict[str, float]:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    port = free_port()
+    gw = Gateway(gateway_config(work, port, mosq.port, vm.url), work)
+    watch = MqttWatch(mosq.port, "bench/bench/+/telemetry", parse_gateway)
+    try:
+        gw.wait_ready(30)
+        cpu0 = gw.proc.mark("start")
+        sent = send(work, port, rate, duration)
+        watch.wait_quiet(quiet=2.0, timeout=60)
+        cpu = gw.proc.mark("end") - cpu0
+        drops = udp_drops(port)
+        m = gw.metrics()
+        (work / "metrics.txt").write_text("\n".join(f"{k} {v}" for k, v in m.items()))
+        print(f"    gateway frames {metric_sum(m, 'bms_gateway_can_frames_total'):.0f} "
+              f"dropped {metric_sum(m, 'bms_gateway_can_dropped_total'):.0f} udp drops {drops}", flush=True)
+    finally:
+        gw.stop()
+        watch.close()
+    counts = store_counts(gw.store)
+    return figures(sent, counts["good"], watch.samples, cpu, gw.proc.last_hwm, watch, drops)
+
+
+def run_naive(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: VictoriaMetrics) -> dict[str, float]:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    port = free_port()
+    out = work / "naive.json"
+    watch = MqttWatch(mosq.port, "naive/#", parse_naive)
+    naive = spawn(
+        python("-m", "bench.baselines.can_naive", "--port", str(port), "--dbc", str(candata.DBC),
+               "--mqtt-port", str(mosq.port), "--influx-url", vm.url, "--out", str(out)),
+        "naive", work / "naive.log",
+    )
+    try:
+        import time
+
+        time.sleep(2.0)  # imports, bus, MQTT connect
+        cpu0 = naive.mark("start")
+        sent = send(work, port, rate, duration)
+        watch.wait_quiet(quiet=2.0, timeout=60)
+        cpu = naive.mark("end") - cpu0
+        drops = udp_drops(port)
+    finally:
+        naive.stop()
+        watch.close()
+    got = read_json(out)
+    per_frame = sent["samples"] / max(1, sent["frames"])
+    delivered = round(got["frames"] * per_frame)
+    mqtt = round(watch.messages * per_frame)
+    return figures(sent, delivered, mqtt, cpu, naive.last_hwm, watch, drops)
+
+
+def sustained(results: dict[int, Runs]) -> float:
+    """Highest rate whose median run lost nothing and kept p99 under 500 ms."""
+    best = 0.0
+    for rate, runs in sorted(results.items()):
+        if runs.med("lost") == 0 and runs.med("p99") < 500:
+            best = max(best, runs.med("rate"))
+    return best
+
+
+def run(opts: Options) -> list[Row]:
+    rates = opts.rates or (QUICK_RATES if opts.quick else RATES)
+    duration = opts.duration or (5.0 if opts.quick else 15.0)
+    runs = 1 if opts.quick else opts.runs
+    root = opts.work / "can"
+    mosq = Mosquitto(root / "mosquitto").start()
+    vm = VictoriaMetrics(root / "vm").start()
+    gw: dict[int, Runs] = {r: Runs() for r in rates}
+    nv: dict[int, Runs] = {r: Runs() for r in rates}
+    try:
+        for i in range(runs):
+            for rate in rates:
+                gw[rate].add(**run_gateway(root / "gw", rate, duration, mosq, vm))
+                nv[rate].add(**run_naive(root / "naive", rate, duration, mosq, vm))
+                print(f"  can run {i + 1} {rate}/s: gateway {summary(gw[rate])} | naive {summary(nv[rate])}", flush=True)
+    finally:
+        mosq.stop()
+        vm.stop()
+    rows: list[Row] = []
+    g_best, n_best = sustained(gw), sustained(nv)
+    rows.append(Row("can", "sustained frames/s (0 lost, p99<500ms)", g_best, n_best, ">=25,000 and >=4x",
+                    met=g_best >= 25000 and g_best >= 4 * n_best))
+    for rate in rates:
+        g, n = gw[rate], nv[rate]
+        tag = f"@{rate // 1000}k/s"
+        target = "<100" if rate == 8000 else "<500"
+        limit = 100 if rate == 8000 else 500
+        rows.append(Row("can", f"{tag} achieved frames/s", g.med("rate"), n.med("rate")))
+        rows.append(Row("can", f"{tag} lost samples", g.med("lost"), n.med("lost"), "0", "lower",
+                        met=g.med("lost") == 0))
+        rows.append(Row("can", f"{tag} latency p50 ms", g.med("p50"), n.med("p50"), better="lower"))
+        rows.append(Row("can", f"{tag} latency p99 ms", g.med("p99"), n.med("p99"), target, "lower",
+                        met=None if math.isnan(g.med("p99")) else g.med("p99") < limit))
+        rows.append(Row("can", f"{tag} CPU s/1k samples", g.med("cpu_per_1k"), n.med("cpu_per_1k"), better="lower"))
+        rows.append(Row("can", f"{tag} peak RSS MB", g.med("rss"), n.med("rss"), better="lower"))
+    return rows
+
+
+def summary(r: Runs) -> str:
+    return (f"{r.values['rate'][-1]:.0f}/s lost {r.values['lost'][-1]:.0f} p99 {r.values['p99'][-1]:.0f} ms "
+            f"(store {r.values['lost_store'][-1]:.0f} mqtt {r.values['lost_mqtt'][-1]:.0f} udp-drops "
+            f"{r.values['udp_drops'][-1]:.0f} frames) cpu/1k {r.values['cpu_per_1k'][-1]:.3f}")

@@ -1,0 +1,114 @@
+"""What every scenario shares: options, the gateway subprocess on a generated config, and its store."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.peers import free_port
+from bench.proc import Measured, NotifySocket, python, scrape, spawn
+
+
+@dataclass
+class Options:
+    runs: int = 3
+    quick: bool = False
+    work: Path = Path("/tmp/bench")
+    rates: list[int] = field(default_factory=list)
+    duration: float | None = None
+
+
+def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2))  # JSON is YAML: no YAML writer needed
+    return path
+
+
+def base_config(work: Path, *, site: str = "bench", http_port: int | None = None) -> dict[str, Any]:
+    return {
+        "site": {"name": site, "profiles_dir": str(work / "profiles"), "dbc_dir": str(work / "dbc")},
+        "sources": [],
+        "sinks": {},
+        "store": {"path": str(work / "gateway.db"), "commit_interval": 0.05},
+        "logging": {"level": "warning", "format": "json"},
+        "http": {"host": "127.0.0.1", "port": http_port or free_port()},
+    }
+
+
+def mqtt_sink(port: int) -> dict[str, Any]:
+    return {"type": "mqtt", "host": "127.0.0.1", "port": port, "tls": False, "prefix": "bench"}
+
+
+def influx_sink(url: str) -> dict[str, Any]:
+    return {"type": "influxdb", "url": url, "org": "bench", "bucket": "bms", "token": "bench"}
+
+
+class Gateway:
+    """`python -m gateway run -c cfg` as a measured subprocess, with $NOTIFY_SOCKET for READY=1."""
+
+    def __init__(self, cfg: Path, work: Path, name: str = "gateway") -> None:
+        self.cfg = cfg
+        self.doc = json.loads(cfg.read_text())
+        self.http_port = int(self.doc.get("http", {}).get("port", 0))
+        self.notify = NotifySocket(work / f"{name}.notify")
+        self.t_spawn = time.monotonic()
+        self.proc: Measured = spawn(
+            python("-m", "gateway", "run", "-c", str(cfg)),
+            name,
+            work / f"{name}.log",
+            env={"NOTIFY_SOCKET": str(self.notify.path)},
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> float | None:
+        """Seconds from spawn to READY=1 (None if it never came: falls back to /metrics answering)."""
+        at = self.notify.wait_ready(timeout if self.proc.alive() else 0)
+        if at is not None:
+            return at - self.t_spawn
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and self.proc.alive() and not scrape(self.http_port, 0.5):
+            time.sleep(0.1)
+        return None
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.http_port)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        rc = self.proc.stop(timeout)
+        self.notify.close()
+        return rc
+
+    @property
+    def store(self) -> Path:
+        return Path(self.doc["store"]["path"])
+
+
+def store_counts(path: Path) -> dict[str, Any]:
+    """Samples in the store (all, and with good quality), rows, and each consumer's state."""
+    from gateway.model import BatchKind
+    from gateway.outbox import Outbox
+
+    ob = Outbox(path)
+    try:
+        good = total = 0
+        created: dict[str, list[int]] = {}
+        for row in ob.query():
+            if row.batch.kind != BatchKind.SAMPLES:
+                continue
+            total += len(row.batch.samples)
+            good += sum(1 for s in row.batch.samples if s.quality == "good")
+            created.setdefault(row.batch.source, []).append(row.batch.created)
+        consumers = {c.name: c for c in ob.consumers()}
+    finally:
+        ob.db.close()
+    return {"samples": total, "good": good, "consumers": consumers, "created": created}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    for _ in range(50):
+        if path.exists() and path.stat().st_size:
+            return json.loads(path.read_text())
+        time.sleep(0.1)
+    raise FileNotFoundError(path)
