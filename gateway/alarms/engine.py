@@ -1,1 +1,163 @@
-"""Placeholder until its issue lands; registers nothing yet."""
+"""The alarm engine in the runtime: a processor on the live path, a clock service, the journal, commands.
+
+- Processor: every group of batches passes the engine before the outbox commit; the ALARM batches it
+  returns are committed with them (same transaction, same guarantees as telemetry).
+- Service `alarms`: at start it restores the state from the journal and emits every rack's active set
+  (so the retained MQTT topic is current after a restart); then it ticks (`alarms.tick_interval`)
+  for stale racks, on/off delays when no sample arrives, and shelve expiry.
+- Service `alarm-commands` (only when `alarms.commands.enabled`): MQTT acknowledge/shelve.
+- Every transition is journaled (hash-chained) before it is handed to the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.alarms import metrics
+from gateway.alarms.commands import Command, CommandListener
+from gateway.alarms.evaluator import AlarmEngine
+from gateway.alarms.journal import Journal
+from gateway.alarms.ruleset import build_ruleset
+from gateway.model import Batch
+from gateway.runtime import Runtime, extension
+from gateway.sinks.config import MqttSinkConfig
+
+log = structlog.get_logger("alarms")
+
+Clock = Callable[[], int]
+_SERVICES: weakref.WeakKeyDictionary[Runtime, AlarmService] = weakref.WeakKeyDictionary()
+
+
+def journal_path(rt: Runtime) -> Path:
+    return rt.cfg.alarms.journal.path or rt.cfg.store.path
+
+
+class AlarmService:
+    def __init__(self, rt: Runtime, engine: AlarmEngine, journal: Journal, clock: Clock = time.time_ns) -> None:
+        self.rt = rt
+        self.engine = engine
+        self.journal = journal
+        self.clock = clock
+        self.stopping = False
+        self.commands: CommandListener | None = None
+        now = clock()
+        restored = engine.restore(journal.latest_events(), now)
+        self._record([{"type": "start", "ts": now, "restored": len(engine.instances), "rules": len(engine.specs)}])
+        self._pending: list[Batch] = restored
+        self._record(engine.take_journal())
+        log.info("alarm engine ready", rules=len(engine.specs), restored_alarms=len(engine.instances))
+
+    # -- live path ----------------------------------------------------------------------------------
+
+    def process(self, batches: list[Batch]) -> list[Batch]:
+        t0 = time.perf_counter()
+        out = self.engine.process(batches)
+        self._record(self.engine.take_journal())
+        metrics.evaluate_seconds.observe(time.perf_counter() - t0)
+        return out
+
+    async def run(self) -> None:
+        """Start-up snapshot, then the clock."""
+        now = self.clock()
+        for b in self._pending + self.engine.snapshot(now):
+            await self.rt.emit(b)
+        self._pending = []
+        interval = self.rt.cfg.alarms.tick_interval
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            if self.stopping:
+                break  # the pipeline may be draining: no new events after the stop
+            await self.tick()
+
+    async def tick(self) -> None:
+        out = self.engine.tick(self.clock())
+        self._record(self.engine.take_journal())
+        for b in out:
+            await self.rt.emit(b)
+
+    async def command(self, cmd: Command) -> dict[str, Any]:
+        """Apply an operator command; journal it (accepted or not) and emit its transitions."""
+        now = self.clock()
+        reply: dict[str, Any] = {"id": cmd.request_id, "action": cmd.action, "user": cmd.user, "ts": now}
+        if self.stopping:
+            reply.update(ok=False, errors=["the gateway is stopping"])
+            return reply
+        ids = self.engine.ids_of_rack(cmd.rack) if cmd.alarm_ids == ("*",) else list(cmd.alarm_ids)
+        until = None if cmd.duration is None else now + int(cmd.duration * 1e9)
+        errors, out = self.engine.command(cmd.action, ids, cmd.user, cmd.reason, now, until)
+        entry = {"type": "command", "ts": now, "rack": cmd.rack, "action": cmd.action, "alarm_ids": ids,
+                 "user": cmd.user, "reason": cmd.reason, "duration": cmd.duration, "request_id": cmd.request_id,
+                 "errors": errors}  # fmt: skip
+        self._record([entry, *self.engine.take_journal()])
+        result = "ok" if not errors else ("rejected" if len(errors) == len(ids) else "partial")
+        metrics.commands.labels(cmd.action, result).inc()
+        log.info("alarm command", action=cmd.action, user=cmd.user, reason=cmd.reason, alarm_ids=ids, errors=errors)
+        for b in out:
+            await self.rt.emit(b)
+        reply.update(ok=not errors, alarm_ids=ids, errors=errors)
+        return reply
+
+    # -- journal, metrics, logs ---------------------------------------------------------------------
+
+    def _record(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        self.journal.append(entries)
+        metrics.journal_entries.inc(len(entries))
+        events = [e for e in entries if e.get("type") == "event"]
+        for e in events:
+            metrics.transitions.labels(e["severity"], e["state"]).inc()
+            level = log.warning if e["state"] == "active_unack" else log.info
+            level("alarm", alarm_id=e["alarm_id"], state=e["state"], previous=e["previous"], severity=e["severity"],
+                  message=e["message"], user=e["user"], reason=e["reason"])  # fmt: skip
+        if events:
+            for severity, n in self.engine.counts().items():
+                metrics.alarms_active.labels(severity).set(n)
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def close(self) -> None:
+        try:
+            self._record([{"type": "stop", "ts": self.clock(), "active": len(self.engine.instances)}])
+        finally:
+            self.journal.close()
+
+
+def service_of(rt: Runtime) -> AlarmService | None:
+    """The alarm service installed in a runtime (tests inject a clock through it)."""
+    return _SERVICES.get(rt)
+
+
+def _mqtt_config(rt: Runtime) -> MqttSinkConfig:
+    name = rt.cfg.alarms.commands.mqtt_sink
+    sinks = {n: s for n, s in rt.cfg.sinks.items() if isinstance(s, MqttSinkConfig)}
+    if name is None:
+        (name,) = sinks  # checked at load: exactly one
+    return sinks[name]
+
+
+@extension
+def install(rt: Runtime) -> None:
+    cfg = rt.cfg.alarms
+    if not cfg.enabled:
+        return
+    ruleset = build_ruleset(rt.loaded)
+    rack_of = {s.name: s.rack_tag for s in rt.loaded.enabled_sources if hasattr(s, "rack_tag")}
+    engine = AlarmEngine(ruleset.rules, rack_of)
+    svc = AlarmService(rt, engine, Journal(journal_path(rt), synchronous=cfg.journal.synchronous))
+    _SERVICES[rt] = svc
+    rt.processors.append(svc.process)
+    rt.services.append(("alarms", svc.run))
+    rt.on_stopping.append(svc.stop)
+    rt.on_close.append(svc.close)
+    if cfg.commands.enabled:
+        svc.commands = CommandListener(cfg.commands, _mqtt_config(rt), rt.cfg.site.name, svc.command)
+        rt.services.append(("alarm-commands", svc.commands.run))

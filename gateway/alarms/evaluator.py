@@ -1,0 +1,354 @@
+"""The alarm engine: rules + debounce + state machine over batches, ticks and operator commands.
+
+Pure apart from an injected clock: `process(batches)`, `tick(now)`, `command(...)` each return the
+ALARM batches to store (one per rack with transitions: its `event` records, then its full `active`
+set) and queue journal entries (`take_journal()`). Time for rules is the samples' own `ts`, so a
+replay gives the same transitions; ticks (stale, delays with no new sample, shelve expiry) use the
+clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.alarms import config as c
+from gateway.alarms import rules as r
+from gateway.alarms.compiled import (
+    BitsHandler,
+    Handler,
+    Key,
+    Message,
+    RateHandler,
+    SpreadHandler,
+    StateHandler,
+    ThresholdHandler,
+    alarm_id,
+)
+from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
+from gateway.alarms.states import Alarm, CommandRejected, State, Transition
+from gateway.model import Batch, BatchKind, DeviceState, Quality
+
+HANDLERS: dict[str, type[Handler]] = {
+    "threshold": ThresholdHandler,
+    "rate": RateHandler,
+    "spread": SpreadHandler,
+    "state": StateHandler,
+    "bms_bits": BitsHandler,
+    "limit": LimitHandler,
+    "disagreement": DisagreementHandler,
+}
+GOOD = Quality.GOOD
+
+
+@dataclass(slots=True)
+class Instance:
+    key: Key
+    alarm: Alarm
+    debounce: r.Debounce
+    raw: bool = False
+
+
+class AlarmEngine:
+    def __init__(self, rules: Iterable[c.RuleSpec], rack_of_device: dict[str, str], racks: Iterable[str] = ()) -> None:
+        self.specs: dict[str, c.RuleSpec] = {s.id: s for s in rules if s.enabled}
+        self.rack_of_device = rack_of_device
+        self.racks: set[str] = set(racks) | set(rack_of_device.values())
+        self.handlers: list[Handler] = []
+        self.index: dict[str, list[Handler]] = {}
+        self.prefixed: list[Handler] = []
+        self.comm_loss = [s for s in self.specs.values() if isinstance(s, c.CommLossRule)]
+        self.stale = [s for s in self.specs.values() if isinstance(s, c.StaleRule)]
+        self.quality = [s for s in self.specs.values() if isinstance(s, c.QualityRule)]
+        for spec in self.specs.values():
+            cls = HANDLERS.get(spec.kind)
+            if cls is None:
+                continue
+            h = cls(spec, self)
+            self.handlers.append(h)
+            if h.prefix is not None:
+                self.prefixed.append(h)
+            for q in h.quantities:
+                self.index.setdefault(q, []).append(h)
+        self.finishers = [h for h in self.handlers if type(h).finish is not Handler.finish]
+        self.instances: dict[Key, Instance] = {}
+        self.by_id: dict[str, Instance] = {}
+        self.last_seen: dict[str, int] = {}
+        self.started: int | None = None
+        self.quality_watch = 0  # instances of quality rules not idle: good samples must be checked
+        self._events: dict[str, list[dict[str, Any]]] = {}
+        self._journal: list[dict[str, Any]] = []
+
+    # -- the Observer protocol (used by handlers) -------------------------------------------------
+
+    def raw_of(self, key: Key) -> bool | None:
+        inst = self.instances.get(key)
+        return None if inst is None else inst.raw
+
+    def observe(self, key: Key, raw: bool, ts: int, value: float | str | None, message: Message) -> None:
+        inst = self.instances.get(key)
+        if inst is None:
+            if not raw:
+                return
+            inst = self._new(key)
+        inst.raw = raw
+        a = inst.alarm
+        if raw or a.in_view:
+            a.value, a.message = value, message() if callable(message) else message
+        changed = inst.debounce.update(raw, ts)
+        if changed is not None:
+            self._apply(inst, a.set_condition(changed, ts), ts)
+        self._maybe_idle(inst)
+
+    # -- building instances -----------------------------------------------------------------------
+
+    def _new(self, key: Key) -> Instance:
+        spec = self.specs[key[0]]
+        severity = spec.severity
+        if isinstance(spec, c.BitsRule):
+            severity = spec.severities.get(key[4], spec.severity)
+        aid = alarm_id(key)
+        alarm = Alarm(aid, key[1], spec.id, severity, latch=spec.latch)
+        inst = Instance(key, alarm, r.Debounce(int(spec.on_delay * r.NS), int(spec.off_delay * r.NS)))
+        self.instances[key] = inst
+        self.by_id[aid] = inst
+        if isinstance(spec, c.QualityRule):
+            self.quality_watch += 1
+        return inst
+
+    def _maybe_idle(self, inst: Instance) -> None:
+        if inst.raw or inst.alarm.in_view or inst.debounce.output or inst.debounce.pending_since is not None:
+            return
+        del self.instances[inst.key]
+        del self.by_id[inst.alarm.alarm_id]
+        if isinstance(self.specs.get(inst.key[0]), c.QualityRule):
+            self.quality_watch -= 1
+
+    def _apply(self, inst: Instance, t: Transition | None, ts: int) -> None:
+        if t is None:
+            return
+        a = inst.alarm
+        rec: dict[str, Any] = {
+            "type": "event",
+            "ts": ts,
+            "rack": a.rack,
+            "alarm_id": a.alarm_id,
+            "severity": a.severity,
+            "state": str(t.state),
+            "previous": str(t.previous),
+            "message": a.message,
+            "value": a.value,
+            "rule": a.rule,
+            "user": t.user,
+            "reason": t.reason,
+        }
+        self._events.setdefault(a.rack, []).append(rec)
+        detail = {"key": list(inst.key), "since": a.since, "latch": a.latch, "condition": a.condition}
+        self._journal.append({**rec, "detail": {**detail, "shelved_until": a.shelved_until}})
+
+    # -- inputs -------------------------------------------------------------------------------------
+
+    def process(self, batches: list[Batch]) -> list[Batch]:
+        """Evaluate sample batches (other kinds are skipped); return ALARM batches of the transitions."""
+        index, prefixed = self.index, self.prefixed
+        for b in batches:
+            if b.kind != BatchKind.SAMPLES:
+                continue
+            if b.status is not None:
+                self._status(b)
+            if not b.samples:
+                continue
+            comm_lost = False
+            qrules = self.quality
+            for s in b.samples:
+                if s.quality != GOOD:
+                    comm_lost = comm_lost or s.quality == Quality.COMM_LOSS
+                    if qrules:
+                        self._quality(s, True)
+                elif self.quality_watch:
+                    self._quality(s, False)
+                hs = index.get(s.quantity)
+                if hs is None:
+                    hs = index[s.quantity] = [h for h in prefixed if s.quantity.startswith(h.prefix or "\0")]
+                for h in hs:
+                    h.sample(s)
+            last = b.samples[-1]
+            rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
+            self.racks.add(rack)
+            self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
+            self._comm(rack, comm_lost, last.ts)
+            for st in self.stale:
+                self._check(st, rack, False, last.ts, None, "samples arriving again")
+        for h in self.finishers:
+            h.finish()
+        return self._flush()
+
+    def _status(self, b: Batch) -> None:
+        st = b.status
+        assert st is not None
+        rack = self.rack_of_device.get(st.device) or (b.samples[0].rack if b.samples else st.device)
+        self.racks.add(rack)
+        ts = st.ts or b.created
+        if st.state == DeviceState.OFFLINE:
+            self._comm(rack, True, ts, st.reason)
+        elif st.state in (DeviceState.ONLINE, DeviceState.DEGRADED):
+            self._comm(rack, False, ts)
+
+    def _comm(self, rack: str, lost: bool, ts: int, reason: str = "") -> None:
+        for spec in self.comm_loss:
+            text = f"no communication with rack {rack}" + (f": {reason}" if reason else "")
+            self._check(spec, rack, lost, ts, None, text if lost else f"communication with rack {rack} restored")
+
+    def _quality(self, s: Any, bad: bool) -> None:
+        for spec in self.quality:
+            if spec.quantity is not None and spec.quantity != s.quantity:
+                continue
+            if spec.racks is not None and s.rack not in spec.racks:
+                continue
+            raw = bad and s.quality in spec.qualities
+            key: Key = (spec.id, s.rack, s.module, s.cell, s.quantity)
+            if not raw and key not in self.instances:
+                continue
+            at = r.where(s.module, s.cell)
+            msg = r.render(spec.message or "{quantity}{where} quality {value}", quantity=s.quantity,
+                           where=f" {at}" if at else "", value=s.quality, rack=s.rack, rule=spec.id)  # fmt: skip
+            self.observe(key, raw, s.ts, str(s.quality), msg)
+
+    def _check(self, spec: c.RuleBase, rack: str, raw: bool, ts: int, value: float | None, text: str) -> None:
+        if spec.racks is not None and rack not in spec.racks:
+            return
+        key: Key = (spec.id, rack, None, None, "")
+        if not raw and key not in self.instances:
+            return
+        msg = (
+            r.render(spec.message, value="" if value is None else r.fmt(value), rack=rack, rule=spec.id)
+            if (spec.message)
+            else text
+        )
+        self.observe(key, raw, ts, value, msg)
+
+    def tick(self, now: int) -> list[Batch]:
+        """The clock moved: stale racks, pending on/off delays, shelve expiry."""
+        if self.started is None:
+            self.started = now
+        for spec in self.stale:
+            limit = int(spec.max_age * r.NS)
+            for rack in sorted(self.racks):
+                seen = self.last_seen.get(rack, self.started)
+                age = (now - seen) / r.NS
+                if now - seen > limit:
+                    self._check(spec, rack, True, now, round(age, 3), f"no sample from rack {rack} for {age:.1f} s")
+        for inst in list(self.instances.values()):
+            changed = inst.debounce.poll(now)
+            if changed is not None:
+                self._apply(inst, inst.alarm.set_condition(changed, now), now)
+            self._apply(inst, inst.alarm.expire(now), now)
+            self._maybe_idle(inst)
+        return self._flush()
+
+    # -- operator commands --------------------------------------------------------------------------
+
+    def command(self, action: str, alarm_ids: list[str], user: str, reason: str | None, now: int,
+                until: int | None = None) -> tuple[list[str], list[Batch]]:  # fmt: skip
+        """Acknowledge, shelve or unshelve; return (errors, batches). A rejected id changes nothing."""
+        errors: list[str] = []
+        for aid in alarm_ids:
+            inst = self.by_id.get(aid)
+            if inst is None:
+                errors.append(f"{aid}: no such alarm in view (unknown or normal)")
+                continue
+            a = inst.alarm
+            try:
+                if action == "ack":
+                    t = a.acknowledge(user, reason)
+                elif action == "shelve":
+                    t = a.shelve(until if until is not None else now, user, reason)
+                elif action == "unshelve":
+                    t = a.unshelve(now, user, reason)
+                else:
+                    raise CommandRejected(f"unknown action {action!r}")
+            except CommandRejected as exc:
+                errors.append(str(exc))
+                continue
+            self._apply(inst, t, now)
+            self._maybe_idle(inst)
+        return errors, self._flush()
+
+    def ids_of_rack(self, rack: str) -> list[str]:
+        return sorted(aid for aid, inst in self.by_id.items() if inst.alarm.rack == rack and inst.alarm.in_view)
+
+    # -- output -------------------------------------------------------------------------------------
+
+    def active(self, rack: str) -> list[dict[str, Any]]:
+        out = [i.alarm for i in self.instances.values() if i.alarm.rack == rack and i.alarm.in_view]
+        out.sort(key=lambda a: (a.since, a.alarm_id))
+        return [
+            {"alarm_id": a.alarm_id, "severity": a.severity, "state": str(a.state), "since": a.since,
+             "message": a.message}
+            for a in out
+        ]  # fmt: skip
+
+    def _flush(self) -> list[Batch]:
+        out = []
+        for rack, events in self._events.items():
+            ts = events[-1]["ts"]
+            records = [*events, {"type": "active", "ts": ts, "rack": rack, "active": self.active(rack)}]
+            out.append(Batch("alarms", [], BatchKind.ALARM, device=rack, created=ts, records=records))
+        self._events = {}
+        return out
+
+    def snapshot(self, now: int) -> list[Batch]:
+        """Every rack's active set (start-up: makes the retained MQTT topic current after a restart)."""
+        racks = sorted(self.racks | {i.alarm.rack for i in self.instances.values()})
+        return [
+            Batch("alarms", [], BatchKind.ALARM, device=rack, created=now,
+                  records=[{"type": "active", "ts": now, "rack": rack, "active": self.active(rack)}])
+            for rack in racks
+        ]  # fmt: skip
+
+    def take_journal(self) -> list[dict[str, Any]]:
+        out, self._journal = self._journal, []
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Alarms in view per severity (for the gauge)."""
+        out = {s: 0 for s in c.SEVERITIES}
+        for inst in self.instances.values():
+            if inst.alarm.in_view:
+                out[inst.alarm.severity] = out.get(inst.alarm.severity, 0) + 1
+        return out
+
+    # -- restart --------------------------------------------------------------------------------------
+
+    def restore(self, latest: Iterable[dict[str, Any]], now: int) -> list[Batch]:
+        """Rebuild alarms in view from each one's last journal event; a rule that is gone returns to normal."""
+        for rec in latest:
+            state = State(rec["state"])
+            detail = rec.get("detail") or {}
+            if state == State.NORMAL or "key" not in detail:
+                continue
+            key: Key = tuple(detail["key"])
+            spec = self.specs.get(key[0])
+            alarm = Alarm(rec["alarm_id"], rec["rack"], rec["rule"], rec["severity"], bool(detail.get("latch")),
+                          state, bool(detail.get("condition")), int(detail.get("since") or 0),
+                          detail.get("shelved_until"), rec.get("message") or "", rec.get("value"))  # fmt: skip
+            inst = Instance(key, alarm, r.Debounce(), raw=alarm.condition)
+            inst.debounce.output = alarm.condition
+            if spec is None:
+                prev = alarm.state
+                alarm.state = State.NORMAL
+                self._journal.append({**rec, "ts": now, "previous": str(prev), "state": "normal", "user": None,
+                                      "reason": "rule removed from the configuration", "detail": detail})  # fmt: skip
+                self._events.setdefault(alarm.rack, []).append(
+                    {k: v for k, v in self._journal[-1].items() if k != "detail"}
+                )
+                continue
+            inst.debounce = r.Debounce(int(spec.on_delay * r.NS), int(spec.off_delay * r.NS), alarm.condition)
+            alarm.latch = spec.latch
+            self.instances[key] = inst
+            self.by_id[alarm.alarm_id] = inst
+            self.racks.add(alarm.rack)
+            if isinstance(spec, c.QualityRule):
+                self.quality_watch += 1
+        return self._flush()

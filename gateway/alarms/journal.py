@@ -1,0 +1,176 @@
+"""The alarm journal: append-only, each entry hash-chained to the one before it (SHA-256).
+
+It lives in its own table of the store's SQLite file (its own connection; WAL lets it share the
+file with the outbox) or in a file of its own. Entry `n` stores `hash = SHA-256(n | hash(n-1) | body)`
+where `body` is the canonical JSON of the entry, so `verify` finds any edited body or column, any
+removed entry (a gap in the sequence or a broken link), any reordering, and a truncated tail (the
+head row names the last entry written). The outbox's retention never touches this table.
+
+Kinds of entries: `event` (an alarm transition, the record that went to the outbox plus the state
+needed to restore it), `command` (an operator's ack/shelve/unshelve, accepted or not), `start` and
+`stop` (so that a gap in the gateway's watch is itself on record).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_journal(
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    alarm_id TEXT,
+    rack TEXT,
+    body TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alarm_journal_alarm ON alarm_journal(alarm_id, seq);
+CREATE INDEX IF NOT EXISTS alarm_journal_ts ON alarm_journal(ts);
+CREATE TABLE IF NOT EXISTS alarm_journal_head(id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
+    hash TEXT NOT NULL);
+"""
+
+
+def canonical(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(seq: int, prev: str, body: str) -> str:
+    return hashlib.sha256(f"{seq}|{prev}|{body}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    ts: int
+    kind: str
+    body: dict[str, Any]
+    hash: str
+
+
+class Journal:
+    def __init__(self, path: Path, *, synchronous: str = "full", readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            self.db.executescript(SCHEMA)
+        self.readonly = readonly
+        row = self._tail()
+        self.seq, self.hash = row if row is not None else (0, GENESIS)
+
+    def _tail(self) -> tuple[int, str] | None:
+        try:
+            row = self.db.execute("SELECT seq, hash FROM alarm_journal ORDER BY seq DESC LIMIT 1").fetchone()
+        except sqlite3.OperationalError:
+            return None  # no journal table yet (read-only open of a store without alarms)
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def append(self, entries: Iterable[dict[str, Any]]) -> int:
+        """Append entries in one transaction; return how many."""
+        rows = []
+        seq, prev = self.seq, self.hash
+        for e in entries:
+            seq += 1
+            body = canonical(e)
+            h = chain_hash(seq, prev, body)
+            rows.append((seq, int(e.get("ts") or 0), str(e.get("type", "")), e.get("alarm_id"), e.get("rack"), body,
+                         prev, h))  # fmt: skip
+            prev = h
+        if not rows:
+            return 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany("INSERT INTO alarm_journal VALUES (?,?,?,?,?,?,?,?)", rows)
+            self.db.execute("INSERT OR REPLACE INTO alarm_journal_head(id, seq, hash) VALUES (1, ?, ?)", (seq, prev))
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        self.seq, self.hash = seq, prev
+        return len(rows)
+
+    def latest_events(self) -> list[dict[str, Any]]:
+        """The last event of every alarm id: what a restart restores."""
+        try:
+            cur = self.db.execute(
+                "SELECT body FROM alarm_journal WHERE seq IN "
+                "(SELECT max(seq) FROM alarm_journal WHERE kind = 'event' GROUP BY alarm_id) ORDER BY seq"
+            )
+        except sqlite3.OperationalError:
+            return []
+        return [json.loads(b) for (b,) in cur]
+
+    def entries(self, since: int = 0, until: int | None = None, rack: str | None = None) -> Iterator[Entry]:
+        until = until if until is not None else 2**63 - 1
+        sql = "SELECT seq, ts, kind, body, hash FROM alarm_journal WHERE ts >= ? AND ts <= ?"
+        args: list[Any] = [since, until]
+        if rack is not None:
+            sql += " AND rack = ?"
+            args.append(rack)
+        try:
+            cur = self.db.execute(sql + " ORDER BY seq", args)
+        except sqlite3.OperationalError:
+            return
+        for seq, ts, kind, body, h in cur:
+            yield Entry(int(seq), int(ts), str(kind), json.loads(body), str(h))
+
+    def verify(self) -> tuple[int, list[str]]:
+        """Check the whole chain; return (entries checked, problems naming each bad entry)."""
+        return verify_rows(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def verify_rows(db: sqlite3.Connection) -> tuple[int, list[str]]:
+    problems: list[str] = []
+    try:
+        cur = db.execute("SELECT seq, ts, kind, alarm_id, rack, body, prev, hash FROM alarm_journal ORDER BY seq")
+        rows = cur.fetchall()
+        head = db.execute("SELECT seq, hash FROM alarm_journal_head WHERE id = 1").fetchone()
+    except sqlite3.OperationalError as exc:
+        return 0, [f"no alarm journal in this file ({exc})"]
+    expected_seq, prev = 1, GENESIS
+    for seq, ts, kind, aid, rack, body, stored_prev, stored_hash in rows:
+        if seq != expected_seq:
+            missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
+            problems.append(f"entry {missing} removed (the sequence jumps from {expected_seq - 1} to {seq})")
+        if stored_prev != prev:
+            problems.append(f"entry {seq}: does not link to the entry before it (removed or reordered entries)")
+        if chain_hash(seq, stored_prev, body) != stored_hash:
+            problems.append(f"entry {seq}: content does not match its hash (edited)")
+        else:
+            problems.extend(_columns(seq, ts, kind, aid, rack, body))
+        expected_seq, prev = seq + 1, stored_hash
+    last = rows[-1][0] if rows else 0
+    if head is None and rows:
+        problems.append("the head record is missing (edited)")
+    elif head is not None and (int(head[0]), str(head[1])) != (last, prev):
+        problems.append(f"entries after {last} removed: the head names entry {head[0]} (truncated)")
+    return len(rows), problems
+
+
+def _columns(seq: int, ts: int, kind: str, aid: str | None, rack: str | None, body: str) -> list[str]:
+    try:
+        e = json.loads(body)
+    except ValueError:
+        return [f"entry {seq}: body is not JSON (edited)"]
+    want = (int(e.get("ts") or 0), str(e.get("type", "")), e.get("alarm_id"), e.get("rack"))
+    if (ts, kind, aid, rack) != want:
+        return [f"entry {seq}: columns differ from its hashed content (edited)"]
+    return []

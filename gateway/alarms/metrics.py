@@ -1,0 +1,32 @@
+"""Prometheus metrics of the alarm engine (in the process's one registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from gateway.metrics import REGISTRY
+
+alarms_active = Gauge(
+    "bms_gateway_alarms_active", "Alarms in view (not normal), by severity", ["severity"], registry=REGISTRY
+)
+transitions = Counter(
+    "bms_gateway_alarm_transitions",
+    "Alarm state transitions, by severity and new state",
+    ["severity", "state"],
+    registry=REGISTRY,
+)
+commands = Counter(
+    "bms_gateway_alarm_commands",
+    "Operator commands received, by action and result (ok, rejected, invalid, denied)",
+    ["action", "result"],
+    registry=REGISTRY,
+)
+journal_entries = Counter(
+    "bms_gateway_alarm_journal_entries", "Entries appended to the alarm journal", registry=REGISTRY
+)
+evaluate_seconds = Histogram(
+    "bms_gateway_alarm_evaluate_seconds",
+    "Time the alarm engine took per group of batches on the live path",
+    registry=REGISTRY,
+    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+)
