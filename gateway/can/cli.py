@@ -1,13 +1,220 @@
-"""Sub-commands of this area (placeholder until its issue lands)."""
+"""`bms-gateway can decode | replay | check`: offline decoding, replay onto a bus, DBC checks.
+
+Also adds the demo's CAN rack: a recorded capture replayed onto an in-process virtual bus.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import json
+import sys
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.can.capture import CaptureError, read_capture
+from gateway.can.dbcload import lenient_from_env, load_dbc
+from gateway.can.decode import FrameTable, plain
+from gateway.can.replay import frames_of, replay, text_progress
+from gateway.democli import DEMO_HOOKS
+from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 
-def register(sub: Any) -> None:  # argparse sub-parsers
-    del sub
+def _int(text: str) -> int:
+    return int(text, 0)
 
 
-__all__ = ["argparse", "register"]
+def _ids(text: str) -> set[int]:
+    return {int(x, 16) for x in text.replace(" ", "").split(",") if x}
+
+
+def _rate(text: str) -> float | None:
+    if text == "max":
+        return None
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("rate must be > 0 or `max`")
+    return value
+
+
+def _load(args: argparse.Namespace) -> Any:
+    dbc = load_dbc(args.dbc, lenient=args.lenient or lenient_from_env())
+    for r in dbc.repairs:
+        line = f":{r.line}" if r.line else ""
+        print(f"warning: {args.dbc}{line}: {r}", file=sys.stderr)
+    return dbc
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    dbc = _load(args)
+    table = FrameTable(dbc.db, id_offset=args.id_offset, j1939=args.j1939)
+    counts: Counter[str] = Counter()
+    unknown: Counter[int] = Counter()
+    out = sys.stdout
+    try:
+        for msg in read_capture(args.log):
+            counts["frames"] += 1
+            result = table.decode(
+                msg.arbitration_id,
+                msg.is_extended_id,
+                msg.data,
+                is_error=msg.is_error_frame,
+                is_remote=msg.is_remote_frame,
+            )
+            if isinstance(result, str):
+                counts[result] += 1
+                if result == "unknown_id":
+                    unknown[msg.arbitration_id] += 1
+                continue
+            counts["decoded"] += 1
+            line = {
+                "t": msg.timestamp,
+                "id": msg.arbitration_id,
+                "message": result.message.name,
+                "signals": {k: plain(v) for k, v in result.signals.items()},
+            }
+            out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+    except CaptureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `| head`
+        return 0
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k not in ("frames", "decoded"))
+    print(
+        f"{args.log}: {counts['frames']} frames, {counts['decoded']} decoded" + (f", {summary}" if summary else ""),
+        file=sys.stderr,
+    )
+    if unknown:
+        top = ", ".join(f"0x{i:X} ({n})" for i, n in unknown.most_common(10))
+        print(f"unknown ids: {top}", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from gateway.can.reader import open_bus
+
+    try:
+        frames = frames_of(read_capture(args.log))
+    except CaptureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        bus = open_bus(
+            args.interface, args.channel, bitrate=args.bitrate, fd=args.fd, port=args.port,
+            loopback_only=not args.no_loopback,
+        )  # fmt: skip
+    except Exception as exc:  # python-can raises many kinds for a bus that cannot open
+        print(f"error: cannot open {args.interface}:{args.channel}: {exc}", file=sys.stderr)
+        return 1
+    progress = text_progress() if (args.progress or sys.stderr.isatty()) and not args.quiet else None
+    try:
+        stats = asyncio.run(replay(frames, bus.send, rate=args.rate, loop=args.loop, ids=args.ids, progress=progress))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        bus.shutdown()
+    if progress is not None:
+        print(file=sys.stderr)
+    if not args.quiet:
+        print(
+            f"replayed {stats.sent} frames ({stats.skipped} filtered out) onto {args.interface}:{args.channel} "
+            f"in {stats.seconds:.1f} s",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    code = 0
+    for path in args.dbc:
+        try:
+            dbc = load_dbc(path, lenient=args.lenient or lenient_from_env())
+        except ConfigError as exc:
+            for p in exc.problems:
+                print(f"error: {p}", file=sys.stderr)
+            code = 2
+            continue
+        for r in dbc.repairs:
+            print(f"warning: {path}:{r.line}: {r}", file=sys.stderr)
+        n_sig = sum(len(m.signals) for m in dbc.db.messages)
+        cyclic = sum(1 for m in dbc.db.messages if m.cycle_time)
+        print(
+            f"{path}: {len(dbc.db.messages)} messages, {n_sig} signals, {cyclic} cyclic, "
+            f"{len(dbc.repairs)} repairs, {dbc.encoding}"
+        )
+    return code
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("can", help="CAN tools: decode a capture, replay it onto a bus, check DBC files")
+    can_sub = p.add_subparsers(dest="can_command", required=True)
+
+    d = can_sub.add_parser("decode", help="decode a capture with a DBC: one JSON object per frame on stdout")
+    d.add_argument("--dbc", type=Path, required=True, help="DBC file")
+    d.add_argument("log", type=Path, help="capture: candump .log, .asc, .blf, .trc, .csv, .mf4, SavvyCAN .csv")
+    d.add_argument("--lenient", action="store_true", help="load an imperfect DBC, warning once per repair")
+    d.add_argument("--id-offset", type=_int, default=0, help="added to the DBC's frame ids (one DBC, many racks)")
+    d.add_argument("--j1939", action="store_true", help="match 29-bit ids by PGN")
+    d.set_defaults(func=cmd_decode)
+
+    r = can_sub.add_parser("replay", help="replay a capture onto a bus (virtual, udp_multicast, socketcan, ...)")
+    r.add_argument("log", type=Path, help="capture file (any format `can decode` reads)")
+    r.add_argument("--interface", default="udp_multicast", help="python-can interface (default udp_multicast)")
+    r.add_argument("--channel", default="239.74.163.2", help="channel (udp_multicast: the group address)")
+    r.add_argument("--port", type=int, default=None, help="udp_multicast port (default 43113)")
+    r.add_argument("--rate", type=_rate, default=1.0, help="1 = recorded timing, N = N times faster, max")
+    r.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
+    r.add_argument("--ids", type=_ids, default=None, help="only these ids, hex, comma-separated (e.g. 201,221)")
+    r.add_argument("--bitrate", type=int, default=None, help="bitrate, for interfaces that set it")
+    r.add_argument("--fd", action="store_true", help="CAN FD")
+    r.add_argument("--no-loopback", action="store_true", help="udp_multicast: send on the network, not loopback only")
+    r.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    r.set_defaults(func=cmd_replay)
+
+    c = can_sub.add_parser("check", help="load DBC files strictly (or --lenient) and report every problem")
+    c.add_argument("dbc", type=Path, nargs="+", help="DBC files")
+    c.add_argument("--lenient", action="store_true", help="repair what can be repaired, warning once per repair")
+    c.set_defaults(func=cmd_check)
+
+
+# -- the demo's CAN rack ------------------------------------------------------------------------
+
+DEMO_CAPTURE = "bms-dump-60s.log"
+
+
+def demo_capture() -> Path:
+    return Path(str(resources.files("gateway") / "data" / "can" / DEMO_CAPTURE))
+
+
+def demo_hook(rt: Runtime) -> None:
+    """Replay the bundled capture, looped at recorded speed, onto each virtual bus the demo reads."""
+    from gateway.can.config import CanSourceConfig
+
+    channels = {
+        c.channel for c in rt.loaded.enabled_sources if isinstance(c, CanSourceConfig) and c.interface == "virtual"
+    }
+    for channel in sorted(channels):
+        rt.services.append((f"can-replay:{channel}", _demo_replayer(channel)))
+
+
+def _demo_replayer(channel: str) -> Any:
+    async def run() -> None:
+        import can
+
+        frames = frames_of(read_capture(demo_capture()))
+        bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+        try:
+            await replay(frames, bus.send, rate=1.0, loop=True)
+        finally:
+            bus.shutdown()
+
+    return run
+
+
+DEMO_HOOKS.append(demo_hook)

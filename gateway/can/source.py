@@ -1,1 +1,394 @@
-"""Placeholder until its issue lands; registers nothing yet."""
+"""The CAN source (`type: can`): one bus shared by every rack on it, decoded with DBC files.
+
+Racks on the same interface and channel share one python-can bus (the builder receives every `can`
+instance at once); the bus gets acceptance filters for the frame ids the racks decode. The source
+only receives: it never transmits onto a BMS bus. A failed bus is reopened with jittered exponential
+backoff; meanwhile its racks are `offline` and nothing crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import can
+import structlog
+
+from gateway import metrics as core_metrics
+from gateway.can import metrics
+from gateway.can.config import CanProfile, CanSourceConfig
+from gateway.can.dbcload import lenient_from_env, load_dbc
+from gateway.can.decode import ERROR_FRAME, EXTENDED, UNKNOWN_ID
+from gateway.can.plan import PlanProblem, RackPlan, compile_rack
+from gateway.can.reader import BusReader, open_bus
+from gateway.can.supervision import Supervisor
+from gateway.checks import register_check
+from gateway.errors import ConfigError, Problem
+from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
+from gateway.profiles import register_profile_kind
+from gateway.sources.base import Source, SourceContext, register_source
+from gateway.yamlpos import load_yaml, position
+
+if TYPE_CHECKING:
+    from gateway.config import LoadedConfig
+
+log = structlog.get_logger("source.can")
+
+register_profile_kind("can", CanProfile)
+
+MAX_UNKNOWN_LABELS = 256
+
+
+def dbc_path(loaded: LoadedConfig, profile: CanProfile) -> Path:
+    p = Path(profile.dbc)
+    return p if p.is_absolute() else loaded.dbc_dir / p
+
+
+def compile_instance(loaded: LoadedConfig, cfg: CanSourceConfig) -> RackPlan:
+    """The compiled plan of one rack; ConfigError naming the profile or DBC place on a problem."""
+    profile = loaded.profiles[cfg.profile]
+    assert isinstance(profile, CanProfile)
+    dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
+    result = compile_rack(
+        profile, dbc.db, rack=cfg.rack_tag, id_offset=cfg.id_offset, source_address=cfg.source_address
+    )
+    if isinstance(result, list):
+        raise ConfigError(_locate(loaded, cfg.profile, result))
+    return result
+
+
+def _locate(loaded: LoadedConfig, profile_name: str, problems: list[PlanProblem]) -> list[Problem]:
+    file = loaded.profiles_dir / f"{profile_name}.yaml"
+    try:
+        data = load_yaml(file)
+    except ConfigError:
+        data = None
+    out = []
+    for p in problems:
+        line, col = position(data, list(p.loc)) if data is not None else (0, 0)
+        out.append(Problem(str(file), line, col, f"{'.'.join(str(x) for x in p.loc)}: {p.message}"))
+    return out
+
+
+@register_check
+def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
+    """Load every DBC the CAN sources use and compile every rack, so problems show at `validate`."""
+    problems: list[Problem] = []
+    done: set[tuple[str, int, int | None]] = set()
+    for i, cfg in enumerate(loaded.config.sources):
+        if not isinstance(cfg, CanSourceConfig):
+            continue
+        profile = loaded.profiles.get(cfg.profile)
+        if not isinstance(profile, CanProfile):
+            line, col = position(data, ["sources", i, "profile"])
+            problems.append(Problem(str(loaded.path), line, col, f"profile {cfg.profile!r} is not a CAN profile"))
+            continue
+        key = (cfg.profile, cfg.id_offset, cfg.source_address)
+        if key in done:
+            continue
+        done.add(key)
+        try:
+            plan = compile_instance(loaded, cfg)
+        except ConfigError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
+            continue
+        dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
+        for r in dbc.repairs:
+            log.warning("DBC repaired", dbc=str(dbc.path), line=r.line, repair=str(r))
+        del plan
+    problems.extend(_overlapping_ids(loaded, data))
+    return problems
+
+
+def _overlapping_ids(loaded: LoadedConfig, data: Any) -> list[Problem]:
+    """Two racks on one bus that decode the same frame id would mix their values: an error."""
+    owners: dict[tuple[str, str, int], str] = {}
+    out: list[Problem] = []
+    for i, cfg in enumerate(loaded.config.sources):
+        if not isinstance(cfg, CanSourceConfig) or not cfg.enabled:
+            continue
+        try:
+            plan = compile_instance(loaded, cfg)
+        except (ConfigError, KeyError, AssertionError):
+            continue
+        for key in plan.messages:
+            owner = owners.setdefault((cfg.interface, cfg.channel, key), cfg.name)
+            if owner != cfg.name:
+                line, col = position(data, ["sources", i, "id_offset"])
+                out.append(
+                    Problem(
+                        str(loaded.path),
+                        line,
+                        col,
+                        f"source {cfg.name!r} decodes frame id 0x{key & 0x1FFFFFFF:X} on {cfg.interface}:"
+                        f"{cfg.channel}, as does {owner!r}: give each rack its own id_offset",
+                    )
+                )
+                break
+    return out
+
+
+class Rack:
+    """One rack on a bus: its plan, its supervision and its communication state."""
+
+    def __init__(self, cfg: CanSourceConfig, plan: RackPlan, comm_loss_timeout: float) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.plan = plan
+        limits = {k: m.cycle * m.stale_after for k, m in plan.messages.items() if m.cycle}
+        self.supervisor = Supervisor(limits, comm_loss_timeout, time.monotonic())
+        self.state = DeviceState.STARTING
+        self.samples: list[Sample] = []
+        self.status: DeviceStatus | None = None
+        self.decoded = 0
+
+    def set_state(self, state: DeviceState, reason: str, ts: int) -> None:
+        if state == self.state:
+            return
+        if state == DeviceState.OFFLINE:
+            log.warning("device offline", source=self.name, reason=reason)
+        elif self.state != DeviceState.STARTING:
+            log.info("device online", source=self.name)
+        self.state = state
+        core_metrics.device_online.labels(self.name).set(1 if state == DeviceState.ONLINE else 0)
+        self.status = DeviceStatus(self.name, state, reason, ts)
+
+    def supervise(self, now: float, ts: int) -> None:
+        verdict = self.supervisor.check(now)
+        for key in verdict.stale:
+            plan = self.plan.messages[key]
+            metrics.stale.labels(self.name, plan.name).inc()
+            for (k, _mux), last in self.plan.last.items():
+                if k == key:
+                    self.samples.extend(s._replace(ts=ts, quality=Quality.STALE) for s in last)
+        if verdict.comm_loss is True:
+            self.set_state(DeviceState.OFFLINE, "no frames: every cyclic message stopped", ts)
+            for last in self.plan.last.values():
+                self.samples.extend(s._replace(ts=ts, quality=Quality.COMM_LOSS) for s in last)
+        elif verdict.comm_loss is False:
+            self.set_state(DeviceState.ONLINE, "", ts)
+
+    def take(self, ts: int) -> Batch | None:
+        if not self.samples and self.status is None:
+            return None
+        batch = Batch(self.name, self.samples, device=self.name, status=self.status, created=ts)
+        self.samples, self.status = [], None
+        return batch
+
+
+class CanBusSource:
+    """Reads one bus and decodes its frames for every rack on it."""
+
+    def __init__(self, name: str, cfgs: list[CanSourceConfig], racks: list[Rack]) -> None:
+        self.name = name
+        self.cfg = cfgs[0]
+        self.racks = racks
+        self.bus_label = f"{self.cfg.interface}:{self.cfg.channel}"
+        # frame key -> racks decoding it (usually one); J1939 racks use their own keys
+        self.routes: dict[int, list[Rack]] = {}
+        self.j1939_racks = [r for r in racks if r.plan.table.j1939]
+        for rack in racks:
+            if rack.plan.table.j1939:
+                continue
+            for key in rack.plan.messages:
+                self.routes.setdefault(key, []).append(rack)
+        self.unknown_ids: set[int] = set()
+        self.frames = 0
+        self.produced = 0
+        self.bus: can.BusABC | None = None
+
+    def filters(self) -> list[dict[str, Any]] | None:
+        if any(r.cfg.accept_all for r in self.racks):
+            return None
+        out: list[dict[str, Any]] = []
+        for rack in self.racks:
+            for key, m in rack.plan.messages.items():
+                ext = bool(key & EXTENDED)
+                if rack.plan.table.j1939 and ext:
+                    pf = (key >> 16) & 0xFF
+                    mask = 0x03FF0000 if pf < 240 else 0x03FFFF00
+                    if rack.cfg.source_address is not None:
+                        mask |= 0xFF
+                        key = key | rack.cfg.source_address
+                    out.append({"can_id": key & 0x1FFFFFFF, "can_mask": mask, "extended": True})
+                else:
+                    out.append({"can_id": key & 0x1FFFFFFF, "can_mask": 0x1FFFFFFF if ext else 0x7FF, "extended": ext})
+                del m
+        return out
+
+    async def run(self, ctx: SourceContext) -> None:
+        cfg = self.cfg
+        delay = cfg.reconnect_initial
+        started = False
+        try:
+            while True:
+                reader: BusReader | None = None
+                try:
+                    self.bus = open_bus(
+                        cfg.interface,
+                        cfg.channel,
+                        bitrate=cfg.bitrate,
+                        fd=cfg.fd,
+                        port=cfg.port,
+                        loopback_only=cfg.loopback_only,
+                        filters=self.filters(),
+                    )
+                    reader = BusReader(self.bus)
+                    reader.start()
+                    metrics.bus_up.labels(self.bus_label).set(1)
+                    log.info("CAN bus open", bus=self.bus_label, racks=[r.name for r in self.racks])
+                    if not started:
+                        ctx.started()
+                        started = True
+                    delay = cfg.reconnect_initial
+                    await self._read(ctx, reader)
+                except (can.CanError, OSError, ValueError, ImportError) as exc:
+                    if not started:
+                        ctx.started()  # readiness must not wait for a bus that is down
+                        started = True
+                    await self._bus_failed(ctx, exc, reader)
+                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                    delay = min(cfg.reconnect_max, delay * 2)
+                    metrics.reconnects.labels(self.bus_label).inc()
+                finally:
+                    self._close(reader)
+        finally:
+            log.info("CAN source stopped", bus=self.bus_label, frames=self.frames, produced_samples=self.produced)
+
+    def _close(self, reader: BusReader | None) -> None:
+        if reader is not None:
+            reader.stop()
+            if reader.dropped:
+                self._count_dropped(reader)
+        if self.bus is not None:
+            try:
+                self.bus.shutdown()
+            except Exception as exc:  # shutting down a broken bus may fail too; it is closed either way
+                log.debug("bus shutdown failed", bus=self.bus_label, error=str(exc))
+            self.bus = None
+            metrics.bus_up.labels(self.bus_label).set(0)
+
+    async def _bus_failed(self, ctx: SourceContext, exc: BaseException, reader: BusReader | None) -> None:
+        reason = f"CAN bus {self.bus_label} failed: {type(exc).__name__}: {exc}"
+        log.warning("CAN bus error; reopening", bus=self.bus_label, error=str(exc))
+        ts = time.time_ns()
+        for rack in self.racks:
+            if rack.state != DeviceState.OFFLINE:
+                rack.set_state(DeviceState.OFFLINE, reason, ts)
+                batch = rack.take(ts)
+                if batch is not None:
+                    await ctx.emit(batch)
+
+    def _count_dropped(self, reader: BusReader) -> None:
+        if reader.dropped:
+            metrics.dropped.labels(self.bus_label).inc(reader.dropped)
+            log.error("CAN frames dropped: receive buffer full", bus=self.bus_label, frames=reader.dropped)
+            reader.dropped = 0
+
+    async def _read(self, ctx: SourceContext, reader: BusReader) -> None:
+        cfg = self.cfg
+        tick = min(r.supervisor.next_check_in() for r in self.racks)
+        next_check = time.monotonic() + tick
+        while True:
+            frames = await reader.batch(
+                cfg.batch_window, cfg.batch_max_frames, max(0.01, next_check - time.monotonic())
+            )
+            if frames:
+                self._decode(frames)
+            if reader.dropped:
+                self._count_dropped(reader)
+            now = time.monotonic()
+            if now >= next_check:
+                ts = time.time_ns()
+                for rack in self.racks:
+                    rack.supervise(now, ts)
+                next_check = now + tick
+            await self._emit(ctx)
+
+    def _decode(self, frames: list[can.Message]) -> None:
+        ts = time.time_ns()
+        now = time.monotonic()
+        errors: Counter[tuple[int, str]] = Counter()
+        unknown: Counter[int] = Counter()
+        routes = self.routes
+        j1939 = self.j1939_racks
+        for msg in frames:
+            aid = msg.arbitration_id
+            if msg.is_error_frame:
+                errors[(aid, ERROR_FRAME)] += 1
+                continue
+            ext = msg.is_extended_id
+            key = (aid & 0x1FFFFFFF) | EXTENDED if ext else aid & 0x7FF
+            racks = routes.get(key)
+            if racks is None and j1939 and ext:
+                racks = [r for r in j1939 if r.plan.key(aid, ext) in r.plan.messages] or None
+            if racks is None:
+                unknown[key] += 1
+                continue
+            data = msg.data
+            for rack in racks:
+                rkey = rack.plan.key(aid, ext) if rack.plan.table.j1939 else key
+                samples, reason = rack.plan.decode(rkey, aid, ext, data, ts)
+                if reason:
+                    errors[(aid, reason)] += 1
+                if samples:
+                    rack.samples.extend(samples)
+                    rack.decoded += 1
+                if reason in ("", "out_of_range"):
+                    rack.supervisor.seen(rkey, now)
+                    if rack.state != DeviceState.ONLINE:
+                        rack.set_state(DeviceState.ONLINE, "", ts)
+        self.frames += len(frames)
+        metrics.frames.labels(self.bus_label).inc(len(frames))
+        for rack in self.racks:
+            if rack.decoded:
+                metrics.decoded.labels(self.bus_label, rack.name).inc(rack.decoded)
+                rack.decoded = 0
+        for (aid, reason), n in errors.items():
+            metrics.errors.labels(self.bus_label, f"0x{aid:X}", reason).inc(n)
+        for key, n in unknown.items():
+            if key not in self.unknown_ids and len(self.unknown_ids) < MAX_UNKNOWN_LABELS:
+                self.unknown_ids.add(key)
+                log.info("CAN frame id not decoded by any profile", bus=self.bus_label, id=f"0x{key & 0x1FFFFFFF:X}")
+            label = f"0x{key & 0x1FFFFFFF:X}" if key in self.unknown_ids else "other"
+            metrics.unknown.labels(self.bus_label, label).inc(n)
+            metrics.errors.labels(self.bus_label, label, UNKNOWN_ID).inc(n)
+
+    async def _emit(self, ctx: SourceContext) -> None:
+        ts = time.time_ns()
+        for rack in self.racks:
+            batch = rack.take(ts)
+            if batch is None:
+                continue
+            await ctx.emit(batch)
+            n = len(batch.samples)
+            if n:
+                self.produced += n
+                core_metrics.samples_produced.labels(rack.name).inc(n)
+
+
+def _bus_key(cfg: CanSourceConfig) -> tuple[str, str]:
+    return (cfg.interface, cfg.channel)
+
+
+@register_source("can")
+def build(cfgs: Sequence[CanSourceConfig], loaded: LoadedConfig) -> list[Source]:
+    groups: dict[tuple[str, str], list[CanSourceConfig]] = {}
+    for cfg in cfgs:
+        groups.setdefault(_bus_key(cfg), []).append(cfg)
+    out: list[Source] = []
+    for (interface, channel), group in groups.items():
+        racks = []
+        for cfg in group:
+            plan = compile_instance(loaded, cfg)
+            profile = loaded.profiles[cfg.profile]
+            assert isinstance(profile, CanProfile)
+            racks.append(Rack(cfg, plan, profile.comm_loss_timeout))
+        name = group[0].name if len(group) == 1 else f"can:{interface}:{channel}"
+        out.append(CanBusSource(name, group, racks))
+    return out

@@ -1,0 +1,348 @@
+"""A rack's decode plan: DBC signals → catalog samples, compiled once from a profile and a DBC.
+
+`compile_rack` checks every mapping against the DBC (signal exists, template expands, message known)
+and returns a `RackPlan`, or problems with the path of the profile entry they come from.
+`RackPlan.decode` turns one frame into samples; it never raises on bad input and says why a frame
+was not decoded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cantools.database.namedsignalvalue import NamedSignalValue
+
+from gateway import catalog
+from gateway.can.config import CanPoint, CanProfile
+from gateway.can.decode import DECODE_ERROR, OUT_OF_RANGE, SHORT, UNKNOWN_ID, FrameTable, message_key
+from gateway.model import Quality, Sample
+from gateway.profiles import expand
+
+# DBC unit → (catalog unit, factor): applied when a point gives no `scale`.
+UNIT_FACTORS: dict[tuple[str, str], float] = {
+    ("mv", "V"): 1e-3,
+    ("kv", "V"): 1e3,
+    ("ma", "A"): 1e-3,
+    ("ka", "A"): 1e3,
+    ("kw", "W"): 1e3,
+    ("mw", "W"): 1e6,
+    ("kwh", "Wh"): 1e3,
+    ("mwh", "Wh"): 1e6,
+    ("kohm", "Ω"): 1e3,
+    ("kω", "Ω"): 1e3,
+    ("mohm", "Ω"): 1e6,
+    ("mω", "Ω"): 1e6,
+    ("dv", "V"): 0.1,
+}
+
+NUMBER, STATE, BITS = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class PointPlan:
+    signal: str
+    quantity: str
+    unit: str
+    module: int | None
+    cell: int | None
+    mode: int  # NUMBER, STATE or BITS
+    factor: float
+    offset: float
+    lo: float | None  # DBC physical range; None when the DBC gives none
+    hi: float | None
+    bits: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(slots=True)
+class MessagePlan:
+    key: int
+    name: str
+    length: int
+    message: Any  # cantools Message
+    cycle: float | None  # seconds, None = not supervised
+    stale_after: float  # missed cycles
+    mux_signal: str | None
+    plain: list[PointPlan] = field(default_factory=list)
+    by_mux: dict[int, list[PointPlan]] = field(default_factory=dict)
+
+    def all_points(self) -> list[PointPlan]:
+        out = list(self.plain)
+        for pts in self.by_mux.values():
+            out.extend(pts)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PlanProblem:
+    loc: tuple[int | str, ...]  # path in the profile (e.g. ("points", 3, "signal"))
+    message: str
+
+
+class RackPlan:
+    """The compiled decoders of one rack: frame key → message plan."""
+
+    def __init__(self, rack: str, table: FrameTable, messages: dict[int, MessagePlan]) -> None:
+        self.rack = rack
+        self.table = table
+        self.messages = messages
+        self.last: dict[tuple[int, int], list[Sample]] = {}  # (key, mux) -> last samples, for stale/comm_loss
+
+    def key(self, arbitration_id: int, is_extended: bool) -> int:
+        return self.table.key(arbitration_id, is_extended)
+
+    def decode(
+        self, key: int, arbitration_id: int, is_extended: bool, data: bytes | bytearray, ts: int
+    ) -> tuple[list[Sample], str]:
+        """Samples of one frame and a reason ("" when decoded cleanly) for the hygiene counters."""
+        plan = self.messages.get(key)
+        if plan is None:
+            return [], UNKNOWN_ID
+        if len(data) < plan.length:
+            return self._flag_bad(plan, data, ts), SHORT
+        result = self.table.decode(arbitration_id, is_extended, data)
+        if isinstance(result, str):
+            return (self._flag_bad(plan, data, ts) if result == DECODE_ERROR else []), result
+        signals = result.signals
+        points = plan.plain
+        mux = 0
+        if plan.mux_signal is not None:
+            mv = signals.get(plan.mux_signal)
+            mux = int(mv.value if isinstance(mv, NamedSignalValue) else (mv or 0))
+            extra = plan.by_mux.get(mux)
+            if extra:
+                points = points + extra if points else extra
+        out: list[Sample] = []
+        reason = ""
+        for p in points:
+            v = signals.get(p.signal)
+            if v is None:
+                continue
+            if _emit(out, p, v, ts, self.rack):
+                reason = OUT_OF_RANGE
+        self.last[(key, mux)] = out
+        return out, reason
+
+    def _flag_bad(self, plan: MessagePlan, data: bytes | bytearray, ts: int) -> list[Sample]:
+        """Bad-quality samples (value None) for the points a damaged frame would have carried."""
+        points = list(plan.plain)
+        if plan.mux_signal is not None and data:
+            try:
+                raw = plan.message.decode(bytes(data), decode_choices=False, scaling=False, allow_truncated=True)
+                mux = int(raw.get(plan.mux_signal, -1))
+            except Exception:  # the mux signal itself is damaged: flag the plain points only
+                mux = -1
+            points.extend(plan.by_mux.get(mux, ()))
+        out: list[Sample] = []
+        for p in points:
+            if p.mode == BITS:
+                out.extend(Sample(ts, name, None, "", Quality.BAD, self.rack, p.module, p.cell) for _, name in p.bits)
+            out.append(Sample(ts, p.quantity, None, p.unit, Quality.BAD, self.rack, p.module, p.cell))
+        return out
+
+
+def _emit(out: list[Sample], p: PointPlan, v: Any, ts: int, rack: str) -> bool:
+    """Append the samples of one point; True when the value is outside its DBC range."""
+    named = isinstance(v, NamedSignalValue)
+    num = v.value if named else v
+    if p.mode == STATE:
+        out.append(Sample(ts, p.quantity, str(v.name) if named else num, p.unit, Quality.GOOD, rack, p.module, p.cell))
+        return False
+    if not isinstance(num, int | float) or (isinstance(num, float) and not math.isfinite(num)):
+        out.append(Sample(ts, p.quantity, None, p.unit, Quality.BAD, rack, p.module, p.cell))
+        return False
+    bad_range = (p.lo is not None and num < p.lo) or (p.hi is not None and num > p.hi)
+    quality = Quality.OUT_OF_RANGE if bad_range else Quality.GOOD
+    if p.mode == BITS:
+        raw = int(num)
+        for bit, name in p.bits:
+            out.append(Sample(ts, name, (raw >> bit) & 1, "", quality, rack, p.module, p.cell))
+    value = num * p.factor + p.offset if (p.factor != 1.0 or p.offset) else num
+    if isinstance(value, float):
+        value = round(value, 9)
+    out.append(Sample(ts, p.quantity, value, p.unit, quality, rack, p.module, p.cell))
+    return bad_range
+
+
+def _range(sig: Any) -> tuple[float | None, float | None]:
+    lo, hi = sig.minimum, sig.maximum
+    if lo is None or hi is None or lo >= hi:  # [0|0] means "not given" in most DBC tools
+        return None, None
+    return float(lo), float(hi)
+
+
+def _factor(point: CanPoint, sig: Any, unit: str) -> float:
+    if point.scale is not None:
+        factor = point.scale
+    else:
+        factor = UNIT_FACTORS.get(((sig.unit or "").strip().lower(), unit), 1.0)
+    return -factor if point.invert else factor
+
+
+def _mode(point: CanPoint) -> int:
+    if point.bits:
+        return BITS
+    q = catalog.lookup(point.quantity)
+    if q is not None and q.kind in (catalog.Kind.STATE, catalog.Kind.TEXT):
+        return STATE
+    return NUMBER
+
+
+def _bit_names(point: CanPoint) -> tuple[tuple[int, str], ...]:
+    if not point.bits:
+        return ()
+    return tuple(sorted((b, n if "." in n else f"alarm.{n}") for b, n in point.bits.items()))
+
+
+class _Index:
+    """Signal name → [(message, signal)] over the DBC, for resolving profile entries."""
+
+    def __init__(self, db: Any) -> None:
+        self.by_name: dict[str, list[tuple[Any, Any]]] = {}
+        self.messages = {m.name: m for m in db.messages}
+        for m in db.messages:
+            for s in m.signals:
+                self.by_name.setdefault(s.name, []).append((m, s))
+
+    def find(self, signal: str, message: str | None) -> tuple[Any, Any] | str:
+        if message is not None:
+            msg = self.messages.get(message)
+            if msg is None:
+                return f"message {message!r} is not in the DBC"
+            for s in msg.signals:
+                if s.name == signal:
+                    return msg, s
+            return f"signal {signal!r} is not in message {message}"
+        hits = self.by_name.get(signal, [])
+        if not hits:
+            return f"signal {signal!r} is not in the DBC"
+        if len(hits) > 1:
+            names = ", ".join(m.name for m, _ in hits)
+            return f"signal {signal!r} is in several messages ({names}): add `message:`"
+        return hits[0]
+
+
+def compile_rack(
+    profile: CanProfile,
+    db: Any,
+    *,
+    rack: str,
+    id_offset: int = 0,
+    source_address: int | None = None,
+) -> RackPlan | list[PlanProblem]:
+    index = _Index(db)
+    problems: list[PlanProblem] = []
+    plans: dict[str, MessagePlan] = {}
+    for name in profile.messages:
+        if name not in index.messages:
+            problems.append(PlanProblem(("messages", name), f"message {name!r} is not in the DBC"))
+    for i, point in enumerate(profile.points):
+        for sig_name, module, cell, mux_of in _expand_point(point):
+            found = index.find(sig_name, point.message)
+            if isinstance(found, str):
+                problems.append(PlanProblem(("points", i, "signal"), found))
+                break
+            msg, sig = found
+            mplan = plans.get(msg.name)
+            if mplan is None:
+                mplan = plans[msg.name] = _message_plan(msg, profile, id_offset)
+            unit = point.resolved_unit() or (sig.unit or "" if point.quantity.startswith("raw.") else "")
+            lo, hi = _range(sig)
+            pp = PointPlan(
+                sig_name,
+                point.quantity,
+                unit,
+                module,
+                cell,
+                _mode(point),
+                _factor(point, sig, unit),
+                point.offset,
+                lo,
+                hi,
+                _bit_names(point),
+            )
+            if mux_of is not None:
+                ids = sig.multiplexer_ids or []
+                for mux in ids:
+                    index_ = mux * mux_of[0] + mux_of[1]
+                    tags = mux_of[2].get(index_)
+                    if tags is not None:
+                        mplan.by_mux.setdefault(mux, []).append(
+                            PointPlan(
+                                pp.signal,
+                                pp.quantity,
+                                unit,
+                                tags[0],
+                                tags[1],
+                                pp.mode,
+                                pp.factor,
+                                pp.offset,
+                                lo,
+                                hi,
+                                pp.bits,
+                            )
+                        )
+            elif sig.multiplexer_ids:
+                for mux in sig.multiplexer_ids:
+                    mplan.by_mux.setdefault(mux, []).append(pp)
+            else:
+                mplan.plain.append(pp)
+    if profile.unmapped == "raw":
+        _add_unmapped(plans)
+    if problems:
+        return problems
+    table = FrameTable(db, id_offset=id_offset, j1939=profile.j1939, source_address=source_address, only=set(plans))
+    by_key = {message_key(m.message, id_offset, profile.j1939): m for m in plans.values()}
+    for m in by_key.values():
+        m.key = message_key(m.message, id_offset, profile.j1939)
+    return RackPlan(rack, table, by_key)
+
+
+def _expand_point(
+    point: CanPoint,
+) -> list[tuple[str, int | None, int | None, tuple[int, int, dict[int, tuple[int | None, int | None]]] | None]]:
+    """(signal name, module, cell, mux mapping) for every signal a profile entry covers."""
+    if point.array is None:
+        return [(point.signal, point.module, None, None)]
+    elements = expand(point.array, point.module)
+    if point.mux_step is not None:
+        tags = {e.index: (e.module, e.cell) for e in elements}
+        return [(point.signal, None, None, (point.mux_step, point.mux_slot, tags))]
+    out: list[tuple[str, int | None, int | None, Any]] = []
+    for e in elements:
+        try:
+            name = point.signal.format(i=e.offset + point.index_start)
+        except (KeyError, IndexError, ValueError):
+            name = point.signal  # reported as "not in the DBC"
+        out.append((name, e.module, e.cell, None))
+    return out
+
+
+def _message_plan(msg: Any, profile: CanProfile, id_offset: int) -> MessagePlan:
+    override = profile.messages.get(msg.name)
+    cycle: float | None = (msg.cycle_time / 1000.0) if msg.cycle_time else None
+    stale = profile.stale_after_cycles
+    if override is not None:
+        if override.cycle_time is not None:
+            cycle = override.cycle_time or None
+        if override.stale_after_cycles is not None:
+            stale = override.stale_after_cycles
+    mux = next((s.name for s in msg.signals if s.is_multiplexer), None)
+    return MessagePlan(message_key(msg, id_offset, profile.j1939), msg.name, msg.length, msg, cycle, stale, mux)
+
+
+def _add_unmapped(plans: dict[str, MessagePlan]) -> None:
+    for mplan in plans.values():
+        mapped = {p.signal for p in mplan.all_points()}
+        for sig in mplan.message.signals:
+            if sig.name in mapped or sig.is_multiplexer:
+                continue
+            lo, hi = _range(sig)
+            mode = STATE if sig.choices else NUMBER
+            pp = PointPlan(sig.name, f"raw.{sig.name}", sig.unit or "", None, None, mode, 1.0, 0.0, lo, hi)
+            if sig.multiplexer_ids:
+                for mux in sig.multiplexer_ids:
+                    mplan.by_mux.setdefault(mux, []).append(pp)
+            else:
+                mplan.plain.append(pp)

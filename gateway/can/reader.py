@@ -1,0 +1,197 @@
+"""Reading a python-can bus without blocking the event loop, in batches, with a bounded buffer.
+
+Buses with a file descriptor (socketcan, udp_multicast) are watched by the event loop itself
+(`loop.add_reader`): no thread. Buses without one (virtual, pcan, kvaser, ...) get one thread that
+blocks in `bus.recv(timeout)` and wakes the loop once per burst, not once per frame.
+
+The buffer is bounded: when the pipeline cannot keep up, frames beyond `max_buffer` are dropped and
+counted (`dropped`), never silently. A receive error is kept in `error` and ends the next `batch()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from collections import deque
+from typing import Any
+
+import can
+
+
+class BusReader:
+    def __init__(self, bus: can.BusABC, max_buffer: int = 200_000) -> None:
+        self.bus = bus
+        self.max_buffer = max_buffer
+        self.buffer: deque[can.Message] = deque()
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event = asyncio.Event()
+        self._fd = -1
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._wake_pending = False
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._fd = self.bus.fileno()
+        except (NotImplementedError, AttributeError):
+            self._fd = -1
+        if self._fd >= 0:
+            self._loop.add_reader(self._fd, self._on_readable)
+        else:
+            self._thread = threading.Thread(target=self._rx_thread, name=f"can-rx:{self.bus.channel_info}", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._fd >= 0 and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = -1
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    # -- producers ------------------------------------------------------------------------------
+
+    def _put(self, msg: can.Message) -> None:
+        if len(self.buffer) >= self.max_buffer:
+            self.dropped += 1
+        else:
+            self.buffer.append(msg)
+
+    def _on_readable(self) -> None:
+        try:
+            for _ in range(10_000):  # drain what the kernel holds, without starving the loop
+                msg = self.bus.recv(0)
+                if msg is None:
+                    break
+                self._put(msg)
+        except Exception as exc:  # a bus error: the source reopens the bus
+            self._fail(exc)
+        self._event.set()
+
+    def _rx_thread(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        while not self._stopped.is_set():
+            try:
+                msg = self.bus.recv(0.2)
+            except Exception as exc:
+                loop.call_soon_threadsafe(self._fail, exc)
+                return
+            if msg is None:
+                continue
+            self._put(msg)
+            if not self._wake_pending:
+                self._wake_pending = True
+                try:
+                    loop.call_soon_threadsafe(self._wake)
+                except RuntimeError:  # the loop is closed: we are shutting down
+                    return
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        self._event.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        if self._fd >= 0 and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = -1
+        self._event.set()
+
+    # -- consumer -------------------------------------------------------------------------------
+
+    async def batch(self, window: float, max_frames: int, timeout: float) -> list[can.Message]:
+        """Frames of one window: waits up to `timeout` for the first, then `window` for more.
+
+        Returns [] on timeout; raises the bus error once the buffer is empty.
+        """
+        loop = asyncio.get_running_loop()
+        if not self.buffer and self.error is None:
+            self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except TimeoutError:
+                return []
+        if not self.buffer and self.error is not None:
+            raise self.error
+        deadline = loop.time() + window
+        while len(self.buffer) < max_frames and self.error is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), remaining)
+            except TimeoutError:
+                break
+        n = min(max_frames, len(self.buffer))
+        pop = self.buffer.popleft
+        return [pop() for _ in range(n)]
+
+
+def pin_udp_multicast_to_loopback(bus: Any) -> None:
+    """Keep a python-can udp_multicast bus on the loopback interface, sending and receiving.
+
+    python-can joins the group on the default-route interface and sends there: frames of a test or
+    a replay would leave the machine. This moves both the send interface and the membership to lo.
+    """
+    mc = bus._multicast
+    sock: socket.socket = mc._socket
+    if mc.ip_version == 4:
+        group = socket.inet_aton(mc.group)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, group + struct.pack("@I", socket.INADDR_ANY))
+        except OSError:
+            pass  # not joined on a default interface (no default route): nothing to leave
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group + socket.inet_aton("127.0.0.1"))
+    else:
+        lo = socket.if_nametoindex("lo")
+        group = socket.inet_pton(socket.AF_INET6, mc.group)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, struct.pack("@I", lo))
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, group + struct.pack("@I", 0))
+        except OSError:
+            pass
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group + struct.pack("@I", lo))
+
+
+def open_bus(
+    interface: str,
+    channel: str,
+    *,
+    bitrate: int | None = None,
+    fd: bool = False,
+    port: int | None = None,
+    loopback_only: bool = True,
+    filters: list[dict[str, Any]] | None = None,
+) -> can.BusABC:
+    """A python-can bus; receive_own_messages off; udp_multicast pinned to loopback by default."""
+    kwargs: dict[str, Any] = {"interface": interface, "channel": channel}
+    if interface != "udp_multicast":
+        kwargs["receive_own_messages"] = False
+    if bitrate is not None:
+        kwargs["bitrate"] = bitrate
+    if fd or interface == "udp_multicast":
+        kwargs["fd"] = fd
+    if port is not None:
+        kwargs["port"] = port
+    if filters:
+        kwargs["can_filters"] = filters
+    bus = can.Bus(**kwargs)
+    if interface == "udp_multicast" and loopback_only:
+        try:
+            pin_udp_multicast_to_loopback(bus)
+        except OSError:
+            bus.shutdown()
+            raise
+    return bus
