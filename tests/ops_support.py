@@ -136,7 +136,9 @@ def log_events(tmp: Path) -> list[dict[str, Any]]:
     return out
 
 
-def wait_log(tmp: Path, event: str, proc: subprocess.Popen[bytes], timeout: float = 30.0, after: int = 0) -> dict[str, Any]:
+def wait_log(
+    tmp: Path, event: str, proc: subprocess.Popen[bytes], timeout: float = 30.0, after: int = 0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = log_events(tmp)[after:]

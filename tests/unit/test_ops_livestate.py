@@ -1,0 +1,90 @@
+"""The live state: latest value per point, device states, active alarms; no event loop."""
+
+from __future__ import annotations
+
+from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Quality, Sample
+from gateway.ops.livestate import LiveState, json_value
+
+S = 1_000_000_000
+
+
+def batch(source: str, rack: str, ts: int, soc: float, cell_v: float, status: DeviceStatus | None = None) -> Batch:
+    samples = [
+        Sample(ts, "soc", soc, "%", Quality.GOOD, rack),
+        Sample(ts, "rack_voltage", 700.0, "V", Quality.GOOD, rack),
+        Sample(ts, "cell_voltage", cell_v, "V", Quality.STALE, rack, 1, 2),
+        Sample(ts, "cell_voltage", 3.3, "V", Quality.GOOD, rack, 1, 1),
+    ]
+    return Batch(source, samples, device=source, status=status, created=ts)
+
+
+def test_keeps_the_latest_sample_of_every_point() -> None:
+    live = LiveState()
+    online = DeviceStatus("r1", DeviceState.ONLINE, "", 1 * S)
+    live([batch("r1", "rack-1", 1 * S, 50.0, 3.2, online), batch("r2", "rack-2", 1 * S, 70.0, 3.4)])
+    live([batch("r1", "rack-1", 2 * S, 51.0, 3.25)])
+    rows = live.point_rows(now=3 * S)
+    assert len(rows) == 8  # 4 points per rack, not one row per sample
+    soc = next(r for r in rows if r[0] == "rack-1" and r[1] == "soc")
+    assert soc == ["rack-1", "soc", None, None, 51.0, "%", "good", 1.0]
+    cell = next(r for r in rows if r[0] == "rack-1" and r[3] == 2)
+    assert cell[4:7] == [3.25, "V", "stale"]
+    # rack-level points first, then by module and cell
+    assert [r[3] for r in rows if r[0] == "rack-1"] == [None, None, 1, 2]
+    assert live.point_rows(now=3 * S, rack="rack-2")[0][0] == "rack-2"
+    assert live.samples == 12
+
+
+def test_rack_overview_with_device_state_and_age() -> None:
+    live = LiveState()
+    live([batch("r1", "rack-1", 1 * S, 50.0, 3.2, DeviceStatus("r1", DeviceState.ONLINE, "", 1 * S))])
+    live(
+        [Batch("r1", [], device="r1", status=DeviceStatus("r1", DeviceState.OFFLINE, "timeout", 4 * S), created=4 * S)]
+    )
+    (rack,) = live.racks(now=5 * S)
+    assert rack["rack"] == "rack-1" and rack["device"] == "r1"
+    assert rack["state"] == "offline" and rack["reason"] == "timeout"
+    assert rack["soc"] == 50.0 and rack["rack_voltage"] == 700.0 and rack["rack_current"] is None
+    assert rack["age_s"] == 4.0
+    assert live.devices["r1"].since == 4 * S
+
+
+def test_active_alarms_follow_the_latest_active_record_per_rack() -> None:
+    live = LiveState()
+    active = [
+        {"id": "cell_over_voltage:rack-1:1:2", "name": "cell_over_voltage", "severity": "critical", "value": 3.71},
+        {"id": "soc_low:rack-1", "name": "soc_low", "severity": "warning"},
+    ]
+    alarm_batch = Batch(
+        "alarms",
+        [],
+        kind=BatchKind.ALARM,
+        records=[
+            {"type": "raised", "rack": "rack-1", "id": "x"},  # events are not the active set
+            {"type": "active", "rack": "rack-1", "active": active},
+            {"type": "active", "rack": "rack-2", "active": ["door_open"]},
+        ],
+    )
+    live([alarm_batch])
+    assert live.alarm_counts() == {"critical": 1, "warning": 1, "unknown": 1}
+    alarms = live.active_alarms()
+    assert [a["rack"] for a in alarms] == ["rack-1", "rack-1", "rack-2"]
+    assert alarms[2] == {"name": "door_open", "rack": "rack-2"}
+    assert live.rack_names() == ["rack-1", "rack-2"]
+    live([Batch("alarms", [], kind=BatchKind.ALARM, records=[{"type": "active", "rack": "rack-1", "active": []}])])
+    assert live.alarm_counts() == {"unknown": 1}
+
+
+def test_non_finite_values_stay_json() -> None:
+    assert json_value(float("nan")) == "nan"
+    assert json_value(float("inf")) == "inf"
+    assert json_value(3.5) == 3.5
+    assert json_value(True) is True
+
+
+def test_forget_device_after_a_reload_removed_it() -> None:
+    live = LiveState()
+    live([batch("r1", "rack-1", 1 * S, 50.0, 3.2)])
+    live.forget_device("r1")
+    assert "r1" not in live.devices
+    assert live.racks(now=2 * S)[0]["state"] == "unknown"

@@ -1,0 +1,48 @@
+"""Readiness rules, the STATUS= line and redaction of secrets: plain functions."""
+
+from __future__ import annotations
+
+from gateway.ops.status import SinkView, readiness_problems, redact, status_line
+
+
+def sink(name: str, connected: bool, failures: int = 0) -> SinkView:
+    return SinkView(name, connected, failures, 0, 0, 0.0, "")
+
+
+def test_ready_when_sources_started_store_open_and_sinks_connected() -> None:
+    assert readiness_problems(["a", "b"], {"a", "b"}, True, False, [sink("influx", True)]) == []
+
+
+def test_not_ready_names_every_reason() -> None:
+    problems = readiness_problems(
+        ["a", "b"], {"a"}, False, True, [sink("influx", False), sink("mqtt", False, failures=3)]
+    )
+    assert problems == [
+        "stopping",
+        "store not open",
+        "sources not started: b",
+        "sink influx not connected (connecting)",
+        "sink mqtt not connected (3 failed attempts)",
+    ]
+
+
+def test_status_line_summarises_racks_sinks_and_alarms() -> None:
+    doc = {
+        "ready": True,
+        "racks": [{"state": "online"}, {"state": "offline"}],
+        "samples_seen": 1234,
+        "sinks": [{"name": "influx", "connected": True}, {"name": "mqtt", "connected": False}],
+        "alarms": [{"name": "x"}],
+    }
+    assert status_line(doc) == "ready, 1/2 racks online, 1234 samples stored, sinks influx:ok mqtt:down, 1 alarm active"
+    assert status_line({}) == "starting, 0/0 racks online, 0 samples stored, 0 alarms active"
+
+
+def test_redact_removes_credentials() -> None:
+    assert (
+        redact("cannot connect to https://user:hunter2@influx:8086/api")
+        == "cannot connect to https://***@influx:8086/api"
+    )
+    assert "hunter2" not in redact("auth failed: token=hunter2 for org x")
+    assert "hunter2" not in redact("Authorization: hunter2")
+    assert redact("connection refused") == "connection refused"
