@@ -1,13 +1,264 @@
-"""Sub-commands of this area (placeholder until its issue lands)."""
+"""`bms-gateway modbus simulate | record | plan`, and the demo's simulated Modbus racks."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.democli import DEMO_HOOKS
+from gateway.errors import ConfigError
+from gateway.modbus.config import ModbusSourceConfig
+from gateway.modbus.profile import ModbusProfile
+from gateway.modbus.simulator import ModbusSimulator, SimDevice, device_from_profile
+
+if TYPE_CHECKING:
+    from gateway.config import LoadedConfig
+    from gateway.runtime import Runtime
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def register(sub: Any) -> None:  # argparse sub-parsers
-    del sub
+def _units(text: str) -> list[int]:
+    try:
+        units = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected unit ids like 1,2,3, got {text!r}") from None
+    if not units or not all(0 <= u <= 255 for u in units):
+        raise argparse.ArgumentTypeError("unit ids are 0..255")
+    return units
 
 
-__all__ = ["argparse", "register"]
+def _exception(text: str) -> tuple[str, int, int]:
+    try:
+        table, address, code = text.split(":")
+        return table, int(address, 0), int(code, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TABLE:ADDRESS:CODE (e.g. input:1005:2), got {text!r}") from None
+
+
+def modbus_sources(loaded: LoadedConfig, names: Sequence[str] | None = None) -> list[ModbusSourceConfig]:
+    srcs = [s for s in loaded.enabled_sources if isinstance(s, ModbusSourceConfig)]
+    if names:
+        unknown = set(names) - {s.name for s in srcs}
+        if unknown:
+            raise ConfigError(f"no enabled modbus source named {sorted(unknown)} in {loaded.path}")
+        srcs = [s for s in srcs if s.name in names]
+    return srcs
+
+
+def simulators_for(loaded: LoadedConfig, sources: Sequence[ModbusSourceConfig]) -> dict[int, ModbusSimulator]:
+    """One simulator per port serving every listed source's unit id with its profile."""
+    by_port: dict[int, list[SimDevice]] = {}
+    for i, src in enumerate(sources):
+        profile = loaded.profiles[src.profile]
+        assert isinstance(profile, ModbusProfile)  # the modbus start-up check made sure
+        by_port.setdefault(src.port, []).append(device_from_profile(profile, src.unit_id, i))
+    return {port: ModbusSimulator(devs) for port, devs in by_port.items()}
+
+
+async def serve(
+    sims: dict[int, ModbusSimulator],
+    host: str,
+    interval: float,
+    speed: float,
+    started: Callable[[], None] | None = None,
+    replay_task: Callable[[ModbusSimulator], Coroutine[Any, Any, None]] | None = None,
+) -> None:
+    """Serve the simulators until cancelled, stepping their rack models (or replaying)."""
+    try:
+        for port, sim in sims.items():
+            await sim.start(port, host)
+        if started is not None:
+            started()
+        async with asyncio.TaskGroup() as tg:
+            for port, sim in sims.items():
+                job = replay_task(sim) if replay_task is not None else sim.run_models(interval, speed)
+                tg.create_task(job, name=f"modbus-sim:{port}")
+    finally:
+        for sim in sims.values():
+            await sim.stop()
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.logs import configure_logging
+
+    configure_logging("info" if args.verbose else "warning", "console")
+    replay_task = None
+    if args.recording is not None:
+        from gateway.modbus.recording import read_recording, replay, replay_simulator
+
+        header, cycles = read_recording(args.recording)
+        sims = {args.port: replay_simulator(header)}
+
+        def replay_task(sim: ModbusSimulator) -> Coroutine[Any, Any, None]:
+            return replay(sim, cycles, loop=args.loop, speed=args.speed)
+
+        what = f"recording {args.recording} ({len(cycles)} cycles{', looping' if args.loop else ''})"
+    elif args.profile is not None:
+        from gateway.modbus.validate import load_modbus_profile
+
+        profile = load_modbus_profile(args.profile)
+        sims = {args.port: ModbusSimulator.from_profile(profile, args.unit_ids, args.seed)}
+        what = f"profile {args.profile}"
+    elif args.config is not None:
+        from gateway.config import load_config
+
+        loaded = load_config(args.config)
+        sims = simulators_for(loaded, modbus_sources(loaded, args.source))
+        what = f"the modbus sources of {args.config}"
+    else:
+        print("error: give --profile, --recording or -c/--config", file=sys.stderr)
+        return 2
+    for sim in sims.values():
+        sim.faults.delay = args.delay
+        sim.faults.silent = set(args.silent or [])
+        sim.faults.one_client = args.one_client
+        sim.faults.exceptions = {(t, a): c for t, a, c in args.exception or []}
+    ports = ", ".join(f"{args.host}:{p} units {sorted(s.devices)}" for p, s in sims.items())
+    print(f"bms-gateway modbus simulator: {what} on {ports} (Ctrl-C stops)", flush=True)
+
+    async def main() -> None:
+        job = asyncio.ensure_future(serve(sims, args.host, args.interval, args.speed, replay_task=replay_task))
+        with contextlib.suppress(asyncio.CancelledError):
+            await (asyncio.wait_for(job, args.duration) if args.duration else job)
+
+    with contextlib.suppress(KeyboardInterrupt, TimeoutError):
+        asyncio.run(main())
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from gateway.cli import load_or_exit
+    from gateway.logs import configure_logging
+    from gateway.modbus.recording import Recorder
+    from gateway.modbus.source import endpoints
+    from gateway.model import Batch
+    from gateway.sources.base import SourceContext
+
+    configure_logging("info" if args.verbose else "warning", "console")
+    loaded = load_or_exit(args)
+    srcs = modbus_sources(loaded, args.source)
+    if not srcs:
+        print("error: no enabled modbus source to record", file=sys.stderr)
+        return 2
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    samples = 0
+
+    async def emit(batch: Batch) -> None:
+        nonlocal samples
+        samples += len(batch.samples)
+
+    async def main(out: Any) -> int:
+        eps = endpoints(srcs, loaded.profiles)
+        recorder = Recorder(out, [d for ep in eps for d in ep.devices], {s.name: s.profile for s in srcs})
+        for ep in eps:
+            ep.on_response = recorder
+        ctx = SourceContext(emit, lambda: None, loaded.config.site.name)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(args.duration), asyncio.TaskGroup() as tg:
+                for ep in eps:
+                    tg.create_task(ep.run(ctx), name=f"source:{ep.name}")
+        return recorder.frames
+
+    with args.output.open("w", encoding="utf-8") as out:
+        frames = asyncio.run(main(out))
+    print(f"recorded {frames} block reads ({samples} samples) of {[s.name for s in srcs]} to {args.output}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from gateway.modbus.plan import compile_points, plan_reads, unreadable_ranges
+    from gateway.modbus.validate import load_modbus_profile
+
+    profile = load_modbus_profile(args.profile)
+    points, _ = compile_points(profile)
+    blocks = plan_reads(
+        points,
+        max_registers=profile.max_registers,
+        max_bits=profile.max_bits,
+        max_gap=profile.max_gap,
+        unreadable=unreadable_ranges(profile),
+        one_per_point=args.one_request_per_point,
+    )
+    base = profile.address_base
+    print(f"{args.profile}: {len(points)} points in {len(blocks)} reads (addresses as in the profile, base {base})")
+    for b in blocks:
+        first, last = b.points[0], b.points[-1]
+        print(
+            f"  every {b.interval:g} s  fc {b.function_code}  {b.table:8} {b.start + base:5}..{b.end - 1 + base:<5} "
+            f"({b.count:4} {'bits' if b.function_code < 3 else 'regs'})  {len(b.points):3} points  "
+            f"{first.quantity}..{last.quantity}"
+        )
+    return 0
+
+
+def _add_simulate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--profile", type=Path, default=None, help="Modbus profile YAML to serve")
+    p.add_argument("-c", "--config", type=Path, default=None, help="serve every modbus source of a gateway.yaml")
+    p.add_argument("--source", action="append", help="with -c: only this source (repeatable)")
+    p.add_argument("--recording", "--replay", type=Path, default=None, help="serve a recording instead of a model")
+    p.add_argument("--loop", action="store_true", help="replay the recording again and again")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5020, help="TCP port (default 5020; with -c the sources' ports)")
+    p.add_argument("--unit-ids", type=_units, default=[1], help="unit ids to serve with --profile (e.g. 1,2)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the rack models")
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between model steps")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second (and replay speed)")
+    p.add_argument("--delay", type=float, default=0.0, help="fault: seconds before every answer")
+    p.add_argument("--silent", type=_units, default=None, help="fault: unit ids that never answer")
+    p.add_argument("--exception", type=_exception, action="append", help="fault: TABLE:ADDRESS:CODE (repeatable)")
+    p.add_argument("--one-client", action="store_true", help="fault: refuse a second simultaneous connection")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    p.set_defaults(func=cmd_simulate)
+
+
+def _add_record_args(p: argparse.ArgumentParser) -> None:
+    from gateway.cli import add_config_arg
+
+    add_config_arg(p)
+    p.add_argument("--source", action="append", help="modbus source to record (repeatable; default all)")
+    p.add_argument("--duration", type=float, required=True, help="seconds to record")
+    p.add_argument("-o", "--output", type=Path, required=True, help="recording file (JSON lines)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the poller's log lines")
+    p.set_defaults(func=cmd_record)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("modbus", help="Modbus tools: simulate a device, record one, show a read plan")
+    msub = p.add_subparsers(dest="modbus_command", required=True)
+    _add_simulate_args(msub.add_parser("simulate", help="serve simulated (or recorded) Modbus devices"))
+    _add_record_args(msub.add_parser("record", help="record the raw register blocks of live devices"))
+    pp = msub.add_parser("plan", help="print the compiled read plan of a profile")
+    pp.add_argument("-p", "--profile", type=Path, required=True, help="Modbus profile YAML")
+    pp.add_argument("--one-request-per-point", action="store_true", help="the plan with that workaround")
+    pp.set_defaults(func=cmd_plan)
+    _add_simulate_args(sub.add_parser("modbus-sim", help="same as `modbus simulate`"))
+    _add_record_args(sub.add_parser("modbus-record", help="same as `modbus record`"))
+
+
+def demo_hook(rt: Runtime) -> None:
+    """Serve the demo's loopback Modbus racks from their profiles, inside the demo process."""
+    from gateway.modbus.poller import ModbusEndpoint
+
+    srcs = [s for s in modbus_sources(rt.loaded) if s.host in LOOPBACK]
+    if not srcs:
+        return
+    sims = simulators_for(rt.loaded, srcs)
+    gate = asyncio.Event()
+    for src in rt.sources:
+        if isinstance(src, ModbusEndpoint) and src.host in LOOPBACK and src.port in sims:
+            src.gate = gate  # the poller connects once the simulator listens
+
+    async def service() -> None:
+        await serve(sims, "127.0.0.1", 0.5, 30.0, started=gate.set)
+
+    rt.services.append(("modbus-simulator", service))
+
+
+DEMO_HOOKS.append(demo_hook)

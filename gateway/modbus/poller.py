@@ -61,6 +61,7 @@ class ModbusEndpoint:
         self.on_response = on_response
         self.client: AsyncModbusTcpClient | None = None
         self.sent = 0  # requests sent (all read function codes)
+        self.gate: asyncio.Event | None = None  # when set by a co-started simulator: wait before connecting
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -94,6 +95,8 @@ class ModbusEndpoint:
     async def run(self, ctx: SourceContext) -> None:
         log.info("modbus endpoint started", endpoint=self.label, devices=[d.name for d in self.devices])
         ctx.started()
+        if self.gate is not None:
+            await self.gate.wait()
         now = time.monotonic()
         for d in self.devices:
             d.start(now)

@@ -70,7 +70,7 @@ def test_strings_round_trip(order: str, text: str) -> None:
     assert decode(regs, "string", order) == text  # type: ignore[arg-type]
 
 
-@given(st.sampled_from(INT_TYPES + ["float32", "float64"]), st.sampled_from(BYTE_ORDERS), st.data())
+@given(st.sampled_from([*INT_TYPES, "float32", "float64"]), st.sampled_from(BYTE_ORDERS), st.data())
 def test_no_register_content_crashes_a_decoder(dtype: str, order: str, data: st.DataObject) -> None:
     regs = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=WIDTH[dtype], max_size=WIDTH[dtype]))
     value = decode(regs, dtype, order)  # type: ignore[arg-type]
