@@ -1,13 +1,164 @@
-"""Sub-commands of this area (placeholder until its issue lands)."""
+"""`bms-gateway alarms list | history | export | verify | rules`: the alarm journal, read offline.
+
+These read the journal (read-only; safe while the daemon runs) and never change alarm state:
+acknowledging and shelving go through the running gateway (MQTT commands) so that the engine and
+the journal stay one story.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from gateway.storecli import parse_time
 
-def register(sub: Any) -> None:  # argparse sub-parsers
-    del sub
+CSV_FIELDS = ["seq", "time", "ts", "type", "rack", "alarm_id", "severity", "previous", "state", "message", "value",
+              "rule", "user", "reason", "hash"]  # fmt: skip
 
 
-__all__ = ["argparse", "register"]
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1e9, UTC).isoformat(timespec="milliseconds")
+
+
+def _journal_file(args: argparse.Namespace) -> Path:
+    if args.store is not None:
+        return Path(args.store)
+    from gateway.cli import load_or_exit
+
+    loaded = load_or_exit(args)
+    cfg = loaded.config
+    return cfg.alarms.journal.path or cfg.store.path
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from gateway.alarms.journal import Journal
+
+    path = _journal_file(args)
+    if not path.exists():
+        print(f"error: no store or journal at {path}", file=sys.stderr)
+        raise SystemExit(2)
+    return Journal(path, readonly=True)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    j = _open(args)
+    n, problems = j.verify()
+    j.close()
+    if problems:
+        for p in problems:
+            print(f"FAIL: {p}")
+        print(f"journal {j.path}: {len(problems)} problem(s) in {n} entries: NOT intact", file=sys.stderr)
+        return 1
+    print(f"journal {j.path}: {n} entries, hash chain intact (head {j.hash[:16]})")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    j = _open(args)
+    active = [e for e in j.latest_events() if e["state"] != "normal" and (not args.rack or e["rack"] == args.rack)]
+    j.close()
+    if args.json:
+        for e in active:
+            print(json.dumps({k: v for k, v in e.items() if k != "detail"}, ensure_ascii=False))
+        return 0
+    if not active:
+        print("no alarms in view")
+    for e in active:
+        since = (e.get("detail") or {}).get("since") or e["ts"]
+        print(f"{_iso(since)}  {e['severity']:8} {e['state']:12} {e['alarm_id']:40} {e['message']}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    j = _open(args)
+    for entry in j.entries(args.since or 0, args.until, args.rack):
+        e = entry.body
+        if args.alarm and e.get("alarm_id") != args.alarm:
+            continue
+        if e.get("type") == "event":
+            who = f"  by {e['user']}" if e.get("user") else ""
+            why = f" ({e['reason']})" if e.get("reason") else ""
+            print(f"{entry.seq:6} {_iso(entry.ts)} {e['severity']:8} {e['alarm_id']:40} "
+                  f"{e['previous']} -> {e['state']}: {e['message']}{who}{why}")  # fmt: skip
+        else:
+            extra = {k: v for k, v in e.items() if k not in ("type", "ts")}
+            print(f"{entry.seq:6} {_iso(entry.ts)} -- {e.get('type')} {json.dumps(extra, ensure_ascii=False)}")
+    j.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    j = _open(args)
+    out = sys.stdout
+    writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore") if args.format == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    n = 0
+    for entry in j.entries(args.since or 0, args.until, args.rack):
+        e = entry.body
+        if writer is not None:
+            if e.get("type") != "event":
+                continue
+            writer.writerow({**e, "seq": entry.seq, "time": _iso(entry.ts), "hash": entry.hash})
+        else:
+            out.write(json.dumps({"seq": entry.seq, "hash": entry.hash, **e}, ensure_ascii=False) + "\n")
+        n += 1
+    j.close()
+    print(f"exported {n} journal entries", file=sys.stderr)
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from gateway.alarms.ruleset import build_ruleset
+    from gateway.cli import load_or_exit
+
+    loaded = load_or_exit(args)
+    rs = build_ruleset(loaded)
+    for r in rs.rules:
+        d = r.model_dump(exclude={"id", "kind", "severity", "description", "enabled"}, exclude_defaults=True)
+        state = "" if r.enabled else "  (disabled)"
+        print(f"{r.id:28} {r.kind:12} {r.severity:8} {json.dumps(d, ensure_ascii=False)}{state}")
+        if args.verbose:
+            print(f"{'':28} from {rs.origin.get(r.id, '?')}; {r.description}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    from gateway.cli import add_config_arg
+
+    p = sub.add_parser("alarms", help="alarm journal: list, history, export, verify; effective rules")
+    asub = p.add_subparsers(dest="alarms_command", required=True)
+
+    def common(name: str, help_text: str) -> argparse.ArgumentParser:
+        q: argparse.ArgumentParser = asub.add_parser(name, help=help_text)
+        add_config_arg(q)
+        q.add_argument("--store", type=Path, help="store (or journal) file instead of the config's")
+        return q
+
+    q = common("list", "alarms in view (not normal) as the journal last recorded them")
+    q.add_argument("--rack")
+    q.add_argument("--json", action="store_true", help="JSON lines")
+    q.set_defaults(func=cmd_list)
+    q = common("history", "journal entries, oldest first")
+    q.add_argument("--since", type=parse_time, help="ISO time, Unix seconds or 10m/2h/7d ago")
+    q.add_argument("--until", type=parse_time)
+    q.add_argument("--rack")
+    q.add_argument("--alarm", help="only this alarm id")
+    q.set_defaults(func=cmd_history)
+    q = common("export", "journal entries as JSON lines (every entry, with seq and hash) or CSV (events)")
+    q.add_argument("--since", type=parse_time, help="ISO time, Unix seconds or 10m/2h/7d ago")
+    q.add_argument("--until", type=parse_time)
+    q.add_argument("--rack")
+    q.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    q.set_defaults(func=cmd_export)
+    q = common("verify", "check the journal's hash chain; exit 1 naming each edited, removed or reordered entry")
+    q.set_defaults(func=cmd_verify)
+    q = asub.add_parser("rules", help="the effective rules of a configuration (defaults, files, overrides)")
+    add_config_arg(q)
+    q.add_argument("-v", "--verbose", action="store_true", help="where each rule comes from")
+    q.set_defaults(func=cmd_rules)

@@ -1,0 +1,290 @@
+"""Rule tables: for each rule kind, the exact transitions on a scripted series (no event loop)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.alarms import rules as r
+from gateway.model import DeviceState, DeviceStatus, Quality
+from tests.alarms_support import RACK, S, batch, engine, events, rule, run_series, sample, states, transitions
+
+UA, AA, RTN, N = "active_unack", "active_ack", "rtn_unack", "normal"
+
+
+# -- primitives --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "was", "expected"),
+    [(3.66, False, True), (3.64, False, False), (3.64, True, True), (3.61, True, True), (3.60, True, False)],
+)
+def test_beyond_high_with_deadband(value: float, was: bool, expected: bool) -> None:
+    assert r.beyond(value, 3.65, above=True, deadband=0.05, was=was) is expected
+
+
+def test_debounce_on_and_off_delay_absorb_chatter() -> None:
+    d = r.Debounce(on_delay_ns=2 * S, off_delay_ns=3 * S)
+    script = [
+        (0, True),
+        (1, False),
+        (2, True),
+        (3, True),
+        (4, True),
+        (5, False),
+        (6, True),
+        (7, False),
+        (9, False),
+        (10, False),
+    ]
+    out = [d.update(raw, t * S) for t, raw in script]
+    assert out == [None, None, None, None, True, None, None, None, None, False]
+
+
+def test_debounce_poll_flips_without_new_input() -> None:
+    d = r.Debounce(on_delay_ns=2 * S)
+    assert d.update(True, 0) is None
+    assert d.poll(1 * S) is None
+    assert d.poll(2 * S) is True
+
+
+def test_rate_consecutive_and_windowed() -> None:
+    t = r.RateTracker()
+    assert t.update(0, 10.0) is None
+    assert t.update(2 * S, 14.0) == pytest.approx(2.0)
+    assert t.update(2 * S, 99.0) is None  # duplicate time: no rate
+    w = r.RateTracker(window_ns=10 * S)
+    rates = [w.update(k * S, float(k)) for k in range(0, 25, 5)]
+    assert rates == [None, pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0)]
+    assert w.history[0][0] == 10 * S  # the oldest kept reading is the newest one at least 10 s old
+
+
+def test_spread_and_allowed_difference() -> None:
+    assert r.spread([3.3, 3.5, 3.2]) == (pytest.approx(0.3), 1, 2)
+    assert r.allowed_difference(500.0, 2.0, 1.0) == 5.0
+    assert r.allowed_difference(50.0, 2.0, 1.0) == 2.0
+
+
+def test_coulomb_counter_integrates_and_reanchors_after_a_gap() -> None:
+    c = r.CoulombCounter(max_gap_ns=60 * S)
+    assert c.update(0, 100.0, 100.0) is None
+    c.anchor(50.0, 0)
+    assert c.update(36 * S, 100.0, 100.0) == pytest.approx(51.0)  # 100 A for 36 s = 1 Ah = 1 % of 100 Ah
+    assert c.update(72 * S, -100.0, 100.0) == pytest.approx(51.0)  # trapezoid: mean 0 A
+    assert c.update(200 * S, 0.0, 100.0) is None  # gap: re-anchor on the BMS value
+    assert c.soc is None
+
+
+def test_state_normalisation() -> None:
+    assert r.state_unsafe("Open", frozenset({"closed"}), None)
+    assert not r.state_unsafe(" closed", frozenset({"closed"}), None)
+    assert r.state_unsafe(True, None, frozenset({1}))
+    assert r.state_unsafe(1.0, None, frozenset({1}))
+    assert not r.state_unsafe(False, None, frozenset({1}))
+
+
+# -- thresholds ---------------------------------------------------------------------------------------
+
+
+def test_threshold_deadband_absorbs_chatter() -> None:
+    eng = engine(rule(kind="threshold", quantity="cell_voltage", high=3.65, deadband=0.05))
+    series = [(0, 3.60), (1, 3.66), (2, 3.64), (3, 3.66), (4, 3.61), (5, 3.59), (6, 3.62)]
+    assert run_series(eng, "cell_voltage", series, module=1, cell=5) == [
+        [], [(N, UA)], [], [], [], [(UA, RTN)], [],
+    ]  # fmt: skip
+
+
+def test_threshold_without_deadband_chatters() -> None:
+    eng = engine(rule(kind="threshold", quantity="cell_voltage", high=3.65))
+    series = [(0, 3.66), (1, 3.64), (2, 3.66), (3, 3.64)]
+    assert transitions(eng, "cell_voltage", series) == [UA, RTN, UA, RTN]
+
+
+def test_threshold_on_delay_restarts_on_chatter() -> None:
+    eng = engine(rule(kind="threshold", quantity="cell_voltage", high=3.65, on_delay=2))
+    series = [(0, 3.7), (1, 3.6), (2, 3.7), (3, 3.7), (4, 3.7), (5, 3.7)]
+    assert run_series(eng, "cell_voltage", series) == [[], [], [], [], [(N, UA)], []]
+
+
+def test_threshold_off_delay() -> None:
+    eng = engine(rule(kind="threshold", quantity="cell_voltage", high=3.65, off_delay=2))
+    series = [(0, 3.7), (1, 3.5), (2, 3.7), (3, 3.5), (4, 3.5), (5, 3.5)]
+    assert run_series(eng, "cell_voltage", series) == [[(N, UA)], [], [], [], [], [(UA, RTN)]]
+
+
+def test_threshold_low_limit_and_event_content() -> None:
+    eng = engine(rule(id="cuv", kind="threshold", quantity="cell_voltage", low=2.5, deadband=0.1, severity="critical"))
+    out = eng.process([batch(sample(1, "cell_voltage", 2.45, module=2, cell=7, unit="V"))])
+    (ev,) = events(out)
+    assert ev == {
+        "type": "event", "ts": 1 * S, "rack": RACK, "alarm_id": "rack-01:cuv:m2c7", "severity": "critical",
+        "state": UA, "previous": N, "message": "cell_voltage m2c7 2.45 V below 2.5 V", "value": 2.45,
+        "rule": "cuv", "user": None, "reason": None,
+    }  # fmt: skip
+    active = out[0].records[-1]
+    assert active["type"] == "active" and active["rack"] == RACK
+    assert active["active"] == [{"alarm_id": "rack-01:cuv:m2c7", "severity": "critical", "state": UA, "since": 1 * S,
+                                 "message": "cell_voltage m2c7 2.45 V below 2.5 V"}]  # fmt: skip
+    assert transitions(eng, "cell_voltage", [(2, 2.55), (3, 2.61)], module=2, cell=7) == [RTN]
+
+
+def test_threshold_elements_are_separate_alarms_and_bad_quality_is_ignored() -> None:
+    eng = engine(rule(id="cov", kind="threshold", quantity="cell_voltage", high=3.65))
+    out = eng.process([batch(
+        sample(0, "cell_voltage", 3.7, module=1, cell=1),
+        sample(0, "cell_voltage", 3.7, module=1, cell=2),
+        sample(0, "cell_voltage", 3.9, module=1, cell=3, quality=Quality.BAD),
+        sample(0, "cell_voltage", 3.5, module=1, cell=4),
+    )])  # fmt: skip
+    assert [e["alarm_id"] for e in events(out)] == ["rack-01:cov:m1c1", "rack-01:cov:m1c2"]
+    assert len(eng.instances) == 2  # healthy cells are not tracked
+
+
+def test_rule_restricted_to_racks() -> None:
+    eng = engine(rule(kind="threshold", quantity="soc", low=10, racks=["rack-02"]), racks=("rack-01", "rack-02"))
+    assert transitions(eng, "soc", [(0, 5)]) == []
+    assert transitions(eng, "soc", [(1, 5)], rack="rack-02") == [UA]
+
+
+# -- rate, spread, disagreement, limit ------------------------------------------------------------
+
+
+def test_rate_of_rise_with_deadband() -> None:
+    eng = engine(rule(kind="rate", quantity="cell_temperature", rise=1.0, deadband=0.5))
+    series = [(0, 25.0), (1, 25.5), (2, 27.0), (3, 27.6), (4, 27.8), (5, 27.8)]
+    assert run_series(eng, "cell_temperature", series, module=1, cell=1) == [[], [], [(N, UA)], [], [(UA, RTN)], []]
+
+
+def test_rate_of_fall() -> None:
+    eng = engine(rule(kind="rate", quantity="soc", fall=0.5))
+    assert transitions(eng, "soc", [(0, 50.0), (1, 49.8), (2, 48.0), (3, 48.0)]) == [UA, RTN]
+
+
+def _cells(t: float, volts: list[float], per_module: int = 2) -> list:
+    return [sample(t, "cell_voltage", v, module=i // per_module + 1, cell=i % per_module + 1, unit="V")
+            for i, v in enumerate(volts)]  # fmt: skip
+
+
+def test_spread_across_the_rack_with_deadband() -> None:
+    eng = engine(rule(id="sp", kind="spread", quantity="cell_voltage", high=0.10, deadband=0.02))
+    steps = [[3.30, 3.35], [3.30, 3.42], [3.30, 3.39], [3.30, 3.37]]
+    got = [states(eng.process([batch(*_cells(t, v))])) for t, v in enumerate(steps)]
+    assert got == [[], [(N, UA)], [], [(UA, RTN)]]
+    assert (
+        "(max 3.45 at m1c2, min 3.3 at m1c1) above 0.1 V"
+        in events(eng.process([batch(*_cells(9, [3.30, 3.45]))]))[0]["message"]
+    )
+
+
+def test_spread_per_module() -> None:
+    eng = engine(rule(id="sp", kind="spread", quantity="cell_voltage", scope="module", high=0.10))
+    out = eng.process([batch(*_cells(0, [3.30, 3.45, 3.30, 3.31]))])
+    assert [e["alarm_id"] for e in events(out)] == ["rack-01:sp:m1"]
+
+
+def test_pack_voltage_against_sum_of_cells() -> None:
+    eng = engine(rule(id="pv", kind="disagreement", quantity="rack_voltage", versus="sum:cell_voltage",
+                      tolerance=0.5, min_count=2))  # fmt: skip
+    ok = eng.process([batch(sample(0, "rack_voltage", 6.65), *_cells(0, [3.3, 3.3]))])
+    bad = eng.process([batch(*_cells(1, [3.3, 3.3]), sample(1, "rack_voltage", 7.5))])
+    partial = eng.process([batch(sample(2, "rack_voltage", 6.6), *_cells(2, [3.3]))])  # too few cells: no verdict
+    back = eng.process([batch(sample(3, "rack_voltage", 6.6), *_cells(3, [3.3, 3.3]))])
+    assert (states(ok), states(bad), states(partial), states(back)) == ([], [(N, UA)], [], [(UA, RTN)])
+    assert events(bad)[0]["value"] == pytest.approx(0.9)
+
+
+def test_soc_against_coulomb_count() -> None:
+    eng = engine(rule(id="soc", kind="disagreement", quantity="soc", versus="coulomb_soc", capacity_ah=100,
+                      tolerance=2.0))  # fmt: skip
+
+    def step(t: float, soc: float, amps: float) -> list:
+        return states(eng.process([batch(sample(t, "soc", soc), sample(t, "rack_current", amps))]))
+
+    assert step(0, 50.0, 100.0) == []  # anchors the count on the BMS
+    assert step(36, 51.0, 100.0) == []  # counted 51 %
+    assert step(72, 60.0, 100.0) == [(N, UA)]  # counted 52 %, BMS 60 %
+    assert step(108, 53.5, 100.0) == [(UA, RTN)]  # counted 53 %
+
+
+def test_current_against_bms_limits() -> None:
+    charge = rule(id="chg", kind="limit", quantity="rack_current", limit="charge_current_limit", margin=5)
+    dis = rule(id="dis", kind="limit", quantity="rack_current", limit="discharge_current_limit", direction="below",
+               limit_scale=-1, margin=5)  # fmt: skip
+    eng = engine(charge, dis)
+
+    def step(t: float, amps: float, chg: float | None = None, dchg: float | None = None) -> list:
+        extra = [sample(t, "charge_current_limit", chg)] if chg is not None else []
+        extra += [sample(t, "discharge_current_limit", dchg)] if dchg is not None else []
+        return [(e["rule"], e["state"]) for e in events(eng.process([batch(sample(t, "rack_current", amps), *extra)]))]
+
+    assert step(0, 100.0) == []  # no limit known yet
+    assert step(1, 100.0, chg=140.0, dchg=140.0) == []
+    assert step(2, 100.0, chg=0.0) == [("chg", UA)]  # the BMS stops charge, the EMS keeps charging
+    assert step(3, -146.0, chg=140.0) == [("chg", RTN), ("dis", UA)]  # limits persist between batches
+
+
+# -- states, bits, comm loss, stale, quality -----------------------------------------------------------
+
+
+def test_contactor_and_interlock_states() -> None:
+    eng = engine(
+        rule(id="kp", kind="state", quantity="contactor_positive", safe=["closed"]),
+        rule(id="es", kind="state", quantity="interlock_estop", unsafe=[1], severity="critical"),
+    )
+    assert transitions(eng, "contactor_positive", [(0, "closed"), (1, "open"), (2, "Closed")]) == [UA, RTN]
+    assert transitions(eng, "interlock_estop", [(0, False), (1, True), (2, 0)]) == [UA, RTN]
+
+
+def test_bms_bits_by_name_with_severities() -> None:
+    eng = engine(rule(id="bms", kind="bms_bits", prefix="alarm.", severities={"cell_ov": "critical"}))
+    out = eng.process([batch(sample(0, "alarm.cell_ov", 1), sample(0, "alarm.fan", True), sample(0, "warning.x", 1))])
+    assert [(e["alarm_id"], e["severity"]) for e in events(out)] == [
+        ("rack-01:bms:cell_ov", "critical"),
+        ("rack-01:bms:fan", "major"),
+    ]
+    assert transitions(eng, "alarm.cell_ov", [(1, 0)]) == [RTN]
+
+
+def test_comm_loss_from_device_status_and_quality() -> None:
+    eng = engine(rule(id="cl", kind="comm_loss"))
+    off = DeviceStatus(RACK, DeviceState.OFFLINE, "timeout", 5 * S)
+    on = DeviceStatus(RACK, DeviceState.ONLINE, "", 9 * S)
+    from gateway.model import Batch
+
+    down = eng.process([Batch(RACK, [], device=RACK, status=off)])
+    assert events(down)[0]["message"] == "no communication with rack rack-01: timeout"
+    assert states(eng.process([Batch(RACK, [], device=RACK, status=on)])) == [(UA, RTN)]
+    lost = eng.process([batch(sample(10, "soc", 50, quality=Quality.COMM_LOSS))])
+    assert states(lost) == [(RTN, UA)]
+    assert states(eng.process([batch(sample(11, "soc", 50))])) == [(UA, RTN)]
+
+
+def test_stale_by_age_on_the_clock() -> None:
+    eng = engine(rule(id="st", kind="stale", max_age=5))
+    assert states(eng.tick(0)) == []
+    eng.process([batch(sample(1, "soc", 50))])
+    assert states(eng.tick(5 * S)) == []
+    assert states(eng.tick(7 * S)) == [(N, UA)]
+    assert states(eng.tick(8 * S)) == []
+    assert states(eng.process([batch(sample(8.5, "soc", 50))])) == [(UA, RTN)]
+
+
+def test_stale_for_a_rack_that_never_reported() -> None:
+    eng = engine(rule(id="st", kind="stale", max_age=5), racks=("rack-01", "rack-02"))
+    eng.tick(0)
+    eng.process([batch(sample(4, "soc", 50))])
+    assert [e["alarm_id"] for e in events(eng.tick(6 * S))] == ["rack-02:st"]
+
+
+def test_quality_rule_per_quantity_and_element() -> None:
+    eng = engine(rule(id="q", kind="quality", qualities=["bad"]))
+    out = eng.process([batch(sample(0, "cell_voltage", None, module=1, cell=3, quality=Quality.BAD))])
+    assert [e["alarm_id"] for e in events(out)] == ["rack-01:q:cell_voltage:m1c3"]
+    assert states(eng.process([batch(sample(1, "cell_voltage", 3.3, module=1, cell=3))])) == [(UA, RTN)]
+    assert eng.quality_watch == 1  # rtn_unack is still in view
+
+
+def test_delays_complete_on_the_clock_when_no_sample_arrives() -> None:
+    eng = engine(rule(kind="threshold", quantity="soc", low=10, on_delay=3))
+    assert transitions(eng, "soc", [(0, 5)]) == []
+    assert states(eng.tick(2 * S)) == []
+    assert states(eng.tick(3 * S)) == [(N, UA)]

@@ -1,0 +1,153 @@
+"""The ISA-18.2 state machine, latching, shelving with expiry, and restore after a restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.alarms.states import Alarm, CommandRejected, State
+from tests.alarms_support import S, batch, engine, events, rule, sample, states
+
+UA, AA, RTN, N, SH = "active_unack", "active_ack", "rtn_unack", "normal", "shelved"
+
+
+def test_full_cycle_active_ack_then_clear() -> None:
+    a = Alarm("x", "r", "rule", "major")
+    t = a.set_condition(True, 1)
+    assert t is not None and (t.previous, t.state) == (State.NORMAL, State.ACTIVE_UNACK)
+    assert a.since == 1
+    t = a.acknowledge("alice", "seen")
+    assert (t.state, t.user, t.reason) == (State.ACTIVE_ACK, "alice", "seen")
+    t = a.set_condition(False, 2)
+    assert t is not None and t.state == State.NORMAL
+
+
+def test_ack_of_returned_to_normal_goes_to_normal() -> None:
+    a = Alarm("x", "r", "rule", "major")
+    a.set_condition(True, 1)
+    a.set_condition(False, 2)
+    assert a.state == State.RTN_UNACK
+    assert a.acknowledge("bob", None).state == State.NORMAL
+
+
+def test_condition_returns_while_rtn_unack() -> None:
+    a = Alarm("x", "r", "rule", "major")
+    a.set_condition(True, 1)
+    a.set_condition(False, 2)
+    t = a.set_condition(True, 3)
+    assert t is not None and (t.previous, t.state) == (State.RTN_UNACK, State.ACTIVE_UNACK)
+    assert a.since == 3
+
+
+@pytest.mark.parametrize("state", [State.NORMAL, State.ACTIVE_ACK])
+def test_ack_with_nothing_to_ack_is_rejected(state: State) -> None:
+    a = Alarm("x", "r", "rule", "major", state=state, condition=state == State.ACTIVE_ACK)
+    with pytest.raises(CommandRejected):
+        a.acknowledge("alice", None)
+    assert a.state == state
+
+
+def test_latched_alarm_stays_until_acknowledged() -> None:
+    a = Alarm("x", "r", "rule", "critical", latch=True)
+    a.set_condition(True, 1)
+    assert a.set_condition(False, 2) is None
+    assert a.state == State.ACTIVE_UNACK
+    assert a.acknowledge("alice", "reset").state == State.NORMAL
+
+
+def test_latched_alarm_acked_while_active_needs_a_second_ack_after_clear() -> None:
+    a = Alarm("x", "r", "rule", "critical", latch=True)
+    a.set_condition(True, 1)
+    a.acknowledge("alice", None)
+    assert a.set_condition(False, 2) is None
+    assert a.state == State.ACTIVE_ACK
+    assert a.acknowledge("alice", "reset after repair").state == State.NORMAL
+
+
+def test_shelve_hides_changes_and_expiry_restores_the_right_state() -> None:
+    a = Alarm("x", "r", "rule", "major")
+    a.set_condition(True, 1)
+    assert a.shelve(100, "op", "maintenance").state == State.SHELVED
+    assert a.set_condition(False, 10) is None and a.set_condition(True, 20) is None
+    assert a.expire(99) is None
+    t = a.expire(100)
+    assert t is not None and (t.state, t.reason) == (State.ACTIVE_UNACK, "shelve expired")
+    b = Alarm("y", "r", "rule", "major")
+    b.set_condition(True, 1)
+    b.shelve(50, "op", "noise")
+    b.set_condition(False, 10)
+    assert b.unshelve(20, "op", "done").state == State.NORMAL
+    with pytest.raises(CommandRejected):
+        b.unshelve(21, "op", None)
+
+
+# -- through the engine: commands, journal entries, restore ----------------------------------------------
+
+
+def _cov(**extra: object) -> object:
+    return rule(id="cov", kind="threshold", quantity="cell_voltage", high=3.65, deadband=0.05, **extra)
+
+
+def test_engine_commands_record_user_and_reason() -> None:
+    eng = engine(_cov())
+    eng.process([batch(sample(0, "cell_voltage", 3.7, module=1, cell=1))])
+    errors, out = eng.command("ack", ["rack-01:cov:m1c1", "rack-01:nope"], "alice", "checked", 5 * S)
+    assert errors == ["rack-01:nope: no such alarm in view (unknown or normal)"]
+    (ev,) = events(out)
+    assert (ev["previous"], ev["state"], ev["user"], ev["reason"], ev["ts"]) == (UA, AA, "alice", "checked", 5 * S)
+    errors, _ = eng.command("ack", ["rack-01:cov:m1c1"], "alice", None, 6 * S)
+    assert errors == ["rack-01:cov:m1c1 is active_ack: nothing to acknowledge"]
+
+
+def test_engine_shelve_expires_on_tick() -> None:
+    eng = engine(_cov())
+    eng.process([batch(sample(0, "cell_voltage", 3.7))])
+    _, out = eng.command("shelve", ["rack-01:cov"], "op", "noisy sensor", 1 * S, until=11 * S)
+    assert states(out) == [(UA, SH)]
+    assert out[0].records[-1]["active"][0]["state"] == SH  # a shelved alarm stays in the active set
+    assert states(eng.process([batch(sample(2, "cell_voltage", 3.5))])) == []  # no events while shelved
+    assert states(eng.tick(10 * S)) == []
+    assert states(eng.tick(11 * S)) == [(SH, N)]
+    assert eng.instances == {}
+
+
+def test_restore_keeps_a_latched_alarm_latched() -> None:
+    eng = engine(_cov(latch=True))
+    eng.process([batch(sample(0, "cell_voltage", 3.7, module=1, cell=2))])
+    eng.process([batch(sample(1, "cell_voltage", 3.5, module=1, cell=2))])  # clears, but latched
+    journal = eng.take_journal()
+    latest = {e["alarm_id"]: e for e in journal}.values()
+
+    after = engine(_cov(latch=True))
+    assert after.restore(latest, 100 * S) == []
+    assert after.active("rack-01")[0]["state"] == UA
+    assert states(after.process([batch(sample(101, "cell_voltage", 3.5, module=1, cell=2))])) == []
+    _, out = after.command("ack", ["rack-01:cov:m1c2"], "alice", "replaced", 102 * S)
+    assert states(out) == [(UA, N)]
+
+
+def test_restore_then_a_normal_value_returns_an_unlatched_alarm() -> None:
+    eng = engine(_cov())
+    eng.process([batch(sample(0, "cell_voltage", 3.7))])
+    after = engine(_cov())
+    after.restore(eng.take_journal(), 10 * S)
+    assert states(after.process([batch(sample(11, "cell_voltage", 3.5))])) == [(UA, RTN)]
+
+
+def test_restore_of_an_alarm_whose_rule_is_gone_returns_it_to_normal() -> None:
+    eng = engine(_cov())
+    eng.process([batch(sample(0, "cell_voltage", 3.7))])
+    after = engine(rule(id="other", kind="comm_loss"))
+    out = after.restore(eng.take_journal(), 10 * S)
+    (ev,) = events(out)
+    assert (ev["state"], ev["reason"]) == (N, "rule removed from the configuration")
+    assert after.take_journal()[0]["state"] == N
+    assert after.instances == {}
+
+
+def test_snapshot_lists_every_rack_even_without_alarms() -> None:
+    eng = engine(_cov(), racks=("rack-01", "rack-02"))
+    eng.process([batch(sample(0, "cell_voltage", 3.7))])
+    snap = {b.device: b.records[0]["active"] for b in eng.snapshot(5 * S)}
+    assert set(snap) == {"rack-01", "rack-02"}
+    assert [a["alarm_id"] for a in snap["rack-01"]] == ["rack-01:cov"] and snap["rack-02"] == []
+    assert eng.counts()["major"] == 1
