@@ -106,7 +106,7 @@ def write_config(
     if http_port is None:
         lines.append("http: {enabled: false}")
     else:
-        lines.append(f"http: {{host: 127.0.0.1, port: {http_port}}}")
+        lines.append(f"http: {{port: {http_port}}}")  # the host is the default: loopback
     p = tmp / name
     p.write_text("\n".join(lines) + "\n" + extra)
     return p

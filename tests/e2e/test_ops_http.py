@@ -1,0 +1,124 @@
+"""The HTTP endpoint of a running `bms-gateway run`: health, readiness, Prometheus metrics, status JSON.
+
+Real parts: the daemon as a subprocess, VictoriaMetrics as the InfluxDB server, urllib as the client,
+prometheus_client's own text parser for /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.ops_support import http_get, start_gateway, stop, wait_http, wait_log, write_config
+from tests.servers import VictoriaMetrics, free_port
+
+SECRET = "tok-S3CRET-do-not-show-4711"
+
+
+def influx_sink(url: str) -> str:
+    return (
+        "sinks:\n"
+        "  influx:\n"
+        "    type: influxdb\n"
+        f"    url: {url}\n"
+        "    org: o\n"
+        "    bucket: b\n"
+        f"    token: {SECRET}\n"
+        "    backoff_initial: 0.1\n"
+        "    backoff_max: 0.2\n"
+    )
+
+
+def wait_until(check, proc, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, "the gateway exited"
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.1)
+
+
+def test_endpoints_of_a_running_gateway(tmp_path: Path, victoria: VictoriaMetrics) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, ["rack-a", "rack-b"], http_port=port, extra=influx_sink(victoria.url))
+    proc = start_gateway(cfg, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        listening = wait_log(tmp_path, "http listening", proc)
+        assert listening["url"] == f"{base}/"  # loopback by default
+        wait_http(f"{base}/healthz", proc)
+        assert http_get(f"{base}/healthz")[::2] == (200, "ok\n")
+        wait_until(lambda: http_get(f"{base}/readyz")[0] == 200, proc)
+        assert http_get(f"{base}/readyz")[2] == "ready\n"
+
+        doc = wait_until(lambda: (d := json.loads(http_get(f"{base}/api/status")[2]))["samples_seen"] > 100 and d, proc)
+        assert doc["site"] == "t" and doc["ready"] is True
+        assert {r["rack"] for r in doc["racks"]} == {"rack-a", "rack-b"}
+        assert all(r["state"] == "online" and isinstance(r["soc"], float) for r in doc["racks"])
+        assert [s["name"] for s in doc["sinks"]] == ["influx"]
+        points = doc["points"]
+        cells = [p for p in points if p[0] == "rack-a" and p[1] == "cell_voltage"]
+        assert len(cells) == 8  # 2 modules x 4 cells, one row each with its latest value
+        assert all(p[5] == "V" and p[6] == "good" and isinstance(p[4], float) and p[7] >= 0 for p in cells)
+        only_b = json.loads(http_get(f"{base}/api/status?rack=rack-b")[2])["points"]
+        assert only_b and {p[0] for p in only_b} == {"rack-b"}
+        assert "points" not in json.loads(http_get(f"{base}/api/status?points=0")[2])
+
+        def metrics() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+            status, ctype, text = http_get(f"{base}/metrics")
+            assert status == 200 and ctype.startswith("text/plain")
+            out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+            return out
+
+        delivered = (("sink", "influx"),)
+        value = wait_until(
+            lambda: (m := metrics()).get("bms_gateway_sink_delivered_samples_total", {}).get(delivered) and m, proc
+        )
+        assert value["bms_gateway_ready"][()] == 1.0
+        assert value["bms_gateway_samples_stored_total"][()] > 0
+        assert value["bms_gateway_samples_produced_total"][(("source", "rack-a"),)] > 0
+        assert value["bms_gateway_sink_pending_samples"][delivered] >= 0
+        assert value["bms_gateway_sink_lag_seconds"][delivered] >= 0
+        assert value["bms_gateway_sink_connected"][delivered] == 1
+        assert value["bms_gateway_watchdog_pings_total"][()] == 0  # not under systemd here
+        assert "bms_gateway_store_bytes" in value
+
+        assert http_get(f"{base}/nope")[0] == 404
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"NONSENSE\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 400")
+        # No secret in any view of the gateway.
+        for path in ("/api/status", "/metrics", "/", "/static/app.js", "/readyz"):
+            assert SECRET not in http_get(base + path)[2]
+    finally:
+        assert stop(proc) == 0
+    assert SECRET not in (tmp_path / "gateway.log").read_text()
+
+
+def test_readyz_names_a_sink_that_cannot_connect(tmp_path: Path) -> None:
+    port, dead = free_port(), free_port()
+    cfg = write_config(tmp_path, ["rack-a"], http_port=port, extra=influx_sink(f"http://127.0.0.1:{dead}"))
+    proc = start_gateway(cfg, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz", proc)
+        status, _, _body = wait_until(
+            lambda: (r := http_get(f"{base}/readyz"))[2].startswith("sink influx not connected") and r, proc
+        )
+        assert status == 503
+        assert http_get(f"{base}/healthz")[0] == 200  # alive, and storing: the sink catches up later
+        doc = json.loads(http_get(f"{base}/api/status?points=0")[2])
+        assert doc["ready"] is False and doc["sinks"][0]["connected"] is False
+        assert SECRET not in json.dumps(doc)
+    finally:
+        assert stop(proc) == 0

@@ -1,0 +1,114 @@
+"""The live status page in a real headless browser (Debian's chromium + chromedriver, via selenium).
+
+The page is loaded from a running `bms-gateway run`; the test waits (with a deadline) until the
+racks and the points table are drawn, then until the simulated values change by themselves.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from tests.ops_support import start_gateway, stop, wait_http, write_config
+from tests.servers import free_port
+
+T = TypeVar("T")
+
+
+def binary(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name) or (name if Path(name).exists() else None)
+        if found:
+            return found
+    raise RuntimeError(f"{names[0]} is not installed: run the README's test command, which installs it")
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary("chromium", "/usr/bin/chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,900"):
+        opts.add_argument(arg)
+    service = Service(executable_path=binary("chromedriver", "/usr/bin/chromedriver"))
+    driver = webdriver.Chrome(options=opts, service=service)
+    yield driver
+    driver.quit()
+
+
+def eventually(fn: Callable[[], T | None], timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = fn()
+        except Exception:  # the page is being redrawn under us: look again
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("the page did not reach the expected state")
+        time.sleep(0.1)
+
+
+def cell_text(driver: webdriver.Chrome, key: str, column: int) -> str | None:
+    rows = driver.find_elements(By.CSS_SELECTOR, f'#points tbody tr[data-key="{key}"]')
+    return rows[0].find_elements(By.TAG_NAME, "td")[column].text if rows else None
+
+
+def test_status_page_shows_racks_points_and_live_values(tmp_path: Path, browser: webdriver.Chrome) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, ["rack-a", "rack-b"], http_port=port, interval=0.1)
+    proc = start_gateway(cfg, tmp_path)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        browser.get(f"http://127.0.0.1:{port}/")
+        assert browser.title == "bms-gateway status"
+        racks = eventually(
+            lambda: len(r := browser.find_elements(By.CSS_SELECTOR, "#racks tbody tr[data-rack]")) == 2 and r
+        )
+        assert [r.get_attribute("data-rack") for r in racks] == ["rack-a", "rack-b"]
+        assert eventually(lambda: "2/2 racks online" in browser.find_element(By.ID, "summary").text)
+        # Every point has its row: value, unit, quality and age.
+        n_rows = eventually(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#points tbody tr[data-key]")))
+        assert n_rows > 2 * 8  # at least the 8 cells of each rack, plus rack-level quantities
+        cell = browser.find_element(By.CSS_SELECTOR, '#points tbody tr[data-key="rack-a|cell_voltage|1|1"]')
+        tds = [td.text for td in cell.find_elements(By.TAG_NAME, "td")]
+        assert tds[0:4] == ["rack-a", "cell_voltage", "1", "1"]
+        assert float(tds[4]) > 2.0 and tds[5] == "V" and tds[6] == "good" and float(tds[7]) >= 0
+        # The values change by themselves (the page polls; the simulated rack charges and discharges).
+        first = eventually(lambda: cell_text(browser, "rack-a|soc||", 4))
+        changed = eventually(lambda: (v := cell_text(browser, "rack-a|soc||", 4)) not in (None, first) and v)
+        assert float(changed) != float(first)
+        updates = int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates") or 0)
+        assert eventually(
+            lambda: int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates") or 0) > updates
+        )
+        # The rack filter narrows the table to one rack.
+        browser.find_element(By.CSS_SELECTOR, '#rack-filter option[value="rack-b"]').click()
+        assert eventually(
+            lambda: (
+                {
+                    r.get_attribute("data-key").split("|")[0]
+                    for r in browser.find_elements(By.CSS_SELECTOR, "#points tbody tr[data-key]")
+                }
+                == {"rack-b"}
+            )
+        )
+        assert "no active alarm" in browser.find_element(By.ID, "alarms").text or browser.find_elements(
+            By.CSS_SELECTOR, "#alarms tbody tr td"
+        )
+        # Every resource the page loaded came from the gateway itself (no CDN).
+        urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert urls and all(u.startswith(f"http://127.0.0.1:{port}/") for u in urls)
+        # When the gateway goes away, the page says so instead of showing stale numbers silently.
+        assert stop(proc) == 0
+        assert eventually(lambda: "unreachable" in browser.find_element(By.ID, "conn").text)
+    finally:
+        stop(proc)
