@@ -135,7 +135,7 @@ class DeviceRun:
                 device=self.name,
                 point=point.label,
                 code=code,
-                exception=EXCEPTION_NAMES.get(code, "unknown"),
+                meaning=EXCEPTION_NAMES.get(code, "unknown"),
             )
             metrics.bad_points.labels(self.name).set(len(self.bad))
 
@@ -156,7 +156,7 @@ class DeviceRun:
                     start=block.start,
                     count=block.count,
                     code=code,
-                    exception=EXCEPTION_NAMES.get(code, "unknown"),
+                    meaning=EXCEPTION_NAMES.get(code, "unknown"),
                 )
         self.codes[key] = code
         if outcome.words is not None:

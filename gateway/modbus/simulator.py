@@ -135,6 +135,7 @@ class ModbusSimulator:
         self.faults = Faults()
         self.function_codes: list[int] = []  # every request's function code, in order
         self.requests = 0
+        self.requests_by_unit: dict[int, int] = {}
         self.writes = 0
         self.connections = 0
         self.refused = 0
@@ -152,6 +153,7 @@ class ModbusSimulator:
 
     async def read(self, unit: int, fc: int, address: int, count: int) -> list[int] | list[bool] | ExcCodes:
         self.requests += 1
+        self.requests_by_unit[unit] = self.requests_by_unit.get(unit, 0) + 1
         dev = self.devices.get(unit)
         if dev is None or unit in self.faults.silent:
             raise NoSuchIdException(f"unit {unit} does not answer")  # with ignore_missing_devices: no reply
