@@ -8,6 +8,7 @@ Recorded timestamps are kept on the frames (python-can may overwrite them on sen
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -43,7 +44,7 @@ def schedule(timestamps: list[float], rate: float | None) -> list[float]:
 def loop_gap(timestamps: list[float], rate: float | None) -> float:
     if rate is None or len(timestamps) < 2:
         return 0.0
-    gaps = sorted(b - a for a, b in zip(timestamps, timestamps[1:], strict=False) if b >= a)
+    gaps = sorted(b - a for a, b in itertools.pairwise(timestamps) if b >= a)
     return (gaps[len(gaps) // 2] if gaps else 0.0) / rate
 
 

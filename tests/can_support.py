@@ -1,0 +1,91 @@
+"""Helpers for the CAN tests: fixture paths, site configs on a tmp dir, offline expectations."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import can
+
+import gateway.plugins  # noqa: F401  (registers the `can` profile kind)
+from gateway.can.capture import read_capture
+from gateway.can.config import CanProfile
+from gateway.can.dbcload import load_dbc
+from gateway.can.plan import RackPlan, compile_rack
+from gateway.outbox import Outbox
+from gateway.profiles import load_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = Path(__file__).resolve().parent / "fixtures" / "can"
+BMS_DBC = FIX / "BMS.dbc"
+BMS_LOG = FIX / "bms-dump.log"
+FOX_DBC = FIX / "foxbms.dbc"
+FOX_TRC = FIX / "can-log.trc"
+PROFILES = ROOT / "config" / "profiles"
+DBC_DIR = ROOT / "dbc"
+
+
+def make_site(tmp_path: Path, sources: str, *, profiles: dict[str, str] | None = None, extra: str = "") -> Path:
+    """A gateway.yaml in tmp_path with the project's CAN profiles and DBCs (plus `profiles`)."""
+    pdir = tmp_path / "profiles"
+    ddir = tmp_path / "dbc"
+    pdir.mkdir(exist_ok=True)
+    ddir.mkdir(exist_ok=True)
+    for f in PROFILES.glob("can-*.yaml"):
+        shutil.copy(f, pdir / f.name)
+    for f in DBC_DIR.glob("*.dbc"):
+        shutil.copy(f, ddir / f.name)
+    for name, text in (profiles or {}).items():
+        (pdir / f"{name}.yaml").write_text(text, encoding="utf-8")
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(
+        f"site:\n  name: t\n  profiles_dir: profiles\n  dbc_dir: dbc\nsources:\n{sources}\n"
+        f"store:\n  path: {tmp_path / 'store.db'}\n  commit_interval: 0.02\n{extra}",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def project_plan(profile: str, dbc: Path, rack: str = "r1", id_offset: int = 0) -> RackPlan:
+    prof = load_profile(PROFILES / f"{profile}.yaml")
+    assert isinstance(prof, CanProfile)
+    plan = compile_rack(prof, load_dbc(dbc, lenient=prof.lenient).db, rack=rack, id_offset=id_offset)
+    assert isinstance(plan, RackPlan), plan
+    return plan
+
+
+def offline_samples(plan: RackPlan, frames: list[can.Message]) -> Counter[tuple[Any, ...]]:
+    """(quantity, value, quality, module, cell) of every sample the plan makes from the frames."""
+    out: Counter[tuple[Any, ...]] = Counter()
+    for m in frames:
+        key = plan.key(m.arbitration_id, m.is_extended_id)
+        samples, _ = plan.decode(key, m.arbitration_id, m.is_extended_id, m.data, 0)
+        out.update((s.quantity, s.value, str(s.quality), s.module, s.cell) for s in samples)
+    return out
+
+
+def stored_samples(store: Path, rack: str | None = None) -> Counter[tuple[Any, ...]]:
+    ob = Outbox(store)
+    try:
+        out: Counter[tuple[Any, ...]] = Counter()
+        for row in ob.query():
+            for s in row.batch.samples:
+                if rack is None or s.rack == rack:
+                    out[(s.quantity, s.value, str(s.quality), s.module, s.cell)] += 1
+        return out
+    finally:
+        ob.close()
+
+
+def stored_statuses(store: Path) -> list[tuple[str, str]]:
+    ob = Outbox(store)
+    try:
+        return [(r.batch.status.device, str(r.batch.status.state)) for r in ob.query() if r.batch.status is not None]
+    finally:
+        ob.close()
+
+
+def log_frames(path: Path = BMS_LOG) -> list[can.Message]:
+    return list(read_capture(path))

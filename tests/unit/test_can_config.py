@@ -1,0 +1,97 @@
+"""CAN profiles and DBCs at `validate`: problems name file:line:col; --lenient loads imperfect DBCs."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from gateway.sources.base import build_sources
+from tests.can_support import FIX, make_site
+
+RACK = "  - {type: can, name: rack-1, profile: can-example-rack, interface: virtual, channel: t}\n"
+
+
+def validate(cfg: Path, *extra: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        code = main(["validate", "-c", str(cfg), *extra])
+    return code, err.getvalue()
+
+
+def problems(cfg: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    return [str(p) for p in info.value.problems]
+
+
+def test_example_profiles_validate_and_share_one_bus(tmp_path: Path) -> None:
+    cfg = make_site(
+        tmp_path,
+        RACK
+        + "  - {type: can, name: rack-2, profile: can-example-rack, interface: virtual, channel: t, id_offset: 0x20}\n"
+        + "  - {type: can, name: pack, profile: can-redpesk-bms, interface: virtual, channel: other}\n",
+    )
+    assert validate(cfg) == (0, "")
+    sources = build_sources(load_config(cfg))
+    assert sorted(s.name for s in sources) == ["can:virtual:t", "pack"]  # two racks, one bus object
+
+
+def test_signal_missing_in_dbc_names_the_profile_line(tmp_path: Path) -> None:
+    profile = (
+        "protocol: can\ndbc: can-example-rack.dbc\npoints:\n"
+        "  - {signal: SoC, quantity: soc}\n  - {signal: Soc2, quantity: soh}\n"
+    )
+    cfg = make_site(tmp_path, RACK.replace("can-example-rack", "can-mine"), profiles={"can-mine": profile})
+    (only,) = problems(cfg)
+    assert only == f"{tmp_path / 'profiles' / 'can-mine.yaml'}:5:6: points.1.signal: signal 'Soc2' is not in the DBC"
+
+
+def test_typo_in_profile_key_and_bad_quantity(tmp_path: Path) -> None:
+    profile = (
+        "protocol: can\ndbc: can-example-rack.dbc\nlenent: true\npoints:\n"
+        "  - {signal: SoC, quantity: state_of_charge}\n"
+    )
+    cfg = make_site(tmp_path, RACK.replace("can-example-rack", "can-mine"), profiles={"can-mine": profile})
+    found = problems(cfg)
+    assert any(":3:1: lenent: unknown key" in p for p in found)
+    assert any(":5:5: points.0: quantity " in p and "maps nowhere" in p for p in found), found
+
+
+def test_broken_dbc_is_a_validate_error_and_lenient_loads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BMS_GATEWAY_LENIENT", raising=False)
+    profile = "protocol: can\ndbc: Model3CAN.dbc\npoints:\n  - {signal: BattVoltage132, quantity: rack_voltage}\n"
+    cfg = make_site(tmp_path, RACK.replace("can-example-rack", "can-m3"), profiles={"can-m3": profile})
+    shutil.copy(FIX / "Model3CAN.dbc", tmp_path / "dbc")
+    code, err = validate(cfg)
+    assert code == 2
+    assert f"error: {tmp_path / 'dbc' / 'Model3CAN.dbc'}:1722:1: message ID5D5RearDItemps: signal DI_lashAngle" in err
+    assert validate(cfg, "--lenient")[0] == 0
+    monkeypatch.delenv("BMS_GATEWAY_LENIENT", raising=False)
+    (tmp_path / "profiles" / "can-m3.yaml").write_text(profile + "lenient: true\n")
+    assert validate(cfg)[0] == 0
+
+
+def test_dbc_that_cannot_load_is_a_clean_error(tmp_path: Path) -> None:
+    profile = "protocol: can\ndbc: zero.dbc\nlenient: true\npoints:\n  - {signal: BMS_SOC, quantity: soc}\n"
+    cfg = make_site(tmp_path, RACK.replace("can-example-rack", "can-zero"), profiles={"can-zero": profile})
+    shutil.copy(FIX / "ZeroEvDBC(onlyBMS&DU).dbc", tmp_path / "dbc" / "zero.dbc")
+    code, err = validate(cfg)
+    assert code == 2 and "Traceback" not in err
+    assert f"{tmp_path / 'dbc' / 'zero.dbc'}:386:1: cannot load DBC: 38 value tables (VAL_)" in err
+    profile2 = profile.replace("zero.dbc", "missing.dbc")
+    (tmp_path / "profiles" / "can-zero.yaml").write_text(profile2)
+    code, err = validate(cfg)
+    assert code == 2 and "missing.dbc: DBC file not found" in err
+
+
+def test_two_racks_decoding_the_same_ids_on_one_bus_is_an_error(tmp_path: Path) -> None:
+    cfg = make_site(tmp_path, RACK + RACK.replace("rack-1", "rack-2"))
+    found = problems(cfg)
+    assert any("gateway.yaml:7:" in p and "give each rack its own id_offset" in p for p in found), found
