@@ -221,3 +221,53 @@ def make_certs(directory: Path, host: str = "127.0.0.1") -> dict[str, Path]:
             f"{who}.ext",
         )
     return d
+
+
+# -- an MQTT subscriber with a persistent session ---------------------------------------------------
+
+
+@dataclass
+class Collector:
+    """Subscribes (QoS 1, persistent session) and keeps every message; reconnects across broker restarts."""
+
+    port: int
+    topic: str = "#"
+    client_id: str = "test-collector"
+    messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    connects: int = 0
+    _task: asyncio.Task[None] | None = None
+    _subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __aenter__(self) -> Collector:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        import aiomqtt
+
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    "127.0.0.1", self.port, identifier=self.client_id, clean_session=False, timeout=5
+                ) as client:
+                    self.connects += 1
+                    await client.subscribe(self.topic, qos=1)
+                    self._subscribed.set()
+                    async for m in client.messages:
+                        payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+                        self.messages.append((str(m.topic), payload, bool(m.retain)))
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    def payloads(self, topic: str) -> list[bytes]:
+        return [p for t, p, _ in self.messages if t == topic]
+
+    def telemetry_seqs(self, topic: str) -> list[int]:
+        return [int(json.loads(p)["seq"]) for p in self.payloads(topic)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -43,14 +44,35 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     extra_conf: str = ""
+    tls: dict[str, Path] | None = None  # {"ca": ..., "cert": ..., "key": ...}: a TLS listener on tls_port
+    require_certificate: bool = False  # TLS listener: clients must present a certificate signed by the CA
+    users: dict[str, str] | None = None  # user → password: anonymous clients refused
+    tls_port: int = field(default_factory=free_port)
+
+    def _listeners(self) -> str:
+        text = f"listener {self.port} 127.0.0.1\n"
+        if self.tls is not None:
+            text += (
+                f"listener {self.tls_port} 127.0.0.1\n"
+                f"cafile {self.tls['ca']}\ncertfile {self.tls['cert']}\nkeyfile {self.tls['key']}\n"
+                f"require_certificate {'true' if self.require_certificate else 'false'}\n"
+            )
+        if self.users is None:
+            return text + "allow_anonymous true\n"
+        pw = self.workdir / "passwd"
+        pw.write_text("")
+        exe = _binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+        for user, password in self.users.items():
+            subprocess.run([exe, "-b", str(pw), user, password], check=True, capture_output=True)
+        return text + f"allow_anonymous false\npassword_file {pw}\n"
 
     def start(self) -> Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            self._listeners()
+            + f"user {getpass.getuser()}\n"  # as root, mosquitto would switch to a user that cannot read tmp dirs
+            + "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 0\n"
@@ -62,6 +84,8 @@ class Mosquitto:
             [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=(self.workdir / "mosquitto.log").open("ab")
         )
         wait_port(self.port)
+        if self.tls is not None:
+            wait_port(self.tls_port)
         return self
 
     def stop(self) -> None:

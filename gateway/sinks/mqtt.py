@@ -65,7 +65,7 @@ class MqttSink:
 
     def _make_client(self) -> aiomqtt.Client:
         password = read_secret(self.cfg.password, self.cfg.password_file, self.cfg.password_credential)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
             identifier=self.client_id,
@@ -78,6 +78,8 @@ class MqttSink:
             max_inflight_messages=MAX_INFLIGHT,
             will=aiomqtt.Will(self.topics.gateway_status, b"offline", qos=1, retain=True),
         )
+        client.pending_calls_threshold = 100_000  # a backlog drain has many publishes in flight, by design
+        return client
 
     async def open(self) -> None:
         await self._disconnect()
