@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -159,17 +158,18 @@ KILLED = textwrap.dedent(
 
 async def test_last_will_offline_after_kill_9(tmp_path: Path, mosquitto: Mosquitto) -> None:
     async with Collector(mosquitto.port, topic="bms/s1/gateway/status") as sub:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", KILLED, str(mosquitto.port)], stdout=subprocess.PIPE, cwd=ROOT, text=True
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", KILLED, str(mosquitto.port), stdout=asyncio.subprocess.PIPE, cwd=ROOT
         )
         try:
             assert proc.stdout is not None
-            while (line := await asyncio.to_thread(proc.stdout.readline)) not in ("open\n", ""):
+            while (line := await proc.stdout.readline()) not in (b"open\n", b""):
                 pass  # log lines
-            assert line == "open\n"
+            assert line == b"open\n"
             await wait_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online"])
             os.kill(proc.pid, signal.SIGKILL)
             await wait_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online", b"offline"], timeout=20)
         finally:
-            proc.kill()
-            proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
