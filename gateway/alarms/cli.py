@@ -13,9 +13,12 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.storecli import parse_time
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 CSV_FIELDS = ["seq", "time", "ts", "type", "rack", "alarm_id", "severity", "previous", "state", "message", "value",
               "rule", "user", "reason", "hash"]  # fmt: skip
@@ -30,8 +33,7 @@ def _journal_file(args: argparse.Namespace) -> Path:
         return Path(args.store)
     from gateway.cli import load_or_exit
 
-    loaded = load_or_exit(args)
-    cfg = loaded.config
+    cfg: GatewayConfig = load_or_exit(args).config
     return cfg.alarms.journal.path or cfg.store.path
 
 

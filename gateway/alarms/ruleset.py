@@ -6,6 +6,7 @@ Every problem names its place (`file:line:col`), and `bms-gateway validate` and 
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,7 +18,6 @@ from gateway.alarms.config import AlarmsConfig, RuleSpec
 from gateway.checks import register_check
 from gateway.configbase import Strict
 from gateway.errors import ConfigError, Problem
-from gateway.profiles import problems_from
 from gateway.yamlpos import load_yaml, position, to_plain
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def load_rule_file(path: Path) -> tuple[list[RuleSpec], dict[str, str]]:
     try:
         parsed = RuleFile.model_validate(to_plain(data))
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc, data, str(path))) from exc
+        raise ConfigError(rule_problems(exc, data, str(path))) from exc
     origin: dict[str, str] = {}
     problems: list[Problem] = []
     for i, rule in enumerate(parsed.rules):
@@ -100,21 +100,56 @@ def build_ruleset(loaded: LoadedConfig, data: Any = None) -> RuleSet:
         line, col = position(data, where) if data is not None else (0, 0)
         base = rules.get(rid)
         if base is None:
-            problems.append(Problem(cfg_file, line, col, f"override of unknown rule {rid!r}: known {sorted(rules)}"))
+            near = difflib.get_close_matches(rid, list(rules), n=3)
+            hint = f"did you mean {' or '.join(near)}?" if near else "`bms-gateway alarms rules` lists them"
+            problems.append(Problem(cfg_file, line, col, f"override of unknown rule {rid!r}: {hint}"))
             continue
         merged = {**base.model_dump(exclude_unset=True), **changes, "id": rid, "kind": base.kind}
         try:
             rules[rid] = RULE.validate_python(merged)
         except ValidationError as exc:
-            for p in problems_from(exc, _subtree(data, where), cfg_file):
-                msg = p.message if p.line else f"overrides.{rid}: {p.message}"
-                problems.append(Problem(cfg_file, p.line or line, p.col or col, msg))
+            for p in rule_problems(exc, _subtree(data, where), cfg_file):
+                sep = "." if p.message[:1] not in (":", "") else ""
+                msg = f"alarms.overrides.{rid}{sep}{p.message}"
+                problems.append(Problem(cfg_file, p.line if p.line > 1 else line, p.col if p.line > 1 else col, msg))
             continue
         origin[rid] = f"{origin.get(rid, '?')} (overridden at {cfg_file}:{line})"
     problems.extend(_rack_problems(loaded, rules, data))
     if problems:
         raise ConfigError(problems)
     return RuleSet(tuple(rules.values()), origin)
+
+
+KIND_TAGS = frozenset(
+    {"threshold", "limit", "rate", "spread", "disagreement", "state", "bms_bits", "comm_loss", "stale", "quality"}
+)
+
+
+def rule_problems(exc: ValidationError, data: Any, name: str) -> list[Problem]:
+    """Validation errors of rules as `file:line:col: path: message`, the `kind` union tag left out."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if isinstance(p, int | str)]
+        # The tag follows the list index (or starts the path when one rule is validated alone).
+        loc = [p for i, p in enumerate(loc) if not (p in KIND_TAGS and (i == 0 or isinstance(loc[i - 1], int)))]
+        line, col = position(data, loc) if data is not None else (0, 0)
+        where = ".".join(str(p) for p in loc)
+        out.append(Problem(name, line, col, f"{where}: {_message(err)}" if where else _message(err)))
+    return out
+
+
+def _message(err: Any) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; `bms-gateway schema` lists the keys)"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err.get("msg", "invalid"))
+    msg = msg.removeprefix("Value error, ")
+    inp = err.get("input")
+    if kind != "union_tag_invalid" and isinstance(inp, str | int | float | bool):
+        msg += f" (got {inp!r})"
+    return msg
 
 
 def _subtree(data: Any, where: list[int | str]) -> Any:
