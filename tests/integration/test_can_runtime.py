@@ -1,0 +1,226 @@
+"""The CAN source in a full Runtime on in-process python-can `virtual` buses: replay, supervision, hygiene."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import can
+
+from gateway.can.capture import read_capture
+from gateway.can.replay import frames_of, replay
+from gateway.config import load_config
+from gateway.metrics import REGISTRY
+from gateway.runtime import Runtime
+from tests.can_support import (
+    BMS_DBC,
+    BMS_LOG,
+    make_site,
+    offline_samples,
+    project_plan,
+    stored_samples,
+    stored_statuses,
+)
+
+_n = itertools.count()
+NO_HTTP = "http:\n  enabled: false\n"
+
+
+def channel() -> str:
+    return f"can-it-{time.monotonic_ns()}-{next(_n)}"
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def running(cfg: Path) -> AsyncIterator[Runtime]:
+    rt = Runtime(load_config(cfg))
+    ready = asyncio.Event()
+    rt.on_ready.append(ready.set)
+    task = asyncio.create_task(rt.run())
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        yield rt
+    finally:
+        rt.request_stop("test")
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_replayed_capture_every_frame_decoded_into_the_outbox(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: pack, profile: can-redpesk-bms, interface: virtual, channel: {ch}}}\n",
+        extra=NO_HTTP,
+    )
+    frames = frames_of(read_capture(BMS_LOG))
+    bus_label = f"virtual:{ch}"
+    async with running(cfg):
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            stats = await replay(frames, tx.send, rate=None)
+        finally:
+            tx.shutdown()
+        assert stats.sent == 15796
+        await until(lambda: metric("bms_gateway_can_decoded_total", bus=bus_label, rack="pack") >= 15796)
+    assert metric("bms_gateway_can_frames_total", bus=bus_label) == 15796
+    assert metric("bms_gateway_can_frames_dropped_total", bus=bus_label) == 0
+    expected = offline_samples(project_plan("can-redpesk-bms", BMS_DBC, rack="pack"), frames)
+    stored = stored_samples(tmp_path / "store.db", rack="pack")
+    fresh = Counter({k: n for k, n in stored.items() if k[2] in ("good", "out_of_range")})
+    assert fresh == expected  # every sample of every frame, value for value, nothing extra
+    assert sum(expected.values()) > 15796
+
+
+QUICK = """\
+protocol: can
+dbc: can-example-rack.dbc
+stale_after_cycles: 2
+messages:
+  RackStatus: {cycle_time: 0.1}
+  RackLimits: {cycle_time: 0.1}
+points:
+  - {signal: SoC, quantity: soc}
+  - {signal: BmsState, quantity: bms_state}
+  - {signal: ChargeCurrentLimit, quantity: charge_current_limit}
+"""
+
+
+def example_frame(name: str, **values: float) -> can.Message:
+    import cantools
+
+    db = cantools.database.load_file(Path(__file__).resolve().parents[2] / "dbc" / "can-example-rack.dbc")
+    msg = db.get_message_by_name(name)
+    full: dict[str, float] = {s.name: 0 for s in msg.signals}
+    full.update(values)
+    return can.Message(arbitration_id=msg.frame_id, data=msg.encode(full), is_extended_id=False)
+
+
+async def feed(bus: can.BusABC, frames: list[can.Message], seconds: float) -> int:
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for f in frames:
+            bus.send(f)
+            n += 1
+        await asyncio.sleep(0.03)
+    return n
+
+
+async def test_stale_after_missed_cycles_then_comm_loss_then_back(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: r1, profile: can-quick, interface: virtual, channel: {ch}}}\n",
+        profiles={"can-quick": QUICK},
+        extra=NO_HTTP,
+    )
+    status = example_frame("RackStatus", SoC=60.5, BmsState=2)
+    limits = example_frame("RackLimits", ChargeCurrentLimit=140.0)
+    async with running(cfg):
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            await feed(tx, [status, limits], 0.4)
+            await feed(tx, [status], 0.6)  # RackLimits stops: its values go stale, the rack stays online
+            await until(lambda: ("r1", "offline") in stored_statuses(tmp_path / "store.db"), 10)  # all stopped
+            await feed(tx, [status, limits], 0.3)  # back
+            await until(lambda: stored_statuses(tmp_path / "store.db")[-1] == ("r1", "online"), 10)
+        finally:
+            tx.shutdown()
+    stored = stored_samples(tmp_path / "store.db", rack="r1")
+    assert stored[("charge_current_limit", 140.0, "stale", None, None)] >= 1
+    assert stored[("charge_current_limit", 140.0, "comm_loss", None, None)] >= 1
+    assert stored[("soc", 60.5, "comm_loss", None, None)] >= 1
+    assert stored[("bms_state", "run", "comm_loss", None, None)] >= 1
+    assert stored[("soc", 60.5, "good", None, None)] >= 10
+    # the order of events: stale limits while status is fresh, then offline, then online
+    ob_statuses = [s for d, s in stored_statuses(tmp_path / "store.db") if d == "r1"]
+    assert ob_statuses[-2:] == ["offline", "online"]
+    assert metric("bms_gateway_can_stale_total", rack="r1", message="RackLimits") >= 1
+
+
+async def test_short_unknown_and_error_frames_counted_and_flagged(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: r2, profile: can-quick, interface: virtual, channel: {ch}, accept_all: true}}\n",
+        profiles={"can-quick": QUICK},
+        extra=NO_HTTP,
+    )
+    bus_label = f"virtual:{ch}"
+    good = example_frame("RackStatus", SoC=50.0, BmsState=1)
+    short = can.Message(arbitration_id=0x100, data=bytes(good.data[:3]), is_extended_id=False)
+    unknown = can.Message(arbitration_id=0x555, data=bytes(8), is_extended_id=False)
+    error = can.Message(arbitration_id=0x20000080, is_error_frame=True, data=bytes(8), is_extended_id=True)
+    async with running(cfg):
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            for f in (good, short, short, unknown, unknown, unknown, error, good):
+                tx.send(f)
+            await until(lambda: metric("bms_gateway_can_frames_total", bus=bus_label) >= 8)
+            await until(lambda: metric("bms_gateway_can_decoded_total", bus=bus_label, rack="r2") >= 4)
+        finally:
+            tx.shutdown()
+    assert metric("bms_gateway_can_errors_total", bus=bus_label, id="0x100", reason="short_frame") == 2
+    assert metric("bms_gateway_can_unknown_total", bus=bus_label, id="0x555") == 3
+    assert metric("bms_gateway_can_errors_total", bus=bus_label, id="0x555", reason="unknown_id") == 3
+    assert metric("bms_gateway_can_errors_total", bus=bus_label, id="0x20000080", reason="error_frame") == 1
+    stored = stored_samples(tmp_path / "store.db", rack="r2")
+    assert stored[("soc", 50.0, "good", None, None)] == 2
+    assert stored[("soc", None, "bad", None, None)] == 2  # the short frames: flagged, never a wrong value
+    assert not [k for k in stored if k[0] == "soc" and k[2] == "good" and k[1] != 50.0]
+
+
+async def test_two_racks_on_one_bus_with_id_offsets(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: a, profile: can-quick, interface: virtual, channel: {ch}}}\n"
+        f"  - {{type: can, name: b, profile: can-quick, interface: virtual, channel: {ch}, id_offset: 0x40}}\n",
+        profiles={"can-quick": QUICK},
+        extra=NO_HTTP,
+    )
+    fa = example_frame("RackStatus", SoC=10.0)
+    fb = example_frame("RackStatus", SoC=20.0)
+    fb.arbitration_id += 0x40
+    other = can.Message(arbitration_id=0x100 + 0x80, data=bytes(fa.data), is_extended_id=False)  # filtered
+    async with running(cfg) as rt:
+        assert [s.name for s in rt.sources] == [f"can:virtual:{ch}"]
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            for f in (fa, fb, other, fa, fb):
+                tx.send(f)
+            await until(lambda: metric("bms_gateway_can_decoded_total", bus=f"virtual:{ch}", rack="b") >= 2)
+        finally:
+            tx.shutdown()
+    assert stored_samples(tmp_path / "store.db", rack="a")[("soc", 10.0, "good", None, None)] == 2
+    assert stored_samples(tmp_path / "store.db", rack="b")[("soc", 20.0, "good", None, None)] == 2
+    assert metric("bms_gateway_can_frames_total", bus=f"virtual:{ch}") == 4  # 0x180 dropped by the filters
+
+
+async def test_a_bus_that_cannot_open_is_offline_and_retried_never_a_crash(tmp_path: Path) -> None:
+    name = f"nosuch{next(_n)}"
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: r3, profile: can-quick, interface: socketcan, channel: {name}, "
+        "reconnect_initial: 0.05, reconnect_max: 0.1}\n",
+        profiles={"can-quick": QUICK},
+        extra=NO_HTTP,
+    )
+    async with running(cfg):
+        await until(lambda: metric("bms_gateway_can_reconnects_total", bus=f"socketcan:{name}") >= 3)
+    assert stored_statuses(tmp_path / "store.db") == [("r3", "offline")]
