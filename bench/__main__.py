@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement; the table shows medians")
     ap.add_argument("--quick", action="store_true", help="short runs (1 run, shorter durations)")
-    ap.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=[],
-                    help="CAN frame rates, comma-separated")
+    ap.add_argument(
+        "--rates", type=lambda s: [int(x) for x in s.split(",")], default=[], help="CAN frame rates, comma-separated"
+    )
     ap.add_argument("--duration", type=float, default=None, help="seconds per measured run (scenario default)")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "bms-bench")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
@@ -48,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(Row(name, "FAILED", note=f"{type(exc).__name__}: {exc}"[:100]))
         print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"\nbms-gateway bench, {stamp}, {os.cpu_count()} cores, Python {platform.python_version()}"
-          f"{' (quick)' if a.quick else ''}, medians of {1 if a.quick else a.runs} run(s)\n")
+    print(
+        f"\nbms-gateway bench, {stamp}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"{' (quick)' if a.quick else ''}, medians of {1 if a.quick else a.runs} run(s)\n"
+    )
     print(format_table(rows))
     if a.json:
         a.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1, default=str))

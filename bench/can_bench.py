@@ -70,16 +70,30 @@ def send(work: Path, port: int, rate: int, duration: float) -> dict[str, Any]:
     out = work / "sent.json"
     out.unlink(missing_ok=True)
     sender = spawn(
-        python("-m", "bench.can_sender", "--port", str(port), "--rate", str(rate), "--duration", str(duration),
-               "--probe-every", str(PROBE_EVERY), "--out", str(out)),
-        "sender", work / "sender.log",
+        python(
+            "-m",
+            "bench.can_sender",
+            "--port",
+            str(port),
+            "--rate",
+            str(rate),
+            "--duration",
+            str(duration),
+            "--probe-every",
+            str(PROBE_EVERY),
+            "--out",
+            str(out),
+        ),
+        "sender",
+        work / "sender.log",
     )
     sender.proc.wait(duration + 60)
     return read_json(out)
 
 
-def figures(sent: dict[str, Any], delivered: int, mqtt_samples: int, cpu: float, rss: float,
-            watch: MqttWatch, drops: int) -> dict[str, float]:
+def figures(
+    sent: dict[str, Any], delivered: int, mqtt_samples: int, cpu: float, rss: float, watch: MqttWatch, drops: int
+) -> dict[str, float]:
     lat, missing = latencies_ms([tuple(p) for p in sent["probes"]], watch.probes, WARMUP_PROBES)
     lost = max(0, sent["samples"] - delivered) + max(0, sent["samples"] - mqtt_samples)
     return {
@@ -111,8 +125,11 @@ def run_gateway(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: Vic
         drops = udp_drops(port)
         m = gw.metrics()
         (work / "metrics.txt").write_text("\n".join(f"{k} {v}" for k, v in m.items()))
-        print(f"    gateway frames {metric_sum(m, 'bms_gateway_can_frames_total'):.0f} "
-              f"dropped {metric_sum(m, 'bms_gateway_can_dropped_total'):.0f} udp drops {drops}", flush=True)
+        print(
+            f"    gateway frames {metric_sum(m, 'bms_gateway_can_frames_total'):.0f} "
+            f"dropped {metric_sum(m, 'bms_gateway_can_dropped_total'):.0f} udp drops {drops}",
+            flush=True,
+        )
     finally:
         gw.stop()
         watch.close()
@@ -127,9 +144,22 @@ def run_naive(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: Victo
     out = work / "naive.json"
     watch = MqttWatch(mosq.port, "naive/#", parse_naive)
     naive = spawn(
-        python("-m", "bench.baselines.can_naive", "--port", str(port), "--dbc", str(candata.DBC),
-               "--mqtt-port", str(mosq.port), "--influx-url", vm.url, "--out", str(out)),
-        "naive", work / "naive.log",
+        python(
+            "-m",
+            "bench.baselines.can_naive",
+            "--port",
+            str(port),
+            "--dbc",
+            str(candata.DBC),
+            "--mqtt-port",
+            str(mosq.port),
+            "--influx-url",
+            vm.url,
+            "--out",
+            str(out),
+        ),
+        "naive",
+        work / "naive.log",
     )
     try:
         import time
@@ -153,7 +183,7 @@ def run_naive(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: Victo
 def sustained(results: dict[int, Runs]) -> float:
     """Highest rate whose median run lost nothing and kept p99 under 500 ms."""
     best = 0.0
-    for rate, runs in sorted(results.items()):
+    for _rate, runs in sorted(results.items()):
         if runs.med("lost") == 0 and runs.med("p99") < 500:
             best = max(best, runs.med("rate"))
     return best
@@ -173,31 +203,53 @@ def run(opts: Options) -> list[Row]:
             for rate in rates:
                 gw[rate].add(**run_gateway(root / "gw", rate, duration, mosq, vm))
                 nv[rate].add(**run_naive(root / "naive", rate, duration, mosq, vm))
-                print(f"  can run {i + 1} {rate}/s: gateway {summary(gw[rate])} | naive {summary(nv[rate])}", flush=True)
+                print(
+                    f"  can run {i + 1} {rate}/s: gateway {summary(gw[rate])} | naive {summary(nv[rate])}", flush=True
+                )
     finally:
         mosq.stop()
         vm.stop()
     rows: list[Row] = []
     g_best, n_best = sustained(gw), sustained(nv)
-    rows.append(Row("can", "sustained frames/s (0 lost, p99<500ms)", g_best, n_best, ">=25,000 and >=4x",
-                    met=g_best >= 25000 and g_best >= 4 * n_best))
+    rows.append(
+        Row(
+            "can",
+            "sustained frames/s (0 lost, p99<500ms)",
+            g_best,
+            n_best,
+            ">=25,000 and >=4x",
+            met=g_best >= 25000 and g_best >= 4 * n_best,
+        )
+    )
     for rate in rates:
         g, n = gw[rate], nv[rate]
         tag = f"@{rate // 1000}k/s"
         target = "<100" if rate == 8000 else "<500"
         limit = 100 if rate == 8000 else 500
         rows.append(Row("can", f"{tag} achieved frames/s", g.med("rate"), n.med("rate")))
-        rows.append(Row("can", f"{tag} lost samples", g.med("lost"), n.med("lost"), "0", "lower",
-                        met=g.med("lost") == 0))
+        rows.append(
+            Row("can", f"{tag} lost samples", g.med("lost"), n.med("lost"), "0", "lower", met=g.med("lost") == 0)
+        )
         rows.append(Row("can", f"{tag} latency p50 ms", g.med("p50"), n.med("p50"), better="lower"))
-        rows.append(Row("can", f"{tag} latency p99 ms", g.med("p99"), n.med("p99"), target, "lower",
-                        met=None if math.isnan(g.med("p99")) else g.med("p99") < limit))
+        rows.append(
+            Row(
+                "can",
+                f"{tag} latency p99 ms",
+                g.med("p99"),
+                n.med("p99"),
+                target,
+                "lower",
+                met=None if math.isnan(g.med("p99")) else g.med("p99") < limit,
+            )
+        )
         rows.append(Row("can", f"{tag} CPU s/1k samples", g.med("cpu_per_1k"), n.med("cpu_per_1k"), better="lower"))
         rows.append(Row("can", f"{tag} peak RSS MB", g.med("rss"), n.med("rss"), better="lower"))
     return rows
 
 
 def summary(r: Runs) -> str:
-    return (f"{r.values['rate'][-1]:.0f}/s lost {r.values['lost'][-1]:.0f} p99 {r.values['p99'][-1]:.0f} ms "
-            f"(store {r.values['lost_store'][-1]:.0f} mqtt {r.values['lost_mqtt'][-1]:.0f} udp-drops "
-            f"{r.values['udp_drops'][-1]:.0f} frames) cpu/1k {r.values['cpu_per_1k'][-1]:.3f}")
+    return (
+        f"{r.values['rate'][-1]:.0f}/s lost {r.values['lost'][-1]:.0f} p99 {r.values['p99'][-1]:.0f} ms "
+        f"(store {r.values['lost_store'][-1]:.0f} mqtt {r.values['lost_mqtt'][-1]:.0f} udp-drops "
+        f"{r.values['udp_drops'][-1]:.0f} frames) cpu/1k {r.values['cpu_per_1k'][-1]:.3f}"
+    )

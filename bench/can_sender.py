@@ -77,8 +77,17 @@ def main() -> None:
             time.sleep(0.0005)
     elapsed = time.monotonic() - t0
     with open(a.out, "w") as f:
-        json.dump({"frames": sent, "samples": samples, "elapsed": elapsed, "rate": sent / elapsed,
-                   "probes": probe_sent, "racks": a.racks}, f)
+        json.dump(
+            {
+                "frames": sent,
+                "samples": samples,
+                "elapsed": elapsed,
+                "rate": sent / elapsed,
+                "probes": probe_sent,
+                "racks": a.racks,
+            },
+            f,
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def _pin(sock: socket.socket, group: str, *, joined_any: bool) -> None:
 
 def pin_to_loopback(bus: can.BusABC, group: str = GROUP) -> can.BusABC:
     """Make an IPv4 UdpMulticastBus send and receive on 127.0.0.1 only."""
-    sock = bus._multicast._socket  # noqa: SLF001 (python-can exposes no interface option)
+    sock = bus._multicast._socket
     _pin(sock, group, joined_any=True)
     return bus
 

@@ -26,23 +26,44 @@ TEMPS_PER_FRAME = 4
 RACK_ID, CELL_ID, TEMP_ID, PROBE_ID = 0x100, 0x110, 0x120, 0x7F0
 
 
-def _sig(name: str, start: int, length: int, scale: float = 1, offset: float = 0, unit: str = "",
-         signed: bool = False, mux: int | None = None, is_mux: bool = False) -> Signal:
+def _sig(
+    name: str,
+    start: int,
+    length: int,
+    scale: float = 1,
+    offset: float = 0,
+    unit: str = "",
+    signed: bool = False,
+    mux: int | None = None,
+    is_mux: bool = False,
+) -> Signal:
     return Signal(
-        name, start, length, "little_endian", is_signed=signed,
-        conversion=BaseConversion.factory(scale=scale, offset=offset), unit=unit or None,
-        is_multiplexer=is_mux, multiplexer_ids=None if mux is None else [mux],
+        name,
+        start,
+        length,
+        "little_endian",
+        is_signed=signed,
+        conversion=BaseConversion.factory(scale=scale, offset=offset),
+        unit=unit or None,
+        is_multiplexer=is_mux,
+        multiplexer_ids=None if mux is None else [mux],
         multiplexer_signal=None if mux is None else ("CellMux" if unit == "V" else "TempMux"),
     )
 
 
 def make_dbc(path: Path = DBC) -> None:
-    rack = Message(RACK_ID, "RackStatus", 8, [
-        _sig("RackVoltage", 0, 16, 0.1, 0, "V"),
-        _sig("RackCurrent", 16, 16, 0.1, 0, "A", signed=True),
-        _sig("SoC", 32, 8, 0.5, 0, "%"),
-        _sig("SoH", 40, 8, 0.5, 0, "%"),
-    ], cycle_time=100)
+    rack = Message(
+        RACK_ID,
+        "RackStatus",
+        8,
+        [
+            _sig("RackVoltage", 0, 16, 0.1, 0, "V"),
+            _sig("RackCurrent", 16, 16, 0.1, 0, "A", signed=True),
+            _sig("SoC", 32, 8, 0.5, 0, "%"),
+            _sig("SoH", 40, 8, 0.5, 0, "%"),
+        ],
+        cycle_time=100,
+    )
     cells = [_sig("CellMux", 0, 8, is_mux=True)]
     for m in range(CELL_MUXES):
         for j in range(CELLS_PER_FRAME):
@@ -50,8 +71,9 @@ def make_dbc(path: Path = DBC) -> None:
     temps = [_sig("TempMux", 0, 8, is_mux=True)]
     for m in range(TEMP_MUXES):
         for j in range(TEMPS_PER_FRAME):
-            temps.append(_sig(f"Sensor{m * TEMPS_PER_FRAME + j + 1:02d}_Temperature", 8 + 8 * j, 8, 1, -40, "degC",
-                              mux=m))
+            temps.append(
+                _sig(f"Sensor{m * TEMPS_PER_FRAME + j + 1:02d}_Temperature", 8 + 8 * j, 8, 1, -40, "degC", mux=m)
+            )
     for s in temps[1:]:
         s.multiplexer_signal = "TempMux"
     probe = Message(PROBE_ID, "BenchProbe", 8, [_sig("ProbeSeq", 0, 32)])
@@ -77,7 +99,11 @@ def cycle_frames(db: Database, seed: int = 1, id_offset: int = 0) -> list[Frame]
     rack = db.get_message_by_name("RackStatus")
     cell = db.get_message_by_name("CellVoltage")
     temp = db.get_message_by_name("CellTemp")
-    out = [Frame(RACK_ID + id_offset, rack.encode({"RackVoltage": 665.6, "RackCurrent": -42.5, "SoC": 61.5, "SoH": 98.0}), 4)]
+    out = [
+        Frame(
+            RACK_ID + id_offset, rack.encode({"RackVoltage": 665.6, "RackCurrent": -42.5, "SoC": 61.5, "SoH": 98.0}), 4
+        )
+    ]
     for m in range(CELL_MUXES):
         sig = {"CellMux": m}
         for j in range(CELLS_PER_FRAME):

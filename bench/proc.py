@@ -96,6 +96,7 @@ def spawn(args: list[str], name: str, log: Path, env: dict[str, str] | None = No
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    log.parent.mkdir(parents=True, exist_ok=True)
     out = log.open("ab")
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=log.parent)
     out.close()

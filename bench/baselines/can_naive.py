@@ -1,6 +1,6 @@
 """Naive CAN → MQTT + InfluxDB bridge: recv, decode, one QoS 0 publish per frame, batching Influx writes.
 
-    python -m bench.baselines.can_naive --port P --dbc bench/data/bench.dbc --mqtt-port M --influx-url U --out o.json
+python -m bench.baselines.can_naive --port P --dbc bench/data/bench.dbc --mqtt-port M --influx-url U --out o.json
 """
 
 import argparse
