@@ -40,6 +40,7 @@ points:
   - {quantity: contactor_positive, table: holding, address: 0, type: bit, bit: 0, states: {0: open, 1: closed}}
   - {quantity: alarm_word, table: holding, address: 1, flags: {0: alarm.cell_overvoltage, 3: alarm.insulation_fault}}
   - {quantity: interlock_door, table: discrete, address: 0, type: bool}
+  - {quantity: raw.cooling_fan, table: coil, address: 0, type: bool, states: {0: "off", 1: "on"}}
   - {quantity: serial_number, table: holding, address: 10, type: string, registers: 6}
   - quantity: cell_voltage
     address: 20

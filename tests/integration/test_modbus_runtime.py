@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import sqlite3
 import statistics
@@ -76,7 +77,7 @@ async def test_samples_reach_the_outbox_with_the_simulators_values(tmp_path: Pat
     batches = of(rt, "rack-a")
     assert batches[0].status is not None and batches[0].status.state == DeviceState.ONLINE
     samples = batches[-1].samples
-    assert len(samples) == 8 + 4 + 11 + 2  # points + the two named flags
+    assert len(samples) == 8 + 4 + 12 + 2  # points + the two named flags
     tolerance = {"rack_voltage": 0.05, "rack_current": 0.05, "soc": 0.005, "cell_voltage_max": 5e-5}
     checked = 0
     for s in samples:
@@ -116,7 +117,7 @@ async def test_illegal_address_isolates_one_point_and_the_rest_keeps_flowing(tmp
     for b in batches:
         bad = [s for s in b.samples if s.quality != Quality.GOOD]
         assert [(s.quantity, s.module, s.cell, s.quality) for s in bad] == [("cell_voltage", 1, 4, Quality.BAD)]
-        assert len(b.samples) == 25
+        assert len(b.samples) == 26
     assert any(b.status is not None and b.status.state == DeviceState.DEGRADED for b in batches)
     ep = rt.sources[0]
     assert isinstance(ep, ModbusEndpoint)
@@ -160,7 +161,7 @@ async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule
     offline = next(x for x in b if x.status is not None and x.status.state == DeviceState.OFFLINE)
     assert offline.samples and {s.quality for s in offline.samples} == {Quality.COMM_LOSS}
     assert all(s.value is None for s in offline.samples)
-    assert len(offline.samples) == 25
+    assert len(offline.samples) == 26
     # the healthy unit never lost a sample or its online state
     assert all(s.quality == Quality.GOOD for x in a for s in x.samples)
     assert not any(x.status is not None and x.status.state != DeviceState.ONLINE for x in a)
@@ -169,7 +170,7 @@ async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule
     assert phase["probes"] * 3 <= window_cycles
     # the cycle jitter of the healthy unit during the outage (reported, not a pass/fail timing)
     created = [x.created for x in a[phase["offline_at"] : phase["restored"]]]
-    gaps = [(t1 - t0) / 1e6 for t0, t1 in zip(created, created[1:], strict=False)]
+    gaps = [(t1 - t0) / 1e6 for t0, t1 in itertools.pairwise(created)]
     print(
         f"\nhealthy unit during neighbour outage: {len(gaps)} cycles, interval 100 ms, "
         f"mean {statistics.mean(gaps):.1f} ms, stdev {statistics.pstdev(gaps):.1f} ms, max {max(gaps):.1f} ms, "
