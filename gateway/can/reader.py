@@ -188,9 +188,12 @@ def open_bus(
     if filters:
         kwargs["can_filters"] = filters
     bus = can.Bus(**kwargs)
-    if interface == "udp_multicast" and loopback_only:
+    if interface == "udp_multicast":
         try:
-            pin_udp_multicast_to_loopback(bus)
+            # a bigger receive buffer rides out bursts while the loop commits (capped by net.core.rmem_max)
+            bus._multicast._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+            if loopback_only:
+                pin_udp_multicast_to_loopback(bus)
         except OSError:
             bus.shutdown()
             raise

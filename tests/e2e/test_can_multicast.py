@@ -1,0 +1,80 @@
+"""Across processes: `bms-gateway can replay` onto udp_multicast (loopback) → `bms-gateway run` in another process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.can_support import BMS_DBC, BMS_LOG, log_frames, make_site, offline_samples, project_plan, stored_samples
+from tests.servers import free_port
+
+RATE = 25  # the 322 s capture in about 13 s, on its recorded timeline
+
+
+def off_loopback_tx_packets() -> int:
+    total = 0
+    for line in Path("/proc/net/dev").read_text().splitlines()[2:]:
+        name, data = line.split(":", 1)
+        if name.strip() != "lo":
+            total += int(data.split()[9])
+    return total
+
+
+def test_replay_in_one_process_reaches_a_gateway_in_another(tmp_path: Path) -> None:
+    port = free_port()
+    group = "239.74.163.2"
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: pack, profile: can-redpesk-bms, interface: udp_multicast, channel: '{group}', "
+        f"port: {port}}}\n",
+        extra="http:\n  enabled: false\nlogging:\n  format: json\n",
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    gw = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "-c", str(cfg)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    lines: list[str] = []
+    bus_open = threading.Event()
+
+    def pump() -> None:
+        assert gw.stderr is not None
+        for line in gw.stderr:
+            lines.append(line)
+            if "CAN bus open" in line:
+                bus_open.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert bus_open.wait(20), "".join(lines)
+        expected = offline_samples(project_plan("can-redpesk-bms", BMS_DBC, rack="pack"), log_frames())
+        before = off_loopback_tx_packets()
+        replay = subprocess.run(
+            [sys.executable, "-m", "gateway", "can", "replay", str(BMS_LOG), "--interface", "udp_multicast",
+             "--channel", group, "--port", str(port), "--rate", str(RATE)],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+        assert replay.returncode == 0, replay.stderr
+        assert "replayed 15796 frames" in replay.stderr
+        sent_off_loopback = off_loopback_tx_packets() - before
+        assert sent_off_loopback < 200, f"{sent_off_loopback} packets left the machine for 15,796 frames"
+        deadline = time.monotonic() + 20
+        fresh: Counter[tuple[object, ...]] = Counter()
+        while time.monotonic() < deadline:
+            stored = stored_samples(tmp_path / "store.db", rack="pack")
+            fresh = Counter({k: n for k, n in stored.items() if k[2] in ("good", "out_of_range")})
+            if fresh.total() >= expected.total():
+                break
+            time.sleep(0.3)
+        assert fresh == expected  # every frame, every sample, value for value: none lost
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(timeout=30)
+    assert gw.returncode == 0, "".join(lines)
+    assert "Traceback" not in "".join(lines)
