@@ -13,7 +13,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,6 +161,20 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         proc.kill()
         proc.wait()
         raise
+
+
+def eventually(check: Callable[[], T | bool | None], proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> T:
+    """Poll `check` until it returns something true (and return it); fail if the daemon exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None:
+            assert proc.poll() is None, "the gateway exited"
+        result = check()
+        if result:
+            return result  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, str]:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops_support import http_get, start_gateway, stop, wait_http, wait_log, write_config
+from tests.ops_support import eventually, http_get, start_gateway, stop, wait_http, wait_log, write_config
 from tests.servers import VictoriaMetrics, free_port
 
 SECRET = "tok-S3CRET-do-not-show-4711"
@@ -33,18 +32,6 @@ def influx_sink(url: str) -> str:
     )
 
 
-def wait_until(check, proc, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, "the gateway exited"
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.1)
-
-
 def test_endpoints_of_a_running_gateway(tmp_path: Path, victoria: VictoriaMetrics) -> None:
     port = free_port()
     cfg = write_config(tmp_path, ["rack-a", "rack-b"], http_port=port, extra=influx_sink(victoria.url))
@@ -55,10 +42,10 @@ def test_endpoints_of_a_running_gateway(tmp_path: Path, victoria: VictoriaMetric
         assert listening["url"] == f"{base}/"  # loopback by default
         wait_http(f"{base}/healthz", proc)
         assert http_get(f"{base}/healthz")[::2] == (200, "ok\n")
-        wait_until(lambda: http_get(f"{base}/readyz")[0] == 200, proc)
+        eventually(lambda: http_get(f"{base}/readyz")[0] == 200, proc)
         assert http_get(f"{base}/readyz")[2] == "ready\n"
 
-        doc = wait_until(lambda: (d := json.loads(http_get(f"{base}/api/status")[2]))["samples_seen"] > 100 and d, proc)
+        doc = eventually(lambda: (d := json.loads(http_get(f"{base}/api/status")[2]))["samples_seen"] > 100 and d, proc)
         assert doc["site"] == "t" and doc["ready"] is True
         assert {r["rack"] for r in doc["racks"]} == {"rack-a", "rack-b"}
         assert all(r["state"] == "online" and isinstance(r["soc"], float) for r in doc["racks"])
@@ -81,7 +68,7 @@ def test_endpoints_of_a_running_gateway(tmp_path: Path, victoria: VictoriaMetric
             return out
 
         delivered = (("sink", "influx"),)
-        value = wait_until(
+        value = eventually(
             lambda: (m := metrics()).get("bms_gateway_sink_delivered_samples_total", {}).get(delivered) and m, proc
         )
         assert value["bms_gateway_ready"][()] == 1.0
@@ -112,7 +99,7 @@ def test_readyz_names_a_sink_that_cannot_connect(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz", proc)
-        status, _, _body = wait_until(
+        status, _, _body = eventually(
             lambda: (r := http_get(f"{base}/readyz"))[2].startswith("sink influx not connected") and r, proc
         )
         assert status == 503
