@@ -82,7 +82,7 @@ async def test_a_replayed_recording_gives_the_same_samples_as_the_live_run(tmp_p
     sim = replay_simulator(header)
     await sim.start(free_port())
     player = asyncio.create_task(replay(sim, cycles))
-    while not sim.devices[1].image.tables:
+    while not sim.devices[1].image.tables:  # noqa: ASYNC110 (the replay fills it on its own schedule)
         await asyncio.sleep(0.005)
     ep2 = ModbusEndpoint("127.0.0.1", sim.port, [device(sim.port, interval=0.05)])
     try:

@@ -20,9 +20,8 @@ def forty_racks(tmp_path: Path) -> Path:
     lines = ["site:\n  name: big\n  profiles_dir: profiles\nsources:\n"]
     for i in range(40):
         host, unit = f"10.0.{i // 4}.10", i % 4 + 1
-        lines.append(
-            f"  - {{type: modbus, name: rack-{i + 1:02d}, profile: modbus-generic-rack, host: {host}, unit_id: {unit}}}\n"
-        )
+        entry = f"type: modbus, name: rack-{i + 1:02d}, profile: modbus-generic-rack, host: {host}, unit_id: {unit}"
+        lines.append(f"  - {{{entry}}}\n")
     return write(tmp_path / "gateway.yaml", "".join(lines))
 
 
