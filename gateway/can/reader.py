@@ -191,7 +191,8 @@ def open_bus(
     if interface == "udp_multicast":
         try:
             # a bigger receive buffer rides out bursts while the loop commits (capped by net.core.rmem_max)
-            bus._multicast._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+            udp: Any = bus  # python-can's UdpMulticastBus keeps its socket in _multicast
+            udp._multicast._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
             if loopback_only:
                 pin_udp_multicast_to_loopback(bus)
         except OSError:
