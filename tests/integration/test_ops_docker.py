@@ -1,0 +1,76 @@
+"""The Dockerfile, without a container engine: hadolint finds nothing, and the directives the
+operations guide promises are there (slim base, multi-stage, non-root, volume, health check, PID 1)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.config import GatewayConfig
+from gateway.ops.config import HttpConfig
+from gateway.yamlpos import load_yaml, to_plain
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_hadolint_is_clean() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "hadolint comes with the dev extra (pip install -e .[dev])"
+    result = subprocess.run([str(hadolint), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_directives() -> None:
+    ins = instructions()
+    froms = [a for i, a in ins if i == "FROM"]
+    assert len(froms) == 2 and all(re.match(r"python:\$\{PYTHON_VERSION\}-slim", f) for f in froms)
+    assert froms[0].endswith(" AS build")
+    user = [a for i, a in ins if i == "USER"]
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    volumes = [json.loads(a) for i, a in ins if i == "VOLUME"]
+    assert volumes == [["/var/lib/bms-gateway"]]
+    health = [a for i, a in ins if i == "HEALTHCHECK"]
+    assert len(health) == 1 and "/healthz" in health[0] and "CMD [" in health[0]
+    # PID 1 is the daemon itself (exec form): SIGTERM reaches it, it drains and exits 0.
+    entry = [json.loads(a) for i, a in ins if i == "ENTRYPOINT"]
+    assert entry == [["bms-gateway"]]
+    cmd = [json.loads(a) for i, a in ins if i == "CMD"]
+    assert cmd == [["run", "--config", "/etc/bms-gateway/gateway.yaml"]]
+    assert ("STOPSIGNAL", "SIGTERM") in ins
+
+
+def test_image_defaults_match_the_gateway() -> None:
+    text = DOCKERFILE.read_text()
+    # The health check asks the port the daemon listens on.
+    assert f"BMS_GATEWAY__HTTP__PORT={HttpConfig().port}" in text
+    assert f"'BMS_GATEWAY__HTTP__PORT', '{HttpConfig().port}'" in text
+    # The example configuration copied into the image stores its data on the volume.
+    cfg = GatewayConfig(**to_plain(load_yaml(ROOT / "config" / "gateway.yaml")))
+    assert cfg.store.path.parent == Path("/var/lib/bms-gateway")
+
+
+def test_dockerignore_keeps_what_the_build_copies() -> None:
+    patterns = [p for p in (ROOT / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
+    copied = ["pyproject.toml", "README.md", "gateway/cli.py", "gateway/ops/static/index.html", "config/gateway.yaml"]
+    for path in copied:
+        assert (ROOT / path).exists(), path
+        assert not any(fnmatch.fnmatch(path, p) or path.split("/")[0] == p for p in patterns), path
+    for secret_or_bulk in (".git", ".venv", "tests", "var"):
+        assert secret_or_bulk in patterns
