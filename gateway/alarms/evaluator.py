@@ -98,8 +98,17 @@ class AlarmEngine:
             a.value, a.message = value, message() if callable(message) else message
         changed = inst.debounce.update(raw, ts)
         if changed is not None:
-            self._apply(inst, a.set_condition(changed, ts), ts)
+            self._condition(inst, changed, ts)
         self._maybe_idle(inst)
+
+    def _condition(self, inst: Instance, active: bool, ts: int) -> None:
+        t = inst.alarm.set_condition(active, ts)
+        if t is not None:
+            self._apply(inst, t, ts)
+        elif inst.alarm.in_view:
+            # No transition (latched or shelved), but a restart must know the condition: journal it only.
+            a = inst.alarm
+            self._journal.append(self._record(inst, "condition", str(a.state), str(a.state), None, None, ts))
 
     # -- building instances -----------------------------------------------------------------------
 
@@ -128,24 +137,20 @@ class AlarmEngine:
     def _apply(self, inst: Instance, t: Transition | None, ts: int) -> None:
         if t is None:
             return
+        rec = self._record(inst, "event", str(t.state), str(t.previous), t.user, t.reason, ts)
+        self._journal.append(rec)
+        self._events.setdefault(inst.alarm.rack, []).append({k: v for k, v in rec.items() if k != "detail"})
+
+    @staticmethod
+    def _record(inst: Instance, kind: str, state: str, previous: str, user: str | None, reason: str | None,
+                ts: int) -> dict[str, Any]:  # fmt: skip
+        """The outbox record of a transition, plus (under `detail`) what the journal needs to restore it."""
         a = inst.alarm
-        rec: dict[str, Any] = {
-            "type": "event",
-            "ts": ts,
-            "rack": a.rack,
-            "alarm_id": a.alarm_id,
-            "severity": a.severity,
-            "state": str(t.state),
-            "previous": str(t.previous),
-            "message": a.message,
-            "value": a.value,
-            "rule": a.rule,
-            "user": t.user,
-            "reason": t.reason,
-        }
-        self._events.setdefault(a.rack, []).append(rec)
-        detail = {"key": list(inst.key), "since": a.since, "latch": a.latch, "condition": a.condition}
-        self._journal.append({**rec, "detail": {**detail, "shelved_until": a.shelved_until}})
+        detail = {"key": list(inst.key), "since": a.since, "latch": a.latch, "condition": a.condition,
+                  "shelved_until": a.shelved_until}  # fmt: skip
+        return {"type": kind, "ts": ts, "rack": a.rack, "alarm_id": a.alarm_id, "severity": a.severity,
+                "state": state, "previous": previous, "message": a.message, "value": a.value, "rule": a.rule,
+                "user": user, "reason": reason, "detail": detail}  # fmt: skip
 
     # -- inputs -------------------------------------------------------------------------------------
 
@@ -242,7 +247,7 @@ class AlarmEngine:
         for inst in list(self.instances.values()):
             changed = inst.debounce.poll(now)
             if changed is not None:
-                self._apply(inst, inst.alarm.set_condition(changed, now), now)
+                self._condition(inst, changed, now)
             self._apply(inst, inst.alarm.expire(now), now)
             self._maybe_idle(inst)
         return self._flush()

@@ -7,7 +7,8 @@ removed entry (a gap in the sequence or a broken link), any reordering, and a tr
 head row names the last entry written). The outbox's retention never touches this table.
 
 Kinds of entries: `event` (an alarm transition, the record that went to the outbox plus the state
-needed to restore it), `command` (an operator's ack/shelve/unshelve, accepted or not), `start` and
+needed to restore it), `condition` (the condition of a latched or shelved alarm changed without a
+transition), `command` (an operator's ack/shelve/unshelve, accepted or not), `start` and
 `stop` (so that a gap in the gateway's watch is itself on record).
 """
 
@@ -105,11 +106,11 @@ class Journal:
         return len(rows)
 
     def latest_events(self) -> list[dict[str, Any]]:
-        """The last event of every alarm id: what a restart restores."""
+        """The last event (or condition note) of every alarm id: what a restart restores."""
         try:
             cur = self.db.execute(
-                "SELECT body FROM alarm_journal WHERE seq IN "
-                "(SELECT max(seq) FROM alarm_journal WHERE kind = 'event' GROUP BY alarm_id) ORDER BY seq"
+                "SELECT body FROM alarm_journal WHERE seq IN (SELECT max(seq) FROM alarm_journal "
+                "WHERE kind IN ('event', 'condition') GROUP BY alarm_id) ORDER BY seq"
             )
         except sqlite3.OperationalError:
             return []

@@ -1,0 +1,183 @@
+"""The alarm engine in the real runtime with simulated racks: faults raise alarms that land in the outbox,
+the journal matches the outbox and verifies, and a latched alarm survives a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway import metrics
+from gateway.alarms.commands import Command
+from gateway.alarms.engine import service_of
+from gateway.alarms.journal import Journal
+from gateway.config import load_config
+from gateway.model import Batch, BatchKind
+from gateway.outbox import Outbox
+from gateway.runtime import Runtime
+
+OV = "rack-01:cell_over_voltage:m1c5"
+
+
+def config(tmp_path: Path, *, weak: bool = True, latch: bool = False, rack02: bool = True) -> Path:
+    weak_fault = "faults: [{kind: weak_cell, at: 0, cell: 5, severity: 3}]" if weak else "faults: []"
+    text = f"""\
+site: {{name: s1}}
+sources:
+  - {{type: simulated, name: rack-01, interval: 0.05, speed: 100, {weak_fault}}}
+"""
+    if rack02:
+        text += """\
+  - type: simulated
+    name: rack-02
+    interval: 0.05
+    speed: 100
+    faults:
+      - {kind: contactor_open, at: 50, duration: 100}
+      - {kind: dropout, at: 200, duration: 100}
+"""
+    text += f"""\
+store: {{path: {tmp_path / "store.db"}, commit_interval: 0.02}}
+http: {{enabled: false}}
+alarms:
+  tick_interval: 0.05
+  overrides:
+    cell_over_voltage: {{high: 3.45, deadband: 0.05, on_delay: 0.1, latch: {str(latch).lower()}}}
+    contactor_positive_open: {{on_delay: 0.1}}
+    stale: {{max_age: 0.5}}
+"""
+    p = tmp_path / "gateway.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def stored(rt: Runtime) -> list[Batch]:
+    try:
+        return [row.batch for row in rt.outbox.query()]
+    except sqlite3.ProgrammingError:  # closed after the run: read the file
+        ob = Outbox(rt.cfg.store.path)
+        try:
+            return [row.batch for row in ob.query()]
+        finally:
+            ob.close()
+
+
+def alarm_records(rt: Runtime) -> list[dict[str, Any]]:
+    return [r for b in stored(rt) if b.kind == BatchKind.ALARM for r in b.records]
+
+
+def history(rt: Runtime, alarm_id: str) -> list[str]:
+    return [r["state"] for r in alarm_records(rt) if r["type"] == "event" and r["alarm_id"] == alarm_id]
+
+
+async def run_until(rt: Runtime, cond: Callable[[], bool], limit: float = 30.0) -> None:
+    """Run until `cond()` holds; the limit only stops a hung test, it is not a timing check."""
+    task = asyncio.create_task(rt.run())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    try:
+        while not cond():
+            if task.done():
+                task.result()
+                raise AssertionError("runtime ended early")
+            assert loop.time() < deadline, "condition not reached"
+            await asyncio.sleep(0.05)
+    finally:
+        rt.request_stop("test")
+        await task
+
+
+async def test_simulated_faults_raise_alarms_into_the_outbox_and_journal(tmp_path: Path) -> None:
+    rt = Runtime(load_config(config(tmp_path)))
+    before = metrics.REGISTRY.get_sample_value("bms_gateway_alarm_transitions_total",
+                                               {"severity": "critical", "state": "active_unack"}) or 0.0  # fmt: skip
+
+    def done() -> bool:
+        return (
+            history(rt, OV)[:2] == ["active_unack", "rtn_unack"]
+            and history(rt, "rack-02:contactor_positive_open")[:2] == ["active_unack", "rtn_unack"]
+            and history(rt, "rack-02:comm_loss")[:2] == ["active_unack", "rtn_unack"]
+            and history(rt, "rack-02:stale")[:1] == ["active_unack"]
+        )
+
+    await run_until(rt, done)
+    batches = stored(rt)
+    alarm_batches = [b for b in batches if b.kind == BatchKind.ALARM]
+    # Every ALARM batch: source "alarms", device = its rack, events then the rack's full active set.
+    for b in alarm_batches:
+        assert b.source == "alarms" and b.samples == []
+        assert b.records[-1]["type"] == "active" and b.records[-1]["rack"] == b.device
+        assert all(r["type"] == "event" and r["rack"] == b.device for r in b.records[:-1])
+    # The start-up snapshot: one active set per rack before any event.
+    first = [b.records for b in alarm_batches[:2]]
+    assert sorted(r[0]["rack"] for r in first) == ["rack-01", "rack-02"] and all(len(r) == 1 for r in first)
+
+    # The over-voltage: raised once the on-delay has passed since the first sample above 3.45 V (by the
+    # clock tick or, at the latest, by the next sample: within one poll interval plus the on-delay),
+    # cleared only below 3.40 V (the deadband).
+    cells = [s for b in batches if b.kind == BatchKind.SAMPLES for s in b.samples
+             if s.quantity == "cell_voltage" and s.rack == "rack-01" and (s.module, s.cell) == (1, 5)]  # fmt: skip
+    events = [r for r in alarm_records(rt) if r["type"] == "event" and r["alarm_id"] == OV]
+    raised, cleared = events[0], events[1]
+    over = next(s for s in cells if s.value > 3.45)  # type: ignore[operator]
+    due = next(s for s in cells if s.ts >= over.ts + 100_000_000)
+    assert over.ts + 100_000_000 <= raised["ts"] <= due.ts
+    assert raised["severity"] == "critical" and raised["value"] > 3.45
+    assert "m1c5" in raised["message"] and "above 3.45 V" in raised["message"]
+    assert cleared["value"] < 3.40
+    between = [s.value for s in cells if raised["ts"] < s.ts < cleared["ts"]]
+    assert any(3.40 <= v <= 3.45 for v in between)  # type: ignore[operator]  # inside the deadband: still active
+
+    comm = [r for r in alarm_records(rt) if r["type"] == "event" and r["alarm_id"] == "rack-02:comm_loss"]
+    assert "simulated dropout" in comm[0]["message"]
+    # The journal holds every event of the outbox, in the same order, and its chain verifies.
+    journal = Journal(rt.cfg.store.path, readonly=True)
+    journaled = [{k: v for k, v in e.body.items() if k != "detail"} for e in journal.entries() if e.kind == "event"]
+    assert [r for r in alarm_records(rt) if r["type"] == "event"] == journaled
+    kinds = [e.kind for e in journal.entries()]
+    assert kinds[0] == "start" and kinds[-1] == "stop"
+    assert journal.verify() == (len(list(journal.entries())), [])
+    journal.close()
+    after = metrics.REGISTRY.get_sample_value("bms_gateway_alarm_transitions_total",
+                                              {"severity": "critical", "state": "active_unack"})  # fmt: skip
+    assert after is not None and after >= before + 1
+
+
+async def test_a_latched_alarm_stays_active_across_a_restart(tmp_path: Path) -> None:
+    rt = Runtime(load_config(config(tmp_path, latch=True, rack02=False)))
+    await run_until(rt, lambda: history(rt, OV) == ["active_unack"])
+
+    # The same store; the rack is healthy now (no weak cell): the condition is gone, the alarm stays latched.
+    rt2 = Runtime(load_config(config(tmp_path, weak=False, latch=True, rack02=False)))
+    seen_before = len(stored(rt2))
+    svc = service_of(rt2)
+    assert svc is not None and svc.engine.active("rack-01")[0]["alarm_id"] == OV
+
+    def healthy_batches() -> int:
+        return sum(1 for b in stored(rt2)[seen_before:] if b.kind == BatchKind.SAMPLES)
+
+    await run_until(rt2, lambda: healthy_batches() >= 20)
+    new = [b for b in stored(rt2)[seen_before:] if b.kind == BatchKind.ALARM]
+    snapshot = new[0].records
+    assert snapshot[0]["type"] == "active" and [a["alarm_id"] for a in snapshot[0]["active"]] == [OV]
+    assert not [r for b in new for r in b.records if r["type"] == "event" and r["alarm_id"] == OV]
+    assert svc.engine.by_id[OV].alarm.condition is False  # evaluated healthy, still latched
+
+    # The acknowledgement resets it (journaled with who and why); the gateway wrote nothing to the rack.
+    rt3 = Runtime(load_config(config(tmp_path, weak=False, latch=True, rack02=False)))
+    svc3 = service_of(rt3)
+    assert svc3 is not None
+    reply = await svc3.command(Command("ack", "rack-01", (OV,), "alice", "cell replaced", None, "req-7"))
+    assert reply["ok"] is True and reply["errors"] == []
+    svc3.close()
+    rt3.outbox.close()
+    j = Journal(rt2.cfg.store.path, readonly=True)
+    entries = [e.body for e in j.entries()]
+    cmd = next(e for e in entries if e["type"] == "command")
+    assert (cmd["user"], cmd["reason"], cmd["alarm_ids"], cmd["errors"]) == ("alice", "cell replaced", [OV], [])
+    last = [e for e in entries if e.get("alarm_id") == OV][-1]
+    assert (last["previous"], last["state"], last["user"]) == ("active_unack", "normal", "alice")
+    assert j.verify()[1] == []
+    j.close()
