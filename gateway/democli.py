@@ -67,6 +67,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def main() -> int:
         rt = Runtime(loaded)
         rt.observers.append(LiveView())
+        from gateway.ops.service import on_status_page
+
+        on_status_page(rt, lambda url: print(f"status page: {url}", flush=True))
         for hook in DEMO_HOOKS:
             hook(rt)
         if args.duration:
