@@ -24,6 +24,7 @@ import structlog
 
 from gateway import metrics
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
+from gateway.outboxrepair import RepairReport, needs_repair, repair
 
 log = structlog.get_logger("outbox")
 
@@ -124,11 +125,18 @@ class Outbox:
         retention_hours: float | None = None,
         synchronous: str = "normal",
         consumers: Iterable[str] = (),
+        check: bool = True,
     ) -> None:
+        """`check`: detect a damaged or truncated file and repair it (the damaged file is set aside)."""
         self.path = path
         self.max_bytes = max_bytes
         self.retention_ns = None if retention_hours is None else int(retention_hours * 3600e9)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.repair_report: RepairReport | None = None
+        if check:
+            why = needs_repair(path)
+            if why:
+                self.repair_report = repair(path, SCHEMA, why)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
