@@ -47,9 +47,9 @@ def _header_says_truncated(path: Path) -> bool:
         return len(head) > 0
     if not head.startswith(b"SQLite format 3\x00"):
         return True
-    page_size = struct.unpack(">H", head[16:18])[0]
+    page_size = int(struct.unpack(">H", head[16:18])[0])
     page_size = 65536 if page_size == 1 else page_size
-    pages = struct.unpack(">I", head[28:32])[0]
+    pages = int(struct.unpack(">I", head[28:32])[0])
     return pages * page_size > path.stat().st_size
 
 
