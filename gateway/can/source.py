@@ -42,6 +42,7 @@ log = structlog.get_logger("source.can")
 register_profile_kind("can", CanProfile)
 
 MAX_UNKNOWN_LABELS = 256
+CAN_ERR_BUSOFF = 0x00000040  # error class bit of a SocketCAN error frame (linux/can/error.h)
 
 
 def dbc_path(loaded: LoadedConfig, profile: CanProfile) -> Path:
@@ -198,6 +199,7 @@ class CanBusSource:
             for key in rack.plan.messages:
                 self.routes.setdefault(key, []).append(rack)
         self.unknown_ids: set[int] = set()
+        self._last_error_log = 0.0
         self.frames = 0
         self.produced = 0
         self.bus: can.BusABC | None = None
@@ -314,6 +316,7 @@ class CanBusSource:
         ts = time.time_ns()
         now = time.monotonic()
         errors: Counter[tuple[int, str]] = Counter()
+        bus_off = False
         unknown: Counter[int] = Counter()
         routes = self.routes
         j1939 = self.j1939_racks
@@ -321,6 +324,8 @@ class CanBusSource:
             aid = msg.arbitration_id
             if msg.is_error_frame:
                 errors[(aid, ERROR_FRAME)] += 1
+                if aid & CAN_ERR_BUSOFF:
+                    bus_off = True
                 continue
             ext = msg.is_extended_id
             key = (aid & 0x1FFFFFFF) | EXTENDED if ext else aid & 0x7FF
@@ -349,6 +354,13 @@ class CanBusSource:
             if rack.decoded:
                 metrics.decoded.labels(self.bus_label, rack.name).inc(rack.decoded)
                 rack.decoded = 0
+        if bus_off:
+            for rack in self.racks:
+                rack.set_state(DeviceState.OFFLINE, f"CAN controller bus-off on {self.bus_label}", ts)
+        n_err = sum(n for (_, reason), n in errors.items() if reason == ERROR_FRAME)
+        if n_err and now - self._last_error_log > 10.0:
+            self._last_error_log = now
+            log.warning("CAN error frames on the bus", bus=self.bus_label, frames=n_err, bus_off=bus_off)
         for (aid, reason), n in errors.items():
             metrics.errors.labels(self.bus_label, f"0x{aid:X}", reason).inc(n)
         for key, n in unknown.items():

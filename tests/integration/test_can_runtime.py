@@ -224,3 +224,28 @@ async def test_a_bus_that_cannot_open_is_offline_and_retried_never_a_crash(tmp_p
     async with running(cfg):
         await until(lambda: metric("bms_gateway_can_reconnects_total", bus=f"socketcan:{name}") >= 3)
     assert stored_statuses(tmp_path / "store.db") == [("r3", "offline")]
+
+
+async def test_bus_off_error_frame_takes_the_rack_offline_until_frames_return(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: r4, profile: can-quick, interface: virtual, channel: {ch}, accept_all: true}}\n",
+        profiles={"can-quick": QUICK.replace("stale_after_cycles: 2", "stale_after_cycles: 50")},
+        extra=NO_HTTP,
+    )
+    good = example_frame("RackStatus", SoC=70.0)
+    bus_off = can.Message(arbitration_id=0x20000040, is_error_frame=True, data=bytes(8), is_extended_id=True)
+    store = tmp_path / "store.db"
+    async with running(cfg):
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            tx.send(good)
+            await until(lambda: ("r4", "online") in stored_statuses(store))
+            tx.send(bus_off)
+            await until(lambda: stored_statuses(store)[-1] == ("r4", "offline"))
+            tx.send(good)
+            await until(lambda: stored_statuses(store)[-1] == ("r4", "online"))
+        finally:
+            tx.shutdown()
+    assert stored_statuses(store)[-3:] == [("r4", "online"), ("r4", "offline"), ("r4", "online")]
