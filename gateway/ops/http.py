@@ -130,6 +130,7 @@ class App:
             problems = self.problems()
             return text(503, "".join(f"{p}\n" for p in problems)) if problems else text(200, "ready\n")
         if path == "/metrics":
+            self.problems()  # refreshes bms_gateway_ready for this scrape
             return Response(200, generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4)
         if path == "/api/status":
             rack = req.query.get("rack", [None])[0] or None

@@ -6,7 +6,7 @@ What it adds to a `Runtime`:
   reload, STOPPING=1 on shutdown (no-ops outside systemd);
 - the HTTP server (`http:` section) as the service `service:http`; a reload that changes `http:`
   moves it to the new address;
-- gauges: readiness, active alarms by severity.
+- the gauge `bms_gateway_ready`.
 """
 
 from __future__ import annotations
@@ -35,10 +35,6 @@ RETRY_BIND = 30.0  # seconds between attempts when the HTTP port cannot be bound
 
 ready_gauge = Gauge("bms_gateway_ready", "1 when every source started, the store is open and sinks connect",
                     registry=metrics.REGISTRY)  # fmt: skip
-alarms_active = Gauge(
-    "bms_gateway_ops_alarms_active", "Active alarms by severity (as the status page shows them)", ["severity"],
-    registry=metrics.REGISTRY,
-)  # fmt: skip
 
 
 @dataclass
@@ -49,7 +45,6 @@ class Operations:
     http: HttpServer | None = None
     on_http: list[Callable[[str], None]] = field(default_factory=list)  # called with the page URL once bound
     _http_changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _severities: set[str] = field(default_factory=set)
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -69,14 +64,6 @@ class Operations:
 
     def status_line(self) -> str:
         return status_line(self.status(points=False))
-
-    def observe(self, batches: list[Any]) -> None:
-        self.live(batches)
-        counts = self.live.alarm_counts()
-        if counts or self._severities:
-            for sev in self._severities | set(counts):
-                alarms_active.labels(sev).set(counts.get(sev, 0))
-            self._severities |= set(counts)
 
     # -- lifecycle hooks ----------------------------------------------------------------------------
 
@@ -151,7 +138,7 @@ def install(rt: Runtime) -> None:
     ops = Operations(rt, live, SystemdNotifier(status=lambda: ""))
     ops.systemd.status = ops.status_line
     OPERATIONS[rt] = ops
-    rt.observers.append(ops.observe)
+    rt.observers.append(live)
     rt.on_ready.append(ops.ready)
     rt.on_stopping.append(ops.stopping)
     rt.on_reloading.append(ops.systemd.reloading)
