@@ -59,3 +59,74 @@ def run_series(eng: AlarmEngine, quantity: str, series: Sequence[tuple[float, An
 def transitions(eng: AlarmEngine, quantity: str, series: Sequence[tuple[float, Any]], **tags: Any) -> list[str]:
     """The new states, in order, over a series: the compact form of a rule table."""
     return [new for step in run_series(eng, quantity, series, **tags) for (_, new) in step]
+
+
+# -- MQTT: a subscriber that records what arrives, and a command publisher ----------------------------------
+
+
+class Subscriber:
+    """Subscribes to a topic filter on a real broker in a task; keeps (topic, payload as JSON or text, retained)."""
+
+    def __init__(self, port: int, topic: str, client_id: str = "alarm-test") -> None:
+        self.port, self.topic, self.client_id = port, topic, client_id
+        self.messages: list[tuple[str, Any, bool]] = []
+        self._task: Any = None
+        self._ready: Any = None
+
+    async def __aenter__(self) -> Subscriber:
+        import asyncio
+
+        self._ready = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), 10)
+        return self
+
+    async def _run(self) -> None:
+        import json
+
+        import aiomqtt
+
+        async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id) as client:
+            await client.subscribe(self.topic, qos=1)
+            self._ready.set()
+            async for msg in client.messages:
+                raw = bytes(msg.payload) if isinstance(msg.payload, bytes | bytearray) else str(msg.payload).encode()
+                try:
+                    payload: Any = json.loads(raw)
+                except ValueError:
+                    payload = raw.decode(errors="replace")
+                self.messages.append((str(msg.topic), payload, bool(msg.retain)))
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+        import contextlib
+
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def payloads(self, topic: str) -> list[Any]:
+        return [p for t, p, _ in self.messages if t == topic]
+
+    def events(self, topic: str, alarm_id: str) -> list[str]:
+        return [p["state"] for p in self.payloads(topic) if isinstance(p, dict) and p.get("alarm_id") == alarm_id]
+
+
+async def publish(port: int, topic: str, doc: dict[str, Any]) -> None:
+    import json
+
+    import aiomqtt
+
+    async with aiomqtt.Client("127.0.0.1", port, identifier="alarm-test-operator") as client:
+        await client.publish(topic, json.dumps(doc), qos=1)
+
+
+async def wait_until(pred: Any, limit: float = 30.0, what: str = "condition") -> None:
+    """Poll `pred()`; the limit only stops a hung test (it is not a timing check)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not pred():
+        assert loop.time() < deadline, f"{what} not reached"
+        await asyncio.sleep(0.05)
