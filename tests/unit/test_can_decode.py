@@ -240,3 +240,33 @@ def test_savvycan_csv_reads(tmp_path: Path) -> None:
         (1.0, 0x221, False, bytes.fromhex("5DC2ED815D029F00")),
         (1.1, 0x18FFFE21, True, b"\x01\x02"),
     ]
+
+
+@pytest.mark.parametrize("suffix", [".asc", ".blf", ".csv", ".log"])
+def test_captures_in_every_python_can_format_decode_the_same(tmp_path: Path, suffix: str) -> None:
+    import can
+
+    from gateway.can.capture import read_capture
+
+    frames = log_frames()[:300]
+    path = tmp_path / f"cap{suffix}"
+    with can.Logger(str(path)) as writer:  # python-can picks the writer by suffix
+        for m in frames:
+            writer.on_message_received(m)
+    back = list(read_capture(path))
+    assert [(m.arbitration_id, bytes(m.data)) for m in back] == [(m.arbitration_id, bytes(m.data)) for m in frames]
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        assert main(["can", "decode", "--dbc", str(BMS_DBC), str(path)]) == 0
+    assert len(out.getvalue().splitlines()) == 300
+
+
+def test_unreadable_capture_is_a_clean_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.log"
+    bad.write_text("(1.0) can0 12G#zz\nnot a frame\n")
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        code = main(["can", "decode", "--dbc", str(BMS_DBC), str(bad)])
+    assert code == 2 and err.getvalue().startswith(f"error: {bad}")
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        assert main(["can", "decode", "--dbc", str(BMS_DBC), str(tmp_path / "none.log")]) == 2
