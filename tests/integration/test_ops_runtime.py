@@ -1,0 +1,130 @@
+"""Operations inside one process: READY waits for the slowest source; a reload moves the HTTP endpoint.
+
+Real parts: the runtime with its extensions, a unix datagram socket as NOTIFY_SOCKET, the HTTP
+server on loopback, SIGHUP delivered to this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.model import Batch, Quality, Sample
+from gateway.ops.service import operations
+from gateway.runtime import Runtime
+from gateway.sources.base import SourceContext
+from tests.ops_support import NotifyListener
+from tests.servers import free_port
+
+
+class GatedSource:
+    """A source that starts only when the test lets it (a device that takes long to connect)."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def run(self, ctx: SourceContext) -> None:
+        await self.gate.wait()
+        ctx.started()
+        await ctx.emit(Batch(self.name, [Sample(1, "soc", 50.0, "%", Quality.GOOD, "gated")]))
+        await asyncio.Event().wait()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def aget(url: str) -> tuple[int, str]:
+    return await asyncio.to_thread(get, url)
+
+
+async def until(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while True:
+            if await cond():
+                return
+            await asyncio.sleep(0.02)
+
+
+def config(tmp_path: Path, port: int, level: str = "info") -> Path:
+    p = tmp_path / "gateway.yaml"
+    p.write_text(
+        "sources:\n  - {type: simulated, name: sim, interval: 0.02, modules: 1, cells_per_module: 4}\n"
+        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{port: {port}}}\nlogging: {{level: {level}}}\n"
+    )
+    return p
+
+
+async def test_ready_only_after_every_source_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = NotifyListener()
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.env_value)
+    port = free_port()
+    rt = Runtime(load_config(config(tmp_path, port)))
+    gated = GatedSource()
+    rt.sources.append(gated)
+    task = asyncio.create_task(rt.run())
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        async def sim_storing() -> bool:
+            return rt.outbox.stored_samples() > 200
+
+        await until(sim_storing)
+        status, body = await aget(f"{base}/readyz")
+        assert status == 503 and "sources not started: gated" in body
+        await asyncio.to_thread(listener.poll)
+        assert not [m for m in listener.messages if m.get("READY")]  # the other source runs; not ready yet
+        gated.gate.set()
+
+        async def ready_sent() -> bool:
+            await asyncio.to_thread(listener.poll)
+            return any(m.get("READY") == "1" for m in listener.messages)
+
+        await until(ready_sent)
+        assert (await aget(f"{base}/readyz")) == (200, "ready\n")
+    finally:
+        rt.request_stop("test")
+        assert await task == 0
+        listener.close()
+
+
+async def test_sighup_moves_the_http_endpoint(tmp_path: Path) -> None:
+    first, second = free_port(), free_port()
+    cfg = config(tmp_path, first)
+    rt = Runtime(load_config(cfg))
+    task = asyncio.create_task(rt.run())
+    try:
+        ops = operations(rt)
+        assert ops is not None
+
+        async def serving(port: int) -> bool:
+            try:
+                return (await aget(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+            except OSError:
+                return False
+
+        await until(lambda: serving(first))
+        cfg.write_text(config(tmp_path, second, level="debug").read_text())
+        os.kill(os.getpid(), signal.SIGHUP)
+        await until(lambda: serving(second))
+        assert not await serving(first)
+        assert rt.last_reload is not None and rt.last_reload.ok
+        assert rt.last_reload.changes == ["http updated", "logging updated"]
+        assert ops.http is not None and ops.http.port == second
+        assert rt.source_types == {"sim": "simulated"}  # the source did not restart
+    finally:
+        rt.request_stop("test")
+        assert await task == 0
