@@ -100,11 +100,12 @@ def write_config(
     interval: float = 0.05,
     extra: str = "",
     name: str = "gateway.yaml",
+    grace: float = 5.0,
 ) -> Path:
     lines = ["site: {name: t}", "sources:"]
     for i, rack in enumerate(racks):
         lines += rack_lines(rack, tmp, interval, seed=i + 1)
-    lines += ["store:", f"  path: {tmp / 'store.db'}", "runtime: {grace_period: 5}"]
+    lines += ["store:", f"  path: {tmp / 'store.db'}", f"runtime: {{grace_period: {grace}}}"]
     if http_port is None:
         lines.append("http: {enabled: false}")
     else:

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from gateway import metrics
 from gateway.ops.sdnotify import Notifier, watchdog_interval
 
-STATUS_EVERY = 5.0  # seconds between STATUS= refreshes (only sent when the line changed)
+STATUS_EVERY = 2.0  # seconds between STATUS= refreshes (only sent when the line changed)
 
 watchdog_pings = Counter(
     "bms_gateway_watchdog_pings", "WATCHDOG=1 notifications sent to systemd", registry=metrics.REGISTRY

@@ -94,7 +94,7 @@ def test_endpoints_of_a_running_gateway(tmp_path: Path, victoria: VictoriaMetric
 
 def test_readyz_names_a_sink_that_cannot_connect(tmp_path: Path) -> None:
     port, dead = free_port(), free_port()
-    cfg = write_config(tmp_path, ["rack-a"], http_port=port, extra=influx_sink(f"http://127.0.0.1:{dead}"))
+    cfg = write_config(tmp_path, ["rack-a"], http_port=port, extra=influx_sink(f"http://127.0.0.1:{dead}"), grace=0.5)
     proc = start_gateway(cfg, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
