@@ -5,7 +5,8 @@ restart; everything else keeps running, so their streams have no gap. A source r
 entry changed, its profile changed, or the site name changed (its tag is on every sample); a
 source that a builder shares between several entries (one under its own name) restarts when any
 entry of its type changed. The store and the runtime section cannot change under a running process:
-the running values stay, and the result says a restart is needed. The runtime applies the plan.
+the running values stay, and the result says a restart is needed; so does the alarm engine's
+section (its rules and state are built once at start). The runtime applies the plan.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from gateway import metrics
 from gateway.config import GatewayConfig, LoadedConfig
 from gateway.sources.base import SOURCE_BUILDERS, Source
 
-RESTART_ONLY = ("store", "runtime")  # sections a reload cannot apply
-APPLIED_BY_HOOKS = ("http", "logging", "alarms")  # applied in place by the runtime and its extensions
+RESTART_ONLY = ("store", "runtime", "alarms")  # sections a reload cannot apply (the alarm engine is built once)
+APPLIED_BY_HOOKS = ("http", "logging")  # applied in place by the runtime and its extensions
 
 config_reloads = Counter(
     "bms_gateway_config_reloads", "Configuration reloads by result (ok, invalid)", ["result"], registry=metrics.REGISTRY

@@ -18,10 +18,11 @@ import pytest
 from gateway.config import load_config
 from gateway.model import Batch, Quality, Sample
 from gateway.ops.service import operations
+from gateway.outbox import Outbox
 from gateway.runtime import Runtime
 from gateway.sources.base import SourceContext
 from tests.ops_support import NotifyListener
-from tests.servers import free_port
+from tests.servers import VictoriaMetrics, free_port
 
 
 class GatedSource:
@@ -128,3 +129,49 @@ async def test_sighup_moves_the_http_endpoint(tmp_path: Path) -> None:
     finally:
         rt.request_stop("test")
         assert await task == 0
+
+
+async def test_sighup_restarts_a_changed_sink_which_resumes_from_its_cursor(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> None:
+    cfg = tmp_path / "gateway.yaml"
+
+    def write(batch_max: int) -> None:
+        cfg.write_text(
+            "sources:\n  - {type: simulated, name: sim, interval: 0.02, modules: 1, cells_per_module: 4}\n"
+            f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
+            f"sinks:\n  influx: {{type: influxdb, url: '{victoria.url}', token: t, batch_max_samples: {batch_max}}}\n"
+        )
+
+    write(5000)
+    rt = Runtime(load_config(cfg))
+    task = asyncio.create_task(rt.run())
+    try:
+
+        async def delivered(n: int) -> bool:
+            return sum(r.delivered for r in rt.runners) > n
+
+        await until(lambda: delivered(200))
+        old_runner = rt.runners[0]
+        write(50)
+        os.kill(os.getpid(), signal.SIGHUP)
+
+        async def replaced() -> bool:
+            return bool(rt.runners) and rt.runners[0] is not old_runner and rt.runners[0].delivered > 200
+
+        await until(replaced)
+        assert rt.last_reload is not None and rt.last_reload.changes == ["sink influx restarted"]
+        assert rt.runners[0].cfg.batch_max_samples == 50
+    finally:
+        rt.request_stop("test")
+        assert await task == 0
+    # Everything stored reached the sink: the new runner took over the old one's cursor.
+    ob = Outbox(tmp_path / "s.db")
+    try:
+        (state,) = ob.consumers()
+        assert state.name == "influx" and state.pending_samples == 0 and state.dropped == 0
+        assert state.acked == ob.last_seq()
+    finally:
+        ob.close()
+    exported = victoria.export('{__name__=~"rack_soc"}')
+    assert exported and sum(len(s["values"]) for s in exported) > 0

@@ -97,3 +97,11 @@ def test_source_changes_named_and_shared_sources() -> None:
     # a changed, c is new, the shared endpoint restarts with them; b and the CAN bus keep running.
     assert stop == {"a", "bus:10.0.0.1:502"}
     assert start == {"a", "c", "bus:10.0.0.1:502"}
+
+
+def test_alarm_rules_change_needs_a_restart(tmp_path: Path) -> None:
+    old = load(tmp_path, "a.yaml")
+    new = load(tmp_path, "b.yaml", more="alarms: {enabled: false}")
+    plan = plan_reload(old, new)
+    assert plan.needs_restart == ("alarms",) and plan.empty
+    assert effective_config(old, new).config.alarms == old.config.alarms
