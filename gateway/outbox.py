@@ -405,7 +405,10 @@ class Outbox:
             if not self.owner:
                 return
             self.outbox._in_tx = False
-            self.outbox.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if not exc_type:
+                self.outbox.db.execute("COMMIT")
+            elif self.outbox.db.in_transaction:  # SQLite already rolled back after some errors (disk full)
+                self.outbox.db.execute("ROLLBACK")
 
     def _tx(self) -> Outbox._Tx:
         return Outbox._Tx(self)

@@ -125,8 +125,9 @@ class MqttSink:
         client = self._client
         if client is None:
             raise SinkError("not connected")
+        # `timeout` for every 100 messages: a large catch-up batch on a slow link still fits.
         try:
-            async with asyncio.timeout(self.cfg.timeout):
+            async with asyncio.timeout(self.cfg.timeout * max(1.0, len(msgs) / 100)):
                 await asyncio.gather(*(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in msgs))
         except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
             raise SinkError(f"publish failed: {exc or type(exc).__name__}") from None

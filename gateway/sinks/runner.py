@@ -28,6 +28,7 @@ from gateway.sinks.base import Rejected, Sink, SinkAuthError
 log = structlog.get_logger("sink")
 
 METRICS_EVERY = 1.0  # seconds between pending/lag refreshes while idle
+METRICS_MIN_GAP = 0.5  # during a backlog drain, pending/lag (a scan of the backlog) at most this often
 RETRY_AFTER_MAX = 3600.0  # a server's Retry-After is honoured up to an hour
 
 
@@ -74,6 +75,7 @@ class SinkRunner:
         self.position = outbox.acked(name)
         self._log = log.bind(sink=name)
         self._buffer: list[Row] = []
+        self._refreshed = 0.0
 
     def notify(self) -> None:
         """New rows were committed."""
@@ -181,7 +183,9 @@ class SinkRunner:
             self.failures = 0
             self.last_error = ""
             metrics.sink_connected.labels(self.name).set(1)
-        self.refresh_metrics()
+        now = time.monotonic()
+        if now - self._refreshed >= METRICS_MIN_GAP or self.caught_up():
+            self.refresh_metrics()
 
     def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
         """Keep what the server refused for good, with its reason, so the stream goes on."""
@@ -237,6 +241,7 @@ class SinkRunner:
         self.connected = False  # the next attempt opens again (a sink's open() is idempotent)
 
     def refresh_metrics(self) -> None:
+        self._refreshed = time.monotonic()
         _rows, samples, oldest = self.outbox.pending(self.position)
         metrics.sink_pending.labels(self.name).set(samples)
         lag = 0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)

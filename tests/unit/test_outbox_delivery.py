@@ -64,3 +64,27 @@ def test_budget_drops_are_counted_per_consumer_and_never_under_a_write(tmp_path:
     assert dropped_metric("slow", "disk_budget") - before == dropped
     assert ob.dropped_total["slow"] == dropped and ob.dropped_total.get("fast", 0) == 0
     ob.close()
+
+
+def test_disk_full_is_counted_not_a_crash(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", consumers=["influx"])
+    before = dropped_metric("influx", "disk_full")
+    ob.append([batch(1, 200)])
+    pages = int(ob.db.execute("PRAGMA page_count").fetchone()[0])
+    ob.db.execute(f"PRAGMA max_page_count={pages + 20}")  # a disk with room for a few more rows
+    for i in range(2, 200):
+        ob.append([batch(i, 200)])  # the oldest rows make room (counted), no exception
+    lost = dropped_metric("influx", "disk_full") - before
+    assert lost > 0 and not ob.disk_full
+    assert ob.stored_samples() + lost == 199 * 200  # every sample stored or counted
+    # A batch larger than any room that can be made: counted as never stored, flagged, no crash.
+    ob.append([batch(1000, 20_000)])
+    assert ob.disk_full
+    assert metrics.REGISTRY.get_sample_value("bms_gateway_store_disk_full") == 1
+    lost = dropped_metric("influx", "disk_full") - before
+    assert ob.stored_samples() + lost == 199 * 200 + 20_000
+    ob.db.execute(f"PRAGMA max_page_count={pages * 1000}")  # room again
+    last = ob.last_seq()
+    assert ob.append([batch(500)]) == last + 1
+    assert not ob.disk_full and metrics.REGISTRY.get_sample_value("bms_gateway_store_disk_full") == 0
+    ob.close()
