@@ -76,10 +76,15 @@ class ThresholdHandler(Handler):
         self.word = "above" if self.above else "below"
 
     def sample(self, s: Sample) -> None:
-        if s.quality != Quality.GOOD or not self.wants(s.rack):
+        if s.quality != Quality.GOOD:
             return
         v = r.as_number(s.value)
-        if v is None:
+        if v is not None:
+            self.check(s, v)
+
+    def check(self, s: Sample, v: float) -> None:
+        """A good numeric sample (the ThresholdGroup has done the cheap checks)."""
+        if self.racks is not None and s.rack not in self.racks:
             return
         key: Key = (self.spec.id, s.rack, s.module, s.cell, "")
         was = self.obs.raw_of(key)
@@ -153,52 +158,57 @@ class RateHandler(Handler):
 
 
 class SpreadHandler(Handler):
+    """Reads the values its `Gatherer` collected for the batch (set by the engine)."""
+
     spec: c.SpreadRule
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.quantities = (self.spec.quantity,)
-        self.values: dict[tuple[str, int | None], list[tuple[float, int | None, int | None, int]]] = {}
-        self.unit = ""
+        self.values: dict[str, list[float]] = {}
+        self.samples: dict[str, list[Sample]] = {}
 
-    def sample(self, s: Sample) -> None:
-        if s.quality != Quality.GOOD or not self.wants(s.rack):
-            return
-        v = r.as_number(s.value)
-        if v is None:
-            return
-        group = (s.rack, s.module if self.spec.scope == "module" else None)
-        lst = self.values.get(group)
-        if lst is None:
-            lst = self.values[group] = []
-        lst.append((v, s.module, s.cell, s.ts))
-        self.unit = s.unit
+    def groups(self) -> list[tuple[str, int | None, list[float], list[Sample]]]:
+        out: list[tuple[str, int | None, list[float], list[Sample]]] = []
+        for rack, vals in self.values.items():
+            if not self.wants(rack):
+                continue
+            samples = self.samples[rack]
+            if self.spec.scope == "rack":
+                out.append((rack, None, vals, samples))
+                continue
+            by: dict[int | None, tuple[list[float], list[Sample]]] = {}
+            for v, smp in zip(vals, samples, strict=True):
+                vs, ss = by.setdefault(smp.module, ([], []))
+                vs.append(v)
+                ss.append(smp)
+            out += [(rack, m, vs, ss) for m, (vs, ss) in by.items()]
+        return out
 
     def finish(self) -> None:
         sp = self.spec
-        for (rack, module), items in self.values.items():
-            if len(items) < sp.min_count:
+        for rack, module, vals, samples in self.groups():
+            if len(vals) < sp.min_count:
                 continue
-            width, hi, lo = r.spread([x[0] for x in items])
+            width, hi, lo = r.spread(vals)
             key: Key = (sp.id, rack, module, None, "")
             was = self.obs.raw_of(key)
             raw = r.beyond(width, sp.high, above=True, deadband=sp.deadband, was=bool(was))
             if was is None and not raw:
                 continue
-            ts = max(x[3] for x in items)
-            hi_at, lo_at = r.where(items[hi][1], items[hi][2]), r.where(items[lo][1], items[lo][2])
+            h, lw = samples[hi], samples[lo]
             scope = f" m{module}" if module is not None else ""
             self.obs.observe(
-                key, raw, ts, width,
+                key, raw, samples[-1].ts, width,
                 self.text(
                     "{quantity} spread{where} {value} {unit} (max {other}) "
                     + ("above" if raw else "back within")
                     + " {limit} {unit}",
-                    quantity=sp.quantity, where=scope, value=r.fmt(width), unit=self.unit, limit=r.fmt(sp.high),
-                    other=f"{r.fmt(items[hi][0])} at {hi_at}, min {r.fmt(items[lo][0])} at {lo_at}", rack=rack,
+                    quantity=sp.quantity, where=scope, value=r.fmt(width), unit=h.unit, limit=r.fmt(sp.high),
+                    other=f"{r.fmt(vals[hi])} at {r.where(h.module, h.cell)}, min {r.fmt(vals[lo])} at "
+                    f"{r.where(lw.module, lw.cell)}",
+                    rack=rack,
                 ),
             )  # fmt: skip
-        self.values.clear()
 
 
 class StateHandler(Handler):

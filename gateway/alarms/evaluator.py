@@ -26,6 +26,7 @@ from gateway.alarms.compiled import (
     ThresholdHandler,
     alarm_id,
 )
+from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
 from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
 from gateway.alarms.states import Alarm, CommandRejected, State, Transition
 from gateway.model import Batch, BatchKind, DeviceState, Quality
@@ -56,22 +57,23 @@ class AlarmEngine:
         self.rack_of_device = rack_of_device
         self.racks: set[str] = set(racks) | set(rack_of_device.values())
         self.handlers: list[Handler] = []
-        self.index: dict[str, list[Handler]] = {}
+        self.index: dict[str, list[Indexed]] = {}
         self.prefixed: list[Handler] = []
+        self.groups: dict[str, ThresholdGroup] = {}
+        self.gatherers: dict[str, Gatherer] = {}
+        self._thresholds: dict[str, list[ThresholdHandler]] = {}
         self.comm_loss = [s for s in self.specs.values() if isinstance(s, c.CommLossRule)]
         self.stale = [s for s in self.specs.values() if isinstance(s, c.StaleRule)]
         self.quality = [s for s in self.specs.values() if isinstance(s, c.QualityRule)]
         for spec in self.specs.values():
             cls = HANDLERS.get(spec.kind)
-            if cls is None:
-                continue
-            h = cls(spec, self)
-            self.handlers.append(h)
-            if h.prefix is not None:
-                self.prefixed.append(h)
-            for q in h.quantities:
-                self.index.setdefault(q, []).append(h)
+            if cls is not None:
+                self._add(cls(spec, self))
+        for q, members in self._thresholds.items():
+            self.groups[q] = ThresholdGroup(q, members)
+            self.index.setdefault(q, []).append(self.groups[q])
         self.finishers = [h for h in self.handlers if type(h).finish is not Handler.finish]
+        self._by_rule = {h.spec.id: h for h in self.handlers}
         self.instances: dict[Key, Instance] = {}
         self.by_id: dict[str, Instance] = {}
         self.last_seen: dict[str, int] = {}
@@ -79,6 +81,35 @@ class AlarmEngine:
         self.quality_watch = 0  # instances of quality rules not idle: good samples must be checked
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._journal: list[dict[str, Any]] = []
+
+    def _add(self, h: Handler) -> None:
+        self.handlers.append(h)
+        if isinstance(h, ThresholdHandler):
+            self._thresholds.setdefault(h.spec.quantity, []).append(h)
+            return
+        if isinstance(h, SpreadHandler):
+            g = self._gatherer(h.spec.quantity)
+            h.values, h.samples = g.values, g.samples
+        if isinstance(h, DisagreementHandler) and h.sum_of is not None:
+            h.gathered = self._gatherer(h.sum_of).values
+        if h.prefix is not None:
+            self.prefixed.append(h)
+        for q in h.quantities:
+            self.index.setdefault(q, []).append(h)
+
+    def _gatherer(self, quantity: str) -> Gatherer:
+        g = self.gatherers.get(quantity)
+        if g is None:
+            g = self.gatherers[quantity] = Gatherer(quantity)
+            self.index.setdefault(quantity, []).append(g)
+        return g
+
+    def _track(self, key: Key, delta: int) -> None:
+        spec = self.specs.get(key[0])
+        if isinstance(spec, c.ThresholdRule):
+            self.groups[spec.quantity].track((key[1], key[2], key[3]), delta)
+        elif isinstance(spec, c.QualityRule):
+            self.quality_watch += delta
 
     # -- the Observer protocol (used by handlers) -------------------------------------------------
 
@@ -122,8 +153,7 @@ class AlarmEngine:
         inst = Instance(key, alarm, r.Debounce(int(spec.on_delay * r.NS), int(spec.off_delay * r.NS)))
         self.instances[key] = inst
         self.by_id[aid] = inst
-        if isinstance(spec, c.QualityRule):
-            self.quality_watch += 1
+        self._track(key, 1)
         return inst
 
     def _maybe_idle(self, inst: Instance) -> None:
@@ -131,8 +161,7 @@ class AlarmEngine:
             return
         del self.instances[inst.key]
         del self.by_id[inst.alarm.alarm_id]
-        if isinstance(self.specs.get(inst.key[0]), c.QualityRule):
-            self.quality_watch -= 1
+        self._track(inst.key, -1)
 
     def _apply(self, inst: Instance, t: Transition | None, ts: int) -> None:
         if t is None:
@@ -187,6 +216,8 @@ class AlarmEngine:
                 self._check(st, rack, False, last.ts, None, "samples arriving again")
         for h in self.finishers:
             h.finish()
+        for g in self.gatherers.values():
+            g.clear()
         return self._flush()
 
     def _status(self, b: Batch) -> None:
@@ -354,6 +385,5 @@ class AlarmEngine:
             self.instances[key] = inst
             self.by_id[alarm.alarm_id] = inst
             self.racks.add(alarm.rack)
-            if isinstance(spec, c.QualityRule):
-                self.quality_watch += 1
+            self._track(key, 1)
         return self._flush()

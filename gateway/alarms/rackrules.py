@@ -18,7 +18,6 @@ from gateway.model import Quality, Sample
 @dataclass
 class RackValues:
     latest: dict[str, tuple[float, int]] = field(default_factory=dict)  # quantity -> (value, ts)
-    sums: dict[str, list[float]] = field(default_factory=dict)  # quantity -> values of this batch
 
 
 class LimitHandler(Handler):
@@ -81,13 +80,14 @@ class DisagreementHandler(Handler):
         self.coulomb = sp.versus == "coulomb_soc"
         wanted = [sp.quantity]
         if self.sum_of is not None:
-            wanted.append(self.sum_of)
+            pass  # the engine hands the batch's values over in `gathered` (one Gatherer per quantity)
         elif self.coulomb:
             wanted += ["rack_current", "capacity_full"]
         else:
             wanted.append(sp.versus)
         self.quantities = tuple(dict.fromkeys(wanted))
         self.racks_seen: dict[str, RackValues] = {}
+        self.gathered: dict[str, list[float]] = {}
         self.counters: dict[str, r.CoulombCounter] = {}
         self.unit = ""
 
@@ -100,10 +100,7 @@ class DisagreementHandler(Handler):
         rv = self.racks_seen.get(s.rack)
         if rv is None:
             rv = self.racks_seen[s.rack] = RackValues()
-        if s.quantity == self.sum_of:
-            rv.sums.setdefault(s.quantity, []).append(v)
-        else:
-            rv.latest[s.quantity] = (v, s.ts)
+        rv.latest[s.quantity] = (v, s.ts)
         if s.quantity == self.spec.quantity:
             self.unit = s.unit
         self.touched.add(s.rack)
@@ -111,7 +108,7 @@ class DisagreementHandler(Handler):
     def _reference(self, rack: str, rv: RackValues) -> float | None:
         sp = self.spec
         if self.sum_of is not None:
-            values = rv.sums.pop(self.sum_of, [])
+            values = self.gathered.get(rack, [])
             return sum(values) if len(values) >= sp.min_count else None
         if self.coulomb:
             return self._counted(rack, rv)
@@ -138,7 +135,6 @@ class DisagreementHandler(Handler):
             rv = self.racks_seen[rack]
             ref = self._reference(rack, rv)
             got = rv.latest.get(sp.quantity)
-            rv.sums.clear()
             if ref is None or got is None:
                 continue
             v, ts = got

@@ -1,0 +1,87 @@
+"""What keeps the live path cheap: one pass over each sample by quantity, no work for healthy elements.
+
+- `ThresholdGroup`: every threshold rule of one quantity behind one bound check. A value inside all
+  the limits, of an element no rule of the group is tracking, costs two comparisons.
+- `Gatherer`: the values of one array quantity (cell voltages, temperatures) per rack in a batch,
+  gathered once and read at the end of the batch by every rule that needs the array (spread, sums).
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway.alarms import rules as r
+from gateway.alarms.compiled import Handler, ThresholdHandler
+from gateway.model import Quality, Sample
+
+GOOD = Quality.GOOD
+Element = tuple[str, int | None, int | None]
+
+
+class ThresholdGroup:
+    def __init__(self, quantity: str, members: list[ThresholdHandler]) -> None:
+        self.quantity = quantity
+        self.members = members
+        self.high_min = min((m.limit for m in members if m.above), default=math.inf)
+        self.low_max = max((m.limit for m in members if not m.above), default=-math.inf)
+        self.tracked: dict[Element, int] = {}  # elements with an instance of one of the members
+        self.prefix: str | None = None
+
+    def track(self, element: Element, delta: int) -> None:
+        n = self.tracked.get(element, 0) + delta
+        if n > 0:
+            self.tracked[element] = n
+        else:
+            self.tracked.pop(element, None)
+
+    def sample(self, s: Sample) -> None:
+        if s.quality != GOOD:
+            return
+        v = s.value
+        if type(v) is not float:
+            v = r.as_number(v)
+            if v is None:
+                return
+        if self.low_max <= v <= self.high_min and (not self.tracked or (s.rack, s.module, s.cell) not in self.tracked):
+            return
+        for m in self.members:
+            m.check(s, v)
+
+    def finish(self) -> None:
+        pass
+
+
+class Gatherer:
+    """Good numeric values of one quantity per rack, for the current batch group."""
+
+    def __init__(self, quantity: str) -> None:
+        self.quantity = quantity
+        self.values: dict[str, list[float]] = {}
+        self.samples: dict[str, list[Sample]] = {}
+        self.prefix: str | None = None
+
+    def sample(self, s: Sample) -> None:
+        if s.quality != GOOD:
+            return
+        v = s.value
+        if type(v) is not float:
+            v = r.as_number(v)
+            if v is None:
+                return
+        lst = self.values.get(s.rack)
+        if lst is None:
+            self.values[s.rack] = [v]
+            self.samples[s.rack] = [s]
+        else:
+            lst.append(v)
+            self.samples[s.rack].append(s)
+
+    def finish(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.samples.clear()
+
+
+Indexed = Handler | ThresholdGroup | Gatherer
