@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import can
 import structlog
+from can.interfaces import VALID_INTERFACES
 
 from gateway import metrics as core_metrics
 from gateway.can import metrics
@@ -84,6 +85,14 @@ def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
     for i, cfg in enumerate(loaded.config.sources):
         if not isinstance(cfg, CanSourceConfig):
             continue
+        if cfg.interface not in VALID_INTERFACES:
+            line, col = position(data, ["sources", i, "interface"])
+            known = ", ".join(sorted(VALID_INTERFACES))
+            problems.append(
+                Problem(
+                    str(loaded.path), line, col, f"unknown CAN interface {cfg.interface!r}: expected one of {known}"
+                )
+            )
         profile = loaded.profiles.get(cfg.profile)
         if not isinstance(profile, CanProfile):
             line, col = position(data, ["sources", i, "profile"])
@@ -296,21 +305,36 @@ class CanBusSource:
         cfg = self.cfg
         tick = min(r.supervisor.next_check_in() for r in self.racks)
         next_check = time.monotonic() + tick
-        while True:
-            frames = await reader.batch(
-                cfg.batch_window, cfg.batch_max_frames, max(0.01, next_check - time.monotonic())
-            )
-            if frames:
-                self._decode(frames)
-            if reader.dropped:
-                self._count_dropped(reader)
-            now = time.monotonic()
-            if now >= next_check:
-                ts = time.time_ns()
-                for rack in self.racks:
-                    rack.supervise(now, ts)
-                next_check = now + tick
-            await self._emit(ctx)
+        try:
+            while True:
+                frames = await reader.batch(
+                    cfg.batch_window, cfg.batch_max_frames, max(0.01, next_check - time.monotonic())
+                )
+                if frames:
+                    self._decode(frames)
+                if reader.dropped:
+                    self._count_dropped(reader)
+                now = time.monotonic()
+                if now >= next_check:
+                    ts = time.time_ns()
+                    for rack in self.racks:
+                        rack.supervise(now, ts)
+                    next_check = now + tick
+                await self._emit(ctx)
+        except asyncio.CancelledError:
+            await self._drain(ctx, reader)
+            raise
+
+    async def _drain(self, ctx: SourceContext, reader: BusReader) -> None:
+        """At shutdown: decode and hand on what was already received (the pipeline is still running)."""
+        reader.stop()
+        left = list(reader.buffer)
+        reader.buffer.clear()
+        if left:
+            self._decode(left)
+        await self._emit(ctx)
+        if left:
+            log.info("CAN frames received before the stop were stored", bus=self.bus_label, frames=len(left))
 
     def _decode(self, frames: list[can.Message]) -> None:
         ts = time.time_ns()
@@ -377,7 +401,12 @@ class CanBusSource:
             batch = rack.take(ts)
             if batch is None:
                 continue
-            await ctx.emit(batch)
+            try:
+                await ctx.emit(batch)
+            except asyncio.CancelledError:  # not handed on: keep it for the drain at shutdown
+                rack.samples[:0] = batch.samples
+                rack.status = rack.status or batch.status
+                raise
             n = len(batch.samples)
             if n:
                 self.produced += n

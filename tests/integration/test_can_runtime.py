@@ -249,3 +249,25 @@ async def test_bus_off_error_frame_takes_the_rack_offline_until_frames_return(tm
         finally:
             tx.shutdown()
     assert stored_statuses(store)[-3:] == [("r4", "online"), ("r4", "offline"), ("r4", "online")]
+
+
+async def test_frames_received_before_a_stop_are_stored(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: r5, profile: can-quick, interface: virtual, channel: {ch}, "
+        "batch_window: 5.0, batch_max_frames: 100000}\n",  # frames wait in the receive buffer
+        profiles={"can-quick": QUICK.replace("stale_after_cycles: 2", "stale_after_cycles: 500")},
+        extra=NO_HTTP,
+    )
+    good = example_frame("RackStatus", SoC=42.0)
+    async with running(cfg):
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            for _ in range(100):
+                tx.send(good)
+            await asyncio.sleep(0.5)  # received into the source's buffer, batch window still open
+        finally:
+            tx.shutdown()
+        assert stored_samples(tmp_path / "store.db", rack="r5")[("soc", 42.0, "good", None, None)] == 0
+    assert stored_samples(tmp_path / "store.db", rack="r5")[("soc", 42.0, "good", None, None)] == 100

@@ -95,3 +95,10 @@ def test_two_racks_decoding_the_same_ids_on_one_bus_is_an_error(tmp_path: Path) 
     cfg = make_site(tmp_path, RACK + RACK.replace("rack-1", "rack-2"))
     found = problems(cfg)
     assert any("gateway.yaml:7:" in p and "give each rack its own id_offset" in p for p in found), found
+
+
+def test_unknown_interface_is_named(tmp_path: Path) -> None:
+    cfg = make_site(tmp_path, RACK.replace("interface: virtual", "interface: sockcan"))
+    (only,) = problems(cfg)
+    assert "gateway.yaml:6:" in only and "unknown CAN interface 'sockcan': expected one of" in only
+    assert "socketcan" in only
