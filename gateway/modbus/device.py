@@ -63,18 +63,13 @@ class DeviceRun:
         points, problems = compile_points(profile, cfg.interval)
         if problems:  # `validate` and start-up checks report these with their place first
             raise ValueError(f"{cfg.name}: {problems[0].message}")
-        self.points: list[Point] = points
-        blocks = plan_reads(
-            points,
-            max_registers=profile.max_registers,
-            max_bits=profile.max_bits,
-            max_gap=profile.max_gap,
-            unreadable=unreadable_ranges(profile),
-            one_per_point=cfg.one_request_per_point,
-        )
+        self.profile = profile
+        self.default_interval = cfg.interval or profile.interval
+        self.needs_discovery = profile.sunspec  # the SunSpec chain is read at first contact
+        self.explicit = points
+        self.points: list[Point] = []
         self.blocks: dict[float, list[Block]] = {}
-        for b in blocks:
-            self.blocks.setdefault(b.interval, []).append(b)
+        self.set_points(points)
         self.due: dict[float, float] = {}
         self.state = DeviceState.STARTING
         self.failed_cycles = 0
@@ -84,10 +79,29 @@ class DeviceRun:
         self.codes: dict[tuple[str, int, int], int | None] = {}  # last exception code per block (log on change)
         self.cycles = 0
 
+    def set_points(self, points: list[Point]) -> None:
+        """(Re)build the read plan; intervals that are new become due now."""
+        profile = self.profile
+        self.points = points
+        blocks = plan_reads(
+            points,
+            max_registers=profile.max_registers,
+            max_bits=profile.max_bits,
+            max_gap=profile.max_gap,
+            unreadable=unreadable_ranges(profile),
+            one_per_point=self.cfg.one_request_per_point,
+        )
+        self.blocks = {}
+        for b in blocks:
+            self.blocks.setdefault(b.interval, []).append(b)
+        if hasattr(self, "due"):
+            now = min(self.due.values(), default=0.0)
+            self.due = {iv: self.due.get(iv, now) for iv in self.blocks or [self.default_interval]}
+
     # -- schedule -------------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        self.due = dict.fromkeys(self.blocks, now)
+        self.due = dict.fromkeys(self.blocks or [self.default_interval], now)
 
     def due_intervals(self, now: float) -> list[float]:
         return [iv for iv, due in self.due.items() if due <= now]
@@ -102,7 +116,7 @@ class DeviceRun:
                 metrics.late_cycles.labels(self.name).inc(skipped)
 
     def blocks_for(self, intervals: list[float]) -> list[Block]:
-        return [b for iv in intervals for b in self.blocks[iv]]
+        return [b for iv in intervals for b in self.blocks.get(iv, [])]
 
     def may_probe(self, now: float) -> bool:
         """An offline device is tried at most once per backoff step, so it cannot slow the others."""

@@ -15,7 +15,7 @@ import structlog
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from gateway.modbus import metrics
+from gateway.modbus import metrics, sunspec
 from gateway.modbus.decode import quality_samples
 from gateway.modbus.device import ILLEGAL_ADDRESS, DeviceRun, Outcome
 from gateway.modbus.plan import READ_FUNCTION_CODES, Block
@@ -158,6 +158,11 @@ class ModbusEndpoint:
     async def _poll_device(self, dev: DeviceRun, intervals: list[float]) -> tuple[Batch | None, bool]:
         """One cycle of one device. An offline device is first probed with one request, no retries."""
         samples: list[Sample] = []
+        if dev.needs_discovery:
+            found = await self._discover(dev)
+            if found is None:
+                return dev.cycle_batch([], answered=False, reason="no answer during SunSpec discovery"), False
+            intervals = list(dev.blocks)
         blocks = dev.blocks_for(intervals)
         probing = dev.state == DeviceState.OFFLINE
         answered_any = False
@@ -175,6 +180,34 @@ class ModbusEndpoint:
             probing = False
             samples += await self._resolve(dev, block, outcome)
         return dev.cycle_batch(samples, answered=True), True
+
+    async def _discover(self, dev: DeviceRun) -> bool | None:
+        """Read the SunSpec chain and extend the device's plan. None when the device did not answer."""
+        answered = False
+
+        async def read(address: int, count: int) -> list[int] | None:
+            nonlocal answered
+            outcome = await self._read(dev, Block("holding", address, count, dev.default_interval), dev.cfg.retries)
+            answered = answered or outcome.answered
+            return [int(w) for w in outcome.words] if outcome.words is not None else None
+
+        models = await sunspec.discover(read, dev.profile.sunspec_bases)
+        if not answered:
+            return None
+        dev.needs_discovery = False
+        if not models:
+            log.error("no SunSpec marker found", device=dev.name, bases=dev.profile.sunspec_bases)
+            return False
+        found = sunspec.points_from_models(models, dev.default_interval)
+        dev.set_points(dev.explicit + found)
+        log.info(
+            "SunSpec models discovered",
+            device=dev.name,
+            models=[(m.model_id, m.address) for m in models],
+            points=len(found),
+            reads=sum(len(b) for b in dev.blocks.values()),
+        )
+        return True
 
     async def _resolve(self, dev: DeviceRun, block: Block, outcome: Outcome) -> list[Sample]:
         """Samples of a block; an illegal-address failure splits it and reads the halves now."""

@@ -121,9 +121,15 @@ class ModbusProfile(Strict):
     unreadable: list[UnreadableRange] = Field(default_factory=list, description="Ranges no read may touch")
     points: list[ModbusPoint] = Field(default_factory=list, description="Points polled at the default interval")
     groups: list[PointGroup] = Field(default_factory=list, description="Groups of points with their own interval")
+    sunspec: bool = Field(
+        False, description="Discover the SunSpec model chain (models 1, 802-805) and map it; no point list needed"
+    )
+    sunspec_bases: list[int] = Field(
+        [40000, 0, 50000], description="Protocol addresses where the SunSpec marker is looked for, in order"
+    )
 
     @model_validator(mode="after")
     def _has_points(self) -> ModbusProfile:
-        if not self.points and not any(g.points for g in self.groups):
-            raise ValueError("a modbus profile needs at least one point (under points: or groups:)")
+        if not self.sunspec and not self.points and not any(g.points for g in self.groups):
+            raise ValueError("a modbus profile needs at least one point (under points: or groups:), or sunspec: true")
         return self

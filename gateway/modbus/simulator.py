@@ -22,6 +22,7 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 
+from gateway.modbus import sunspec
 from gateway.modbus.image import Image, fill, truth_map
 from gateway.modbus.plan import FUNCTION_CODES, Point, compile_points, unreadable_ranges
 from gateway.modbus.profile import ModbusProfile
@@ -81,8 +82,25 @@ def rack_params(points: Iterable[Point], seed: int) -> RackParams:
     )
 
 
+def sunspec_device(unit_id: int, modules: int, cells: int, base: int = 40000, seed: int = 1) -> SimDevice:
+    """A simulated SunSpec battery: the chain's fixed words (markers, ids, lengths, scale factors) once,
+    the model's values through the same points the gateway derives from the chain."""
+    models = sunspec.build_chain(base, modules, cells)
+    points = sunspec.points_from_models(models, 1.0)
+    params = RackParams(modules=modules, cells_per_module=cells, sensors_per_module=cells, seed=seed + unit_id)
+    params.current_amplitude = 140.0
+    dev = SimDevice(unit_id, points, RackModel(params))
+    dev.overrides[("bms_state", None, None)] = "connected"  # SunSpec 802 State names
+    for address, words in sunspec.chain_words(base, models):
+        dev.image.write("holding", address, words)
+    dev.refresh(0.0)
+    return dev
+
+
 def device_from_profile(profile: ModbusProfile, unit_id: int, seed: int = 1) -> SimDevice:
     """A simulated device for a profile, its rack model sized from the profile's cell arrays."""
+    if profile.sunspec:
+        return sunspec_device(unit_id, 4, 12, profile.sunspec_bases[0], seed)
     points, _ = compile_points(profile)
     dev = SimDevice(unit_id, points, RackModel(rack_params(points, seed + unit_id)))
     dev.unreadable = unreadable_ranges(profile)
@@ -145,6 +163,13 @@ class ModbusSimulator:
     @classmethod
     def from_profile(cls, profile: ModbusProfile, unit_ids: Iterable[int], seed: int = 1) -> ModbusSimulator:
         return cls([device_from_profile(profile, u, seed) for u in unit_ids])
+
+    @classmethod
+    def sunspec(
+        cls, unit_ids: Iterable[int], modules: int = 4, cells: int = 12, base: int = 40000, seed: int = 1
+    ) -> ModbusSimulator:
+        """A SunSpec battery (models 1, 802 and one 805 per module) at `base`."""
+        return cls([sunspec_device(u, modules, cells, base, seed) for u in unit_ids])
 
     def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:

@@ -1,0 +1,83 @@
+"""SunSpec: model layout with repeating groups and scale factors, mapping to the catalog."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.modbus import sunspec
+from gateway.modbus.decode import decode_block
+from gateway.modbus.image import Image, fill
+from gateway.modbus.plan import plan_reads
+
+
+def test_the_five_models_load_and_have_the_published_lengths() -> None:
+    for model_id in sunspec.MODELS:
+        assert sunspec.model_definition(model_id)["points"][0]["name"] == "ID"
+    assert sunspec.group_size(sunspec.model_definition(1)) == 68  # ID, L and 66 registers
+
+
+def test_chain_layout_cells_and_scale_factors() -> None:
+    models = sunspec.build_chain(40000, modules=3, cells=8)
+    assert [m.model_id for m in models] == [1, 802, 805, 805, 805]
+    assert models[0].address == 40002 and models[1].address == 40002 + 68
+    points = sunspec.points_from_models(models, 1.0)
+    cells = [p for p in points if p.quantity == "cell_voltage"]
+    assert len(cells) == 24
+    assert [(p.module, p.cell) for p in cells[:2]] == [(1, 1), (1, 2)]
+    assert (cells[-1].module, cells[-1].cell) == (3, 8)
+    assert cells[0].scale == 10.0**-3
+    by = {p.quantity: p for p in points if p.module is None}
+    assert by["rack_voltage"].scale == 10.0**-1 and by["rack_voltage"].missing == frozenset({0xFFFF})
+    assert by["rack_current"].dtype == "int16"
+    assert by["manufacturer"].dtype == "string" and by["manufacturer"].width == 16
+    assert "connected" in dict(by["bms_state"].states).values()
+    flags = dict(by["alarm_word"].flags)
+    assert flags[1] == "alarm.over_temp" and flags[2] == "warning.over_temp"
+    assert by["alarm_word"].dtype == "uint32"
+    # every mapped point lies inside its model
+    for p in points:
+        assert any(m.address <= p.address and p.end <= m.address + len(m.words) for m in models)
+
+
+def test_discovery_walks_the_chain_from_the_second_base() -> None:
+    models = sunspec.build_chain(0, modules=2, cells=4)
+    image = Image()
+    for address, words in sunspec.chain_words(0, models):
+        image.write("holding", address, words)
+    reads: list[tuple[int, int]] = []
+
+    async def read(address: int, count: int) -> list[int] | None:
+        reads.append((address, count))
+        assert count <= 125
+        return None if address >= 40000 else image.read("holding", address, count)
+
+    found = asyncio.run(sunspec.discover(read, [40000, 0, 50000]))
+    assert found is not None
+    assert [m.model_id for m in found] == [1, 802, 805, 805]
+    assert [m.words for m in found] == [m.words for m in models]
+    assert reads[0] == (40000, 2) and reads[1] == (0, 2)
+
+
+def test_no_marker_is_none() -> None:
+    async def read(address: int, count: int) -> list[int] | None:
+        return [0] * count
+
+    assert asyncio.run(sunspec.discover(read, [40000, 0])) is None
+
+
+def test_values_round_trip_through_the_mapped_points() -> None:
+    models = sunspec.build_chain(40000, modules=1, cells=4)
+    points = sunspec.points_from_models(models, 1.0)
+    image = Image()
+    for address, words in sunspec.chain_words(40000, models):
+        image.write("holding", address, words)
+    truth = {("cell_voltage", 1, 3): 3.301, ("soc", None, None): 55.5, ("rack_current", None, None): -42.3}
+    fill(image, points, truth, 1)
+    got = {}
+    for b in plan_reads(points):
+        for s in decode_block(b, image.read(b.table, b.start, b.count), 0, "r"):
+            got[(s.quantity, s.module, s.cell)] = s.value
+    assert got[("cell_voltage", 1, 3)] == 3.301
+    assert got[("soc", None, None)] == 55.5
+    assert got[("rack_current", None, None)] == -42.3
+    assert got[("manufacturer", None, None)] == "bms-gateway"
