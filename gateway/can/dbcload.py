@@ -67,6 +67,8 @@ def read_text(path: Path) -> tuple[str, str]:
     raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
 
 
+_PSEUDO = ", VECTOR__INDEPENDENT_SIG_MSG: the pseudo-message of signals without a message"
+
 _CACHE: dict[tuple[str, int, int, bool], LoadedDbc] = {}
 
 
@@ -123,7 +125,8 @@ def _problem_from_cantools(exc: Exception, text: str, name: str) -> Problem:
         fid, sig = unused[0]
         msg = (
             f"{len(unused)} value tables (VAL_) name signals that no message defines, first VAL_ {fid} {sig} "
-            f"(message id 0x{int(fid):X}); remove these VAL_ lines or define the signals"
+            f"(message id 0x{int(fid):X}{_PSEUDO if int(fid) == 0xC0000000 else ''}); "
+            "remove these VAL_ lines or define the signals"
         )
     msg = msg.replace("\n", " ").replace("    ", " ")
     if len(msg) > 300:

@@ -22,7 +22,8 @@ import can
 class ReplayStats:
     sent: int = 0
     skipped: int = 0  # filtered out by --ids
-    loops: int = 0
+    loops: int = 0  # passes completed
+    position: int = 0  # frames sent in the current pass
     seconds: float = 0.0
 
 
@@ -69,7 +70,7 @@ async def replay(
     base = 0.0
     last_progress = 0.0
     while chosen:
-        for msg, offset in zip(chosen, due, strict=True):
+        for pos, (msg, offset) in enumerate(zip(chosen, due, strict=True), 1):
             if stop is not None and stop.is_set():
                 return _done(stats, start)
             wait = start + base + offset - time.monotonic()
@@ -79,6 +80,7 @@ async def replay(
                 await asyncio.sleep(0)  # as fast as possible, but let the loop breathe
             send(msg)
             stats.sent += 1
+            stats.position = pos
             if progress is not None and time.monotonic() - last_progress > 0.25:
                 last_progress = time.monotonic()
                 progress(stats, len(chosen))
@@ -114,10 +116,10 @@ def text_progress(out: TextIO = sys.stderr) -> Callable[[ReplayStats, int], None
     """A one-line progress bar (frames sent of the capture, loops)."""
 
     def show(stats: ReplayStats, total: int) -> None:
-        done = stats.sent - stats.loops * total
+        done = stats.position
         frac = done / total if total else 1.0
         bar = "#" * int(30 * frac)
-        loops = f" loop {stats.loops + 1}" if stats.loops else ""
+        loops = f" pass {stats.loops + 1}" if stats.loops and done < total else ""
         out.write(f"\r[{bar:30}] {done}/{total} frames{loops}")
         out.flush()
 

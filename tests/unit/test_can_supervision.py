@@ -57,3 +57,27 @@ def test_replay_schedule_is_drift_free_and_scales_with_rate() -> None:
     assert schedule(stamps[:3], None) == [0.0, 0.0, 0.0]
     assert schedule([5.0, 4.0, 6.0], 1.0) == [0.0, 0.0, 1.0]  # never back in time
     assert abs(loop_gap(stamps[:10], 2.0) - 0.05) < 1e-9
+
+
+async def test_replay_loops_filters_and_stops() -> None:
+    import asyncio
+
+    import can
+
+    from gateway.can.replay import replay
+
+    frames = [can.Message(timestamp=t, arbitration_id=i, data=b"\x01") for t, i in ((0.0, 1), (0.01, 2), (0.02, 3))]
+    sent: list[int] = []
+    stop = asyncio.Event()
+
+    def send(m: can.Message) -> None:
+        sent.append(m.arbitration_id)
+        if len(sent) == 8:
+            stop.set()
+
+    stats = await replay(frames, send, rate=None, loop=True, ids={1, 3}, stop=stop)
+    assert sent == [1, 3, 1, 3, 1, 3, 1, 3]
+    assert stats.sent == 8 and stats.skipped == 1 and stats.loops == 4  # four full passes
+    sent.clear()
+    stats = await replay(frames, send, rate=50.0)  # recorded timing, 50 times faster: order kept
+    assert sent == [1, 2, 3] and stats.loops == 1
