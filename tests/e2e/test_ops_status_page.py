@@ -65,6 +65,8 @@ def cell_text(driver: webdriver.Chrome, key: str, column: int) -> str | None:
 def test_status_page_shows_racks_points_and_live_values(tmp_path: Path, browser: webdriver.Chrome) -> None:
     port = free_port()
     cfg = write_config(tmp_path, ["rack-a", "rack-b"], http_port=port, interval=0.1)
+    # rack-b stands in a hot room: the default rules raise a high-temperature alarm for it.
+    cfg.write_text(cfg.read_text().replace("    name: rack-b\n", "    name: rack-b\n    ambient: 50\n"))
     proc = start_gateway(cfg, tmp_path)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
@@ -101,9 +103,12 @@ def test_status_page_shows_racks_points_and_live_values(tmp_path: Path, browser:
                 == {"rack-b"}
             )
         )
-        assert "no active alarm" in browser.find_element(By.ID, "alarms").text or browser.find_elements(
-            By.CSS_SELECTOR, "#alarms tbody tr td"
+        alarm = eventually(lambda: browser.find_elements(By.CSS_SELECTOR, "#alarms tbody tr[data-alarm]"))
+        cells = [td.text for td in alarm[0].find_elements(By.TAG_NAME, "td")]
+        assert (
+            cells[0] == "rack-b" and "temperature" in cells[1] and cells[2] in ("warning", "minor", "major", "critical")
         )
+        assert not [a for a in alarm if a.find_elements(By.TAG_NAME, "td")[0].text == "rack-a"]
         # Every resource the page loaded came from the gateway itself (no CDN).
         urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert urls and all(u.startswith(f"http://127.0.0.1:{port}/") for u in urls)

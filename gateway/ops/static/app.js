@@ -45,14 +45,22 @@ function drawRacks(doc) {
   }
 }
 
+function since(ns) {
+  if (typeof ns !== "number") return "";
+  return new Date(ns / 1e6).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+}
+
 function drawAlarms(doc) {
+  const known = ["rack", "name", "alarm_id", "id", "severity", "state", "since", "message"];
   const html = doc.alarms.map((a) => {
-    const rest = Object.entries(a).filter(([k]) => !["rack", "name", "severity"].includes(k))
+    const rest = Object.entries(a).filter(([k]) => !known.includes(k))
       .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
-    return `<tr class="${cls("sev-", a.severity)}"><td>${esc(a.rack)}</td><td>${esc(a.name || a.id || a.alarm)}</td>` +
-      `<td>${esc(a.severity)}</td><td>${esc(rest)}</td></tr>`;
+    const message = [a.message, rest].filter(Boolean).join(" ");
+    return `<tr class="${cls("sev-", a.severity)}" data-alarm="${esc(a.alarm_id || a.id || a.name)}">` +
+      `<td>${esc(a.rack)}</td><td>${esc(a.alarm_id || a.name || a.id)}</td><td>${esc(a.severity)}</td>` +
+      `<td>${esc(a.state)}</td><td>${esc(since(a.since))}</td><td>${esc(message)}</td></tr>`;
   }).join("");
-  rows(document.querySelector("#alarms tbody"), html, 4, "no active alarm");
+  rows(document.querySelector("#alarms tbody"), html, 6, "no active alarm");
 }
 
 function drawSinks(doc) {
