@@ -24,7 +24,7 @@ from gateway import metrics as core_metrics
 from gateway.can import metrics
 from gateway.can.config import CanProfile, CanSourceConfig
 from gateway.can.dbcload import lenient_from_env, load_dbc
-from gateway.can.decode import ERROR_FRAME, EXTENDED, UNKNOWN_ID
+from gateway.can.decode import ERROR_FRAME, EXTENDED, UNKNOWN_ID, WRONG_SOURCE
 from gateway.can.plan import PlanProblem, RackPlan, compile_rack
 from gateway.can.reader import BusReader, open_bus
 from gateway.can.supervision import Supervisor
@@ -117,7 +117,7 @@ def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
 
 def _overlapping_ids(loaded: LoadedConfig, data: Any) -> list[Problem]:
     """Two racks on one bus that decode the same frame id would mix their values: an error."""
-    owners: dict[tuple[str, str, int], str] = {}
+    owners: dict[tuple[str, str, int], list[tuple[int | None, str]]] = {}
     out: list[Problem] = []
     for i, cfg in enumerate(loaded.config.sources):
         if not isinstance(cfg, CanSourceConfig) or not cfg.enabled:
@@ -126,17 +126,21 @@ def _overlapping_ids(loaded: LoadedConfig, data: Any) -> list[Problem]:
             plan = compile_instance(loaded, cfg)
         except (ConfigError, KeyError, AssertionError):
             continue
+        sa = cfg.source_address if plan.table.j1939 else None
         for key in plan.messages:
-            owner = owners.setdefault((cfg.interface, cfg.channel, key), cfg.name)
-            if owner != cfg.name:
-                line, col = position(data, ["sources", i, "id_offset"])
+            claims = owners.setdefault((cfg.interface, cfg.channel, key), [])
+            owner = next((n for s, n in claims if s is None or sa is None or s == sa), None)
+            claims.append((sa, cfg.name))
+            if owner is not None:
+                field = "source_address" if plan.table.j1939 else "id_offset"
+                line, col = position(data, ["sources", i, field])
                 out.append(
                     Problem(
                         str(loaded.path),
                         line,
                         col,
                         f"source {cfg.name!r} decodes frame id 0x{key & 0x1FFFFFFF:X} on {cfg.interface}:"
-                        f"{cfg.channel}, as does {owner!r}: give each rack its own id_offset",
+                        f"{cfg.channel}, as does {owner!r}: give each rack its own {field}",
                     )
                 )
                 break
@@ -355,7 +359,9 @@ class CanBusSource:
             key = (aid & 0x1FFFFFFF) | EXTENDED if ext else aid & 0x7FF
             racks = routes.get(key)
             if racks is None and j1939 and ext:
-                racks = [r for r in j1939 if r.plan.key(aid, ext) in r.plan.messages] or None
+                racks = self._j1939_racks(aid, errors)
+                if racks is not None and not racks:
+                    continue  # a known PGN from a source address no rack reads: counted
             if racks is None:
                 unknown[key] += 1
                 continue
@@ -394,6 +400,17 @@ class CanBusSource:
             label = f"0x{key & 0x1FFFFFFF:X}" if key in self.unknown_ids else "other"
             metrics.unknown.labels(self.bus_label, label).inc(n)
             metrics.errors.labels(self.bus_label, label, UNKNOWN_ID).inc(n)
+
+    def _j1939_racks(self, aid: int, errors: Counter[tuple[int, str]]) -> list[Rack] | None:
+        """J1939 racks for a 29-bit id: None if no rack knows the PGN, [] if none reads that source."""
+        known = [r for r in self.j1939_racks if r.plan.key(aid, True) in r.plan.messages]
+        if not known:
+            return None
+        sa = aid & 0xFF
+        chosen = [r for r in known if r.cfg.source_address is None or r.cfg.source_address == sa]
+        if not chosen:
+            errors[(aid, WRONG_SOURCE)] += 1
+        return chosen
 
     async def _emit(self, ctx: SourceContext) -> None:
         ts = time.time_ns()

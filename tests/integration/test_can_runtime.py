@@ -271,3 +271,50 @@ async def test_frames_received_before_a_stop_are_stored(tmp_path: Path) -> None:
             tx.shutdown()
         assert stored_samples(tmp_path / "store.db", rack="r5")[("soc", 42.0, "good", None, None)] == 0
     assert stored_samples(tmp_path / "store.db", rack="r5")[("soc", 42.0, "good", None, None)] == 100
+
+
+J1939_DBC = """VERSION ""
+BO_ 2566913790 BatteryInfo: 8 BMS
+ SG_ Soc : 0|8@1+ (0.4,0) [0|100] "%" X
+ SG_ PackVoltage : 8|16@1+ (0.05,0) [0|3200] "V" X
+"""
+J1939_PROFILE = """protocol: can
+dbc: j1939.dbc
+j1939: true
+points:
+  - {signal: Soc, quantity: soc}
+  - {signal: PackVoltage, quantity: rack_voltage}
+"""
+
+
+async def test_j1939_racks_match_by_pgn_and_source_address(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: sa21, profile: can-j, interface: virtual, channel: {ch}, source_address: 0x21}}\n"
+        f"  - {{type: can, name: sa22, profile: can-j, interface: virtual, channel: {ch}, source_address: 0x22}}\n",
+        profiles={"can-j": J1939_PROFILE},
+        extra=NO_HTTP,
+    )
+    (tmp_path / "dbc" / "j1939.dbc").write_text(J1939_DBC)
+    data = bytes([100, 0x40, 0x1F]) + bytes(5)  # SoC 40 %, 8000 × 0.05 = 400 V
+    frames = [
+        can.Message(arbitration_id=0x18FFFE21, data=data),  # priority 6, SA 0x21
+        can.Message(arbitration_id=0x0CFFFE21, data=data),  # priority 3, same PGN and SA
+        can.Message(arbitration_id=0x18FFFE22, data=bytes([50]) + bytes(7)),  # SA 0x22
+        can.Message(arbitration_id=0x18FFFE33, data=data),  # nobody's SA: filtered out
+        can.Message(arbitration_id=0x18FFFD21, data=data),  # another PGN: filtered out
+    ]
+    async with running(cfg):
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            for f in frames:
+                tx.send(f)
+            await until(lambda: metric("bms_gateway_can_frames_total", bus=f"virtual:{ch}") >= 3)
+            await until(lambda: metric("bms_gateway_can_decoded_total", bus=f"virtual:{ch}", rack="sa22") >= 1)
+        finally:
+            tx.shutdown()
+    a = stored_samples(tmp_path / "store.db", rack="sa21")
+    assert a[("soc", 40.0, "good", None, None)] == 2 and a[("rack_voltage", 400.0, "good", None, None)] == 2
+    assert stored_samples(tmp_path / "store.db", rack="sa22")[("soc", 20.0, "good", None, None)] == 1
+    assert metric("bms_gateway_can_frames_total", bus=f"virtual:{ch}") == 3

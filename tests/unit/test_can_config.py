@@ -102,3 +102,23 @@ def test_unknown_interface_is_named(tmp_path: Path) -> None:
     (only,) = problems(cfg)
     assert "gateway.yaml:6:" in only and "unknown CAN interface 'sockcan': expected one of" in only
     assert "socketcan" in only
+
+
+def test_two_j1939_racks_need_their_own_source_address(tmp_path: Path) -> None:
+    profile = "protocol: can\ndbc: j.dbc\nj1939: true\npoints:\n  - {signal: Soc, quantity: soc}\n"
+    line = "  - {type: can, name: NAME, profile: can-j, interface: virtual, channel: t, source_address: SA}\n"
+    cfg = make_site(
+        tmp_path,
+        line.replace("NAME", "a").replace("SA", "0x21") + line.replace("NAME", "b").replace("SA", "0x21"),
+        profiles={"can-j": profile},
+    )
+    (tmp_path / "dbc" / "j.dbc").write_text(
+        'VERSION ""\nBO_ 2566913790 B: 8 X\n SG_ Soc : 0|8@1+ (0.4,0) [0|100] "%" X\n'
+    )
+    (only,) = problems(cfg)
+    assert "gateway.yaml:7:" in only and "give each rack its own source_address" in only
+    text = cfg.read_text()
+    cfg.write_text(
+        text.replace("name: b, " + line[20:].replace("SA", "0x21"), "name: b, " + line[20:].replace("SA", "0x22"))
+    )
+    assert load_config(cfg).config.sources[1].name == "b"
