@@ -14,7 +14,7 @@ import structlog
 from gateway import metrics as gw_metrics
 from gateway.modbus import metrics
 from gateway.modbus.config import ModbusSourceConfig
-from gateway.modbus.decode import decode_block, quality_samples
+from gateway.modbus.decode import BlockDecoder, quality_samples
 from gateway.modbus.plan import Block, Point, compile_points, plan_reads, split_block, unreadable_ranges
 from gateway.modbus.profile import ModbusProfile
 from gateway.modbus.schedule import backoff_delay, next_due
@@ -69,6 +69,7 @@ class DeviceRun:
         self.explicit = points
         self.points: list[Point] = []
         self.blocks: dict[float, list[Block]] = {}
+        self.decoders: dict[int, BlockDecoder] = {}
         self.set_points(points)
         self.due: dict[float, float] = {}
         self.state = DeviceState.STARTING
@@ -178,7 +179,10 @@ class DeviceRun:
                 log.info("modbus point readable again", device=self.name, point=block.points[0].label)
                 del self.bad[block.points[0]]
                 metrics.bad_points.labels(self.name).set(len(self.bad))
-            return decode_block(block, outcome.words, outcome.ts, self.rack)
+            decoder = self.decoders.get(id(block))
+            if decoder is None:  # compiled once per block (the entry keeps the block, so its id stays unique)
+                decoder = self.decoders[id(block)] = BlockDecoder(block)
+            return decoder(outcome.words, outcome.ts, self.rack)
         if code is not None:
             metrics.errors.labels(self.name, f"exception_{code}").inc()
         return quality_samples(block.points, outcome.ts, self.rack, Quality.BAD)

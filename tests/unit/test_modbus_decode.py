@@ -120,3 +120,29 @@ def test_generic_profile_image_round_trips_the_truth(order: str) -> None:
     assert got[("rack_voltage", None, None)] == (None, Quality.MISSING)
     assert got[("serial_number", None, None)] == ("SIM-0007", Quality.GOOD)
     assert got[("cell_voltage", 1, 1)] == (0, Quality.OUT_OF_RANGE)  # no truth: 0 V is implausible
+
+
+@given(
+    st.sampled_from(["uint16", "int16"]),
+    st.sampled_from([1.0, 0.1, 0.01, 0.001, 0.0001, 10.0, 1000.0, 0.5, -0.1]),
+    st.sampled_from([0.0, -40.0, 0.5]),
+    st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=20),
+    st.sampled_from([frozenset(), frozenset({0xFFFF}), frozenset({0x7FFF, 0x8000})]),
+)
+def test_the_compiled_path_agrees_with_point_value(
+    dtype: str, scale: float, offset: float, words: list[int], missing: frozenset[int]
+) -> None:
+    points = tuple(
+        Point("cell_voltage", "V", "holding", i, 1, dtype, "ABCD", 1.0, 1, i + 1, None, scale, offset, missing, (-5, 5))
+        for i in range(len(words))
+    )
+    samples = decode_block(Block("holding", 0, len(words), 1.0, points), words, 7, "r")
+    for p, s in zip(points, samples, strict=True):
+        value, quality, _ = point_value(p, [words[p.address]])
+        assert s.quality == quality
+        if value is None:
+            assert s.value is None
+        else:
+            assert isinstance(s.value, int | float) and isinstance(value, int | float)
+            assert math.isclose(s.value, value, rel_tol=1e-12, abs_tol=1e-9)
+            assert type(s.value) is type(value) or scale != 1.0
