@@ -2,8 +2,9 @@
 
 InfluxDB overwrites a point with the same series and time. When the gateway's clock steps back, new
 points could land on the times of points already written. The guard remembers, per series, the
-newest time written; a point at or before it is written with an extra tag `clock_step=<n>` (a new
-series), so nothing is overwritten and the step is visible. The step is logged once per series.
+newest time written; a point before it is written with an extra tag `clock_step=<n>` (a new
+series), so nothing is overwritten and the step is visible (logged once per step). A point at the
+same time as the newest (two readings within one unit of the write precision) moves one unit on.
 
 The guard's state only moves when a write was confirmed (`commit`), so a retried batch renders the
 same lines again and overwrites itself, which is what makes retries exactly-once.
@@ -42,6 +43,7 @@ class ClockGuard:
         newest = dict(self.newest)
         stepped = dict(self.stepped)
         steps = self.steps
+        new_step = 0
         out: list[Item] = []
         for seq, line in items:
             key, fields, ts = split_line(line)
@@ -50,19 +52,22 @@ class ClockGuard:
                 newest[key] = ts
                 stepped.pop(key, None)
                 out.append((seq, line))
-                continue
-            if key not in stepped:
-                steps += 1
-                stepped[key] = steps
-                log.warning(
-                    "clock stepped backwards: points tagged clock_step",
-                    sink=self.sink,
-                    series=key,
-                    newest=top,
-                    now=ts,
-                    step=steps,
-                )
-            out.append((seq, f"{key},clock_step={stepped[key]} {fields} {ts}"))
+            elif ts == top and key not in stepped:
+                # Two points of a series in the same time unit (precision): the later one moves one
+                # unit on, instead of overwriting the first.
+                newest[key] = ts + 1
+                out.append((seq, f"{key} {fields} {ts + 1}"))
+            else:
+                if key not in stepped:
+                    if not new_step:
+                        steps += 1
+                        new_step = steps
+                        log.warning(
+                            "clock stepped backwards: points tagged clock_step until time passes the newest written",
+                            sink=self.sink, series=key, newest=top, now=ts, step=steps,
+                        )  # fmt: skip
+                    stepped[key] = new_step
+                out.append((seq, f"{key},clock_step={stepped[key]} {fields} {ts}"))
         return out, (newest, steps, stepped)
 
     def commit(self, state: tuple[dict[str, int], int, dict[str, int]]) -> None:

@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import HTTPError
 
 from gateway.configbase import read_secret
 from gateway.lineproto import encode_batch
@@ -51,9 +55,6 @@ class InfluxSink:
     async def open(self) -> None:
         if self._client is not None:
             return
-        from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
-
         token = read_secret(self.cfg.token, self.cfg.token_file, self.cfg.token_credential)
         kwargs: dict[str, Any] = {"verify_ssl": self.cfg.verify_tls, "retries": False}
         if self._ca is not None:
@@ -82,9 +83,6 @@ class InfluxSink:
 
     def _post(self, items: Sequence[Item]) -> Response:
         """One HTTP request (in a worker thread); every outcome becomes a Response."""
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError
-
         body = "\n".join(line for _seq, line in items)
         try:
             self._write_api.write(

@@ -41,6 +41,19 @@ def test_a_retry_renders_the_same_lines_until_committed() -> None:
     again, state = g.apply(items)  # the first write failed: nothing committed
     assert first == again == items
     g.commit(state)
-    # Once committed, the same point again (a duplicate) is a step and would not overwrite silently.
-    out, _ = g.apply(items)
-    assert out == [(1, "rack,rack=r1,clock_step=1 soc=1.0 100")]
+
+
+def test_same_time_unit_moves_one_unit_on_instead_of_overwriting() -> None:
+    g = ClockGuard("influx")
+    out, state = g.apply(
+        [(1, "rack,rack=r1 soc=1.0 100"), (2, "rack,rack=r1 soc=2.0 100"), (3, "rack,rack=r1 soc=3.0 101")]
+    )
+    assert out == [(1, "rack,rack=r1 soc=1.0 100"), (2, "rack,rack=r1 soc=2.0 101"), (3, "rack,rack=r1 soc=3.0 102")]
+
+
+def test_one_step_is_one_step_across_series() -> None:
+    g = ClockGuard("influx")
+    _, state = g.apply([(1, "a,r=1 x=1.0 1000"), (1, "b,r=1 x=1.0 1000")])
+    g.commit(state)
+    out, state = g.apply([(2, "a,r=1 x=2.0 10"), (2, "b,r=1 x=2.0 10")])
+    assert out == [(2, "a,r=1,clock_step=1 x=2.0 10"), (2, "b,r=1,clock_step=1 x=2.0 10")]
