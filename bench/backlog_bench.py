@@ -66,21 +66,23 @@ def numeric_samples(store: Path) -> int:
     return n
 
 
-def run_gateway(work: Path, steady: float, outage: float) -> dict[str, float]:
+def run_gateway(
+    work: Path, steady: float, outage: float, rate_window: float = 5.0, tail: float = 3.0
+) -> dict[str, float]:
     shutil.rmtree(work, ignore_errors=True)
     vm = VictoriaMetrics(work / "vm").start()
     gw = Gateway(site_config(work, vm.url), work)
     try:
         gw.wait_ready(60)
         time.sleep(steady)
-        rate_window = pending_rate(gw.store, 5.0)
+        rate = pending_rate(gw.store, rate_window)
         vm.stop()
         t_down = time.monotonic()
         time.sleep(outage)
         backlog = pending(gw.store)
         vm.start()
         t_up = time.monotonic()
-        limit = 2 * rate_window
+        limit = 2 * rate
         drain = float("nan")
         while time.monotonic() - t_up < max(120.0, outage):
             if 0 <= pending(gw.store) <= limit:
@@ -88,7 +90,7 @@ def run_gateway(work: Path, steady: float, outage: float) -> dict[str, float]:
                 break
             time.sleep(0.25)
         real_outage = t_up - t_down
-        time.sleep(3)
+        time.sleep(tail)
     finally:
         gw.stop()
     left = pending(gw.store)
@@ -101,7 +103,7 @@ def run_gateway(work: Path, steady: float, outage: float) -> dict[str, float]:
         "drain": drain,
         "ratio": real_outage / drain if drain == drain and drain > 0 else float("nan"),
         "lost": max(0, stored - in_vm) + max(0, left),
-        "rate": rate_window,
+        "rate": rate,
         "rss": gw.proc.last_hwm,
     }
 
