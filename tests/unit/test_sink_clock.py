@@ -45,7 +45,7 @@ def test_a_retry_renders_the_same_lines_until_committed() -> None:
 
 def test_same_time_unit_moves_one_unit_on_instead_of_overwriting() -> None:
     g = ClockGuard("influx")
-    out, state = g.apply(
+    out, _state = g.apply(
         [(1, "rack,rack=r1 soc=1.0 100"), (2, "rack,rack=r1 soc=2.0 100"), (3, "rack,rack=r1 soc=3.0 101")]
     )
     assert out == [(1, "rack,rack=r1 soc=1.0 100"), (2, "rack,rack=r1 soc=2.0 101"), (3, "rack,rack=r1 soc=3.0 102")]
