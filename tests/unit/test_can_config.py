@@ -117,8 +117,6 @@ def test_two_j1939_racks_need_their_own_source_address(tmp_path: Path) -> None:
     )
     (only,) = problems(cfg)
     assert "gateway.yaml:7:" in only and "give each rack its own source_address" in only
-    text = cfg.read_text()
-    cfg.write_text(
-        text.replace("name: b, " + line[20:].replace("SA", "0x21"), "name: b, " + line[20:].replace("SA", "0x22"))
-    )
+    head, _, tail = cfg.read_text().rpartition("source_address: 0x21")
+    cfg.write_text(head + "source_address: 0x22" + tail)  # rack b: its own source address
     assert load_config(cfg).config.sources[1].name == "b"
