@@ -77,7 +77,8 @@ class AlarmService:
             await self.tick()
 
     async def tick(self) -> None:
-        out = self.engine.tick(self.clock())
+        out = self._pending + self.engine.tick(self.clock())
+        self._pending = []
         self._record(self.engine.take_journal())
         for b in out:
             await self.rt.emit(b)
@@ -124,6 +125,14 @@ class AlarmService:
     def stop(self) -> None:
         self.stopping = True
 
+    def reloaded(self, result: Any) -> None:
+        """After a reload (SIGHUP): follow the racks of the sources now configured. Rules need a restart."""
+        loaded = getattr(result, "loaded", None)
+        if not getattr(result, "ok", False) or loaded is None:
+            return
+        self._pending += self.engine.set_racks(racks_of(loaded), self.clock())  # emitted by the next tick
+        self._record(self.engine.take_journal())
+
     def close(self) -> None:
         try:
             self._record([{"type": "stop", "ts": self.clock(), "active": len(self.engine.instances)}])
@@ -144,19 +153,23 @@ def _mqtt_config(rt: Runtime) -> MqttSinkConfig:
     return sinks[name]
 
 
+def racks_of(loaded: Any) -> dict[str, str]:
+    return {s.name: s.rack_tag for s in loaded.enabled_sources if hasattr(s, "rack_tag")}
+
+
 @extension
 def install(rt: Runtime) -> None:
     cfg = rt.cfg.alarms
     if not cfg.enabled:
         return
     ruleset = build_ruleset(rt.loaded)
-    rack_of = {s.name: s.rack_tag for s in rt.loaded.enabled_sources if hasattr(s, "rack_tag")}
-    engine = AlarmEngine(ruleset.rules, rack_of)
+    engine = AlarmEngine(ruleset.rules, racks_of(rt.loaded))
     svc = AlarmService(rt, engine, Journal(journal_path(rt), synchronous=cfg.journal.synchronous))
     _SERVICES[rt] = svc
     rt.processors.append(svc.process)
     rt.services.append(("alarms", svc.run))
     rt.on_stopping.append(svc.stop)
+    rt.on_reload.append(svc.reloaded)
     rt.on_close.append(svc.close)
     if cfg.commands.enabled:
         svc.commands = CommandListener(cfg.commands, _mqtt_config(rt), rt.cfg.site.name, svc.command)

@@ -77,6 +77,7 @@ class AlarmEngine:
         self.instances: dict[Key, Instance] = {}
         self.by_id: dict[str, Instance] = {}
         self.last_seen: dict[str, int] = {}
+        self.removed: set[str] = set()  # racks a reload took out of the configuration
         self.started: int | None = None
         self.quality_watch = 0  # instances of quality rules not idle: good samples must be checked
         self._events: dict[str, list[dict[str, Any]]] = {}
@@ -209,6 +210,8 @@ class AlarmEngine:
                     h.sample(s)
             last = b.samples[-1]
             rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
+            if rack in self.removed:
+                continue  # a batch still queued from a source a reload removed
             self.racks.add(rack)
             self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
             self._comm(rack, comm_lost, last.ts)
@@ -224,6 +227,8 @@ class AlarmEngine:
         st = b.status
         assert st is not None
         rack = self.rack_of_device.get(st.device) or (b.samples[0].rack if b.samples else st.device)
+        if rack in self.removed:
+            return
         self.racks.add(rack)
         ts = st.ts or b.created
         if st.state == DeviceState.OFFLINE:
@@ -310,6 +315,18 @@ class AlarmEngine:
             self._apply(inst, t, now)
             self._maybe_idle(inst)
         return errors, self._flush()
+
+    def set_racks(self, rack_of_device: dict[str, str], now: int) -> list[Batch]:
+        """The configured racks changed (a reload): removed racks are no longer watched for stale data."""
+        self.rack_of_device = rack_of_device
+        configured = set(rack_of_device.values())
+        self.removed = (self.removed | (self.racks - configured)) - configured
+        for rack in sorted(self.racks - configured):
+            self.last_seen.pop(rack, None)
+            for spec in self.stale:
+                self._check(spec, rack, False, now, None, f"rack {rack} removed from the configuration")
+        self.racks = configured
+        return self._flush()
 
     def ids_of_rack(self, rack: str) -> list[str]:
         return sorted(aid for aid, inst in self.by_id.items() if inst.alarm.rack == rack and inst.alarm.in_view)

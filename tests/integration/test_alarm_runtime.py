@@ -181,3 +181,29 @@ async def test_a_latched_alarm_stays_active_across_a_restart(tmp_path: Path) -> 
     assert (last["previous"], last["state"], last["user"]) == ("active_unack", "normal", "alice")
     assert j.verify()[1] == []
     j.close()
+
+
+async def test_a_rack_removed_by_reload_does_not_go_stale(tmp_path: Path) -> None:
+    cfg = config(tmp_path, weak=False)
+    text = cfg.read_text()
+    rt = Runtime(load_config(cfg))
+    state: dict[str, int] = {}
+
+    def rack01_batches() -> int:
+        return sum(1 for b in stored(rt) if b.kind == BatchKind.SAMPLES and b.source == "rack-01")
+
+    def cond() -> bool:
+        n = rack01_batches()
+        if "reloaded_at" not in state and n >= 5:
+            # Drop rack-02 (and its faults) from the file, then SIGHUP's path: reload.
+            cfg.write_text(text.split("  - type: simulated\n    name: rack-02")[0] + text[text.index("store:") :])
+            state["reloaded_at"] = n
+            rt.request_reload()
+        return "reloaded_at" in state and rt.last_reload is not None and n >= state["reloaded_at"] + 30
+
+    await run_until(rt, cond)
+    assert rt.last_reload is not None and rt.last_reload.ok, rt.last_reload
+    assert "rack-02" not in {s.name for s in rt.sources}
+    assert history(rt, "rack-02:stale") == []  # removed, so never stale
+    svc = service_of(rt)
+    assert svc is not None and svc.engine.racks == {"rack-01"}

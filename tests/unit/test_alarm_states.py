@@ -151,3 +151,15 @@ def test_snapshot_lists_every_rack_even_without_alarms() -> None:
     assert set(snap) == {"rack-01", "rack-02"}
     assert [a["alarm_id"] for a in snap["rack-01"]] == ["rack-01:cov"] and snap["rack-02"] == []
     assert eng.counts()["major"] == 1
+
+
+def test_a_rack_removed_by_a_reload_is_no_longer_stale() -> None:
+    eng = engine(rule(id="st", kind="stale", max_age=5), racks=("rack-01", "rack-02"))
+    eng.tick(0)
+    assert sorted(e["alarm_id"] for e in events(eng.tick(6 * S))) == ["rack-01:st", "rack-02:st"]
+    out = eng.set_racks({"rack-01": "rack-01"}, 7 * S)
+    assert [(e["alarm_id"], e["state"], e["message"]) for e in events(out)] == [
+        ("rack-02:st", RTN, "rack rack-02 removed from the configuration")
+    ]
+    assert events(eng.tick(20 * S)) == []  # rack-01 is still stale (no transition), rack-02 is not watched
+    assert eng.racks == {"rack-01"}
