@@ -343,6 +343,9 @@ class Runtime:
             problems = [str(p) for p in exc.problems]
             log.error("reload rejected: the configuration is invalid; the running one stays", problems=problems)
             return ReloadResult(False, problems=problems)
+        except Exception as exc:  # a bug in a check must not take the running gateway down
+            log.exception("reload rejected: the configuration could not be loaded; the running one stays")
+            return ReloadResult(False, problems=[f"{self.loaded.path}: {type(exc).__name__}: {exc}"])
         plan = plan_reload(self.loaded, fresh)
         new = effective_config(self.loaded, fresh)
         try:  # build everything before stopping anything: a failure leaves the running set untouched
@@ -373,9 +376,21 @@ class Runtime:
             runner = SinkRunner(name, sink, self.outbox, new.config.sinks[name])
             self.runners.append(runner)
             self._start_runner(runner)
+        _forget_metrics(stop - start, plan.stop_sinks - plan.start_sinks)
         changes = plan.describe()
         log.info("configuration reloaded", changes=changes, restarted_sources=sorted(stop | start))
         return ReloadResult(True, changes=changes, loaded=new, removed=sorted(stop - start))
+
+
+def _forget_metrics(sources: set[str], sinks: frozenset[str]) -> None:
+    """Remove the labelled gauges of sources and sinks a reload removed (they would stay frozen)."""
+    for name in sources:
+        with suppress(KeyError):
+            metrics.device_online.remove(name)
+    for name in sinks:
+        for gauge in (metrics.sink_pending, metrics.sink_lag, metrics.sink_connected):
+            with suppress(KeyError):
+                gauge.remove(name)
 
 
 def run(loaded: LoadedConfig) -> int:

@@ -12,16 +12,18 @@ import signal
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.config import load_config
+from gateway.metrics import REGISTRY
 from gateway.model import Batch, Quality, Sample
 from gateway.ops.service import operations
 from gateway.outbox import Outbox
 from gateway.runtime import Runtime
 from gateway.sources.base import SourceContext
-from tests.ops_support import NotifyListener
+from tests.ops_support import NotifyListener, eventually
 from tests.servers import VictoriaMetrics, free_port
 
 
@@ -173,5 +175,53 @@ async def test_sighup_restarts_a_changed_sink_which_resumes_from_its_cursor(
         assert state.acked == ob.last_seq()
     finally:
         ob.close()
-    exported = victoria.export('{__name__=~"rack_soc"}')
-    assert exported and sum(len(s["values"]) for s in exported) > 0
+    exported = eventually(lambda: victoria.export('{__name__=~"rack_soc"}'), None, timeout=20)
+    assert sum(len(s["values"]) for s in exported) > 0
+
+
+async def test_reload_removes_a_rack_and_survives_a_failing_loader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "gateway.yaml"
+    two = (
+        "sources:\n  - {type: simulated, name: keep, interval: 0.02, modules: 1, cells_per_module: 4}\n"
+        "  - {type: simulated, name: gone, interval: 0.02, modules: 1, cells_per_module: 4}\n"
+        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
+    )
+    cfg.write_text(two)
+    rt = Runtime(load_config(cfg))
+    task = asyncio.create_task(rt.run())
+    try:
+
+        async def both_online() -> bool:
+            return {"keep", "gone"} <= {s.labels.get("device") for s in samples("bms_gateway_device_online")}
+
+        await until(both_online)
+        cfg.write_text(
+            two.replace("  - {type: simulated, name: gone", "  - {type: simulated, enabled: false, name: gone")
+        )
+        result = await rt.reload()
+        assert result.ok and result.changes == ["source gone removed"] and result.removed == ["gone"]
+        assert [s.name for s in rt.sources] == ["keep"]
+        assert "gone" not in {s.labels.get("device") for s in samples("bms_gateway_device_online")}
+
+        def broken(path: Path) -> None:
+            raise RuntimeError("a bug in a check")
+
+        monkeypatch.setattr("gateway.runtime.load_config", broken)
+        result = await rt.reload()
+        assert not result.ok and "RuntimeError: a bug in a check" in result.problems[0]
+        assert not task.done() and [s.name for s in rt.sources] == ["keep"]
+        before = rt.outbox.stored_samples()
+
+        async def still_storing() -> bool:
+            return rt.outbox.stored_samples() > before + 50
+
+        await until(still_storing)
+    finally:
+        rt.request_stop("test")
+        assert await task == 0
+
+
+def samples(name: str) -> list[Any]:
+    return [s for f in REGISTRY.collect() for s in f.samples if s.name == name]
