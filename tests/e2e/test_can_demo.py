@@ -7,14 +7,34 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.can.config import CanSourceConfig
+from gateway.config import load_config
+from gateway.democli import demo_config_path
 from tests.can_support import stored_samples, stored_statuses
 
 
+def test_the_embedded_demo_has_a_can_rack_on_a_virtual_bus() -> None:
+    loaded = load_config(demo_config_path())
+    can_racks = [s for s in loaded.config.sources if isinstance(s, CanSourceConfig)]
+    assert [(s.name, s.interface) for s in can_racks] == [("rack-can", "virtual")]
+    assert (loaded.dbc_dir / "bms-dump-60s.log").exists()
+
+
 def test_demo_shows_the_can_rack(tmp_path: Path) -> None:
+    # The embedded demo's CAN rack alone (the other racks have their own tests), through `bms-gateway demo`.
+    data = demo_config_path().parent
+    cfg = tmp_path / "demo-can.yaml"
+    cfg.write_text(
+        f"site:\n  name: demo\n  profiles_dir: {data / 'profiles'}\n  dbc_dir: {data / 'can'}\n"
+        "sources:\n"
+        "  - {type: can, name: rack-can, profile: can-redpesk-bms, interface: virtual, channel: demo-can, "
+        "batch_window: 1.0}\n"
+        f"store:\n  path: {tmp_path / 'unused.db'}\nhttp:\n  enabled: false\n"
+    )
     store = tmp_path / "demo.db"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BMS_GATEWAY__HTTP__PORT": "0"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "--store", str(store), "--duration", "4"],
+        [sys.executable, "-m", "gateway", "demo", "-c", str(cfg), "--store", str(store), "--duration", "4"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
