@@ -147,6 +147,8 @@ class SinkRunner:
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
         except TimeoutError:
+            # Idle: the retention age applies even when nothing new is stored (counted in the outbox).
+            self.outbox.enforce_budget()
             self.refresh_metrics()
 
     async def _sleep(self, delay: float) -> None:

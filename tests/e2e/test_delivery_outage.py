@@ -96,6 +96,7 @@ async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMet
                 break
             assert time.monotonic() - back < 60, f"influx cursor {acked} of {last} after 60 s"
             await asyncio.sleep(0.2)
+        print(f"backlog delivered {time.monotonic() - back:.1f} s after the return")
         proc.send_signal(signal.SIGTERM)
         assert await proc.wait() == 0
     finally:
