@@ -13,27 +13,21 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import can
 import structlog
-from can.interfaces import VALID_INTERFACES
 
 from gateway import metrics as core_metrics
 from gateway.can import metrics
+from gateway.can.checks import compile_instance
 from gateway.can.config import CanProfile, CanSourceConfig
-from gateway.can.dbcload import lenient_from_env, load_dbc
 from gateway.can.decode import ERROR_FRAME, EXTENDED, UNKNOWN_ID, WRONG_SOURCE
-from gateway.can.plan import PlanProblem, RackPlan, compile_rack
+from gateway.can.rack import Rack
 from gateway.can.reader import BusReader, open_bus
-from gateway.can.supervision import Supervisor
-from gateway.checks import register_check
-from gateway.errors import ConfigError, Problem
-from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
+from gateway.model import DeviceState
 from gateway.profiles import register_profile_kind
 from gateway.sources.base import Source, SourceContext, register_source
-from gateway.yamlpos import load_yaml, position
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
@@ -44,155 +38,6 @@ register_profile_kind("can", CanProfile)
 
 MAX_UNKNOWN_LABELS = 256
 CAN_ERR_BUSOFF = 0x00000040  # error class bit of a SocketCAN error frame (linux/can/error.h)
-
-
-def dbc_path(loaded: LoadedConfig, profile: CanProfile) -> Path:
-    p = Path(profile.dbc)
-    return p if p.is_absolute() else loaded.dbc_dir / p
-
-
-def compile_instance(loaded: LoadedConfig, cfg: CanSourceConfig) -> RackPlan:
-    """The compiled plan of one rack; ConfigError naming the profile or DBC place on a problem."""
-    profile = loaded.profiles[cfg.profile]
-    assert isinstance(profile, CanProfile)
-    dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
-    result = compile_rack(
-        profile, dbc.db, rack=cfg.rack_tag, id_offset=cfg.id_offset, source_address=cfg.source_address
-    )
-    if isinstance(result, list):
-        raise ConfigError(_locate(loaded, cfg.profile, result))
-    return result
-
-
-def _locate(loaded: LoadedConfig, profile_name: str, problems: list[PlanProblem]) -> list[Problem]:
-    file = loaded.profiles_dir / f"{profile_name}.yaml"
-    try:
-        data = load_yaml(file)
-    except ConfigError:
-        data = None
-    out = []
-    for p in problems:
-        line, col = position(data, list(p.loc)) if data is not None else (0, 0)
-        out.append(Problem(str(file), line, col, f"{'.'.join(str(x) for x in p.loc)}: {p.message}"))
-    return out
-
-
-@register_check
-def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
-    """Load every DBC the CAN sources use and compile every rack, so problems show at `validate`."""
-    problems: list[Problem] = []
-    done: set[tuple[str, int, int | None]] = set()
-    for i, cfg in enumerate(loaded.config.sources):
-        if not isinstance(cfg, CanSourceConfig):
-            continue
-        if cfg.interface not in VALID_INTERFACES:
-            line, col = position(data, ["sources", i, "interface"])
-            known = ", ".join(sorted(VALID_INTERFACES))
-            problems.append(
-                Problem(
-                    str(loaded.path), line, col, f"unknown CAN interface {cfg.interface!r}: expected one of {known}"
-                )
-            )
-        profile = loaded.profiles.get(cfg.profile)
-        if not isinstance(profile, CanProfile):
-            line, col = position(data, ["sources", i, "profile"])
-            problems.append(Problem(str(loaded.path), line, col, f"profile {cfg.profile!r} is not a CAN profile"))
-            continue
-        key = (cfg.profile, cfg.id_offset, cfg.source_address)
-        if key in done:
-            continue
-        done.add(key)
-        try:
-            plan = compile_instance(loaded, cfg)
-        except ConfigError as exc:
-            problems.extend(p for p in exc.problems if p not in problems)
-            continue
-        dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
-        for r in dbc.repairs:
-            log.warning("DBC repaired", dbc=str(dbc.path), line=r.line, repair=str(r))
-        del plan
-    problems.extend(_overlapping_ids(loaded, data))
-    return problems
-
-
-def _overlapping_ids(loaded: LoadedConfig, data: Any) -> list[Problem]:
-    """Two racks on one bus that decode the same frame id would mix their values: an error."""
-    owners: dict[tuple[str, str, int], list[tuple[int | None, str]]] = {}
-    out: list[Problem] = []
-    for i, cfg in enumerate(loaded.config.sources):
-        if not isinstance(cfg, CanSourceConfig) or not cfg.enabled:
-            continue
-        try:
-            plan = compile_instance(loaded, cfg)
-        except (ConfigError, KeyError, AssertionError):
-            continue
-        sa = cfg.source_address if plan.table.j1939 else None
-        for key in plan.messages:
-            claims = owners.setdefault((cfg.interface, cfg.channel, key), [])
-            owner = next((n for s, n in claims if s is None or sa is None or s == sa), None)
-            claims.append((sa, cfg.name))
-            if owner is not None:
-                field = "source_address" if plan.table.j1939 else "id_offset"
-                line, col = position(data, ["sources", i, field])
-                out.append(
-                    Problem(
-                        str(loaded.path),
-                        line,
-                        col,
-                        f"source {cfg.name!r} decodes frame id 0x{key & 0x1FFFFFFF:X} on {cfg.interface}:"
-                        f"{cfg.channel}, as does {owner!r}: give each rack its own {field}",
-                    )
-                )
-                break
-    return out
-
-
-class Rack:
-    """One rack on a bus: its plan, its supervision and its communication state."""
-
-    def __init__(self, cfg: CanSourceConfig, plan: RackPlan, comm_loss_timeout: float) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
-        self.plan = plan
-        limits = {k: m.cycle * m.stale_after for k, m in plan.messages.items() if m.cycle}
-        self.supervisor = Supervisor(limits, comm_loss_timeout, time.monotonic())
-        self.state = DeviceState.STARTING
-        self.samples: list[Sample] = []
-        self.status: DeviceStatus | None = None
-        self.decoded = 0
-
-    def set_state(self, state: DeviceState, reason: str, ts: int) -> None:
-        if state == self.state:
-            return
-        if state == DeviceState.OFFLINE:
-            log.warning("device offline", source=self.name, reason=reason)
-        elif self.state != DeviceState.STARTING:
-            log.info("device online", source=self.name)
-        self.state = state
-        core_metrics.device_online.labels(self.name).set(1 if state == DeviceState.ONLINE else 0)
-        self.status = DeviceStatus(self.name, state, reason, ts)
-
-    def supervise(self, now: float, ts: int) -> None:
-        verdict = self.supervisor.check(now)
-        for key in verdict.stale:
-            plan = self.plan.messages[key]
-            metrics.stale.labels(self.name, plan.name).inc()
-            for (k, _mux), last in self.plan.last.items():
-                if k == key:
-                    self.samples.extend(s._replace(ts=ts, quality=Quality.STALE) for s in last)
-        if verdict.comm_loss is True:
-            self.set_state(DeviceState.OFFLINE, "no frames: every cyclic message stopped", ts)
-            for last in self.plan.last.values():
-                self.samples.extend(s._replace(ts=ts, quality=Quality.COMM_LOSS) for s in last)
-        elif verdict.comm_loss is False:
-            self.set_state(DeviceState.ONLINE, "", ts)
-
-    def take(self, ts: int) -> Batch | None:
-        if not self.samples and self.status is None:
-            return None
-        batch = Batch(self.name, self.samples, device=self.name, status=self.status, created=ts)
-        self.samples, self.status = [], None
-        return batch
 
 
 class CanBusSource:

@@ -1,0 +1,123 @@
+"""Checks of CAN sources at `validate` and start-up: every DBC loads, every rack compiles, no two racks
+on one bus decode the same frames. Problems name the profile or DBC `file:line:col`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from can.interfaces import VALID_INTERFACES
+
+from gateway.can.config import CanProfile, CanSourceConfig
+from gateway.can.dbcload import lenient_from_env, load_dbc
+from gateway.can.plan import PlanProblem, RackPlan, compile_rack
+from gateway.checks import register_check
+from gateway.errors import ConfigError, Problem
+from gateway.yamlpos import load_yaml, position
+
+if TYPE_CHECKING:
+    from gateway.config import LoadedConfig
+
+log = structlog.get_logger("can.checks")
+
+
+def dbc_path(loaded: LoadedConfig, profile: CanProfile) -> Path:
+    p = Path(profile.dbc)
+    return p if p.is_absolute() else loaded.dbc_dir / p
+
+
+def compile_instance(loaded: LoadedConfig, cfg: CanSourceConfig) -> RackPlan:
+    """The compiled plan of one rack; ConfigError naming the profile or DBC place on a problem."""
+    profile = loaded.profiles[cfg.profile]
+    assert isinstance(profile, CanProfile)
+    dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
+    result = compile_rack(
+        profile, dbc.db, rack=cfg.rack_tag, id_offset=cfg.id_offset, source_address=cfg.source_address
+    )
+    if isinstance(result, list):
+        raise ConfigError(_locate(loaded, cfg.profile, result))
+    return result
+
+
+def _locate(loaded: LoadedConfig, profile_name: str, problems: list[PlanProblem]) -> list[Problem]:
+    file = loaded.profiles_dir / f"{profile_name}.yaml"
+    try:
+        data = load_yaml(file)
+    except ConfigError:
+        data = None
+    out = []
+    for p in problems:
+        line, col = position(data, list(p.loc)) if data is not None else (0, 0)
+        out.append(Problem(str(file), line, col, f"{'.'.join(str(x) for x in p.loc)}: {p.message}"))
+    return out
+
+
+@register_check
+def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
+    """Load every DBC the CAN sources use and compile every rack, so problems show at `validate`."""
+    problems: list[Problem] = []
+    done: set[tuple[str, int, int | None]] = set()
+    for i, cfg in enumerate(loaded.config.sources):
+        if not isinstance(cfg, CanSourceConfig):
+            continue
+        if cfg.interface not in VALID_INTERFACES:
+            line, col = position(data, ["sources", i, "interface"])
+            known = ", ".join(sorted(VALID_INTERFACES))
+            problems.append(
+                Problem(
+                    str(loaded.path), line, col, f"unknown CAN interface {cfg.interface!r}: expected one of {known}"
+                )
+            )
+        profile = loaded.profiles.get(cfg.profile)
+        if not isinstance(profile, CanProfile):
+            line, col = position(data, ["sources", i, "profile"])
+            problems.append(Problem(str(loaded.path), line, col, f"profile {cfg.profile!r} is not a CAN profile"))
+            continue
+        key = (cfg.profile, cfg.id_offset, cfg.source_address)
+        if key in done:
+            continue
+        done.add(key)
+        try:
+            plan = compile_instance(loaded, cfg)
+        except ConfigError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
+            continue
+        dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
+        for r in dbc.repairs:
+            log.warning("DBC repaired", dbc=str(dbc.path), line=r.line, repair=str(r))
+        del plan
+    problems.extend(_overlapping_ids(loaded, data))
+    return problems
+
+
+def _overlapping_ids(loaded: LoadedConfig, data: Any) -> list[Problem]:
+    """Two racks on one bus that decode the same frame id would mix their values: an error."""
+    owners: dict[tuple[str, str, int], list[tuple[int | None, str]]] = {}
+    out: list[Problem] = []
+    for i, cfg in enumerate(loaded.config.sources):
+        if not isinstance(cfg, CanSourceConfig) or not cfg.enabled:
+            continue
+        try:
+            plan = compile_instance(loaded, cfg)
+        except (ConfigError, KeyError, AssertionError):
+            continue
+        sa = cfg.source_address if plan.table.j1939 else None
+        for key in plan.messages:
+            claims = owners.setdefault((cfg.interface, cfg.channel, key), [])
+            owner = next((n for s, n in claims if s is None or sa is None or s == sa), None)
+            claims.append((sa, cfg.name))
+            if owner is not None:
+                field = "source_address" if plan.table.j1939 else "id_offset"
+                line, col = position(data, ["sources", i, field])
+                out.append(
+                    Problem(
+                        str(loaded.path),
+                        line,
+                        col,
+                        f"source {cfg.name!r} decodes frame id 0x{key & 0x1FFFFFFF:X} on {cfg.interface}:"
+                        f"{cfg.channel}, as does {owner!r}: give each rack its own {field}",
+                    )
+                )
+                break
+    return out

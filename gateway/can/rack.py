@@ -1,0 +1,64 @@
+"""One rack on a CAN bus: its compiled plan, its cyclic supervision and its communication state."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from gateway import metrics as core_metrics
+from gateway.can import metrics
+from gateway.can.config import CanSourceConfig
+from gateway.can.plan import RackPlan
+from gateway.can.supervision import Supervisor
+from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
+
+log = structlog.get_logger("source.can")
+
+
+class Rack:
+    """One rack on a bus: its plan, its supervision and its communication state."""
+
+    def __init__(self, cfg: CanSourceConfig, plan: RackPlan, comm_loss_timeout: float) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.plan = plan
+        limits = {k: m.cycle * m.stale_after for k, m in plan.messages.items() if m.cycle}
+        self.supervisor = Supervisor(limits, comm_loss_timeout, time.monotonic())
+        self.state = DeviceState.STARTING
+        self.samples: list[Sample] = []
+        self.status: DeviceStatus | None = None
+        self.decoded = 0
+
+    def set_state(self, state: DeviceState, reason: str, ts: int) -> None:
+        if state == self.state:
+            return
+        if state == DeviceState.OFFLINE:
+            log.warning("device offline", source=self.name, reason=reason)
+        elif self.state != DeviceState.STARTING:
+            log.info("device online", source=self.name)
+        self.state = state
+        core_metrics.device_online.labels(self.name).set(1 if state == DeviceState.ONLINE else 0)
+        self.status = DeviceStatus(self.name, state, reason, ts)
+
+    def supervise(self, now: float, ts: int) -> None:
+        verdict = self.supervisor.check(now)
+        for key in verdict.stale:
+            plan = self.plan.messages[key]
+            metrics.stale.labels(self.name, plan.name).inc()
+            for (k, _mux), last in self.plan.last.items():
+                if k == key:
+                    self.samples.extend(s._replace(ts=ts, quality=Quality.STALE) for s in last)
+        if verdict.comm_loss is True:
+            self.set_state(DeviceState.OFFLINE, "no frames: every cyclic message stopped", ts)
+            for last in self.plan.last.values():
+                self.samples.extend(s._replace(ts=ts, quality=Quality.COMM_LOSS) for s in last)
+        elif verdict.comm_loss is False:
+            self.set_state(DeviceState.ONLINE, "", ts)
+
+    def take(self, ts: int) -> Batch | None:
+        if not self.samples and self.status is None:
+            return None
+        batch = Batch(self.name, self.samples, device=self.name, status=self.status, created=ts)
+        self.samples, self.status = [], None
+        return batch
