@@ -181,8 +181,10 @@ def open_bus(
         kwargs["receive_own_messages"] = False
     if bitrate is not None:
         kwargs["bitrate"] = bitrate
-    if fd or interface == "udp_multicast":
-        kwargs["fd"] = fd
+    if interface == "udp_multicast":
+        kwargs["fd"] = True  # with fd off, python-can would drop CAN FD frames without a trace
+    elif fd:
+        kwargs["fd"] = True
     if port is not None:
         kwargs["port"] = port
     if filters:

@@ -318,3 +318,36 @@ async def test_j1939_racks_match_by_pgn_and_source_address(tmp_path: Path) -> No
     assert a[("soc", 40.0, "good", None, None)] == 2 and a[("rack_voltage", 400.0, "good", None, None)] == 2
     assert stored_samples(tmp_path / "store.db", rack="sa22")[("soc", 20.0, "good", None, None)] == 1
     assert metric("bms_gateway_can_frames_total", bus=f"virtual:{ch}") == 3
+
+
+FD_DBC = 'VERSION ""\nBO_ 512 CellBlock: 64 BMS\n' + "".join(
+    f' SG_ V{i} : {16 * i}|16@1+ (1,0) [0|5000] "mV" X\n' for i in range(32)
+)
+FD_PROFILE = """protocol: can
+dbc: fd.dbc
+points:
+  - {signal: "V{i}", quantity: cell_voltage, array: {count: 32, per_module: 16}}
+"""
+
+
+async def test_can_fd_frames_with_64_bytes(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: fd, profile: can-fd, interface: virtual, channel: {ch}, fd: true}}\n",
+        profiles={"can-fd": FD_PROFILE},
+        extra=NO_HTTP,
+    )
+    (tmp_path / "dbc" / "fd.dbc").write_text(FD_DBC)
+    data = b"".join((3000 + i).to_bytes(2, "little") for i in range(32))
+    async with running(cfg):
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            tx.send(can.Message(arbitration_id=512, data=data, is_fd=True, is_extended_id=False))
+            await until(lambda: metric("bms_gateway_can_decoded_total", bus=f"virtual:{ch}", rack="fd") >= 1)
+        finally:
+            tx.shutdown()
+    stored = stored_samples(tmp_path / "store.db", rack="fd")
+    assert stored[("cell_voltage", 3.0, "good", 1, 1)] == 1
+    assert stored[("cell_voltage", 3.031, "good", 2, 16)] == 1
+    assert sum(n for k, n in stored.items() if k[0] == "cell_voltage" and k[2] == "good") == 32
