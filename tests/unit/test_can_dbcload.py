@@ -6,8 +6,11 @@ from pathlib import Path
 
 import cantools
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.can.dbcload import load_dbc, load_dbc_text, signal_bits
+from gateway.can.decode import FrameTable
 from gateway.errors import ConfigError
 from tests.can_support import BMS_DBC, FIX, FOX_DBC
 
@@ -113,3 +116,31 @@ def test_signal_bits_both_byte_orders() -> None:
     little = [s for m in fox.messages for s in m.signals if s.byte_order == "little_endian"]
     for s in little[:5]:
         assert signal_bits(s) == set(range(s.start, s.start + s.length))
+
+
+BMS_TEXT = BMS_DBC.read_text(encoding="utf-8")
+
+
+@settings(max_examples=80, deadline=None)
+@given(start=st.integers(0, len(BMS_TEXT)), length=st.integers(1, 400), junk=st.text(max_size=20))
+def test_corrupt_dbc_is_a_config_error_never_a_crash(start: int, length: int, junk: str) -> None:
+    text = BMS_TEXT[:start] + junk + BMS_TEXT[start + length :]
+    for lenient in (False, True):
+        try:
+            dbc = load_dbc_text(text, "corrupt.dbc", lenient=lenient)
+        except ConfigError as exc:
+            assert all(p.file == "corrupt.dbc" and p.message for p in exc.problems)
+        else:
+            assert dbc.db.messages is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(fid=st.integers(0x200, 0x280), data=st.binary(max_size=12))
+def test_fuzz_multiplexed_big_endian_table(fid: int, data: bytes) -> None:
+    table = FOX_TABLE
+    result = table.decode(fid, False, data)
+    if not isinstance(result, str):
+        assert result.message.frame_id == fid and len(data) >= result.message.length
+
+
+FOX_TABLE = FrameTable(load_dbc(FOX_DBC).db)
