@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from gateway.alarms import demo as _demo  # noqa: F401  (registers the demo's alarm lines)
 from gateway.alarms import metrics
 from gateway.alarms.commands import Command, CommandListener
 from gateway.alarms.evaluator import AlarmEngine

@@ -163,3 +163,16 @@ def test_a_rack_removed_by_a_reload_is_no_longer_stale() -> None:
     ]
     assert events(eng.tick(20 * S)) == []  # rack-01 is still stale (no transition), rack-02 is not watched
     assert eng.racks == {"rack-01"}
+
+
+def test_demo_alarm_lines() -> None:
+    import io
+
+    from gateway.alarms.demo import AlarmLines
+
+    eng = engine(_cov())
+    out = io.StringIO()
+    AlarmLines(out)(eng.process([batch(sample(0, "cell_voltage", 3.7, module=1, cell=5, unit="V"))]))
+    assert out.getvalue() == (
+        "rack-01    ALARM major    normal -> active_unack  rack-01:cov:m1c5: cell_voltage m1c5 3.7 V above 3.65 V\n"
+    )
