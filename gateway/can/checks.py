@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 log = structlog.get_logger("can.checks")
 
 
+BUS_SETTINGS = ("bitrate", "fd", "loopback_only", "reconnect_initial", "reconnect_max", "batch_window")
+
+
+def bus_key(cfg: CanSourceConfig) -> tuple[str, str, int | None]:
+    """Racks with the same key share one bus object."""
+    return (cfg.interface, cfg.channel, cfg.port)
+
+
 def dbc_path(loaded: LoadedConfig, profile: CanProfile) -> Path:
     p = Path(profile.dbc)
     return p if p.is_absolute() else loaded.dbc_dir / p
@@ -88,12 +96,36 @@ def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
             log.warning("DBC repaired", dbc=str(dbc.path), line=r.line, repair=str(r))
         del plan
     problems.extend(_overlapping_ids(loaded, data))
+    problems.extend(_bus_settings_agree(loaded, data))
     return problems
+
+
+def _bus_settings_agree(loaded: LoadedConfig, data: Any) -> list[Problem]:
+    """Racks on one bus share its settings: they must not disagree (the first would silently win)."""
+    first: dict[tuple[str, str, int | None], CanSourceConfig] = {}
+    out: list[Problem] = []
+    for i, cfg in enumerate(loaded.config.sources):
+        if not isinstance(cfg, CanSourceConfig) or not cfg.enabled:
+            continue
+        other = first.setdefault(bus_key(cfg), cfg)
+        for name in BUS_SETTINGS:
+            if getattr(cfg, name) != getattr(other, name):
+                line, col = position(data, ["sources", i, name])
+                out.append(
+                    Problem(
+                        str(loaded.path),
+                        line,
+                        col,
+                        f"{name} of {cfg.name!r} differs from {other.name!r} on the same bus "
+                        f"{cfg.interface}:{cfg.channel}: racks on one bus share its settings",
+                    )
+                )
+    return out
 
 
 def _overlapping_ids(loaded: LoadedConfig, data: Any) -> list[Problem]:
     """Two racks on one bus that decode the same frame id would mix their values: an error."""
-    owners: dict[tuple[str, str, int], list[tuple[int | None, str]]] = {}
+    owners: dict[tuple[str, str, int | None, int], list[tuple[int | None, str]]] = {}
     out: list[Problem] = []
     for i, cfg in enumerate(loaded.config.sources):
         if not isinstance(cfg, CanSourceConfig) or not cfg.enabled:
@@ -104,7 +136,7 @@ def _overlapping_ids(loaded: LoadedConfig, data: Any) -> list[Problem]:
             continue
         sa = cfg.source_address if plan.table.j1939 else None
         for key in plan.messages:
-            claims = owners.setdefault((cfg.interface, cfg.channel, key), [])
+            claims = owners.setdefault((*bus_key(cfg), key), [])
             owner = next((n for s, n in claims if s is None or sa is None or s == sa), None)
             claims.append((sa, cfg.name))
             if owner is not None:

@@ -20,7 +20,7 @@ import structlog
 
 from gateway import metrics as core_metrics
 from gateway.can import metrics
-from gateway.can.checks import compile_instance
+from gateway.can.checks import bus_key, compile_instance
 from gateway.can.config import CanProfile, CanSourceConfig
 from gateway.can.decode import ERROR_FRAME, EXTENDED, UNKNOWN_ID, WRONG_SOURCE
 from gateway.can.rack import Rack
@@ -58,6 +58,7 @@ class CanBusSource:
                 self.routes.setdefault(key, []).append(rack)
         self.unknown_ids: set[int] = set()
         self._last_error_log = 0.0
+        self._failing = False
         self.frames = 0
         self.produced = 0
         self.bus: can.BusABC | None = None
@@ -67,7 +68,7 @@ class CanBusSource:
             return None
         out: list[dict[str, Any]] = []
         for rack in self.racks:
-            for key, m in rack.plan.messages.items():
+            for key in rack.plan.messages:
                 ext = bool(key & EXTENDED)
                 if rack.plan.table.j1939 and ext:
                     pf = (key >> 16) & 0xFF
@@ -78,7 +79,6 @@ class CanBusSource:
                     out.append({"can_id": key & 0x1FFFFFFF, "can_mask": mask, "extended": True})
                 else:
                     out.append({"can_id": key & 0x1FFFFFFF, "can_mask": 0x1FFFFFFF if ext else 0x7FF, "extended": ext})
-                del m
         return out
 
     async def run(self, ctx: SourceContext) -> None:
@@ -106,6 +106,7 @@ class CanBusSource:
                         ctx.started()
                         started = True
                     delay = cfg.reconnect_initial
+                    self._failing = False
                     await self._read(ctx, reader)
                 except (can.CanError, OSError, ValueError, ImportError) as exc:
                     if not started:
@@ -135,7 +136,11 @@ class CanBusSource:
 
     async def _bus_failed(self, ctx: SourceContext, exc: BaseException, reader: BusReader | None) -> None:
         reason = f"CAN bus {self.bus_label} failed: {type(exc).__name__}: {exc}"
-        log.warning("CAN bus error; reopening", bus=self.bus_label, error=str(exc))
+        if not self._failing:  # once per outage; the retries log at debug level
+            log.warning("CAN bus error; reopening with backoff", bus=self.bus_label, error=str(exc))
+        else:
+            log.debug("CAN bus still failing", bus=self.bus_label, error=str(exc))
+        self._failing = True
         ts = time.time_ns()
         for rack in self.racks:
             if rack.state != DeviceState.OFFLINE:
@@ -275,17 +280,13 @@ class CanBusSource:
                 core_metrics.samples_produced.labels(rack.name).inc(n)
 
 
-def _bus_key(cfg: CanSourceConfig) -> tuple[str, str]:
-    return (cfg.interface, cfg.channel)
-
-
 @register_source("can")
 def build(cfgs: Sequence[CanSourceConfig], loaded: LoadedConfig) -> list[Source]:
-    groups: dict[tuple[str, str], list[CanSourceConfig]] = {}
+    groups: dict[tuple[str, str, int | None], list[CanSourceConfig]] = {}
     for cfg in cfgs:
-        groups.setdefault(_bus_key(cfg), []).append(cfg)
+        groups.setdefault(bus_key(cfg), []).append(cfg)
     out: list[Source] = []
-    for (interface, channel), group in groups.items():
+    for (interface, channel, _port), group in groups.items():
         racks = []
         for cfg in group:
             plan = compile_instance(loaded, cfg)

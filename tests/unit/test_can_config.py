@@ -120,3 +120,9 @@ def test_two_j1939_racks_need_their_own_source_address(tmp_path: Path) -> None:
     head, _, tail = cfg.read_text().rpartition("source_address: 0x21")
     cfg.write_text(head + "source_address: 0x22" + tail)  # rack b: its own source address
     assert load_config(cfg).config.sources[1].name == "b"
+
+
+def test_racks_on_one_bus_must_agree_on_its_settings(tmp_path: Path) -> None:
+    cfg = make_site(tmp_path, RACK + RACK.replace("rack-1", "rack-2").replace("}", ", id_offset: 0x20, fd: true}"))
+    (only,) = problems(cfg)
+    assert "gateway.yaml:7:" in only and "fd of 'rack-2' differs from 'rack-1' on the same bus virtual:t" in only
