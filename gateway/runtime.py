@@ -193,7 +193,9 @@ class Runtime:
                 pipeline = tg.create_task(self._pipeline(), name="pipeline")
                 for r in self.runners:
                     self._start_runner(r)
-                service_tasks = [tg.create_task(fn(), name=f"service:{n}") for n, fn in self.services]
+                service_tasks = [
+                    tg.create_task(self._run_service(n, fn), name=f"service:{n}") for n, fn in self.services
+                ]
                 if not self.sources:
                     self._source_started("")
                 await self._serve_until_stopped()
@@ -232,6 +234,24 @@ class Runtime:
                     delay = self.source_restart_delay  # it ran for a while: start over with a short delay
                 await asyncio.sleep(delay)
                 delay = min(60.0, delay * 2)
+
+    async def _run_service(self, name: str, fn: Service) -> None:
+        """Run a service (HTTP, a simulator, a command listener); restart it with backoff if it fails."""
+        delay = self.source_restart_delay
+        while True:
+            started = time.monotonic()
+            try:
+                await fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                EXTENSION_FAILURES.labels(f"service:{name}").inc()
+                log.exception("service failed; restarting", service=name, restart_in=round(delay, 1))
+            if time.monotonic() - started > 60:
+                delay = self.source_restart_delay
+            await asyncio.sleep(delay)
+            delay = min(60.0, delay * 2)
 
     def request_stop(self, why: str = "request") -> None:
         if not self.stop_event.is_set():

@@ -83,3 +83,31 @@ async def test_failing_processor_and_observer_do_not_lose_batches(tmp_path: Path
     produced = sum(s.produced for s in rt.sources if hasattr(s, "produced"))
     ob = Outbox(tmp_path / "s.db")
     assert ob.stored_samples() == produced > 0
+
+
+async def test_failing_service_is_restarted_and_the_daemon_goes_on(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(
+        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
+        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
+    )
+    rt = Runtime(load_config(cfg))
+    rt.source_restart_delay = 0.01
+    runs = 0
+
+    async def broken_service() -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 3:
+            raise OSError("address already in use")
+        await asyncio.Event().wait()
+
+    rt.services.append(("broken", broken_service))
+    task = asyncio.create_task(rt.run())
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if runs >= 3 and rt.outbox.stored_samples() > 0:
+            break
+    rt.request_stop("test")
+    assert await task == 0
+    assert runs == 3
