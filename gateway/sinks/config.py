@@ -49,6 +49,9 @@ class MqttSinkConfig(SinkBase):
     password_file: Path | None = Field(None, description="File holding the password")
     password_credential: str | None = Field(None, description="systemd credential name holding the password")
     keepalive: int = Field(30, ge=5, description="Keepalive seconds")
+    batch_max_age: float = Field(
+        0.05, gt=0, description="Seconds a partial batch may wait (MQTT sends one message per stored batch anyway)"
+    )
     clean_session: bool = Field(
         False, description="false: persistent session, the broker keeps QoS 1 messages for subscribers"
     )
