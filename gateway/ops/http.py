@@ -16,6 +16,7 @@ import asyncio
 import json
 import mimetypes
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -152,6 +153,7 @@ class HttpServer:
         self.port = port
         self.requests = 0
         self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
         self.bound = asyncio.Event()
 
     @property
@@ -166,9 +168,13 @@ class HttpServer:
         log.info("http listening", url=self.url)
 
     async def stop(self) -> None:
+        """Stop listening and drop open connections (a slow client never delays a shutdown)."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            for writer in list(self._clients):
+                writer.close()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
             self._server = None
             self.bound.clear()
 
@@ -180,6 +186,7 @@ class HttpServer:
             await self.stop()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
@@ -198,8 +205,7 @@ class HttpServer:
         except ConnectionError:
             pass
         finally:
+            self._clients.discard(writer)
             writer.close()
-            try:
+            with suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
