@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -242,18 +243,38 @@ def register(sub: Any) -> None:
     _add_record_args(sub.add_parser("modbus-record", help="same as `modbus record`"))
 
 
+def _free_port(port: int) -> int:
+    """`port` when nothing listens on it on loopback, else a free port the system picks."""
+    for candidate in (port, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free loopback port")
+
+
 def demo_hook(rt: Runtime) -> None:
-    """Serve the demo's loopback Modbus racks from their profiles, inside the demo process."""
+    """Serve the demo's loopback Modbus racks from their profiles, inside the demo process.
+
+    A configured port that is taken (another demo, a test) is replaced by a free one, so the demo
+    never fails or waits on a port."""
     from gateway.modbus.poller import ModbusEndpoint
 
     srcs = [s for s in modbus_sources(rt.loaded) if s.host in LOOPBACK]
     if not srcs:
         return
-    sims = simulators_for(rt.loaded, srcs)
+    configured = simulators_for(rt.loaded, srcs)
+    sims: dict[int, ModbusSimulator] = {}
     gate = asyncio.Event()
-    for src in rt.sources:
-        if isinstance(src, ModbusEndpoint) and src.host in LOOPBACK and src.port in sims:
-            src.gate = gate  # the poller connects once the simulator listens
+    for port, sim in configured.items():
+        actual = _free_port(port)
+        sims[actual] = sim
+        for src in rt.sources:
+            if isinstance(src, ModbusEndpoint) and src.host in LOOPBACK and src.port == port:
+                src.move(src.host, actual)
+                src.gate = gate  # the poller connects once the simulator listens
 
     async def service() -> None:
         await serve(sims, "127.0.0.1", 0.5, 30.0, started=gate.set)

@@ -63,6 +63,11 @@ class ModbusEndpoint:
         self.sent = 0  # requests sent (all read function codes)
         self.gate: asyncio.Event | None = None  # when set by a co-started simulator: wait before connecting
 
+    def move(self, host: str, port: int) -> None:
+        """Point the endpoint elsewhere before it runs (the demo's simulator on a free port)."""
+        self.host, self.port = host, port
+        self.name, self.label = f"modbus@{host}:{port}", f"{host}:{port}"
+
     # -- connection -----------------------------------------------------------------------------
 
     async def _connect(self) -> bool:
