@@ -38,6 +38,7 @@ UNIT_FACTORS: dict[tuple[str, str], float] = {
 }
 
 NUMBER, STATE, BITS = 0, 1, 2
+_GOOD, _OUT = Quality.GOOD, Quality.OUT_OF_RANGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,10 @@ class PointPlan:
     lo: float | None  # DBC physical range; None when the DBC gives none
     hi: float | None
     bits: tuple[tuple[int, str], ...] = ()
+    scaled: bool = field(init=False, default=False)  # factor or offset apply
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scaled", self.factor != 1.0 or self.offset != 0.0)
 
 
 @dataclass(slots=True)
@@ -101,10 +106,16 @@ class RackPlan:
             return [], UNKNOWN_ID
         if len(data) < plan.length:
             return self._flag_bad(plan, data, ts), SHORT
-        result = self.table.decode(arbitration_id, is_extended, data)
-        if isinstance(result, str):
-            return (self._flag_bad(plan, data, ts) if result == DECODE_ERROR else []), result
-        signals = result.signals
+        if self.table.j1939:
+            result = self.table.decode(arbitration_id, is_extended, data)
+            if isinstance(result, str):
+                return (self._flag_bad(plan, data, ts) if result == DECODE_ERROR else []), result
+            signals = result.signals
+        else:
+            try:
+                signals = plan.message.decode(bytes(data), decode_choices=True, scaling=True, allow_excess=True)
+            except Exception:  # cantools raises DecodeError, KeyError (unknown mux value), ...
+                return self._flag_bad(plan, data, ts), DECODE_ERROR
         points = plan.plain
         mux = 0
         if plan.mux_signal is not None:
@@ -114,12 +125,26 @@ class RackPlan:
             if extra:
                 points = points + extra if points else extra
         out: list[Sample] = []
+        append = out.append
         reason = ""
+        rack = self.rack
+        get = signals.get
         for p in points:
-            v = signals.get(p.signal)
+            v = get(p.signal)
             if v is None:
                 continue
-            if _emit(out, p, v, ts, self.rack):
+            kind = v.__class__
+            # the common case inline: a plain finite number (NaN fails v == v)
+            if p.mode == NUMBER and (kind is int or (kind is float and v == v and v - v == 0)):
+                lo = p.lo
+                quality = _GOOD
+                if lo is not None and (v < lo or v > p.hi):
+                    quality = _OUT
+                    reason = OUT_OF_RANGE
+                if p.scaled:
+                    v = round(v * p.factor + p.offset, 9)
+                append(Sample(ts, p.quantity, v, p.unit, quality, rack, p.module, p.cell))
+            elif _emit(out, p, v, ts, rack):
                 reason = OUT_OF_RANGE
         self.last[(key, mux)] = out
         return out, reason
