@@ -82,20 +82,28 @@ class Subscriber:
         return self
 
     async def _run(self) -> None:
+        import asyncio
         import json
 
         import aiomqtt
 
-        async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id) as client:
-            await client.subscribe(self.topic, qos=1)
-            self._ready.set()
-            async for msg in client.messages:
-                raw = bytes(msg.payload) if isinstance(msg.payload, bytes | bytearray) else str(msg.payload).encode()
-                try:
-                    payload: Any = json.loads(raw)
-                except ValueError:
-                    payload = raw.decode(errors="replace")
-                self.messages.append((str(msg.topic), payload, bool(msg.retain)))
+        while True:  # a persistent session: reconnects after a broker restart without losing QoS 1 messages
+            try:
+                async with aiomqtt.Client(
+                    "127.0.0.1", self.port, identifier=self.client_id, clean_session=False
+                ) as client:
+                    await client.subscribe(self.topic, qos=1)
+                    self._ready.set()
+                    async for msg in client.messages:
+                        payload = msg.payload
+                        raw = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
+                        try:
+                            doc: Any = json.loads(raw)
+                        except ValueError:
+                            doc = raw.decode(errors="replace")
+                        self.messages.append((str(msg.topic), doc, bool(msg.retain)))
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)
 
     async def __aexit__(self, *exc: object) -> None:
         import asyncio
@@ -112,13 +120,22 @@ class Subscriber:
         return [p["state"] for p in self.payloads(topic) if isinstance(p, dict) and p.get("alarm_id") == alarm_id]
 
 
-async def publish(port: int, topic: str, doc: dict[str, Any]) -> None:
+async def publish(port: int, topic: str, doc: dict[str, Any], attempts: int = 50) -> None:
+    """Publish one JSON message with QoS 1 (retrying the connection while a broker restarts)."""
+    import asyncio
     import json
 
     import aiomqtt
 
-    async with aiomqtt.Client("127.0.0.1", port, identifier="alarm-test-operator") as client:
-        await client.publish(topic, json.dumps(doc), qos=1)
+    for attempt in range(attempts):
+        try:
+            async with aiomqtt.Client("127.0.0.1", port, identifier="alarm-test-operator") as client:
+                await client.publish(topic, json.dumps(doc), qos=1)
+            return
+        except aiomqtt.MqttError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def wait_until(pred: Any, limit: float = 30.0, what: str = "condition") -> None:
