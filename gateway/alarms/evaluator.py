@@ -281,9 +281,10 @@ class AlarmEngine:
                 if now - seen > limit:
                     self._check(spec, rack, True, now, round(age, 3), f"no sample from rack {rack} for {age:.1f} s")
         for inst in list(self.instances.values()):
+            due = inst.debounce.due()
             changed = inst.debounce.poll(now)
-            if changed is not None:
-                self._condition(inst, changed, now)
+            if changed is not None and due is not None:
+                self._condition(inst, changed, due)  # stamped when the delay completed, not when noticed
             self._apply(inst, inst.alarm.expire(now), now)
             self._maybe_idle(inst)
         return self._flush()

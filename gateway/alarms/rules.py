@@ -38,6 +38,12 @@ class Debounce:
             self.pending_since = ts
         return self.poll(ts)
 
+    def due(self) -> int | None:
+        """When the pending change completes its delay (None: nothing pending)."""
+        if self.pending_since is None:
+            return None
+        return self.pending_since + (self.off_delay_ns if self.output else self.on_delay_ns)
+
     def poll(self, now: int) -> bool | None:
         """Time passed without new input: flip the output if the pending change has waited long enough."""
         if self.pending_since is None:
