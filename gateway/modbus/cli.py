@@ -80,6 +80,8 @@ async def serve(
             for port, sim in sims.items():
                 job = replay_task(sim) if replay_task is not None else sim.run_models(interval, speed)
                 tg.create_task(job, name=f"modbus-sim:{port}")
+                if sim.faults.drop_every > 0:
+                    tg.create_task(sim.drop_periodically(), name=f"modbus-sim-drop:{port}")
     finally:
         for sim in sims.values():
             await sim.stop()
@@ -119,6 +121,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sim.faults.delay = args.delay
         sim.faults.silent = set(args.silent or [])
         sim.faults.one_client = args.one_client
+        sim.faults.drop_every = args.drop_every
         sim.faults.exceptions = {(t, a): c for t, a, c in args.exception or []}
     ports = ", ".join(f"{args.host}:{p} units {sorted(s.devices)}" for p, s in sims.items())
     print(f"bms-gateway modbus simulator: {what} on {ports} (Ctrl-C stops)", flush=True)
@@ -214,6 +217,7 @@ def _add_simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--silent", type=_units, default=None, help="fault: unit ids that never answer")
     p.add_argument("--exception", type=_exception, action="append", help="fault: TABLE:ADDRESS:CODE (repeatable)")
     p.add_argument("--one-client", action="store_true", help="fault: refuse a second simultaneous connection")
+    p.add_argument("--drop-every", type=float, default=0.0, help="fault: drop every connection each S seconds")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     p.set_defaults(func=cmd_simulate)

@@ -41,6 +41,7 @@ class Faults:
     delay: float = 0.0  # seconds before every answer
     exceptions: dict[tuple[str, int], int] = field(default_factory=dict)  # (table, address) -> exception code
     one_client: bool = False  # refuse a second simultaneous connection
+    drop_every: float = 0.0  # seconds between dropping every client connection (0: never)
 
 
 @dataclass
@@ -221,6 +222,12 @@ class ModbusSimulator:
         if self.server is not None:
             await self.server.shutdown()  # type: ignore[no-untyped-call]
             self.server = None
+
+    async def drop_periodically(self) -> None:
+        """Drop every client connection each `faults.drop_every` seconds, until cancelled."""
+        while self.faults.drop_every > 0:
+            await asyncio.sleep(self.faults.drop_every)
+            self.drop_connections()
 
     async def run_models(self, interval: float = 0.1, speed: float = 1.0) -> None:
         """Step every device's model on a fixed schedule until cancelled."""
