@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -225,3 +226,30 @@ async def test_reload_removes_a_rack_and_survives_a_failing_loader(
 
 def samples(name: str) -> list[Any]:
     return [s for f in REGISTRY.collect() for s in f.samples if s.name == name]
+
+
+async def test_busy_http_port_never_stops_the_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.ops.service.RETRY_BIND", 0.1)
+    port = free_port()
+    blocker = socket.create_server(("127.0.0.1", port))
+    rt = Runtime(load_config(config(tmp_path, port)))
+    task = asyncio.create_task(rt.run())
+    try:
+        ops = operations(rt)
+        assert ops is not None
+
+        async def storing() -> bool:
+            return rt.outbox.stored_samples() > 100
+
+        await until(storing)
+        assert ops.http is None and not task.done()  # collecting goes on without the endpoint
+        blocker.close()
+
+        async def serving() -> bool:
+            return ops.http is not None and (await aget(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+
+        await until(serving)
+    finally:
+        blocker.close()
+        rt.request_stop("test")
+        assert await task == 0

@@ -3,6 +3,8 @@
 "use strict";
 
 const REFRESH_MS = 1000;
+const MANY_POINTS = 3000; // above this, the table starts with one rack (the filter shows the others)
+let rackChosen = false;
 let updates = 0;
 let lastRacks = "";
 
@@ -73,7 +75,8 @@ function drawSinks(doc) {
 
 function drawPoints(doc) {
   const needle = document.getElementById("text-filter").value.trim().toLowerCase();
-  const shown = doc.points.filter((p) => !needle || `${p[1]} m${p[2] ?? ""} c${p[3] ?? ""} ${p[2] ?? ""} ${p[3] ?? ""}`.toLowerCase().includes(needle));
+  const rack = document.getElementById("rack-filter").value;
+  const shown = doc.points.filter((p) => !rack || p[0] === rack).filter((p) => !needle || `${p[1]} m${p[2] ?? ""} c${p[3] ?? ""} ${p[2] ?? ""} ${p[3] ?? ""}`.toLowerCase().includes(needle));
   const html = shown.map((p) =>
     `<tr data-key="${esc(p[0])}|${esc(p[1])}|${p[2] ?? ""}|${p[3] ?? ""}"><td>${esc(p[0])}</td><td>${esc(p[1])}</td>` +
     `<td class="num">${p[2] ?? ""}</td><td class="num">${p[3] ?? ""}</td><td class="num value">${esc(fmt(p[4]))}</td>` +
@@ -103,6 +106,9 @@ async function refresh() {
     drawRacks(doc);
     drawAlarms(doc);
     drawSinks(doc);
+    if (!rack && !rackChosen && doc.points.length > MANY_POINTS && doc.racks.length > 1) {
+      document.getElementById("rack-filter").value = doc.racks[0].rack; // large site: one rack at a time
+    }
     drawPoints(doc);
     updates += 1;
     document.body.dataset.updates = String(updates);
@@ -116,4 +122,5 @@ async function refresh() {
   }
 }
 
+document.getElementById("rack-filter").addEventListener("change", () => { rackChosen = true; });
 refresh();
