@@ -191,6 +191,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     base = profile.address_base
     print(f"{args.profile}: {len(points)} points in {len(blocks)} reads (addresses as in the profile, base {base})")
+    if profile.sunspec:
+        print(f"  + the SunSpec models found at {profile.sunspec_bases} when the device is first reached")
     for b in blocks:
         first, last = b.points[0], b.points[-1]
         print(

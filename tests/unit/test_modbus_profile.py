@@ -157,3 +157,20 @@ def test_points_in_unreadable_ranges_are_errors(tmp_path: Path) -> None:
         """,
     )
     assert errs == [f"{tmp_path / 'bad.yaml'}:4:5: points.0: soc @holding:15 lies in an unreadable range"]
+
+
+@pytest.mark.parametrize("path", sorted((GENERIC.parent).glob("modbus-*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_modbus_profile_loads_and_plans(path: Path) -> None:
+    profile = load_modbus_profile(path)
+    points, problems = compile_points(profile)
+    assert problems == []
+    assert points or profile.sunspec
+    blocks = plan_reads(points, max_gap=profile.max_gap, unreadable=unreadable_ranges(profile))
+    assert all(b.count <= 125 for b in blocks)
+
+
+def test_the_byd_map_is_two_reads() -> None:
+    profile = load_modbus_profile(GENERIC.parent / "modbus-byd-battery-box.yaml")
+    points, _ = compile_points(profile)
+    blocks = plan_reads(points, max_gap=profile.max_gap)
+    assert [(b.interval, b.start, b.count) for b in blocks] == [(10.0, 1280, 17), (60.0, 1297, 3)]
