@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.can.capture import CaptureError, read_capture
 from gateway.can.dbcload import lenient_from_env, load_dbc
 from gateway.can.decode import FrameTable, plain
+from gateway.can.plan import RackPlan
 from gateway.can.replay import frames_of, replay, text_progress
 from gateway.democli import DEMO_HOOKS
 from gateway.errors import ConfigError
@@ -50,8 +51,32 @@ def _load(args: argparse.Namespace) -> Any:
     return dbc
 
 
+def _rack_plan(args: argparse.Namespace, db: Any) -> RackPlan:
+    """The compiled plan of `--profile`, as the gateway would run it (ConfigError naming file:line:col)."""
+    import gateway.can.source  # noqa: F401  (registers the `can` profile kind)
+    from gateway.can.config import CanProfile
+    from gateway.can.plan import compile_rack
+    from gateway.errors import Problem
+    from gateway.profiles import load_profile
+    from gateway.yamlpos import load_yaml, position
+
+    profile = load_profile(args.profile)
+    if not isinstance(profile, CanProfile):
+        raise ConfigError(Problem(str(args.profile), 1, 1, "not a CAN profile (protocol: can)"))
+    plan = compile_rack(profile, db, rack=args.rack, id_offset=args.id_offset, source_address=args.source_address)
+    if isinstance(plan, list):
+        data = load_yaml(args.profile)
+        raise ConfigError(
+            [Problem(str(args.profile), *position(data, list(p.loc)), f"{'.'.join(map(str, p.loc))}: {p.message}")
+             for p in plan]
+        )  # fmt: skip
+    return plan
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     dbc = _load(args)
+    if args.profile is not None:
+        return _decode_samples(args, _rack_plan(args, dbc.db))
     table = FrameTable(dbc.db, id_offset=args.id_offset, j1939=args.j1939)
     counts: Counter[str] = Counter()
     unknown: Counter[int] = Counter()
@@ -92,6 +117,39 @@ def cmd_decode(args: argparse.Namespace) -> int:
     if unknown:
         top = ", ".join(f"0x{i:X} ({n})" for i, n in unknown.most_common(10))
         print(f"unknown ids: {top}", file=sys.stderr)
+    return 0
+
+
+def _decode_samples(args: argparse.Namespace, plan: RackPlan) -> int:
+    """`can decode --profile`: the samples the gateway would store, one JSON object per sample."""
+    counts: Counter[str] = Counter()
+    out = sys.stdout
+    try:
+        for msg in read_capture(args.log):
+            counts["frames"] += 1
+            if msg.is_error_frame:
+                counts["error_frame"] += 1
+                continue
+            aid, ext = msg.arbitration_id, msg.is_extended_id
+            samples, reason = plan.decode(plan.key(aid, ext), aid, ext, msg.data, int(msg.timestamp * 1e9))
+            if reason:
+                counts[reason] += 1
+            if samples and reason in ("", "out_of_range"):
+                counts["decoded"] += 1
+            for s in samples:
+                line = {"t": msg.timestamp, "id": aid, "quantity": s.quantity, "value": s.value, "unit": s.unit,
+                        "quality": str(s.quality), "module": s.module, "cell": s.cell}  # fmt: skip
+                out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+    except CaptureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k not in ("frames", "decoded"))
+    print(
+        f"{args.log}: {counts['frames']} frames, {counts['decoded']} decoded" + (f", {summary}" if summary else ""),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -160,6 +218,11 @@ def register(sub: Any) -> None:
     d.add_argument("--lenient", action="store_true", help="load an imperfect DBC, warning once per repair")
     d.add_argument("--id-offset", type=_int, default=0, help="added to the DBC's frame ids (one DBC, many racks)")
     d.add_argument("--j1939", action="store_true", help="match 29-bit ids by PGN")
+    d.add_argument(
+        "--profile", type=Path, default=None, help="a CAN profile: print the samples the gateway would store instead"
+    )
+    d.add_argument("--rack", default="rack", help="rack tag of the samples with --profile")
+    d.add_argument("--source-address", type=_int, default=None, help="J1939 source address with --profile")
     d.set_defaults(func=cmd_decode)
 
     r = can_sub.add_parser("replay", help="replay a capture onto a bus (virtual, udp_multicast, socketcan, ...)")

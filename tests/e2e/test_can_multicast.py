@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.can_support import BMS_DBC, BMS_LOG, log_frames, make_site, offline_samples, project_plan, stored_samples
+from tests.can_support import (
+    BMS_DBC,
+    BMS_LOG,
+    PROFILES,
+    log_frames,
+    make_site,
+    offline_samples,
+    project_plan,
+    stored_samples,
+)
 from tests.servers import free_port
 
 RATE = 40  # the 322 s capture in about 8 s on its recorded timeline, 40× denser than the field (stricter for loss)
@@ -24,6 +34,26 @@ def off_loopback_tx_packets() -> int:
         if name.strip() != "lo":
             total += int(data.split()[9])
     return total
+
+
+def offline_decode() -> subprocess.Popen[str]:
+    """`bms-gateway can decode --profile`: what the capture contains, sample by sample (runs meanwhile)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "can", "decode", "--dbc", str(BMS_DBC), "--profile",
+         str(PROFILES / "can-redpesk-bms.yaml"), "--rack", "pack", str(BMS_LOG)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def offline_result(proc: subprocess.Popen[str]) -> Counter[tuple[object, ...]]:
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "15796 frames, 15796 decoded" in stderr
+    out: Counter[tuple[object, ...]] = Counter()
+    for line in stdout.splitlines():
+        d = json.loads(line)
+        out[(d["quantity"], d["value"], d["quality"], d["module"], d["cell"])] += 1
+    return out
 
 
 def test_replay_in_one_process_reaches_a_gateway_in_another(tmp_path: Path) -> None:
@@ -53,7 +83,7 @@ def test_replay_in_one_process_reaches_a_gateway_in_another(tmp_path: Path) -> N
     threading.Thread(target=pump, daemon=True).start()
     try:
         assert bus_open.wait(20), "".join(lines)
-        expected = offline_samples(project_plan("can-redpesk-bms", BMS_DBC, rack="pack"), log_frames())
+        decoder = offline_decode()
         before = off_loopback_tx_packets()
         replay = subprocess.run(
             [sys.executable, "-m", "gateway", "can", "replay", str(BMS_LOG), "--interface", "udp_multicast",
@@ -62,6 +92,8 @@ def test_replay_in_one_process_reaches_a_gateway_in_another(tmp_path: Path) -> N
         )  # fmt: skip
         assert replay.returncode == 0, replay.stderr
         assert "replayed 15796 frames" in replay.stderr
+        expected = offline_result(decoder)
+        assert expected == offline_samples(project_plan("can-redpesk-bms", BMS_DBC, rack="pack"), log_frames())
         sent_off_loopback = off_loopback_tx_packets() - before
         assert sent_off_loopback < 200, f"{sent_off_loopback} packets left the machine for 15,796 frames"
         deadline = time.monotonic() + 20

@@ -270,3 +270,37 @@ def test_unreadable_capture_is_a_clean_error(tmp_path: Path) -> None:
     assert code == 2 and err.getvalue().startswith(f"error: {bad}")
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         assert main(["can", "decode", "--dbc", str(BMS_DBC), str(tmp_path / "none.log")]) == 2
+
+
+def test_can_decode_with_a_profile_prints_samples_and_names_profile_errors(tmp_path: Path) -> None:
+    from tests.can_support import PROFILES
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["can", "decode", "--dbc", str(FOX_DBC), str(FOX_TRC), "--profile", str(tmp_path / "p.yaml")])
+    assert code == 2 and "p.yaml" in err.getvalue()  # a missing profile: a clean error
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("protocol: can\ndbc: x\npoints:\n  - {signal: NoSuch, quantity: soc}\n")
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        assert main(["can", "decode", "--dbc", str(BMS_DBC), str(BMS_LOG), "--profile", str(bad)]) == 2
+    assert f"{bad}:4:6: points.0.signal: signal 'NoSuch' is not in the DBC" in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        args = [
+            "can",
+            "decode",
+            "--dbc",
+            str(BMS_DBC),
+            str(BMS_LOG),
+            "--profile",
+            str(PROFILES / "can-redpesk-bms.yaml"),
+        ]
+        assert main(args) == 0
+    first = json.loads(out.getvalue().splitlines()[0])
+    assert (
+        first["quantity"].startswith("raw.")
+        and first["quality"] == "good"
+        and first["t"] == pytest.approx(1621945396.763904)
+    )
+    assert "15796 frames, 15796 decoded" in err.getvalue()
