@@ -128,6 +128,12 @@ async def test_illegal_address_isolates_one_point_and_the_rest_keeps_flowing(tmp
     # the split happened once: later cycles send the same number of requests each
     per_cycle = len(dev.blocks[0.1])
     assert sim.requests <= per_cycle * len(batches) + 4
+    from gateway.metrics import REGISTRY
+
+    labels = {"device": "rack-a", "kind": "exception_2"}
+    assert (REGISTRY.get_sample_value("bms_gateway_modbus_errors_total", labels) or 0) >= len(batches)
+    assert REGISTRY.get_sample_value("bms_gateway_modbus_bad_points", {"device": "rack-a"}) == 1
+    assert (REGISTRY.get_sample_value("bms_gateway_modbus_polls_total", {"device": "rack-a"}) or 0) >= len(batches)
 
 
 async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule(tmp_path: Path) -> None:

@@ -146,3 +146,15 @@ def test_the_compiled_path_agrees_with_point_value(
             assert isinstance(s.value, int | float) and isinstance(value, int | float)
             assert math.isclose(s.value, value, rel_tol=1e-12, abs_tol=1e-9)
             assert type(s.value) is type(value) or scale != 1.0
+
+
+@given(st.data())
+def test_no_response_content_crashes_the_block_decoder(data: st.DataObject) -> None:
+    profile = load_modbus_profile(GENERIC)
+    points, _ = compile_points(profile)
+    for b in plan_reads(points, max_gap=profile.max_gap):
+        size = data.draw(st.integers(0, b.count))  # short answers too
+        words = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=size, max_size=size))
+        samples = decode_block(b, words, 1, "r")
+        assert len(samples) >= len(b.points)
+        assert all(s.quality in set(Quality) for s in samples)
