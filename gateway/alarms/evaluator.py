@@ -10,7 +10,6 @@ clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.alarms import config as c
@@ -27,6 +26,7 @@ from gateway.alarms.compiled import (
     alarm_id,
 )
 from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
+from gateway.alarms.instances import Instance, active_list, outbox_record, rack_batch, record, restored
 from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
 from gateway.alarms.states import Alarm, CommandRejected, State, Transition
 from gateway.model import Batch, BatchKind, DeviceState, Quality
@@ -41,14 +41,6 @@ HANDLERS: dict[str, type[Handler]] = {
     "disagreement": DisagreementHandler,
 }
 GOOD = Quality.GOOD
-
-
-@dataclass(slots=True)
-class Instance:
-    key: Key
-    alarm: Alarm
-    debounce: r.Debounce
-    raw: bool = False
 
 
 class AlarmEngine:
@@ -140,7 +132,7 @@ class AlarmEngine:
         elif inst.alarm.in_view:
             # No transition (latched or shelved), but a restart must know the condition: journal it only.
             a = inst.alarm
-            self._journal.append(self._record(inst, "condition", str(a.state), str(a.state), None, None, ts))
+            self._journal.append(record(inst, "condition", str(a.state), str(a.state), None, None, ts))
 
     # -- building instances -----------------------------------------------------------------------
 
@@ -167,20 +159,9 @@ class AlarmEngine:
     def _apply(self, inst: Instance, t: Transition | None, ts: int) -> None:
         if t is None:
             return
-        rec = self._record(inst, "event", str(t.state), str(t.previous), t.user, t.reason, ts)
+        rec = record(inst, "event", str(t.state), str(t.previous), t.user, t.reason, ts)
         self._journal.append(rec)
-        self._events.setdefault(inst.alarm.rack, []).append({k: v for k, v in rec.items() if k != "detail"})
-
-    @staticmethod
-    def _record(inst: Instance, kind: str, state: str, previous: str, user: str | None, reason: str | None,
-                ts: int) -> dict[str, Any]:  # fmt: skip
-        """The outbox record of a transition, plus (under `detail`) what the journal needs to restore it."""
-        a = inst.alarm
-        detail = {"key": list(inst.key), "since": a.since, "latch": a.latch, "condition": a.condition,
-                  "shelved_until": a.shelved_until}  # fmt: skip
-        return {"type": kind, "ts": ts, "rack": a.rack, "alarm_id": a.alarm_id, "severity": a.severity,
-                "state": state, "previous": previous, "message": a.message, "value": a.value, "rule": a.rule,
-                "user": user, "reason": reason, "detail": detail}  # fmt: skip
+        self._events.setdefault(inst.alarm.rack, []).append(outbox_record(rec))
 
     # -- inputs -------------------------------------------------------------------------------------
 
@@ -335,31 +316,17 @@ class AlarmEngine:
     # -- output -------------------------------------------------------------------------------------
 
     def active(self, rack: str) -> list[dict[str, Any]]:
-        out = [i.alarm for i in self.instances.values() if i.alarm.rack == rack and i.alarm.in_view]
-        out.sort(key=lambda a: (a.since, a.alarm_id))
-        return [
-            {"alarm_id": a.alarm_id, "severity": a.severity, "state": str(a.state), "since": a.since,
-             "message": a.message}
-            for a in out
-        ]  # fmt: skip
+        return active_list(self.instances.values(), rack)
 
     def _flush(self) -> list[Batch]:
-        out = []
-        for rack, events in self._events.items():
-            ts = events[-1]["ts"]
-            records = [*events, {"type": "active", "ts": ts, "rack": rack, "active": self.active(rack)}]
-            out.append(Batch("alarms", [], BatchKind.ALARM, device=rack, created=ts, records=records))
+        out = [rack_batch(rack, ev[-1]["ts"], ev, self.active(rack)) for rack, ev in self._events.items()]
         self._events = {}
         return out
 
     def snapshot(self, now: int) -> list[Batch]:
         """Every rack's active set (start-up: makes the retained MQTT topic current after a restart)."""
         racks = sorted(self.racks | {i.alarm.rack for i in self.instances.values()})
-        return [
-            Batch("alarms", [], BatchKind.ALARM, device=rack, created=now,
-                  records=[{"type": "active", "ts": now, "rack": rack, "active": self.active(rack)}])
-            for rack in racks
-        ]  # fmt: skip
+        return [rack_batch(rack, now, [], self.active(rack)) for rack in racks]
 
     def take_journal(self) -> list[dict[str, Any]]:
         out, self._journal = self._journal, []
@@ -376,32 +343,20 @@ class AlarmEngine:
     # -- restart --------------------------------------------------------------------------------------
 
     def restore(self, latest: Iterable[dict[str, Any]], now: int) -> list[Batch]:
-        """Rebuild alarms in view from each one's last journal event; a rule that is gone returns to normal."""
+        """Rebuild alarms in view from each one's last journal entry; a rule that is gone returns to normal."""
         for rec in latest:
-            state = State(rec["state"])
-            detail = rec.get("detail") or {}
-            if state == State.NORMAL or "key" not in detail:
+            spec = self.specs.get(rec["rule"])
+            inst = restored(rec, spec)
+            if inst is None:
                 continue
-            key: Key = tuple(detail["key"])
-            spec = self.specs.get(key[0])
-            alarm = Alarm(rec["alarm_id"], rec["rack"], rec["rule"], rec["severity"], bool(detail.get("latch")),
-                          state, bool(detail.get("condition")), int(detail.get("since") or 0),
-                          detail.get("shelved_until"), rec.get("message") or "", rec.get("value"))  # fmt: skip
-            inst = Instance(key, alarm, r.Debounce(), raw=alarm.condition)
-            inst.debounce.output = alarm.condition
             if spec is None:
-                prev = alarm.state
-                alarm.state = State.NORMAL
-                self._journal.append({**rec, "ts": now, "previous": str(prev), "state": "normal", "user": None,
-                                      "reason": "rule removed from the configuration", "detail": detail})  # fmt: skip
-                self._events.setdefault(alarm.rack, []).append(
-                    {k: v for k, v in self._journal[-1].items() if k != "detail"}
-                )
+                gone = {**rec, "ts": now, "previous": rec["state"], "state": str(State.NORMAL), "user": None,
+                        "reason": "rule removed from the configuration"}  # fmt: skip
+                self._journal.append(gone)
+                self._events.setdefault(inst.alarm.rack, []).append(outbox_record(gone))
                 continue
-            inst.debounce = r.Debounce(int(spec.on_delay * r.NS), int(spec.off_delay * r.NS), alarm.condition)
-            alarm.latch = spec.latch
-            self.instances[key] = inst
-            self.by_id[alarm.alarm_id] = inst
-            self.racks.add(alarm.rack)
-            self._track(key, 1)
+            self.instances[inst.key] = inst
+            self.by_id[inst.alarm.alarm_id] = inst
+            self.racks.add(inst.alarm.rack)
+            self._track(inst.key, 1)
         return self._flush()
