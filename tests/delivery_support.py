@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import gzip
 import json
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway import metrics
 from gateway.model import Batch, Sample
@@ -98,14 +100,15 @@ class InfluxLikeServer:
     log: list[int] = field(default_factory=list)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
     server: asyncio.Server | None = None
+    ssl: Any = None  # an ssl.SSLContext: serve HTTPS
     _conns: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> InfluxLikeServer:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, ssl=self.ssl)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -143,7 +146,7 @@ class InfluxLikeServer:
                     + payload
                 )
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError, ssl.SSLError):
             pass
         finally:
             self._conns.discard(task)

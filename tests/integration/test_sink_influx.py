@@ -170,3 +170,33 @@ async def test_server_errors_retry_until_accepted(tmp_path: Path, status: int) -
     assert srv.log == [status, status, 204]
     assert len(srv.stored) == 1
     ob.close()
+
+
+async def test_https_with_a_ca_file_and_a_token_file(tmp_path: Path) -> None:
+    import ssl
+
+    from gateway.errors import SinkError
+    from tests.delivery_support import make_certs
+
+    certs = make_certs(tmp_path / "pki")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs["server.crt"], certs["server.key"])
+    (tmp_path / "token").write_text("s3cret-token\n")
+    async with InfluxLikeServer(ssl=ctx, token="s3cret-token") as srv:
+        ob, runner = make(
+            tmp_path, srv.url, token=None, token_file=str(tmp_path / "token"), ca_file=str(certs["ca.crt"])
+        )
+        assert "s3cret" not in repr(runner.sink) and "s3cret" not in repr(runner.cfg)
+        ob.append([sample_batch("r1", 1_000_000_000, 2)])
+        async with running(runner):
+            await wait_for(runner.caught_up)
+        assert len(srv.stored) == 1
+        # Verification is on by default: without the CA the server's certificate is refused.
+        cfg = InfluxSinkConfig(url=srv.url, token="s3cret-token")
+        sink = InfluxSink("influx2", cfg, "s1")
+        await sink.open()
+        with pytest.raises(SinkError, match="network error") as info:
+            await sink.write(list(ob.query()))
+        assert "s3cret" not in str(info.value)
+        await sink.close()
+    ob.close()
