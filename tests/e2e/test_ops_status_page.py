@@ -64,7 +64,8 @@ def cell_text(driver: webdriver.Chrome, key: str, column: int) -> str | None:
 
 def test_status_page_shows_racks_points_and_live_values(tmp_path: Path, browser: webdriver.Chrome) -> None:
     port = free_port()
-    cfg = write_config(tmp_path, ["rack-a", "rack-b"], http_port=port, interval=0.1)
+    alarms = "alarms: {overrides: {cell_high_temperature: {on_delay: 0}}}\n"
+    cfg = write_config(tmp_path, ["rack-a", "rack-b"], http_port=port, interval=0.1, extra=alarms)
     # rack-b stands in a hot room: the default rules raise a high-temperature alarm for it.
     cfg.write_text(cfg.read_text().replace("    name: rack-b\n", "    name: rack-b\n    ambient: 50\n"))
     proc = start_gateway(cfg, tmp_path)
