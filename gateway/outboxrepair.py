@@ -194,7 +194,7 @@ def _copy_batches(old: sqlite3.Connection, new: sqlite3.Connection, last: int) -
             seen = max(seen, after)
             continue
         # A damaged page: probe the next rows one by one.
-        for seq in range(after + 1, after + _CHUNK + 1):
+        for seq in range(after + 1, min(after + _CHUNK, last) + 1):
             try:
                 row = old.execute(f"{select} WHERE seq = ?", (seq,)).fetchone()
             except sqlite3.DatabaseError:
@@ -211,5 +211,5 @@ def _copy_batches(old: sqlite3.Connection, new: sqlite3.Connection, last: int) -
     # Sequence numbers are contiguous from the oldest kept row (the budget deletes only the oldest),
     # so every number between the first readable row and the last one that is not copied was lost.
     if first:
-        unreadable = max(unreadable, max(last, seen) - first + 1 - copied)
+        unreadable = max(last, seen) - first + 1 - copied
     return copied, unreadable, seen
