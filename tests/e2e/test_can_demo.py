@@ -34,7 +34,7 @@ def test_demo_shows_the_can_rack(tmp_path: Path) -> None:
     store = tmp_path / "demo.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "-c", str(cfg), "--store", str(store), "--duration", "4"],
+        [sys.executable, "-m", "gateway", "demo", "-c", str(cfg), "--store", str(store), "--duration", "3"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr

@@ -66,12 +66,15 @@ def test_typo_in_profile_key_and_bad_quantity(tmp_path: Path) -> None:
 
 def test_broken_dbc_is_a_validate_error_and_lenient_loads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BMS_GATEWAY_LENIENT", raising=False)
-    profile = "protocol: can\ndbc: Model3CAN.dbc\npoints:\n  - {signal: BattVoltage132, quantity: rack_voltage}\n"
+    # the defect of a real community DBC (a mux overlapping a multiplexed signal), reproduced in a small file
+    profile = "protocol: can\ndbc: overlap-mux.dbc\npoints:\n  - {signal: Voltage, quantity: rack_voltage}\n"
     cfg = make_site(tmp_path, RACK.replace("can-example-rack", "can-m3"), profiles={"can-m3": profile})
-    shutil.copy(FIX / "Model3CAN.dbc", tmp_path / "dbc")
+    shutil.copy(FIX / "overlap-mux.dbc", tmp_path / "dbc")
     code, err = validate(cfg)
     assert code == 2
-    assert f"error: {tmp_path / 'dbc' / 'Model3CAN.dbc'}:1722:1: message ID5D5RearDItemps: signal DI_lashAngle" in err
+    dbc = tmp_path / "dbc" / "overlap-mux.dbc"
+    assert f"error: {dbc}:12:1: message BatteryStatus: signal SegmentFlag: overlaps signal Mux" in err
+    assert f"error: {dbc}:14:1: message BatteryStatus: signal Segments: duplicate signal name" in err
     assert validate(cfg, "--lenient")[0] == 0
     monkeypatch.delenv("BMS_GATEWAY_LENIENT", raising=False)
     (tmp_path / "profiles" / "can-m3.yaml").write_text(profile + "lenient: true\n")
