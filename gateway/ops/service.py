@@ -12,6 +12,7 @@ What it adds to a `Runtime`:
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ log = structlog.get_logger("ops")
 
 RETRY_BIND = 30.0  # seconds between attempts when the HTTP port cannot be bound
 
+build_info = Gauge("bms_gateway_build_info", "Always 1; the version as a label", ["version"], registry=metrics.REGISTRY)
+start_time = Gauge("bms_gateway_start_time_seconds", "Unix time the gateway started", registry=metrics.REGISTRY)
 ready_gauge = Gauge("bms_gateway_ready", "1 when every source started, the store is open and sinks connect",
                     registry=metrics.REGISTRY)  # fmt: skip
 
@@ -44,12 +47,15 @@ class Operations:
     systemd: SystemdNotifier
     http: HttpServer | None = None
     on_http: list[Callable[[str], None]] = field(default_factory=list)  # called with the page URL once bound
+    started: float = field(default_factory=time.monotonic)
     _http_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- views ------------------------------------------------------------------------------------
 
     def status(self, rack: str | None = None, points: bool = True) -> dict[str, Any]:
         extra: dict[str, Any] = {
+            "version": VERSION,
+            "uptime_s": round(time.monotonic() - self.started, 1),
             "reload": self.rt.last_reload.as_dict() if self.rt.last_reload else None,
             "watchdog": {"enabled": self.systemd.interval is not None, "pings": self.systemd.pings},
         }
@@ -132,8 +138,22 @@ def on_status_page(rt: Runtime, callback: Callable[[str], None]) -> None:
         ops.on_http.append(callback)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bms-gateway")
+    except PackageNotFoundError:
+        return "dev"
+
+
+VERSION = _version()
+
+
 @extension
 def install(rt: Runtime) -> None:
+    build_info.labels(VERSION).set(1)
+    start_time.set(time.time())
     live = LiveState()
     ops = Operations(rt, live, SystemdNotifier(status=lambda: ""))
     ops.systemd.status = ops.status_line

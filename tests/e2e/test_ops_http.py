@@ -47,6 +47,7 @@ def test_endpoints_of_a_running_gateway(tmp_path: Path, victoria: VictoriaMetric
 
         doc = eventually(lambda: (d := json.loads(http_get(f"{base}/api/status")[2]))["samples_seen"] > 100 and d, proc)
         assert doc["site"] == "t" and doc["ready"] is True
+        assert doc["version"] and doc["uptime_s"] >= 0
         assert {r["rack"] for r in doc["racks"]} == {"rack-a", "rack-b"}
         assert all(r["state"] == "online" and isinstance(r["soc"], float) for r in doc["racks"])
         assert [s["name"] for s in doc["sinks"]] == ["influx"]
@@ -79,6 +80,8 @@ def test_endpoints_of_a_running_gateway(tmp_path: Path, victoria: VictoriaMetric
         assert value["bms_gateway_sink_connected"][delivered] == 1
         assert value["bms_gateway_watchdog_pings_total"][()] == 0  # not under systemd here
         assert "bms_gateway_store_bytes" in value
+        assert list(value["bms_gateway_build_info"].values()) == [1.0]
+        assert value["bms_gateway_start_time_seconds"][()] > 1.6e9
 
         assert http_get(f"{base}/nope")[0] == 404
         with socket.create_connection(("127.0.0.1", port)) as s:
