@@ -92,6 +92,10 @@ def repair(path: Path, schema: str, reason: str) -> RepairReport:
     """Set the damaged file aside and copy what is readable into a fresh one at `path`."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     damaged = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while damaged.exists():  # never overwrite an earlier damaged file
+        n += 1
+        damaged = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
     for suffix in ("", "-wal", "-shm"):
         src = Path(f"{path}{suffix}")
         if src.exists():
