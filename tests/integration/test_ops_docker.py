@@ -74,3 +74,43 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
         assert not any(fnmatch.fnmatch(path, p) or path.split("/")[0] == p for p in patterns), path
     for secret_or_bulk in (".git", ".venv", "tests", "var"):
         assert secret_or_bulk in patterns
+
+
+def image_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for ins, args in instructions():
+        if ins == "ENV":
+            for pair in args.split():
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def test_healthcheck_command_against_the_image_command(tmp_path: Path) -> None:
+    """The image's CMD with its ENV (store and port moved for the test) passes the image's HEALTHCHECK."""
+    from tests.ops_support import eventually, start_gateway, stop
+    from tests.servers import free_port
+
+    health = next(a for i, a in instructions() if i == "HEALTHCHECK")
+    check = json.loads(health[health.index("CMD [") + 4 :])
+    assert check[0] == "python"
+    cmd = next(json.loads(a) for i, a in instructions() if i == "CMD")
+    cmd[cmd.index("/etc/bms-gateway/gateway.yaml")] = str(ROOT / "config" / "gateway.yaml")
+    port = str(free_port())
+    env = {k: v for k, v in image_env().items() if k != "PATH"}
+    env.update(
+        BMS_GATEWAY__HTTP__HOST="127.0.0.1",  # tests listen on loopback only
+        BMS_GATEWAY__HTTP__PORT=port,
+        BMS_GATEWAY__STORE__PATH=str(tmp_path / "store.db"),
+    )
+
+    def healthy() -> bool:
+        probe = [sys.executable, *check[1:]]
+        return subprocess.run(probe, env={**env, "PATH": ""}, capture_output=True, timeout=10).returncode == 0
+
+    proc = start_gateway(tmp_path / "unused", tmp_path, env=env, argv=[sys.executable, "-m", "gateway", *cmd])
+    try:
+        eventually(healthy, proc)
+    finally:
+        assert stop(proc) == 0  # SIGTERM, as `docker stop` sends it
+    assert not healthy()
