@@ -66,6 +66,7 @@ def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
     """Load every DBC the CAN sources use and compile every rack, so problems show at `validate`."""
     problems: list[Problem] = []
     done: set[tuple[str, int, int | None]] = set()
+    warned: set[Path] = set()
     for i, cfg in enumerate(loaded.config.sources):
         if not isinstance(cfg, CanSourceConfig):
             continue
@@ -87,14 +88,15 @@ def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
             continue
         done.add(key)
         try:
-            plan = compile_instance(loaded, cfg)
+            compile_instance(loaded, cfg)
         except ConfigError as exc:
             problems.extend(p for p in exc.problems if p not in problems)
             continue
         dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
-        for r in dbc.repairs:
-            log.warning("DBC repaired", dbc=str(dbc.path), line=r.line, repair=str(r))
-        del plan
+        if dbc.path not in warned:  # one warning per repair, however many racks use the file
+            warned.add(dbc.path)
+            for r in dbc.repairs:
+                log.warning("DBC repaired", dbc=str(dbc.path), line=r.line, repair=str(r))
     problems.extend(_overlapping_ids(loaded, data))
     problems.extend(_bus_settings_agree(loaded, data))
     return problems
