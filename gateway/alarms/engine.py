@@ -24,6 +24,7 @@ from gateway.alarms import demo as _demo  # noqa: F401  (registers the demo's al
 from gateway.alarms import metrics
 from gateway.alarms.commands import Command, CommandListener
 from gateway.alarms.evaluator import AlarmEngine
+from gateway.alarms.instances import outbox_record, rack_batch
 from gateway.alarms.journal import Journal
 from gateway.alarms.ruleset import build_ruleset
 from gateway.model import Batch
@@ -33,6 +34,7 @@ from gateway.sinks.config import MqttSinkConfig
 log = structlog.get_logger("alarms")
 
 Clock = Callable[[], int]
+COMMITTED = "alarms.journal_committed"  # outbox meta: journal entries up to this seq are in the outbox
 _SERVICES: weakref.WeakKeyDictionary[Runtime, AlarmService] = weakref.WeakKeyDictionary()
 
 
@@ -48,19 +50,56 @@ class AlarmService:
         self.clock = clock
         self.stopping = False
         self.commands: CommandListener | None = None
+        self._inflight: dict[int, int] = {}  # id(batch) -> first journal seq of its events, until committed
         now = clock()
         restored = engine.restore(journal.latest_events(), now)
+        unstored = self._unstored()
         self._record([{"type": "start", "ts": now, "restored": len(engine.instances), "rules": len(engine.specs)}])
-        self._pending: list[Batch] = restored
-        self._record(engine.take_journal())
+        self._pending: list[Batch] = unstored + self._journaled(restored)
         log.info("alarm engine ready", rules=len(engine.specs), restored_alarms=len(engine.instances))
+
+    def _unstored(self) -> list[Batch]:
+        """Events journaled but not committed to the outbox before an unclean stop: stored again now."""
+        mark = int(self.rt.outbox.get_meta(COMMITTED) or 0)
+        events = self.journal.events_since_last_stop(mark)
+        if not events:
+            return []
+        log.warning(
+            "alarm events journaled but not stored before an unclean stop: storing them now", events=len(events)
+        )
+        by_rack: dict[str, list[dict[str, Any]]] = {}
+        for e in events:
+            by_rack.setdefault(e["rack"], []).append(outbox_record(e))
+        out = [rack_batch(rack, ev[-1]["ts"], ev, self.engine.active(rack)) for rack, ev in by_rack.items()]
+        first = self.journal.seq  # tracked as if new, so the commit marker moves past them
+        for b in out:
+            self._inflight[id(b)] = first
+        return out
+
+    def _journaled(self, out: list[Batch]) -> list[Batch]:
+        """Journal what the engine produced; remember which batches carry events until they are committed."""
+        entries = self.engine.take_journal()
+        first = self.journal.seq + 1
+        self._record(entries)
+        if entries:
+            for b in out:
+                self._inflight[id(b)] = first
+        return out
+
+    def committed(self, batches: list[Batch]) -> None:
+        """Observer: the outbox committed these; move the marker of journal entries known to be stored."""
+        if not self._inflight:
+            return
+        done = [self._inflight.pop(id(b)) for b in batches if id(b) in self._inflight]
+        if done:
+            mark = min(self._inflight.values()) - 1 if self._inflight else self.journal.seq
+            self.rt.outbox.set_meta(COMMITTED, str(mark))
 
     # -- live path ----------------------------------------------------------------------------------
 
     def process(self, batches: list[Batch]) -> list[Batch]:
         t0 = time.perf_counter()
-        out = self.engine.process(batches)
-        self._record(self.engine.take_journal())
+        out = self._journaled(self.engine.process(batches))
         metrics.evaluate_seconds.observe(time.perf_counter() - t0)
         return out
 
@@ -78,9 +117,8 @@ class AlarmService:
             await self.tick()
 
     async def tick(self) -> None:
-        out = self._pending + self.engine.tick(self.clock())
+        out = self._pending + self._journaled(self.engine.tick(self.clock()))
         self._pending = []
-        self._record(self.engine.take_journal())
         for b in out:
             await self.rt.emit(b)
 
@@ -97,7 +135,8 @@ class AlarmService:
         entry = {"type": "command", "ts": now, "rack": cmd.rack, "action": cmd.action, "alarm_ids": ids,
                  "user": cmd.user, "reason": cmd.reason, "duration": cmd.duration, "request_id": cmd.request_id,
                  "errors": errors}  # fmt: skip
-        self._record([entry, *self.engine.take_journal()])
+        self._record([entry])
+        out = self._journaled(out)
         result = "ok" if not errors else ("rejected" if len(errors) == len(ids) else "partial")
         metrics.commands.labels(cmd.action, result).inc()
         log.info("alarm command", action=cmd.action, user=cmd.user, reason=cmd.reason, alarm_ids=ids, errors=errors)
@@ -131,8 +170,7 @@ class AlarmService:
         loaded = getattr(result, "loaded", None)
         if not getattr(result, "ok", False) or loaded is None:
             return
-        self._pending += self.engine.set_racks(racks_of(loaded), self.clock())  # emitted by the next tick
-        self._record(self.engine.take_journal())
+        self._pending += self._journaled(self.engine.set_racks(racks_of(loaded), self.clock()))  # next tick emits
 
     def close(self) -> None:
         try:
@@ -168,6 +206,7 @@ def install(rt: Runtime) -> None:
     svc = AlarmService(rt, engine, Journal(journal_path(rt), synchronous=cfg.journal.synchronous))
     _SERVICES[rt] = svc
     rt.processors.append(svc.process)
+    rt.observers.append(svc.committed)
     rt.services.append(("alarms", svc.run))
     rt.on_stopping.append(svc.stop)
     rt.on_reload.append(svc.reloaded)

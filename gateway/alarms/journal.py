@@ -116,6 +116,18 @@ class Journal:
             return []
         return [json.loads(b) for (b,) in cur]
 
+    def events_since_last_stop(self, after_seq: int) -> list[dict[str, Any]]:
+        """Event entries after `after_seq` and after the last clean stop (a clean stop stored everything)."""
+        try:
+            row = self.db.execute("SELECT coalesce(max(seq), 0) FROM alarm_journal WHERE kind = 'stop'").fetchone()
+            cur = self.db.execute(
+                "SELECT body FROM alarm_journal WHERE seq > ? AND kind = 'event' ORDER BY seq",
+                (max(after_seq, int(row[0])),),
+            )
+        except sqlite3.OperationalError:
+            return []
+        return [json.loads(b) for (b,) in cur]
+
     def entries(self, since: int = 0, until: int | None = None, rack: str | None = None) -> Iterator[Entry]:
         until = until if until is not None else 2**63 - 1
         sql = "SELECT seq, ts, kind, body, hash FROM alarm_journal WHERE ts >= ? AND ts <= ?"

@@ -207,3 +207,29 @@ async def test_a_rack_removed_by_reload_does_not_go_stale(tmp_path: Path) -> Non
     assert history(rt, "rack-02:stale") == []  # removed, so never stale
     svc = service_of(rt)
     assert svc is not None and svc.engine.racks == {"rack-01"}
+
+
+async def test_an_event_journaled_before_a_crash_reaches_the_outbox_after_restart(tmp_path: Path) -> None:
+    from gateway.model import Sample
+
+    cfg = config(tmp_path, weak=False, rack02=False)
+    rt = Runtime(load_config(cfg))
+    svc = service_of(rt)
+    assert svc is not None
+    ts = 1_000_000_000
+    out = svc.process([Batch("rack-01", [Sample(ts, "interlock_estop", 1, "", "good", "rack-01")], device="rack-01")])
+    assert [r["alarm_id"] for r in out[0].records if r["type"] == "event"] == ["rack-01:estop"]
+    # The process dies here: journaled, never committed to the outbox (no stop entry either).
+    svc.journal.close()
+    rt.outbox.close()
+
+    rt2 = Runtime(load_config(cfg))
+    await run_until(rt2, lambda: "active_unack" in history(rt2, "rack-01:estop"))
+    (event,) = [r for r in alarm_records(rt2) if r["type"] == "event" and r["alarm_id"] == "rack-01:estop"]
+    assert event["ts"] == ts and event["state"] == "active_unack"
+
+    # Stored once: a third start (after a clean stop) does not store it again.
+    rt3 = Runtime(load_config(cfg))
+    before = sum(1 for b in stored(rt3) if b.kind == BatchKind.SAMPLES)
+    await run_until(rt3, lambda: sum(1 for b in stored(rt3) if b.kind == BatchKind.SAMPLES) >= before + 3)
+    assert history(rt3, "rack-01:estop") == ["active_unack"]
