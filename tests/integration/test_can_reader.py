@@ -1,0 +1,65 @@
+"""The bus reader on real python-can buses: the loop wakes on a socket (no thread), batches, bounded buffer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import can
+import pytest
+
+from gateway.can.reader import BusReader, open_bus
+from tests.servers import free_port
+
+
+async def test_udp_multicast_is_read_by_the_event_loop_in_batches() -> None:
+    port = free_port()
+    rx = open_bus("udp_multicast", "239.74.163.7", port=port, filters=[{"can_id": 0x100, "can_mask": 0x7F0}])
+    tx = open_bus("udp_multicast", "239.74.163.7", port=port)
+    reader = BusReader(rx)
+    reader.start()
+    try:
+        assert reader._thread is None and reader._fd >= 0  # watched by the loop, no receive thread
+        for i in range(5):
+            tx.send(can.Message(arbitration_id=0x100 + i, data=bytes([i]), is_extended_id=False))
+        tx.send(can.Message(arbitration_id=0x200, data=b"\x09", is_extended_id=False))  # not in the filter
+        first = await reader.batch(window=0.2, max_frames=3, timeout=5)
+        rest = await reader.batch(window=0.2, max_frames=10, timeout=5)
+        assert [m.arbitration_id for m in first + rest] == [0x100, 0x101, 0x102, 0x103, 0x104]
+        assert len(first) == 3
+        assert await reader.batch(window=0.05, max_frames=10, timeout=0.1) == []  # nothing more: timeout
+    finally:
+        reader.stop()
+        rx.shutdown()
+        tx.shutdown()
+
+
+async def test_virtual_bus_thread_reader_and_bounded_buffer() -> None:
+    ch = f"reader-{free_port()}"
+    rx = open_bus("virtual", ch)
+    tx = can.Bus(interface="virtual", channel=ch)
+    reader = BusReader(rx, max_buffer=10)
+    reader.start()
+    try:
+        assert reader._thread is not None  # no file descriptor: one blocking receive thread
+        for i in range(25):
+            tx.send(can.Message(arbitration_id=i, data=b"", is_extended_id=False))
+        await asyncio.sleep(0.3)
+        got = await reader.batch(window=0.01, max_frames=100, timeout=1)
+        assert len(got) == 10 and reader.dropped == 15  # counted, never silent
+    finally:
+        reader.stop()
+        rx.shutdown()
+        tx.shutdown()
+
+
+async def test_a_receive_error_ends_the_batch_with_the_error() -> None:
+    ch = f"reader-err-{free_port()}"
+    rx = open_bus("virtual", ch)
+    reader = BusReader(rx)
+    reader.start()
+    try:
+        rx.shutdown()  # the bus goes away under the reader: recv raises
+        with pytest.raises(can.CanError):
+            await reader.batch(window=0.01, max_frames=10, timeout=5)
+    finally:
+        reader.stop()
