@@ -52,3 +52,9 @@ store_disk_full = Gauge("bms_gateway_store_disk_full", "1 while the store's disk
 store_set_aside = Counter(
     "bms_gateway_store_set_aside_rows", "Rows of a damaged store set aside at start", registry=REGISTRY
 )
+sink_dead_letters_discarded = Counter(
+    "bms_gateway_sink_dead_letters_discarded",
+    "Dead letters deleted because the dead-letter table reached its limit",
+    ["sink"],
+    registry=REGISTRY,
+)

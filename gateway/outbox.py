@@ -126,10 +126,12 @@ class Outbox:
         synchronous: str = "normal",
         consumers: Iterable[str] = (),
         check: bool = True,
+        max_dead_letters: int = 100_000,
     ) -> None:
         """`check`: detect a damaged or truncated file and repair it (the damaged file is set aside)."""
         self.path = path
         self.max_bytes = max_bytes
+        self.max_dead_letters = max_dead_letters
         self.retention_ns = None if retention_hours is None else int(retention_hours * 3600e9)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.repair_report: RepairReport | None = None
@@ -353,7 +355,22 @@ class Outbox:
             self.db.executemany(
                 "INSERT INTO deadletter(stored, consumer, seq, status, reason, item) VALUES (?,?,?,?,?,?)", rows
             )
+            self._trim_dead_letters(consumer)
         return len(rows)
+
+    def _trim_dead_letters(self, consumer: str) -> None:
+        """Keep at most `max_dead_letters` per consumer: the oldest go, counted and logged."""
+        n = int(self.db.execute("SELECT count(*) FROM deadletter WHERE consumer=?", (consumer,)).fetchone()[0])
+        excess = n - self.max_dead_letters
+        if excess <= 0:
+            return
+        self.db.execute(
+            "DELETE FROM deadletter WHERE id IN (SELECT id FROM deadletter WHERE consumer=? ORDER BY id LIMIT ?)",
+            (consumer, excess),
+        )
+        metrics.sink_dead_letters_discarded.labels(consumer).inc(excess)
+        log.warning("dead-letter table full: oldest dead letters deleted", consumer=consumer, points=excess,
+                    keep=self.max_dead_letters)  # fmt: skip
 
     def dead_letters(self, consumer: str | None = None, limit: int | None = None) -> list[DeadLetter]:
         sql = "SELECT id, stored, consumer, seq, status, reason, item FROM deadletter"

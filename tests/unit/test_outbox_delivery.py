@@ -88,3 +88,17 @@ def test_disk_full_is_counted_not_a_crash(tmp_path: Path) -> None:
     assert ob.append([batch(500)]) == last + 1
     assert not ob.disk_full and metrics.REGISTRY.get_sample_value("bms_gateway_store_disk_full") == 0
     ob.close()
+
+
+def test_dead_letter_table_is_bounded_and_counts_what_it_deletes(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", max_dead_letters=5)
+    name = {"sink": "influx"}
+    before = metrics.REGISTRY.get_sample_value("bms_gateway_sink_dead_letters_discarded_total", name) or 0.0
+    for i in range(8):
+        ob.add_dead_letters("influx", i, 400, "bad", [f"p{i}"])
+    ob.add_dead_letters("mqtt", 1, 413, "big", ["m"])
+    assert [d.item for d in ob.dead_letters("influx")] == ["p3", "p4", "p5", "p6", "p7"]
+    assert len(ob.dead_letters("mqtt")) == 1
+    after = metrics.REGISTRY.get_sample_value("bms_gateway_sink_dead_letters_discarded_total", name)
+    assert after == before + 3
+    ob.close()
