@@ -41,6 +41,8 @@ class SystemdNotifier:
         self.status = status
         self._last_status = ""
         self.pings = 0
+        self._next_ping = 0.0  # monotonic times at which the next WATCHDOG=1 and STATUS= are due
+        self._next_status = 0.0
 
     def ready(self) -> None:
         self._last_status = self._status()
@@ -62,23 +64,29 @@ class SystemdNotifier:
         except Exception:  # a status view must never stop the watchdog
             return "running"
 
-    async def run(self) -> None:
-        """The watchdog loop (a runtime service)."""
-        if not self.notifier.enabled:
-            return
-        period = STATUS_EVERY if self.interval is None else min(self.interval, STATUS_EVERY)
-        next_status = time.monotonic() + STATUS_EVERY
-        while True:
-            if self.interval is not None and self.notifier.notify(WATCHDOG=1):
+    def tick(self, now: float) -> float:
+        """Send what is due at monotonic time `now`; return the seconds until something is due again."""
+        if self.interval is not None and now >= self._next_ping:
+            if self.notifier.notify(WATCHDOG=1):
                 self.pings += 1
                 watchdog_pings.inc()
-            if time.monotonic() >= next_status:
-                next_status = time.monotonic() + STATUS_EVERY
-                line = self._status()
-                if line != self._last_status:
-                    self._last_status = line
-                    self.notifier.notify(STATUS=line)
-            await asyncio.sleep(period)
+            self._next_ping = now + self.interval
+        if now >= self._next_status:
+            self._next_status = now + STATUS_EVERY
+            line = self._status()
+            if line != self._last_status:
+                self._last_status = line
+                self.notifier.notify(STATUS=line)
+        due = self._next_status if self.interval is None else min(self._next_ping, self._next_status)
+        return max(0.0, due - now)
+
+    async def run(self) -> None:
+        """The watchdog loop (a runtime service): WATCHDOG=1 every `$WATCHDOG_USEC`/2, STATUS= when it changed."""
+        if not self.notifier.enabled:
+            return
+        self._next_status = time.monotonic() + STATUS_EVERY
+        while True:  # noqa: ASYNC110 - a timer for periodic messages, not a wait for a condition
+            await asyncio.sleep(self.tick(time.monotonic()))
 
     def close(self) -> None:
         self.notifier.close()
