@@ -43,6 +43,14 @@ class ConnectionLost(Exception):
     pass
 
 
+def _request_timeout(client: AsyncModbusTcpClient, seconds: float) -> None:
+    """Each device's own response timeout on the shared connection. pymodbus keeps one timeout per
+    client (its transaction manager's comm_params); without that attribute the endpoint's applies."""
+    params = getattr(getattr(client, "ctx", None), "comm_params", None)
+    if params is not None and hasattr(params, "timeout_connect"):
+        params.timeout_connect = seconds
+
+
 class ModbusEndpoint:
     """Polls every device behind one host:port over one connection."""
 
@@ -239,6 +247,7 @@ class ModbusEndpoint:
         call = {1: client.read_coils, 2: client.read_discrete_inputs, 3: client.read_holding_registers}.get(
             fc, client.read_input_registers
         )
+        _request_timeout(client, dev.cfg.timeout)
         outcome = Outcome(time.time_ns(), error="timeout")
         for _ in range(retries + 1):
             if self.pause_between and self.sent:

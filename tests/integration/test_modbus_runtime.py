@@ -138,8 +138,11 @@ async def test_illegal_address_isolates_one_point_and_the_rest_keeps_flowing(tmp
 
 async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule(tmp_path: Path) -> None:
     sim = await tiny_sim(tmp_path, [1, 2])
-    opts = {"timeout": 0.2, "retries": 0, "backoff_initial": 0.4, "backoff_max": 0.8}
-    cfg = site(tmp_path, source("rack-a", sim.port, 1, **opts) + source("rack-b", sim.port, 2, **opts))
+    opts = {"retries": 0, "backoff_initial": 0.4, "backoff_max": 0.8}
+    # each device has its own timeout on the shared connection: the silent one's is short
+    cfg = site(
+        tmp_path, source("rack-a", sim.port, 1, timeout=2, **opts) + source("rack-b", sim.port, 2, timeout=0.1, **opts)
+    )
     rt = Runtime(load_config(cfg))
     phase: dict[str, int] = {}
 
