@@ -305,3 +305,17 @@ def test_can_decode_with_a_profile_prints_samples_and_names_profile_errors(tmp_p
         and first["t"] == pytest.approx(1621945396.763904)
     )
     assert "2945 frames, 2945 decoded" in err.getvalue()
+
+
+def test_shipped_foxbms_profile_decodes_the_foxbms_trace() -> None:
+    plan = project_plan("can-foxbms", FOX_DBC)
+    got = []
+    reasons = Counter()
+    for m in log_frames(FOX_TRC):
+        samples, reason = plan.decode(plan.key(m.arbitration_id, False), m.arbitration_id, False, m.data, 1)
+        reasons[reason] += 1
+        got.extend((s.quantity, s.value, s.module, s.cell) for s in samples)
+    assert reasons == Counter({"": 6, "unknown_id": 3})  # the string-level frames are not mapped
+    assert ("bms_state", "ERROR", None, None) in got and ("alarm.general_error", 1, None, None) in got
+    assert ("cell_voltage", 1.996, 1, 9) in got and ("cell_temperature", 26, 2, 4) in got  # 8 sensors per module
+    assert ("charge_voltage_limit", 88, None, None) in got
