@@ -151,6 +151,8 @@ class Outbox:
         # under a write in progress, so "dropped" and "delivered" never count the same sample.
         self._holds: dict[str, int] = {}
         self.disk_full = False
+        self.disk_full_clear_after = 60.0  # seconds without a disk-full error before the alarm returns to normal
+        self._last_full = 0.0
         for name in consumers:
             self.add_consumer(name)
 
@@ -166,9 +168,12 @@ class Outbox:
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
-            # The disk (or the file system quota) is full: free room by the budget rule and try once
-            # more; if it is still full, the batches are counted as dropped, never a crash loop.
+            # The disk (or the file system quota) is full: an alarm, room made by dropping the oldest
+            # rows (counted), one more try; if it is still full the batches are counted as dropped.
+            # Never a crash loop.
+            self._last_full = time.monotonic()
             self.enforce_budget(force_fraction=0.2)
+            self._set_disk_full(True)
             try:
                 last = self._insert(rows)
             except sqlite3.OperationalError as exc2:
@@ -176,10 +181,9 @@ class Outbox:
                     raise
                 self._count_unstored(sum(r[3] for r in rows))
                 return self.last_seq()
-        if self.disk_full:
-            self.disk_full = False
-            metrics.store_disk_full.set(0)
-            log.info("disk has room again: storing resumed")
+        else:
+            if self.disk_full and time.monotonic() - self._last_full >= self.disk_full_clear_after:
+                self._set_disk_full(False)
         self.appended_samples += sum(r[3] for r in rows)
         self.enforce_budget()
         return last
@@ -189,14 +193,37 @@ class Outbox:
             self.db.executemany("INSERT INTO batches(ts, kind, source, n, payload) VALUES (?,?,?,?,?)", rows)
             return int(self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()[0])
 
+    def _set_disk_full(self, full: bool) -> None:
+        """Enter or leave the disk-full state: metric, log line and a gateway alarm event (rack `gateway`)."""
+        if full == self.disk_full:
+            return
+        self.disk_full = full
+        metrics.store_disk_full.set(1 if full else 0)
+        if full:
+            log.error("disk full: the oldest rows make room (counted); new batches dropped if none is left",
+                      path=str(self.path))  # fmt: skip
+        else:
+            log.info("disk has room again: storing resumed", path=str(self.path))
+        rec: dict[str, object] = {
+            "type": "event", "ts": time.time_ns(), "rack": "gateway", "alarm_id": "store_disk_full",
+            "severity": "critical", "state": "active_unack" if full else "rtn_unack",
+            "previous": "normal" if full else "active_unack",
+            "message": f"the store's disk is {'full' if full else 'no longer full'} ({self.path})",
+            "value": None, "rule": "store_disk_full", "user": None, "reason": None,
+        }  # fmt: skip
+        alarm = Batch("store", [], kind=BatchKind.ALARM, device="gateway", records=[rec])
+        try:
+            self._insert([(alarm.created, str(alarm.kind), alarm.source, len(alarm), encode(alarm))])
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            log.error("disk full: the alarm itself could not be stored")
+
     def _count_unstored(self, samples: int) -> None:
         names = [r[0] for r in self.db.execute("SELECT name FROM consumers").fetchall()] or ["store"]
         for name in names:
             self.dropped_total[name] = self.dropped_total.get(name, 0) + samples
             metrics.samples_dropped.labels(name, "disk_full").inc(samples)
-        if not self.disk_full:
-            self.disk_full = True
-            metrics.store_disk_full.set(1)
         log.error("disk full: batches could not be stored", samples=samples, path=str(self.path))
 
     def add_consumer(self, name: str, *, from_start: bool = False) -> None:
