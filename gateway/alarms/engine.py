@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import weakref
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from gateway.sinks.config import MqttSinkConfig
 log = structlog.get_logger("alarms")
 
 Clock = Callable[[], int]
+MAX_UNJOURNALED = 100_000  # entries kept in memory while the journal cannot be written
 COMMITTED = "alarms.journal_committed"  # outbox meta: journal entries up to this seq are in the outbox
 _SERVICES: weakref.WeakKeyDictionary[Runtime, AlarmService] = weakref.WeakKeyDictionary()
 
@@ -50,6 +52,7 @@ class AlarmService:
         self.clock = clock
         self.stopping = False
         self.commands: CommandListener | None = None
+        self._unjournaled: list[dict[str, Any]] = []
         self._inflight: dict[int, int] = {}  # id(batch) -> first journal seq of its events, until committed
         now = clock()
         restored = engine.restore(journal.latest_events(), now)
@@ -79,7 +82,7 @@ class AlarmService:
     def _journaled(self, out: list[Batch]) -> list[Batch]:
         """Journal what the engine produced; remember which batches carry events until they are committed."""
         entries = self.engine.take_journal()
-        first = self.journal.seq + 1
+        first = self.journal.seq + len(self._unjournaled) + 1
         self._record(entries)
         if entries:
             for b in out:
@@ -150,8 +153,7 @@ class AlarmService:
     def _record(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return
-        self.journal.append(entries)
-        metrics.journal_entries.inc(len(entries))
+        self._write_journal(entries)
         events = [e for e in entries if e.get("type") == "event"]
         for e in events:
             metrics.transitions.labels(e["severity"], e["state"]).inc()
@@ -161,6 +163,26 @@ class AlarmService:
         if events:
             for severity, n in self.engine.counts().items():
                 metrics.alarms_active.labels(severity).set(n)
+
+    def _write_journal(self, entries: list[dict[str, Any]]) -> None:
+        """Append in order; when the file cannot be written (disk full, I/O error) keep the entries in memory
+        and retry with the next ones, so the chain keeps its order. Past `MAX_UNJOURNALED` the oldest go,
+        counted and logged. The events still go to the outbox either way."""
+        self._unjournaled.extend(entries)
+        try:
+            self.journal.append(self._unjournaled)
+        except sqlite3.Error as exc:
+            metrics.journal_failures.inc()
+            excess = len(self._unjournaled) - MAX_UNJOURNALED
+            if excess > 0:
+                del self._unjournaled[:excess]
+                metrics.journal_dropped.inc(excess)
+                log.error("alarm journal entries dropped: the journal cannot be written", dropped=excess)
+            log.error("alarm journal write failed; entries kept in memory and retried", error=str(exc),
+                      pending=len(self._unjournaled))  # fmt: skip
+            return
+        metrics.journal_entries.inc(len(self._unjournaled))
+        self._unjournaled = []
 
     def stop(self) -> None:
         self.stopping = True
@@ -175,6 +197,10 @@ class AlarmService:
     def close(self) -> None:
         try:
             self._record([{"type": "stop", "ts": self.clock(), "active": len(self.engine.instances)}])
+            if self._unjournaled:
+                metrics.journal_dropped.inc(len(self._unjournaled))
+                log.error("alarm journal entries lost at stop: the journal cannot be written",
+                          dropped=len(self._unjournaled))  # fmt: skip
         finally:
             self.journal.close()
 

@@ -24,6 +24,16 @@ commands = Counter(
 journal_entries = Counter(
     "bms_gateway_alarm_journal_entries", "Entries appended to the alarm journal", registry=REGISTRY
 )
+journal_failures = Counter(
+    "bms_gateway_alarm_journal_failures",
+    "Journal writes that failed (entries kept in memory and retried)",
+    registry=REGISTRY,
+)
+journal_dropped = Counter(
+    "bms_gateway_alarm_journal_dropped",
+    "Journal entries dropped after the journal stayed unwritable",
+    registry=REGISTRY,
+)
 evaluate_seconds = Histogram(
     "bms_gateway_alarm_evaluate_seconds",
     "Time the alarm engine took per group of batches on the live path",

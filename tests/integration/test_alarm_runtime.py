@@ -233,3 +233,30 @@ async def test_an_event_journaled_before_a_crash_reaches_the_outbox_after_restar
     before = sum(1 for b in stored(rt3) if b.kind == BatchKind.SAMPLES)
     await run_until(rt3, lambda: sum(1 for b in stored(rt3) if b.kind == BatchKind.SAMPLES) >= before + 3)
     assert history(rt3, "rack-01:estop") == ["active_unack"]
+
+
+def test_an_unwritable_journal_keeps_entries_and_the_events_still_flow(tmp_path: Path) -> None:
+    from gateway.model import Sample
+
+    rt = Runtime(load_config(config(tmp_path, weak=False, rack02=False)))
+    svc = service_of(rt)
+    assert svc is not None
+    failures = metrics.REGISTRY.get_sample_value("bms_gateway_alarm_journal_failures_total") or 0.0
+    path = svc.journal.path
+    svc.journal.close()  # the journal cannot be written (as on a full disk)
+
+    def estop(ts: int, v: int) -> list[Batch]:
+        return svc.process([Batch("rack-01", [Sample(ts, "interlock_estop", v, "", "good", "rack-01")], device="r")])
+
+    out = estop(1, 1)
+    assert [r["state"] for r in out[0].records if r["type"] == "event"] == ["active_unack"]  # still to the outbox
+    assert metrics.REGISTRY.get_sample_value("bms_gateway_alarm_journal_failures_total") == failures + 1
+    svc.journal = Journal(path)  # writable again: the kept entry goes first, the chain stays in order
+    estop(2, 0)
+    svc.close()
+    rt.outbox.close()
+    j = Journal(path, readonly=True)
+    states = [(e.body["alarm_id"], e.body["state"]) for e in j.entries() if e.kind == "event"]
+    assert states == [("rack-01:estop", "active_unack"), ("rack-01:estop", "rtn_unack")]
+    assert j.verify()[1] == []
+    j.close()
