@@ -60,7 +60,8 @@ class LiveState:
 
     def __init__(self) -> None:
         self.points: dict[PointKey, Sample] = {}
-        self.devices: dict[str, DeviceInfo] = {}
+        self.devices: dict[str, DeviceInfo] = {}  # by device (a rack's BMS, a Modbus unit, a CAN bus)
+        self.sources: dict[str, DeviceInfo] = {}  # by source (samples and last batch only)
         self.alarms: dict[str, list[Any]] = {}
         self.batches = 0
         self.samples = 0
@@ -81,13 +82,17 @@ class LiveState:
 
     def _samples(self, batch: Batch) -> None:
         points = self.points
+        racks: set[str] = set()
         for s in batch.samples:
             points[(s.rack, s.quantity, s.module, s.cell)] = s
-        dev = self.devices.setdefault(batch.device or batch.source, DeviceInfo())
-        dev.last_batch = max(dev.last_batch, batch.created)
-        dev.samples += len(batch.samples)
-        dev.racks.add(batch.samples[0].rack)
-        self.samples += len(batch.samples)
+            racks.add(s.rack)
+        n = len(batch.samples)
+        for info in (self.devices.setdefault(batch.device or batch.source, DeviceInfo()),
+                     self.sources.setdefault(batch.source, DeviceInfo())):  # fmt: skip
+            info.last_batch = max(info.last_batch, batch.created)
+            info.samples += n
+            info.racks |= racks
+        self.samples += n
 
     def _alarm_records(self, records: Iterable[dict[str, object]]) -> None:
         for rec in records:
@@ -98,8 +103,22 @@ class LiveState:
             self.alarms[rack] = list(active) if isinstance(active, list) else []
 
     def forget_device(self, device: str) -> None:
-        """A source removed by a reload: drop its device entry (its last points stay, ageing)."""
+        """A source removed by a reload: drop its entries (its last points stay, ageing)."""
         self.devices.pop(device, None)
+        self.sources.pop(device, None)
+
+    def device_rows(self, now: int) -> list[dict[str, object]]:
+        return [
+            {
+                "device": name,
+                "state": dev.state,
+                "reason": dev.reason,
+                "since": dev.since,
+                "racks": sorted(dev.racks),
+                "age_s": age_seconds(now, dev.last_batch) if dev.last_batch else None,
+            }
+            for name, dev in sorted(self.devices.items())
+        ]
 
     # -- views ------------------------------------------------------------------------------------
 

@@ -119,15 +119,17 @@ def status_document(
     problems = runtime_problems(rt)
     sources = []
     for src in rt.sources:
+        seen = live.sources.get(src.name)
         dev = live.devices.get(src.name)
+        started = src.name in rt.started_sources
         sources.append(
             {
                 "name": src.name,
-                "started": src.name in rt.started_sources,
-                "state": dev.state if dev else "starting",
-                "reason": dev.reason if dev else "",
-                "samples": dev.samples if dev else 0,
-                "age_s": age_seconds(now, dev.last_batch) if dev and dev.last_batch else None,
+                "started": started,
+                "state": dev.state if dev else ("running" if started else "starting"),
+                "samples": seen.samples if seen else 0,
+                "racks": sorted(seen.racks) if seen else [],
+                "age_s": age_seconds(now, seen.last_batch) if seen and seen.last_batch else None,
             }
         )
     doc: dict[str, Any] = {
@@ -137,6 +139,7 @@ def status_document(
         "problems": problems,
         "samples_seen": live.samples,
         "sources": sources,
+        "devices": live.device_rows(now),
         "racks": live.racks(now),
         "alarms": live.active_alarms(),
         "sinks": [_sink_dict(v) for v in sink_views(rt)],

@@ -88,3 +88,26 @@ def test_forget_device_after_a_reload_removed_it() -> None:
     live.forget_device("r1")
     assert "r1" not in live.devices
     assert live.racks(now=2 * S)[0]["state"] == "unknown"
+
+
+def test_a_bus_with_several_racks_and_devices_apart_from_sources() -> None:
+    live = LiveState()
+    bus = Batch(
+        "can0",
+        [Sample(1 * S, "soc", 40.0, "%", Quality.GOOD, "r1"), Sample(1 * S, "soc", 41.0, "%", Quality.GOOD, "r2")],
+        device="can0",
+        status=DeviceStatus("can0", DeviceState.ONLINE, "", 1 * S),
+        created=1 * S,
+    )
+    unit = Batch(
+        "modbus@10.0.0.5:502", [Sample(1 * S, "soc", 70.0, "%", Quality.GOOD, "r3")], device="mb-3", created=1 * S
+    )
+    live([bus, unit])
+    assert [(r["rack"], r["device"], r["state"]) for r in live.racks(now=2 * S)] == [
+        ("r1", "can0", "online"),
+        ("r2", "can0", "online"),
+        ("r3", "mb-3", "starting"),
+    ]
+    assert live.sources["modbus@10.0.0.5:502"].samples == 1 and live.sources["can0"].racks == {"r1", "r2"}
+    rows = live.device_rows(now=2 * S)
+    assert [(d["device"], d["racks"]) for d in rows] == [("can0", ["r1", "r2"]), ("mb-3", ["r3"])]
