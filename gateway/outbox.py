@@ -233,6 +233,12 @@ class Outbox:
         dropped = self.db.execute("SELECT dropped FROM consumers WHERE name=?", (name,)).fetchone()[0]
         self.dropped_total[name] = int(dropped)
 
+    def remove_consumer(self, name: str) -> bool:
+        """Forget a consumer (a sink removed from the configuration): its drops are no longer counted."""
+        n = self.db.execute("DELETE FROM consumers WHERE name=?", (name,)).rowcount
+        self.dropped_total.pop(name, None)
+        return n > 0
+
     def ack(self, consumer: str, seq: int) -> None:
         """Record that `consumer` has delivered every row up to and including `seq`."""
         self.db.execute("UPDATE consumers SET acked=max(acked, ?) WHERE name=?", (seq, consumer))

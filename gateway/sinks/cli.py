@@ -56,6 +56,13 @@ def status_rows(ob: Outbox) -> list[dict[str, Any]]:
 
 def cmd_sinks(args: argparse.Namespace) -> int:
     ob = _store(args)
+    if args.forget:
+        try:
+            found = ob.remove_consumer(args.forget)
+        finally:
+            ob.close()
+        print(f"sink {args.forget!r} {'forgotten' if found else 'not in the store'}")
+        return 0 if found else 1
     try:
         rows = status_rows(ob)
         repairs = [
@@ -180,6 +187,7 @@ def register(sub: Any) -> None:  # argparse sub-parsers
     p = sub.add_parser("sinks", help="delivery status of every sink: cursor, pending, lag, dropped, dead letters")
     common(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--forget", metavar="NAME", help="forget the cursor of a sink removed from the configuration")
     p.set_defaults(func=cmd_sinks)
 
     dl = sub.add_parser("deadletter", help="points a server rejected for good: list, export, retry, delete")

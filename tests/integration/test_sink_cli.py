@@ -62,3 +62,11 @@ async def test_dead_letters_listed_exported_retried(tmp_path: Path, capsys: pyte
         assert "raw.v1" not in out
         code, out = await cli("deadletter", "delete", "-c", str(cfg_file))
         assert code == 2
+        code, out = await cli("deadletter", "delete", "-c", str(cfg_file), "--all")
+        assert code == 0 and "0 dead letters deleted" in out
+        code, out = await cli("sinks", "-c", str(cfg_file))
+        assert code == 0 and out.splitlines()[1].split()[:3] == ["influx", "2", "1"]
+        code, out = await cli("sinks", "-c", str(cfg_file), "--forget", "influx")
+        assert code == 0 and "forgotten" in out
+        code, out = await cli("sinks", "-c", str(cfg_file), "--json")
+        assert json.loads(out)["sinks"] == []
