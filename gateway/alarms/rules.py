@@ -180,7 +180,16 @@ def render(template: str, **fields: object) -> str:
         return template
 
 
-def fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+class Num(float):
+    """A number for messages: 4 significant digits by default, any format spec when a template gives one."""
+
+    def __format__(self, spec: str) -> str:
+        return format(float(self), spec or ".4g")
+
+    def __str__(self) -> str:
+        return format(self, "")
+
+
+def fmt(value: object) -> object:
+    """A value for a message template (`{value}`, `{value:.3f}`)."""
+    return Num(value) if isinstance(value, float) else value

@@ -290,3 +290,10 @@ def test_delays_complete_on_the_clock_when_no_sample_arrives() -> None:
     out = eng.tick(int(3.2 * S))
     assert states(out) == [(N, UA)]
     assert events(out)[0]["ts"] == 3 * S  # when the on-delay completed, not when the tick noticed
+
+
+def test_message_templates_take_format_specs() -> None:
+    eng = engine(rule(kind="threshold", quantity="cell_voltage", high=3.65, message="{where}: {value:.3f} > {limit}"))
+    (ev,) = events(eng.process([batch(sample(0, "cell_voltage", 3.71234, module=1, cell=2))]))
+    assert ev["message"] == " m1c2: 3.712 > 3.65"
+    assert r.render("{value:.2f} {missing_is_blank}", value="text") == "{value:.2f} {missing_is_blank}"
