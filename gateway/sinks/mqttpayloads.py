@@ -33,9 +33,14 @@ def dumps(doc: object) -> bytes:
 
 
 def clean(value: object) -> object:
-    """JSON has no NaN or infinity: such a value is sent as null (its quality says why)."""
+    """JSON has no NaN or infinity: such a value is sent as null (its quality says why), also inside
+    lists and mappings (alarm records), so no record can make a payload impossible to send."""
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
     return value
 
 
@@ -98,7 +103,7 @@ def render_rows(rows: Sequence[Row], topics: Topics, state: MqttState, retain_st
         elif b.kind == BatchKind.ALARM:
             out += _alarms(b, topics, state)
         else:
-            out += [Message(topics.gateway_info, dumps({"site": topics.site, **r}), 1, True) for r in b.records]
+            out += [Message(topics.gateway_info, dumps(clean({"site": topics.site, **r})), 1, True) for r in b.records]
         if b.status is not None and b.status.state != DeviceState.STARTING:
             online = "offline" if b.status.state == DeviceState.OFFLINE else "online"
             out.append(Message(topics.rack(b.status.device, "availability"), online.encode(), 1, True))

@@ -119,3 +119,19 @@ def test_home_assistant_discovery_for_rack_level_numbers_only() -> None:
     assert cfg["device_class"] == "battery" and cfg["unit_of_measurement"] == "%"
     assert cfg["availability"][0]["topic"] == "bms/s1/gateway/status"
     assert all(m.retain for m in msgs)
+
+
+def test_nan_anywhere_in_a_record_becomes_null() -> None:
+    rec: dict[str, object] = {
+        "type": "active",
+        "ts": T,
+        "rack": "r1",
+        "active": [{"alarm_id": "a", "value": float("nan")}],
+    }
+    b = Batch("alarms", [], kind=BatchKind.ALARM, device="r1", records=[rec])
+    msgs = render_rows([row(1, b)], TOPICS, MqttState())
+    assert json.loads(msgs[0].payload)["active"] == [{"alarm_id": "a", "value": None}]
+    st = Batch(
+        "gateway", [], kind=BatchKind.STATUS, records=[{"ts": T, "load": float("inf"), "x": {"y": float("nan")}}]
+    )
+    assert json.loads(render_rows([row(2, st)], TOPICS, MqttState())[0].payload)["x"] == {"y": None}
