@@ -127,7 +127,7 @@ def status_document(
                 "name": src.name,
                 "started": started,
                 "state": dev.state if dev else ("running" if started else "starting"),
-                "samples": seen.samples if seen else 0,
+                "samples": seen.samples if seen else None,  # None: its batches carry its devices' names
                 "racks": sorted(seen.racks) if seen else [],
                 "age_s": age_seconds(now, seen.last_batch) if seen and seen.last_batch else None,
             }
