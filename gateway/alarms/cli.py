@@ -130,6 +130,16 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gateway.alarms.ruleset import RuleFile
+
+    schema = RuleFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "bms-gateway alarm rule file"
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
 def register(sub: Any) -> None:
     from gateway.cli import add_config_arg
 
@@ -164,3 +174,5 @@ def register(sub: Any) -> None:
     add_config_arg(q)
     q.add_argument("-v", "--verbose", action="store_true", help="where each rule comes from")
     q.set_defaults(func=cmd_rules)
+    q = asub.add_parser("schema", help="print the JSON Schema of a rule file (for editors)")
+    q.set_defaults(func=cmd_schema)

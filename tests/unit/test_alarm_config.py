@@ -179,3 +179,13 @@ def test_rules_cli_prints_the_effective_table(tmp_path: Path, capsys: pytest.Cap
     line = next(x for x in out.splitlines() if x.startswith("cell_over_voltage"))
     assert '"high": 3.7' in line and "critical" in line
     assert "overridden at" in out
+
+
+def test_rule_file_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["alarms", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "bms-gateway alarm rule file"
+    kinds = {d["properties"]["kind"]["const"] for d in schema["$defs"].values() if "kind" in d.get("properties", {})}
+    assert {"threshold", "spread", "disagreement", "bms_bits"} <= kinds
