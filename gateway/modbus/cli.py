@@ -203,6 +203,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway.modbus.plan import compile_points
+    from gateway.modbus.recording import decode_recording, read_recording
+    from gateway.modbus.validate import load_modbus_profile
+
+    profile = load_modbus_profile(args.profile)
+    points, _ = compile_points(profile)
+    _, cycles = read_recording(args.recording)
+    if args.unit is not None:
+        cycles = [c for c in cycles if c.unit == args.unit]
+    for cycle, samples in decode_recording(points, cycles, args.rack):
+        for s in samples:
+            print(json.dumps({"unit_id": cycle.unit, **s._asdict()}, ensure_ascii=False))
+    return 0
+
+
 def _add_simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--profile", type=Path, default=None, help="Modbus profile YAML to serve")
     p.add_argument("-c", "--config", type=Path, default=None, help="serve every modbus source of a gateway.yaml")
@@ -245,6 +263,12 @@ def register(sub: Any) -> None:
     pp.add_argument("-p", "--profile", type=Path, required=True, help="Modbus profile YAML")
     pp.add_argument("--one-request-per-point", action="store_true", help="the plan with that workaround")
     pp.set_defaults(func=cmd_plan)
+    dp = msub.add_parser("decode", help="decode a recording offline with a profile (JSON lines of samples)")
+    dp.add_argument("-p", "--profile", type=Path, required=True, help="Modbus profile YAML")
+    dp.add_argument("--recording", type=Path, required=True, help="recording file (modbus record)")
+    dp.add_argument("--unit", type=int, default=None, help="only this unit id")
+    dp.add_argument("--rack", default="", help="rack tag of the samples")
+    dp.set_defaults(func=cmd_decode)
     _add_simulate_args(sub.add_parser("modbus-sim", help="same as `modbus simulate`"))
     _add_record_args(sub.add_parser("modbus-record", help="same as `modbus record`"))
 

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from gateway.errors import ConfigError, Problem
+from gateway.modbus.decode import decode_block, quality_samples
 from gateway.modbus.device import DeviceRun, Outcome
-from gateway.modbus.plan import Block
+from gateway.modbus.plan import Block, Point
 from gateway.modbus.simulator import ModbusSimulator, SimDevice
+from gateway.model import Quality, Sample
 
 FORMAT = "bms-gateway-modbus-recording"
 
@@ -139,3 +141,29 @@ async def replay(sim: ModbusSimulator, cycles: list[Cycle], *, loop: bool = Fals
         if not loop or not cycles:
             return
         await asyncio.sleep(max(0.0, cycles[-1].t - cycles[0].t) / max(1, len(cycles)) / speed)
+
+
+def decode_recording(points: list[Point], cycles: list[Cycle], rack: str = "") -> list[tuple[Cycle, list[Sample]]]:
+    """Samples of every recorded cycle, decoded offline with a profile's points (no network).
+
+    Each recorded block is decoded with the points that lie inside it, so a recording made with any
+    plan (split blocks, one request per point) decodes the same way."""
+    by_table: dict[str, list[Point]] = {}
+    for p in points:
+        by_table.setdefault(p.table, []).append(p)
+    out: list[tuple[Cycle, list[Sample]]] = []
+    for c in cycles:
+        samples: list[Sample] = []
+        for f in c.frames:
+            table, start, count = str(f["table"]), int(f["start"]), int(f["count"])
+            inside = tuple(p for p in by_table.get(table, []) if start <= p.address and p.end <= start + count)
+            if not inside:
+                continue
+            block = Block(table, start, count, inside[0].interval, inside)
+            ts = int(f.get("ts", 0))
+            if "words" in f:
+                samples += decode_block(block, f["words"], ts, rack)
+            else:
+                samples += quality_samples(inside, ts, rack, Quality.BAD if "code" in f else Quality.COMM_LOSS)
+        out.append((c, samples))
+    return out
