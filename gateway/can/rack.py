@@ -35,10 +35,13 @@ class Rack:
             return
         if state == DeviceState.OFFLINE:
             log.warning("device offline", source=self.name, reason=reason)
+        elif state == DeviceState.DEGRADED:
+            log.warning("device degraded", source=self.name, reason=reason)
         elif self.state != DeviceState.STARTING:
             log.info("device online", source=self.name)
         self.state = state
-        core_metrics.device_online.labels(self.name).set(1 if state == DeviceState.ONLINE else 0)
+        answering = state in (DeviceState.ONLINE, DeviceState.DEGRADED)
+        core_metrics.device_online.labels(self.name).set(1 if answering else 0)
         self.status = DeviceStatus(self.name, state, reason, ts)
 
     def supervise(self, now: float, ts: int) -> None:
@@ -55,6 +58,14 @@ class Rack:
                 self.samples.extend(s._replace(ts=ts, quality=Quality.COMM_LOSS) for s in last)
         elif verdict.comm_loss is False:
             self.set_state(DeviceState.ONLINE, "", ts)
+        if self.state in (DeviceState.ONLINE, DeviceState.DEGRADED):
+            stale = self.supervisor.stale
+            if stale:  # answering, but some cyclic messages stopped
+                names = sorted(self.plan.messages[k].name for k in stale)
+                more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+                self.set_state(DeviceState.DEGRADED, f"stale: {', '.join(names[:3])}{more}", ts)
+            else:
+                self.set_state(DeviceState.ONLINE, "", ts)
 
     def take(self, ts: int) -> Batch | None:
         if not self.samples and self.status is None:

@@ -226,7 +226,7 @@ class CanBusSource:
                     rack.decoded += 1
                 if reason in ("", "out_of_range"):
                     rack.supervisor.seen(rkey, now)
-                    if rack.state != DeviceState.ONLINE:
+                    if rack.state in (DeviceState.STARTING, DeviceState.OFFLINE):
                         rack.set_state(DeviceState.ONLINE, "", ts)
         self.frames += len(frames)
         metrics.frames.labels(self.bus_label).inc(len(frames))

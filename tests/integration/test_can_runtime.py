@@ -149,7 +149,7 @@ async def test_stale_after_missed_cycles_then_comm_loss_then_back(tmp_path: Path
     assert stored[("soc", 60.5, "good", None, None)] >= 10
     # the order of events: stale limits while status is fresh, then offline, then online
     ob_statuses = [s for d, s in stored_statuses(tmp_path / "store.db") if d == "r1"]
-    assert ob_statuses[-2:] == ["offline", "online"]
+    assert ob_statuses[-3:] == ["degraded", "offline", "online"]  # limits stale, then all, then back
     assert metric("bms_gateway_can_stale_total", rack="r1", message="RackLimits") >= 1
 
 
