@@ -7,7 +7,11 @@ prometheus_client's own text parser for /metrics.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -112,3 +116,23 @@ def test_readyz_names_a_sink_that_cannot_connect(tmp_path: Path) -> None:
         assert SECRET not in json.dumps(doc)
     finally:
         assert stop(proc) == 0
+
+
+def test_demo_prints_a_working_status_page_url(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BMS_GATEWAY__HTTP__PORT": "0"}
+    cmd = [sys.executable, "-m", "gateway", "demo", "--store", str(tmp_path / "demo.db")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:
+            if line.startswith("status page: "):
+                url = line.removeprefix("status page: ").strip()
+                break
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+        assert http_get(url + "healthz")[0] == 200
+        assert "bms-gateway status" in http_get(url)[2]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
