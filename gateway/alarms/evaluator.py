@@ -167,42 +167,44 @@ class AlarmEngine:
 
     def process(self, batches: list[Batch]) -> list[Batch]:
         """Evaluate sample batches (other kinds are skipped); return ALARM batches of the transitions."""
-        index, prefixed = self.index, self.prefixed
         for b in batches:
             if b.kind != BatchKind.SAMPLES:
                 continue
             if b.status is not None:
                 self._status(b)
-            if not b.samples:
-                continue
-            comm_lost = False
-            qrules = self.quality
-            for s in b.samples:
-                if s.quality != GOOD:
-                    comm_lost = comm_lost or s.quality == Quality.COMM_LOSS
-                    if qrules:
-                        self._quality(s, True)
-                elif self.quality_watch:
-                    self._quality(s, False)
-                hs = index.get(s.quantity)
-                if hs is None:
-                    hs = index[s.quantity] = [h for h in prefixed if s.quantity.startswith(h.prefix or "\0")]
-                for h in hs:
-                    h.sample(s)
-            last = b.samples[-1]
-            rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
-            if rack in self.removed:
-                continue  # a batch still queued from a source a reload removed
-            self.racks.add(rack)
-            self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
-            self._comm(rack, comm_lost, last.ts)
-            for st in self.stale:
-                self._check(st, rack, False, last.ts, None, "samples arriving again")
-        for h in self.finishers:
-            h.finish()
-        for g in self.gatherers.values():
-            g.clear()
+            if b.samples:
+                self._samples(b)
+                # Arrays (spreads, sums) are per poll: evaluate and forget them after each batch.
+                for h in self.finishers:
+                    h.finish()
+                for g in self.gatherers.values():
+                    g.clear()
         return self._flush()
+
+    def _samples(self, b: Batch) -> None:
+        index, prefixed, qrules = self.index, self.prefixed, self.quality
+        comm_lost = False
+        for s in b.samples:
+            if s.quality != GOOD:
+                comm_lost = comm_lost or s.quality == Quality.COMM_LOSS
+                if qrules:
+                    self._quality(s, True)
+            elif self.quality_watch:
+                self._quality(s, False)
+            hs = index.get(s.quantity)
+            if hs is None:
+                hs = index[s.quantity] = [h for h in prefixed if s.quantity.startswith(h.prefix or "\0")]
+            for h in hs:
+                h.sample(s)
+        last = b.samples[-1]
+        rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
+        if rack in self.removed:
+            return  # a batch still queued from a source a reload removed
+        self.racks.add(rack)
+        self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
+        self._comm(rack, comm_lost, last.ts)
+        for st in self.stale:
+            self._check(st, rack, False, last.ts, None, "samples arriving again")
 
     def _status(self, b: Batch) -> None:
         st = b.status

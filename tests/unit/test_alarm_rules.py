@@ -297,3 +297,12 @@ def test_message_templates_take_format_specs() -> None:
     (ev,) = events(eng.process([batch(sample(0, "cell_voltage", 3.71234, module=1, cell=2))]))
     assert ev["message"] == " m1c2: 3.712 > 3.65"
     assert r.render("{value:.2f} {missing_is_blank}", value="text") == "{value:.2f} {missing_is_blank}"
+
+
+def test_two_polls_in_one_commit_group_are_evaluated_separately() -> None:
+    pv = rule(id="pv", kind="disagreement", quantity="rack_voltage", versus="sum:cell_voltage", tolerance=0.5,
+              min_count=2)  # fmt: skip
+    sp = rule(id="sp", kind="spread", quantity="cell_voltage", high=0.1)
+    eng = engine(pv, sp)
+    polls = [batch(sample(t, "rack_voltage", 6.6), *_cells(t, [3.3, 3.3 + 0.05 * t])) for t in (0, 1)]
+    assert events(eng.process(polls)) == []  # sums of 6.6 and 6.65, spreads of 0 and 0.05: nothing mixed
