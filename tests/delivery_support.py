@@ -7,7 +7,6 @@ import contextlib
 import gzip
 import json
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -175,55 +174,75 @@ class InfluxLikeServer:
         return Answer(204)
 
 
-# -- certificates for TLS tests (openssl CLI) ---------------------------------------------------------
+# -- certificates for TLS tests (the cryptography package) -------------------------------------------
 
 
 def make_certs(directory: Path, host: str = "127.0.0.1") -> dict[str, Path]:
-    """A CA, a server certificate for `host` (IP SAN) and a client certificate, signed by the CA."""
+    """A CA, a server certificate for `host` (IP SAN and localhost) and a client certificate, signed by the CA."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     directory.mkdir(parents=True, exist_ok=True)
-    d = {n: directory / n for n in ("ca.key", "ca.crt", "server.key", "server.crt", "client.key", "client.crt")}
+    now = datetime.datetime.now(datetime.UTC)
 
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
+    def save(stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        (directory / f"{stem}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test-ca"))
+        .issuer_name(name("test-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
-    for who, san in (("server", f"IP:{host},DNS:localhost"), ("client", "DNS:gateway")):
-        run(
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}"
+    save("ca", ca_key, ca)
+    for who, san, usage in (
+        (
+            "server",
+            [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")],
+            ExtendedKeyUsageOID.SERVER_AUTH,
+        ),
+        ("client", [x509.DNSName("gateway")], ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(who))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
         )
-        (directory / f"{who}.ext").write_text(f"subjectAltName={san}\n")
-        run(
-            "x509",
-            "-req",
-            "-in",
-            f"{who}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{who}.crt",
-            "-days",
-            "2",
-            "-extfile",
-            f"{who}.ext",
-        )
-    return d
+        save(who, key, cert)
+    return {
+        f"{stem}.{ext}": directory / f"{stem}.{ext}" for stem in ("ca", "server", "client") for ext in ("key", "crt")
+    }
 
 
 # -- an MQTT subscriber with a persistent session ---------------------------------------------------
