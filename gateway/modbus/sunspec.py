@@ -5,7 +5,7 @@ in holding registers) and is a list of models, each `ID, L, <L registers>`, endi
 Model definitions are the SunSpec Alliance's JSON files (in `gateway/data/sunspec`). Repeating
 groups take their count from a point of the model (NStr, NMod) or fill the rest of the model's
 length (cells of model 805). Scale factors (`*_SF`) are read once, at discovery, and compiled into the
-points; a reconnect discovers again. Everything here is pure except `discover`, which reads through
+points (discovery happens once, at first contact). Everything here is pure except `discover`, which reads through
 a callback.
 """
 
