@@ -57,5 +57,10 @@ class MqttSinkConfig(SinkBase):
     )
     timeout: float = Field(10.0, gt=0, description="Seconds to connect and to wait for the PUBACKs of one batch")
     retain_state: bool = Field(True, description="Publish the retained per-rack state topic")
+    levels: list[Literal["rack", "module", "cell"]] = Field(
+        ["rack", "module", "cell"],
+        description="Quantity levels published in telemetry and state (e.g. [rack] on a slow uplink)",
+        min_length=1,
+    )
     ha_discovery: bool = Field(False, description="Publish Home Assistant MQTT discovery for rack-level quantities")
     ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")

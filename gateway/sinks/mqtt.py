@@ -23,7 +23,7 @@ from gateway.errors import SinkError
 from gateway.outbox import Row
 from gateway.sinks.base import Rejected, SinkAuthError, register_sink
 from gateway.sinks.config import MqttSinkConfig
-from gateway.sinks.mqttpayloads import Message, MqttState, Topics, discovery, render_rows
+from gateway.sinks.mqttpayloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_rows
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
@@ -39,7 +39,8 @@ class MqttSink:
         self.cfg = cfg
         self.site = site
         self.base_dir = base_dir
-        self.topics = Topics(cfg.prefix, site, cfg.qos)
+        levels = frozenset(cfg.levels)
+        self.topics = Topics(cfg.prefix, site, cfg.qos, ALL_LEVELS if levels == ALL_LEVELS else levels)
         self.state = MqttState()
         self.client_id = cfg.client_id or f"bms-gateway-{site}-{name}"
         self._client: aiomqtt.Client | None = None

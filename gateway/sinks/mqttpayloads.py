@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.catalog import Kind, Level, lookup
+from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.model import Batch, BatchKind, DeviceState, Sample
 from gateway.outbox import Row
 
@@ -65,11 +65,15 @@ def state_key(s: Sample) -> str:
     return key
 
 
+ALL_LEVELS = frozenset({"rack", "module", "cell"})
+
+
 @dataclass
 class Topics:
     prefix: str
     site: str
     qos: int = 1
+    levels: frozenset[str] = ALL_LEVELS  # quantity levels published in telemetry and state
 
     def rack(self, rack: str, leaf: str) -> str:
         return f"{self.prefix}/{self.site}/{rack or 'unknown'}/{leaf}"
@@ -116,8 +120,10 @@ def render_rows(rows: Sequence[Row], topics: Topics, state: MqttState, retain_st
 
 def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: list[str]) -> list[Message]:
     by_rack: dict[str, list[Sample]] = {}
+    levels = topics.levels
     for s in b.samples:
-        by_rack.setdefault(s.rack, []).append(s)
+        if levels is ALL_LEVELS or level_of(s.quantity, s.module, s.cell) in levels:
+            by_rack.setdefault(s.rack, []).append(s)
     out = []
     for rack, samples in by_rack.items():
         doc = {

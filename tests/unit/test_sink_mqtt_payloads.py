@@ -135,3 +135,14 @@ def test_nan_anywhere_in_a_record_becomes_null() -> None:
         "gateway", [], kind=BatchKind.STATUS, records=[{"ts": T, "load": float("inf"), "x": {"y": float("nan")}}]
     )
     assert json.loads(render_rows([row(2, st)], TOPICS, MqttState())[0].payload)["x"] == {"y": None}
+
+
+def test_levels_filter_telemetry_and_state() -> None:
+    topics = Topics("bms", "s1", 1, frozenset({"rack"}))
+    b = Batch(
+        "r1",
+        [Sample(T, "soc", 55.0, "%", "good", "r1"), Sample(T, "cell_voltage", 3.3, "V", "good", "r1", 1, 2)],
+    )
+    msgs = render_rows([row(1, b)], topics, MqttState())
+    assert [s["q"] for s in json.loads(msgs[0].payload)["samples"]] == ["soc"]
+    assert list(json.loads(msgs[1].payload)["values"]) == ["soc"]
