@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.alarms.states import Alarm, CommandRejected, State
 from tests.alarms_support import S, batch, engine, events, rule, sample, states
@@ -176,3 +178,37 @@ def test_demo_alarm_lines() -> None:
     assert out.getvalue() == (
         "rack-01    ALARM major    normal -> active_unack  rack-01:cov:m1c5: cell_voltage m1c5 3.7 V above 3.65 V\n"
     )
+
+
+# -- property: any sequence of conditions and commands keeps the state machine consistent ----------------
+
+
+OPS = st.lists(st.sampled_from(["on", "off", "ack", "shelve", "unshelve", "expire"]), max_size=40)
+
+
+@given(OPS, st.booleans())
+def test_state_machine_invariants(ops: list[str], latch: bool) -> None:
+    a = Alarm("x", "r", "rule", "major", latch=latch)
+    for t, op in enumerate(ops):
+        before = a.state
+        try:
+            if op in ("on", "off"):
+                tr = a.set_condition(op == "on", t)
+            elif op == "ack":
+                tr = a.acknowledge("u", None)
+            elif op == "shelve":
+                tr = a.shelve(t + 3, "u", "r")
+            elif op == "unshelve":
+                tr = a.unshelve(t, "u", None)
+            else:
+                tr = a.expire(t)
+        except CommandRejected:
+            assert a.state == before or (op == "shelve" and a.state == State.SHELVED)
+            continue
+        if tr is not None:
+            assert (tr.previous, tr.state) == (before, a.state) and tr.previous != tr.state
+        assert (a.shelved_until is not None) == (a.state == State.SHELVED)
+        if a.state == State.RTN_UNACK:
+            assert not a.condition and not latch  # a latched alarm never returns by itself
+        if a.state == State.ACTIVE_UNACK and not latch:
+            assert a.condition
