@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,9 +25,12 @@ from gateway.sources.base import SourceContext
 from tests.modbus_support import TINY, write
 from tests.servers import free_port
 
+SUNSPEC = "protocol: modbus\nsunspec: true\ninterval: 0.1\n"
 
-def device(port: int, unit: int = 1, name: str = "rack-a", **kw: object) -> DeviceRun:
-    profile = load_modbus_profile(write(Path(f"/tmp/modbus-tools-{port}") / "tiny.yaml", TINY))
+
+def device(port: int, unit: int = 1, name: str = "rack-a", text: str = TINY, **kw: object) -> DeviceRun:
+    with tempfile.TemporaryDirectory() as tmp:
+        profile = load_modbus_profile(write(Path(tmp) / "p.yaml", text))
     cfg = ModbusSourceConfig(name=name, profile="tiny", host="127.0.0.1", port=port, unit_id=unit, **kw)  # type: ignore[arg-type]
     return DeviceRun(cfg, profile)
 
@@ -56,13 +60,17 @@ def snapshot(b: Batch) -> tuple[tuple[object, ...], ...]:
     return tuple((s.quantity, s.module, s.cell, s.value, s.quality) for s in b.samples)
 
 
-async def test_a_replayed_recording_gives_the_same_samples_as_the_live_run(tmp_path: Path) -> None:
-    profile = load_modbus_profile(write(tmp_path / "tiny.yaml", TINY))
-    live_sim = ModbusSimulator.from_profile(profile, [1])
+@pytest.mark.parametrize("kind", ["register-map", "sunspec"])
+async def test_a_replayed_recording_gives_the_same_samples_as_the_live_run(tmp_path: Path, kind: str) -> None:
+    text = TINY if kind == "register-map" else SUNSPEC
+    if kind == "sunspec":
+        live_sim = ModbusSimulator.sunspec([1], modules=2, cells=4)
+    else:
+        live_sim = ModbusSimulator.from_profile(load_modbus_profile(write(tmp_path / "tiny.yaml", TINY)), [1])
     await live_sim.start(free_port())
     models = asyncio.create_task(live_sim.run_models(0.05, speed=60))
     out = io.StringIO()
-    dev = device(live_sim.port, interval=0.2)
+    dev = device(live_sim.port, interval=0.2, text=text)
     ep = ModbusEndpoint("127.0.0.1", live_sim.port, [dev])
     ep.on_response = Recorder(out, [dev], {"rack-a": "tiny"})
     try:
@@ -84,7 +92,7 @@ async def test_a_replayed_recording_gives_the_same_samples_as_the_live_run(tmp_p
     player = asyncio.create_task(replay(sim, cycles))
     while not sim.devices[1].image.tables:  # noqa: ASYNC110 (the replay fills it on its own schedule)
         await asyncio.sleep(0.005)
-    ep2 = ModbusEndpoint("127.0.0.1", sim.port, [device(sim.port, interval=0.05)])
+    ep2 = ModbusEndpoint("127.0.0.1", sim.port, [device(sim.port, interval=0.05, text=text)])
     try:
         replayed = await poll(ep2, lambda bs: player.done() and len(bs) >= 3)
     finally:
