@@ -130,6 +130,43 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run the configuration's rules over stored samples (what would these rules have said?); writes nothing."""
+    from gateway.alarms.engine import racks_of
+    from gateway.alarms.evaluator import AlarmEngine
+    from gateway.alarms.ruleset import build_ruleset
+    from gateway.cli import load_or_exit
+    from gateway.model import BatchKind
+    from gateway.outbox import Outbox
+
+    loaded = load_or_exit(args)
+    store = Path(args.store) if args.store is not None else loaded.config.store.path
+    if not store.exists():
+        print(f"error: no store at {store}", file=sys.stderr)
+        return 2
+    engine = AlarmEngine(build_ruleset(loaded).rules, racks_of(loaded))
+    box = Outbox(store)
+    n = 0
+    try:
+        for row in box.query(args.since or 0, args.until):
+            b = row.batch
+            if b.kind != BatchKind.SAMPLES or (args.rack and b.samples and b.samples[0].rack != args.rack):
+                continue
+            out = engine.tick(b.created) + engine.process([b])  # the clock is the data's own time
+            events: list[dict[str, Any]] = [r for x in out for r in x.records if r["type"] == "event"]
+            for rec in events:
+                n += 1
+                if args.json:
+                    print(json.dumps(rec, ensure_ascii=False))
+                else:
+                    print(f"{_iso(rec['ts'])} {rec['severity']:8} {rec['alarm_id']:40} "
+                          f"{rec['previous']} -> {rec['state']}: {rec['message']}")  # fmt: skip
+    finally:
+        box.close()
+    print(f"{n} transitions", file=sys.stderr)
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from gateway.alarms.ruleset import RuleFile
 
@@ -174,5 +211,11 @@ def register(sub: Any) -> None:
     add_config_arg(q)
     q.add_argument("-v", "--verbose", action="store_true", help="where each rule comes from")
     q.set_defaults(func=cmd_rules)
+    q = common("evaluate", "run the configuration's rules over stored samples and print the transitions")
+    q.add_argument("--since", type=parse_time, help="ISO time, Unix seconds or 10m/2h/7d ago")
+    q.add_argument("--until", type=parse_time)
+    q.add_argument("--rack")
+    q.add_argument("--json", action="store_true", help="event records as JSON lines")
+    q.set_defaults(func=cmd_evaluate)
     q = asub.add_parser("schema", help="print the JSON Schema of a rule file (for editors)")
     q.set_defaults(func=cmd_schema)

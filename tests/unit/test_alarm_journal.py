@@ -136,3 +136,30 @@ def test_missing_store_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as info:
         main(["alarms", "verify", "--store", str(tmp_path / "nope.db")])
     assert info.value.code == 2
+
+
+def test_evaluate_runs_rules_over_stored_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.model import Batch, Sample
+    from gateway.outbox import Outbox
+
+    store = tmp_path / "data.db"
+    ob = Outbox(store)
+    volts = [3.3, 3.5, 3.7, 3.7, 3.5, 3.3]
+    ob.append([Batch("rack-01", [Sample(k * S, "cell_voltage", v, "V", "good", "rack-01", 1, 2)], device="rack-01",
+                     created=k * S) for k, v in enumerate(volts)])  # fmt: skip
+    ob.close()
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(f"""\
+site: {{name: s1}}
+sources: [{{type: simulated, name: rack-01}}]
+store: {{path: {tmp_path / "other.db"}}}
+alarms:
+  defaults: null
+  rules: [{{id: cov, kind: threshold, quantity: cell_voltage, high: 3.6, deadband: 0.2, severity: critical}}]
+""")  # fmt: skip
+    assert main(["alarms", "evaluate", "-c", str(cfg), "--store", str(store), "--json"]) == 0
+    out = capsys.readouterr()
+    got = [(e["alarm_id"], e["state"], e["ts"]) for e in map(json.loads, out.out.splitlines())]
+    assert got == [("rack-01:cov:m1c2", "active_unack", 2 * S), ("rack-01:cov:m1c2", "rtn_unack", 5 * S)]
+    assert "2 transitions" in out.err
+    assert not (tmp_path / "other.db").exists()  # nothing written: the store named on the command line is read
