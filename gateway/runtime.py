@@ -93,7 +93,7 @@ class Runtime:
         self._reload_requested = False
         self._wakeup = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
-        self._source_tasks: dict[str, asyncio.Task[None]] = {}
+        self._source_tasks: dict[str, list[asyncio.Task[None]]] = {}  # by name (a list: names may repeat)
         self._sink_tasks: dict[str, asyncio.Task[None]] = {}
         self.processors: list[Processor] = []
         self.observers: list[Observer] = []
@@ -199,7 +199,8 @@ class Runtime:
                 if not self.sources:
                     self._source_started("")
                 await self._serve_until_stopped()
-                source_tasks, sink_tasks = list(self._source_tasks.values()), list(self._sink_tasks.values())
+                source_tasks = [t for ts in self._source_tasks.values() for t in ts]
+                sink_tasks = list(self._sink_tasks.values())
                 await self._shutdown(source_tasks, pipeline, sink_tasks, service_tasks)
         finally:
             for cb in self.on_close:
@@ -311,14 +312,15 @@ class Runtime:
 
     def _start_source(self, src: Source) -> None:
         assert self._tg is not None
-        self._source_tasks[src.name] = self._tg.create_task(self._run_source(src), name=f"source:{src.name}")
+        task = self._tg.create_task(self._run_source(src), name=f"source:{src.name}")
+        self._source_tasks.setdefault(src.name, []).append(task)
 
     def _start_runner(self, runner: SinkRunner) -> None:
         assert self._tg is not None
         self._sink_tasks[runner.name] = self._tg.create_task(runner.run(), name=f"sink:{runner.name}")
 
     async def _stop_sources(self, names: set[str]) -> None:
-        tasks = [t for n, t in self._source_tasks.items() if n in names]
+        tasks = [t for n, ts in self._source_tasks.items() if n in names for t in ts]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -253,3 +253,20 @@ async def test_busy_http_port_never_stops_the_gateway(tmp_path: Path, monkeypatc
         blocker.close()
         rt.request_stop("test")
         assert await task == 0
+
+
+async def test_sources_with_the_same_name_all_stop(tmp_path: Path) -> None:
+    rt = Runtime(load_config(config(tmp_path, 0)))
+    twins = [GatedSource(), GatedSource()]
+    rt.sources += twins
+    task = asyncio.create_task(rt.run())
+    for twin in twins:
+        twin.gate.set()
+
+    async def both_stored() -> bool:
+        return rt.outbox.stored_samples() > 100 and len(rt._source_tasks["gated"]) == 2
+
+    await until(both_stored)
+    rt.request_stop("test")
+    async with asyncio.timeout(20):  # a twin left running would hold the task group open forever
+        assert await task == 0
