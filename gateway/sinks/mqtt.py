@@ -127,11 +127,20 @@ class MqttSink:
         if client is None:
             raise SinkError("not connected")
         # `timeout` for every 100 messages: a large catch-up batch on a slow link still fits.
+        # Every publish is awaited to its end (no orphaned failures); the first error fails the batch.
         try:
             async with asyncio.timeout(self.cfg.timeout * max(1.0, len(msgs) / 100)):
-                await asyncio.gather(*(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in msgs))
-        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
-            raise SinkError(f"publish failed: {exc or type(exc).__name__}") from None
+                results = await asyncio.gather(
+                    *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in msgs),
+                    return_exceptions=True,
+                )
+        except TimeoutError:
+            raise SinkError("publish failed: no acknowledgement in time") from None
+        for r in results:
+            if isinstance(r, aiomqtt.MqttError | OSError):
+                raise SinkError(f"publish failed: {r or type(r).__name__}")
+            if isinstance(r, BaseException):
+                raise r
 
     async def _disconnect(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
