@@ -22,7 +22,16 @@ if TYPE_CHECKING:
 log = structlog.get_logger("can.checks")
 
 
-BUS_SETTINGS = ("bitrate", "fd", "loopback_only", "reconnect_initial", "reconnect_max", "batch_window")
+BUS_SETTINGS = (
+    "bitrate",
+    "fd",
+    "loopback_only",
+    "reconnect_initial",
+    "reconnect_max",
+    "batch_window",
+    "batch_max_frames",
+    "receive_buffer",
+)
 
 
 def bus_key(cfg: CanSourceConfig) -> tuple[str, str, int | None]:

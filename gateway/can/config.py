@@ -38,6 +38,9 @@ class CanSourceConfig(SourceBase):
     reconnect_max: float = Field(30.0, gt=0, description="Longest delay in seconds between reopen attempts")
     batch_window: float = Field(0.05, gt=0, le=5, description="Seconds of frames handed on as one batch")
     batch_max_frames: int = Field(2000, ge=1, description="Most frames in one batch")
+    receive_buffer: int = Field(
+        200_000, ge=1, description="Frames held while the pipeline is busy; beyond it frames are dropped (counted)"
+    )
 
 
 class MessageOverride(Strict):

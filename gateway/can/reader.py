@@ -25,7 +25,8 @@ class BusReader:
         self.bus = bus
         self.max_buffer = max_buffer
         self.buffer: deque[can.Message] = deque()
-        self.dropped = 0
+        self.dropped = 0  # frames lost to a full buffer, ever (written by the receiving side only)
+        self.reported_dropped = 0  # of those, already counted in the metrics (consumer side)
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event = asyncio.Event()

@@ -98,7 +98,7 @@ class CanBusSource:
                         loopback_only=cfg.loopback_only,
                         filters=self.filters(),
                     )
-                    reader = BusReader(self.bus)
+                    reader = BusReader(self.bus, max_buffer=cfg.receive_buffer)
                     reader.start()
                     metrics.bus_up.labels(self.bus_label).set(1)
                     log.info("CAN bus open", bus=self.bus_label, racks=[r.name for r in self.racks])
@@ -124,8 +124,7 @@ class CanBusSource:
     def _close(self, reader: BusReader | None) -> None:
         if reader is not None:
             reader.stop()
-            if reader.dropped:
-                self._count_dropped(reader)
+            self._count_dropped(reader)
         if self.bus is not None:
             try:
                 self.bus.shutdown()
@@ -150,10 +149,12 @@ class CanBusSource:
                     await ctx.emit(batch)
 
     def _count_dropped(self, reader: BusReader) -> None:
-        if reader.dropped:
-            metrics.dropped.labels(self.bus_label).inc(reader.dropped)
-            log.error("CAN frames dropped: receive buffer full", bus=self.bus_label, frames=reader.dropped)
-            reader.dropped = 0
+        # `reader.dropped` only grows (the receive thread writes it); report the difference
+        n = reader.dropped - reader.reported_dropped
+        if n > 0:
+            reader.reported_dropped += n
+            metrics.dropped.labels(self.bus_label).inc(n)
+            log.error("CAN frames dropped: receive buffer full", bus=self.bus_label, frames=n)
 
     async def _read(self, ctx: SourceContext, reader: BusReader) -> None:
         cfg = self.cfg
@@ -166,8 +167,7 @@ class CanBusSource:
                 )
                 if frames:
                     self._decode(frames)
-                if reader.dropped:
-                    self._count_dropped(reader)
+                self._count_dropped(reader)
                 now = time.monotonic()
                 if now >= next_check:
                     ts = time.time_ns()

@@ -351,3 +351,27 @@ async def test_can_fd_frames_with_64_bytes(tmp_path: Path) -> None:
     assert stored[("cell_voltage", 3.0, "good", 1, 1)] == 1
     assert stored[("cell_voltage", 3.031, "good", 2, 16)] == 1
     assert sum(n for k, n in stored.items() if k[0] == "cell_voltage" and k[2] == "good") == 32
+
+
+async def test_frames_beyond_the_receive_buffer_are_counted_and_logged(tmp_path: Path) -> None:
+    ch = channel()
+    cfg = make_site(
+        tmp_path,
+        f"  - {{type: can, name: r6, profile: can-quick, interface: virtual, channel: {ch}, "
+        "batch_window: 1.0, batch_max_frames: 100000, receive_buffer: 10}\n",
+        profiles={"can-quick": QUICK.replace("stale_after_cycles: 2", "stale_after_cycles: 500")},
+        extra=NO_HTTP,
+    )
+    good = example_frame("RackStatus", SoC=33.0)
+    label = f"virtual:{ch}"
+    async with running(cfg):
+        tx = can.Bus(interface="virtual", channel=ch)
+        try:
+            for _ in range(25):
+                tx.send(good)
+            await until(lambda: metric("bms_gateway_can_frames_dropped_total", bus=label) >= 15)
+            await until(lambda: metric("bms_gateway_can_decoded_total", bus=label, rack="r6") >= 10)
+        finally:
+            tx.shutdown()
+    assert metric("bms_gateway_can_frames_dropped_total", bus=label) == 15
+    assert stored_samples(tmp_path / "store.db", rack="r6")[("soc", 33.0, "good", None, None)] == 10  # 10 + 15 = 25
