@@ -1,0 +1,35 @@
+"""The metrics the Operations manual lists exist in the gateway's registry (the manual cannot drift)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gateway.plugins  # every area registers its metrics on import
+import gateway.runtime  # noqa: F401
+from gateway.metrics import REGISTRY
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def documented() -> set[str]:
+    text = README.read_text()
+    section = text[text.index("### Metrics") : text.index("### Reload")]
+    table = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    names = {m for line in table for m in re.findall(r"`([a-z_]+)(?:\{[^}]*\})?`", line.split("|")[2])}
+    return {f"bms_gateway_{n}" for n in names if not n.endswith("_")}
+
+
+def registered() -> set[str]:
+    out: set[str] = set()
+    for family in REGISTRY.collect():
+        out.add(family.name)
+        out |= {s.name for s in family.samples}
+    out |= {family.name + "_total" for family in REGISTRY.collect() if family.type == "counter"}
+    return out
+
+
+def test_every_documented_metric_exists() -> None:
+    names = documented()
+    assert len(names) > 30
+    assert sorted(names - registered()) == []
