@@ -272,6 +272,15 @@ def compile_rack(
             mplan = plans.get(msg.name)
             if mplan is None:
                 mplan = plans[msg.name] = _message_plan(msg, profile, id_offset)
+            if sig.multiplexer_signal is not None and sig.multiplexer_signal != mplan.mux_signal:
+                problems.append(
+                    PlanProblem(
+                        ("points", i, "signal"),
+                        f"signal {sig_name!r} is under the nested multiplexer {sig.multiplexer_signal}: "
+                        "only one multiplexer level is supported",
+                    )
+                )
+                break
             unit = point.resolved_unit() or (sig.unit or "" if point.quantity.startswith("raw.") else "")
             lo, hi = _range(sig)
             pp = PointPlan(
@@ -353,7 +362,7 @@ def _message_plan(msg: Any, profile: CanProfile, id_offset: int) -> MessagePlan:
             cycle = override.cycle_time or None
         if override.stale_after_cycles is not None:
             stale = override.stale_after_cycles
-    mux = next((s.name for s in msg.signals if s.is_multiplexer), None)
+    mux = next((s.name for s in msg.signals if s.is_multiplexer and s.multiplexer_signal is None), None)
     return MessagePlan(message_key(msg, id_offset, profile.j1939), msg.name, msg.length, msg, cycle, stale, mux)
 
 

@@ -319,3 +319,21 @@ def test_shipped_foxbms_profile_decodes_the_foxbms_trace() -> None:
     assert ("bms_state", "ERROR", None, None) in got and ("alarm.general_error", 1, None, None) in got
     assert ("cell_voltage", 1.996, 1, 9) in got and ("cell_temperature", 26, 2, 4) in got  # 8 sensors per module
     assert ("charge_voltage_limit", 88, None, None) in got
+
+
+def test_nested_multiplexing_is_a_clear_profile_error() -> None:
+    from gateway.can.dbcload import load_dbc_text
+
+    text = (
+        'VERSION ""\nBO_ 100 N: 8 X\n SG_ Outer M : 0|4@1+ (1,0) [0|15] "" X\n'
+        ' SG_ Inner m1M : 4|4@1+ (1,0) [0|15] "" X\n SG_ Deep m2 : 8|8@1+ (1,0) [0|255] "" X\n\n'
+        "SG_MUL_VAL_ 100 Inner Outer 1-1;\nSG_MUL_VAL_ 100 Deep Inner 2-2;\n"
+    )
+    db = load_dbc_text(text, "n.dbc").db
+    profile = CanProfile.model_validate({"dbc": "n.dbc", "points": [{"signal": "Deep", "quantity": "raw.deep"}]})
+    problems = compile_rack(profile, db, rack="r")
+    assert isinstance(problems, list)
+    assert (
+        problems[0].message
+        == "signal 'Deep' is under the nested multiplexer Inner: only one multiplexer level is supported"
+    )
