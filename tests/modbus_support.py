@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.modbus.profile import ModbusProfile
 from gateway.modbus.validate import load_modbus_profile
+from gateway.model import Batch
+from gateway.outbox import Outbox
+from gateway.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERIC = ROOT / "config" / "profiles" / "modbus-generic-rack.yaml"
@@ -71,3 +77,35 @@ def source(name: str, port: int, unit: int = 1, **extra: object) -> str:
     lines = [f"- type: modbus\n  name: {name}\n  profile: tiny\n  host: 127.0.0.1\n  port: {port}\n  unit_id: {unit}\n"]
     lines += [f"  {k}: {v}\n" for k, v in extra.items()]
     return "".join(lines)
+
+
+def stored(rt: Runtime) -> list[Batch]:
+    try:
+        return [row.batch for row in rt.outbox.query()]
+    except sqlite3.ProgrammingError:  # the runtime has stopped and closed it: read the file
+        ob = Outbox(rt.cfg.store.path)
+        try:
+            return [row.batch for row in ob.query()]
+        finally:
+            ob.close()
+
+
+def of(rt: Runtime, device: str) -> list[Batch]:
+    return [b for b in stored(rt) if b.source == device]
+
+
+async def run_until(rt: Runtime, cond: Callable[[], bool], limit: float = 20.0) -> None:
+    """Run the runtime until `cond()` holds (a safety limit stops a hung test, it is not a timing check)."""
+    task = asyncio.create_task(rt.run())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    try:
+        while not cond():
+            if task.done():
+                task.result()
+                raise AssertionError("runtime ended early")
+            assert loop.time() < deadline, "condition not reached"
+            await asyncio.sleep(0.02)
+    finally:
+        rt.request_stop("test")
+        await task

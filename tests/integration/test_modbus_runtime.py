@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-import sqlite3
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 
 from gateway.catalog import lookup
@@ -17,43 +15,10 @@ from gateway.modbus.plan import READ_FUNCTION_CODES
 from gateway.modbus.poller import ModbusEndpoint
 from gateway.modbus.simulator import ModbusSimulator
 from gateway.modbus.validate import load_modbus_profile
-from gateway.model import Batch, DeviceState, Quality
-from gateway.outbox import Outbox
+from gateway.model import DeviceState, Quality
 from gateway.runtime import Runtime
-from tests.modbus_support import TINY, site, source, write
+from tests.modbus_support import TINY, of, run_until, site, source, write
 from tests.servers import free_port
-
-
-def stored(rt: Runtime) -> list[Batch]:
-    try:
-        return [row.batch for row in rt.outbox.query()]
-    except sqlite3.ProgrammingError:  # the runtime has stopped and closed it: read the file
-        ob = Outbox(rt.cfg.store.path)
-        try:
-            return [row.batch for row in ob.query()]
-        finally:
-            ob.close()
-
-
-def of(rt: Runtime, device: str) -> list[Batch]:
-    return [b for b in stored(rt) if b.source == device]
-
-
-async def run_until(rt: Runtime, cond: Callable[[], bool], limit: float = 20.0) -> None:
-    """Run the runtime until `cond()` holds (a safety limit stops a hung test, it is not a timing check)."""
-    task = asyncio.create_task(rt.run())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    try:
-        while not cond():
-            if task.done():
-                task.result()
-                raise AssertionError("runtime ended early")
-            assert loop.time() < deadline, "condition not reached"
-            await asyncio.sleep(0.02)
-    finally:
-        rt.request_stop("test")
-        await task
 
 
 async def tiny_sim(tmp_path: Path, units: list[int], port: int | None = None) -> ModbusSimulator:
