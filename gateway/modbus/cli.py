@@ -167,6 +167,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway.modbus.profile import ModbusProfile
+
+    schema = ModbusProfile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "bms-gateway Modbus profile"
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
 def _add_simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--profile", type=Path, default=None, help="Modbus profile YAML to serve")
     p.add_argument("-c", "--config", type=Path, default=None, help="serve every modbus source of a gateway.yaml")
@@ -215,6 +227,7 @@ def register(sub: Any) -> None:
     dp.add_argument("--unit", type=int, default=None, help="only this unit id")
     dp.add_argument("--rack", default="", help="rack tag of the samples")
     dp.set_defaults(func=cmd_decode)
+    msub.add_parser("schema", help="print the JSON Schema of Modbus profiles").set_defaults(func=cmd_schema)
     _add_simulate_args(sub.add_parser("modbus-sim", help="same as `modbus simulate`"))
     _add_record_args(sub.add_parser("modbus-record", help="same as `modbus record`"))
 

@@ -113,3 +113,11 @@ def test_a_bad_profile_is_reported_with_its_place(tmp_path: Path) -> None:
     done = cli("modbus", "simulate", "-p", str(bad), "--duration", "0.1", cwd=tmp_path)
     assert done.returncode == 2
     assert f"error: {bad}:3:21: points.0.address: soc element 1 ends at address 70000, beyond" in done.stderr
+
+
+def test_profile_schema_lists_the_point_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["modbus", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    point = schema["$defs"]["ModbusPoint"]["properties"]
+    assert {"address", "type", "byte_order", "scale", "missing", "range", "flags", "states"} <= set(point)
+    assert "sunspec" in schema["properties"]
