@@ -8,56 +8,28 @@ was not decoded.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from cantools.database.namedsignalvalue import NamedSignalValue
 
-from gateway import catalog
 from gateway.can.config import CanPoint, CanProfile
 from gateway.can.decode import DECODE_ERROR, OUT_OF_RANGE, SHORT, UNKNOWN_ID, FrameTable, message_key
+from gateway.can.values import (
+    BITS,
+    NUMBER,
+    STATE,
+    PointPlan,
+    bit_names,
+    emit,
+    point_factor,
+    point_mode,
+    value_range,
+)
 from gateway.model import Quality, Sample
 from gateway.profiles import expand
 
-# DBC unit → (catalog unit, factor): applied when a point gives no `scale`.
-UNIT_FACTORS: dict[tuple[str, str], float] = {
-    ("mv", "V"): 1e-3,
-    ("kv", "V"): 1e3,
-    ("ma", "A"): 1e-3,
-    ("ka", "A"): 1e3,
-    ("kw", "W"): 1e3,
-    ("mw", "W"): 1e6,
-    ("kwh", "Wh"): 1e3,
-    ("mwh", "Wh"): 1e6,
-    ("kohm", "Ω"): 1e3,
-    ("kω", "Ω"): 1e3,
-    ("mohm", "Ω"): 1e6,
-    ("mω", "Ω"): 1e6,
-    ("dv", "V"): 0.1,
-}
-
-NUMBER, STATE, BITS = 0, 1, 2
 _GOOD, _OUT = Quality.GOOD, Quality.OUT_OF_RANGE
-
-
-@dataclass(frozen=True, slots=True)
-class PointPlan:
-    signal: str
-    quantity: str
-    unit: str
-    module: int | None
-    cell: int | None
-    mode: int  # NUMBER, STATE or BITS
-    factor: float
-    offset: float
-    lo: float | None  # DBC physical range; None when the DBC gives none
-    hi: float | None
-    bits: tuple[tuple[int, str], ...] = ()
-    scaled: bool = field(init=False, default=False)  # factor or offset apply
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scaled", self.factor != 1.0 or self.offset != 0.0)
 
 
 @dataclass(slots=True)
@@ -144,7 +116,7 @@ class RackPlan:
                 if p.scaled:
                     v = round(v * p.factor + p.offset, 9)
                 append(Sample(ts, p.quantity, v, p.unit, quality, rack, p.module, p.cell))
-            elif _emit(out, p, v, ts, rack):
+            elif emit(out, p, v, ts, rack):
                 reason = OUT_OF_RANGE
         self.last[(key, mux)] = out
         return out, reason
@@ -165,59 +137,6 @@ class RackPlan:
                 out.extend(Sample(ts, name, None, "", Quality.BAD, self.rack, p.module, p.cell) for _, name in p.bits)
             out.append(Sample(ts, p.quantity, None, p.unit, Quality.BAD, self.rack, p.module, p.cell))
         return out
-
-
-def _emit(out: list[Sample], p: PointPlan, v: Any, ts: int, rack: str) -> bool:
-    """Append the samples of one point; True when the value is outside its DBC range."""
-    named = isinstance(v, NamedSignalValue)
-    num = v.value if named else v
-    if p.mode == STATE:
-        out.append(Sample(ts, p.quantity, str(v.name) if named else num, p.unit, Quality.GOOD, rack, p.module, p.cell))
-        return False
-    if not isinstance(num, int | float) or (isinstance(num, float) and not math.isfinite(num)):
-        out.append(Sample(ts, p.quantity, None, p.unit, Quality.BAD, rack, p.module, p.cell))
-        return False
-    bad_range = (p.lo is not None and num < p.lo) or (p.hi is not None and num > p.hi)
-    quality = Quality.OUT_OF_RANGE if bad_range else Quality.GOOD
-    if p.mode == BITS:
-        raw = int(num)
-        for bit, name in p.bits:
-            out.append(Sample(ts, name, (raw >> bit) & 1, "", quality, rack, p.module, p.cell))
-    value = num * p.factor + p.offset if (p.factor != 1.0 or p.offset) else num
-    if isinstance(value, float):
-        value = round(value, 9)
-    out.append(Sample(ts, p.quantity, value, p.unit, quality, rack, p.module, p.cell))
-    return bad_range
-
-
-def _range(sig: Any) -> tuple[float | None, float | None]:
-    lo, hi = sig.minimum, sig.maximum
-    if lo is None or hi is None or lo >= hi:  # [0|0] means "not given" in most DBC tools
-        return None, None
-    return float(lo), float(hi)
-
-
-def _factor(point: CanPoint, sig: Any, unit: str) -> float:
-    if point.scale is not None:
-        factor = point.scale
-    else:
-        factor = UNIT_FACTORS.get(((sig.unit or "").strip().lower(), unit), 1.0)
-    return -factor if point.invert else factor
-
-
-def _mode(point: CanPoint) -> int:
-    if point.bits:
-        return BITS
-    q = catalog.lookup(point.quantity)
-    if q is not None and q.kind in (catalog.Kind.STATE, catalog.Kind.TEXT):
-        return STATE
-    return NUMBER
-
-
-def _bit_names(point: CanPoint) -> tuple[tuple[int, str], ...]:
-    if not point.bits:
-        return ()
-    return tuple(sorted((b, n if "." in n else f"alarm.{n}") for b, n in point.bits.items()))
 
 
 class _Index:
@@ -282,19 +201,19 @@ def compile_rack(
                 )
                 break
             unit = point.resolved_unit() or (sig.unit or "" if point.quantity.startswith("raw.") else "")
-            lo, hi = _range(sig)
+            lo, hi = value_range(sig)
             pp = PointPlan(
                 sig_name,
                 point.quantity,
                 unit,
                 module,
                 cell,
-                _mode(point),
-                _factor(point, sig, unit),
+                point_mode(point),
+                point_factor(point, sig, unit),
                 point.offset,
                 lo,
                 hi,
-                _bit_names(point),
+                bit_names(point),
             )
             if mux_of is not None:
                 ids = sig.multiplexer_ids or []
@@ -372,7 +291,7 @@ def _add_unmapped(plans: dict[str, MessagePlan]) -> None:
         for sig in mplan.message.signals:
             if sig.name in mapped or sig.is_multiplexer:
                 continue
-            lo, hi = _range(sig)
+            lo, hi = value_range(sig)
             mode = STATE if sig.choices else NUMBER
             pp = PointPlan(sig.name, f"raw.{sig.name}", sig.unit or "", None, None, mode, 1.0, 0.0, lo, hi)
             if sig.multiplexer_ids:

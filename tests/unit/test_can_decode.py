@@ -337,3 +337,23 @@ def test_nested_multiplexing_is_a_clear_profile_error() -> None:
         problems[0].message
         == "signal 'Deep' is under the nested multiplexer Inner: only one multiplexer level is supported"
     )
+
+
+def test_unit_conversion_respects_milli_and_mega() -> None:
+    from types import SimpleNamespace
+
+    from gateway.can.config import CanPoint
+    from gateway.can.values import point_factor
+
+    def factor(dbc_unit: str, quantity: str, **kw: object) -> float:
+        point = CanPoint.model_validate({"signal": "S", "quantity": quantity, **kw})
+        return point_factor(point, SimpleNamespace(unit=dbc_unit), point.resolved_unit())
+
+    assert factor("mOhm", "insulation_resistance") == 1e-3
+    assert factor("MOhm", "insulation_resistance") == 1e6
+    assert factor("kOhm", "insulation_resistance") == 1e3
+    assert factor("mV", "cell_voltage") == 1e-3 and factor("V", "cell_voltage") == 1.0
+    assert factor("MWh", "energy_charged") == 1e6 and factor("kWh", "energy_charged") == 1e3
+    assert factor("mV", "cell_voltage", scale=0.002) == 0.002  # an explicit scale wins
+    assert factor("A", "rack_current", invert=True) == -1.0
+    assert factor("furlong", "raw.x") == 1.0
