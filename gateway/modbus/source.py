@@ -55,7 +55,9 @@ def check_modbus(loaded: LoadedConfig, data: Any) -> list[Problem]:
             checked.add(src.profile)
             problems += profile_problems(profile, loaded.profiles_dir / f"{src.profile}.yaml")
         key = (src.host, src.port, src.unit_id)
-        if src.enabled and key in seen:
+        if not src.enabled:
+            continue
+        if key in seen:
             line, col = position(data, ["sources", i, "unit_id"])
             problems.append(
                 Problem(
