@@ -58,3 +58,10 @@ sink_dead_letters_discarded = Counter(
     ["sink"],
     registry=REGISTRY,
 )
+sink_delivery_seconds = Histogram(
+    "bms_gateway_sink_delivery_seconds",
+    "Age of a batch when its sink confirmed it (creation to acknowledgement): the end-to-end latency",
+    ["sink"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+)

@@ -169,6 +169,7 @@ class SinkRunner:
         finally:
             self.outbox.release(self.name)
         metrics.sink_write_seconds.labels(self.name).observe(time.perf_counter() - t0)
+        metrics.sink_delivery_seconds.labels(self.name).observe(max(0.0, (time.time_ns() - rows[-1].ts) / 1e9))
         last = rows[-1].seq
         if rejected:
             self._dead_letter(rejected)
