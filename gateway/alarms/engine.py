@@ -196,7 +196,9 @@ class AlarmService:
 
     def close(self) -> None:
         try:
-            self._record([{"type": "stop", "ts": self.clock(), "active": len(self.engine.instances)}])
+            # A clean stop stored every journaled event; otherwise the next start looks further back.
+            kind = "stop" if not (self._pending or self._inflight) else "stop_incomplete"
+            self._record([{"type": kind, "ts": self.clock(), "active": len(self.engine.instances)}])
             if self._unjournaled:
                 metrics.journal_dropped.inc(len(self._unjournaled))
                 log.error("alarm journal entries lost at stop: the journal cannot be written",

@@ -9,7 +9,8 @@ head row names the last entry written). The outbox's retention never touches thi
 Kinds of entries: `event` (an alarm transition, the record that went to the outbox plus the state
 needed to restore it), `condition` (the condition of a latched or shelved alarm changed without a
 transition), `command` (an operator's ack/shelve/unshelve, accepted or not), `start` and
-`stop` (so that a gap in the gateway's watch is itself on record).
+`stop` (so that a gap in the gateway's watch is itself on record; `stop_incomplete` when events were
+still on their way to the store, which the next start stores).
 """
 
 from __future__ import annotations
