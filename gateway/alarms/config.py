@@ -243,6 +243,13 @@ class CommandsConfig(Strict):
     max_shelve: float = Field(8 * 3600.0, gt=0, description="Longest shelve in seconds")
     default_shelve: float = Field(3600.0, gt=0, description="Shelve duration when the command gives none")
 
+    @field_validator("topic")
+    @classmethod
+    def _one_rack_level(cls, v: str | None) -> str | None:
+        if v is not None and (v.split("/").count("+") != 1 or "#" in v):
+            raise ValueError("the command topic needs exactly one `+` level (the rack) and no `#`")
+        return v
+
 
 class JournalConfig(Strict):
     """The hash-chained alarm journal."""

@@ -189,3 +189,14 @@ def test_rule_file_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert schema["title"] == "bms-gateway alarm rule file"
     kinds = {d["properties"]["kind"]["const"] for d in schema["$defs"].values() if "kind" in d.get("properties", {})}
     assert {"threshold", "spread", "disagreement", "bms_bits"} <= kinds
+
+
+def test_command_topic_needs_one_rack_level(tmp_path: Path) -> None:
+    cfg = write(tmp_path, HEAD + """\
+sinks:
+  m: {type: mqtt, host: localhost}
+alarms:
+  commands: {enabled: true, topic: "site/#"}
+""")  # fmt: skip
+    (p,) = problems(cfg)
+    assert p.startswith(f"{cfg}:7:") and "exactly one `+` level" in p
