@@ -77,6 +77,7 @@ class DeviceRun:
         self.probe_attempt = 0
         self.probe_due = 0.0
         self.bad: dict[Point, int] = {}  # points isolated by splitting -> exception code
+        self.retry_bad: dict[Point, tuple[int, int]] = {}  # refused point -> (next cycle to try, step)
         self.codes: dict[tuple[str, int, int], int | None] = {}  # last exception code per block (log on change)
         self.cycles = 0
 
@@ -143,6 +144,9 @@ class DeviceRun:
         return halves
 
     def mark_bad(self, point: Point, code: int) -> None:
+        """A point refused on its own: retried after 1, 2, 4 ... 64 cycles, not every cycle."""
+        _, step = self.retry_bad.get(point, (0, 1))
+        self.retry_bad[point] = (self.cycles + step, min(step * 2, 64))
         if self.bad.get(point) != code:
             self.bad[point] = code
             log.warning(
@@ -153,6 +157,13 @@ class DeviceRun:
                 meaning=EXCEPTION_NAMES.get(code, "unknown"),
             )
             metrics.bad_points.labels(self.name).set(len(self.bad))
+
+    def skip_bad(self, block: Block) -> bool:
+        """Whether this cycle leaves out a refused point's read (its samples are `bad` without asking)."""
+        if len(block.points) != 1 or block.points[0] not in self.bad:
+            return False
+        due, _ = self.retry_bad.get(block.points[0], (0, 1))
+        return self.cycles < due
 
     # -- outcomes -------------------------------------------------------------------------------
 
@@ -178,13 +189,12 @@ class DeviceRun:
             if len(block.points) == 1 and block.points[0] in self.bad:
                 log.info("modbus point readable again", device=self.name, point=block.points[0].label)
                 del self.bad[block.points[0]]
+                self.retry_bad.pop(block.points[0], None)
                 metrics.bad_points.labels(self.name).set(len(self.bad))
             decoder = self.decoders.get(id(block))
             if decoder is None:  # compiled once per block (the entry keeps the block, so its id stays unique)
                 decoder = self.decoders[id(block)] = BlockDecoder(block)
             return decoder(outcome.words, outcome.ts, self.rack)
-        if code is not None:
-            metrics.errors.labels(self.name, f"exception_{code}").inc()
         return quality_samples(block.points, outcome.ts, self.rack, Quality.BAD)
 
     def cycle_batch(self, samples: list[Sample], answered: bool, reason: str = "") -> Batch | None:

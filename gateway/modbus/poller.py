@@ -180,6 +180,9 @@ class ModbusEndpoint:
         probing = dev.state == DeviceState.OFFLINE
         answered_any = False
         for i, block in enumerate(blocks):
+            if not probing and dev.skip_bad(block):
+                samples += quality_samples(block.points, time.time_ns(), dev.rack, Quality.BAD)
+                continue
             outcome = await self._read(dev, block, retries=0 if probing else dev.cfg.retries)
             if not outcome.answered:
                 reason = outcome.error or f"exception {outcome.code}"
@@ -274,6 +277,7 @@ class ModbusEndpoint:
             metrics.latency.labels(self.label).observe(time.perf_counter() - t0)
             if rr.isError():
                 outcome = Outcome(ts, code=int(rr.exception_code))
+                metrics.errors.labels(dev.name, f"exception_{outcome.code}").inc()
             elif fc in (1, 2):
                 outcome = Outcome(ts, words=list(rr.bits[: block.count]))
             else:

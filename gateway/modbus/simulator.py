@@ -155,6 +155,7 @@ class ModbusSimulator:
         self.function_codes: list[int] = []  # every request's function code, in order
         self.requests = 0
         self.requests_by_unit: dict[int, int] = {}
+        self.reads: list[tuple[int, int, int, int]] = []  # unit, function code, address, count
         self.writes = 0
         self.connections = 0
         self.refused = 0
@@ -180,6 +181,7 @@ class ModbusSimulator:
     async def read(self, unit: int, fc: int, address: int, count: int) -> list[int] | list[bool] | ExcCodes:
         self.requests += 1
         self.requests_by_unit[unit] = self.requests_by_unit.get(unit, 0) + 1
+        self.reads.append((unit, fc, address, count))
         dev = self.devices.get(unit)
         if dev is None or unit in self.faults.silent:
             raise NoSuchIdException(f"unit {unit} does not answer")  # with ignore_missing_devices: no reply
