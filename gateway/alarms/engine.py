@@ -59,6 +59,7 @@ class AlarmService:
         unstored = self._unstored()
         self._record([{"type": "start", "ts": now, "restored": len(engine.instances), "rules": len(engine.specs)}])
         self._pending: list[Batch] = unstored + self._journaled(restored)
+        self._gauge()  # restored alarms count from the start
         log.info("alarm engine ready", rules=len(engine.specs), restored_alarms=len(engine.instances))
 
     def _unstored(self) -> list[Batch]:
@@ -161,8 +162,11 @@ class AlarmService:
             level("alarm", alarm_id=e["alarm_id"], state=e["state"], previous=e["previous"], severity=e["severity"],
                   message=e["message"], user=e["user"], reason=e["reason"])  # fmt: skip
         if events:
-            for severity, n in self.engine.counts().items():
-                metrics.alarms_active.labels(severity).set(n)
+            self._gauge()
+
+    def _gauge(self) -> None:
+        for severity, n in self.engine.counts().items():
+            metrics.alarms_active.labels(severity).set(n)
 
     def _write_journal(self, entries: list[dict[str, Any]]) -> None:
         """Append in order; when the file cannot be written (disk full, I/O error) keep the entries in memory

@@ -154,6 +154,7 @@ async def test_a_latched_alarm_stays_active_across_a_restart(tmp_path: Path) -> 
     seen_before = len(stored(rt2))
     svc = service_of(rt2)
     assert svc is not None and svc.engine.active("rack-01")[0]["alarm_id"] == OV
+    assert metrics.REGISTRY.get_sample_value("bms_gateway_alarms_active", {"severity": "critical"}) == 1
 
     def healthy_batches() -> int:
         return sum(1 for b in stored(rt2)[seen_before:] if b.kind == BatchKind.SAMPLES)
