@@ -154,7 +154,8 @@ def layout(model: ModelInstance) -> list[Field]:
         return offset
 
     walk(defn, 0, None, {})
-    return [f for f in fields if f.address - model.address < len(words)]
+    end = model.address + len(words)  # a count larger than the model is cut to its length
+    return [f for f in fields if f.address + int(f.definition.get("size", 1)) <= end]
 
 
 def flag_name(symbol: str) -> str | None:

@@ -81,3 +81,51 @@ def test_values_round_trip_through_the_mapped_points() -> None:
     assert got[("soc", None, None)] == 55.5
     assert got[("rack_current", None, None)] == -42.3
     assert got[("manufacturer", None, None)] == "bms-gateway"
+
+
+def instance(model_id: int, counts: dict[str, int], repeats: int, address: int = 100) -> sunspec.ModelInstance:
+    defn = sunspec.model_definition(model_id)
+    top = sum(int(p.get("size", 1)) for p in defn["points"])
+    group = defn["groups"][0]
+    length = top - 2 + repeats * sunspec.group_size(group)
+    words = [0] * (length + 2)
+    words[0], words[1] = model_id, length
+    offset = 0
+    for p in defn["points"]:
+        if p["name"] in counts:
+            words[offset] = counts[p["name"]]
+        offset += int(p.get("size", 1))
+    return sunspec.ModelInstance(model_id, address, tuple(words))
+
+
+def test_804_modules_repeat_by_nmod() -> None:
+    m = instance(804, {"NMod": 3}, 3)
+    points = sunspec.points_from_models([m], 1.0)
+    maxes = [p for p in points if p.quantity == "module_cell_voltage_max"]
+    assert [p.module for p in maxes] == [1, 2, 3]
+    group = sunspec.group_size(sunspec.model_definition(804)["groups"][0])
+    assert maxes[1].address - maxes[0].address == group
+    assert {p.quantity for p in points if p.module is None} == {
+        "raw.string_soc",
+        "raw.string_voltage",
+        "raw.string_current",
+    }
+
+
+def test_803_strings_repeat_by_nstr() -> None:
+    m = instance(803, {"NStr": 2}, 2)
+    points = sunspec.points_from_models([m], 1.0)
+    socs = [p for p in points if p.quantity == "raw.string_soc"]
+    assert [p.module for p in socs] == [1, 2]
+    assert [p.quantity for p in points if p.module is None] == [
+        "cell_temperature_max",
+        "cell_temperature_min",
+        "cell_temperature_mean",
+    ]
+
+
+def test_a_count_larger_than_the_model_is_cut_to_its_length() -> None:
+    m = instance(804, {"NMod": 50}, 2)  # claims 50 modules, holds 2
+    points = sunspec.points_from_models([m], 1.0)
+    assert all(p.end <= m.address + len(m.words) for p in points)
+    assert {p.module for p in points if p.quantity == "module_cell_voltage_max"} == {1, 2}
