@@ -149,6 +149,8 @@ def layout(model: ModelInstance) -> list[Field]:
                 n = max(0, (len(words) - offset) // size) if size else 0
             else:
                 n = int(count)
+            if size:
+                n = min(n, max(0, (len(words) - offset) // size))  # a device's count cannot outgrow its model
             for i in range(n):
                 offset = walk(sub, offset, i, own)
         return offset
