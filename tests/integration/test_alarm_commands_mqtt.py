@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from gateway.alarms.commands import Command, CommandListener
@@ -70,3 +71,45 @@ async def test_an_invalid_command_gets_an_error_reply_and_is_not_handled(mosquit
     (reply,) = results.payloads(f"{TOPIC}/result")
     assert reply["ok"] is False and "not of rack 'rack-01'" in reply["errors"][0]
     assert rec.commands == []
+
+
+async def test_shelve_over_mqtt_then_expiry_in_the_runtime(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    from gateway.config import load_config
+    from gateway.model import BatchKind
+    from gateway.runtime import Runtime
+
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(f"""\
+site: {{name: s1}}
+sources:
+  - {{type: simulated, name: rack-01, interval: 0.05, faults: [{{kind: contactor_open, at: 0}}]}}
+sinks:
+  mqtt: {{type: mqtt, host: 127.0.0.1, port: {mosquitto.port}, tls: false, enabled: false}}
+store: {{path: {tmp_path / "store.db"}, commit_interval: 0.02}}
+http: {{enabled: false}}
+alarms:
+  tick_interval: 0.05
+  commands: {{enabled: true, max_shelve: 2}}
+  overrides: {{contactor_positive_open: {{on_delay: 0}}}}
+""")  # fmt: skip
+    rt = Runtime(load_config(cfg))
+    kp = "rack-01:contactor_positive_open"
+
+    def states() -> list[tuple[str, str | None]]:
+        return [(r["state"], r["user"]) for row in rt.outbox.query() if row.batch.kind == BatchKind.ALARM
+                for r in row.batch.records if r["type"] == "event" and r["alarm_id"] == kp]  # fmt: skip
+
+    task = asyncio.create_task(rt.run())
+    try:
+        await wait_until(lambda: states()[:1] == [("active_unack", None)], what="contactor alarm")
+        async with Subscriber(mosquitto.port, f"{TOPIC}/result", client_id="results") as results:
+            too_long = {"action": "shelve", "alarm_id": kp, "user": "op", "reason": "maintenance", "duration": 60}
+            await publish(mosquitto.port, TOPIC, too_long)
+            await publish(mosquitto.port, TOPIC, {**too_long, "duration": 0.5})
+            await wait_until(lambda: len(results.messages) == 2, what="replies")
+        assert "exceeds the longest shelve" in results.messages[0][1]["errors"][0]
+        # Shelved by op; the contactor is still open, so the expiry brings it back unacknowledged.
+        await wait_until(lambda: states() == [("active_unack", None), ("shelved", "op"), ("active_unack", None)])
+    finally:
+        rt.request_stop("test")
+        await task
