@@ -27,7 +27,7 @@ class Rack:
         self.supervisor = Supervisor(limits, comm_loss_timeout, time.monotonic())
         self.state = DeviceState.STARTING
         self.samples: list[Sample] = []
-        self.status: DeviceStatus | None = None
+        self.statuses: list[DeviceStatus] = []  # every change since the last batch, in order
         self.decoded = 0
 
     def set_state(self, state: DeviceState, reason: str, ts: int) -> None:
@@ -42,7 +42,7 @@ class Rack:
         self.state = state
         answering = state in (DeviceState.ONLINE, DeviceState.DEGRADED)
         core_metrics.device_online.labels(self.name).set(1 if answering else 0)
-        self.status = DeviceStatus(self.name, state, reason, ts)
+        self.statuses.append(DeviceStatus(self.name, state, reason, ts))
 
     def supervise(self, now: float, ts: int) -> None:
         verdict = self.supervisor.check(now)
@@ -67,9 +67,12 @@ class Rack:
             else:
                 self.set_state(DeviceState.ONLINE, "", ts)
 
-    def take(self, ts: int) -> Batch | None:
-        if not self.samples and self.status is None:
-            return None
-        batch = Batch(self.name, self.samples, device=self.name, status=self.status, created=ts)
-        self.samples, self.status = [], None
-        return batch
+    def take(self, ts: int) -> list[Batch]:
+        """What to hand on: one batch per status change (the last carries the samples)."""
+        if not self.samples and not self.statuses:
+            return []
+        statuses: list[DeviceStatus | None] = list(self.statuses) or [None]
+        out = [Batch(self.name, [], device=self.name, status=st, created=ts) for st in statuses[:-1]]
+        out.append(Batch(self.name, self.samples, device=self.name, status=statuses[-1], created=ts))
+        self.samples, self.statuses = [], []
+        return out

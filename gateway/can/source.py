@@ -142,11 +142,8 @@ class CanBusSource:
         self._failing = True
         ts = time.time_ns()
         for rack in self.racks:
-            if rack.state != DeviceState.OFFLINE:
-                rack.set_state(DeviceState.OFFLINE, reason, ts)
-                batch = rack.take(ts)
-                if batch is not None:
-                    await ctx.emit(batch)
+            rack.set_state(DeviceState.OFFLINE, reason, ts)
+        await self._emit(ctx)
 
     def _count_dropped(self, reader: BusReader) -> None:
         # `reader.dropped` only grows (the receive thread writes it); report the difference
@@ -265,19 +262,20 @@ class CanBusSource:
     async def _emit(self, ctx: SourceContext) -> None:
         ts = time.time_ns()
         for rack in self.racks:
-            batch = rack.take(ts)
-            if batch is None:
-                continue
-            try:
-                await ctx.emit(batch)
-            except asyncio.CancelledError:  # not handed on: keep it for the drain at shutdown
-                rack.samples[:0] = batch.samples
-                rack.status = rack.status or batch.status
-                raise
-            n = len(batch.samples)
-            if n:
-                self.produced += n
-                core_metrics.samples_produced.labels(rack.name).inc(n)
+            batches = rack.take(ts)
+            for i, batch in enumerate(batches):
+                try:
+                    await ctx.emit(batch)
+                except asyncio.CancelledError:  # not handed on: keep them for the drain at shutdown
+                    for b in reversed(batches[i:]):
+                        rack.samples[:0] = b.samples
+                        if b.status is not None:
+                            rack.statuses.insert(0, b.status)
+                    raise
+                n = len(batch.samples)
+                if n:
+                    self.produced += n
+                    core_metrics.samples_produced.labels(rack.name).inc(n)
 
 
 @register_source("can")
