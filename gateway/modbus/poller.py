@@ -156,9 +156,7 @@ class ModbusEndpoint:
                 continue
             if dev.may_probe(now):
                 polled = True
-                batch, _ = await self._poll_device(dev, intervals)
-                if batch is not None:
-                    await ctx.emit(batch)
+                await self._poll_device(ctx, dev, intervals)
             dev.advance(intervals, time.monotonic())
         return polled
 
@@ -168,34 +166,51 @@ class ModbusEndpoint:
             if batch is not None:
                 await ctx.emit(batch)
 
-    async def _poll_device(self, dev: DeviceRun, intervals: list[float]) -> tuple[Batch | None, bool]:
-        """One cycle of one device. An offline device is first probed with one request, no retries."""
+    async def _poll_device(self, ctx: SourceContext, dev: DeviceRun, intervals: list[float]) -> None:
+        """One cycle of one device, emitted as one batch. An offline device is first probed with one
+        request, no retries. Samples already read when the connection drops are emitted, not lost."""
         samples: list[Sample] = []
+        batch: Batch | None = None
         if dev.needs_discovery:
-            found = await self._discover(dev)
-            if found is None:
-                return dev.cycle_batch([], answered=False, reason="no answer during SunSpec discovery"), False
+            if await self._discover(dev) is None:
+                batch = dev.cycle_batch([], answered=False, reason="no answer during SunSpec discovery")
+                if batch is not None:
+                    await ctx.emit(batch)
+                return
             intervals = list(dev.blocks)
         blocks = dev.blocks_for(intervals)
         probing = dev.state == DeviceState.OFFLINE
         answered_any = False
-        for i, block in enumerate(blocks):
-            if not probing and dev.skip_bad(block):
-                samples += quality_samples(block.points, time.time_ns(), dev.rack, Quality.BAD)
-                continue
-            outcome = await self._read(dev, block, retries=0 if probing else dev.cfg.retries)
-            if not outcome.answered:
-                reason = outcome.error or f"exception {outcome.code}"
-                if not answered_any:
-                    return dev.cycle_batch([], answered=False, reason=reason), False
-                # It answered part of the cycle: keep what it gave, the rest is comm_loss this time.
-                rest = [p for b in blocks[i:] for p in b.points]
-                samples += quality_samples(rest, outcome.ts, dev.rack, Quality.COMM_LOSS)
-                break
-            answered_any = True
-            probing = False
-            samples += await self._resolve(dev, block, outcome)
-        return dev.cycle_batch(samples, answered=True), True
+        i = 0
+        try:
+            for i, block in enumerate(blocks):
+                if not probing and dev.skip_bad(block):
+                    samples += quality_samples(block.points, time.time_ns(), dev.rack, Quality.BAD)
+                    continue
+                outcome = await self._read(dev, block, retries=0 if probing else dev.cfg.retries)
+                if not outcome.answered:
+                    if not answered_any:
+                        reason = outcome.error or f"exception {outcome.code}"
+                        batch = dev.cycle_batch([], answered=False, reason=reason)
+                        return
+                    # It answered part of the cycle: keep what it gave, the rest is comm_loss this time.
+                    samples += self._lost(dev, blocks[i:], outcome.ts)
+                    break
+                answered_any = True
+                probing = False
+                samples += await self._resolve(dev, block, outcome)
+            batch = dev.cycle_batch(samples, answered=True)
+        except ConnectionLost:
+            if samples:
+                batch = dev.cycle_batch(samples + self._lost(dev, blocks[i:], time.time_ns()), answered=True)
+            raise
+        finally:
+            if batch is not None and (batch.samples or batch.status is not None):
+                await ctx.emit(batch)
+
+    @staticmethod
+    def _lost(dev: DeviceRun, blocks: list[Block], ts: int) -> list[Sample]:
+        return quality_samples([p for b in blocks for p in b.points], ts, dev.rack, Quality.COMM_LOSS)
 
     async def _discover(self, dev: DeviceRun) -> bool | None:
         """Read the SunSpec chain and extend the device's plan. None when the device did not answer."""
