@@ -81,3 +81,27 @@ async def test_replay_loops_filters_and_stops() -> None:
     sent.clear()
     stats = await replay(frames, send, rate=50.0)  # recorded timing, 50 times faster: order kept
     assert sent == [1, 2, 3] and stats.loops == 1
+
+
+def test_rack_hands_on_every_status_change_in_order() -> None:
+    from gateway.can.config import CanSourceConfig
+    from gateway.can.rack import Rack
+    from gateway.model import DeviceState, Sample
+    from tests.can_support import DBC_DIR, project_plan
+
+    rack = Rack(
+        CanSourceConfig(name="r", profile="p"), project_plan("can-example-rack", DBC_DIR / "can-example-rack.dbc"), 5.0
+    )
+    rack.set_state(DeviceState.ONLINE, "", 1)
+    rack.set_state(DeviceState.OFFLINE, "bus-off", 2)
+    rack.set_state(DeviceState.OFFLINE, "again", 3)  # no change: not repeated
+    rack.set_state(DeviceState.ONLINE, "", 4)
+    rack.samples.append(Sample(5, "soc", 50.0, "%"))
+    batches = rack.take(6)
+    assert [(b.status.state, b.status.reason) for b in batches if b.status] == [
+        ("online", ""),
+        ("offline", "bus-off"),
+        ("online", ""),
+    ]
+    assert [len(b.samples) for b in batches] == [0, 0, 1]  # the samples ride on the last batch
+    assert rack.take(7) == []
