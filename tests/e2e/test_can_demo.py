@@ -47,3 +47,13 @@ def test_demo_shows_the_can_rack(tmp_path: Path) -> None:
     assert {"rack_voltage", "rack_current", "soc", "cell_voltage_max", "cell_temperature_max"} <= quantities
     assert all(k[2] == "good" for k in stored if k[0] == "rack_voltage")
     assert ("rack-can", "online") in stored_statuses(store)
+
+
+def test_the_demo_profile_and_dbc_are_the_shipped_ones() -> None:
+    root = Path(__file__).resolve().parents[2]
+    data = demo_config_path().parent
+    for shipped, demo in (
+        (root / "config" / "profiles" / "can-redpesk-bms.yaml", data / "profiles" / "can-redpesk-bms.yaml"),
+        (root / "dbc" / "BMS.dbc", data / "can" / "BMS.dbc"),
+    ):
+        assert shipped.read_bytes() == demo.read_bytes(), f"{demo} drifted from {shipped}"
