@@ -28,8 +28,8 @@ SCENARIOS = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
-    ap.add_argument("--runs", type=int, default=3, help="runs per measurement; the table shows medians")
-    ap.add_argument("--quick", action="store_true", help="short runs (1 run, shorter durations)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per measurement (default 3, 1 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="shorter durations (and 1 run unless --runs)")
     ap.add_argument(
         "--rates", type=lambda s: [int(x) for x in s.split(",")], default=[], help="CAN frame rates, comma-separated"
     )
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "bms-bench")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     a = ap.parse_args(argv)
-    opts = Options(runs=a.runs, quick=a.quick, work=a.work, rates=a.rates, duration=a.duration)
+    runs = a.runs or (1 if a.quick else 3)
+    opts = Options(runs=runs, quick=a.quick, work=a.work, rates=a.rates, duration=a.duration)
     rows: list[Row] = []
     for name in a.scenarios or list(SCENARIOS):
         print(f"== {name}", flush=True)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"\nbms-gateway bench, {stamp}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        f"{' (quick)' if a.quick else ''}, medians of {1 if a.quick else a.runs} run(s)\n"
+        f"{' (quick)' if a.quick else ''}, medians of {runs} run(s)\n"
     )
     print(format_table(rows))
     if a.json:

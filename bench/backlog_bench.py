@@ -160,7 +160,7 @@ def run_naive(work: Path, steady: float, outage: float) -> dict[str, float]:
 def run(opts: Options) -> list[Row]:
     outage = opts.duration or (60.0 if opts.quick else 600.0)
     steady = 10.0 if opts.quick else 30.0
-    runs = 1 if opts.quick else min(opts.runs, 1)  # one 10-minute outage per side is already long
+    runs = opts.runs
     root = opts.work / "backlog"
     gw, nv = Runs(), Runs()
     for i in range(runs):

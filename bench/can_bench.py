@@ -192,7 +192,7 @@ def sustained(results: dict[int, Runs]) -> float:
 def run(opts: Options) -> list[Row]:
     rates = opts.rates or (QUICK_RATES if opts.quick else RATES)
     duration = opts.duration or (5.0 if opts.quick else 15.0)
-    runs = 1 if opts.quick else opts.runs
+    runs = opts.runs
     root = opts.work / "can"
     mosq = Mosquitto(root / "mosquitto").start()
     vm = VictoriaMetrics(root / "vm").start()

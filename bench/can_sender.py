@@ -38,7 +38,13 @@ def main() -> None:
     a = ap.parse_args()
 
     db = candata.load()
-    cycle = [f for r in range(a.racks) for f in candata.cycle_frames(db, seed=r + 1, id_offset=r * 0x1000)]
+    # 50 cycles of different values, so that nothing downstream can win by caching repeated frames
+    cycle = [
+        f
+        for v in range(50)
+        for r in range(a.racks)
+        for f in candata.cycle_frames(db, seed=v * 100 + r + 1, id_offset=r * 0x1000)
+    ]
     data = [packed(f) for f in cycle]
     probes = [packed(candata.probe_frame(db, seq)) for seq in range(int(a.duration / a.probe_every) + 2)]
     sock = loopback_socket(a.group)

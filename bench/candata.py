@@ -101,7 +101,16 @@ def cycle_frames(db: Database, seed: int = 1, id_offset: int = 0) -> list[Frame]
     temp = db.get_message_by_name("CellTemp")
     out = [
         Frame(
-            RACK_ID + id_offset, rack.encode({"RackVoltage": 665.6, "RackCurrent": -42.5, "SoC": 61.5, "SoH": 98.0}), 4
+            RACK_ID + id_offset,
+            rack.encode(
+                {
+                    "RackVoltage": round(640 + rnd.random() * 20, 1),
+                    "RackCurrent": round(-50 + rnd.random() * 100, 1),
+                    "SoC": 61.5,
+                    "SoH": 98.0,
+                }
+            ),
+            4,
         )
     ]
     for m in range(CELL_MUXES):

@@ -21,6 +21,7 @@ from bench.proc import Measured, metric_sum, python, spawn
 from bench.stats import Row, Runs, median, percentile, schedule_jitter
 
 ENDPOINTS, UNITS, REGISTERS, VOLTAGES = 10, 10, 1000, 800
+STOP_WAIT = 20.0  # seconds after SIGTERM before SIGKILL (the gateway's grace period is 10 s)
 
 PROFILE = f"""protocol: modbus
 description: bench rack, {REGISTERS} holding registers
@@ -99,8 +100,10 @@ def run_gateway(
         m0, t0, c0 = gw.metrics(), time.time_ns(), gw.proc.mark("start")
         time.sleep(window)
         m1, t1, c1 = gw.metrics(), time.time_ns(), gw.proc.mark("end")
+        t_stop = time.monotonic()
     finally:
-        gw.stop()
+        gw.stop(STOP_WAIT)
+    stop_s = time.monotonic() - t_stop
     counts = store_counts(gw.store, t0, t1)
     jit: list[float] = []
     drifts: list[float] = []
@@ -122,6 +125,7 @@ def run_gateway(
         "rss": gw.proc.last_hwm,
         "lost": max(0.0, expected - points),
         "bad": points - counts["good"],
+        "stop_s": stop_s,
     }
 
 
@@ -169,7 +173,7 @@ def run_naive(work: Path, ports: list[int], mosq: Mosquitto, window: float) -> d
 
 
 def run(opts: Options) -> list[Row]:
-    runs = 1 if opts.quick else opts.runs
+    runs = opts.runs
     window = opts.duration or (20.0 if opts.quick else 60.0)
     warmup = 5.0 if opts.quick else 10.0
     root = opts.work / "modbus"
@@ -229,4 +233,14 @@ def rows(gw: Runs, nv: Runs) -> list[Row]:
         ),
         Row("modbus", "peak RSS MB", gw.med("rss"), nv.med("rss"), better="lower"),
         Row("modbus", "points not stored (window)", gw.med("lost"), math.nan, "0", "lower"),
+        Row(
+            "modbus",
+            "exit after SIGTERM s",
+            gw.med("stop_s"),
+            math.nan,
+            "<=10 (grace)",
+            "lower",
+            met=gw.med("stop_s") <= 11,
+            note=f"killed at {STOP_WAIT:.0f} s" if gw.max("stop_s") >= STOP_WAIT else "",
+        ),
     ]

@@ -14,7 +14,7 @@ from bench.stats import Row, Runs
 
 
 def run(opts: Options) -> list[Row]:
-    runs = 3 if opts.quick else max(3, opts.runs)
+    runs = max(3, opts.runs)
     root = opts.work / "startup"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
