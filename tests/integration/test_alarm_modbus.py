@@ -52,8 +52,8 @@ async def test_bms_bits_and_interlocks_over_modbus(tmp_path: Path) -> None:
         await wait_until(lambda: polls() >= 3, what="first polls")
         dev.image.write("holding", 1, [0b1001])  # BMS alarm bits 0 and 3
         dev.image.write("discrete", 0, [1])  # enclosure door open
-        raised = {(a, "active_unack") for a in ("rack-a:bms_alarm:cell_overvoltage", "rack-a:bms_alarm:insulation_fault",
-                                                "rack-a:door_open")}  # fmt: skip
+        bits = ("rack-a:bms_alarm:cell_overvoltage", "rack-a:bms_alarm:insulation_fault", "rack-a:door_open")
+        raised = {(a, "active_unack") for a in bits}
         await wait_until(lambda: raised <= set(events()), what="alarms from the BMS bits")
         dev.image.write("holding", 1, [0])
         dev.image.write("discrete", 0, [0])
