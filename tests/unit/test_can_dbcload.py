@@ -144,3 +144,23 @@ def test_fuzz_multiplexed_big_endian_table(fid: int, data: bytes) -> None:
 
 
 FOX_TABLE = FrameTable(load_dbc(FOX_DBC).db)
+
+
+def test_can_check_prints_one_warning_per_repair_and_errors_for_the_rest() -> None:
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from gateway.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["can", "check", "--lenient", str(MODEL3), str(ZEROEV), str(BMS_DBC)])
+    assert code == 2  # ZeroEv cannot be loaded, even leniently
+    warnings = [line for line in err.getvalue().splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 6
+    assert warnings[0] == (
+        f"warning: {MODEL3}:1722: message ID5D5RearDItemps: signal DI_lashAngle: "
+        "does not fit in the 5-byte frame (start 40, length 10): dropped"
+    )
+    assert f"error: {ZEROEV}:386:1: cannot load DBC" in err.getvalue()
+    assert f"{MODEL3}: 148 messages" in out.getvalue() and f"{BMS_DBC}: 13 messages" in out.getvalue()
