@@ -24,7 +24,7 @@ def test_demo_reads_modbus_racks_over_loopback(tmp_path: Path) -> None:
         except OSError:
             pass  # already taken by something else: the same situation
         done = subprocess.run(
-            [sys.executable, "-m", "gateway", "demo", "--store", str(store), "--duration", "4"],
+            [sys.executable, "-m", "gateway", "demo", "--store", str(store), "--duration", "3"],
             capture_output=True,
             text=True,
             env=env,
