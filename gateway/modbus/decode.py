@@ -48,6 +48,9 @@ def point_value(p: Point, words: Sequence[int | bool]) -> tuple[Value, str, int 
 
 
 _new_sample = tuple.__new__  # Sample(...) through tuple.__new__: a third of the cost of the NamedTuple call
+# The fast path builds all of Sample's fields positionally: fail at import, not in the data, if they change.
+if Sample._fields != ("ts", "quantity", "value", "unit", "quality", "rack", "module", "cell", "device_ts"):
+    raise ImportError("gateway.model.Sample changed: update BlockDecoder's positional samples")
 
 
 class BlockDecoder:
