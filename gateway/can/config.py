@@ -73,6 +73,10 @@ class CanPoint(PointBase):
     )
     offset: float = Field(0.0, description="Added after scale")
     invert: bool = Field(False, description="Negate the value (a BMS with the opposite current sign)")
+    missing: list[float] = Field(
+        default_factory=list,
+        description="Decoded values that mean `not available` (e.g. 65535): stored with quality missing, no value",
+    )
     bits: dict[int, str] | None = Field(
         None,
         description="Bit number → alarm name: each set bit is `alarm.<name>` (names with a dot are kept, "

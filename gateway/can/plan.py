@@ -8,7 +8,7 @@ was not decoded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cantools.database.namedsignalvalue import NamedSignalValue
@@ -22,6 +22,7 @@ from gateway.can.values import (
     PointPlan,
     bit_names,
     emit,
+    j1939_limits,
     point_factor,
     point_mode,
     value_range,
@@ -107,7 +108,7 @@ class RackPlan:
                 continue
             kind = v.__class__
             # the common case inline: a plain finite number (NaN fails v == v)
-            if p.mode == NUMBER and (kind is int or (kind is float and v == v and v - v == 0)):
+            if p.mode == NUMBER and not p.special and (kind is int or (kind is float and v == v and v - v == 0)):
                 lo = p.lo
                 quality = _GOOD
                 if lo is not None and (v < lo or v > p.hi):
@@ -202,6 +203,7 @@ def compile_rack(
                 break
             unit = point.resolved_unit() or (sig.unit or "" if point.quantity.startswith("raw.") else "")
             lo, hi = value_range(sig)
+            err_from, na_from = j1939_limits(sig) if profile.j1939 else (None, None)
             pp = PointPlan(
                 sig_name,
                 point.quantity,
@@ -214,6 +216,9 @@ def compile_rack(
                 lo,
                 hi,
                 bit_names(point),
+                frozenset(point.missing),
+                na_from,
+                err_from,
             )
             if mux_of is not None:
                 ids = sig.multiplexer_ids or []
@@ -222,19 +227,7 @@ def compile_rack(
                     tags = mux_of[2].get(index_)
                     if tags is not None:
                         mplan.by_mux.setdefault(mux, []).append(
-                            PointPlan(
-                                pp.signal,
-                                pp.quantity,
-                                unit,
-                                tags[0],
-                                tags[1],
-                                pp.mode,
-                                pp.factor,
-                                pp.offset,
-                                lo,
-                                hi,
-                                pp.bits,
-                            )
+                            replace(pp, module=tags[0], cell=tags[1]),
                         )
             elif sig.multiplexer_ids:
                 for mux in sig.multiplexer_ids:
@@ -242,7 +235,7 @@ def compile_rack(
             else:
                 mplan.plain.append(pp)
     if profile.unmapped == "raw":
-        _add_unmapped(plans)
+        _add_unmapped(plans, profile.j1939)
     if problems:
         return problems
     table = FrameTable(db, id_offset=id_offset, j1939=profile.j1939, source_address=source_address, only=set(plans))
@@ -285,7 +278,7 @@ def _message_plan(msg: Any, profile: CanProfile, id_offset: int) -> MessagePlan:
     return MessagePlan(message_key(msg, id_offset, profile.j1939), msg.name, msg.length, msg, cycle, stale, mux)
 
 
-def _add_unmapped(plans: dict[str, MessagePlan]) -> None:
+def _add_unmapped(plans: dict[str, MessagePlan], j1939: bool) -> None:
     for mplan in plans.values():
         mapped = {p.signal for p in mplan.all_points()}
         for sig in mplan.message.signals:
@@ -293,7 +286,11 @@ def _add_unmapped(plans: dict[str, MessagePlan]) -> None:
                 continue
             lo, hi = value_range(sig)
             mode = STATE if sig.choices else NUMBER
-            pp = PointPlan(sig.name, f"raw.{sig.name}", sig.unit or "", None, None, mode, 1.0, 0.0, lo, hi)
+            err_from, na_from = j1939_limits(sig) if j1939 else (None, None)
+            pp = PointPlan(
+                sig.name, f"raw.{sig.name}", sig.unit or "", None, None, mode, 1.0, 0.0, lo, hi, (), frozenset(),
+                na_from, err_from,
+            )  # fmt: skip
             if sig.multiplexer_ids:
                 for mux in sig.multiplexer_ids:
                     mplan.by_mux.setdefault(mux, []).append(pp)

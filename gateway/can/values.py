@@ -42,16 +42,53 @@ class PointPlan:
     lo: float | None  # DBC physical range; None when the DBC gives none
     hi: float | None
     bits: tuple[tuple[int, str], ...] = ()
+    missing: frozenset[float] = frozenset()  # decoded values meaning "not available"
+    na_from: float | None = None  # J1939: decoded values from here up are "not available"
+    error_from: float | None = None  # J1939: from here up to na_from an "error indicator"
     scaled: bool = field(init=False, default=False)  # factor or offset apply
+    special: bool = field(init=False, default=False)  # has not-available or error values
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scaled", self.factor != 1.0 or self.offset != 0.0)
+        object.__setattr__(self, "special", bool(self.missing) or self.na_from is not None)
+
+
+def j1939_limits(sig: Any) -> tuple[float | None, float | None]:
+    """Where the J1939 "error indicator" and "not available" ranges of an unsigned signal begin.
+
+    One byte or more: the top byte 0xFE is an error, 0xFF not available (0xFE00.., 0xFF00.. for two
+    bytes); shorter discrete signals: the highest value is not available, the one below an error.
+    """
+    n = int(sig.length)
+    if sig.is_signed or n < 2 or not sig.scale or sig.scale < 0:
+        return None, None
+    if n >= 8:
+        err_raw, na_raw = 0xFE << (n - 8), 0xFF << (n - 8)
+    else:
+        err_raw, na_raw = (1 << n) - 2, (1 << n) - 1
+    return err_raw * sig.scale + sig.offset, na_raw * sig.scale + sig.offset
+
+
+def _unavailable(p: PointPlan, num: float) -> Quality | None:
+    """MISSING or BAD when the value is a "not available" or "error" code, else None."""
+    if num in p.missing or (p.na_from is not None and num >= p.na_from):
+        return Quality.MISSING
+    if p.error_from is not None and num >= p.error_from:
+        return Quality.BAD
+    return None
 
 
 def emit(out: list[Sample], p: PointPlan, v: Any, ts: int, rack: str) -> bool:
     """Append the samples of one point; True when the value is outside its DBC range."""
     named = isinstance(v, NamedSignalValue)
     num = v.value if named else v
+    if p.special and isinstance(num, int | float):
+        flag = _unavailable(p, num)
+        if flag is not None:
+            if p.mode == BITS:
+                out.extend(Sample(ts, name, None, "", flag, rack, p.module, p.cell) for _, name in p.bits)
+            out.append(Sample(ts, p.quantity, None, p.unit, flag, rack, p.module, p.cell))
+            return False
     if p.mode == STATE:
         out.append(Sample(ts, p.quantity, str(v.name) if named else num, p.unit, Quality.GOOD, rack, p.module, p.cell))
         return False

@@ -357,3 +357,54 @@ def test_unit_conversion_respects_milli_and_mega() -> None:
     assert factor("mV", "cell_voltage", scale=0.002) == 0.002  # an explicit scale wins
     assert factor("A", "rack_current", invert=True) == -1.0
     assert factor("furlong", "raw.x") == 1.0
+
+
+def test_not_available_values_are_missing_never_a_number() -> None:
+    profile = CanProfile.model_validate(
+        {"dbc": "x", "points": [{"signal": "CellVoltage1", "quantity": "cell_voltage", "mux_step": 3,
+                                 "array": {"count": 96, "per_module": 12}, "missing": [65535]},
+                                {"signal": "CellVoltage2", "quantity": "cell_voltage", "mux_step": 3, "mux_slot": 1,
+                                 "array": {"count": 96, "per_module": 12}}]}
+    )  # fmt: skip
+    plan = compile_rack(profile, load_dbc(RACK_DBC).db, rack="r")
+    assert isinstance(plan, RackPlan)
+    fid, data = encode("CellVoltages", CellGroup=0, CellVoltage1=65535, CellVoltage2=3300)
+    samples, _ = plan.decode(plan.key(fid, False), fid, False, data, 1)
+    assert [(s.value, s.quality, s.cell) for s in samples] == [(None, Quality.MISSING, 1), (3.3, Quality.GOOD, 2)]
+
+
+def test_j1939_not_available_and_error_indicators() -> None:
+    from gateway.can.dbcload import load_dbc_text
+
+    text = (
+        'VERSION ""\nBO_ 2566913790 BatteryInfo: 8 BMS\n SG_ Soc : 0|8@1+ (0.4,0) [0|100] "%" X\n'
+        ' SG_ PackVoltage : 8|16@1+ (0.05,0) [0|3200] "V" X\n SG_ Contactor : 24|2@1+ (1,0) [0|3] "" X\n'
+        'VAL_ 2566913790 Contactor 0 "open" 1 "closed" 2 "error" 3 "not_available";\n'
+    )
+    profile = CanProfile.model_validate(
+        {"dbc": "j", "j1939": True, "points": [{"signal": "Soc", "quantity": "soc"},
+                                               {"signal": "PackVoltage", "quantity": "rack_voltage"},
+                                               {"signal": "Contactor", "quantity": "contactor_positive"}]}
+    )  # fmt: skip
+    plan = compile_rack(profile, load_dbc_text(text, "j.dbc").db, rack="r")
+    assert isinstance(plan, RackPlan)
+
+    def decode(data: bytes) -> list[tuple[str, object, str]]:
+        samples, _ = plan.decode(plan.key(0x18FFFE21, True), 0x18FFFE21, True, data + bytes(8 - len(data)), 1)
+        return [(s.quantity, s.value, str(s.quality)) for s in samples]
+
+    assert decode(bytes([100, 0x40, 0x1F, 0b01])) == [
+        ("soc", 40.0, "good"),
+        ("rack_voltage", 400.0, "good"),
+        ("contactor_positive", "closed", "good"),
+    ]
+    assert decode(bytes([0xFF, 0x10, 0xFF, 0b11])) == [
+        ("soc", None, "missing"),
+        ("rack_voltage", None, "missing"),
+        ("contactor_positive", None, "missing"),
+    ]
+    assert decode(bytes([0xFE, 0x10, 0xFE, 0b10])) == [
+        ("soc", None, "bad"),
+        ("rack_voltage", None, "bad"),
+        ("contactor_positive", None, "bad"),
+    ]
