@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -358,16 +360,35 @@ class Runtime:
         self._call_hooks(self.on_reload, result)
         return result
 
+    async def _load_fresh(self) -> LoadedConfig | BaseException | None:
+        """Load the file in a worker thread (profiles and DBC files may take a while; the loop goes on).
+
+        None when a stop request came first: the shutdown never waits for a reload."""
+        future = _in_daemon_thread(_load_or_error, self.loaded.path)
+        deadline = time.monotonic() + RELOAD_LOAD_TIMEOUT
+        while not future.done():
+            await asyncio.wait({future}, timeout=0.2)
+            if self.stop_event.is_set():
+                return None
+            if time.monotonic() > deadline:
+                return TimeoutError(f"loading took longer than {RELOAD_LOAD_TIMEOUT:.0f} s")
+        return future.result()
+
     async def _reload(self) -> ReloadResult:
-        try:
-            fresh = await asyncio.to_thread(load_config, self.loaded.path)
-        except ConfigError as exc:
-            problems = [str(p) for p in exc.problems]
+        fresh = await self._load_fresh()
+        if fresh is None:
+            return ReloadResult(False, problems=["abandoned: the gateway is stopping"])
+        if isinstance(fresh, ConfigError):
+            problems = [str(p) for p in fresh.problems]
             log.error("reload rejected: the configuration is invalid; the running one stays", problems=problems)
             return ReloadResult(False, problems=problems)
-        except Exception as exc:  # a bug in a check must not take the running gateway down
-            log.exception("reload rejected: the configuration could not be loaded; the running one stays")
-            return ReloadResult(False, problems=[f"{self.loaded.path}: {type(exc).__name__}: {exc}"])
+        if isinstance(fresh, BaseException):  # a bug in a check must not take the running gateway down
+            log.error(
+                "reload rejected: the configuration could not be loaded; the running one stays",
+                error=f"{type(fresh).__name__}: {fresh}",
+                exc_info=fresh,
+            )
+            return ReloadResult(False, problems=[f"{self.loaded.path}: {type(fresh).__name__}: {fresh}"])
         plan = plan_reload(self.loaded, fresh)
         new = effective_config(self.loaded, fresh)
         try:  # build everything before stopping anything: a failure leaves the running set untouched
@@ -402,6 +423,38 @@ class Runtime:
         changes = plan.describe()
         log.info("configuration reloaded", changes=changes, restarted_sources=sorted(stop | start))
         return ReloadResult(True, changes=changes, loaded=new, removed=sorted(stop - start))
+
+
+RELOAD_LOAD_TIMEOUT = 60.0  # seconds a reload may take to read and check the files
+
+
+LoadResult = LoadedConfig | BaseException
+
+
+def _in_daemon_thread(fn: Callable[[Path], LoadResult], path: Path) -> asyncio.Future[LoadResult]:
+    """Run `fn(path)` in a daemon thread: an abandoned load never holds up the process's exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[LoadResult] = loop.create_future()
+
+    def settle(result: LoadResult) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    def work() -> None:
+        result = fn(path)
+        with suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, result)
+
+    threading.Thread(target=work, name="reload-load", daemon=True).start()
+    return future
+
+
+def _load_or_error(path: Path) -> LoadedConfig | BaseException:
+    """load_config for a worker thread: the error is returned, so that an abandoned load raises nowhere."""
+    try:
+        return load_config(path)
+    except Exception as exc:
+        return exc
 
 
 def _forget_metrics(sources: set[str], sinks: frozenset[str]) -> None:

@@ -270,3 +270,37 @@ async def test_sources_with_the_same_name_all_stop(tmp_path: Path) -> None:
     rt.request_stop("test")
     async with asyncio.timeout(20):  # a twin left running would hold the task group open forever
         assert await task == 0
+
+
+async def test_a_stop_never_waits_for_a_slow_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    release = threading.Event()
+    loading = threading.Event()
+
+    def slow_load(path: Path) -> None:
+        loading.set()
+        release.wait(30)  # e.g. huge DBC files on a slow disk
+        raise RuntimeError("finished too late")
+
+    rt = Runtime(load_config(config(tmp_path, 0)))
+    monkeypatch.setattr("gateway.runtime.load_config", slow_load)
+    task = asyncio.create_task(rt.run())
+    try:
+
+        async def storing() -> bool:
+            return rt.outbox.stored_samples() > 50
+
+        await until(storing)
+        rt.request_reload()
+
+        async def load_started() -> bool:
+            return loading.is_set()
+
+        await until(load_started)
+        rt.request_stop("test")
+        assert await task == 0
+        assert not release.is_set()  # the daemon stopped while the load was still running
+        assert rt.last_reload is not None and rt.last_reload.problems == ["abandoned: the gateway is stopping"]
+    finally:
+        release.set()
