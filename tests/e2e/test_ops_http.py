@@ -121,18 +121,22 @@ def test_readyz_names_a_sink_that_cannot_connect(tmp_path: Path) -> None:
 def test_demo_prints_a_working_status_page_url(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "BMS_GATEWAY__HTTP__PORT": "0"}
     cmd = [sys.executable, "-m", "gateway", "demo", "--store", str(tmp_path / "demo.db")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
+    out = (tmp_path / "demo.out").open("w")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
     try:
-        assert proc.stdout is not None
-        url = ""
-        for line in proc.stdout:
-            if line.startswith("status page: "):
-                url = line.removeprefix("status page: ").strip()
-                break
+
+        def url_printed() -> str | None:
+            for line in (tmp_path / "demo.out").read_text().splitlines():
+                if line.startswith("status page: "):
+                    return line.removeprefix("status page: ").strip()
+            return None
+
+        url = eventually(url_printed, proc)
         assert url.startswith("http://127.0.0.1:") and url.endswith("/")
         assert http_get(url + "healthz")[0] == 200
         assert "bms-gateway status" in http_get(url)[2]
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        out.close()
     assert proc.returncode == 0
