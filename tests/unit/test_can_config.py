@@ -129,3 +129,16 @@ def test_racks_on_one_bus_must_agree_on_its_settings(tmp_path: Path) -> None:
     cfg = make_site(tmp_path, RACK + RACK.replace("rack-1", "rack-2").replace("}", ", id_offset: 0x20, fd: true}"))
     (only,) = problems(cfg)
     assert "gateway.yaml:7:" in only and "fd of 'rack-2' differs from 'rack-1' on the same bus virtual:t" in only
+
+
+def test_the_can_source_never_transmits() -> None:
+    """Read-only toward the BMS: no module of the CAN source calls a python-can send (replay is a tool)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "gateway" / "can"
+    source_modules = [p for p in root.glob("*.py") if p.stem not in ("replay", "cli")]
+    assert {p.stem for p in source_modules} >= {"source", "reader", "rack", "plan", "decode"}
+    for path in source_modules:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in ("send", "send_periodic"), f"{path.name}:{node.lineno} transmits"
