@@ -36,7 +36,7 @@ def batch_wait(samples: int, oldest_age: float, max_samples: int, max_age: float
     """Seconds to wait for more rows before writing what is buffered (0: write now)."""
     if samples >= max_samples or draining:
         return 0.0
-    return max(0.0, max_age - oldest_age)
+    return min(max_age, max(0.0, max_age - oldest_age))
 
 
 def retry_delay(backoff: float, retry_after: float | None, rand: float) -> float:
@@ -76,6 +76,7 @@ class SinkRunner:
         self._log = log.bind(sink=name)
         self._buffer: list[Row] = []
         self._refreshed = 0.0
+        self._since = 0.0  # monotonic time the oldest buffered row was read
 
     def notify(self) -> None:
         """New rows were committed."""
@@ -117,12 +118,15 @@ class SinkRunner:
             room = self.cfg.batch_max_samples - have
             if room > 0:
                 more = self.outbox.read(after, max_samples=room, at_least_one=not self._buffer)
+                if more and not self._buffer:
+                    self._since = time.monotonic()
                 self._buffer.extend(more)
                 have += count(more)
             if not self._buffer:
                 await self._idle(METRICS_EVERY)
                 continue
-            age = (time.time_ns() - self._buffer[0].ts) / 1e9
+            # Age from when the runner first held the batch (monotonic: a clock step cannot stall it).
+            age = time.monotonic() - self._since
             full = have >= self.cfg.batch_max_samples or (room > 0 and self._backlog_after(self._buffer[-1].seq))
             wait = batch_wait(have, age, self.cfg.batch_max_samples, self.cfg.batch_max_age, self.draining or full)
             if wait <= 0:

@@ -39,3 +39,7 @@ def test_backoff_doubles_up_to_the_maximum() -> None:
         b = next_backoff(b, 30.0)
         seen.append(b)
     assert seen == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+def test_a_negative_age_never_waits_longer_than_the_maximum() -> None:
+    assert batch_wait(10, -3600.0, 5000, 0.2, draining=False) == 0.2
