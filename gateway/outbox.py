@@ -22,7 +22,9 @@ from pathlib import Path
 
 import structlog
 
-from gateway import metrics
+from gateway import deadletters, metrics
+from gateway.deadletters import DeadLetter
+from gateway.gatewayalarm import gateway_alarm
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
 from gateway.outboxrepair import RepairReport, needs_repair, repair
 
@@ -44,15 +46,6 @@ CREATE TABLE IF NOT EXISTS consumers(
     dropped INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS deadletter(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    stored INTEGER NOT NULL,
-    consumer TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    item TEXT NOT NULL
-);
 """
 
 
@@ -93,19 +86,6 @@ class Row:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """One item (a line-protocol point, a message) a server rejected, with its reason."""
-
-    id: int
-    stored: int  # when it was set aside, ns
-    consumer: str
-    seq: int  # the outbox row it came from
-    status: int  # the server's status (e.g. HTTP 400)
-    reason: str  # the server's message
-    item: str
-
-
-@dataclass(frozen=True, slots=True)
 class ConsumerState:
     name: str
     acked: int
@@ -138,11 +118,11 @@ class Outbox:
         if check:
             why = needs_repair(path)
             if why:
-                self.repair_report = repair(path, SCHEMA, why)
+                self.repair_report = repair(path, SCHEMA + deadletters.SCHEMA, why)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-        self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA + deadletters.SCHEMA)
         self.page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
         self.appended_samples = 0
         self.dropped_total: dict[str, int] = {}
@@ -204,14 +184,8 @@ class Outbox:
                       path=str(self.path))  # fmt: skip
         else:
             log.info("disk has room again: storing resumed", path=str(self.path))
-        rec: dict[str, object] = {
-            "type": "event", "ts": time.time_ns(), "rack": "gateway", "alarm_id": "store_disk_full",
-            "severity": "critical", "state": "active_unack" if full else "rtn_unack",
-            "previous": "normal" if full else "active_unack",
-            "message": f"the store's disk is {'full' if full else 'no longer full'} ({self.path})",
-            "value": None, "rule": "store_disk_full", "user": None, "reason": None,
-        }  # fmt: skip
-        alarm = Batch("store", [], kind=BatchKind.ALARM, device="gateway", records=[rec])
+        message = f"the store's disk is {'full' if full else 'no longer full'} ({self.path})"
+        alarm = gateway_alarm("store_disk_full", full, message, "store")
         try:
             self._insert([(alarm.created, str(alarm.kind), alarm.source, len(alarm), encode(alarm))])
         except sqlite3.OperationalError as exc:
@@ -382,47 +356,15 @@ class Outbox:
     # -- dead letters --------------------------------------------------------------------------
 
     def add_dead_letters(self, consumer: str, seq: int, status: int, reason: str, items: Iterable[str]) -> int:
-        now = time.time_ns()
-        rows = [(now, consumer, seq, status, reason, item) for item in items]
         with self._tx():
-            self.db.executemany(
-                "INSERT INTO deadletter(stored, consumer, seq, status, reason, item) VALUES (?,?,?,?,?,?)", rows
-            )
-            self._trim_dead_letters(consumer)
-        return len(rows)
-
-    def _trim_dead_letters(self, consumer: str) -> None:
-        """Keep at most `max_dead_letters` per consumer: the oldest go, counted and logged."""
-        n = int(self.db.execute("SELECT count(*) FROM deadletter WHERE consumer=?", (consumer,)).fetchone()[0])
-        excess = n - self.max_dead_letters
-        if excess <= 0:
-            return
-        self.db.execute(
-            "DELETE FROM deadletter WHERE id IN (SELECT id FROM deadletter WHERE consumer=? ORDER BY id LIMIT ?)",
-            (consumer, excess),
-        )
-        metrics.sink_dead_letters_discarded.labels(consumer).inc(excess)
-        log.warning("dead-letter table full: oldest dead letters deleted", consumer=consumer, points=excess,
-                    keep=self.max_dead_letters)  # fmt: skip
+            return deadletters.add(self.db, consumer, seq, status, reason, items, self.max_dead_letters)
 
     def dead_letters(self, consumer: str | None = None, limit: int | None = None) -> list[DeadLetter]:
-        sql = "SELECT id, stored, consumer, seq, status, reason, item FROM deadletter"
-        args: list[object] = []
-        if consumer is not None:
-            sql += " WHERE consumer=?"
-            args.append(consumer)
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [DeadLetter(*row) for row in self.db.execute(sql, args)]
+        return deadletters.select(self.db, consumer, limit)
 
     def remove_dead_letters(self, ids: Iterable[int]) -> int:
         with self._tx():
-            n = 0
-            for i in ids:
-                n += self.db.execute("DELETE FROM deadletter WHERE id=?", (i,)).rowcount
-        return n
+            return deadletters.remove(self.db, ids)
 
     # -- misc ----------------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.outbox import DeadLetter, Outbox
+from gateway.deadletters import DeadLetter
+from gateway.outbox import Outbox
 
 
 def _store(args: argparse.Namespace) -> Outbox:

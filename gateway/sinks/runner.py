@@ -21,7 +21,7 @@ import structlog
 from gateway import metrics
 from gateway.configbase import SinkBase
 from gateway.errors import SinkError
-from gateway.model import Batch, BatchKind
+from gateway.gatewayalarm import gateway_alarm
 from gateway.outbox import Outbox, Row
 from gateway.sinks.base import Rejected, Sink, SinkAuthError
 
@@ -212,21 +212,8 @@ class SinkRunner:
         """A gateway alarm (rack `gateway`) while the server refuses the credentials."""
         self.auth_alarm = active
         metrics.sink_auth_failed.labels(self.name).set(1 if active else 0)
-        rec: dict[str, object] = {
-            "type": "event",
-            "ts": time.time_ns(),
-            "rack": "gateway",
-            "alarm_id": f"sink_auth_failed.{self.name}",
-            "severity": "critical",
-            "state": "active_unack" if active else "rtn_unack",
-            "previous": "normal" if active else "active_unack",
-            "message": message or f"sink {self.name} accepts the credentials again",
-            "value": None,
-            "rule": "sink_auth",
-            "user": None,
-            "reason": None,
-        }
-        batch = Batch("sinks", [], kind=BatchKind.ALARM, device="gateway", records=[rec])
+        message = message or f"sink {self.name} accepts the credentials again"
+        batch = gateway_alarm(f"sink_auth_failed.{self.name}", active, message, "sinks")
         self.outbox.append([batch])
         if active:
             self._log.critical("server refuses the gateway's credentials; data kept until fixed", error=message)
