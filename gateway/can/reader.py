@@ -117,7 +117,10 @@ class BusReader:
         if not self.buffer and self.error is None:
             self._event.clear()
             try:
-                await asyncio.wait_for(self._event.wait(), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # arrives as the event is set, and the source would then outlive the shutdown.
+                async with asyncio.timeout(timeout):
+                    await self._event.wait()
             except TimeoutError:
                 return []
         if not self.buffer and self.error is not None:
@@ -129,7 +132,8 @@ class BusReader:
                 break
             self._event.clear()
             try:
-                await asyncio.wait_for(self._event.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._event.wait()
             except TimeoutError:
                 break
         n = min(max_frames, len(self.buffer))
