@@ -135,7 +135,8 @@ def _clean_loc(loc: list[int | str], data: Any) -> list[int | str]:
     """Drop union tags pydantic inserts, keeping the path as the user wrote it."""
     out: list[int | str] = []
     node = data
-    for part in loc:
+    last = len(loc) - 1
+    for i, part in enumerate(loc):
         if isinstance(node, dict) and part in node:
             out.append(part)
             node = node[part]
@@ -144,8 +145,8 @@ def _clean_loc(loc: list[int | str], data: Any) -> list[int | str]:
             node = node[part]
         elif node is None or not isinstance(node, dict | list):
             out.append(part)
-        elif isinstance(node, dict) and len(out) == len(loc) - 1:
-            out.append(part)  # the missing or extra key itself
+        elif isinstance(node, dict) and i == last and isinstance(part, str):
+            out.append(part)  # the missing or extra key itself (after any union tags pydantic inserted)
     return out
 
 

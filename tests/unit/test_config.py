@@ -213,3 +213,10 @@ def test_every_example_config_validates(path: Path) -> None:
 
 def test_there_are_example_configs() -> None:
     assert any(p.name == "gateway.yaml" for p in EXAMPLES)
+
+
+def test_missing_key_inside_a_union_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "sources:\n  - type: modbus\n    name: r1\n    host: 127.0.0.1\n")
+    [p] = problems(path)
+    assert p.startswith(f"{path}:2:")
+    assert "sources.0.profile: required key is missing" in p
