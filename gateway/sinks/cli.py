@@ -55,7 +55,32 @@ def status_rows(ob: Outbox) -> list[dict[str, Any]]:
     return out
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Reach every enabled sink: address, TLS, credentials (nothing is stored or published)."""
+    from gateway.cli import load_or_exit
+    from gateway.errors import GatewayError
+    from gateway.sinks.base import SINK_BUILDERS
+
+    loaded = load_or_exit(args)
+    failed = 0
+    for name, cfg in loaded.config.sinks.items():
+        if not cfg.enabled:
+            print(f"{name}: disabled")
+            continue
+        sink = SINK_BUILDERS[cfg.type](name, cfg, loaded)
+        try:
+            print(f"{name}: ok, {asyncio.run(sink.probe())}")  # type: ignore[attr-defined]
+        except GatewayError as exc:
+            failed += 1
+            print(f"{name}: FAILED, {exc}")
+        finally:
+            asyncio.run(sink.close())
+    return 1 if failed else 0
+
+
 def cmd_sinks(args: argparse.Namespace) -> int:
+    if args.probe:
+        return cmd_probe(args)
     ob = _store(args)
     if args.forget:
         try:
@@ -189,6 +214,7 @@ def register(sub: Any) -> None:  # argparse sub-parsers
     common(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--forget", metavar="NAME", help="forget the cursor of a sink removed from the configuration")
+    p.add_argument("--probe", action="store_true", help="reach every enabled sink (address, TLS, credentials) and exit")
     p.set_defaults(func=cmd_sinks)
 
     dl = sub.add_parser("deadletter", help="points a server rejected for good: list, export, retry, delete")

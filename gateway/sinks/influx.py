@@ -8,13 +8,14 @@ request is known: 204 acknowledges, anything else goes through `gateway.sinks.de
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 from urllib3.exceptions import HTTPError
 
 from gateway.configbase import read_secret
@@ -23,7 +24,7 @@ from gateway.outbox import Row
 from gateway.sinks.base import Rejected, register_sink
 from gateway.sinks.clock import ClockGuard
 from gateway.sinks.config import InfluxSinkConfig
-from gateway.sinks.delivery import Item, Response, deliver
+from gateway.sinks.delivery import Item, Response, deliver, server_reason
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
@@ -55,20 +56,41 @@ class InfluxSink:
     async def open(self) -> None:
         if self._client is not None:
             return
+        self._client = self._new_client(self.cfg.gzip)
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def _new_client(self, gzip: bool) -> InfluxDBClient:
         token = read_secret(self.cfg.token, self.cfg.token_file, self.cfg.token_credential)
         kwargs: dict[str, Any] = {"verify_ssl": self.cfg.verify_tls, "retries": False}
         if self._ca is not None:
             kwargs["ssl_ca_cert"] = str(self._ca)
         if self.cfg.org:
             kwargs["org"] = self.cfg.org
-        self._client = InfluxDBClient(
+        return InfluxDBClient(
             url=self.cfg.url,
             token=token.get_secret_value() if token is not None else "",
             timeout=int(self.cfg.timeout * 1000),
-            enable_gzip=self.cfg.gzip,
+            enable_gzip=gzip,
             **kwargs,
         )
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    async def probe(self) -> str:
+        """An empty write: checks the address, TLS, the token and the bucket without storing anything."""
+        client = self._new_client(gzip=False)  # an empty body cannot be gzip-encoded
+        service = WriteService(client.api_client)  # type: ignore[no-untyped-call]  # untyped library
+        org, bucket, precision = self.cfg.org, self.cfg.bucket, self.cfg.precision
+
+        def empty_write() -> object:
+            return service.post_write(org=org, bucket=bucket, body="", precision=precision)  # type: ignore[no-untyped-call]
+
+        try:
+            resp = await asyncio.to_thread(self._request, empty_write)
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
+        if resp.status == 204:
+            return f"{self.cfg.url} accepted a write to bucket {self.cfg.bucket!r}"
+        deliver([(0, "")], lambda items: resp)  # raises the SinkError the status means
+        return f"{self.cfg.url} answered {resp.status}: {server_reason(resp.body)}"
 
     async def write(self, rows: Sequence[Row]) -> list[Rejected]:
         items = render(rows, self.site, self.cfg.precision)
@@ -82,12 +104,17 @@ class InfluxSink:
         return rejected
 
     def _post(self, items: Sequence[Item]) -> Response:
-        """One HTTP request (in a worker thread); every outcome becomes a Response."""
+        """One write request (in a worker thread); every outcome becomes a Response."""
         body = "\n".join(line for _seq, line in items)
-        try:
-            self._write_api.write(
+        return self._request(
+            lambda: self._write_api.write(
                 bucket=self.cfg.bucket, org=self.cfg.org, record=body, write_precision=self.cfg.precision
             )
+        )
+
+    def _request(self, call: Callable[[], object]) -> Response:
+        try:
+            call()
         except ApiException as exc:
             headers: Any = exc.headers or {}
             data = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")

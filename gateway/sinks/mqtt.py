@@ -64,28 +64,46 @@ class MqttSink:
             ctx.load_cert_chain(self._path(self.cfg.cert_file) or "", self._path(key))
         return ctx
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, probe: bool = False) -> aiomqtt.Client:
+        """The gateway's client (persistent session, Last Will), or for `probe` a throw-away one that
+        neither takes over the running gateway's session nor leaves a will."""
         password = read_secret(self.cfg.password, self.cfg.password_file, self.cfg.password_credential)
         client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
-            identifier=self.client_id,
+            identifier=f"{self.client_id}-probe" if probe else self.client_id,
             username=self.cfg.username,
             password=password.get_secret_value() if password is not None else None,
-            clean_session=self.cfg.clean_session,
+            clean_session=True if probe else self.cfg.clean_session,
             keepalive=self.cfg.keepalive,
             timeout=self.cfg.timeout,
             tls_context=self._tls_context(),
             max_inflight_messages=MAX_INFLIGHT,
-            will=aiomqtt.Will(self.topics.gateway_status, b"offline", qos=1, retain=True),
+            will=None if probe else aiomqtt.Will(self.topics.gateway_status, b"offline", qos=1, retain=True),
         )
         client.pending_calls_threshold = 100_000  # a backlog drain has many publishes in flight, by design
         return client
 
+    async def probe(self) -> str:
+        """Connect and disconnect with a throw-away client: raise SinkError/SinkAuthError, or say what answered."""
+        stack = await self._connect(self._make_client(probe=True))
+        await stack.aclose()
+        return f"broker {self.cfg.host}:{self.cfg.port} accepted the connection"
+
     async def open(self) -> None:
         await self._disconnect()
-        stack = contextlib.AsyncExitStack()
         client = self._make_client()
+        stack = await self._connect(client)
+        self._client, self._stack = client, stack
+        self._announced = {}
+        # Online, and the retained alarm lists re-published so they stay current after an outage.
+        hello = [Message(self.topics.gateway_status, b"online", 1, True)]
+        hello += [Message(self.topics.rack(r, "alarms/active"), p, 1, True) for r, p in self.state.active.items()]
+        await self._publish(hello)
+        log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.client_id)
+
+    async def _connect(self, client: aiomqtt.Client) -> contextlib.AsyncExitStack:
+        stack = contextlib.AsyncExitStack()
         try:
             await stack.enter_async_context(client)
         except aiomqtt.MqttCodeError as exc:
@@ -96,13 +114,7 @@ class MqttSink:
         except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
             await stack.aclose()
             raise SinkError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from None
-        self._client, self._stack = client, stack
-        self._announced = {}
-        # Online, and the retained alarm lists re-published so they stay current after an outage.
-        hello = [Message(self.topics.gateway_status, b"online", 1, True)]
-        hello += [Message(self.topics.rack(r, "alarms/active"), p, 1, True) for r, p in self.state.active.items()]
-        await self._publish(hello)
-        log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.client_id)
+        return stack
 
     async def write(self, rows: Sequence[Row]) -> list[Rejected]:
         msgs = render_rows(rows, self.topics, self.state, self.cfg.retain_state)

@@ -66,7 +66,15 @@ async def test_dead_letters_listed_exported_retried(tmp_path: Path, capsys: pyte
         assert code == 0 and "0 dead letters deleted" in out
         code, out = await cli("sinks", "-c", str(cfg_file))
         assert code == 0 and out.splitlines()[1].split()[:3] == ["influx", "2", "1"]
+        n = len(srv.log)
+        code, out = await cli("sinks", "-c", str(cfg_file), "--probe")
+        assert code == 0 and out.startswith("influx: ok") and srv.log[n:] == [204]
+        srv.token = "other"
+        code, out = await cli("sinks", "-c", str(cfg_file), "--probe")
+        assert code == 1 and "influx: FAILED" in out and "refused the credentials (401)" in out
+        srv.token = None
         code, out = await cli("sinks", "-c", str(cfg_file), "--forget", "influx")
+
         assert code == 0 and "forgotten" in out
         code, out = await cli("sinks", "-c", str(cfg_file), "--json")
         assert json.loads(out)["sinks"] == []

@@ -38,6 +38,7 @@ def make(tmp_path: Path, url: str, **kw: object) -> tuple[Outbox, SinkRunner]:
 
 async def test_samples_land_in_victoriametrics_in_order(tmp_path: Path, victoria: VictoriaMetrics) -> None:
     ob, runner = make(tmp_path, victoria.url)
+    assert "accepted" in await runner.sink.probe()  # type: ignore[attr-defined]  # an empty write
     t0 = (time.time_ns() // 1_000_000) * 1_000_000
     async with running(runner):
         for i in range(50):

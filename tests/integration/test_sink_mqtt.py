@@ -125,11 +125,14 @@ async def test_password_from_file_and_refused_credentials(tmp_path: Path) -> Non
             {"host": "127.0.0.1", "port": broker.port, **FAST, "username": "gw", "password_file": str(tmp_path / "pw")}
         )
         sink = MqttSink("mqtt", ok, "s1")
+        assert "accepted" in await sink.probe()  # bms-gateway sinks --probe
         await sink.open()
         await sink.close()
         bad = MqttSinkConfig.model_validate(
             {"host": "127.0.0.1", "port": broker.port, **FAST, "username": "gw", "password": "wrong-pw"}
         )
+        with pytest.raises(SinkAuthError):
+            await MqttSink("mqtt", bad, "s1").probe()
         with pytest.raises(SinkAuthError) as info:
             await MqttSink("mqtt", bad, "s1").open()
         assert "wrong-pw" not in str(info.value) and "wrong-pw" not in repr(bad)
