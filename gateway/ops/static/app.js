@@ -5,6 +5,7 @@
 const REFRESH_MS = 1000;
 const MANY_POINTS = 3000; // above this, the table starts with one rack (the filter shows the others)
 let rackChosen = false;
+const OLD_S = 60; // a reading older than this is marked: the point is not refreshed any more
 let updates = 0;
 let lastRacks = "";
 
@@ -80,7 +81,7 @@ function drawPoints(doc) {
   const html = shown.map((p) =>
     `<tr data-key="${esc(p[0])}|${esc(p[1])}|${p[2] ?? ""}|${p[3] ?? ""}"><td>${esc(p[0])}</td><td>${esc(p[1])}</td>` +
     `<td class="num">${p[2] ?? ""}</td><td class="num">${p[3] ?? ""}</td><td class="num value">${esc(fmt(p[4]))}</td>` +
-    `<td>${esc(p[5])}</td><td class="${cls("q-", p[6])}">${esc(p[6])}</td><td class="num">${fmt(p[7])}</td></tr>`).join("");
+    `<td>${esc(p[5])}</td><td class="${cls("q-", p[6])}">${esc(p[6])}</td><td class="num${p[7] > OLD_S ? " old" : ""}">${fmt(p[7])}</td></tr>`).join("");
   rows(document.querySelector("#points tbody"), html, 8, "no point yet");
   document.getElementById("point-count").textContent = `${shown.length} of ${doc.points.length} points`;
 }
