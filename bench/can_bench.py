@@ -22,8 +22,8 @@ from bench.peers import Mosquitto, MqttWatch, VictoriaMetrics, free_port, latenc
 from bench.proc import metric_sum, python, spawn, udp_drops
 from bench.stats import Row, Runs, percentile
 
-RATES = [4000, 8000, 16000, 25000, 32000]
-QUICK_RATES = [8000, 25000]
+RATES = [2000, 4000, 8000, 16000, 25000, 32000]
+QUICK_RATES = [4000, 8000, 25000]
 PROBE_EVERY = 0.05
 WARMUP_PROBES = 10  # the first 0.5 s: connections and caches warming up
 

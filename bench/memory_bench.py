@@ -34,7 +34,7 @@ def run(opts: Options) -> list[Row]:
                 gw.proc.peak_rss_mb()
                 time.sleep(5)
         finally:
-            gw.stop()
+            gw.stop(modbus_bench.STOP_WAIT)
     finally:
         mosq.stop()
         vm.stop()

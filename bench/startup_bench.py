@@ -37,7 +37,7 @@ def run(opts: Options) -> list[Row]:
                     notes.add("no READY=1: time to /metrics")
                     ready = time.monotonic() - gw.t_spawn
             finally:
-                gw.stop()
+                gw.stop(modbus_bench.STOP_WAIT)
             r.add(ready=ready)
             print(f"  startup run {i + 1}: validate {r.values['validate'][-1]:.2f} s, ready {ready:.2f} s", flush=True)
     finally:
