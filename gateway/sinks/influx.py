@@ -19,6 +19,7 @@ from influxdb_client.service.write_service import WriteService
 from urllib3.exceptions import HTTPError
 
 from gateway.configbase import read_secret
+from gateway.errors import ConfigError, SinkError
 from gateway.lineproto import encode_batch
 from gateway.outbox import Row
 from gateway.sinks.base import Rejected, register_sink
@@ -60,7 +61,10 @@ class InfluxSink:
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def _new_client(self, gzip: bool) -> InfluxDBClient:
-        token = read_secret(self.cfg.token, self.cfg.token_file, self.cfg.token_credential)
+        try:
+            token = read_secret(self.cfg.token, self.cfg.token_file, self.cfg.token_credential)
+        except ConfigError as exc:  # a token file missing at run time: data kept, retried slowly
+            raise SinkError(str(exc), retry=False) from None
         kwargs: dict[str, Any] = {"verify_ssl": self.cfg.verify_tls, "retries": False}
         if self._ca is not None:
             kwargs["ssl_ca_cert"] = str(self._ca)

@@ -19,7 +19,7 @@ import aiomqtt
 import structlog
 
 from gateway.configbase import credential_path, read_secret
-from gateway.errors import SinkError
+from gateway.errors import ConfigError, SinkError
 from gateway.outbox import Row
 from gateway.sinks.base import Rejected, SinkAuthError, register_sink
 from gateway.sinks.config import MqttSinkConfig
@@ -86,13 +86,22 @@ class MqttSink:
 
     async def probe(self) -> str:
         """Connect and disconnect with a throw-away client: raise SinkError/SinkAuthError, or say what answered."""
-        stack = await self._connect(self._make_client(probe=True))
+        stack = await self._connect(self._client_or_error(probe=True))
         await stack.aclose()
         return f"broker {self.cfg.host}:{self.cfg.port} accepted the connection"
 
+    def _client_or_error(self, probe: bool = False) -> aiomqtt.Client:
+        """A missing secret or certificate file keeps the data and is retried slowly, not a crash."""
+        try:
+            return self._make_client(probe)
+        except ConfigError as exc:
+            raise SinkError(str(exc), retry=False) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise SinkError(f"cannot load the TLS files: {exc}", retry=False) from None
+
     async def open(self) -> None:
         await self._disconnect()
-        client = self._make_client()
+        client = self._client_or_error()
         stack = await self._connect(client)
         self._client, self._stack = client, stack
         self._announced = {}

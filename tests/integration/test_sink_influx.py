@@ -201,3 +201,17 @@ async def test_https_with_a_ca_file_and_a_token_file(tmp_path: Path) -> None:
         assert "s3cret" not in str(info.value)
         await sink.close()
     ob.close()
+
+
+async def test_a_missing_token_file_keeps_the_data_and_recovers(tmp_path: Path) -> None:
+    async with InfluxLikeServer(token="tok") as srv:
+        token = tmp_path / "token"
+        ob, runner = make(tmp_path, srv.url, token=None, token_file=str(token))
+        ob.append([sample_batch("r1", 1_000_000_000, 2)])
+        async with running(runner):
+            await wait_for(lambda: runner.failures > 0)
+            assert "cannot read secret file" in runner.last_error and not runner.caught_up()
+            token.write_text("tok\n")  # the operator restores the file; no restart needed
+            await wait_for(runner.caught_up, timeout=10)
+    assert len(srv.stored) == 1
+    ob.close()

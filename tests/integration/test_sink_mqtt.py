@@ -108,6 +108,12 @@ async def test_tls_with_client_certificate(tmp_path: Path) -> None:
         cfg = MqttSinkConfig.model_validate({"host": "127.0.0.1", "port": broker.tls_port, **FAST, "tls": True})
         with pytest.raises(SinkError, match="cannot connect"):
             await MqttSink("m2", cfg, "s1").open()
+        # A CA file that is not there: an error to retry, not a crash.
+        cfg = MqttSinkConfig.model_validate(
+            {"host": "127.0.0.1", "port": broker.tls_port, **FAST, "tls": True, "ca_file": str(tmp_path / "nope.pem")}
+        )
+        with pytest.raises(SinkError, match="TLS files"):
+            await MqttSink("m4", cfg, "s1").open()
         # Without a client certificate the broker refuses us.
         cfg = MqttSinkConfig.model_validate({"host": "127.0.0.1", "port": broker.tls_port, **FAST, **tls})
         with pytest.raises(SinkError):
