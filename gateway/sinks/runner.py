@@ -149,7 +149,8 @@ class SinkRunner:
     async def _idle(self, timeout: float) -> None:
         self._wake.clear()
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancellation
+                await self._wake.wait()
         except TimeoutError:
             # Idle: the retention age applies even when nothing new is stored (counted in the outbox).
             self.outbox.enforce_budget()
