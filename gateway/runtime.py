@@ -14,26 +14,28 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
-from pathlib import Path
 from typing import Any
 
 import structlog
 from prometheus_client import Counter
 
 from gateway import metrics
-from gateway.config import LoadedConfig, load_config
+from gateway.config import LoadedConfig
 from gateway.errors import ConfigError
 from gateway.model import Batch
 from gateway.ops.reload import (
+    RELOAD_LOAD_TIMEOUT,
     ReloadResult,
     config_reload_ok,
     config_reloads,
     effective_config,
+    forget_metrics,
+    load_or_error,
     plan_reload,
+    run_in_daemon_thread,
     source_changes,
     sources_by_type,
 )
@@ -322,10 +324,7 @@ class Runtime:
         self._sink_tasks[runner.name] = self._tg.create_task(runner.run(), name=f"sink:{runner.name}")
 
     async def _stop_sources(self, names: set[str]) -> None:
-        tasks = [t for n, ts in self._source_tasks.items() if n in names for t in ts]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_and_wait([t for n, ts in self._source_tasks.items() if n in names for t in ts])
         self.sources = [s for s in self.sources if s.name not in names]
         for n in names:
             self._source_tasks.pop(n, None)
@@ -335,8 +334,7 @@ class Runtime:
     async def _stop_sink(self, name: str) -> None:
         task = self._sink_tasks.pop(name, None)
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _cancel_and_wait([task])
         for runner in [r for r in self.runners if r.name == name]:
             self.runners.remove(runner)
             with suppress(Exception):
@@ -364,7 +362,7 @@ class Runtime:
         """Load the file in a worker thread (profiles and DBC files may take a while; the loop goes on).
 
         None when a stop request came first: the shutdown never waits for a reload."""
-        future = _in_daemon_thread(_load_or_error, self.loaded.path)
+        future = run_in_daemon_thread(load_or_error, self.loaded.path)
         deadline = time.monotonic() + RELOAD_LOAD_TIMEOUT
         while not future.done():
             await asyncio.wait({future}, timeout=0.2)
@@ -419,53 +417,22 @@ class Runtime:
             runner = SinkRunner(name, sink, self.outbox, new.config.sinks[name])
             self.runners.append(runner)
             self._start_runner(runner)
-        _forget_metrics(stop - start, plan.stop_sinks - plan.start_sinks)
+        forget_metrics(stop - start, plan.stop_sinks - plan.start_sinks)
         changes = plan.describe()
         log.info("configuration reloaded", changes=changes, restarted_sources=sorted(stop | start))
         return ReloadResult(True, changes=changes, loaded=new, removed=sorted(stop - start))
 
 
-RELOAD_LOAD_TIMEOUT = 60.0  # seconds a reload may take to read and check the files
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel tasks and wait until they ended, cancelling again if one swallowed the request.
 
-
-LoadResult = LoadedConfig | BaseException
-
-
-def _in_daemon_thread(fn: Callable[[Path], LoadResult], path: Path) -> asyncio.Future[LoadResult]:
-    """Run `fn(path)` in a daemon thread: an abandoned load never holds up the process's exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[LoadResult] = loop.create_future()
-
-    def settle(result: LoadResult) -> None:
-        if not future.done():
-            future.set_result(result)
-
-    def work() -> None:
-        result = fn(path)
-        with suppress(RuntimeError):  # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(settle, result)
-
-    threading.Thread(target=work, name="reload-load", daemon=True).start()
-    return future
-
-
-def _load_or_error(path: Path) -> LoadedConfig | BaseException:
-    """load_config for a worker thread: the error is returned, so that an abandoned load raises nowhere."""
-    try:
-        return load_config(path)
-    except Exception as exc:
-        return exc
-
-
-def _forget_metrics(sources: set[str], sinks: frozenset[str]) -> None:
-    """Remove the labelled gauges of sources and sinks a reload removed (they would stay frozen)."""
-    for name in sources:
-        with suppress(KeyError):
-            metrics.device_online.remove(name)
-    for name in sinks:
-        for gauge in (metrics.sink_pending, metrics.sink_lag, metrics.sink_connected):
-            with suppress(KeyError):
-                gauge.remove(name)
+    While the pipeline runs (a reload), a task inside `asyncio.wait_for` whose inner wait completes
+    in the same instant can lose a cancellation on Python 3.11; asking again (after a second, so
+    that a clean-up in progress is not cut short) ends it."""
+    while pending := [t for t in tasks if not t.done()]:
+        for t in pending:
+            t.cancel()
+        await asyncio.wait(pending, timeout=1.0)
 
 
 def run(loaded: LoadedConfig) -> int:

@@ -11,15 +11,19 @@ section (its rules and state are built once at start). The runtime applies the p
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from gateway import metrics
-from gateway.config import GatewayConfig, LoadedConfig
+from gateway.config import GatewayConfig, LoadedConfig, load_config
 from gateway.sources.base import SOURCE_BUILDERS, Source
 
 RESTART_ONLY = ("store", "runtime", "alarms")  # sections a reload cannot apply (the alarm engine is built once)
@@ -167,3 +171,46 @@ class ReloadResult:
 
     def as_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "at": self.at, "problems": self.problems, "changes": self.changes}
+
+
+RELOAD_LOAD_TIMEOUT = 60.0  # seconds a reload may take to read and check the files
+
+
+LoadResult = LoadedConfig | BaseException
+
+
+def run_in_daemon_thread(fn: Callable[[Path], LoadResult], path: Path) -> asyncio.Future[LoadResult]:
+    """Run `fn(path)` in a daemon thread: an abandoned load never holds up the process's exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[LoadResult] = loop.create_future()
+
+    def settle(result: LoadResult) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    def work() -> None:
+        result = fn(path)
+        with suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, result)
+
+    threading.Thread(target=work, name="reload-load", daemon=True).start()
+    return future
+
+
+def load_or_error(path: Path) -> LoadedConfig | BaseException:
+    """load_config for a worker thread: the error is returned, so that an abandoned load raises nowhere."""
+    try:
+        return load_config(path)
+    except Exception as exc:
+        return exc
+
+
+def forget_metrics(sources: set[str], sinks: frozenset[str]) -> None:
+    """Remove the labelled gauges of sources and sinks a reload removed (they would stay frozen)."""
+    for name in sources:
+        with suppress(KeyError):
+            metrics.device_online.remove(name)
+    for name in sinks:
+        for gauge in (metrics.sink_pending, metrics.sink_lag, metrics.sink_connected):
+            with suppress(KeyError):
+                gauge.remove(name)

@@ -209,7 +209,7 @@ async def test_reload_removes_a_rack_and_survives_a_failing_loader(
         def broken(path: Path) -> None:
             raise RuntimeError("a bug in a check")
 
-        monkeypatch.setattr("gateway.runtime.load_config", broken)
+        monkeypatch.setattr("gateway.ops.reload.load_config", broken)
         result = await rt.reload()
         assert not result.ok and "RuntimeError: a bug in a check" in result.problems[0]
         assert not task.done() and [s.name for s in rt.sources] == ["keep"]
@@ -284,7 +284,7 @@ async def test_a_stop_never_waits_for_a_slow_reload(tmp_path: Path, monkeypatch:
         raise RuntimeError("finished too late")
 
     rt = Runtime(load_config(config(tmp_path, 0)))
-    monkeypatch.setattr("gateway.runtime.load_config", slow_load)
+    monkeypatch.setattr("gateway.ops.reload.load_config", slow_load)
     task = asyncio.create_task(rt.run())
     try:
 
@@ -304,3 +304,25 @@ async def test_a_stop_never_waits_for_a_slow_reload(tmp_path: Path, monkeypatch:
         assert rt.last_reload is not None and rt.last_reload.problems == ["abandoned: the gateway is stopping"]
     finally:
         release.set()
+
+
+async def test_a_task_that_swallowed_a_cancellation_is_cancelled_again() -> None:
+    from gateway.runtime import _cancel_and_wait
+
+    swallowed = 0
+
+    async def stubborn() -> None:  # what asyncio.wait_for does on 3.11 when its wait ends in the same instant
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(20):
+        await _cancel_and_wait([task])
+    assert task.cancelled() and swallowed == 1
