@@ -308,7 +308,8 @@ class Runtime:
     async def _serve_until_stopped(self) -> None:
         while not self.stop_event.is_set():
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._wakeup.wait()
             self._wakeup.clear()
             if self._reload_requested and not self.stop_event.is_set():
                 self._reload_requested = False

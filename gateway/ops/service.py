@@ -15,6 +15,7 @@ import asyncio
 import time
 import weakref
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,10 +118,9 @@ class Operations:
 
     async def _wait_http_change(self, timeout: float | None) -> None:
         self._http_changed.clear()
-        try:
-            await asyncio.wait_for(self._http_changed.wait(), timeout)
-        except TimeoutError:
-            pass
+        with suppress(TimeoutError):
+            async with asyncio.timeout(timeout):  # unlike wait_for on 3.11, never swallows a cancellation
+                await self._http_changed.wait()
 
 
 OPERATIONS: weakref.WeakKeyDictionary[Runtime, Operations] = weakref.WeakKeyDictionary()
