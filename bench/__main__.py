@@ -27,7 +27,7 @@ SCENARIOS = {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    ap.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
+    ap.add_argument("scenarios", nargs="*", metavar="scenario", help=f"{', '.join(SCENARIOS)} (default: all)")
     ap.add_argument("--runs", type=int, default=None, help="runs per measurement (default 3, 1 with --quick)")
     ap.add_argument("--quick", action="store_true", help="shorter durations (and 1 run unless --runs)")
     ap.add_argument(
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "bms-bench")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     a = ap.parse_args(argv)
+    unknown = [n for n in a.scenarios if n not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario {unknown[0]!r}: expected one of {', '.join(SCENARIOS)}")
     runs = a.runs or (1 if a.quick else 3)
     opts = Options(runs=runs, quick=a.quick, work=a.work, rates=a.rates, duration=a.duration)
     rows: list[Row] = []
