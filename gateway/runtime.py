@@ -136,7 +136,8 @@ class Runtime:
                     if remaining <= 0:
                         break
                     try:
-                        item = await asyncio.wait_for(self.queue.get(), remaining)
+                        async with asyncio.timeout(remaining):  # a timeout leaves the item in the queue
+                            item = await self.queue.get()
                     except TimeoutError:
                         break
                 if item is None:
@@ -234,6 +235,9 @@ class Runtime:
                     raise
                 except Exception:
                     SOURCE_FAILURES.labels(src.name).inc()
+                    if self.stop_event.is_set():
+                        log.exception("source failed while stopping")
+                        return
                     log.exception("source failed; restarting", restart_in=round(delay, 1))
                 if time.monotonic() - started > 60:
                     delay = self.source_restart_delay  # it ran for a while: start over with a short delay
@@ -252,6 +256,9 @@ class Runtime:
                 raise
             except Exception:
                 EXTENSION_FAILURES.labels(f"service:{name}").inc()
+                if self.stop_event.is_set():
+                    log.exception("service failed while stopping", service=name)
+                    return
                 log.exception("service failed; restarting", service=name, restart_in=round(delay, 1))
             if time.monotonic() - started > 60:
                 delay = self.source_restart_delay
@@ -295,7 +302,8 @@ class Runtime:
         await asyncio.gather(*sink_tasks, *service_tasks, return_exceptions=True)
         for runner in self.runners:
             with suppress(Exception):
-                await asyncio.wait_for(runner.sink.close(), max(0.1, deadline - time.monotonic()))
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    await runner.sink.close()
 
     # -- reload ---------------------------------------------------------------------------------
 
@@ -339,7 +347,8 @@ class Runtime:
         for runner in [r for r in self.runners if r.name == name]:
             self.runners.remove(runner)
             with suppress(Exception):
-                await asyncio.wait_for(runner.sink.close(), self.cfg.runtime.grace_period)
+                async with asyncio.timeout(self.cfg.runtime.grace_period):
+                    await runner.sink.close()
 
     def _call_hooks(self, hooks: list[Callable[..., None]], *args: object) -> None:
         for cb in hooks:
