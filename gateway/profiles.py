@@ -126,7 +126,7 @@ def problems_from(exc: ValidationError, data: Any, name: str) -> list[Problem]:
         loc = [p for p in err["loc"] if isinstance(p, int | str)]
         line, col = position(data, loc)
         where = ".".join(str(p) for p in _clean_loc(loc, data))
-        msg = _message(err)
+        msg = error_message(err)
         out.append(Problem(name, line, col, f"{where}: {msg}" if where else msg))
     return out
 
@@ -150,7 +150,8 @@ def _clean_loc(loc: list[int | str], data: Any) -> list[int | str]:
     return out
 
 
-def _message(err: Any) -> str:
+def error_message(err: Any) -> str:
+    """One pydantic error as a sentence for a user (what is wrong, and the value given)."""
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key (check the spelling; `bms-gateway schema` lists the keys)"

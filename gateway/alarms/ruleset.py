@@ -18,6 +18,7 @@ from gateway.alarms.config import AlarmsConfig, RuleSpec
 from gateway.checks import register_check
 from gateway.configbase import Strict
 from gateway.errors import ConfigError, Problem
+from gateway.profiles import error_message
 from gateway.yamlpos import load_yaml, position, to_plain
 
 if TYPE_CHECKING:
@@ -134,22 +135,8 @@ def rule_problems(exc: ValidationError, data: Any, name: str) -> list[Problem]:
         loc = [p for i, p in enumerate(loc) if not (p in KIND_TAGS and (i == 0 or isinstance(loc[i - 1], int)))]
         line, col = position(data, loc) if data is not None else (0, 0)
         where = ".".join(str(p) for p in loc)
-        out.append(Problem(name, line, col, f"{where}: {_message(err)}" if where else _message(err)))
+        out.append(Problem(name, line, col, f"{where}: {error_message(err)}" if where else error_message(err)))
     return out
-
-
-def _message(err: Any) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling; `bms-gateway schema` lists the keys)"
-    if kind == "missing":
-        return "required key is missing"
-    msg = str(err.get("msg", "invalid"))
-    msg = msg.removeprefix("Value error, ")
-    inp = err.get("input")
-    if kind != "union_tag_invalid" and isinstance(inp, str | int | float | bool):
-        msg += f" (got {inp!r})"
-    return msg
 
 
 def _subtree(data: Any, where: list[int | str]) -> Any:
