@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import ConfigError
 
@@ -64,14 +65,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_schema(model: Any, title: str) -> int:
+    """Print a model's JSON Schema (with every field's description) for editors and checkers."""
+    schema = model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = title
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from gateway.config import GatewayConfig
 
-    schema = GatewayConfig.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "bms-gateway configuration (gateway.yaml)"
-    print(json.dumps(schema, indent=2, ensure_ascii=False))
-    return 0
+    return print_schema(GatewayConfig, "bms-gateway configuration (gateway.yaml)")
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
@@ -138,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `bms-gateway export | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return result
 
 

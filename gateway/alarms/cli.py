@@ -169,12 +169,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from gateway.alarms.ruleset import RuleFile
+    from gateway.cli import print_schema
 
-    schema = RuleFile.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "bms-gateway alarm rule file"
-    print(json.dumps(schema, indent=2, ensure_ascii=False))
-    return 0
+    return print_schema(RuleFile, "bms-gateway alarm rule file")
 
 
 def register(sub: Any) -> None:

@@ -168,15 +168,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    import json
-
+    from gateway.cli import print_schema
     from gateway.modbus.profile import ModbusProfile
 
-    schema = ModbusProfile.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "bms-gateway Modbus profile"
-    print(json.dumps(schema, indent=2, ensure_ascii=False))
-    return 0
+    return print_schema(ModbusProfile, "bms-gateway Modbus profile")
 
 
 def _add_simulate_args(p: argparse.ArgumentParser) -> None:
