@@ -84,9 +84,11 @@ def run_gateway(
         t_up = time.monotonic()
         limit = 2 * rate
         drain = first = float("nan")
+        peak = backlog
         while time.monotonic() - t_up < max(120.0, outage):
             left = pending(gw.store)
-            if first != first and 0 <= left < backlog - 2 * rate:  # the sink writes again (backoff over)
+            peak = max(peak, left)
+            if first != first and 0 <= left < peak - 2 * rate:  # the sink writes again (backoff over)
                 first = time.monotonic() - t_up
             if 0 <= left <= limit:
                 drain = time.monotonic() - t_up
