@@ -288,18 +288,14 @@ class Runtime:
         service_tasks: list[asyncio.Task[None]],
     ) -> None:
         deadline = time.monotonic() + self.cfg.runtime.grace_period
-        for t in source_tasks:
-            t.cancel()
-        await asyncio.gather(*source_tasks, return_exceptions=True)
+        await _cancel_and_wait(source_tasks)  # asks again if a source swallowed the cancellation
         await self.queue.put(None)  # everything the sources emitted is ahead of this
         await pipeline
         for runner in self.runners:
             left = max(0.0, deadline - time.monotonic())
             if not await runner.drain(left):
                 log.warning("sink not caught up at shutdown; it resumes from its cursor", sink=runner.name)
-        for t in sink_tasks + service_tasks:
-            t.cancel()
-        await asyncio.gather(*sink_tasks, *service_tasks, return_exceptions=True)
+        await _cancel_and_wait(sink_tasks + service_tasks)
         for runner in self.runners:
             with suppress(Exception):
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
@@ -436,9 +432,10 @@ class Runtime:
 async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel tasks and wait until they ended, cancelling again if one swallowed the request.
 
-    While the pipeline runs (a reload), a task inside `asyncio.wait_for` whose inner wait completes
-    in the same instant can lose a cancellation on Python 3.11; asking again (after a second, so
-    that a clean-up in progress is not cut short) ends it."""
+    A task inside `asyncio.wait_for` (ours use `asyncio.timeout`, but libraries such as pymodbus do)
+    whose inner wait completes in the same instant can lose a cancellation on Python 3.11; asking
+    again (after a second, so that a clean-up in progress is not cut short) ends it. Used at reload
+    and at shutdown."""
     while pending := [t for t in tasks if not t.done()]:
         for t in pending:
             t.cancel()

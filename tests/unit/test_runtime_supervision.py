@@ -111,3 +111,41 @@ async def test_failing_service_is_restarted_and_the_daemon_goes_on(tmp_path: Pat
     rt.request_stop("test")
     assert await task == 0
     assert runs == 3
+
+
+class Stubborn:
+    """Swallows the first cancellation, as a library's `wait_for` can on Python 3.11."""
+
+    name = "stubborn"
+
+    def __init__(self) -> None:
+        self.cancels = 0
+
+    async def run(self, ctx: SourceContext) -> None:
+        ctx.started()
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.cancels += 1
+                if self.cancels >= 2:
+                    raise
+
+
+async def test_shutdown_asks_again_when_a_source_swallows_the_cancellation(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(
+        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
+        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
+    )
+    rt = Runtime(load_config(cfg))
+    stubborn = Stubborn()
+    rt.sources.append(stubborn)
+    task = asyncio.create_task(rt.run())
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if rt.ready and rt.outbox.stored_samples() > 0:
+            break
+    rt.request_stop("test")
+    assert await task == 0
+    assert stubborn.cancels == 2
