@@ -66,7 +66,9 @@ class RuntimeConfig(Strict):
     """Process behaviour."""
 
     grace_period: float = Field(10.0, gt=0, description="Seconds to drain and flush on SIGTERM before exiting")
-    queue_batches: int = Field(1000, ge=1, description="Bound of the source → outbox queue, in batches")
+    queue_batches: int = Field(
+        256, ge=1, description="Bound of the source → outbox queue, in batches (sources wait when it is full)"
+    )
 
 
 class GatewayConfig(BaseSettings):
