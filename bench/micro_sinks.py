@@ -17,7 +17,7 @@ from gateway.model import Batch, Sample
 from gateway.outbox import Outbox, Row
 from gateway.sim.battery import RackModel, RackParams
 from gateway.sinks.clock import ClockGuard
-from gateway.sinks.influx import render
+from gateway.sinks.influx import render_parts
 from gateway.sinks.mqttpayloads import MqttState, Topics, render_rows
 
 
@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     guard = ClockGuard("bench")
 
     def influx(i: int) -> None:
-        items = render(rowsets[i], "site-1", "ns")
-        items, state = guard.apply(items)
+        _items, state = guard.apply_parts(render_parts(rowsets[i], "site-1", "ns"))
         guard.commit(state)
 
     topics = Topics("bms", "site-1")

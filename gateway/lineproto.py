@@ -40,28 +40,81 @@ def precision_divisor(precision: str) -> int:
     return {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}[precision]
 
 
+# Tag prefixes (`<level>,site=..,rack=..[,module=..][,cell=..],quality=..,source=..`) rendered once per
+# (site, source) and (quantity, rack, module, cell, quality); bounded: a table past its size starts over.
+_PREFIX_TABLES_MAX = 1024
+_PREFIX_ENTRIES_MAX = 65_536
+PrefixKey = tuple[str, str, int | None, int | None, str]  # quantity, rack, module, cell, quality
+# (group key tail, tag prefix, `<escaped quantity>=`, prefix has no backslash)
+PrefixEntry = tuple[tuple[object, ...], str, str, bool]
+_prefix_tables: dict[tuple[str, str], dict[PrefixKey, PrefixEntry]] = {}
+_INF = float("inf")
+_NINF = float("-inf")
+
+# A group of one batch: (prefix, prefix has no backslash, first sample time, field strings).
+Group = tuple[str, bool, int, list[str]]
+
+
+def _prefix_table(site: str, source: str) -> dict[PrefixKey, PrefixEntry]:
+    table = _prefix_tables.get((site, source))
+    if table is None:
+        if len(_prefix_tables) >= _PREFIX_TABLES_MAX:
+            _prefix_tables.clear()
+        table = _prefix_tables[(site, source)] = {}
+    return table
+
+
+def _prefix_entry(table: dict[PrefixKey, PrefixEntry], ck: PrefixKey, site: str, source: str) -> PrefixEntry:
+    quantity, rack, module, cell, quality = ck
+    level = level_of(quantity, module, cell)
+    tags = f"{level},site={tag(site)},rack={tag(str(rack))}"
+    if module is not None:
+        tags += f",module={module}"
+    if cell is not None:
+        tags += f",cell={cell}"
+    tags += f",quality={quality},source={tag(source)}"
+    entry = ((rack, module, cell, quality, level), tags, f"{tag(quantity)}=", "\\" not in tags)
+    if len(table) >= _PREFIX_ENTRIES_MAX:
+        table.clear()
+    table[ck] = entry
+    return entry
+
+
+def sample_groups(batch: Batch, site: str) -> list[Group]:
+    """The lines of a sample batch as groups, in order: samples with the same tags and time share one."""
+    table = _prefix_table(site, batch.source)
+    groups: dict[tuple[object, ...], Group] = {}
+    for s in batch.samples:
+        ts, quantity, v, _unit, quality, rack, module, cell, _dts = s
+        t = type(v)
+        if t is float:
+            if v != v or v == _INF or v == _NINF:
+                continue
+            fv = repr(v)
+        else:
+            fv_ = field_value(v)
+            if fv_ is None:
+                continue
+            fv = fv_
+        ck: PrefixKey = (quantity, rack, module, cell, quality)
+        entry = table.get(ck)
+        if entry is None:
+            entry = _prefix_entry(table, ck, site, batch.source)
+        gk = (ts, entry[0])
+        g = groups.get(gk)
+        if g is None:
+            groups[gk] = (entry[1], entry[3], ts, [entry[2] + fv])
+        else:
+            g[3].append(entry[2] + fv)
+    return list(groups.values())
+
+
 def encode_batches(batches: Iterable[Batch], site: str, precision: str = "ns") -> list[str]:
     """Line protocol lines for the sample batches (other kinds are encoded by their owners)."""
     div = precision_divisor(precision)
-    site_t = tag(site)
     lines: list[str] = []
     for batch in batches:
-        groups: dict[tuple[int, str, int | None, int | None, str, str], list[str]] = {}
-        src = tag(batch.source)
-        for s in batch.samples:
-            fv = field_value(s.value)
-            if fv is None:
-                continue
-            key = (s.ts, s.rack, s.module, s.cell, s.quality, level_of(s.quantity, s.module, s.cell))
-            groups.setdefault(key, []).append(f"{tag(s.quantity)}={fv}")
-        for (ts, rack, module, cell, quality, level), fields in groups.items():
-            tags = f"{level},site={site_t},rack={tag(str(rack))}"
-            if module is not None:
-                tags += f",module={module}"
-            if cell is not None:
-                tags += f",cell={cell}"
-            tags += f",quality={quality},source={src}"
-            lines.append(f"{tags} {','.join(fields)} {int(ts) // div}")
+        lines += [f"{tags} {','.join(fields)} {int(ts) // div}" for tags, _plain, ts, fields in sample_groups(batch, site)]
     return lines
 
 

@@ -22,6 +22,8 @@ log = structlog.get_logger("sink.clock")
 _SPACE = re.compile(r"(?<!\\) ")
 
 Item = tuple[int, str]
+# (seq, series key, fields, time, the line itself or None when it is `<key> <fields> <time>`)
+Part = tuple[int, str, str, int, str | None]
 
 
 def split_line(line: str) -> tuple[str, str, int]:
@@ -40,18 +42,22 @@ class ClockGuard:
 
     def apply(self, items: Sequence[Item]) -> tuple[list[Item], tuple[dict[str, int], int, dict[str, int]]]:
         """Lines to write and the state to `commit` once the server confirmed them."""
+        return self.apply_parts([(seq, *split_line(line), line) for seq, line in items])
+
+    def apply_parts(self, items: Sequence[Part]) -> tuple[list[Item], tuple[dict[str, int], int, dict[str, int]]]:
+        """`apply` for lines already split (no parsing): the encoder knows each line's series key."""
         newest = dict(self.newest)
         stepped = dict(self.stepped)
         steps = self.steps
         new_step = 0
         out: list[Item] = []
-        for seq, line in items:
-            key, fields, ts = split_line(line)
+        for seq, key, fields, ts, line in items:
             top = newest.get(key)
             if top is None or ts > top:
                 newest[key] = ts
-                stepped.pop(key, None)
-                out.append((seq, line))
+                if stepped:
+                    stepped.pop(key, None)
+                out.append((seq, f"{key} {fields} {ts}" if line is None else line))
             elif ts == top and key not in stepped:
                 # Two points of a series in the same time unit (precision): the later one moves one
                 # unit on, instead of overwriting the first.

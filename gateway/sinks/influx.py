@@ -20,10 +20,11 @@ from urllib3.exceptions import HTTPError
 
 from gateway.configbase import read_secret
 from gateway.errors import ConfigError, SinkError
-from gateway.lineproto import encode_batch
+from gateway.lineproto import encode_batch, encode_device_status, precision_divisor, sample_groups
 from gateway.outbox import Row
 from gateway.sinks.base import Rejected, register_sink
-from gateway.sinks.clock import ClockGuard
+from gateway.model import BatchKind
+from gateway.sinks.clock import ClockGuard, Part, split_line
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
 
@@ -36,6 +37,26 @@ log = structlog.get_logger("sink.influxdb")
 def render(rows: Sequence[Row], site: str, precision: str) -> list[Item]:
     """(seq, line) for every point of the rows, in order."""
     return [(row.seq, line) for row in rows for line in encode_batch(row.batch, site, precision)]
+
+
+def render_parts(rows: Sequence[Row], site: str, precision: str) -> list[Part]:
+    """`render` already split for the clock guard: sample lines are not parsed again."""
+    div = precision_divisor(precision)
+    out: list[Part] = []
+    for row in rows:
+        seq, b = row.seq, row.batch
+        if b.kind == BatchKind.SAMPLES:
+            for tags, plain, ts, fields in sample_groups(b, site):
+                if plain:  # the first unescaped space is the one after the tags
+                    out.append((seq, tags, ",".join(fields), int(ts) // div, None))
+                else:
+                    line = f"{tags} {','.join(fields)} {int(ts) // div}"
+                    out.append((seq, *split_line(line), line))
+            lines = encode_device_status(b, site, precision)
+        else:
+            lines = encode_batch(b, site, precision)
+        out += [(seq, *split_line(line), line) for line in lines]
+    return out
 
 
 class InfluxSink:
@@ -97,12 +118,15 @@ class InfluxSink:
         return f"{self.cfg.url} answered {resp.status}: {server_reason(resp.body)}"
 
     async def write(self, rows: Sequence[Row]) -> list[Rejected]:
-        items = render(rows, self.site, self.cfg.precision)
-        if not items:
-            return []
         if self.guard is None:
+            items = render(rows, self.site, self.cfg.precision)
+            if not items:
+                return []
             return await asyncio.to_thread(deliver, items, self._post)
-        items, state = self.guard.apply(items)
+        parts = render_parts(rows, self.site, self.cfg.precision)
+        if not parts:
+            return []
+        items, state = self.guard.apply_parts(parts)
         rejected = await asyncio.to_thread(deliver, items, self._post)
         self.guard.commit(state)
         return rejected
