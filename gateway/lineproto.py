@@ -114,7 +114,9 @@ def encode_batches(batches: Iterable[Batch], site: str, precision: str = "ns") -
     div = precision_divisor(precision)
     lines: list[str] = []
     for batch in batches:
-        lines += [f"{tags} {','.join(fields)} {int(ts) // div}" for tags, _plain, ts, fields in sample_groups(batch, site)]
+        lines += [
+            f"{tags} {','.join(fields)} {int(ts) // div}" for tags, _plain, ts, fields in sample_groups(batch, site)
+        ]
     return lines
 
 

@@ -21,9 +21,9 @@ from urllib3.exceptions import HTTPError
 from gateway.configbase import read_secret
 from gateway.errors import ConfigError, SinkError
 from gateway.lineproto import encode_batch, encode_device_status, precision_divisor, sample_groups
+from gateway.model import BatchKind
 from gateway.outbox import Row
 from gateway.sinks.base import Rejected, register_sink
-from gateway.model import BatchKind
 from gateway.sinks.clock import ClockGuard, Part, split_line
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
