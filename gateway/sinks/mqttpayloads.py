@@ -118,26 +118,83 @@ def render_rows(rows: Sequence[Row], topics: Topics, state: MqttState, retain_st
     return out
 
 
+# Per (quantity, unit, quality, module, cell): the fixed JSON of a telemetry sample around its time and
+# value, its state key and its level; bounded (starts over past its size).
+_PIECES_MAX = 262_144
+_pieces: dict[tuple[object, ...], tuple[str, str, str, str]] = {}
+_INF = float("inf")
+_NINF = float("-inf")
+
+
+def _piece(key: tuple[object, ...], s: Sample) -> tuple[str, str, str, str]:
+    head = f',"q":{_json(s.quantity)},"v":'
+    tail = f',"u":{_json(s.unit)},"ql":{_json(s.quality)}'
+    if s.module is not None:
+        tail += f',"m":{_json(s.module)}'
+    if s.cell is not None:
+        tail += f',"c":{_json(s.cell)}'
+    if len(_pieces) >= _PIECES_MAX:
+        _pieces.clear()
+    p = _pieces[key] = (head, tail + "}", state_key(s), str(level_of(s.quantity, s.module, s.cell)))
+    return p
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+
+def _sample_json(s: Sample, head: str, tail: str) -> str:
+    """`dumps(sample_doc(s))` from the fixed pieces: the common value types written directly."""
+    ts, v, dts = s.ts, s.value, s.device_ts
+    if type(ts) is not int or dts is not None:
+        return _json(sample_doc(s))
+    t = type(v)
+    if t is float:
+        vj = "null" if v != v or v == _INF or v == _NINF else float.__repr__(v)
+    elif t is int:
+        vj = int.__repr__(v)
+    elif v is None:
+        vj = "null"
+    elif t is bool:
+        vj = "true" if v else "false"
+    else:
+        vj = _json(clean(v))
+    return f'{{"ts":{ts}{head}{vj}{tail}'
+
+
 def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: list[str]) -> list[Message]:
-    by_rack: dict[str, list[Sample]] = {}
+    by_rack: dict[str, tuple[list[str], list[tuple[str, Sample]]]] = {}
     levels = topics.levels
+    every = levels is ALL_LEVELS
+    pieces = _pieces
     for s in b.samples:
-        if levels is ALL_LEVELS or level_of(s.quantity, s.module, s.cell) in levels:
-            by_rack.setdefault(s.rack, []).append(s)
+        key = (s.quantity, s.unit, s.quality, s.module, s.cell)
+        p = pieces.get(key)
+        if p is None:
+            p = _piece(key, s)
+        if not every and p[3] not in levels:
+            continue
+        group = by_rack.get(s.rack)
+        if group is None:
+            group = by_rack[s.rack] = ([], [])
+        group[0].append(_sample_json(s, p[0], p[1]))
+        group[1].append((p[2], s))
     out = []
-    for rack, samples in by_rack.items():
-        doc = {
-            "seq": seq,
-            "site": topics.site,
-            "rack": rack,
-            "source": b.source,
-            "samples": [sample_doc(s) for s in samples],
-        }
-        out.append(Message(topics.rack(rack, "telemetry"), dumps(doc), topics.qos, False))
+    for rack, (docs, samples) in by_rack.items():
+        head = dumps({"seq": seq, "site": topics.site, "rack": rack, "source": b.source, "samples": []})
+        payload = b"".join((head[:-2], ",".join(docs).encode(), b"]}"))
+        out.append(Message(topics.rack(rack, "telemetry"), payload, topics.qos, False))
         values = state.values.setdefault(rack, {})
         seen = state.quantities.setdefault(rack, set())
-        for s in samples:
-            values[state_key(s)] = {"v": clean(s.value), "u": s.unit, "ql": s.quality, "ts": s.ts}
+        for skey, s in samples:
+            v = s.value
+            t = type(v)
+            if t is float:
+                if v != v or v == _INF or v == _NINF:
+                    v = None
+            elif not (t is str or t is int or t is bool or v is None):
+                v = clean(v)  # type: ignore[assignment]
+            values[skey] = {"v": v, "u": s.unit, "ql": s.quality, "ts": s.ts}
             if s.module is None and s.cell is None:
                 seen.add(s.quantity)
         if rack not in touched:
