@@ -15,6 +15,7 @@ from cantools.database.namedsignalvalue import NamedSignalValue
 
 from gateway.can.config import CanPoint, CanProfile
 from gateway.can.decode import DECODE_ERROR, OUT_OF_RANGE, SHORT, UNKNOWN_ID, FrameTable, message_key
+from gateway.can.fastdecode import FastDecoder, fast_decoder
 from gateway.can.values import (
     BITS,
     NUMBER,
@@ -44,6 +45,7 @@ class MessagePlan:
     mux_signal: str | None
     plain: list[PointPlan] = field(default_factory=list)
     by_mux: dict[int, list[PointPlan]] = field(default_factory=dict)
+    fast: FastDecoder | None = None  # the signals the points read, without cantools (None: cantools)
 
     def all_points(self) -> list[PointPlan]:
         out = list(self.plain)
@@ -85,10 +87,15 @@ class RackPlan:
                 return (self._flag_bad(plan, data, ts) if result == DECODE_ERROR else []), result
             signals = result.signals
         else:
-            try:
-                signals = plan.message.decode(bytes(data), decode_choices=True, scaling=True, allow_excess=True)
-            except Exception:  # cantools raises DecodeError, KeyError (unknown mux value), ...
-                return self._flag_bad(plan, data, ts), DECODE_ERROR
+            fast = plan.fast
+            got = fast(data) if fast is not None else None
+            if got is not None:
+                signals = got
+            else:
+                try:
+                    signals = plan.message.decode(bytes(data), decode_choices=True, scaling=True, allow_excess=True)
+                except Exception:  # cantools raises DecodeError, KeyError (unknown mux value), ...
+                    return self._flag_bad(plan, data, ts), DECODE_ERROR
         points = plan.plain
         mux = 0
         if plan.mux_signal is not None:
@@ -175,7 +182,9 @@ def compile_rack(
     rack: str,
     id_offset: int = 0,
     source_address: int | None = None,
+    fast: bool = True,
 ) -> RackPlan | list[PlanProblem]:
+    """`fast`: decode with per-message fast decoders where the DBC allows (same values as cantools)."""
     index = _Index(db)
     problems: list[PlanProblem] = []
     plans: dict[str, MessagePlan] = {}
@@ -242,6 +251,13 @@ def compile_rack(
     by_key = {message_key(m.message, id_offset, profile.j1939): m for m in plans.values()}
     for m in by_key.values():
         m.key = message_key(m.message, id_offset, profile.j1939)
+        if fast and not profile.j1939:
+            m.fast = fast_decoder(
+                m.message,
+                m.mux_signal,
+                [p.signal for p in m.plain],
+                {mux: [p.signal for p in pts] for mux, pts in m.by_mux.items()},
+            )
     return RackPlan(rack, table, by_key)
 
 

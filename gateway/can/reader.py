@@ -11,6 +11,7 @@ counted (`dropped`), never silently. A receive error is kept in `error` and ends
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import struct
 import threading
@@ -18,11 +19,16 @@ from collections import deque
 from typing import Any
 
 import can
+import msgpack  # type: ignore[import-untyped]
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@ll")
 
 
 class BusReader:
-    def __init__(self, bus: can.BusABC, max_buffer: int = 200_000) -> None:
+    def __init__(self, bus: can.BusABC, max_buffer: int = 200_000, *, fast_udp: bool = True) -> None:
         self.bus = bus
+        self.fast_udp = fast_udp  # drain udp_multicast sockets directly (False: through bus.recv)
         self.max_buffer = max_buffer
         self.buffer: deque[can.Message] = deque()
         self.dropped = 0  # frames lost to a full buffer, ever (written by the receiving side only)
@@ -34,6 +40,7 @@ class BusReader:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._wake_pending = False
+        self._udp: socket.socket | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -42,7 +49,12 @@ class BusReader:
         except (NotImplementedError, AttributeError):
             self._fd = -1
         if self._fd >= 0:
-            self._loop.add_reader(self._fd, self._on_readable)
+            udp = _udp_socket(self.bus) if self.fast_udp else None
+            if udp is not None:
+                self._udp = udp
+                self._loop.add_reader(self._fd, self._on_udp_readable)
+            else:
+                self._loop.add_reader(self._fd, self._on_readable)
         else:
             self._thread = threading.Thread(target=self._rx_thread, name=f"can-rx:{self.bus.channel_info}", daemon=True)
             self._thread.start()
@@ -71,6 +83,63 @@ class BusReader:
                 if msg is None:
                     break
                 self._put(msg)
+        except Exception as exc:  # a bus error: the source reopens the bus
+            self._fail(exc)
+        self._event.set()
+
+    def _on_udp_readable(self) -> None:
+        """udp_multicast without python-can's per-frame select and layers: what `bus.recv(0)` does, inlined.
+
+        Same frames, timestamps (SO_TIMESTAMPNS), validation (a frame `can.Message(check=True)` would
+        refuse fails the bus the same way), software filters and FD handling as python-can 4.6.
+        """
+        sock = self._udp
+        assert sock is not None
+        bus: Any = self.bus
+        mc = bus._multicast
+        bufsize, ancsize = mc.max_buffer, mc.received_ancillary_buffer_size
+        recvmsg = sock.recvmsg
+        unpackb = msgpack.unpackb
+        message = can.Message
+        matches = bus._matches_filters
+        filtered = bool(bus._filters)
+        no_fd = bus._can_protocol is not can.CanProtocol.CAN_FD
+        buffer = self.buffer
+        append = buffer.append
+        max_buffer = self.max_buffer
+        unpack_ts = _TIMESPEC.unpack
+        try:
+            for _ in range(10_000):  # drain what the kernel holds, without starving the loop
+                try:
+                    raw, anc, _flags, _addr = recvmsg(bufsize, ancsize, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if len(anc) != 1:
+                    raise can.CanOperationError("Only requested a single extra field but got a different amount")
+                level, kind, cdata = anc[0]
+                if level != socket.SOL_SOCKET or kind != SO_TIMESTAMPNS:
+                    raise can.CanOperationError("received control message type that was not requested")
+                sec, nsec = unpack_ts(cdata)
+                if nsec >= 1e9:
+                    raise can.CanOperationError(
+                        f"Timestamp nanoseconds field was out of range: {nsec} not less than 1e9"
+                    )
+                try:
+                    d = unpackb(raw, raw=False)
+                    d["timestamp"] = sec + nsec * 1.0e-9
+                    msg = message(check=False, **d)
+                    if not _plain_valid(msg):
+                        msg._check()  # raises what check=True raises
+                except Exception as exc:
+                    raise can.CanOperationError("could not unpack received message") from exc
+                if no_fd and msg.is_fd:
+                    continue
+                if filtered and not matches(msg):
+                    continue
+                if len(buffer) >= max_buffer:
+                    self.dropped += 1
+                else:
+                    append(msg)
         except Exception as exc:  # a bus error: the source reopens the bus
             self._fail(exc)
         self._event.set()
@@ -139,6 +208,36 @@ class BusReader:
         n = min(max_frames, len(self.buffer))
         pop = self.buffer.popleft
         return [pop() for _ in range(n)]
+
+
+def _plain_valid(msg: can.Message) -> bool:
+    """The common valid classic frame, checked cheaply; anything else goes through `Message._check`."""
+    return (
+        not msg.is_fd
+        and not msg.is_remote_frame
+        and not msg.bitrate_switch
+        and not msg.error_state_indicator
+        and 0 <= msg.arbitration_id < (0x20000000 if msg.is_extended_id else 0x800)
+        and msg.dlc == len(msg.data) <= 8
+        and 0.0 <= msg.timestamp < math.inf
+    )
+
+
+def _udp_socket(bus: Any) -> socket.socket | None:
+    """The socket of a python-can udp_multicast bus we can drain directly, or None (use `bus.recv`)."""
+    try:
+        from can.interfaces.udp_multicast import UdpMulticastBus
+    except ImportError:  # pragma: no cover - msgpack missing
+        return None
+    if type(bus) is not UdpMulticastBus:
+        return None
+    mc = getattr(bus, "_multicast", None)
+    sock = getattr(mc, "_socket", None)
+    if not isinstance(sock, socket.socket) or not getattr(mc, "timestamp_nanosecond", False):
+        return None
+    if not hasattr(bus, "_matches_filters") or not hasattr(bus, "_can_protocol"):
+        return None
+    return sock
 
 
 def pin_udp_multicast_to_loopback(bus: Any) -> None:

@@ -1,0 +1,160 @@
+"""The CAN fast paths against their references: cantools decode, python-can's udp_multicast recv."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import can
+import cantools
+import pytest
+
+from bench.micro_can_alarms import example_frames
+from gateway.can.dbcload import load_dbc
+from gateway.can.fastdecode import fast_decoder
+from gateway.can.plan import RackPlan, compile_rack
+from gateway.can.reader import BusReader, open_bus
+from gateway.profiles import load_profile
+from tests.can_support import BMS_DBC, DBC_DIR, FOX_DBC, FOX_TRC, PROFILES, log_frames
+
+
+def _all_signals_decoder(msg: object) -> object:
+    m: cantools.database.can.Message = msg  # type: ignore[assignment]
+    mux = next((s.name for s in m.signals if s.is_multiplexer), None)
+    plain = [s.name for s in m.signals if not s.multiplexer_ids and not s.is_multiplexer]
+    by_mux: dict[int, list[str]] = {}
+    for s in m.signals:
+        for i in s.multiplexer_ids or ():
+            by_mux.setdefault(i, []).append(s.name)
+    return fast_decoder(m, mux, plain, by_mux)
+
+
+@pytest.mark.parametrize(("dbc", "frames"), [(BMS_DBC, None), (FOX_DBC, FOX_TRC)])
+def test_fast_decoder_equals_cantools_on_every_frame_of_the_real_captures(dbc, frames) -> None:  # type: ignore[no-untyped-def]
+    ref = cantools.database.load_file(dbc)
+    decoders = {m.frame_id: _all_signals_decoder(m) for m in ref.messages}
+    assert any(d is not None for d in decoders.values())
+    n = 0
+    for m in log_frames() if frames is None else log_frames(frames):
+        dec = decoders.get(m.arbitration_id)
+        if dec is None:
+            continue
+        expected = ref.get_message_by_frame_id(m.arbitration_id).decode(
+            bytes(m.data), decode_choices=True, scaling=True, allow_excess=True
+        )
+        got = dec(m.data)  # type: ignore[operator]
+        assert got == expected, hex(m.arbitration_id)
+        assert [type(v) for v in got.values()] == [type(expected[k]) for k in got]
+        n += 1
+    assert n > (10_000 if frames is None else 0)
+
+
+def _plans(profile: str, dbc: object) -> tuple[RackPlan, RackPlan]:
+    prof = load_profile(PROFILES / f"{profile}.yaml")
+    db = load_dbc(dbc, lenient=prof.lenient).db  # type: ignore[attr-defined,arg-type]
+    fast = compile_rack(prof, db, rack="r1")  # type: ignore[arg-type]
+    slow = compile_rack(prof, db, rack="r1", fast=False)  # type: ignore[arg-type]
+    assert isinstance(fast, RackPlan) and isinstance(slow, RackPlan)
+    assert any(m.fast is not None for m in fast.messages.values())
+    assert all(m.fast is None for m in slow.messages.values())
+    return fast, slow
+
+
+def _same(fast: RackPlan, slow: RackPlan, frames: list[tuple[int, bool, bytes]]) -> None:
+    for aid, ext, data in frames:
+        key = fast.key(aid, ext)
+        assert fast.decode(key, aid, ext, data, 7) == slow.decode(key, aid, ext, data, 7), (hex(aid), data.hex())
+
+
+def _damaged(frames: list[tuple[int, bool, bytes]], seed: int) -> list[tuple[int, bool, bytes]]:
+    rnd = random.Random(seed)
+    out = []
+    for aid, ext, data in frames:
+        out.append((aid, ext, bytes(rnd.randrange(256) for _ in data)))  # any bits: unknown muxes, out of range
+        out.append((aid, ext, data[: rnd.randrange(len(data) + 1)]))  # short
+        out.append((aid, ext, data + b"\x55\xaa"))  # excess
+    return out
+
+
+def test_plan_fast_path_gives_the_same_samples_quality_and_reasons_over_the_bms_dump() -> None:
+    fast, slow = _plans("can-redpesk-bms", BMS_DBC)
+    frames = [(m.arbitration_id, m.is_extended_id, bytes(m.data)) for m in log_frames()]
+    _same(fast, slow, frames)
+    _same(fast, slow, _damaged(frames[:2000], 1))
+
+
+def test_plan_fast_path_over_the_foxbms_trace_and_the_example_rack() -> None:
+    fast, slow = _plans("can-foxbms", FOX_DBC)
+    frames = [(m.arbitration_id, m.is_extended_id, bytes(m.data)) for m in log_frames(FOX_TRC)]
+    _same(fast, slow, frames)
+    _same(fast, slow, _damaged(frames, 2))
+    fast, slow = _plans("can-example-rack", DBC_DIR / "can-example-rack.dbc")
+    frames = example_frames(load_dbc(DBC_DIR / "can-example-rack.dbc").db)
+    _same(fast, slow, frames)
+    _same(fast, slow, _damaged(frames, 3))
+
+
+async def _receive(fast: bool, port: int, sent: list[can.Message]) -> tuple[list[tuple[object, ...]], int]:
+    group = "239.74.163.9"
+    rx = open_bus("udp_multicast", group, port=port, filters=[{"can_id": 0x100, "can_mask": 0x700}])
+    tx = open_bus("udp_multicast", group, port=port)
+    reader = BusReader(rx, max_buffer=150, fast_udp=fast)
+    reader.start()
+    try:
+        for m in sent:
+            tx.send(m)
+        got: list[can.Message] = []
+        while True:
+            batch = await reader.batch(0.05, 1000, 0.5)
+            if not batch:
+                break
+            got.extend(batch)
+        return [
+            (m.arbitration_id, m.is_extended_id, bytes(m.data), m.dlc, m.is_fd, m.is_remote_frame, m.timestamp > 0)
+            for m in got
+        ], reader.dropped
+    finally:
+        reader.stop()
+        rx.shutdown()
+        tx.shutdown()
+
+
+def test_udp_fast_drain_reads_what_python_can_reads_filters_and_drops_included() -> None:
+    sent = [
+        can.Message(arbitration_id=0x100 + (i % 0x200), data=bytes([i % 256] * (i % 9)), is_extended_id=False)
+        for i in range(400)
+    ]
+    sent.append(can.Message(arbitration_id=0x101, data=bytes(range(12)), is_fd=True))
+    port = random.randrange(40_000, 60_000)
+    fast = asyncio.run(_receive(True, port, sent))
+    slow = asyncio.run(_receive(False, port + 1, sent))
+    assert fast == slow
+    assert fast[1] > 0 and len(fast[0]) == 150
+
+
+def test_udp_fast_drain_fails_the_bus_on_a_datagram_python_can_refuses() -> None:
+    import socket
+
+    from can.interfaces.udp_multicast.utils import pack_message
+
+    async def run(fast: bool, port: int) -> str:
+        group = "239.74.163.9"
+        rx = open_bus("udp_multicast", group, port=port)
+        reader = BusReader(rx, fast_udp=fast)
+        reader.start()
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        bad = can.Message(arbitration_id=0x900, data=b"\x01", is_extended_id=False)  # 11-bit id out of range
+        tx.sendto(pack_message(bad), (group, port))
+        try:
+            await reader.batch(0.01, 10, 1.0)
+        except can.CanError as exc:
+            return type(exc).__name__
+        finally:
+            reader.stop()
+            rx.shutdown()
+            tx.close()
+        return "no error"
+
+    port = random.randrange(40_000, 60_000)
+    assert asyncio.run(run(True, port)) == asyncio.run(run(False, port + 1)) == "CanOperationError"
