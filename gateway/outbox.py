@@ -74,8 +74,19 @@ def decode(payload: bytes) -> Batch:
         created=doc["c"],
         status=status,
         records=doc["r"],
-        samples=[Sample(*row) for row in doc["x"]],
+        samples=_samples(doc["x"]),
     )
+
+
+_tuple_new = tuple.__new__
+_FIELDS = len(Sample._fields)
+
+
+def _samples(rows: list[list[object]]) -> list[Sample]:
+    """`[Sample(*row) for row in rows]`, without the per-sample argument handling when every row is whole."""
+    if set(map(len, rows)) <= {_FIELDS}:
+        return [_tuple_new(Sample, row) for row in rows]
+    return [Sample(*row) for row in rows]  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,11 @@ class Outbox:
         self.disk_full = False
         self.disk_full_clear_after = 60.0  # seconds without a disk-full error before the alarm returns to normal
         self._last_full = 0.0
+        # Decoded rows by seq, shared by every consumer's reads (each sink reads the same rows):
+        # seq → (ts, n, payload size, row). Bounded by samples; rows dropped from the store leave it.
+        self.decoded_max_samples = 200_000
+        self._decoded: dict[int, tuple[int, int, int, Row]] = {}
+        self._decoded_samples = 0
         for name in consumers:
             self.add_consumer(name)
 
@@ -242,13 +258,39 @@ class Outbox:
         cur = self.db.execute(
             "SELECT seq, ts, n, payload FROM batches WHERE seq > ? ORDER BY seq LIMIT ?", (after, max_rows)
         )
+        cache = self._decoded
         for seq, ts, n, payload in cur:
             if (out or not at_least_one) and total + n > max_samples:
                 break
-            out.append(Row(seq, ts, decode(payload)))
+            hit = cache.get(seq)
+            if hit is not None and hit[0] == ts and hit[1] == n and hit[2] == len(payload):
+                out.append(hit[3])
+            else:
+                row = Row(seq, ts, decode(payload))
+                self._remember(row, n, len(payload))
+                out.append(row)
             total += n
         cur.close()
         return out
+
+    def _remember(self, row: Row, n: int, size: int) -> None:
+        cache = self._decoded
+        old = cache.pop(row.seq, None)
+        if old is not None:
+            self._decoded_samples -= old[1]
+        if n > self.decoded_max_samples:
+            return
+        while cache and self._decoded_samples + n > self.decoded_max_samples:
+            first = next(iter(cache))
+            self._decoded_samples -= cache.pop(first)[1]
+        cache[row.seq] = (row.ts, n, size, row)
+        self._decoded_samples += n
+
+    def _forget_through(self, cut: int) -> None:
+        """Decoded rows up to `cut` (dropped from the store) leave the cache."""
+        cache = self._decoded
+        for seq in [seq for seq in cache if seq <= cut]:
+            self._decoded_samples -= cache.pop(seq)[1]
 
     def last_seq(self) -> int:
         row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()
@@ -351,6 +393,7 @@ class Outbox:
                     log.warning("samples dropped", consumer=name, samples=lost, reason=reason, through_seq=cut)
                 total += lost
             self.db.execute("DELETE FROM batches WHERE seq <= ?", (cut,))
+        self._forget_through(cut)
         return total
 
     # -- dead letters --------------------------------------------------------------------------
