@@ -94,6 +94,8 @@ class MqttState:
     values: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
     active: dict[str, bytes] = field(default_factory=dict)  # rack → retained alarms/active payload
     quantities: dict[str, set[str]] = field(default_factory=dict)  # rack → rack-level quantities seen
+    # rack → state key → `"<key>":{"v":..,"u":..,"ql":..,"ts":..}`, the JSON of `values` kept alongside
+    encoded: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def render_rows(rows: Sequence[Row], topics: Topics, state: MqttState, retain_state: bool = True) -> list[Message]:
@@ -113,29 +115,39 @@ def render_rows(rows: Sequence[Row], topics: Topics, state: MqttState, retain_st
             out.append(Message(topics.rack(b.status.device, "availability"), online.encode(), 1, True))
     if retain_state:
         for rack in touched:
-            doc = {"site": topics.site, "rack": rack, "values": state.values[rack]}
-            out.append(Message(topics.rack(rack, "state"), dumps(doc), 1, True))
+            values = state.values[rack]
+            enc = state.encoded.get(rack)
+            if enc is not None and len(enc) == len(values) and list(enc) == list(values):
+                head = dumps({"site": topics.site, "rack": rack, "values": {}})
+                payload = b"".join((head[:-2], ",".join(enc.values()).encode(), b"}}"))
+            else:
+                payload = dumps({"site": topics.site, "rack": rack, "values": values})
+            out.append(Message(topics.rack(rack, "state"), payload, 1, True))
     return out
 
 
-# Per (quantity, unit, quality, module, cell): the fixed JSON of a telemetry sample around its time and
-# value, its state key and its level; bounded (starts over past its size).
+# Per (quantity, unit, quality, module, cell): the fixed JSON of a telemetry sample and of its state
+# entry around its time and value, its state key and its level; bounded (starts over past its size).
 _PIECES_MAX = 262_144
-_pieces: dict[tuple[object, ...], tuple[str, str, str, str]] = {}
+Pieces = tuple[str, str, str, str, str, str]
+_pieces: dict[tuple[object, ...], Pieces] = {}
 _INF = float("inf")
 _NINF = float("-inf")
 
 
-def _piece(key: tuple[object, ...], s: Sample) -> tuple[str, str, str, str]:
+def _piece(key: tuple[object, ...], s: Sample) -> Pieces:
     head = f',"q":{_json(s.quantity)},"v":'
-    tail = f',"u":{_json(s.unit)},"ql":{_json(s.quality)}'
+    unit_quality = f',"u":{_json(s.unit)},"ql":{_json(s.quality)}'
+    tail = unit_quality
     if s.module is not None:
         tail += f',"m":{_json(s.module)}'
     if s.cell is not None:
         tail += f',"c":{_json(s.cell)}'
+    skey = state_key(s)
+    level = str(level_of(s.quantity, s.module, s.cell))
     if len(_pieces) >= _PIECES_MAX:
         _pieces.clear()
-    p = _pieces[key] = (head, tail + "}", state_key(s), str(level_of(s.quantity, s.module, s.cell)))
+    p = _pieces[key] = (head, tail + "}", skey, level, f'{_json(skey)}:{{"v":', unit_quality + ',"ts":')
     return p
 
 
@@ -143,50 +155,50 @@ def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
 
 
-def _sample_json(s: Sample, head: str, tail: str) -> str:
-    """`dumps(sample_doc(s))` from the fixed pieces: the common value types written directly."""
-    ts, v, dts = s.ts, s.value, s.device_ts
-    if type(ts) is not int or dts is not None:
-        return _json(sample_doc(s))
-    t = type(v)
-    if t is float:
-        vj = "null" if v != v or v == _INF or v == _NINF else float.__repr__(v)
-    elif t is int:
-        vj = int.__repr__(v)
-    elif v is None:
-        vj = "null"
-    elif t is bool:
-        vj = "true" if v else "false"
-    else:
-        vj = _json(clean(v))
-    return f'{{"ts":{ts}{head}{vj}{tail}'
-
-
 def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: list[str]) -> list[Message]:
-    by_rack: dict[str, tuple[list[str], list[tuple[str, Sample]]]] = {}
+    by_rack: dict[str, tuple[list[str], list[tuple[str, Sample, str]]]] = {}
     levels = topics.levels
     every = levels is ALL_LEVELS
     pieces = _pieces
     for s in b.samples:
-        key = (s.quantity, s.unit, s.quality, s.module, s.cell)
+        ts, quantity, v, unit, quality, rack, module, cell, dts = s
+        key = (quantity, unit, quality, module, cell)
         p = pieces.get(key)
         if p is None:
             p = _piece(key, s)
         if not every and p[3] not in levels:
             continue
-        group = by_rack.get(s.rack)
+        t = type(v)
+        if t is float:
+            vj = "null" if v != v or v == _INF or v == _NINF else float.__repr__(v)
+        elif t is int:
+            vj = int.__repr__(v)
+        elif v is None:
+            vj = "null"
+        elif t is bool:
+            vj = "true" if v else "false"
+        else:
+            vj = _json(clean(v))
+        if type(ts) is int:
+            tsj = int.__repr__(ts)
+            doc = f'{{"ts":{tsj}{p[0]}{vj}{p[1]}' if dts is None else _json(sample_doc(s))
+        else:
+            tsj = _json(ts)
+            doc = _json(sample_doc(s))
+        group = by_rack.get(rack)
         if group is None:
-            group = by_rack[s.rack] = ([], [])
-        group[0].append(_sample_json(s, p[0], p[1]))
-        group[1].append((p[2], s))
+            group = by_rack[rack] = ([], [])
+        group[0].append(doc)
+        group[1].append((p[2], s, f"{p[4]}{vj}{p[5]}{tsj}}}"))
     out = []
     for rack, (docs, samples) in by_rack.items():
         head = dumps({"seq": seq, "site": topics.site, "rack": rack, "source": b.source, "samples": []})
         payload = b"".join((head[:-2], ",".join(docs).encode(), b"]}"))
         out.append(Message(topics.rack(rack, "telemetry"), payload, topics.qos, False))
         values = state.values.setdefault(rack, {})
+        encoded = state.encoded.setdefault(rack, {})
         seen = state.quantities.setdefault(rack, set())
-        for skey, s in samples:
+        for skey, s, frag in samples:
             v = s.value
             t = type(v)
             if t is float:
@@ -195,6 +207,7 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
             elif not (t is str or t is int or t is bool or v is None):
                 v = clean(v)  # type: ignore[assignment]
             values[skey] = {"v": v, "u": s.unit, "ql": s.quality, "ts": s.ts}
+            encoded[skey] = frag
             if s.module is None and s.cell is None:
                 seen.add(s.quantity)
         if rack not in touched:

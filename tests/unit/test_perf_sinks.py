@@ -204,3 +204,12 @@ def test_mqtt_telemetry_same_bytes(levels: frozenset[str]) -> None:
         states = [m.payload for m in msgs if m.topic.endswith("/state")]
         assert states == [ref_dumps({"site": topics.site, "rack": r, "values": ref_values[r]}) for r in touched]
     assert ref_dumps(state.values) == ref_dumps(ref_values)
+
+
+def test_mqtt_state_given_from_outside_is_dumped_in_full() -> None:
+    earlier: dict[str, object] = {"v": 1.0, "u": "%", "ql": "good", "ts": T - 1}
+    state = MqttState(values={"r1": {"soh": dict(earlier)}})
+    b = Batch("s", [Sample(T, "soc", 55.0, "%", "good", "r1")])
+    msgs = render_rows([Row(1, T, b)], Topics("bms", "s1"), state)
+    values = {"soh": earlier, "soc": {"v": 55.0, "u": "%", "ql": "good", "ts": T}}
+    assert msgs[-1].payload == ref_dumps({"site": "s1", "rack": "r1", "values": values})
