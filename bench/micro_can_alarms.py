@@ -136,7 +136,7 @@ def alarm_batches(racks: int, cells: int, rounds: int, fault: bool = False) -> l
                     v = 3.70 if k < 12 else 2.40
                 samples.append(Sample(ts, "cell_voltage", v, "V", Quality.GOOD, rack, c // 12, c % 12))
             for c in range(cells // 4):
-                t = 25.0 + rnd.random() * 3
+                t = 25.0 + c % 3 + rnd.random() * 0.1
                 if fault and r % 5 == 0 and c == 2 and 6 <= k <= 30:
                     t = 25.0 + (k - 5) * 2.0
                 samples.append(Sample(ts, "cell_temperature", t, "°C", Quality.GOOD, rack, c // 6, c % 6))
@@ -151,7 +151,7 @@ def alarm_batches(racks: int, cells: int, rounds: int, fault: bool = False) -> l
 def make_engine(fast: bool = True) -> AlarmEngine:
     rules, _ = load_rule_file(defaults_path("lithium-ion"))
     engine = AlarmEngine(rules, {f"rack{r:03d}": f"rack{r:03d}" for r in range(100)})
-    engine.fast = fast
+    engine.fast = fast  # False: the reference loop
     return engine
 
 

@@ -9,7 +9,10 @@ clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from gateway.alarms import config as c
@@ -29,7 +32,7 @@ from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
 from gateway.alarms.instances import Instance, active_list, outbox_record, rack_batch, record, restored
 from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
 from gateway.alarms.states import Alarm, CommandRejected, State, Transition
-from gateway.model import Batch, BatchKind, DeviceState, Quality
+from gateway.model import Batch, BatchKind, DeviceState, Quality, Sample
 
 HANDLERS: dict[str, type[Handler]] = {
     "threshold": ThresholdHandler,
@@ -41,6 +44,9 @@ HANDLERS: dict[str, type[Handler]] = {
     "disagreement": DisagreementHandler,
 }
 GOOD = Quality.GOOD
+_quantity = attrgetter("quantity")
+# (array?, threshold group, gatherer, GOOD-sample calls in index order) of one quantity, for the fast path
+RunPlan = tuple[bool | None, ThresholdGroup | None, Gatherer | None, tuple[Callable[[Any], None], ...]]
 
 
 class AlarmEngine:
@@ -74,6 +80,9 @@ class AlarmEngine:
         self.quality_watch = 0  # instances of quality rules not idle: good samples must be checked
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._journal: list[dict[str, Any]] = []
+        # The fast path (same events): per quantity, the handlers' calls for GOOD samples, built lazily.
+        self.fast = True
+        self._run_plans: dict[str, RunPlan] = {}
 
     def _add(self, h: Handler) -> None:
         self.handlers.append(h)
@@ -173,7 +182,10 @@ class AlarmEngine:
             if b.status is not None:
                 self._status(b)
             if b.samples:
-                self._samples(b)
+                if self.fast:
+                    self._samples_fast(b)
+                else:
+                    self._samples(b)
                 # Arrays (spreads, sums) are per poll: evaluate and forget them after each batch.
                 for h in self.finishers:
                     h.finish()
@@ -196,6 +208,104 @@ class AlarmEngine:
                 hs = index[s.quantity] = [h for h in prefixed if s.quantity.startswith(h.prefix or "\0")]
             for h in hs:
                 h.sample(s)
+        last = b.samples[-1]
+        rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
+        if rack in self.removed:
+            return  # a batch still queued from a source a reload removed
+        self.racks.add(rack)
+        self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
+        self._comm(rack, comm_lost, last.ts)
+        for st in self.stale:
+            self._check(st, rack, False, last.ts, None, "samples arriving again")
+
+    def _handlers_of(self, quantity: str) -> list[Indexed]:
+        hs = self.index.get(quantity)
+        if hs is None:
+            hs = self.index[quantity] = [h for h in self.prefixed if quantity.startswith(h.prefix or "\0")]
+        return hs
+
+    def _samples_fast(self, b: Batch) -> None:
+        """`_samples`, same calls in the same order, cheaper: samples taken in runs of one quantity.
+
+        A quantity read only by its threshold group and its gatherer (cell voltages) is checked
+        inline: a value inside every limit of an element nothing tracks costs two comparisons and an
+        append. Any other quantity: one call per handler, GOOD-sample variants where they exist.
+        """
+        comm_lost = False
+        for q, run in groupby(b.samples, key=_quantity):
+            plan = self._run_plans.get(q)
+            if plan is None:
+                plan = self._run_plans[q] = self._run_plan(q)
+            if plan[0] is None:
+                comm_lost = self._run_generic(run, plan[3]) or comm_lost
+            else:
+                comm_lost = self._run_array(run, plan) or comm_lost
+        self._after_samples(b, comm_lost)
+
+    def _run_plan(self, q: str) -> RunPlan:
+        hs = self._handlers_of(q)
+        calls = tuple(getattr(h, "good", h.sample) for h in hs)
+        groups = [h for h in hs if isinstance(h, ThresholdGroup)]
+        gatherers = [h for h in hs if isinstance(h, Gatherer)]
+        if hs and len(groups) + len(gatherers) == len(hs) and len(groups) <= 1 and len(gatherers) <= 1:
+            return (True, groups[0] if groups else None, gatherers[0] if gatherers else None, calls)
+        return (None, None, None, calls)
+
+    def _bad(self, s: Sample) -> bool:
+        """A sample that is not GOOD, exactly as `_samples` takes it; True on comm loss."""
+        if self.quality:
+            self._quality(s, True)
+        for h in self._handlers_of(s.quantity):
+            h.sample(s)
+        return s.quality == Quality.COMM_LOSS
+
+    def _run_generic(self, run: Iterable[Sample], calls: tuple[Callable[[Any], None], ...]) -> bool:
+        comm_lost = False
+        for s in run:
+            if s.quality != GOOD:
+                comm_lost = self._bad(s) or comm_lost
+                continue
+            if self.quality_watch:
+                self._quality(s, False)
+            for f in calls:
+                f(s)
+        return comm_lost
+
+    def _run_array(self, run: Iterable[Sample], plan: RunPlan) -> bool:
+        _, group, gatherer, _calls = plan
+        comm_lost = False
+        lo, hi = (group.low_max, group.high_min) if group is not None else (-math.inf, math.inf)
+        tracked = group.tracked if group is not None else {}
+        cur_rack: str | None = None
+        vals: list[float] = []
+        smps: list[Sample] = []
+        for s in run:
+            if s.quality != GOOD:
+                comm_lost = self._bad(s) or comm_lost
+                continue
+            if self.quality_watch:
+                self._quality(s, False)
+            v = s.value
+            if type(v) is not float:
+                if group is not None:
+                    group.good(s)
+                if gatherer is not None:
+                    gatherer.good(s)
+                    cur_rack = None  # the gatherer's lists may be new
+                continue
+            if group is not None and not (lo <= v <= hi and (not tracked or (s.rack, s.module, s.cell) not in tracked)):
+                for m in group.members:
+                    m.check(s, v)
+            if gatherer is not None:
+                if s.rack != cur_rack:
+                    gatherer.good(s)
+                    cur_rack, vals, smps = s.rack, gatherer._vals, gatherer._smps
+                else:
+                    vals.append(v)
+                    smps.append(s)
+        return comm_lost
+
+    def _after_samples(self, b: Batch, comm_lost: bool) -> None:
         last = b.samples[-1]
         rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
         if rack in self.removed:

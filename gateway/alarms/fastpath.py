@@ -47,6 +47,18 @@ class ThresholdGroup:
         for m in self.members:
             m.check(s, v)
 
+    def good(self, s: Sample) -> None:
+        """`sample` for a sample the engine already knows is GOOD."""
+        v = s.value
+        if type(v) is not float:
+            v = r.as_number(v)
+            if v is None:
+                return
+        if self.low_max <= v <= self.high_min and (not self.tracked or (s.rack, s.module, s.cell) not in self.tracked):
+            return
+        for m in self.members:
+            m.check(s, v)
+
     def finish(self) -> None:
         pass
 
@@ -59,6 +71,9 @@ class Gatherer:
         self.values: dict[str, list[float]] = {}
         self.samples: dict[str, list[Sample]] = {}
         self.prefix: str | None = None
+        self._rack: str | None = None  # the rack of the last good sample, and its two lists
+        self._vals: list[float] = []
+        self._smps: list[Sample] = []
 
     def sample(self, s: Sample) -> None:
         if s.quality != GOOD:
@@ -76,12 +91,30 @@ class Gatherer:
             lst.append(v)
             self.samples[s.rack].append(s)
 
+    def good(self, s: Sample) -> None:
+        """`sample` for a sample the engine already knows is GOOD (a batch is usually one rack)."""
+        v = s.value
+        if type(v) is not float:
+            v = r.as_number(v)
+            if v is None:
+                return
+        rack = s.rack
+        if rack != self._rack or rack not in self.values:
+            lst = self.values.get(rack)
+            if lst is None:
+                lst = self.values[rack] = []
+                self.samples[rack] = []
+            self._rack, self._vals, self._smps = rack, lst, self.samples[rack]
+        self._vals.append(v)
+        self._smps.append(s)
+
     def finish(self) -> None:
         pass
 
     def clear(self) -> None:
         self.values.clear()
         self.samples.clear()
+        self._rack = None
 
 
 Indexed = Handler | ThresholdGroup | Gatherer

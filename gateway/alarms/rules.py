@@ -83,8 +83,9 @@ class RateTracker:
 
 def spread(values: list[float]) -> tuple[float, int, int]:
     """(max - min, index of max, index of min) of a non-empty list."""
-    hi = max(range(len(values)), key=values.__getitem__)
-    lo = min(range(len(values)), key=values.__getitem__)
+    # the first index of the max and of the min, as max/min over the indices with a key would give
+    top, bottom = max(values), min(values)
+    hi, lo = values.index(top), values.index(bottom)
     return values[hi] - values[lo], hi, lo
 
 
