@@ -170,13 +170,15 @@ def run(rounds: list[list[Batch]], before: bool) -> dict[str, float]:
         def outbox(i: int) -> None:
             after = box.last_seq()
             box.append(rounds[i])
-            for _sink in ("influx", "mqtt"):
-                pos = after
-                while True:
-                    rows = box.read(pos, max_samples=20_000)
-                    if not rows:
-                        break
-                    pos = rows[-1].seq
+            pos = {"influx": after, "mqtt": after}
+            more = True
+            while more:  # the sinks' runners take turns, a batch of 5000 samples each
+                more = False
+                for sink in pos:
+                    rows = box.read(pos[sink], max_samples=5000)
+                    if rows:
+                        pos[sink] = rows[-1].seq
+                        more = True
 
         try:
             results = {

@@ -145,8 +145,9 @@ class Outbox:
         self.disk_full_clear_after = 60.0  # seconds without a disk-full error before the alarm returns to normal
         self._last_full = 0.0
         # Decoded rows by seq, shared by every consumer's reads (each sink reads the same rows):
-        # seq → (ts, n, payload size, row). Bounded by samples; rows dropped from the store leave it.
-        self.decoded_max_samples = 200_000
+        # seq → (ts, n, payload size, row). Bounded by samples (ten default sink batches, some MB);
+        # rows dropped from the store leave it.
+        self.decoded_max_samples = 50_000
         self._decoded: dict[int, tuple[int, int, int, Row]] = {}
         self._decoded_samples = 0
         for name in consumers:
