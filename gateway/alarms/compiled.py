@@ -118,11 +118,22 @@ class RateHandler(Handler):
         self.window_ns = int(self.spec.window * r.NS)
 
     def sample(self, s: Sample) -> None:
-        if s.quality != Quality.GOOD or not self.wants(s.rack):
+        if s.quality != Quality.GOOD:
             return
-        v = r.as_number(s.value)
-        if v is None:
+        self.good(s)
+
+    def good(self, s: Sample) -> None:
+        """`sample` for a sample the engine already knows is GOOD."""
+        if self.racks is not None and s.rack not in self.racks:
             return
+        v = s.value
+        if type(v) is float:
+            if v - v != 0:  # NaN or infinite: as_number gives None
+                return
+        else:
+            v = r.as_number(v)
+            if v is None:
+                return
         tk = (s.rack, s.module, s.cell)
         tracker = self.trackers.get(tk)
         if tracker is None:

@@ -109,6 +109,7 @@ class RackPlan:
         reason = ""
         rack = self.rack
         get = signals.get
+        new = tuple.__new__
         for p in points:
             v = get(p.signal)
             if v is None:
@@ -123,7 +124,8 @@ class RackPlan:
                     reason = OUT_OF_RANGE
                 if p.scaled:
                     v = round(v * p.factor + p.offset, 9)
-                append(Sample(ts, p.quantity, v, p.unit, quality, rack, p.module, p.cell))
+                # Sample(ts, quantity, v, unit, quality, rack, module, cell), without the NamedTuple __new__ frame
+                append(new(Sample, (ts, p.quantity, v, p.unit, quality, rack, p.module, p.cell, None)))
             elif emit(out, p, v, ts, rack):
                 reason = OUT_OF_RANGE
         self.last[(key, mux)] = out
