@@ -72,7 +72,7 @@ def history(rt: Runtime, alarm_id: str) -> list[str]:
     return [r["state"] for r in alarm_records(rt) if r["type"] == "event" and r["alarm_id"] == alarm_id]
 
 
-async def run_until(rt: Runtime, cond: Callable[[], bool], limit: float = 30.0) -> None:
+async def run_until(rt: Runtime, cond: Callable[[], bool], limit: float = 90.0) -> None:
     """Run until `cond()` holds; the limit only stops a hung test, it is not a timing check."""
     task = asyncio.create_task(rt.run())
     loop = asyncio.get_running_loop()
