@@ -70,4 +70,6 @@ class SinkBase(Strict):
     batch_max_samples: int = Field(5000, ge=1, description="Largest number of samples in one write")
     batch_max_age: float = Field(0.2, gt=0, description="Seconds a partial batch may wait before it is written")
     backoff_initial: float = Field(0.5, gt=0, description="First retry delay in seconds after a failed write")
-    backoff_max: float = Field(30.0, gt=0, description="Longest retry delay in seconds (jittered)")
+    backoff_max: float = Field(
+        5.0, gt=0, description="Longest retry delay in seconds (jittered); also how soon a returning server is noticed"
+    )
