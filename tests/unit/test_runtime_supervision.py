@@ -12,6 +12,16 @@ from gateway.runtime import Runtime
 from gateway.sources.base import SourceContext
 
 
+def simulated_runtime(tmp_path: Path) -> Runtime:
+    """A runtime with one fast simulated rack, its store under tmp_path, no HTTP."""
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(
+        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
+        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
+    )
+    return Runtime(load_config(cfg))
+
+
 class Flaky:
     name = "flaky"
 
@@ -28,12 +38,7 @@ class Flaky:
 
 
 async def test_failing_source_is_restarted_without_stopping_the_others(tmp_path: Path) -> None:
-    cfg = tmp_path / "gateway.yaml"
-    cfg.write_text(
-        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
-        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
-    )
-    rt = Runtime(load_config(cfg))
+    rt = simulated_runtime(tmp_path)
     flaky = Flaky()
     rt.sources.append(flaky)
     rt.source_restart_delay = 0.01
@@ -54,12 +59,7 @@ async def test_failing_source_is_restarted_without_stopping_the_others(tmp_path:
 
 
 async def test_failing_processor_and_observer_do_not_lose_batches(tmp_path: Path) -> None:
-    cfg = tmp_path / "gateway.yaml"
-    cfg.write_text(
-        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
-        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
-    )
-    rt = Runtime(load_config(cfg))
+    rt = simulated_runtime(tmp_path)
     calls = {"p": 0, "o": 0}
 
     def bad_processor(batches: list[Batch]) -> list[Batch]:
@@ -86,12 +86,7 @@ async def test_failing_processor_and_observer_do_not_lose_batches(tmp_path: Path
 
 
 async def test_failing_service_is_restarted_and_the_daemon_goes_on(tmp_path: Path) -> None:
-    cfg = tmp_path / "gateway.yaml"
-    cfg.write_text(
-        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
-        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
-    )
-    rt = Runtime(load_config(cfg))
+    rt = simulated_runtime(tmp_path)
     rt.source_restart_delay = 0.01
     runs = 0
 
@@ -133,12 +128,7 @@ class Stubborn:
 
 
 async def test_shutdown_asks_again_when_a_source_swallows_the_cancellation(tmp_path: Path) -> None:
-    cfg = tmp_path / "gateway.yaml"
-    cfg.write_text(
-        "sources:\n  - {type: simulated, name: sim, interval: 0.02}\n"
-        f"store: {{path: {tmp_path / 's.db'}}}\nhttp: {{enabled: false}}\n"
-    )
-    rt = Runtime(load_config(cfg))
+    rt = simulated_runtime(tmp_path)
     stubborn = Stubborn()
     rt.sources.append(stubborn)
     task = asyncio.create_task(rt.run())
