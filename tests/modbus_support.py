@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 from gateway.modbus.profile import ModbusProfile
@@ -92,20 +90,3 @@ def stored(rt: Runtime) -> list[Batch]:
 
 def of(rt: Runtime, device: str) -> list[Batch]:
     return [b for b in stored(rt) if b.source == device]
-
-
-async def run_until(rt: Runtime, cond: Callable[[], bool], limit: float = 20.0) -> None:
-    """Run the runtime until `cond()` holds (a safety limit stops a hung test, it is not a timing check)."""
-    task = asyncio.create_task(rt.run())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    try:
-        while not cond():
-            if task.done():
-                task.result()
-                raise AssertionError("runtime ended early")
-            assert loop.time() < deadline, "condition not reached"
-            await asyncio.sleep(0.02)
-    finally:
-        rt.request_stop("test")
-        await task

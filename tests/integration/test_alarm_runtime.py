@@ -3,9 +3,7 @@ the journal matches the outbox and verifies, and a latched alarm survives a rest
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from gateway.config import load_config
 from gateway.model import Batch, BatchKind
 from gateway.outbox import Outbox
 from gateway.runtime import Runtime
+from tests.runtime_support import run_until
 
 OV = "rack-01:cell_over_voltage:m1c5"
 
@@ -70,23 +69,6 @@ def alarm_records(rt: Runtime) -> list[dict[str, Any]]:
 
 def history(rt: Runtime, alarm_id: str) -> list[str]:
     return [r["state"] for r in alarm_records(rt) if r["type"] == "event" and r["alarm_id"] == alarm_id]
-
-
-async def run_until(rt: Runtime, cond: Callable[[], bool], limit: float = 90.0) -> None:
-    """Run until `cond()` holds; the limit only stops a hung test, it is not a timing check."""
-    task = asyncio.create_task(rt.run())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    try:
-        while not cond():
-            if task.done():
-                task.result()
-                raise AssertionError("runtime ended early")
-            assert loop.time() < deadline, "condition not reached"
-            await asyncio.sleep(0.05)
-    finally:
-        rt.request_stop("test")
-        await task
 
 
 async def test_simulated_faults_raise_alarms_into_the_outbox_and_journal(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from gateway.modbus.simulator import ModbusSimulator
 from gateway.modbus.validate import load_modbus_profile
 from gateway.model import DeviceState, Quality
 from gateway.runtime import Runtime
-from tests.modbus_support import TINY, of, run_until, site, source, write
+from tests.modbus_support import TINY, of, site, source, write
+from tests.runtime_support import run_until
 from tests.servers import free_port
 
 

@@ -12,7 +12,8 @@ from gateway.modbus.poller import ModbusEndpoint
 from gateway.modbus.simulator import ModbusSimulator
 from gateway.model import DeviceState, Quality
 from gateway.runtime import Runtime
-from tests.modbus_support import of, run_until, site, source
+from tests.modbus_support import of, site, source
+from tests.runtime_support import run_until
 from tests.servers import free_port
 
 SUNSPEC = "protocol: modbus\nsunspec: true\ninterval: 0.1\n"
