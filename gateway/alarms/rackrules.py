@@ -20,6 +20,20 @@ class RackValues:
     latest: dict[str, tuple[float, int]] = field(default_factory=dict)  # quantity -> (value, ts)
 
 
+def record_latest(h: LimitHandler | DisagreementHandler, s: Sample) -> bool:
+    """Keep a good numeric sample as its rack's latest value of its quantity; False if skipped."""
+    if s.quality != Quality.GOOD or not h.wants(s.rack):
+        return False
+    v = r.as_number(s.value)
+    if v is None:
+        return False
+    rv = h.racks_seen.get(s.rack)
+    if rv is None:
+        rv = h.racks_seen[s.rack] = RackValues()
+    rv.latest[s.quantity] = (v, s.ts)
+    return True
+
+
 class LimitHandler(Handler):
     spec: c.LimitRule
 
@@ -30,16 +44,7 @@ class LimitHandler(Handler):
         self.unit = ""
 
     def sample(self, s: Sample) -> None:
-        if s.quality != Quality.GOOD or not self.wants(s.rack):
-            return
-        v = r.as_number(s.value)
-        if v is None:
-            return
-        rv = self.racks_seen.get(s.rack)
-        if rv is None:
-            rv = self.racks_seen[s.rack] = RackValues()
-        rv.latest[s.quantity] = (v, s.ts)
-        if s.quantity == self.spec.quantity:
+        if record_latest(self, s) and s.quantity == self.spec.quantity:
             self.unit = s.unit
             self.touched.add(s.rack)
 
@@ -92,15 +97,8 @@ class DisagreementHandler(Handler):
         self.unit = ""
 
     def sample(self, s: Sample) -> None:
-        if s.quality != Quality.GOOD or not self.wants(s.rack):
+        if not record_latest(self, s):
             return
-        v = r.as_number(s.value)
-        if v is None:
-            return
-        rv = self.racks_seen.get(s.rack)
-        if rv is None:
-            rv = self.racks_seen[s.rack] = RackValues()
-        rv.latest[s.quantity] = (v, s.ts)
         if s.quantity == self.spec.quantity:
             self.unit = s.unit
         self.touched.add(s.rack)
