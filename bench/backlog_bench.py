@@ -100,7 +100,7 @@ def run_gateway(
         gw.stop()
     left = pending(gw.store)
     stored = numeric_samples(gw.store)
-    in_vm = vm_value_count(vm, '{__name__=~"(cell|module|rack)_.*"}')
+    in_vm = settled_count(vm, '{__name__=~"(cell|module|rack)_.*"}', stored)
     vm.stop()
     return {
         "outage": real_outage,
@@ -112,6 +112,26 @@ def run_gateway(
         "rate": rate,
         "rss": gw.proc.last_hwm,
     }
+
+
+def settled_count(vm: VictoriaMetrics, match: str, expect: int, limit: float = 20.0) -> int:
+    """Values VictoriaMetrics holds, read again until they reach `expect` or stop changing.
+
+    Right after a restart VictoriaMetrics can take a few seconds before every accepted write is
+    searchable (seen: a count a few thousand short that was complete on the next read); a single
+    read would report that as lost."""
+    deadline = time.monotonic() + limit
+    last = -1
+    while True:
+        n = vm_value_count(vm, match)
+        if (
+            n >= expect
+            or time.monotonic() > deadline
+            or (n == last and n > 0 and time.monotonic() > deadline - limit / 2)
+        ):
+            return n
+        last = n
+        time.sleep(0.5)
 
 
 def pending_rate(store: Path, seconds: float) -> float:
