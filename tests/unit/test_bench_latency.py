@@ -1,0 +1,41 @@
+"""The bench's telemetry latency probe, against a real broker."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import paho.mqtt.client as mqtt
+
+from bench.telemetry_latency import TelemetryLatency, block_times
+from tests.servers import Mosquitto
+
+
+def test_block_times_are_distinct_in_order() -> None:
+    doc = {"samples": [{"ts": 5, "v": 1}, {"ts": 3}, {"ts": 5}, {"ts": "x"}, {"v": 2}]}
+    assert block_times(json.dumps(doc).encode()) == [5, 3]
+
+
+def test_latency_per_block_from_a_real_broker(mosquitto: Mosquitto) -> None:
+    watch = TelemetryLatency(mosquitto.port, ["bench/site/r1/telemetry"])
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="latency-test-pub")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        pub.publish("bench/site/r1/telemetry", json.dumps({"samples": [{"ts": 1}]}), qos=1).wait_for_publish(5)
+        time.sleep(0.3)  # before start(): not recorded
+        watch.start()
+        old = time.time_ns() - 2_000_000_000  # a block answered 2 s ago
+        payload = {"samples": [{"ts": old}, {"ts": old}, {"ts": old + 1_000_000_000}]}
+        pub.publish("bench/site/r1/telemetry", json.dumps(payload), qos=1).wait_for_publish(5)
+        pub.publish("bench/site/r2/telemetry", json.dumps(payload), qos=1).wait_for_publish(5)  # not subscribed
+        deadline = time.monotonic() + 5
+        while watch.messages < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        got = watch.stop()
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        watch.close()
+    assert len(got) == 2
+    assert 2000 <= got[0] < 7000 and 1000 <= got[1] < 6000
