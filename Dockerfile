@@ -31,11 +31,15 @@ COPY --from=build /opt/bms-gateway /opt/bms-gateway
 COPY config/gateway.yaml /etc/bms-gateway/gateway.yaml
 # Inside the container the HTTP endpoint listens on every interface of the container's own network,
 # so that `-p 127.0.0.1:9108:9108` can publish it; with --network host set it back to 127.0.0.1.
+# That address is reachable from the container network, so the gateway asks for a password or an
+# explicit opt-out: publish the port to loopback only, or give a secret `http-password` and set
+# BMS_GATEWAY__HTTP__PASSWORD_CREDENTIAL=http-password (HTTP Basic auth; /healthz stays open).
 ENV PATH=/opt/bms-gateway/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CREDENTIALS_DIRECTORY=/run/secrets \
     BMS_GATEWAY__HTTP__HOST=0.0.0.0 \
+    BMS_GATEWAY__HTTP__ALLOW_UNAUTHENTICATED=true \
     BMS_GATEWAY__HTTP__PORT=9108
 USER 10001:10001
 WORKDIR /var/lib/bms-gateway

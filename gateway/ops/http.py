@@ -8,11 +8,15 @@ Routes (GET and HEAD only):
     /             the live status page (static files from the package; no CDN, works offline)
 
 Loopback by default. One request per connection (`Connection: close`); request heads are bounded.
+With a password configured, every route but /healthz and /readyz (which probes use) asks for HTTP
+Basic authentication; the password is compared in constant time and never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import json
 import mimetypes
 from collections.abc import Callable
@@ -40,6 +44,7 @@ SECURITY_HEADERS = (
 REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     500: "Internal Server Error",
@@ -52,6 +57,7 @@ class Request:
     method: str
     path: str
     query: dict[str, list[str]]
+    authorization: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,7 @@ class Response:
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class BadRequest(ValueError):
@@ -66,17 +73,62 @@ class BadRequest(ValueError):
 
 
 def parse_request_head(head: bytes) -> Request:
-    """Parse `GET /path?x=1 HTTP/1.1` (the first line of the head); raise BadRequest when it is not one."""
+    """Parse `GET /path?x=1 HTTP/1.1` and the Authorization header; raise BadRequest when it is not a request."""
+    first, *fields = head.split(b"\r\n")
     try:
-        line = head.split(b"\r\n", 1)[0].decode("ascii")
+        line = first.decode("ascii")
     except UnicodeDecodeError as exc:
         raise BadRequest("request line is not ASCII") from exc
+    authorization = None
+    for f in fields:
+        name, sep, value = f.partition(b":")
+        if sep and name.strip().lower() == b"authorization":
+            authorization = value.strip().decode("latin-1")
     parts = line.split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise BadRequest("malformed request line")
     method, target, _version = parts
     url = urlsplit(target)
-    return Request(method, unquote(url.path) or "/", parse_qs(url.query))
+    return Request(method, unquote(url.path) or "/", parse_qs(url.query), authorization)
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic ...` header, None when absent or malformed."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+class BasicAuth:
+    """HTTP Basic authentication against one user name and password (compared in constant time)."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self._user = username.encode()
+        self._password = password.encode()
+
+    def __repr__(self) -> str:
+        return "BasicAuth(<hidden>)"
+
+    def allows(self, header: str | None) -> bool:
+        got = basic_credentials(header)
+        if got is None:
+            return False
+        user_ok = hmac.compare_digest(got[0].encode(), self._user)
+        password_ok = hmac.compare_digest(got[1].encode(), self._password)
+        return user_ok and password_ok
+
+
+OPEN_PATHS = ("/healthz", "/readyz")
+UNAUTHORIZED = Response(
+    401, b"authentication required\n", headers=(("WWW-Authenticate", 'Basic realm="bms-gateway", charset="UTF-8"'),)
+)
 
 
 def render_response(resp: Response, head_only: bool = False) -> bytes:
@@ -85,6 +137,7 @@ def render_response(resp: Response, head_only: bool = False) -> bytes:
         f"Content-Type: {resp.content_type}",
         f"Content-Length: {len(resp.body)}",
         "Connection: close",
+        *(f"{k}: {v}" for k, v in resp.headers),
         *(f"{k}: {v}" for k, v in SECURITY_HEADERS),
     ]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
@@ -116,15 +169,24 @@ Problems = Callable[[], list[str]]
 class App:
     """The routes, over views of the runtime (kept apart from the socket code so that it is easy to test)."""
 
-    def __init__(self, registry: CollectorRegistry, status: StatusView, problems: Problems) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, status: StatusView, problems: Problems, auth: BasicAuth | None = None
+    ) -> None:
         self.registry = registry
         self.status = status
         self.problems = problems
+        self.auth = auth
+        self.refused = 0  # requests refused for missing or wrong credentials
 
     def handle(self, req: Request) -> Response:
         if req.method not in ("GET", "HEAD"):
             return text(405, "only GET and HEAD\n")
         path = req.path
+        if self.auth is not None and path not in OPEN_PATHS and not self.auth.allows(req.authorization):
+            self.refused += 1
+            if req.authorization is not None:
+                log.warning("http request with wrong credentials refused", path=path)
+            return UNAUTHORIZED
         if path == "/healthz":
             return text(200, "ok\n")
         if path == "/readyz":

@@ -23,8 +23,10 @@ import structlog
 from prometheus_client import Gauge
 
 from gateway import metrics
+from gateway.configbase import read_secret
+from gateway.errors import ConfigError
 from gateway.ops.config import HttpConfig
-from gateway.ops.http import App, HttpServer
+from gateway.ops.http import App, BasicAuth, HttpServer
 from gateway.ops.livestate import LiveState
 from gateway.ops.reload import ReloadResult
 from gateway.ops.status import runtime_problems, status_document, status_line
@@ -98,7 +100,13 @@ class Operations:
             if not cfg.enabled:
                 await self._wait_http_change(None)
                 continue
-            server = HttpServer(App(metrics.REGISTRY, self.status, self.problems), cfg.host, cfg.port)
+            try:
+                auth = self._http_auth(cfg)
+            except ConfigError as exc:  # fail closed: never serve without the password that was asked for
+                log.error("cannot read the HTTP password; not serving HTTP until it can be read", error=str(exc))
+                await self._wait_http_change(RETRY_BIND)
+                continue
+            server = HttpServer(App(metrics.REGISTRY, self.status, self.problems, auth), cfg.host, cfg.port)
             try:
                 await server.start()
             except OSError as exc:
@@ -115,6 +123,15 @@ class Operations:
                 self.http = None
                 await server.stop()
             log.info("http configuration changed: moving the server")
+
+    def _http_auth(self, cfg: HttpConfig) -> BasicAuth | None:
+        if not cfg.auth_configured:
+            return None
+        file = None if cfg.password_file is None else self.rt.loaded.resolve(cfg.password_file)
+        secret = read_secret(cfg.password, file, cfg.password_credential)
+        if secret is None or not secret.get_secret_value():
+            raise ConfigError("the HTTP password is empty")
+        return BasicAuth(cfg.username, secret.get_secret_value())
 
     async def _wait_http_change(self, timeout: float | None) -> None:
         self._http_changed.clear()

@@ -6,12 +6,15 @@ prometheus_client's own text parser for /metrics.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -140,3 +143,52 @@ def test_demo_prints_a_working_status_page_url(tmp_path: Path) -> None:
         proc.wait(timeout=30)
         out.close()
     assert proc.returncode == 0
+
+
+def get_with(url: str, user: str | None = None, password: str | None = None) -> tuple[int, str]:
+    """(status, WWW-Authenticate header) of a GET, optionally with Basic credentials."""
+    req = urllib.request.Request(url)
+    if user is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.headers.get("WWW-Authenticate", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("WWW-Authenticate", "")
+
+
+def test_basic_authentication_with_a_password_file(tmp_path: Path) -> None:
+    """A password from a file (relative to the config) guards every route but the probes; it never
+    reaches the log. An unreadable password file keeps HTTP closed rather than open."""
+    port = free_port()
+    cfg = write_config(tmp_path, ["rack-a"], http_port=port)
+    password = "pw-S3CRET-not-in-logs-0815"
+    (tmp_path / "http-password").write_text(password + "\n")
+    cfg.write_text(
+        cfg.read_text().replace(
+            f"http: {{port: {port}}}", f"http: {{port: {port}, username: ops, password_file: http-password}}"
+        )
+    )
+    proc = start_gateway(cfg, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz", proc)
+        assert get_with(f"{base}/healthz")[0] == 200
+        status, challenge = get_with(f"{base}/metrics")
+        assert status == 401 and challenge.startswith("Basic ")
+        assert get_with(f"{base}/api/status", "ops", "wrong")[0] == 401
+        assert get_with(f"{base}/api/status", "ops", password)[0] == 200
+        assert get_with(f"{base}/metrics", "ops", password)[0] == 200
+        assert get_with(f"{base}/", "ops", password)[0] == 200
+    finally:
+        assert stop(proc) == 0
+    assert password not in (tmp_path / "gateway.log").read_text()
+
+    (tmp_path / "http-password").unlink()
+    proc = start_gateway(cfg, tmp_path)
+    try:
+        wait_log(tmp_path, "cannot read the HTTP password; not serving HTTP until it can be read", proc)
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens: closed, not open
+    finally:
+        assert stop(proc) == 0

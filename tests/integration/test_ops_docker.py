@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import subprocess
 import sys
@@ -114,3 +115,16 @@ def test_healthcheck_command_against_the_image_command(tmp_path: Path) -> None:
     finally:
         assert stop(proc) == 0  # SIGTERM, as `docker stop` sends it
     assert not healthy()
+
+
+def test_the_image_env_validates_and_the_open_port_is_an_explicit_choice(tmp_path: Path) -> None:
+    """The image listens on 0.0.0.0 inside its network: allowed only because its ENV opts out of auth."""
+    env = {k: v for k, v in image_env().items() if k != "PATH"}
+    assert env["BMS_GATEWAY__HTTP__HOST"] == "0.0.0.0"
+    argv = [sys.executable, "-m", "gateway", "validate", "-c", str(ROOT / "config" / "gateway.yaml")]
+    base = {**os.environ, **env, "BMS_GATEWAY__STORE__PATH": str(tmp_path / "store.db")}
+    ok = subprocess.run(argv, env=base, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    del base["BMS_GATEWAY__HTTP__ALLOW_UNAUTHENTICATED"]
+    refused = subprocess.run(argv, env=base, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "reachable from other machines" in refused.stdout + refused.stderr
