@@ -58,7 +58,20 @@ def print_problems(exc: ConfigError) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     loaded = load_or_exit(args)
+    from gateway.secretcheck import missing_secrets
+
     n = len(loaded.config.sources)
+    missing = missing_secrets(loaded)
+    unchecked = [m for m in missing if "not checked" in m]
+    absent = [m for m in missing if m not in unchecked]
+    for m in unchecked:
+        print(f"{config_path(args)}: note: {m}", file=sys.stderr)
+    if args.secrets and absent:
+        for m in absent:
+            print(f"{config_path(args)}: error: {m}", file=sys.stderr)
+        return 2
+    for m in absent:
+        print(f"{config_path(args)}: warning: {m} (needed at run time)", file=sys.stderr)
     print(
         f"{config_path(args)}: valid ({n} sources, {len(loaded.config.sinks)} sinks, {len(loaded.profiles)} profiles)"
     )
@@ -111,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a configuration, its profiles and DBC files; touches no hardware")
     add_config_arg(p)
     p.add_argument("--lenient", action="store_true", help="load imperfect DBC files, warning once per repair")
+    p.add_argument(
+        "--secrets", action="store_true", help="a secret or certificate file missing on this machine is an error"
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("schema", help="print the JSON Schema of gateway.yaml")
     p.set_defaults(func=cmd_schema)
