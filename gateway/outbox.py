@@ -13,7 +13,6 @@ committed (at most one commit interval) is what a crash can lose.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -22,11 +21,24 @@ from pathlib import Path
 
 import structlog
 
-from gateway import deadletters, metrics
+from gateway import deadletters, metrics, outboxcodec
 from gateway.deadletters import DeadLetter
 from gateway.gatewayalarm import gateway_alarm
-from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
+from gateway.model import Batch, BatchKind, Layout
+from gateway.outboxcodec import (
+    compact_digest,
+    decode,
+    decode_compact,
+    encode,
+    encode_compact,
+    is_json,
+    layout_body,
+    layout_from_body,
+    load_compact,
+)
 from gateway.outboxrepair import RepairReport, needs_repair, repair
+
+__all__ = ["ConsumerState", "Outbox", "Row", "decode", "encode"]
 
 log = structlog.get_logger("outbox")
 
@@ -46,47 +58,15 @@ CREATE TABLE IF NOT EXISTS consumers(
     dropped INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS layouts(
+    digest TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 """
-
-
-def encode(batch: Batch) -> bytes:
-    st = batch.status
-    doc = {
-        "s": batch.source,
-        "d": batch.device,
-        "k": str(batch.kind),
-        "c": batch.created,
-        "st": None if st is None else [st.device, str(st.state), st.reason, st.ts],
-        "r": batch.records,
-        "x": batch.samples,
-    }
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def decode(payload: bytes) -> Batch:
-    doc = json.loads(payload)
-    st = doc["st"]
-    status = None if st is None else DeviceStatus(st[0], DeviceState(st[1]), st[2], st[3])
-    return Batch(
-        source=doc["s"],
-        device=doc["d"],
-        kind=BatchKind(doc["k"]),
-        created=doc["c"],
-        status=status,
-        records=doc["r"],
-        samples=_samples(doc["x"]),
-    )
-
-
-_tuple_new = tuple.__new__
-_FIELDS = len(Sample._fields)
-
-
-def _samples(rows: list[list[object]]) -> list[Sample]:
-    """`[Sample(*row) for row in rows]`, without the per-sample argument handling when every row is whole."""
-    if set(map(len, rows)) <= {_FIELDS}:
-        return [_tuple_new(Sample, row) for row in rows]
-    return [Sample(*row) for row in rows]  # type: ignore[arg-type]
+# `layouts`: the shapes compact rows refer to (see gateway.outboxcodec), each kept while a row uses it:
+# `last_seq` is at least the seq of every row stored with it, so dropping rows through a seq may drop
+# the layouts whose last_seq is not above it.
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +115,7 @@ class Outbox:
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self.db.executescript(SCHEMA + deadletters.SCHEMA)
         self.page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
+        self._stored_layouts: set[str] = {r[0] for r in self.db.execute("SELECT digest FROM layouts")}
         self.appended_samples = 0
         self.dropped_total: dict[str, int] = {}
         self._in_tx = False
@@ -145,9 +126,10 @@ class Outbox:
         self.disk_full_clear_after = 60.0  # seconds without a disk-full error before the alarm returns to normal
         self._last_full = 0.0
         # Decoded rows by seq, shared by every consumer's reads (each sink reads the same rows):
-        # seq → (ts, n, payload size, row). Bounded by samples (ten default sink batches, some MB);
+        # seq → (ts, n, payload size, row). Bounded by samples: two seconds of a 100-rack site at
+        # 100,000 samples/s between the first and the last reader (about 150 bytes a sample, 30 MB);
         # rows dropped from the store leave it.
-        self.decoded_max_samples = 50_000
+        self.decoded_max_samples = 200_000
         self._decoded: dict[int, tuple[int, int, int, Row]] = {}
         self._decoded_samples = 0
         for name in consumers:
@@ -157,11 +139,12 @@ class Outbox:
 
     def append(self, batches: Iterable[Batch]) -> int:
         """Append batches in one transaction (a group commit); return the last sequence number."""
-        rows = [(b.created, str(b.kind), b.source, len(b), encode(b)) for b in batches]
+        layouts: dict[str, Layout] = {}
+        rows = [(b.created, str(b.kind), b.source, len(b), self._encode(b, layouts)) for b in batches]
         if not rows:
             return self.last_seq()
         try:
-            last = self._insert(rows)
+            last = self._insert(rows, layouts)
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
@@ -172,7 +155,7 @@ class Outbox:
             self.enforce_budget(force_fraction=0.2)
             self._set_disk_full(True)
             try:
-                last = self._insert(rows)
+                last = self._insert(rows, layouts)
             except sqlite3.OperationalError as exc2:
                 if not _is_full(exc2):
                     raise
@@ -185,10 +168,35 @@ class Outbox:
         self.enforce_budget()
         return last
 
-    def _insert(self, rows: list[tuple[int, str, str, int, bytes]]) -> int:
+    def _encode(self, batch: Batch, layouts: dict[str, Layout]) -> bytes:
+        """The batch's payload: compact when it fits its layout (noted in `layouts`), else JSON."""
+        if batch.layout is not None:
+            entry = outboxcodec.LAYOUTS.for_layout(batch.layout)
+            if entry is not None:
+                payload = encode_compact(batch, entry)
+                if payload is not None:
+                    layouts[entry.layout.digest] = entry.layout
+                    return payload
+        return encode(batch)
+
+    def _insert(self, rows: list[tuple[int, str, str, int, bytes]], layouts: dict[str, Layout] | None = None) -> int:
+        """Insert rows and the layouts their compact payloads use, in one transaction."""
+        layouts = layouts or {}
+        new = [d for d in layouts if d not in self._stored_layouts]
         with self._tx():
+            if new:
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO layouts(digest, last_seq, body) VALUES (?, 0, ?)",
+                    [(d, layout_body(layouts[d])) for d in new],
+                )
             self.db.executemany("INSERT INTO batches(ts, kind, source, n, payload) VALUES (?,?,?,?,?)", rows)
-            return int(self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()[0])
+            last = int(self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()[0])
+            if layouts:
+                self.db.executemany(
+                    "UPDATE layouts SET last_seq=max(last_seq, ?) WHERE digest=?", [(last, d) for d in layouts]
+                )
+        self._stored_layouts.update(new)
+        return last
 
     def _set_disk_full(self, full: bool) -> None:
         """Enter or leave the disk-full state: metric, log line and a gateway alarm event (rack `gateway`)."""
@@ -267,12 +275,27 @@ class Outbox:
             if hit is not None and hit[0] == ts and hit[1] == n and hit[2] == len(payload):
                 out.append(hit[3])
             else:
-                row = Row(seq, ts, decode(payload))
+                row = Row(seq, ts, self._decode(payload))
                 self._remember(row, n, len(payload))
                 out.append(row)
             total += n
         cur.close()
         return out
+
+    def _decode(self, payload: bytes) -> Batch:
+        """A stored payload of either format (see gateway.outboxcodec) as a batch."""
+        if is_json(payload):
+            return decode(payload)
+        doc = load_compact(payload)
+        digest = compact_digest(doc)
+        layouts = outboxcodec.LAYOUTS
+        entry = layouts.get(digest)
+        if entry is None:
+            found = self.db.execute("SELECT body FROM layouts WHERE digest=?", (digest,)).fetchone()
+            if found is None:
+                raise ValueError(f"outbox row refers to layout {digest}, which the store does not hold")
+            entry = layouts.add(digest, layout_from_body(found[0]))
+        return decode_compact(doc, entry)
 
     def _remember(self, row: Row, n: int, size: int) -> None:
         cache = self._decoded
@@ -325,7 +348,7 @@ class Outbox:
             (since_ns, until, after_seq),
         )
         for seq, ts, payload in cur:
-            yield Row(seq, ts, decode(payload))
+            yield Row(seq, ts, self._decode(payload))
 
     def stored_samples(self, kind: BatchKind | None = BatchKind.SAMPLES) -> int:
         if kind is None:
@@ -394,6 +417,10 @@ class Outbox:
                     log.warning("samples dropped", consumer=name, samples=lost, reason=reason, through_seq=cut)
                 total += lost
             self.db.execute("DELETE FROM batches WHERE seq <= ?", (cut,))
+            gone = [r[0] for r in self.db.execute("SELECT digest FROM layouts WHERE last_seq <= ?", (cut,))]
+            if gone:
+                self.db.execute("DELETE FROM layouts WHERE last_seq <= ?", (cut,))
+        self._stored_layouts.difference_update(gone)
         self._forget_through(cut)
         return total
 

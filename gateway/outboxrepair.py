@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 
 from gateway import metrics
+from gateway.outboxcodec import compact_digest, is_json, load_compact
 
 log = structlog.get_logger("outbox")
 
@@ -109,7 +110,8 @@ def repair(path: Path, schema: str, reason: str) -> RepairReport:
         last = _max_seq(old)
         new.execute("BEGIN")
         _copy_small(old, new)
-        recovered, unreadable, seen = _copy_batches(old, new, last)
+        layouts = {str(r[0]) for r in new.execute("SELECT digest FROM layouts")}
+        recovered, unreadable, seen = _copy_batches(old, new, last, layouts)
         last = max(last, seen)
         new.execute("DELETE FROM sqlite_sequence WHERE name='batches'")
         new.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('batches', ?)", (last,))
@@ -147,32 +149,41 @@ def _max_seq(old: sqlite3.Connection) -> int:
 
 
 def _copy_small(old: sqlite3.Connection, new: sqlite3.Connection) -> None:
-    """Cursors, meta and dead letters, as far as they are readable."""
+    """Cursors, meta, dead letters and layouts, as far as they are readable."""
     for table, cols in (
         ("consumers", "name, acked, dropped"),
         ("meta", "key, value"),
         ("deadletter", "id, stored, consumer, seq, status, reason, item"),
+        ("layouts", "digest, last_seq, body"),
     ):
         try:
             rows = old.execute(f"SELECT {cols} FROM {table}").fetchall()
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if table == "layouts" and "no such table" in str(exc):
+                continue  # a store written before compact rows existed
+
             log.error("store repair: table unreadable", table=table)
             continue
         marks = ",".join("?" * len(cols.split(",")))
         new.executemany(f"INSERT OR REPLACE INTO {table}({cols}) VALUES ({marks})", rows)
 
 
-def _intact(payload: object) -> bool:
-    """A payload whose pages were lost reads back as zeros or garbage: it must be a whole JSON document."""
+def _intact(payload: object, layouts: set[str]) -> bool:
+    """A payload whose pages were lost reads back as zeros or garbage: it must be a whole JSON document,
+    or a whole compact row whose layout was kept."""
     if not isinstance(payload, bytes):
         return False
     try:
-        return isinstance(json.loads(payload), dict)
+        if is_json(payload):
+            return isinstance(json.loads(payload), dict)
+        return compact_digest(load_compact(payload)) in layouts
     except ValueError:
         return False
 
 
-def _copy_batches(old: sqlite3.Connection, new: sqlite3.Connection, last: int) -> tuple[int, int, int]:
+def _copy_batches(
+    old: sqlite3.Connection, new: sqlite3.Connection, last: int, layouts: set[str]
+) -> tuple[int, int, int]:
     """(rows copied, rows unreadable, highest seq seen): chunked scans, row by row around damage."""
     insert = "INSERT INTO batches(seq, ts, kind, source, n, payload) VALUES (?,?,?,?,?,?)"
     select = "SELECT seq, ts, kind, source, n, payload FROM batches"
@@ -190,7 +201,7 @@ def _copy_batches(old: sqlite3.Connection, new: sqlite3.Connection, last: int) -
                     break
                 after = last  # nothing readable beyond: the rest is gone
                 continue
-            good = [r for r in rows if _intact(r[5])]
+            good = [r for r in rows if _intact(r[5], layouts)]
             new.executemany(insert, good)
             first = first or int(rows[0][0])
             copied += len(good)
@@ -204,7 +215,7 @@ def _copy_batches(old: sqlite3.Connection, new: sqlite3.Connection, last: int) -
             except sqlite3.DatabaseError:
                 unreadable += 1
                 continue
-            if row is not None and _intact(row[5]):
+            if row is not None and _intact(row[5], layouts):
                 new.execute(insert, row)
                 first = first or seq
                 copied += 1

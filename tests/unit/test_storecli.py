@@ -10,16 +10,14 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
+from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Quality, Sample
 from gateway.outbox import Outbox
 from gateway.storecli import parse_time
 
 T0 = 1_700_000_000_000_000_000
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    path = tmp_path / "s.db"
+def fill(path: Path, layout: Layout | None = None) -> Path:
     ob = Outbox(path)
     for i in range(3):
         ts = T0 + i * 1_000_000_000
@@ -34,11 +32,33 @@ def store(tmp_path: Path) -> Path:
                     ],
                     created=ts,
                     status=DeviceStatus("r1", DeviceState.ONLINE, "", ts) if i == 0 else None,
+                    layout=layout,
                 )
             ]
         )
     ob.close()
     return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return fill(tmp_path / "s.db")
+
+
+def test_compact_rows_export_and_tail_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store of layout batches (compact rows) gives byte-identical output to one of plain JSON rows."""
+    keys = [("soc", "%", "r1", None, None), ("cell_voltage", "V", "r1", 1, 2), ("soc", "%", "r2", None, None)]
+    plain = fill(tmp_path / "plain.db")
+    compact = fill(tmp_path / "compact.db", Layout(keys, [(0, 3)]))
+    payload = Outbox(compact).db.execute("SELECT payload FROM batches").fetchone()[0]
+    assert payload[:1] != b"{"
+    for args in (["export", "--format", "jsonl"], ["export", "--format", "csv"], ["export", "--format", "lp"],
+                 ["export", "--format", "lp", "--rack", "r2"], ["tail", "-n", "3"]):  # fmt: skip
+        outs = []
+        for path in (plain, compact):
+            assert main([*args, "--store", str(path), "--site", "s"]) == 0
+            outs.append(capsys.readouterr())
+        assert outs[0] == outs[1] and outs[0].out
 
 
 def test_export_jsonl_with_rack_and_time_filter(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
