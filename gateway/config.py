@@ -69,6 +69,12 @@ class RuntimeConfig(Strict):
     queue_batches: int = Field(
         256, ge=1, description="Bound of the source → outbox queue, in batches (sources wait when it is full)"
     )
+    queue_samples: int = Field(
+        100_000,
+        ge=1,
+        description="Bound of the source → outbox queue, in samples (sources wait when it is full: memory stays "
+        "bounded when the machine cannot keep up)",
+    )
 
 
 class GatewayConfig(BaseSettings):

@@ -20,9 +20,10 @@ from contextlib import suppress
 from typing import Any
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from gateway import metrics
+from gateway.batchqueue import BatchQueue
 from gateway.config import LoadedConfig
 from gateway.errors import ConfigError
 from gateway.model import Batch
@@ -58,6 +59,21 @@ EXTENSION_FAILURES = Counter(
     "bms_gateway_extension_failures", "Processor or observer calls that raised", ["name"], registry=metrics.REGISTRY
 )
 
+QUEUE_SAMPLES = Gauge(
+    "bms_gateway_queue_samples", "Samples waiting in the source queue for a group commit", registry=metrics.REGISTRY
+)
+QUEUE_WAIT = Counter(
+    "bms_gateway_queue_wait_seconds",
+    "Seconds sources waited for room in the full source queue (backpressure: the gateway is not keeping up)",
+    registry=metrics.REGISTRY,
+)
+
+# Samples taken into one group commit at most: the commit (processors, observers, outbox encoding) runs
+# on the event loop in one go, so a backlog is committed in steps of this size with the loop free in
+# between (about 10 ms each at a few µs per sample).
+COMMIT_MAX_SAMPLES = 5000
+QUEUE_FULL_LOG_EVERY = 60.0  # seconds between "queue full" log lines (the metric counts every wait)
+
 
 def _name(fn: object) -> str:
     return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
@@ -80,7 +96,9 @@ class Runtime:
             retention_hours=cfg.store.retention_hours,
             synchronous=cfg.store.synchronous,
         )
-        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=cfg.runtime.queue_batches)
+        self.queue = BatchQueue(cfg.runtime.queue_batches, cfg.runtime.queue_samples)
+        self.commit_max_samples = COMMIT_MAX_SAMPLES
+        self._queue_full_logged = -QUEUE_FULL_LOG_EVERY  # monotonic time of the last "queue full" line
         self.sources: list[Source] = []
         self.source_types: dict[str, str] = {}  # source name -> its `type:` (a reload rebuilds by type)
         for type_name, built in sources_by_type(loaded).items():
@@ -116,10 +134,23 @@ class Runtime:
     # -- the pipeline ---------------------------------------------------------------------------
 
     async def emit(self, batch: Batch) -> None:
-        await self.queue.put(batch)
+        """Queue a batch for the next group commit; waits while the queue is full (nothing is dropped)."""
+        queue = self.queue
+        waited = await queue.put(batch)
+        if waited:
+            QUEUE_WAIT.inc(waited)
+            now = time.monotonic()
+            if now - self._queue_full_logged >= QUEUE_FULL_LOG_EVERY:
+                self._queue_full_logged = now
+                log.warning("source queue full: sources wait until the store catches up (backpressure)",
+                            queued_samples=queue.samples, waits=queue.full_waits,
+                            waited_s=round(queue.waited, 3))  # fmt: skip
 
     async def _pipeline(self) -> None:
-        """Take batches from the queue, run the processors, group-commit to the outbox."""
+        """Take batches from the queue, run the processors, group-commit to the outbox.
+
+        A group is what arrived within one commit interval, up to `commit_max_samples`; between
+        groups the loop is free for the sources and sinks."""
         interval = self.cfg.store.commit_interval
         done = False
         while not done:
@@ -127,8 +158,9 @@ class Runtime:
             if first is None:
                 break
             batches = [first]
+            samples = len(first)
             deadline = time.monotonic() + interval
-            while True:
+            while samples < self.commit_max_samples:
                 try:
                     item = self.queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -144,7 +176,10 @@ class Runtime:
                     done = True
                     break
                 batches.append(item)
+                samples += len(item)
+            QUEUE_SAMPLES.set(self.queue.samples)
             self._commit(batches)
+            await asyncio.sleep(0)  # the sources and sinks run between group commits
 
     def _commit(self, batches: list[Batch]) -> None:
         extra: list[Batch] = []
