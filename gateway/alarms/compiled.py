@@ -9,12 +9,14 @@ comparison.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
+from gateway.alarms.ratecolumns import Element, Tracker
 from gateway.model import Quality, Sample
 
 # (rule id, rack, module, cell, name): an alarm instance. The alarm id is made from it once.
@@ -113,9 +115,21 @@ class RateHandler(Handler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.quantities = (self.spec.quantity,)
-        self.trackers: dict[tuple[str, int | None, int | None], r.RateTracker] = {}
-        self.window_ns = int(self.spec.window * r.NS)
+        sp = self.spec
+        self.quantities = (sp.quantity,)
+        self.trackers: dict[Element, Tracker] = {}  # ColumnTrackers while a layout's columns hold them
+        self.window_ns = int(sp.window * r.NS)
+        # A rate inside (low, high) of an element without an instance raises nothing: no further look.
+        self.high = sp.rise if sp.rise is not None else math.inf
+        self.low = -sp.fall if sp.fall is not None else -math.inf
+        self.tracked: dict[Element, int] = {}  # elements with an instance of this rule (the engine counts)
+
+    def track(self, element: Element, delta: int) -> None:
+        n = self.tracked.get(element, 0) + delta
+        if n > 0:
+            self.tracked[element] = n
+        else:
+            self.tracked.pop(element, None)
 
     def sample(self, s: Sample) -> None:
         if s.quality != Quality.GOOD:
@@ -141,6 +155,12 @@ class RateHandler(Handler):
         rate = tracker.update(s.ts, v)
         if rate is None:
             return
+        if self.low <= rate <= self.high and (not self.tracked or tk not in self.tracked):
+            return  # the common case: a steady element, nothing to track
+        self.judge(s, rate)
+
+    def judge(self, s: Sample, rate: float) -> None:
+        """The rate of a good sample's element: report it when beyond a limit or when an instance exists."""
         key: Key = (self.spec.id, s.rack, s.module, s.cell, "")
         was = bool(self.obs.raw_of(key))
         sp = self.spec

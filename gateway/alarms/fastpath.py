@@ -12,10 +12,10 @@ import math
 
 from gateway.alarms import rules as r
 from gateway.alarms.compiled import Handler, ThresholdHandler
+from gateway.alarms.ratecolumns import Element
 from gateway.model import Quality, Sample
 
 GOOD = Quality.GOOD
-Element = tuple[str, int | None, int | None]
 
 
 class ThresholdGroup:
@@ -107,6 +107,15 @@ class Gatherer:
             self._rack, self._vals, self._smps = rack, lst, self.samples[rack]
         self._vals.append(v)
         self._smps.append(s)
+
+    def extend(self, rack: str, values: list[float], samples: list[Sample]) -> None:
+        """`good` of a run of one rack's GOOD float samples, `values` their values."""
+        lst = self.values.get(rack)
+        if lst is None:
+            lst = self.values[rack] = []
+            self.samples[rack] = []
+        lst.extend(values)
+        self.samples[rack].extend(samples)
 
     def finish(self) -> None:
         pass

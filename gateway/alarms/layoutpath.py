@@ -1,0 +1,204 @@
+"""Alarm evaluation of batches with a `Layout`: per-sample lookups done once per shape, values checked in bulk.
+
+A layout fixes the quantity, rack and element of every index, so what the other paths look up per
+sample (the handlers of a quantity, the rate tracker of a cell, whether an element has an alarm) is
+prepared once per layout as a list of runs: consecutive samples of one quantity and rack (and of
+one segment, where a rate rule reads the quantity). Per batch, a run whose handlers are only a
+threshold group, a gatherer and rate rules (cell voltages and temperatures) costs a few passes at C
+speed over its values (quality count, types, sum, min, max) and, with rate rules, one more over the
+rate columns (`RateColumns`). The calls the per-sample path would make (`check`, `judge`) are made
+only for the samples that can raise or clear something, in the same order. Anything unusual in a run
+(a sample that is not GOOD, a value that is not a finite float, timestamps that differ within a
+rate run, a quality alarm in view) sends the run through the per-sample path instead, the reference
+by construction. A batch whose samples do not fit its layout goes through the plain path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+
+from gateway.alarms import rules as r
+from gateway.alarms.compiled import RateHandler
+from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
+from gateway.alarms.ratecolumns import Element, RateColumns
+from gateway.model import Layout, LayoutKey, Quality, Sample
+
+GOOD = Quality.GOOD
+NS = r.NS
+_ts = itemgetter(0)
+_value = itemgetter(2)
+_quality = itemgetter(4)
+_FLOATS = {float}
+
+
+@dataclass(slots=True, eq=False)
+class RateColumn:
+    """A rate rule over a run: its handler and the elements' histories as columns."""
+
+    handler: RateHandler
+    columns: RateColumns
+
+
+@dataclass(slots=True, eq=False)
+class Run:
+    """Samples `start:stop` of a layout: one quantity, one rack."""
+
+    start: int
+    stop: int
+    quantity: str
+    rack: str
+    first: tuple[str, str, int | None, int | None]  # (quantity, rack, module, cell) of the first sample
+    last: tuple[str, str, int | None, int | None]  # and of the last: a cheap check that a batch fits
+    bulk: bool  # False: the handlers need the per-sample path
+    elements: list[Element]
+    index: dict[Element, int]
+    group: ThresholdGroup | None = None
+    gatherer: Gatherer | None = None
+    rates: tuple[RateColumn, ...] = ()
+    order: tuple[ThresholdGroup | RateColumn, ...] = ()  # who may raise events, in the handlers' order
+
+
+@dataclass(slots=True, eq=False)
+class LayoutPlan:
+    runs: tuple[Run, ...]
+    size: int
+
+
+def plan_layout(layout: Layout, handlers_of: Callable[[str], Sequence[Indexed]]) -> LayoutPlan | None:
+    """The runs of a layout with their handlers; None when an element repeats (the plain path takes it)."""
+    keys = layout.keys
+    if len({(q, rack, m, c) for q, _, rack, m, c in keys}) != len(keys):
+        return None
+    segment_starts = {a for a, _ in layout.segments}
+    runs: list[Run] = []
+    start = 0
+    for i in range(1, len(keys) + 1):
+        if i < len(keys) and keys[i][0] == keys[start][0] and keys[i][2] == keys[start][2]:
+            hs = handlers_of(keys[start][0])
+            if i not in segment_starts or not any(isinstance(h, RateHandler) for h in hs):
+                continue
+        runs.append(_run(keys, start, i, handlers_of(keys[start][0])))
+        start = i
+    return LayoutPlan(tuple(runs), len(keys))
+
+
+def _run(keys: Sequence[LayoutKey], start: int, stop: int, hs: Sequence[Indexed]) -> Run:
+    q, _, rack, _, _ = keys[start]
+    elements: list[Element] = [(k[2], k[3], k[4]) for k in keys[start:stop]]
+    first, last = (q, *elements[0]), (q, *elements[-1])
+    run = Run(start, stop, q, rack, first, last, False, elements, {e: i for i, e in enumerate(elements)})
+    if not all(type(h) in (ThresholdGroup, Gatherer, RateHandler) for h in hs):
+        return run
+    order: list[ThresholdGroup | RateColumn] = []
+    rates: list[RateColumn] = []
+    for h in hs:
+        if isinstance(h, ThresholdGroup):
+            run.group = h
+            order.append(h)
+        elif isinstance(h, Gatherer):
+            run.gatherer = h
+        elif isinstance(h, RateHandler) and h.wants(rack):  # a rack the rule skips: no call at all
+            col = RateColumn(h, RateColumns(h.trackers, elements, h.window_ns))
+            col.columns.take_over()
+            rates.append(col)
+            order.append(col)
+    run.rates, run.order, run.bulk = tuple(rates), tuple(order), True
+    return run
+
+
+def fits(plan: LayoutPlan, samples: Sequence[Sample]) -> bool:
+    """The batch has the layout's size and every run starts and ends with the layout's samples."""
+    if len(samples) != plan.size:
+        return False
+    for run in plan.runs:
+        s, t = samples[run.start], samples[run.stop - 1]
+        if (s[1], s[5], s[6], s[7]) != run.first or (t[1], t[5], t[6], t[7]) != run.last:
+            return False
+    return True
+
+
+def evaluate(run: Run, samples: list[Sample]) -> bool:
+    """Evaluate a bulk run of GOOD finite floats; False (having changed nothing) when the run is not one."""
+    n = len(samples)
+    if list(map(_quality, samples)).count(GOOD) != n:
+        return False
+    if not (run.group or run.gatherer or run.rates):
+        return True  # no rule reads the quantity
+    values = list(map(_value, samples))
+    if set(map(type, values)) != _FLOATS:
+        return False
+    total = sum(values)
+    if total - total != 0:
+        return False  # NaN or infinite somewhere (or a sum beyond the float range): the rate rule skips those
+    ts = samples[0][0]
+    if run.rates:
+        if list(map(_ts, samples)).count(ts) != n:
+            return False
+        if not all(col.columns.take_over() for col in run.rates):
+            return False  # the elements' histories differ (a sample was skipped): per sample until they agree
+    g = run.group
+    thresholds = False
+    if g is not None:
+        if not (g.low_max <= min(values) and max(values) <= g.high_min):
+            thresholds = True
+        elif g.tracked:
+            thresholds = _any_in(g.tracked, run.index)
+    rates = [_rates(col, ts, values, run) for col in run.rates]
+    if run.gatherer is not None:
+        run.gatherer.extend(run.rack, values, samples)
+    if thresholds or any(rates):
+        _events(run, samples, values, thresholds, rates)
+    return True
+
+
+def _any_in(tracked: dict[Element, int], index: dict[Element, int]) -> bool:
+    small, big = (tracked, index) if len(tracked) <= len(index) else (index, tracked)
+    return any(e in big for e in small)
+
+
+def _rates(col: RateColumn, ts: int, values: list[float], run: Run) -> dict[int, float]:
+    """The rates `RateHandler.judge` must see (beyond a limit, or of an element with an instance), by index."""
+    got = col.columns.update(ts, values)
+    if got is None:
+        return {}
+    diffs, dt = got
+    h = col.handler
+    out: dict[int, float] = {}
+    # x * NS / dt is monotonic in x: the extreme differences give the extreme rates
+    if not (h.low <= min(diffs) * NS / dt and max(diffs) * NS / dt <= h.high):
+        for i, d in enumerate(diffs):
+            rate = d * NS / dt
+            if not h.low <= rate <= h.high:
+                out[i] = rate
+    if h.tracked:
+        for e in h.tracked:
+            i = run.index.get(e, -1)
+            if i >= 0:
+                out[i] = diffs[i] * NS / dt
+    return out
+
+
+def _events(run: Run, samples: list[Sample], values: list[float], thresholds: bool,
+            rates: list[dict[int, float]]) -> None:  # fmt: skip
+    """The per-sample calls that can raise or clear alarms, in the per-sample path's order."""
+    if thresholds:
+        indices: Sequence[int] = range(len(samples))
+    else:
+        indices = sorted({i for got in rates for i in got})
+    g = run.group
+    for i in indices:
+        s, v = samples[i], values[i]
+        k = 0
+        for who in run.order:
+            if isinstance(who, RateColumn):
+                rate = rates[k].get(i)
+                k += 1
+                if rate is not None:
+                    who.handler.judge(s, rate)
+            elif thresholds and g is not None:
+                tracked = g.tracked
+                if not (g.low_max <= v <= g.high_min and (not tracked or run.elements[i] not in tracked)):
+                    for m in g.members:
+                        m.check(s, v)
