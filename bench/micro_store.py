@@ -18,13 +18,29 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.micro_sinks import make_batches
-from gateway.model import Batch, Layout
+from gateway.model import Batch, Layout, Sample
 from gateway.outbox import Outbox
+from gateway.sim.battery import RackModel, RackParams
 
 SEGMENTS = 8
 COMMIT = 5  # batches per group commit (0.05 s of 100 racks at 1 Hz)
 TURN = 5000  # samples per sink read (batch_max_samples)
+
+
+def make_batches(racks: int, points: int, ts: int) -> list[Batch]:
+    """One batch per rack: the simulated rack's samples (floats, ints, strings) padded with cell voltages."""
+    model = RackModel(RackParams())
+    out = []
+    for r in range(racks):
+        rack = f"rack{r + 1:03d}"
+        samples = model.samples(ts, rack)[:points]
+        i = 0
+        while len(samples) < points:
+            m, c = divmod(i, 16)
+            samples.append(Sample(ts, "cell_voltage", 3.2 + (i % 100) / 1000, "V", "good", rack, m + 1, c + 1))
+            i += 1
+        out.append(Batch(f"modbus:{rack}", samples, device=rack, created=ts))
+    return out
 
 
 def with_layouts(batches: list[Batch], layouts: dict[str, Layout], layout: bool) -> list[Batch]:
