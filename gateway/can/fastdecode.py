@@ -11,6 +11,7 @@ which reports the error exactly as before. The caller checks the length first (s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cantools.database.conversion import IdentityConversion, LinearConversion, LinearIntegerConversion
@@ -43,10 +44,21 @@ def _spec(sig: Any, length: int) -> Spec | None:
     return (sig.name, big, shift, (1 << n) - 1, sign, kind, conv.scale, conv.offset, conv.raw_to_scaled)
 
 
-def fast_decoder(
-    message: Any, mux_signal: str | None, plain: list[str], by_mux: dict[int, list[str]]
-) -> FastDecoder | None:
-    """A decoder of the named signals of `message` (plain ones, and per mux value), or None."""
+@dataclass(frozen=True, slots=True)
+class MessageBits:
+    """What a message's fast decoding needs: its length, signals by name, and the multiplexer's spec."""
+
+    length: int
+    signals: dict[str, Any]
+    mux: Spec | None
+    mux_ids: frozenset[int]
+
+    def spec(self, name: str) -> Spec | None:
+        return _spec(self.signals[name], self.length)
+
+
+def message_bits(message: Any, mux_signal: str | None) -> MessageBits | None:
+    """The message's bit layout when shifts and masks can decode it, else None (cantools must)."""
     if getattr(message, "is_container", False):
         return None
     length = int(message.length)
@@ -57,7 +69,7 @@ def fast_decoder(
         if s.is_multiplexer and s.name != mux_signal:
             return None  # a second multiplexer
     mux_spec: Spec | None = None
-    mux_ids: set[int] = set()
+    mux_ids: frozenset[int] = frozenset()
     if mux_signal is not None:
         ms = sigs[mux_signal]
         if ms.choices or type(ms.conversion) is not IdentityConversion:
@@ -65,14 +77,25 @@ def fast_decoder(
         mux_spec = _spec(ms, length)
         if mux_spec is None:
             return None
-        mux_ids = {i for s in message.signals for i in (s.multiplexer_ids or ())}
+        mux_ids = frozenset(i for s in message.signals for i in (s.multiplexer_ids or ()))
+    return MessageBits(length, sigs, mux_spec, mux_ids)
+
+
+def fast_decoder(
+    message: Any, mux_signal: str | None, plain: list[str], by_mux: dict[int, list[str]]
+) -> FastDecoder | None:
+    """A decoder of the named signals of `message` (plain ones, and per mux value), or None."""
+    bits = message_bits(message, mux_signal)
+    if bits is None:
+        return None
+    length, mux_spec, mux_ids = bits.length, bits.mux, bits.mux_ids
 
     def specs(names: list[str]) -> list[Spec] | None:
         out: list[Spec] = []
         for name in dict.fromkeys(names):
             if name == mux_signal:
                 continue
-            sp = _spec(sigs[name], length)
+            sp = bits.spec(name)
             if sp is None:
                 return None
             out.append(sp)

@@ -16,6 +16,7 @@ from cantools.database.namedsignalvalue import NamedSignalValue
 from gateway.can.config import CanPoint, CanProfile
 from gateway.can.decode import DECODE_ERROR, OUT_OF_RANGE, SHORT, UNKNOWN_ID, FrameTable, message_key
 from gateway.can.fastdecode import FastDecoder, fast_decoder
+from gateway.can.sampler import RawTable, Sampler, build_sampler
 from gateway.can.values import (
     BITS,
     NUMBER,
@@ -46,6 +47,7 @@ class MessagePlan:
     plain: list[PointPlan] = field(default_factory=list)
     by_mux: dict[int, list[PointPlan]] = field(default_factory=dict)
     fast: FastDecoder | None = None  # the signals the points read, without cantools (None: cantools)
+    sampler: Sampler | None = None  # bytes -> samples in one call (None: through `fast` or cantools)
 
     def all_points(self) -> list[PointPlan]:
         out = list(self.plain)
@@ -79,6 +81,11 @@ class RackPlan:
         plan = self.messages.get(key)
         if plan is None:
             return [], UNKNOWN_ID
+        sampler = plan.sampler
+        if sampler is not None:
+            sampled = sampler(data, ts)
+            if sampled is not None:
+                return sampled
         if len(data) < plan.length:
             return self._flag_bad(plan, data, ts), SHORT
         if self.table.j1939:
@@ -251,6 +258,8 @@ def compile_rack(
         return problems
     table = FrameTable(db, id_offset=id_offset, j1939=profile.j1939, source_address=source_address, only=set(plans))
     by_key = {message_key(m.message, id_offset, profile.j1939): m for m in plans.values()}
+    tables: dict[str, RawTable] = {}
+    plan = RackPlan(rack, table, by_key)
     for m in by_key.values():
         m.key = message_key(m.message, id_offset, profile.j1939)
         if fast and not profile.j1939:
@@ -260,7 +269,8 @@ def compile_rack(
                 [p.signal for p in m.plain],
                 {mux: [p.signal for p in pts] for mux, pts in m.by_mux.items()},
             )
-    return RackPlan(rack, table, by_key)
+            m.sampler = build_sampler(m.message, m.mux_signal, m.plain, m.by_mux, rack, (m.key, plan.last), tables)
+    return plan
 
 
 def _expand_point(

@@ -29,6 +29,8 @@ class Rack:
         self.samples: list[Sample] = []
         self.statuses: list[DeviceStatus] = []  # every change since the last batch, in order
         self.decoded = 0
+        self.j1939 = plan.table.j1939
+        self.seen: dict[int, None] = {}  # keys of the frames of this window that decoded (in order)
 
     def set_state(self, state: DeviceState, reason: str, ts: int) -> None:
         if state == self.state:
@@ -43,6 +45,15 @@ class Rack:
         answering = state in (DeviceState.ONLINE, DeviceState.DEGRADED)
         core_metrics.device_online.labels(self.name).set(1 if answering else 0)
         self.statuses.append(DeviceStatus(self.name, state, reason, ts))
+
+    def heard(self, now: float, ts: int) -> None:
+        """The frames of one window (keys in `seen`) arrived at `now`: supervision, and back online."""
+        seen = self.supervisor.seen
+        for key in self.seen:
+            seen(key, now)
+        self.seen.clear()
+        if self.state in (DeviceState.STARTING, DeviceState.OFFLINE):
+            self.set_state(DeviceState.ONLINE, "", ts)
 
     def supervise(self, now: float, ts: int) -> None:
         verdict = self.supervisor.check(now)

@@ -4,6 +4,9 @@ Buses with a file descriptor (socketcan, udp_multicast) are watched by the event
 (`loop.add_reader`): no thread. Buses without one (virtual, pcan, kvaser, ...) get one thread that
 blocks in `bus.recv(timeout)` and wakes the loop once per burst, not once per frame.
 
+Frames are handed on as `Frame` tuples (what the source reads of a `can.Message`): cheap to make,
+and left alone by the garbage collector, which matters with a deep buffer.
+
 The buffer is bounded: when the pipeline cannot keep up, frames beyond `max_buffer` are dropped and
 counted (`dropped`), never silently. A receive error is kept in `error` and ends the next `batch()`.
 """
@@ -16,13 +19,47 @@ import socket
 import struct
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import can
 import msgpack  # type: ignore[import-untyped]
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@ll")
+FILTER_CACHE_MAX = 4096  # frame ids whose software-filter verdict is remembered (udp_multicast)
+_PACKED_KEYS = 11  # keys of python-can's udp_multicast datagram (`pack_message`)
+
+
+class Frame(NamedTuple):
+    """A received CAN frame: the fields of a `can.Message` the gateway reads, as a plain tuple."""
+
+    arbitration_id: int
+    is_extended_id: bool
+    is_error_frame: bool
+    is_remote_frame: bool
+    data: bytes
+    dlc: int
+    is_fd: bool
+    timestamp: float
+
+
+_new = tuple.__new__
+
+
+def from_message(msg: can.Message) -> Frame:
+    return _new(
+        Frame,
+        (
+            msg.arbitration_id,
+            msg.is_extended_id,
+            msg.is_error_frame,
+            msg.is_remote_frame,
+            bytes(msg.data),
+            msg.dlc,
+            msg.is_fd,
+            msg.timestamp,
+        ),
+    )
 
 
 class BusReader:
@@ -30,7 +67,7 @@ class BusReader:
         self.bus = bus
         self.fast_udp = fast_udp  # drain udp_multicast sockets directly (False: through bus.recv)
         self.max_buffer = max_buffer
-        self.buffer: deque[can.Message] = deque()
+        self.buffer: deque[Frame] = deque()
         self.dropped = 0  # frames lost to a full buffer, ever (written by the receiving side only)
         self.reported_dropped = 0  # of those, already counted in the metrics (consumer side)
         self.error: BaseException | None = None
@@ -41,6 +78,7 @@ class BusReader:
         self._stopped = threading.Event()
         self._wake_pending = False
         self._udp: socket.socket | None = None
+        self._filter_cache: dict[int, bool] = {}  # id << 1 | extended -> passes the bus's software filters
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -74,7 +112,7 @@ class BusReader:
         if len(self.buffer) >= self.max_buffer:
             self.dropped += 1
         else:
-            self.buffer.append(msg)
+            self.buffer.append(from_message(msg))
 
     def _on_readable(self) -> None:
         try:
@@ -91,7 +129,9 @@ class BusReader:
         """udp_multicast without python-can's per-frame select and layers: what `bus.recv(0)` does, inlined.
 
         Same frames, timestamps (SO_TIMESTAMPNS), validation (a frame `can.Message(check=True)` would
-        refuse fails the bus the same way), software filters and FD handling as python-can 4.6.
+        refuse fails the bus the same way), software filters and FD handling as python-can 4.6. The
+        datagram python-can itself sends (a classic frame, every key of `pack_message`) becomes a
+        `Frame` directly; anything else goes through `can.Message` as python-can would take it.
         """
         sock = self._udp
         assert sock is not None
@@ -100,18 +140,18 @@ class BusReader:
         bufsize, ancsize = mc.max_buffer, mc.received_ancillary_buffer_size
         recvmsg = sock.recvmsg
         unpackb = msgpack.unpackb
-        message = can.Message
-        matches = bus._matches_filters
         filtered = bool(bus._filters)
+        passes = self._filter_cache
         no_fd = bus._can_protocol is not can.CanProtocol.CAN_FD
         buffer = self.buffer
         append = buffer.append
         max_buffer = self.max_buffer
         unpack_ts = _TIMESPEC.unpack
+        dontwait = socket.MSG_DONTWAIT
         try:
             for _ in range(10_000):  # drain what the kernel holds, without starving the loop
                 try:
-                    raw, anc, _flags, _addr = recvmsg(bufsize, ancsize, socket.MSG_DONTWAIT)
+                    raw, anc, _flags, _addr = recvmsg(bufsize, ancsize, dontwait)
                 except (BlockingIOError, InterruptedError):
                     break
                 if len(anc) != 1:
@@ -124,22 +164,30 @@ class BusReader:
                     raise can.CanOperationError(
                         f"Timestamp nanoseconds field was out of range: {nsec} not less than 1e9"
                     )
+                timestamp = sec + nsec * 1.0e-9
                 try:
                     d = unpackb(raw, raw=False)
-                    d["timestamp"] = sec + nsec * 1.0e-9
-                    msg = message(check=False, **d)
-                    if not _plain_valid(msg):
-                        msg._check()  # raises what check=True raises
                 except Exception as exc:
                     raise can.CanOperationError("could not unpack received message") from exc
-                if no_fd and msg.is_fd:
-                    continue
-                if filtered and not matches(msg):
-                    continue
+                frame = _plain_frame(d, timestamp) if type(d) is dict else None
+                if frame is None:
+                    frame = _other_frame(d, timestamp)
+                    if no_fd and frame.is_fd:
+                        continue
+                if filtered:
+                    aid = frame[0]
+                    fkey = aid << 1 | 1 if frame[1] else aid << 1
+                    ok = passes.get(fkey)
+                    if ok is None:
+                        ok = bool(bus._matches_filters(frame))
+                        if len(passes) < FILTER_CACHE_MAX:
+                            passes[fkey] = ok
+                    if not ok:
+                        continue
                 if len(buffer) >= max_buffer:
                     self.dropped += 1
                 else:
-                    append(msg)
+                    append(frame)
         except Exception as exc:  # a bus error: the source reopens the bus
             self._fail(exc)
         self._event.set()
@@ -177,7 +225,7 @@ class BusReader:
 
     # -- consumer -------------------------------------------------------------------------------
 
-    async def batch(self, window: float, max_frames: int, timeout: float) -> list[can.Message]:
+    async def batch(self, window: float, max_frames: int, timeout: float) -> list[Frame]:
         """Frames of one window: waits up to `timeout` for the first, then `window` for more.
 
         Returns [] on timeout; raises the bus error once the buffer is empty.
@@ -210,17 +258,47 @@ class BusReader:
         return [pop() for _ in range(n)]
 
 
-def _plain_valid(msg: can.Message) -> bool:
-    """The common valid classic frame, checked cheaply; anything else goes through `Message._check`."""
-    return (
-        not msg.is_fd
-        and not msg.is_remote_frame
-        and not msg.bitrate_switch
-        and not msg.error_state_indicator
-        and 0 <= msg.arbitration_id < (0x20000000 if msg.is_extended_id else 0x800)
-        and msg.dlc == len(msg.data) <= 8
-        and 0.0 <= msg.timestamp < math.inf
-    )
+def _plain_frame(d: dict[str, Any], timestamp: float) -> Frame | None:
+    """The common valid classic frame of a datagram python-can packed, or None (take the general path).
+
+    Accepts exactly what `can.Message(check=True, **d)` accepts for such a frame, and gives the same fields.
+    """
+    if len(d) != _PACKED_KEYS:
+        return None
+    try:
+        aid, ext, data, dlc = d["arbitration_id"], d["is_extended_id"], d["data"], d["dlc"]
+        plain = (
+            d["is_remote_frame"] is False
+            and d["is_error_frame"] is False
+            and d["is_fd"] is False
+            and d["bitrate_switch"] is False
+            and d["error_state_indicator"] is False
+            and "channel" in d
+            and "timestamp" in d
+        )
+    except KeyError:
+        return None
+    if not (
+        plain
+        and type(aid) is int
+        and type(data) is bytes
+        and type(dlc) is int
+        and dlc == len(data) <= 8
+        and (0 <= aid < 0x800 if ext is False else ext is True and 0 <= aid < 0x20000000)
+        and 0.0 <= timestamp < math.inf
+    ):
+        return None
+    return _new(Frame, (aid, ext, False, False, data, dlc, False, timestamp))
+
+
+def _other_frame(d: Any, timestamp: float) -> Frame:
+    """Any other datagram, the way python-can unpacks and checks it (`unpack_message(..., check=True)`)."""
+    try:
+        d["timestamp"] = timestamp
+        msg = can.Message(check=True, **d)
+    except Exception as exc:
+        raise can.CanOperationError("could not unpack received message") from exc
+    return from_message(msg)
 
 
 def _udp_socket(bus: Any) -> socket.socket | None:

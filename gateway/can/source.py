@@ -22,9 +22,10 @@ from gateway import metrics as core_metrics
 from gateway.can import metrics
 from gateway.can.checks import bus_key, compile_instance
 from gateway.can.config import CanProfile, CanSourceConfig
-from gateway.can.decode import ERROR_FRAME, EXTENDED, UNKNOWN_ID, WRONG_SOURCE
+from gateway.can.decode import ERROR_FRAME, EXTENDED, OUT_OF_RANGE, UNKNOWN_ID, WRONG_SOURCE
 from gateway.can.rack import Rack
-from gateway.can.reader import BusReader, open_bus
+from gateway.can.reader import BusReader, Frame, open_bus
+from gateway.can.sampler import Sampler
 from gateway.model import DeviceState
 from gateway.profiles import register_profile_kind
 from gateway.sources.base import Source, SourceContext, register_source
@@ -56,6 +57,12 @@ class CanBusSource:
                 continue
             for key in rack.plan.messages:
                 self.routes.setdefault(key, []).append(rack)
+        # frame key -> (its one rack, the message's sampler): the common frame in one call
+        self.direct: dict[int, tuple[Rack, Sampler]] = {}
+        for key, on in self.routes.items():
+            sampler = on[0].plan.messages[key].sampler
+            if len(on) == 1 and sampler is not None:
+                self.direct[key] = (on[0], sampler)
         self.unknown_ids: set[int] = set()
         self._last_error_log = 0.0
         self._failing = False
@@ -187,23 +194,35 @@ class CanBusSource:
         if left:
             log.info("CAN frames received before the stop were stored", bus=self.bus_label, frames=len(left))
 
-    def _decode(self, frames: list[can.Message]) -> None:
+    def _decode(self, frames: list[Frame]) -> None:
         ts = time.time_ns()
         now = time.monotonic()
         errors: Counter[tuple[int, str]] = Counter()
         bus_off = False
         unknown: Counter[int] = Counter()
         routes = self.routes
+        direct = self.direct
         j1939 = self.j1939_racks
-        for msg in frames:
-            aid = msg.arbitration_id
-            if msg.is_error_frame:
+        for aid, ext, is_error, _remote, data, _dlc, _fd, _t in frames:
+            if is_error:
                 errors[(aid, ERROR_FRAME)] += 1
                 if aid & CAN_ERR_BUSOFF:
                     bus_off = True
                 continue
-            ext = msg.is_extended_id
             key = (aid & 0x1FFFFFFF) | EXTENDED if ext else aid & 0x7FF
+            route = direct.get(key)
+            if route is not None:  # what `rack.plan.decode` does for it, without the calls around
+                rack, sampler = route
+                got = sampler(data, ts)
+                if got is not None:
+                    samples, reason = got
+                    if samples:
+                        rack.samples += samples
+                        rack.decoded += 1
+                    if reason:
+                        errors[(aid, reason)] += 1
+                    rack.seen[key] = None  # a sampler's only reason is out_of_range
+                    continue
             racks = routes.get(key)
             if racks is None and j1939 and ext:
                 racks = self._j1939_racks(aid, errors)
@@ -212,22 +231,23 @@ class CanBusSource:
             if racks is None:
                 unknown[key] += 1
                 continue
-            data = msg.data
             for rack in racks:
-                rkey = rack.plan.key(aid, ext) if rack.plan.table.j1939 else key
-                samples, reason = rack.plan.decode(rkey, aid, ext, data, ts)
+                plan = rack.plan
+                rkey = plan.key(aid, ext) if rack.j1939 else key
+                samples, reason = plan.decode(rkey, aid, ext, data, ts)
+                if samples:
+                    rack.samples += samples
+                    rack.decoded += 1
                 if reason:
                     errors[(aid, reason)] += 1
-                if samples:
-                    rack.samples.extend(samples)
-                    rack.decoded += 1
-                if reason in ("", "out_of_range"):
-                    rack.supervisor.seen(rkey, now)
-                    if rack.state in (DeviceState.STARTING, DeviceState.OFFLINE):
-                        rack.set_state(DeviceState.ONLINE, "", ts)
+                    if reason != OUT_OF_RANGE:
+                        continue
+                rack.seen[rkey] = None
         self.frames += len(frames)
         metrics.frames.labels(self.bus_label).inc(len(frames))
         for rack in self.racks:
+            if rack.seen:
+                rack.heard(now, ts)  # once per window: the same `now` for every frame of it
             if rack.decoded:
                 metrics.decoded.labels(self.bus_label, rack.name).inc(rack.decoded)
                 rack.decoded = 0

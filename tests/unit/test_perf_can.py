@@ -56,14 +56,17 @@ def _plans(profile: str, dbc: object) -> tuple[RackPlan, RackPlan]:
     slow = compile_rack(prof, db, rack="r1", fast=False)  # type: ignore[arg-type]
     assert isinstance(fast, RackPlan) and isinstance(slow, RackPlan)
     assert any(m.fast is not None for m in fast.messages.values())
-    assert all(m.fast is None for m in slow.messages.values())
+    assert any(m.sampler is not None for m in fast.messages.values())
+    assert all(m.fast is None and m.sampler is None for m in slow.messages.values())
     return fast, slow
 
 
 def _same(fast: RackPlan, slow: RackPlan, frames: list[tuple[int, bool, bytes]]) -> None:
     for aid, ext, data in frames:
         key = fast.key(aid, ext)
-        assert fast.decode(key, aid, ext, data, 7) == slow.decode(key, aid, ext, data, 7), (hex(aid), data.hex())
+        got, want = fast.decode(key, aid, ext, data, 7), slow.decode(key, aid, ext, data, 7)
+        assert repr(got) == repr(want), (hex(aid), data.hex())  # repr: types too (1 and 1.0, 0.0 and -0.0)
+    assert repr(fast.last) == repr(slow.last)
 
 
 def _damaged(frames: list[tuple[int, bool, bytes]], seed: int) -> list[tuple[int, bool, bytes]]:

@@ -1,0 +1,139 @@
+"""Micro benchmark of the CAN source alone: receive, decode and hand on the frames of the CAN scenario.
+
+    python -m bench.micro_can [--seconds 2] [--udp-frames 60000]
+
+CPU time (`time.process_time()`), one process, the bench DBC and profile of `bench.can_bench`:
+  udp      frames/s `BusReader` drains from a udp_multicast bus pinned to loopback (datagrams of
+           `bench.can_sender`, sent before the timed drain)
+  decode   frames/s through `CanBusSource._decode` + `Rack.take` (the batches the source emits), in
+           windows of 1,250 frames (25,000 frames/s × 50 ms)
+  source   both: microseconds of CPU per frame, and the frame rate one core would sustain
+
+The frames reach `_decode` the way the reader hands them on (`Frame` tuples; `can.Message` on a tree
+without them), so the script also runs against an older checkout for a before/after in the same
+session: `git worktree add /tmp/before <commit> && cp bench/micro_can.py /tmp/before/bench/ &&
+(cd /tmp/before && python -m bench.micro_can)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from typing import Any
+
+import can
+from can.interfaces.udp_multicast.utils import pack_message
+
+from bench import can_bench, candata
+from bench.canbus import GROUP, loopback_socket
+from gateway.can.config import CanProfile, CanSourceConfig
+from gateway.can.dbcload import load_dbc
+from gateway.can.plan import compile_rack
+from gateway.can.rack import Rack
+from gateway.can.reader import BusReader, open_bus
+from gateway.can.source import CanBusSource
+from gateway.yamlpos import load_yaml_text, to_plain
+
+WINDOW = 1250  # frames of one 50 ms batch window at 25,000 frames/s
+
+try:  # the reader's frame type; older trees hand on can.Message
+    from gateway.can.reader import from_message
+
+    def as_frame(m: can.Message) -> Any:
+        return from_message(m)
+except ImportError:  # pragma: no cover - an older checkout
+
+    def as_frame(m: can.Message) -> Any:
+        return m
+
+
+def bench_messages() -> list[can.Message]:
+    """What `bench.can_sender` sends: 50 cycles of the bench rack (81 frames each) and probe frames."""
+    db = candata.load()
+    frames = [f for v in range(50) for f in candata.cycle_frames(db, seed=v * 100 + 1)]
+    frames += [candata.probe_frame(db, seq) for seq in range(50)]
+    random.Random(1).shuffle(frames)
+    return [
+        can.Message(arbitration_id=f.arbitration_id, data=f.data, is_extended_id=False, timestamp=1.0) for f in frames
+    ]
+
+
+def bench_source() -> CanBusSource:
+    dbc_path = candata.DBC
+    profile = CanProfile.model_validate(to_plain(load_yaml_text(can_bench.PROFILE, "bench_can.yaml")))
+    cfg = CanSourceConfig(name="rack-01", profile="bench_can", interface="udp_multicast", channel=GROUP)
+    plan = compile_rack(profile, load_dbc(dbc_path).db, rack="rack-01")
+    assert not isinstance(plan, list), plan
+    return CanBusSource("rack-01", [cfg], [Rack(cfg, plan, profile.comm_loss_timeout)])
+
+
+def bench_decode(seconds: float) -> float:
+    source = bench_source()
+    frames = [as_frame(m) for m in bench_messages()]
+    windows = [frames[i : i + WINDOW] for i in range(0, len(frames) - WINDOW + 1, WINDOW)]
+    rack = source.racks[0]
+    n = k = 0
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
+        window = windows[k % len(windows)]
+        source._decode(window)
+        rack.take(1)
+        n += len(window)
+        k += 1
+    return n / (time.process_time() - t0)
+
+
+def bench_udp(count: int, chunk: int = 2_000) -> float:
+    """Chunks of datagrams are sent first (not timed), then drained by the reader (CPU timed)."""
+    port = random.randrange(40_000, 60_000)
+    datagrams = [pack_message(m) for m in bench_messages()]
+
+    async def main() -> float:
+        bus = open_bus("udp_multicast", GROUP, port=port, filters=bench_source().filters())
+        tx = loopback_socket(GROUP)
+        reader = BusReader(bus)
+        reader.start()
+        got = i = 0
+        cpu = 0.0
+        try:
+            while got < count:
+                for _ in range(chunk):
+                    tx.sendto(datagrams[i % len(datagrams)], (GROUP, port))
+                    i += 1
+                t0 = time.process_time()
+                n = 0
+                while n < chunk:
+                    frames = await reader.batch(0.0, chunk - n, 0.5)
+                    if not frames:
+                        break
+                    n += len(frames)
+                cpu += time.process_time() - t0
+                if n < chunk:
+                    print(f"  udp: {chunk - n} of {chunk} frames lost (dropped {reader.dropped})")
+                got += n
+        finally:
+            reader.stop()
+            bus.shutdown()
+            tx.close()
+        return got / cpu
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--udp-frames", type=int, default=60_000)
+    args = ap.parse_args()
+    udp = bench_udp(args.udp_frames)
+    decode = bench_decode(args.seconds)
+    per_frame = 1e6 / udp + 1e6 / decode
+    print(f"udp     {udp:12,.0f} frames/s (receive, CPU)")
+    print(f"decode  {decode:12,.0f} frames/s (decode and batches)")
+    print(f"source  {per_frame:12.2f} µs CPU per frame = {1e6 / per_frame:,.0f} frames/s on one core")
+
+
+if __name__ == "__main__":
+    main()

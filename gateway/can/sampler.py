@@ -1,0 +1,215 @@
+"""Per-message sample builders: a frame's bytes → its samples in one call, generated once per rack plan.
+
+`RackPlan.decode` on the fast decoder goes bytes → signals dict → loop over points → samples. For a
+message whose signals `fastdecode` takes, `build_sampler` writes that chain out as straight-line
+Python, one function per mux value (shift and mask per signal, then the point's conversion, range
+and scale), compiled at start-up: a frame costs two calls and no intermediate dict.
+
+For a plain number (the common point) the value and quality are a pure function of the raw bits,
+the signal's conversion and the point's range and scale, so they are kept per raw value in a bounded
+table shared by the points with the same parameters (`round(x, 9)` is the costly part of a sample).
+Other points (value tables, bits, not-available codes, non-finite values) take the plan's own code
+(`number_or_emit`). The samples, qualities and reasons are those of `RackPlan.decode` on the cantools
+path; the tests compare them, types included, over the real captures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gateway.can.decode import OUT_OF_RANGE
+from gateway.can.fastdecode import _IDENT, _LINEAR, MessageBits, Spec, message_bits
+from gateway.can.values import NUMBER, PointPlan, emit
+from gateway.model import Quality, Sample
+
+# data, ts -> (samples, reason), or None for a frame it does not take (shorter than the message, or a
+# mux value the DBC does not define: the caller decodes it the general way, which reports it)
+Sampler = Callable[[bytes | bytearray, int], tuple[list[Sample], str] | None]
+Entry = tuple[Any, str]  # (value, quality) of a plain number
+TABLE_MAX = 16_384  # raw values remembered per table
+_GOOD, _OUT = Quality.GOOD, Quality.OUT_OF_RANGE
+_new = tuple.__new__
+
+
+def number_or_emit(out: list[Sample], p: PointPlan, v: Any, ts: int, rack: str) -> bool:
+    """One point's samples from its decoded value, exactly as `RackPlan.decode`'s loop makes them.
+
+    True when the value is outside its DBC range."""
+    kind = v.__class__
+    if p.mode == NUMBER and not p.special and (kind is int or (kind is float and v == v and v - v == 0)):
+        lo = p.lo
+        quality = _GOOD
+        bad = lo is not None and (v < lo or v > p.hi)
+        if bad:
+            quality = _OUT
+        if p.scaled:
+            v = round(v * p.factor + p.offset, 9)
+        out.append(_new(Sample, (ts, p.quantity, v, p.unit, quality, rack, p.module, p.cell, None)))
+        return bad
+    return emit(out, p, v, ts, rack)
+
+
+def _tabled(p: PointPlan, spec: Spec) -> bool:
+    """Whether the point's (value, quality) can be kept per raw value: a plain number, linear conversion."""
+    kind, scale, offset = spec[5], spec[6], spec[7]
+    if p.mode != NUMBER or p.special or kind not in (_IDENT, _LINEAR):
+        return False
+    return kind == _IDENT or (type(scale) in (int, float) and type(offset) in (int, float))
+
+
+class RawTable:
+    """Raw value → (value, quality) of a plain number, for every point with the same parameters."""
+
+    def __init__(self, p: PointPlan, spec: Spec) -> None:
+        self.linear = spec[5] == _LINEAR
+        self.scale, self.offset = spec[6], spec[7]
+        self.p = p
+        self.entries: dict[int, Entry] = {}
+
+    @staticmethod
+    def key(p: PointPlan, spec: Spec) -> str:
+        # repr keeps apart what == merges: 1 and 1.0, 0.0 and -0.0
+        return repr((spec[5] == _LINEAR, spec[6], spec[7], p.lo, p.hi, p.scaled, p.factor, p.offset))
+
+    def miss(self, raw: int) -> Entry | None:
+        """Compute, remember and return the entry; None for a non-finite value (the general path)."""
+        p = self.p
+        v = raw * self.scale + self.offset if self.linear else raw
+        if not v - v == 0:
+            return None
+        quality = _GOOD
+        if p.lo is not None and (v < p.lo or v > p.hi):  # type: ignore[operator]
+            quality = _OUT
+        if p.scaled:
+            v = round(v * p.factor + p.offset, 9)
+        entry = (v, quality)
+        if len(self.entries) < TABLE_MAX:
+            self.entries[raw] = entry
+        return entry
+
+
+class _Writer:
+    """Source text of one message's functions, and the namespace their names refer to."""
+
+    def __init__(self, rack: str, tables: dict[str, RawTable]) -> None:
+        self.ns: dict[str, Any] = {
+            "new": _new,
+            "S": Sample,
+            "RACK": rack,
+            "OUTQ": _OUT,
+            "OUT": OUT_OF_RANGE,
+            "point": number_or_emit,
+            "from_bytes": int.from_bytes,
+        }
+        self.tables = tables
+        self.lines: list[str] = []
+        self.n = 0
+
+    def const(self, value: Any) -> str:
+        self.n += 1
+        name = f"K{self.n}"
+        self.ns[name] = value
+        return name
+
+    def raw(self, spec: Spec) -> list[str]:
+        _name, big, shift, mask, sign = spec[:5]
+        out = [f"raw = ({'be' if big else 'le'} >> {shift}) & {mask}"]
+        if sign:
+            out.append(f"if raw & {sign}: raw -= {mask + 1}")
+        return out
+
+    def point(self, p: PointPlan, spec: Spec) -> list[str]:
+        body = self.raw(spec)
+        tail = f"{self.const(p.module)}, {self.const(p.cell)}, None"
+        if _tabled(p, spec):
+            key = RawTable.key(p, spec)
+            table = self.tables.get(key) or self.tables.setdefault(key, RawTable(p, spec))
+            t, miss = self.const(table.entries), self.const(table.miss)
+            q, u = self.const(p.quantity), self.const(p.unit)
+            return [
+                *body,
+                f"t = {t}.get(raw) or {miss}(raw)",
+                "if t is None:",
+                f"    if point(out, {self.const(p)}, {self.value(spec)}, ts, RACK): reason = OUT",
+                "else:",
+                f"    append(new(S, (ts, {q}, t[0], {u}, t[1], RACK, {tail})))",
+                "    if t[1] is OUTQ: reason = OUT",
+            ]
+        return [*body, f"if point(out, {self.const(p)}, {self.value(spec)}, ts, RACK): reason = OUT"]
+
+    def value(self, spec: Spec) -> str:
+        kind = spec[5]
+        if kind == _IDENT:
+            return "raw"
+        if kind == _LINEAR:
+            return f"raw * {self.const(spec[6])} + {self.const(spec[7])}"
+        return f"{self.const(spec[8])}(raw, True)"
+
+    def function(self, name: str, points: list[tuple[PointPlan, Spec]]) -> None:
+        self.lines += [f"def {name}(le, be, ts):", "    out = []", "    append = out.append", '    reason = ""']
+        for p, spec in points:
+            self.lines += ["    " + line for line in self.point(p, spec)]
+        self.lines += ["    return out, reason", ""]
+
+
+def build_sampler(
+    message: Any,
+    mux_signal: str | None,
+    plain: list[PointPlan],
+    by_mux: dict[int, list[PointPlan]],
+    rack: str,
+    last: tuple[int, dict[tuple[int, int], list[Sample]]],
+    tables: dict[str, RawTable] | None = None,
+) -> Sampler | None:
+    """The sampler of one message of a rack plan, or None when `fastdecode` cannot take its signals.
+
+    `last` is (the message's key, the plan's `last`): each frame's samples are kept there under (key,
+    mux) as `RackPlan.decode` keeps them. `tables` is shared between the messages of a rack."""
+    bits = message_bits(message, mux_signal)
+    if bits is None:
+        return None
+    specs: dict[str, Spec] = {}
+    for p in [*plain, *(p for pts in by_mux.values() for p in pts)]:
+        spec = bits.spec(p.signal)
+        if spec is None:
+            return None
+        specs[p.signal] = spec
+    w = _Writer(rack, {} if tables is None else tables)
+    w.function("plain", [(p, specs[p.signal]) for p in plain])
+    for mux, pts in by_mux.items():
+        w.function(f"mux{mux}", [(p, specs[p.signal]) for p in [*plain, *pts]])
+    key, w.ns["LAST"] = last
+    w.lines += _dispatcher(bits, list(specs.values()), sorted(by_mux), key)
+    code = compile("\n".join(w.lines), f"<CAN sampler {message.name} of {rack}>", "exec")
+    exec(code, w.ns)  # our own text: names and integer literals only
+    return w.ns["sample"]  # type: ignore[no-any-return]
+
+
+def _dispatcher(bits: MessageBits, specs: list[Spec], muxes: list[int], key: int) -> list[str]:
+    need_big = any(s[1] for s in specs) or (bits.mux is not None and bits.mux[1])
+    lines = [
+        "def sample(data, ts):",
+        f"    if len(data) < {bits.length}:",
+        "        return None",  # short: the plan flags its points
+        '    le = from_bytes(data, "little")',  # excess bytes land above every signal
+        f'    be = from_bytes(data[:{bits.length}], "big")' if need_big else "    be = 0",
+    ]
+    if bits.mux is None:
+        return [*lines, "    out, reason = plain(le, be, ts)", f"    LAST[({key}, 0)] = out", "    return out, reason"]
+    _name, big, shift, mask, sign = bits.mux[:5]
+    lines.append(f"    raw = ({'be' if big else 'le'} >> {shift}) & {mask}")
+    if sign:
+        lines.append(f"    if raw & {sign}: raw -= {mask + 1}")
+    fns = [f"{m}: (mux{m}, ({key}, {m}))" for m in muxes]
+    fns += [f"{m}: (plain, ({key}, {m}))" for m in sorted(bits.mux_ids - set(muxes))]
+    return [
+        f"FNS = {{{', '.join(fns)}}}",
+        *lines,
+        "    fn = FNS.get(raw)",
+        "    if fn is None:",
+        "        return None",  # a mux value the DBC does not define: cantools reports it
+        "    out, reason = fn[0](le, be, ts)",
+        "    LAST[fn[1]] = out",
+        "    return out, reason",
+    ]

@@ -1,0 +1,126 @@
+"""Frames as the reader hands them on, and the source's direct route against the plan's general path."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any
+
+import can
+import pytest
+from can.interfaces.udp_multicast.utils import pack_message
+
+from gateway.can.config import CanSourceConfig
+from gateway.can.plan import RackPlan
+from gateway.can.rack import Rack
+from gateway.can.reader import Frame, _other_frame, _plain_frame, from_message
+from gateway.can.source import CanBusSource
+from gateway.model import DeviceState
+from tests.can_support import BMS_DBC, log_frames, project_plan
+
+
+def _packed(**kw: Any) -> dict[str, Any]:
+    import msgpack  # type: ignore[import-untyped]
+
+    d: dict[str, Any] = msgpack.unpackb(pack_message(can.Message(**kw)), raw=False)
+    return d
+
+
+def _variants() -> list[dict[str, Any]]:
+    out = []
+    for aid, ext in [(0, False), (0x7FF, False), (0x800, False), (0x1FFFFFFF, True), (0x20000000, True), (-1, False)]:
+        for n in (0, 3, 8):
+            out.append(_packed(arbitration_id=aid, is_extended_id=ext, data=bytes(range(n))))
+    base = _packed(arbitration_id=0x123, is_extended_id=False, data=b"\x01\x02")
+    changes: list[dict[str, Any]] = [
+        {"dlc": 3},
+        {"dlc": None},
+        {"data": [1, 2]},
+        {"data": bytes(9), "dlc": 9},
+        {"is_fd": True},
+        {"is_fd": True, "data": bytes(12), "dlc": 12},
+        {"is_remote_frame": True},
+        {"is_remote_frame": True, "data": b""},
+        {"is_error_frame": True},
+        {"bitrate_switch": True},
+        {"error_state_indicator": True},
+        {"is_extended_id": 1},
+        {"arbitration_id": True},
+        {"channel": "can7"},
+    ]
+    out += [{**base, **c} for c in changes]
+    out.append({k: v for k, v in base.items() if k != "channel"})
+    out.append({**base, "unexpected": 1})
+    return out
+
+
+@pytest.mark.parametrize("timestamp", [1.5, 0.0, -1.0])
+def test_plain_frames_are_what_python_can_makes_of_the_datagram(timestamp: float) -> None:
+    fast = 0
+    for d in _variants():
+        try:
+            want: Frame | str = _other_frame(dict(d), timestamp)
+        except can.CanOperationError:
+            want = "refused"
+        got = _plain_frame(d, timestamp)
+        if got is None:
+            continue  # the general path takes it
+        fast += 1
+        assert repr(got) == repr(want), d
+    assert fast >= (9 if timestamp >= 0 else 0)
+
+
+def test_a_message_becomes_a_frame_with_its_fields() -> None:
+    m = can.Message(arbitration_id=0x18FF50E5, data=bytearray(b"\x01\x02"), is_extended_id=True, timestamp=3.0)
+    f = from_message(m)
+    assert f == (0x18FF50E5, True, False, False, b"\x01\x02", 2, False, 3.0)
+    assert type(f.data) is bytes and f.arbitration_id == m.arbitration_id
+
+
+def _source(fast: bool) -> CanBusSource:
+    plan = project_plan("can-redpesk-bms", BMS_DBC)
+    if not fast:
+        for m in plan.messages.values():
+            m.sampler = None  # the plan's general path (fast decoder, then cantools)
+    cfg = CanSourceConfig(name="r1", profile="can-redpesk-bms", interface="virtual", channel="x")
+    return CanBusSource("r1", [cfg], [Rack(cfg, plan, 5.0)])
+
+
+def _windows(seed: int) -> list[list[Frame]]:
+    rnd = random.Random(seed)
+    frames = [from_message(m) for m in log_frames()[:3000]]
+    odd = []
+    for f in frames[:300]:
+        data = f.data
+        odd.append(f._replace(data=bytes(rnd.randrange(256) for _ in data)))  # any bits
+        odd.append(f._replace(data=data[: rnd.randrange(len(data) + 1)]))  # short
+        odd.append(f._replace(data=data + b"\x55"))  # excess
+    odd.append(frames[0]._replace(arbitration_id=0x7AB))  # unknown id
+    odd.append(frames[0]._replace(is_error_frame=True, arbitration_id=0x40))  # bus-off error frame
+    everything = frames + odd
+    rnd.shuffle(everything)
+    it = iter(everything)
+    return [w for w in iter(lambda: list(itertools.islice(it, 500)), [])]
+
+
+def test_direct_route_gives_the_samples_states_and_supervision_of_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    monkeypatch.setattr(time, "monotonic", lambda: 1000.0)
+    fast, slow = _source(True), _source(False)
+    assert fast.direct and not slow.direct
+    states = []
+    for window in _windows(4):
+        batches = []
+        for src in (fast, slow):
+            src._decode(window)
+            batches.append(src.racks[0].take(99))
+        assert repr(batches[0]) == repr(batches[1])
+        states += [b.status.state for b in batches[0] if b.status is not None]
+    plans: list[RackPlan] = [fast.racks[0].plan, slow.racks[0].plan]
+    assert repr(plans[0].last) == repr(plans[1].last)
+    sup = [s.racks[0].supervisor for s in (fast, slow)]
+    assert sup[0].last_seen == sup[1].last_seen and sup[0].last_seen.keys() == sup[1].last_seen.keys()
+    assert states == [DeviceState.ONLINE, DeviceState.OFFLINE, DeviceState.ONLINE]  # the bus-off frame between
