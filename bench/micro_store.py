@@ -7,7 +7,9 @@ best of rounds) and stored bytes per sample, for
 - "before": JSON rows (batches without a layout) and the decoded-row cache of before (50,000 samples);
 - "after": compact rows (batches with their source's Layout) and today's cache;
 and the ratio, in three cases: both sinks at the head (the second reader hits the cache), every read
-decoding (cache off), and the second sink one round (100,000 samples) behind the first.
+decoding (cache off), and the second sink one round (100,000 samples) behind the first. Then the live
+state (the status page's observer) per sample: batches without and with a layout, a view asked for
+once a round.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.model import Batch, Layout, Sample
+from gateway.ops.livestate import LiveState
 from gateway.outbox import Outbox
 from gateway.sim.battery import RackModel, RackParams
 
@@ -133,7 +136,21 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         results[case] = (before, after)
         print(f"  {label:34s} {before:8.2f} {after:8.2f} {before / after:6.1f}x")
     print(f"  {'stored bytes per sample':34s} {sizes[0]:8.1f} {sizes[1]:8.1f} {sizes[0] / sizes[1]:6.1f}x")
+    live = [live_state([with_layouts(b, layouts, layout) for b in plain], n) for layout in (False, True)]
+    results["live state"] = (live[0], live[1])
+    print(f"  {'live state, a view per round':34s} {live[0]:8.2f} {live[1]:8.2f} {live[0] / live[1]:6.1f}x")
     return results
+
+
+def live_state(rounds: list[list[Batch]], n: int) -> float:
+    live = LiveState()
+
+    def step(i: int) -> None:
+        for k in range(0, len(rounds[i]), COMMIT):
+            live(rounds[i][k : k + COMMIT])
+        live.racks(0)
+
+    return measure(step, len(rounds), n)
 
 
 if __name__ == "__main__":

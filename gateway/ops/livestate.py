@@ -4,18 +4,26 @@
 quantity, module, cell), the newest sample; per device, its last `DeviceStatus`; per rack, the
 active alarms of the last ALARM record `{"type": "active", "rack": ..., "active": [...]}`. It does
 no I/O; `snapshot()` turns it into plain JSON-ready data.
+
+A batch with a `Layout` costs nothing per sample: only the newest batch of each layout is kept
+(pending), and its samples go into `points` (keys prepared once per layout) when a view is asked
+for, at most every `FLUSH_EVERY` seconds otherwise (so superseded samples are let go), or before a
+batch without a layout that may touch the same racks (so the newest sample of a point always wins).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.model import Batch, BatchKind, Sample
+from gateway.model import Batch, BatchKind, Layout, Sample
 
 PointKey = tuple[str, str, int | None, int | None]  # rack, quantity, module, cell
+FLUSH_EVERY = 10.0  # seconds between folding pending layout batches into `points` when no view asks
+MAX_LAYOUTS = 4096  # prepared layouts kept (the oldest are prepared again when seen again)
 
 # Rack-level quantities shown in the rack overview, in this order.
 OVERVIEW = (
@@ -55,11 +63,25 @@ def alarm_severity(alarm: object) -> str:
     return "unknown"
 
 
+class LayoutPoints:
+    """A layout's point keys in sample order and its racks, prepared once."""
+
+    __slots__ = ("keys", "racks")
+
+    def __init__(self, layout: Layout) -> None:
+        self.keys: tuple[PointKey, ...] = tuple((k[2], k[0], k[3], k[4]) for k in layout.keys)
+        self.racks = frozenset(k[2] for k in layout.keys)
+
+
 class LiveState:
     """Observer of committed batches (see module doc)."""
 
     def __init__(self) -> None:
-        self.points: dict[PointKey, Sample] = {}
+        self._points: dict[PointKey, Sample] = {}
+        self._layouts: dict[int, LayoutPoints] = {}  # by layout id
+        self._pending: dict[int, tuple[LayoutPoints, list[Sample]]] = {}  # newest batch per layout id
+        self._pending_racks: set[str] = set()
+        self._flushed = time.monotonic()
         self.devices: dict[str, DeviceInfo] = {}  # by device (a rack's BMS, a Modbus unit, a CAN bus)
         self.sources: dict[str, DeviceInfo] = {}  # by source (samples and last batch only)
         self.alarms: dict[str, list[Any]] = {}
@@ -80,12 +102,45 @@ class LiveState:
             if batch.samples:
                 self._samples(batch)
 
+    @property
+    def points(self) -> dict[PointKey, Sample]:
+        """The newest sample of every point."""
+        self._flush()
+        return self._points
+
+    def _flush(self) -> None:
+        points = self._points
+        for entry, samples in self._pending.values():
+            points.update(zip(entry.keys, samples, strict=True))
+        self._pending.clear()
+        self._pending_racks.clear()
+        self._flushed = time.monotonic()
+
+    def _prepared(self, layout: Layout) -> LayoutPoints:
+        entry = self._layouts.get(layout.id)
+        if entry is None:
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._flush()  # pending entries refer to prepared layouts by id
+                self._layouts.clear()
+            entry = self._layouts[layout.id] = LayoutPoints(layout)
+        return entry
+
     def _samples(self, batch: Batch) -> None:
-        points = self.points
-        racks: set[str] = set()
-        for s in batch.samples:
-            points[(s.rack, s.quantity, s.module, s.cell)] = s
-            racks.add(s.rack)
+        layout = batch.layout
+        if layout is not None and len(layout.keys) == len(batch.samples):
+            entry = self._prepared(layout)
+            self._pending[layout.id] = (entry, batch.samples)
+            self._pending_racks |= entry.racks
+            racks: set[str] | frozenset[str] = entry.racks
+            if time.monotonic() - self._flushed >= FLUSH_EVERY:
+                self._flush()
+        else:
+            racks = {s.rack for s in batch.samples}
+            if not self._pending_racks.isdisjoint(racks):
+                self._flush()  # a pending layout batch is older than this one: it goes first
+            points = self._points
+            for s in batch.samples:
+                points[(s.rack, s.quantity, s.module, s.cell)] = s
         n = len(batch.samples)
         for info in (self.devices.setdefault(batch.device or batch.source, DeviceInfo()),
                      self.sources.setdefault(batch.source, DeviceInfo())):  # fmt: skip
@@ -144,6 +199,7 @@ class LiveState:
 
     def racks(self, now: int) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
+        points = self.points
         for rack in self.rack_names():
             found = self.rack_device(rack)
             entry: dict[str, object] = {
@@ -155,7 +211,7 @@ class LiveState:
                 "alarms": len(self.alarms.get(rack, [])),
             }
             for q in OVERVIEW:
-                s = self.points.get((rack, q, None, None))
+                s = points.get((rack, q, None, None))
                 entry[q] = None if s is None else json_value(s.value)
             out.append(entry)
         return out
@@ -171,11 +227,12 @@ class LiveState:
 
     def point_rows(self, now: int, rack: str | None = None) -> list[list[object]]:
         """[rack, quantity, module, cell, value, unit, quality, age_s], sorted by rack, module, cell, quantity."""
-        keys = [k for k in self.points if rack is None or k[0] == rack]
+        points = self.points
+        keys = [k for k in points if rack is None or k[0] == rack]
         keys.sort(key=lambda k: (k[0], k[2] is not None, k[2] or 0, k[3] is not None, k[3] or 0, k[1]))
         rows: list[list[object]] = []
         for key in keys:
-            s = self.points[key]
+            s = points[key]
             value, age = json_value(s.value), age_seconds(now, s.ts)
             rows.append([key[0], key[1], key[2], key[3], value, s.unit, str(s.quality), age])
         return rows

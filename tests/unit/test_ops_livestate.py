@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Quality, Sample
+import dataclasses
+
+import pytest
+
+from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, Quality, Sample
+from gateway.ops import livestate
 from gateway.ops.livestate import LiveState, json_value
 
 S = 1_000_000_000
@@ -111,3 +116,49 @@ def test_a_bus_with_several_racks_and_devices_apart_from_sources() -> None:
     assert live.sources["modbus@10.0.0.5:502"].samples == 1 and live.sources["can0"].racks == {"r1", "r2"}
     rows = live.device_rows(now=2 * S)
     assert [(d["device"], d["racks"]) for d in rows] == [("can0", ["r1", "r2"]), ("mb-3", ["r3"])]
+
+
+def views(live: LiveState) -> object:
+    sources = {k: (v.samples, v.racks, v.last_batch) for k, v in live.sources.items()}
+    now = 9 * S
+    return (live.point_rows(now), live.racks(now), live.device_rows(now), live.rack_names(), live.samples, sources)
+
+
+def layout_of(b: Batch) -> Layout:
+    return Layout([(s.quantity, s.unit, s.rack, s.module, s.cell) for s in b.samples], [(0, len(b.samples))])
+
+
+def plain(batches: list[Batch]) -> list[Batch]:
+    return [dataclasses.replace(b, layout=None) for b in batches]
+
+
+@pytest.mark.parametrize("flush_every", [10.0, 0.0])
+def test_layout_batches_give_the_same_views_as_plain_ones(flush_every: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(livestate, "FLUSH_EVERY", flush_every)
+    r1 = [batch("r1", "rack-1", t * S, 50.0 + t, 3.2 + t / 100) for t in range(4)]
+    r2 = [batch("r2", "rack-2", t * S, 60.0 + t, 3.3) for t in range(4)]
+    lay1, lay2 = layout_of(r1[0]), layout_of(r2[0])
+    for b in r1:
+        b.layout = lay1
+    for b in r2:
+        b.layout = lay2
+    # newer than r1[1], older than r1[2]
+    bus_samples = [Sample(2 * S, "soc", 99.0, "%", "bad", "rack-1"), Sample(2 * S, "raw.x", "on", "", "good", "r3")]
+    bus = Batch("can0", bus_samples, device="can0", created=2 * S)
+    wrong = batch("r2", "rack-2", 5 * S, 1.0, 1.0)
+    wrong.samples.pop()
+    wrong.layout = lay2  # claims a layout it does not fit: taken sample by sample
+    sequences = [
+        [[r1[0], r2[0]], [r1[1]], [bus], [r2[1], r1[2]], [wrong], [r1[3]]],
+        [[r1[0]], [bus], [r1[1]], [r1[2], r2[0]]],
+        [[r1[0], r1[1], r1[2]], [bus]],
+    ]
+    for seq in sequences:
+        fast, slow = LiveState(), LiveState()
+        for group in seq:
+            fast(group)
+            slow(plain(group))
+            if group is seq[1]:
+                assert views(fast) == views(slow)  # a view in between
+        assert views(fast) == views(slow)
+        assert fast.points == slow.points and list(fast.points) == list(slow.points)
