@@ -197,6 +197,7 @@ class SpreadHandler(Handler):
         super().__post_init__()
         self.values: dict[str, list[float]] = {}
         self.samples: dict[str, list[Sample]] = {}
+        self.bounds: dict[str, tuple[int, float, float]] = {}  # the gatherer's min and max, when known
 
     def groups(self) -> list[tuple[str, int | None, list[float], list[Sample]]]:
         out: list[tuple[str, int | None, list[float], list[Sample]]] = []
@@ -220,12 +221,17 @@ class SpreadHandler(Handler):
         for rack, module, vals, samples in self.groups():
             if len(vals) < sp.min_count:
                 continue
-            width, hi, lo = r.spread(vals)
+            known = self.bounds.get(rack) if module is None else None
+            if known is not None and known[0] == len(vals):
+                width = known[2] - known[1]  # what `spread` gives: max - min
+            else:
+                width = r.spread(vals)[0]
             key: Key = (sp.id, rack, module, None, "")
             was = self.obs.raw_of(key)
             raw = r.beyond(width, sp.high, above=True, deadband=sp.deadband, was=bool(was))
             if was is None and not raw:
                 continue
+            width, hi, lo = r.spread(vals)
             h, lw = samples[hi], samples[lo]
             scope = f" m{module}" if module is not None else ""
             self.obs.observe(

@@ -96,7 +96,7 @@ class AlarmEngine:
             return
         if isinstance(h, SpreadHandler):
             g = self._gatherer(h.spec.quantity)
-            h.values, h.samples = g.values, g.samples
+            h.values, h.samples, h.bounds = g.values, g.samples, g.bounds
         if isinstance(h, DisagreementHandler) and h.sum_of is not None:
             h.gathered = self._gatherer(h.sum_of).values
         if h.prefix is not None:

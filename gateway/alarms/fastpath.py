@@ -70,6 +70,8 @@ class Gatherer:
         self.quantity = quantity
         self.values: dict[str, list[float]] = {}
         self.samples: dict[str, list[Sample]] = {}
+        # rack -> (n, min, max) of its first n values, when they are finite and known (see `extend`)
+        self.bounds: dict[str, tuple[int, float, float]] = {}
         self.prefix: str | None = None
         self._rack: str | None = None  # the rack of the last good sample, and its two lists
         self._vals: list[float] = []
@@ -108,12 +110,20 @@ class Gatherer:
         self._vals.append(v)
         self._smps.append(s)
 
-    def extend(self, rack: str, values: list[float], samples: list[Sample]) -> None:
-        """`good` of a run of one rack's GOOD float samples, `values` their values."""
+    def extend(self, rack: str, values: list[float], samples: list[Sample], low: float, high: float) -> None:
+        """`good` of a run of one rack's GOOD finite float samples; `values` their values, `low` and
+        `high` the run's `min` and `max` (kept while every value of the rack came this way)."""
         lst = self.values.get(rack)
-        if lst is None:
+        if not lst:
             lst = self.values[rack] = []
             self.samples[rack] = []
+            self.bounds[rack] = (len(values), low, high)
+        else:
+            known = self.bounds.pop(rack, None)
+            if known is not None and known[0] == len(lst):
+                # min/max of the whole list, the first of equal values as min/max pick them
+                n, lo, hi = known
+                self.bounds[rack] = (n + len(values), low if low < lo else lo, high if high > hi else hi)
         lst.extend(values)
         self.samples[rack].extend(samples)
 
@@ -123,6 +133,7 @@ class Gatherer:
     def clear(self) -> None:
         self.values.clear()
         self.samples.clear()
+        self.bounds.clear()
         self._rack = None
 
 

@@ -76,8 +76,7 @@ def plan_layout(layout: Layout, handlers_of: Callable[[str], Sequence[Indexed]])
     start = 0
     for i in range(1, len(keys) + 1):
         if i < len(keys) and keys[i][0] == keys[start][0] and keys[i][2] == keys[start][2]:
-            hs = handlers_of(keys[start][0])
-            if i not in segment_starts or not any(isinstance(h, RateHandler) for h in hs):
+            if i not in segment_starts or not any(isinstance(h, RateHandler) for h in handlers_of(keys[i][0])):
                 continue
         runs.append(_run(keys, start, i, handlers_of(keys[start][0])))
         start = i
@@ -140,14 +139,16 @@ def evaluate(run: Run, samples: list[Sample]) -> bool:
             return False  # the elements' histories differ (a sample was skipped): per sample until they agree
     g = run.group
     thresholds = False
-    if g is not None:
-        if not (g.low_max <= min(values) and max(values) <= g.high_min):
-            thresholds = True
-        elif g.tracked:
-            thresholds = _any_in(g.tracked, run.index)
+    if g is not None or run.gatherer is not None:
+        low, high = min(values), max(values)
+        if g is not None:
+            if not (g.low_max <= low and high <= g.high_min):
+                thresholds = True
+            elif g.tracked:
+                thresholds = _any_in(g.tracked, run.index)
+        if run.gatherer is not None:
+            run.gatherer.extend(run.rack, values, samples, low, high)
     rates = [_rates(col, ts, values, run) for col in run.rates]
-    if run.gatherer is not None:
-        run.gatherer.extend(run.rack, values, samples)
     if thresholds or any(rates):
         _events(run, samples, values, thresholds, rates)
     return True
