@@ -1,15 +1,20 @@
 """Micro-benchmark of the sink hot paths: `python -m bench.micro_sinks [--racks 100] [--points 1000] [--rounds 5]`.
 
-Builds one batch per rack (RackModel samples padded with synthetic module/cell samples to `--points`)
-and prints CPU µs per sample (time.process_time) for: line protocol encoding incl. the clock guard,
-MQTT telemetry payload building (with the retained state), and outbox append + read (two sinks
-reading the same rows); first with the plain renderings the fast paths replaced ("before", kept
-below), then with the code as it is ("after"), and the ratio.
+Builds one batch per rack in the shape of the 100-rack Modbus bench (800 cell voltages, 20 per module,
+and 200 temperatures, 5 per module, read in blocks of 125 registers, each block at its own time) and
+prints CPU µs per sample (time.process_time) for: InfluxDB line protocol incl. the clock guard, the
+request body and its gzip compression; MQTT telemetry payloads with the retained state; outbox append +
+read (two sinks reading the same rows). The rows are written in turns of 5,000 samples, as the runners
+do. Columns: "before", the plain renderings the fast paths replaced (kept below; InfluxDB bodies
+gzip-compressed at level 9 as influxdb-client does); "no layout", the code as it is for batches without
+a `Layout` (CAN windows, decoded store rows); "layout", the same batches with their layout; the ratio
+before / layout.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import tempfile
@@ -20,11 +25,10 @@ from pathlib import Path
 from gateway import outbox as outbox_module
 from gateway.catalog import level_of
 from gateway.lineproto import encode_device_status, field_value, precision_divisor, tag
-from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
+from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, Sample
 from gateway.outbox import Outbox, Row
-from gateway.sim.battery import RackModel, RackParams
 from gateway.sinks.clock import ClockGuard
-from gateway.sinks.influx import render_parts
+from gateway.sinks.influx import chunks_body, gzip_body, render_chunks
 from gateway.sinks.mqttpayloads import ALL_LEVELS, MqttState, Topics, clean, dumps, render_rows, state_key
 
 # -- the plain renderings before the fast paths (same bytes, more work per sample) ------------------
@@ -112,19 +116,46 @@ def plain_decode(payload: bytes) -> Batch:
                  records=doc["r"], samples=[Sample(*row) for row in doc["x"]])  # fmt: skip
 
 
-def make_batches(racks: int, points: int, ts: int) -> list[Batch]:
-    model = RackModel(RackParams())
+BLOCK = 125  # registers per Modbus read
+VOLTAGES = 800  # of every 1,000 points; the rest are temperatures
+
+
+def rack_samples(rack: str, ts: int, points: int) -> list[Sample]:
+    out = []
+    for i in range(points):
+        t = ts + (i // BLOCK) * 1_370_000  # each block read a little later
+        if i < VOLTAGES:
+            m, c = divmod(i, 20)
+            out.append(Sample(t, "cell_voltage", 3.2 + (i * 7 % 100) / 1000, "V", "good", rack, m + 1, c + 1))
+        else:
+            m, c = divmod(i - VOLTAGES, 5)
+            out.append(Sample(t, "cell_temperature", 20.0 + (i % 13) / 10, "°C", "good", rack, m + 1, c + 1))
+    return out
+
+
+def make_layouts(racks: int, points: int) -> list[Layout]:
     out = []
     for r in range(racks):
-        rack = f"rack{r + 1:03d}"
-        samples = model.samples(ts, rack)[:points]
-        i = 0
-        while len(samples) < points:
-            m, c = divmod(i, 16)
-            samples.append(Sample(ts, "cell_voltage", 3.2 + (i % 100) / 1000, "V", "good", rack, m + 1, c + 1))
-            i += 1
-        out.append(Batch(f"modbus:{rack}", samples, device=rack, created=ts))
+        keys = [(s.quantity, s.unit, s.rack, s.module, s.cell) for s in rack_samples(f"rack{r + 1:03d}", 0, points)]
+        out.append(Layout(keys, [(a, min(a + BLOCK, points)) for a in range(0, points, BLOCK)]))
     return out
+
+
+def make_batches(layouts: list[Layout], points: int, ts: int) -> list[Batch]:
+    return [
+        Batch(
+            f"modbus:rack{r + 1:03d}",
+            rack_samples(f"rack{r + 1:03d}", ts, points),
+            device=f"rack{r + 1:03d}",
+            created=ts,
+            layout=layout,
+        )
+        for r, layout in enumerate(layouts)
+    ]
+
+
+def without_layout(batches: list[Batch]) -> list[Batch]:
+    return [Batch(b.source, b.samples, device=b.device, created=b.created) for b in batches]
 
 
 def measure(fn: Callable[[int], None], rounds: int, n: int) -> float:
@@ -137,28 +168,62 @@ def measure(fn: Callable[[int], None], rounds: int, n: int) -> float:
     return best / n * 1e6
 
 
-def run(rounds: list[list[Batch]], before: bool) -> dict[str, float]:
+WRITE_SAMPLES = 5000  # the runners' default batch_max_samples
+
+
+def writes(rows: list[Row]) -> list[list[Row]]:
+    out: list[list[Row]] = [[]]
+    n = 0
+    for row in rows:
+        if n + len(row.batch) > WRITE_SAMPLES and out[-1]:
+            out.append([])
+            n = 0
+        out[-1].append(row)
+        n += len(row.batch)
+    return out
+
+
+def run(rounds: list[list[Batch]], mode: str) -> dict[str, float]:
+    """mode: "before" (the plain renderings), "no layout" or "layout"."""
+    before = mode == "before"
+    if mode == "no layout":
+        rounds = [without_layout(bs) for bs in rounds]
     n = sum(len(b) for b in rounds[0])
-    rowsets = [[Row(j + 1, b.created, b) for j, b in enumerate(bs)] for bs in rounds]
+    rowsets = [writes([Row(j + 1, b.created, b) for j, b in enumerate(bs)]) for bs in rounds]
     guard = ClockGuard("bench")
-    newest: dict[str, int] = {}
+    newest_of: list[dict[str, int]] = [{}]
+    bodies: list[list[str]] = [[] for _ in rounds]
 
     def influx(i: int) -> None:
-        if before:
-            plain_guard(plain_lines(rowsets[i], "site-1", "ns"), newest)
-            return
-        _items, state = guard.apply_parts(render_parts(rowsets[i], "site-1", "ns"))
-        guard.commit(state)
+        for rows in rowsets[i]:
+            if before:
+                state = dict(newest_of[0])  # the guard's state copied per write, kept when confirmed
+                items = plain_guard(plain_lines(rows, "site-1", "ms"), state)
+                newest_of[0] = state
+                bodies[i].append("\n".join(line for _, line in items))
+            else:
+                chunks, pending = render_chunks(rows, "site-1", "ms", guard)
+                if pending is not None:
+                    guard.commit(pending)
+                bodies[i].append(chunks_body(chunks))
+
+    def body(i: int) -> None:
+        for text in bodies[i]:
+            if before:
+                gzip.compress(text.encode())  # influxdb-client's enable_gzip: level 9
+            else:
+                gzip_body(text.encode())
 
     topics = Topics("bms", "site-1")
     mstate = MqttState()
     values: dict[str, dict[str, dict[str, object]]] = {}
 
     def mqtt(i: int) -> None:
-        if before:
-            plain_mqtt(rowsets[i], topics, values)
-        else:
-            render_rows(rowsets[i], topics, mstate)
+        for rows in rowsets[i]:
+            if before:
+                plain_mqtt(rows, topics, values)
+            else:
+                render_rows(rows, topics, mstate)
 
     decode = outbox_module.decode
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,15 +240,16 @@ def run(rounds: list[list[Batch]], before: bool) -> dict[str, float]:
             while more:  # the sinks' runners take turns, a batch of 5000 samples each
                 more = False
                 for sink in pos:
-                    rows = box.read(pos[sink], max_samples=5000)
+                    rows = box.read(pos[sink], max_samples=WRITE_SAMPLES)
                     if rows:
                         pos[sink] = rows[-1].seq
                         more = True
 
         try:
             results = {
-                "lineproto+clock": measure(influx, len(rounds), n),
-                "mqtt telemetry": measure(mqtt, len(rounds), n),
+                "influx lines+clock": measure(influx, len(rounds), n),
+                "influx body+gzip": measure(body, len(rounds), n),
+                "mqtt telemetry+state": measure(mqtt, len(rounds), n),
                 "outbox append+2 reads": measure(outbox, len(rounds), n),
             }
         finally:
@@ -193,22 +259,24 @@ def run(rounds: list[list[Batch]], before: bool) -> dict[str, float]:
     return results
 
 
-def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
+def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, float]]:
     ap = argparse.ArgumentParser(prog="python -m bench.micro_sinks", description=__doc__)
     ap.add_argument("--racks", type=int, default=100)
     ap.add_argument("--points", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
     t0 = 1_760_000_000_000_000_000
-    rounds = [make_batches(args.racks, args.points, t0 + i * 1_000_000_000) for i in range(args.rounds)]
+    layouts = make_layouts(args.racks, args.points)
+    rounds = [make_batches(layouts, args.points, t0 + i * 1_000_000_000) for i in range(args.rounds)]
     n = sum(len(b) for b in rounds[0])
-    before = run(rounds, before=True)
-    after = run(rounds, before=False)
+    modes = ("before", "no layout", "layout")
+    res = {mode: run(rounds, mode) for mode in modes}
     print(f"{n} samples per round ({args.racks} racks x {args.points}), best of {args.rounds}, CPU µs/sample:")
-    print(f"  {'':24s} {'before':>8s} {'after':>8s} {'ratio':>7s}")
-    for name in after:
-        print(f"  {name:24s} {before[name]:8.2f} {after[name]:8.2f} {before[name] / after[name]:6.1f}x")
-    return {name: (before[name], after[name]) for name in after}
+    print(f"  {'':24s} {'before':>9s} {'no layout':>9s} {'layout':>9s} {'ratio':>7s}")
+    for name in res["layout"]:
+        b, nl, la = (res[m][name] for m in modes)
+        print(f"  {name:24s} {b:9.2f} {nl:9.2f} {la:9.2f} {b / la:6.1f}x")
+    return {name: (res["before"][name], res["no layout"][name], res["layout"][name]) for name in res["layout"]}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gateway.catalog import level_of
-from gateway.model import Batch, BatchKind
+from gateway.model import Batch, BatchKind, Sample
+from gateway.sinks.floatrepr import float_repr
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -64,6 +65,13 @@ def _prefix_table(site: str, source: str) -> dict[PrefixKey, PrefixEntry]:
     return table
 
 
+def prefix_entry(site: str, source: str, ck: PrefixKey) -> PrefixEntry:
+    """The (cached) tag prefix of a sample's line: (group key tail, tags, `<quantity>=`, tags have no backslash)."""
+    table = _prefix_table(site, source)
+    entry = table.get(ck)
+    return _prefix_entry(table, ck, site, source) if entry is None else entry
+
+
 def _prefix_entry(table: dict[PrefixKey, PrefixEntry], ck: PrefixKey, site: str, source: str) -> PrefixEntry:
     quantity, rack, module, cell, quality = ck
     level = level_of(quantity, module, cell)
@@ -82,15 +90,20 @@ def _prefix_entry(table: dict[PrefixKey, PrefixEntry], ck: PrefixKey, site: str,
 
 def sample_groups(batch: Batch, site: str) -> list[Group]:
     """The lines of a sample batch as groups, in order: samples with the same tags and time share one."""
-    table = _prefix_table(site, batch.source)
+    return groups_of(batch.samples, site, batch.source)
+
+
+def groups_of(samples: Iterable[Sample], site: str, source: str) -> list[Group]:
+    """`sample_groups` of some samples of a batch from `source`."""
+    table = _prefix_table(site, source)
     groups: dict[tuple[object, ...], Group] = {}
-    for s in batch.samples:
+    for s in samples:
         ts, quantity, v, _unit, quality, rack, module, cell, _dts = s
         t = type(v)
         if t is float:
             if v != v or v == _INF or v == _NINF:
                 continue
-            fv = repr(v)
+            fv = float_repr(v)  # type: ignore[arg-type]  # type(v) is float
         else:
             fv_ = field_value(v)
             if fv_ is None:
@@ -99,7 +112,7 @@ def sample_groups(batch: Batch, site: str) -> list[Group]:
         ck: PrefixKey = (quantity, rack, module, cell, quality)
         entry = table.get(ck)
         if entry is None:
-            entry = _prefix_entry(table, ck, site, batch.source)
+            entry = _prefix_entry(table, ck, site, source)
         gk = (ts, entry[0])
         g = groups.get(gk)
         if g is None:

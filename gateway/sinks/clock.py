@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import repeat
 
 import structlog
 
@@ -33,6 +34,22 @@ def split_line(line: str) -> tuple[str, str, int]:
     return key, fields, int(ts)
 
 
+class Pending:
+    """What one write changes in the guard: an overlay on its state, merged by `commit` once the server
+    confirmed the write (so a failed write leaves the guard as it was and the retry renders the same)."""
+
+    __slots__ = ("new_step", "newest", "stepped", "steps")
+
+    def __init__(self, steps: int, stepped: dict[str, int]) -> None:
+        self.newest: dict[str, int] = {}  # series → newest time of this write (over the guard's)
+        self.steps = steps
+        self.stepped = stepped  # a copy of the guard's (small: only series tagged right now)
+        self.new_step = 0  # the step number this write started, 0 if none
+
+
+_NEVER = float("-inf")
+
+
 class ClockGuard:
     def __init__(self, sink: str) -> None:
         self.sink = sink
@@ -40,41 +57,60 @@ class ClockGuard:
         self.steps = 0  # clock steps seen so far
         self.stepped: dict[str, int] = {}  # series → step number it is tagged with now
 
-    def apply(self, items: Sequence[Item]) -> tuple[list[Item], tuple[dict[str, int], int, dict[str, int]]]:
+    def begin(self) -> Pending:
+        return Pending(self.steps, dict(self.stepped))
+
+    def apply(self, items: Sequence[Item]) -> tuple[list[Item], Pending]:
         """Lines to write and the state to `commit` once the server confirmed them."""
         return self.apply_parts([(seq, *split_line(line), line) for seq, line in items])
 
-    def apply_parts(self, items: Sequence[Part]) -> tuple[list[Item], tuple[dict[str, int], int, dict[str, int]]]:
+    def apply_parts(self, items: Sequence[Part]) -> tuple[list[Item], Pending]:
         """`apply` for lines already split (no parsing): the encoder knows each line's series key."""
-        newest = dict(self.newest)
-        stepped = dict(self.stepped)
-        steps = self.steps
-        new_step = 0
-        out: list[Item] = []
-        for seq, key, fields, ts, line in items:
-            top = newest.get(key)
-            if top is None or ts > top:
-                newest[key] = ts
-                if stepped:
-                    stepped.pop(key, None)
-                out.append((seq, f"{key} {fields} {ts}" if line is None else line))
-            elif ts == top and key not in stepped:
-                # Two points of a series in the same time unit (precision): the later one moves one
-                # unit on, instead of overwriting the first.
-                newest[key] = ts + 1
-                out.append((seq, f"{key} {fields} {ts + 1}"))
-            else:
-                if key not in stepped:
-                    if not new_step:
-                        steps += 1
-                        new_step = steps
-                        log.warning(
-                            "clock stepped backwards: points tagged clock_step until time passes the newest written",
-                            sink=self.sink, series=key, newest=top, now=ts, step=steps,
-                        )  # fmt: skip
-                    stepped[key] = new_step
-                out.append((seq, f"{key},clock_step={stepped[key]} {fields} {ts}"))
-        return out, (newest, steps, stepped)
+        pending = self.begin()
+        return [(seq, self.line(pending, key, fields, ts, line)) for seq, key, fields, ts, line in items], pending
 
-    def commit(self, state: tuple[dict[str, int], int, dict[str, int]]) -> None:
-        self.newest, self.steps, self.stepped = state
+    def admit(self, pending: Pending, keys: Sequence[str], ts: int) -> bool:
+        """Whether lines of the distinct series `keys`, all at time `ts`, are written as they are (every
+        series' newest time is before `ts`); if so they are recorded as written. Same as `line` for each."""
+        ov = pending.newest
+        if max(map(ov.get, keys, map(self.newest.get, keys, repeat(_NEVER))), default=_NEVER) >= ts:
+            return False
+        ov.update(zip(keys, repeat(ts)))
+        stepped = pending.stepped
+        if stepped:
+            for key in keys:
+                stepped.pop(key, None)
+        return True
+
+    def line(self, pending: Pending, key: str, fields: str, ts: int, line: str | None) -> str:
+        """The line to write for one point (`line` is `<key> <fields> <ts>`, or None to build it)."""
+        ov = pending.newest
+        top = ov.get(key)
+        if top is None:
+            top = self.newest.get(key)
+        stepped = pending.stepped
+        if top is None or ts > top:
+            ov[key] = ts
+            if stepped:
+                stepped.pop(key, None)
+            return f"{key} {fields} {ts}" if line is None else line
+        if ts == top and key not in stepped:
+            # Two points of a series in the same time unit (precision): the later one moves one
+            # unit on, instead of overwriting the first.
+            ov[key] = ts + 1
+            return f"{key} {fields} {ts + 1}"
+        if key not in stepped:
+            if not pending.new_step:
+                pending.steps += 1
+                pending.new_step = pending.steps
+                log.warning(
+                    "clock stepped backwards: points tagged clock_step until time passes the newest written",
+                    sink=self.sink, series=key, newest=top, now=ts, step=pending.steps,
+                )  # fmt: skip
+            stepped[key] = pending.new_step
+        return f"{key},clock_step={stepped[key]} {fields} {ts}"
+
+    def commit(self, pending: Pending) -> None:
+        self.newest.update(pending.newest)
+        self.steps = pending.steps
+        self.stepped = pending.stepped

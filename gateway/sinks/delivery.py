@@ -67,11 +67,13 @@ def server_reason(body: str) -> str:
     return text[:REASON_MAX] or "(no message)"
 
 
-def deliver(items: Sequence[Item], post: Post) -> list[Rejected]:
-    """Write `items`; return the points rejected for good, or raise SinkError to retry them all later."""
+def deliver(items: Sequence[Item], post: Post, first: Response | None = None) -> list[Rejected]:
+    """Write `items`; return the points rejected for good, or raise SinkError to retry them all later.
+
+    `first`: the server's answer to a request of all the items already made (not posted again)."""
     if not items:
         return []
-    resp = post(items)
+    resp = post(items) if first is None else first
     status = resp.status
     if 200 <= status < 300:
         return []

@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.model import Batch, BatchKind, DeviceState, Sample
 from gateway.outbox import Row
+from gateway.sinks.floatrepr import float_repr
+from gateway.sinks.layoutcheck import fitted_segments
+from gateway.sinks.telemetryplan import Pieces, plan_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,48 +94,63 @@ class Topics:
 class MqttState:
     """What the sink remembers between writes: the latest values and the latest active alarms per rack."""
 
-    values: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
     active: dict[str, bytes] = field(default_factory=dict)  # rack → retained alarms/active payload
     quantities: dict[str, set[str]] = field(default_factory=dict)  # rack → rack-level quantities seen
-    # rack → state key → `"<key>":{"v":..,"u":..,"ql":..,"ts":..}`, the JSON of `values` kept alongside
+    # rack → state key → `"<key>":{"v":..,"u":..,"ql":..,"ts":..}`: the retained state's entries as JSON
     encoded: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def values(self) -> dict[str, dict[str, object]]:
+        """rack → state key → {"v", "u", "ql", "ts"}: the entries decoded (for tests and tools)."""
+        return {rack: json.loads("{" + ",".join(enc.values()) + "}") for rack, enc in self.encoded.items()}
 
 
 def render_rows(rows: Sequence[Row], topics: Topics, state: MqttState, retain_state: bool = True) -> list[Message]:
     """Messages for the rows, in order; updates `state` (latest values, active alarms)."""
-    out: list[Message] = []
     touched: list[str] = []
-    for row in rows:
-        b = row.batch
-        if b.kind == BatchKind.SAMPLES:
-            out += _telemetry(row.seq, b, topics, state, touched)
-        elif b.kind == BatchKind.ALARM:
-            out += _alarms(b, topics, state)
-        else:
-            out += [Message(topics.gateway_info, dumps(clean({"site": topics.site, **r})), 1, True) for r in b.records]
-        if b.status is not None and b.status.state != DeviceState.STARTING:
-            online = "offline" if b.status.state == DeviceState.OFFLINE else "online"
-            out.append(Message(topics.rack(b.status.device, "availability"), online.encode(), 1, True))
+    out = [m for row in rows for m in render_row(row, topics, state, touched)]
     if retain_state:
-        for rack in touched:
-            values = state.values[rack]
-            enc = state.encoded.get(rack)
-            if enc is not None and len(enc) == len(values) and list(enc) == list(values):
-                head = dumps({"site": topics.site, "rack": rack, "values": {}})
-                payload = b"".join((head[:-2], ",".join(enc.values()).encode(), b"}}"))
-            else:
-                payload = dumps({"site": topics.site, "rack": rack, "values": values})
-            out.append(Message(topics.rack(rack, "state"), payload, 1, True))
+        out += state_messages(touched, topics, state)
+    return out
+
+
+def render_row(row: Row, topics: Topics, state: MqttState, touched: list[str]) -> list[Message]:
+    """Messages for one row; updates `state` and adds the racks whose state changed to `touched`."""
+    b = row.batch
+    if b.kind == BatchKind.SAMPLES:
+        out = _telemetry(row.seq, b, topics, state, touched)
+    elif b.kind == BatchKind.ALARM:
+        out = _alarms(b, topics, state)
+    else:
+        out = [Message(topics.gateway_info, dumps(clean({"site": topics.site, **r})), 1, True) for r in b.records]
+    if b.status is not None and b.status.state != DeviceState.STARTING:
+        online = "offline" if b.status.state == DeviceState.OFFLINE else "online"
+        out.append(Message(topics.rack(b.status.device, "availability"), online.encode(), 1, True))
+    return out
+
+
+def state_messages(touched: Sequence[str], topics: Topics, state: MqttState) -> list[Message]:
+    """The retained state of each touched rack: the latest entry of every quantity."""
+    out = []
+    for rack in touched:
+        head = dumps({"site": topics.site, "rack": rack, "values": {}})
+        payload = b"".join((head[:-2], ",".join(state.encoded[rack].values()).encode(), b"}}"))
+        out.append(Message(topics.rack(rack, "state"), payload, 1, True))
     return out
 
 
 # Per (quantity, unit, quality, module, cell): the fixed JSON of a telemetry sample and of its state
 # entry around its time and value, its state key and its level; bounded (starts over past its size).
 _PIECES_MAX = 262_144
-Pieces = tuple[str, str, str, str, str, str]
 _pieces: dict[tuple[object, ...], Pieces] = {}
 _INF = float("inf")
 _NINF = float("-inf")
+
+
+def piece_of(key: tuple[object, ...], s: Sample) -> Pieces:
+    """The pieces of a sample with this key (quantity, unit, quality, module, cell)."""
+    p = _pieces.get(key)
+    return _piece(key, s) if p is None else p
 
 
 def _piece(key: tuple[object, ...], s: Sample) -> Pieces:
@@ -156,12 +174,54 @@ def _json(value: object) -> str:
 
 
 def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: list[str]) -> list[Message]:
-    by_rack: dict[str, tuple[list[str], list[tuple[str, Sample, str]]]] = {}
+    docs: dict[str, list[str]] = {}  # rack → telemetry documents (single or comma-joined), in order
+    segments = fitted_segments(b) if b.layout is not None else None
+    if segments is None:
+        _sample_docs(b.samples, topics, state, docs)
+    else:
+        levels = None if topics.levels is ALL_LEVELS else topics.levels
+        plan = plan_for(b.layout, levels, piece_of)  # type: ignore[arg-type]  # fitted: has a layout
+        for seg, parts in zip(segments, plan.segments, strict=True):
+            if seg.reprs is None:
+                _sample_docs(b.samples[seg.start : seg.stop], topics, state, docs)
+                continue
+            ts = int.__repr__(seg.ts)
+            for part in parts:
+                text, entries = part.render(seg.reprs, ts)
+                rack = part.rack
+                rack_docs = docs.get(rack)
+                if rack_docs is None:
+                    rack_docs = docs[rack] = []
+                    state.quantities.setdefault(rack, set())
+                rack_docs.append(text)
+                encoded = state.encoded.get(rack)
+                if encoded is None:
+                    encoded = state.encoded[rack] = {}
+                encoded.update(zip(part.keys, entries, strict=True))
+                if part.quantities:
+                    state.quantities[rack] |= part.quantities
+    out = []
+    for rack, texts in docs.items():
+        head = dumps({"seq": seq, "site": topics.site, "rack": rack, "source": b.source, "samples": []})
+        payload = b"".join((head[:-2], ",".join(texts).encode(), b"]}"))
+        out.append(Message(topics.rack(rack, "telemetry"), payload, topics.qos, False))
+        if rack not in touched:
+            touched.append(rack)
+    return out
+
+
+def _sample_docs(samples: Iterable[Sample], topics: Topics, state: MqttState, docs: dict[str, list[str]]) -> None:
+    """Telemetry documents and state entries sample by sample (any sample, any batch)."""
     levels = topics.levels
     every = levels is ALL_LEVELS
     pieces = _pieces
-    for s in b.samples:
-        ts, quantity, v, unit, quality, rack, module, cell, dts = s
+    encoded_of = state.encoded
+    rack = None
+    rack_docs: list[str] = []
+    encoded: dict[str, str] = {}
+    seen: set[str] = set()
+    for s in samples:
+        ts, quantity, v, unit, quality, s_rack, module, cell, dts = s
         key = (quantity, unit, quality, module, cell)
         p = pieces.get(key)
         if p is None:
@@ -170,7 +230,7 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
             continue
         t = type(v)
         if t is float:
-            vj = "null" if v != v or v == _INF or v == _NINF else float.__repr__(v)
+            vj = "null" if v != v or v == _INF or v == _NINF else float_repr(v)  # type: ignore[arg-type]
         elif t is int:
             vj = int.__repr__(v)
         elif v is None:
@@ -185,34 +245,18 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
         else:
             tsj = _json(ts)
             doc = _json(sample_doc(s))
-        group = by_rack.get(rack)
-        if group is None:
-            group = by_rack[rack] = ([], [])
-        group[0].append(doc)
-        group[1].append((p[2], s, f"{p[4]}{vj}{p[5]}{tsj}}}"))
-    out = []
-    for rack, (docs, samples) in by_rack.items():
-        head = dumps({"seq": seq, "site": topics.site, "rack": rack, "source": b.source, "samples": []})
-        payload = b"".join((head[:-2], ",".join(docs).encode(), b"]}"))
-        out.append(Message(topics.rack(rack, "telemetry"), payload, topics.qos, False))
-        values = state.values.setdefault(rack, {})
-        encoded = state.encoded.setdefault(rack, {})
-        seen = state.quantities.setdefault(rack, set())
-        for skey, s, frag in samples:
-            v = s.value
-            t = type(v)
-            if t is float:
-                if v != v or v == _INF or v == _NINF:
-                    v = None
-            elif not (t is str or t is int or t is bool or v is None):
-                v = clean(v)  # type: ignore[assignment]
-            values[skey] = {"v": v, "u": s.unit, "ql": s.quality, "ts": s.ts}
-            encoded[skey] = frag
-            if s.module is None and s.cell is None:
-                seen.add(s.quantity)
-        if rack not in touched:
-            touched.append(rack)
-    return out
+        if s_rack != rack:
+            rack = s_rack
+            got = docs.get(rack)
+            if got is None:
+                got = docs[rack] = []
+            rack_docs = got
+            encoded = encoded_of.setdefault(rack, {})
+            seen = state.quantities.setdefault(rack, set())
+        rack_docs.append(doc)
+        encoded[p[2]] = f"{p[4]}{vj}{p[5]}{tsj}}}"
+        if module is None and cell is None:
+            seen.add(quantity)
 
 
 def _alarms(b: Batch, topics: Topics, state: MqttState) -> list[Message]:

@@ -206,10 +206,12 @@ def test_mqtt_telemetry_same_bytes(levels: frozenset[str]) -> None:
     assert ref_dumps(state.values) == ref_dumps(ref_values)
 
 
-def test_mqtt_state_given_from_outside_is_dumped_in_full() -> None:
+def test_mqtt_state_keeps_earlier_entries_and_adds_new_ones_at_the_end() -> None:
     earlier: dict[str, object] = {"v": 1.0, "u": "%", "ql": "good", "ts": T - 1}
-    state = MqttState(values={"r1": {"soh": dict(earlier)}})
+    state = MqttState()
+    render_rows([Row(1, T, Batch("s", [Sample(T - 1, "soh", 1.0, "%", "good", "r1")]))], Topics("bms", "s1"), state)
     b = Batch("s", [Sample(T, "soc", 55.0, "%", "good", "r1")])
-    msgs = render_rows([Row(1, T, b)], Topics("bms", "s1"), state)
+    msgs = render_rows([Row(2, T, b)], Topics("bms", "s1"), state)
     values = {"soh": earlier, "soc": {"v": 55.0, "u": "%", "ql": "good", "ts": T}}
     assert msgs[-1].payload == ref_dumps({"site": "s1", "rack": "r1", "values": values})
+    assert state.values == {"r1": values}

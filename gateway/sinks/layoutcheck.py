@@ -1,0 +1,106 @@
+"""Whether a batch really has the shape its `Layout` vouches for, and which of its segments are plain.
+
+The sinks render a batch with a layout from work prepared once per layout. Before they do, the batch
+is checked against the layout in a few C-level comparisons (its samples transposed into columns): a
+batch that does not fit is rendered the plain way, so a wrong layout can never change the output.
+
+A segment is *plain* when every sample in it is `good`, has a finite float value and no device time:
+then its output is the prepared text with the values and the segment's time filled in. Any other
+segment is rendered sample by sample.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from typing import cast
+
+from gateway.model import Batch, Layout, Quality
+from gateway.sinks.floatrepr import float_reprs
+
+GOOD = Quality.GOOD
+_FLOATS = {float}
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A layout's keys as columns."""
+
+    quantities: tuple[object, ...]
+    units: tuple[object, ...]
+    racks: tuple[object, ...]
+    modules: tuple[object, ...]
+    cells: tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One segment of a fitted batch: samples [start, stop), their common time, and for a plain
+    segment the values as `float.__repr__` strings (None when the segment is not plain)."""
+
+    start: int
+    stop: int
+    ts: int
+    reprs: list[str] | None
+
+
+_shapes: weakref.WeakKeyDictionary[Layout, Shape] = weakref.WeakKeyDictionary()
+
+
+def shape_of(layout: Layout) -> Shape:
+    shape = _shapes.get(layout)
+    if shape is None:
+        cols = tuple(zip(*layout.keys, strict=True)) if layout.keys else ((),) * 5
+        shape = _shapes[layout] = Shape(*cols)
+    return shape
+
+
+def fitted_segments(batch: Batch) -> list[Segment] | None:
+    """The batch's segments when its samples fit its layout and the segments have distinct integer
+    times (so no line or message spans two segments); None when it must be rendered the plain way."""
+    layout = batch.layout
+    samples = batch.samples
+    if layout is None or not samples or len(samples) != len(layout.keys):
+        return None
+    try:
+        ts_col, quantities, values, units, qualities, racks, modules, cells, device_ts = zip(*samples, strict=True)
+    except (TypeError, ValueError):
+        return None
+    shape = shape_of(layout)
+    if (
+        quantities != shape.quantities
+        or modules != shape.modules
+        or cells != shape.cells
+        or racks != shape.racks
+        or units != shape.units
+    ):
+        return None
+    out: list[Segment] = []
+    times = set()
+    for a, b in layout.segments:
+        if b <= a:
+            return None
+        ts = ts_col[a]
+        if type(ts) is not int or ts_col[a:b].count(ts) != b - a:
+            return None
+        times.add(ts)
+        out.append(Segment(a, b, ts, _plain_reprs(values[a:b], qualities[a:b], device_ts[a:b])))
+    if len(times) != len(out):
+        return None
+    return out
+
+
+Column = tuple[object, ...]
+
+
+def _plain_reprs(values: Column, qualities: Column, device_ts: Column) -> list[str] | None:
+    n = len(values)
+    if qualities.count(GOOD) != n or device_ts.count(None) != n:
+        return None
+    if set(map(type, values)) != _FLOATS:
+        return None
+    floats = cast(tuple[float, ...], values)
+    if not math.isfinite(sum(floats, 0.0)):
+        return None  # a NaN or an infinity (or a sum past the float range: the plain way, to be safe)
+    return float_reprs(floats)

@@ -1,0 +1,90 @@
+"""Line protocol of a batch with a layout, from text prepared once per (layout, site, source).
+
+For a plain segment (see `gateway.sinks.layoutcheck`) the lines are known but for the values and the
+time: the plan holds the text between them, so a segment is rendered by filling the holes and one
+join. The plan is made by the same grouping as `gateway.lineproto.groups_of` (quality `good`), so the
+lines are the plain rendering's, byte for byte; the tests compare the two.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+from gateway.lineproto import prefix_entry
+from gateway.model import Layout, LayoutKey, Quality
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPlan:
+    """The lines of one plain segment: series keys in order, and the text around the holes (a value or
+    the time, at the odd positions of `template`)."""
+
+    keys: tuple[str, ...]
+    template: list[str | None]
+    # Per hole: the index of the value in the segment, or the segment's length for the time. None when
+    # the holes are simply value 0, time, value 1, time, ... (a line per sample, in order).
+    slots: tuple[int, ...] | None
+
+    def text(self, reprs: list[str], ts: str) -> str:
+        """The segment's lines, each ending in a newline."""
+        parts = self.template.copy()
+        if self.slots is None:
+            parts[1::4] = reprs
+            parts[3::4] = [ts] * len(reprs)
+        else:
+            parts[1::2] = map([*reprs, ts].__getitem__, self.slots)
+        return "".join(parts)  # type: ignore[arg-type]  # every hole is filled
+
+
+@dataclass(frozen=True, slots=True)
+class LinePlan:
+    segments: tuple[SegmentPlan | None, ...]  # None: a segment whose tags need escaping (the plain way)
+
+
+_plans: weakref.WeakKeyDictionary[Layout, dict[tuple[str, str], LinePlan]] = weakref.WeakKeyDictionary()
+_PLANS_PER_LAYOUT = 16  # (site, source) pairs; more starts over
+
+
+def plan_for(layout: Layout, site: str, source: str) -> LinePlan:
+    plans = _plans.get(layout)
+    if plans is None:
+        plans = _plans[layout] = {}
+    plan = plans.get((site, source))
+    if plan is None:
+        if len(plans) >= _PLANS_PER_LAYOUT:
+            plans.clear()
+        segments = tuple(segment_plan(layout.keys[a:b], site, source) for a, b in layout.segments)
+        plan = plans[(site, source)] = LinePlan(segments)
+    return plan
+
+
+def segment_plan(keys: tuple[LayoutKey, ...], site: str, source: str) -> SegmentPlan | None:
+    """The plan of a segment of good finite values with these keys (None if its tags have a backslash:
+    such lines are split by parsing them, so they take the plain way)."""
+    groups: dict[tuple[object, ...], tuple[str, list[tuple[int, str]]]] = {}
+    for i, (quantity, _unit, rack, module, cell) in enumerate(keys):
+        tail, tags, field, plain = prefix_entry(site, source, (quantity, rack, module, cell, Quality.GOOD))
+        if not plain:
+            return None
+        g = groups.get(tail)
+        if g is None:
+            groups[tail] = (tags, [(i, field)])
+        else:
+            g[1].append((i, field))
+    n = len(keys)
+    template: list[str | None] = []
+    slots: list[int] = []
+    text = ""  # fixed text before the next hole
+    for tags, fields in groups.values():
+        text += tags + " "
+        for j, (i, field) in enumerate(fields):
+            template += [text + ("," if j else "") + field, None]
+            slots.append(i)
+            text = ""
+        template += [" ", None]
+        slots.append(n)
+        text = "\n"
+    template.append(text)
+    simple = slots == [k for i in range(n) for k in (i, n)]
+    return SegmentPlan(tuple(tags for tags, _ in groups.values()), template, None if simple else tuple(slots))

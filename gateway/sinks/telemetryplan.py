@@ -1,0 +1,107 @@
+"""MQTT telemetry and retained-state entries of a batch with a layout, from text prepared once per
+(layout, levels).
+
+For a plain segment (see `gateway.sinks.layoutcheck`) every sample's telemetry document and state
+entry is fixed text around its value and the segment's time: the plan holds that text per rack, so a
+segment is rendered by filling the holes and one join (the state entries of a rack in one string,
+split at a separator JSON never holds). The pieces are those of the sample-by-sample rendering
+(`gateway.sinks.mqttpayloads`), so the bytes are the same; the tests compare the two.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.model import Layout, LayoutKey, Quality, Sample
+
+# Between the state entries of one rendering: JSON text never holds a raw control character.
+SEPARATOR = "\x00"
+
+Pieces = tuple[str, str, str, str, str, str]  # see mqttpayloads._piece
+PieceOf = Callable[[tuple[object, ...], Sample], Pieces]
+
+
+@dataclass(frozen=True, slots=True)
+class RackPart:
+    """The samples of one rack in one plain segment."""
+
+    rack: str
+    index: tuple[int, ...] | None  # the samples' positions in the segment; None: all, in order
+    docs: list[str | None]  # telemetry documents: holes for the time at 1::4, the values at 3::4
+    entries: list[str | None]  # state entries: holes for the values at 1::4, the time at 3::4
+    keys: tuple[str, ...]  # state keys of the entries
+    quantities: frozenset[str]  # rack-level quantities (for Home Assistant discovery)
+
+    def render(self, reprs: list[str], ts: str) -> tuple[str, list[str]]:
+        """The comma-joined telemetry documents and the state entries of these samples."""
+        values = reprs if self.index is None else list(map(reprs.__getitem__, self.index))
+        times = [ts] * len(values)
+        docs = self.docs.copy()
+        docs[1::4] = times
+        docs[3::4] = values
+        entries = self.entries.copy()
+        entries[1::4] = values
+        entries[3::4] = times
+        return "".join(docs), "".join(entries).split(SEPARATOR)  # type: ignore[arg-type]  # holes filled
+
+
+SegmentParts = tuple[RackPart, ...]  # in the order the racks first appear
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryPlan:
+    segments: tuple[SegmentParts, ...]
+
+
+_plans: weakref.WeakKeyDictionary[Layout, dict[frozenset[str] | None, TelemetryPlan]] = weakref.WeakKeyDictionary()
+
+
+def plan_for(layout: Layout, levels: frozenset[str] | None, piece: PieceOf) -> TelemetryPlan:
+    """The plan for the layout's batches, with the levels published (None: every level)."""
+    plans = _plans.get(layout)
+    if plans is None:
+        plans = _plans[layout] = {}
+    plan = plans.get(levels)
+    if plan is None:
+        if len(plans) >= 8:
+            plans.clear()
+        segments = tuple(segment_parts(layout.keys[a:b], levels, piece) for a, b in layout.segments)
+        plan = plans[levels] = TelemetryPlan(segments)
+    return plan
+
+
+def segment_parts(keys: tuple[LayoutKey, ...], levels: frozenset[str] | None, piece: PieceOf) -> SegmentParts:
+    by_rack: dict[str, list[tuple[int, Pieces, LayoutKey]]] = {}
+    for i, key in enumerate(keys):
+        quantity, unit, rack, module, cell = key
+        sample = Sample(0, quantity, None, unit, Quality.GOOD, rack, module, cell)
+        p = piece((quantity, unit, Quality.GOOD, module, cell), sample)
+        if levels is not None and p[3] not in levels:
+            continue
+        by_rack.setdefault(rack, []).append((i, p, key))
+    parts = []
+    for rack, members in by_rack.items():
+        docs: list[str | None] = []
+        entries: list[str | None] = []
+        doc_text, entry_text = '{"ts":', ""
+        for _i, (head, tail, _skey, _level, entry_head, entry_tail), _key in members:
+            docs += [doc_text, None, head, None]
+            doc_text = tail + ',{"ts":'
+            entries += [entry_text + entry_head, None, entry_tail, None]
+            entry_text = "}" + SEPARATOR
+        docs.append(doc_text[: -len(',{"ts":')])
+        entries.append("}")
+        index = tuple(i for i, _p, _k in members)
+        parts.append(
+            RackPart(
+                rack,
+                None if index == tuple(range(len(keys))) else index,
+                docs,
+                entries,
+                tuple(p[2] for _i, p, _k in members),
+                frozenset(k[0] for _i, _p, k in members if k[3] is None and k[4] is None),
+            )
+        )
+    return tuple(parts)
