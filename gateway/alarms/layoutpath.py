@@ -138,25 +138,28 @@ def evaluate(run: Run, samples: list[Sample]) -> bool:
         if not all(col.columns.take_over() for col in run.rates):
             return False  # the elements' histories differ (a sample was skipped): per sample until they agree
     g = run.group
-    thresholds = False
+    checks: set[int] = set()  # indices the threshold group must look at
     if g is not None or run.gatherer is not None:
         low, high = min(values), max(values)
         if g is not None:
-            if not (g.low_max <= low and high <= g.high_min):
-                thresholds = True
-            elif g.tracked:
-                thresholds = _any_in(g.tracked, run.index)
+            lo, hi = g.low_max, g.high_min
+            if not (lo <= low and high <= hi):
+                checks.update(i for i, v in enumerate(values) if not lo <= v <= hi)
+            if g.tracked:
+                checks.update(_indices(g.tracked, run.index))
         if run.gatherer is not None:
             run.gatherer.extend(run.rack, values, samples, low, high)
     rates = [_rates(col, ts, values, run) for col in run.rates]
-    if thresholds or any(rates):
-        _events(run, samples, values, thresholds, rates)
+    if checks or any(rates):
+        _events(run, samples, values, checks, rates)
     return True
 
 
-def _any_in(tracked: dict[Element, int], index: dict[Element, int]) -> bool:
-    small, big = (tracked, index) if len(tracked) <= len(index) else (index, tracked)
-    return any(e in big for e in small)
+def _indices(tracked: dict[Element, int], index: dict[Element, int]) -> list[int]:
+    """The indices of the run's elements that are in `tracked`."""
+    if len(tracked) <= len(index):
+        return [index[e] for e in tracked if e in index]
+    return [i for e, i in index.items() if e in tracked]
 
 
 def _rates(col: RateColumn, ts: int, values: list[float], run: Run) -> dict[int, float]:
@@ -174,22 +177,19 @@ def _rates(col: RateColumn, ts: int, values: list[float], run: Run) -> dict[int,
             if not h.low <= rate <= h.high:
                 out[i] = rate
     if h.tracked:
-        for e in h.tracked:
-            i = run.index.get(e, -1)
-            if i >= 0:
-                out[i] = diffs[i] * NS / dt
+        for i in _indices(h.tracked, run.index):
+            out[i] = diffs[i] * NS / dt
     return out
 
 
-def _events(run: Run, samples: list[Sample], values: list[float], thresholds: bool,
+def _events(run: Run, samples: list[Sample], values: list[float], checks: set[int],
             rates: list[dict[int, float]]) -> None:  # fmt: skip
-    """The per-sample calls that can raise or clear alarms, in the per-sample path's order."""
-    if thresholds:
-        indices: Sequence[int] = range(len(samples))
-    else:
-        indices = sorted({i for got in rates for i in got})
+    """The per-sample calls that can raise or clear alarms, in the per-sample path's order.
+
+    Only the indices found beyond a limit or with an instance: any other sample would pass the
+    group's bound check and the rate's early return (only its own element's calls change those)."""
     g = run.group
-    for i in indices:
+    for i in sorted(checks.union(*rates)):
         s, v = samples[i], values[i]
         k = 0
         for who in run.order:
@@ -198,7 +198,7 @@ def _events(run: Run, samples: list[Sample], values: list[float], thresholds: bo
                 k += 1
                 if rate is not None:
                     who.handler.judge(s, rate)
-            elif thresholds and g is not None:
+            elif i in checks and g is not None:
                 tracked = g.tracked
                 if not (g.low_max <= v <= g.high_min and (not tracked or run.elements[i] not in tracked)):
                     for m in g.members:

@@ -137,6 +137,9 @@ def faults(rounds: list[Poll]) -> list[Poll]:
             put(b2, t(b2, 2), ts=b2.samples[t(b2, 2)].ts + 1)  # a source breaking its segment promise
         if k == 33:
             put(b2, v(b2, 0), value=4.0)  # a value beyond a threshold with every element idle
+        if 34 <= k < 37:  # values on and just beyond the limits
+            for n, x in enumerate((3.55, 3.65, 2.80, 2.50, 3.5500000001, 2.7999999999, 3.6500001, 2.4999999)):
+                put(b0, v(b0, n), value=x)
         batch = [b0, b1] + ([b2] if not 25 <= k < 38 else [])  # rack2 silent: stale
         out.append(batch)
     return out
