@@ -57,8 +57,9 @@ def modbus_polls(racks: int, polls: int, seed: int = 7, alarms: bool = False) ->
             t0 = (k + 1) * NS + r * 10_000_000
             lay = layouts[r]
             samples: list[Sample] = []
+            times = [t0 + n * 2_000_000 for n in range(len(lay.segments))]  # one int per block read, as decoded
             for i, key in enumerate(lay.keys):
-                ts = t0 + (i // BLOCK) * 2_000_000
+                ts = times[i // BLOCK]
                 if i < VOLTAGES:
                     volts[r][i] = min(3.45, max(3.20, volts[r][i] + rnd.choice((-0.001, 0.0, 0.001))))
                     v = round(volts[r][i] + (0.15 if alarms and i % 80 == 7 else 0.0), 3)

@@ -12,6 +12,7 @@ gives every element its own `RateTracker` back, with the history the columns hel
 from __future__ import annotations
 
 from collections import deque
+from operator import sub
 
 from gateway.alarms.rules import RateTracker
 
@@ -109,4 +110,4 @@ class RateColumns:
         if len(h) < 2:
             return None
         t0, ref = h[0]
-        return [v - w for v, w in zip(values, ref, strict=True)], ts - t0
+        return list(map(sub, values, ref)), ts - t0  # v - w, element by element
