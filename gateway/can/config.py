@@ -36,7 +36,7 @@ class CanSourceConfig(SourceBase):
     port: int | None = Field(None, ge=1, le=65535, description="udp_multicast: UDP port (default 43113)")
     reconnect_initial: float = Field(0.5, gt=0, description="First delay in seconds before reopening a failed bus")
     reconnect_max: float = Field(30.0, gt=0, description="Longest delay in seconds between reopen attempts")
-    batch_window: float = Field(0.05, gt=0, le=5, description="Seconds of frames handed on as one batch")
+    batch_window: float = Field(0.02, gt=0, le=5, description="Seconds of frames handed on as one batch")
     batch_max_frames: int = Field(2000, ge=1, description="Most frames in one batch")
     receive_buffer: int = Field(
         200_000, ge=1, description="Frames held while the pipeline is busy; beyond it frames are dropped (counted)"

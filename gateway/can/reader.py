@@ -15,17 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from typing import Any, NamedTuple
 
 import can
 import msgpack  # type: ignore[import-untyped]
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TIMESPEC = struct.Struct("@ll")
+# python-can's `pack_message` of a classic data frame (no channel): a msgpack map in this key order.
+# Groups: the arbitration id's encoding, is_extended_id, dlc, data (its length byte is the dlc's).
+_PACKED = re.compile(
+    rb"\x8b\xa9timestamp\xcb.{8}"
+    rb"\xaearbitration_id([\x00-\x7f]|\xcc.|\xcd..|\xce....)"
+    rb"\xaeis_extended_id([\xc2\xc3])\xafis_remote_frame\xc2\xaeis_error_frame\xc2\xa7channel\xc0"
+    rb"\xa3dlc([\x00-\x08])\xa4data\xc4\3(.{0,8})"
+    rb"\xa5is_fd\xc2\xaebitrate_switch\xc2\xb5error_state_indicator\xc2",
+    re.DOTALL,
+)
+_packed = _PACKED.fullmatch
 FILTER_CACHE_MAX = 4096  # frame ids whose software-filter verdict is remembered (udp_multicast)
 _PACKED_KEYS = 11  # keys of python-can's udp_multicast datagram (`pack_message`)
 
@@ -128,52 +139,35 @@ class BusReader:
     def _on_udp_readable(self) -> None:
         """udp_multicast without python-can's per-frame select and layers: what `bus.recv(0)` does, inlined.
 
-        Same frames, timestamps (SO_TIMESTAMPNS), validation (a frame `can.Message(check=True)` would
-        refuse fails the bus the same way), software filters and FD handling as python-can 4.6. The
-        datagram python-can itself sends (a classic frame, every key of `pack_message`) becomes a
-        `Frame` directly; anything else goes through `can.Message` as python-can would take it.
+        Same frames, validation (a frame `can.Message(check=True)` would refuse fails the bus the same
+        way), software filters and FD handling as python-can 4.6. A datagram exactly as python-can packs
+        a valid classic frame is read by one pattern match (`frame_of`); any other goes through
+        msgpack and `can.Message` as python-can takes it. The frames' `timestamp` is the time this
+        drain began (the gateway stamps samples when it decodes them; the kernel's per-datagram time
+        would cost a `recvmsg` per frame).
         """
         sock = self._udp
         assert sock is not None
         bus: Any = self.bus
-        mc = bus._multicast
-        bufsize, ancsize = mc.max_buffer, mc.received_ancillary_buffer_size
-        recvmsg = sock.recvmsg
-        unpackb = msgpack.unpackb
+        bufsize = bus._multicast.max_buffer
+        recv = sock.recv
         filtered = bool(bus._filters)
         passes = self._filter_cache
         no_fd = bus._can_protocol is not can.CanProtocol.CAN_FD
         buffer = self.buffer
         append = buffer.append
         max_buffer = self.max_buffer
-        unpack_ts = _TIMESPEC.unpack
         dontwait = socket.MSG_DONTWAIT
+        timestamp = time.time()
         try:
             for _ in range(10_000):  # drain what the kernel holds, without starving the loop
                 try:
-                    raw, anc, _flags, _addr = recvmsg(bufsize, ancsize, dontwait)
+                    raw = recv(bufsize, dontwait)
                 except (BlockingIOError, InterruptedError):
                     break
-                if len(anc) != 1:
-                    raise can.CanOperationError("Only requested a single extra field but got a different amount")
-                level, kind, cdata = anc[0]
-                if level != socket.SOL_SOCKET or kind != SO_TIMESTAMPNS:
-                    raise can.CanOperationError("received control message type that was not requested")
-                sec, nsec = unpack_ts(cdata)
-                if nsec >= 1e9:
-                    raise can.CanOperationError(
-                        f"Timestamp nanoseconds field was out of range: {nsec} not less than 1e9"
-                    )
-                timestamp = sec + nsec * 1.0e-9
-                try:
-                    d = unpackb(raw, raw=False)
-                except Exception as exc:
-                    raise can.CanOperationError("could not unpack received message") from exc
-                frame = _plain_frame(d, timestamp) if type(d) is dict else None
-                if frame is None:
-                    frame = _other_frame(d, timestamp)
-                    if no_fd and frame.is_fd:
-                        continue
+                frame = frame_of(raw, timestamp)
+                if no_fd and frame[6]:
+                    continue
                 if filtered:
                     aid = frame[0]
                     fkey = aid << 1 | 1 if frame[1] else aid << 1
@@ -291,6 +285,27 @@ def _plain_frame(d: dict[str, Any], timestamp: float) -> Frame | None:
     return _new(Frame, (aid, ext, False, False, data, dlc, False, timestamp))
 
 
+def frame_of(raw: bytes, timestamp: float) -> Frame:
+    """The frame of one udp_multicast datagram as python-can unpacks and checks it (`CanOperationError`
+    when it refuses it); the datagram python-can packs for a valid classic frame by one pattern match."""
+    m = _packed(raw)
+    if m is not None:
+        enc, ext_b, dlc_b, data = m.groups()
+        aid = enc[0] if enc[0] < 0x80 else int.from_bytes(enc[1:], "big")
+        ext = ext_b == b"\xc3"
+        if aid < (0x20000000 if ext else 0x800) and len(data) == dlc_b[0]:
+            return _new(Frame, (aid, ext, False, False, data, len(data), False, timestamp))
+    d = _unpack(raw)
+    return (_plain_frame(d, timestamp) if type(d) is dict else None) or _other_frame(d, timestamp)
+
+
+def _unpack(raw: bytes) -> Any:
+    try:
+        return msgpack.unpackb(raw, raw=False)
+    except Exception as exc:
+        raise can.CanOperationError("could not unpack received message") from exc
+
+
 def _other_frame(d: Any, timestamp: float) -> Frame:
     """Any other datagram, the way python-can unpacks and checks it (`unpack_message(..., check=True)`)."""
     try:
@@ -311,7 +326,7 @@ def _udp_socket(bus: Any) -> socket.socket | None:
         return None
     mc = getattr(bus, "_multicast", None)
     sock = getattr(mc, "_socket", None)
-    if not isinstance(sock, socket.socket) or not getattr(mc, "timestamp_nanosecond", False):
+    if not isinstance(sock, socket.socket):
         return None
     if not hasattr(bus, "_matches_filters") or not hasattr(bus, "_can_protocol"):
         return None

@@ -14,7 +14,7 @@ from can.interfaces.udp_multicast.utils import pack_message
 from gateway.can.config import CanSourceConfig
 from gateway.can.plan import RackPlan
 from gateway.can.rack import Rack
-from gateway.can.reader import Frame, _other_frame, _plain_frame, from_message
+from gateway.can.reader import _PACKED, Frame, _other_frame, _plain_frame, frame_of, from_message
 from gateway.can.source import CanBusSource
 from gateway.model import DeviceState
 from tests.can_support import BMS_DBC, log_frames, project_plan
@@ -69,6 +69,46 @@ def test_plain_frames_are_what_python_can_makes_of_the_datagram(timestamp: float
         fast += 1
         assert repr(got) == repr(want), d
     assert fast >= (9 if timestamp >= 0 else 0)
+
+
+def _datagrams() -> list[bytes]:
+    import msgpack  # type: ignore[import-untyped]
+
+    out = []
+    for aid in (0, 0x7F, 0x80, 0xFF, 0x100, 0x7FF, 0x800, 0xFFFF, 0x10000, 0x1FFFFFFF, 0x20000000, 0xFFFFFFFF):
+        for ext in (False, True):
+            for n in (0, 1, 8):
+                out.append(pack_message(can.Message(arbitration_id=aid, is_extended_id=ext, data=bytes(range(n)))))
+    out.append(pack_message(can.Message(arbitration_id=5, is_extended_id=False, data=b"\x01\x02", dlc=3)))
+    out.append(pack_message(can.Message(arbitration_id=5, is_extended_id=False, data=bytes(12), is_fd=True)))
+    out.append(pack_message(can.Message(arbitration_id=5, is_extended_id=False, data=bytes(9), dlc=9)))
+    out.append(pack_message(can.Message(arbitration_id=5, is_remote_frame=True, dlc=2)))
+    out.append(pack_message(can.Message(arbitration_id=5, is_error_frame=True)))
+    out.append(pack_message(can.Message(arbitration_id=5, channel="vcan0", data=b"\x01")))
+    out.append(pack_message(can.Message(arbitration_id=5, timestamp=float("inf"), data=b"\x01")))
+    out += [msgpack.packb(x) for x in ([1, 2], {"arbitration_id": 3}, "x", {**_packed(arbitration_id=9), "dlc": -1})]
+    out.append(b"\xc1 not msgpack")
+    base = pack_message(can.Message(arbitration_id=0x123, is_extended_id=False, data=b"\x01\x02\x03"))
+    out += [base[:-1], base + b"\xc2", base.replace(b"\xa3dlc\x03", b"\xa3dlc\x02")]  # cut, extra, dlc != length
+    return out
+
+
+def test_every_datagram_becomes_the_frame_python_can_makes_of_it_or_the_same_refusal() -> None:
+    from can.interfaces.udp_multicast.utils import unpack_message
+
+    fast = 0
+    for raw in _datagrams():
+        try:
+            want: Frame | str = from_message(unpack_message(raw, replace={"timestamp": 2.5}, check=True))
+        except Exception:
+            want = "refused"
+        try:
+            got: Frame | str = frame_of(raw, 2.5)
+        except can.CanOperationError:
+            got = "refused"
+        assert repr(got) == repr(want), raw
+        fast += _PACKED.fullmatch(raw) is not None
+    assert fast >= 36
 
 
 def test_a_message_becomes_a_frame_with_its_fields() -> None:
