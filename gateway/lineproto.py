@@ -9,11 +9,12 @@ booleans, states and text as strings.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from gateway.catalog import level_of
 from gateway.model import Batch, BatchKind, Sample
-from gateway.sinks.floatrepr import float_repr
+from gateway.sinks.floatrepr import float_repr, float_reprs_cache
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -42,13 +43,17 @@ def precision_divisor(precision: str) -> int:
 
 
 # Tag prefixes (`<level>,site=..,rack=..[,module=..][,cell=..],quality=..,source=..`) rendered once per
-# (site, source) and (quantity, rack, module, cell, quality); bounded: a table past its size starts over.
-_PREFIX_TABLES_MAX = 1024
-_PREFIX_ENTRIES_MAX = 65_536
+# (site, source) and (quantity, rack, module, cell, quality). Samples whose prefixes have the same tail
+# (rack, module, cell, quality, level) share a line: each tail has a number, unique in the process, so
+# grouping hashes (time, number) instead of the tail. Bounded: past its size everything starts over,
+# only between two renderings (so a rendering never sees one tail under two numbers).
+_PREFIX_ENTRIES_MAX = 262_144  # in all tables together (a 100-rack site of 1,000 points: 100,000)
 PrefixKey = tuple[str, str, int | None, int | None, str]  # quantity, rack, module, cell, quality
-# (group key tail, tag prefix, `<escaped quantity>=`, prefix has no backslash)
-PrefixEntry = tuple[tuple[object, ...], str, str, bool]
+# (number of the tail, tag prefix, `<escaped quantity>=`, prefix has no backslash)
+PrefixEntry = tuple[int, str, str, bool]
 _prefix_tables: dict[tuple[str, str], dict[PrefixKey, PrefixEntry]] = {}
+_tail_numbers: dict[tuple[object, ...], int] = {}
+_next_number = itertools.count(1)
 _INF = float("inf")
 _NINF = float("-inf")
 
@@ -56,18 +61,20 @@ _NINF = float("-inf")
 Group = tuple[str, bool, int, list[str]]
 
 
-def _prefix_table(site: str, source: str) -> dict[PrefixKey, PrefixEntry]:
+def prefix_table(site: str, source: str) -> dict[PrefixKey, PrefixEntry]:
+    """The table of a (site, source), at the start of a rendering (when the tables may start over)."""
+    if len(_tail_numbers) >= _PREFIX_ENTRIES_MAX or sum(map(len, _prefix_tables.values())) >= _PREFIX_ENTRIES_MAX:
+        _prefix_tables.clear()
+        _tail_numbers.clear()
     table = _prefix_tables.get((site, source))
     if table is None:
-        if len(_prefix_tables) >= _PREFIX_TABLES_MAX:
-            _prefix_tables.clear()
         table = _prefix_tables[(site, source)] = {}
     return table
 
 
-def prefix_entry(site: str, source: str, ck: PrefixKey) -> PrefixEntry:
-    """The (cached) tag prefix of a sample's line: (group key tail, tags, `<quantity>=`, tags have no backslash)."""
-    table = _prefix_table(site, source)
+def prefix_entry(table: dict[PrefixKey, PrefixEntry], ck: PrefixKey, site: str, source: str) -> PrefixEntry:
+    """The tag prefix of a sample's line (see PrefixEntry), from the (site, source) table taken by
+    `prefix_table` at the start of the rendering, or from a table of the caller's own."""
     entry = table.get(ck)
     return _prefix_entry(table, ck, site, source) if entry is None else entry
 
@@ -81,9 +88,11 @@ def _prefix_entry(table: dict[PrefixKey, PrefixEntry], ck: PrefixKey, site: str,
     if cell is not None:
         tags += f",cell={cell}"
     tags += f",quality={quality},source={tag(source)}"
-    entry = ((rack, module, cell, quality, level), tags, f"{tag(quantity)}=", "\\" not in tags)
-    if len(table) >= _PREFIX_ENTRIES_MAX:
-        table.clear()
+    tail = (rack, module, cell, quality, level)
+    number = _tail_numbers.get(tail)
+    if number is None:
+        number = _tail_numbers[tail] = next(_next_number)
+    entry = (number, tags, f"{tag(quantity)}=", "\\" not in tags)
     table[ck] = entry
     return entry
 
@@ -95,15 +104,18 @@ def sample_groups(batch: Batch, site: str) -> list[Group]:
 
 def groups_of(samples: Iterable[Sample], site: str, source: str) -> list[Group]:
     """`sample_groups` of some samples of a batch from `source`."""
-    table = _prefix_table(site, source)
-    groups: dict[tuple[object, ...], Group] = {}
+    table = prefix_table(site, source)
+    groups: dict[tuple[int, int], Group] = {}
+    cached_repr = float_reprs_cache.get
     for s in samples:
         ts, quantity, v, _unit, quality, rack, module, cell, _dts = s
         t = type(v)
         if t is float:
-            if v != v or v == _INF or v == _NINF:
-                continue
-            fv = float_repr(v)  # type: ignore[arg-type]  # type(v) is float
+            fv = cached_repr(v)  # type: ignore[arg-type]  # type(v) is float
+            if fv is None:
+                if v != v or v == _INF or v == _NINF:
+                    continue
+                fv = float_repr(v)  # type: ignore[arg-type]
         else:
             fv_ = field_value(v)
             if fv_ is None:

@@ -13,7 +13,7 @@ same lines again and overwrites itself, which is what makes retries exactly-once
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 
 import structlog
@@ -67,7 +67,8 @@ class ClockGuard:
     def apply_parts(self, items: Sequence[Part]) -> tuple[list[Item], Pending]:
         """`apply` for lines already split (no parsing): the encoder knows each line's series key."""
         pending = self.begin()
-        return [(seq, self.line(pending, key, fields, ts, line)) for seq, key, fields, ts, line in items], pending
+        lines = self.lines(pending, [(key, fields, ts, line) for _seq, key, fields, ts, line in items])
+        return [(item[0], line) for item, line in zip(items, lines, strict=True)], pending
 
     def admit(self, pending: Pending, keys: Sequence[str], ts: int) -> bool:
         """Whether lines of the distinct series `keys`, all at time `ts`, are written as they are (every
@@ -84,20 +85,34 @@ class ClockGuard:
 
     def line(self, pending: Pending, key: str, fields: str, ts: int, line: str | None) -> str:
         """The line to write for one point (`line` is `<key> <fields> <ts>`, or None to build it)."""
+        return self.lines(pending, [(key, fields, ts, line)])[0]
+
+    def lines(self, pending: Pending, points: Iterable[tuple[str, str, int, str | None]]) -> list[str]:
+        """`line` for each point, in order."""
         ov = pending.newest
-        top = ov.get(key)
-        if top is None:
-            top = self.newest.get(key)
+        newest = self.newest.get
         stepped = pending.stepped
-        if top is None or ts > top:
-            ov[key] = ts
-            if stepped:
-                stepped.pop(key, None)
-            return f"{key} {fields} {ts}" if line is None else line
+        out = []
+        for key, fields, ts, line in points:
+            top = ov.get(key)
+            if top is None:
+                top = newest(key)
+            if top is None or ts > top:
+                ov[key] = ts
+                if stepped:
+                    stepped.pop(key, None)
+                out.append(f"{key} {fields} {ts}" if line is None else line)
+            else:
+                out.append(self._held(pending, key, fields, ts, top))
+        return out
+
+    def _held(self, pending: Pending, key: str, fields: str, ts: int, top: int) -> str:
+        """A point not after the newest of its series."""
+        stepped = pending.stepped
         if ts == top and key not in stepped:
             # Two points of a series in the same time unit (precision): the later one moves one
             # unit on, instead of overwriting the first.
-            ov[key] = ts + 1
+            pending.newest[key] = ts + 1
             return f"{key} {fields} {ts + 1}"
         if key not in stepped:
             if not pending.new_step:

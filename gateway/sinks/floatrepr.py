@@ -1,8 +1,8 @@
 """`float.__repr__` with a cache: the shortest repr of a float costs ten times a dict lookup, and BMS
 readings repeat the same few thousand values (a uint16 register times a scale, a CAN signal's steps).
 
-Zero is never cached (0.0 and -0.0 are equal keys with different reprs), nor is NaN (never equal to
-itself, so never found); the cache is bounded and starts over when full.
+Only finite non-zero floats are cached (0.0 and -0.0 are equal keys with different reprs; NaN is
+never equal to itself), so a value found is finite; the cache is bounded and starts over when full.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 CACHE_MAX = 32_768
 _reprs: dict[float, str] = {}
+float_reprs_cache = _reprs  # `.get(v)` of a float: its repr, or None (then use float_repr)
 _repr = float.__repr__
 
 
@@ -19,7 +20,7 @@ def float_repr(v: float) -> str:
     r = _reprs.get(v)
     if r is None:
         r = _repr(v)
-        if v and v == v:
+        if v and v - v == 0.0:  # finite, not zero
             if len(_reprs) >= CACHE_MAX:
                 _reprs.clear()
             _reprs[v] = r

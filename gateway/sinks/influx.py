@@ -100,25 +100,27 @@ def render_row(row: Row, site: str, precision: str, guard: ClockGuard | None, pe
     else:
         lines = encode_batch(b, site, precision)
     if lines:
-        if guard is not None:
-            lines = [guard.line(pending, *split_line(line), line) for line in lines]  # type: ignore[arg-type]
+        if guard is not None and pending is not None:
+            lines = guard.lines(pending, [(*split_line(line), line) for line in lines])
         out.append((seq, "\n".join(lines) + "\n"))
     return out
 
 
 def _groups_text(groups: list[Group], div: int, guard: ClockGuard | None, pending: Pending | None) -> str:
-    lines = []
-    for tags, plain, ts, fields in groups:
-        t = int(ts) // div
-        f = ",".join(fields)
-        if guard is None:
-            lines.append(f"{tags} {f} {t}")
-        elif plain:  # the first unescaped space is the one after the tags
-            lines.append(guard.line(pending, tags, f, t, None))  # type: ignore[arg-type]
-        else:
-            line = f"{tags} {f} {t}"
-            lines.append(guard.line(pending, *split_line(line), line))  # type: ignore[arg-type]
-    return "\n".join(lines) + "\n" if lines else ""
+    if not groups:
+        return ""
+    if guard is None or pending is None:
+        lines = [f"{tags} {','.join(fields)} {int(ts) // div}" for tags, _plain, ts, fields in groups]
+    else:
+        points: list[tuple[str, str, int, str | None]] = []
+        for tags, plain, ts, fields in groups:
+            if plain:  # the first unescaped space is the one after the tags
+                points.append((tags, ",".join(fields), int(ts) // div, None))
+            else:
+                line = f"{tags} {','.join(fields)} {int(ts) // div}"
+                points.append((*split_line(line), line))
+        lines = guard.lines(pending, points)
+    return "\n".join(lines) + "\n"
 
 
 def render_chunks(

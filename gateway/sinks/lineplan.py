@@ -8,30 +8,32 @@ lines are the plain rendering's, byte for byte; the tests compare the two.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from dataclasses import dataclass
 
-from gateway.lineproto import prefix_entry
+from gateway.lineproto import PrefixEntry, PrefixKey, prefix_entry
 from gateway.model import Layout, LayoutKey, Quality
 
 
 @dataclass(frozen=True, slots=True)
 class SegmentPlan:
-    """The lines of one plain segment: series keys in order, and the text around the holes (a value or
-    the time, at the odd positions of `template`)."""
+    """The lines of one plain segment: series keys in order, and the text around the holes (the values
+    and the time)."""
 
     keys: tuple[str, ...]
     template: list[str | None]
-    # Per hole: the index of the value in the segment, or the segment's length for the time. None when
-    # the holes are simply value 0, time, value 1, time, ... (a line per sample, in order).
+    # Per hole (the odd positions of `template`): the index of the value in the segment, or the
+    # segment's length for the time. None for a line per sample, in order: then each line is
+    # `key, " <field>=", value, " ", time, "\n"` (the key and field strings shared, not copied).
     slots: tuple[int, ...] | None
 
     def text(self, reprs: list[str], ts: str) -> str:
         """The segment's lines, each ending in a newline."""
         parts = self.template.copy()
         if self.slots is None:
-            parts[1::4] = reprs
-            parts[3::4] = [ts] * len(reprs)
+            parts[2::6] = reprs
+            parts[4::6] = [ts] * len(reprs)
         else:
             parts[1::2] = map([*reprs, ts].__getitem__, self.slots)
         return "".join(parts)  # type: ignore[arg-type]  # every hole is filled
@@ -62,9 +64,10 @@ def plan_for(layout: Layout, site: str, source: str) -> LinePlan:
 def segment_plan(keys: tuple[LayoutKey, ...], site: str, source: str) -> SegmentPlan | None:
     """The plan of a segment of good finite values with these keys (None if its tags have a backslash:
     such lines are split by parsing them, so they take the plain way)."""
-    groups: dict[tuple[object, ...], tuple[str, list[tuple[int, str]]]] = {}
+    table: dict[PrefixKey, PrefixEntry] = {}  # its own: the plan keeps what it needs
+    groups: dict[int, tuple[str, list[tuple[int, str]]]] = {}
     for i, (quantity, _unit, rack, module, cell) in enumerate(keys):
-        tail, tags, field, plain = prefix_entry(site, source, (quantity, rack, module, cell, Quality.GOOD))
+        tail, tags, field, plain = prefix_entry(table, (quantity, rack, module, cell, Quality.GOOD), site, source)
         if not plain:
             return None
         g = groups.get(tail)
@@ -72,8 +75,14 @@ def segment_plan(keys: tuple[LayoutKey, ...], site: str, source: str) -> Segment
             groups[tail] = (tags, [(i, field)])
         else:
             g[1].append((i, field))
+    series = tuple(tags for tags, _ in groups.values())
     n = len(keys)
-    template: list[str | None] = []
+    if len(groups) == n and all(fields[0][0] == i for i, (_t, fields) in enumerate(groups.values())):
+        template: list[str | None] = []
+        for tags, [(_i, field)] in groups.values():
+            template += [tags, sys.intern(" " + field), None, " ", None, "\n"]
+        return SegmentPlan(series, template, None)
+    template = []
     slots: list[int] = []
     text = ""  # fixed text before the next hole
     for tags, fields in groups.values():
@@ -86,5 +95,4 @@ def segment_plan(keys: tuple[LayoutKey, ...], site: str, source: str) -> Segment
         slots.append(n)
         text = "\n"
     template.append(text)
-    simple = slots == [k for i in range(n) for k in (i, n)]
-    return SegmentPlan(tuple(tags for tags, _ in groups.values()), template, None if simple else tuple(slots))
+    return SegmentPlan(series, template, tuple(slots))

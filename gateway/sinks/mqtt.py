@@ -23,7 +23,7 @@ from gateway.errors import ConfigError, SinkError
 from gateway.outbox import Row
 from gateway.sinks.base import Rejected, SinkAuthError, register_sink
 from gateway.sinks.config import MqttSinkConfig
-from gateway.sinks.mqttpayloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_rows
+from gateway.sinks.mqttpayloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_row, state_messages
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sink.mqtt")
 
 MAX_INFLIGHT = 100
+YIELD_EVERY_SAMPLES = 2000  # a write renders this many samples at most before it lets the loop run
 
 
 class MqttSink:
@@ -126,7 +127,17 @@ class MqttSink:
         return stack
 
     async def write(self, rows: Sequence[Row]) -> list[Rejected]:
-        msgs = render_rows(rows, self.topics, self.state, self.cfg.retain_state)
+        msgs: list[Message] = []
+        touched: list[str] = []
+        since_yield = 0
+        for row in rows:
+            msgs += render_row(row, self.topics, self.state, touched)
+            since_yield += len(row.batch)
+            if since_yield >= YIELD_EVERY_SAMPLES:  # let the event loop run between parts of a big write
+                since_yield = 0
+                await asyncio.sleep(0)
+        if self.cfg.retain_state:
+            msgs += state_messages(touched, self.topics, self.state)
         if self.cfg.ha_discovery:
             msgs = self._discovery() + msgs
         await self._publish(msgs)

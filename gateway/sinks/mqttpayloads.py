@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.model import Batch, BatchKind, DeviceState, Sample
 from gateway.outbox import Row
-from gateway.sinks.floatrepr import float_repr
+from gateway.sinks.floatrepr import float_repr, float_reprs_cache
 from gateway.sinks.layoutcheck import fitted_segments
 from gateway.sinks.telemetryplan import Pieces, plan_for
 
@@ -215,6 +215,7 @@ def _sample_docs(samples: Iterable[Sample], topics: Topics, state: MqttState, do
     levels = topics.levels
     every = levels is ALL_LEVELS
     pieces = _pieces
+    cached_repr = float_reprs_cache.get
     encoded_of = state.encoded
     rack = None
     rack_docs: list[str] = []
@@ -230,7 +231,9 @@ def _sample_docs(samples: Iterable[Sample], topics: Topics, state: MqttState, do
             continue
         t = type(v)
         if t is float:
-            vj = "null" if v != v or v == _INF or v == _NINF else float_repr(v)  # type: ignore[arg-type]
+            vj = cached_repr(v)  # type: ignore[arg-type]  # type(v) is float
+            if vj is None:
+                vj = "null" if v != v or v == _INF or v == _NINF else float_repr(v)  # type: ignore[arg-type]
         elif t is int:
             vj = int.__repr__(v)
         elif v is None:

@@ -18,6 +18,7 @@ from gateway.model import Layout, LayoutKey, Quality, Sample
 
 # Between the state entries of one rendering: JSON text never holds a raw control character.
 SEPARATOR = "\x00"
+_ENTRY_END = "}" + SEPARATOR
 
 Pieces = tuple[str, str, str, str, str, str]  # see mqttpayloads._piece
 PieceOf = Callable[[tuple[object, ...], Sample], Pieces]
@@ -29,8 +30,11 @@ class RackPart:
 
     rack: str
     index: tuple[int, ...] | None  # the samples' positions in the segment; None: all, in order
-    docs: list[str | None]  # telemetry documents: holes for the time at 1::4, the values at 3::4
-    entries: list[str | None]  # state entries: holes for the values at 1::4, the time at 3::4
+    # Telemetry documents, 5 items each: `{"ts":` (`,{"ts":` after the first), time, `,"q":..,"v":`,
+    # value, `,"u":..}`; the fixed items are the pieces' strings, shared by every rack.
+    docs: list[str | None]
+    # State entries, 5 items each: `"<key>":{"v":`, value, `,"u":..,"ts":`, time, `}` + separator.
+    entries: list[str | None]
     keys: tuple[str, ...]  # state keys of the entries
     quantities: frozenset[str]  # rack-level quantities (for Home Assistant discovery)
 
@@ -39,12 +43,12 @@ class RackPart:
         values = reprs if self.index is None else list(map(reprs.__getitem__, self.index))
         times = [ts] * len(values)
         docs = self.docs.copy()
-        docs[1::4] = times
-        docs[3::4] = values
+        docs[1::5] = times
+        docs[3::5] = values
         entries = self.entries.copy()
-        entries[1::4] = values
-        entries[3::4] = times
-        return "".join(docs), "".join(entries).split(SEPARATOR)  # type: ignore[arg-type]  # holes filled
+        entries[1::5] = values
+        entries[3::5] = times
+        return "".join(docs), "".join(entries)[:-1].split(SEPARATOR)  # type: ignore[arg-type]  # holes filled
 
 
 SegmentParts = tuple[RackPart, ...]  # in the order the racks first appear
@@ -85,14 +89,9 @@ def segment_parts(keys: tuple[LayoutKey, ...], levels: frozenset[str] | None, pi
     for rack, members in by_rack.items():
         docs: list[str | None] = []
         entries: list[str | None] = []
-        doc_text, entry_text = '{"ts":', ""
         for _i, (head, tail, _skey, _level, entry_head, entry_tail), _key in members:
-            docs += [doc_text, None, head, None]
-            doc_text = tail + ',{"ts":'
-            entries += [entry_text + entry_head, None, entry_tail, None]
-            entry_text = "}" + SEPARATOR
-        docs.append(doc_text[: -len(',{"ts":')])
-        entries.append("}")
+            docs += [',{"ts":' if docs else '{"ts":', None, head, None, tail]
+            entries += [entry_head, None, entry_tail, None, _ENTRY_END]
         index = tuple(i for i, _p, _k in members)
         parts.append(
             RackPart(
