@@ -52,8 +52,9 @@ class Run:
     first: tuple[str, str, int | None, int | None]  # (quantity, rack, module, cell) of the first sample
     last: tuple[str, str, int | None, int | None]  # and of the last: a cheap check that a batch fits
     bulk: bool  # False: the handlers need the per-sample path
-    elements: list[Element]
-    index: dict[Element, int]
+    keys: Sequence[LayoutKey]  # the layout's (shared)
+    elements: list[Element] | None = None  # (rack, module, cell) by index: kept only for rate columns
+    index: dict[Element, int] | None = None  # element -> index, built when an element has an instance
     group: ThresholdGroup | None = None
     gatherer: Gatherer | None = None
     rates: tuple[RateColumn, ...] = ()
@@ -83,11 +84,21 @@ def plan_layout(layout: Layout, handlers_of: Callable[[str], Sequence[Indexed]])
     return LayoutPlan(tuple(runs), len(keys))
 
 
+def _elements(keys: Sequence[LayoutKey], start: int, stop: int) -> list[Element]:
+    return [(k[2], k[3], k[4]) for k in keys[start:stop]]
+
+
+def _index(run: Run) -> dict[Element, int]:
+    if run.index is None:
+        elements = run.elements if run.elements is not None else _elements(run.keys, run.start, run.stop)
+        run.index = {e: i for i, e in enumerate(elements)}
+    return run.index
+
+
 def _run(keys: Sequence[LayoutKey], start: int, stop: int, hs: Sequence[Indexed]) -> Run:
-    q, _, rack, _, _ = keys[start]
-    elements: list[Element] = [(k[2], k[3], k[4]) for k in keys[start:stop]]
-    first, last = (q, *elements[0]), (q, *elements[-1])
-    run = Run(start, stop, q, rack, first, last, False, elements, {e: i for i, e in enumerate(elements)})
+    a, b = keys[start], keys[stop - 1]
+    q, rack = a[0], a[2]
+    run = Run(start, stop, q, rack, (q, rack, a[3], a[4]), (q, b[2], b[3], b[4]), False, keys)
     if not all(type(h) in (ThresholdGroup, Gatherer, RateHandler) for h in hs):
         return run
     order: list[ThresholdGroup | RateColumn] = []
@@ -99,7 +110,9 @@ def _run(keys: Sequence[LayoutKey], start: int, stop: int, hs: Sequence[Indexed]
         elif isinstance(h, Gatherer):
             run.gatherer = h
         elif isinstance(h, RateHandler) and h.wants(rack):  # a rack the rule skips: no call at all
-            col = RateColumn(h, RateColumns(h.trackers, elements, h.window_ns))
+            if run.elements is None:
+                run.elements = _elements(keys, start, stop)
+            col = RateColumn(h, RateColumns(h.trackers, run.elements, h.window_ns))
             col.columns.take_over()
             rates.append(col)
             order.append(col)
@@ -146,7 +159,7 @@ def evaluate(run: Run, samples: list[Sample]) -> bool:
             if not (lo <= low and high <= hi):
                 checks.update(i for i, v in enumerate(values) if not lo <= v <= hi)
             if g.tracked:
-                checks.update(_indices(g.tracked, run.index))
+                checks.update(_indices(g.tracked, _index(run)))
         if run.gatherer is not None:
             run.gatherer.extend(run.rack, values, samples, low, high)
     rates = [_rates(col, ts, values, run) for col in run.rates]
@@ -177,7 +190,7 @@ def _rates(col: RateColumn, ts: int, values: list[float], run: Run) -> dict[int,
             if not h.low <= rate <= h.high:
                 out[i] = rate
     if h.tracked:
-        for i in _indices(h.tracked, run.index):
+        for i in _indices(h.tracked, _index(run)):
             out[i] = diffs[i] * NS / dt
     return out
 
@@ -200,6 +213,6 @@ def _events(run: Run, samples: list[Sample], values: list[float], checks: set[in
                     who.handler.judge(s, rate)
             elif i in checks and g is not None:
                 tracked = g.tracked
-                if not (g.low_max <= v <= g.high_min and (not tracked or run.elements[i] not in tracked)):
+                if not (g.low_max <= v <= g.high_min and (not tracked or (s[5], s[6], s[7]) not in tracked)):
                     for m in g.members:
                         m.check(s, v)
