@@ -8,6 +8,9 @@ CPU time (`time.process_time()`), one process, the bench DBC and profile of `ben
   decode   frames/s through `CanBusSource._decode` + `Rack.take` (the batches the source emits), in
            windows of 1,250 frames (25,000 frames/s × 50 ms)
   source   both: microseconds of CPU per frame, and the frame rate one core would sustain
+  pipeline (--pipeline) one second of 25,000 frames/s as the source emits it (50 windows of 20 ms,
+           no Layout) through the stages after it, CPU µs per sample (best of 3 rounds): the alarm
+           engine (lithium-ion defaults) and `bench.micro_sinks`' InfluxDB, MQTT and outbox stages
 
 The frames reach `_decode` the way the reader hands them on (`Frame` tuples; `can.Message` on a tree
 without them), so the script also runs against an older checkout for a before/after in the same
@@ -34,6 +37,7 @@ from gateway.can.plan import compile_rack
 from gateway.can.rack import Rack
 from gateway.can.reader import BusReader, open_bus
 from gateway.can.source import CanBusSource
+from gateway.model import Batch
 from gateway.yamlpos import load_yaml_text, to_plain
 
 WINDOW = 1250  # frames of one 50 ms batch window at 25,000 frames/s
@@ -122,10 +126,44 @@ def bench_udp(count: int, chunk: int = 2_000) -> float:
     return asyncio.run(main())
 
 
+def can_rounds(rounds: int, windows: int = 50, frames: int = 500) -> list[list[Batch]]:
+    """`rounds` lists of the batches the source emits for `windows` windows of `frames` frames each."""
+    source = bench_source()
+    rack = source.racks[0]
+    messages = [as_frame(m) for m in bench_messages()]
+    out: list[list[Batch]] = []
+    at = 0
+    for _ in range(rounds):
+        batches: list[Batch] = []
+        for _ in range(windows):
+            window = [messages[(at + i) % len(messages)] for i in range(frames)]
+            at += frames
+            source._decode(window)
+            batches += rack.take(time.time_ns())
+        out.append(batches)
+    return out
+
+
+def bench_pipeline() -> dict[str, float]:
+    """CPU µs per sample of each stage after the source, for CAN windows (layout None)."""
+    from bench import micro_sinks
+    from gateway.alarms.evaluator import AlarmEngine
+    from gateway.alarms.ruleset import defaults_path, load_rule_file
+
+    rounds = can_rounds(3)
+    n = sum(len(b) for b in rounds[0])
+    rules, _ = load_rule_file(defaults_path("lithium-ion"))
+    engine = AlarmEngine(rules, {"rack-01": "rack-01"})
+    out = {"alarms": micro_sinks.measure(lambda i: engine.process(rounds[i]), len(rounds), n)}
+    out.update(micro_sinks.run(rounds, "no layout"))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--udp-frames", type=int, default=60_000)
+    ap.add_argument("--pipeline", action="store_true", help="also the stages after the source")
     args = ap.parse_args()
     udp = bench_udp(args.udp_frames)
     decode = bench_decode(args.seconds)
@@ -133,6 +171,14 @@ def main() -> None:
     print(f"udp     {udp:12,.0f} frames/s (receive, CPU)")
     print(f"decode  {decode:12,.0f} frames/s (decode and batches)")
     print(f"source  {per_frame:12.2f} µs CPU per frame = {1e6 / per_frame:,.0f} frames/s on one core")
+    if args.pipeline:
+        per_sample = 3.21  # samples per frame of the bench rack cycle (260 in 81 frames)
+        stages = bench_pipeline()
+        total = per_frame + stages["alarms"] * per_sample + stages["total"] * per_sample
+        print("after the source, CPU µs per sample (CAN windows, no layout):")
+        for name, us in stages.items():
+            print(f"  {name:24s} {us:7.2f}")
+        print(f"whole gateway {total:6.1f} µs CPU per frame = {1e6 / total:,.0f} frames/s on one core")
 
 
 if __name__ == "__main__":
