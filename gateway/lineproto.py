@@ -9,7 +9,6 @@ booleans, states and text as strings.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 
 from gateway.catalog import level_of
@@ -44,16 +43,13 @@ def precision_divisor(precision: str) -> int:
 
 # Tag prefixes (`<level>,site=..,rack=..[,module=..][,cell=..],quality=..,source=..`) rendered once per
 # (site, source) and (quantity, rack, module, cell, quality). Samples whose prefixes have the same tail
-# (rack, module, cell, quality, level) share a line: each tail has a number, unique in the process, so
-# grouping hashes (time, number) instead of the tail. Bounded: past its size everything starts over,
-# only between two renderings (so a rendering never sees one tail under two numbers).
+# (rack, module, cell, quality, level) share a line: each tail has a number in its table, so grouping
+# hashes (time, number) instead of the tail. Bounded: past its size everything starts over, only
+# between two renderings (so a rendering never sees one tail under two numbers).
 _PREFIX_ENTRIES_MAX = 262_144  # in all tables together (a 100-rack site of 1,000 points: 100,000)
 PrefixKey = tuple[str, str, int | None, int | None, str]  # quantity, rack, module, cell, quality
 # (number of the tail, tag prefix, `<escaped quantity>=`, prefix has no backslash)
 PrefixEntry = tuple[int, str, str, bool]
-_prefix_tables: dict[tuple[str, str], dict[PrefixKey, PrefixEntry]] = {}
-_tail_numbers: dict[tuple[object, ...], int] = {}
-_next_number = itertools.count(1)
 _INF = float("inf")
 _NINF = float("-inf")
 
@@ -61,40 +57,51 @@ _NINF = float("-inf")
 Group = tuple[str, bool, int, list[str]]
 
 
-def prefix_table(site: str, source: str) -> dict[PrefixKey, PrefixEntry]:
-    """The table of a (site, source), at the start of a rendering (when the tables may start over)."""
-    if len(_tail_numbers) >= _PREFIX_ENTRIES_MAX or sum(map(len, _prefix_tables.values())) >= _PREFIX_ENTRIES_MAX:
+class PrefixTable:
+    """The prefixes of one (site, source)."""
+
+    __slots__ = ("entries", "numbers", "site", "source")
+
+    def __init__(self, site: str, source: str) -> None:
+        self.site = site
+        self.source = source
+        self.entries: dict[PrefixKey, PrefixEntry] = {}
+        self.numbers: dict[tuple[object, ...], int] = {}  # tail → its number
+
+    def entry(self, ck: PrefixKey) -> PrefixEntry:
+        """The prefix of a sample's line (see PrefixEntry)."""
+        entry = self.entries.get(ck)
+        return self._new(ck) if entry is None else entry
+
+    def _new(self, ck: PrefixKey) -> PrefixEntry:
+        quantity, rack, module, cell, quality = ck
+        level = level_of(quantity, module, cell)
+        tags = f"{level},site={tag(self.site)},rack={tag(str(rack))}"
+        if module is not None:
+            tags += f",module={module}"
+        if cell is not None:
+            tags += f",cell={cell}"
+        tags += f",quality={quality},source={tag(self.source)}"
+        tail = (rack, module, cell, quality, level)
+        number = self.numbers.get(tail)
+        if number is None:
+            number = self.numbers[tail] = len(self.numbers)
+        entry = (number, tags, f"{tag(quantity)}=", "\\" not in tags)
+        self.entries[ck] = entry
+        return entry
+
+
+_prefix_tables: dict[tuple[str, str], PrefixTable] = {}
+
+
+def prefix_table(site: str, source: str) -> PrefixTable:
+    """The shared table of a (site, source), at the start of a rendering (when the tables may start over)."""
+    if sum(len(t.entries) for t in _prefix_tables.values()) >= _PREFIX_ENTRIES_MAX:
         _prefix_tables.clear()
-        _tail_numbers.clear()
     table = _prefix_tables.get((site, source))
     if table is None:
-        table = _prefix_tables[(site, source)] = {}
+        table = _prefix_tables[(site, source)] = PrefixTable(site, source)
     return table
-
-
-def prefix_entry(table: dict[PrefixKey, PrefixEntry], ck: PrefixKey, site: str, source: str) -> PrefixEntry:
-    """The tag prefix of a sample's line (see PrefixEntry), from the (site, source) table taken by
-    `prefix_table` at the start of the rendering, or from a table of the caller's own."""
-    entry = table.get(ck)
-    return _prefix_entry(table, ck, site, source) if entry is None else entry
-
-
-def _prefix_entry(table: dict[PrefixKey, PrefixEntry], ck: PrefixKey, site: str, source: str) -> PrefixEntry:
-    quantity, rack, module, cell, quality = ck
-    level = level_of(quantity, module, cell)
-    tags = f"{level},site={tag(site)},rack={tag(str(rack))}"
-    if module is not None:
-        tags += f",module={module}"
-    if cell is not None:
-        tags += f",cell={cell}"
-    tags += f",quality={quality},source={tag(source)}"
-    tail = (rack, module, cell, quality, level)
-    number = _tail_numbers.get(tail)
-    if number is None:
-        number = _tail_numbers[tail] = next(_next_number)
-    entry = (number, tags, f"{tag(quantity)}=", "\\" not in tags)
-    table[ck] = entry
-    return entry
 
 
 def sample_groups(batch: Batch, site: str) -> list[Group]:
@@ -105,6 +112,7 @@ def sample_groups(batch: Batch, site: str) -> list[Group]:
 def groups_of(samples: Iterable[Sample], site: str, source: str) -> list[Group]:
     """`sample_groups` of some samples of a batch from `source`."""
     table = prefix_table(site, source)
+    entries = table.entries
     groups: dict[tuple[int, int], Group] = {}
     cached_repr = float_reprs_cache.get
     for s in samples:
@@ -122,9 +130,9 @@ def groups_of(samples: Iterable[Sample], site: str, source: str) -> list[Group]:
                 continue
             fv = fv_
         ck: PrefixKey = (quantity, rack, module, cell, quality)
-        entry = table.get(ck)
+        entry = entries.get(ck)
         if entry is None:
-            entry = _prefix_entry(table, ck, site, source)
+            entry = table.entry(ck)
         gk = (ts, entry[0])
         g = groups.get(gk)
         if g is None:

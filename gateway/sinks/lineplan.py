@@ -12,7 +12,7 @@ import sys
 import weakref
 from dataclasses import dataclass
 
-from gateway.lineproto import PrefixEntry, PrefixKey, prefix_entry
+from gateway.lineproto import PrefixTable
 from gateway.model import Layout, LayoutKey, Quality
 
 
@@ -64,10 +64,10 @@ def plan_for(layout: Layout, site: str, source: str) -> LinePlan:
 def segment_plan(keys: tuple[LayoutKey, ...], site: str, source: str) -> SegmentPlan | None:
     """The plan of a segment of good finite values with these keys (None if its tags have a backslash:
     such lines are split by parsing them, so they take the plain way)."""
-    table: dict[PrefixKey, PrefixEntry] = {}  # its own: the plan keeps what it needs
+    table = PrefixTable(site, source)  # its own: the plan keeps what it needs
     groups: dict[int, tuple[str, list[tuple[int, str]]]] = {}
     for i, (quantity, _unit, rack, module, cell) in enumerate(keys):
-        tail, tags, field, plain = prefix_entry(table, (quantity, rack, module, cell, Quality.GOOD), site, source)
+        tail, tags, field, plain = table.entry((quantity, rack, module, cell, Quality.GOOD))
         if not plain:
             return None
         g = groups.get(tail)
