@@ -2,7 +2,10 @@
 the gateway (decode, normalize, alarms, outbox, MQTT and InfluxDB sinks) and through the naive bridge.
 
 Per rate step and side: a fresh process; the sender replays for `duration` s with a probe frame every
-50 ms (raw.bench_probe = sequence number); an MQTT subscriber timestamps each probe's arrival.
+50 ms (raw.bench_probe = sequence number); an MQTT subscriber timestamps each probe's arrival. For the
+gateway the latency is also split at the probe sample's time in the store (when the source decoded its
+frame): send → decode (the receive buffer and the CAN batch window) and decode → MQTT (the queue, the
+group commit, the sink's batching and write).
 Lost = samples the sender sent minus samples with good quality stored (gateway) / decoded (naive),
 plus what the MQTT subscriber did not receive. Sustained rate = highest step with zero loss and
 probe p99 < 500 ms.
@@ -18,7 +21,16 @@ from typing import Any
 
 from bench import candata
 from bench.common import Gateway, Options, base_config, influx_sink, mqtt_sink, read_json, store_counts, write_yaml
-from bench.peers import Mosquitto, MqttWatch, VictoriaMetrics, free_port, latencies_ms, parse_gateway, parse_naive
+from bench.peers import (
+    PROBE_QUANTITY,
+    Mosquitto,
+    MqttWatch,
+    VictoriaMetrics,
+    free_port,
+    latencies_ms,
+    parse_gateway,
+    parse_naive,
+)
 from bench.proc import metric_sum, python, spawn, udp_drops
 from bench.stats import Row, Runs, percentile
 
@@ -92,6 +104,34 @@ def send(work: Path, port: int, rate: int, duration: float) -> dict[str, Any]:
     return read_json(out)
 
 
+def probe_times(store: Path) -> dict[int, int]:
+    """Each probe's sample time in the store (ns: when the gateway decoded its frame), by sequence number."""
+    from gateway.outbox import Outbox
+
+    out: dict[int, int] = {}
+    ob = Outbox(store)
+    try:
+        for row in ob.query():
+            for s in row.batch.samples:
+                if s.quantity == PROBE_QUANTITY and isinstance(s.value, int | float):
+                    out.setdefault(int(s.value), s.ts)
+    finally:
+        ob.close()
+    return out
+
+
+def split_ms(sent: list[tuple[int, int]], decoded: dict[int, int], arrived: dict[int, int]) -> dict[str, float]:
+    """p99 of send → decode and of decode → MQTT arrival over the probes (after the warm-up) seen at both
+    (NaN without decode times: the naive bridge)."""
+    to_decode, after = [], []
+    for seq, t_sent in sent[WARMUP_PROBES:]:
+        t_dec, t_mqtt = decoded.get(seq), arrived.get(seq)
+        if t_dec is not None and t_mqtt is not None:
+            to_decode.append((t_dec - t_sent) / 1e6)
+            after.append((t_mqtt - t_dec) / 1e6)
+    return {"p99_decode": percentile(to_decode, 99), "p99_after": percentile(after, 99)}
+
+
 def figures(
     sent: dict[str, Any],
     delivered: int,
@@ -101,10 +141,18 @@ def figures(
     watch: MqttWatch,
     drops: int,
     t_start: float,
+    decoded: dict[int, int] | None = None,
 ) -> dict[str, float]:
-    lat, missing = latencies_ms([tuple(p) for p in sent["probes"]], watch.probes, WARMUP_PROBES)
+    probes = [(int(p[0]), int(p[1])) for p in sent["probes"]]
+    lat, missing = latencies_ms(probes, watch.probes, WARMUP_PROBES)
     lost = max(0, sent["samples"] - delivered) + max(0, sent["samples"] - mqtt_samples)
+    split = (
+        split_ms(probes, decoded, watch.probes)
+        if decoded is not None
+        else {"p99_decode": math.nan, "p99_after": math.nan}
+    )
     return {
+        **split,
         "rate": sent["rate"],
         "lost": lost,
         "p50": percentile(lat, 50),
@@ -145,7 +193,8 @@ def run_gateway(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: Vic
         gw.stop()
         watch.close()
     counts = store_counts(gw.store)
-    return figures(sent, counts["good"], watch.samples, cpu, gw.proc.last_hwm, watch, drops, t_start)
+    decoded = probe_times(gw.store)
+    return figures(sent, counts["good"], watch.samples, cpu, gw.proc.last_hwm, watch, drops, t_start, decoded)
 
 
 def run_naive(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: VictoriaMetrics) -> dict[str, float]:
@@ -253,6 +302,8 @@ def run(opts: Options) -> list[Row]:
                 met=None if math.isnan(g.med("p99")) else g.med("p99") < limit,
             )
         )
+        rows.append(Row("can", f"{tag} latency p99 ms send -> decode", g.med("p99_decode"), better="lower"))
+        rows.append(Row("can", f"{tag} latency p99 ms decode -> MQTT", g.med("p99_after"), better="lower"))
         rows.append(Row("can", f"{tag} CPU s/1k samples", g.med("cpu_per_1k"), n.med("cpu_per_1k"), better="lower"))
         rows.append(Row("can", f"{tag} peak RSS MB", g.med("rss"), n.med("rss"), better="lower"))
     return rows
@@ -262,5 +313,6 @@ def summary(r: Runs) -> str:
     return (
         f"{r.values['rate'][-1]:.0f}/s lost {r.values['lost'][-1]:.0f} p99 {r.values['p99'][-1]:.0f} ms "
         f"(store {r.values['lost_store'][-1]:.0f} mqtt {r.values['lost_mqtt'][-1]:.0f} udp-drops "
-        f"{r.values['udp_drops'][-1]:.0f} frames) cpu/1k {r.values['cpu_per_1k'][-1]:.3f}"
+        f"{r.values['udp_drops'][-1]:.0f} frames) cpu/1k {r.values['cpu_per_1k'][-1]:.3f} "
+        f"p99 split {r.values['p99_decode'][-1]:.0f} + {r.values['p99_after'][-1]:.0f} ms"
     )
