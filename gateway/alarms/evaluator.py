@@ -47,8 +47,10 @@ HANDLERS: dict[str, type[Handler]] = {
 }
 GOOD = Quality.GOOD
 _quantity = attrgetter("quantity")
-# (array?, threshold group, gatherer, GOOD-sample calls in index order) of one quantity, for the fast path
-RunPlan = tuple[bool | None, ThresholdGroup | None, Gatherer | None, tuple[Callable[[Any], None], ...]]
+# (array?, threshold group, gatherer, GOOD-sample calls in index order, rate handlers) of one quantity
+RunPlan = tuple[
+    bool | None, ThresholdGroup | None, Gatherer | None, tuple[Callable[[Any], None], ...], tuple[RateHandler, ...]
+]
 
 
 class AlarmEngine:
@@ -286,9 +288,13 @@ class AlarmEngine:
         calls = tuple(getattr(h, "good", h.sample) for h in hs)
         groups = [h for h in hs if isinstance(h, ThresholdGroup)]
         gatherers = [h for h in hs if isinstance(h, Gatherer)]
-        if hs and len(groups) + len(gatherers) == len(hs) and len(groups) <= 1 and len(gatherers) <= 1:
-            return (True, groups[0] if groups else None, gatherers[0] if gatherers else None, calls)
-        return (None, None, None, calls)
+        rates = tuple(h for h in hs if type(h) is RateHandler)
+        # The group comes last in `hs` (indexed after every handler): rates before it, as `calls` has them.
+        in_order = not groups or hs[-1] is groups[0]
+        if hs and len(groups) + len(gatherers) + len(rates) == len(hs) and len(groups) <= 1 and len(gatherers) <= 1:
+            if in_order:
+                return (True, groups[0] if groups else None, gatherers[0] if gatherers else None, calls, rates)
+        return (None, None, None, calls, ())
 
     def _bad(self, s: Sample) -> bool:
         """A sample that is not GOOD, exactly as `_samples` takes it; True on comm loss."""
@@ -311,7 +317,7 @@ class AlarmEngine:
         return comm_lost
 
     def _run_array(self, run: Iterable[Sample], plan: RunPlan) -> bool:
-        _, group, gatherer, _calls = plan
+        _, group, gatherer, calls, rates = plan
         comm_lost = False
         lo, hi = (group.low_max, group.high_min) if group is not None else (-math.inf, math.inf)
         tracked = group.tracked if group is not None else {}
@@ -326,12 +332,12 @@ class AlarmEngine:
                 self._quality(s, False)
             v = s.value
             if type(v) is not float:
-                if group is not None:
-                    group.good(s)
-                if gatherer is not None:
-                    gatherer.good(s)
-                    cur_rack = None  # the gatherer's lists may be new
+                for f in calls:
+                    f(s)
+                cur_rack = None  # the gatherer's lists may be new
                 continue
+            for rate in rates:
+                rate.good(s)
             if group is not None and not (lo <= v <= hi and (not tracked or (s.rack, s.module, s.cell) not in tracked)):
                 for m in group.members:
                     m.check(s, v)
