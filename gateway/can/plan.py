@@ -16,7 +16,7 @@ from cantools.database.namedsignalvalue import NamedSignalValue
 from gateway.can.config import CanPoint, CanProfile
 from gateway.can.decode import DECODE_ERROR, OUT_OF_RANGE, SHORT, UNKNOWN_ID, FrameTable, message_key
 from gateway.can.fastdecode import FastDecoder, fast_decoder
-from gateway.can.sampler import RawTable, Sampler, build_sampler
+from gateway.can.sampler import Sampler, build_sampler
 from gateway.can.values import (
     BITS,
     NUMBER,
@@ -258,7 +258,6 @@ def compile_rack(
         return problems
     table = FrameTable(db, id_offset=id_offset, j1939=profile.j1939, source_address=source_address, only=set(plans))
     by_key = {message_key(m.message, id_offset, profile.j1939): m for m in plans.values()}
-    tables: dict[str, RawTable] = {}
     plan = RackPlan(rack, table, by_key)
     for m in by_key.values():
         m.key = message_key(m.message, id_offset, profile.j1939)
@@ -269,7 +268,7 @@ def compile_rack(
                 [p.signal for p in m.plain],
                 {mux: [p.signal for p in pts] for mux, pts in m.by_mux.items()},
             )
-            m.sampler = build_sampler(m.message, m.mux_signal, m.plain, m.by_mux, rack, (m.key, plan.last), tables)
+            m.sampler = build_sampler(m.message, m.mux_signal, m.plain, m.by_mux, rack, (m.key, plan.last))
     return plan
 
 

@@ -27,7 +27,7 @@ from gateway.model import Quality, Sample
 # mux value the DBC does not define: the caller decodes it the general way, which reports it)
 Sampler = Callable[[bytes | bytearray, int], tuple[list[Sample], str] | None]
 Entry = tuple[Any, str]  # (value, quality) of a plain number
-TABLE_MAX = 16_384  # raw values remembered per table
+TABLE_MAX = 4096  # raw values remembered per table (about 0.6 MB when full)
 _GOOD, _OUT = Quality.GOOD, Quality.OUT_OF_RANGE
 _new = tuple.__new__
 
@@ -87,6 +87,11 @@ class RawTable:
         if len(self.entries) < TABLE_MAX:
             self.entries[raw] = entry
         return entry
+
+
+# tables by parameters, shared by every rack of the process: racks of one profile share their tables,
+# and a reload that compiles the same profile again finds them filled
+SHARED: dict[str, RawTable] = {}
 
 
 class _Writer:
@@ -165,7 +170,7 @@ def build_sampler(
     """The sampler of one message of a rack plan, or None when `fastdecode` cannot take its signals.
 
     `last` is (the message's key, the plan's `last`): each frame's samples are kept there under (key,
-    mux) as `RackPlan.decode` keeps them. `tables` is shared between the messages of a rack."""
+    mux) as `RackPlan.decode` keeps them. `tables`: where the raw-value tables are kept (`SHARED`)."""
     bits = message_bits(message, mux_signal)
     if bits is None:
         return None
@@ -175,7 +180,7 @@ def build_sampler(
         if spec is None:
             return None
         specs[p.signal] = spec
-    w = _Writer(rack, {} if tables is None else tables)
+    w = _Writer(rack, SHARED if tables is None else tables)
     w.function("plain", [(p, specs[p.signal]) for p in plain])
     for mux, pts in by_mux.items():
         w.function(f"mux{mux}", [(p, specs[p.signal]) for p in [*plain, *pts]])
