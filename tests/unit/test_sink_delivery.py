@@ -16,7 +16,9 @@ ITEMS: list[Item] = [(1, "a x=1"), (1, "b x=2"), (2, "c x=3"), (3, "d x=4"), (3,
 class Server:
     """Answers like InfluxDB: rejects a whole request when it holds a bad line (400) or is too big (413)."""
 
-    def __init__(self, bad: set[str] = frozenset(), max_lines: int = 1000, status: int | None = None) -> None:
+    def __init__(
+        self, bad: set[str] | frozenset[str] = frozenset(), max_lines: int = 1000, status: int | None = None
+    ) -> None:
         self.bad = bad
         self.max_lines = max_lines
         self.status = status
@@ -97,3 +99,15 @@ def test_server_reason() -> None:
     assert server_reason("plain text") == "plain text"
     assert server_reason("") == "(no message)"
     assert len(server_reason("x" * 5000)) == 500
+
+
+def test_an_answer_already_had_is_not_posted_again() -> None:
+    srv = Server(bad={"c x=3"})
+    first = srv(ITEMS)  # the sink's one request of the whole body
+    assert first.status == 400
+    rejected = deliver(ITEMS, srv, first)
+    assert [r.item for r in rejected] == ["c x=3"]
+    assert srv.stored == ["a x=1", "b x=2", "d x=4", "e x=5"]
+    assert srv.requests == 1 + 4  # [a b], [c d e], [c], [d e]: not the whole batch again
+    with pytest.raises(SinkError):
+        deliver(ITEMS, Server(), Response(503, "busy"))
