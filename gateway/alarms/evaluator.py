@@ -240,23 +240,18 @@ class AlarmEngine:
     def _samples_fast(self, b: Batch) -> None:
         """`_samples`, same calls in the same order, cheaper: samples taken in runs of one quantity.
 
-        A quantity read only by its threshold group and its gatherer (cell voltages) is checked
-        inline: a value inside every limit of an element nothing tracks costs two comparisons and an
-        append. Any other quantity: one call per handler, GOOD-sample variants where they exist.
+        A quantity read only by its threshold group, its gatherer and rate rules (cell voltages and
+        temperatures) is checked inline: a value inside every limit of an element nothing tracks
+        costs two comparisons and an append (and the rate rules' calls). Any other quantity: one
+        call per handler, GOOD-sample variants where they exist.
         """
         comm_lost = False
         for q, run in groupby(b.samples, key=_quantity):
-            plan = self._run_plans.get(q)
-            if plan is None:
-                plan = self._run_plans[q] = self._run_plan(q)
-            if plan[0] is None:
-                comm_lost = self._run_generic(run, plan[3]) or comm_lost
-            else:
-                comm_lost = self._run_array(run, plan) or comm_lost
+            comm_lost = self._run_exact(q, run) or comm_lost
         self._after_samples(b, comm_lost)
 
-    def _run_exact(self, q: str, run: list[Sample]) -> bool:
-        """A run of one quantity through `_samples_fast`'s per-sample calls; True on comm loss."""
+    def _run_exact(self, q: str, run: Iterable[Sample]) -> bool:
+        """A run of one quantity, sample by sample (see `_samples_fast`); True on comm loss."""
         plan = self._run_plans.get(q)
         if plan is None:
             plan = self._run_plans[q] = self._run_plan(q)

@@ -98,7 +98,7 @@ def _index(run: Run) -> dict[Element, int]:
 def _run(keys: Sequence[LayoutKey], start: int, stop: int, hs: Sequence[Indexed]) -> Run:
     a, b = keys[start], keys[stop - 1]
     q, rack = a[0], a[2]
-    run = Run(start, stop, q, rack, (q, rack, a[3], a[4]), (q, b[2], b[3], b[4]), False, keys)
+    run = Run(start, stop, q, rack, (q, rack, a[3], a[4]), (b[0], b[2], b[3], b[4]), False, keys)
     if not all(type(h) in (ThresholdGroup, Gatherer, RateHandler) for h in hs):
         return run
     order: list[ThresholdGroup | RateColumn] = []
