@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter, Gauge
 
-from gateway import metrics
+from gateway import gcpolicy, metrics
 from gateway.batchqueue import BatchQueue
 from gateway.config import LoadedConfig
 from gateway.errors import ConfigError
@@ -128,6 +128,7 @@ class Runtime:
         self.stop_event = asyncio.Event()
         self._sigint_count = 0
         self.source_restart_delay = 1.0  # first delay before restarting a failed source; doubles to 60 s
+        self.settle_gc = False  # the daemon sets it: gcpolicy.settle() once ready and after each reload
         for install in EXTENSIONS:
             install(self)
 
@@ -213,6 +214,8 @@ class Runtime:
             log.info("ready", sources=len(self.sources), sinks=[r.name for r in self.runners])
             for cb in self.on_ready:
                 cb()
+            if self.settle_gc:
+                gcpolicy.settle()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -392,7 +395,13 @@ class Runtime:
     async def reload(self) -> ReloadResult:
         """Load the configuration file again and apply what changed (see the module doc)."""
         self._call_hooks(self.on_reloading)
-        result = await self._reload()
+        if self.settle_gc:
+            gcpolicy.thaw()  # what the reload lets go must be collectable
+        try:
+            result = await self._reload()
+        finally:
+            if self.settle_gc:
+                gcpolicy.settle()
         self.last_reload = result
         config_reloads.labels("ok" if result.ok else "invalid").inc()
         config_reload_ok.set(1 if result.ok else 0)
@@ -479,7 +488,9 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
 
 def run(loaded: LoadedConfig) -> int:
     async def main() -> int:
-        return await Runtime(loaded).run()
+        rt = Runtime(loaded)
+        rt.settle_gc = True
+        return await rt.run()
 
     return asyncio.run(main())
 
