@@ -142,11 +142,13 @@ def layout_from_body(body: str) -> Layout:
 
 
 class LayoutCache:
-    """The process's layouts by digest (bounded, least recently used out): one Layout object per digest,
-    so every batch decoded with a digest carries the same object as the batches its source appended."""
+    """The process's layouts by digest, bounded by their samples in all (least recently used out): one
+    Layout object per digest, so every batch decoded with a digest carries the same object as the
+    batches its source appended (while the entry stays; a dropped one is rebuilt from the store)."""
 
-    def __init__(self, max_entries: int = 4096) -> None:
-        self.max_entries = max_entries
+    def __init__(self, max_keys: int = 400_000) -> None:
+        self.max_keys = max_keys  # four 100-rack sites of 1,000 points
+        self.keys = 0
         self._entries: OrderedDict[str, LayoutEntry | None] = OrderedDict()
 
     def for_layout(self, layout: Layout) -> LayoutEntry | None:
@@ -177,9 +179,12 @@ class LayoutCache:
         return entry
 
     def _put(self, digest: str, entry: LayoutEntry | None) -> None:
+        old = self._entries.pop(digest, None)
+        self.keys += (entry.n if entry else 0) - (old.n if old else 0)
         self._entries[digest] = entry
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        while len(self._entries) > 1 and self.keys > self.max_keys:
+            _, gone = self._entries.popitem(last=False)
+            self.keys -= gone.n if gone else 0
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -257,3 +257,19 @@ def test_repair_keeps_compact_rows_and_their_layouts(tmp_path: Path) -> None:
     assert [r.batch.layout is lay for r in rows] == [True, True, True, True, False]
     assert fingerprint(rows[0].batch.samples) == fingerprint(rows[-1].batch.samples)
     box.close()
+
+
+def test_the_layout_cache_is_bounded_by_samples_and_rebuilds_from_the_store(tmp_path: Path) -> None:
+    cache = LayoutCache(max_keys=25)
+    outboxcodec.LAYOUTS = cache  # the autouse fixture restores the process's cache
+    shapes = [[Sample(T, "cell_voltage", 3.3, "V", "good", f"r{r}", 1, k) for k in range(10)] for r in range(4)]
+    layouts = [layout_of(s, ()) for s in shapes]
+    box = Outbox(tmp_path / "o.db")
+    box.append([with_layout(s, lay) for s, lay in zip(shapes, layouts, strict=True)])
+    assert len(cache) == 2 and cache.keys == 20  # the two oldest went
+    assert [r.batch.layout for r in box.read(2)] == layouts[2:]  # still cached: the same objects
+    rows = box.read(0)  # the first two are rebuilt from the store
+    assert rows[0].batch.layout is not layouts[0] and rows[1].batch.layout is not layouts[1]
+    assert [r.batch.layout.digest for r in rows if r.batch.layout] == [lay.digest for lay in layouts]
+    assert [fingerprint(r.batch.samples) for r in rows] == [fingerprint(s) for s in shapes]
+    box.close()
