@@ -46,6 +46,7 @@ HANDLERS: dict[str, type[Handler]] = {
     "disagreement": DisagreementHandler,
 }
 GOOD = Quality.GOOD
+PLANS_KEPT = 512  # layout plans kept by content for layout objects made anew (a few KB each)
 _quantity = attrgetter("quantity")
 # (array?, threshold group, gatherer, GOOD-sample calls in index order, rate handlers) of one quantity
 RunPlan = tuple[
@@ -90,6 +91,7 @@ class AlarmEngine:
         # Batches with a layout (see layoutpath): a plan per layout object, None for one it cannot take.
         self.layouts = True
         self._layout_plans: weakref.WeakKeyDictionary[Layout, LayoutPlan | None] = weakref.WeakKeyDictionary()
+        self._plans_by_digest: dict[str, LayoutPlan | None] = {}
 
     def _add(self, h: Handler) -> None:
         self.handlers.append(h)
@@ -265,7 +267,7 @@ class AlarmEngine:
         if layout in plans:
             plan = plans[layout]
         else:
-            plan = plans[layout] = plan_layout(layout, self._handlers_of)
+            plan = plans[layout] = self._plan_of(layout)
         samples = b.samples
         if plan is None or not fits(plan, samples):
             self._samples_fast(b)
@@ -277,6 +279,17 @@ class AlarmEngine:
                 continue
             comm_lost = self._run_exact(run.quantity, part) or comm_lost
         self._after_samples(b, comm_lost)
+
+    def _plan_of(self, layout: Layout) -> LayoutPlan | None:
+        """A new layout object's plan: the one of an equal layout seen before (a source that made its
+        layouts anew), else a new one."""
+        known = self._plans_by_digest
+        if layout.digest in known:
+            return known[layout.digest]
+        if len(known) >= PLANS_KEPT:
+            known.clear()
+        plan = known[layout.digest] = plan_layout(layout, self._handlers_of)
+        return plan
 
     def _run_plan(self, q: str) -> RunPlan:
         hs = self._handlers_of(q)

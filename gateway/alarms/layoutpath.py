@@ -15,8 +15,10 @@ by construction. A batch whose samples do not fit its layout goes through the pl
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from operator import itemgetter
 
 from gateway.alarms import rules as r
@@ -30,6 +32,8 @@ NS = r.NS
 _ts = itemgetter(0)
 _value = itemgetter(2)
 _quality = itemgetter(4)
+_element_key = itemgetter(0, 2, 3, 4)  # of a layout key: (quantity, rack, module, cell)
+_run_key = itemgetter(0, 2)  # (quantity, rack)
 _FLOATS = {float}
 
 
@@ -70,17 +74,22 @@ class LayoutPlan:
 def plan_layout(layout: Layout, handlers_of: Callable[[str], Sequence[Indexed]]) -> LayoutPlan | None:
     """The runs of a layout with their handlers; None when an element repeats (the plain path takes it)."""
     keys = layout.keys
-    if len({(q, rack, m, c) for q, _, rack, m, c in keys}) != len(keys):
+    if len(set(map(_element_key, keys))) != len(keys):
         return None
-    segment_starts = {a for a, _ in layout.segments}
+    cuts = sorted({a for a, _ in layout.segments} | {len(keys)})
     runs: list[Run] = []
     start = 0
-    for i in range(1, len(keys) + 1):
-        if i < len(keys) and keys[i][0] == keys[start][0] and keys[i][2] == keys[start][2]:
-            if i not in segment_starts or not any(isinstance(h, RateHandler) for h in handlers_of(keys[i][0])):
-                continue
-        runs.append(_run(keys, start, i, handlers_of(keys[start][0])))
-        start = i
+    for (q, _), same in groupby(keys, key=_run_key):
+        stop = start + sum(1 for _ in same)
+        hs = handlers_of(q)
+        if any(isinstance(h, RateHandler) for h in hs):  # a rate run keeps to one segment (one ts)
+            at = start
+            for cut in cuts[bisect_right(cuts, start) : bisect_left(cuts, stop) + 1]:
+                runs.append(_run(keys, at, min(cut, stop), hs))
+                at = min(cut, stop)
+        else:
+            runs.append(_run(keys, start, stop, hs))
+        start = stop
     return LayoutPlan(tuple(runs), len(keys))
 
 

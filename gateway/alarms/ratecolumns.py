@@ -62,6 +62,9 @@ class RateColumns:
         if self.active:
             return True
         got = [self.trackers.get(e) for e in self.elements]
+        if got.count(None) == len(got):  # elements new to the rule (a new layout): nothing to compare
+            self._install(deque())
+            return True
         others = {id(t.columns): t.columns for t in got if isinstance(t, ColumnTracker)}
         for cols in others.values():  # another layout's columns with some of these elements
             cols.release()
@@ -76,11 +79,14 @@ class RateColumns:
         times = [t for t, _ in ref]
         if n > 1 and any([t for t, _ in h] != times for h in hists):
             return False
-        self.history = deque((t, [h[k][1] for h in hists]) for k, t in enumerate(times))
+        self._install(deque((t, [h[k][1] for h in hists]) for k, t in enumerate(times)))
+        return True
+
+    def _install(self, history: deque[tuple[int, list[float]]]) -> None:
+        self.history = history
         for e in self.elements:
             self.trackers[e] = ColumnTracker(self, e)
         self.active = True
-        return True
 
     def release(self) -> None:
         """Give every element its own `RateTracker` again, with the history the columns held."""

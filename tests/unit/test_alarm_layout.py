@@ -266,3 +266,32 @@ def test_a_layout_with_a_repeated_element_takes_the_plain_path() -> None:
     assert run("layout", rounds, rules) == run("reference", rounds, rules)
     e.process(rounds[0])
     assert e._layout_plans[lay] is None
+
+
+def test_runs_of_a_layout_split_at_segments_only_where_a_rate_rule_reads() -> None:
+    lay = shape("rack0", volts=30, temps=12, block=25)  # 46 samples, segments 0:25 and 25:46
+    e = make("layout", load_rule_file(defaults_path("lithium-ion"))[0])
+    plan = layoutpath.plan_layout(lay, e._handlers_of)
+    assert plan is not None
+    runs = [(r.quantity, r.start, r.stop, r.bulk) for r in plan.runs]
+    assert runs == [
+        ("cell_voltage", 0, 30, True),  # across the segment start at 25: no rate rule on voltages
+        ("cell_temperature", 30, 42, True),  # inside the segment 25:50
+        ("soc", 42, 43, False), ("rack_current", 43, 44, False), ("bms_state", 44, 45, False),
+        ("rack_voltage", 45, 46, False),
+    ]  # fmt: skip
+    lay = shape("rack0", volts=20, temps=12, block=25)
+    plan = layoutpath.plan_layout(lay, e._handlers_of)
+    assert plan is not None
+    assert [(r.start, r.stop) for r in plan.runs][:3] == [(0, 20), (20, 25), (25, 32)]
+
+
+def test_an_equal_layout_made_anew_reuses_the_plan() -> None:
+    e = make("layout", rules_with_rates())
+    first, again = shape("rack0"), shape("rack0")
+    e.process(polls({"rack0": first}, 1)[0])
+    e.process(polls({"rack0": again}, 1)[0])
+    assert e._layout_plans[again] is e._layout_plans[first] is not None
+    other = shape("rack0", temps=8)
+    e.process(polls({"rack0": other}, 1)[0])
+    assert e._layout_plans[other] is not e._layout_plans[first]
