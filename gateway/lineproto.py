@@ -60,13 +60,18 @@ Group = tuple[str, bool, int, list[str]]
 class PrefixTable:
     """The prefixes of one (site, source)."""
 
-    __slots__ = ("entries", "numbers", "site", "source")
+    __slots__ = ("entries", "heads", "levels", "numbers", "site", "source", "tails")
 
     def __init__(self, site: str, source: str) -> None:
         self.site = site
         self.source = source
         self.entries: dict[PrefixKey, PrefixEntry] = {}
         self.numbers: dict[tuple[object, ...], int] = {}  # tail → its number
+        # parts of the prefixes, escaped once: (quantity, has module, has cell) → level;
+        # (level, rack) → `<level>,site=..,rack=..`; quality → `,quality=..,source=..`
+        self.levels: dict[tuple[str, bool, bool], str] = {}
+        self.heads: dict[tuple[str, str], str] = {}
+        self.tails: dict[str, str] = {}
 
     def entry(self, ck: PrefixKey) -> PrefixEntry:
         """The prefix of a sample's line (see PrefixEntry)."""
@@ -75,13 +80,24 @@ class PrefixTable:
 
     def _new(self, ck: PrefixKey) -> PrefixEntry:
         quantity, rack, module, cell, quality = ck
-        level = level_of(quantity, module, cell)
-        tags = f"{level},site={tag(self.site)},rack={tag(str(rack))}"
-        if module is not None:
-            tags += f",module={module}"
-        if cell is not None:
-            tags += f",cell={cell}"
-        tags += f",quality={quality},source={tag(self.source)}"
+        lk = (quantity, module is None, cell is None)
+        level = self.levels.get(lk)
+        if level is None:
+            level = self.levels[lk] = str(level_of(quantity, module, cell))
+        head = self.heads.get((level, rack))
+        if head is None:
+            head = self.heads[(level, rack)] = f"{level},site={tag(self.site)},rack={tag(str(rack))}"
+        tail_tags = self.tails.get(quality)
+        if tail_tags is None:
+            tail_tags = self.tails[quality] = f",quality={quality},source={tag(self.source)}"
+        if module is None:
+            tags = head + tail_tags if cell is None else f"{head},cell={cell}{tail_tags}"
+        else:
+            tags = (
+                f"{head},module={module}{tail_tags}"
+                if cell is None
+                else f"{head},module={module},cell={cell}{tail_tags}"
+            )
         tail = (rack, module, cell, quality, level)
         number = self.numbers.get(tail)
         if number is None:

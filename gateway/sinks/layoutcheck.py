@@ -16,7 +16,7 @@ import weakref
 from dataclasses import dataclass
 from typing import cast
 
-from gateway.model import Batch, Layout, Quality
+from gateway.model import Batch, Layout, Quality, Sample
 from gateway.sinks.floatrepr import float_reprs
 
 GOOD = Quality.GOOD
@@ -56,9 +56,28 @@ def shape_of(layout: Layout) -> Shape:
     return shape
 
 
+# The answers for the batches seen last (both sinks render the same stored rows, which nothing
+# changes, usually soon after each other): id → (batch, its samples list, its layout, answer); the
+# batch is held so that its id is not reused meanwhile.
+_RECENT_MAX = 64
+_recent: dict[int, tuple[Batch, list[Sample], Layout | None, list[Segment] | None]] = {}
+
+
 def fitted_segments(batch: Batch) -> list[Segment] | None:
     """The batch's segments when its samples fit its layout and the segments have distinct integer
-    times (so no line or message spans two segments); None when it must be rendered the plain way."""
+    times (so no line or message spans two segments); None when it must be rendered the plain way.
+    The segments are shared: read them, never change them."""
+    hit = _recent.get(id(batch))
+    if hit is not None and hit[0] is batch and hit[1] is batch.samples and hit[2] is batch.layout:
+        return hit[3]
+    segments = _fitted_segments(batch)
+    if len(_recent) >= _RECENT_MAX:
+        del _recent[next(iter(_recent))]
+    _recent[id(batch)] = (batch, batch.samples, batch.layout, segments)
+    return segments
+
+
+def _fitted_segments(batch: Batch) -> list[Segment] | None:
     layout = batch.layout
     samples = batch.samples
     if layout is None or not samples or len(samples) != len(layout.keys):

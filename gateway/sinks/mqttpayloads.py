@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.catalog import Kind, Level, level_of, lookup
-from gateway.model import Batch, BatchKind, DeviceState, Sample
+from gateway.model import Batch, BatchKind, DeviceState, LayoutKey, Quality, Sample
 from gateway.outbox import Row
 from gateway.sinks.floatrepr import float_repr, float_reprs_cache
 from gateway.sinks.layoutcheck import fitted_segments
@@ -147,10 +147,12 @@ _INF = float("inf")
 _NINF = float("-inf")
 
 
-def piece_of(key: tuple[object, ...], s: Sample) -> Pieces:
-    """The pieces of a sample with this key (quantity, unit, quality, module, cell)."""
-    p = _pieces.get(key)
-    return _piece(key, s) if p is None else p
+def good_piece(key: LayoutKey) -> Pieces:
+    """The pieces of a `good` sample with this layout key (quantity, unit, rack, module, cell)."""
+    quantity, unit, rack, module, cell = key
+    pk = (quantity, unit, Quality.GOOD, module, cell)
+    p = _pieces.get(pk)
+    return _piece(pk, Sample(0, quantity, None, unit, Quality.GOOD, rack, module, cell)) if p is None else p
 
 
 def _piece(key: tuple[object, ...], s: Sample) -> Pieces:
@@ -180,7 +182,7 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
         _sample_docs(b.samples, topics, state, docs)
     else:
         levels = None if topics.levels is ALL_LEVELS else topics.levels
-        plan = plan_for(b.layout, levels, piece_of)  # type: ignore[arg-type]  # fitted: has a layout
+        plan = plan_for(b.layout, levels, good_piece)  # type: ignore[arg-type]  # fitted: has a layout
         for seg, parts in zip(segments, plan.segments, strict=True):
             if seg.reprs is None:
                 _sample_docs(b.samples[seg.start : seg.stop], topics, state, docs)

@@ -14,14 +14,14 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.model import Layout, LayoutKey, Quality, Sample
+from gateway.model import Layout, LayoutKey
 
 # Between the state entries of one rendering: JSON text never holds a raw control character.
 SEPARATOR = "\x00"
 _ENTRY_END = "}" + SEPARATOR
 
 Pieces = tuple[str, str, str, str, str, str]  # see mqttpayloads._piece
-PieceOf = Callable[[tuple[object, ...], Sample], Pieces]
+PieceOf = Callable[[LayoutKey], Pieces]  # the pieces of a good sample with this key
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +79,10 @@ def plan_for(layout: Layout, levels: frozenset[str] | None, piece: PieceOf) -> T
 def segment_parts(keys: tuple[LayoutKey, ...], levels: frozenset[str] | None, piece: PieceOf) -> SegmentParts:
     by_rack: dict[str, list[tuple[int, Pieces, LayoutKey]]] = {}
     for i, key in enumerate(keys):
-        quantity, unit, rack, module, cell = key
-        sample = Sample(0, quantity, None, unit, Quality.GOOD, rack, module, cell)
-        p = piece((quantity, unit, Quality.GOOD, module, cell), sample)
+        p = piece(key)
         if levels is not None and p[3] not in levels:
             continue
-        by_rack.setdefault(rack, []).append((i, p, key))
+        by_rack.setdefault(key[2], []).append((i, p, key))
     parts = []
     for rack, members in by_rack.items():
         docs: list[str | None] = []

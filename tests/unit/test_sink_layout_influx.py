@@ -198,3 +198,14 @@ def test_gzip_body_is_the_body() -> None:
     packed = gzip_body(body)
     assert packed[:2] == b"\x1f\x8b" and len(packed) < len(body) / 5
     assert zlib.decompress(packed, wbits=31) == body
+
+
+def test_the_sinks_share_the_check_of_a_batch_until_it_changes() -> None:
+    b = modbus_batch("r1", T)
+    segments = fitted_segments(b)
+    assert segments is not None and fitted_segments(b) is segments
+    b.samples = b.samples[:-1]
+    assert fitted_segments(b) is None
+    b.samples = modbus_batch("r1", T).samples
+    b.layout = None
+    assert fitted_segments(b) is None
