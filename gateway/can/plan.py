@@ -82,7 +82,7 @@ class RackPlan:
         if plan is None:
             return [], UNKNOWN_ID
         sampler = plan.sampler
-        if sampler is not None:
+        if sampler is not None and not (self.table.j1939 and self._wrong_source(arbitration_id, is_extended)):
             sampled = sampler(data, ts)
             if sampled is not None:
                 return sampled
@@ -137,6 +137,11 @@ class RackPlan:
                 reason = OUT_OF_RANGE
         self.last[(key, mux)] = out
         return out, reason
+
+    def _wrong_source(self, arbitration_id: int, is_extended: bool) -> bool:
+        """J1939: a frame from another source address than the rack's (`FrameTable.decode` refuses it)."""
+        sa = self.table.source_address
+        return sa is not None and is_extended and (arbitration_id & 0xFF) != sa
 
     def _flag_bad(self, plan: MessagePlan, data: bytes | bytearray, ts: int) -> list[Sample]:
         """Bad-quality samples (value None) for the points a damaged frame would have carried."""
@@ -268,6 +273,7 @@ def compile_rack(
                 [p.signal for p in m.plain],
                 {mux: [p.signal for p in pts] for mux, pts in m.by_mux.items()},
             )
+        if fast:  # J1939 too: the source address is checked first, the special values are the points'
             m.sampler = build_sampler(m.message, m.mux_signal, m.plain, m.by_mux, rack, (m.key, plan.last))
     return plan
 

@@ -131,3 +131,50 @@ def test_raw_tables_keep_apart_what_equality_merges_and_stay_bounded() -> None:
         assert table.miss(raw) is not None
     assert len(table.entries) == TABLE_MAX
     assert table.miss(TABLE_MAX + 5) == table.miss(TABLE_MAX + 5)  # past the bound: computed, not kept
+
+
+J1939_DBC = (
+    'VERSION ""\nBO_ 2566913790 BatteryInfo: 8 BMS\n SG_ Soc : 0|8@1+ (0.4,0) [0|100] "%" X\n'
+    ' SG_ PackVoltage : 8|16@1+ (0.05,0) [0|3200] "V" X\n SG_ Contactor : 24|2@1+ (1,0) [0|3] "" X\n'
+    ' SG_ Current : 32|16@1- (0.1,0) [-1000|1000] "A" X\n'
+    'BO_ 2566844670 Request: 8 BMS\n SG_ Cmd : 0|8@1+ (1,0) [0|0] "" X\n'  # PDU1 (PF 0xEA)
+    'VAL_ 2566913790 Contactor 0 "open" 1 "closed" 2 "error" 3 "not_available";\n'
+)
+J1939_POINTS = [
+    {"signal": "Soc", "quantity": "soc"},
+    {"signal": "PackVoltage", "quantity": "rack_voltage"},
+    {"signal": "Contactor", "quantity": "contactor_positive"},
+    {"signal": "Current", "quantity": "rack_current"},
+    {"signal": "Cmd", "quantity": "raw.cmd"},
+]
+
+
+def test_j1939_samplers_give_what_the_cantools_path_gives_source_addresses_and_special_values() -> None:
+    from gateway.can.dbcload import load_dbc_text
+
+    db = load_dbc_text(J1939_DBC, "j.dbc").db
+    profile = CanProfile.model_validate({"dbc": "j", "j1939": True, "points": J1939_POINTS})
+    rnd = random.Random(3)
+    for sa in (None, 0x21):
+        plans = [
+            compile_rack(profile, db, rack="r", source_address=sa, fast=fast)  # type: ignore[arg-type]
+            for fast in (True, False)
+        ]
+        fast, slow = plans
+        assert isinstance(fast, RackPlan) and isinstance(slow, RackPlan)
+        assert all(m.sampler is not None for m in fast.messages.values())
+        reasons = set()
+        qualities: set[str] = set()
+        for _ in range(3000):
+            pgn = rnd.choice([0x00FFFE00, 0x00EA0000 | rnd.randrange(256) << 8])
+            aid = rnd.randrange(8) << 26 | pgn | rnd.choice([0x21, 0x22])
+            data = bytes(rnd.choice([0xFF, 0xFE, rnd.randrange(256)]) for _ in range(rnd.choice([8, 8, 3, 10])))
+            key = fast.key(aid, True)
+            got, want = fast.decode(key, aid, True, data, 5), slow.decode(key, aid, True, data, 5)
+            assert repr(got) == repr(want), (hex(aid), data.hex())
+            reasons.add(got[1])
+            qualities.update(s.quality for s in got[0])
+        assert repr(fast.last) == repr(slow.last)
+        assert {"", "short_frame"} <= reasons
+        assert {Quality.GOOD, Quality.MISSING, Quality.BAD} <= qualities  # 0xFF.. not available, 0xFE.. error
+        assert ("wrong_source_address" in reasons) == (sa is not None)
