@@ -20,7 +20,7 @@ from contextlib import suppress
 from typing import Any
 
 import structlog
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from gateway import gcpolicy, metrics
 from gateway.batchqueue import BatchQueue
@@ -66,6 +66,13 @@ QUEUE_WAIT = Counter(
     "bms_gateway_queue_wait_seconds",
     "Seconds sources waited for room in the full source queue (backpressure: the gateway is not keeping up)",
     registry=metrics.REGISTRY,
+)
+
+PIPELINE_STEP = Histogram(
+    "bms_gateway_pipeline_step_seconds",
+    "Duration of one group commit's step on the event loop (processors, outbox append, observers)",
+    registry=metrics.REGISTRY,
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
 )
 
 # Samples taken into one group commit at most: the commit (processors, observers, outbox encoding) runs
@@ -183,6 +190,11 @@ class Runtime:
             await asyncio.sleep(0)  # the sources and sinks run between group commits
 
     def _commit(self, batches: list[Batch]) -> None:
+        t0 = time.perf_counter()
+        self._commit_step(batches)
+        PIPELINE_STEP.observe(time.perf_counter() - t0)
+
+    def _commit_step(self, batches: list[Batch]) -> None:
         extra: list[Batch] = []
         for process in self.processors:
             try:
