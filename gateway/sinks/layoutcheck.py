@@ -12,11 +12,11 @@ segment is rendered sample by sample.
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 from typing import cast
 
 from gateway.model import Batch, Layout, Quality, Sample
+from gateway.sinks.bydigest import ByDigest
 from gateway.sinks.floatrepr import float_reprs
 
 GOOD = Quality.GOOD
@@ -45,14 +45,14 @@ class Segment:
     reprs: list[str] | None
 
 
-_shapes: weakref.WeakKeyDictionary[Layout, Shape] = weakref.WeakKeyDictionary()
+_shapes: ByDigest[Shape] = ByDigest()
 
 
 def shape_of(layout: Layout) -> Shape:
     shape = _shapes.get(layout)
     if shape is None:
         cols = tuple(zip(*layout.keys, strict=True)) if layout.keys else ((),) * 5
-        shape = _shapes[layout] = Shape(*cols)
+        shape = _shapes.put(layout, Shape(*cols))
     return shape
 
 

@@ -9,11 +9,11 @@ lines are the plain rendering's, byte for byte; the tests compare the two.
 from __future__ import annotations
 
 import sys
-import weakref
 from dataclasses import dataclass
 
 from gateway.lineproto import PrefixTable
 from gateway.model import Layout, LayoutKey, Quality
+from gateway.sinks.bydigest import ByDigest
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +44,14 @@ class LinePlan:
     segments: tuple[SegmentPlan | None, ...]  # None: a segment whose tags need escaping (the plain way)
 
 
-_plans: weakref.WeakKeyDictionary[Layout, dict[tuple[str, str], LinePlan]] = weakref.WeakKeyDictionary()
+_plans: ByDigest[dict[tuple[str, str], LinePlan]] = ByDigest()
 _PLANS_PER_LAYOUT = 16  # (site, source) pairs; more starts over
 
 
 def plan_for(layout: Layout, site: str, source: str) -> LinePlan:
     plans = _plans.get(layout)
     if plans is None:
-        plans = _plans[layout] = {}
+        plans = _plans.put(layout, {})
     plan = plans.get((site, source))
     if plan is None:
         if len(plans) >= _PLANS_PER_LAYOUT:

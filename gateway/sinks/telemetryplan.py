@@ -10,11 +10,11 @@ split at a separator JSON never holds). The pieces are those of the sample-by-sa
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.model import Layout, LayoutKey
+from gateway.sinks.bydigest import ByDigest
 
 # Between the state entries of one rendering: JSON text never holds a raw control character.
 SEPARATOR = "\x00"
@@ -59,14 +59,14 @@ class TelemetryPlan:
     segments: tuple[SegmentParts, ...]
 
 
-_plans: weakref.WeakKeyDictionary[Layout, dict[frozenset[str] | None, TelemetryPlan]] = weakref.WeakKeyDictionary()
+_plans: ByDigest[dict[frozenset[str] | None, TelemetryPlan]] = ByDigest()
 
 
 def plan_for(layout: Layout, levels: frozenset[str] | None, piece: PieceOf) -> TelemetryPlan:
     """The plan for the layout's batches, with the levels published (None: every level)."""
     plans = _plans.get(layout)
     if plans is None:
-        plans = _plans[layout] = {}
+        plans = _plans.put(layout, {})
     plan = plans.get(levels)
     if plan is None:
         if len(plans) >= 8:

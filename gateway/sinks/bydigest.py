@@ -1,0 +1,39 @@
+"""Work prepared per layout content: equal layouts made anew (a source's and the store's for the same
+shape, or one the store rebuilt) share it. Bounded by the samples of the layouts held; the least
+recently used go first."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from gateway.model import Layout
+
+V = TypeVar("V")
+
+
+class ByDigest(Generic[V]):
+    def __init__(self, max_keys: int = 400_000) -> None:
+        self.max_keys = max_keys
+        self._items: dict[str, tuple[int, V]] = {}
+        self._keys = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, layout: Layout) -> V | None:
+        hit = self._items.pop(layout.digest, None)
+        if hit is None:
+            return None
+        self._items[layout.digest] = hit  # the most recently used last
+        return hit[1]
+
+    def put(self, layout: Layout, value: V) -> V:
+        old = self._items.pop(layout.digest, None)
+        if old is not None:
+            self._keys -= old[0]
+        n = len(layout.keys)
+        while self._items and self._keys + n > self.max_keys:
+            self._keys -= self._items.pop(next(iter(self._items)))[0]
+        self._items[layout.digest] = (n, value)
+        self._keys += n
+        return value
