@@ -11,6 +11,12 @@ CPU time (`time.process_time()`), one process, the bench DBC and profile of `ben
   pipeline (--pipeline) one second of 25,000 frames/s as the source emits it (50 windows of 20 ms,
            no Layout) through the stages after it, CPU µs per sample (best of 3 rounds): the alarm
            engine (lithium-ion defaults) and `bench.micro_sinks`' InfluxDB, MQTT and outbox stages
+  steady   (--steady S) the whole chain in one process for S CPU seconds, state kept as in the
+           daemon (one outbox, alarm engine, clock guard, MQTT state): windows of 500 frames (20 ms
+           at 25,000 frames/s), two per group commit, alarms, outbox append, each sink reads and
+           renders (InfluxDB line protocol + gzip, MQTT telemetry), acks. Frames/s of one core and
+           the share of the garbage collector, with Python's default collector settings and with
+           `gc.freeze()` after the set-up plus thresholds (10000, 20, 100)
 
 The frames reach `_decode` the way the reader hands them on (`Frame` tuples; `can.Message` on a tree
 without them), so the script also runs against an older checkout for a before/after in the same
@@ -159,11 +165,82 @@ def bench_pipeline() -> dict[str, float]:
     return out
 
 
+def bench_steady(seconds: float, tuned: bool) -> tuple[float, float, int]:
+    """(frames/s of one core, share of CPU in the garbage collector, full collections) of the whole chain."""
+    import gc
+    import tempfile
+    from pathlib import Path
+
+    from gateway.alarms.evaluator import AlarmEngine
+    from gateway.alarms.ruleset import defaults_path, load_rule_file
+    from gateway.outbox import Outbox
+    from gateway.sinks.clock import ClockGuard
+    from gateway.sinks.influx import chunks_body, gzip_body, render_chunks
+    from gateway.sinks.mqttpayloads import MqttState, Topics, render_rows
+
+    source = bench_source()
+    rack = source.racks[0]
+    messages = [as_frame(m) for m in bench_messages()]
+    rules, _ = load_rule_file(defaults_path("lithium-ion"))
+    engine = AlarmEngine(rules, {"rack-01": "rack-01"})
+    guard, topics, mstate = ClockGuard("bench"), Topics("bms", "site-1"), MqttState()
+    gc_time = [0.0, 0.0]
+    full = [0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time[1] = time.process_time()
+        else:
+            gc_time[0] += time.process_time() - gc_time[1]
+            full[0] += info["generation"] == 2
+
+    thresholds = gc.get_threshold()
+    with tempfile.TemporaryDirectory() as tmp:
+        box = Outbox(Path(tmp) / "outbox.db", consumers=["influx", "mqtt"])
+        pos = {"influx": 0, "mqtt": 0}
+        frames = at = 0
+        gc.collect()
+        if tuned:
+            gc.freeze()
+            gc.set_threshold(10_000, 20, 100)
+        gc.callbacks.append(on_gc)
+        t0 = time.process_time()
+        try:
+            while time.process_time() - t0 < seconds:
+                batches: list[Batch] = []
+                for _ in range(2):
+                    window = [messages[(at + i) % len(messages)] for i in range(500)]
+                    at += 500
+                    source._decode(window)
+                    batches += rack.take(time.time_ns())
+                    frames += len(window)
+                box.append(batches + engine.process(batches))
+                for sink in pos:
+                    rows = box.read(pos[sink], max_samples=5000)
+                    if sink == "influx":
+                        chunks, pending = render_chunks(rows, "site-1", "ms", guard)
+                        gzip_body(chunks_body(chunks).encode())
+                        if pending is not None:
+                            guard.commit(pending)
+                    else:
+                        render_rows(rows, topics, mstate)
+                    pos[sink] = rows[-1].seq
+                    box.ack(sink, pos[sink])
+            cpu = time.process_time() - t0
+        finally:
+            gc.callbacks.remove(on_gc)
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+            box.close()
+    return frames / cpu, gc_time[0] / cpu, full[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--udp-frames", type=int, default=60_000)
     ap.add_argument("--pipeline", action="store_true", help="also the stages after the source")
+    ap.add_argument("--steady", type=float, default=0.0, help="CPU seconds of the whole chain (0: not run)")
     args = ap.parse_args()
     udp = bench_udp(args.udp_frames)
     decode = bench_decode(args.seconds)
@@ -179,6 +256,11 @@ def main() -> None:
         for name, us in stages.items():
             print(f"  {name:24s} {us:7.2f}")
         print(f"whole gateway {total:6.1f} µs CPU per frame = {1e6 / total:,.0f} frames/s on one core")
+    if args.steady:
+        for tuned in (False, True):
+            rate, share, full = bench_steady(args.steady, tuned)
+            name = "freeze + (10000, 20, 100)" if tuned else "default collector"
+            print(f"steady  {rate:12,.0f} frames/s on one core, GC {share:5.1%} ({full} full collections): {name}")
 
 
 if __name__ == "__main__":
