@@ -1,6 +1,4 @@
-"""Work prepared per layout content: equal layouts made anew (a source's and the store's for the same
-shape, or one the store rebuilt) share it. Bounded by the samples of the layouts held; the least
-recently used go first."""
+"""Caches of work prepared per layout content (`ByDigest`) and per segment content (`BySegment`)."""
 
 from __future__ import annotations
 
@@ -12,6 +10,10 @@ V = TypeVar("V")
 
 
 class ByDigest(Generic[V]):
+    """Work prepared per layout content: equal layouts made anew (a source's and the store's for the
+    same shape, or one the store rebuilt) share it. Bounded by the samples of the layouts held; the
+    least recently used go first."""
+
     def __init__(self, max_keys: int = 400_000) -> None:
         self.max_keys = max_keys
         self._items: dict[str, tuple[int, V]] = {}
@@ -36,4 +38,35 @@ class ByDigest(Generic[V]):
             self._keys -= self._items.pop(next(iter(self._items)))[0]
         self._items[layout.digest] = (n, value)
         self._keys += n
+        return value
+
+
+K = TypeVar("K")
+
+
+class BySegment(Generic[K, V]):
+    """Work prepared per segment content: layouts that differ in some segments (a Modbus device whose
+    block failed in one cycle) share the others'. Bounded by the samples of the segments held: past
+    it, everything starts over."""
+
+    def __init__(self, max_keys: int = 400_000) -> None:
+        self.max_keys = max_keys
+        self._items: dict[K, V] = {}
+        self._keys = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._items
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V, size: int) -> V:
+        if self._keys + size > self.max_keys:
+            self._items.clear()
+            self._keys = 0
+        self._items[key] = value
+        self._keys += size
         return value

@@ -56,11 +56,13 @@ def shape_of(layout: Layout) -> Shape:
     return shape
 
 
-# The answers for the batches seen last (both sinks render the same stored rows, which nothing
-# changes, usually soon after each other): id → (batch, its samples list, its layout, answer); the
-# batch is held so that its id is not reused meanwhile.
-_RECENT_MAX = 64
-_recent: dict[int, tuple[Batch, list[Sample], Layout | None, list[Segment] | None]] = {}
+# The answers for the batches that fitted last: both sinks render the same stored rows (which nothing
+# changes), usually soon after each other, while the store's decoded-row cache holds them. id →
+# (batch, its samples list, its layout, answer, samples); the batch is held so that its id is not
+# reused. Bounded by samples.
+RECENT_MAX_SAMPLES = 100_000
+_recent: dict[int, tuple[Batch, list[Sample], Layout | None, list[Segment], int]] = {}
+_recent_samples = [0]
 
 
 def fitted_segments(batch: Batch) -> list[Segment] | None:
@@ -71,9 +73,16 @@ def fitted_segments(batch: Batch) -> list[Segment] | None:
     if hit is not None and hit[0] is batch and hit[1] is batch.samples and hit[2] is batch.layout:
         return hit[3]
     segments = _fitted_segments(batch)
-    if len(_recent) >= _RECENT_MAX:
-        del _recent[next(iter(_recent))]
-    _recent[id(batch)] = (batch, batch.samples, batch.layout, segments)
+    if segments is None:
+        return None  # (the plain way costs more than checking again)
+    n = len(batch.samples)
+    while _recent and _recent_samples[0] + n > RECENT_MAX_SAMPLES:
+        _recent_samples[0] -= _recent.pop(next(iter(_recent)))[4]
+    old = _recent.pop(id(batch), None)
+    if old is not None:
+        _recent_samples[0] -= old[4]
+    _recent[id(batch)] = (batch, batch.samples, batch.layout, segments, n)
+    _recent_samples[0] += n
     return segments
 
 

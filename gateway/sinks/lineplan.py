@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gateway.lineproto import PrefixTable
 from gateway.model import Layout, LayoutKey, Quality
-from gateway.sinks.bydigest import ByDigest
+from gateway.sinks.bydigest import ByDigest, BySegment
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +56,19 @@ def plan_for(layout: Layout, site: str, source: str) -> LinePlan:
     if plan is None:
         if len(plans) >= _PLANS_PER_LAYOUT:
             plans.clear()
-        segments = tuple(segment_plan(layout.keys[a:b], site, source) for a, b in layout.segments)
+        segments = tuple(_segment_plan(layout.keys[a:b], site, source) for a, b in layout.segments)
         plan = plans[(site, source)] = LinePlan(segments)
+    return plan
+
+
+_segments: BySegment[tuple[str, str, tuple[LayoutKey, ...]], SegmentPlan | None] = BySegment()
+
+
+def _segment_plan(keys: tuple[LayoutKey, ...], site: str, source: str) -> SegmentPlan | None:
+    key = (site, source, keys)
+    plan = _segments.get(key)
+    if plan is None and key not in _segments:
+        plan = _segments.put(key, segment_plan(keys, site, source), len(keys))
     return plan
 
 

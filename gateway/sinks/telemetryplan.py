@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.model import Layout, LayoutKey
-from gateway.sinks.bydigest import ByDigest
+from gateway.sinks.bydigest import ByDigest, BySegment
 
 # Between the state entries of one rendering: JSON text never holds a raw control character.
 SEPARATOR = "\x00"
@@ -71,9 +71,20 @@ def plan_for(layout: Layout, levels: frozenset[str] | None, piece: PieceOf) -> T
     if plan is None:
         if len(plans) >= 8:
             plans.clear()
-        segments = tuple(segment_parts(layout.keys[a:b], levels, piece) for a, b in layout.segments)
+        segments = tuple(_segment_parts(layout.keys[a:b], levels, piece) for a, b in layout.segments)
         plan = plans[levels] = TelemetryPlan(segments)
     return plan
+
+
+_segments: BySegment[tuple[frozenset[str] | None, tuple[LayoutKey, ...]], SegmentParts] = BySegment()
+
+
+def _segment_parts(keys: tuple[LayoutKey, ...], levels: frozenset[str] | None, piece: PieceOf) -> SegmentParts:
+    key = (levels, keys)
+    parts = _segments.get(key)
+    if parts is None:
+        parts = _segments.put(key, segment_parts(keys, levels, piece), len(keys))
+    return parts
 
 
 def segment_parts(keys: tuple[LayoutKey, ...], levels: frozenset[str] | None, piece: PieceOf) -> SegmentParts:

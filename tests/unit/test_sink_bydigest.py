@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.model import Layout
 from gateway.sinks import lineplan, telemetryplan
-from gateway.sinks.bydigest import ByDigest
+from gateway.sinks.bydigest import ByDigest, BySegment
 from gateway.sinks.mqttpayloads import good_piece
 
 
@@ -33,3 +33,21 @@ def test_plans_are_shared_by_equal_layouts() -> None:
     assert lineplan.plan_for(a, "s", "src") is lineplan.plan_for(again, "s", "src")
     assert lineplan.plan_for(a, "s", "src") is not lineplan.plan_for(a, "s", "other")
     assert telemetryplan.plan_for(a, None, good_piece) is telemetryplan.plan_for(again, None, good_piece)
+
+
+def test_layouts_share_the_plans_of_equal_segments() -> None:
+    keys = [("cell_voltage", "V", "r9", 1, c) for c in range(6)]
+    whole = Layout(keys, [(0, 3), (3, 6)])
+    failed = Layout(keys[:3] + [("cell_voltage", "V", "r9", 2, c) for c in range(3)], [(0, 3), (3, 6)])
+    a, b = lineplan.plan_for(whole, "s", "src"), lineplan.plan_for(failed, "s", "src")
+    assert a is not b and a.segments[0] is b.segments[0] and a.segments[1] is not b.segments[1]
+    ta, tb = telemetryplan.plan_for(whole, None, good_piece), telemetryplan.plan_for(failed, None, good_piece)
+    assert ta.segments[0] is tb.segments[0] and ta.segments[1] is not tb.segments[1]
+
+
+def test_segment_cache_starts_over_past_its_bound() -> None:
+    cache: BySegment[str, int] = BySegment(max_keys=10)
+    cache.put("a", 1, 6)
+    assert cache.get("a") == 1 and "a" in cache
+    cache.put("b", 2, 6)
+    assert "a" not in cache and cache.get("b") == 2 and len(cache) == 1
