@@ -5,25 +5,26 @@ quantity, module, cell), the newest sample; per device, its last `DeviceStatus`;
 active alarms of the last ALARM record `{"type": "active", "rack": ..., "active": [...]}`. It does
 no I/O; `snapshot()` turns it into plain JSON-ready data.
 
-A batch with a `Layout` costs nothing per sample: only the newest batch of each layout is kept
-(pending), and its samples go into `points` (keys prepared once per layout) when a view is asked
-for, at most every `FLUSH_EVERY` seconds otherwise (so superseded samples are let go), or before a
-batch without a layout that may touch the same racks (so the newest sample of a point always wins).
+A batch with a `Layout` costs nothing per sample and holds no sample twice: the newest batch of each
+layout (by digest: the same points) stands for its points, and views merge them over the points of
+batches without a layout. Before a batch without a layout that may touch the same racks, the layout
+batches of those racks are folded into the points first, so the newest sample of a point always wins.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from gateway.model import Batch, BatchKind, Layout, Sample
 
 PointKey = tuple[str, str, int | None, int | None]  # rack, quantity, module, cell
-FLUSH_EVERY = 10.0  # seconds between folding pending layout batches into `points` when no view asks
-MAX_LAYOUTS = 4096  # prepared layouts kept (the oldest are prepared again when seen again)
+MAX_LAYOUTS = 4096  # racks of layouts remembered (by layout id; the oldest are computed again)
+MAX_LAYOUT_SAMPLES = 400_000  # samples of the newest layout batches kept apart; past it the oldest are folded
+_point_key = itemgetter(2, 0, 3, 4)  # a layout key (quantity, unit, rack, module, cell) → its PointKey
 
 # Rack-level quantities shown in the rack overview, in this order.
 OVERVIEW = (
@@ -63,25 +64,16 @@ def alarm_severity(alarm: object) -> str:
     return "unknown"
 
 
-class LayoutPoints:
-    """A layout's point keys in sample order and its racks, prepared once."""
-
-    __slots__ = ("keys", "racks")
-
-    def __init__(self, layout: Layout) -> None:
-        self.keys: tuple[PointKey, ...] = tuple((k[2], k[0], k[3], k[4]) for k in layout.keys)
-        self.racks = frozenset(k[2] for k in layout.keys)
-
-
 class LiveState:
     """Observer of committed batches (see module doc)."""
 
     def __init__(self) -> None:
         self._points: dict[PointKey, Sample] = {}
-        self._layouts: dict[int, LayoutPoints] = {}  # by layout id
-        self._pending: dict[int, tuple[LayoutPoints, list[Sample]]] = {}  # newest batch per layout id
-        self._pending_racks: set[str] = set()
-        self._flushed = time.monotonic()
+        # The newest batch of each layout by digest, oldest first: (layout, samples, racks).
+        self._latest: dict[str, tuple[Layout, list[Sample], frozenset[str]]] = {}
+        self._latest_samples = 0
+        self._latest_racks: dict[str, int] = {}  # rack → how many of the kept layout batches have it
+        self._racks: dict[int, frozenset[str]] = {}  # by layout id
         self.devices: dict[str, DeviceInfo] = {}  # by device (a rack's BMS, a Modbus unit, a CAN bus)
         self.sources: dict[str, DeviceInfo] = {}  # by source (samples and last batch only)
         self.alarms: dict[str, list[Any]] = {}
@@ -104,40 +96,61 @@ class LiveState:
 
     @property
     def points(self) -> dict[PointKey, Sample]:
-        """The newest sample of every point."""
-        self._flush()
-        return self._points
+        """The newest sample of every point (a new dict: the layout batches merged over the rest)."""
+        if not self._latest:
+            return self._points
+        merged = dict(self._points)
+        for layout, samples, _racks in self._latest.values():
+            merged.update(zip(map(_point_key, layout.keys), samples, strict=True))
+        return merged
 
-    def _flush(self) -> None:
-        points = self._points
-        for entry, samples in self._pending.values():
-            points.update(zip(entry.keys, samples, strict=True))
-        self._pending.clear()
-        self._pending_racks.clear()
-        self._flushed = time.monotonic()
+    def _layout_racks(self, layout: Layout) -> frozenset[str]:
+        racks = self._racks.get(layout.id)
+        if racks is None:
+            if len(self._racks) >= MAX_LAYOUTS:
+                self._racks.clear()
+            racks = self._racks[layout.id] = frozenset(k[2] for k in layout.keys)
+        return racks
 
-    def _prepared(self, layout: Layout) -> LayoutPoints:
-        entry = self._layouts.get(layout.id)
-        if entry is None:
-            if len(self._layouts) >= MAX_LAYOUTS:
-                self._flush()  # pending entries refer to prepared layouts by id
-                self._layouts.clear()
-            entry = self._layouts[layout.id] = LayoutPoints(layout)
-        return entry
+    def _keep_latest(self, layout: Layout, samples: list[Sample], racks: frozenset[str]) -> None:
+        digest = layout.digest
+        self._drop_latest(digest)  # re-inserted at the end: the dict's order is the batches' order
+        self._latest[digest] = (layout, samples, racks)
+        self._latest_samples += len(samples)
+        for rack in racks:
+            self._latest_racks[rack] = self._latest_racks.get(rack, 0) + 1
+        while self._latest_samples > MAX_LAYOUT_SAMPLES and len(self._latest) > 1:
+            self._fold(next(iter(self._latest)))
+
+    def _drop_latest(self, digest: str) -> tuple[Layout, list[Sample], frozenset[str]] | None:
+        old = self._latest.pop(digest, None)
+        if old is not None:
+            self._latest_samples -= len(old[1])
+            for rack in old[2]:
+                left = self._latest_racks[rack] - 1
+                if left:
+                    self._latest_racks[rack] = left
+                else:
+                    del self._latest_racks[rack]
+        return old
+
+    def _fold(self, digest: str) -> None:
+        """Move a kept layout batch into the points (it is older than every batch kept after it)."""
+        old = self._drop_latest(digest)
+        if old is not None:
+            self._points.update(zip(map(_point_key, old[0].keys), old[1], strict=True))
 
     def _samples(self, batch: Batch) -> None:
         layout = batch.layout
         if layout is not None and len(layout.keys) == len(batch.samples):
-            entry = self._prepared(layout)
-            self._pending[layout.id] = (entry, batch.samples)
-            self._pending_racks |= entry.racks
-            racks: set[str] | frozenset[str] = entry.racks
-            if time.monotonic() - self._flushed >= FLUSH_EVERY:
-                self._flush()
+            layout_racks = self._layout_racks(layout)
+            self._keep_latest(layout, batch.samples, layout_racks)
+            racks: set[str] | frozenset[str] = layout_racks
         else:
             racks = {s.rack for s in batch.samples}
-            if not self._pending_racks.isdisjoint(racks):
-                self._flush()  # a pending layout batch is older than this one: it goes first
+            if not racks.isdisjoint(self._latest_racks):
+                for digest in [d for d, (_l, _s, r) in self._latest.items() if not r.isdisjoint(racks)]:
+                    self._fold(digest)  # older than this batch: folded first, so this one wins
             points = self._points
             for s in batch.samples:
                 points[(s.rack, s.quantity, s.module, s.cell)] = s
@@ -186,7 +199,7 @@ class LiveState:
         return counts
 
     def rack_names(self) -> list[str]:
-        racks = {k[0] for k in self.points} | {r for r, a in self.alarms.items() if a}
+        racks = {k[0] for k in self._points} | set(self._latest_racks) | {r for r, a in self.alarms.items() if a}
         for dev in self.devices.values():
             racks |= dev.racks
         return sorted(r for r in racks if r)

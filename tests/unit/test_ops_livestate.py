@@ -132,9 +132,9 @@ def plain(batches: list[Batch]) -> list[Batch]:
     return [dataclasses.replace(b, layout=None) for b in batches]
 
 
-@pytest.mark.parametrize("flush_every", [10.0, 0.0])
-def test_layout_batches_give_the_same_views_as_plain_ones(flush_every: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(livestate, "FLUSH_EVERY", flush_every)
+@pytest.mark.parametrize("keep", [400_000, 5])
+def test_layout_batches_give_the_same_views_as_plain_ones(keep: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(livestate, "MAX_LAYOUT_SAMPLES", keep)  # 5: only the newest layout batch is kept apart
     r1 = [batch("r1", "rack-1", t * S, 50.0 + t, 3.2 + t / 100) for t in range(4)]
     r2 = [batch("r2", "rack-2", t * S, 60.0 + t, 3.3) for t in range(4)]
     lay1, lay2 = layout_of(r1[0]), layout_of(r2[0])
@@ -161,4 +161,16 @@ def test_layout_batches_give_the_same_views_as_plain_ones(flush_every: float, mo
             if group is seq[1]:
                 assert views(fast) == views(slow)  # a view in between
         assert views(fast) == views(slow)
-        assert fast.points == slow.points and list(fast.points) == list(slow.points)
+        assert fast.points == slow.points
+
+
+def test_only_the_newest_batch_of_a_layout_is_held() -> None:
+    live = LiveState()
+    first = batch("r1", "rack-1", 1 * S, 50.0, 3.2)
+    lay = layout_of(first)
+    for t in range(1, 6):
+        b = batch("r1", "rack-1", t * S, 50.0 + t, 3.2)
+        b.layout = lay if t % 2 else layout_of(b)  # a new Layout object of the same shape replaces it too
+        live([b])
+    assert live._latest_samples == 4 and len(live._latest) == 1 and not live._points
+    assert live.racks(now=6 * S)[0]["soc"] == 55.0
