@@ -10,6 +10,7 @@ layouts: the longest busy and late times (ms) and the CPU µs per sample of the 
   - "chunked": the sink as it is (it lets the loop run after every 2,000 rendered samples);
   - "one go": the same with no yield (a whole write rendered at once);
   - "thread": the rendering run in a worker thread (`asyncio.to_thread`), the loop waiting for it.
+The collector is set up as the gateway does (`gateway.gcpolicy.settle`) unless `--default-gc`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bench.micro_sinks import make_batches, make_layouts, without_layout
+from gateway import gcpolicy
 from gateway.outbox import Row
 from gateway.sinks import influx, mqtt
 from gateway.sinks.base import Rejected
@@ -107,13 +109,15 @@ async def ticking(write: Callable[[], Awaitable[object]], writes: int) -> tuple[
     return late, busy, cpu
 
 
-def run(samples: int, writes: int, layout: bool) -> dict[str, tuple[float, float, float]]:
+def run(samples: int, writes: int, layout: bool, settle_gc: bool = True) -> dict[str, tuple[float, float, float]]:
     racks = samples // 1000
     layouts = make_layouts(racks, 1000)
     rounds = [make_batches(layouts, 1000, 1_760_000_000_000_000_000 + i * 1_000_000_000) for i in range(writes + 1)]
     if not layout:
         rounds = [without_layout(bs) for bs in rounds]
     rowsets = [[Row(i * racks + j + 1, b.created, b) for j, b in enumerate(bs)] for i, bs in enumerate(rounds)]
+    if settle_gc:
+        gcpolicy.settle()  # as the gateway does once it runs
     out: dict[str, tuple[float, float, float]] = {}
     for name, make in (("influx", influx_sink), ("mqtt", mqtt_sink)):
         for mode in ("chunked", "one go", "thread"):
@@ -140,10 +144,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, tuple[float, floa
     ap = argparse.ArgumentParser(prog="python -m bench.micro_sink_loop", description=__doc__)
     ap.add_argument("--samples", type=int, default=10_000, help="samples per write (1,000 per rack batch)")
     ap.add_argument("--writes", type=int, default=20)
+    ap.add_argument("--default-gc", action="store_true", help="keep the default collector settings")
     args = ap.parse_args(argv)
     res = {}
     for layout in (True, False):
-        res["layout" if layout else "no layout"] = r = run(args.samples, args.writes, layout)
+        res["layout" if layout else "no layout"] = r = run(args.samples, args.writes, layout, not args.default_gc)
         print(f"{'with' if layout else 'without'} layouts, {args.writes} writes of {args.samples} samples:")
         print(f"  {'':16s} {'max busy ms':>11s} {'max late ms':>11s} {'CPU µs/sample':>14s}")
         for name, (busy, late, cpu) in r.items():
