@@ -58,15 +58,13 @@ CREATE TABLE IF NOT EXISTS consumers(
     dropped INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS layouts(
-    digest TEXT PRIMARY KEY,
-    last_seq INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
+CREATE TABLE IF NOT EXISTS layouts(digest TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS layout_use(digest TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 """
-# `layouts`: the shapes compact rows refer to (see gateway.outboxcodec), each kept while a row uses it:
-# `last_seq` is at least the seq of every row stored with it, so dropping rows through a seq may drop
-# the layouts whose last_seq is not above it.
+# `layouts`: the shapes compact rows refer to (see gateway.outboxcodec), each kept while a row uses it.
+# `layout_use.last_seq` is at least the seq of every row stored with the layout (updated by every
+# commit that uses it: a small row apart from the body, which is written once), so dropping rows
+# through a seq may drop the layouts whose last_seq is not above it.
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,14 +185,16 @@ class Outbox:
         with self._tx():
             if new:
                 self.db.executemany(
-                    "INSERT OR IGNORE INTO layouts(digest, last_seq, body) VALUES (?, 0, ?)",
+                    "INSERT OR IGNORE INTO layouts(digest, body) VALUES (?, ?)",
                     [(d, layout_body(layouts[d])) for d in new],
                 )
             self.db.executemany("INSERT INTO batches(ts, kind, source, n, payload) VALUES (?,?,?,?,?)", rows)
             last = int(self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()[0])
             if layouts:
                 self.db.executemany(
-                    "UPDATE layouts SET last_seq=max(last_seq, ?) WHERE digest=?", [(last, d) for d in layouts]
+                    "INSERT INTO layout_use(digest, last_seq) VALUES (?, ?)"
+                    " ON CONFLICT(digest) DO UPDATE SET last_seq=max(last_seq, excluded.last_seq)",
+                    [(d, last) for d in layouts],
                 )
         self._stored_layouts.update(new)
         return last
@@ -418,9 +418,10 @@ class Outbox:
                     log.warning("samples dropped", consumer=name, samples=lost, reason=reason, through_seq=cut)
                 total += lost
             self.db.execute("DELETE FROM batches WHERE seq <= ?", (cut,))
-            gone = [r[0] for r in self.db.execute("SELECT digest FROM layouts WHERE last_seq <= ?", (cut,))]
+            gone = [r[0] for r in self.db.execute("SELECT digest FROM layout_use WHERE last_seq <= ?", (cut,))]
             if gone:
-                self.db.execute("DELETE FROM layouts WHERE last_seq <= ?", (cut,))
+                self.db.executemany("DELETE FROM layouts WHERE digest=?", [(d,) for d in gone])
+                self.db.execute("DELETE FROM layout_use WHERE last_seq <= ?", (cut,))
         self._stored_layouts.difference_update(gone)
         self._forget_through(cut)
         return total

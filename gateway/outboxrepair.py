@@ -154,12 +154,13 @@ def _copy_small(old: sqlite3.Connection, new: sqlite3.Connection) -> None:
         ("consumers", "name, acked, dropped"),
         ("meta", "key, value"),
         ("deadletter", "id, stored, consumer, seq, status, reason, item"),
-        ("layouts", "digest, last_seq, body"),
+        ("layouts", "digest, body"),
+        ("layout_use", "digest, last_seq"),
     ):
         try:
             rows = old.execute(f"SELECT {cols} FROM {table}").fetchall()
         except sqlite3.DatabaseError as exc:
-            if table == "layouts" and "no such table" in str(exc):
+            if table.startswith("layout") and "no such table" in str(exc):
                 continue  # a store written before compact rows existed
 
             log.error("store repair: table unreadable", table=table)

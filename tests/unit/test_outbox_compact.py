@@ -225,6 +225,8 @@ def test_layouts_leave_the_store_with_their_last_row(tmp_path: Path) -> None:
     box.append([with_layout(samples, lay)])
     count = "SELECT count(*) FROM layouts"
     assert box.db.execute(count).fetchone()[0] == 2
+    uses = dict(box.db.execute("SELECT digest, last_seq FROM layout_use").fetchall())
+    assert uses == {lay.digest: 3, other.digest: 2}  # at least the last row stored with each
     box._drop_through(2, "retention")  # the last row using `other` goes; `lay` is still used by row 3
     assert box.db.execute("SELECT digest FROM layouts").fetchall() == [(lay.digest,)]
     assert box.read(0)[0].batch.layout is lay
