@@ -5,6 +5,10 @@ ALARM batches to store (one per rack with transitions: its `event` records, then
 set) and queue journal entries (`take_journal()`). Time for rules is the samples' own `ts`, so a
 replay gives the same transitions; ticks (stale, delays with no new sample, shelve expiry) use the
 clock.
+
+Three ways through a batch's samples give the same events, journal and states: `_samples` (the
+reference, one sample at a time), `_samples_fast` (runs of one quantity) and, for a batch with a
+`Layout`, `_samples_layout` (work prepared per layout, values checked in bulk: see `layoutpath`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ tracker's history.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -309,8 +310,6 @@ def test_an_equal_layout_made_anew_reuses_the_plan() -> None:
 
 def restarted(mode: str, rounds: list[Poll], at: int) -> str:
     """Run to poll `at`, restart from the journal (as JSON, as stored), run the rest: every record after."""
-    import json
-
     first = make(mode, rules_with_rates())
     journal: list[dict[str, Any]] = []
     for k, poll in enumerate(rounds[:at]):
