@@ -348,8 +348,9 @@ class AlarmEngine:
                     f(s)
                 cur_rack = None  # the gatherer's lists may be new
                 continue
-            for rate in rates:
-                rate.good(s)
+            if rates:
+                for rate in rates:
+                    rate.good(s)
             if group is not None and not (lo <= v <= hi and (not tracked or (s.rack, s.module, s.cell) not in tracked)):
                 for m in group.members:
                     m.check(s, v)
