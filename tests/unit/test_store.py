@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
+import pytest
+
+from gateway import outbox
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Quality, Sample
 from gateway.outbox import Outbox
 
@@ -96,3 +100,18 @@ def test_query_by_time_for_export(tmp_path: Path) -> None:
     got = [r.ts for r in ob.query(since_ns=1_003, until_ns=1_006)]
     assert got == [1_003, 1_004, 1_005, 1_006]
     assert [r.seq for r in ob.query(after_seq=8)] == [9, 10]
+
+
+def test_the_budget_frees_a_bounded_step_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete runs on the event loop: each append frees at most DROP_STEP_BYTES (a few hundred rows)."""
+    monkeypatch.setattr(outbox, "DROP_STEP_BYTES", 40_000)
+    ob = Outbox(tmp_path / "s.db", max_bytes=1_000_000, consumers=["slow"])
+    row_bytes = len(outbox.encode(batch(0, n=50))) + 40
+    firsts = []
+    for i in range(400):
+        ob.append([batch(i, n=50)])
+        firsts.append(ob.first_seq())
+    steps = [b - a for a, b in itertools.pairwise(firsts) if b > a]
+    assert steps and max(steps) <= 40_000 // row_bytes + 2  # never a tenth of the budget at once
+    assert ob.used_bytes() <= 1_000_000 * 1.05
+    assert {c.name: c.dropped for c in ob.consumers()} == {"slow": (ob.first_seq() - 1) * 50}
