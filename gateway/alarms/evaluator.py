@@ -35,7 +35,7 @@ from gateway.alarms.compiled import (
 )
 from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
 from gateway.alarms.instances import Instance, active_list, outbox_record, rack_batch, record, restored
-from gateway.alarms.layoutpath import LayoutPlan, evaluate, fits, plan_layout
+from gateway.alarms.layoutpath import LayoutPlan, evaluate, fits, plan_layout, watched
 from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
 from gateway.alarms.states import Alarm, CommandRejected, State, Transition
 from gateway.model import Batch, BatchKind, DeviceState, Layout, Quality, Sample
@@ -87,6 +87,7 @@ class AlarmEngine:
         self.removed: set[str] = set()  # racks a reload took out of the configuration
         self.started: int | None = None
         self.quality_watch = 0  # instances of quality rules not idle: good samples must be checked
+        self.quality_elements: dict[tuple[str, str, int | None, int | None], int] = {}  # ... of these
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._journal: list[dict[str, Any]] = []
         # The fast path (same events): per quantity, the handlers' calls for GOOD samples, built lazily.
@@ -129,6 +130,12 @@ class AlarmEngine:
             rate.track((key[1], key[2], key[3]), delta)
         elif isinstance(spec, c.QualityRule):
             self.quality_watch += delta
+            element = (key[4], key[1], key[2], key[3])  # (quantity, rack, module, cell)
+            n = self.quality_elements.get(element, 0) + delta
+            if n > 0:
+                self.quality_elements[element] = n
+            else:
+                self.quality_elements.pop(element, None)
 
     # -- the Observer protocol (used by handlers) -------------------------------------------------
 
@@ -279,7 +286,7 @@ class AlarmEngine:
         comm_lost = False
         for run in plan.runs:
             part = samples[run.start : run.stop]
-            if run.bulk and not self.quality_watch and evaluate(run, part):
+            if run.bulk and not (self.quality_watch and watched(run, self.quality_elements)) and evaluate(run, part):
                 continue
             comm_lost = self._run_exact(run.quantity, part) or comm_lost
         self._after_samples(b, comm_lost)

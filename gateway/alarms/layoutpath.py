@@ -140,6 +140,16 @@ def fits(plan: LayoutPlan, samples: Sequence[Sample]) -> bool:
     return True
 
 
+def watched(run: Run, quality_elements: dict[tuple[str, str, int | None, int | None], int]) -> bool:
+    """Whether a quality alarm is in view for an element of the run: then each good sample of the run
+    must be shown to the quality rules (for any other, `_quality` does nothing)."""
+    q = run.quantity
+    if len(quality_elements) <= run.stop - run.start:
+        mine = [(rack, m, c) for qe, rack, m, c in quality_elements if qe == q and rack == run.rack]
+        return bool(mine) and any(e in _index(run) for e in mine)
+    return any((q, *e) in quality_elements for e in _index(run))
+
+
 def evaluate(run: Run, samples: list[Sample]) -> bool:
     """Evaluate a bulk run of GOOD finite floats; False (having changed nothing) when the run is not one."""
     n = len(samples)

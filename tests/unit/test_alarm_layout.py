@@ -185,11 +185,13 @@ def run(mode: str, rounds: list[Poll], rules: list[Any], group: int = 2) -> tupl
 
 
 def assert_tracked(e: AlarmEngine) -> None:
-    """What rate handlers count as tracked (their early return relies on it) is what has an instance."""
+    """What rate handlers and the quality watch count as tracked (they skip the rest) is what has an instance."""
     for h in e.handlers:
         if isinstance(h, RateHandler):
             having = Counter((k[1], k[2], k[3]) for k in e.instances if k[0] == h.spec.id)
             assert h.tracked == dict(having)
+    quality = {spec.id for spec in e.quality}
+    assert e.quality_elements == dict(Counter((k[4], k[1], k[2], k[3]) for k in e.instances if k[0] in quality))
 
 
 def bulk_counter(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -334,3 +336,22 @@ def test_alarms_restored_after_a_restart_are_followed_the_same_way() -> None:
     layout = restarted("layout", rounds, at)
     assert layout == restarted("reference", rounds, at)
     assert "cell_temperature_rise" in layout and "rtn_unack" in layout
+
+
+def test_a_quality_alarm_in_view_sends_only_its_own_run_sample_by_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    rounds = polls({r: shape(r) for r in RACKS}, 14)
+    for k in range(2, 9):
+        b = rounds[k][0]
+        put(b, t(b, 7), quality=Quality.BAD, value=None)  # bad_quality raises after 5 s, then stays in view
+    e = make("layout", load_rule_file(defaults_path("lithium-ion"))[0])
+    for poll in rounds[:10]:
+        e.process(poll)
+    assert e.quality_watch == 1
+    bulk = bulk_counter(monkeypatch)
+    for poll in rounds[10:]:
+        e.process(poll)
+    plans = {id(p): p for p in e._layout_plans.values() if p is not None}.values()
+    bulk_runs = sum(r.bulk for p in plans for r in p.runs)
+    assert bulk_runs == 9  # voltages and two temperature runs (a segment boundary) of each rack
+    # every one but rack0's first temperature run (the one holding the watched sensor) in bulk
+    assert bulk[0] == 4 * (bulk_runs - 1)
