@@ -329,8 +329,8 @@ class AlarmEngine:
             if s.quality != GOOD:
                 comm_lost = self._bad(s) or comm_lost
                 continue
-            if self.quality_watch:
-                self._quality(s, False)
+            if self.quality_watch and (s.quantity, s.rack, s.module, s.cell) in self.quality_elements:
+                self._quality(s, False)  # (for any other good sample it does nothing)
             for f in calls:
                 f(s)
         return comm_lost
@@ -347,8 +347,8 @@ class AlarmEngine:
             if s.quality != GOOD:
                 comm_lost = self._bad(s) or comm_lost
                 continue
-            if self.quality_watch:
-                self._quality(s, False)
+            if self.quality_watch and (s.quantity, s.rack, s.module, s.cell) in self.quality_elements:
+                self._quality(s, False)  # (for any other good sample it does nothing)
             v = s.value
             if type(v) is not float:
                 for f in calls:
