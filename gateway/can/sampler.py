@@ -182,8 +182,8 @@ def build_sampler(
         specs[p.signal] = spec
     w = _Writer(rack, SHARED if tables is None else tables)
     w.function("plain", [(p, specs[p.signal]) for p in plain])
-    for mux, pts in by_mux.items():
-        w.function(f"mux{mux}", [(p, specs[p.signal]) for p in [*plain, *pts]])
+    for i, mux in enumerate(sorted(by_mux)):  # named by position: a mux value may be any integer
+        w.function(f"mux_{i}", [(p, specs[p.signal]) for p in [*plain, *by_mux[mux]]])
     key, w.ns["LAST"] = last
     w.lines += _dispatcher(bits, list(specs.values()), sorted(by_mux), key)
     code = compile("\n".join(w.lines), f"<CAN sampler {message.name} of {rack}>", "exec")
@@ -206,7 +206,7 @@ def _dispatcher(bits: MessageBits, specs: list[Spec], muxes: list[int], key: int
     lines.append(f"    raw = ({'be' if big else 'le'} >> {shift}) & {mask}")
     if sign:
         lines.append(f"    if raw & {sign}: raw -= {mask + 1}")
-    fns = [f"{m}: (mux{m}, ({key}, {m}))" for m in muxes]
+    fns = [f"{m}: (mux_{i}, ({key}, {m}))" for i, m in enumerate(muxes)]
     fns += [f"{m}: (plain, ({key}, {m}))" for m in sorted(bits.mux_ids - set(muxes))]
     return [
         f"FNS = {{{', '.join(fns)}}}",
