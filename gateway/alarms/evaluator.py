@@ -274,11 +274,10 @@ class AlarmEngine:
 
     def _samples_layout(self, b: Batch, layout: Layout) -> None:
         """`_samples_fast` with the work per sample prepared once per layout (see layoutpath)."""
-        plans = self._layout_plans
-        if layout in plans:
-            plan = plans[layout]
-        else:
-            plan = plans[layout] = self._plan_of(layout)
+        try:
+            plan = self._layout_plans[layout]
+        except KeyError:
+            plan = self._layout_plans[layout] = self._plan_of(layout)
         samples = b.samples
         if plan is None or not fits(plan, samples):
             self._samples_fast(b)
