@@ -129,7 +129,10 @@ def groups_of(samples: Iterable[Sample], site: str, source: str) -> list[Group]:
     """`sample_groups` of some samples of a batch from `source`."""
     table = prefix_table(site, source)
     entries = table.entries
-    groups: dict[tuple[int, int], Group] = {}
+    order: list[Group] = []  # groups in the order they first appear
+    by_time: dict[object, dict[int, Group]] = {}  # time → tail number → group
+    last_ts: object = None
+    groups: dict[int, Group] = {}
     cached_repr = float_reprs_cache.get
     for s in samples:
         ts, quantity, v, _unit, quality, rack, module, cell, _dts = s
@@ -149,13 +152,18 @@ def groups_of(samples: Iterable[Sample], site: str, source: str) -> list[Group]:
         entry = entries.get(ck)
         if entry is None:
             entry = table.entry(ck)
-        gk = (ts, entry[0])
-        g = groups.get(gk)
+        if ts != last_ts or last_ts is None:  # samples of one read or frame come together
+            got = by_time.get(ts)
+            if got is None:
+                got = by_time[ts] = {}
+            groups, last_ts = got, ts
+        g = groups.get(entry[0])
         if g is None:
-            groups[gk] = (entry[1], entry[3], ts, [entry[2] + fv])
+            g = groups[entry[0]] = (entry[1], entry[3], ts, [entry[2] + fv])
+            order.append(g)
         else:
             g[3].append(entry[2] + fv)
-    return list(groups.values())
+    return order
 
 
 def encode_batches(batches: Iterable[Batch], site: str, precision: str = "ns") -> list[str]:

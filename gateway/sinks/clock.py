@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import islice, repeat
+from operator import ge, le
 
 import structlog
 
@@ -77,6 +78,26 @@ class ClockGuard:
         if max(map(ov.get, keys, map(self.newest.get, keys, repeat(_NEVER))), default=_NEVER) >= ts:
             return False
         ov.update(zip(keys, repeat(ts)))
+        stepped = pending.stepped
+        if stepped:
+            for key in keys:
+                stepped.pop(key, None)
+        return True
+
+    def admit_each(self, pending: Pending, keys: Sequence[str], times: Sequence[int]) -> bool:
+        """`admit` for lines at times of their own: whether each line is written as it is (its series'
+        newest time is before it); if so they are recorded as written. A series may come again in the
+        lines only at a later time unit: the series are distinct, or the times do not decrease and no
+        series comes twice at one time."""
+        if len(set(keys)) != len(keys) and (
+            not all(map(le, times, islice(times, 1, None))) or len(set(zip(keys, times, strict=True))) != len(keys)
+        ):
+            return False
+        ov = pending.newest
+        tops = map(ov.get, keys, map(self.newest.get, keys, repeat(_NEVER)))
+        if any(map(ge, tops, times)):
+            return False
+        ov.update(zip(keys, times, strict=True))
         stepped = pending.stepped
         if stepped:
             for key in keys:

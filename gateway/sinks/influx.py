@@ -109,18 +109,21 @@ def render_row(row: Row, site: str, precision: str, guard: ClockGuard | None, pe
 def _groups_text(groups: list[Group], div: int, guard: ClockGuard | None, pending: Pending | None) -> str:
     if not groups:
         return ""
-    if guard is None or pending is None:
-        lines = [f"{tags} {','.join(fields)} {int(ts) // div}" for tags, _plain, ts, fields in groups]
-    else:
-        points: list[tuple[str, str, int, str | None]] = []
-        for tags, plain, ts, fields in groups:
-            if plain:  # the first unescaped space is the one after the tags
-                points.append((tags, ",".join(fields), int(ts) // div, None))
-            else:
-                line = f"{tags} {','.join(fields)} {int(ts) // div}"
-                points.append((*split_line(line), line))
-        lines = guard.lines(pending, points)
-    return "\n".join(lines) + "\n"
+    keys = [tags for tags, _plain, _ts, _fields in groups]
+    fields = [",".join(f) for _tags, _plain, _ts, f in groups]
+    times = [int(ts) // div for _tags, _plain, ts, _fields in groups]
+    if guard is not None and pending is not None:
+        plain = all(p for _tags, p, _ts, _fields in groups)  # the first unescaped space is after the tags
+        if not plain or not guard.admit_each(pending, keys, times):
+            points: list[tuple[str, str, int, str | None]] = []
+            for key, f, t, (_tags, p, _ts, _fields) in zip(keys, fields, times, groups, strict=True):
+                if p:
+                    points.append((key, f, t, None))
+                else:
+                    line = f"{key} {f} {t}"
+                    points.append((*split_line(line), line))
+            return "\n".join(guard.lines(pending, points)) + "\n"
+    return "\n".join(map(" ".join, zip(keys, fields, map(str, times), strict=True))) + "\n"
 
 
 def render_chunks(

@@ -209,3 +209,18 @@ def test_the_sinks_share_the_check_of_a_batch_until_it_changes() -> None:
     b.samples = modbus_batch("r1", T).samples
     b.layout = None
     assert fitted_segments(b) is None
+
+
+@pytest.mark.parametrize("precision", ["ns", "us", "ms", "s"])
+def test_batches_without_layout_through_the_guard(precision: str) -> None:
+    """A series may come again in a batch (a cell's voltage and temperature read at other times), also
+    within one unit of the precision: the later point moves one unit on, as line by line."""
+    g_fast, g_ref = ClockGuard("a"), ClockGuard("b")
+    for seq, shift in enumerate((0, 0, -(10**12), 10**13), 1):
+        bs = [plain(modbus_batch("r1", T + shift)), plain(odd_batch("r1", T, shift=shift))]
+        backwards = plain(modbus_batch("r2", T + shift))
+        backwards.samples.reverse()  # a series again at an earlier time in one batch
+        bs.append(backwards)
+        rows = [Row(seq * 10 + i, T, b) for i, b in enumerate(bs)]
+        assert fast(rows, "s", precision, g_fast) == reference(rows, "s", precision, g_ref)
+        assert g_fast.newest == g_ref.newest and g_fast.stepped == g_ref.stepped
