@@ -17,6 +17,10 @@ Two scenarios: `quiet` (every cell healthy, the usual case) and `alarms` (see `m
 
 CPU time (`time.process_time()`), best of `--repeat` passes over the same polls (a noisy shared
 machine makes the best the fairest figure); the ratios are what to read.
+
+Figures (2-core VM shared with other work, 20 polls, best of 3), µs per sample, quiet / alarms:
+the engine before the layout path (commit aff7777, which ignores layouts): plain 0.60 / 0.63,
+reference 0.90 / 0.97; with it: layout 0.16 / 0.25, plain 0.45 / 0.58, reference 0.79 / 0.89.
 """
 
 from __future__ import annotations
