@@ -50,6 +50,7 @@ def run(opts: Options) -> list[Row]:
     steps = metrics.get("bms_gateway_pipeline_step_seconds_count", float("nan"))
     long_steps = 1 - metrics.get('bms_gateway_pipeline_step_seconds_bucket{le="0.02"}', float("nan")) / steps
     waited = metric_sum(metrics, "bms_gateway_queue_wait_seconds_total")
+    print("  RSS MB every 5 s: " + " ".join(f"{x:.0f}" for x in rss), flush=True)
     print(f"  memory: peak {r.med('peak'):.0f} MB, growth {growth:.1f} MB/h over {duration:.0f} s; "
           f"{steps:.0f} commit steps, {long_steps:.1%} > 20 ms; sources waited {waited:.1f} s", flush=True)  # fmt: skip
     return [
