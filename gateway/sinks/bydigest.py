@@ -46,12 +46,12 @@ K = TypeVar("K")
 
 class BySegment(Generic[K, V]):
     """Work prepared per segment content: layouts that differ in some segments (a Modbus device whose
-    block failed in one cycle) share the others'. Bounded by the samples of the segments held: past
-    it, everything starts over."""
+    block failed in one cycle) share the others'. Bounded by the samples of the segments held; the
+    least recently used go first."""
 
     def __init__(self, max_keys: int = 400_000) -> None:
         self.max_keys = max_keys
-        self._items: dict[K, V] = {}
+        self._items: dict[K, tuple[int, V]] = {}
         self._keys = 0
 
     def __len__(self) -> int:
@@ -61,12 +61,18 @@ class BySegment(Generic[K, V]):
         return key in self._items
 
     def get(self, key: K) -> V | None:
-        return self._items.get(key)
+        hit = self._items.pop(key, None)
+        if hit is None:
+            return None
+        self._items[key] = hit  # the most recently used last
+        return hit[1]
 
     def put(self, key: K, value: V, size: int) -> V:
-        if self._keys + size > self.max_keys:
-            self._items.clear()
-            self._keys = 0
-        self._items[key] = value
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._keys -= old[0]
+        while self._items and self._keys + size > self.max_keys:
+            self._keys -= self._items.pop(next(iter(self._items)))[0]
+        self._items[key] = (size, value)
         self._keys += size
         return value

@@ -22,7 +22,7 @@ class SegmentPlan:
     and the time)."""
 
     keys: tuple[str, ...]
-    template: list[str | None]
+    template: tuple[str | None, ...]  # a tuple of strings: the collector stops tracking it
     # Per hole (the odd positions of `template`): the index of the value in the segment, or the
     # segment's length for the time. None for a line per sample, in order: then each line is
     # `key, " <field>=", value, " ", time, "\n"` (the key and field strings shared, not copied).
@@ -30,7 +30,7 @@ class SegmentPlan:
 
     def text(self, reprs: list[str], ts: str) -> str:
         """The segment's lines, each ending in a newline."""
-        parts = self.template.copy()
+        parts = list(self.template)
         if self.slots is None:
             parts[2::6] = reprs
             parts[4::6] = [ts] * len(reprs)
@@ -92,7 +92,7 @@ def segment_plan(keys: tuple[LayoutKey, ...], site: str, source: str) -> Segment
         template: list[str | None] = []
         for tags, [(_i, field)] in groups.values():
             template += [tags, sys.intern(" " + field), None, " ", None, "\n"]
-        return SegmentPlan(series, template, None)
+        return SegmentPlan(series, tuple(template), None)
     template = []
     slots: list[int] = []
     text = ""  # fixed text before the next hole
@@ -106,4 +106,4 @@ def segment_plan(keys: tuple[LayoutKey, ...], site: str, source: str) -> Segment
         slots.append(n)
         text = "\n"
     template.append(text)
-    return SegmentPlan(series, template, tuple(slots))
+    return SegmentPlan(series, tuple(template), tuple(slots))

@@ -32,9 +32,9 @@ class RackPart:
     index: tuple[int, ...] | None  # the samples' positions in the segment; None: all, in order
     # Telemetry documents, 5 items each: `{"ts":` (`,{"ts":` after the first), time, `,"q":..,"v":`,
     # value, `,"u":..}`; the fixed items are the pieces' strings, shared by every rack.
-    docs: list[str | None]
+    docs: tuple[str | None, ...]  # (tuples of strings: the collector stops tracking them)
     # State entries, 5 items each: `"<key>":{"v":`, value, `,"u":..,"ts":`, time, `}` + separator.
-    entries: list[str | None]
+    entries: tuple[str | None, ...]
     keys: tuple[str, ...]  # state keys of the entries
     quantities: frozenset[str]  # rack-level quantities (for Home Assistant discovery)
 
@@ -42,10 +42,10 @@ class RackPart:
         """The comma-joined telemetry documents and the state entries of these samples."""
         values = reprs if self.index is None else list(map(reprs.__getitem__, self.index))
         times = [ts] * len(values)
-        docs = self.docs.copy()
+        docs = list(self.docs)
         docs[1::5] = times
         docs[3::5] = values
-        entries = self.entries.copy()
+        entries = list(self.entries)
         entries[1::5] = values
         entries[3::5] = times
         return "".join(docs), "".join(entries)[:-1].split(SEPARATOR)  # type: ignore[arg-type]  # holes filled
@@ -106,8 +106,8 @@ def segment_parts(keys: tuple[LayoutKey, ...], levels: frozenset[str] | None, pi
             RackPart(
                 rack,
                 None if index == tuple(range(len(keys))) else index,
-                docs,
-                entries,
+                tuple(docs),
+                tuple(entries),
                 tuple(p[2] for _i, p, _k in members),
                 frozenset(k[0] for _i, _p, k in members if k[3] is None and k[4] is None),
             )

@@ -45,9 +45,12 @@ def test_layouts_share_the_plans_of_equal_segments() -> None:
     assert ta.segments[0] is tb.segments[0] and ta.segments[1] is not tb.segments[1]
 
 
-def test_segment_cache_starts_over_past_its_bound() -> None:
+def test_segment_cache_bounded_least_recently_used_out() -> None:
     cache: BySegment[str, int] = BySegment(max_keys=10)
-    cache.put("a", 1, 6)
-    assert cache.get("a") == 1 and "a" in cache
-    cache.put("b", 2, 6)
-    assert "a" not in cache and cache.get("b") == 2 and len(cache) == 1
+    cache.put("a", 1, 4)
+    cache.put("b", 2, 4)
+    assert cache.get("a") == 1 and "a" in cache  # a used last: b goes first
+    cache.put("c", 3, 4)
+    assert "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3 and len(cache) == 2
+    cache.put("big", 4, 20)  # larger than the bound alone: kept, the others go
+    assert len(cache) == 1 and cache.get("big") == 4
