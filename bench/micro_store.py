@@ -9,9 +9,12 @@ best of rounds) and stored bytes per sample, for
 and the ratio, in three cases: both sinks at the head (the second reader hits the cache), every read
 decoding (cache off), and the second sink one round (100,000 samples) behind the first. Then the live
 state (the status page's observer) per sample: batches without and with a layout, no view and a view
-asked for once a round. The garbage collector runs as in the daemon (`gcpolicy.settle()` once the
-input is built): with the interpreter's defaults, full collections walking the input's 600,000
-samples would dominate whichever side allocates more.
+asked for once a round. Last, the wall time of one group commit (5 batches) over 10 rounds, p99 and
+worst, with SQLite's automatic WAL checkpoints (run by the commit that fills the WAL) and with
+checkpoints in a thread (`Outbox.checkpoint_in_thread`, as the daemon runs). The garbage collector
+runs as in the daemon (`gcpolicy.settle()` once the input is built): with the interpreter's
+defaults, full collections walking the input's 600,000 samples would dominate whichever side
+allocates more.
 """
 
 from __future__ import annotations
@@ -140,11 +143,33 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         results[case] = (before, after)
         print(f"  {label:34s} {before:8.2f} {after:8.2f} {before / after:6.1f}x")
     print(f"  {'stored bytes per sample':34s} {sizes[0]:8.1f} {sizes[1]:8.1f} {sizes[0] / sizes[1]:6.1f}x")
+    commits = [commit_times([with_layouts(b, layouts, True) for b in plain], thread) for thread in (False, True)]
+    for k, label in ((0, "group commit p99 ms (wall)"), (1, "group commit worst ms (wall)")):
+        b, a = commits[0][k], commits[1][k]
+        print(f"  {label:34s} {b:8.1f} {a:8.1f} {b / a:6.1f}x")
     for view, label in ((False, "live state, no view"), (True, "live state, a view per round")):
         live = [live_state([with_layouts(b, layouts, layout) for b in plain], n, view) for layout in (False, True)]
         results[label] = (live[0], live[1])
         print(f"  {label:34s} {live[0]:8.2f} {live[1]:8.2f} {live[0] / max(live[1], 1e-9):6.1f}x")
     return results
+
+
+def commit_times(rounds: list[list[Batch]], thread: bool, repeat: int = 10) -> tuple[float, float]:
+    """(p99, worst) wall ms of one group commit of COMMIT batches."""
+    times: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        box = Outbox(Path(tmp) / "outbox.db", consumers=["influx", "mqtt"])
+        if thread:
+            box.checkpoint_in_thread()
+        for i in range(repeat):
+            batches = rounds[i % len(rounds)]
+            for k in range(0, len(batches), COMMIT):
+                t0 = time.perf_counter()
+                box.append(batches[k : k + COMMIT])
+                times.append(time.perf_counter() - t0)
+        box.close()
+    times.sort()
+    return times[int(len(times) * 0.99)] * 1e3, times[-1] * 1e3
 
 
 def live_state(rounds: list[list[Batch]], n: int, view: bool) -> float:

@@ -37,6 +37,7 @@ from gateway.outboxcodec import (
     load_compact,
 )
 from gateway.outboxrepair import RepairReport, needs_repair, repair
+from gateway.walcheckpoint import WalCheckpointer
 
 __all__ = ["ConsumerState", "Outbox", "Row", "decode", "encode"]
 
@@ -114,6 +115,8 @@ class Outbox:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self.db.executescript(SCHEMA + deadletters.SCHEMA)
+        self.synchronous = synchronous
+        self.checkpointer: WalCheckpointer | None = None
         self.page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
         self._stored_layouts: set[str] = {r[0] for r in self.db.execute("SELECT digest FROM layouts")}
         self.appended_samples = 0
@@ -452,7 +455,17 @@ class Outbox:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def checkpoint_in_thread(self, interval: float = 1.0) -> None:
+        """Run WAL checkpoints in a thread of their own from now on, never in a commit of this
+        connection (the daemon's event loop); see gateway.walcheckpoint. Stopped by `close()`."""
+        if self.checkpointer is None:
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
+            self.checkpointer = WalCheckpointer(self.path, synchronous=self.synchronous, interval=interval)
+            self.checkpointer.start()
+
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         try:
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:

@@ -241,6 +241,7 @@ class Runtime:
             store=str(self.cfg.store.path),
         )
         try:
+            self.outbox.checkpoint_in_thread()  # a checkpoint's copy and fsync never on the loop
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for src in self.sources:
