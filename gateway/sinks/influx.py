@@ -2,7 +2,10 @@
 compatibility endpoint, VictoriaMetrics).
 
 Each write is one synchronous HTTP request run in a worker thread, so the status code of every
-request is known: 204 acknowledges, anything else goes through `gateway.sinks.delivery`.
+request is known: 204 acknowledges, anything else goes through `gateway.sinks.delivery` (which splits
+the lines only then). The lines are rendered on the event loop, a few thousand samples at a time;
+batches with a `Layout` from text prepared per layout (`gateway.sinks.lineplan`). The body is built
+and gzip-compressed (level 1) in the worker thread.
 """
 
 from __future__ import annotations
