@@ -35,7 +35,7 @@ from gateway.alarms.compiled import (
 )
 from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
 from gateway.alarms.instances import Instance, active_list, outbox_record, rack_batch, record, restored
-from gateway.alarms.layoutpath import LayoutPlan, evaluate, fits, plan_layout, watched
+from gateway.alarms.layoutpath import LayoutPlan, evaluate, fits, one_quality, plan_layout, watched
 from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
 from gateway.alarms.states import Alarm, CommandRejected, State, Transition
 from gateway.model import Batch, BatchKind, DeviceState, Layout, Quality, Sample
@@ -97,6 +97,7 @@ class AlarmEngine:
         self.layouts = True
         self._layout_plans: weakref.WeakKeyDictionary[Layout, LayoutPlan | None] = weakref.WeakKeyDictionary()
         self._plans_by_digest: dict[str, LayoutPlan | None] = {}
+        self._quality_takes: dict[tuple[str, str, str], bool] = {}
 
     def _add(self, h: Handler) -> None:
         self.handlers.append(h)
@@ -285,10 +286,28 @@ class AlarmEngine:
         comm_lost = False
         for run in plan.runs:
             part = samples[run.start : run.stop]
-            if run.bulk and not (self.quality_watch and watched(run, self.quality_elements)) and evaluate(run, part):
-                continue
+            if not (self.quality_watch and watched(run, self.quality_elements)):
+                if run.bulk and evaluate(run, part):
+                    continue
+                q = one_quality(part) if run.inert else None
+                if q is not None and not self._takes_quality(q, run.quantity, run.rack):
+                    comm_lost = comm_lost or q == Quality.COMM_LOSS  # what `_bad` would find, sample by sample
+                    continue
             comm_lost = self._run_exact(run.quantity, part) or comm_lost
         self._after_samples(b, comm_lost)
+
+    def _takes_quality(self, quality: str, quantity: str, rack: str) -> bool:
+        """Whether a quality rule raises on samples of this quality, quantity and rack."""
+        key = (quality, quantity, rack)
+        got = self._quality_takes.get(key)
+        if got is None:
+            got = self._quality_takes[key] = any(
+                quality in spec.qualities
+                and (spec.quantity is None or spec.quantity == quantity)
+                and (spec.racks is None or rack in spec.racks)
+                for spec in self.quality
+            )
+        return got
 
     def _plan_of(self, layout: Layout) -> LayoutPlan | None:
         """A new layout object's plan: the one of an equal layout seen before (a source that made its

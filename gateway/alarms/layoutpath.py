@@ -22,8 +22,9 @@ from itertools import groupby
 from operator import itemgetter
 
 from gateway.alarms import rules as r
-from gateway.alarms.compiled import RateHandler
+from gateway.alarms.compiled import BitsHandler, RateHandler, StateHandler
 from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
+from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
 from gateway.alarms.ratecolumns import Element, RateColumns
 from gateway.model import Layout, LayoutKey, Quality, Sample
 
@@ -35,6 +36,10 @@ _quality = itemgetter(4)
 _element_key = itemgetter(0, 2, 3, 4)  # of a layout key: (quantity, rack, module, cell)
 _run_key = itemgetter(0, 2)  # (quantity, rack)
 _FLOATS = {float}
+# Handlers whose `sample` returns at once for a sample that is not GOOD (only quality rules and the
+# comm-loss flag see those).
+IGNORE_NOT_GOOD = (ThresholdGroup, Gatherer, RateHandler, StateHandler, BitsHandler, LimitHandler,
+                   DisagreementHandler)  # fmt: skip
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +61,7 @@ class Run:
     first: tuple[str, str, int | None, int | None]  # (quantity, rack, module, cell) of the first sample
     last: tuple[str, str, int | None, int | None]  # and of the last: a cheap check that a batch fits
     bulk: bool  # False: the handlers need the per-sample path
+    inert: bool  # every handler ignores samples that are not GOOD
     keys: Sequence[LayoutKey]  # the layout's (shared)
     elements: list[Element] | None = None  # (rack, module, cell) by index: kept only for rate columns
     index: dict[Element, int] | None = None  # element -> index, built when an element has an instance
@@ -107,7 +113,8 @@ def _index(run: Run) -> dict[Element, int]:
 def _run(keys: Sequence[LayoutKey], start: int, stop: int, hs: Sequence[Indexed]) -> Run:
     a, b = keys[start], keys[stop - 1]
     q, rack = a[0], a[2]
-    run = Run(start, stop, q, rack, (q, rack, a[3], a[4]), (b[0], b[2], b[3], b[4]), False, keys)
+    inert = all(type(h) in IGNORE_NOT_GOOD for h in hs)
+    run = Run(start, stop, q, rack, (q, rack, a[3], a[4]), (b[0], b[2], b[3], b[4]), False, inert, keys)
     if not all(type(h) in (ThresholdGroup, Gatherer, RateHandler) for h in hs):
         return run
     order: list[ThresholdGroup | RateColumn] = []
@@ -148,6 +155,14 @@ def watched(run: Run, quality_elements: dict[tuple[str, str, int | None, int | N
         mine = [(rack, m, c) for qe, rack, m, c in quality_elements if qe == q and rack == run.rack]
         return bool(mine) and any(e in _index(run) for e in mine)
     return any((q, *e) in quality_elements for e in _index(run))
+
+
+def one_quality(samples: list[Sample]) -> str | None:
+    """The quality every sample has when it is one and not GOOD (a block not read, a device offline)."""
+    q = samples[0][4]
+    if q == GOOD or list(map(_quality, samples)).count(q) != len(samples):
+        return None
+    return q
 
 
 def evaluate(run: Run, samples: list[Sample]) -> bool:

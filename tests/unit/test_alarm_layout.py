@@ -139,6 +139,12 @@ def faults(rounds: list[Poll]) -> list[Poll]:
             put(b2, t(b2, 2), ts=b2.samples[t(b2, 2)].ts + 1)  # a source breaking its segment promise
         if k == 33:
             put(b2, v(b2, 0), value=4.0)  # a value beyond a threshold with every element idle
+        for b, q, quality, polls_ in ((b0, "cell_voltage", Quality.COMM_LOSS, (27,)),  # runs of one quality
+                                      (b0, "cell_temperature", Quality.MISSING, (30, 31)),  # no rule takes it
+                                      (b1, "cell_voltage", Quality.BAD, (31, 32, 33, 34, 35, 36)),  # bad_quality
+                                      (b1, "cell_temperature", Quality.STALE, (32,))):  # fmt: skip
+            if k in polls_:
+                b.samples[:] = [x._replace(quality=quality, value=None) if x.quantity == q else x for x in b.samples]
         if 34 <= k < 37:  # values on and just beyond the limits
             for n, x in enumerate((3.55, 3.65, 2.80, 2.50, 3.5500000001, 2.7999999999, 3.6500001, 2.4999999)):
                 put(b0, v(b0, n), value=x)
@@ -355,3 +361,25 @@ def test_a_quality_alarm_in_view_sends_only_its_own_run_sample_by_sample(monkeyp
     assert bulk_runs == 9  # voltages and two temperature runs (a segment boundary) of each rack
     # every one but rack0's first temperature run (the one holding the watched sensor) in bulk
     assert bulk[0] == 4 * (bulk_runs - 1)
+
+
+def test_runs_of_one_quality_no_rule_takes_are_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    rounds = polls({"rack0": shape("rack0")}, 3)
+    for poll in rounds[1:]:
+        b = poll[0]
+        b.samples[:] = [s._replace(quality=Quality.COMM_LOSS, value=None) for s in b.samples]
+    e = make("layout", load_rule_file(defaults_path("lithium-ion"))[0])
+    walked: list[str] = []
+    real = e._run_exact
+
+    def exact(q: str, run: Any) -> bool:
+        walked.append(q)
+        return real(q, run)
+
+    monkeypatch.setattr(e, "_run_exact", exact)
+    e.process(rounds[0])
+    assert walked == ["soc", "rack_current", "bms_state", "rack_voltage"]  # GOOD: the rest in bulk
+    walked.clear()
+    out = e.process(rounds[1])
+    assert walked == []  # comm_loss everywhere: no rule reads those samples
+    assert [x["alarm_id"] for b in out for x in b.records if x["type"] == "event"] == ["rack0:comm_loss"]
