@@ -21,6 +21,7 @@ from bench.common import Gateway, Options, base_config, influx_sink, read_json, 
 from bench.peers import VictoriaMetrics, vm_value_count
 from bench.proc import python, spawn
 from bench.stats import Row, Runs
+from gateway.configbase import SinkBase
 
 RACKS, MODULES, CELLS_PER_MODULE, SENSORS_PER_MODULE = 20, 10, 20, 2  # 253 samples per rack and second
 
@@ -214,7 +215,7 @@ def run(opts: Options) -> list[Row]:
             gw.med("first"),
             float("nan"),
             better="lower",
-            note="retry backoff (backoff_max 30 s)",
+            note=f"retry backoff (backoff_max {SinkBase.model_fields['backoff_max'].default:g} s)",
         ),
         Row(
             "backlog", "drain speed samples/s", gw.med("backlog") / gw.med("drain"), float("nan"), note="net of ingest"
