@@ -14,11 +14,12 @@ import structlog
 from gateway import metrics as gw_metrics
 from gateway.modbus import metrics
 from gateway.modbus.config import ModbusSourceConfig
+from gateway.modbus.cycle import Cycle, Layouts
 from gateway.modbus.decode import BlockDecoder, quality_samples
 from gateway.modbus.plan import Block, Point, compile_points, plan_reads, split_block, unreadable_ranges
 from gateway.modbus.profile import ModbusProfile
 from gateway.modbus.schedule import backoff_delay, next_due
-from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
+from gateway.model import Batch, DeviceState, DeviceStatus, Quality
 
 log = structlog.get_logger("source.modbus")
 
@@ -70,6 +71,8 @@ class DeviceRun:
         self.points: list[Point] = []
         self.blocks: dict[float, list[Block]] = {}
         self.decoders: dict[int, BlockDecoder] = {}
+        self.fast = True  # decoders take runs of registers at once (False: point by point, the reference)
+        self.layouts = Layouts(self.rack)
         self.set_points(points)
         self.due: dict[float, float] = {}
         self.state = DeviceState.STARTING
@@ -94,6 +97,7 @@ class DeviceRun:
             one_per_point=self.cfg.one_request_per_point,
         )
         self.blocks = {}
+        self.layouts.clear()
         for b in blocks:
             self.blocks.setdefault(b.interval, []).append(b)
         if hasattr(self, "due"):
@@ -167,8 +171,16 @@ class DeviceRun:
 
     # -- outcomes -------------------------------------------------------------------------------
 
-    def samples_of(self, block: Block, outcome: Outcome) -> list[Sample]:
-        """Samples of one block read; exception codes become quality `bad` and a counter."""
+    def decoder(self, block: Block) -> BlockDecoder:
+        """The block's decoder, compiled once (the entry keeps the block, so its id stays unique)."""
+        decoder = self.decoders.get(id(block))
+        if decoder is None:
+            decoder = self.decoders[id(block)] = BlockDecoder(block, self.fast)
+        return decoder
+
+    def take(self, cycle: Cycle, block: Block, outcome: Outcome) -> None:
+        """Add the samples of one block read to the cycle; exception codes become quality `bad` and a
+        counter."""
         key = (block.table, block.start, block.count)
         code = outcome.code
         if self.codes.get(key) != code and (code is not None or key in self.codes):
@@ -191,14 +203,18 @@ class DeviceRun:
                 del self.bad[block.points[0]]
                 self.retry_bad.pop(block.points[0], None)
                 metrics.bad_points.labels(self.name).set(len(self.bad))
-            decoder = self.decoders.get(id(block))
-            if decoder is None:  # compiled once per block (the entry keeps the block, so its id stays unique)
-                decoder = self.decoders[id(block)] = BlockDecoder(block)
-            return decoder(outcome.words, outcome.ts, self.rack)
-        return quality_samples(block.points, outcome.ts, self.rack, Quality.BAD)
+            cycle.decoded(self.decoder(block), outcome.words, outcome.ts, self.rack)
+        else:
+            cycle.quality(self.decoder(block), outcome.ts, self.rack, Quality.BAD)
 
-    def cycle_batch(self, samples: list[Sample], answered: bool, reason: str = "") -> Batch | None:
-        """The batch of one poll cycle, with a DeviceStatus when the state changed."""
+    def lost(self, cycle: Cycle, blocks: list[Block], ts: int) -> None:
+        """comm_loss samples of blocks the cycle could not read."""
+        for block in blocks:
+            cycle.quality(self.decoder(block), ts, self.rack, Quality.COMM_LOSS)
+
+    def cycle_batch(self, cycle: Cycle | None, answered: bool, reason: str = "") -> Batch | None:
+        """The batch of one poll cycle, with a DeviceStatus when the state changed and the cycle's
+        layout."""
         ts = time.time_ns()
         self.cycles += 1
         metrics.polls.labels(self.name).inc()
@@ -206,10 +222,13 @@ class DeviceRun:
             self.failed_cycles = 0
             self.probe_attempt = 0
             metrics.last_success.labels(self.name).set(ts / 1e9)
-            new = DeviceState.DEGRADED if (self.bad or any(s.quality == Quality.BAD for s in samples)) else None
+            cycle = cycle or Cycle()
+            samples = cycle.samples
+            new = DeviceState.DEGRADED if (self.bad or cycle.bad) else None
             status = self._set_state(new or DeviceState.ONLINE, "some points refused" if new else "", ts)
             gw_metrics.samples_produced.labels(self.name).inc(len(samples))
-            return Batch(self.name, samples, device=self.name, status=status, created=ts)
+            layout = self.layouts.of_cycle(cycle)
+            return Batch(self.name, samples, device=self.name, status=status, created=ts, layout=layout)
         self.failed_cycles += 1
         self.probe_due = time.monotonic() + backoff_delay(
             self.probe_attempt, self.cfg.backoff_initial, self.cfg.backoff_max
@@ -227,7 +246,8 @@ class DeviceRun:
         status = self._set_state(DeviceState.OFFLINE, reason, ts)
         samples = quality_samples(self.points, ts, self.rack, Quality.COMM_LOSS)
         gw_metrics.samples_produced.labels(self.name).inc(len(samples))
-        return Batch(self.name, samples, device=self.name, status=status, created=ts)
+        layout = self.layouts.of_points(self.points)
+        return Batch(self.name, samples, device=self.name, status=status, created=ts, layout=layout)
 
     def _set_state(self, state: DeviceState, reason: str, ts: int) -> DeviceStatus | None:
         if state == self.state:

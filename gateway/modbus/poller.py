@@ -16,11 +16,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from gateway.modbus import metrics, sunspec
-from gateway.modbus.decode import quality_samples
+from gateway.modbus.cycle import Cycle
 from gateway.modbus.device import ILLEGAL_ADDRESS, DeviceRun, Outcome
 from gateway.modbus.plan import READ_FUNCTION_CODES, Block
 from gateway.modbus.schedule import backoff_delay
-from gateway.model import Batch, DeviceState, Quality, Sample
+from gateway.modbus.wire import FAST_RESPONSES
+from gateway.model import Batch, DeviceState, Quality
 from gateway.sources.base import SourceContext
 
 log = structlog.get_logger("source.modbus")
@@ -43,6 +44,16 @@ class ConnectionLost(Exception):
     pass
 
 
+def _cancelled_meanwhile() -> None:
+    """Raise the cancellation of the current task if a read swallowed it. pymodbus awaits responses
+    with `asyncio.wait_for`, which on Python 3.11 returns the result instead of raising when the task
+    is cancelled in the loop turn the response arrives (CPython gh-86296): the endpoint would then
+    poll on and never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _request_timeout(client: AsyncModbusTcpClient, seconds: float) -> None:
     """Each device's own response timeout on the shared connection. pymodbus keeps one timeout per
     client (its transaction manager's comm_params); without that attribute the endpoint's applies."""
@@ -54,7 +65,18 @@ def _request_timeout(client: AsyncModbusTcpClient, seconds: float) -> None:
 class ModbusEndpoint:
     """Polls every device behind one host:port over one connection."""
 
-    def __init__(self, host: str, port: int, devices: list[DeviceRun], on_response: ResponseHook | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        devices: list[DeviceRun],
+        on_response: ResponseHook | None = None,
+        *,
+        fast: bool = True,
+    ) -> None:
+        """`fast=False` decodes with pymodbus's own response classes and point by point (the
+        reference for tests and benchmarks); by default registers come from `wire` and decoders take
+        runs of them at once."""
         self.host, self.port = host, port
         self.devices = devices
         self.name = f"modbus@{host}:{port}"
@@ -70,11 +92,18 @@ class ModbusEndpoint:
         self.client: AsyncModbusTcpClient | None = None
         self.sent = 0  # requests sent (all read function codes)
         self.gate: asyncio.Event | None = None  # when set by a co-started simulator: wait before connecting
+        self.fast = fast
+        for d in devices:
+            d.fast = fast
+        self._requests = {fc: metrics.requests.labels(self.label, str(fc)) for fc in READ_FUNCTION_CODES}
+        self._latency = metrics.latency.labels(self.label)
 
     def move(self, host: str, port: int) -> None:
         """Point the endpoint elsewhere before it runs (the demo's simulator on a free port)."""
         self.host, self.port = host, port
         self.name, self.label = f"modbus@{host}:{port}", f"{host}:{port}"
+        self._requests = {fc: metrics.requests.labels(self.label, str(fc)) for fc in READ_FUNCTION_CODES}
+        self._latency = metrics.latency.labels(self.label)
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -88,6 +117,9 @@ class ModbusEndpoint:
             reconnect_delay_max=0,
             trace_pdu=_read_only,
         )
+        if self.fast:
+            for response in FAST_RESPONSES:
+                client.register(response)
         ok = await client.connect()
         metrics.connects.labels(self.label, "ok" if ok else "failed").inc()
         if not ok:
@@ -169,11 +201,11 @@ class ModbusEndpoint:
     async def _poll_device(self, ctx: SourceContext, dev: DeviceRun, intervals: list[float]) -> None:
         """One cycle of one device, emitted as one batch. An offline device is first probed with one
         request, no retries. Samples already read when the connection drops are emitted, not lost."""
-        samples: list[Sample] = []
+        cycle = Cycle()
         batch: Batch | None = None
         if dev.needs_discovery:
             if await self._discover(dev) is None:
-                batch = dev.cycle_batch([], answered=False, reason="no answer during SunSpec discovery")
+                batch = dev.cycle_batch(None, answered=False, reason="no answer during SunSpec discovery")
                 if batch is not None:
                     await ctx.emit(batch)
                 return
@@ -185,32 +217,29 @@ class ModbusEndpoint:
         try:
             for i, block in enumerate(blocks):
                 if not probing and dev.skip_bad(block):
-                    samples += quality_samples(block.points, time.time_ns(), dev.rack, Quality.BAD)
+                    cycle.quality(dev.decoder(block), time.time_ns(), dev.rack, Quality.BAD)
                     continue
                 outcome = await self._read(dev, block, retries=0 if probing else dev.cfg.retries)
                 if not outcome.answered:
                     if not answered_any:
                         reason = outcome.error or f"exception {outcome.code}"
-                        batch = dev.cycle_batch([], answered=False, reason=reason)
+                        batch = dev.cycle_batch(None, answered=False, reason=reason)
                         return
                     # It answered part of the cycle: keep what it gave, the rest is comm_loss this time.
-                    samples += self._lost(dev, blocks[i:], outcome.ts)
+                    dev.lost(cycle, blocks[i:], outcome.ts)
                     break
                 answered_any = True
                 probing = False
-                samples += await self._resolve(dev, block, outcome)
-            batch = dev.cycle_batch(samples, answered=True)
+                await self._resolve(dev, block, outcome, cycle)
+            batch = dev.cycle_batch(cycle, answered=True)
         except ConnectionLost:
-            if samples:
-                batch = dev.cycle_batch(samples + self._lost(dev, blocks[i:], time.time_ns()), answered=True)
+            if cycle.samples:
+                dev.lost(cycle, blocks[i:], time.time_ns())
+                batch = dev.cycle_batch(cycle, answered=True)
             raise
         finally:
             if batch is not None and (batch.samples or batch.status is not None):
                 await ctx.emit(batch)
-
-    @staticmethod
-    def _lost(dev: DeviceRun, blocks: list[Block], ts: int) -> list[Sample]:
-        return quality_samples([p for b in blocks for p in b.points], ts, dev.rack, Quality.COMM_LOSS)
 
     async def _discover(self, dev: DeviceRun) -> bool | None:
         """Read the SunSpec chain and extend the device's plan. None when the device did not answer."""
@@ -240,19 +269,19 @@ class ModbusEndpoint:
         )
         return True
 
-    async def _resolve(self, dev: DeviceRun, block: Block, outcome: Outcome) -> list[Sample]:
-        """Samples of a block; an illegal-address failure splits it and reads the halves now."""
+    async def _resolve(self, dev: DeviceRun, block: Block, outcome: Outcome, cycle: Cycle) -> None:
+        """Add a block's samples to the cycle; an illegal-address failure splits it and reads the
+        halves now."""
         if outcome.code == ILLEGAL_ADDRESS and len(block.points) > 1:
-            out: list[Sample] = []
             for half in dev.split(block):
                 res = await self._read(dev, half, retries=dev.cfg.retries)
                 if not res.answered:  # the device went away mid-split: mark the half bad this cycle
                     res = Outcome(res.ts, code=res.code, error=res.error)
-                out += await self._resolve(dev, half, res)
-            return out
+                await self._resolve(dev, half, res, cycle)
+            return
         if outcome.code == ILLEGAL_ADDRESS:
             dev.mark_bad(block.points[0], ILLEGAL_ADDRESS)
-        return dev.samples_of(block, outcome)
+        dev.take(cycle, block, outcome)
 
     async def _read(self, dev: DeviceRun, block: Block, retries: int) -> Outcome:
         """Read one block, with retries on timeout. Raises ConnectionLost when the socket is gone."""
@@ -271,7 +300,7 @@ class ModbusEndpoint:
             if self.pause_between and self.sent:
                 await asyncio.sleep(self.pause_between)
             self.sent += 1
-            metrics.requests.labels(self.label, str(fc)).inc()
+            self._requests[fc].inc()
             t0 = time.perf_counter()
             try:
                 rr = await call(block.start, count=block.count, device_id=dev.unit_id)
@@ -288,15 +317,17 @@ class ModbusEndpoint:
                 metrics.errors.labels(dev.name, "bad_response").inc()
                 outcome = Outcome(time.time_ns(), error=f"bad response: {exc}")
                 continue
+            _cancelled_meanwhile()
             ts = time.time_ns()  # the response arrival time is the samples' timestamp
-            metrics.latency.labels(self.label).observe(time.perf_counter() - t0)
+            self._latency.observe(time.perf_counter() - t0)
             if rr.isError():
                 outcome = Outcome(ts, code=int(rr.exception_code))
                 metrics.errors.labels(dev.name, f"exception_{outcome.code}").inc()
             elif fc in (1, 2):
                 outcome = Outcome(ts, words=list(rr.bits[: block.count]))
-            else:
-                outcome = Outcome(ts, words=list(rr.registers))
+            else:  # a list of ints from `wire`, a copy of pymodbus's own
+                words = rr.registers
+                outcome = Outcome(ts, words=words if type(words) is list else list(words))
             break
         if self.on_response is not None:
             self.on_response(dev, block, outcome)

@@ -8,6 +8,8 @@ import math
 import statistics
 from pathlib import Path
 
+import pytest
+
 from gateway.catalog import lookup
 from gateway.config import load_config
 from gateway.modbus.image import truth_map
@@ -20,6 +22,10 @@ from gateway.runtime import Runtime
 from tests.modbus_support import TINY, of, site, source, write
 from tests.runtime_support import run_until
 from tests.servers import free_port
+from tests.unit.test_modbus_layout import layouts_checked  # noqa: F401  (a fixture)
+
+# every batch a device makes carries a layout that fits its samples
+pytestmark = pytest.mark.usefixtures("layouts_checked")
 
 
 async def tiny_sim(tmp_path: Path, units: list[int], port: int | None = None) -> ModbusSimulator:

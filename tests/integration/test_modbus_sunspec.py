@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from gateway.config import load_config
 from gateway.modbus.image import truth_map
 from gateway.modbus.poller import ModbusEndpoint
@@ -15,6 +17,10 @@ from gateway.runtime import Runtime
 from tests.modbus_support import of, site, source
 from tests.runtime_support import run_until
 from tests.servers import free_port
+from tests.unit.test_modbus_layout import layouts_checked  # noqa: F401  (a fixture)
+
+# every batch a device makes carries a layout that fits its samples
+pytestmark = pytest.mark.usefixtures("layouts_checked")
 
 SUNSPEC = "protocol: modbus\nsunspec: true\ninterval: 0.1\n"
 

@@ -24,6 +24,10 @@ from gateway.model import Batch, DeviceState, Quality
 from gateway.sources.base import SourceContext
 from tests.modbus_support import TINY, write
 from tests.servers import free_port
+from tests.unit.test_modbus_layout import layouts_checked  # noqa: F401  (a fixture)
+
+# every batch a device makes carries a layout that fits its samples
+pytestmark = pytest.mark.usefixtures("layouts_checked")
 
 SUNSPEC = "protocol: modbus\nsunspec: true\ninterval: 0.1\n"
 

@@ -1,0 +1,138 @@
+"""Micro-benchmark of the Modbus source: `python -m bench.micro_modbus [--units 10] [--cycles 20] [--rounds 5]`.
+
+Starts one `bench.modbus_server` process (the bench's 1,000-register racks behind `--units` unit ids)
+on loopback and polls it with one endpoint (every rack's 8 block reads of 125 registers, back to
+back), measuring this process's CPU (time.process_time) per point for the whole source: pymodbus
+request and response, register decoding, samples, cycle bookkeeping and layouts. "before" is the
+endpoint with `fast=False` (pymodbus's own response decoding, decoders point by point: the code
+before the fast paths), "after" the default; rounds alternate and the medians are compared.
+Then the two decoding steps alone on one recorded block: pymodbus's response decode against
+`wire.unpack_registers`, and the point-by-point decoder against the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import struct
+import sys
+import tempfile
+import timeit
+from pathlib import Path
+
+from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
+
+from bench.modbus_bench import PROFILE, REGISTERS, VOLTAGES
+from bench.peers import free_port, wait_port
+from bench.proc import python, spawn
+from gateway.modbus.config import ModbusSourceConfig
+from gateway.modbus.decode import BlockDecoder
+from gateway.modbus.device import DeviceRun
+from gateway.modbus.poller import ModbusEndpoint
+from gateway.modbus.profile import ModbusProfile
+from gateway.modbus.validate import load_modbus_profile
+from gateway.modbus.wire import unpack_registers
+from gateway.model import Batch
+from gateway.sources.base import SourceContext
+
+
+async def poll(port: int, profile: ModbusProfile, units: int, cycles: int, fast: bool) -> tuple[float, float, int]:
+    """CPU seconds (user, system) and samples of `cycles` back-to-back cycles of every unit."""
+    cfgs = [
+        ModbusSourceConfig(
+            name=f"rack-{u:02d}", profile="bench", host="127.0.0.1", port=port, unit_id=u, interval=0.001
+        )
+        for u in range(1, units + 1)
+    ]
+    endpoint = ModbusEndpoint("127.0.0.1", port, [DeviceRun(c, profile) for c in cfgs], fast=fast)
+    samples = batches = 0
+    t0 = os.times()
+    done = asyncio.Event()
+
+    async def emit(batch: Batch) -> None:
+        nonlocal samples, batches, t0
+        batches += 1
+        if batches == units:  # the first cycle (connect, plan) is not measured
+            t0 = os.times()
+        elif batches > units:
+            samples += len(batch.samples)
+        if batches == units * (cycles + 1):
+            done.set()
+
+    task = asyncio.create_task(endpoint.run(SourceContext(emit, lambda: None, "bench")))
+    await asyncio.wait_for(done.wait(), 120)
+    t1 = os.times()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return t1.user - t0.user, t1.system - t0.system, samples
+
+
+def decoding(profile: ModbusProfile) -> list[tuple[str, float, float]]:
+    """(step, before µs/point, after µs/point) of the decoding steps on one 125-register block."""
+    device = DeviceRun(ModbusSourceConfig(name="r", profile="bench", host="127.0.0.1", port=1, unit_id=1), profile)
+    block = next(b for bs in device.blocks.values() for b in bs if len(b.points) == 125)
+    words = [3300 + (i * 13) % 50 for i in range(block.count)]
+    frame = bytes([2 * len(words)]) + struct.pack(f">{len(words)}H", *words)
+
+    def pymodbus_decode() -> None:
+        ReadHoldingRegistersResponse().decode(frame)
+
+    def per_point(fn: object, n: int = 2000) -> float:
+        return min(timeit.repeat(fn, number=n, repeat=5)) / n / len(block.points) * 1e6  # type: ignore[arg-type]
+
+    plain, runs = BlockDecoder(block, fast=False), BlockDecoder(block)
+    return [
+        ("response registers", per_point(pymodbus_decode), per_point(lambda: unpack_registers(frame))),
+        ("samples from registers", per_point(lambda: plain(words, 1, "r")), per_point(lambda: runs(words, 1, "r"))),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--units", type=int, default=10)
+    ap.add_argument("--cycles", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="micro-modbus-"))
+    (work / "bench.yaml").write_text(PROFILE)
+    profile = load_modbus_profile(work / "bench.yaml")
+    port = free_port()
+    server = spawn(
+        python(
+            "-m",
+            "bench.modbus_server",
+            *("--port", str(port), "--units", str(a.units)),
+            *("--registers", str(REGISTERS), "--voltages", str(VOLTAGES)),
+        ),
+        "modbus-server",
+        work / "server.log",
+    )
+    try:
+        wait_port(port, 30)
+        us: dict[tuple[bool, str], list[float]] = {}
+        for _ in range(a.rounds):
+            for fast in (False, True):
+                user, system, n = asyncio.run(poll(port, profile, a.units, a.cycles, fast))
+                us.setdefault((fast, "user"), []).append(user / n * 1e6)
+                us.setdefault((fast, "system"), []).append(system / n * 1e6)
+                us.setdefault((fast, "all"), []).append((user + system) / n * 1e6)
+        print(f"Modbus source, {a.units} racks × {REGISTERS} registers, {a.cycles} cycles × {a.rounds} rounds")
+        print(f"{'step':<34}{'before µs/pt':>14}{'after µs/pt':>13}{'ratio':>8}")
+        for kind, label in (
+            ("all", "whole source, process CPU"),
+            ("user", "  of which user"),
+            ("system", "  of which system (sockets)"),
+        ):
+            before, after = statistics.median(us[False, kind]), statistics.median(us[True, kind])
+            print(f"{label:<34}{before:>14.3f}{after:>13.3f}{before / after:>7.1f}x")
+        for step, b, f in decoding(profile):
+            print(f"{step:<34}{b:>14.3f}{f:>13.3f}{b / f:>7.1f}x")
+    finally:
+        server.stop(5)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
