@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING
 import structlog
 
 from gateway import metrics
-from gateway.model import Batch, DeviceState, DeviceStatus
+from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Sample
 from gateway.sim.battery import Fault, RackModel, RackParams
 from gateway.sim.config import SimulatedSourceConfig
 from gateway.sources.base import Source, SourceContext, register_source
@@ -49,6 +49,16 @@ class SimulatedSource:
         self.produced = 0  # samples handed to the pipeline: the ground truth count
         self._truth: IO[str] | None = None
         self._state = DeviceState.STARTING
+        self._shape: Layout | None = None
+
+    def _layout(self, samples: list[Sample]) -> Layout:
+        """The model's samples have one shape for its parameters, all at one ts: one Layout, made from
+        the first batch (and again should their number ever differ)."""
+        layout = self._shape
+        if layout is None or len(layout) != len(samples):
+            keys = [(s.quantity, s.unit, s.rack, s.module, s.cell) for s in samples]
+            layout = self._shape = Layout(keys, [(0, len(keys))])
+        return layout
 
     async def run(self, ctx: SourceContext) -> None:
         cfg = self.cfg
@@ -94,7 +104,7 @@ class SimulatedSource:
             metrics.device_online.labels(self.name).set(1)
             status = DeviceStatus(self.name, DeviceState.ONLINE, "", ts)
         samples = self.model.samples(ts, cfg.rack_tag)
-        batch = Batch(self.name, samples, device=self.name, status=status, created=ts)
+        batch = Batch(self.name, samples, device=self.name, status=status, created=ts, layout=self._layout(samples))
         await ctx.emit(batch)
         # Counted after emit returned: the pipeline has taken it.
         self.produced += len(samples)
