@@ -16,9 +16,10 @@ from gateway.modbus import metrics
 from gateway.modbus.config import ModbusSourceConfig
 from gateway.modbus.cycle import Cycle, Layouts
 from gateway.modbus.decode import BlockDecoder, quality_samples
-from gateway.modbus.plan import Block, Point, compile_points, plan_reads, split_block, unreadable_ranges
+from gateway.modbus.plan import Block, Point, plan_reads, split_block, unreadable_ranges
 from gateway.modbus.profile import ModbusProfile
 from gateway.modbus.schedule import backoff_delay, next_due
+from gateway.modbus.sharing import SharedPlans
 from gateway.model import Batch, DeviceState, DeviceStatus, Quality
 
 log = structlog.get_logger("source.modbus")
@@ -56,12 +57,14 @@ class Outcome:
 class DeviceRun:
     """One unit id behind an endpoint."""
 
-    def __init__(self, cfg: ModbusSourceConfig, profile: ModbusProfile) -> None:
+    def __init__(self, cfg: ModbusSourceConfig, profile: ModbusProfile, shared: SharedPlans | None = None) -> None:
+        """`shared`: plans and decoders shared with the other devices of the source builder."""
         self.cfg = cfg
         self.name = cfg.name
         self.rack = cfg.rack_tag
         self.unit_id = cfg.unit_id
-        points, problems = compile_points(profile, cfg.interval)
+        self.shared = shared or SharedPlans()
+        points, problems = self.shared.compiled(profile, cfg.interval)
         if problems:  # `validate` and start-up checks report these with their place first
             raise ValueError(f"{cfg.name}: {problems[0].message}")
         self.profile = profile
@@ -70,7 +73,6 @@ class DeviceRun:
         self.explicit = points
         self.points: list[Point] = []
         self.blocks: dict[float, list[Block]] = {}
-        self.decoders: dict[int, BlockDecoder] = {}
         self.fast = True  # decoders take runs of registers at once (False: point by point, the reference)
         self.layouts = Layouts(self.rack)
         self.set_points(points)
@@ -88,13 +90,19 @@ class DeviceRun:
         """(Re)build the read plan; intervals that are new become due now."""
         profile = self.profile
         self.points = points
-        blocks = plan_reads(
+        one_per_point = self.cfg.one_request_per_point
+        blocks = self.shared.plan(
+            profile,
             points,
-            max_registers=profile.max_registers,
-            max_bits=profile.max_bits,
-            max_gap=profile.max_gap,
-            unreadable=unreadable_ranges(profile),
-            one_per_point=self.cfg.one_request_per_point,
+            one_per_point,
+            lambda: plan_reads(
+                points,
+                max_registers=profile.max_registers,
+                max_bits=profile.max_bits,
+                max_gap=profile.max_gap,
+                unreadable=unreadable_ranges(profile),
+                one_per_point=one_per_point,
+            ),
         )
         self.blocks = {}
         self.layouts.clear()
@@ -172,11 +180,7 @@ class DeviceRun:
     # -- outcomes -------------------------------------------------------------------------------
 
     def decoder(self, block: Block) -> BlockDecoder:
-        """The block's decoder, compiled once (the entry keeps the block, so its id stays unique)."""
-        decoder = self.decoders.get(id(block))
-        if decoder is None:
-            decoder = self.decoders[id(block)] = BlockDecoder(block, self.fast)
-        return decoder
+        return self.shared.decoder(block, self.fast)
 
     def take(self, cycle: Cycle, block: Block, outcome: Outcome) -> None:
         """Add the samples of one block read to the cycle; exception codes become quality `bad` and a

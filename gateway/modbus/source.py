@@ -11,6 +11,7 @@ from gateway.modbus.config import ModbusSourceConfig
 from gateway.modbus.device import DeviceRun
 from gateway.modbus.poller import ModbusEndpoint, ResponseHook
 from gateway.modbus.profile import ModbusProfile
+from gateway.modbus.sharing import SharedPlans
 from gateway.modbus.validate import profile_problems
 from gateway.profiles import register_profile_kind
 from gateway.sources.base import Source, register_source
@@ -27,8 +28,9 @@ def endpoints(
 ) -> list[ModbusEndpoint]:
     """One endpoint poller per host:port; devices keep the order of the configuration."""
     by_endpoint: dict[tuple[str, int], list[DeviceRun]] = {}
+    shared = SharedPlans()  # racks of one profile compile and plan once, and share their decoders
     for cfg in cfgs:
-        by_endpoint.setdefault((cfg.host, cfg.port), []).append(DeviceRun(cfg, profiles[cfg.profile]))
+        by_endpoint.setdefault((cfg.host, cfg.port), []).append(DeviceRun(cfg, profiles[cfg.profile], shared))
     return [ModbusEndpoint(h, p, devs, on_response) for (h, p), devs in by_endpoint.items()]
 
 
