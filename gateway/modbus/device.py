@@ -117,6 +117,10 @@ class DeviceRun:
     def start(self, now: float) -> None:
         self.due = dict.fromkeys(self.blocks or [self.default_interval], now)
 
+    @property
+    def shortest_interval(self) -> float:
+        return min(self.blocks or [self.default_interval])
+
     def due_intervals(self, now: float) -> list[float]:
         return [iv for iv, due in self.due.items() if due <= now]
 

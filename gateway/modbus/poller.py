@@ -19,7 +19,7 @@ from gateway.modbus import metrics, sunspec
 from gateway.modbus.cycle import Cycle
 from gateway.modbus.device import ILLEGAL_ADDRESS, DeviceRun, Outcome
 from gateway.modbus.plan import READ_FUNCTION_CODES, Block
-from gateway.modbus.schedule import backoff_delay
+from gateway.modbus.schedule import backoff_delay, first_due
 from gateway.modbus.wire import FAST_RESPONSES
 from gateway.model import Batch, DeviceState, Quality
 from gateway.sources.base import SourceContext
@@ -92,6 +92,7 @@ class ModbusEndpoint:
         self.client: AsyncModbusTcpClient | None = None
         self.sent = 0  # requests sent (all read function codes)
         self.gate: asyncio.Event | None = None  # when set by a co-started simulator: wait before connecting
+        self.phase = 0.0  # fraction of a device slot this endpoint's devices start later (see first_due)
         self.fast = fast
         for d in devices:
             d.fast = fast
@@ -143,8 +144,9 @@ class ModbusEndpoint:
         if self.gate is not None:
             await self.gate.wait()
         now = time.monotonic()
-        for d in self.devices:
-            d.start(now)
+        together = self.close_after_cycle  # one connection per cycle of all devices: start them together
+        for k, d in enumerate(self.devices):
+            d.start(now if together else first_due(now, d.shortest_interval, k + self.phase, len(self.devices)))
         attempt = 0
         try:
             while True:

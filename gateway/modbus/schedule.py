@@ -1,4 +1,5 @@
-"""Pure timing rules of the poller: a drift-free schedule and jittered exponential backoff."""
+"""Pure timing rules of the poller: a drift-free schedule spread over the interval, and jittered
+exponential backoff."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ def next_due(due: float, interval: float, now: float) -> tuple[float, int]:
         return nxt, 0
     skipped = int((now - nxt) // interval) + 1
     return nxt + skipped * interval, skipped
+
+
+def first_due(now: float, interval: float, slot: float, slots: int) -> float:
+    """When a device's first cycle is due: devices that share an interval start spread over it, one
+    slot each (`slot` may be fractional: endpoints interleave their devices' slots), so that a
+    hundred racks are not all read in the same instant and then all wait, and a device's cycle does
+    not start only when the devices before it on the connection are done."""
+    return now + interval * (slot % max(1, slots)) / max(1, slots)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rand: float | None = None) -> float:

@@ -26,12 +26,16 @@ register_profile_kind("modbus", ModbusProfile)
 def endpoints(
     cfgs: Sequence[ModbusSourceConfig], profiles: dict[str, Any], on_response: ResponseHook | None = None
 ) -> list[ModbusEndpoint]:
-    """One endpoint poller per host:port; devices keep the order of the configuration."""
+    """One endpoint poller per host:port; devices keep the order of the configuration. Their cycles
+    start spread over the interval: endpoint e of E puts device k of n at (k + e/E)/n of it."""
     by_endpoint: dict[tuple[str, int], list[DeviceRun]] = {}
     shared = SharedPlans()  # racks of one profile compile and plan once, and share their decoders
     for cfg in cfgs:
         by_endpoint.setdefault((cfg.host, cfg.port), []).append(DeviceRun(cfg, profiles[cfg.profile], shared))
-    return [ModbusEndpoint(h, p, devs, on_response) for (h, p), devs in by_endpoint.items()]
+    eps = [ModbusEndpoint(h, p, devs, on_response) for (h, p), devs in by_endpoint.items()]
+    for e, ep in enumerate(eps):  # endpoints interleave their devices' start slots
+        ep.phase = e / len(eps)
+    return eps
 
 
 @register_source("modbus")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.modbus.schedule import backoff_delay, next_due
+from gateway.modbus.poller import ModbusEndpoint
+from gateway.modbus.schedule import backoff_delay, first_due, next_due
 
 
 def test_on_time_cycle() -> None:
@@ -30,3 +34,59 @@ def test_backoff_grows_to_the_ceiling_with_jitter() -> None:
     assert [backoff_delay(n, 0.5, 30, rand=1.0) for n in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
     assert [backoff_delay(n, 0.5, 30, rand=0.0) for n in range(3)] == [0.25, 0.5, 1.0]
     assert backoff_delay(10_000, 0.5, 30, rand=0.5) == 22.5
+
+
+def test_devices_start_spread_over_the_interval() -> None:
+    assert [first_due(100.0, 1.0, k, 4) for k in range(4)] == [100.0, 100.25, 100.5, 100.75]
+    # endpoint 1 of 2 interleaves its devices' slots with endpoint 0's
+    assert [first_due(100.0, 1.0, k + 0.5, 2) for k in range(2)] == [100.25, 100.75]
+    assert first_due(7.0, 2.0, 0, 0) == 7.0 and first_due(7.0, 2.0, 3, 1) == 7.0
+
+
+@given(st.floats(0, 1e6), st.floats(0.01, 100), st.integers(1, 200), st.floats(0, 1000))
+def test_first_due_lies_within_one_interval(now: float, interval: float, slots: int, slot: float) -> None:
+    assert now <= first_due(now, interval, slot, slots) < now + interval + 1e-6
+
+
+async def test_endpoints_poll_their_devices_in_interleaved_slots_on_a_fixed_grid(tmp_path: Path) -> None:
+    from gateway.modbus.config import ModbusSourceConfig
+    from gateway.modbus.source import endpoints
+    from gateway.model import Batch
+    from gateway.sources.base import SourceContext
+    from tests.modbus_support import TINY, profile_from
+    from tests.unit.test_modbus_layout import SwallowingClient
+
+    profile = profile_from(tmp_path, TINY)
+    cfgs = [
+        ModbusSourceConfig(name=f"r{e}{u}", profile="p", host="h", port=600 + e, unit_id=u, interval=0.2)
+        for e in range(2)
+        for u in (1, 2)
+    ]
+    eps = endpoints(cfgs, {"p": profile})
+    polled: list[str] = []
+
+    async def emit(batch: Batch) -> None:
+        polled.append(batch.source)
+
+    for ep in eps:
+
+        async def connect(ep: ModbusEndpoint = ep) -> bool:
+            ep.client = SwallowingClient()  # type: ignore[assignment]
+            return True
+
+        ep._connect = connect  # type: ignore[method-assign]
+    tasks = [asyncio.create_task(ep.run(SourceContext(emit, lambda: None, "t"))) for ep in eps]
+    for _ in range(2000):
+        if len(polled) >= 8:
+            break
+        await asyncio.sleep(0.001)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    # each device's cycles lie on its own grid, slot k/n of the interval after the endpoint's first;
+    # the second endpoint's slots fall half a slot later (its phase)
+    for ep in eps:
+        first, second = (d.due[0.2] for d in ep.devices)
+        assert round(((second - first) / 0.2) % 1.0, 6) == 0.5
+    assert [ep.phase for ep in eps] == [0.0, 0.5]
+    assert set(polled) == {c.name for c in cfgs}
