@@ -51,6 +51,14 @@ class Sink(Protocol):
         """Flush and disconnect (clean stop)."""
 
 
+class Resumable(Protocol):
+    """A sink that keeps state about what it wrote (the InfluxDB clock guard) and can rebuild it."""
+
+    def resume(self, rows: Sequence[Row]) -> int:
+        """Take in rows it had delivered before this process started (oldest first)."""
+        ...
+
+
 SinkBuilder = Callable[[str, Any, "LoadedConfig"], Sink]
 SINK_BUILDERS: dict[str, SinkBuilder] = {}
 

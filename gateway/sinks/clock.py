@@ -7,7 +7,9 @@ series), so nothing is overwritten and the step is visible (logged once per step
 same time as the newest (two readings within one unit of the write precision) moves one unit on.
 
 The guard's state only moves when a write was confirmed (`commit`), so a retried batch renders the
-same lines again and overwrites itself, which is what makes retries exactly-once.
+same lines again and overwrites itself, which is what makes retries exactly-once. At start the sink
+rebuilds the state from the last rows it had delivered before (`InfluxSink.resume`), so a restart
+does not forget what was written.
 """
 
 from __future__ import annotations

@@ -207,6 +207,22 @@ class InfluxSink:
         deliver([(0, "")], lambda items: resp)  # raises the SinkError the status means
         return f"{self.cfg.url} answered {resp.status}: {server_reason(resp.body)}"
 
+    def resume(self, rows: Sequence[Row]) -> int:
+        """Seed the clock guard with rows this sink had delivered before a restart (oldest first), so
+        that a point in the same time unit as one written before the restart moves one unit on instead
+        of overwriting it, and a clock that stepped back across the restart is tagged. Returns the
+        number of series the guard now knows."""
+        guard = self.guard
+        if guard is None:
+            return 0
+        if guard.newest or not rows:  # already knows this process's writes (a restarted runner)
+            return len(guard.newest)
+        pending = guard.begin()
+        for row in rows:
+            render_row(row, self.site, self.cfg.precision, guard, pending)
+        guard.commit(pending)
+        return len(guard.newest)
+
     async def write(self, rows: Sequence[Row]) -> list[Rejected]:
         guard = self.guard
         pending = guard.begin() if guard is not None else None

@@ -57,6 +57,11 @@ def count(rows: Sequence[Row]) -> int:
     return sum(len(r.batch) for r in rows)
 
 
+# What a sink that keeps state about its writes takes in at start: the last rows it had delivered.
+RESUME_ROWS = 5_000
+RESUME_SAMPLES = 200_000
+
+
 class SinkRunner:
     def __init__(self, name: str, sink: Sink, outbox: Outbox, cfg: SinkBase) -> None:
         self.name = name
@@ -85,9 +90,37 @@ class SinkRunner:
     def caught_up(self) -> bool:
         return self.position >= self.outbox.last_seq()
 
+    def delivered_tail(self) -> list[Row]:
+        """The last rows this sink had delivered (up to RESUME_ROWS rows and RESUME_SAMPLES samples),
+        oldest first: what a sink with state about its writes takes in at start (`Sink.resume`)."""
+        rows: list[Row] = []
+        for row in self.outbox.query(after_seq=max(0, self.position - RESUME_ROWS)):
+            if row.seq > self.position:
+                break
+            rows.append(row)
+        total = 0
+        for i in range(len(rows) - 1, -1, -1):
+            total += len(rows[i].batch)
+            if total > RESUME_SAMPLES:
+                return rows[i + 1 :]
+        return rows
+
+    def _resume(self) -> None:
+        resume = getattr(self.sink, "resume", None)
+        if resume is None or self.position <= 0:
+            return
+        try:
+            rows = self.delivered_tail()
+            series = resume(rows)
+        except Exception as exc:  # never a reason not to deliver: the guard starts empty as before
+            self._log.warning("could not resume the sink's state from the store", error=str(exc))
+            return
+        self._log.info("sink state resumed from delivered rows", rows=len(rows), series=series)
+
     async def run(self) -> None:
         backoff = self.cfg.backoff_initial
         self.refresh_metrics()
+        self._resume()
         while True:
             try:
                 if not self.connected:

@@ -215,3 +215,50 @@ async def test_a_missing_token_file_keeps_the_data_and_recovers(tmp_path: Path) 
             await wait_for(runner.caught_up, timeout=10)
     assert len(srv.stored) == 1
     ob.close()
+
+
+async def test_the_clock_guard_resumes_after_a_restart(tmp_path: Path, victoria: VictoriaMetrics) -> None:
+    """A point in the same millisecond as one written before a restart moves one unit on (it would
+    overwrite it in InfluxDB), and a clock that stepped back across the restart is tagged."""
+    ob, runner = make(tmp_path, victoria.url, precision="ms")
+    t0 = (time.time_ns() // 1_000_000) * 1_000_000
+    async with running(runner):
+        for i in range(3):
+            ob.append([sample_batch("r1", t0 + i * 1_000_000, 1, base=i)])
+        runner.notify()
+        await wait_for(runner.caught_up)
+    ob.close()
+
+    ob, runner = make(tmp_path, victoria.url, precision="ms")  # a new process: a new sink, a new guard
+    assert [r.seq for r in runner.delivered_tail()] == [1, 2, 3]
+    async with running(runner):
+        ob.append([sample_batch("r1", t0 + 2_000_000 + 400_000, 1, base=10)])  # same ms as the last one
+        ob.append([sample_batch("r1", t0 - 5_000_000, 1, base=20)])  # the clock stepped back 7 ms
+        runner.notify()
+        await wait_for(runner.caught_up)
+    ob.close()
+    ms = t0 // 1_000_000
+    assert await vm_wait_points(victoria, '{__name__="rack_raw.v0"}', 5) == 5  # none overwritten
+    series = vm_series(victoria, '{__name__="rack_raw.v0"}')
+    assert series["rack_raw.v0"] == [(ms - 5, 20.0), (ms, 0.0), (ms + 1, 1.0), (ms + 2, 2.0), (ms + 3, 10.0)]
+    tagged = [s["metric"] for s in victoria.export('{__name__="rack_raw.v0", clock_step!=""}')]
+    assert len(tagged) == 1 and tagged[0]["clock_step"] == "1"  # type: ignore[index]
+
+
+async def test_resume_takes_only_the_last_delivered_rows(tmp_path: Path) -> None:
+    from gateway.sinks import runner as runner_module
+
+    ob, runner = make(tmp_path, "http://127.0.0.1:9")
+    ob.append([sample_batch("r1", 1_000_000 * i, 100) for i in range(1, 11)])
+    assert runner.delivered_tail() == []  # nothing delivered yet
+    ob.ack("influx", 7)
+    runner.position = 7
+    assert [r.seq for r in runner.delivered_tail()] == list(range(1, 8))
+    old = runner_module.RESUME_SAMPLES
+    runner_module.RESUME_SAMPLES = 250
+    try:
+        assert [r.seq for r in runner.delivered_tail()] == [6, 7]  # the newest rows within the bound
+    finally:
+        runner_module.RESUME_SAMPLES = old
+    assert runner.sink.resume(runner.delivered_tail()) == 1  # type: ignore[attr-defined]  # one rack line
+    ob.close()
