@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
 
-from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, LayoutKey, Quality, Sample
+from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, LayoutKey, Quality, Sample, Value
 
 COMPACT_VERSION = 2
 PROTOCOL = 5
@@ -304,3 +304,11 @@ def decode_compact(doc: tuple[Any, ...], entry: LayoutEntry) -> Batch:
         samples=samples,
         layout=entry.layout,
     )
+
+
+def stored_values(payload: bytes) -> list[Value]:
+    """The sample values of a stored payload of either format, in order, without building samples
+    (for tools that count what a store holds; a compact row needs no layout for this)."""
+    if is_json(payload):
+        return [row[2] for row in json.loads(payload)["x"]]
+    return list(load_compact(payload)[7])

@@ -14,7 +14,7 @@ import pytest
 from gateway import outboxcodec
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, Quality, Sample
 from gateway.outbox import Outbox, decode, encode
-from gateway.outboxcodec import LayoutCache, is_json, load_compact
+from gateway.outboxcodec import LayoutCache, is_json, load_compact, stored_values
 from gateway.outboxrepair import repair
 
 T = 1_700_000_000_000_000_000
@@ -274,4 +274,14 @@ def test_the_layout_cache_is_bounded_by_samples_and_rebuilds_from_the_store(tmp_
     assert rows[0].batch.layout is not layouts[0] and rows[1].batch.layout is not layouts[1]
     assert [r.batch.layout.digest for r in rows if r.batch.layout] == [lay.digest for lay in layouts]
     assert [fingerprint(r.batch.samples) for r in rows] == [fingerprint(s) for s in shapes]
+    box.close()
+
+
+def test_stored_values_of_both_formats(tmp_path: Path) -> None:
+    samples = shape()
+    box = Outbox(tmp_path / "o.db")
+    box.append([with_layout(samples, layout_of(samples)), with_layout(samples, None)])
+    compact, plain = stored(box)
+    expected = [repr(s.value) for s in samples]
+    assert [repr(v) for v in stored_values(compact)] == expected == [repr(v) for v in stored_values(plain)]
     box.close()
