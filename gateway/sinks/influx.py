@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -156,9 +157,16 @@ class InfluxSink:
         self._service: Any = None
         self.guard = ClockGuard(name) if cfg.clock_guard else None
         ca = cfg.ca_file
+        self._base_dir = base_dir
         if ca is not None and base_dir is not None and not ca.is_absolute():
             ca = base_dir / ca
         self._ca = ca
+
+    def _relative(self, p: Path | None) -> Path | None:
+        """A path of the configuration, relative to the configuration file's directory."""
+        if p is None or p.is_absolute() or self._base_dir is None:
+            return p
+        return Path(self._base_dir) / p
 
     def __repr__(self) -> str:
         return f"InfluxSink(name={self.name!r}, url={self.cfg.url!r}, bucket={self.cfg.bucket!r})"
@@ -173,7 +181,7 @@ class InfluxSink:
 
     def _new_client(self, gzip: bool) -> InfluxDBClient:
         try:
-            token = read_secret(self.cfg.token, self.cfg.token_file, self.cfg.token_credential)
+            token = read_secret(self.cfg.token, self._relative(self.cfg.token_file), self.cfg.token_credential)
         except ConfigError as exc:  # a token file missing at run time: data kept, retried slowly
             raise SinkError(str(exc), retry=False) from None
         kwargs: dict[str, Any] = {"verify_ssl": self.cfg.verify_tls, "retries": False}

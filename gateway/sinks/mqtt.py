@@ -60,7 +60,7 @@ class MqttSink:
         if not self.cfg.tls:
             return None
         ctx = ssl.create_default_context(cafile=self._path(self.cfg.ca_file))  # verification on
-        key = credential_path(self.cfg.key_file, self.cfg.key_credential)
+        key = credential_path(self.cfg.key_file, self.cfg.key_credential)  # a key_file is resolved below
         if self.cfg.cert_file is not None:
             ctx.load_cert_chain(self._path(self.cfg.cert_file) or "", self._path(key))
         return ctx
@@ -68,7 +68,8 @@ class MqttSink:
     def _make_client(self, probe: bool = False) -> aiomqtt.Client:
         """The gateway's client (persistent session, Last Will), or for `probe` a throw-away one that
         neither takes over the running gateway's session nor leaves a will."""
-        password = read_secret(self.cfg.password, self.cfg.password_file, self.cfg.password_credential)
+        pw_file = None if self.cfg.password_file is None else Path(self._path(self.cfg.password_file) or "")
+        password = read_secret(self.cfg.password, pw_file, self.cfg.password_credential)
         client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
