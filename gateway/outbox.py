@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from prometheus_client import Counter
 
 from gateway import deadletters, metrics, outboxcodec
 from gateway.deadletters import DeadLetter
@@ -43,6 +44,14 @@ __all__ = ["ConsumerState", "Outbox", "Row", "decode", "encode"]
 
 log = structlog.get_logger("outbox")
 
+DECODED_HIT = Counter(
+    "bms_gateway_outbox_read_cached_samples",
+    "Samples sinks read from the decoded-row cache (another sink had decoded the row)",
+    registry=metrics.REGISTRY,
+)
+DECODED_MISS = Counter(
+    "bms_gateway_outbox_read_decoded_samples", "Samples sinks read that had to be decoded", registry=metrics.REGISTRY
+)
 DROP_STEP_BYTES = 4_000_000  # most the disk budget frees at once (about 400 compact rows, ~15 ms)
 
 SCHEMA = """
@@ -274,18 +283,24 @@ class Outbox:
             "SELECT seq, ts, n, payload FROM batches WHERE seq > ? ORDER BY seq LIMIT ?", (after, max_rows)
         )
         cache = self._decoded
+        hits = 0
         for seq, ts, n, payload in cur:
             if (out or not at_least_one) and total + n > max_samples:
                 break
             hit = cache.get(seq)
             if hit is not None and hit[0] == ts and hit[1] == n and hit[2] == len(payload):
                 out.append(hit[3])
+                hits += n
             else:
                 row = Row(seq, ts, self._decode(payload))
                 self._remember(row, n, len(payload))
                 out.append(row)
             total += n
         cur.close()
+        if hits:
+            DECODED_HIT.inc(hits)
+        if total > hits:
+            DECODED_MISS.inc(total - hits)
         return out
 
     def _decode(self, payload: bytes) -> Batch:

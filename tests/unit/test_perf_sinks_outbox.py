@@ -65,3 +65,15 @@ def test_a_changed_row_is_decoded_again(tmp_path: Path) -> None:
     (again,) = box.read(0)
     assert again.ts == T + 9 and again.batch == batch(9, 3)
     box.close()
+
+
+def test_reads_count_cached_and_decoded_samples(tmp_path: Path) -> None:
+    from gateway.outbox import DECODED_HIT, DECODED_MISS
+
+    box = Outbox(tmp_path / "o.db", consumers=["a", "b"])
+    box.append([batch(i) for i in range(3)])
+    hit, miss = DECODED_HIT._value.get(), DECODED_MISS._value.get()
+    box.read(0)
+    box.read(0)
+    assert (DECODED_HIT._value.get() - hit, DECODED_MISS._value.get() - miss) == (30, 30)
+    box.close()
