@@ -167,8 +167,8 @@ async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule
 async def test_polling_resumes_after_an_outage_longer_than_the_backoff_ceiling(tmp_path: Path) -> None:
     port = free_port()
     sim = await tiny_sim(tmp_path, [1], port)
-    opts = {"timeout": 0.3, "backoff_initial": 0.05, "backoff_max": 0.2}
-    rt = Runtime(load_config(site(tmp_path, source("rack-a", port, **opts))))
+    opts: dict[str, object] = {"timeout": 0.3, "backoff_initial": 0.05, "backoff_max": 0.2}
+    rt = Runtime(load_config(site(tmp_path, source("rack-a", port, 1, **opts))))
     state: dict[str, object] = {}
 
     def progress() -> bool:

@@ -35,7 +35,7 @@ SUNSPEC = "protocol: modbus\nsunspec: true\ninterval: 0.1\n"
 def device(port: int, unit: int = 1, name: str = "rack-a", text: str = TINY, **kw: object) -> DeviceRun:
     with tempfile.TemporaryDirectory() as tmp:
         profile = load_modbus_profile(write(Path(tmp) / "p.yaml", text))
-    cfg = ModbusSourceConfig(name=name, profile="tiny", host="127.0.0.1", port=port, unit_id=unit, **kw)  # type: ignore[arg-type]
+    cfg = ModbusSourceConfig(name=name, profile="tiny", host="127.0.0.1", port=port, unit_id=unit, **kw)
     return DeviceRun(cfg, profile)
 
 
