@@ -11,7 +11,6 @@ outage; its loss is what it wrote minus what VictoriaMetrics holds.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import time
@@ -22,6 +21,7 @@ from bench.peers import VictoriaMetrics, vm_value_count
 from bench.proc import python, spawn
 from bench.stats import Row, Runs
 from gateway.configbase import SinkBase
+from gateway.outboxcodec import stored_values
 
 RACKS, MODULES, CELLS_PER_MODULE, SENSORS_PER_MODULE = 20, 10, 20, 2  # 253 samples per rack and second
 
@@ -61,7 +61,7 @@ def numeric_samples(store: Path) -> int:
     n = 0
     try:
         for (payload,) in db.execute("SELECT payload FROM batches WHERE kind='samples'"):
-            n += sum(1 for r in json.loads(payload)["x"] if isinstance(r[2], int | float) and r[2] == r[2])
+            n += sum(1 for v in stored_values(payload) if isinstance(v, int | float) and v == v)
     finally:
         db.close()
     return n
