@@ -19,6 +19,7 @@ from bench.common import Gateway, Options, base_config, influx_sink, mqtt_sink, 
 from bench.peers import Mosquitto, VictoriaMetrics, free_port, wait_port
 from bench.proc import Measured, metric_sum, python, spawn
 from bench.stats import Row, Runs, median, percentile, schedule_jitter
+from bench.telemetry_latency import TelemetryLatency
 
 ENDPOINTS, UNITS, REGISTERS, VOLTAGES = 10, 10, 1000, 800
 STOP_WAIT = 20.0  # seconds after SIGTERM before SIGKILL (the gateway's grace period is 10 s)
@@ -94,14 +95,18 @@ def run_gateway(
     work: Path, ports: list[int], mosq: Mosquitto, vm: VictoriaMetrics, warmup: float, window: float
 ) -> dict[str, float]:
     gw = Gateway(site_config(work, ports, mosq.port, vm.url), work)
+    latency = TelemetryLatency(mosq.port, [f"bench/bench/rack-{e + 1:02d}-01/telemetry" for e in range(len(ports))])
     try:
         gw.wait_ready(60)
         time.sleep(warmup)
         m0, t0, c0 = gw.metrics(), time.time_ns(), gw.proc.mark("start")
+        latency.start()
         time.sleep(window)
+        lat = latency.stop()
         m1, t1, c1 = gw.metrics(), time.time_ns(), gw.proc.mark("end")
         t_stop = time.monotonic()
     finally:
+        latency.close()
         gw.stop(STOP_WAIT)
     stop_s = time.monotonic() - t_stop
     counts = store_counts(gw.store, t0, t1)
@@ -118,6 +123,10 @@ def run_gateway(
     expected = len(ports) * UNITS * REGISTERS * window
     return {
         "jitter_p99_ms": percentile(jit, 99) * 1000,
+        "latency_p50_ms": percentile(lat, 50),
+        "latency_p99_ms": percentile(lat, 99),
+        "lag_mqtt_s": m1.get('bms_gateway_sink_lag_seconds{sink="mqtt"}', math.nan),
+        "lag_influx_s": m1.get('bms_gateway_sink_lag_seconds{sink="influx"}', math.nan),
         "drift_ms_h": median([abs(d) for d in drifts]) * 1000,
         "us_per_point": (c1 - c0) / max(1, points) * 1e6,
         "points_s": points / ((t1 - t0) / 1e9),
@@ -152,17 +161,25 @@ def run_naive(work: Path, ports: list[int], mosq: Mosquitto, window: float) -> d
         "naive",
         work / "naive.log",
     )
-    time.sleep(1.5)
-    c0 = naive.mark("start")
-    time.sleep(window)
-    c1 = naive.mark("end")
-    naive.stop()
+    latency = TelemetryLatency(mosq.port, ["naive/#"])
+    try:
+        time.sleep(1.5)
+        c0 = naive.mark("start")
+        latency.start()
+        time.sleep(window)
+        lat = latency.stop()
+        c1 = naive.mark("end")
+    finally:
+        latency.close()
+        naive.stop()
     got = read_json(out)
     points = max(1, got["points"])
     rate = points / (window + 1.5)
     cycle_s = len(ports) * UNITS * REGISTERS / rate
     return {
         "jitter_p99_ms": max(0.0, cycle_s - 1.0) * 1000,  # a cycle that takes cycle_s starts that late
+        "latency_p50_ms": percentile(lat, 50),
+        "latency_p99_ms": percentile(lat, 99),
         "drift_ms_h": math.nan,
         "us_per_point": (c1 - c0) / max(1, points * window / (window + 1.5)) * 1e6,
         "points_s": rate,
@@ -221,6 +238,17 @@ def rows(gw: Runs, nv: Runs) -> list[Row]:
             note="naive: its cycle overrun",
         ),
         Row("modbus", "drift ms/hour", gw.med("drift_ms_h"), math.nan, "~0", "lower"),
+        Row(
+            "modbus",
+            "latency p50 ms (block answered -> MQTT)",
+            gw.med("latency_p50_ms"),
+            nv.med("latency_p50_ms"),
+            better="lower",
+            note="naive: from a device's first read",
+        ),
+        Row("modbus", "latency p99 ms", gw.med("latency_p99_ms"), nv.med("latency_p99_ms"), better="lower"),
+        Row("modbus", "MQTT sink lag at the end s", gw.med("lag_mqtt_s"), math.nan, better="lower"),
+        Row("modbus", "InfluxDB sink lag at the end s", gw.med("lag_influx_s"), math.nan, better="lower"),
         Row("modbus", "CPU µs per point", us, nv.med("us_per_point"), "<=8", "lower", met=us <= 8),
         Row(
             "modbus",

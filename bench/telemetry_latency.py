@@ -16,8 +16,11 @@ import paho.mqtt.client as mqtt
 
 
 def block_times(payload: bytes) -> list[int]:
-    """The distinct sample times (ns) of a gateway telemetry message, in order of first appearance."""
+    """The distinct sample times (ns) of a gateway telemetry message, in order of first appearance
+    (a message without samples but with its own `ts`, as the naive baseline sends: that one)."""
     doc = json.loads(payload)
+    if "samples" not in doc and isinstance(doc.get("ts"), int):
+        return [doc["ts"]]
     seen: dict[int, None] = {}
     for s in doc.get("samples", ()):
         ts = s.get("ts")

@@ -138,12 +138,12 @@ class Outbox:
         self.disk_full_clear_after = 60.0  # seconds without a disk-full error before the alarm returns to normal
         self._last_full = 0.0
         # Decoded rows by seq, shared by every consumer's reads (each sink reads the same rows):
-        # seq → (ts, n, payload size, row). Bounded by samples: one second of a 100-rack site at
-        # 100,000 samples/s between the first and the last reader (about 150 bytes a sample). A miss
-        # costs a decode, about 0.2 µs a sample for compact rows. In the 100-rack bench 14 % of the
-        # samples sinks read came from it (0.6 % with 50,000; two sinks can reach 50 %): the sinks
-        # are often further apart. Rows dropped from the store leave it.
-        self.decoded_max_samples = 100_000
+        # seq → (ts, n, payload size, row). Bounded by samples (about 150 bytes a sample held): a
+        # third of a second of a 100-rack site at 100,000 samples/s, which covers two sinks that keep
+        # up with it (the MQTT sink reads up to 20,000 samples at once). A miss costs a decode, about
+        # 0.2 µs a sample for compact rows (several µs for JSON rows). Rows dropped from the store
+        # leave it.
+        self.decoded_max_samples = 30_000
         self._decoded: dict[int, tuple[int, int, int, Row]] = {}
         self._decoded_samples = 0
         for name in consumers:

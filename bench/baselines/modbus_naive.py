@@ -43,7 +43,7 @@ while running:
     cycle_starts.append(start)
     for e, client in enumerate(clients):
         for unit in range(1, args.units + 1):
-            values = {}
+            values = {"ts": time.time_ns()}  # when the device's first point was asked for
             for addr in range(args.points):
                 if not running:
                     break

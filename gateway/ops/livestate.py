@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -35,6 +36,30 @@ OVERVIEW = (
     "cell_voltage_max",
     "cell_temperature_max",
 )
+
+
+class Kept:
+    """The newest batch of a layout as the columns that vary (time, value, quality, device time):
+    about a quarter of the memory of its Sample tuples; samples are made again when a view asks."""
+
+    __slots__ = ("device_ts", "n", "qualities", "ts", "values")
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self.n = len(samples)
+        cols = tuple(zip(*samples, strict=True)) if samples else ((),) * 9
+        self.ts, self.values, self.qualities = cols[0], cols[2], cols[4]
+        dts = cols[8]
+        self.device_ts: tuple[int | None, ...] | None = None if dts.count(None) == self.n else dts
+
+    def samples(self, layout: Layout) -> list[Sample]:
+        dts = repeat(None, self.n) if self.device_ts is None else self.device_ts
+        return [
+            _new(Sample, (t, k[0], v, k[1], q, k[2], k[3], k[4], d))
+            for k, t, v, q, d in zip(layout.keys, self.ts, self.values, self.qualities, dts, strict=True)
+        ]
+
+
+_new = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -70,7 +95,7 @@ class LiveState:
     def __init__(self) -> None:
         self._points: dict[PointKey, Sample] = {}
         # The newest batch of each layout by digest, oldest first: (layout, samples, racks).
-        self._latest: dict[str, tuple[Layout, list[Sample], frozenset[str]]] = {}
+        self._latest: dict[str, tuple[Layout, Kept, frozenset[str]]] = {}
         self._latest_samples = 0
         self._latest_racks: dict[str, int] = {}  # rack → how many of the kept layout batches have it
         self._racks: dict[int, frozenset[str]] = {}  # by layout id
@@ -100,8 +125,8 @@ class LiveState:
         if not self._latest:
             return self._points
         merged = dict(self._points)
-        for layout, samples, _racks in self._latest.values():
-            merged.update(zip(map(_point_key, layout.keys), samples, strict=True))
+        for layout, kept, _racks in self._latest.values():
+            merged.update(zip(map(_point_key, layout.keys), kept.samples(layout), strict=True))
         return merged
 
     def _layout_racks(self, layout: Layout) -> frozenset[str]:
@@ -115,17 +140,17 @@ class LiveState:
     def _keep_latest(self, layout: Layout, samples: list[Sample], racks: frozenset[str]) -> None:
         digest = layout.digest
         self._drop_latest(digest)  # re-inserted at the end: the dict's order is the batches' order
-        self._latest[digest] = (layout, samples, racks)
+        self._latest[digest] = (layout, Kept(samples), racks)
         self._latest_samples += len(samples)
         for rack in racks:
             self._latest_racks[rack] = self._latest_racks.get(rack, 0) + 1
         while self._latest_samples > MAX_LAYOUT_SAMPLES and len(self._latest) > 1:
             self._fold(next(iter(self._latest)))
 
-    def _drop_latest(self, digest: str) -> tuple[Layout, list[Sample], frozenset[str]] | None:
+    def _drop_latest(self, digest: str) -> tuple[Layout, Kept, frozenset[str]] | None:
         old = self._latest.pop(digest, None)
         if old is not None:
-            self._latest_samples -= len(old[1])
+            self._latest_samples -= old[1].n
             for rack in old[2]:
                 left = self._latest_racks[rack] - 1
                 if left:
@@ -138,7 +163,7 @@ class LiveState:
         """Move a kept layout batch into the points (it is older than every batch kept after it)."""
         old = self._drop_latest(digest)
         if old is not None:
-            self._points.update(zip(map(_point_key, old[0].keys), old[1], strict=True))
+            self._points.update(zip(map(_point_key, old[0].keys), old[1].samples(old[0]), strict=True))
 
     def _samples(self, batch: Batch) -> None:
         layout = batch.layout

@@ -7,7 +7,7 @@ counters are shared policy in `gateway.sinks.runner`, written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,7 +54,7 @@ class Sink(Protocol):
 class Resumable(Protocol):
     """A sink that keeps state about what it wrote (the InfluxDB clock guard) and can rebuild it."""
 
-    def resume(self, rows: Sequence[Row]) -> int:
+    def resume(self, rows: Iterable[Row]) -> int:
         """Take in rows it had delivered before this process started (oldest first)."""
         ...
 

@@ -52,6 +52,9 @@ class MqttSinkConfig(SinkBase):
     batch_max_age: float = Field(
         0.05, gt=0, description="Seconds a partial batch may wait (MQTT sends one message per stored batch anyway)"
     )
+    batch_max_samples: int = Field(
+        20_000, ge=1, description="Most samples read for one write (their PUBACKs are awaited together)"
+    )
     clean_session: bool = Field(
         False, description="false: persistent session, the broker keeps QoS 1 messages for subscribers"
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,7 +215,7 @@ class InfluxSink:
         deliver([(0, "")], lambda items: resp)  # raises the SinkError the status means
         return f"{self.cfg.url} answered {resp.status}: {server_reason(resp.body)}"
 
-    def resume(self, rows: Sequence[Row]) -> int:
+    def resume(self, rows: Iterable[Row]) -> int:
         """Seed the clock guard with rows this sink had delivered before a restart (oldest first), so
         that a point in the same time unit as one written before the restart moves one unit on instead
         of overwriting it, and a clock that stepped back across the restart is tagged. Returns the
@@ -223,7 +223,7 @@ class InfluxSink:
         guard = self.guard
         if guard is None:
             return 0
-        if guard.newest or not rows:  # already knows this process's writes (a restarted runner)
+        if guard.newest:  # already knows this process's writes (a restarted runner)
             return len(guard.newest)
         pending = guard.begin()
         for row in rows:

@@ -60,7 +60,7 @@ def shape_of(layout: Layout) -> Shape:
 # changes), usually soon after each other, while the store's decoded-row cache holds them. id →
 # (batch, its samples list, its layout, answer, samples); the batch is held so that its id is not
 # reused. Bounded by samples.
-RECENT_MAX_SAMPLES = 100_000
+RECENT_MAX_SAMPLES = 30_000
 _recent: dict[int, tuple[Batch, list[Sample], Layout | None, list[Segment], int]] = {}
 _recent_samples = [0]
 

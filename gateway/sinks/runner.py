@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import structlog
 
@@ -59,7 +59,7 @@ def count(rows: Sequence[Row]) -> int:
 
 # What a sink that keeps state about its writes takes in at start: the last rows it had delivered.
 RESUME_ROWS = 5_000
-RESUME_SAMPLES = 200_000
+RESUME_SAMPLES = 100_000
 
 
 class SinkRunner:
@@ -90,32 +90,36 @@ class SinkRunner:
     def caught_up(self) -> bool:
         return self.position >= self.outbox.last_seq()
 
-    def delivered_tail(self) -> list[Row]:
+    def delivered_tail(self) -> Iterator[Row]:
         """The last rows this sink had delivered (up to RESUME_ROWS rows and RESUME_SAMPLES samples),
-        oldest first: what a sink with state about its writes takes in at start (`Sink.resume`)."""
-        rows: list[Row] = []
-        for row in self.outbox.query(after_seq=max(0, self.position - RESUME_ROWS)):
-            if row.seq > self.position:
-                break
-            rows.append(row)
+        oldest first, read one by one: what a sink with state about its writes takes in at start
+        (`Sink.resume`)."""
+        first = self.position + 1
         total = 0
-        for i in range(len(rows) - 1, -1, -1):
-            total += len(rows[i].batch)
+        sizes = self.outbox.db.execute(
+            "SELECT seq, n FROM batches WHERE seq <= ? ORDER BY seq DESC LIMIT ?", (self.position, RESUME_ROWS)
+        )
+        for seq, n in sizes:
+            total += n
             if total > RESUME_SAMPLES:
-                return rows[i + 1 :]
-        return rows
+                break
+            first = seq
+        sizes.close()
+        for row in self.outbox.query(after_seq=first - 1):
+            if row.seq > self.position:
+                return
+            yield row
 
     def _resume(self) -> None:
         resume = getattr(self.sink, "resume", None)
         if resume is None or self.position <= 0:
             return
         try:
-            rows = self.delivered_tail()
-            series = resume(rows)
+            series = resume(self.delivered_tail())
         except Exception as exc:  # never a reason not to deliver: the guard starts empty as before
             self._log.warning("could not resume the sink's state from the store", error=str(exc))
             return
-        self._log.info("sink state resumed from delivered rows", rows=len(rows), series=series)
+        self._log.info("sink state resumed from delivered rows", series=series)
 
     async def run(self) -> None:
         backoff = self.cfg.backoff_initial

@@ -230,7 +230,7 @@ async def test_the_clock_guard_resumes_after_a_restart(tmp_path: Path, victoria:
     ob.close()
 
     ob, runner = make(tmp_path, victoria.url, precision="ms")  # a new process: a new sink, a new guard
-    assert [r.seq for r in runner.delivered_tail()] == [1, 2, 3]
+    assert [r.seq for r in list(runner.delivered_tail())] == [1, 2, 3]
     async with running(runner):
         ob.append([sample_batch("r1", t0 + 2_000_000 + 400_000, 1, base=10)])  # same ms as the last one
         ob.append([sample_batch("r1", t0 - 5_000_000, 1, base=20)])  # the clock stepped back 7 ms
@@ -250,14 +250,14 @@ async def test_resume_takes_only_the_last_delivered_rows(tmp_path: Path) -> None
 
     ob, runner = make(tmp_path, "http://127.0.0.1:9")
     ob.append([sample_batch("r1", 1_000_000 * i, 100) for i in range(1, 11)])
-    assert runner.delivered_tail() == []  # nothing delivered yet
+    assert list(runner.delivered_tail()) == []  # nothing delivered yet
     ob.ack("influx", 7)
     runner.position = 7
-    assert [r.seq for r in runner.delivered_tail()] == list(range(1, 8))
+    assert [r.seq for r in list(runner.delivered_tail())] == list(range(1, 8))
     old = runner_module.RESUME_SAMPLES
     runner_module.RESUME_SAMPLES = 250
     try:
-        assert [r.seq for r in runner.delivered_tail()] == [6, 7]  # the newest rows within the bound
+        assert [r.seq for r in list(runner.delivered_tail())] == [6, 7]  # the newest rows within the bound
     finally:
         runner_module.RESUME_SAMPLES = old
     assert runner.sink.resume(runner.delivered_tail()) == 1  # type: ignore[attr-defined]  # one rack line

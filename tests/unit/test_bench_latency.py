@@ -14,6 +14,7 @@ from tests.servers import Mosquitto
 def test_block_times_are_distinct_in_order() -> None:
     doc = {"samples": [{"ts": 5, "v": 1}, {"ts": 3}, {"ts": 5}, {"ts": "x"}, {"v": 2}]}
     assert block_times(json.dumps(doc).encode()) == [5, 3]
+    assert block_times(b'{"ts": 7, "p0": 3.3}') == [7]  # the naive baseline: one time per message
 
 
 def test_latency_per_block_from_a_real_broker(mosquitto: Mosquitto) -> None:
