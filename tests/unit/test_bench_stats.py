@@ -109,3 +109,21 @@ def test_own_process_cpu_and_memory_are_readable() -> None:
 
     assert cpu_seconds(os.getpid()) > 0
     assert status_mb(os.getpid(), "VmHWM") > 1
+
+
+def test_sustained_rate_is_the_highest_clean_step() -> None:
+    from bench.can_bench import sustained
+    from bench.stats import Runs
+
+    def step(rate: float, lost: float, p99: float) -> Runs:
+        r = Runs()
+        r.add(rate=rate, lost=lost, p99=p99)
+        return r
+
+    results = {8000: step(7999.4, 0, 50), 16000: step(15990, 0, 200), 25000: step(24000, 0, 300)}
+    assert sustained(results) == 24000  # the sender fell short of 25,000: what it reached
+    results[25000] = step(24999, 0, 300)
+    assert sustained(results) == 25000
+    results[32000] = step(32000, 12, 300)  # lost samples: not sustained
+    assert sustained(results) == 25000
+    assert sustained({4000: step(4000, 0, 600)}) == 0  # p99 over 500 ms
