@@ -32,7 +32,7 @@ def base_config(work: Path, *, site: str = "bench", http_port: int | None = None
         "site": {"name": site, "profiles_dir": str(work / "profiles"), "dbc_dir": str(work / "dbc")},
         "sources": [],
         "sinks": {},
-        "store": {"path": str(work / "gateway.db"), "commit_interval": 0.05},
+        "store": {"path": str(work / "gateway.db")},  # the defaults (commit_interval 0.02)
         "logging": {"level": "warning", "format": "json"},
         "http": {"host": "127.0.0.1", "port": http_port or free_port()},
     }

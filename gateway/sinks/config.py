@@ -50,7 +50,10 @@ class MqttSinkConfig(SinkBase):
     password_credential: str | None = Field(None, description="systemd credential name holding the password")
     keepalive: int = Field(30, ge=5, description="Keepalive seconds")
     batch_max_age: float = Field(
-        0.05, gt=0, description="Seconds a partial batch may wait (MQTT sends one message per stored batch anyway)"
+        0.005,
+        gt=0,
+        description="Seconds a partial batch may wait (MQTT sends one message per stored batch anyway: this only "
+        "groups the waits for PUBACKs)",
     )
     batch_max_samples: int = Field(
         20_000, ge=1, description="Most samples read for one write (their PUBACKs are awaited together)"

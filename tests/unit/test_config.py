@@ -47,7 +47,7 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
     assert cfg.site.name == "s1"
     assert cfg.sources[0].type == "simulated"
     assert cfg.sources[0].rack_tag == "rack-01"
-    assert cfg.store.commit_interval == 0.05
+    assert cfg.store.commit_interval == 0.02
     assert cfg.http.host == "127.0.0.1"
     assert loaded.profiles_dir == tmp_path / "profiles"
 
