@@ -51,6 +51,11 @@ class Kept:
         dts = cols[8]
         self.device_ts: tuple[int | None, ...] | None = None if dts.count(None) == self.n else dts
 
+    def sample(self, layout: Layout, i: int) -> Sample:
+        k = layout.keys[i]
+        dts = None if self.device_ts is None else self.device_ts[i]
+        return _new(Sample, (self.ts[i], k[0], self.values[i], k[1], self.qualities[i], k[2], k[3], k[4], dts))
+
     def samples(self, layout: Layout) -> list[Sample]:
         dts = repeat(None, self.n) if self.device_ts is None else self.device_ts
         return [
@@ -99,6 +104,7 @@ class LiveState:
         self._latest_samples = 0
         self._latest_racks: dict[str, int] = {}  # rack → how many of the kept layout batches have it
         self._racks: dict[int, frozenset[str]] = {}  # by layout id
+        self._rack_level_index: dict[int, tuple[int, ...]] = {}  # by layout id: indices of rack-level keys
         self.devices: dict[str, DeviceInfo] = {}  # by device (a rack's BMS, a Modbus unit, a CAN bus)
         self.sources: dict[str, DeviceInfo] = {}  # by source (samples and last batch only)
         self.alarms: dict[str, list[Any]] = {}
@@ -128,6 +134,25 @@ class LiveState:
         for layout, kept, _racks in self._latest.values():
             merged.update(zip(map(_point_key, layout.keys), kept.samples(layout), strict=True))
         return merged
+
+    def rack_points(self) -> dict[PointKey, Sample]:
+        """The newest sample of every rack-level point (no module, no cell): what the rack overview
+        shows, without making the samples of every cell again."""
+        merged = {k: s for k, s in self._points.items() if k[2] is None and k[3] is None}
+        for layout, kept, _racks in self._latest.values():
+            for i in self._rack_level(layout):
+                k = layout.keys[i]
+                merged[(k[2], k[0], None, None)] = kept.sample(layout, i)
+        return merged
+
+    def _rack_level(self, layout: Layout) -> tuple[int, ...]:
+        found = self._rack_level_index.get(layout.id)
+        if found is None:
+            if len(self._rack_level_index) >= MAX_LAYOUTS:
+                self._rack_level_index.clear()
+            found = tuple(i for i, k in enumerate(layout.keys) if k[3] is None and k[4] is None)
+            self._rack_level_index[layout.id] = found
+        return found
 
     def _layout_racks(self, layout: Layout) -> frozenset[str]:
         racks = self._racks.get(layout.id)
@@ -237,7 +262,7 @@ class LiveState:
 
     def racks(self, now: int) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
-        points = self.points
+        points = self.rack_points()
         for rack in self.rack_names():
             found = self.rack_device(rack)
             entry: dict[str, object] = {

@@ -162,6 +162,8 @@ def test_layout_batches_give_the_same_views_as_plain_ones(keep: int, monkeypatch
                 assert views(fast) == views(slow)  # a view in between
         assert views(fast) == views(slow)
         assert fast.points == slow.points
+        rack_level = {k: v for k, v in slow.points.items() if k[2] is None and k[3] is None}
+        assert fast.rack_points() == rack_level == slow.rack_points()
 
 
 def test_only_the_newest_batch_of_a_layout_is_held() -> None:
