@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
+from typing import Any
 
 import can
 
@@ -51,3 +53,30 @@ def loopback_socket(group: str = GROUP, rcvbuf: int | None = None) -> socket.soc
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     return sock
+
+
+async def drain_rate(reader: Any, port: int, datagrams: list[bytes], count: int, chunk: int = 2_000) -> float:
+    """Frames per CPU second of a started `BusReader`: chunks of datagrams are sent to it first (not
+    timed), then drained (timed with the process's CPU clock). Lost datagrams are printed."""
+    tx = loopback_socket(GROUP)
+    got = i = 0
+    cpu = 0.0
+    try:
+        while got < count:
+            for _ in range(chunk):
+                tx.sendto(datagrams[i % len(datagrams)], (GROUP, port))
+                i += 1
+            t0 = time.process_time()
+            n = 0
+            while n < chunk:
+                frames = await reader.batch(0.0, chunk - n, 0.5)
+                if not frames:
+                    break
+                n += len(frames)
+            cpu += time.process_time() - t0
+            if n < chunk:
+                print(f"  udp: {chunk - n} of {chunk} frames lost (dropped {reader.dropped})")
+            got += n
+    finally:
+        tx.close()
+    return got / cpu

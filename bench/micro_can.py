@@ -36,7 +36,7 @@ import can
 from can.interfaces.udp_multicast.utils import pack_message
 
 from bench import can_bench, candata
-from bench.canbus import GROUP, loopback_socket
+from bench.canbus import GROUP, drain_rate
 from gateway.can.config import CanProfile, CanSourceConfig
 from gateway.can.dbcload import load_dbc
 from gateway.can.plan import compile_rack
@@ -102,32 +102,13 @@ def bench_udp(count: int, chunk: int = 2_000) -> float:
 
     async def main() -> float:
         bus = open_bus("udp_multicast", GROUP, port=port, filters=bench_source().filters())
-        tx = loopback_socket(GROUP)
         reader = BusReader(bus)
         reader.start()
-        got = i = 0
-        cpu = 0.0
         try:
-            while got < count:
-                for _ in range(chunk):
-                    tx.sendto(datagrams[i % len(datagrams)], (GROUP, port))
-                    i += 1
-                t0 = time.process_time()
-                n = 0
-                while n < chunk:
-                    frames = await reader.batch(0.0, chunk - n, 0.5)
-                    if not frames:
-                        break
-                    n += len(frames)
-                cpu += time.process_time() - t0
-                if n < chunk:
-                    print(f"  udp: {chunk - n} of {chunk} frames lost (dropped {reader.dropped})")
-                got += n
+            return await drain_rate(reader, port, datagrams, count, chunk)
         finally:
             reader.stop()
             bus.shutdown()
-            tx.close()
-        return got / cpu
 
     return asyncio.run(main())
 

@@ -90,7 +90,7 @@ def bench_udp(count: int, chunk: int = 2_000, fast: bool = True) -> float:
     """Chunks of datagrams are sent first (not timed), then drained by the reader (CPU timed)."""
     from can.interfaces.udp_multicast.utils import pack_message
 
-    from bench.canbus import GROUP, loopback_socket
+    from bench.canbus import GROUP, drain_rate
 
     port = random.randrange(40_000, 60_000)
     msg = can.Message(arbitration_id=0x110, data=bytes(range(8)), is_extended_id=False, timestamp=1.0)
@@ -98,31 +98,13 @@ def bench_udp(count: int, chunk: int = 2_000, fast: bool = True) -> float:
 
     async def main() -> float:
         bus = open_bus("udp_multicast", GROUP, port=port)
-        tx = loopback_socket(GROUP)
         reader = BusReader(bus, fast_udp=fast)
         reader.start()
-        got = 0
-        cpu = 0.0
         try:
-            while got < count:
-                for _ in range(chunk):
-                    tx.sendto(datagram, (GROUP, port))
-                t0 = time.process_time()
-                n = 0
-                while n < chunk:
-                    frames = await reader.batch(0.0, chunk - n, 0.5)
-                    if not frames:
-                        break
-                    n += len(frames)
-                cpu += time.process_time() - t0
-                if n < chunk:
-                    print(f"  udp: {chunk - n} of {chunk} frames lost (dropped {reader.dropped})")
-                got += n
+            return await drain_rate(reader, port, [datagram], count, chunk)
         finally:
             reader.stop()
             bus.shutdown()
-            tx.close()
-        return got / cpu
 
     return asyncio.run(main())
 

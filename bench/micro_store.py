@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from bench.micro_sinks import measure
 from gateway import gcpolicy
 from gateway.model import Batch, Layout, Sample
 from gateway.ops.livestate import LiveState
@@ -79,15 +79,6 @@ def drain(box: Outbox, pos: dict[str, int], upto: dict[str, int]) -> None:
             if rows:
                 pos[sink] = rows[-1].seq
                 more = True
-
-
-def measure(fn: Callable[[int], None], rounds: int, n: int) -> float:
-    best = float("inf")
-    for i in range(rounds):
-        t0 = time.process_time()
-        fn(i)
-        best = min(best, time.process_time() - t0)
-    return best / n * 1e6
 
 
 def run(rounds: list[list[Batch]], after: bool, case: str) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
-from gateway.alarms.ratecolumns import Element, Tracker
+from gateway.alarms.ratecolumns import Element, Tracker, count_element
 from gateway.model import Quality, Sample
 
 # (rule id, rack, module, cell, name): an alarm instance. The alarm id is made from it once.
@@ -125,11 +125,7 @@ class RateHandler(Handler):
         self.tracked: dict[Element, int] = {}  # elements with an instance of this rule (the engine counts)
 
     def track(self, element: Element, delta: int) -> None:
-        n = self.tracked.get(element, 0) + delta
-        if n > 0:
-            self.tracked[element] = n
-        else:
-            self.tracked.pop(element, None)
+        count_element(self.tracked, element, delta)
 
     def sample(self, s: Sample) -> None:
         if s.quality != Quality.GOOD:

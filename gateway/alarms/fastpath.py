@@ -12,7 +12,7 @@ import math
 
 from gateway.alarms import rules as r
 from gateway.alarms.compiled import Handler, ThresholdHandler
-from gateway.alarms.ratecolumns import Element
+from gateway.alarms.ratecolumns import Element, count_element
 from gateway.model import Quality, Sample
 
 GOOD = Quality.GOOD
@@ -28,11 +28,7 @@ class ThresholdGroup:
         self.prefix: str | None = None
 
     def track(self, element: Element, delta: int) -> None:
-        n = self.tracked.get(element, 0) + delta
-        if n > 0:
-            self.tracked[element] = n
-        else:
-            self.tracked.pop(element, None)
+        count_element(self.tracked, element, delta)
 
     def sample(self, s: Sample) -> None:
         if s.quality != GOOD:

@@ -19,6 +19,15 @@ from gateway.alarms.rules import RateTracker
 Element = tuple[str, int | None, int | None]  # (rack, module, cell)
 
 
+def count_element(tracked: dict[Element, int], element: Element, delta: int) -> None:
+    """Add `delta` to an element's count of alarm instances; an element at zero leaves `tracked`."""
+    n = tracked.get(element, 0) + delta
+    if n > 0:
+        tracked[element] = n
+    else:
+        tracked.pop(element, None)
+
+
 class ColumnTracker:
     """An element's place in the trackers dict while `RateColumns` hold its history."""
 
