@@ -51,6 +51,9 @@ class StoreConfig(Strict):
     synchronous: Literal["normal", "full"] = Field(
         "normal", description="normal: survives a process crash; full: also a power loss (slower)"
     )
+    max_dead_letters: int = Field(
+        100_000, ge=100, description="Dead letters kept per sink; older ones are deleted (counted and logged)"
+    )
 
 
 class LoggingConfig(Strict):

@@ -102,6 +102,7 @@ class Runtime:
             max_bytes=cfg.store.max_bytes,
             retention_hours=cfg.store.retention_hours,
             synchronous=cfg.store.synchronous,
+            max_dead_letters=cfg.store.max_dead_letters,
         )
         self.queue = BatchQueue(cfg.runtime.queue_batches, cfg.runtime.queue_samples)
         self.commit_max_samples = COMMIT_MAX_SAMPLES
