@@ -138,6 +138,9 @@ class LoadedConfig:
     config: GatewayConfig
     path: Path
     profiles: dict[str, BaseModel] = field(default_factory=dict)
+    # profile name → digest of the files it refers to (a CAN profile's DBC file), taken at load time,
+    # so that a reload restarts the sources of a profile whose file changed on disk
+    file_digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -196,4 +199,31 @@ def load_config(path: Path) -> LoadedConfig:
     problems = check_config(loaded, data)
     if problems:
         raise ConfigError(problems)
+    loaded.file_digests.update(profile_file_digests(loaded))
     return loaded
+
+
+def profile_files(loaded: LoadedConfig, profile: BaseModel) -> list[Path]:
+    """The files a profile refers to besides itself (a CAN profile's DBC file)."""
+    dbc = getattr(profile, "dbc", None)
+    if not isinstance(dbc, str | Path):
+        return []
+    p = Path(dbc)
+    return [p if p.is_absolute() else loaded.dbc_dir / p]
+
+
+def profile_file_digests(loaded: LoadedConfig) -> dict[str, str]:
+    import hashlib
+
+    out: dict[str, str] = {}
+    for name, profile in loaded.profiles.items():
+        h = hashlib.sha256()
+        files = profile_files(loaded, profile)
+        for f in files:
+            try:
+                h.update(f.read_bytes())
+            except OSError:
+                h.update(b"<unreadable>")
+        if files:
+            out[name] = h.hexdigest()
+    return out

@@ -2,7 +2,8 @@
 
 `plan_reload(old, new)` compares two validated configurations and says which sources and sinks
 restart; everything else keeps running, so their streams have no gap. A source restarts when its
-entry changed, its profile changed, or the site name changed (its tag is on every sample); a
+entry changed, its profile or a file its profile refers to (a CAN profile's DBC file) changed, or
+the site name changed (its tag is on every sample); a
 source that a builder shares between several entries (one under its own name) restarts when any
 entry of its type changed. The store and the runtime section cannot change under a running process:
 the running values stay, and the result says a restart is needed; so does the alarm engine's
@@ -96,8 +97,11 @@ def plan_reload(old: LoadedConfig, new: LoadedConfig) -> ReloadPlan:
         forced = set(old_src) | set(new_src)
     for name, cfg in new_src.items():
         profile = getattr(cfg, "profile", None)
-        if profile is not None and old.profiles.get(profile) != new.profiles.get(profile):
-            forced.add(name)
+        if profile is not None and (
+            old.profiles.get(profile) != new.profiles.get(profile)
+            or old.file_digests.get(profile) != new.file_digests.get(profile)
+        ):
+            forced.add(name)  # its profile, or a file the profile refers to (a DBC file), changed
     stop_src, start_src = _diff(old_src, new_src, forced)
     types = {old_src[n].type for n in stop_src if n in old_src} | {new_src[n].type for n in start_src}
     stop_sink, start_sink = _diff(_enabled_sinks(oc), _enabled_sinks(nc))
@@ -115,7 +119,7 @@ def plan_reload(old: LoadedConfig, new: LoadedConfig) -> ReloadPlan:
 def effective_config(old: LoadedConfig, new: LoadedConfig) -> LoadedConfig:
     """The new configuration with the sections a reload cannot apply kept at their running values."""
     keep = {s: getattr(old.config, s) for s in RESTART_ONLY}
-    return LoadedConfig(new.config.model_copy(update=keep), new.path, new.profiles)
+    return LoadedConfig(new.config.model_copy(update=keep), new.path, new.profiles, new.file_digests)
 
 
 def sources_by_type(loaded: LoadedConfig, types: Iterable[str] | None = None) -> dict[str, list[Source]]:

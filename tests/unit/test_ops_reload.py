@@ -105,3 +105,28 @@ def test_alarm_rules_change_needs_a_restart(tmp_path: Path) -> None:
     plan = plan_reload(old, new)
     assert plan.needs_restart == ("alarms",) and plan.empty
     assert effective_config(old, new).config.alarms == old.config.alarms
+
+
+def test_a_changed_dbc_file_restarts_the_sources_of_its_profile(tmp_path: Path) -> None:
+    """The DBC file a CAN profile names is part of what a reload compares (its content, not its name)."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "dbc").mkdir()
+    shutil.copy(root / "config" / "profiles" / "can-example-rack.yaml", tmp_path / "profiles")
+    shutil.copy(root / "dbc" / "can-example-rack.dbc", tmp_path / "dbc")
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(
+        "site: {name: s, profiles_dir: profiles, dbc_dir: dbc}\n"
+        "sources:\n"
+        "  - {type: can, name: rack-a, profile: can-example-rack, interface: virtual, channel: c0}\n"
+        "  - {type: simulated, name: sim}\n"
+        f"store: {{path: {tmp_path / 's.db'}}}\n"
+    )
+    old = load_config(cfg)
+    assert plan_reload(old, load_config(cfg)).empty  # nothing changed
+    dbc = tmp_path / "dbc" / "can-example-rack.dbc"
+    dbc.write_text(dbc.read_text() + '\nCM_ "changed on disk";\n')
+    plan = plan_reload(old, load_config(cfg))
+    assert plan.stop_sources == plan.start_sources == frozenset({"rack-a"})  # the simulated rack keeps running
