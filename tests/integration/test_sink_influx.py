@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import BatchKind
+from gateway.model import Batch, BatchKind
 from gateway.outbox import Outbox
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx import InfluxSink
@@ -30,6 +30,15 @@ from tests.servers import VictoriaMetrics
 FAST = {"batch_max_age": 0.05, "backoff_initial": 0.05, "backoff_max": 0.5}
 
 
+async def deliver(ob: Outbox, runner: SinkRunner, batches: list[Batch]) -> None:
+    """Run the sink until it has delivered the batches, stored one row each."""
+    async with running(runner):
+        for b in batches:
+            ob.append([b])
+            runner.notify()
+        await wait_for(runner.caught_up)
+
+
 def make(tmp_path: Path, url: str, **kw: object) -> tuple[Outbox, SinkRunner]:
     ob = Outbox(tmp_path / "store.db")
     cfg = InfluxSinkConfig.model_validate({"url": url, "token": "t0ken", **FAST, **kw})
@@ -41,11 +50,7 @@ async def test_samples_land_in_victoriametrics_in_order(tmp_path: Path, victoria
     ob, runner = make(tmp_path, victoria.url)
     assert "accepted" in await runner.sink.probe()  # type: ignore[attr-defined]  # an empty write
     t0 = (time.time_ns() // 1_000_000) * 1_000_000
-    async with running(runner):
-        for i in range(50):
-            ob.append([sample_batch("r1", t0 + i * 10_000_000, 4, base=i)])
-            runner.notify()
-        await wait_for(runner.caught_up)
+    await deliver(ob, runner, [sample_batch("r1", t0 + i * 10_000_000, 4, base=i) for i in range(50)])
     assert await vm_wait_points(victoria, '{__name__=~"rack_raw.v.*"}', 200) == 200
     series = vm_series(victoria)
     assert set(series) == {"rack_raw.v0", "rack_raw.v1", "rack_raw.v2", "rack_raw.v3"}
@@ -222,20 +227,19 @@ async def test_the_clock_guard_resumes_after_a_restart(tmp_path: Path, victoria:
     overwrite it in InfluxDB), and a clock that stepped back across the restart is tagged."""
     ob, runner = make(tmp_path, victoria.url, precision="ms")
     t0 = (time.time_ns() // 1_000_000) * 1_000_000
-    async with running(runner):
-        for i in range(3):
-            ob.append([sample_batch("r1", t0 + i * 1_000_000, 1, base=i)])
-        runner.notify()
-        await wait_for(runner.caught_up)
+    await deliver(ob, runner, [sample_batch("r1", t0 + i * 1_000_000, 1, base=i) for i in range(3)])
     ob.close()
 
     ob, runner = make(tmp_path, victoria.url, precision="ms")  # a new process: a new sink, a new guard
     assert [r.seq for r in list(runner.delivered_tail())] == [1, 2, 3]
-    async with running(runner):
-        ob.append([sample_batch("r1", t0 + 2_000_000 + 400_000, 1, base=10)])  # same ms as the last one
-        ob.append([sample_batch("r1", t0 - 5_000_000, 1, base=20)])  # the clock stepped back 7 ms
-        runner.notify()
-        await wait_for(runner.caught_up)
+    await deliver(
+        ob,
+        runner,
+        [
+            sample_batch("r1", t0 + 2_000_000 + 400_000, 1, base=10),  # same ms as the last one
+            sample_batch("r1", t0 - 5_000_000, 1, base=20),  # the clock stepped back 7 ms
+        ],
+    )
     ob.close()
     ms = t0 // 1_000_000
     assert await vm_wait_points(victoria, '{__name__="rack_raw.v0"}', 5) == 5  # none overwritten
