@@ -30,7 +30,7 @@ from gateway.outbox import Outbox, Row
 from gateway.sinks import layoutcheck
 from gateway.sinks.clock import ClockGuard
 from gateway.sinks.influx import chunks_body, gzip_body, render_chunks
-from gateway.sinks.mqttpayloads import ALL_LEVELS, MqttState, Topics, clean, dumps, render_rows, state_key
+from gateway.sinks.mqttpayloads import ALL_LEVELS, MqttState, Topics, clean, dumps, render_rows, sample_doc, state_key
 
 # -- the plain renderings before the fast paths (same bytes, more work per sample) ------------------
 
@@ -80,17 +80,6 @@ def plain_guard(items: list[tuple[int, str]], newest: dict[str, int]) -> list[tu
     return out
 
 
-def plain_sample_doc(s: Sample) -> dict[str, object]:
-    doc: dict[str, object] = {"ts": s.ts, "q": s.quantity, "v": clean(s.value), "u": s.unit, "ql": s.quality}
-    if s.module is not None:
-        doc["m"] = s.module
-    if s.cell is not None:
-        doc["c"] = s.cell
-    if s.device_ts is not None:
-        doc["dts"] = s.device_ts
-    return doc
-
-
 def plain_mqtt(rows: list[Row], topics: Topics, values: dict[str, dict[str, dict[str, object]]]) -> list[bytes]:
     out = []
     for row in rows:
@@ -100,7 +89,7 @@ def plain_mqtt(rows: list[Row], topics: Topics, values: dict[str, dict[str, dict
                 by_rack.setdefault(s.rack, []).append(s)
         for rack, samples in by_rack.items():
             doc = {"seq": row.seq, "site": topics.site, "rack": rack, "source": row.batch.source,
-                   "samples": [plain_sample_doc(s) for s in samples]}  # fmt: skip
+                   "samples": [sample_doc(s) for s in samples]}  # fmt: skip
             out.append(dumps(doc))
             vals = values.setdefault(rack, {})
             for s in samples:

@@ -287,6 +287,3 @@ class BitsHandler(Handler):
             key, raw, s.ts, r.as_number(s.value) if not isinstance(s.value, str) else s.value,
             lambda: self.text("BMS {quantity} set", quantity=s.quantity, value=s.value, rack=s.rack),
         )  # fmt: skip
-
-    def severity_of(self, name: str) -> str:
-        return self.spec.severities.get(name, self.spec.severity)

@@ -235,15 +235,7 @@ class AlarmEngine:
                 hs = index[s.quantity] = [h for h in prefixed if s.quantity.startswith(h.prefix or "\0")]
             for h in hs:
                 h.sample(s)
-        last = b.samples[-1]
-        rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
-        if rack in self.removed:
-            return  # a batch still queued from a source a reload removed
-        self.racks.add(rack)
-        self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
-        self._comm(rack, comm_lost, last.ts)
-        for st in self.stale:
-            self._check(st, rack, False, last.ts, None, "samples arriving again")
+        self._after_samples(b, comm_lost)
 
     def _handlers_of(self, quantity: str) -> list[Indexed]:
         hs = self.index.get(quantity)

@@ -31,17 +31,8 @@ class ThresholdGroup:
         count_element(self.tracked, element, delta)
 
     def sample(self, s: Sample) -> None:
-        if s.quality != GOOD:
-            return
-        v = s.value
-        if type(v) is not float:
-            v = r.as_number(v)
-            if v is None:
-                return
-        if self.low_max <= v <= self.high_min and (not self.tracked or (s.rack, s.module, s.cell) not in self.tracked):
-            return
-        for m in self.members:
-            m.check(s, v)
+        if s.quality == GOOD:
+            self.good(s)
 
     def good(self, s: Sample) -> None:
         """`sample` for a sample the engine already knows is GOOD."""

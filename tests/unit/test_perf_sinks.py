@@ -14,7 +14,7 @@ from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
 from gateway.outbox import Row
 from gateway.sinks.clock import ClockGuard
 from gateway.sinks.influx import render, render_parts
-from gateway.sinks.mqttpayloads import ALL_LEVELS, MqttState, Topics, clean, render_rows, state_key
+from gateway.sinks.mqttpayloads import ALL_LEVELS, MqttState, Topics, clean, render_rows, sample_doc, state_key
 
 T = 1_700_000_000_123_456_789
 NAN, INF = float("nan"), float("inf")
@@ -117,17 +117,6 @@ def ref_dumps(doc: object) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str).encode()
 
 
-def ref_sample_doc(s: Sample) -> dict[str, object]:
-    doc: dict[str, object] = {"ts": s.ts, "q": s.quantity, "v": clean(s.value), "u": s.unit, "ql": s.quality}
-    if s.module is not None:
-        doc["m"] = s.module
-    if s.cell is not None:
-        doc["c"] = s.cell
-    if s.device_ts is not None:
-        doc["dts"] = s.device_ts
-    return doc
-
-
 def ref_telemetry(seq: int, b: Batch, topics: Topics) -> list[tuple[str, bytes]]:
     by_rack: dict[str, list[Sample]] = {}
     for s in b.samples:
@@ -142,7 +131,7 @@ def ref_telemetry(seq: int, b: Batch, topics: Topics) -> list[tuple[str, bytes]]
                     "site": topics.site,
                     "rack": rack,
                     "source": b.source,
-                    "samples": [ref_sample_doc(s) for s in ss],
+                    "samples": [sample_doc(s) for s in ss],
                 }
             ),
         )
