@@ -1,4 +1,4 @@
-.PHONY: demo test bench
+.PHONY: demo test test-load bench
 
 # Set up and run the gateway on the embedded default (simulated racks, local store). Ctrl-C stops.
 demo:
@@ -9,6 +9,10 @@ demo:
 # Set up and run the whole test suite: system packages, lint, type check, tests.
 test:
 	./scripts/test.sh
+
+# The test suite three times in a row while one busy-loop process per CPU occupies the machine.
+test-load:
+	./scripts/test.sh --under-load
 
 bench:
 	@.venv/bin/python -m bench
