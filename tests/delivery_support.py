@@ -88,7 +88,7 @@ class InfluxLikeServer:
 
     `script` answers requests in turn (then 204 for the rest); lines containing a string in `conflicts`
     make a request fail with 400 and InfluxDB's field-type-conflict body; `max_lines` larger bodies get 413.
-    Accepted lines are kept in `stored`, every request's status in `log`."""
+    Accepted lines are kept in `stored`, every request's status in `log` (and when it came in `times`)."""
 
     script: list[Answer] = field(default_factory=list)
     conflicts: tuple[str, ...] = ()
@@ -97,6 +97,7 @@ class InfluxLikeServer:
     port: int = field(default_factory=free_port)
     stored: list[str] = field(default_factory=list)
     log: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # monotonic time each request in `log` was answered
     headers_seen: list[dict[str, str]] = field(default_factory=list)
     server: asyncio.Server | None = None
     ssl: Any = None  # an ssl.SSLContext: serve HTTPS
@@ -137,6 +138,7 @@ class InfluxLikeServer:
                 self.headers_seen.append(headers)
                 ans = self._answer(line.decode(), headers, body.decode())
                 self.log.append(ans.status)
+                self.times.append(time.monotonic())
                 payload = ans.body.encode()
                 extra = "".join(f"{k}: {v}\r\n" for k, v in ans.headers.items())
                 ctype = "Content-Type: application/json\r\n" if payload else ""
@@ -262,7 +264,7 @@ class Collector:
 
     async def __aenter__(self) -> Collector:
         self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._subscribed.wait(), 10)
+        await asyncio.wait_for(self._subscribed.wait(), 30)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

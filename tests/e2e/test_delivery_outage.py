@@ -10,6 +10,8 @@ import os
 import signal
 import sys
 import time
+from asyncio.subprocess import Process
+from collections.abc import Callable
 from math import isclose
 from pathlib import Path
 
@@ -74,6 +76,19 @@ def cursor(db: Path) -> tuple[int, int]:
         ob.close()
 
 
+def connected(tmp_path: Path) -> bool:
+    return "sink connected" in (tmp_path / "gateway.log").read_text()
+
+
+async def until(pred: Callable[[], bool], proc: Process, tmp_path: Path, what: str, timeout: float = 60.0) -> None:
+    """Wait for `pred` (run in a thread: it reads the store) while the gateway keeps running."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(pred):
+        assert proc.returncode is None, (tmp_path / "gateway.log").read_text()[-2000:]
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.2)
+
+
 async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMetrics) -> None:
     cfg = config(tmp_path, victoria)
     db = tmp_path / "store.db"
@@ -82,10 +97,16 @@ async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMet
         sys.executable, "-m", "gateway", "run", "-c", str(cfg), stdout=log, stderr=log
     )
     try:
-        await asyncio.sleep(2.0)
-        assert proc.returncode is None, (tmp_path / "gateway.log").read_text()[-2000:]
+        # Running and delivering: the influx cursor moves (a fixed pause would be too short on a busy machine).
+        # The store is read once the sink has said it is connected (its cursor exists then).
+        await until(lambda: connected(tmp_path) and cursor(db)[0] > 0, proc, tmp_path, "first delivery")
         victoria.stop()
-        await asyncio.sleep(OUTAGE)
+        down = time.monotonic()
+        acked_at_stop = (await asyncio.to_thread(cursor, db))[0]
+        # The outage lasts OUTAGE seconds and until the backlog holds rows committed since the stop.
+        await until(
+            lambda: time.monotonic() - down >= OUTAGE and cursor(db)[1] > acked_at_stop + 10, proc, tmp_path, "backlog"
+        )
         acked, last = await asyncio.to_thread(cursor, db)
         assert acked < last  # the backlog is in the store
         victoria.start()
@@ -105,7 +126,8 @@ async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMet
             await proc.wait()
     expected = await asyncio.to_thread(truth, tmp_path)
     got: dict[Point, list[float]] = {}
-    for _ in range(100):
+    deadline = time.monotonic() + 60  # VictoriaMetrics makes new series searchable with a delay
+    while True:
         got = {}
         for s in await asyncio.to_thread(victoria.export, '{__name__=~"(rack|cell|module)_.*"}'):
             m = dict(s["metric"])  # type: ignore[call-overload]
@@ -113,7 +135,7 @@ async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMet
             labels = frozenset(m.items())
             for ts, v in zip(s["timestamps"], s["values"], strict=True):  # type: ignore[call-overload]
                 got.setdefault((name, labels, int(ts)), []).append(float(v))
-        if set(expected) <= set(got):
+        if set(expected) <= set(got) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.3)
     lost = [p for p in expected if p not in got]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 import can
 import pytest
 
 from gateway.can.reader import BusReader, open_bus
+from tests.delivery_support import wait_for
 from tests.servers import free_port
 
 
@@ -22,10 +23,17 @@ async def test_udp_multicast_is_read_by_the_event_loop_in_batches() -> None:
         for i in range(5):
             tx.send(can.Message(arbitration_id=0x100 + i, data=bytes([i]), is_extended_id=False))
         tx.send(can.Message(arbitration_id=0x200, data=b"\x09", is_extended_id=False))  # not in the filter
-        first = await reader.batch(window=0.2, max_frames=3, timeout=5)
-        rest = await reader.batch(window=0.2, max_frames=10, timeout=5)
-        assert [m.arbitration_id for m in first + rest] == [0x100, 0x101, 0x102, 0x103, 0x104]
-        assert len(first) == 3
+        tx.send(can.Message(arbitration_id=0x10F, data=b"\xff", is_extended_id=False))  # the last frame sent
+        # A batch ends at max_frames (the window is only an upper bound: generous on a busy machine).
+        first = await reader.batch(window=30, max_frames=3, timeout=30)
+        assert [m.arbitration_id for m in first] == [0x100, 0x101, 0x102]
+        rest: list[int] = []
+        deadline = time.monotonic() + 30
+        while 0x10F not in rest:  # everything up to the last frame sent, in order
+            assert time.monotonic() < deadline, f"frames after the first batch: {rest}"
+            rest += [m.arbitration_id for m in await reader.batch(window=0.05, max_frames=10, timeout=1)]
+        # 0x200 was sent before the last frame, on the same socket: had it passed the filter, it would be here.
+        assert rest == [0x103, 0x104, 0x10F]
         assert await reader.batch(window=0.05, max_frames=10, timeout=0.1) == []  # nothing more: timeout
     finally:
         reader.stop()
@@ -43,9 +51,11 @@ async def test_virtual_bus_thread_reader_and_bounded_buffer() -> None:
         assert reader._thread is not None  # no file descriptor: one blocking receive thread
         for i in range(25):
             tx.send(can.Message(arbitration_id=i, data=b"", is_extended_id=False))
-        await asyncio.sleep(0.3)
+        # The receive thread takes every frame: ten are buffered, the other fifteen dropped and counted.
+        await wait_for(lambda: len(reader.buffer) + reader.dropped == 25, timeout=30)
         got = await reader.batch(window=0.01, max_frames=100, timeout=1)
         assert len(got) == 10 and reader.dropped == 15  # counted, never silent
+        assert [m.arbitration_id for m in got] == list(range(10))  # the first ones kept, the newest dropped
     finally:
         reader.stop()
         rx.shutdown()

@@ -26,12 +26,14 @@ class ListSink:
         self.retry_after = retry_after
         self.writes: list[list[int]] = []
         self.attempts = 0
+        self.attempted_at: list[float] = []  # monotonic time of each attempt
 
     async def open(self) -> None:
         pass
 
     async def write(self, rows: Sequence[Row]) -> Sequence[Rejected]:
         self.attempts += 1
+        self.attempted_at.append(time.monotonic())
         if self.fail > 0:
             self.fail -= 1
             raise SinkError("down", retry_after=self.retry_after)
@@ -67,10 +69,10 @@ async def test_retry_after_is_waited_out_before_the_next_attempt(tmp_path: Path)
     runner = SinkRunner("list", sink, ob, cfg())
     ob.append([sample_batch("r1", 1, 1)])
     async with running(runner):
-        await wait_for(lambda: sink.attempts == 1)
-        await asyncio.sleep(0.2)
-        assert sink.attempts == 1  # backoff alone would have retried by now
         await wait_for(runner.caught_up)
+    assert sink.attempts == 2 and sink.writes == [[1]]
+    # The second attempt came no sooner than the server asked (backoff alone: 5-10 ms).
+    assert sink.attempted_at[1] - sink.attempted_at[0] >= 0.5
     ob.close()
 
 
@@ -81,9 +83,9 @@ async def test_drain_writes_a_partial_batch_at_once(tmp_path: Path) -> None:
     async with running(runner):
         ob.append([sample_batch("r1", time.time_ns(), 1)])  # a fresh row
         runner.notify()
-        await asyncio.sleep(0.1)
-        assert sink.writes == []  # waiting for more (age one hour)
-        assert await runner.drain(5.0)
+        await wait_for(lambda: [r.seq for r in runner._buffer] == [1])  # read, held for more (age one hour)
+        assert sink.writes == []
+        assert await runner.drain(30.0)
     assert sink.writes == [[1]]
     ob.close()
 
@@ -97,6 +99,6 @@ async def test_a_bug_in_a_sink_is_not_swallowed(tmp_path: Path) -> None:
     runner = SinkRunner("list", Broken(), ob, cfg())
     ob.append([sample_batch("r1", 1, 1)])
     with pytest.raises(ZeroDivisionError):
-        await asyncio.wait_for(runner.run(), 5)
+        await asyncio.wait_for(runner.run(), 30)
     assert ob.acked("list") == 0  # nothing acknowledged
     ob.close()
