@@ -58,13 +58,33 @@ def readiness_problems(
     return problems
 
 
+RACK_STATES = ("online", "degraded", "offline")  # always counted in the summary, in this order
+
+
+def rack_counts(racks: list[dict[str, Any]]) -> dict[str, int]:
+    """Racks by their device's state: online, degraded and offline always, other states (starting,
+    unknown) when a rack is in them."""
+    counts = dict.fromkeys(RACK_STATES, 0)
+    for r in racks:
+        state = str(r.get("state") or "unknown")
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def racks_summary(racks: list[dict[str, Any]]) -> str:
+    """`2 online, 2 degraded, 0 offline of 4 racks`: a degraded rack still answers, so it is not offline."""
+    counts = rack_counts(racks)
+    return (
+        ", ".join(f"{n} {state}" for state, n in counts.items())
+        + f" of {len(racks)} rack{'s' if len(racks) != 1 else ''}"
+    )
+
+
 def status_line(doc: dict[str, Any]) -> str:
     """A one-line summary for systemd's STATUS= (shown by `systemctl status`)."""
-    racks = doc.get("racks", [])
-    online = sum(1 for r in racks if r.get("state") == "online")
     parts = [
         "ready" if doc.get("ready") else "starting",
-        f"{online}/{len(racks)} racks online",
+        racks_summary(doc.get("racks", [])),
         f"{doc.get('samples_seen', 0)} samples stored",
     ]
     sinks = doc.get("sinks", [])
@@ -132,6 +152,7 @@ def status_document(
                 "age_s": age_seconds(now, seen.last_batch) if seen and seen.last_batch else None,
             }
         )
+    racks = live.racks(now)
     doc: dict[str, Any] = {
         "site": rt.cfg.site.name,
         "now": now,
@@ -140,7 +161,8 @@ def status_document(
         "samples_seen": live.samples,
         "sources": sources,
         "devices": live.device_rows(now),
-        "racks": live.racks(now),
+        "racks": racks,
+        "racks_summary": racks_summary(racks),
         "alarms": live.active_alarms(),
         "sinks": [_sink_dict(v) for v in sink_views(rt)],
     }

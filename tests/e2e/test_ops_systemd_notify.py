@@ -51,11 +51,11 @@ def test_ready_after_sources_watchdog_status_and_stopping(tmp_path: Path, abstra
         started = [i for i, e in enumerate(events) if e == "simulated rack started"]
         assert len(started) == 2
         assert max(started) < events.index("ready")
-        assert "racks online" in listener.messages[ready]["STATUS"]
+        assert "offline of " in listener.messages[ready]["STATUS"]
         # WATCHDOG=1 keeps coming while it runs.
         listener.wait_for(lambda m: sum(x.get("WATCHDOG") == "1" for x in listener.messages[ready:]) >= 5, alive=proc)
         # STATUS= is refreshed with the racks online once their samples are in.
-        listener.wait_for(lambda m: "2/2 racks online" in m.get("STATUS", ""), alive=proc)
+        listener.wait_for(lambda m: "2 online, 0 degraded, 0 offline of 2 racks" in m.get("STATUS", ""), alive=proc)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         listener.poll()

@@ -89,8 +89,7 @@ function drawPoints(doc) {
 function drawSummary(doc) {
   document.getElementById("site").textContent = doc.site;
   document.getElementById("version").textContent = `v${doc.version} · up ${Math.round(doc.uptime_s)} s`;
-  const online = doc.racks.filter((r) => r.state === "online").length;
-  const text = `${doc.ready ? "ready" : "not ready: " + doc.problems.join("; ")} · ${online}/${doc.racks.length} racks online · ` +
+  const text = `${doc.ready ? "ready" : "not ready: " + doc.problems.join("; ")} · ${doc.racks_summary} · ` +
     `${doc.alarms.length} active alarms · ${doc.samples_seen} samples stored`;
   const el = document.getElementById("summary");
   el.textContent = text;
