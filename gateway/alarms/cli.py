@@ -77,21 +77,41 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    """Journal entries, oldest first; an entry the chain check finds edited is printed as stored and
+    marked, and the command then exits 1 naming every problem (as `verify` does)."""
     j = _open(args)
+    checked, flaws = j.flaws()
+    marks: dict[int, list[str]] = {}
+    for f in flaws:
+        if f.seq is not None:
+            marks.setdefault(f.seq, []).append(f.text)
     for entry in j.entries(args.since or 0, args.until, args.rack):
         e = entry.body
         if args.alarm and e.get("alarm_id") != args.alarm:
             continue
-        if e.get("type") == "event":
-            who = f"  by {e['user']}" if e.get("user") else ""
-            why = f" ({e['reason']})" if e.get("reason") else ""
-            print(f"{entry.seq:6} {_iso(entry.ts)} {e['severity']:8} {e['alarm_id']:40} "
-                  f"{e['previous']} -> {e['state']}: {e['message']}{who}{why}")  # fmt: skip
-        else:
-            extra = {k: v for k, v in e.items() if k not in ("type", "ts")}
-            print(f"{entry.seq:6} {_iso(entry.ts)} -- {e.get('type')} {json.dumps(extra, ensure_ascii=False)}")
+        line = _history_line(entry.seq, _iso(entry.ts), entry.kind, e, entry.raw)
+        print(f"{line}  [TAMPERED: {'; '.join(marks[entry.seq])}]" if entry.seq in marks else line)
     j.close()
-    return 0
+    if not flaws:
+        return 0
+    for f in flaws:
+        print(f"FAIL: {f.text}", file=sys.stderr)
+    print(f"journal {j.path}: {len(flaws)} problem(s) in {checked} entries: NOT intact; the entries above are "
+          "as stored (run `bms-gateway alarms verify`)", file=sys.stderr)  # fmt: skip
+    return 1
+
+
+def _history_line(seq: int, when: str, kind: str, e: dict[str, Any], raw: str | None) -> str:
+    """One line of `history`; never fails on an entry with missing or odd fields (an edited row)."""
+    if raw is not None:
+        return f"{seq:6} {when} -- {kind} (body is not a JSON object: {raw[:200]!r})"
+    if e.get("type") == "event":
+        who = f"  by {e['user']}" if e.get("user") else ""
+        why = f" ({e['reason']})" if e.get("reason") else ""
+        return (f"{seq:6} {when} {e.get('severity')!s:8} {e.get('alarm_id')!s:40} "
+                f"{e.get('previous')} -> {e.get('state')}: {e.get('message')}{who}{why}")  # fmt: skip
+    extra = {k: v for k, v in e.items() if k not in ("type", "ts")}
+    return f"{seq:6} {when} -- {e.get('type')} {json.dumps(extra, ensure_ascii=False, default=str)}"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -108,7 +128,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                 continue
             writer.writerow({**e, "seq": entry.seq, "time": _iso(entry.ts), "hash": entry.hash})
         else:
-            out.write(json.dumps({"seq": entry.seq, "hash": entry.hash, **e}, ensure_ascii=False) + "\n")
+            doc = {"seq": entry.seq, "hash": entry.hash, **e}
+            if entry.raw is not None:  # an edited or damaged row: as stored (`verify` names it)
+                doc.update(type=entry.kind, unreadable_body=entry.raw)
+            out.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
         n += 1
     j.close()
     print(f"exported {n} journal entries", file=sys.stderr)

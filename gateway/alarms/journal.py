@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.alarms.states import State
+
 GENESIS = "0" * 64
+STATES = frozenset(str(s) for s in State)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarm_journal(
@@ -56,8 +59,26 @@ class Entry:
     seq: int
     ts: int
     kind: str
-    body: dict[str, Any]
+    body: dict[str, Any]  # empty when the stored body is not a JSON object (see `raw`)
     hash: str
+    raw: str | None = None  # the stored body when it is not a JSON object (a damaged or edited row)
+
+
+@dataclass(frozen=True, slots=True)
+class Flaw:
+    """A problem `verify` found: the entry it names (None: the head record) and what is wrong."""
+
+    seq: int | None
+    text: str
+
+
+def parse_body(body: str) -> dict[str, Any] | None:
+    """A stored body as a JSON object, or None when it is not one (never raises)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 class Journal:
@@ -107,7 +128,10 @@ class Journal:
         return len(rows)
 
     def latest_events(self) -> list[dict[str, Any]]:
-        """The last event (or condition note) of every alarm id: what a restart restores."""
+        """The last event (or condition note) of every alarm id: what a restart restores.
+
+        An entry whose body is not a readable event (a damaged or edited row) is left out: `verify`
+        names it; a restart never fails on it."""
         try:
             cur = self.db.execute(
                 "SELECT body FROM alarm_journal WHERE seq IN (SELECT max(seq) FROM alarm_journal "
@@ -115,7 +139,7 @@ class Journal:
             )
         except sqlite3.OperationalError:
             return []
-        return [json.loads(b) for (b,) in cur]
+        return [e for e in (parse_body(b) for (b,) in cur) if e is not None and _is_event(e)]
 
     def events_since_last_stop(self, after_seq: int) -> list[dict[str, Any]]:
         """Event entries after `after_seq` and after the last clean stop (a clean stop stored everything)."""
@@ -127,7 +151,7 @@ class Journal:
             )
         except sqlite3.OperationalError:
             return []
-        return [json.loads(b) for (b,) in cur]
+        return [e for e in (parse_body(b) for (b,) in cur) if e is not None and _is_event(e)]
 
     def entries(self, since: int = 0, until: int | None = None, rack: str | None = None) -> Iterator[Entry]:
         until = until if until is not None else 2**63 - 1
@@ -141,49 +165,65 @@ class Journal:
         except sqlite3.OperationalError:
             return
         for seq, ts, kind, body, h in cur:
-            yield Entry(int(seq), int(ts), str(kind), json.loads(body), str(h))
+            doc = parse_body(body)
+            yield Entry(int(seq), int(ts), str(kind), doc or {}, str(h), None if doc is not None else str(body))
 
     def verify(self) -> tuple[int, list[str]]:
         """Check the whole chain; return (entries checked, problems naming each bad entry)."""
         return verify_rows(self.db)
+
+    def flaws(self) -> tuple[int, list[Flaw]]:
+        """`verify`, each problem with the entry it names."""
+        return chain_flaws(self.db)
 
     def close(self) -> None:
         self.db.close()
 
 
 def verify_rows(db: sqlite3.Connection) -> tuple[int, list[str]]:
-    problems: list[str] = []
+    n, flaws = chain_flaws(db)
+    return n, [f.text for f in flaws]
+
+
+def chain_flaws(db: sqlite3.Connection) -> tuple[int, list[Flaw]]:
+    """Check the whole chain; return (entries checked, each problem with the entry it names)."""
+    flaws: list[Flaw] = []
     try:
         cur = db.execute("SELECT seq, ts, kind, alarm_id, rack, body, prev, hash FROM alarm_journal ORDER BY seq")
         rows = cur.fetchall()
         head = db.execute("SELECT seq, hash FROM alarm_journal_head WHERE id = 1").fetchone()
     except sqlite3.OperationalError as exc:
-        return 0, [f"no alarm journal in this file ({exc})"]
+        return 0, [Flaw(None, f"no alarm journal in this file ({exc})")]
     expected_seq, prev = 1, GENESIS
     for seq, ts, kind, aid, rack, body, stored_prev, stored_hash in rows:
         if seq != expected_seq:
             missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
-            problems.append(f"entry {missing} removed (the sequence jumps from {expected_seq - 1} to {seq})")
+            flaws.append(Flaw(seq, f"entry {missing} removed (the sequence jumps from {expected_seq - 1} to {seq})"))
         if stored_prev != prev:
-            problems.append(f"entry {seq}: does not link to the entry before it (removed or reordered entries)")
+            flaws.append(Flaw(seq, f"entry {seq}: does not link to the entry before it (removed or reordered entries)"))
         if chain_hash(seq, stored_prev, body) != stored_hash:
-            problems.append(f"entry {seq}: content does not match its hash (edited)")
+            flaws.append(Flaw(seq, f"entry {seq}: content does not match its hash (edited)"))
         else:
-            problems.extend(_columns(seq, ts, kind, aid, rack, body))
+            flaws.extend(Flaw(seq, text) for text in _columns(seq, ts, kind, aid, rack, body))
         expected_seq, prev = seq + 1, stored_hash
     last = rows[-1][0] if rows else 0
     if head is None and rows:
-        problems.append("the head record is missing (edited)")
+        flaws.append(Flaw(None, "the head record is missing (edited)"))
     elif head is not None and (int(head[0]), str(head[1])) != (last, prev):
-        problems.append(f"entries after {last} removed: the head names entry {head[0]} (truncated)")
-    return len(rows), problems
+        flaws.append(Flaw(None, f"entries after {last} removed: the head names entry {head[0]} (truncated)"))
+    return len(rows), flaws
+
+
+def _is_event(e: dict[str, Any]) -> bool:
+    """An event or condition body with what a restore and `alarms list` read."""
+    fields_ok = all(isinstance(e.get(k), str) for k in ("alarm_id", "rack", "rule", "severity", "state"))
+    return fields_ok and e["state"] in STATES and isinstance(e.get("detail") or {}, dict)
 
 
 def _columns(seq: int, ts: int, kind: str, aid: str | None, rack: str | None, body: str) -> list[str]:
-    try:
-        e = json.loads(body)
-    except ValueError:
-        return [f"entry {seq}: body is not JSON (edited)"]
+    e = parse_body(body)
+    if e is None:
+        return [f"entry {seq}: body is not a JSON object (edited)"]
     want = (int(e.get("ts") or 0), str(e.get("type", "")), e.get("alarm_id"), e.get("rack"))
     if (ts, kind, aid, rack) != want:
         return [f"entry {seq}: columns differ from its hashed content (edited)"]

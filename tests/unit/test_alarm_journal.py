@@ -163,3 +163,41 @@ alarms:
     assert got == [("rack-01:cov:m1c2", "active_unack", 2 * S), ("rack-01:cov:m1c2", "rtn_unack", 5 * S)]
     assert "2 transitions" in out.err
     assert not (tmp_path / "other.db").exists()  # nothing written: the store named on the command line is read
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE alarm_journal SET body = 'not json {' WHERE seq = 4",  # unreadable
+        "UPDATE alarm_journal SET body = '[1, 2]' WHERE seq = 4",  # JSON, not an object
+        "UPDATE alarm_journal SET body = json_remove(body, '$.severity', '$.message') WHERE seq = 4",  # fields gone
+        "UPDATE alarm_journal SET body = replace(body, '\"m3\"', '\"all fine\"') WHERE seq = 4",  # a quiet edit
+    ],
+)
+def test_history_prints_a_tampered_journal_and_names_the_entry(
+    store: Path, capsys: pytest.CaptureFixture[str], edit: str
+) -> None:
+    _sql(store, edit)
+    code = main(["alarms", "history", "--store", str(store)])
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert code == 1
+    assert len(lines) == 10  # every entry printed, the tampered one too
+    marked = [line for line in lines if "TAMPERED" in line]
+    assert len(marked) == 1 and marked[0].split()[0] == "4"
+    assert "entry 4: content does not match its hash (edited)" in marked[0]
+    assert "FAIL: entry 4: content does not match its hash (edited)" in out.err
+    assert "NOT intact" in out.err and "Traceback" not in out.err
+    # The other commands read it too: export keeps the row as stored, list and a restart skip it.
+    assert main(["alarms", "export", "--store", str(store)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 10
+    assert main(["alarms", "list", "--store", str(store)]) == 0
+    j = Journal(store, readonly=True)
+    assert {e["alarm_id"] for e in j.latest_events()} <= {"rack-01:a0", "rack-01:a1", "rack-01:a2"}
+    j.close()
+
+
+def test_history_of_an_intact_journal_exits_0(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alarms", "history", "--store", str(store)]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 10 and "TAMPERED" not in out.out and out.err == ""
