@@ -58,6 +58,15 @@ RunPlan = tuple[
 ]
 
 
+NOT_FRESH = frozenset({Quality.COMM_LOSS, Quality.STALE})
+
+
+def fresh(samples: list[Sample]) -> bool:
+    """Whether a batch carries data the rack delivered now: a sample neither comm_loss nor stale (the
+    marks a source gives the points of a rack it lost). Usually its last sample says so at once."""
+    return samples[-1].quality not in NOT_FRESH or any(s.quality not in NOT_FRESH for s in samples)
+
+
 class AlarmEngine:
     def __init__(self, rules: Iterable[c.RuleSpec], rack_of_device: dict[str, str], racks: Iterable[str] = ()) -> None:
         self.specs: dict[str, c.RuleSpec] = {s.id: s for s in rules if s.enabled}
@@ -386,8 +395,10 @@ class AlarmEngine:
         if rack in self.removed:
             return  # a batch still queued from a source a reload removed
         self.racks.add(rack)
-        self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
         self._comm(rack, comm_lost, last.ts)
+        if not fresh(b.samples):
+            return  # the source's comm_loss (or stale) marks: no data from the rack, so not seen
+        self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
         for st in self.stale:
             self._check(st, rack, False, last.ts, None, "samples arriving again")
 
