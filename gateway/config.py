@@ -2,7 +2,9 @@
 
 `load_config(path)` reads the YAML (keeping line numbers), applies environment overrides
 (`BMS_GATEWAY__SINKS__MQTT__HOST=...`, through pydantic-settings), validates the models, loads
-every profile the sources name, and reports every problem as `file:line:col: message`.
+every profile the sources name, runs the checks (DBC files, read plans, cross-references), and
+reports every problem as `file:line:col: message`, all in one run: a stage runs on what the stages
+before it found valid (see gateway.configpartial).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.alarms.config import AlarmsConfig
 from gateway.can.config import CanSourceConfig
 from gateway.configbase import Strict
+from gateway.configpartial import reduced, set_aside
 from gateway.errors import ConfigError, Problem
 from gateway.modbus.config import ModbusSourceConfig
 from gateway.ops.config import HttpConfig
@@ -114,22 +117,6 @@ class GatewayConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings)  # the environment overrides the file
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> GatewayConfig:
-        seen: set[str] = set()
-        for src in self.sources:
-            if src.name in seen:
-                raise ValueError(f"duplicate source name {src.name!r}: every source needs its own name")
-            seen.add(src.name)
-        racks: dict[str, str] = {}
-        for src in self.sources:
-            if isinstance(src, CanSourceConfig | ModbusSourceConfig | SimulatedSourceConfig):
-                other = racks.get(src.rack_tag)
-                if other is not None:
-                    raise ValueError(f"duplicate rack {src.rack_tag!r}: used by sources {other!r} and {src.name!r}")
-                racks[src.rack_tag] = src.name
-        return self
-
 
 @dataclass(frozen=True)
 class LoadedConfig:
@@ -162,45 +149,99 @@ class LoadedConfig:
         return [s for s in self.config.sources if s.enabled]
 
 
+EMPTY = (
+    "empty configuration: expected at least `site:` with the site's `name:`, and the `sources:` to read "
+    "(`bms-gateway schema` lists every key)"
+)
+
+
 def load_config(path: Path) -> LoadedConfig:
     """Load, validate and resolve a gateway configuration; raise ConfigError naming every problem."""
     import gateway.plugins  # noqa: F401  (profile kinds and checks register on import)
-
-    data = load_yaml(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(Problem(str(path), 1, 1, "the configuration must be a mapping (site:, sources:, ...)"))
-    try:
-        config = GatewayConfig(**to_plain(data))
-    except ValidationError as exc:
-        raise ConfigError(problems_from(exc, data, str(path))) from exc
-    loaded = LoadedConfig(config, path)
-    problems: list[Problem] = []
-    profiles: dict[str, BaseModel] = {}
-    for i, src in enumerate(config.sources):
-        name = getattr(src, "profile", None)
-        if name is None or name in profiles:
-            continue
-        file = loaded.profiles_dir / f"{name}.yaml"
-        if not file.exists():
-            line, col = position(data, ["sources", i, "profile"])
-            problems.append(Problem(str(path), line, col, f"profile {name!r} not found: expected {file}"))
-            continue
-        try:
-            profiles[name] = load_profile(file)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
-    loaded = LoadedConfig(config, path, profiles)
     from gateway.checks import check_config  # protocol checks that need the profiles (DBC files, ...)
 
-    problems = check_config(loaded, data)
+    data = read_config_data(path)
+    config, problems = validate_model(data, str(path))
+    if config is None:
+        raise ConfigError(problems)
+    profiles, failed = load_profiles(LoadedConfig(config, path), data, problems)
+    loaded = LoadedConfig(set_aside(config, failed), path, profiles)
+    problems += name_problems(loaded, data) + check_config(loaded, data)
     if problems:
         raise ConfigError(problems)
     loaded.file_digests.update(profile_file_digests(loaded))
     return loaded
+
+
+def read_config_data(path: Path) -> Any:
+    """The YAML of a configuration file: a mapping with at least one key."""
+    data = load_yaml(path)
+    if data is None or (isinstance(data, dict) and not data):
+        raise ConfigError(Problem(str(path), 0, 0, EMPTY))
+    if not isinstance(data, dict):
+        raise ConfigError(Problem(str(path), 1, 1, "the configuration must be a mapping (site:, sources:, ...)"))
+    return data
+
+
+def validate_model(data: Any, name: str) -> tuple[GatewayConfig | None, list[Problem]]:
+    """The model of the file, or with its problems the model of what is valid in it (None: nothing is)."""
+    plain = to_plain(data)
+    try:
+        return GatewayConfig(**plain), []
+    except ValidationError as exc:
+        problems = problems_from(exc, data, name)
+        return reduced(plain, exc, lambda d: GatewayConfig(**d), set(GatewayConfig.model_fields)), problems
+
+
+def load_profiles(loaded: LoadedConfig, data: Any, problems: list[Problem]) -> tuple[dict[str, BaseModel], set[int]]:
+    """Every profile a source names (also a source with errors: its profile's own problems show too);
+    adds the problems, and returns the profiles and the indices of the sources whose profile failed."""
+    profiles: dict[str, BaseModel] = {}
+    bad: dict[str, bool] = {}  # profile name → failed
+    failed: set[int] = set()
+    for i, src in enumerate(loaded.config.sources):
+        name = getattr(src, "profile", None)
+        if name is None:
+            continue
+        if name not in bad:
+            file = loaded.profiles_dir / f"{name}.yaml"
+            try:
+                if not file.exists():
+                    line, col = position(data, ["sources", i, "profile"])
+                    raise ConfigError(
+                        Problem(str(loaded.path), line, col, f"profile {name!r} not found: expected {file}")
+                    )
+                profiles[name] = load_profile(file)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+            bad[name] = name not in profiles
+        if bad[name]:
+            failed.add(i)
+    return profiles, failed
+
+
+def name_problems(loaded: LoadedConfig, data: Any) -> list[Problem]:
+    """Every source has its own name and rack (a second one is reported at its line)."""
+    names: dict[str, int] = {}
+    racks: dict[str, tuple[str, int]] = {}
+    out: list[Problem] = []
+    for i, src in enumerate(loaded.config.sources):
+        if not src.name:
+            continue
+        if src.name in names:
+            line, col = position(data, ["sources", i, "name"])
+            first = position(data, ["sources", names[src.name], "name"])[0]
+            msg = f"duplicate source name {src.name!r}: every source needs its own name (first at line {first})"
+            out.append(Problem(str(loaded.path), line, col, msg))
+            continue  # its rack (the name, by default) is no second problem
+        names[src.name] = i
+        other = racks.get(src.rack_tag)
+        if other is not None:
+            line, col = position(data, ["sources", i, "rack" if getattr(src, "rack", None) else "name"])
+            msg = f"duplicate rack {src.rack_tag!r}: used by sources {other[0]!r} and {src.name!r}"
+            out.append(Problem(str(loaded.path), line, col, msg))
+        racks.setdefault(src.rack_tag, (src.name, i))
+    return out
 
 
 def profile_files(loaded: LoadedConfig, profile: BaseModel) -> list[Path]:

@@ -220,3 +220,79 @@ def test_missing_key_inside_a_union_names_the_key(tmp_path: Path) -> None:
     [p] = problems(path)
     assert p.startswith(f"{path}:2:")
     assert "sources.0.profile: required key is missing" in p
+
+
+def test_an_empty_configuration_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    for text in ("", "# only a comment\n", "{}\n", "---\n"):
+        path = write(tmp_path, text)
+        [p] = problems(path)
+        assert p.startswith(f"{path}: empty configuration: expected at least `site:`"), p
+    assert main(["validate", "-c", str(path)]) == 2
+
+
+def test_the_embedded_demo_configuration_is_valid() -> None:
+    from gateway.democli import demo_config_path
+
+    assert load_config(demo_config_path()).config.site.name == "demo"
+
+
+STAGES = """\
+site:
+  name: "bad name"
+sources:
+  - {type: modbus, name: mb-1, rack: rack-a, host: 127.0.0.1, profile: misnamed, intervall: 2}
+  - {type: modbus, name: mb-2, host: 127.0.0.1, unit_id: 2, profile: overlapping}
+  - {type: can, name: can-1, profile: dbc-missing, interface: virtual, channel: c}
+  - {type: simulated, name: sim}
+  - {type: simulated, name: sim, rack: sim-2}
+sinks:
+  mqtt: {type: mqtt, host: broker, port: many}
+store:
+  max_bytes: 10
+alarms:
+  rules:
+    - {id: hot, kind: threshold, quantity: cell_temperature, high: 50, racks: [rack-a, mb-2]}
+  commands: {enabled: true}
+"""
+
+
+def test_validate_reports_every_stage_at_once_without_cascades(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Errors of every stage in one file: YAML model (a site key, a source key, a sink key, a section),
+    # profiles (a quantity), read plans (overlapping registers), DBC files (missing), cross-references
+    # (a duplicate name). One run shows them all.
+    write(tmp_path, "protocol: modbus\npoints:\n  - {quantity: cell_volts, address: 0}\n", "profiles/misnamed.yaml")
+    write(
+        tmp_path,
+        "protocol: modbus\npoints:\n  - {quantity: soc, address: 0}\n  - {quantity: soh, address: 0}\n",
+        "profiles/overlapping.yaml",
+    )
+    write(
+        tmp_path,
+        "protocol: can\ndbc: absent.dbc\npoints:\n  - {signal: SoC, quantity: soc}\n",
+        "profiles/dbc-missing.yaml",
+    )
+    path = write(tmp_path, STAGES)
+    found = problems(path)
+    text = "\n".join(found)
+    expected = [
+        (f"{path}:2:3: site.name:", "pattern"),
+        (f"{path}:4:", "sources.0.intervall: unknown key"),
+        (f"{tmp_path / 'profiles' / 'misnamed.yaml'}:3:", "cell_volts"),
+        (f"{tmp_path / 'profiles' / 'overlapping.yaml'}:", "soh"),
+        (f"{tmp_path / '..' / 'dbc' / 'absent.dbc'}: ", "not found"),
+        (f"{path}:8:", "duplicate source name 'sim'"),
+        (f"{path}:10:", "sinks.mqtt.port"),
+        (f"{path}:12:", "store.max_bytes"),
+    ]
+    for where, what in expected:
+        assert any(p.startswith(where) and what in p for p in found), f"{where} {what} missing in:\n{text}"
+    # Nothing that only follows from another problem: the rule's racks and the commands' MQTT sink
+    # are entries with errors of their own, not missing ones.
+    assert "no source has rack" not in text
+    assert "no MQTT sink" not in text
+    assert "is not a Modbus profile" not in text and "is not a CAN profile" not in text
+    assert len(found) == len(expected), text
+    assert main(["validate", "-c", str(path)]) == 2
+    assert capsys.readouterr().err.count("error: ") == len(expected)
