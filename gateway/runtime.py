@@ -1,7 +1,9 @@
 """The runtime: one TaskGroup owns every task; sources → bounded queue → processors → outbox → sinks.
 
 Shutdown (SIGTERM, SIGINT): stop the sources, drain the queue into the outbox, let every sink
-catch up within the grace period, close, exit 0. A second SIGINT forces exit.
+catch up within the grace period, close, exit 0. A second SIGINT forces the exit: every task is
+cancelled (no drain, no grace period), the close hooks run and the store closes as in any stop, then
+the process exits 130; what hangs longer than FORCED_EXIT_SECONDS is cut short.
 
 Reload (SIGHUP): load and validate the file again; if it is invalid, log every problem (file:line:col)
 and keep running as before; if it is valid, restart only the sources and sinks whose configuration
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
@@ -26,6 +30,7 @@ from gateway import gcpolicy, metrics
 from gateway.batchqueue import BatchQueue
 from gateway.config import LoadedConfig
 from gateway.errors import ConfigError
+from gateway.gatewayalarm import GatewayAlarms
 from gateway.model import Batch
 from gateway.ops.reload import (
     RELOAD_LOAD_TIMEOUT,
@@ -80,6 +85,7 @@ PIPELINE_STEP = Histogram(
 # between (about 10 ms each at a few µs per sample).
 COMMIT_MAX_SAMPLES = 5000
 QUEUE_FULL_LOG_EVERY = 60.0  # seconds between "queue full" log lines (the metric counts every wait)
+FORCED_EXIT_SECONDS = 3.0  # a second SIGINT: closing the store and the journal may take this long at most
 
 
 def _name(fn: object) -> str:
@@ -91,18 +97,24 @@ EXTENSIONS: list[Callable[[Runtime], None]] = []
 
 
 class Runtime:
+    _run_task: asyncio.Task[Any] | None = None  # the task in `run()` (a second SIGINT cancels it)
+    _forced = False  # a second SIGINT: `run()` exits the process with 130 once the store is closed
+
     def __init__(self, loaded: LoadedConfig) -> None:
         import gateway.plugins  # noqa: F401
 
         self.loaded = loaded
         cfg = loaded.config
         self.cfg = cfg
+        # The gateway's own alarms (a full disk, a sink refused): the alarm engine takes them when enabled.
+        self.gateway_alarms = GatewayAlarms(engine=cfg.alarms.enabled)
         self.outbox = Outbox(
             cfg.store.path,
             max_bytes=cfg.store.max_bytes,
             retention_hours=cfg.store.retention_hours,
             synchronous=cfg.store.synchronous,
             max_dead_letters=cfg.store.max_dead_letters,
+            alarms=self.gateway_alarms,
         )
         self.queue = BatchQueue(cfg.runtime.queue_batches, cfg.runtime.queue_samples)
         self.commit_max_samples = COMMIT_MAX_SAMPLES
@@ -116,7 +128,7 @@ class Runtime:
         for name, scfg in cfg.sinks.items():
             if scfg.enabled:
                 sink = SINK_BUILDERS[scfg.type](name, scfg, loaded)
-                self.runners.append(SinkRunner(name, sink, self.outbox, scfg))
+                self.runners.append(SinkRunner(name, sink, self.outbox, scfg, self.gateway_alarms))
         self.on_reloading: list[Callable[[], None]] = []  # a reload begins
         self.on_reload: list[Callable[[ReloadResult], None]] = []  # a reload ended (applied or rejected)
         self.last_reload: ReloadResult | None = None
@@ -232,6 +244,7 @@ class Runtime:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self._run_task = asyncio.current_task()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
@@ -267,6 +280,8 @@ class Runtime:
             loop.remove_signal_handler(signal.SIGTERM)
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGHUP)
+            if self._forced:
+                _exit_forced(self.outbox.appended_samples)
         log.info("stopped", stored_samples=self.outbox.appended_samples)
         return 0
 
@@ -328,9 +343,24 @@ class Runtime:
     def _on_sigint(self) -> None:
         self._sigint_count += 1
         if self._sigint_count >= 2:
-            log.warning("second interrupt: exiting now")
-            os._exit(130)
+            self._force_exit()
+            return
         self.request_stop("SIGINT")
+
+    def _force_exit(self) -> None:
+        """Second SIGINT: cancel every task now; `run()` closes the store and the journal (its `finally`)
+        and exits 130. A task that does not end, or a close that hangs, is cut short after
+        FORCED_EXIT_SECONDS by a timer thread."""
+        log.warning("second interrupt: stopping now, closing the store", within_s=FORCED_EXIT_SECONDS)
+        timer = threading.Timer(FORCED_EXIT_SECONDS, _exit_now)
+        timer.daemon = True
+        timer.start()
+        task = self._run_task
+        if task is None or task.done():
+            _exit_now()
+            return
+        self._forced = True
+        task.cancel()
 
     async def _shutdown(
         self,
@@ -498,6 +528,22 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
         for t in pending:
             t.cancel()
         await asyncio.wait(pending, timeout=1.0)
+
+
+def _exit_now() -> None:
+    """The forced exit when closing did not finish in time (or nothing was running)."""
+    with suppress(Exception):
+        log.error("forced exit: the store was not closed in time", within_s=FORCED_EXIT_SECONDS)
+        sys.stderr.flush()
+    os._exit(130)
+
+
+def _exit_forced(stored_samples: int) -> None:
+    """The forced exit once the tasks were cancelled and the store and journal closed."""
+    with suppress(Exception):
+        log.warning("stopped (forced): store closed", stored_samples=stored_samples)
+        sys.stderr.flush()
+    os._exit(130)
 
 
 def run(loaded: LoadedConfig) -> int:
