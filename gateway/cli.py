@@ -108,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
     from gateway.runtime import run
 
-    configure_logging(loaded.config.logging.level, loaded.config.logging.format)
+    log_cfg = loaded.config.logging
+    configure_logging(log_cfg.level, log_cfg.format, library_level=log_cfg.library_level)
     return run(loaded)
 
 

@@ -66,6 +66,11 @@ class LoggingConfig(Strict):
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON lines otherwise"
     )
+    library_level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning",
+        description="Lowest level of the libraries' own lines (pymodbus, MQTT client, asyncio, influxdb-client, "
+        "urllib3, python-can); debug shows pymodbus's frame dumps",
+    )
 
 
 class RuntimeConfig(Strict):
