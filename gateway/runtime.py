@@ -499,7 +499,8 @@ class Runtime:
         if new.config.logging != self.cfg.logging:
             from gateway.logs import configure_logging
 
-            configure_logging(new.config.logging.level, new.config.logging.format)
+            log_cfg = new.config.logging
+            configure_logging(log_cfg.level, log_cfg.format, library_level=log_cfg.library_level)
         self.loaded, self.cfg = new, new.config
         for type_name, srcs in built.items():
             for src in srcs:
