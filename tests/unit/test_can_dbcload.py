@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.can.dbcload import load_dbc, load_dbc_text, signal_bits
+from gateway.can.dbclayout import signal_bits
+from gateway.can.dbcload import load_dbc, load_dbc_text
 from gateway.can.decode import FrameTable
 from gateway.errors import ConfigError
 from tests.can_support import BMS_DBC, FIX, FOX_DBC
@@ -73,11 +74,82 @@ def test_overlapping_mux_and_duplicate_names_strict_error_lenient_repair() -> No
     assert values["Segments"] == 11 and values["Segments__2"] == 13 and values["Voltage"] == pytest.approx(1.6)
 
 
-def test_zero_ev_is_a_clear_error_even_when_lenient() -> None:
+def test_zero_ev_value_tables_without_a_message_strict_errors_lenient_drops() -> None:
+    # cantools refuses VAL_ entries of VECTOR__INDEPENDENT_SIG_MSG even with strict=False
+    found = problems(ZEROEV)
+    assert len(found) == 38  # one per VAL_ line, each with its place
+    assert found[0].startswith(
+        f"{ZEROEV}:386:1: message VECTOR__INDEPENDENT_SIG_MSG: signal DCDC_Control_Command: value table (VAL_)"
+    )
+    assert found[-1].startswith(f"{ZEROEV}:423:1: ") and all("lenient: true" in p for p in found)
+    dbc = load_dbc(ZEROEV, lenient=True)
+    assert [(r.line, r.signal, r.fix) for r in dbc.repairs][:2] == [
+        (386, "DCDC_Control_Command", "VAL_ line dropped"),
+        (387, "DCDC_Protect_Command", "VAL_ line dropped"),
+    ]
+    assert len(dbc.repairs) == 38 and len(dbc.db.messages) == 9
+    assert all(m.name != "VECTOR__INDEPENDENT_SIG_MSG" for m in dbc.db.messages)
+
+
+def test_val_of_an_unknown_message_or_signal_is_dropped_leniently_with_its_line() -> None:
+    text = (
+        'VERSION ""\nBS_:\nBU_: BMS\nBO_ 100 T: 1 BMS\n SG_ State : 0|8@1+ (1,0) [0|255] "" BMS\n'
+        'VAL_ 100 State 0 "off" 1 "on" ;\nVAL_ 100 Gone 0 "x;y" ;\n'
+        'VAL_ 200\n  Lost 0 "a" ;\nSIG_VALTYPE_ 300 F : 1;\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_dbc_text(text, "v.dbc")
+    assert [(p.line, p.message.split(" (set")[0]) for p in info.value.problems] == [
+        (7, "message T: signal Gone: value table (VAL_) of a signal the message does not define"),
+        (8, "message id 200: signal Lost: value table (VAL_) of a message the file does not define"),
+        (10, "message id 300: signal F: value type (SIG_VALTYPE_) of a message the file does not define"),
+    ]
+    dbc = load_dbc_text(text, "v.dbc", lenient=True)
+    assert [(r.line, r.message, r.signal, r.fix) for r in dbc.repairs] == [
+        (7, "T", "Gone", "VAL_ line dropped"),
+        (8, "id 200", "Lost", "VAL_ line dropped"),
+        (10, "id 300", "F", "SIG_VALTYPE_ line dropped"),
+    ]
+    msg = dbc.db.get_message_by_name("T")
+    assert str(msg.decode(b"\x01")["State"]) == "on"  # the claimed value table is kept
+
+
+NS_ONLY = """VERSION ""
+
+NS_ :
+\tCM_
+\tBA_DEF_
+\tVAL_
+
+BO_ 127 UNK_07F: 8 XXX
+ SG_ Speed : 0|16@1+ (0.01,0) [0|655.35] "km/h" XXX
+ SG_ Gear : 16|4@1+ (1,0) [0|15] "" XXX
+
+VAL_ 127 Gear 0 "P" 1 "R" 2 "N" 3 "D" ;
+"""
+
+
+def test_ns_without_bs_and_bu_is_repaired_in_either_mode_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "ns.dbc"
+    path.write_text(NS_ONLY, encoding="utf-8")
     for lenient in (False, True):
-        (only,) = problems(ZEROEV, lenient)
-        assert only.startswith(f"{ZEROEV}:386:1: cannot load DBC: 38 value tables (VAL_)")
-        assert "VAL_ 3221225472 DCDC_Control_Command" in only
+        dbc = load_dbc(path, lenient=lenient)
+        (repair,) = dbc.repairs
+        assert repair.line == 8 and "NS_ section not followed by BS_ or BU_" in str(repair)
+        assert "inserted `BS_: BU_: XXX`" in str(repair)
+        assert [n.name for n in dbc.db.nodes] == ["XXX"]
+        msg = dbc.db.get_message_by_name("UNK_07F")
+        assert msg.senders == ["XXX"] and str(msg.decode(bytes([0x10, 0x27, 3, 0, 0, 0, 0, 0]))["Gear"]) == "D"
+    # no blank line before the first statement: inserted in front of it; a later syntax error keeps its line
+    text = NS_ONLY.replace("\tVAL_\n\n", "\tVAL_\n").replace(" SG_ Gear : 16|4@1+", " SG_ Gear : 16|4@1+ +")
+    with pytest.raises(ConfigError) as info:
+        load_dbc_text(text, "ns.dbc", lenient=True)
+    assert str(info.value.problems[0]).startswith("ns.dbc:9:")
+    # BU_ present, BS_ missing, value tables between NS_ and BU_ (the parser swallowed them silently)
+    text = NS_ONLY.replace("\tVAL_\n\n", '\tVAL_\n\nVAL_TABLE_ G 0 "P" ;\nBU_: XXX\n')
+    dbc = load_dbc_text(text, "ns.dbc")
+    assert dbc.repairs[0].line == 8 and dbc.repairs[0].fix == "inserted `BS_:`"
+    assert "G" in dbc.db.dbc.value_tables
 
 
 def test_syntax_error_names_line_and_column(tmp_path: Path) -> None:
@@ -146,7 +218,7 @@ def test_fuzz_multiplexed_big_endian_table(fid: int, data: bytes) -> None:
 FOX_TABLE = FrameTable(load_dbc(FOX_DBC).db)
 
 
-def test_can_check_prints_one_warning_per_repair_and_errors_for_the_rest() -> None:
+def test_can_check_prints_one_warning_per_repair_and_errors_for_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
@@ -155,12 +227,18 @@ def test_can_check_prints_one_warning_per_repair_and_errors_for_the_rest() -> No
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         code = main(["can", "check", "--lenient", str(MODEL3), str(ZEROEV), str(BMS_DBC)])
-    assert code == 2  # ZeroEv cannot be loaded, even leniently
+    assert code == 0
     warnings = [line for line in err.getvalue().splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 6
+    assert len(warnings) == 6 + 38
     assert warnings[0] == (
         f"warning: {MODEL3}:1722: message ID5D5RearDItemps: signal DI_lashAngle: "
         "does not fit in the 5-byte frame (start 40, length 10): dropped"
     )
-    assert f"error: {ZEROEV}:386:1: cannot load DBC" in err.getvalue()
+    assert f"warning: {ZEROEV}:386: message VECTOR__INDEPENDENT_SIG_MSG: signal DCDC_Control_Command" in err.getvalue()
     assert f"{MODEL3}: 148 messages" in out.getvalue() and f"{BMS_DBC}: 13 messages" in out.getvalue()
+    err = io.StringIO()
+    monkeypatch.delenv("BMS_GATEWAY_LENIENT")  # `--lenient` above set it for the process
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        assert main(["can", "check", str(ZEROEV)]) == 2  # strict: one error per VAL_ line
+    assert sum(line.startswith("error: ") for line in err.getvalue().splitlines()) == 38
+    assert f"error: {ZEROEV}:386:1: " in err.getvalue()
