@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from gateway.ops.http import MAX_HEAD, App, HttpServer
+from tests.delivery_support import wait_for
 
 
 def make_server() -> HttpServer:
@@ -59,7 +60,7 @@ async def test_stop_drops_idle_clients_and_frees_the_port() -> None:
     await server.start()
     port = server.port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)  # connects, never sends a request
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: bool(server._clients))  # the server has taken the connection
     await server.stop()
     async with asyncio.timeout(5):  # far below the 10 s a silent client may otherwise hold a connection
         assert await reader.read() == b""
