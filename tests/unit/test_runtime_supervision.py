@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import load_config
@@ -10,6 +12,17 @@ from gateway.model import Batch, Quality, Sample
 from gateway.outbox import Outbox
 from gateway.runtime import Runtime
 from gateway.sources.base import SourceContext
+
+
+async def until(cond: Callable[[], bool], task: asyncio.Task[int], timeout: float = 60.0) -> None:
+    """Wait while the runtime runs in `task` until `cond()` holds (the deadline only stops a hung test)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if task.done():
+            task.result()
+            raise AssertionError("runtime ended early")
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
 
 
 def simulated_runtime(tmp_path: Path) -> Runtime:
@@ -43,10 +56,7 @@ async def test_failing_source_is_restarted_without_stopping_the_others(tmp_path:
     rt.sources.append(flaky)
     rt.source_restart_delay = 0.01
     task = asyncio.create_task(rt.run())
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if flaky.runs >= 3 and rt.outbox.stored_samples() > 100:
-            break
+    await until(lambda: flaky.runs >= 3 and rt.outbox.stored_samples() > 100, task)
     rt.request_stop("test")
     assert await task == 0
     assert flaky.runs == 3
@@ -73,10 +83,7 @@ async def test_failing_processor_and_observer_do_not_lose_batches(tmp_path: Path
     rt.processors.append(bad_processor)
     rt.observers.append(bad_observer)
     task = asyncio.create_task(rt.run())
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if calls["p"] >= 5:
-            break
+    await until(lambda: calls["p"] >= 5, task)
     rt.request_stop("test")
     assert await task == 0
     assert calls["p"] >= 5 and calls["o"] >= 5
@@ -99,10 +106,7 @@ async def test_failing_service_is_restarted_and_the_daemon_goes_on(tmp_path: Pat
 
     rt.services.append(("broken", broken_service))
     task = asyncio.create_task(rt.run())
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if runs >= 3 and rt.outbox.stored_samples() > 0:
-            break
+    await until(lambda: runs >= 3 and rt.outbox.stored_samples() > 0, task)
     rt.request_stop("test")
     assert await task == 0
     assert runs == 3
@@ -132,10 +136,7 @@ async def test_shutdown_asks_again_when_a_source_swallows_the_cancellation(tmp_p
     stubborn = Stubborn()
     rt.sources.append(stubborn)
     task = asyncio.create_task(rt.run())
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if rt.ready and rt.outbox.stored_samples() > 0:
-            break
+    await until(lambda: rt.ready and rt.outbox.stored_samples() > 0, task)
     rt.request_stop("test")
     assert await task == 0
     assert stubborn.cancels == 2
