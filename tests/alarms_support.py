@@ -78,7 +78,7 @@ class Subscriber:
 
         self._ready = asyncio.Event()
         self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._ready.wait(), 10)
+        await asyncio.wait_for(self._ready.wait(), 30)
         return self
 
     async def _run(self) -> None:
@@ -120,7 +120,7 @@ class Subscriber:
         return [p["state"] for p in self.payloads(topic) if isinstance(p, dict) and p.get("alarm_id") == alarm_id]
 
 
-async def publish(port: int, topic: str, doc: dict[str, Any], attempts: int = 50) -> None:
+async def publish(port: int, topic: str, doc: dict[str, Any], attempts: int = 150) -> None:
     """Publish one JSON message with QoS 1 (retrying the connection while a broker restarts)."""
     import asyncio
     import json
@@ -138,7 +138,7 @@ async def publish(port: int, topic: str, doc: dict[str, Any], attempts: int = 50
             await asyncio.sleep(0.2)
 
 
-async def wait_until(pred: Any, limit: float = 30.0, what: str = "condition") -> None:
+async def wait_until(pred: Any, limit: float = 60.0, what: str = "condition") -> None:
     """Poll `pred()`; the limit only stops a hung test (it is not a timing check)."""
     import asyncio
 
