@@ -22,7 +22,7 @@ import logging
 import math
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,19 +63,24 @@ def cap_fields(_logger: object, _name: str, ed: EventDict) -> EventDict:
 
 
 def kind_of(ed: EventDict) -> tuple[object, ...]:
-    """What makes two lines "the same" for the limiter (see the module's text)."""
-    fields = tuple(
-        sorted(
-            (k, "#" if isinstance(v, int | float) and not isinstance(v, bool) else repr(v))
-            for k, v in ed.items()
-            if k not in _UNKEYED
-        )
-    )
-    return (_NUMBERS.sub("#", str(ed.get("event", ""))), fields)
+    """What makes two lines "the same" for the limiter (see the module's text). Fields in the order
+    they were given (one call site gives them in one order)."""
+    parts: list[object] = [_NUMBERS.sub("#", str(ed.get("event", "")))]
+    for k, v in ed.items():
+        if k in _UNKEYED:
+            continue
+        if isinstance(v, str):
+            parts += (k, v)
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            parts += (k, "#")
+        else:
+            parts += (k, repr(v))
+    return tuple(parts)
 
 
 @dataclass(slots=True)
 class _Seen:
+    key: tuple[object, ...]
     written: deque[float]  # when the newest lines of this kind were written (at most `burst`)
     left_out: int = 0  # lines of this kind left out since the last one written
     newest: EventDict | None = None  # the newest one left out (written late if no other comes)
@@ -102,7 +107,7 @@ class RepeatLimiter:
         self.burst = burst
         self.max_kinds = max_kinds
         self.clock = clock
-        self._seen: dict[tuple[object, ...], _Seen] = {}
+        self._seen: OrderedDict[tuple[object, ...], _Seen] = OrderedDict()
         self._next_due = math.inf
 
     def __call__(self, _logger: object, _name: str, ed: EventDict) -> EventDict:
@@ -119,21 +124,22 @@ class RepeatLimiter:
             raise structlog.DropEvent
         if seen.left_out:
             ed["repeated"] = seen.left_out
-        self._wrote(seen, now)
+        self._wrote(key, seen, now)
         return ed
 
     def _remember(self, key: tuple[object, ...], now: float) -> None:
-        if len(self._seen) >= self.max_kinds:
-            old = [k for k, s in self._seen.items() if s.newest is None and now - s.written[-1] >= self.window]
-            for k in old:
-                del self._seen[k]
-            if len(self._seen) >= self.max_kinds:
+        """A new kind; when the table is full, the kinds quiet for a window go first (oldest written first)."""
+        while len(self._seen) >= self.max_kinds:
+            oldest = next(iter(self._seen.values()))
+            if oldest.newest is not None or now - oldest.written[-1] < self.window:
                 return  # every kind is busy: this one is written, not limited (the line cap still holds)
-        self._seen[key] = _Seen(deque([now], maxlen=self.burst))
+            self._seen.popitem(last=False)
+        self._seen[key] = _Seen(key, deque([now], maxlen=self.burst))
 
-    def _wrote(self, seen: _Seen, now: float) -> None:
+    def _wrote(self, key: tuple[object, ...], seen: _Seen, now: float) -> None:
         seen.written.append(now)
         seen.left_out, seen.newest = 0, None
+        self._seen.move_to_end(key)  # the table stays in the order of the last line written
 
     def due(self) -> list[EventDict]:
         """The left-out lines of kinds whose window has passed with no newer line of theirs."""
@@ -142,7 +148,7 @@ class RepeatLimiter:
             return []
         out: list[EventDict] = []
         self._next_due = math.inf
-        for seen in self._seen.values():
+        for seen in list(self._seen.values()):
             if seen.newest is None:
                 continue
             if now - seen.written[0] >= self.window:
@@ -154,7 +160,7 @@ class RepeatLimiter:
     def pending(self) -> list[EventDict]:
         """Every left-out line not yet accounted for (at the end of the log stream)."""
         now = self.clock()
-        out = [self._release(seen, now) for seen in self._seen.values() if seen.newest is not None]
+        out = [self._release(seen, now) for seen in list(self._seen.values()) if seen.newest is not None]
         self._next_due = math.inf
         return out
 
@@ -163,7 +169,7 @@ class RepeatLimiter:
         assert ed is not None
         if seen.left_out > 1:
             ed["repeated"] = seen.left_out - 1
-        self._wrote(seen, now)
+        self._wrote(seen.key, seen, now)
         return ed
 
 
