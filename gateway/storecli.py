@@ -1,4 +1,8 @@
-"""`bms-gateway tail` and `bms-gateway export`: read what the local store holds."""
+"""`bms-gateway tail` and `bms-gateway export`: read what the local store holds.
+
+Rows that cannot be decoded are skipped, each named once on stderr (the daemon quarantines them). The
+site tag is `--site`, else the configuration's, else the one the store records (the daemon writes it).
+"""
 
 from __future__ import annotations
 
@@ -36,13 +40,26 @@ def parse_time(text: str) -> int:
     return int(dt.timestamp() * 1e9)
 
 
-def _store_path(args: argparse.Namespace) -> tuple[Path, str]:
+def _store_path(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """The store file and the site tag (None: the store's own, see `_site`)."""
     if args.store is not None:
-        return Path(args.store), args.site or "site"
+        return Path(args.store), args.site
     from gateway.cli import load_or_exit
 
     loaded = load_or_exit(args)
     return loaded.config.store.path, args.site or loaded.config.site.name
+
+
+def _site(box: Any, site: str | None) -> str:
+    """The site tag: the one given, else the site the store was written for (its meta)."""
+    if site is not None:
+        return site
+    stored = box.get_meta("site")
+    if stored:
+        return str(stored)
+    print("warning: the store does not record its site (written before it did): samples tagged 'site'; "
+          "give --site", file=sys.stderr)  # fmt: skip
+    return "site"
 
 
 def _open(path: Path) -> Any:
@@ -51,7 +68,17 @@ def _open(path: Path) -> Any:
     if not path.exists():
         print(f"error: no store at {path}", file=sys.stderr)
         raise SystemExit(2)
-    return Outbox(path)
+    box = Outbox(path)
+    box.quarantine_damaged = False  # a reading tool: damaged rows are skipped and named, left for the daemon
+    return box
+
+
+def _report_damaged(box: Any, told: set[int]) -> None:
+    """Name each damaged row skipped since the last call, once."""
+    for seq, error in sorted(box.damaged.items()):
+        if seq not in told:
+            told.add(seq)
+            print(f"skipped damaged row seq {seq}: {error}", file=sys.stderr)
 
 
 def sample_dict(site: str, source: str, s: Any) -> dict[str, Any]:
@@ -74,8 +101,9 @@ FIELDS = ["t", "ts", "site", "rack", "module", "cell", "quantity", "value", "uni
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    path, site = _store_path(args)
+    path, given_site = _store_path(args)
     box = _open(path)
+    site = _site(box, given_site)
     out = sys.stdout
     writer = csv.DictWriter(out, FIELDS) if args.format == "csv" else None
     if writer is not None:
@@ -106,7 +134,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             else:
                 out.write(json.dumps(d, ensure_ascii=False) + "\n")
             n += 1
-    print(f"exported {n} samples", file=sys.stderr)
+    _report_damaged(box, set())
+    skipped = f" ({len(box.damaged)} damaged rows skipped)" if box.damaged else ""
+    print(f"exported {n} samples{skipped}", file=sys.stderr)
     box.close()
     return 0
 
@@ -115,6 +145,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     path, _site = _store_path(args)
     box = _open(path)
     after = max(0, box.last_seq() - args.batches)
+    told: set[int] = set()
     try:
         while True:
             for row in box.query(0, None, after_seq=after):
@@ -128,6 +159,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 if row.batch.status is not None:
                     st = row.batch.status
                     print(f"-- {st.device} {st.state} {st.reason}", flush=True)
+            _report_damaged(box, told)
             if not args.follow:
                 break
             time.sleep(0.5)
@@ -151,7 +183,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("export", help="write stored samples as JSON lines, CSV or line protocol")
     add_config_arg(p)
     p.add_argument("--store", type=Path, help="store file (instead of the config's store.path)")
-    p.add_argument("--site", help="site tag (default: the config's site name)")
+    p.add_argument("--site", help="site tag (default: the config's site name; with --store, the store's)")
     p.add_argument("--since", type=parse_time, help="ISO time, Unix seconds or 10m/2h/7d ago")
     p.add_argument("--until", type=parse_time)
     p.add_argument("--rack", help="only this rack")

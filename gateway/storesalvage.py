@@ -106,7 +106,7 @@ def readable(path: Path) -> Iterator[Source]:
     of the candidate headers (by `probe`) instead. Closed (and the copy removed) on exit."""
     db = _connect(path)
     found = probe(db)
-    copy = None if found.sound else _corrected_copy(path, found.score)
+    copy = None if found.sound and not _size_names_other_page_size(path) else _corrected_copy(path, found.score)
     if copy is None:
         try:
             yield Source(db, "", _pages(path))
@@ -122,9 +122,26 @@ def readable(path: Path) -> Iterator[Source]:
         _remove(copy[0])
 
 
+def _size_names_other_page_size(path: Path) -> bool:
+    """The header's page count (when valid) times its page size is not the file's size, but times
+    another page size it is: the page size field was changed."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(100)
+    except OSError:
+        return False
+    if len(head) < 100 or head[24:28] != head[92:96]:
+        return False  # the page count is valid only with a matching change counter
+    (pages,) = struct.unpack(">I", head[28:32])
+    (stored,) = struct.unpack(">H", head[16:18])
+    stored = 65536 if stored == 1 else stored
+    return pages > 0 and pages * stored != size and any(pages * p == size for p in PAGE_SIZES)
+
+
 def _corrected_copy(path: Path, score: int) -> tuple[Path, str] | None:
     """A copy of the file with the header that reads it best, and what that header corrects; None when
-    no header reads it better than its own (or there is no room for a copy)."""
+    no header reads some row, and reads more than its own (or there is no room for a copy)."""
     copy = path.with_name(f"{path.name}.readable")
     best: tuple[int, bytes, str] | None = None
     try:
@@ -141,7 +158,7 @@ def _corrected_copy(path: Path, score: int) -> tuple[Path, str] | None:
                 got = probe(db).score
             finally:
                 db.close()
-            if got > (best[0] if best else score):
+            if got >= 2 and got > (best[0] if best else score):  # at least one plausible row
                 best = (got, header, note)
         if best is not None:
             _write_header(copy, best[1])

@@ -39,20 +39,35 @@ class WalCheckpointer:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None)
+        db: sqlite3.Connection | None = None
         try:
-            db.execute(f"PRAGMA synchronous={self.synchronous}")  # the fsyncs of a checkpoint follow it
             while not self._stop.wait(self.interval):
-                self.checkpoint(db)
+                if db is None:
+                    db = self._connect()  # the store may not open yet (a full disk): tried again next time
+                if db is not None:
+                    self.checkpoint(db)
         finally:
-            db.close()
+            if db is not None:
+                db.close()
+
+    def _connect(self) -> sqlite3.Connection | None:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute(f"PRAGMA synchronous={self.synchronous}")  # the fsyncs of a checkpoint follow it
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            return None
+        return db
 
     def checkpoint(self, db: sqlite3.Connection) -> None:
         try:
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:  # e.g. the disk is full: the WAL keeps the data, the next try may do
-            self.failures += 1
-            if self.failures == 1 or self.failures % 600 == 0:
-                log.warning("WAL checkpoint failed; retrying", error=str(exc), failures=self.failures)
+            self._failed(exc)
             return
         self.checkpoints += 1
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        self.failures += 1
+        if self.failures == 1 or self.failures % 600 == 0:
+            log.warning("WAL checkpoint failed; retrying", error=str(exc), failures=self.failures)

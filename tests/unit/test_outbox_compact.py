@@ -206,14 +206,17 @@ def test_a_new_process_rebuilds_the_layout_from_the_store(tmp_path: Path, monkey
     box.close()
 
 
-def test_a_row_whose_layout_is_gone_is_an_error_not_wrong_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_row_whose_layout_is_gone_is_quarantined_not_wrong_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     samples = shape()
     box = Outbox(tmp_path / "o.db")
     box.append([with_layout(samples, layout_of(samples))])
     box.db.execute("DELETE FROM layouts")
     monkeypatch.setattr(outboxcodec, "LAYOUTS", LayoutCache())
-    with pytest.raises(ValueError, match="layout"):
-        box.read(0)
+    assert box.read(0) == []
+    (q,) = box.quarantined()
+    assert q.seq == 1 and "layout" in q.error
     box.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway import metrics
-from gateway.model import Batch, BatchKind, Sample
+from gateway.model import Batch, Sample
 from gateway.outbox import Outbox
 
 
@@ -63,37 +63,6 @@ def test_budget_drops_are_counted_per_consumer_and_never_under_a_write(tmp_path:
     assert ob.acked("slow") == first - 1
     assert dropped_metric("slow", "disk_budget") - before == dropped
     assert ob.dropped_total["slow"] == dropped and ob.dropped_total.get("fast", 0) == 0
-    ob.close()
-
-
-def test_disk_full_is_an_alarm_and_counted_not_a_crash(tmp_path: Path) -> None:
-    ob = Outbox(tmp_path / "o.db", consumers=["influx"])
-    ob.disk_full_clear_after = 3600.0  # no flapping: the alarm stays while the disk keeps filling
-    before = dropped_metric("influx", "disk_full")
-    ob.append([batch(1, 200)])
-    pages = int(ob.db.execute("PRAGMA page_count").fetchone()[0])
-    ob.db.execute(f"PRAGMA max_page_count={pages + 20}")  # a disk with room for a few more rows
-    for i in range(2, 200):
-        ob.append([batch(i, 200)])  # the oldest rows make room (counted), no exception
-    lost = dropped_metric("influx", "disk_full") - before
-    assert lost > 0 and ob.disk_full
-    assert metrics.REGISTRY.get_sample_value("bms_gateway_store_disk_full") == 1
-    # Every sample (and the alarm record) stored or counted as dropped.
-    assert ob.stored_samples(kind=None) + lost == 199 * 200 + 1
-    # A batch larger than any room that can be made: counted as never stored, no crash.
-    ob.append([batch(1000, 20_000)])
-    lost = dropped_metric("influx", "disk_full") - before
-    assert ob.stored_samples(kind=None) + lost == 199 * 200 + 1 + 20_000
-    events = [r.batch.records[0] for r in ob.query() if r.batch.kind == BatchKind.ALARM]
-    assert len(events) <= 1  # raised once (the event row itself may since have made room)
-    ob.db.execute(f"PRAGMA max_page_count={pages * 1000}")  # room again
-    ob.disk_full_clear_after = 0.0
-    last = ob.last_seq()
-    assert ob.append([batch(500)]) > last
-    assert not ob.disk_full and metrics.REGISTRY.get_sample_value("bms_gateway_store_disk_full") == 0
-    events = [r.batch.records[0] for r in ob.query() if r.batch.kind == BatchKind.ALARM]
-    assert [(e["alarm_id"], e["state"]) for e in events][-1] == ("store_disk_full", "rtn_unack")
-    assert len(events) <= 2
     ob.close()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import outbox
+from gateway import outbox, outboxbudget
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Quality, Sample
 from gateway.outbox import Outbox
 
@@ -104,7 +104,7 @@ def test_query_by_time_for_export(tmp_path: Path) -> None:
 
 def test_the_budget_frees_a_bounded_step_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A delete runs on the event loop: each append frees at most DROP_STEP_BYTES (a few hundred rows)."""
-    monkeypatch.setattr(outbox, "DROP_STEP_BYTES", 40_000)
+    monkeypatch.setattr(outboxbudget, "DROP_STEP_BYTES", 40_000)
     ob = Outbox(tmp_path / "s.db", max_bytes=1_000_000, consumers=["slow"])
     row_bytes = len(outbox.encode(batch(0, n=50))) + 40
     firsts = []

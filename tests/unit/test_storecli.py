@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from gateway.cli import main
 from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Quality, Sample
 from gateway.outbox import Outbox
 from gateway.storecli import parse_time
+from tests.store_support import damage_rows
 
 T0 = 1_700_000_000_000_000_000
 
@@ -110,3 +112,38 @@ def test_parse_time_forms() -> None:
     assert parse_time("2023-11-14T22:13:20") == T0
     assert parse_time("2023-11-14T23:13:20+01:00") == T0
     assert abs(parse_time("10m") - (parse_time("0s") - 600 * 10**9)) < 10**9
+
+
+def test_export_and_tail_skip_damaged_rows_and_name_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = [("soc", "%", "r1", None, None), ("cell_voltage", "V", "r1", 1, 2), ("soc", "%", "r2", None, None)]
+    for name, layout in (("json.db", None), ("compact.db", Layout(keys, [(0, 3)]))):
+        path = fill(tmp_path / name, layout)
+        damage_rows(path, [2])
+        assert main(["export", "--store", str(path), "--site", "s"]) == 0
+        out, err = capsys.readouterr()
+        assert len(out.splitlines()) == 6 and {json.loads(x)["value"] for x in out.splitlines()} >= {50.0, 52.0}
+        assert "skipped damaged row seq 2:" in err and "exported 6 samples (1 damaged rows skipped)" in err
+        assert main(["tail", "--store", str(path), "-n", "3"]) == 0
+        out, err = capsys.readouterr()
+        assert sum("soc" in line for line in out.splitlines()) == 4 and "skipped damaged row seq 2:" in err
+        con = sqlite3.connect(path)
+        assert con.execute("SELECT count(*) FROM batches").fetchone() == (3,)  # a reading tool moves nothing
+        con.close()
+
+
+def test_export_without_a_config_tags_samples_with_the_site_the_store_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.db"
+    Outbox(path, site="plant-7").close()  # what the daemon does with its site.name
+    fill(path)
+    assert main(["export", "--store", str(path)]) == 0
+    assert {json.loads(line)["site"] for line in capsys.readouterr().out.splitlines()} == {"plant-7"}
+    assert main(["export", "--store", str(path), "--format", "lp"]) == 0
+    assert all("site=plant-7" in line for line in capsys.readouterr().out.splitlines())
+    assert main(["export", "--store", str(path), "--site", "other"]) == 0  # --site still wins
+    assert {json.loads(line)["site"] for line in capsys.readouterr().out.splitlines()} == {"other"}
+    old = fill(tmp_path / "old.db")  # written before stores recorded their site
+    assert main(["export", "--store", str(old)]) == 0
+    out, err = capsys.readouterr()
+    assert {json.loads(line)["site"] for line in out.splitlines()} == {"site"} and "does not record its site" in err
