@@ -5,14 +5,17 @@
 - `RepeatLimiter`: at most `REPEAT_BURST` lines of a kind in `REPEAT_WINDOW` seconds; the others are
   left out and counted, and the next line of that kind written says how many were left out before
   it (`repeated`). A kind is the logger, the level, the event text with its numbers masked and the
-  values of the other fields (numbers masked): "No response after 3 retries" and "... 4 retries" are
-  one kind, "device offline, device=rack-01" and "device=rack-02" are two.
+  values of the other fields (a number masked, a text as it is): "No response after 3 retries" and
+  "... 4 retries" are one kind, "device offline, device=rack-01" and "device=rack-02" are two. A
+  message (the same without the other fields) has a larger budget, `MESSAGE_BURST` (`similar`):
+  a line whose fields differ every time (bytes a device sent) is still bounded.
 - `CappedJSON`: the JSON renderer, with the whole line at most `LINE_MAX` characters (the largest
   fields shortened, then left out and named in `dropped`).
-- `LibraryRules`: what the libraries say that the gateway says better: pymodbus's frame dumps
-  appended to its errors (only at debug, as their own lines), its "No response received" on every
-  timeout (the gateway logs a device going offline once, and counts every timeout) and its
-  "Repeating...." (the limiter counts repeats).
+- `LibraryRules`: what the libraries say that the gateway says better. pymodbus appends its last
+  frames to an error when its level is above debug: they are cut (at debug every frame is a line of
+  its own). Its "No response received" on every timeout goes below debug (the gateway logs a device
+  going offline once, and counts every timeout), and so does its "Repeating...." (the limiter
+  counts repeats).
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ FIELD_MAX = 2_000  # characters of one string field
 LINE_MAX = 8_192  # characters (bytes: the JSON is ASCII) of one rendered line
 REPEAT_WINDOW = 60.0  # seconds
 REPEAT_BURST = 3  # lines of one kind written per window
+MESSAGE_BURST = 60  # lines of one message (whatever its other fields) written per window
 MAX_KINDS = 512  # kinds of line remembered by the limiter
 
 _NUMBERS = re.compile(r"0[xX][0-9a-fA-F]+|\d+")
-_UNKEYED = frozenset({"event", "timestamp", "exception", "exc_info", "stack", "stack_info", "repeated", "truncated"})
+_UNKEYED = frozenset(
+    {"event", "timestamp", "exception", "exc_info", "stack", "stack_info", "repeated", "similar", "truncated"}
+)
 _KEPT = ("timestamp", "level", "logger", "truncated", "dropped")  # never shortened by the line cap
 
 
@@ -78,33 +84,45 @@ def kind_of(ed: EventDict) -> tuple[object, ...]:
     return tuple(parts)
 
 
+def message_of(ed: EventDict) -> tuple[object, ...]:
+    """The same message whatever its other fields: the logger, the level, the event with numbers masked."""
+    return ("message", ed.get("logger"), ed.get("level"), _NUMBERS.sub("#", str(ed.get("event", ""))))
+
+
 @dataclass(slots=True)
 class _Seen:
     key: tuple[object, ...]
-    written: deque[float]  # when the newest lines of this kind were written (at most `burst`)
-    left_out: int = 0  # lines of this kind left out since the last one written
+    written: deque[float]  # when the newest lines were written (at most the burst: the deque's maxlen)
+    count_field: str  # the field saying how many were left out: `repeated` or `similar`
+    left_out: int = 0  # lines left out since the last one written
     newest: EventDict | None = None  # the newest one left out (written late if no other comes)
+
+    def full(self, now: float, window: float) -> bool:
+        return len(self.written) == self.written.maxlen and now - self.written[0] < window
 
 
 class RepeatLimiter:
-    """At most `burst` lines of a kind per `window` seconds; the rest are left out and counted, and the
-    next line of the kind written says how many (`repeated`). A state change logged once (a device
-    going offline, coming back) is written at once; a message on every poll is written a few times a
-    minute.
+    """At most `burst` lines of a kind and `message_burst` lines of a message per `window` seconds;
+    the rest are left out and counted, and the next line of the kind written says how many
+    (`repeated`; `similar` for lines of its message with other fields). A state change logged once
+    (a device going offline, coming back) is written at once; a message on every poll is written a
+    few times a minute, even when a field of it changes every time (bytes a device sent).
 
-    A kind that stops repeating is not forgotten: `due()` gives its newest left-out line (with the
-    count of the others) once its window has passed, and `pending()` every such line at the end.
-    A line with `repeated: N` stands for itself and N left-out lines before it."""
+    A kind (or message) that stops repeating is not forgotten: `due()` gives its newest left-out
+    line (with the count of the others) once its window has passed, and `pending()` every such line
+    at the end. A line with `repeated: N` stands for itself and N left-out lines before it."""
 
     def __init__(
         self,
         window: float = REPEAT_WINDOW,
         burst: int = REPEAT_BURST,
+        message_burst: int = MESSAGE_BURST,
         max_kinds: int = MAX_KINDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.window = window
         self.burst = burst
+        self.message_burst = message_burst
         self.max_kinds = max_kinds
         self.clock = clock
         self._seen: OrderedDict[tuple[object, ...], _Seen] = OrderedDict()
@@ -112,34 +130,39 @@ class RepeatLimiter:
 
     def __call__(self, _logger: object, _name: str, ed: EventDict) -> EventDict:
         now = self.clock()
-        key = kind_of(ed)
-        seen = self._seen.get(key)
-        if seen is None:
-            self._remember(key, now)
-            return ed
-        if len(seen.written) == self.burst and now - seen.written[0] < self.window:
-            seen.left_out += 1
-            seen.newest = ed
-            self._next_due = min(self._next_due, seen.written[0] + self.window)
-            raise structlog.DropEvent
-        if seen.left_out:
-            ed["repeated"] = seen.left_out
-        self._wrote(key, seen, now)
+        kind = self._seen.get(kind_key := kind_of(ed))
+        message = self._seen.get(message_key := message_of(ed))
+        for seen in (kind, message):
+            if seen is not None and seen.full(now, self.window):
+                seen.left_out += 1
+                seen.newest = ed
+                self._next_due = min(self._next_due, seen.written[0] + self.window)
+                raise structlog.DropEvent
+        for key, seen, burst, field in (
+            (kind_key, kind, self.burst, "repeated"),
+            (message_key, message, self.message_burst, "similar"),
+        ):
+            if seen is None:
+                self._remember(key, now, burst, field)
+                continue
+            if seen.left_out:
+                ed[field] = seen.left_out
+            self._wrote(seen, now)
         return ed
 
-    def _remember(self, key: tuple[object, ...], now: float) -> None:
+    def _remember(self, key: tuple[object, ...], now: float, burst: int, field: str) -> None:
         """A new kind; when the table is full, the kinds quiet for a window go first (oldest written first)."""
         while len(self._seen) >= self.max_kinds:
             oldest = next(iter(self._seen.values()))
             if oldest.newest is not None or now - oldest.written[-1] < self.window:
-                return  # every kind is busy: this one is written, not limited (the line cap still holds)
+                return  # every kind is busy: this one is not limited (the message limit and line cap hold)
             self._seen.popitem(last=False)
-        self._seen[key] = _Seen(key, deque([now], maxlen=self.burst))
+        self._seen[key] = _Seen(key, deque([now], maxlen=burst), field)
 
-    def _wrote(self, key: tuple[object, ...], seen: _Seen, now: float) -> None:
+    def _wrote(self, seen: _Seen, now: float) -> None:
         seen.written.append(now)
         seen.left_out, seen.newest = 0, None
-        self._seen.move_to_end(key)  # the table stays in the order of the last line written
+        self._seen.move_to_end(seen.key)  # the table stays in the order of the last line written
 
     def due(self) -> list[EventDict]:
         """The left-out lines of kinds whose window has passed with no newer line of theirs."""
@@ -168,8 +191,8 @@ class RepeatLimiter:
         ed = seen.newest
         assert ed is not None
         if seen.left_out > 1:
-            ed["repeated"] = seen.left_out - 1
-        self._wrote(seen.key, seen, now)
+            ed[seen.count_field] = seen.left_out - 1
+        self._wrote(seen, now)
         return ed
 
 

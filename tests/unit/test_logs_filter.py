@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from typing import Any
 
 import pytest
@@ -99,6 +100,20 @@ def test_pending_gives_every_held_line_at_the_end() -> None:
         feed(limiter, line(event))
     held = {e["event"]: e.get("repeated") for e in limiter.pending()}
     assert held == {"a": None, "b": 1}  # "a": one left out, shown as itself; "b": 2 left out
+
+
+def test_a_message_whose_fields_change_every_time_is_bounded_too() -> None:
+    clock = Clock()
+    limiter = RepeatLimiter(window=60, burst=3, message_burst=5, clock=clock)
+    rng = random.Random(1)
+    written = [feed(limiter, line("reply does not answer", received=rng.randbytes(7).hex(" "))) for _ in range(50)]
+    assert sum(w is not None for w in written) == 5
+    assert feed(limiter, line("another message", received="x")) is not None
+    clock.now += 60
+    (late,) = limiter.due()
+    assert late["event"] == "reply does not answer" and late["similar"] == 50 - 5 - 1  # the newest of 45 left out
+    nxt = feed(limiter, line("reply does not answer", received="00"))
+    assert nxt is not None and "similar" not in nxt  # the count went out with the late line
 
 
 def test_a_full_table_of_kinds_limits_nothing_new_but_forgets_quiet_kinds() -> None:
