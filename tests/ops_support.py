@@ -50,7 +50,7 @@ class NotifyListener:
         finally:
             self.sock.settimeout(0.2)
 
-    def wait_for(self, pred: Callable[[dict[str, str]], bool], timeout: float = 30.0, alive: Any = None) -> int:
+    def wait_for(self, pred: Callable[[dict[str, str]], bool], timeout: float = 60.0, alive: Any = None) -> int:
         """Index of the first message matching `pred` (waiting for it up to `timeout`)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -140,7 +140,7 @@ def log_events(tmp: Path) -> list[dict[str, Any]]:
 
 
 def wait_log(
-    tmp: Path, event: str, proc: subprocess.Popen[bytes], timeout: float = 30.0, after: int = 0
+    tmp: Path, event: str, proc: subprocess.Popen[bytes], timeout: float = 60.0, after: int = 0
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -164,7 +164,7 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         raise
 
 
-def eventually(check: Callable[[], T | bool | None], proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> T:
+def eventually(check: Callable[[], T | bool | None], proc: subprocess.Popen[bytes] | None, timeout: float = 60.0) -> T:
     """Poll `check` until it returns something true (and return it); fail if the daemon exits or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
@@ -187,7 +187,7 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, str]:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None:

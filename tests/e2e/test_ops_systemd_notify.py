@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.ops_support import NotifyListener, log_events, start_gateway, stop, wait_log, write_config
+from tests.ops_support import (
+    NotifyListener,
+    eventually,
+    log_events,
+    start_gateway,
+    stop,
+    truth_counts,
+    wait_log,
+    write_config,
+)
 
 BLOCKER = """
 import asyncio, os, signal, socket, sys, time
@@ -98,7 +106,7 @@ def test_no_notify_socket_runs_as_before(tmp_path: Path) -> None:
     proc = start_gateway(cfg, tmp_path)
     try:
         wait_log(tmp_path, "ready", proc)
-        time.sleep(0.2)
+        eventually(lambda: truth_counts(tmp_path).get("rack-a", 0) > 0, proc)  # running past the start
     finally:
         assert stop(proc) == 0
     assert "cannot notify" not in (tmp_path / "gateway.log").read_text()
