@@ -49,6 +49,7 @@ class GatewayLoggers:
 
 
 _FACTORY = GatewayLoggers()
+_STAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -66,24 +67,29 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line: str | None = self.format(record)
+            line = self._line(record)
+            if line is not None:
+                self._write(line, record)
+            if self.limiter is not None:
+                for ed in self.limiter.due():
+                    self._write(self._render(ed), record)
+        except Exception:
+            self.handleError(record)
+
+    def _line(self, record: logging.LogRecord) -> str | None:
+        try:
+            return self.format(record)
         except structlog.DropEvent:
-            line = None
+            return None
         except Exception as exc:  # a library's bad format arguments, an unprintable field: still one line
-            line = self._render(
-                {
-                    "event": "log record could not be formatted",
-                    "logger": record.name,
-                    "level": record.levelname.lower(),
-                    "message": shorten(repr(record.msg), 500),
-                    "error": repr(exc),
-                }
-            )
-        if line is not None:
-            self._write(line, record)
-        if self.limiter is not None:
-            for ed in self.limiter.due():
-                self._write(self._render(ed), record)
+            ed = {
+                "event": "log record could not be formatted",
+                "logger": record.name,
+                "level": record.levelname.lower(),
+                "message": shorten(repr(record.msg), 500),
+                "error": repr(exc),
+            }
+            return self._render(_STAMP(None, "", ed))
 
     def _render(self, ed: EventDict) -> str:
         return str(self.renderer(None, str(ed.get("level", "info")), ed))
@@ -117,7 +123,6 @@ def configure_logging(
     threshold, libraries = _LEVELS[level], _LEVELS[library_level]
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     limiter = RepeatLimiter() if min(threshold, libraries) > logging.DEBUG else None  # debug: every line
-    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     renderer: Renderer = structlog.dev.ConsoleRenderer(colors=False) if console else CappedJSON()
     chain: list[Any] = [ProcessorFormatter.remove_processors_meta]
     if not console:  # the console renderer prints a traceback itself; JSON carries it as one field
@@ -128,7 +133,7 @@ def configure_logging(
         foreign_pre_chain=[
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
-            stamp,
+            _STAMP,
             LibraryRules(libraries),
         ],
     )
@@ -146,7 +151,7 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.stdlib.add_logger_name,
-            stamp,
+            _STAMP,
             ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
@@ -167,7 +172,7 @@ def _uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType |
         sys.__excepthook__(kind, exc, tb)
         return
     try:
-        _log.critical("unexpected error; the gateway ends", exc_info=(kind, exc, tb))
+        _log.critical("unexpected error; the process ends", exc_info=(kind, exc, tb))
     except Exception:
         sys.__excepthook__(kind, exc, tb)
 
@@ -184,4 +189,8 @@ def _unraisable(args: Any) -> None:
     """An exception Python could not raise (in a finalizer, a callback): one log line."""
     exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
     where = args.err_msg or "Exception ignored in"
-    _log.error("unraisable exception", where=where, object=repr(args.object), exc_info=exc_info)
+    try:
+        obj = repr(args.object)
+    except Exception:
+        obj = f"<{type(args.object).__name__}>"
+    _log.error("unraisable exception", where=where, object=obj, exc_info=exc_info)

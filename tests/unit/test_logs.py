@@ -144,7 +144,7 @@ def test_thread_errors_warnings_and_bad_records_are_json_too(stream: io.StringIO
     thread, warning, bad = docs(stream)
     assert thread["thread"] == "worker" and "ZeroDivisionError" in thread["exception"]
     assert warning["logger"] == "py.warnings" and "a deprecated call" in warning["event"]
-    assert bad["event"] == "log record could not be formatted" and bad["logger"] == "can"
+    assert bad["event"] == "log record could not be formatted" and bad["logger"] == "can" and bad["timestamp"]
 
 
 def test_repeated_messages_are_collapsed_with_a_count(stream: io.StringIO) -> None:
@@ -206,3 +206,34 @@ def test_a_reload_replaces_the_stream_and_its_levels(stream: io.StringIO) -> Non
     assert [d["event"] for d in docs(stream)] == ["now shown"]
     configure_logging("info", "json", stream, library_level="debug")
     assert logging.getLogger("pymodbus").getEffectiveLevel() == logging.DEBUG
+
+
+def test_an_uncaught_error_and_an_unraisable_one_are_json_lines(stream: io.StringIO) -> None:
+    configure_logging("info", "json", stream)
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)  # what Python calls for an error that ends it
+
+    class Finalizer:
+        def __repr__(self) -> str:
+            raise ValueError("no repr either")
+
+    try:
+        raise OSError("in a finalizer")
+    except OSError as exc:
+        args = type(
+            "Args",
+            (),
+            {
+                "exc_type": OSError,
+                "exc_value": exc,
+                "exc_traceback": exc.__traceback__,
+                "err_msg": None,
+                "object": Finalizer(),
+            },
+        )
+        sys.unraisablehook(args)  # type: ignore[arg-type]
+    crash, unraisable = docs(stream)
+    assert crash["level"] == "critical" and "RuntimeError: a bug" in crash["exception"]
+    assert unraisable["object"] == "<Finalizer>" and "OSError: in a finalizer" in unraisable["exception"]
