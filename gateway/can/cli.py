@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.can.capture import CaptureError, read_capture
+from gateway.can.capture import REPORT_FIRST, BadRecord, Capture, CaptureError, read_capture
 from gateway.can.dbcload import lenient_from_env, load_dbc
 from gateway.can.decode import FrameTable, plain
 from gateway.can.plan import RackPlan
@@ -73,6 +74,37 @@ def _rack_plan(args: argparse.Namespace, db: Any) -> RackPlan:
     return plan
 
 
+def _capture(args: argparse.Namespace) -> Capture:
+    """The capture of `args.log`: bad records skipped, counted and the first few warned of (or fatal with --strict)."""
+
+    def warn(bad: BadRecord) -> None:
+        print(f"warning: {bad}", file=sys.stderr)
+
+    return Capture(args.log, strict=args.strict, on_bad=warn)
+
+
+def _finish(capture: Capture, counts: Counter[str]) -> int:
+    """The summary on stderr; 2 when nothing could be read of a file with bad records (not a capture)."""
+    summary = "".join(f", {k} {v}" for k, v in sorted(counts.items()) if k not in ("frames", "decoded"))
+    if capture.bad:
+        shown = f", first {REPORT_FIRST} shown" if capture.bad > REPORT_FIRST else ""
+        summary += f", {_bad_records(capture.bad)} skipped{shown}"
+    print(f"{capture.path}: {capture.frames} frames, {counts['decoded']} decoded{summary}", file=sys.stderr)
+    if capture.bad and not capture.frames:
+        print(f"error: {capture.path}: no frame could be read", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _bad_records(n: int) -> str:
+    return f"{n} bad record{'' if n == 1 else 's'}"
+
+
+def _json(value: Any) -> Any:
+    """A decoded value for JSON: a non-finite float (a float signal's NaN) as null, never invalid JSON."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     dbc = _load(args)
     if args.profile is not None:
@@ -81,9 +113,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     unknown: Counter[int] = Counter()
     out = sys.stdout
+    capture = _capture(args)
     try:
-        for msg in read_capture(args.log):
-            counts["frames"] += 1
+        for msg in capture:
             result = table.decode(
                 msg.arbitration_id,
                 msg.is_extended_id,
@@ -101,7 +133,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 "t": msg.timestamp,
                 "id": msg.arbitration_id,
                 "message": result.message.name,
-                "signals": {k: plain(v) for k, v in result.signals.items()},
+                "signals": {k: _json(plain(v)) for k, v in result.signals.items()},
             }
             out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
     except CaptureError as exc:
@@ -109,24 +141,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return 2
     except BrokenPipeError:  # `| head`
         return 0
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k not in ("frames", "decoded"))
-    print(
-        f"{args.log}: {counts['frames']} frames, {counts['decoded']} decoded" + (f", {summary}" if summary else ""),
-        file=sys.stderr,
-    )
+    code = _finish(capture, counts)
     if unknown:
         top = ", ".join(f"0x{i:X} ({n})" for i, n in unknown.most_common(10))
         print(f"unknown ids: {top}", file=sys.stderr)
-    return 0
+    return code
 
 
 def _decode_samples(args: argparse.Namespace, plan: RackPlan) -> int:
     """`can decode --profile`: the samples the gateway would store, one JSON object per sample."""
     counts: Counter[str] = Counter()
     out = sys.stdout
+    capture = _capture(args)
     try:
-        for msg in read_capture(args.log):
-            counts["frames"] += 1
+        for msg in capture:
             if msg.is_error_frame:
                 counts["error_frame"] += 1
                 continue
@@ -137,7 +165,7 @@ def _decode_samples(args: argparse.Namespace, plan: RackPlan) -> int:
             if samples and reason in ("", "out_of_range"):
                 counts["decoded"] += 1
             for s in samples:
-                line = {"t": msg.timestamp, "id": aid, "quantity": s.quantity, "value": s.value, "unit": s.unit,
+                line = {"t": msg.timestamp, "id": aid, "quantity": s.quantity, "value": _json(s.value), "unit": s.unit,
                         "quality": str(s.quality), "module": s.module, "cell": s.cell}  # fmt: skip
                 out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
     except CaptureError as exc:
@@ -145,22 +173,23 @@ def _decode_samples(args: argparse.Namespace, plan: RackPlan) -> int:
         return 2
     except BrokenPipeError:
         return 0
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k not in ("frames", "decoded"))
-    print(
-        f"{args.log}: {counts['frames']} frames, {counts['decoded']} decoded" + (f", {summary}" if summary else ""),
-        file=sys.stderr,
-    )
-    return 0
+    return _finish(capture, counts)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from gateway.can.reader import open_bus
 
+    capture = _capture(args)
     try:
-        frames = frames_of(read_capture(args.log))
+        frames = frames_of(capture)
     except CaptureError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if capture.bad:
+        print(f"{args.log}: {capture.frames} frames, {_bad_records(capture.bad)} skipped", file=sys.stderr)
+        if not capture.frames:
+            print(f"error: {args.log}: no frame could be read", file=sys.stderr)
+            return 2
     try:
         bus = open_bus(
             args.interface, args.channel, bitrate=args.bitrate, fd=args.fd, port=args.port,
@@ -208,6 +237,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return code
 
 
+STRICT_HELP = "stop at the first bad line of the capture (default: skip and count bad lines)"
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("can", help="CAN tools: decode a capture, replay it onto a bus, check DBC files")
     can_sub = p.add_subparsers(dest="can_command", required=True)
@@ -223,6 +255,7 @@ def register(sub: Any) -> None:
     )
     d.add_argument("--rack", default="rack", help="rack tag of the samples with --profile")
     d.add_argument("--source-address", type=_int, default=None, help="J1939 source address with --profile")
+    d.add_argument("--strict", action="store_true", help=STRICT_HELP)
     d.set_defaults(func=cmd_decode)
 
     r = can_sub.add_parser("replay", help="replay a capture onto a bus (virtual, udp_multicast, socketcan, ...)")
@@ -238,6 +271,7 @@ def register(sub: Any) -> None:
     r.add_argument("--no-loopback", action="store_true", help="udp_multicast: send on the network, not loopback only")
     r.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    r.add_argument("--strict", action="store_true", help=STRICT_HELP)
     r.set_defaults(func=cmd_replay)
 
     c = can_sub.add_parser("check", help="load DBC files strictly (or --lenient) and report every problem")

@@ -81,13 +81,22 @@ def test_broken_dbc_is_a_validate_error_and_lenient_loads_it(tmp_path: Path, mon
     assert validate(cfg)[0] == 0
 
 
-def test_dbc_that_cannot_load_is_a_clean_error(tmp_path: Path) -> None:
-    profile = "protocol: can\ndbc: zero.dbc\nlenient: true\npoints:\n  - {signal: BMS_SOC, quantity: soc}\n"
+def test_dbc_value_tables_of_no_message_strict_error_lenient_repair_and_unloadable_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BMS_GATEWAY_LENIENT", raising=False)
+    profile = "protocol: can\ndbc: zero.dbc\npoints:\n  - {signal: HvBatterySOC, quantity: soc}\n"
     cfg = make_site(tmp_path, RACK.replace("can-example-rack", "can-zero"), profiles={"can-zero": profile})
     shutil.copy(FIX / "ZeroEvDBC(onlyBMS&DU).dbc", tmp_path / "dbc" / "zero.dbc")
     code, err = validate(cfg)
     assert code == 2 and "Traceback" not in err
-    assert f"{tmp_path / 'dbc' / 'zero.dbc'}:386:1: cannot load DBC: 38 value tables (VAL_)" in err
+    zero = tmp_path / "dbc" / "zero.dbc"
+    assert f"{zero}:386:1: message VECTOR__INDEPENDENT_SIG_MSG: signal DCDC_Control_Command: value table (VAL_)" in err
+    (tmp_path / "profiles" / "can-zero.yaml").write_text(profile + "lenient: true\n")
+    assert validate(cfg)[0] == 0  # the 38 VAL_ lines dropped, one warning each
+    (tmp_path / "dbc" / "zero.dbc").write_text('VERSION ""\nBO_ 1 X 8 Y\n')
+    code, err = validate(cfg)
+    assert code == 2 and "Traceback" not in err and f"{zero}:2:" in err and "cannot load DBC: Invalid syntax" in err
     profile2 = profile.replace("zero.dbc", "missing.dbc")
     (tmp_path / "profiles" / "can-zero.yaml").write_text(profile2)
     code, err = validate(cfg)

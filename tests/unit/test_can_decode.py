@@ -268,7 +268,8 @@ def test_unreadable_capture_is_a_clean_error(tmp_path: Path) -> None:
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         code = main(["can", "decode", "--dbc", str(BMS_DBC), str(bad)])
-    assert code == 2 and err.getvalue().startswith(f"error: {bad}")
+    assert code == 2 and err.getvalue().startswith(f"warning: {bad}:1: not a frame")
+    assert f"error: {bad}: no frame could be read" in err.getvalue()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         assert main(["can", "decode", "--dbc", str(BMS_DBC), str(tmp_path / "none.log")]) == 2
 
