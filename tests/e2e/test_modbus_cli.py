@@ -31,7 +31,7 @@ def process(*args: str, cwd: Path) -> Iterator[subprocess.Popen[str]]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(10)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -52,9 +52,9 @@ def test_simulate_record_replay_and_run(tmp_path: Path) -> None:
         "modbus", "simulate", "-p", str(profile), "--port", str(live_port), "--unit-ids", "1,2", cwd=tmp_path
     ) as sim:
         wait_port(live_port)
-        done = cli("modbus", "record", "-c", str(config), "--duration", "1.5", "-o", str(rec), cwd=tmp_path)
+        done = cli("modbus", "record", "-c", str(config), "--duration", "3", "-o", str(rec), cwd=tmp_path)
         sim.send_signal(signal.SIGINT)
-        out, err = sim.communicate(timeout=10)
+        out, err = sim.communicate(timeout=30)
     assert done.returncode == 0, done.stderr
     assert "recorded" in done.stdout and "rack-a" in done.stdout
     assert sim.returncode == 0 and "Traceback" not in err
@@ -72,7 +72,7 @@ def test_simulate_record_replay_and_run(tmp_path: Path) -> None:
         wait_port(replay_port)
         with process("run", "-c", str(run_cfg), cwd=tmp_path) as gw:
             store = tmp_path / "replay" / "store.db"
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             n = 0
             while time.monotonic() < deadline and n < 5:
                 time.sleep(0.2)
@@ -81,7 +81,7 @@ def test_simulate_record_replay_and_run(tmp_path: Path) -> None:
                     n = sum(1 for r in ob.query() if r.batch.source == "rack-a" and r.batch.samples)
                     ob.close()
             gw.send_signal(signal.SIGTERM)
-            _, gw_err = gw.communicate(timeout=20)
+            _, gw_err = gw.communicate(timeout=60)
         assert gw.returncode == 0, gw_err
         assert player.poll() is None  # still looping
     ob = Outbox(store)

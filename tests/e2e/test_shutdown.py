@@ -37,7 +37,7 @@ def config(tmp_path: Path, racks: int = 3) -> Path:
 
 
 def wait_for_rows(
-    db: Path, n: int, proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float = 30.0
+    db: Path, n: int, proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float = 60.0
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
