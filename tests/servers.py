@@ -18,7 +18,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -131,7 +131,7 @@ class VictoriaMetrics:
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "vm.log").open("ab"),
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a start on a busy machine can take a while
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
