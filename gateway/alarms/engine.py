@@ -4,14 +4,18 @@
   returns are committed with them (same transaction, same guarantees as telemetry).
 - Service `alarms`: at start it restores the state from the journal and emits every rack's active set
   (so the retained MQTT topic is current after a restart); then it ticks (`alarms.tick_interval`)
-  for stale racks, on/off delays when no sample arrives, and shelve expiry.
+  for stale racks, on/off delays when no sample arrives, and shelve expiry, and takes the conditions
+  the gateway reports about itself (`rt.gateway_alarms`, rack `gateway`; a report wakes it at once).
 - Service `alarm-commands` (only when `alarms.commands.enabled`): MQTT acknowledge/shelve.
-- Every transition is journaled (hash-chained) before it is handed to the outbox.
+- Every transition is journaled (hash-chained) before it is handed to the outbox. When the journal
+  cannot be written (a full disk) its entries wait in memory and each tick retries (at most once a
+  second), so nothing here needs a store write to succeed at the moment a fault is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import weakref
@@ -28,6 +32,7 @@ from gateway.alarms.evaluator import AlarmEngine
 from gateway.alarms.instances import outbox_record, rack_batch
 from gateway.alarms.journal import Journal
 from gateway.alarms.ruleset import build_ruleset
+from gateway.gatewayalarm import STORE_DISK_FULL, orphaned
 from gateway.model import Batch
 from gateway.runtime import Runtime, extension
 from gateway.sinks.config import MqttSinkConfig
@@ -36,6 +41,7 @@ log = structlog.get_logger("alarms")
 
 Clock = Callable[[], int]
 MAX_UNJOURNALED = 100_000  # entries kept in memory while the journal cannot be written
+JOURNAL_RETRY = 1.0  # seconds between retries of a journal write that failed
 COMMITTED = "alarms.journal_committed"  # outbox meta: journal entries up to this seq are in the outbox
 _SERVICES: weakref.WeakKeyDictionary[Runtime, AlarmService] = weakref.WeakKeyDictionary()
 
@@ -53,9 +59,16 @@ class AlarmService:
         self.stopping = False
         self.commands: CommandListener | None = None
         self._unjournaled: list[dict[str, Any]] = []
+        self._journal_failed_at: float | None = None  # monotonic time of the last failed write, while failing
+        self._journal_dropped = 0  # entries dropped past MAX_UNJOURNALED while failing
         self._inflight: dict[int, int] = {}  # id(batch) -> first journal seq of its events, until committed
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.gateway = rt.gateway_alarms
         now = clock()
         restored = engine.restore(journal.latest_events(), now)
+        self.gateway.attach(engine.gateway_conditions(), self._wake_up)
+        self._forget_sinks()
         unstored = self._unstored()
         self._record([{"type": "start", "ts": now, "restored": len(engine.instances), "rules": len(engine.specs)}])
         self._pending: list[Batch] = unstored + self._journaled(restored)
@@ -92,6 +105,9 @@ class AlarmService:
 
     def committed(self, batches: list[Batch]) -> None:
         """Observer: the outbox committed these; move the marker of journal entries known to be stored."""
+        if STORE_DISK_FULL in self.gateway.restored and not self.rt.outbox.disk_full:
+            # A full disk restored from before a restart, and the store took a commit since: it has room.
+            self.gateway.set(STORE_DISK_FULL, False, f"the store's disk has room ({self.rt.outbox.path})")
         if not self._inflight:
             return
         done = [self._inflight.pop(id(b)) for b in batches if id(b) in self._inflight]
@@ -108,23 +124,50 @@ class AlarmService:
         return out
 
     async def run(self) -> None:
-        """Start-up snapshot, then the clock."""
+        """Start-up snapshot, then the clock (woken early when the gateway reports a condition)."""
+        self._loop = asyncio.get_running_loop()
         now = self.clock()
-        for b in self._pending + self.engine.snapshot(now):
+        reported = self._journaled(self.engine.gateway(self.gateway.take_changes()))  # before the start
+        for b in self._pending + reported + self.engine.snapshot(now):
             await self.rt.emit(b)
         self._pending = []
         interval = self.rt.cfg.alarms.tick_interval
         while not self.stopping:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            self._wake.clear()
             if self.stopping:
                 break  # the pipeline may be draining: no new events after the stop
             await self.tick()
 
     async def tick(self) -> None:
-        out = self._pending + self._journaled(self.engine.tick(self.clock()))
+        changes = self.gateway.take_changes()
+        out = self._pending + self._journaled(self.engine.gateway(changes) + self.engine.tick(self.clock()))
         self._pending = []
+        if self._unjournaled:
+            self._retry_journal()
         for b in out:
             await self.rt.emit(b)
+
+    def _wake_up(self) -> None:
+        """The gateway reported a condition (from any thread): tick now rather than at the next interval."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not running yet: `run` takes what waits
+        try:
+            same = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            same = False
+        if same:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def _forget_sinks(self) -> None:
+        """Sink alarms of sinks no longer configured return to normal (nothing would ever clear them)."""
+        for name in orphaned(list(self.gateway.active), [r.name for r in self.rt.runners]):
+            self.gateway.set(name, False, f"sink {name.split(':', 1)[1]} is no longer configured")
 
     async def command(self, cmd: Command) -> dict[str, Any]:
         """Apply an operator command; journal it (accepted or not) and emit its transitions."""
@@ -170,8 +213,9 @@ class AlarmService:
 
     def _write_journal(self, entries: list[dict[str, Any]]) -> None:
         """Append in order; when the file cannot be written (disk full, I/O error) keep the entries in memory
-        and retry with the next ones, so the chain keeps its order. Past `MAX_UNJOURNALED` the oldest go,
-        counted and logged. The events still go to the outbox either way."""
+        and retry with the next ones and on the clock (`_retry_journal`), so the chain keeps its order. Past
+        `MAX_UNJOURNALED` the oldest go, counted. The events still go to the outbox either way. Logged when
+        writing starts to fail and when it works again (with what was dropped), not on every retry."""
         self._unjournaled.extend(entries)
         try:
             self.journal.append(self._unjournaled)
@@ -181,12 +225,23 @@ class AlarmService:
             if excess > 0:
                 del self._unjournaled[:excess]
                 metrics.journal_dropped.inc(excess)
-                log.error("alarm journal entries dropped: the journal cannot be written", dropped=excess)
-            log.error("alarm journal write failed; entries kept in memory and retried", error=str(exc),
-                      pending=len(self._unjournaled))  # fmt: skip
+                self._journal_dropped += excess
+            if self._journal_failed_at is None:
+                log.error("alarm journal write failed; entries kept in memory and retried", error=str(exc),
+                          pending=len(self._unjournaled))  # fmt: skip
+            self._journal_failed_at = time.monotonic()
             return
         metrics.journal_entries.inc(len(self._unjournaled))
+        if self._journal_failed_at is not None:
+            log.info("alarm journal written again", entries=len(self._unjournaled), dropped=self._journal_dropped)
+            self._journal_failed_at, self._journal_dropped = None, 0
         self._unjournaled = []
+
+    def _retry_journal(self) -> None:
+        """The clock: entries that wait for the journal go in once it can be written."""
+        failed = self._journal_failed_at
+        if failed is None or time.monotonic() - failed >= JOURNAL_RETRY:
+            self._write_journal([])
 
     def stop(self) -> None:
         self.stopping = True
@@ -197,6 +252,7 @@ class AlarmService:
         if not getattr(result, "ok", False) or loaded is None:
             return
         self._pending += self._journaled(self.engine.set_racks(racks_of(loaded), self.clock()))  # next tick emits
+        self._forget_sinks()
 
     def close(self) -> None:
         try:

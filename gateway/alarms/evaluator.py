@@ -21,6 +21,7 @@ from operator import attrgetter
 from typing import Any
 
 from gateway.alarms import config as c
+from gateway.alarms import gatewayrules as gw
 from gateway.alarms import rules as r
 from gateway.alarms.compiled import (
     BitsHandler,
@@ -38,6 +39,7 @@ from gateway.alarms.instances import Instance, active_list, outbox_record, rack_
 from gateway.alarms.layoutpath import LayoutPlan, evaluate, fits, one_quality, plan_layout, watched
 from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
 from gateway.alarms.states import Alarm, CommandRejected, State, Transition
+from gateway.gatewayalarm import GATEWAY, Condition
 from gateway.model import Batch, BatchKind, DeviceState, Layout, Quality, Sample
 
 HANDLERS: dict[str, type[Handler]] = {
@@ -90,6 +92,7 @@ class AlarmEngine:
             self.index.setdefault(q, []).append(self.groups[q])
         self.finishers = [h for h in self.handlers if type(h).finish is not Handler.finish]
         self._by_rule = {h.spec.id: h for h in self.handlers}
+        self.gateway_rules: dict[Key, c.RuleBase] = {}  # the gateway's own alarms (see gatewayrules)
         self.instances: dict[Key, Instance] = {}
         self.by_id: dict[str, Instance] = {}
         self.last_seen: dict[str, int] = {}
@@ -131,6 +134,8 @@ class AlarmEngine:
         return g
 
     def _track(self, key: Key, delta: int) -> None:
+        if key in self.gateway_rules:
+            return
         spec = self.specs.get(key[0])
         if isinstance(spec, c.ThresholdRule):
             self.groups[spec.quantity].track((key[1], key[2], key[3]), delta)
@@ -180,7 +185,7 @@ class AlarmEngine:
     # -- building instances -----------------------------------------------------------------------
 
     def _new(self, key: Key) -> Instance:
-        spec = self.specs[key[0]]
+        spec = self.gateway_rules.get(key) or self.specs[key[0]]
         severity = spec.severity
         if isinstance(spec, c.BitsRule):
             severity = spec.severities.get(key[4], spec.severity)
@@ -207,6 +212,20 @@ class AlarmEngine:
         self._events.setdefault(inst.alarm.rack, []).append(outbox_record(rec))
 
     # -- inputs -------------------------------------------------------------------------------------
+
+    def gateway(self, changes: Iterable[Condition]) -> list[Batch]:
+        """Conditions the gateway reported about itself (rack `gateway`), in order; return the ALARM batches."""
+        for cond in changes:
+            key = gw.key_of(cond.name)
+            if key not in self.gateway_rules:
+                self.gateway_rules[key] = gw.rule_for(cond)
+            self.observe(key, cond.active, cond.ts, None, cond.message)
+        return self._flush()
+
+    def gateway_conditions(self) -> list[Condition]:
+        """The gateway's alarms whose condition is present (after a restore: what its components confirm)."""
+        return [Condition(gw.name_of(i.key), True, i.alarm.message, i.alarm.severity, i.alarm.since)
+                for i in self.instances.values() if i.key in self.gateway_rules and i.alarm.condition]  # fmt: skip
 
     def process(self, batches: list[Batch]) -> list[Batch]:
         """Evaluate sample batches (other kinds are skipped); return ALARM batches of the transitions."""
@@ -543,10 +562,13 @@ class AlarmEngine:
     def restore(self, latest: Iterable[dict[str, Any]], now: int) -> list[Batch]:
         """Rebuild alarms in view from each one's last journal entry; a rule that is gone returns to normal."""
         for rec in latest:
-            spec = self.specs.get(rec["rule"])
+            own = gw.restored_rule(rec) if rec["rack"] == GATEWAY else None  # the gateway's: a built-in rule
+            spec = own or self.specs.get(rec["rule"])
             inst = restored(rec, spec)
             if inst is None:
                 continue
+            if own is not None:
+                self.gateway_rules[inst.key] = own
             if spec is None:
                 gone = {**rec, "ts": now, "previous": rec["state"], "state": str(State.NORMAL), "user": None,
                         "reason": "rule removed from the configuration"}  # fmt: skip
@@ -555,6 +577,7 @@ class AlarmEngine:
                 continue
             self.instances[inst.key] = inst
             self.by_id[inst.alarm.alarm_id] = inst
-            self.racks.add(inst.alarm.rack)
+            if own is None:
+                self.racks.add(inst.alarm.rack)
             self._track(inst.key, 1)
         return self._flush()

@@ -52,7 +52,7 @@ def rack_batch(rack: str, ts: int, events: list[dict[str, Any]], active: list[di
     return Batch("alarms", [], BatchKind.ALARM, device=rack, created=ts, records=records)
 
 
-def restored(rec: dict[str, Any], spec: c.RuleSpec | None) -> Instance | None:
+def restored(rec: dict[str, Any], spec: c.RuleBase | None) -> Instance | None:
     """An instance from its last journal entry (None when it was normal or the entry predates restore data)."""
     state = State(rec["state"])
     detail = rec.get("detail") or {}

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gateway.gatewayalarm import GATEWAY
 from gateway.ops.livestate import LiveState, age_seconds
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def status_document(
                 "age_s": age_seconds(now, seen.last_batch) if seen and seen.last_batch else None,
             }
         )
-    racks = live.racks(now)
+    racks = [r for r in live.racks(now) if r["rack"] != GATEWAY]  # the gateway's own alarms: not a rack
     doc: dict[str, Any] = {
         "site": rt.cfg.site.name,
         "now": now,

@@ -21,7 +21,7 @@ import structlog
 from gateway import metrics
 from gateway.configbase import SinkBase
 from gateway.errors import SinkError
-from gateway.gatewayalarm import gateway_alarm
+from gateway.gatewayalarm import GatewayAlarms, sink_auth_failed
 from gateway.outbox import Outbox, Row
 from gateway.sinks.base import Rejected, Sink, SinkAuthError
 
@@ -63,8 +63,12 @@ RESUME_SAMPLES = 100_000
 
 
 class SinkRunner:
-    def __init__(self, name: str, sink: Sink, outbox: Outbox, cfg: SinkBase) -> None:
+    def __init__(
+        self, name: str, sink: Sink, outbox: Outbox, cfg: SinkBase, alarms: GatewayAlarms | None = None
+    ) -> None:
+        """`alarms`: where the sink's gateway alarm is reported (default: the outbox's)."""
         self.name = name
+        self.alarms = alarms if alarms is not None else outbox.alarms
         self.sink = sink
         self.outbox = outbox
         self.cfg = cfg
@@ -221,7 +225,7 @@ class SinkRunner:
         self.delivered += n
         metrics.sink_delivered.labels(self.name).inc(n)
         metrics.sink_batches.labels(self.name).inc()
-        if self.auth_alarm:
+        if self.auth_alarm or self.alarms.restored:  # (restored: raised before a restart, maybe by this sink)
             self._auth_alarm(False, "")
         if self.failures:
             self._log.info("sink delivering again", after_failures=self.failures)
@@ -247,12 +251,16 @@ class SinkRunner:
         )
 
     def _auth_alarm(self, active: bool, message: str) -> None:
-        """A gateway alarm (rack `gateway`) while the server refuses the credentials."""
+        """The gateway alarm `gateway:sink_auth_failed:<sink>` while the server refuses the credentials
+        (reported to the alarm engine; with none, its event row is stored as before)."""
         self.auth_alarm = active
         metrics.sink_auth_failed.labels(self.name).set(1 if active else 0)
         message = message or f"sink {self.name} accepts the credentials again"
-        batch = gateway_alarm(f"sink_auth_failed.{self.name}", active, message, "sinks")
-        self.outbox.append([batch])
+        if not self.alarms.set(sink_auth_failed(self.name), active, message):
+            return  # no news (a success after a restart, with no alarm of this sink restored)
+        events = self.alarms.take_events()
+        if events:
+            self.outbox.append(events)
         if active:
             self._log.critical("server refuses the gateway's credentials; data kept until fixed", error=message)
         else:

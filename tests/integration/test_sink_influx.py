@@ -168,7 +168,7 @@ async def test_401_keeps_data_raises_an_alarm_and_delivers_after_the_fix(tmp_pat
     alarms = [r.batch for r in ob.query() if r.batch.kind == BatchKind.ALARM]
     states = [str(b.records[0]["state"]) for b in alarms]
     assert states == ["active_unack", "rtn_unack"]
-    assert alarms[0].records[0]["alarm_id"] == "sink_auth_failed.influx"
+    assert alarms[0].records[0]["alarm_id"] == "gateway:sink_auth_failed:influx"
     assert "t0ken" not in str(alarms[0].records) and "right" not in str(alarms[0].records)
     assert any(s.startswith("rack,") for s in srv.stored)
     assert any(s.startswith("alarm,") for s in srv.stored)
