@@ -153,7 +153,7 @@ class VictoriaMetrics:
 
     def flush(self) -> None:
         """Make recent writes searchable (VictoriaMetrics buffers ingested rows for about a second)."""
-        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5) as r:
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=30) as r:
             r.read()
 
     def export(self, match: str = '{__name__!=""}') -> list[dict[str, object]]:

@@ -43,7 +43,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     driver.quit()
 
 
-def eventually(fn: Callable[[], T | None], timeout: float = 30.0) -> T:
+def eventually(fn: Callable[[], T | None], timeout: float = 60.0) -> T:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -33,7 +33,7 @@ async def listening(port: int, rec: Recorder) -> AsyncIterator[CommandListener]:
     listener = CommandListener(CommandsConfig(enabled=True), mq, "s1", rec)
     task = asyncio.create_task(listener.run())
     try:
-        await asyncio.wait_for(listener.connected.wait(), 10)
+        await asyncio.wait_for(listener.connected.wait(), 30)
         yield listener
     finally:
         task.cancel()

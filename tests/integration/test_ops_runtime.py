@@ -45,7 +45,7 @@ class GatedSource:
 
 def get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with urllib.request.urlopen(url, timeout=30) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -55,7 +55,7 @@ async def aget(url: str) -> tuple[int, str]:
     return await asyncio.to_thread(get, url)
 
 
-async def until(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+async def until(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(timeout):
         while True:
             if await cond():
@@ -176,7 +176,7 @@ async def test_sighup_restarts_a_changed_sink_which_resumes_from_its_cursor(
         assert state.acked == ob.last_seq()
     finally:
         ob.close()
-    exported = eventually(lambda: victoria.export('{__name__=~"rack_soc"}'), None, timeout=20)
+    exported = eventually(lambda: victoria.export('{__name__=~"rack_soc"}'), None, timeout=60)
     assert sum(len(s["values"]) for s in exported) > 0
 
 
@@ -268,7 +268,7 @@ async def test_sources_with_the_same_name_all_stop(tmp_path: Path) -> None:
 
     await until(both_stored)
     rt.request_stop("test")
-    async with asyncio.timeout(20):  # a twin left running would hold the task group open forever
+    async with asyncio.timeout(60):  # a twin left running would hold the task group open forever
         assert await task == 0
 
 

@@ -177,7 +177,7 @@ async def test_last_will_offline_after_kill_9(tmp_path: Path, mosquitto: Mosquit
             assert line == b"open\n"
             await wait_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online"])
             os.kill(proc.pid, signal.SIGKILL)
-            await wait_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online", b"offline"], timeout=20)
+            await wait_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online", b"offline"], timeout=60)
         finally:
             if proc.returncode is None:
                 proc.kill()
