@@ -72,8 +72,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 2
     for m in absent:
         print(f"{config_path(args)}: warning: {m} (needed at run time)", file=sys.stderr)
+    from gateway.gatewayinfo import config_digest
+
     print(
-        f"{config_path(args)}: valid ({n} sources, {len(loaded.config.sinks)} sinks, {len(loaded.profiles)} profiles)"
+        f"{config_path(args)}: valid ({n} sources, {len(loaded.config.sinks)} sinks, {len(loaded.profiles)} profiles), "
+        f"config digest {config_digest(loaded)}"
     )
     return 0
 

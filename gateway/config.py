@@ -92,6 +92,12 @@ class GatewayConfig(BaseSettings):
     """Root of `gateway.yaml`."""
 
     model_config = SettingsConfigDict(
+    heartbeat_interval: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds between heartbeats, the gateway's counters stored like any data (InfluxDB "
+        "measurement `gateway`, MQTT `gateway/heartbeat`); 0 turns them off",
+    )
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",

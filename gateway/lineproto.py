@@ -228,21 +228,50 @@ def encode_alarm_record(rec: dict[str, object], site: str, fallback_ts: int, pre
     return f"{tags} {fields} {ts}" if fields else None
 
 
-def encode_gateway_record(rec: dict[str, object], site: str, fallback_ts: int, precision: str = "ns") -> str | None:
-    """A gateway status record → measurement `gateway`: scalar entries become fields (numbers as floats);
-    a string `component` (or `name`) entry becomes a tag."""
+# Mappings in a gateway record whose entries are points of their own: key → the entries' component
+# (a heartbeat's `sinks: {influx: {...}}` → `gateway,site=..,component=sink,sink=influx ...`).
+GATEWAY_PARTS = {"sinks": "sink"}
+
+
+def encode_gateway_record(rec: dict[str, object], site: str, fallback_ts: int, precision: str = "ns") -> list[str]:
+    """A gateway status record (info, heartbeat; see gateway.gatewayinfo) → measurement `gateway`.
+
+    Its string `component` (or `name`) is a tag; scalar entries are fields (numbers as floats), a list
+    of scalars one comma-separated string; `type` and `ts` are not fields. Each entry of a mapping in
+    GATEWAY_PARTS is a point of its own, tagged with its component and name."""
     ts = _ts(rec.get("ts"), fallback_ts) // precision_divisor(precision)
     tags = f"gateway,site={tag(site)}"
     component = rec.get("component", rec.get("name"))
+    out = [_gateway_line(tags, component, rec, ts)]
+    for key, part in GATEWAY_PARTS.items():
+        entries = rec.get(key)
+        if isinstance(entries, dict):
+            out += [
+                _gateway_line(f"{tags},component={part},{part}={tag(str(name))}", None, fields, ts)
+                for name, fields in entries.items()
+                if isinstance(fields, dict) and name
+            ]
+    return [line for line in out if line is not None]
+
+
+def _gateway_line(tags: str, component: object, rec: dict[str, object], ts: int) -> str | None:
     if isinstance(component, str) and component:
         tags += f",component={tag(component)}"
-    pairs = [
-        (k, v)
-        for k, v in sorted(rec.items())
-        if k not in ("ts", "component", "name") and (v is None or isinstance(v, str | int | float | bool))
-    ]
-    fields = _fields(pairs)
+    pairs = [(k, _scalar(v)) for k, v in sorted(rec.items()) if k not in ("ts", "type", "component", "name")]
+    fields = _fields((k, v) for k, v in pairs if v is not _NOT_SCALAR)
     return f"{tags} {fields} {ts}" if fields else None
+
+
+_NOT_SCALAR = object()
+
+
+def _scalar(value: object) -> object:
+    """A field's value: a scalar as it is, a list of scalars joined by commas; anything else is none."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
+        return ",".join(str(v) for v in value)
+    return _NOT_SCALAR
 
 
 def encode_batch(batch: Batch, site: str, precision: str = "ns") -> list[str]:
@@ -253,5 +282,5 @@ def encode_batch(batch: Batch, site: str, precision: str = "ns") -> list[str]:
     if batch.kind == BatchKind.ALARM:
         lines = [encode_alarm_record(r, site, batch.created, precision) for r in batch.records]
     else:
-        lines = [encode_gateway_record(r, site, batch.created, precision) for r in batch.records]
+        lines = [line for r in batch.records for line in encode_gateway_record(r, site, batch.created, precision)]
     return [line for line in lines if line is not None] + encode_device_status(batch, site, precision)

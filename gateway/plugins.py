@@ -6,6 +6,7 @@ from __future__ import annotations
 import gateway.alarms.engine
 import gateway.can.source
 import gateway.modbus.source
+import gateway.ops.heartbeat
 import gateway.ops.service
 import gateway.sim.source
 import gateway.sinks.influx

@@ -81,6 +81,11 @@ def racks_summary(racks: list[dict[str, Any]]) -> str:
     )
 
 
+def rack_rows(live: LiveState, now: int) -> list[dict[str, Any]]:
+    """The racks of the site with their state (the gateway's own alarms, under rack `gateway`, are no rack)."""
+    return [r for r in live.racks(now) if r["rack"] != GATEWAY]
+
+
 def status_line(doc: dict[str, Any]) -> str:
     """A one-line summary for systemd's STATUS= (shown by `systemctl status`)."""
     parts = [
@@ -153,7 +158,7 @@ def status_document(
                 "age_s": age_seconds(now, seen.last_batch) if seen and seen.last_batch else None,
             }
         )
-    racks = [r for r in live.racks(now) if r["rack"] != GATEWAY]  # the gateway's own alarms: not a rack
+    racks = rack_rows(live, now)
     doc: dict[str, Any] = {
         "site": rt.cfg.site.name,
         "now": now,

@@ -1,7 +1,8 @@
 """MQTT sink (aiomqtt): telemetry, retained state, availability and alarms under `<prefix>/<site>/`.
 
 A write returns when the broker acknowledged every QoS 1 message (PUBACK). The gateway status topic
-is `online` after connect, `offline` on a clean stop and, as the Last Will, when the gateway dies.
+is `online` after connect, `offline` on a clean stop and, as the Last Will, when the gateway dies;
+the gateway's info (retained) is published again after every connect.
 The session is persistent (clean_session false) so subscribers with persistent sessions get every
 QoS 1 message; delivery is at-least-once (a batch retried after a broker outage may arrive twice).
 """
@@ -107,8 +108,10 @@ class MqttSink:
         stack = await self._connect(client)
         self._client, self._stack = client, stack
         self._announced = {}
-        # Online, and the retained alarm lists re-published so they stay current after an outage.
+        # Online, and the retained info and alarm lists re-published so they stay current after an outage.
         hello = [Message(self.topics.gateway_status, b"online", 1, True)]
+        if self.state.info is not None:
+            hello.append(Message(self.topics.gateway_info, self.state.info, 1, True))
         hello += [Message(self.topics.rack(r, "alarms/active"), p, 1, True) for r, p in self.state.active.items()]
         await self._publish(hello)
         log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.client_id)

@@ -6,7 +6,8 @@
 <prefix>/<site>/<rack>/alarms/events   one JSON alarm event per message     QoS 1, not retained
 <prefix>/<site>/<rack>/alarms/active   JSON list of the active alarms       retained
 <prefix>/<site>/gateway/status         online | offline (Last Will)         retained
-<prefix>/<site>/gateway/info           the gateway's latest status record   retained
+<prefix>/<site>/gateway/info           the gateway's info record            retained
+<prefix>/<site>/gateway/heartbeat      the gateway's latest heartbeat       retained
 """
 
 from __future__ import annotations
@@ -89,12 +90,17 @@ class Topics:
     def gateway_info(self) -> str:
         return f"{self.prefix}/{self.site}/gateway/info"
 
+    @property
+    def gateway_heartbeat(self) -> str:
+        return f"{self.prefix}/{self.site}/gateway/heartbeat"
+
 
 @dataclass
 class MqttState:
     """What the sink remembers between writes: the latest values and the latest active alarms per rack."""
 
     active: dict[str, bytes] = field(default_factory=dict)  # rack → retained alarms/active payload
+    info: bytes | None = None  # the latest gateway/info payload (re-published on every connect)
     quantities: dict[str, set[str]] = field(default_factory=dict)  # rack → rack-level quantities seen
     # rack → state key → `"<key>":{"v":..,"u":..,"ql":..,"ts":..}`: the retained state's entries as JSON
     encoded: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -122,7 +128,7 @@ def render_row(row: Row, topics: Topics, state: MqttState, touched: list[str]) -
     elif b.kind == BatchKind.ALARM:
         out = _alarms(b, topics, state)
     else:
-        out = [Message(topics.gateway_info, dumps(clean({"site": topics.site, **r})), 1, True) for r in b.records]
+        out = [_gateway_record(r, topics, state) for r in b.records]
     if b.status is not None and b.status.state != DeviceState.STARTING:
         online = "offline" if b.status.state == DeviceState.OFFLINE else "online"
         out.append(Message(topics.rack(b.status.device, "availability"), online.encode(), 1, True))
@@ -262,6 +268,15 @@ def _sample_docs(samples: Iterable[Sample], topics: Topics, state: MqttState, do
         encoded[p[2]] = f"{p[4]}{vj}{p[5]}{tsj}}}"
         if module is None and cell is None:
             seen.add(quantity)
+
+
+def _gateway_record(rec: dict[str, object], topics: Topics, state: MqttState) -> Message:
+    """A status record of the gateway (see gateway.gatewayinfo): a heartbeat, or its info."""
+    payload = dumps(clean({"site": topics.site, **rec}))
+    if rec.get("type") == "heartbeat":
+        return Message(topics.gateway_heartbeat, payload, 1, True)
+    state.info = payload
+    return Message(topics.gateway_info, payload, 1, True)
 
 
 def _alarms(b: Batch, topics: Topics, state: MqttState) -> list[Message]:
