@@ -86,18 +86,18 @@ class RuntimeConfig(Strict):
         description="Bound of the source → outbox queue, in samples (sources wait when it is full: memory stays "
         "bounded when the machine cannot keep up)",
     )
-
-
-class GatewayConfig(BaseSettings):
-    """Root of `gateway.yaml`."""
-
-    model_config = SettingsConfigDict(
     heartbeat_interval: float = Field(
         10.0,
         ge=0,
         description="Seconds between heartbeats, the gateway's counters stored like any data (InfluxDB "
         "measurement `gateway`, MQTT `gateway/heartbeat`); 0 turns them off",
     )
+
+
+class GatewayConfig(BaseSettings):
+    """Root of `gateway.yaml`."""
+
+    model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
