@@ -209,7 +209,7 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         for alarm in self.alarms.take_events():
             try:
                 self._insert([(alarm.created, str(alarm.kind), alarm.source, len(alarm), encode(alarm))])
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 log.error("the gateway alarm event could not be stored", error=str(exc), path=str(self.path))
 
     def checkpoint_in_thread(self, interval: float = 1.0) -> None:
