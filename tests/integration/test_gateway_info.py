@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 from gateway import metrics
@@ -16,13 +17,24 @@ from gateway.runtime import Runtime
 from tests.delivery_support import Collector, wait_for
 from tests.servers import Mosquitto, VictoriaMetrics
 
-INFO_FIELDS = {"site", "type", "component", "ts", "reason", "version", "config_digest", "started", "host", "pid",
-               "sources", "sinks"}  # fmt: skip
-GATEWAY_FIELDS = ("uptime_s", "samples_stored", "batches_stored", "samples_dropped", "queue_samples", "store_bytes",
-                  "store_pending_samples", "store_disk_full", "alarms_active", "racks_online", "racks_degraded",
-                  "racks_offline")  # fmt: skip
-SINK_FIELDS = ("connected", "delivered_samples", "pending_samples", "lag_s", "retries", "dead_lettered",
-               "dropped_samples")  # fmt: skip
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def documented(table: str) -> tuple[str, ...]:
+    """The field names of a README table (first column, in backticks) whose header starts with `table`."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {table}"))
+    names: list[str] = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        names += re.findall(r"`(\w+)`", line.split("|")[1])
+    return tuple(names)
+
+
+INFO_FIELDS = {"site", "type", "component", "ts", *documented("info field")}
+GATEWAY_FIELDS = documented("heartbeat field (`component=gateway`)")
+SINK_FIELDS = documented("heartbeat field (`component=sink`")
 FAST = "batch_max_age: 0.05, backoff_initial: 0.05, backoff_max: 0.5"
 
 
