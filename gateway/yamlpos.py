@@ -11,24 +11,35 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from gateway.errors import ConfigError, Problem
+from gateway.yamllimits import DEFAULT_LIMITS, BoundedComposer, YamlLimitError, YamlLimits
 
 
-def load_yaml(path: Path) -> Any:
-    """Parse a YAML file into ruamel's commented containers (which remember positions)."""
+def load_yaml(path: Path, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
+    """Parse a YAML file into ruamel's commented containers (which remember positions), within `limits`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(limits.max_bytes + 1)  # never more than the limit (a FIFO, /dev/zero)
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(Problem(str(path), 0, 0, f"cannot read file: {exc.strerror}")) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(Problem(str(path), 0, 0, f"not UTF-8 text: {exc}")) from exc
-    return load_yaml_text(text, str(path))
+    return load_yaml_text(text, str(path), limits)
 
 
-def load_yaml_text(text: str, name: str) -> Any:
+def load_yaml_text(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
+    if len(text) > limits.max_bytes or len(text.encode("utf-8")) > limits.max_bytes:
+        raise ConfigError(Problem(name, 0, 0, f"YAML limit: the file is larger than {limits.max_bytes:,} bytes"))
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
+    yaml.Composer = BoundedComposer
+    yaml.gateway_limits = limits  # type: ignore[attr-defined]  # read by BoundedComposer
     try:
         return yaml.load(text)
+    except YamlLimitError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        raise ConfigError(Problem(name, line, col, f"YAML limit: {exc.problem}")) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
