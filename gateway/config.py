@@ -177,7 +177,12 @@ def load_config(path: Path) -> LoadedConfig:
         raise ConfigError(problems)
     profiles, failed = load_profiles(LoadedConfig(config, path), data, problems)
     loaded = LoadedConfig(set_aside(config, failed), path, profiles)
-    problems += name_problems(loaded, data) + check_config(loaded, data)
+    try:
+        problems += name_problems(loaded, data) + check_config(loaded, data)
+    except Exception:
+        if not problems:  # on a valid configuration a check that fails is a bug
+            raise
+        # on what is left of an invalid one, a check that cannot run adds nothing: the problems stand
     if problems:
         raise ConfigError(problems)
     loaded.file_digests.update(profile_file_digests(loaded))

@@ -42,7 +42,9 @@ class Unchecked:
     enabled: bool = False
 
     @classmethod
-    def of(cls, raw: object, name: str = "") -> Unchecked:
+    def of(cls, raw: object, name: str = "", typed: bool = False) -> Unchecked:
+        """A placeholder for the entry `raw` of the file; `typed` keeps its `type:` (a sink's, which a
+        cross-reference may count: a source's would only invite a check to take it for its type)."""
         entry = raw if isinstance(raw, dict) else {}
         own = entry.get("name")
         name = own if isinstance(own, str) and own else name
@@ -51,7 +53,7 @@ class Unchecked:
         return cls(
             name,
             rack if isinstance(rack, str) and rack else name,
-            str(entry.get("type") or ""),
+            str(entry.get("type") or "") if typed else "",
             profile if isinstance(profile, str) and profile else None,
         )
 
@@ -108,7 +110,8 @@ class SetAside:
             ]
         if isinstance(raw_sinks, dict) and self.sinks:
             update["sinks"] = {
-                str(n): Unchecked.of(raw, str(n)) if n in self.sinks else model.sinks[n] for n, raw in raw_sinks.items()
+                str(n): Unchecked.of(raw, str(n), typed=True) if n in self.sinks else model.sinks[n]
+                for n, raw in raw_sinks.items()
             }
         return config.model_copy(update=update) if update else config
 
