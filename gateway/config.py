@@ -57,6 +57,12 @@ class StoreConfig(Strict):
     max_dead_letters: int = Field(
         100_000, ge=100, description="Dead letters kept per sink; older ones are deleted (counted and logged)"
     )
+    memory_buffer_samples: int = Field(
+        500_000,
+        ge=1000,
+        description="Samples kept in memory while the store cannot be written (a full disk), stored in order "
+        "once it can; past it the oldest go (counted, reason disk_full)",
+    )
 
 
 class LoggingConfig(Strict):

@@ -114,6 +114,8 @@ class Runtime:
             retention_hours=cfg.store.retention_hours,
             synchronous=cfg.store.synchronous,
             max_dead_letters=cfg.store.max_dead_letters,
+            memory_buffer_samples=cfg.store.memory_buffer_samples,
+            site=cfg.site.name,
             alarms=self.gateway_alarms,
         )
         self.queue = BatchQueue(cfg.runtime.queue_batches, cfg.runtime.queue_samples)
