@@ -103,7 +103,9 @@ class GatewayInfo:
                 await self._store(self.info("reload"))
             elif interval:
                 await self._store(self.heartbeat())
-                next_beat = max(next_beat + interval, time.monotonic())
+                next_beat += interval
+                if next_beat <= time.monotonic():  # late (a busy loop): the next one a whole interval on
+                    next_beat = time.monotonic() + interval
             else:
                 next_beat = time.monotonic()
 

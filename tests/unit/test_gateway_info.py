@@ -21,8 +21,11 @@ from gateway.gatewayinfo import (
     status_batch,
 )
 from gateway.lineproto import encode_batch
-from gateway.outbox import Row
+from gateway.model import BatchKind
+from gateway.outbox import Outbox, Row
+from gateway.runtime import Runtime
 from gateway.sinks.mqttpayloads import MqttState, Topics, render_rows
+from tests.runtime_support import run_until
 
 T = 1_700_000_000_123_456_789
 CONFIG = """\
@@ -185,3 +188,33 @@ def test_validate_prints_the_digest_the_info_carries(tmp_path: Path, capsys: pyt
     path = write(tmp_path)
     assert main(["validate", "-c", str(path)]) == 0
     assert capsys.readouterr().out.strip().endswith(f"config digest {config_digest(load_config(path))}")
+
+
+async def test_a_runtime_stores_its_info_then_heartbeats_in_its_store(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "site: {name: s1}\n"
+        "sources: [{type: simulated, name: rack-01, interval: 0.05, modules: 1, cells_per_module: 2}]\n"
+        f"store: {{path: '{tmp_path / 'store.db'}'}}\n"
+        "http: {enabled: false}\n"
+        "runtime: {heartbeat_interval: 0.05}\n",
+    )
+    rt = Runtime(load_config(path))
+
+    def records() -> list[dict[str, object]]:
+        return [r for row in rt.outbox.query() if row.batch.kind == BatchKind.STATUS for r in row.batch.records]
+
+    await run_until(rt, lambda: sum(r["type"] == "heartbeat" and r.get("racks_online") == 1 for r in records()) >= 3)
+    ob = Outbox(tmp_path / "store.db")
+    try:
+        recs = [r for row in ob.query() if row.batch.kind == BatchKind.STATUS for r in row.batch.records]
+    finally:
+        ob.close()
+    assert recs[0]["type"] == "info" and recs[0]["reason"] == "start" and recs[0]["sources"] == ["rack-01"]
+    beats = [r for r in recs if r["type"] == "heartbeat"]
+    assert all(b["sinks"] == {} and b["store_pending_samples"] == 0 for b in beats)  # the store alone
+    stored = [int(str(b["samples_stored"])) for b in beats]
+    uptimes = [float(str(b["uptime_s"])) for b in beats]
+    assert stored == sorted(stored) and stored[-1] > 0
+    assert uptimes == sorted(uptimes) and len(set(uptimes)) == len(uptimes)
+    assert int(str(beats[-1]["store_bytes"])) > 0
