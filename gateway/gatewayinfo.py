@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -112,7 +113,10 @@ def _fields(counters: GatewayCounters | SinkCounters) -> dict[str, Any]:
 
 
 def status_batch(record: dict[str, object]) -> Batch:
-    return Batch(SOURCE, [], kind=BatchKind.STATUS, device=SOURCE, created=int(str(record["ts"])), records=[record])
+    """The batch that stores a record (created at the record's time)."""
+    ts = record.get("ts")
+    created = ts if isinstance(ts, int) else time.time_ns()
+    return Batch(SOURCE, [], kind=BatchKind.STATUS, device=SOURCE, created=created, records=[record])
 
 
 def metric_total(metric: MetricWrapperBase) -> float:
