@@ -42,16 +42,29 @@ EXCEPTION_NAMES = {
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one block read gave: registers/bits, an exception code, or no answer."""
+    """What one block read gave: registers/bits, an exception code, a reply that did not answer the
+    request (`mismatch`, its kind), or no answer."""
 
     ts: int
     words: list[int] | list[bool] | None = None
     code: int | None = None  # Modbus exception code
-    error: str | None = None  # timeout | connection | bad_response
+    error: str | None = None  # timeout | connection | bad_response, or what the mismatched reply held
+    mismatch: str | None = None  # replies.KINDS: the device answered, but not this request
 
     @property
     def answered(self) -> bool:
-        return self.words is not None or (self.code is not None and self.code not in NO_ANSWER_CODES)
+        return (
+            self.words is not None
+            or self.mismatch is not None
+            or (self.code is not None and self.code not in NO_ANSWER_CODES)
+        )
+
+    @property
+    def fault(self) -> str | None:
+        """Why an answered block gave no values (None: it gave them), as counted and logged."""
+        if self.mismatch is not None:
+            return self.mismatch
+        return None if self.code is None else f"exception_{self.code}"
 
 
 class DeviceRun:
@@ -83,7 +96,7 @@ class DeviceRun:
         self.probe_due = 0.0
         self.bad: dict[Point, int] = {}  # points isolated by splitting -> exception code
         self.retry_bad: dict[Point, tuple[int, int]] = {}  # refused point -> (next cycle to try, step)
-        self.codes: dict[tuple[str, int, int], int | None] = {}  # last exception code per block (log on change)
+        self.faults: dict[tuple[str, int, int], str | None] = {}  # last fault per block (log on change)
         self.cycles = 0
 
     def set_points(self, points: list[Point]) -> None:
@@ -187,24 +200,14 @@ class DeviceRun:
         return self.shared.decoder(block, self.fast)
 
     def take(self, cycle: Cycle, block: Block, outcome: Outcome) -> None:
-        """Add the samples of one block read to the cycle; exception codes become quality `bad` and a
-        counter."""
+        """Add the samples of one block read to the cycle. An exception code, or a reply that does not
+        answer the request, gives the block's points quality `bad` and no value (counted by the
+        poller), logged when the block's fault changes."""
         key = (block.table, block.start, block.count)
-        code = outcome.code
-        if self.codes.get(key) != code and (code is not None or key in self.codes):
-            if code is None:
-                log.info("modbus block readable again", device=self.name, table=block.table, start=block.start)
-            else:
-                log.warning(
-                    "modbus exception",
-                    device=self.name,
-                    table=block.table,
-                    start=block.start,
-                    count=block.count,
-                    code=code,
-                    meaning=EXCEPTION_NAMES.get(code, "unknown"),
-                )
-        self.codes[key] = code
+        fault = outcome.fault
+        if self.faults.get(key) != fault and (fault is not None or key in self.faults):
+            self._log_fault(block, outcome)
+        self.faults[key] = fault
         if outcome.words is not None:
             if len(block.points) == 1 and block.points[0] in self.bad:
                 log.info("modbus point readable again", device=self.name, point=block.points[0].label)
@@ -215,36 +218,66 @@ class DeviceRun:
         else:
             cycle.quality(self.decoder(block), outcome.ts, self.rack, Quality.BAD)
 
+    def _log_fault(self, block: Block, outcome: Outcome) -> None:
+        where = {
+            "device": self.name,
+            "unit_id": self.unit_id,
+            "function": block.function_code,
+            "table": block.table,
+            "address": block.start,
+            "count": block.count,
+        }
+        if outcome.mismatch is not None:
+            kind, received = outcome.mismatch, outcome.error
+            log.warning("modbus reply does not answer its request", kind=kind, received=received, **where)
+        elif outcome.code is not None:
+            meaning = EXCEPTION_NAMES.get(outcome.code, "unknown")
+            log.warning("modbus exception", code=outcome.code, meaning=meaning, **where)
+        else:
+            log.info("modbus block readable again", **where)
+
     def lost(self, cycle: Cycle, blocks: list[Block], ts: int) -> None:
-        """comm_loss samples of blocks the cycle could not read."""
+        """`stale` samples (no value) of blocks the cycle could not read: the device is not offline
+        (yet), its points just missed this cycle. An offline device's points are `comm_loss`, once."""
+        if self.state == DeviceState.OFFLINE:
+            return
         for block in blocks:
-            cycle.quality(self.decoder(block), ts, self.rack, Quality.COMM_LOSS)
+            cycle.quality(self.decoder(block), ts, self.rack, Quality.STALE)
+
+    def missed(self, intervals: list[float], reason: str) -> Batch | None:
+        """A cycle that came due while the endpoint had no connection: a failed cycle (the device goes
+        offline after `offline_after` of them in a row)."""
+        cycle = Cycle()
+        self.lost(cycle, self.blocks_for(intervals), time.time_ns())
+        return self.cycle_batch(cycle, answered=False, reason=reason)
 
     def cycle_batch(self, cycle: Cycle | None, answered: bool, reason: str = "") -> Batch | None:
         """The batch of one poll cycle, with a DeviceStatus when the state changed and the cycle's
-        layout."""
+        layout. A cycle without an answer counts toward `offline_after` (the on-delay): within it the
+        batch holds what the cycle has (`stale` samples of what it missed) and no status; then the
+        device's offline batch, once."""
         ts = time.time_ns()
         self.cycles += 1
         metrics.polls.labels(self.name).inc()
+        cycle = cycle or Cycle()
+        status = None
         if answered:
-            self.failed_cycles = 0
-            self.probe_attempt = 0
+            self.failed_cycles = self.probe_attempt = 0
             metrics.last_success.labels(self.name).set(ts / 1e9)
-            cycle = cycle or Cycle()
-            samples = cycle.samples
             new = DeviceState.DEGRADED if (self.bad or cycle.bad) else None
             status = self._set_state(new or DeviceState.ONLINE, "some points refused" if new else "", ts)
-            gw_metrics.samples_produced.labels(self.name).inc(len(samples))
-            layout = self.layouts.of_cycle(cycle)
-            return Batch(self.name, samples, device=self.name, status=status, created=ts, layout=layout)
-        self.failed_cycles += 1
-        self.probe_due = time.monotonic() + backoff_delay(
-            self.probe_attempt, self.cfg.backoff_initial, self.cfg.backoff_max
-        )
-        self.probe_attempt += 1
-        if self.failed_cycles < self.cfg.offline_after or self.state == DeviceState.OFFLINE:
-            return None
-        return self.offline_batch(reason, ts)
+        else:
+            self.failed_cycles += 1
+            delay = backoff_delay(self.probe_attempt, self.cfg.backoff_initial, self.cfg.backoff_max)
+            self.probe_due = time.monotonic() + delay
+            self.probe_attempt += 1
+            if self.state == DeviceState.OFFLINE or self.failed_cycles >= self.cfg.offline_after:
+                return self.offline_batch(reason, ts)
+            if not cycle.samples:
+                return None
+        gw_metrics.samples_produced.labels(self.name).inc(len(cycle.samples))
+        layout = self.layouts.of_cycle(cycle)
+        return Batch(self.name, cycle.samples, device=self.name, status=status, created=ts, layout=layout)
 
     def offline_batch(self, reason: str, ts: int | None = None) -> Batch | None:
         """comm_loss samples for every point and an OFFLINE status, once per outage."""

@@ -1,7 +1,13 @@
 """The Modbus TCP poller: one task per endpoint (host:port); its unit ids share one connection in turn.
 
 Read-only by construction: the only client calls are the four read functions (codes 1-4), chosen
-from `FUNCTION_CODES`, and a trace hook refuses to let any other function code leave the process.
+from `READ_FUNCTION_CODES`, and the framer's trace hook refuses to let any other function code leave
+the process (`framing`). Every reply is checked against its request there too.
+
+A lost connection costs no device a cycle by itself: a drop noticed between cycles is reconnected
+before the next request, one during a read is reconnected at once for the read's retry. A device
+whose cycle still could not be read has a failed cycle, as after a timeout, and goes offline after
+`offline_after` of them in a row (the on-delay of its `comm_loss`).
 """
 
 from __future__ import annotations
@@ -9,19 +15,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ModbusPDU
 
 from gateway.modbus import metrics, sunspec
 from gateway.modbus.cycle import Cycle
 from gateway.modbus.device import ILLEGAL_ADDRESS, DeviceRun, Outcome
+from gateway.modbus.framing import RejectedReply, WriteRefused
+from gateway.modbus.link import ConnectionLost, Link
 from gateway.modbus.plan import READ_FUNCTION_CODES, Block
 from gateway.modbus.schedule import backoff_delay, first_due
-from gateway.modbus.wire import FAST_RESPONSES
-from gateway.model import Batch, DeviceState, Quality
+from gateway.model import DeviceState, Quality
 from gateway.sources.base import SourceContext
 
 log = structlog.get_logger("source.modbus")
@@ -29,19 +35,7 @@ log = structlog.get_logger("source.modbus")
 # Called with every block outcome (recording): device, block, outcome.
 ResponseHook = Callable[[DeviceRun, Block, Outcome], None]
 
-
-class WriteRefused(AssertionError):
-    """A non-read function code was about to be sent: a bug, never allowed toward a BMS."""
-
-
-def _read_only(sending: bool, pdu: Any) -> Any:
-    if sending and pdu.function_code not in READ_FUNCTION_CODES:
-        raise WriteRefused(f"refusing to send Modbus function code {pdu.function_code}: the gateway only reads")
-    return pdu
-
-
-class ConnectionLost(Exception):
-    pass
+__all__ = ["ConnectionLost", "ModbusEndpoint", "ResponseHook", "WriteRefused"]
 
 
 def _cancelled_meanwhile() -> None:
@@ -52,14 +46,6 @@ def _cancelled_meanwhile() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def _request_timeout(client: AsyncModbusTcpClient, seconds: float) -> None:
-    """Each device's own response timeout on the shared connection. pymodbus keeps one timeout per
-    client (its transaction manager's comm_params); without that attribute the endpoint's applies."""
-    params = getattr(getattr(client, "ctx", None), "comm_params", None)
-    if params is not None and hasattr(params, "timeout_connect"):
-        params.timeout_connect = seconds
 
 
 class ModbusEndpoint:
@@ -77,10 +63,7 @@ class ModbusEndpoint:
         """`fast=False` decodes with pymodbus's own response classes and point by point (the
         reference for tests and benchmarks); by default registers come from `wire` and decoders take
         runs of them at once."""
-        self.host, self.port = host, port
         self.devices = devices
-        self.name = f"modbus@{host}:{port}"
-        self.label = f"{host}:{port}"
         cfgs = [d.cfg for d in devices]
         self.timeout = max(c.timeout for c in cfgs)
         self.backoff_initial = min(c.backoff_initial for c in cfgs)
@@ -89,52 +72,24 @@ class ModbusEndpoint:
         self.pause_between = max(c.pause_between_requests for c in cfgs)
         self.close_after_cycle = any(c.close_after_cycle for c in cfgs)
         self.on_response = on_response
-        self.client: AsyncModbusTcpClient | None = None
-        self.sent = 0  # requests sent (all read function codes)
         self.gate: asyncio.Event | None = None  # when set by a co-started simulator: wait before connecting
         self.phase = 0.0  # fraction of a device slot this endpoint's devices start later (see first_due)
         self.fast = fast
         for d in devices:
             d.fast = fast
-        self._requests = {fc: metrics.requests.labels(self.label, str(fc)) for fc in READ_FUNCTION_CODES}
-        self._latency = metrics.latency.labels(self.label)
+        self.connect_due = 0.0  # monotonic time of the next connect attempt while disconnected
+        self.move(host, port)
 
     def move(self, host: str, port: int) -> None:
         """Point the endpoint elsewhere before it runs (the demo's simulator on a free port)."""
         self.host, self.port = host, port
         self.name, self.label = f"modbus@{host}:{port}", f"{host}:{port}"
-        self._requests = {fc: metrics.requests.labels(self.label, str(fc)) for fc in READ_FUNCTION_CODES}
-        self._latency = metrics.latency.labels(self.label)
+        self.link = Link(host, port, self.timeout, self.pause_after_connect, self.fast)
 
-    # -- connection -----------------------------------------------------------------------------
-
-    async def _connect(self) -> bool:
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            timeout=self.timeout,
-            retries=0,
-            reconnect_delay=0,  # reconnects are ours: jittered backoff, see run()
-            reconnect_delay_max=0,
-            trace_pdu=_read_only,
-        )
-        if self.fast:
-            for response in FAST_RESPONSES:
-                client.register(response)
-        ok = await client.connect()
-        metrics.connects.labels(self.label, "ok" if ok else "failed").inc()
-        if not ok:
-            client.close()
-            return False
-        self.client = client
-        if self.pause_after_connect:
-            await asyncio.sleep(self.pause_after_connect)
-        return True
-
-    def _close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+    @property
+    def sent(self) -> int:
+        """Requests sent (all read function codes)."""
+        return self.link.sent
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -147,38 +102,62 @@ class ModbusEndpoint:
         together = self.close_after_cycle  # one connection per cycle of all devices: start them together
         for k, d in enumerate(self.devices):
             d.start(now if together else first_due(now, d.shortest_interval, k + self.phase, len(self.devices)))
-        attempt = 0
         try:
             while True:
-                if self.client is None:
-                    if not await self._connect():
-                        await self._all_offline(ctx, "connection refused or unreachable")
-                        delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
-                        attempt += 1
-                        log.debug("modbus reconnect", endpoint=self.label, delay=round(delay, 3))
-                        await asyncio.sleep(delay)
-                        continue
-                    if attempt:
-                        log.info("modbus endpoint reconnected", endpoint=self.label, attempts=attempt)
-                    attempt = 0
+                if not await self._connected(ctx):
+                    continue
                 try:
                     polled = await self._cycle(ctx)
                 except ConnectionLost as exc:
-                    self._close()
-                    await self._all_offline(ctx, f"connection lost: {exc}")
+                    self.link.drop(str(exc))
                     continue
                 if polled and self.close_after_cycle:
-                    self._close()
-                await self._sleep_until_due()
+                    self.link.close()
+                await self._sleep_until(self._next_due())
         finally:
-            self._close()
+            self.link.close()
             log.info("modbus endpoint stopped", endpoint=self.label, requests=self.sent)
 
-    async def _sleep_until_due(self) -> None:
-        nxt = min(d.next_time() for d in self.devices)
-        delay = nxt - time.monotonic()
+    async def _connected(self, ctx: SourceContext) -> bool:
+        """Whether the endpoint has a connection, opening one when it has none (at once after a drop,
+        then with jittered backoff). Without one, the devices that came due miss their cycle, and
+        this waits until the next device or connect attempt is due."""
+        if self.link.client is not None:
+            if self.link.connected:
+                return True
+            self.link.drop("closed by the device")  # noticed between cycles: nothing was lost yet
+        if time.monotonic() >= self.connect_due:
+            attempt = self.link.attempts
+            if await self.link.connect():
+                self.connect_due = 0.0
+                for d in self.devices:  # offline devices are probed on the new connection at once
+                    d.probe_due = 0.0
+                return True
+            self.connect_due = time.monotonic() + backoff_delay(attempt, self.backoff_initial, self.backoff_max)
+            log.debug("modbus reconnect", endpoint=self.label, at=round(self.connect_due, 3))
+        await self._missed(ctx, "no connection to the endpoint")
+        await self._sleep_until(min(self.connect_due, self._next_due()))
+        return False
+
+    def _next_due(self) -> float:
+        return min(d.next_time() for d in self.devices)
+
+    async def _sleep_until(self, when: float) -> None:
+        delay = when - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    async def _missed(self, ctx: SourceContext, reason: str) -> None:
+        """The devices due now miss this cycle (the endpoint has no connection)."""
+        now = time.monotonic()
+        for dev in self.devices:
+            intervals = dev.due_intervals(now)
+            if not intervals:
+                continue
+            batch = dev.missed(intervals, reason)
+            if batch is not None:
+                await ctx.emit(batch)
+            dev.advance(intervals, time.monotonic())
 
     async def _cycle(self, ctx: SourceContext) -> bool:
         """Poll every device that is due, in turn. Returns whether anything was polled."""
@@ -188,23 +167,19 @@ class ModbusEndpoint:
             intervals = dev.due_intervals(now)
             if not intervals:
                 continue
-            if dev.may_probe(now):
-                polled = True
-                await self._poll_device(ctx, dev, intervals)
-            dev.advance(intervals, time.monotonic())
+            try:
+                if dev.may_probe(now):
+                    polled = True
+                    await self._poll_device(ctx, dev, intervals)
+            finally:  # a cycle cut short by a lost connection is over too
+                dev.advance(intervals, time.monotonic())
         return polled
-
-    async def _all_offline(self, ctx: SourceContext, reason: str) -> None:
-        for d in self.devices:
-            batch = d.offline_batch(reason)
-            if batch is not None:
-                await ctx.emit(batch)
 
     async def _poll_device(self, ctx: SourceContext, dev: DeviceRun, intervals: list[float]) -> None:
         """One cycle of one device, emitted as one batch. An offline device is first probed with one
-        request, no retries. Samples already read when the connection drops are emitted, not lost."""
+        request, no retries. Samples already read when the device stops answering or the connection
+        is lost are emitted, not lost; the blocks it missed are `stale`."""
         cycle = Cycle()
-        batch: Batch | None = None
         if dev.needs_discovery:
             if await self._discover(dev) is None:
                 batch = dev.cycle_batch(None, answered=False, reason="no answer during SunSpec discovery")
@@ -214,34 +189,28 @@ class ModbusEndpoint:
             intervals = list(dev.blocks)
         blocks = dev.blocks_for(intervals)
         probing = dev.state == DeviceState.OFFLINE
-        answered_any = False
-        i = 0
+        answered, done, reason = False, 0, ""  # done: blocks of the cycle read or left out so far
+        lost: ConnectionLost | None = None
         try:
-            for i, block in enumerate(blocks):
+            for block in blocks:
                 if not probing and dev.skip_bad(block):
                     cycle.quality(dev.decoder(block), time.time_ns(), dev.rack, Quality.BAD)
+                    done += 1
                     continue
                 outcome = await self._read(dev, block, retries=0 if probing else dev.cfg.retries)
                 if not outcome.answered:
-                    if not answered_any:
-                        reason = outcome.error or f"exception {outcome.code}"
-                        batch = dev.cycle_batch(None, answered=False, reason=reason)
-                        return
-                    # It answered part of the cycle: keep what it gave, the rest is comm_loss this time.
-                    dev.lost(cycle, blocks[i:], outcome.ts)
+                    reason = outcome.error or f"exception {outcome.code}"
                     break
-                answered_any = True
-                probing = False
+                answered, probing, done = True, False, done + 1
                 await self._resolve(dev, block, outcome, cycle)
-            batch = dev.cycle_batch(cycle, answered=True)
-        except ConnectionLost:
-            if cycle.samples:
-                dev.lost(cycle, blocks[i:], time.time_ns())
-                batch = dev.cycle_batch(cycle, answered=True)
-            raise
-        finally:
-            if batch is not None and (batch.samples or batch.status is not None):
-                await ctx.emit(batch)
+        except ConnectionLost as exc:
+            lost, reason = exc, f"connection lost: {exc}"
+        dev.lost(cycle, blocks[done:], time.time_ns())
+        batch = dev.cycle_batch(cycle, answered, reason)
+        if batch is not None and (batch.samples or batch.status is not None):
+            await ctx.emit(batch)
+        if lost is not None:
+            raise lost
 
     async def _discover(self, dev: DeviceRun) -> bool | None:
         """Read the SunSpec chain and extend the device's plan. None when the device did not answer."""
@@ -286,51 +255,51 @@ class ModbusEndpoint:
         dev.take(cycle, block, outcome)
 
     async def _read(self, dev: DeviceRun, block: Block, retries: int) -> Outcome:
-        """Read one block, with retries on timeout. Raises ConnectionLost when the socket is gone."""
-        client = self.client
-        if client is None:
-            raise ConnectionLost("not connected")
+        """Read one block, with retries on timeout; a retry after a lost connection goes out on a new
+        one, opened at once. Raises ConnectionLost when the connection is gone and no retry is left or
+        it cannot be opened again."""
         fc = block.function_code
         if fc not in READ_FUNCTION_CODES:  # defence in depth: a plan can only hold reads
             raise WriteRefused(f"function code {fc} is not a read")
-        call = {1: client.read_coils, 2: client.read_discrete_inputs, 3: client.read_holding_registers}.get(
-            fc, client.read_input_registers
-        )
-        _request_timeout(client, dev.cfg.timeout)
         outcome = Outcome(time.time_ns(), error="timeout")
-        for _ in range(retries + 1):
+        for attempt in range(retries + 1):
             if self.pause_between and self.sent:
                 await asyncio.sleep(self.pause_between)
-            self.sent += 1
-            self._requests[fc].inc()
-            t0 = time.perf_counter()
             try:
-                rr = await call(block.start, count=block.count, device_id=dev.unit_id)
-            except ConnectionException as exc:
+                rr = await self.link.read(dev.unit_id, fc, block.start, block.count, dev.cfg.timeout)
+            except ConnectionLost as exc:
                 metrics.errors.labels(dev.name, "connection").inc()
-                raise ConnectionLost(str(exc)) from exc
-            except ModbusIOException:
-                metrics.errors.labels(dev.name, "timeout").inc()
-                if not client.connected:
-                    raise ConnectionLost("no response; connection closed") from None
-                outcome = Outcome(time.time_ns(), error="timeout")
-                continue
+                self.link.drop(str(exc))
+                if attempt < retries and await self.link.connect():
+                    continue
+                raise
             except ModbusException as exc:
                 metrics.errors.labels(dev.name, "bad_response").inc()
                 outcome = Outcome(time.time_ns(), error=f"bad response: {exc}")
                 continue
+            if rr is None:
+                metrics.errors.labels(dev.name, "timeout").inc()
+                outcome = Outcome(time.time_ns(), error="timeout")
+                continue
             _cancelled_meanwhile()
-            ts = time.time_ns()  # the response arrival time is the samples' timestamp
-            self._latency.observe(time.perf_counter() - t0)
-            if rr.isError():
-                outcome = Outcome(ts, code=int(rr.exception_code))
-                metrics.errors.labels(dev.name, f"exception_{outcome.code}").inc()
-            elif fc in (1, 2):
-                outcome = Outcome(ts, words=list(rr.bits[: block.count]))
-            else:  # a list of ints from `wire`, a copy of pymodbus's own
-                words = rr.registers
-                outcome = Outcome(ts, words=words if type(words) is list else list(words))
+            outcome = self._outcome(dev, block, rr)
             break
         if self.on_response is not None:
             self.on_response(dev, block, outcome)
         return outcome
+
+    @staticmethod
+    def _outcome(dev: DeviceRun, block: Block, rr: ModbusPDU) -> Outcome:
+        """The outcome of a response (its arrival time is the samples' timestamp); errors counted."""
+        ts = time.time_ns()
+        if isinstance(rr, RejectedReply):
+            kind = rr.mismatch.kind
+            metrics.errors.labels(dev.name, kind).inc()
+            return Outcome(ts, mismatch=kind, error=rr.mismatch.detail)
+        if rr.isError():
+            metrics.errors.labels(dev.name, f"exception_{rr.exception_code}").inc()
+            return Outcome(ts, code=int(rr.exception_code))
+        if block.function_code in (1, 2):
+            return Outcome(ts, words=list(rr.bits[: block.count]))
+        words = rr.registers  # a list of ints from `wire`, a copy of pymodbus's own
+        return Outcome(ts, words=words if type(words) is list else list(words))

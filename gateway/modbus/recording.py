@@ -7,11 +7,13 @@ Format (one JSON object per line, UTF-8):
 - then one line per block read, in the order they happened:
   `{"t": <seconds since start>, "ts": <ns>, "unit": 1, "cycle": 7, "table": "input", "start": 0,
   "count": 22, "words": [...]}` for an answer (`words` holds 0/1 for coils and discrete inputs),
-  `..."code": 2}` for a Modbus exception, `..."error": "timeout"}` when the device did not answer.
+  `..."code": 2}` for a Modbus exception, `..."mismatch": "wrong_function"}` for a reply that did not
+  answer the read (`replies.KINDS`), `..."error": "timeout"}` when the device did not answer.
 
 A replay serves the blocks back through the simulator: all blocks of one device cycle become visible
 at once, at the time of the cycle's first block, so a poller never sees half of one cycle and half
-of the next. Exceptions are served again for the recorded range; timeouts keep the last values.
+of the next. Exceptions are served again for the recorded range; timeouts and replies that did not
+answer keep the last values.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class Recorder:
             frame["words"] = [int(w) for w in outcome.words]
         elif outcome.code is not None:
             frame["code"] = outcome.code
+        elif outcome.mismatch is not None:
+            frame["mismatch"] = outcome.mismatch
         else:
             frame["error"] = outcome.error or "timeout"
         self.out.write(json.dumps(frame, separators=(",", ":")) + "\n")
@@ -164,6 +168,7 @@ def decode_recording(points: list[Point], cycles: list[Cycle], rack: str = "") -
             if "words" in f:
                 samples += decode_block(block, f["words"], ts, rack)
             else:
-                samples += quality_samples(inside, ts, rack, Quality.BAD if "code" in f else Quality.COMM_LOSS)
+                answered = "code" in f or "mismatch" in f
+                samples += quality_samples(inside, ts, rack, Quality.BAD if answered else Quality.COMM_LOSS)
         out.append((c, samples))
     return out

@@ -121,16 +121,17 @@ async def test_the_poller_refuses_to_send_a_write(tmp_path: Path) -> None:
     await sim.start(free_port())
     ep = ModbusEndpoint("127.0.0.1", sim.port, [device(sim.port)])
     try:
-        assert await ep._connect()
-        assert ep.client is not None
+        assert await ep.link.connect()
+        client = ep.link.client
+        assert client is not None
         with pytest.raises(WriteRefused):
-            await ep.client.write_register(0, 1, device_id=1)
+            await client.write_register(0, 1, device_id=1)
         with pytest.raises(WriteRefused):
-            await ep.client.write_coil(0, True, device_id=1)
-        rr = await ep.client.read_input_registers(0, count=2, device_id=1)
+            await client.write_coil(0, True, device_id=1)
+        rr = await client.read_input_registers(0, count=2, device_id=1)
         assert not rr.isError()
     finally:
-        ep._close()
+        ep.link.close()
         await sim.stop()
     assert sim.function_codes == [4]  # the writes never left the process
     # a plain client can write to the simulator's server; it answers "illegal function" and stays read-only

@@ -71,10 +71,10 @@ async def test_endpoints_poll_their_devices_in_interleaved_slots_on_a_fixed_grid
     for ep in eps:
 
         async def connect(ep: ModbusEndpoint = ep) -> bool:
-            ep.client = SwallowingClient()  # type: ignore[assignment]
+            ep.link.client = SwallowingClient()  # type: ignore[assignment]
             return True
 
-        ep._connect = connect  # type: ignore[method-assign]
+        ep.link.connect = connect  # type: ignore[method-assign]
     tasks = [asyncio.create_task(ep.run(SourceContext(emit, lambda: None, "t"))) for ep in eps]
     for _ in range(2000):
         if len(polled) >= 8:
