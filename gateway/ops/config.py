@@ -35,6 +35,14 @@ class HttpConfig(Strict):
     allow_unauthenticated: bool = Field(
         False, description="Serve a non-loopback address without a password (only behind a trusted network)"
     )
+    max_connections: int = Field(
+        64, ge=1, le=10_000, description="Open connections at most; a new one closes the oldest still sending a request"
+    )
+    header_timeout: float = Field(5.0, gt=0, le=300, description="Seconds a client has to send its whole request head")
+    read_timeout: float = Field(
+        2.0, gt=0, le=300, description="Seconds of silence while a request head is sent before the connection is closed"
+    )
+    write_timeout: float = Field(10.0, gt=0, le=300, description="Seconds a client has to take its whole answer")
 
     @property
     def auth_configured(self) -> bool:

@@ -8,19 +8,19 @@ Routes (GET and HEAD only):
     /             the live status page (static files from the package; no CDN, works offline)
 
 Loopback by default. One request per connection (`Connection: close`); request heads are bounded.
-With a password configured, every route but /healthz and /readyz (which probes use) asks for HTTP
-Basic authentication; the password is compared in constant time and never logged.
+This module is the protocol (parsing, routes, rendering); gateway.ops.httpserver owns the sockets,
+the connection limit and the timeouts. With a password configured, every route but /healthz and
+/readyz (which probes use) asks for HTTP Basic authentication; the password is compared in constant
+time and never logged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import json
 import mimetypes
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -32,8 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 
 log = structlog.get_logger("http")
 
-MAX_HEAD = 8192
-READ_TIMEOUT = 10.0
+MAX_HEAD = 8192  # bytes of a request head (request line and headers)
 STATIC_FILES = ("index.html", "app.js", "style.css")
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
@@ -204,70 +203,3 @@ class App:
         if path.startswith("/static/"):
             return static_file(path.removeprefix("/static/"))
         return text(404, "not found\n")
-
-
-class HttpServer:
-    """Serves an App on host:port until cancelled."""
-
-    def __init__(self, app: App, host: str, port: int) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self.requests = 0
-        self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.StreamWriter] = set()
-        self.bound = asyncio.Event()
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_HEAD)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        self.bound.set()
-        log.info("http listening", url=self.url)
-
-    async def stop(self) -> None:
-        """Stop listening and drop open connections (a slow client never delays a shutdown)."""
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._clients):
-                writer.close()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            self._server = None
-            self.bound.clear()
-
-    async def serve(self) -> None:
-        await self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.stop()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._clients.add(writer)
-        try:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-                req = parse_request_head(head)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, BadRequest):
-                writer.write(render_response(text(400, "bad request\n")))
-                return
-            self.requests += 1
-            try:
-                resp = self.app.handle(req)
-            except Exception:
-                log.exception("http handler failed", path=req.path)
-                resp = text(500, "internal error\n")
-            writer.write(render_response(resp, head_only=req.method == "HEAD"))
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            self._clients.discard(writer)
-            writer.close()
-            with suppress(ConnectionError, OSError):
-                await writer.wait_closed()

@@ -26,7 +26,8 @@ from gateway import metrics
 from gateway.configbase import read_secret
 from gateway.errors import ConfigError
 from gateway.ops.config import HttpConfig
-from gateway.ops.http import App, BasicAuth, HttpServer
+from gateway.ops.http import App, BasicAuth
+from gateway.ops.httpserver import HttpLimits, HttpServer
 from gateway.ops.livestate import LiveState
 from gateway.ops.reload import ReloadResult
 from gateway.ops.status import runtime_problems, status_document, status_line
@@ -106,7 +107,8 @@ class Operations:
                 log.error("cannot read the HTTP password; not serving HTTP until it can be read", error=str(exc))
                 await self._wait_http_change(RETRY_BIND)
                 continue
-            server = HttpServer(App(metrics.REGISTRY, self.status, self.problems, auth), cfg.host, cfg.port)
+            app = App(metrics.REGISTRY, self.status, self.problems, auth)
+            server = HttpServer(app, cfg.host, cfg.port, HttpLimits.of(cfg))
             try:
                 await server.start()
             except OSError as exc:
