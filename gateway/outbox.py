@@ -200,7 +200,7 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         self.disk_full = full
         metrics.store_disk_full.set(1 if full else 0)
         if full:
-            log.error("disk full: the oldest rows make room (counted); new batches dropped if none is left",
+            log.error("disk full: gateway alarm raised; new batches wait in memory (bounded, oldest dropped first)",
                       path=str(self.path))  # fmt: skip
         else:
             log.info("disk has room again: storing resumed", path=str(self.path))
