@@ -26,7 +26,7 @@ import can
 from can.io.generic import BinaryIOMessageReader, TextIOMessageReader
 from can.io.player import MESSAGE_READERS
 
-from gateway.can.textlines import LineTooLong, NumberedLines, TRCLineReader, resume_lines
+from gateway.can.textlines import LineTooLong, NumberedLines, TRCLineReader, UnreadableText, resume_lines
 from gateway.errors import GatewayError
 
 REPORT_FIRST = 5  # bad records handed to `on_bad` (all are counted)
@@ -110,6 +110,9 @@ class Capture:
                 msg = next(frames)
             except StopIteration:
                 return
+            except UnreadableText as exc:
+                self._bad(f"{self.path}:{lines.number + 1}", f"{exc}; the rest of the file is not read")
+                return
             except Exception as exc:  # the library's parser on a line from outside: the line's fault
                 self._bad(f"{self.path}:{lines.number}", _line_reason(exc, lines.text))
                 if lines.at_end():
@@ -123,7 +126,7 @@ class Capture:
         """A binary capture up to its first damage (a binary file has no next line to go on at)."""
         try:
             reader = reader_class(f if f is not None else str(self.path))
-        except ImportError as exc:
+        except (ImportError, NotImplementedError) as exc:  # e.g. .mf4 without asammdf
             raise CaptureError(f"{self.path}: cannot read this format: {exc}") from exc
         except Exception as exc:  # a header the library cannot parse: not a capture of this format
             raise CaptureError(f"{self.path}: byte offset 0: not a {self.path.suffix} capture: {_reason(exc)}") from exc

@@ -9,6 +9,7 @@ lines that reader consumes when it starts (`resume_lines`) are pushed back in fr
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -21,6 +22,10 @@ class LineTooLong(ValueError):
     """A line over MAX_LINE characters: not a frame of any format."""
 
 
+class UnreadableText(OSError):
+    """The file itself cannot be read on (e.g. a damaged or cut-off .gz): no later line can be had."""
+
+
 class NumberedLines:
     """A text file's lines with their numbers (1-based); lines pushed back come first, unnumbered."""
 
@@ -30,6 +35,7 @@ class NumberedLines:
         self.text = ""  # that line
         self._pushed: list[str] = []
         self._ahead: str | None = None
+        self._error: UnreadableText | None = None  # met while looking ahead; raised when that line is due
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -48,22 +54,31 @@ class NumberedLines:
         return line
 
     def _read(self) -> str:
+        if self._error is not None:
+            raise self._error
         if self._ahead is not None:
             line, self._ahead = self._ahead, None
             return line
-        line = self._f.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE and not line.endswith("\n"):
-            while True:  # the rest of an overlong line, in bounded pieces
-                more = self._f.readline(MAX_LINE)
-                if not more or more.endswith("\n"):
-                    break
+        try:
+            line = self._f.readline(MAX_LINE + 1)
+            if len(line) > MAX_LINE and not line.endswith("\n"):
+                while True:  # the rest of an overlong line, in bounded pieces
+                    more = self._f.readline(MAX_LINE)
+                    if not more or more.endswith("\n"):
+                        break
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableText(f"cannot read on: {exc}") from exc
         return line
 
     def at_end(self) -> bool:
-        if self._pushed:
+        if self._pushed or self._error is not None:
             return False
         if self._ahead is None:
-            self._ahead = self._read()
+            try:
+                self._ahead = self._read()
+            except UnreadableText as exc:
+                self._error = exc
+                return False
         return not self._ahead
 
     def push(self, lines: tuple[str, ...]) -> None:

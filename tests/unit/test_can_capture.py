@@ -188,3 +188,18 @@ def test_can_replay_skips_non_finite_timestamps_instead_of_waiting_forever(tmp_p
     assert f"{path}: 2 frames, 2 bad records skipped" in done.stderr and "replayed 2 frames" in done.stderr
     done = subprocess.run([*cmd, "--strict"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2 and done.stderr == f"error: {path}:2: non-finite timestamp inf\n"
+
+
+def test_a_cut_off_gzip_capture_keeps_the_frames_before_the_cut(tmp_path: Path) -> None:
+    text = "".join(f"({i}.5) can0 2A1#{i % 256:02X}00\n" for i in range(20_000)).encode()
+    whole = gzip.compress(text)
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    frames, capture, seen = _reported(cut)
+    assert 0 < len(frames) < 20_000 and capture.bad == 1
+    assert seen == [f"{cut}:{len(frames) + 1}: cannot read on: Compressed file ended before the end-of-stream "
+                    "marker was reached; the rest of the file is not read"]  # fmt: skip
+    assert [m.timestamp for m in frames] == [i + 0.5 for i in range(len(frames))]
+    (tmp_path / "not.log.gz").write_bytes(b"plain text")
+    code, _, err = _decode("--dbc", str(BMS_DBC), str(tmp_path / "not.log.gz"))
+    assert code == 2 and "not.log.gz:1: cannot read on: Not a gzipped file" in err
