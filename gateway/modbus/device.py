@@ -246,7 +246,9 @@ class DeviceRun:
 
     def missed(self, intervals: list[float], reason: str) -> Batch | None:
         """A cycle that came due while the endpoint had no connection: a failed cycle (the device goes
-        offline after `offline_after` of them in a row)."""
+        offline after `offline_after` of them in a row). An offline device just waits."""
+        if self.state == DeviceState.OFFLINE:
+            return None
         cycle = Cycle()
         self.lost(cycle, self.blocks_for(intervals), time.time_ns())
         return self.cycle_batch(cycle, answered=False, reason=reason)

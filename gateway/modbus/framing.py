@@ -53,30 +53,29 @@ class CheckedFramer(FramerSocket):
     def handleFrame(self, data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, ModbusPDU | None]:
         """(bytes used, the response of the read in flight or None). Never raises: pymodbus calls it
         from the transport's `data_received`."""
+        request = self.request
+        if request is None:
+            return len(data), None  # nothing asked: whatever came answers nothing
         used = 0
         while used < len(data):
             frame = next_frame(data[used:])
             if frame is None:
                 return used, None  # wait for the rest
             if isinstance(frame, Mismatch):
-                return len(data), self._rejected(frame, exp_tid)  # not Modbus: drop what came
+                return len(data), self._rejected(request, frame, exp_tid)  # not Modbus: drop what came
             used += frame.size
             if exp_tid and frame.transaction_id and frame.transaction_id != exp_tid:
                 continue  # a late answer to an earlier request
-            request = self.request
-            if request is None:
-                continue  # nothing asked (an answer after its request gave up)
             mismatch = check_reply(request, frame.unit_id, frame.pdu)
-            if mismatch is not None:
-                return used, self._rejected(mismatch, exp_tid)
-            pdu = self.decoder.decode(frame.pdu)
+            pdu = self.decoder.decode(frame.pdu) if mismatch is None else None
             if pdu is None:
-                return used, self._rejected(Mismatch(MALFORMED, f"undecodable: {frame.pdu[:16].hex(' ')}"), exp_tid)
+                mismatch = mismatch or Mismatch(MALFORMED, f"undecodable: {frame.pdu[:16].hex(' ')}")
+                return used, self._rejected(request, mismatch, exp_tid)
             pdu.dev_id, pdu.transaction_id = frame.unit_id, frame.transaction_id
             self.request = None
             return used, pdu
         return used, None
 
-    def _rejected(self, mismatch: Mismatch, tid: int) -> ModbusPDU | None:
-        request, self.request = self.request, None
-        return None if request is None else RejectedReply(request, tid, mismatch)
+    def _rejected(self, request: Request, mismatch: Mismatch, tid: int) -> RejectedReply:
+        self.request = None
+        return RejectedReply(request, tid, mismatch)

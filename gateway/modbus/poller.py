@@ -127,14 +127,14 @@ class ModbusEndpoint:
                 return True
             self.link.drop("closed by the device")  # noticed between cycles: nothing was lost yet
         if time.monotonic() >= self.connect_due:
-            attempt = self.link.attempts
+            attempt, outage = self.link.attempts, self.link.up is False
             if await self.link.connect():
                 self.connect_due = 0.0
-                for d in self.devices:  # offline devices are probed on the new connection at once
+                for d in self.devices if outage else ():  # offline devices: probed on the new connection now
                     d.probe_due = 0.0
                 return True
             self.connect_due = time.monotonic() + backoff_delay(attempt, self.backoff_initial, self.backoff_max)
-            log.debug("modbus reconnect", endpoint=self.label, at=round(self.connect_due, 3))
+            log.debug("modbus reconnect", endpoint=self.label, delay=round(self.connect_due - time.monotonic(), 3))
         await self._missed(ctx, "no connection to the endpoint")
         await self._sleep_until(min(self.connect_due, self._next_due()))
         return False
