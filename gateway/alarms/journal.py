@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.alarms.states import State
+from gateway.storefault import fault_kind
 
 GENESIS = "0" * 64
 STATES = frozenset(str(s) for s in State)
@@ -89,12 +90,25 @@ class Journal:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-            self.db.executescript(SCHEMA)
+        self._synchronous = synchronous
+        self.opened = readonly or self._open()
         self.readonly = readonly
         row = self._tail()
         self.seq, self.hash = row if row is not None else (0, GENESIS)
+
+    def _open(self) -> bool:
+        """WAL mode and the tables; False when a fault of the disk (full: no room for the WAL index) keeps
+        the file from opening now. Then nothing is read from it (no alarm is restored) and `append` opens
+        it first (its entries wait in the caller's memory until it can)."""
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if self._synchronous == 'full' else 'NORMAL'}")
+            self.db.executescript(SCHEMA)
+        except sqlite3.OperationalError as exc:
+            if fault_kind(exc) is None:
+                raise
+            return False
+        return True
 
     def _tail(self) -> tuple[int, str] | None:
         try:
@@ -105,6 +119,11 @@ class Journal:
 
     def append(self, entries: Iterable[dict[str, Any]]) -> int:
         """Append entries in one transaction; return how many."""
+        if not self.opened:
+            self.opened = self._open()
+            if not self.opened:
+                raise sqlite3.OperationalError("the journal's file cannot be opened yet (disk full)")
+            self.seq, self.hash = self._tail() or (0, GENESIS)
         rows = []
         seq, prev = self.seq, self.hash
         for e in entries:

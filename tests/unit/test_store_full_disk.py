@@ -10,7 +10,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway import metrics
+from gateway.alarms.journal import Journal
 from gateway.model import Batch, BatchKind, Sample
 from gateway.outbox import Outbox
 from tests.store_support import file_size_limit
@@ -156,4 +159,22 @@ def test_an_older_store_opened_on_a_full_disk_makes_its_new_tables_when_there_is
         ob.append([batch(2)])
     assert ob.retry(force=True)
     assert ob.quarantined() == [] and [r.seq for r in ob.read(0)] == [1, 2]
+    ob.close()
+
+
+def test_the_alarm_journal_in_a_store_too_full_to_open_waits_and_goes_on_with_its_chain(tmp_path: Path) -> None:
+    """The daemon opens the journal (same file) right after the store: neither may end the start."""
+    db = tmp_path / "o.db"
+    j = Journal(db)
+    j.append([{"type": "start", "ts": 1}, {"type": "stop", "ts": 2}])
+    j.close()
+    with file_size_limit(16_000):
+        ob = Outbox(db)
+        j = Journal(db)  # no exception
+        assert not j.opened and not ob.opened
+        with pytest.raises(sqlite3.OperationalError):  # the engine keeps its entries in memory meanwhile
+            j.append([{"type": "start", "ts": 3}])
+    assert j.append([{"type": "start", "ts": 3}]) == 1
+    assert j.seq == 3 and j.verify() == (3, [])  # the chain goes on where it was
+    j.close()
     ob.close()
