@@ -108,8 +108,10 @@ def cmd_sinks(args: argparse.Namespace) -> int:
             f"{r['dropped_samples']:>10} {r['dead_letters']:>6}"
         )
     for rep in repairs:
+        pages = rep.get("unknown_pages")
+        unknown = f"an unknown number more in {pages} unreadable pages, " if pages else ""
         print(
-            f"store repaired: {rep['recovered_rows']} rows kept, {rep['unreadable_rows']} unreadable, "
+            f"store repaired: {rep['recovered_rows']} rows kept, {rep['unreadable_rows']} unreadable, {unknown}"
             f"damaged file kept at {rep['damaged_file']}"
         )
     return 0
