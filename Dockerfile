@@ -2,22 +2,29 @@
 #
 #   docker build -t bms-gateway .
 #   docker run -d --name bms-gateway -v /etc/bms-gateway:/etc/bms-gateway:ro \
-#     -v bms-gateway-data:/var/lib/bms-gateway -p 127.0.0.1:9108:9108 bms-gateway
+#     -v bms-gateway-data:/var/lib/bms-gateway bms-gateway
+#   docker run --rm -it bms-gateway demo        # simulated racks, no configuration needed
 #
-# See README.md, "Operations", for SocketCAN (--network host) and secrets.
+# See README.md, "Docker", for the status page (a password), SocketCAN (--network host) and secrets.
+#
+# Reproducible: the base image is pinned by digest (the tag is only a label; refresh both with
+# `docker buildx imagetools inspect python:3.11-slim-bookworm`, the "Digest:" line of the index), and
+# every Python dependency by constraints.txt (the versions the test suite ran with; regenerate it
+# with `python scripts/constraints.py`).
 
-ARG PYTHON_VERSION=3.11
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CONSTRAINT=/src/constraints.txt
 RUN python -m venv /opt/bms-gateway
-COPY pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml README.md ./
 COPY gateway ./gateway
 RUN /opt/bms-gateway/bin/pip install --no-cache-dir . \
     && find /opt/bms-gateway -name '__pycache__' -prune -exec rm -rf {} +
 
-FROM python:${PYTHON_VERSION}-slim-bookworm
+FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="bms-gateway" \
       org.opencontainers.image.description="BMS racks (Modbus TCP, CAN) to the EMS (InfluxDB, MQTT)" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -28,18 +35,18 @@ RUN groupadd --system --gid 10001 bms \
     && chown bms:bms /var/lib/bms-gateway \
     && chmod 0700 /var/lib/bms-gateway
 COPY --from=build /opt/bms-gateway /opt/bms-gateway
-COPY config/gateway.yaml /etc/bms-gateway/gateway.yaml
-# Inside the container the HTTP endpoint listens on every interface of the container's own network,
-# so that `-p 127.0.0.1:9108:9108` can publish it; with --network host set it back to 127.0.0.1.
-# That address is reachable from the container network, so the gateway asks for a password or an
-# explicit opt-out: publish the port to loopback only, or give a secret `http-password` and set
-# BMS_GATEWAY__HTTP__PASSWORD_CREDENTIAL=http-password (HTTP Basic auth; /healthz stays open).
+# No site configuration is built in: without one mounted at /etc/bms-gateway/gateway.yaml the
+# gateway exits 2 saying so (`demo` runs simulated racks, labelled as such, without one).
+#
+# The HTTP endpoint listens on the container's loopback (the gateway's default), which `-p` cannot
+# reach: no endpoint is published without authentication. To publish it, give a secret
+# `http-password` and set BMS_GATEWAY__HTTP__HOST=0.0.0.0 and
+# BMS_GATEWAY__HTTP__PASSWORD_CREDENTIAL=http-password (HTTP Basic auth; /healthz and /readyz stay
+# open for probes). The gateway refuses a non-loopback address without a password.
 ENV PATH=/opt/bms-gateway/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CREDENTIALS_DIRECTORY=/run/secrets \
-    BMS_GATEWAY__HTTP__HOST=0.0.0.0 \
-    BMS_GATEWAY__HTTP__ALLOW_UNAUTHENTICATED=true \
     BMS_GATEWAY__HTTP__PORT=9108
 USER 10001:10001
 WORKDIR /var/lib/bms-gateway

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, Problem
 
 # Modules that add sub-commands: each has `register(subparsers)`.
 CLI_MODULES: list[str] = [
@@ -45,10 +45,20 @@ def config_path(args: argparse.Namespace) -> Path:
     return DEFAULT_CONFIG
 
 
+NO_CONFIG = (
+    "no configuration file: write one (README.md, 'Configuration'; config/gateway.yaml is an example), "
+    "mount one (a container: -v /etc/bms-gateway:/etc/bms-gateway:ro), "
+    "or try `bms-gateway demo` (simulated racks, no configuration needed)"
+)
+
+
 def load_or_exit(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from gateway.config import load_config
 
-    return load_config(config_path(args))  # a ConfigError reaches main(): printed, exit 2
+    path = config_path(args)
+    if not path.exists():
+        raise ConfigError(Problem(str(path), 0, 0, NO_CONFIG))
+    return load_config(path)  # a ConfigError reaches main(): printed, exit 2
 
 
 def print_problems(exc: ConfigError) -> None:

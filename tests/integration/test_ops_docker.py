@@ -1,18 +1,22 @@
 """The Dockerfile, without a container engine: hadolint finds nothing, and the directives the
-operations guide promises are there (slim base, multi-stage, non-root, volume, health check, PID 1)."""
+operations guide promises are there (slim base pinned by digest, dependencies pinned by
+constraints.txt, multi-stage, non-root, volume, health check, PID 1, no site configuration built in,
+no endpoint published without a password)."""
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from gateway.config import GatewayConfig
-from gateway.ops.config import HttpConfig
+from gateway.ops.config import HttpConfig, is_loopback
 from gateway.yamlpos import load_yaml, to_plain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,8 +45,11 @@ def test_hadolint_is_clean() -> None:
 def test_image_directives() -> None:
     ins = instructions()
     froms = [a for i, a in ins if i == "FROM"]
-    assert len(froms) == 2 and all(re.match(r"python:\$\{PYTHON_VERSION\}-slim", f) for f in froms)
-    assert froms[0].endswith(" AS build")
+    assert froms == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"]
+    # The base is pinned by digest (a tag moves; the digest is the image), the same in both stages.
+    args = [a for i, a in ins if i == "ARG"]
+    assert len(args) == 1 and re.fullmatch(r"BASE_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", args[0])
+    assert not [a for i, a in ins if i == "COPY" and "config" in a]  # no site configuration built in
     user = [a for i, a in ins if i == "USER"]
     assert user and user[-1].split(":")[0] not in ("root", "0")
     volumes = [json.loads(a) for i, a in ins if i == "VOLUME"]
@@ -62,18 +69,18 @@ def test_image_defaults_match_the_gateway() -> None:
     # The health check asks the port the daemon listens on.
     assert f"BMS_GATEWAY__HTTP__PORT={HttpConfig().port}" in text
     assert f"'BMS_GATEWAY__HTTP__PORT', '{HttpConfig().port}'" in text
-    # The example configuration copied into the image stores its data on the volume.
+    # The example configuration (to mount into the image) stores its data on the volume.
     cfg = GatewayConfig(**to_plain(load_yaml(ROOT / "config" / "gateway.yaml")))
     assert cfg.store.path.parent == Path("/var/lib/bms-gateway")
 
 
 def test_dockerignore_keeps_what_the_build_copies() -> None:
     patterns = [p for p in (ROOT / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
-    copied = ["pyproject.toml", "README.md", "gateway/cli.py", "gateway/ops/static/index.html", "config/gateway.yaml"]
+    copied = ["pyproject.toml", "README.md", "constraints.txt", "gateway/cli.py", "gateway/ops/static/index.html"]
     for path in copied:
         assert (ROOT / path).exists(), path
         assert not any(fnmatch.fnmatch(path, p) or path.split("/")[0] == p for p in patterns), path
-    for secret_or_bulk in (".git", ".venv", "tests", "var"):
+    for secret_or_bulk in (".git", ".venv", "tests", "var", "config"):
         assert secret_or_bulk in patterns
 
 
@@ -117,14 +124,108 @@ def test_healthcheck_command_against_the_image_command(tmp_path: Path) -> None:
     assert not healthy()
 
 
-def test_the_image_env_validates_and_the_open_port_is_an_explicit_choice(tmp_path: Path) -> None:
-    """The image listens on 0.0.0.0 inside its network: allowed only because its ENV opts out of auth."""
-    env = {k: v for k, v in image_env().items() if k != "PATH"}
-    assert env["BMS_GATEWAY__HTTP__HOST"] == "0.0.0.0"
+def validate(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "gateway", "validate", "-c", str(ROOT / "config" / "gateway.yaml")]
-    base = {**os.environ, **env, "BMS_GATEWAY__STORE__PATH": str(tmp_path / "store.db")}
-    ok = subprocess.run(argv, env=base, capture_output=True, text=True, timeout=60)
+    full = {**os.environ, **env, "BMS_GATEWAY__STORE__PATH": str(tmp_path / "store.db")}
+    return subprocess.run(argv, env=full, capture_output=True, text=True, timeout=60)
+
+
+def password_secret(tmp_path: Path) -> Path:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "http-password").write_text("correct horse\n")
+    (secrets / "http-password").chmod(0o600)
+    return secrets
+
+
+def test_the_image_publishes_no_endpoint_without_a_password(tmp_path: Path) -> None:
+    """The image listens on the container's loopback (which `-p` cannot reach) unless a password is given."""
+    env = {k: v for k, v in image_env().items() if k != "PATH"}
+    assert "BMS_GATEWAY__HTTP__ALLOW_UNAUTHENTICATED" not in env
+    assert is_loopback(env.get("BMS_GATEWAY__HTTP__HOST", HttpConfig().host))
+    ok = validate(env, tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    del base["BMS_GATEWAY__HTTP__ALLOW_UNAUTHENTICATED"]
-    refused = subprocess.run(argv, env=base, capture_output=True, text=True, timeout=60)
+    # Publishing (every interface of the container) without a password is refused ...
+    published = {**env, "BMS_GATEWAY__HTTP__HOST": "0.0.0.0"}
+    refused = validate(published, tmp_path)
     assert refused.returncode == 2 and "reachable from other machines" in refused.stdout + refused.stderr
+    # ... and accepted with the secret `http-password` the README names.
+    secrets = password_secret(tmp_path)
+    with_password = {
+        **published,
+        "BMS_GATEWAY__HTTP__PASSWORD_CREDENTIAL": "http-password",
+        "CREDENTIALS_DIRECTORY": str(secrets),
+    }
+    accepted = validate(with_password, tmp_path)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
+def test_the_published_endpoint_asks_for_the_password(tmp_path: Path) -> None:
+    """The README's publishing settings protect every page but the probes (on loopback: tests never listen wider)."""
+    from tests.ops_support import http_get, start_gateway, stop, wait_http
+    from tests.servers import free_port
+
+    port = free_port()
+    env = {k: v for k, v in image_env().items() if k != "PATH"}
+    env.update(
+        BMS_GATEWAY__HTTP__PASSWORD_CREDENTIAL="http-password",
+        CREDENTIALS_DIRECTORY=str(password_secret(tmp_path)),
+        BMS_GATEWAY__HTTP__PORT=str(port),
+        BMS_GATEWAY__STORE__PATH=str(tmp_path / "store.db"),
+    )
+    cmd = next(json.loads(a) for i, a in instructions() if i == "CMD")
+    cmd[cmd.index("/etc/bms-gateway/gateway.yaml")] = str(ROOT / "config" / "gateway.yaml")
+    proc = start_gateway(tmp_path / "unused", tmp_path, env=env, argv=[sys.executable, "-m", "gateway", *cmd])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        assert http_get(f"http://127.0.0.1:{port}/metrics")[0] == 401
+        assert http_get(f"http://127.0.0.1:{port}/api/status")[0] == 401
+    finally:
+        assert stop(proc) == 0
+
+
+def test_without_a_mounted_configuration_the_image_command_exits_2_saying_so(tmp_path: Path) -> None:
+    cmd = next(json.loads(a) for i, a in instructions() if i == "CMD")
+    config = Path(cmd[cmd.index("--config") + 1])
+    if config.exists():  # this machine has one: the same command on a path that has none
+        cmd[cmd.index(str(config))] = str(tmp_path / "etc" / "gateway.yaml")
+        config = tmp_path / "etc" / "gateway.yaml"
+    env = {**os.environ, **{k: v for k, v in image_env().items() if k != "PATH"}}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", *cmd], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {config}: no configuration file: write one (README.md, 'Configuration'; config/gateway.yaml is an "
+        "example), mount one (a container: -v /etc/bms-gateway:/etc/bms-gateway:ro), or try `bms-gateway demo` "
+        "(simulated racks, no configuration needed)"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing was started or stored
+
+
+def constraints_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("constraints", ROOT / "scripts" / "constraints.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dependencies_come_from_the_constraints_file() -> None:
+    """constraints.txt pins (==) exactly the runtime closure installed here, and the build installs with it."""
+    constraints = constraints_module()
+    pins = constraints.parse((ROOT / "constraints.txt").read_text())
+    closure = constraints.runtime_closure()
+    assert {"pydantic", "pydantic-core", "pymodbus", "python-can", "ruamel-yaml"} <= set(closure)
+    assert not {"pytest", "mypy", "ruff", "hypothesis", "selenium"} & set(closure)  # no dev tools in the image
+    assert pins == constraints.expected(), "constraints.txt is stale: run `python scripts/constraints.py`"
+    assert pins["setuptools"]  # the build backend too (pip's isolated build honours PIP_CONSTRAINT)
+    ins = instructions()
+    first, second = (n for n, (i, _a) in enumerate(ins) if i == "FROM")
+    build = ins[first:second]  # the build stage
+    assert ("WORKDIR", "/src") in build
+    assert image_env()["PIP_CONSTRAINT"] == "/src/constraints.txt"
+    copy = next(n for n, (i, a) in enumerate(build) if i == "COPY" and "constraints.txt" in a.split())
+    install = next(n for n, (i, a) in enumerate(build) if i == "RUN" and "pip install" in a)
+    assert copy < install
