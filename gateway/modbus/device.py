@@ -202,9 +202,10 @@ class DeviceRun:
     def take(self, cycle: Cycle, block: Block, outcome: Outcome) -> None:
         """Add the samples of one block read to the cycle. An exception code, or a reply that does not
         answer the request, gives the block's points quality `bad` and no value (counted by the
-        poller), logged when the block's fault changes."""
+        poller by kind), logged when the block's fault changes (a change between reply kinds is
+        none: a device answering random bytes does not log every poll)."""
         key = (block.table, block.start, block.count)
-        fault = outcome.fault
+        fault = "reply" if outcome.mismatch is not None else outcome.fault  # one state for every reply kind
         if self.faults.get(key) != fault and (fault is not None or key in self.faults):
             self._log_fault(block, outcome)
         self.faults[key] = fault

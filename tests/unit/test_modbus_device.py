@@ -51,8 +51,10 @@ def test_a_reply_fault_gives_bad_points_and_is_logged_when_it_changes(tmp_path: 
     dev = device(tmp_path, offline_after=1)
     block = next(b for bs in dev.blocks.values() for b in bs if b.table == "input")
     wrong = Outcome(5, mismatch="wrong_function", error="function 6, asked 4")
+    garbage = Outcome(5, mismatch="malformed", error="protocol id 7")
+    good = Outcome(6, words=[0] * block.count)
     with structlog.testing.capture_logs() as logs:
-        for outcome in (wrong, wrong, wrong, Outcome(6, words=[0] * block.count), Outcome(7, code=4)):
+        for outcome in (wrong, wrong, garbage, wrong, good, Outcome(7, code=4)):
             cycle = Cycle()
             dev.take(cycle, block, outcome)
             bad = {s.quality for s in cycle.samples} == {Quality.BAD}
