@@ -20,6 +20,7 @@ from gateway.config import RuntimeConfig
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "bms-gateway.service"
 OVERRIDE = ROOT / "systemd" / "override.conf.example"
+CAN_ADAPTER = ROOT / "systemd" / "can-adapter.conf.example"
 INSTALLED = "/opt/bms-gateway/bin/bms-gateway"
 
 
@@ -82,10 +83,49 @@ def test_unit_with_the_example_drop_in_verifies(unit_dir: Path) -> None:
 
 
 def test_security_exposure_is_low() -> None:
-    result = run_analyze(["security", "--offline=true", "--no-pager", "--threshold=20", str(UNIT)], UNIT.parent)
+    result = run_analyze(["security", "--offline=true", "--no-pager", "--threshold=15", str(UNIT)], UNIT.parent)
     score = exposure(result.stdout)
-    assert score <= 2.0, result.stdout
-    assert result.returncode == 0  # --threshold=20: exposure above 2.0 would fail the command too
+    assert score <= 1.5, result.stdout
+    assert result.returncode == 0  # --threshold=15: exposure above 1.5 would fail the command too
+
+
+def with_drop_in(unit_dir: Path, text: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`verify` and the exposure of the unit with `text` as its drop-in can-adapter.conf."""
+    drop_in = unit_dir / "bms-gateway.service.d"
+    drop_in.mkdir(exist_ok=True)
+    (drop_in / "can-adapter.conf").write_text(text)
+    verified = run_analyze(["verify", str(unit_dir / "bms-gateway.service")], unit_dir)
+    secured = run_analyze(["security", "--offline=true", "--no-pager", "bms-gateway.service"], unit_dir)
+    return verified, exposure(secured.stdout)
+
+
+def test_the_can_adapter_drop_in_opens_serial_and_usb_adapters_and_keeps_the_unit_hardened(unit_dir: Path) -> None:
+    """PrivateDevices=yes and DevicePolicy=closed block USB and serial CAN adapters; the documented drop-in
+    allows the device files they need (and no others) at an exposure of at most 2.0."""
+    text = CAN_ADAPTER.read_text()
+    d = directives(text)
+    assert d["PrivateDevices"] == ["no"] and d["DevicePolicy"] == ["closed"]
+    assert d["DeviceAllow"] == ["char-ttyACM rw", "char-ttyUSB rw"]
+    assert d["SupplementaryGroups"] == ["dialout"]
+    verified, score = with_drop_in(unit_dir, text)
+    ours = [line for line in (verified.stdout + verified.stderr).splitlines() if "bms-gateway" in line]
+    assert verified.returncode == 0 and not ours, verified.stdout + verified.stderr
+    assert score <= 2.0
+    # Every commented alternative (libusb gs_usb, PEAK's chardev driver) enabled as well: still at most 2.0.
+    everything = re.sub(r"^#(DeviceAllow|SupplementaryGroups)=", r"\1=", text, flags=re.MULTILINE)
+    assert directives(everything)["DeviceAllow"] == [
+        "char-ttyACM rw", "char-ttyUSB rw", "char-usb_device rw", "char-pcan rw"
+    ]  # fmt: skip
+    verified, score = with_drop_in(unit_dir, everything)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert score <= 2.0
+
+
+def test_the_manual_shows_the_can_adapter_drop_in() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "systemd/can-adapter.conf.example" in readme
+    for line in ("PrivateDevices=no", "DeviceAllow=char-ttyACM rw", "DeviceAllow=char-ttyUSB rw"):
+        assert line in readme, line
 
 
 def test_unit_directives() -> None:
@@ -100,10 +140,10 @@ def test_unit_directives() -> None:
     assert one["StateDirectory"] == one["ConfigurationDirectory"] == "bms-gateway"
     assert one["UMask"] == "0077"
     assert one["CapabilityBoundingSet"] == "" and one["AmbientCapabilities"] == ""
-    for key in ("NoNewPrivileges", "PrivateTmp", "PrivateDevices", "ProtectHome", "ProtectKernelTunables",
-                "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectClock",
-                "ProtectHostname", "RestrictNamespaces", "RestrictRealtime", "RestrictSUIDSGID", "LockPersonality",
-                "MemoryDenyWriteExecute"):  # fmt: skip
+    for key in ("NoNewPrivileges", "PrivateTmp", "PrivateDevices", "PrivateMounts", "ProtectHome",
+                "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups",
+                "ProtectClock", "ProtectHostname", "RestrictNamespaces", "RestrictRealtime", "RestrictSUIDSGID",
+                "LockPersonality", "MemoryDenyWriteExecute"):  # fmt: skip
         assert one[key] == "yes", key
     assert one["ProtectSystem"] == "strict"
     assert set(one["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_CAN"}
