@@ -39,7 +39,7 @@ from gateway.outboxcodec import (
 from gateway.outboxcursors import Cursors
 from gateway.outboxfaults import RETRY_INTERVAL, DiskFaults
 from gateway.outboxread import DECODED_HIT, DECODED_MISS, ConsumerState, Reading, Row
-from gateway.outboxrepair import RepairReport
+from gateway.outboxrepair import OPEN_MARK, RepairReport
 from gateway.outboxschema import SCHEMA, STORE_SCHEMA
 from gateway.storefault import Deferred, UnstoredRows, fault_kind
 from gateway.walcheckpoint import WalCheckpointer
@@ -74,11 +74,15 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         memory_buffer_samples: int = 500_000,
         site: str | None = None,
         alarms: GatewayAlarms | None = None,
+        mark_open: bool = False,
     ) -> None:
         """`check`: detect a damaged or truncated file and repair it (the damaged file is set aside).
         `memory_buffer_samples`: samples kept in memory while the disk is full (the oldest go past it).
-        `site`: the site the gateway writes for, kept in the store's meta (export tags samples with it)."""
+        `site`: the site the gateway writes for, kept in the store's meta (export tags samples with it).
+        `mark_open`: the store's writer (the daemon) marks it open until `close`, so that a start after a
+        crash checks the whole file (see gateway.outboxrepair.needs_repair)."""
         self.path = path
+        self.mark_open = mark_open
         self.alarms = alarms if alarms is not None else GatewayAlarms()  # reports the disk-full alarm
         self.max_bytes = max_bytes
         self.max_dead_letters = max_dead_letters
@@ -128,6 +132,8 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
             self.add_consumer(name)
         if site is not None and self.get_meta("site") != site:
             self.set_meta("site", site)
+        if mark_open:
+            self.set_meta(OPEN_MARK, "open")
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -232,6 +238,8 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
                     self._count_unstored(lost)
                 log.error("store closed while the disk is full: what waited in memory is lost (counted)",
                           samples=lost, path=str(self.path))  # fmt: skip
+            if self.mark_open and self.opened:
+                self.set_meta(OPEN_MARK, "closed")  # (lost with a disk still full: the next start checks all)
             with suppress(sqlite3.Error):
                 self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:

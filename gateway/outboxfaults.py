@@ -39,7 +39,7 @@ class DiskFaults(OutboxState):
         """The store file, checked (and repaired when damaged), in WAL mode, with its tables."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._check:
-            why = needs_repair(self.path)
+            why = needs_repair(self.path, after_crash=self.mark_open)
             if why:
                 self.repair_report = repair(self.path, STORE_SCHEMA, why)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

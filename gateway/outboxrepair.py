@@ -87,11 +87,35 @@ def _quick_check(path: Path) -> str:
     return "" if result == "ok" else result
 
 
-def needs_repair(path: Path) -> str:
+OPEN_MARK = "store.state"  # meta: "open" while a gateway writes the store, "closed" after its clean stop
+
+
+def _left_open(path: Path) -> bool:
+    """The store's writer did not close it (a crash, a power loss, a kill): pages may be damaged anywhere."""
+    try:
+        db = sqlite3.connect(path)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (OPEN_MARK,)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        if is_open_fault(exc):
+            raise
+        return False  # unreadable: the checks below find out
+    return row is not None and row[0] == "open"
+
+
+def needs_repair(path: Path, *, after_crash: bool = False) -> str:
     """Why the file needs a repair ("" when it is sound or does not exist). Raises sqlite3.Error when a
-    fault of the disk (full, an I/O error) keeps it from being opened: that is no damage."""
+    fault of the disk (full, an I/O error) keeps it from being opened: that is no damage.
+
+    Cheap for a file closed cleanly (its header, its newest row). With `after_crash`, a file its writer
+    left open is checked whole (quick_check): a damaged page anywhere is repaired before a reader meets
+    it, so a crash on damage happens once, never on every start."""
     if not path.exists() or path.stat().st_size == 0:
         return ""
+    if after_crash and _left_open(path):
+        return _quick_check(path)
     if not _header_says_truncated(path):
         try:
             db = sqlite3.connect(path)

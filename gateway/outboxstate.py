@@ -32,6 +32,7 @@ class OutboxState:
     appended_samples: int
     dropped_total: dict[str, int]
     page_size: int
+    mark_open: bool
     # faults of the disk (gateway.outboxfaults)
     disk_full: bool
     disk_full_clear_after: float

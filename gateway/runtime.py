@@ -117,6 +117,7 @@ class Runtime:
             memory_buffer_samples=cfg.store.memory_buffer_samples,
             site=cfg.site.name,
             alarms=self.gateway_alarms,
+            mark_open=True,
         )
         self.queue = BatchQueue(cfg.runtime.queue_batches, cfg.runtime.queue_samples)
         self.commit_max_samples = COMMIT_MAX_SAMPLES
