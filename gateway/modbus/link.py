@@ -37,6 +37,14 @@ def _request_timeout(client: AsyncModbusTcpClient, seconds: float) -> None:
         params.timeout_connect = seconds
 
 
+def _fail_read_in_flight(client: AsyncModbusTcpClient, framer: CheckedFramer) -> None:
+    """A connection closed by the peer ends the read in flight at once, as a lost connection (pymodbus
+    would wait out the response timeout for an answer that cannot come any more)."""
+    future = getattr(client.ctx, "response_future", None)
+    if framer.request is not None and isinstance(future, asyncio.Future) and not future.done():
+        future.set_exception(ConnectionException("connection closed during the read"))
+
+
 class Link:
     """One host:port connection (opened again after a drop by whoever uses it)."""
 
@@ -62,6 +70,11 @@ class Link:
         """Open the connection (closing any old one). False when refused or unreachable."""
         self.close()
         framer = CheckedFramer()
+
+        def connection(up: bool) -> None:
+            if not up:
+                _fail_read_in_flight(client, framer)
+
         client = AsyncModbusTcpClient(
             self.host,
             port=self.port,
@@ -70,6 +83,7 @@ class Link:
             reconnect_delay=0,  # reconnects are the poller's: jittered backoff
             reconnect_delay_max=0,
             trace_pdu=framer.trace_pdu,
+            trace_connect=connection,
         )
         client.ctx.framer = framer  # replies go through the checks (the decoder is the framer's own)
         if self.fast:

@@ -56,7 +56,7 @@ async def test_a_link_that_drops_every_few_polls_raises_no_comm_loss(tmp_path: P
     server.drop_every, server.drop_instead = 4, instead
     await server.start()
     name = f"rack-drop-{int(instead)}"
-    rt = Runtime(load_config(alarm_site(tmp_path, source(name, server.port, timeout=0.3))))
+    rt = Runtime(load_config(alarm_site(tmp_path, source(name, server.port, timeout=5))))
     with structlog.testing.capture_logs() as logs:
         await run_until(rt, lambda: server.drops >= 5 and len(of(rt, name)) >= 20, limit=90)
     await server.stop()
@@ -77,7 +77,7 @@ async def test_an_endpoint_down_longer_than_offline_after_raises_one_comm_loss(t
     server = FaultyServer()
     await server.start()
     port, name = server.port, "rack-down"
-    sources = source(name, port, timeout=0.3, offline_after=3, backoff_initial=0.05, backoff_max=0.2)
+    sources = source(name, port, timeout=5, offline_after=3, backoff_initial=0.05, backoff_max=0.2)
     rt = Runtime(load_config(alarm_site(tmp_path, sources)))
     tasks: dict[str, asyncio.Future[None]] = {}
     failed: list[float] = []

@@ -38,7 +38,7 @@ async def test_a_reply_that_does_not_answer_its_request_is_bad_counted_and_survi
     server = FaultyServer()
     await server.start()
     name, kind = f"rack-{fault}", KIND[fault]
-    rt = Runtime(load_config(site(tmp_path, source(name, server.port, timeout=0.5), PROFILE)))
+    rt = Runtime(load_config(site(tmp_path, source(name, server.port, timeout=5), PROFILE)))
     phase: dict[str, int] = {}
 
     def progress() -> bool:
