@@ -147,3 +147,31 @@ async def wait_until(pred: Any, limit: float = 60.0, what: str = "condition") ->
     while not pred():
         assert loop.time() < deadline, f"{what} not reached"
         await asyncio.sleep(0.05)
+
+
+# -- signed commands: an operator's key and a command signed with it ------------------------------------------
+
+
+def operator_key(directory: Any, name: str = "alice", kind: str = "ed25519") -> Operator:
+    """An operator's key file as `alarms keygen` writes it, loaded for signing (`.public` is the base64 key)."""
+    from gateway.alarms.signing import generate, load_signing_key, write_private
+
+    new = generate(kind)  # type: ignore[arg-type]
+    path = directory / f"{name}.key"
+    write_private(path, new.private)
+    return Operator(load_signing_key(path), new.public, path)
+
+
+class Operator:
+    def __init__(self, key: Any, public: str | None, path: Any) -> None:
+        self.key, self.public, self.path, self.key_id = key, public, path, key.key_id
+
+    def sign(self, user: str, site: str, rack: str, ts: int | None = None, **fields: Any) -> dict[str, Any]:
+        """A command of `user` for `rack`, signed now (or at `ts`) with a fresh nonce."""
+        import secrets
+        import time
+
+        doc = {"user": user, "site": site, "rack": rack, "ts": int(time.time()) if ts is None else ts,
+               "nonce": secrets.token_urlsafe(18), **fields}  # fmt: skip
+        signed: dict[str, Any] = self.key.sign(doc)
+        return signed

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.storecli import parse_time
+from gateway.textsafe import json_text, printable
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -26,6 +27,14 @@ CSV_FIELDS = ["seq", "time", "ts", "type", "rack", "alarm_id", "severity", "prev
 
 def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts / 1e9, UTC).isoformat(timespec="milliseconds")
+
+
+def _when(ts: object) -> str:
+    """`_iso` of a time read from an entry that may have been edited (any value): never raises."""
+    try:
+        return _iso(int(ts))  # type: ignore[call-overload]  # an edited entry may hold anything
+    except (TypeError, ValueError, OverflowError, OSError):
+        return printable(ts, 40)
 
 
 def _journal_file(args: argparse.Namespace) -> Path:
@@ -53,10 +62,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     j.close()
     if problems:
         for p in problems:
-            print(f"FAIL: {p}")
-        print(f"journal {j.path}: {len(problems)} problem(s) in {n} entries: NOT intact", file=sys.stderr)
+            print(f"FAIL: {printable(p)}")
+        print(f"journal {printable(j.path)}: {len(problems)} problem(s) in {n} entries: NOT intact", file=sys.stderr)
         return 1
-    print(f"journal {j.path}: {n} entries, hash chain intact (head {j.hash[:16]})")
+    print(f"journal {printable(j.path)}: {n} entries, hash chain intact (head {printable(j.hash[:16])})")
     return 0
 
 
@@ -66,13 +75,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     j.close()
     if args.json:
         for e in active:
-            print(json.dumps({k: v for k, v in e.items() if k != "detail"}, ensure_ascii=False))
+            print(json_text(json.dumps({k: v for k, v in e.items() if k != "detail"}, ensure_ascii=False)))
         return 0
     if not active:
         print("no alarms in view")
     for e in active:
         since = (e.get("detail") or {}).get("since") or e["ts"]
-        print(f"{_iso(since)}  {e['severity']:8} {e['state']:12} {e['alarm_id']:40} {e['message']}")
+        print(f"{_when(since)}  {printable(e['severity']):8} {printable(e['state']):12} "
+              f"{printable(e['alarm_id']):40} {printable(e.get('message'))}")  # fmt: skip
     return 0
 
 
@@ -90,28 +100,30 @@ def cmd_history(args: argparse.Namespace) -> int:
         if args.alarm and e.get("alarm_id") != args.alarm:
             continue
         line = _history_line(entry.seq, _iso(entry.ts), entry.kind, e, entry.raw)
-        print(f"{line}  [TAMPERED: {'; '.join(marks[entry.seq])}]" if entry.seq in marks else line)
+        print(f"{line}  [TAMPERED: {printable('; '.join(marks[entry.seq]))}]" if entry.seq in marks else line)
     j.close()
     if not flaws:
         return 0
     for f in flaws:
-        print(f"FAIL: {f.text}", file=sys.stderr)
-    print(f"journal {j.path}: {len(flaws)} problem(s) in {checked} entries: NOT intact; the entries above are "
-          "as stored (run `bms-gateway alarms verify`)", file=sys.stderr)  # fmt: skip
+        print(f"FAIL: {printable(f.text)}", file=sys.stderr)
+    print(f"journal {printable(j.path)}: {len(flaws)} problem(s) in {checked} entries: NOT intact; the entries "
+          "above are as stored (run `bms-gateway alarms verify`)", file=sys.stderr)  # fmt: skip
     return 1
 
 
 def _history_line(seq: int, when: str, kind: str, e: dict[str, Any], raw: str | None) -> str:
-    """One line of `history`; never fails on an entry with missing or odd fields (an edited row)."""
+    """One line of `history`; never fails on an entry with missing or odd fields (an edited row). Every text
+    from the entry is `printable` (a control character shows escaped, so one entry is one line)."""
+    p = printable
     if raw is not None:
-        return f"{seq:6} {when} -- {kind} (body is not a JSON object: {raw[:200]!r})"
+        return f"{seq:6} {when} -- {p(kind)} (body is not a JSON object: {p(repr(raw[:200]))})"
     if e.get("type") == "event":
-        who = f"  by {e['user']}" if e.get("user") else ""
-        why = f" ({e['reason']})" if e.get("reason") else ""
-        return (f"{seq:6} {when} {e.get('severity')!s:8} {e.get('alarm_id')!s:40} "
-                f"{e.get('previous')} -> {e.get('state')}: {e.get('message')}{who}{why}")  # fmt: skip
+        who = f"  by {p(e['user'])}" if e.get("user") else ""
+        why = f" ({p(e['reason'])})" if e.get("reason") else ""
+        return (f"{seq:6} {when} {p(e.get('severity')):8} {p(e.get('alarm_id')):40} "
+                f"{p(e.get('previous'))} -> {p(e.get('state'))}: {p(e.get('message'))}{who}{why}")  # fmt: skip
     extra = {k: v for k, v in e.items() if k not in ("type", "ts")}
-    return f"{seq:6} {when} -- {e.get('type')} {json.dumps(extra, ensure_ascii=False, default=str)}"
+    return f"{seq:6} {when} -- {p(e.get('type'))} {json_text(json.dumps(extra, ensure_ascii=False, default=str))}"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -131,7 +143,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             doc = {"seq": entry.seq, "hash": entry.hash, **e}
             if entry.raw is not None:  # an edited or damaged row: as stored (`verify` names it)
                 doc.update(type=entry.kind, unreadable_body=entry.raw)
-            out.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
+            out.write(json_text(json.dumps(doc, ensure_ascii=False, default=str)) + "\n")
         n += 1
     j.close()
     print(f"exported {n} journal entries", file=sys.stderr)
@@ -147,9 +159,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
     for r in rs.rules:
         d = r.model_dump(exclude={"id", "kind", "severity", "description", "enabled"}, exclude_defaults=True)
         state = "" if r.enabled else "  (disabled)"
-        print(f"{r.id:28} {r.kind:12} {r.severity:8} {json.dumps(d, ensure_ascii=False)}{state}")
+        print(f"{r.id:28} {r.kind:12} {r.severity:8} {json_text(json.dumps(d, ensure_ascii=False))}{state}")
         if args.verbose:
-            print(f"{'':28} from {rs.origin.get(r.id, '?')}; {r.description}")
+            print(f"{'':28} from {printable(rs.origin.get(r.id, '?'))}; {printable(r.description)}")
     return 0
 
 
@@ -180,10 +192,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for rec in events:
                 n += 1
                 if args.json:
-                    print(json.dumps(rec, ensure_ascii=False))
+                    print(json_text(json.dumps(rec, ensure_ascii=False)))
                 else:
-                    print(f"{_iso(rec['ts'])} {rec['severity']:8} {rec['alarm_id']:40} "
-                          f"{rec['previous']} -> {rec['state']}: {rec['message']}")  # fmt: skip
+                    print(f"{_iso(rec['ts'])} {printable(rec['severity']):8} {printable(rec['alarm_id']):40} "
+                          f"{rec['previous']} -> {rec['state']}: {printable(rec['message'])}")  # fmt: skip
     finally:
         box.close()
     print(f"{n} transitions", file=sys.stderr)
@@ -200,7 +212,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     from gateway.cli import add_config_arg
 
-    p = sub.add_parser("alarms", help="alarm journal: list, history, export, verify; effective rules")
+    p = sub.add_parser("alarms", help="alarm journal: list, history, export, verify; effective rules; keygen, send")
     asub = p.add_subparsers(dest="alarms_command", required=True)
 
     def common(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -239,3 +251,6 @@ def register(sub: Any) -> None:
     q.set_defaults(func=cmd_evaluate)
     q = asub.add_parser("schema", help="print the JSON Schema of a rule file (for editors)")
     q.set_defaults(func=cmd_schema)
+    from gateway.alarms import sendcli
+
+    sendcli.register(asub, add_config_arg)

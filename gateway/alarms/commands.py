@@ -1,38 +1,44 @@
-"""Operator commands over MQTT: acknowledge, shelve and unshelve alarms, with the user and reason.
+"""Operator commands over MQTT: acknowledge, shelve and unshelve alarms, signed by the operator (pure parts).
 
-Enabled only by `alarms.commands.enabled`. The listener connects to the broker of a configured MQTT
-sink (same host, TLS and credentials; its own client id), subscribes to
-`<prefix>/<site>/+/alarms/command` (QoS 1, persistent session: a command sent while the link was
-down arrives when it returns), and answers each command on `<prefix>/<site>/<rack>/alarms/command/result`.
+Enabled only by `alarms.commands.enabled`; the listener (`commandlistener`) takes them from
+`<prefix>/<site>/+/alarms/command` and answers on `.../alarms/command/result`. Commands change the
+gateway's alarm state only: nothing is ever written to a BMS.
 
-Commands change the gateway's alarm state only: nothing is ever written to a BMS.
+    {"action": "ack", "alarm_id": "rack-01:cell_over_voltage:m2c5", "user": "alice", "reason": "seen",
+     "id": "42", "site": "s1", "rack": "rack-01", "ts": 1764082800, "nonce": "q0T6…", "sig": "…"}
+    {"action": "shelve", "alarm_ids": ["rack-01:door"], "user": "bob", "reason": "maintenance", "duration": 3600, …}
 
-    {"action": "ack", "alarm_id": "rack-01:cell_over_voltage:m2c5", "user": "alice", "reason": "seen", "id": "42"}
-    {"action": "shelve", "alarm_ids": ["rack-01:door"], "user": "bob", "reason": "maintenance", "duration": 3600}
-    {"action": "ack", "alarm_id": "*", "user": "alice", "reason": "all of rack-01 seen"}
+A command is read in steps, each refusing with a reason: `decode` (size, nesting, JSON, no NaN),
+`parse_command` (fields and their lengths), `Verifier.identify` (signature, time, nonce) and
+`authorize` (`"*"`, every alarm of the rack, only for a signed command of a user with `all_alarms`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import random
+import math
+import re
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-import aiomqtt
-import structlog
-
-from gateway.alarms import metrics
-from gateway.alarms.config import CommandsConfig
+from gateway.alarms.commandauth import Identity, Verifier
+from gateway.alarms.commandconfig import USER_NAME, CommandsConfig
+from gateway.alarms.commandlimits import Denied, InvalidCommand, decode
 from gateway.configbase import credential_path, read_secret
 from gateway.sinks.config import MqttSinkConfig
-
-log = structlog.get_logger("alarms.commands")
+from gateway.textsafe import shorten
 
 ACTIONS = ("ack", "shelve", "unshelve")
+FIELDS = frozenset({"action", "alarm_id", "alarm_ids", "user", "reason", "duration", "id", "site", "rack", "ts",
+                    "nonce", "sig"})  # fmt: skip
+MAX_IDS = 100  # alarm ids in one command
+MAX_ID_CHARS = 256  # characters of one alarm id
+MAX_REQUEST_ID = 64  # characters of the request `id`
+MAX_ECHO = 20  # alarm ids and errors echoed in a reply; the rest are counted
+MAX_ERROR = 300  # characters of one error in a reply or journal entry
+_USER = re.compile(USER_NAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,45 +50,49 @@ class Command:
     reason: str | None
     duration: float | None
     request_id: str | None
+    identity: Identity | None = None  # who sent it, as checked (None: not checked, e.g. a test or the CLI)
 
 
-class InvalidCommand(ValueError):
-    pass
+def read_command(rack: str, payload: bytes, cfg: CommandsConfig, verifier: Verifier) -> Command:
+    """Every check of one command message, in order; raise InvalidCommand or Denied saying why not."""
+    doc = decode(payload, cfg.max_payload, cfg.max_depth)
+    cmd = command_of(rack, doc, cfg)
+    identity = verifier.identify(doc, rack, cmd.user)
+    authorize(cmd, identity, cfg)
+    return replace(cmd, identity=identity)
 
 
 def parse_command(rack: str, payload: bytes, cfg: CommandsConfig) -> Command:
-    """Parse and check one command message (pure); raise InvalidCommand saying what is wrong."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCommand(f"not JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise InvalidCommand("a command is a JSON object")
+    """The fields of one command message, bounded and checked (who sent it is not checked here)."""
+    return command_of(rack, decode(payload, cfg.max_payload, cfg.max_depth), cfg)
+
+
+def command_of(rack: str, doc: dict[str, Any], cfg: CommandsConfig) -> Command:
+    unknown = sorted(k for k in doc if k not in FIELDS)
+    if unknown:
+        raise InvalidCommand(f"unknown field(s) {shorten(str(unknown[:5]), 200)}: expected {sorted(FIELDS)}")
     action = doc.get("action")
     if action not in ACTIONS:
-        raise InvalidCommand(f"action must be one of {list(ACTIONS)}, got {action!r}")
+        raise InvalidCommand(f"action must be one of {list(ACTIONS)}, got {shorten(repr(action), 40)}")
     user = doc.get("user")
     if not isinstance(user, str) or not user.strip():
         raise InvalidCommand("user is required (who acknowledges or shelves)")
-    if cfg.allowed_users is not None and user not in cfg.allowed_users:
-        raise PermissionError(f"user {user!r} may not command alarms")
+    user = user.strip()
+    if not _USER.match(user):
+        raise InvalidCommand("user must be 1 to 64 letters, digits, '_', '.', '@' or '-'")
     reason = doc.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise InvalidCommand("reason must be text")
+    if reason is not None and len(reason) > cfg.max_text:
+        raise InvalidCommand(f"reason of {len(reason)} characters is over the limit of {cfg.max_text}", "too_long")
     if action == "shelve" and not (reason or "").strip():
         raise InvalidCommand("shelving needs a reason")
     ids = _ids(doc, rack)
-    duration = doc.get("duration")
-    if action == "shelve":
-        if duration is None:
-            duration = cfg.default_shelve
-        if not isinstance(duration, int | float) or isinstance(duration, bool) or duration <= 0:
-            raise InvalidCommand("duration must be a number of seconds above 0")
-        if duration > cfg.max_shelve:
-            raise InvalidCommand(f"duration {duration} s exceeds the longest shelve ({cfg.max_shelve} s)")
+    duration = _duration(doc, action, cfg)
     rid = doc.get("id")
-    return Command(action, rack, ids, user.strip(), reason, None if duration is None else float(duration),
-                   None if rid is None else str(rid))  # fmt: skip
+    if rid is not None and (not isinstance(rid, str | int) or isinstance(rid, bool) or len(str(rid)) > MAX_REQUEST_ID):
+        raise InvalidCommand(f"id must be text or an integer of at most {MAX_REQUEST_ID} characters")
+    return Command(action, rack, ids, user, reason, duration, None if rid is None else str(rid))
 
 
 def _ids(doc: dict[str, Any], rack: str) -> tuple[str, ...]:
@@ -90,12 +100,60 @@ def _ids(doc: dict[str, Any], rack: str) -> tuple[str, ...]:
     ids = [raw] if isinstance(raw, str) else raw
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
         raise InvalidCommand("alarm_id (text) or alarm_ids (a list of text) is required; '*' means all of the rack")
+    if len(ids) > MAX_IDS or any(len(i) > MAX_ID_CHARS for i in ids):
+        raise InvalidCommand(f"at most {MAX_IDS} alarm ids of at most {MAX_ID_CHARS} characters each", "too_long")
     if ids == ["*"]:
         return ("*",)
     foreign = [i for i in ids if not i.startswith(f"{rack}:")]
     if foreign:
-        raise InvalidCommand(f"alarm ids {foreign} are not of rack {rack!r} (the command topic names the rack)")
+        raise InvalidCommand(
+            f"alarm ids {shorten(str(foreign[:5]), 200)} are not of rack {shorten(repr(rack), 80)} "
+            "(the command topic names the rack)"
+        )
     return tuple(ids)
+
+
+def _duration(doc: dict[str, Any], action: str, cfg: CommandsConfig) -> float | None:
+    duration = doc.get("duration")
+    if action != "shelve":
+        return None
+    if duration is None:
+        duration = cfg.default_shelve
+    if not isinstance(duration, int | float) or isinstance(duration, bool) or not math.isfinite(duration):
+        raise InvalidCommand("duration must be a number of seconds above 0")
+    if duration <= 0:
+        raise InvalidCommand("duration must be a number of seconds above 0")
+    if duration > cfg.max_shelve:
+        raise InvalidCommand(f"duration {duration:g} s exceeds the longest shelve ({cfg.max_shelve:g} s)")
+    return float(duration)
+
+
+def authorize(cmd: Command, identity: Identity, cfg: CommandsConfig) -> None:
+    """`"*"` (every alarm of the rack) only for a signed command of a user with `all_alarms: true`."""
+    if cmd.alarm_ids != ("*",):
+        return
+    user = cfg.users.get(identity.user)
+    if not identity.verified or user is None or not user.all_alarms:
+        raise Denied(
+            f"alarm_id '*' (every alarm of the rack) needs a signed command of a user with all_alarms: true; "
+            f"user {identity.user!r} may name alarm ids only",
+            "not_permitted",
+        )
+
+
+def bounded_reply(reply: dict[str, Any]) -> dict[str, Any]:
+    """A reply with its echoed fields bounded: at most MAX_ECHO ids and errors (the rest counted), each shortened."""
+    out = dict(reply)
+    for key in ("alarm_ids", "errors"):
+        items = out.get(key)
+        if isinstance(items, list):
+            out[key] = [shorten(str(i), MAX_ERROR) for i in items[:MAX_ECHO]]
+            if len(items) > MAX_ECHO:
+                out[f"{key}_more"] = len(items) - MAX_ECHO
+    for key in ("user", "id", "key_id"):
+        if isinstance(out.get(key), str):
+            out[key] = shorten(out[key], MAX_REQUEST_ID)
+    return out
 
 
 def rack_from_topic(topic: str, pattern: str) -> str | None:
@@ -108,6 +166,21 @@ def rack_from_topic(topic: str, pattern: str) -> str | None:
             return None
     plus = [p for p, w in zip(parts, pat, strict=True) if w == "+"]
     return plus[0] if len(plus) == 1 else None
+
+
+def command_sink(sinks: Mapping[str, object], name: str | None) -> MqttSinkConfig:
+    """The MQTT sink whose connection the commands use: the one named, or the only one (checked at load)."""
+    mqtt = {n: s for n, s in sinks.items() if isinstance(s, MqttSinkConfig)}
+    if name is None:
+        (name,) = mqtt
+    return mqtt[name]
+
+
+def resolved(mq: MqttSinkConfig, resolve: Callable[[Path], Path]) -> MqttSinkConfig:
+    """The sink's settings with its files relative to gateway.yaml made absolute (as the sink reads them)."""
+    files = {k: resolve(v) for k in ("ca_file", "cert_file", "key_file", "password_file")
+             if isinstance(v := getattr(mq, k), Path)}  # fmt: skip
+    return mq.model_copy(update=files)
 
 
 def tls_context(mq: MqttSinkConfig) -> ssl.SSLContext | None:
@@ -134,52 +207,3 @@ def client_args(mq: MqttSinkConfig, identifier: str) -> dict[str, Any]:
         "keepalive": mq.keepalive,
         "tls_context": tls_context(mq),
     }
-
-
-Handle = Callable[[Command], Awaitable[dict[str, Any]]]
-
-
-class CommandListener:
-    def __init__(self, cfg: CommandsConfig, mq: MqttSinkConfig, site: str, handle: Handle) -> None:
-        self.cfg = cfg
-        self.mq = mq
-        self.handle = handle
-        self.topic = cfg.topic or f"{mq.prefix}/{site}/+/alarms/command"
-        base = mq.client_id or f"bms-gateway-{site}"
-        self.identifier = f"{base}-alarms"
-        self.connected = asyncio.Event()
-        self._log = log.bind(broker=f"{mq.host}:{mq.port}", topic=self.topic)
-
-    async def run(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                async with aiomqtt.Client(**client_args(self.mq, self.identifier)) as client:
-                    await client.subscribe(self.topic, qos=1)
-                    self._log.info("alarm commands: listening")
-                    self.connected.set()
-                    backoff = 0.5
-                    async for msg in client.messages:
-                        await self._on_message(client, str(msg.topic), bytes(msg.payload))
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                delay = backoff * (0.5 + random.random() / 2)
-                self._log.warning(
-                    "alarm commands: broker unreachable, retrying", error=str(exc), retry_in=round(delay, 2)
-                )
-                await asyncio.sleep(delay)
-                backoff = min(30.0, backoff * 2)
-
-    async def _on_message(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
-        rack = rack_from_topic(topic, self.topic) or "_"
-        try:
-            cmd = parse_command(rack, payload, self.cfg)
-        except (InvalidCommand, PermissionError) as exc:
-            result = "denied" if isinstance(exc, PermissionError) else "invalid"
-            metrics.commands.labels("?", result).inc()
-            self._log.warning("alarm command refused", topic=topic, error=str(exc))
-            reply: dict[str, Any] = {"ok": False, "errors": [str(exc)]}
-        else:
-            reply = await self.handle(cmd)
-        if rack != "_":
-            await client.publish(f"{topic}/result", json.dumps(reply, ensure_ascii=False), qos=1)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway import catalog
+from gateway.alarms.commandconfig import CommandsConfig
 from gateway.configbase import Strict
 
 Severity = Literal["critical", "major", "minor", "warning"]
@@ -229,26 +230,6 @@ RuleSpec = Annotated[
     | QualityRule,
     Field(discriminator="kind"),
 ]
-
-
-class CommandsConfig(Strict):
-    """Acknowledge and shelve alarms through MQTT (off unless enabled)."""
-
-    enabled: bool = Field(False, description="Listen for commands on the MQTT command topic")
-    mqtt_sink: str | None = Field(
-        None, description="Name of the MQTT sink whose broker, TLS and credentials to use (default: the only one)"
-    )
-    topic: str | None = Field(None, description="Command topic filter (default <prefix>/<site>/+/alarms/command)")
-    allowed_users: list[str] | None = Field(None, description="Only these user names may command (default: any)")
-    max_shelve: float = Field(8 * 3600.0, gt=0, description="Longest shelve in seconds")
-    default_shelve: float = Field(3600.0, gt=0, description="Shelve duration when the command gives none")
-
-    @field_validator("topic")
-    @classmethod
-    def _one_rack_level(cls, v: str | None) -> str | None:
-        if v is not None and (v.split("/").count("+") != 1 or "#" in v):
-            raise ValueError("the command topic needs exactly one `+` level (the rack) and no `#`")
-        return v
 
 
 class JournalConfig(Strict):

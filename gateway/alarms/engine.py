@@ -27,7 +27,8 @@ import structlog
 
 from gateway.alarms import demo as _demo  # noqa: F401  (registers the demo's alarm lines)
 from gateway.alarms import metrics
-from gateway.alarms.commands import Command, CommandListener
+from gateway.alarms.commandlistener import CommandListener
+from gateway.alarms.commands import Command, command_sink, resolved
 from gateway.alarms.evaluator import AlarmEngine
 from gateway.alarms.instances import outbox_record, rack_batch
 from gateway.alarms.journal import Journal
@@ -35,7 +36,6 @@ from gateway.alarms.ruleset import build_ruleset
 from gateway.gatewayalarm import STORE_DISK_FULL, orphaned
 from gateway.model import Batch
 from gateway.runtime import Runtime, extension
-from gateway.sinks.config import MqttSinkConfig
 
 log = structlog.get_logger("alarms")
 
@@ -170,9 +170,11 @@ class AlarmService:
             self.gateway.set(name, False, f"sink {name.split(':', 1)[1]} is no longer configured")
 
     async def command(self, cmd: Command) -> dict[str, Any]:
-        """Apply an operator command; journal it (accepted or not) and emit its transitions."""
+        """Apply an operator command; journal it (accepted or not) with who sent it, and emit its transitions."""
         now = self.clock()
-        reply: dict[str, Any] = {"id": cmd.request_id, "action": cmd.action, "user": cmd.user, "ts": now}
+        who = cmd.identity
+        signed = {"verified": who.verified, "key_id": who.key_id} if who is not None else {}
+        reply: dict[str, Any] = {"id": cmd.request_id, "action": cmd.action, "user": cmd.user, "ts": now, **signed}
         if self.stopping:
             reply.update(ok=False, errors=["the gateway is stopping"])
             return reply
@@ -181,16 +183,23 @@ class AlarmService:
         errors, out = self.engine.command(cmd.action, ids, cmd.user, cmd.reason, now, until)
         entry = {"type": "command", "ts": now, "rack": cmd.rack, "action": cmd.action, "alarm_ids": ids,
                  "user": cmd.user, "reason": cmd.reason, "duration": cmd.duration, "request_id": cmd.request_id,
-                 "errors": errors}  # fmt: skip
+                 "errors": errors, **signed}  # fmt: skip
+        if who is not None and who.verified:
+            entry.update(nonce=who.nonce, signed_ts=who.signed_ts)
         self._record([entry])
         out = self._journaled(out)
         result = "ok" if not errors else ("rejected" if len(errors) == len(ids) else "partial")
         metrics.commands.labels(cmd.action, result).inc()
-        log.info("alarm command", action=cmd.action, user=cmd.user, reason=cmd.reason, alarm_ids=ids, errors=errors)
+        log.info("alarm command", action=cmd.action, user=cmd.user, reason=cmd.reason, alarm_ids=ids[:20],
+                 errors=errors[:20], **signed)  # fmt: skip
         for b in out:
             await self.rt.emit(b)
         reply.update(ok=not errors, alarm_ids=ids, errors=errors)
         return reply
+
+    def record(self, entries: list[dict[str, Any]]) -> None:
+        """Journal entries from the command listener (refused and dropped commands)."""
+        self._record(entries)
 
     # -- journal, metrics, logs ---------------------------------------------------------------------
 
@@ -255,6 +264,8 @@ class AlarmService:
         self._forget_sinks()
 
     def close(self) -> None:
+        if self.commands is not None:
+            self.commands.close()
         try:
             # A clean stop stored every journaled event; otherwise the next start looks further back.
             kind = "stop" if not (self._pending or self._inflight) else "stop_incomplete"
@@ -270,14 +281,6 @@ class AlarmService:
 def service_of(rt: Runtime) -> AlarmService | None:
     """The alarm service installed in a runtime (tests inject a clock through it)."""
     return _SERVICES.get(rt)
-
-
-def _mqtt_config(rt: Runtime) -> MqttSinkConfig:
-    name = rt.cfg.alarms.commands.mqtt_sink
-    sinks = {n: s for n, s in rt.cfg.sinks.items() if isinstance(s, MqttSinkConfig)}
-    if name is None:
-        (name,) = sinks  # checked at load: exactly one
-    return sinks[name]
 
 
 def racks_of(loaded: Any) -> dict[str, str]:
@@ -300,5 +303,6 @@ def install(rt: Runtime) -> None:
     rt.on_reload.append(svc.reloaded)
     rt.on_close.append(svc.close)
     if cfg.commands.enabled:
-        svc.commands = CommandListener(cfg.commands, _mqtt_config(rt), rt.cfg.site.name, svc.command)
+        mq = resolved(command_sink(rt.cfg.sinks, cfg.commands.mqtt_sink), rt.loaded.resolve)
+        svc.commands = CommandListener(cfg.commands, mq, rt.cfg.site.name, svc, rt.loaded.resolve)
         rt.services.append(("alarm-commands", svc.commands.run))

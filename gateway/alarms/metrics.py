@@ -17,8 +17,21 @@ transitions = Counter(
 )
 commands = Counter(
     "bms_gateway_alarm_commands",
-    "Operator commands received, by action and result (ok, rejected, invalid, denied)",
+    "Operator commands received, by action and result (ok, partial, rejected, invalid, denied)",
     ["action", "result"],
+    registry=REGISTRY,
+)
+commands_refused = Counter(
+    "bms_gateway_alarm_commands_refused",
+    "Operator commands refused, by reason (too_large, too_deep, not_json, non_finite, unsigned, bad_signature, "
+    "stale, replayed, unknown_user, not_permitted, ...)",
+    ["reason"],
+    registry=REGISTRY,
+)
+commands_dropped = Counter(
+    "bms_gateway_alarm_commands_dropped",
+    "Operator commands dropped unread, by reason (rate_limited, queue_full, client_queue_full)",
+    ["reason"],
     registry=REGISTRY,
 )
 journal_entries = Counter(

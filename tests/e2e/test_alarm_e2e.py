@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.alarms_support import Subscriber, publish, wait_until
+from tests.alarms_support import Subscriber, operator_key, publish, wait_until
 from tests.servers import Mosquitto, VictoriaMetrics
 
 OV = "rack-01:cell_over_voltage:m1c5"
@@ -21,7 +21,7 @@ CL = "rack-02:comm_loss"
 T = "bms/s1/{rack}/alarms/{what}"
 
 
-def config(tmp_path: Path, mqtt_port: int, vm_url: str, *, faults: bool = True) -> Path:
+def config(tmp_path: Path, mqtt_port: int, vm_url: str, *, faults: bool = True, users: str = "{}") -> Path:
     weak = "[{kind: weak_cell, at: 0, cell: 5, severity: 3}]" if faults else "[]"
     rack2 = "[{kind: contactor_open, at: 50, duration: 100}, {kind: dropout, at: 200, duration: 100}]"
     text = f"""\
@@ -37,7 +37,7 @@ http: {{enabled: false}}
 runtime: {{grace_period: 5}}
 alarms:
   tick_interval: 0.05
-  commands: {{enabled: true}}
+  commands: {{enabled: true, users: {users}}}
   overrides:
     cell_over_voltage: {{high: 3.45, deadband: 0.05, on_delay: 0.1}}
     contactor_positive_open: {{on_delay: 0.1, latch: true}}
@@ -71,7 +71,9 @@ def active_ids(payload: Any) -> dict[str, str]:
 
 
 async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
-    cfg = config(tmp_path, mosquitto.port, victoria.url)
+    alice, bob = operator_key(tmp_path, "alice"), operator_key(tmp_path, "bob")
+    users = f'{{alice: {{public_key: "{alice.public}"}}, bob: {{public_key: "{bob.public}", all_alarms: true}}}}'
+    cfg = config(tmp_path, mosquitto.port, victoria.url, users=users)
     log = tmp_path / "gateway.log"
     ev1, _act1, ev2, act2 = (T.format(rack=r, what=w) for r in ("rack-01", "rack-02") for w in ("events", "active"))
     async with Subscriber(mosquitto.port, "bms/s1/+/alarms/#") as sub:
@@ -91,7 +93,7 @@ async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria:
             await publish(
                 mosquitto.port,
                 T.format(rack="rack-01", what="command"),
-                {"action": "ack", "alarm_id": OV, "user": "alice", "reason": "cell checked", "id": "c1"},
+                alice.sign("alice", "s1", "rack-01", action="ack", alarm_id=OV, reason="cell checked", id="c1"),
             )
             await publish(mosquitto.port, T.format(rack="rack-01", what="command"), {"action": "ack", "alarm_id": OV})
             await wait_until(lambda: len(sub.payloads(result)) == 2, what="command results")
@@ -120,7 +122,7 @@ async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria:
     assert verified.returncode == 0 and "hash chain intact" in verified.stdout
 
     # Restart on a healthy rack: the latched contactor alarm is still active and re-published as retained.
-    cfg2 = config(tmp_path, mosquitto.port, victoria.url, faults=False)
+    cfg2 = config(tmp_path, mosquitto.port, victoria.url, faults=False, users=users)
     async with Subscriber(mosquitto.port, "bms/s1/rack-02/alarms/#", client_id="after-restart") as sub2:
         proc = start(cfg2, log)
         try:
@@ -131,7 +133,7 @@ async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria:
             await publish(
                 mosquitto.port,
                 T.format(rack="rack-02", what="command"),
-                {"action": "ack", "alarm_id": "*", "user": "bob", "reason": "contactor inspected"},
+                bob.sign("bob", "s1", "rack-02", action="ack", alarm_id="*", reason="contactor inspected"),
             )
             await wait_until(lambda: sub2.events(T.format(rack="rack-02", what="events"), KP) == ["normal"])
             await wait_until(lambda: active_ids(sub2.payloads(act2)[-1]["active"]) == {}, what="empty active set")

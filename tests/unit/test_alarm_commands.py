@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.alarms.commandauth import Keyring, Verifier
+from gateway.alarms.commandlimits import Denied
 from gateway.alarms.commands import InvalidCommand, client_args, parse_command, rack_from_topic
 from gateway.alarms.config import CommandsConfig
 from gateway.alarms.ruleset import defaults_path, load_rule_file
@@ -26,7 +28,7 @@ def parse(doc: Any, cfg: CommandsConfig = CFG, rack: str = "rack-01") -> Any:
 
 
 def test_ack_and_shelve_commands() -> None:
-    c = parse({"action": "ack", "alarm_id": "rack-01:cov:m1c5", "user": " alice ", "reason": "seen", "id": 7})
+    c = parse({"action": "ack", "alarm_id": "rack-01:cov:m1c5", "user": "alice", "reason": "seen", "id": 7})
     assert (c.action, c.alarm_ids, c.user, c.reason, c.request_id, c.duration) == (
         "ack", ("rack-01:cov:m1c5",), "alice", "seen", "7", None,
     )  # fmt: skip
@@ -59,8 +61,45 @@ def test_invalid_commands_say_why(payload: Any, error: str) -> None:
 def test_not_json_and_unknown_users() -> None:
     with pytest.raises(InvalidCommand, match="not JSON"):
         parse_command("rack-01", b"\xff{", CFG)
-    with pytest.raises(PermissionError, match="mallory"):
-        parse({"action": "ack", "alarm_id": "rack-01:a", "user": "mallory"}, CommandsConfig(allowed_users=["alice"]))
+    cfg = CommandsConfig(allowed_users=["alice"], require_signature=False)
+    doc = {"action": "ack", "alarm_id": "rack-01:a", "user": "mallory"}
+    with pytest.raises(Denied, match="mallory") as exc:
+        Verifier(cfg, Keyring({}, {}), "s1").identify(doc, "rack-01", "mallory")
+    assert exc.value.code == "unknown_user"
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b'{"action": "shelve", "alarm_id": "rack-01:a", "user": "u", "reason": "r", "duration": NaN}', "non_finite"),
+        (
+            b'{"action": "shelve", "alarm_id": "rack-01:a", "user": "u", "reason": "r", "duration": Infinity}',
+            "non_finite",
+        ),
+        (b'{"action": "shelve", "alarm_id": "rack-01:a", "user": "u", "reason": "r", "duration": 1e999}', "invalid"),
+        (b"[" * 400_000 + b"]" * 400_000, "too_large"),
+        (b"[" * 5000 + b"]" * 5000, "too_deep"),
+        (b'{"action": "ack", "alarm_ids": [[[["rack-01:a"]]]], "user": "u"}', "too_deep"),
+        (json.dumps({"action": "ack", "alarm_id": "rack-01:a", "user": "u", "reason": "x" * 501}).encode(), "too_long"),
+        (json.dumps({"action": "ack", "alarm_id": "rack-01:a", "user": "u" * 65}).encode(), "invalid"),
+        (json.dumps({"action": "ack", "alarm_id": "rack-01:" + "a" * 300, "user": "u"}).encode(), "too_long"),
+        (
+            json.dumps({"action": "ack", "alarm_ids": [f"rack-01:{i}" for i in range(101)], "user": "u"}).encode(),
+            "too_long",
+        ),
+        (json.dumps({"action": "ack", "alarm_id": "rack-01:a", "user": "u", "id": "i" * 65}).encode(), "invalid"),
+        (json.dumps({"action": "ack", "alarm_id": "rack-01:a", "user": "u", "extra": 1}).encode(), "invalid"),
+        (json.dumps({"action": "ack", "alarm_id": "rack-01:a", "user": "a\nb"}).encode(), "invalid"),
+        (b"\x00\xff" * 100, "not_json"),
+        (b"17", "not_object"),
+    ],
+)
+def test_bounds_refuse_before_any_work(payload: bytes, code: str) -> None:
+    # Issue 13 (3): NaN raised a ValueError in the engine, a 400 kB nested array a RecursionError.
+    with pytest.raises(InvalidCommand) as exc:
+        parse_command("rack-01", payload, CFG)
+    assert exc.value.code == code, exc.value
+    assert len(str(exc.value)) < 400  # the error never echoes the payload in full
 
 
 def test_rack_from_topic() -> None:
