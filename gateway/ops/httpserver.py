@@ -93,7 +93,6 @@ async def read_head(reader: asyncio.StreamReader, limits: HttpLimits) -> bytes:
 
 @dataclass(slots=True)
 class Connection:
-    writer: asyncio.StreamWriter | None = None
     waiting: bool = True  # still reading the request head (may be closed for a newer connection)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -138,6 +137,7 @@ class HttpServer:
         self._serving: asyncio.Task[None] | None = None
         self._paused = False  # accepting is out of resources (logged once, until RECOVERED_AFTER without)
         self._last_resource_error = 0.0
+        self._other_errors: set[str] = set()  # other accept() errors seen (each logged once)
         self._at_limit = False  # new connections close waiting ones (logged once)
 
     @property
@@ -205,12 +205,19 @@ class HttpServer:
             self._conns[id(entry)] = entry
             http_connections.set(len(self._conns))
             entry.task = tg.create_task(self._client(conn, entry), name="http:client")
+            # An accept that is ready does not suspend: yield, so that a flood never holds the loop
+            # and a closed connection's descriptor is freed before the next one is taken.
+            await asyncio.sleep(0)
 
     async def _accept_failed(self, exc: OSError) -> None:
         name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
         http_accept_errors.labels(name).inc()
-        if exc.errno not in RESOURCE_ERRORS:
-            return  # the one connection failed (ECONNABORTED, EPROTO): go on with the next
+        if exc.errno not in RESOURCE_ERRORS:  # the one connection failed (ECONNABORTED, EPROTO): go on
+            if name not in self._other_errors:
+                self._other_errors.add(name)
+                log.warning("http accept failed; accepting goes on", error=f"{name}: {exc.strerror or exc}")
+            await asyncio.sleep(0.01)  # never a busy loop, should the error repeat
+            return
         self._last_resource_error = time.monotonic()
         if not self._paused:
             self._paused = True
@@ -258,7 +265,6 @@ class HttpServer:
         writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
-            entry.writer = writer
             await self._exchange(reader, writer, entry)
         except OSError:
             pass  # the client went away

@@ -184,7 +184,11 @@ LoadResult = LoadedConfig | BaseException
 
 
 def run_in_daemon_thread(fn: Callable[[Path], LoadResult], path: Path) -> asyncio.Future[LoadResult]:
-    """Run `fn(path)` in a daemon thread: an abandoned load never holds up the process's exit."""
+    """Run `fn(path)` in a daemon thread: an abandoned load never holds up the process's exit.
+
+    A thread cannot be stopped, so what it runs must end by itself: every YAML file is read within
+    the limits of gateway.yamllimits (size, nodes with aliases expanded, aliases, depth), so an alias
+    bomb is refused in milliseconds instead of expanding in a thread nobody waits for."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[LoadResult] = loop.create_future()
 
