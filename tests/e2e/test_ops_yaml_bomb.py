@@ -86,6 +86,7 @@ def test_reload_rejects_an_alias_bomb_and_the_gateway_goes_on_with_bounded_memor
         ]
         assert proc.poll() is None
         memory = memory_kb(proc.pid)
+        print(f"gateway memory after the rejected alias bomb: {memory}")
         assert memory["VmRSS"] < MAX_RSS_KB and memory["VmHWM"] < MAX_RSS_KB, memory
 
         # Still serving, and the next valid file is applied (no loader left running in the way).
