@@ -41,7 +41,6 @@ alarms:
   overrides:
     cell_over_voltage: {{high: 3.45, deadband: 0.05, on_delay: 0.1}}
     contactor_positive_open: {{on_delay: 0.1, latch: true}}
-    stale: {{max_age: 0.5}}
 """
     p = tmp_path / "gateway.yaml"
     p.write_text(text, encoding="utf-8")
