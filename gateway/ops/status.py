@@ -128,7 +128,7 @@ def store_open(rt: Runtime) -> bool:
         rt.outbox.last_seq()
     except Exception:
         return False
-    return True
+    return rt.outbox.opened  # false while a full disk keeps the file closed (an empty stand-in serves)
 
 
 def runtime_problems(rt: Runtime) -> list[str]:
