@@ -115,13 +115,14 @@ class TokenBucket:
         return False
 
 
-OTHER_RACKS = "*"  # the shared bucket of racks beyond `RackBuckets.max_racks`
+OTHER_RACKS = "*"  # the shared bucket of racks beyond `RackBuckets.max_racks`, or with names over MAX_RACK_NAME
+MAX_RACK_NAME = 64
 
 
 @dataclass(slots=True)
 class RackBuckets:
     """A token bucket per rack; rack names come from topics anyone may publish on, so past `max_racks`
-    names the least recently used full bucket is forgotten, or new names share one bucket."""
+    names the least recently used full buckets are forgotten, or new names share one bucket (as do long ones)."""
 
     rate: float
     capacity: float
@@ -129,6 +130,8 @@ class RackBuckets:
     buckets: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
 
     def take(self, rack: str, now: float) -> bool:
+        if len(rack) > MAX_RACK_NAME:
+            rack = OTHER_RACKS
         bucket = self.buckets.get(rack)
         if bucket is None:
             if len(self.buckets) >= self.max_racks:

@@ -55,13 +55,14 @@ class RefusalLog:
             self.bursts[kind] = Burst(now, now)
             if kind == "denied":
                 self.budget.take(now)
-            log.warning(f"alarm command {kind}", rack=entry.get("rack"), code=code, error=entry.get("error"),
-                        user=entry.get("user"))  # fmt: skip
+            log.warning(f"alarm command {kind}", rack=printable(entry.get("rack")), code=code,
+                        error=printable(entry.get("error")), user=printable(entry.get("user")))  # fmt: skip
             self.record([entry])
             return
         burst.last = now
         if kind == "denied" and self.budget.take(now):
-            log.info("alarm command denied", rack=entry.get("rack"), code=code, user=entry.get("user"))
+            log.info("alarm command denied", rack=printable(entry.get("rack")), code=code,
+                     user=printable(entry.get("user")))  # fmt: skip
             self.record([entry])
             return
         burst.count += 1

@@ -55,6 +55,9 @@ def test_rack_buckets_are_per_rack_and_bounded_in_number() -> None:
         buckets.take(f"junk-{i}", 0.0)
     assert len(buckets.buckets) <= 9 and OTHER_RACKS in buckets.buckets
     assert not buckets.take("rack-01", 0.0)  # a real rack keeps its own bucket while it is in use
+    assert all(len(name) <= 64 for name in buckets.buckets)
+    buckets.take("r" * 60_000, 0.0)  # a topic level of any length: never a key
+    assert all(len(name) <= 64 for name in buckets.buckets)
 
 
 def test_refusals_are_journaled_once_per_burst_with_counts() -> None:
