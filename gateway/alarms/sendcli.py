@@ -99,8 +99,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     doc.update({"alarm_id": args.alarm_ids[0]} if len(args.alarm_ids) == 1 else {"alarm_ids": args.alarm_ids})
     if args.reason is not None:
         doc["reason"] = args.reason
-    if args.duration is not None:
-        doc["duration"] = args.duration
+    if args.duration is not None:  # an integer when it is one: the same canonical bytes in every language
+        doc["duration"] = int(args.duration) if float(args.duration).is_integer() else args.duration
     filter_ = topic or f"{mq.prefix}/{site}/+/alarms/command"
     command_topic = "/".join(rack if level == "+" else level for level in filter_.split("/"))
     reply = asyncio.run(_exchange(mq, command_topic, key.sign(doc), args.timeout))
