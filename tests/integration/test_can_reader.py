@@ -9,11 +9,11 @@ import pytest
 
 from gateway.can.reader import BusReader, open_bus
 from tests.delivery_support import wait_for
-from tests.servers import free_port
+from tests.servers import free_port, free_udp_port
 
 
 async def test_udp_multicast_is_read_by_the_event_loop_in_batches() -> None:
-    port = free_port()
+    port = free_udp_port()
     rx = open_bus("udp_multicast", "239.74.163.7", port=port, filters=[{"can_id": 0x100, "can_mask": 0x7F0}])
     tx = open_bus("udp_multicast", "239.74.163.7", port=port)
     reader = BusReader(rx)

@@ -1,52 +1,20 @@
-"""The CAN fast paths against their references: cantools decode, python-can's udp_multicast recv."""
+"""The CAN fast paths against their references: the plan's cantools path, python-can's udp_multicast recv."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import can
-import cantools
-import pytest
 
 from bench.micro_can_alarms import example_frames
 from gateway.can.dbcload import load_dbc
-from gateway.can.fastdecode import fast_decoder
 from gateway.can.plan import RackPlan, compile_rack
 from gateway.can.reader import BusReader, open_bus
 from gateway.profiles import load_profile
 from tests.can_support import BMS_DBC, DBC_DIR, FOX_DBC, FOX_TRC, PROFILES, log_frames
-
-
-def _all_signals_decoder(msg: object) -> object:
-    m: cantools.database.can.Message = msg  # type: ignore[assignment]
-    mux = next((s.name for s in m.signals if s.is_multiplexer), None)
-    plain = [s.name for s in m.signals if not s.multiplexer_ids and not s.is_multiplexer]
-    by_mux: dict[int, list[str]] = {}
-    for s in m.signals:
-        for i in s.multiplexer_ids or ():
-            by_mux.setdefault(i, []).append(s.name)
-    return fast_decoder(m, mux, plain, by_mux)
-
-
-@pytest.mark.parametrize(("dbc", "frames"), [(BMS_DBC, None), (FOX_DBC, FOX_TRC)])
-def test_fast_decoder_equals_cantools_on_every_frame_of_the_real_captures(dbc, frames) -> None:  # type: ignore[no-untyped-def]
-    ref = cantools.database.load_file(dbc)
-    decoders = {m.frame_id: _all_signals_decoder(m) for m in ref.messages}
-    assert any(d is not None for d in decoders.values())
-    n = 0
-    for m in log_frames() if frames is None else log_frames(frames):
-        dec = decoders.get(m.arbitration_id)
-        if dec is None:
-            continue
-        expected = ref.get_message_by_frame_id(m.arbitration_id).decode(
-            bytes(m.data), decode_choices=True, scaling=True, allow_excess=True
-        )
-        got = dec(m.data)  # type: ignore[operator]
-        assert got == expected, hex(m.arbitration_id)
-        assert [type(v) for v in got.values()] == [type(expected[k]) for k in got]
-        n += 1
-    assert n > (10_000 if frames is None else 0)
+from tests.servers import free_udp_port
 
 
 def _plans(profile: str, dbc: object) -> tuple[RackPlan, RackPlan]:
@@ -55,9 +23,8 @@ def _plans(profile: str, dbc: object) -> tuple[RackPlan, RackPlan]:
     fast = compile_rack(prof, db, rack="r1")  # type: ignore[arg-type]
     slow = compile_rack(prof, db, rack="r1", fast=False)  # type: ignore[arg-type]
     assert isinstance(fast, RackPlan) and isinstance(slow, RackPlan)
-    assert any(m.fast is not None for m in fast.messages.values())
     assert any(m.sampler is not None for m in fast.messages.values())
-    assert all(m.fast is None and m.sampler is None for m in slow.messages.values())
+    assert all(m.sampler is None for m in slow.messages.values())
     return fast, slow
 
 
@@ -97,6 +64,11 @@ def test_plan_fast_path_over_the_foxbms_trace_and_the_example_rack() -> None:
     _same(fast, slow, _damaged(frames, 3))
 
 
+def _passing(sent: list[can.Message]) -> int:
+    """Frames the reader's filter lets through (the bus takes CAN FD frames too)."""
+    return sum(1 for m in sent if m.arbitration_id & 0x700 == 0x100)
+
+
 async def _receive(fast: bool, port: int, sent: list[can.Message]) -> tuple[list[tuple[object, ...]], int]:
     group = "239.74.163.9"
     rx = open_bus("udp_multicast", group, port=port, filters=[{"can_id": 0x100, "can_mask": 0x700}])
@@ -106,6 +78,14 @@ async def _receive(fast: bool, port: int, sent: list[can.Message]) -> tuple[list
     try:
         for m in sent:
             tx.send(m)
+        # Nothing is taken out until every frame has been received (the last one sent passes the filter
+        # and is dropped, the buffer being full): on a busy machine the kernel may hand the frames over in
+        # several parts, and taking some out in between would change how many are dropped.
+        passing = _passing(sent)
+        deadline = time.monotonic() + 30
+        while len(reader.buffer) + reader.dropped < passing:
+            assert time.monotonic() < deadline, f"{len(reader.buffer) + reader.dropped} of {passing} frames received"
+            await asyncio.sleep(0.01)
         got: list[can.Message] = []
         while True:
             batch = await reader.batch(0.05, 1000, 0.5)
@@ -128,11 +108,11 @@ def test_udp_fast_drain_reads_what_python_can_reads_filters_and_drops_included()
         for i in range(400)
     ]
     sent.append(can.Message(arbitration_id=0x101, data=bytes(range(12)), is_fd=True))
-    port = random.randrange(40_000, 60_000)
-    fast = asyncio.run(_receive(True, port, sent))
-    slow = asyncio.run(_receive(False, port + 1, sent))
+    sent.append(can.Message(arbitration_id=0x1FF, data=b"end", is_extended_id=False))  # the last one sent
+    fast = asyncio.run(_receive(True, free_udp_port(), sent))
+    slow = asyncio.run(_receive(False, free_udp_port(), sent))
     assert fast == slow
-    assert fast[1] > 0 and len(fast[0]) == 150
+    assert len(fast[0]) == 150 and fast[1] == _passing(sent) - 150  # the first 150 kept, the rest counted
 
 
 def test_udp_fast_drain_fails_the_bus_on_a_datagram_python_can_refuses() -> None:
@@ -159,5 +139,4 @@ def test_udp_fast_drain_fails_the_bus_on_a_datagram_python_can_refuses() -> None
             tx.close()
         return "no error"
 
-    port = random.randrange(40_000, 60_000)
-    assert asyncio.run(run(True, port)) == asyncio.run(run(False, port + 1)) == "CanOperationError"
+    assert asyncio.run(run(True, free_udp_port())) == asyncio.run(run(False, free_udp_port())) == "CanOperationError"
