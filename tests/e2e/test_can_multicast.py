@@ -22,7 +22,7 @@ from tests.can_support import (
     project_plan,
     stored_samples,
 )
-from tests.servers import free_port
+from tests.servers import free_udp_port
 
 # The first 60 s of bms-dump.log (2,945 frames, shipped for the demo) on its recorded timeline, 20 times
 # faster (3 s); the whole capture goes through the gateway in tests/integration/test_can_runtime.py.
@@ -66,7 +66,7 @@ def offline_result(proc: subprocess.Popen[str]) -> Counter[tuple[object, ...]]:
 
 
 def test_replay_in_one_process_reaches_a_gateway_in_another(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_udp_port()
     group = "239.74.163.2"
     cfg = make_site(
         tmp_path,
