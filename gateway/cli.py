@@ -68,20 +68,23 @@ def print_problems(exc: ConfigError) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     loaded = load_or_exit(args)
-    from gateway.secretcheck import missing_secrets
+    from gateway.secretcheck import exposed_secrets, missing_secrets
 
     n = len(loaded.config.sources)
     missing = missing_secrets(loaded)
     unchecked = [m for m in missing if "not checked" in m]
     absent = [m for m in missing if m not in unchecked]
+    exposed = exposed_secrets(loaded)
     for m in unchecked:
         print(f"{config_path(args)}: note: {m}", file=sys.stderr)
-    if args.secrets and absent:
-        for m in absent:
+    if args.secrets and (absent or exposed):
+        for m in absent + exposed:
             print(f"{config_path(args)}: error: {m}", file=sys.stderr)
         return 2
     for m in absent:
         print(f"{config_path(args)}: warning: {m} (needed at run time)", file=sys.stderr)
+    for m in exposed:
+        print(f"{config_path(args)}: warning: {m}", file=sys.stderr)
     from gateway.gatewayinfo import config_digest
 
     print(
@@ -139,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arg(p)
     p.add_argument("--lenient", action="store_true", help="load imperfect DBC files, warning once per repair")
     p.add_argument(
-        "--secrets", action="store_true", help="a secret or certificate file missing on this machine is an error"
+        "--secrets",
+        action="store_true",
+        help="a secret or certificate file missing on this machine, or a secret file not owner-only, is an error",
     )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("schema", help="print the JSON Schema of gateway.yaml")

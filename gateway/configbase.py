@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+import structlog
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from gateway.errors import ConfigError
+
+log = structlog.get_logger("config")
+
+NOT_OWNER_ONLY = 0o077  # a secret file with any of these bits lets group or others near it
 
 
 class Strict(BaseModel):
     """Base of every configuration model: frozen, unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+def _secret_text(value: object) -> object:
+    if isinstance(value, bool | int | float):
+        raise ValueError(
+            "a secret must be text: put it in quotes (YAML reads an unquoted number as a number; 0123 becomes 83)"
+        )
+    return value
+
+
+SecretText = Annotated[SecretStr, BeforeValidator(_secret_text)]
+"""A secret given inline: text only, never shown (`**********` in every dump)."""
 
 
 def read_secret(value: SecretStr | None, file: Path | None, credential: str | None) -> SecretStr | None:
@@ -23,7 +42,9 @@ def read_secret(value: SecretStr | None, file: Path | None, credential: str | No
     text is never logged; errors name the file, never its content.
     """
     if file is not None:
-        return SecretStr(_read(file))
+        text = _read(file)
+        warn_if_exposed(file)  # a credential's mode is systemd's (owner-only, or an ACL): not checked
+        return SecretStr(text)
     if credential:
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
@@ -51,6 +72,31 @@ def _read(path: Path) -> str:
         raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from exc
 
 
+def exposure(path: Path) -> str | None:
+    """Why a secret file is not owner-only (`mode 0644 gives group and others access ...`), or None."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None  # missing or unreadable: reported where it is read
+    if not mode & NOT_OWNER_ONLY:
+        return None
+    who = [w for w, bits in (("group", 0o070), ("others", 0o007)) if mode & bits]
+    return f"mode {mode:04o} gives {' and '.join(who)} access: make it owner-only (chmod 600 {path})"
+
+
+_warned: dict[Path, str] = {}  # secret file -> what was last warned of (one line per change)
+
+
+def warn_if_exposed(path: Path) -> None:
+    """Log once (and again when it changes) that a secret file is open to group or others."""
+    why = exposure(path)
+    if why is None:
+        _warned.pop(path, None)
+    elif _warned.get(path) != why:
+        _warned[path] = why
+        log.warning("secret file is not owner-only", file=str(path), problem=why)
+
+
 class SourceBase(Strict):
     """Fields every source instance has."""
 
@@ -72,4 +118,9 @@ class SinkBase(Strict):
     backoff_initial: float = Field(0.5, gt=0, description="First retry delay in seconds after a failed write")
     backoff_max: float = Field(
         5.0, gt=0, description="Longest retry delay in seconds (jittered); also how soon a returning server is noticed"
+    )
+    allow_insecure_transport: bool = Field(
+        False,
+        description="Accept sending a password or token without TLS to a host that is not loopback "
+        "(anyone on the path can read it); refused unless set",
     )

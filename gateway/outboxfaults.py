@@ -23,6 +23,7 @@ from gateway.model import Layout
 from gateway.outboxrepair import needs_repair, repair
 from gateway.outboxschema import CORE_TABLES, STORE_SCHEMA
 from gateway.outboxstate import OutboxState
+from gateway.ownerfiles import create_owner_only
 from gateway.storefault import Deferred, UnstoredRow, fault_kind
 
 log = structlog.get_logger("outbox")
@@ -37,7 +38,7 @@ class DiskFaults(OutboxState):
 
     def _open_file(self) -> sqlite3.Connection:
         """The store file, checked (and repaired when damaged), in WAL mode, with its tables."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_owner_only(self.path)  # 0600 (its -wal and -shm follow), in a 0700 directory when made here
         if self._check:
             why = needs_repair(self.path, after_crash=self.mark_open)
             if why:

@@ -31,6 +31,7 @@ import structlog
 
 from gateway import journalcarry, metrics, quarantine
 from gateway.outboxcodec import compact_digest, is_json, layout_from_body, load_compact
+from gateway.ownerfiles import create_owner_only
 from gateway.storefault import is_open_fault
 from gateway.storesalvage import Copied, Source, copy_rows, plausible_batch, readable
 
@@ -148,6 +149,7 @@ def repair(path: Path, schema: str, reason: str) -> RepairReport:
     work = path.with_name(f"{path.name}.repairing")
     _remove(work)  # left by a repair that was interrupted
     try:
+        create_owner_only(work)
         new = sqlite3.connect(work, isolation_level=None)
         try:
             new.executescript(schema + quarantine.SCHEMA)  # (every table IF NOT EXISTS)

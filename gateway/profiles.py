@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from gateway import catalog
 from gateway.configbase import Strict
 from gateway.errors import ConfigError, Problem
+from gateway.redaction import REDACTED, secret_location
 from gateway.yamlpos import load_yaml, position, to_plain
 
 PROFILE_KINDS: dict[str, type[BaseModel]] = {}
@@ -161,6 +162,8 @@ def error_message(err: Any) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     inp = err.get("input")
-    if kind not in ("union_tag_invalid",) and isinstance(inp, str | int | float | bool):
+    if secret_location(err.get("loc", ())):
+        msg += f" (got {REDACTED}: a secret)"
+    elif kind not in ("union_tag_invalid",) and isinstance(inp, str | int | float | bool):
         msg += f" (got {inp!r})"
     return msg

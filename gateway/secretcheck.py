@@ -1,8 +1,12 @@
-"""Which secret and certificate files a configuration refers to, and whether this machine has them.
+"""Which secret and certificate files a configuration refers to, whether this machine has them, and
+whether the secret ones are owner-only.
 
 `validate` reports a missing one as a warning (secrets are often only present on the target machine;
 `validate --secrets` makes it an error, e.g. in the unit's ExecStartPre where the credentials exist).
-Only paths are looked at; a secret's content is never read here.
+A secret file (a key named like a secret, see gateway.redaction: `token_file`, `password_file`,
+`key_file`, `secret_file`) that group or others may read is a warning, and an error with `--secrets`;
+the gateway warns of it at run time too (gateway.configbase). Certificates and CA files are public,
+and credentials are systemd's to protect. Only paths are looked at; a secret's content is never read here.
 """
 
 from __future__ import annotations
@@ -15,11 +19,17 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from gateway.configbase import exposure
+from gateway.redaction import is_secret_key
+
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
 
 # Fields holding a path to something the gateway reads at run time (not files it writes).
-FILE_FIELDS = frozenset({"token_file", "password_file", "ca_file", "cert_file", "key_file"})
+FILE_FIELDS = frozenset(
+    {"token_file", "password_file", "ca_file", "cert_file", "key_file", "secret_file", "public_key_file"}
+)
+FILE_SUFFIX = "_file"
 CREDENTIAL_SUFFIX = "_credential"
 
 
@@ -28,6 +38,12 @@ class SecretRef:
     key: str  # dotted position in the configuration, e.g. sinks.influx.token_file
     path: Path | None  # the file, resolved; None for a credential without $CREDENTIALS_DIRECTORY
     credential: str | None = None
+
+    @property
+    def secret_file(self) -> bool:
+        """A file (not a credential) whose content is a secret (a key, not a certificate)."""
+        name = self.key.rsplit(".", 1)[-1]
+        return self.credential is None and name.endswith(FILE_SUFFIX) and is_secret_key(name[: -len(FILE_SUFFIX)])
 
 
 def _walk(node: object, key: str) -> Iterator[tuple[str, str, object]]:
@@ -72,4 +88,14 @@ def missing_secrets(loaded: LoadedConfig, env: Mapping[str, str] | None = None) 
             out.append(f"{ref.key}: {ref.path} does not exist on this machine")
         elif not os.access(ref.path, os.R_OK):
             out.append(f"{ref.key}: {ref.path} is not readable by this user")
+    return out
+
+
+def exposed_secrets(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> list[str]:
+    """One message per secret file that group or others may read or write (it must be owner-only)."""
+    out: list[str] = []
+    for ref in secret_refs(loaded, env):
+        why = exposure(ref.path) if ref.secret_file and ref.path is not None else None
+        if why is not None:
+            out.append(f"{ref.key}: {ref.path}: secret file not owner-only, {why}")
     return out

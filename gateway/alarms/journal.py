@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.alarms.states import State
+from gateway.ownerfiles import create_owner_only
 from gateway.storefault import fault_kind
 
 GENESIS = "0" * 64
@@ -88,7 +89,7 @@ class Journal:
         if readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            create_owner_only(path)  # 0600 (its -wal and -shm follow), in a 0700 directory when made here
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         self._synchronous = synchronous
         self.opened = readonly or self._open()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from gateway.configbase import SinkBase
+from gateway.configbase import SecretText, SinkBase
 
 
 class InfluxSinkConfig(SinkBase):
@@ -17,7 +17,7 @@ class InfluxSinkConfig(SinkBase):
     url: str = Field(description="Base URL, e.g. https://influx.example:8086")
     org: str = Field("", description="Organisation")
     bucket: str = Field("bms", description="Bucket (database/retention policy for 1.8)")
-    token: SecretStr | None = Field(None, description="API token inline (prefer token_file or token_credential)")
+    token: SecretText | None = Field(None, description="API token inline (prefer token_file or token_credential)")
     token_file: Path | None = Field(None, description="File holding the API token")
     token_credential: str | None = Field(None, description="systemd credential name holding the token")
     ca_file: Path | None = Field(None, description="CA bundle to verify the server's certificate")
@@ -37,7 +37,7 @@ class MqttSinkConfig(SinkBase):
     host: str = Field(description="Broker host")
     port: int = Field(8883, ge=1, le=65535, description="Broker port (8883 for TLS, 1883 plain)")
     prefix: str = Field("bms", description="Topic prefix")
-    client_id: str | None = Field(None, description="Client id; defaults to bms-gateway-<site>")
+    client_id: str | None = Field(None, description="Client id; defaults to bms-gateway-<site>-<sink name>")
     qos: Literal[0, 1, 2] = Field(1, description="QoS of telemetry")
     tls: bool = Field(True, description="Use TLS")
     ca_file: Path | None = Field(None, description="CA bundle to verify the broker")
@@ -45,7 +45,7 @@ class MqttSinkConfig(SinkBase):
     key_file: Path | None = Field(None, description="Client key")
     key_credential: str | None = Field(None, description="systemd credential name holding the client key")
     username: str | None = Field(None, description="User name")
-    password: SecretStr | None = Field(None, description="Password inline (prefer password_file)")
+    password: SecretText | None = Field(None, description="Password inline (prefer password_file)")
     password_file: Path | None = Field(None, description="File holding the password")
     password_credential: str | None = Field(None, description="systemd credential name holding the password")
     keepalive: int = Field(30, ge=5, description="Keepalive seconds")
@@ -59,7 +59,9 @@ class MqttSinkConfig(SinkBase):
         20_000, ge=1, description="Most samples read for one write (their PUBACKs are awaited together)"
     )
     clean_session: bool = Field(
-        False, description="false: persistent session, the broker keeps QoS 1 messages for subscribers"
+        True,
+        description="true: the broker drops any session left under the client id (e.g. a stale subscription) "
+        "at connect; false: a persistent session (a publisher gains nothing from it)",
     )
     timeout: float = Field(10.0, gt=0, description="Seconds to connect and to wait for the PUBACKs of one batch")
     retain_state: bool = Field(True, description="Publish the retained per-rack state topic")

@@ -33,6 +33,7 @@ from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
 from gateway.sinks.layoutcheck import fitted_segments
 from gateway.sinks.lineplan import plan_for
+from gateway.sinks.transport import check_transport  # noqa: F401  (registers the check of this sink)
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig

@@ -3,8 +3,11 @@
 A write returns when the broker acknowledged every QoS 1 message (PUBACK). The gateway status topic
 is `online` after connect, `offline` on a clean stop and, as the Last Will, when the gateway dies;
 the gateway's info (retained) is published again after every connect.
-The session is persistent (clean_session false) so subscribers with persistent sessions get every
-QoS 1 message; delivery is at-least-once (a batch retried after a broker outage may arrive twice).
+Delivery is at-least-once (a batch retried after a broker outage may arrive twice): the sink itself
+sends a batch again, so it needs no broker session; it connects with a clean session by default, which
+also drops a session some other client left under its id (a `#` subscription there sent the sink
+every message of the broker). It subscribes to nothing: what a broker sends it anyway is counted and
+discarded, never queued (see gateway.sinks.mqttinbound).
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from typing import TYPE_CHECKING
 import aiomqtt
 import structlog
 
-from gateway.configbase import credential_path, read_secret
+from gateway.configbase import credential_path, read_secret, warn_if_exposed
 from gateway.errors import ConfigError, SinkError
 from gateway.outbox import Row
 from gateway.sinks.base import Rejected, SinkAuthError, register_sink
 from gateway.sinks.config import MqttSinkConfig
+from gateway.sinks.mqttinbound import discarding_queue
 from gateway.sinks.mqttpayloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_row, state_messages
+from gateway.sinks.transport import check_transport  # noqa: F401  (registers the check of this sink)
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
@@ -63,7 +68,10 @@ class MqttSink:
         ctx = ssl.create_default_context(cafile=self._path(self.cfg.ca_file))  # verification on
         key = credential_path(self.cfg.key_file, self.cfg.key_credential)  # a key_file is resolved below
         if self.cfg.cert_file is not None:
-            ctx.load_cert_chain(self._path(self.cfg.cert_file) or "", self._path(key))
+            key_path = self._path(key)
+            if self.cfg.key_file is not None and key_path is not None:
+                warn_if_exposed(Path(key_path))
+            ctx.load_cert_chain(self._path(self.cfg.cert_file) or "", key_path)
         return ctx
 
     def _make_client(self, probe: bool = False) -> aiomqtt.Client:
@@ -71,13 +79,16 @@ class MqttSink:
         neither takes over the running gateway's session nor leaves a will."""
         pw_file = None if self.cfg.password_file is None else Path(self._path(self.cfg.password_file) or "")
         password = read_secret(self.cfg.password, pw_file, self.cfg.password_credential)
+        identifier = f"{self.client_id}-probe" if probe else self.client_id
+        clean = True if probe else self.cfg.clean_session
         client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
-            identifier=f"{self.client_id}-probe" if probe else self.client_id,
+            identifier=identifier,
             username=self.cfg.username,
             password=password.get_secret_value() if password is not None else None,
-            clean_session=True if probe else self.cfg.clean_session,
+            clean_session=clean,
+            queue_type=discarding_queue(self.name, identifier, persistent=not clean),
             keepalive=self.cfg.keepalive,
             timeout=self.cfg.timeout,
             tls_context=self._tls_context(),
@@ -108,6 +119,8 @@ class MqttSink:
         stack = await self._connect(client)
         self._client, self._stack = client, stack
         self._announced = {}
+        if not self.cfg.clean_session:
+            await self._drop_stale_subscription(client)
         # Online, and the retained info and alarm lists re-published so they stay current after an outage.
         hello = [Message(self.topics.gateway_status, b"online", 1, True)]
         if self.state.info is not None:
@@ -115,6 +128,14 @@ class MqttSink:
         hello += [Message(self.topics.rack(r, "alarms/active"), p, 1, True) for r, p in self.state.active.items()]
         await self._publish(hello)
         log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.client_id)
+
+    async def _drop_stale_subscription(self, client: aiomqtt.Client) -> None:
+        """A persistent session may hold a subscription another client made under this id; the most
+        common, `#`, is removed (best effort: what else arrives is discarded and counted)."""
+        try:
+            await client.unsubscribe("#", timeout=self.cfg.timeout)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            raise SinkError(f"unsubscribe of a stale `#` failed: {exc}") from None
 
     async def _connect(self, client: aiomqtt.Client) -> contextlib.AsyncExitStack:
         stack = contextlib.AsyncExitStack()
