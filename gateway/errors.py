@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.textsafe import printable
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -19,9 +21,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """One line: control characters of the file name or the message (a DBC's or a YAML key's text)
+        escaped, so no problem can forge another line or recolour a terminal."""
         if self.line:
-            return f"{self.file}:{self.line}:{self.col}: {self.message}"
-        return f"{self.file}: {self.message}"
+            return f"{printable(self.file)}:{self.line}:{self.col}: {printable(self.message)}"
+        return f"{printable(self.file)}: {printable(self.message)}"
 
 
 class ConfigError(GatewayError):

@@ -25,6 +25,7 @@ log = structlog.get_logger("can.checks")
 BUS_SETTINGS = (
     "bitrate",
     "fd",
+    "listen_only",
     "loopback_only",
     "reconnect_initial",
     "reconnect_max",

@@ -23,6 +23,12 @@ class CanSourceConfig(SourceBase):
     channel: str = Field("can0", description="Channel of the interface (can0, a virtual bus name, a group)")
     bitrate: int | None = Field(None, gt=0, description="Bitrate, for interfaces that set it")
     fd: bool = Field(False, description="CAN FD")
+    listen_only: bool = Field(
+        True,
+        description="Open the controller listen-only (no acknowledge, no error frame: the gateway cannot disturb "
+        "the bus) where the interface can; socketcan sets it with `ip link ... listen-only on`. false on a bus "
+        "where the gateway must acknowledge (the BMS's only other node)",
+    )
     id_offset: int = Field(0, description="Added to every frame id of the profile (one DBC, many racks)")
     source_address: int | None = Field(
         None, ge=0, le=255, description="J1939 profiles: accept only frames from this source address"

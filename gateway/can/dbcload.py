@@ -27,6 +27,7 @@ from cantools.database.errors import UnsupportedDatabaseFormatError
 from gateway.can.dbclayout import find_defects
 from gateway.can.dbcrepair import PSEUDO_ID, Repair, add_missing_sections, drop_unclaimed, unclaimed_entries
 from gateway.errors import ConfigError, Problem
+from gateway.textsafe import shorten
 
 __all__ = ["LoadedDbc", "Repair", "load_dbc", "load_dbc_text"]
 
@@ -131,9 +132,7 @@ def _problem_from_cantools(exc: Exception, text: str, name: str) -> Problem:
             f"(message id 0x{int(fid):X}{_PSEUDO if int(fid) == PSEUDO_ID else ''}); "
             "remove these VAL_ lines or define the signals"
         )
-    msg = msg.replace("\n", " ").replace("    ", " ")
-    if len(msg) > 300:
-        msg = msg[:300] + " ..."
+    msg = shorten(msg.replace("\n", " ").replace("    ", " "), 300)  # Problem escapes its controls
     return Problem(name, line, col, f"cannot load DBC: {msg}")
 
 

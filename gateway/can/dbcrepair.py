@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.textsafe import printable
+
 PSEUDO_ID = 0xC0000000  # VECTOR__INDEPENDENT_SIG_MSG: the pseudo-message of signals without a message
 _NS = re.compile(r"\s*NS_\s*:")
 _BU = re.compile(r"\s*BU_\s*:", re.MULTILINE)
@@ -40,7 +42,7 @@ class Repair:
     accepted: bool = False
 
     def __str__(self) -> str:
-        return f"{self.as_problem}: {self.fix}"
+        return printable(f"{self.as_problem}: {self.fix}")  # names and text from the file: controls escaped
 
     @property
     def as_problem(self) -> str:

@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 import can
 import msgpack  # type: ignore[import-untyped]
 
+from gateway.can.busmode import bus_kwargs
+
 # python-can's `pack_message` of a classic data frame (no channel): a msgpack map in this key order.
 # Groups: the arbitration id's encoding, is_extended_id, dlc, data (its length byte is the dlc's).
 _PACKED = re.compile(
@@ -371,22 +373,13 @@ def open_bus(
     port: int | None = None,
     loopback_only: bool = True,
     filters: list[dict[str, Any]] | None = None,
+    listen_only: bool = False,
 ) -> can.BusABC:
-    """A python-can bus; receive_own_messages off; udp_multicast pinned to loopback by default."""
-    kwargs: dict[str, Any] = {"interface": interface, "channel": channel}
-    if interface != "udp_multicast":
-        kwargs["receive_own_messages"] = False
-    if bitrate is not None:
-        kwargs["bitrate"] = bitrate
-    if interface == "udp_multicast":
-        kwargs["fd"] = True  # with fd off, python-can would drop CAN FD frames without a trace
-    elif fd:
-        kwargs["fd"] = True
-    if port is not None:
-        kwargs["port"] = port
-    if filters:
-        kwargs["can_filters"] = filters
-    bus = can.Bus(**kwargs)
+    """A python-can bus (arguments from `gateway.can.busmode.bus_kwargs`: listen-only when asked and the
+    interface can do it); udp_multicast pinned to loopback by default."""
+    bus = can.Bus(
+        **bus_kwargs(interface, channel, bitrate=bitrate, fd=fd, port=port, filters=filters, listen_only=listen_only)
+    )
     if interface == "udp_multicast":
         try:
             # a bigger receive buffer rides out bursts while the loop commits (capped by net.core.rmem_max)

@@ -20,6 +20,7 @@ import structlog
 
 from gateway import metrics as core_metrics
 from gateway.can import metrics
+from gateway.can.busmode import SET_ON_THE_INTERFACE, listen_only_note
 from gateway.can.checks import bus_key, compile_instance
 from gateway.can.config import CanProfile, CanSourceConfig
 from gateway.can.decode import ERROR_FRAME, EXTENDED, OUT_OF_RANGE, UNKNOWN_ID, WRONG_SOURCE
@@ -92,6 +93,11 @@ class CanBusSource:
         cfg = self.cfg
         delay = cfg.reconnect_initial
         started = False
+        note = listen_only_note(cfg.interface, cfg.channel) if cfg.listen_only else None
+        if note is not None:  # once per start, not per reopen
+            (log.info if cfg.interface in SET_ON_THE_INTERFACE else log.warning)(
+                "CAN bus not opened listen-only by the gateway", bus=self.bus_label, note=note
+            )
         try:
             while True:
                 reader: BusReader | None = None
@@ -104,6 +110,7 @@ class CanBusSource:
                         port=cfg.port,
                         loopback_only=cfg.loopback_only,
                         filters=self.filters(),
+                        listen_only=cfg.listen_only,
                     )
                     reader = BusReader(self.bus, max_buffer=cfg.receive_buffer)
                     reader.start()
