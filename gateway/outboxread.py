@@ -69,23 +69,22 @@ class Reading(OutboxState):
                 after = seq
                 if seq in self.damaged:
                     continue
-                size = len(payload) if type(payload) is bytes else -1
-                hit = cache.get(seq)
-                cached = hit is not None and hit[0] == ts and hit[1] == n and hit[2] == size
-                if hit is not None and cached:
-                    row = hit[3]
-                else:
-                    decoded = self._row(seq, ts, n, payload)
-                    if isinstance(decoded, str):
-                        damaged.append((seq, ts, decoded))
-                        continue
-                    row = decoded
-                    self._remember(row, n, size)
-                if (out or not at_least_one) and total + n > max_samples:
+                if type(n) is int and (out or not at_least_one) and total + n > max_samples:
                     more = False
                     break
+                size = len(payload) if type(payload) is bytes else -1
+                hit = cache.get(seq)
+                if hit is not None and hit[0] == ts and hit[1] == n and hit[2] == size:
+                    out.append(hit[3])
+                    hits += n
+                    total += n
+                    continue
+                row = self._row(seq, ts, n, payload)
+                if isinstance(row, str):
+                    damaged.append((seq, ts, row))
+                    continue
+                self._remember(row, n, size)
                 out.append(row)
-                hits += n if cached else 0
                 total += n
             cur.close()
             more = more and scanned == max_rows
