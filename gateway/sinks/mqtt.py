@@ -75,8 +75,9 @@ class MqttSink:
         return ctx
 
     def _make_client(self, probe: bool = False) -> aiomqtt.Client:
-        """The gateway's client (persistent session, Last Will), or for `probe` a throw-away one that
-        neither takes over the running gateway's session nor leaves a will."""
+        """The gateway's client (a clean session unless `clean_session: false`, the Last Will, an incoming
+        queue that keeps nothing), or for `probe` a throw-away one that neither takes over the running
+        gateway's session nor leaves a will."""
         pw_file = None if self.cfg.password_file is None else Path(self._path(self.cfg.password_file) or "")
         password = read_secret(self.cfg.password, pw_file, self.cfg.password_credential)
         identifier = f"{self.client_id}-probe" if probe else self.client_id
@@ -130,8 +131,8 @@ class MqttSink:
         log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.client_id)
 
     async def _drop_stale_subscription(self, client: aiomqtt.Client) -> None:
-        """A persistent session may hold a subscription another client made under this id; the most
-        common, `#`, is removed (best effort: what else arrives is discarded and counted)."""
+        """A persistent session may hold a subscription another client made under this id: the most common
+        one, `#`, is removed (any other's messages are discarded and counted). No UNSUBACK fails the connect."""
         try:
             await client.unsubscribe("#", timeout=self.cfg.timeout)
         except (aiomqtt.MqttError, TimeoutError) as exc:
