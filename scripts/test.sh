@@ -32,7 +32,9 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev]'
+# The runtime dependencies (and the build backend) at exactly the versions the image pins, so the
+# tests run what ships; the dev tools on top.
+PIP_CONSTRAINT=constraints.txt .venv/bin/python -m pip install -q -e '.[dev]'
 
 if [ "$under_load" -eq 1 ]; then
   exec scripts/under-load.sh ${args[@]+"${args[@]}"}
