@@ -11,6 +11,7 @@ from can.interfaces import VALID_INTERFACES
 
 from gateway.can.config import CanProfile, CanSourceConfig
 from gateway.can.dbcload import lenient_from_env, load_dbc
+from gateway.can.decode import BY_SOURCE
 from gateway.can.plan import PlanProblem, RackPlan, compile_rack
 from gateway.checks import register_check
 from gateway.errors import ConfigError, Problem
@@ -146,8 +147,10 @@ def _overlapping_ids(loaded: LoadedConfig, data: Any) -> list[Problem]:
             plan = compile_instance(loaded, cfg)
         except (ConfigError, KeyError, AssertionError):
             continue
-        sa = cfg.source_address if plan.table.j1939 else None
         for key in plan.messages:
+            sa = cfg.source_address if plan.table.j1939 else None
+            if key & BY_SOURCE:  # a J1939 message of one source address: its PGN from that address
+                key, sa = key & ~(BY_SOURCE | 0xFF), key & 0xFF
             claims = owners.setdefault((*bus_key(cfg), key), [])
             owner = next((n for s, n in claims if s is None or sa is None or s == sa), None)
             claims.append((sa, cfg.name))

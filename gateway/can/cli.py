@@ -159,7 +159,8 @@ def _decode_samples(args: argparse.Namespace, plan: RackPlan) -> int:
                 counts["error_frame"] += 1
                 continue
             aid, ext = msg.arbitration_id, msg.is_extended_id
-            samples, reason = plan.decode(plan.key(aid, ext), aid, ext, msg.data, int(msg.timestamp * 1e9))
+            ts = int(msg.timestamp * 1e9)
+            samples, reason = plan.decode_frame(aid, ext, msg.data, ts, is_remote=msg.is_remote_frame)
             if reason:
                 counts[reason] += 1
             if samples and reason in ("", "out_of_range"):

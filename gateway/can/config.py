@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from gateway import catalog
 from gateway.configbase import SourceBase, Strict
 from gateway.profiles import ArraySpec, PointBase
 
@@ -56,6 +57,23 @@ class MessageOverride(Strict):
         None, ge=0, description="Seconds between frames (overrides GenMsgCycleTime); 0: not supervised"
     )
     stale_after_cycles: float | None = Field(None, gt=0, description="Missed cycles before the values go stale")
+    source_address: int | None = Field(
+        None,
+        ge=0,
+        le=255,
+        description="J1939 profiles: take this message only from this source address (the same PGN from "
+        "several source addresses: one DBC message per address); overrides the rack's source_address",
+    )
+
+
+def _sentinel(value: int | float | str) -> int | float:
+    """A `missing` entry as a number: a string is an integer literal (hex "0xFFFF", decimal), kept exact."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return int(value.replace("_", ""), 0)
+    except ValueError:
+        raise ValueError(f'{value!r} is not an integer (e.g. 65535 or "0xFFFF")') from None
 
 
 class CanPoint(PointBase):
@@ -79,15 +97,26 @@ class CanPoint(PointBase):
     )
     offset: float = Field(0.0, description="Added after scale")
     invert: bool = Field(False, description="Negate the value (a BMS with the opposite current sign)")
-    missing: list[float] = Field(
+    missing: list[int | float | str] = Field(
         default_factory=list,
-        description="Decoded values that mean `not available` (e.g. 65535): stored with quality missing, no value",
+        description='Decoded values that mean `not available` (e.g. 65535, or "0xFFFFFFFFFFFFFFFF": integers are '
+        "exact, also as hex strings): stored with quality missing, no value",
+    )
+    names: bool | None = Field(
+        None,
+        description="Store value-table entries as their names (default: yes for state quantities, no otherwise: "
+        "the scaled number); true on a raw.<name> point keeps the names",
     )
     bits: dict[int, str] | None = Field(
         None,
         description="Bit number → alarm name: each set bit is `alarm.<name>` (names with a dot are kept, "
         "e.g. `warning.cell_low`)",
     )
+
+    @field_validator("missing", mode="after")
+    @classmethod
+    def _exact_sentinels(cls, values: list[int | float | str]) -> list[int | float | str]:
+        return [_sentinel(v) for v in values]
 
     @model_validator(mode="after")
     def _consistent(self) -> CanPoint:
@@ -98,6 +127,10 @@ class CanPoint(PointBase):
             )
         if self.mux_step is not None and self.array is None:
             raise ValueError("mux_step needs `array:` (count, per_module) to number the cells")
+        if self.names and not self.quantity.startswith("raw."):
+            q = catalog.lookup(self.quantity)
+            if q is None or q.kind not in (catalog.Kind.STATE, catalog.Kind.TEXT):
+                raise ValueError(f"names: true keeps value-table names, which {self.quantity} (a number) cannot hold")
         if self.bits is not None:
             for bit in self.bits:
                 if not 0 <= bit < 64:

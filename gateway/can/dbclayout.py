@@ -6,14 +6,15 @@ first two owners of every bit. The first earlier signal that overlaps a new one 
 visiting the new signal's own bits: the work grows with the number of signal bits, never with pairs
 of signals (a message of 20,000 signals is checked in one pass).
 
-Two signals can be in one frame unless both sit under the same multiplexer with no value in common:
-signals under different values of one multiplexer never overlap, whatever their bits.
+Two signals can be in one frame unless, at the deepest multiplexer both sit under (directly, or through
+a nested multiplexer), their values have none in common: signals under different values of one
+multiplexer never overlap, whatever their bits.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,40 +51,60 @@ class _Owners:
 
 
 _Group = dict[int, _Owners]  # bit -> its first owners
+MuxPath = Sequence[tuple[str, Sequence[int]]]  # (multiplexer, its values) from the top one down to the signal's
 
 
 class OverlapFinder:
-    """Signals of one message, added in file order; `add` names the first earlier one it overlaps."""
+    """Signals of one message, added in file order; `add` names the first earlier one it overlaps.
+
+    A signal's place is its multiplexer path: (multiplexer, values) from the message's top multiplexer
+    down to its own (empty for a plain signal). Two signals can share a frame unless, at the deepest
+    multiplexer both sit under, their values have none in common. An earlier signal is kept, per
+    multiplexer value it sits under, in the group of the next multiplexer on its path (None: none),
+    so the groups a new signal looks in are exactly those of the signals it can share a frame with.
+    """
 
     def __init__(self) -> None:
         self.visits = 0  # bit lookups and updates done: the work, for tests
         self._names: list[str] = []
         self._every: _Group = {}  # every signal so far: a plain signal can be in a frame with any
         self._plain: _Group = {}  # plain signals (and multiplexers that are not multiplexed themselves)
-        self._under: dict[str, _Group] = {}  # multiplexer -> every signal under it
-        self._branch: dict[tuple[str, int], _Group] = {}  # (multiplexer, value) -> the signals under that value
+        self._root: dict[str, _Group] = {}  # top multiplexer -> every signal under it
+        self._node: dict[tuple[str, int, str | None], _Group] = {}  # (mux, value, next mux on the path)
+        self._next: dict[tuple[str, int], dict[str | None, None]] = {}  # (mux, value) -> next muxes seen
 
-    def add(self, name: str, bits: Iterable[int], mux: str | None = None, mux_ids: Iterable[int] = ()) -> str | None:
+    def add(self, name: str, bits: Iterable[int], path: MuxPath = ()) -> str | None:
         """Record a signal; the name of the first earlier signal sharing a bit with it in some frame, or None."""
         bits = tuple(bits)
-        ids = tuple(dict.fromkeys(mux_ids))
-        if mux is None:
-            groups = [self._every]
-        else:
-            groups = [self._plain, *(g for m, g in self._under.items() if m != mux)]
-            groups += [g for g in (self._branch.get((mux, v)) for v in ids) if g is not None]
-        first = self._first(groups, bits, name)
+        steps = [(mux, tuple(dict.fromkeys(ids))) for mux, ids in path]
+        first = self._first(self._groups_to_check(steps), bits, name)
         order = len(self._names)
         self._names.append(name)
         targets = [self._every]
-        if mux is None:
+        if not steps:
             targets.append(self._plain)
         else:
-            targets.append(self._under.setdefault(mux, {}))
-            targets += [self._branch.setdefault((mux, v), {}) for v in ids]
+            targets.append(self._root.setdefault(steps[0][0], {}))
+        for j, (mux, ids) in enumerate(steps):
+            after = steps[j + 1][0] if j + 1 < len(steps) else None
+            for v in ids:
+                self._next.setdefault((mux, v), {})[after] = None
+                targets.append(self._node.setdefault((mux, v, after), {}))
         for group in targets:
             self._put(group, bits, order, name)
         return None if first < 0 else self._names[first]
+
+    def _groups_to_check(self, steps: list[tuple[str, tuple[int, ...]]]) -> list[_Group]:
+        if not steps:
+            return [self._every]
+        groups = [self._plain, *(g for m, g in self._root.items() if m != steps[0][0])]
+        for j, (mux, ids) in enumerate(steps):
+            mine = steps[j + 1][0] if j + 1 < len(steps) else ""  # "" excludes nothing at the last level
+            for v in ids:
+                for after in self._next.get((mux, v), ()):
+                    if after != mine:  # not under the next multiplexer of this signal's own path
+                        groups.append(self._node[(mux, v, after)])
+        return groups
 
     def _first(self, groups: list[_Group], bits: tuple[int, ...], name: str) -> int:
         best = -1
@@ -105,6 +126,18 @@ class OverlapFinder:
                 group[b] = _Owners(order, name)
             else:
                 owners.add(order, name)
+
+
+def mux_path(sig: Any, by_name: dict[str, Any]) -> list[tuple[str, Sequence[int]]]:
+    """(multiplexer, values) from the top multiplexer down to the signal's own (empty: a plain signal)."""
+    out: list[tuple[str, Sequence[int]]] = []
+    seen: set[str] = set()
+    while sig is not None and sig.multiplexer_signal is not None and sig.multiplexer_signal not in seen:
+        seen.add(sig.multiplexer_signal)
+        out.append((sig.multiplexer_signal, sig.multiplexer_ids or ()))
+        sig = by_name.get(sig.multiplexer_signal)
+    out.reverse()
+    return out
 
 
 _BLOCK = re.compile(r"\s*BO_\s+\d+\s+(\w+)\s*:")
@@ -154,13 +187,16 @@ def find_defects(db: Any, text: str) -> list[Repair]:
                 )
         nbits = 8 * msg.length
         finder = OverlapFinder()
+        by_name: dict[str, Any] = {}
+        for sig in msg.signals:
+            by_name.setdefault(sig.name, sig)
         for sig in msg.signals:
             bits = signal_bits(sig)
             if any(b < 0 or b >= nbits for b in bits):
                 fit = f"does not fit in the {msg.length}-byte frame (start {sig.start}, length {sig.length})"
                 out.append(Repair(msg.name, sig.name, fit, "dropped", line_of(sig.name)))
                 continue
-            other = finder.add(sig.name, bits, sig.multiplexer_signal, sig.multiplexer_ids or ())
+            other = finder.add(sig.name, bits, mux_path(sig, by_name))
             if other is not None:
                 out.append(Repair(msg.name, sig.name, f"overlaps signal {other}", "both kept", line_of(sig.name)))
     return out

@@ -5,17 +5,23 @@ signals as cantools decodes them (value tables as names). `compile_rack` (in `ga
 builds on it to map signals to catalog samples.
 
 Keys: a frame id with bit 31 set for extended (29-bit) ids; for J1939 tables, the PGN part of the id
-(priority and source address masked; also the destination address for PDU1 frames).
+(priority and source address masked; also the destination address for PDU1 frames). A J1939 PGN that
+the DBC defines more than once (once per source address), or that a profile takes from one source
+address (`messages.<name>.source_address`), is keyed by PGN and source address: bit 30 set and the
+address in the low byte (`BY_SOURCE`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cantools.database.namedsignalvalue import NamedSignalValue
 
 EXTENDED = 1 << 31
+BY_SOURCE = 1 << 30  # a J1939 key of one source address (in the key's low byte)
 # Reasons a frame is counted instead of decoded (or flagged).
 UNKNOWN_ID = "unknown_id"
 SHORT = "short_frame"
@@ -38,11 +44,29 @@ def j1939_key(arbitration_id: int) -> int:
     return (arbitration_id & mask) | EXTENDED
 
 
-def message_key(message: Any, id_offset: int = 0, j1939: bool = False) -> int:
+def message_key(message: Any, id_offset: int = 0, j1939: bool = False, source_address: int | None = None) -> int:
     fid = message.frame_id + id_offset
     if j1939 and message.is_extended_frame:
-        return j1939_key(fid)
+        key = j1939_key(fid)
+        return key if source_address is None else key | BY_SOURCE | source_address
     return frame_key(fid, bool(message.is_extended_frame))
+
+
+def message_keys(
+    messages: Iterable[Any], id_offset: int = 0, j1939: bool = False, sources: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Message name → key. J1939: a PGN defined by several messages is keyed by each one's source address
+    (its frame id's low byte); `sources` gives a message's source address explicitly."""
+    messages = list(messages)
+    sources = sources or {}
+    per_pgn = Counter(message_key(m, id_offset, j1939) for m in messages)
+    out: dict[str, int] = {}
+    for m in messages:
+        sa = sources.get(m.name)
+        if j1939 and m.is_extended_frame and sa is None and per_pgn[message_key(m, id_offset, j1939)] > 1:
+            sa = (m.frame_id + id_offset) & 0xFF
+        out.setdefault(m.name, message_key(m, id_offset, j1939, sa))
+    return out
 
 
 def plain(value: Any) -> float | int | str:
@@ -61,7 +85,9 @@ class Decoded:
 
 
 class FrameTable:
-    """Frame id → cantools message, compiled once; `decode` never raises on bad input."""
+    """Frame id → cantools message, compiled once; `decode` never raises on bad input.
+
+    `clashes`: (kept, left out) pairs of messages the frames cannot tell apart (the same key)."""
 
     def __init__(
         self,
@@ -71,19 +97,36 @@ class FrameTable:
         j1939: bool = False,
         source_address: int | None = None,
         only: set[str] | None = None,
+        sources: Mapping[str, int] | None = None,
     ) -> None:
         self.j1939 = j1939
         self.source_address = source_address
+        self.keys = message_keys(db.messages, id_offset, j1939, sources)
         self.messages: dict[int, Any] = {}
+        self.clashes: list[tuple[Any, Any]] = []
         for msg in db.messages:
             if only is not None and msg.name not in only:
                 continue
-            self.messages[message_key(msg, id_offset, j1939)] = msg
+            key = self.keys[msg.name]
+            kept = self.messages.setdefault(key, msg)
+            if kept is not msg:
+                self.clashes.append((kept, msg))
+        self.by_source = {k & ~(BY_SOURCE | 0xFF) for k in self.messages if k & BY_SOURCE}  # their PGN keys
 
     def key(self, arbitration_id: int, is_extended: bool) -> int:
         if self.j1939 and is_extended:
-            return j1939_key(arbitration_id)
+            key = j1939_key(arbitration_id)
+            return key | BY_SOURCE | (arbitration_id & 0xFF) if key in self.by_source else key
         return frame_key(arbitration_id, is_extended)
+
+    def unmatched(self, key: int) -> str:
+        """Why no message has this key: a PGN read from other source addresses, or an unknown id."""
+        return WRONG_SOURCE if key & BY_SOURCE else UNKNOWN_ID
+
+    def accepts(self, key: int, arbitration_id: int, is_extended: bool) -> bool:
+        """The rack's `source_address` (J1939): messages keyed by their own source address pass."""
+        sa = self.source_address
+        return sa is None or not (self.j1939 and is_extended) or bool(key & BY_SOURCE) or arbitration_id & 0xFF == sa
 
     def lookup(self, arbitration_id: int, is_extended: bool) -> Any | None:
         return self.messages.get(self.key(arbitration_id, is_extended))
@@ -100,17 +143,13 @@ class FrameTable:
         """The decoded message, or the reason it was not decoded."""
         if is_error:
             return ERROR_FRAME
-        msg = self.lookup(arbitration_id, is_extended)
+        key = self.key(arbitration_id, is_extended)
+        msg = self.messages.get(key)
         if msg is None:
-            return UNKNOWN_ID
+            return self.unmatched(key)
         if is_remote:
             return REMOTE
-        if (
-            self.j1939
-            and self.source_address is not None
-            and is_extended
-            and (arbitration_id & 0xFF) != self.source_address
-        ):
+        if not self.accepts(key, arbitration_id, is_extended):
             return WRONG_SOURCE
         if len(data) < msg.length:
             return SHORT

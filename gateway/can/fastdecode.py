@@ -1,24 +1,34 @@
-"""Per-message fast decoders: the signals a rack plan reads, extracted with integer shifts and masks.
+"""Where each signal of a message sits, as integer shifts and masks (what the generated samplers read).
 
-`fast_decoder(plan)` returns a function `data -> signals` (the same values cantools'
-`Message.decode(data, decode_choices=True, scaling=True, allow_excess=True)` gives for the signals
-the plan reads, plus the multiplexer), or None when the message needs cantools: a float signal, a
-container, nested or scaled multiplexers, a mux with a value table. The function returns None for a
-frame it does not take (a mux value the DBC does not define): the caller then decodes with cantools,
-which reports the error exactly as before. The caller checks the length first (shorter: SHORT).
+`message_bits(message, mux_signal)` gives a message's layout when shifts and masks can decode it, or
+None when it needs cantools: a container, nested or scaled multiplexers, a mux with a value table.
+`MessageBits.spec(name)` gives one signal's `Spec`, or None for a float signal (cantools decodes it).
+The frame is read as one integer per byte order: little-endian over the whole frame (excess bytes land
+above every signal), big-endian over the message's length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cantools.database.conversion import IdentityConversion, LinearConversion, LinearIntegerConversion
 
-Spec = tuple[str, bool, int, int, int, int, Any, Any, Any]  # name, big, shift, mask, sign, kind, scale, offset, conv
-FastDecoder = Callable[[bytes | bytearray], dict[str, Any] | None]
-_IDENT, _LINEAR, _OTHER = 0, 1, 2
+IDENT, LINEAR, OTHER = 0, 1, 2  # the kinds of conversion: raw as is, raw * scale + offset, cantools' own
+
+
+class Spec(NamedTuple):
+    """One integer signal: raw = (frame integer >> shift) & mask, minus mask + 1 when its sign bit is set."""
+
+    name: str
+    big: bool  # read from the big-endian integer of the frame
+    shift: int
+    mask: int
+    sign: int  # the sign bit (0: unsigned)
+    kind: int  # IDENT, LINEAR or OTHER
+    scale: Any
+    offset: Any
+    conv: Any  # the conversion's raw_to_scaled(raw, decode_choices)
 
 
 def _spec(sig: Any, length: int) -> Spec | None:
@@ -35,13 +45,13 @@ def _spec(sig: Any, length: int) -> Spec | None:
     if shift < 0 or shift + n > length * 8:
         return None
     conv = sig.conversion
-    kind = _OTHER
+    kind = OTHER
     if type(conv) is IdentityConversion:
-        kind = _IDENT
+        kind = IDENT
     elif type(conv) in (LinearConversion, LinearIntegerConversion):
-        kind = _LINEAR
+        kind = LINEAR
     sign = 1 << (n - 1) if sig.is_signed else 0
-    return (sig.name, big, shift, (1 << n) - 1, sign, kind, conv.scale, conv.offset, conv.raw_to_scaled)
+    return Spec(sig.name, big, shift, (1 << n) - 1, sign, kind, conv.scale, conv.offset, conv.raw_to_scaled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,68 +89,3 @@ def message_bits(message: Any, mux_signal: str | None) -> MessageBits | None:
             return None
         mux_ids = frozenset(i for s in message.signals for i in (s.multiplexer_ids or ()))
     return MessageBits(length, sigs, mux_spec, mux_ids)
-
-
-def fast_decoder(
-    message: Any, mux_signal: str | None, plain: list[str], by_mux: dict[int, list[str]]
-) -> FastDecoder | None:
-    """A decoder of the named signals of `message` (plain ones, and per mux value), or None."""
-    bits = message_bits(message, mux_signal)
-    if bits is None:
-        return None
-    length, mux_spec, mux_ids = bits.length, bits.mux, bits.mux_ids
-
-    def specs(names: list[str]) -> list[Spec] | None:
-        out: list[Spec] = []
-        for name in dict.fromkeys(names):
-            if name == mux_signal:
-                continue
-            sp = bits.spec(name)
-            if sp is None:
-                return None
-            out.append(sp)
-        return out
-
-    plain_specs = specs(plain)
-    if plain_specs is None:
-        return None
-    mux_specs: dict[int, list[Spec]] = {}
-    for mux, names in by_mux.items():
-        sp = specs(names)
-        if sp is None:
-            return None
-        mux_specs[mux] = sp
-    need_big = any(s[1] for s in plain_specs) or any(s[1] for v in mux_specs.values() for s in v)
-    need_big = need_big or (mux_spec is not None and mux_spec[1])
-    empty: list[Spec] = []
-
-    def decode(data: bytes | bytearray) -> dict[str, Any] | None:
-        d = data[:length]
-        le = int.from_bytes(d, "little")
-        be = int.from_bytes(d, "big") if need_big else 0
-        out: dict[str, Any] = {}
-        todo = plain_specs
-        if mux_spec is not None:
-            name, big, shift, mask, sign, _k, _s, _o, _c = mux_spec
-            raw = ((be if big else le) >> shift) & mask
-            if sign and raw & sign:
-                raw -= mask + 1
-            if raw not in mux_ids:
-                return None  # cantools raises "expected multiplexer id ...": let it
-            out[name] = raw
-            extra = mux_specs.get(raw, empty)
-            if extra:
-                todo = todo + extra if todo else extra
-        for name, big, shift, mask, sign, kind, scale, offset, conv in todo:
-            raw = ((be if big else le) >> shift) & mask
-            if sign and raw & sign:
-                raw -= mask + 1
-            if kind == _LINEAR:
-                out[name] = raw * scale + offset
-            elif kind == _IDENT:
-                out[name] = raw
-            else:
-                out[name] = conv(raw, True)
-        return out
-
-    return decode

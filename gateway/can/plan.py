@@ -1,9 +1,10 @@
 """A rack's decode plan: DBC signals → catalog samples, compiled once from a profile and a DBC.
 
-`compile_rack` checks every mapping against the DBC (signal exists, template expands, message known)
-and returns a `RackPlan`, or problems with the path of the profile entry they come from.
-`RackPlan.decode` turns one frame into samples; it never raises on bad input and says why a frame
-was not decoded.
+`compile_rack` checks every mapping against the DBC (signal exists, template expands, message known,
+no two messages a frame cannot tell apart) and returns a `RackPlan`, or problems with the path of the
+profile entry they come from. `RackPlan.decode_frame` turns one received frame into the samples the
+gateway stores (the daemon's CAN source and `can decode --profile` both go through it); it never
+raises on bad input and says why a frame was counted instead of decoded.
 """
 
 from __future__ import annotations
@@ -14,25 +15,24 @@ from typing import Any
 from cantools.database.namedsignalvalue import NamedSignalValue
 
 from gateway.can.config import CanPoint, CanProfile
-from gateway.can.decode import DECODE_ERROR, OUT_OF_RANGE, SHORT, UNKNOWN_ID, FrameTable, message_key
-from gateway.can.fastdecode import FastDecoder, fast_decoder
+from gateway.can.decode import BY_SOURCE, DECODE_ERROR, OUT_OF_RANGE, REMOTE, SHORT, WRONG_SOURCE, FrameTable
 from gateway.can.sampler import Sampler, build_sampler
 from gateway.can.values import (
-    BITS,
     NUMBER,
     STATE,
     PointPlan,
     bit_names,
     emit,
+    flagged,
     j1939_limits,
+    keeps_names,
+    point_choices,
     point_factor,
     point_mode,
     value_range,
 )
 from gateway.model import Quality, Sample
 from gateway.profiles import expand
-
-_GOOD, _OUT = Quality.GOOD, Quality.OUT_OF_RANGE
 
 
 @dataclass(slots=True)
@@ -46,8 +46,9 @@ class MessagePlan:
     mux_signal: str | None
     plain: list[PointPlan] = field(default_factory=list)
     by_mux: dict[int, list[PointPlan]] = field(default_factory=dict)
-    fast: FastDecoder | None = None  # the signals the points read, without cantools (None: cantools)
-    sampler: Sampler | None = None  # bytes -> samples in one call (None: through `fast` or cantools)
+    sampler: Sampler | None = None  # bytes -> samples in one call (None: through cantools)
+    names: bool = False  # some point keeps value-table names (the cantools path decodes them too)
+    first_point: int = 0  # index of the first profile point that maps the message (for problems)
 
     def all_points(self) -> list[PointPlan]:
         out = list(self.plain)
@@ -74,91 +75,83 @@ class RackPlan:
     def key(self, arbitration_id: int, is_extended: bool) -> int:
         return self.table.key(arbitration_id, is_extended)
 
-    def decode(
-        self, key: int, arbitration_id: int, is_extended: bool, data: bytes | bytearray, ts: int
+    def decode_frame(
+        self, arbitration_id: int, is_extended: bool, data: bytes | bytearray, ts: int, *, is_remote: bool = False
     ) -> tuple[list[Sample], str]:
-        """Samples of one frame and a reason ("" when decoded cleanly) for the hygiene counters."""
+        """The samples stored for one received frame, and why it was counted ("" when decoded cleanly)."""
+        key = self.table.key(arbitration_id, is_extended)
+        return self.decode(key, arbitration_id, is_extended, data, ts, is_remote=is_remote)
+
+    def decode(
+        self,
+        key: int,
+        arbitration_id: int,
+        is_extended: bool,
+        data: bytes | bytearray,
+        ts: int,
+        *,
+        is_remote: bool = False,
+    ) -> tuple[list[Sample], str]:
+        """`decode_frame` for a frame whose key (`key()`) the caller has already computed."""
         plan = self.messages.get(key)
         if plan is None:
-            return [], UNKNOWN_ID
+            return [], self.table.unmatched(key)
+        if is_remote:
+            return [], REMOTE
+        if self.table.j1939 and not self.table.accepts(key, arbitration_id, is_extended):
+            return [], WRONG_SOURCE
         sampler = plan.sampler
-        if sampler is not None and not (self.table.j1939 and self._wrong_source(arbitration_id, is_extended)):
+        if sampler is not None:
             sampled = sampler(data, ts)
             if sampled is not None:
                 return sampled
         if len(data) < plan.length:
             return self._flag_bad(plan, data, ts), SHORT
-        if self.table.j1939:
-            result = self.table.decode(arbitration_id, is_extended, data)
-            if isinstance(result, str):
-                return (self._flag_bad(plan, data, ts) if result == DECODE_ERROR else []), result
-            signals = result.signals
-        else:
-            fast = plan.fast
-            got = fast(data) if fast is not None else None
-            if got is not None:
-                signals = got
-            else:
-                try:
-                    signals = plan.message.decode(bytes(data), decode_choices=True, scaling=True, allow_excess=True)
-                except Exception:  # cantools raises DecodeError, KeyError (unknown mux value), ...
-                    return self._flag_bad(plan, data, ts), DECODE_ERROR
+        try:  # cantools raises DecodeError, KeyError, ValueError (a NaN mux) ...
+            frame = bytes(data)
+            signals = plan.message.decode(frame, decode_choices=False, scaling=True, allow_excess=True)
+            names = {}
+            if plan.names:  # value-table names for the points that keep them, as cantools gives them
+                names = plan.message.decode(frame, decode_choices=True, scaling=True, allow_excess=True)
+            mux = 0 if plan.mux_signal is None else int(signals[plan.mux_signal])
+        except Exception:
+            return self._flag_bad(plan, data, ts), DECODE_ERROR
         points = plan.plain
-        mux = 0
-        if plan.mux_signal is not None:
-            mv = signals.get(plan.mux_signal)
-            mux = int(mv.value if isinstance(mv, NamedSignalValue) else (mv or 0))
-            extra = plan.by_mux.get(mux)
-            if extra:
-                points = points + extra if points else extra
+        extra = plan.by_mux.get(mux) if plan.mux_signal is not None else None
+        if extra:
+            points = points + extra if points else extra
         out: list[Sample] = []
-        append = out.append
         reason = ""
-        rack = self.rack
-        get = signals.get
-        new = tuple.__new__
         for p in points:
-            v = get(p.signal)
+            v = signals.get(p.signal)
             if v is None:
                 continue
-            kind = v.__class__
-            # the common case inline: a plain finite number (NaN fails v == v)
-            if p.mode == NUMBER and not p.special and (kind is int or (kind is float and v == v and v - v == 0)):
-                lo = p.lo
-                quality = _GOOD
-                if lo is not None and (v < lo or v > p.hi):
-                    quality = _OUT
-                    reason = OUT_OF_RANGE
-                if p.scaled:
-                    v = round(v * p.factor + p.offset, 9)
-                # Sample(ts, quantity, v, unit, quality, rack, module, cell), without the NamedTuple __new__ frame
-                append(new(Sample, (ts, p.quantity, v, p.unit, quality, rack, p.module, p.cell, None)))
-            elif emit(out, p, v, ts, rack):
+            name = _name(names.get(p.signal)) if p.choices is not None else None
+            if emit(out, p, v, ts, self.rack, name):
                 reason = OUT_OF_RANGE
         self.last[(key, mux)] = out
         return out, reason
-
-    def _wrong_source(self, arbitration_id: int, is_extended: bool) -> bool:
-        """J1939: a frame from another source address than the rack's (`FrameTable.decode` refuses it)."""
-        sa = self.table.source_address
-        return sa is not None and is_extended and (arbitration_id & 0xFF) != sa
 
     def _flag_bad(self, plan: MessagePlan, data: bytes | bytearray, ts: int) -> list[Sample]:
         """Bad-quality samples (value None) for the points a damaged frame would have carried."""
         points = list(plan.plain)
         if plan.mux_signal is not None and data:
             try:
-                raw = plan.message.decode(bytes(data), decode_choices=False, scaling=False, allow_truncated=True)
-                mux = int(raw.get(plan.mux_signal, -1))
-            except Exception:  # the mux signal itself is damaged: flag the plain points only
-                mux = -1
-            points.extend(plan.by_mux.get(mux, ()))
+                got = plan.message.decode(bytes(data), decode_choices=False, allow_truncated=True, allow_excess=True)
+                points.extend(plan.by_mux.get(int(got[plan.mux_signal]), ()))
+            except Exception:  # the mux signal itself is damaged or cut off: flag the plain points only
+                pass
         out: list[Sample] = []
         for p in points:
-            if p.mode == BITS:
-                out.extend(Sample(ts, name, None, "", Quality.BAD, self.rack, p.module, p.cell) for _, name in p.bits)
-            out.append(Sample(ts, p.quantity, None, p.unit, Quality.BAD, self.rack, p.module, p.cell))
+            flagged(out, p, ts, self.rack, Quality.BAD)
         return out
+
+
+def _name(value: Any) -> str | None:
+    """A value-table entry's name as cantools decodes it (a NamedSignalValue, or a plain string)."""
+    if isinstance(value, NamedSignalValue):
+        return str(value.name)
+    return value if isinstance(value, str) else None
 
 
 class _Index:
@@ -198,13 +191,11 @@ def compile_rack(
     source_address: int | None = None,
     fast: bool = True,
 ) -> RackPlan | list[PlanProblem]:
-    """`fast`: decode with per-message fast decoders where the DBC allows (same values as cantools)."""
+    """`fast`: decode with generated per-message samplers where the DBC allows (the same samples as
+    the cantools path; False: every frame through cantools, the reference)."""
     index = _Index(db)
-    problems: list[PlanProblem] = []
+    problems = _message_problems(profile, index)
     plans: dict[str, MessagePlan] = {}
-    for name in profile.messages:
-        if name not in index.messages:
-            problems.append(PlanProblem(("messages", name), f"message {name!r} is not in the DBC"))
     for i, point in enumerate(profile.points):
         for sig_name, module, cell, mux_of in _expand_point(point):
             found = index.find(sig_name, point.message)
@@ -214,7 +205,7 @@ def compile_rack(
             msg, sig = found
             mplan = plans.get(msg.name)
             if mplan is None:
-                mplan = plans[msg.name] = _message_plan(msg, profile, id_offset)
+                mplan = plans[msg.name] = _message_plan(msg, profile, i)
             if sig.multiplexer_signal is not None and sig.multiplexer_signal != mplan.mux_signal:
                 problems.append(
                     PlanProblem(
@@ -224,63 +215,84 @@ def compile_rack(
                     )
                 )
                 break
-            unit = point.resolved_unit() or (sig.unit or "" if point.quantity.startswith("raw.") else "")
-            lo, hi = value_range(sig)
-            err_from, na_from = j1939_limits(sig) if profile.j1939 else (None, None)
-            pp = PointPlan(
-                sig_name,
-                point.quantity,
-                unit,
-                module,
-                cell,
-                point_mode(point),
-                point_factor(point, sig, unit),
-                point.offset,
-                lo,
-                hi,
-                bit_names(point),
-                frozenset(point.missing),
-                na_from,
-                err_from,
-            )
-            if mux_of is not None:
-                ids = sig.multiplexer_ids or []
-                for mux in ids:
-                    index_ = mux * mux_of[0] + mux_of[1]
-                    tags = mux_of[2].get(index_)
-                    if tags is not None:
-                        mplan.by_mux.setdefault(mux, []).append(
-                            replace(pp, module=tags[0], cell=tags[1]),
-                        )
-            elif sig.multiplexer_ids:
-                for mux in sig.multiplexer_ids:
-                    mplan.by_mux.setdefault(mux, []).append(pp)
-            else:
-                mplan.plain.append(pp)
+            _place(mplan, sig, _point_plan(point, sig, sig_name, module, cell, profile.j1939), mux_of)
     if profile.unmapped == "raw":
         _add_unmapped(plans, profile.j1939)
+    sources = {n: o.source_address for n, o in profile.messages.items() if o.source_address is not None}
+    table = FrameTable(
+        db, id_offset=id_offset, j1939=profile.j1939, source_address=source_address, only=set(plans), sources=sources
+    )
+    for kept, other in table.clashes:
+        loc = ("points", plans[other.name].first_point, "signal")
+        problems.append(PlanProblem(loc, _clash(kept, other, table.keys[other.name], profile.j1939)))
     if problems:
         return problems
-    table = FrameTable(db, id_offset=id_offset, j1939=profile.j1939, source_address=source_address, only=set(plans))
-    by_key = {message_key(m.message, id_offset, profile.j1939): m for m in plans.values()}
+    by_key = {table.keys[m.name]: m for m in plans.values()}
     plan = RackPlan(rack, table, by_key)
-    for m in by_key.values():
-        m.key = message_key(m.message, id_offset, profile.j1939)
-        if fast and not profile.j1939:
-            m.fast = fast_decoder(
-                m.message,
-                m.mux_signal,
-                [p.signal for p in m.plain],
-                {mux: [p.signal for p in pts] for mux, pts in m.by_mux.items()},
-            )
+    for key, m in by_key.items():
+        m.key = key
+        m.names = any(p.choices is not None for p in m.all_points())
         if fast:  # J1939 too: the source address is checked first, the special values are the points'
-            m.sampler = build_sampler(m.message, m.mux_signal, m.plain, m.by_mux, rack, (m.key, plan.last))
+            m.sampler = build_sampler(m.message, m.mux_signal, m.plain, m.by_mux, rack, (key, plan.last))
     return plan
 
 
-def _expand_point(
-    point: CanPoint,
-) -> list[tuple[str, int | None, int | None, tuple[int, int, dict[int, tuple[int | None, int | None]]] | None]]:
+def _message_problems(profile: CanProfile, index: _Index) -> list[PlanProblem]:
+    out = []
+    for name, override in profile.messages.items():
+        msg = index.messages.get(name)
+        if msg is None:
+            out.append(PlanProblem(("messages", name), f"message {name!r} is not in the DBC"))
+        elif override.source_address is not None and not (profile.j1939 and msg.is_extended_frame):
+            why = "the profile is not j1939: true" if not profile.j1939 else "its frame id is not a 29-bit J1939 id"
+            out.append(PlanProblem(("messages", name, "source_address"), f"a source address needs J1939: {why}"))
+    return out
+
+
+def _clash(kept: Any, other: Any, key: int, j1939: bool) -> str:
+    if j1939 and other.is_extended_frame:
+        sa = f" from source address 0x{key & 0xFF:02X}" if key & BY_SOURCE else ""
+        what = f"PGN 0x{(key >> 8) & 0x3FFFF:05X}{sa}"
+    else:
+        what = f"frame id 0x{key & 0x1FFFFFFF:X}"
+    return (
+        f"messages {kept.name} and {other.name} are both {what}: a frame cannot tell them apart "
+        "(map one of them, or give each its own source address under `messages:`)"
+    )
+
+
+def _point_plan(point: CanPoint, sig: Any, name: str, module: int | None, cell: int | None, j1939: bool) -> PointPlan:
+    unit = point.resolved_unit() or (sig.unit or "" if point.quantity.startswith("raw.") else "")
+    lo, hi = value_range(sig)
+    err_from, na_from = j1939_limits(sig) if j1939 else (None, None)
+    mode = point_mode(point)
+    factor = point_factor(point, sig, unit)
+    missing = frozenset(v for v in point.missing if not isinstance(v, str))  # strings: made numbers by CanPoint
+    return PointPlan(
+        name, point.quantity, unit, module, cell, mode, factor, point.offset, lo, hi, bit_names(point), missing,
+        na_from, err_from, point_choices(keeps_names(point), sig),
+    )  # fmt: skip
+
+
+def _place(mplan: MessagePlan, sig: Any, pp: PointPlan, mux_of: _MuxArray | None) -> None:
+    """Put a point among the message's plain points or under the mux values of its signal."""
+    if mux_of is not None:
+        step, slot, tags = mux_of
+        for mux in sig.multiplexer_ids or ():
+            tag = tags.get(mux * step + slot)
+            if tag is not None:
+                mplan.by_mux.setdefault(mux, []).append(replace(pp, module=tag[0], cell=tag[1]))
+    elif sig.multiplexer_ids:
+        for mux in sig.multiplexer_ids:
+            mplan.by_mux.setdefault(mux, []).append(pp)
+    else:
+        mplan.plain.append(pp)
+
+
+_MuxArray = tuple[int, int, dict[int, tuple[int | None, int | None]]]  # mux_step, mux_slot, index -> tags
+
+
+def _expand_point(point: CanPoint) -> list[tuple[str, int | None, int | None, _MuxArray | None]]:
     """(signal name, module, cell, mux mapping) for every signal a profile entry covers."""
     if point.array is None:
         return [(point.signal, point.module, None, None)]
@@ -288,7 +300,7 @@ def _expand_point(
     if point.mux_step is not None:
         tags = {e.index: (e.module, e.cell) for e in elements}
         return [(point.signal, None, None, (point.mux_step, point.mux_slot, tags))]
-    out: list[tuple[str, int | None, int | None, Any]] = []
+    out: list[tuple[str, int | None, int | None, _MuxArray | None]] = []
     for e in elements:
         try:
             name = point.signal.format(i=e.offset + point.index_start)
@@ -298,7 +310,7 @@ def _expand_point(
     return out
 
 
-def _message_plan(msg: Any, profile: CanProfile, id_offset: int) -> MessagePlan:
+def _message_plan(msg: Any, profile: CanProfile, first_point: int) -> MessagePlan:
     override = profile.messages.get(msg.name)
     cycle: float | None = (msg.cycle_time / 1000.0) if msg.cycle_time else None
     stale = profile.stale_after_cycles
@@ -308,24 +320,22 @@ def _message_plan(msg: Any, profile: CanProfile, id_offset: int) -> MessagePlan:
         if override.stale_after_cycles is not None:
             stale = override.stale_after_cycles
     mux = next((s.name for s in msg.signals if s.is_multiplexer and s.multiplexer_signal is None), None)
-    return MessagePlan(message_key(msg, id_offset, profile.j1939), msg.name, msg.length, msg, cycle, stale, mux)
+    return MessagePlan(0, msg.name, msg.length, msg, cycle, stale, mux, first_point=first_point)
 
 
 def _add_unmapped(plans: dict[str, MessagePlan], j1939: bool) -> None:
+    """`unmapped: raw`: every other signal of a mapped message as raw.<signal> (the multiplexer too),
+    value-table entries as their names; signals under a nested multiplexer are left out."""
     for mplan in plans.values():
         mapped = {p.signal for p in mplan.all_points()}
         for sig in mplan.message.signals:
-            if sig.name in mapped or sig.is_multiplexer:
+            if sig.name in mapped or sig.multiplexer_signal not in (None, mplan.mux_signal):
                 continue
             lo, hi = value_range(sig)
             mode = STATE if sig.choices else NUMBER
             err_from, na_from = j1939_limits(sig) if j1939 else (None, None)
             pp = PointPlan(
                 sig.name, f"raw.{sig.name}", sig.unit or "", None, None, mode, 1.0, 0.0, lo, hi, (), frozenset(),
-                na_from, err_from,
+                na_from, err_from, point_choices(True, sig),
             )  # fmt: skip
-            if sig.multiplexer_ids:
-                for mux in sig.multiplexer_ids:
-                    mplan.by_mux.setdefault(mux, []).append(pp)
-            else:
-                mplan.plain.append(pp)
+            _place(mplan, sig, pp, None)

@@ -9,6 +9,7 @@ import structlog
 from gateway import metrics as core_metrics
 from gateway.can import metrics
 from gateway.can.config import CanSourceConfig
+from gateway.can.decode import OUT_OF_RANGE
 from gateway.can.plan import RackPlan
 from gateway.can.supervision import Supervisor
 from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
@@ -45,6 +46,19 @@ class Rack:
         answering = state in (DeviceState.ONLINE, DeviceState.DEGRADED)
         core_metrics.device_online.labels(self.name).set(1 if answering else 0)
         self.statuses.append(DeviceStatus(self.name, state, reason, ts))
+
+    def decode(self, arbitration_id: int, is_extended: bool, data: bytes, ts: int, is_remote: bool) -> str:
+        """One frame through the plan (`RackPlan.decode_frame`): its samples kept for the next batch, its
+        message marked as heard when it decoded; the reason it was counted ("" when decoded cleanly)."""
+        plan = self.plan
+        key = plan.key(arbitration_id, is_extended)
+        samples, reason = plan.decode(key, arbitration_id, is_extended, data, ts, is_remote=is_remote)
+        if samples:
+            self.samples += samples
+            self.decoded += 1
+        if not reason or reason == OUT_OF_RANGE:
+            self.seen[key] = None
+        return reason
 
     def heard(self, now: float, ts: int) -> None:
         """The frames of one window (keys in `seen`) arrived at `now`: supervision, and back online."""

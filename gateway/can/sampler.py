@@ -1,16 +1,15 @@
 """Per-message sample builders: a frame's bytes → its samples in one call, generated once per rack plan.
 
-`RackPlan.decode` on the fast decoder goes bytes → signals dict → loop over points → samples. For a
-message whose signals `fastdecode` takes, `build_sampler` writes that chain out as straight-line
-Python, one function per mux value (shift and mask per signal, then the point's conversion, range
-and scale), compiled at start-up: a frame costs two calls and no intermediate dict.
+For a message whose signals shifts and masks can decode (`fastdecode.message_bits`), `build_sampler`
+writes the chain bytes → raw value → the point's samples out as straight-line Python, one function
+per mux value, compiled at start-up: a frame costs two calls and no intermediate dict.
 
 For a plain number (the common point) the value and quality are a pure function of the raw bits,
 the signal's conversion and the point's range and scale, so they are kept per raw value in a bounded
-table shared by the points with the same parameters (`round(x, 9)` is the costly part of a sample).
-Other points (value tables, bits, not-available codes, non-finite values) take the plan's own code
-(`number_or_emit`). The samples, qualities and reasons are those of `RackPlan.decode` on the cantools
-path; the tests compare them, types included, over the real captures.
+table shared by the points with the same parameters (`values.number_entry` computes them). Every
+other point (value tables, bits, not-available codes, non-finite values) goes through `values.emit`
+with the decoded number and, for a point that keeps names, the value-table name: the rules are the
+plan's own, written once in `gateway.can.values`.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.can.decode import OUT_OF_RANGE
-from gateway.can.fastdecode import _IDENT, _LINEAR, MessageBits, Spec, message_bits
-from gateway.can.values import NUMBER, PointPlan, emit
+from gateway.can.fastdecode import IDENT, LINEAR, MessageBits, Spec, message_bits
+from gateway.can.values import NUMBER, PointPlan, emit, number_entry
 from gateway.model import Quality, Sample
 
 # data, ts -> (samples, reason), or None for a frame it does not take (shorter than the message, or a
@@ -28,63 +27,36 @@ from gateway.model import Quality, Sample
 Sampler = Callable[[bytes | bytearray, int], tuple[list[Sample], str] | None]
 Entry = tuple[Any, str]  # (value, quality) of a plain number
 TABLE_MAX = 4096  # raw values remembered per table (about 0.6 MB when full)
-_GOOD, _OUT = Quality.GOOD, Quality.OUT_OF_RANGE
+_OUT = Quality.OUT_OF_RANGE
 _new = tuple.__new__
-
-
-def number_or_emit(out: list[Sample], p: PointPlan, v: Any, ts: int, rack: str) -> bool:
-    """One point's samples from its decoded value, exactly as `RackPlan.decode`'s loop makes them.
-
-    True when the value is outside its DBC range."""
-    kind = v.__class__
-    if p.mode == NUMBER and not p.special and (kind is int or (kind is float and v == v and v - v == 0)):
-        lo = p.lo
-        quality = _GOOD
-        bad = lo is not None and (v < lo or v > p.hi)
-        if bad:
-            quality = _OUT
-        if p.scaled:
-            v = round(v * p.factor + p.offset, 9)
-        out.append(_new(Sample, (ts, p.quantity, v, p.unit, quality, rack, p.module, p.cell, None)))
-        return bad
-    return emit(out, p, v, ts, rack)
 
 
 def _tabled(p: PointPlan, spec: Spec) -> bool:
     """Whether the point's (value, quality) can be kept per raw value: a plain number, linear conversion."""
-    kind, scale, offset = spec[5], spec[6], spec[7]
-    if p.mode != NUMBER or p.special or kind not in (_IDENT, _LINEAR):
+    kind, scale, offset = spec.kind, spec.scale, spec.offset
+    if p.mode != NUMBER or p.special or p.choices is not None or kind not in (IDENT, LINEAR):
         return False
-    return kind == _IDENT or (type(scale) in (int, float) and type(offset) in (int, float))
+    return kind == IDENT or (type(scale) in (int, float) and type(offset) in (int, float))
 
 
 class RawTable:
     """Raw value → (value, quality) of a plain number, for every point with the same parameters."""
 
     def __init__(self, p: PointPlan, spec: Spec) -> None:
-        self.linear = spec[5] == _LINEAR
-        self.scale, self.offset = spec[6], spec[7]
+        self.linear = spec.kind == LINEAR
+        self.scale, self.offset = spec.scale, spec.offset
         self.p = p
         self.entries: dict[int, Entry] = {}
 
     @staticmethod
     def key(p: PointPlan, spec: Spec) -> str:
         # repr keeps apart what == merges: 1 and 1.0, 0.0 and -0.0
-        return repr((spec[5] == _LINEAR, spec[6], spec[7], p.lo, p.hi, p.scaled, p.factor, p.offset))
+        return repr((spec.kind == LINEAR, spec.scale, spec.offset, p.lo, p.hi, p.scaled, p.factor, p.offset))
 
     def miss(self, raw: int) -> Entry | None:
         """Compute, remember and return the entry; None for a non-finite value (the general path)."""
-        p = self.p
-        v = raw * self.scale + self.offset if self.linear else raw
-        if not v - v == 0:
-            return None
-        quality = _GOOD
-        if p.lo is not None and (v < p.lo or v > p.hi):  # type: ignore[operator]
-            quality = _OUT
-        if p.scaled:
-            v = round(v * p.factor + p.offset, 9)
-        entry = (v, quality)
-        if len(self.entries) < TABLE_MAX:
+        entry = number_entry(self.p, raw * self.scale + self.offset if self.linear else raw)
+        if entry is not None and len(self.entries) < TABLE_MAX:
             self.entries[raw] = entry
         return entry
 
@@ -104,7 +76,7 @@ class _Writer:
             "RACK": rack,
             "OUTQ": _OUT,
             "OUT": OUT_OF_RANGE,
-            "point": number_or_emit,
+            "point": emit,
             "from_bytes": int.from_bytes,
         }
         self.tables = tables
@@ -118,10 +90,9 @@ class _Writer:
         return name
 
     def raw(self, spec: Spec) -> list[str]:
-        _name, big, shift, mask, sign = spec[:5]
-        out = [f"raw = ({'be' if big else 'le'} >> {shift}) & {mask}"]
-        if sign:
-            out.append(f"if raw & {sign}: raw -= {mask + 1}")
+        out = [f"raw = ({'be' if spec.big else 'le'} >> {spec.shift}) & {spec.mask}"]
+        if spec.sign:
+            out.append(f"if raw & {spec.sign}: raw -= {spec.mask + 1}")
         return out
 
     def point(self, p: PointPlan, spec: Spec) -> list[str]:
@@ -141,15 +112,16 @@ class _Writer:
                 f"    append(new(S, (ts, {q}, t[0], {u}, t[1], RACK, {tail})))",
                 "    if t[1] is OUTQ: reason = OUT",
             ]
-        return [*body, f"if point(out, {self.const(p)}, {self.value(spec)}, ts, RACK): reason = OUT"]
+        name = f", {self.const(p.choices)}.get(raw)" if p.choices is not None else ""
+        return [*body, f"if point(out, {self.const(p)}, {self.value(spec)}, ts, RACK{name}): reason = OUT"]
 
     def value(self, spec: Spec) -> str:
-        kind = spec[5]
-        if kind == _IDENT:
+        """The decoded number (never a value-table name: `emit` gets the name beside it)."""
+        if spec.kind == IDENT:
             return "raw"
-        if kind == _LINEAR:
-            return f"raw * {self.const(spec[6])} + {self.const(spec[7])}"
-        return f"{self.const(spec[8])}(raw, True)"
+        if spec.kind == LINEAR:
+            return f"raw * {self.const(spec.scale)} + {self.const(spec.offset)}"
+        return f"{self.const(spec.conv)}(raw, False)"
 
     def function(self, name: str, points: list[tuple[PointPlan, Spec]]) -> None:
         self.lines += [f"def {name}(le, be, ts):", "    out = []", "    append = out.append", '    reason = ""']
@@ -192,7 +164,7 @@ def build_sampler(
 
 
 def _dispatcher(bits: MessageBits, specs: list[Spec], muxes: list[int], key: int) -> list[str]:
-    need_big = any(s[1] for s in specs) or (bits.mux is not None and bits.mux[1])
+    need_big = any(s.big for s in specs) or (bits.mux is not None and bits.mux.big)
     lines = [
         "def sample(data, ts):",
         f"    if len(data) < {bits.length}:",
@@ -202,10 +174,10 @@ def _dispatcher(bits: MessageBits, specs: list[Spec], muxes: list[int], key: int
     ]
     if bits.mux is None:
         return [*lines, "    out, reason = plain(le, be, ts)", f"    LAST[({key}, 0)] = out", "    return out, reason"]
-    _name, big, shift, mask, sign = bits.mux[:5]
-    lines.append(f"    raw = ({'be' if big else 'le'} >> {shift}) & {mask}")
-    if sign:
-        lines.append(f"    if raw & {sign}: raw -= {mask + 1}")
+    mux = bits.mux
+    lines.append(f"    raw = ({'be' if mux.big else 'le'} >> {mux.shift}) & {mux.mask}")
+    if mux.sign:
+        lines.append(f"    if raw & {mux.sign}: raw -= {mux.mask + 1}")
     fns = [f"{m}: (mux_{i}, ({key}, {m}))" for i, m in enumerate(muxes)]
     fns += [f"{m}: (plain, ({key}, {m}))" for m in sorted(bits.mux_ids - set(muxes))]
     return [

@@ -23,7 +23,7 @@ from gateway.can import metrics
 from gateway.can.busmode import SET_ON_THE_INTERFACE, listen_only_note
 from gateway.can.checks import bus_key, compile_instance
 from gateway.can.config import CanProfile, CanSourceConfig
-from gateway.can.decode import ERROR_FRAME, EXTENDED, OUT_OF_RANGE, UNKNOWN_ID, WRONG_SOURCE
+from gateway.can.decode import BY_SOURCE, ERROR_FRAME, EXTENDED, UNKNOWN_ID, WRONG_SOURCE
 from gateway.can.rack import Rack
 from gateway.can.reader import BusReader, Frame, open_bus
 from gateway.can.sampler import Sampler
@@ -81,7 +81,9 @@ class CanBusSource:
                 if rack.plan.table.j1939 and ext:
                     pf = (key >> 16) & 0xFF
                     mask = 0x03FF0000 if pf < 240 else 0x03FFFF00
-                    if rack.cfg.source_address is not None:
+                    if key & BY_SOURCE:  # a message of one source address: the key holds it
+                        mask |= 0xFF
+                    elif rack.cfg.source_address is not None:
                         mask |= 0xFF
                         key = key | rack.cfg.source_address
                     out.append({"can_id": key & 0x1FFFFFFF, "can_mask": mask, "extended": True})
@@ -210,15 +212,15 @@ class CanBusSource:
         routes = self.routes
         direct = self.direct
         j1939 = self.j1939_racks
-        for aid, ext, is_error, _remote, data, _dlc, _fd, _t in frames:
+        for aid, ext, is_error, remote, data, _dlc, _fd, _t in frames:
             if is_error:
                 errors[(aid, ERROR_FRAME)] += 1
                 if aid & CAN_ERR_BUSOFF:
                     bus_off = True
                 continue
             key = (aid & 0x1FFFFFFF) | EXTENDED if ext else aid & 0x7FF
-            route = direct.get(key)
-            if route is not None:  # what `rack.plan.decode` does for it, without the calls around
+            route = None if remote else direct.get(key)
+            if route is not None:  # what `rack.decode` does for it (the plan's sampler), without the calls around
                 rack, sampler = route
                 got = sampler(data, ts)
                 if got is not None:
@@ -231,25 +233,14 @@ class CanBusSource:
                     rack.seen[key] = None  # a sampler's only reason is out_of_range
                     continue
             racks = routes.get(key)
-            if racks is None and j1939 and ext:
-                racks = self._j1939_racks(aid, errors)
-                if racks is not None and not racks:
-                    continue  # a known PGN from a source address no rack reads: counted
             if racks is None:
-                unknown[key] += 1
+                if not (j1939 and ext and self._j1939(aid, data, ts, remote, errors)):
+                    unknown[key] += 1
                 continue
             for rack in racks:
-                plan = rack.plan
-                rkey = plan.key(aid, ext) if rack.j1939 else key
-                samples, reason = plan.decode(rkey, aid, ext, data, ts)
-                if samples:
-                    rack.samples += samples
-                    rack.decoded += 1
+                reason = rack.decode(aid, ext, data, ts, remote)
                 if reason:
                     errors[(aid, reason)] += 1
-                    if reason != OUT_OF_RANGE:
-                        continue
-                rack.seen[rkey] = None
         self.frames += len(frames)
         metrics.frames.labels(self.bus_label).inc(len(frames))
         for rack in self.racks:
@@ -275,16 +266,20 @@ class CanBusSource:
             metrics.unknown.labels(self.bus_label, label).inc(n)
             metrics.errors.labels(self.bus_label, label, UNKNOWN_ID).inc(n)
 
-    def _j1939_racks(self, aid: int, errors: Counter[tuple[int, str]]) -> list[Rack] | None:
-        """J1939 racks for a 29-bit id: None if no rack knows the PGN, [] if none reads that source."""
-        known = [r for r in self.j1939_racks if r.plan.key(aid, True) in r.plan.messages]
+    def _j1939(self, aid: int, data: bytes, ts: int, remote: bool, errors: Counter[tuple[int, str]]) -> bool:
+        """A 29-bit frame through every J1939 rack; False if no rack knows its PGN (an unknown id). A
+        known PGN from a source address no rack reads is counted once as wrong_source_address."""
+        reasons = [r.decode(aid, True, data, ts, remote) for r in self.j1939_racks]
+        known = [reason for reason in reasons if reason != UNKNOWN_ID]
         if not known:
-            return None
-        sa = aid & 0xFF
-        chosen = [r for r in known if r.cfg.source_address is None or r.cfg.source_address == sa]
-        if not chosen:
+            return False
+        read = [reason for reason in known if reason != WRONG_SOURCE]
+        if not read:
             errors[(aid, WRONG_SOURCE)] += 1
-        return chosen
+        for reason in read:
+            if reason:
+                errors[(aid, reason)] += 1
+        return True
 
     async def _emit(self, ctx: SourceContext) -> None:
         ts = time.time_ns()

@@ -12,7 +12,7 @@ import cantools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.can.dbclayout import OverlapFinder, find_defects, signal_bits
+from gateway.can.dbclayout import OverlapFinder, find_defects, mux_path, signal_bits
 from gateway.can.dbcload import read_text
 from gateway.can.dbcrepair import Repair
 from tests.can_support import FIX
@@ -126,11 +126,11 @@ def test_real_files_give_the_same_defects_as_comparing_every_pair() -> None:
 def test_signals_under_different_values_of_one_multiplexer_never_overlap() -> None:
     finder = OverlapFinder()
     assert finder.add("Mux", range(8)) is None
-    assert finder.add("Cell1", range(8, 24), "Mux", [0]) is None
-    assert finder.add("Cell4", range(8, 24), "Mux", [1]) is None  # same bits, another mux value
-    assert finder.add("Both", range(16, 20), "Mux", [1, 2]) == "Cell4"
+    assert finder.add("Cell1", range(8, 24), [("Mux", [0])]) is None
+    assert finder.add("Cell4", range(8, 24), [("Mux", [1])]) is None  # same bits, another mux value
+    assert finder.add("Both", range(16, 20), [("Mux", [1, 2])]) == "Cell4"
     assert finder.add("Flag", [7]) == "Mux"  # a plain signal shares frames with every one
-    assert finder.add("Other", [9], "Sub", [0]) == "Cell1"  # under another multiplexer: may coexist
+    assert finder.add("Other", [9], [("Sub", [0])]) == "Cell1"  # under another multiplexer: may coexist
 
 
 # -- scale ------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def test_overlap_check_of_20000_signals_visits_each_bit_a_few_times() -> None:
     found = [
         (s.name, other)
         for s in msg.signals
-        if (other := finder.add(s.name, signal_bits(s), s.multiplexer_signal, s.multiplexer_ids or ())) is not None
+        if (other := finder.add(s.name, signal_bits(s), mux_path(s, {}))) is not None
     ]
     total_bits = sum(s.length for s in msg.signals)
     # each signal: looked up in 2 groups (plain signals, its mux value), written to 3 (all, mux, value)

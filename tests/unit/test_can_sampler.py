@@ -8,6 +8,7 @@ from cantools.database.can import Database, Message, Signal
 from cantools.database.conversion import BaseConversion
 
 from gateway.can.config import CanProfile
+from gateway.can.fastdecode import Spec
 from gateway.can.plan import RackPlan, compile_rack
 from gateway.can.sampler import TABLE_MAX, RawTable
 from gateway.model import Quality
@@ -121,9 +122,9 @@ def test_raw_tables_keep_apart_what_equality_merges_and_stay_bounded() -> None:
     fast, _ = _plans()
     plan = fast.messages[fast.key(0x200, False)]
     p = plan.plain[0]
-    spec_int = ("x", False, 0, 0xFFFF, 0, 1, 1, 0, None)
-    spec_float = ("x", False, 0, 0xFFFF, 0, 1, 1.0, 0.0, None)
-    spec_neg = ("x", False, 0, 0xFFFF, 0, 1, 1.0, -0.0, None)
+    spec_int = Spec("x", False, 0, 0xFFFF, 0, 1, 1, 0, None)
+    spec_float = Spec("x", False, 0, 0xFFFF, 0, 1, 1.0, 0.0, None)
+    spec_neg = Spec("x", False, 0, 0xFFFF, 0, 1, 1.0, -0.0, None)
     keys = {RawTable.key(p, s) for s in (spec_int, spec_float, spec_neg)}
     assert len(keys) == 3
     table = RawTable(p, spec_float)
