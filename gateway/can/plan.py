@@ -14,25 +14,12 @@ from typing import Any
 
 from cantools.database.namedsignalvalue import NamedSignalValue
 
-from gateway.can.config import CanPoint, CanProfile
+from gateway.can.config import CanProfile
 from gateway.can.decode import BY_SOURCE, DECODE_ERROR, OUT_OF_RANGE, REMOTE, SHORT, WRONG_SOURCE, FrameTable
+from gateway.can.profilemap import MuxArray, SignalIndex, expand_point, point_plan, unmapped_point
 from gateway.can.sampler import Sampler, build_sampler
-from gateway.can.values import (
-    NUMBER,
-    STATE,
-    PointPlan,
-    bit_names,
-    emit,
-    flagged,
-    j1939_limits,
-    keeps_names,
-    point_choices,
-    point_factor,
-    point_mode,
-    value_range,
-)
+from gateway.can.values import PointPlan, emit, flagged
 from gateway.model import Quality, Sample
-from gateway.profiles import expand
 
 
 @dataclass(slots=True)
@@ -154,34 +141,6 @@ def _name(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class _Index:
-    """Signal name → [(message, signal)] over the DBC, for resolving profile entries."""
-
-    def __init__(self, db: Any) -> None:
-        self.by_name: dict[str, list[tuple[Any, Any]]] = {}
-        self.messages = {m.name: m for m in db.messages}
-        for m in db.messages:
-            for s in m.signals:
-                self.by_name.setdefault(s.name, []).append((m, s))
-
-    def find(self, signal: str, message: str | None) -> tuple[Any, Any] | str:
-        if message is not None:
-            msg = self.messages.get(message)
-            if msg is None:
-                return f"message {message!r} is not in the DBC"
-            for s in msg.signals:
-                if s.name == signal:
-                    return msg, s
-            return f"signal {signal!r} is not in message {message}"
-        hits = self.by_name.get(signal, [])
-        if not hits:
-            return f"signal {signal!r} is not in the DBC"
-        if len(hits) > 1:
-            names = ", ".join(m.name for m, _ in hits)
-            return f"signal {signal!r} is in several messages ({names}): add `message:`"
-        return hits[0]
-
-
 def compile_rack(
     profile: CanProfile,
     db: Any,
@@ -193,11 +152,11 @@ def compile_rack(
 ) -> RackPlan | list[PlanProblem]:
     """`fast`: decode with generated per-message samplers where the DBC allows (the same samples as
     the cantools path; False: every frame through cantools, the reference)."""
-    index = _Index(db)
+    index = SignalIndex(db)
     problems = _message_problems(profile, index)
     plans: dict[str, MessagePlan] = {}
     for i, point in enumerate(profile.points):
-        for sig_name, module, cell, mux_of in _expand_point(point):
+        for sig_name, module, cell, mux_of in expand_point(point):
             found = index.find(sig_name, point.message)
             if isinstance(found, str):
                 problems.append(PlanProblem(("points", i, "signal"), found))
@@ -215,7 +174,7 @@ def compile_rack(
                     )
                 )
                 break
-            _place(mplan, sig, _point_plan(point, sig, sig_name, module, cell, profile.j1939), mux_of)
+            _place(mplan, sig, point_plan(point, sig, sig_name, module, cell, profile.j1939), mux_of)
     if profile.unmapped == "raw":
         _add_unmapped(plans, profile.j1939)
     sources = {n: o.source_address for n, o in profile.messages.items() if o.source_address is not None}
@@ -237,7 +196,7 @@ def compile_rack(
     return plan
 
 
-def _message_problems(profile: CanProfile, index: _Index) -> list[PlanProblem]:
+def _message_problems(profile: CanProfile, index: SignalIndex) -> list[PlanProblem]:
     out = []
     for name, override in profile.messages.items():
         msg = index.messages.get(name)
@@ -261,20 +220,7 @@ def _clash(kept: Any, other: Any, key: int, j1939: bool) -> str:
     )
 
 
-def _point_plan(point: CanPoint, sig: Any, name: str, module: int | None, cell: int | None, j1939: bool) -> PointPlan:
-    unit = point.resolved_unit() or (sig.unit or "" if point.quantity.startswith("raw.") else "")
-    lo, hi = value_range(sig)
-    err_from, na_from = j1939_limits(sig) if j1939 else (None, None)
-    mode = point_mode(point)
-    factor = point_factor(point, sig, unit)
-    missing = frozenset(v for v in point.missing if not isinstance(v, str))  # strings: made numbers by CanPoint
-    return PointPlan(
-        name, point.quantity, unit, module, cell, mode, factor, point.offset, lo, hi, bit_names(point), missing,
-        na_from, err_from, point_choices(keeps_names(point), sig),
-    )  # fmt: skip
-
-
-def _place(mplan: MessagePlan, sig: Any, pp: PointPlan, mux_of: _MuxArray | None) -> None:
+def _place(mplan: MessagePlan, sig: Any, pp: PointPlan, mux_of: MuxArray | None) -> None:
     """Put a point among the message's plain points or under the mux values of its signal."""
     if mux_of is not None:
         step, slot, tags = mux_of
@@ -287,27 +233,6 @@ def _place(mplan: MessagePlan, sig: Any, pp: PointPlan, mux_of: _MuxArray | None
             mplan.by_mux.setdefault(mux, []).append(pp)
     else:
         mplan.plain.append(pp)
-
-
-_MuxArray = tuple[int, int, dict[int, tuple[int | None, int | None]]]  # mux_step, mux_slot, index -> tags
-
-
-def _expand_point(point: CanPoint) -> list[tuple[str, int | None, int | None, _MuxArray | None]]:
-    """(signal name, module, cell, mux mapping) for every signal a profile entry covers."""
-    if point.array is None:
-        return [(point.signal, point.module, None, None)]
-    elements = expand(point.array, point.module)
-    if point.mux_step is not None:
-        tags = {e.index: (e.module, e.cell) for e in elements}
-        return [(point.signal, None, None, (point.mux_step, point.mux_slot, tags))]
-    out: list[tuple[str, int | None, int | None, _MuxArray | None]] = []
-    for e in elements:
-        try:
-            name = point.signal.format(i=e.offset + point.index_start)
-        except (KeyError, IndexError, ValueError):
-            name = point.signal  # reported as "not in the DBC"
-        out.append((name, e.module, e.cell, None))
-    return out
 
 
 def _message_plan(msg: Any, profile: CanProfile, first_point: int) -> MessagePlan:
@@ -324,18 +249,9 @@ def _message_plan(msg: Any, profile: CanProfile, first_point: int) -> MessagePla
 
 
 def _add_unmapped(plans: dict[str, MessagePlan], j1939: bool) -> None:
-    """`unmapped: raw`: every other signal of a mapped message as raw.<signal> (the multiplexer too),
-    value-table entries as their names; signals under a nested multiplexer are left out."""
+    """`unmapped: raw`: every other signal of a mapped message (see `profilemap.unmapped_point`)."""
     for mplan in plans.values():
         mapped = {p.signal for p in mplan.all_points()}
         for sig in mplan.message.signals:
-            if sig.name in mapped or sig.multiplexer_signal not in (None, mplan.mux_signal):
-                continue
-            lo, hi = value_range(sig)
-            mode = STATE if sig.choices else NUMBER
-            err_from, na_from = j1939_limits(sig) if j1939 else (None, None)
-            pp = PointPlan(
-                sig.name, f"raw.{sig.name}", sig.unit or "", None, None, mode, 1.0, 0.0, lo, hi, (), frozenset(),
-                na_from, err_from, point_choices(True, sig),
-            )  # fmt: skip
-            _place(mplan, sig, pp, None)
+            if sig.name not in mapped and sig.multiplexer_signal in (None, mplan.mux_signal):
+                _place(mplan, sig, unmapped_point(sig, j1939), None)
