@@ -17,6 +17,7 @@ import pytest
 
 from gateway.can.config import CanProfile, CanSourceConfig
 from gateway.can.dbcload import load_dbc_text
+from gateway.can.decode import FrameTable
 from gateway.can.plan import PlanProblem, RackPlan, compile_rack
 from gateway.can.rack import Rack
 from gateway.can.reader import Frame
@@ -125,6 +126,10 @@ def test_4_j1939_messages_sharing_a_pgn_decode_each_with_its_own_layout() -> Non
         )
         assert decoded(plan, 0x18FF1030, data, ext=True) == ({}, "wrong_source_address")  # the PGN, another SA
         assert decoded(plan, 0x18FF1110, data, ext=True) == ({}, "unknown_id")
+    table = FrameTable(load_dbc_text(HEAD + SHARED_PGN_DBC, "t.dbc").db, j1939=True)  # can decode --j1939
+    got = table.decode(0x18FF1020, True, bytes(8))
+    assert not isinstance(got, str) and got.message.name == "PackB"
+    assert table.decode(0x18FF1030, True, bytes(8)) == "wrong_source_address"
 
 
 def test_4_two_messages_a_frame_cannot_tell_apart_are_a_profile_problem() -> None:
