@@ -42,3 +42,14 @@ def is_secret_key(name: str) -> bool:
 def secret_location(loc: Iterable[object]) -> bool:
     """True when a value at this location (keys and list indices, outermost first) is, or is inside, a secret."""
     return any(isinstance(part, str) and is_secret_key(part) for part in loc)
+
+
+_URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s:]+(?::[^/@\s]*)?@")
+_KEY_VALUE_SECRET = re.compile(r"(?i)\b(" + "|".join(sorted(SECRET_WORDS)) + r")(\s*[=:]\s*)\S+")
+
+
+def redact_text(text: str) -> str:
+    """Remove credentials from free text such as a server's error message: `user:password@` in URLs and
+    `<secret word>=value` / `<secret word>: value` for every word of `SECRET_WORDS`."""
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    return _KEY_VALUE_SECRET.sub(r"\1\2***", text)

@@ -1,32 +1,24 @@
 """What the gateway reports about itself: readiness, the /api/status document, the systemd STATUS= line.
 
 The views read the runtime's public state (sources, sink runners, the outbox) and the `LiveState`;
-the rules (`readiness_problems`, `status_line`, `redact`) are plain functions over plain data.
+the rules (`readiness_problems`, `status_line`, `redact_text`) are plain functions over plain data.
 No secret reaches these documents: sinks are shown by name and state only, and error texts go
-through `redact` (credentials in URLs).
+through `redact_text` (credentials in URLs).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.gatewayalarm import GATEWAY
 from gateway.ops.livestate import LiveState, age_seconds
+from gateway.redaction import redact_text
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-_URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s:]+(?::[^/@\s]*)?@")
-_KEY_VALUE_SECRET = re.compile(r"(?i)\b(token|password|passwd|secret|authorization)(\s*[=:]\s*)\S+")
-
-
-def redact(text: str) -> str:
-    """Remove credentials from a message (user:password@ in URLs, token=..., password: ...)."""
-    text = _URL_CREDENTIALS.sub(r"\1***@", text)
-    return _KEY_VALUE_SECRET.sub(r"\1\2***", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +109,7 @@ def sink_views(rt: Runtime) -> list[SinkView]:
                 delivered=int(getattr(runner, "delivered", 0)),
                 pending=pending,
                 lag_s=0.0 if oldest is None else age_seconds(now, oldest),
-                last_error=redact(str(getattr(runner, "last_error", ""))),
+                last_error=redact_text(str(getattr(runner, "last_error", ""))),
             )
         )
     return out
