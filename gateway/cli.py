@@ -121,8 +121,8 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = load_or_exit(args)
+    from gateway.app import run
     from gateway.logs import configure_logging
-    from gateway.runtime import run
 
     log_cfg = loaded.config.logging
     configure_logging(log_cfg.level, log_cfg.format, library_level=log_cfg.library_level)

@@ -174,7 +174,6 @@ EMPTY = (
 
 def load_config(path: Path) -> LoadedConfig:
     """Load, validate and resolve a gateway configuration; raise ConfigError naming every problem."""
-    import gateway.plugins  # noqa: F401  (profile kinds and checks register on import)
     from gateway.checks import check_config  # protocol checks that need the profiles (DBC files, ...)
 
     data = read_config_data(path)

@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.model import Batch
-
-if TYPE_CHECKING:
-    from gateway.runtime import Runtime
-
-# Protocols add what their demo racks need (a Modbus simulator, a CAN replay) as runtime services:
-# each hook is called with the runtime before it runs.
-DEMO_HOOKS: list[Callable[[Runtime], None]] = []
 
 
 def demo_config_path() -> Path:
@@ -51,9 +43,9 @@ class LiveView:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.app import DEMO_PARTS, build_runtime, install_parts
     from gateway.config import load_config
     from gateway.logs import configure_logging
-    from gateway.runtime import Runtime
 
     loaded = load_config(args.config or demo_config_path())
     if args.store is not None:
@@ -65,13 +57,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
     async def main() -> int:
-        rt = Runtime(loaded)
+        rt = build_runtime(loaded)
         rt.observers.append(LiveView())
         from gateway.ops.service import on_status_page
 
         on_status_page(rt, lambda url: print(f"status page: {url}", flush=True))
-        for hook in DEMO_HOOKS:
-            hook(rt)
+        install_parts(rt, DEMO_PARTS)  # what the demo racks need (a Modbus simulator, a CAN replay)
         if args.duration:
             asyncio.get_running_loop().call_later(args.duration, rt.request_stop, "duration")
         return await rt.run()

@@ -1,8 +1,9 @@
 """Device profiles: one YAML per device type under a profiles directory, named by file stem.
 
 A profile says what a device's points are and which catalog quantity each maps to; a source
-instance names a profile and adds what differs per rack. Each protocol registers the pydantic model
-of its profiles in `PROFILE_KINDS` under the value of the profile's `protocol:` key.
+instance names a profile and adds what differs per rack. The pydantic model of each protocol's
+profiles is named in the composition root (`gateway.app.PROFILE_KINDS`) under the value of the
+profile's `protocol:` key.
 
 Arrays of cells expand from one entry (`ArraySpec`): a count, a stride, and how the index maps to
 module and cell numbers.
@@ -16,17 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from gateway import catalog
+from gateway import app, catalog
 from gateway.configbase import Strict
 from gateway.errors import ConfigError, Problem
 from gateway.redaction import REDACTED, secret_location
 from gateway.yamlpos import load_yaml, position, to_plain
-
-PROFILE_KINDS: dict[str, type[BaseModel]] = {}
-
-
-def register_profile_kind(protocol: str, model: type[BaseModel]) -> None:
-    PROFILE_KINDS[protocol] = model
 
 
 class ArraySpec(Strict):
@@ -108,11 +103,11 @@ def load_profile(path: Path) -> BaseModel:
     if not isinstance(data, dict):
         raise ConfigError(Problem(str(path), 1, 1, "a profile must be a mapping with a `protocol:` key"))
     protocol = data.get("protocol")
-    model = PROFILE_KINDS.get(str(protocol))
+    model = app.profile_kind(str(protocol))
     if model is None:
         line, col = position(data, ["protocol"])
         raise ConfigError(
-            Problem(str(path), line, col, f"unknown protocol {protocol!r}: expected one of {sorted(PROFILE_KINDS)}")
+            Problem(str(path), line, col, f"unknown protocol {protocol!r}: expected one of {sorted(app.PROFILE_KINDS)}")
         )
     try:
         return model.model_validate(to_plain(data), context={"path": path})

@@ -19,14 +19,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from gateway import gcpolicy, metrics
+from gateway import app, gcpolicy, metrics
 from gateway.batchqueue import BatchQueue
 from gateway.config import LoadedConfig
 from gateway.errors import ConfigError
@@ -43,12 +43,10 @@ from gateway.ops.reload import (
     plan_reload,
     run_in_daemon_thread,
     source_changes,
-    sources_by_type,
 )
 from gateway.outbox import Outbox
-from gateway.sinks.base import SINK_BUILDERS
 from gateway.sinks.runner import SinkRunner
-from gateway.sources.base import Source, SourceContext
+from gateway.sources.base import Source, SourceContext, sources_by_type
 
 log = structlog.get_logger("runtime")
 
@@ -92,17 +90,17 @@ def _name(fn: object) -> str:
     return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
 
 
-# Modules that extend the runtime (alarms, operations) register an installer here.
-EXTENSIONS: list[Callable[[Runtime], None]] = []
-
-
 class Runtime:
+    """The daemon's pipeline for one configuration.
+
+    Its sources and sinks are built by `type:` (see `gateway.app`); then the parts named in `parts`
+    (default: `gateway.app.RUNTIME_PARTS`, i.e. alarms, operations, heartbeat) add their processors,
+    observers, services and hooks. `parts=()` gives the bare pipeline."""
+
     _run_task: asyncio.Task[Any] | None = None  # the task in `run()` (a second SIGINT cancels it)
     _forced = False  # a second SIGINT: `run()` exits the process with 130 once the store is closed
 
-    def __init__(self, loaded: LoadedConfig) -> None:
-        import gateway.plugins  # noqa: F401
-
+    def __init__(self, loaded: LoadedConfig, *, parts: Sequence[str] | None = None) -> None:
         self.loaded = loaded
         cfg = loaded.config
         self.cfg = cfg
@@ -130,7 +128,7 @@ class Runtime:
         self.runners: list[SinkRunner] = []
         for name, scfg in cfg.sinks.items():
             if scfg.enabled:
-                sink = SINK_BUILDERS[scfg.type](name, scfg, loaded)
+                sink = app.build_sink(name, scfg, loaded)
                 self.runners.append(SinkRunner(name, sink, self.outbox, scfg, self.gateway_alarms))
         self.on_reloading: list[Callable[[], None]] = []  # a reload begins
         self.on_reload: list[Callable[[ReloadResult], None]] = []  # a reload ended (applied or rejected)
@@ -152,8 +150,7 @@ class Runtime:
         self._sigint_count = 0
         self.source_restart_delay = 1.0  # first delay before restarting a failed source; doubles to 60 s
         self.settle_gc = False  # the daemon sets it: gcpolicy.settle() once ready and after each reload
-        for install in EXTENSIONS:
-            install(self)
+        app.install_parts(self, app.RUNTIME_PARTS if parts is None else parts)
 
     # -- the pipeline ---------------------------------------------------------------------------
 
@@ -488,7 +485,7 @@ class Runtime:
         new = effective_config(self.loaded, fresh)
         try:  # build everything before stopping anything: a failure leaves the running set untouched
             built = sources_by_type(new, plan.source_types)
-            sinks = {n: SINK_BUILDERS[new.config.sinks[n].type](n, new.config.sinks[n], new) for n in plan.start_sinks}
+            sinks = {n: app.build_sink(n, new.config.sinks[n], new) for n in plan.start_sinks}
         except Exception as exc:
             log.exception("reload rejected: cannot build the new sources or sinks; the running ones stay")
             return ReloadResult(False, problems=[f"{self.loaded.path}: {exc}"])
@@ -548,17 +545,3 @@ def _exit_forced(stored_samples: int) -> None:
         log.warning("stopped (forced): store closed", stored_samples=stored_samples)
         sys.stderr.flush()
     os._exit(130)
-
-
-def run(loaded: LoadedConfig) -> int:
-    async def main() -> int:
-        rt = Runtime(loaded)
-        rt.settle_gc = True
-        return await rt.run()
-
-    return asyncio.run(main())
-
-
-def extension(fn: Callable[[Runtime], None]) -> Callable[[Runtime], None]:
-    EXTENSIONS.append(fn)
-    return fn

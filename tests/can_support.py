@@ -9,7 +9,6 @@ from typing import Any
 
 import can
 
-import gateway.plugins  # noqa: F401  (registers the `can` profile kind)
 from gateway.can.capture import read_capture
 from gateway.can.config import CanProfile
 from gateway.can.dbcload import load_dbc

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import IO, TYPE_CHECKING
 
-from gateway.democli import DEMO_HOOKS
 from gateway.model import Batch, BatchKind
 
 if TYPE_CHECKING:
@@ -29,6 +28,3 @@ class AlarmLines:
 
 def show_alarms(rt: Runtime) -> None:
     rt.observers.append(AlarmLines())
-
-
-DEMO_HOOKS.append(show_alarms)

@@ -35,7 +35,7 @@ from gateway.alarms.journal import Journal
 from gateway.alarms.ruleset import build_ruleset
 from gateway.gatewayalarm import STORE_DISK_FULL, orphaned
 from gateway.model import Batch
-from gateway.runtime import Runtime, extension
+from gateway.runtime import Runtime
 
 log = structlog.get_logger("alarms")
 
@@ -287,7 +287,6 @@ def racks_of(loaded: Any) -> dict[str, str]:
     return {s.name: s.rack_tag for s in loaded.enabled_sources if hasattr(s, "rack_tag")}
 
 
-@extension
 def install(rt: Runtime) -> None:
     cfg = rt.cfg.alarms
     if not cfg.enabled:

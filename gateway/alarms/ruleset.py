@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from gateway.alarms.config import AlarmsConfig, RuleSpec
-from gateway.checks import register_check
 from gateway.configbase import Strict
 from gateway.errors import ConfigError, Problem
 from gateway.profiles import error_message
@@ -179,7 +178,6 @@ def _command_problems(loaded: LoadedConfig, data: Any) -> list[Problem]:
     return []
 
 
-@register_check
 def check_alarms(loaded: LoadedConfig, data: Any) -> list[Problem]:
     if not loaded.config.alarms.enabled:
         return []

@@ -13,7 +13,6 @@ from gateway.can.config import CanProfile, CanSourceConfig
 from gateway.can.dbcload import lenient_from_env, load_dbc
 from gateway.can.decode import BY_SOURCE
 from gateway.can.plan import PlanProblem, RackPlan, compile_rack
-from gateway.checks import register_check
 from gateway.errors import ConfigError, Problem
 from gateway.yamlpos import load_yaml, position
 
@@ -72,7 +71,6 @@ def _locate(loaded: LoadedConfig, profile_name: str, problems: list[PlanProblem]
     return out
 
 
-@register_check
 def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
     """Load every DBC the CAN sources use and compile every rack, so problems show at `validate`."""
     problems: list[Problem] = []

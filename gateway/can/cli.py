@@ -20,7 +20,6 @@ from gateway.can.dbcload import lenient_from_env, load_dbc
 from gateway.can.decode import FrameTable, plain
 from gateway.can.plan import RackPlan
 from gateway.can.replay import frames_of, replay, text_progress
-from gateway.democli import DEMO_HOOKS
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,7 +53,6 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _rack_plan(args: argparse.Namespace, db: Any) -> RackPlan:
     """The compiled plan of `--profile`, as the gateway would run it (ConfigError naming file:line:col)."""
-    import gateway.can.source  # noqa: F401  (registers the `can` profile kind)
     from gateway.can.config import CanProfile
     from gateway.can.plan import compile_rack
     from gateway.errors import Problem
@@ -313,6 +311,3 @@ def _demo_replayer(channel: str) -> Any:
             bus.shutdown()
 
     return run
-
-
-DEMO_HOOKS.append(demo_hook)

@@ -28,15 +28,12 @@ from gateway.can.rack import Rack
 from gateway.can.reader import BusReader, Frame, open_bus
 from gateway.can.sampler import Sampler
 from gateway.model import DeviceState
-from gateway.profiles import register_profile_kind
-from gateway.sources.base import Source, SourceContext, register_source
+from gateway.sources.base import Source, SourceContext
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
 
 log = structlog.get_logger("source.can")
-
-register_profile_kind("can", CanProfile)
 
 MAX_UNKNOWN_LABELS = 256
 CAN_ERR_BUSOFF = 0x00000040  # error class bit of a SocketCAN error frame (linux/can/error.h)
@@ -300,7 +297,6 @@ class CanBusSource:
                     core_metrics.samples_produced.labels(rack.name).inc(n)
 
 
-@register_source("can")
 def build(cfgs: Sequence[CanSourceConfig], loaded: LoadedConfig) -> list[Source]:
     groups: dict[tuple[str, str, int | None], list[CanSourceConfig]] = {}
     for cfg in cfgs:

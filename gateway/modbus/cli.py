@@ -10,8 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from gateway.democli import DEMO_HOOKS
-from gateway.modbus.serving import demo_hook, modbus_sources, serve, simulators_for
+from gateway.modbus.serving import modbus_sources, serve, simulators_for
 from gateway.modbus.simulator import ModbusSimulator
 
 
@@ -225,6 +224,3 @@ def register(sub: Any) -> None:
     msub.add_parser("schema", help="print the JSON Schema of Modbus profiles").set_defaults(func=cmd_schema)
     _add_simulate_args(sub.add_parser("modbus-sim", help="same as `modbus simulate`"))
     _add_record_args(sub.add_parser("modbus-record", help="same as `modbus record`"))
-
-
-DEMO_HOOKS.append(demo_hook)

@@ -26,7 +26,7 @@ from gateway.gatewayinfo import (
 from gateway.ops.reload import ReloadResult
 from gateway.ops.service import VERSION, operations
 from gateway.ops.status import rack_counts, rack_rows
-from gateway.runtime import Runtime, extension
+from gateway.runtime import Runtime
 
 
 class GatewayInfo:
@@ -124,7 +124,6 @@ class GatewayInfo:
         self.stopping = True
 
 
-@extension
 def install(rt: Runtime) -> None:
     info = GatewayInfo(rt)
     rt.services.append(("gateway-info", info.run))

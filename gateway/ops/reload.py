@@ -25,7 +25,6 @@ from prometheus_client import Counter, Gauge
 
 from gateway import metrics
 from gateway.config import GatewayConfig, LoadedConfig, load_config
-from gateway.sources.base import SOURCE_BUILDERS, Source
 
 RESTART_ONLY = ("store", "runtime", "alarms")  # sections a reload cannot apply (the alarm engine is built once)
 APPLIED_BY_HOOKS = ("http", "logging")  # applied in place by the runtime and its extensions
@@ -120,21 +119,6 @@ def effective_config(old: LoadedConfig, new: LoadedConfig) -> LoadedConfig:
     """The new configuration with the sections a reload cannot apply kept at their running values."""
     keep = {s: getattr(old.config, s) for s in RESTART_ONLY}
     return LoadedConfig(new.config.model_copy(update=keep), new.path, new.profiles, new.file_digests)
-
-
-def sources_by_type(loaded: LoadedConfig, types: Iterable[str] | None = None) -> dict[str, list[Source]]:
-    """Build the sources of each type (all types, or only those named), keeping the type of each."""
-    by_type: dict[str, list[Any]] = {}
-    for cfg in loaded.enabled_sources:
-        if types is None or cfg.type in types:
-            by_type.setdefault(cfg.type, []).append(cfg)
-    out: dict[str, list[Source]] = {}
-    for type_name, cfgs in by_type.items():
-        builder = SOURCE_BUILDERS.get(type_name)
-        if builder is None:
-            raise RuntimeError(f"no source builder registered for type {type_name!r}")
-        out[type_name] = builder(cfgs, loaded)
-    return out
 
 
 def source_changes(

@@ -32,7 +32,7 @@ from gateway.ops.livestate import LiveState
 from gateway.ops.reload import ReloadResult
 from gateway.ops.status import runtime_problems, status_document, status_line
 from gateway.ops.watchdog import SystemdNotifier
-from gateway.runtime import Runtime, extension
+from gateway.runtime import Runtime
 
 log = structlog.get_logger("ops")
 
@@ -169,7 +169,6 @@ def _version() -> str:
 VERSION = _version()
 
 
-@extension
 def install(rt: Runtime) -> None:
     build_info.labels(VERSION).set(1)
     start_time.set(time.time())

@@ -14,7 +14,7 @@ from gateway import metrics
 from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Sample
 from gateway.sim.battery import Fault, RackModel, RackParams
 from gateway.sim.config import SimulatedSourceConfig
-from gateway.sources.base import Source, SourceContext, register_source
+from gateway.sources.base import Source, SourceContext
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
@@ -114,6 +114,5 @@ class SimulatedSource:
             self._truth.flush()
 
 
-@register_source("simulated")
 def build(cfgs: Sequence[SimulatedSourceConfig], loaded: LoadedConfig) -> list[Source]:
     return [SimulatedSource(c) for c in cfgs]

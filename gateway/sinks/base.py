@@ -1,4 +1,4 @@
-"""The sink contract and the registry of sink builders by `type:` name.
+"""The sink contract (which builder serves a `type:` is in the composition root, `gateway.app.SINKS`).
 
 A sink does I/O only: `write(rows)` delivers outbox rows and returns when the server confirmed them
 (InfluxDB 204, MQTT PUBACK), or raises `SinkError(retry=...)`. Batching, retry, backoff, cursors and
@@ -7,15 +7,12 @@ counters are shared policy in `gateway.sinks.runner`, written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 from gateway.errors import SinkError
 from gateway.outbox import Row
-
-if TYPE_CHECKING:
-    from gateway.config import LoadedConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +54,3 @@ class Resumable(Protocol):
     def resume(self, rows: Iterable[Row]) -> int:
         """Take in rows it had delivered before this process started (oldest first)."""
         ...
-
-
-SinkBuilder = Callable[[str, Any, "LoadedConfig"], Sink]
-SINK_BUILDERS: dict[str, SinkBuilder] = {}
-
-
-def register_sink(type_name: str) -> Callable[[SinkBuilder], SinkBuilder]:
-    def deco(fn: SinkBuilder) -> SinkBuilder:
-        SINK_BUILDERS[type_name] = fn
-        return fn
-
-    return deco

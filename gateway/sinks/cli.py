@@ -57,9 +57,9 @@ def status_rows(ob: Outbox) -> list[dict[str, Any]]:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Reach every enabled sink: address, TLS, credentials (nothing is stored or published)."""
+    from gateway.app import build_sink
     from gateway.cli import load_or_exit
     from gateway.errors import GatewayError
-    from gateway.sinks.base import SINK_BUILDERS
 
     loaded = load_or_exit(args)
     failed = 0
@@ -67,7 +67,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         if not cfg.enabled:
             print(f"{name}: disabled")
             continue
-        sink = SINK_BUILDERS[cfg.type](name, cfg, loaded)
+        sink = build_sink(name, cfg, loaded)
         try:
             print(f"{name}: ok, {asyncio.run(sink.probe())}")  # type: ignore[attr-defined]
         except GatewayError as exc:

@@ -27,13 +27,12 @@ from gateway.errors import ConfigError, SinkError
 from gateway.lineproto import Group, encode_batch, encode_device_status, groups_of, precision_divisor, sample_groups
 from gateway.model import BatchKind
 from gateway.outbox import Row
-from gateway.sinks.base import Rejected, register_sink
+from gateway.sinks.base import Rejected
 from gateway.sinks.clock import ClockGuard, Part, Pending, split_line
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
 from gateway.sinks.layoutcheck import fitted_segments
 from gateway.sinks.lineplan import plan_for
-from gateway.sinks.transport import check_transport  # noqa: F401  (registers the check of this sink)
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
@@ -289,6 +288,5 @@ class InfluxSink:
             await asyncio.to_thread(client.close)
 
 
-@register_sink("influxdb")
 def build(name: str, cfg: InfluxSinkConfig, loaded: LoadedConfig) -> InfluxSink:
     return InfluxSink(name, cfg, loaded.config.site.name, loaded.base_dir)

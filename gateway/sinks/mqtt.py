@@ -25,11 +25,10 @@ import structlog
 from gateway.configbase import credential_path, read_secret, warn_if_exposed
 from gateway.errors import ConfigError, SinkError
 from gateway.outbox import Row
-from gateway.sinks.base import Rejected, SinkAuthError, register_sink
+from gateway.sinks.base import Rejected, SinkAuthError
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.mqttinbound import discarding_queue
 from gateway.sinks.mqttpayloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_row, state_messages
-from gateway.sinks.transport import check_transport  # noqa: F401  (registers the check of this sink)
 
 if TYPE_CHECKING:
     from gateway.config import LoadedConfig
@@ -214,6 +213,5 @@ class MqttSink:
         await self._disconnect()
 
 
-@register_sink("mqtt")
 def build(name: str, cfg: MqttSinkConfig, loaded: LoadedConfig) -> MqttSink:
     return MqttSink(name, cfg, loaded.config.site.name, loaded.base_dir)

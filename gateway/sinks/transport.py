@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from gateway.checks import register_check
 from gateway.errors import Problem
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
 from gateway.yamlpos import position
@@ -79,7 +78,6 @@ def exposures(cfg: Any) -> list[Exposure]:
     return [Exposure(k, f"{what} to {host} can be read on the way: {fix}, {accept}") for k, what in found]
 
 
-@register_check
 def check_transport(loaded: LoadedConfig, data: Any) -> list[Problem]:
     """Every sink that would send a credential unprotected, at the key that gives it (a disabled one too:
     the alarm commands may use its broker and credentials)."""

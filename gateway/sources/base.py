@@ -1,17 +1,20 @@
-"""The source contract and the registry of source builders by `type:` name.
+"""The source contract, and building the sources of a configuration by `type:` name.
 
 A source talks to one device or bus and hands on `Batch`es through `ctx.emit` (which waits when
 the pipeline is full: backpressure). It owns its connection, reconnects by itself, and turns device
 faults into data (quality flags, a `DeviceStatus` on the batch), never into an exception. It calls
 `ctx.started()` once it is running (readiness), and runs until cancelled.
+
+Which builder serves a `type:` is in the composition root (`gateway.app.SOURCES`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway import app
 from gateway.model import Batch
 
 if TYPE_CHECKING:
@@ -35,31 +38,17 @@ class Source(Protocol):
     async def run(self, ctx: SourceContext) -> None: ...
 
 
-# type name -> builder(configs of that type, loaded config) -> sources.
-# A builder receives every enabled instance of its type at once, so that it can share connections
-# (several Modbus unit ids behind one TCP endpoint, several racks on one CAN bus).
-SourceBuilder = Callable[[Sequence[Any], "LoadedConfig"], list[Source]]
-SOURCE_BUILDERS: dict[str, SourceBuilder] = {}
+def sources_by_type(loaded: LoadedConfig, types: Iterable[str] | None = None) -> dict[str, list[Source]]:
+    """Build the sources of each type (all types, or only those named), keeping the type of each.
 
-
-def register_source(type_name: str) -> Callable[[SourceBuilder], SourceBuilder]:
-    def deco(fn: SourceBuilder) -> SourceBuilder:
-        SOURCE_BUILDERS[type_name] = fn
-        return fn
-
-    return deco
+    A builder receives every enabled instance of its type at once, so that it can share connections
+    (several Modbus unit ids behind one TCP endpoint, several racks on one CAN bus)."""
+    by_type: dict[str, list[Any]] = {}
+    for cfg in loaded.enabled_sources:
+        if types is None or cfg.type in types:
+            by_type.setdefault(cfg.type, []).append(cfg)
+    return {type_name: app.source_builder(type_name)(cfgs, loaded) for type_name, cfgs in by_type.items()}
 
 
 def build_sources(loaded: LoadedConfig) -> list[Source]:
-    import gateway.plugins  # noqa: F401
-
-    by_type: dict[str, list[Any]] = {}
-    for cfg in loaded.enabled_sources:
-        by_type.setdefault(cfg.type, []).append(cfg)
-    out: list[Source] = []
-    for type_name, cfgs in by_type.items():
-        builder = SOURCE_BUILDERS.get(type_name)
-        if builder is None:
-            raise RuntimeError(f"no source builder registered for type {type_name!r}")
-        out.extend(builder(cfgs, loaded))
-    return out
+    return [src for built in sources_by_type(loaded).values() for src in built]

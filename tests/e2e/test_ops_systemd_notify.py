@@ -25,7 +25,7 @@ from tests.ops_support import (
 
 BLOCKER = """
 import asyncio, os, signal, socket, sys, time
-from gateway.runtime import extension
+from gateway import app
 
 def _mark(text):
     addr = os.environ["NOTIFY_SOCKET"]
@@ -33,7 +33,6 @@ def _mark(text):
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.sendto(text.encode(), addr)
 
-@extension
 def _install(rt):
     def block():  # a bug that blocks the event loop
         _mark("X_BLOCK=begin")
@@ -41,6 +40,7 @@ def _install(rt):
         _mark("X_BLOCK=end")
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, block)
 
+app.RUNTIME_PARTS += ("__main__:_install",)  # one more part of the runtime, after the daemon's own
 from gateway.cli import main
 sys.exit(main(sys.argv[1:]))
 """

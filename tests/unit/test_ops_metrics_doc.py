@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import gateway.plugins  # every area registers its metrics on import
 import gateway.runtime  # noqa: F401
+from gateway import app
 from gateway.metrics import REGISTRY
+
+# Every area's metrics are created when its module is imported: load every part the daemon can run.
+for _ref in [*app.SOURCES.values(), *app.SINKS.values(), *app.RUNTIME_PARTS]:
+    app.load(_ref)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
