@@ -138,17 +138,6 @@ async def publish(port: int, topic: str, doc: dict[str, Any], attempts: int = 15
             await asyncio.sleep(0.2)
 
 
-async def wait_until(pred: Any, limit: float = 60.0, what: str = "condition") -> None:
-    """Poll `pred()`; the limit only stops a hung test (it is not a timing check)."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not pred():
-        assert loop.time() < deadline, f"{what} not reached"
-        await asyncio.sleep(0.05)
-
-
 # -- signed commands: an operator's key and a command signed with it ------------------------------------------
 
 

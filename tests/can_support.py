@@ -13,7 +13,6 @@ from gateway.can.capture import read_capture
 from gateway.can.config import CanProfile
 from gateway.can.dbcload import load_dbc
 from gateway.can.plan import RackPlan, compile_rack
-from gateway.outbox import Outbox
 from gateway.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,27 +62,6 @@ def offline_samples(plan: RackPlan, frames: list[can.Message]) -> Counter[tuple[
         samples, _ = plan.decode(key, m.arbitration_id, m.is_extended_id, m.data, 0)
         out.update((s.quantity, s.value, str(s.quality), s.module, s.cell) for s in samples)
     return out
-
-
-def stored_samples(store: Path, rack: str | None = None) -> Counter[tuple[Any, ...]]:
-    ob = Outbox(store)
-    try:
-        out: Counter[tuple[Any, ...]] = Counter()
-        for row in ob.query():
-            for s in row.batch.samples:
-                if rack is None or s.rack == rack:
-                    out[(s.quantity, s.value, str(s.quality), s.module, s.cell)] += 1
-        return out
-    finally:
-        ob.close()
-
-
-def stored_statuses(store: Path) -> list[tuple[str, str]]:
-    ob = Outbox(store)
-    try:
-        return [(r.batch.status.device, str(r.batch.status.state)) for r in ob.query() if r.batch.status is not None]
-    finally:
-        ob.close()
 
 
 def log_frames(path: Path = BMS_LOG) -> list[can.Message]:

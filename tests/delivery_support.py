@@ -8,7 +8,7 @@ import gzip
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from gateway import metrics
 from gateway.model import Batch, Sample
 from gateway.sinks.runner import SinkRunner
 from tests.servers import VictoriaMetrics, free_port
+from tests.support.waits import await_for
 
 
 def sample_batch(rack: str, ts: int, n: int, base: float = 0.0) -> Batch:
@@ -34,14 +35,6 @@ async def running(runner: SinkRunner) -> AsyncIterator[asyncio.Task[None]]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await runner.sink.close()
-
-
-async def wait_for(pred: Callable[[], bool], timeout: float = 30.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(step)
 
 
 def metric(name: str, **labels: str) -> float:
@@ -63,13 +56,18 @@ def vm_series(vm: VictoriaMetrics, match: str = '{__name__=~"rack_.*"}') -> dict
 
 
 async def vm_wait_points(vm: VictoriaMetrics, match: str, expected: int, timeout: float = 60.0) -> int:
-    """Poll VictoriaMetrics until `expected` points match (it makes new series searchable with a delay)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        n = sum(len(s["values"]) for s in await asyncio.to_thread(vm.export, match))  # type: ignore[arg-type,misc]
-        if n >= expected or time.monotonic() > deadline:
-            return n
-        await asyncio.sleep(0.3)
+    """Poll VictoriaMetrics until `expected` points match (it makes new series searchable with a delay);
+    the count it saw last (the caller asserts on it)."""
+    seen = 0
+
+    async def count() -> bool:
+        nonlocal seen
+        seen = sum(len(s["values"]) for s in await asyncio.to_thread(vm.export, match))  # type: ignore[arg-type,misc]
+        return seen >= expected
+
+    with contextlib.suppress(AssertionError):
+        await await_for(count, timeout, f"{expected} points matching {match}", step=0.3)
+    return seen
 
 
 # -- an HTTP server that answers like InfluxDB -------------------------------------------------------

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 import textwrap
 from pathlib import Path
 
 from gateway.modbus.profile import ModbusProfile
 from gateway.modbus.validate import load_modbus_profile
 from gateway.model import Batch
-from gateway.outbox import Outbox
 from gateway.runtime import Runtime
+from tests.support.store import runtime_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERIC = ROOT / "config" / "profiles" / "modbus-generic-rack.yaml"
@@ -77,16 +76,5 @@ def source(name: str, port: int, unit: int = 1, **extra: object) -> str:
     return "".join(lines)
 
 
-def stored(rt: Runtime) -> list[Batch]:
-    try:
-        return [row.batch for row in rt.outbox.query()]
-    except sqlite3.ProgrammingError:  # the runtime has stopped and closed it: read the file
-        ob = Outbox(rt.cfg.store.path)
-        try:
-            return [row.batch for row in ob.query()]
-        finally:
-            ob.close()
-
-
 def of(rt: Runtime, device: str) -> list[Batch]:
-    return [b for b in stored(rt) if b.source == device]
+    return [b for b in runtime_batches(rt) if b.source == device]

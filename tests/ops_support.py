@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.support.waits import wait_for
+
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,20 +54,13 @@ class NotifyListener:
 
     def wait_for(self, pred: Callable[[dict[str, str]], bool], timeout: float = 60.0, alive: Any = None) -> int:
         """Index of the first message matching `pred` (waiting for it up to `timeout`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, m in enumerate(self.messages):
-                if pred(m):
-                    return i
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no matching notification; got {self.messages[-10:]}")
-            if alive is not None and alive.poll() is not None:
-                self.poll()
-                for i, m in enumerate(self.messages):
-                    if pred(m):
-                        return i
-                raise AssertionError(f"the daemon exited ({alive.returncode}); got {self.messages[-10:]}")
-            self.poll()
+
+        def found() -> int | None:
+            self.poll()  # waits up to 0.2 s for a datagram: the poll step
+            return next((i + 1 for i, m in enumerate(self.messages) if pred(m)), None)
+
+        got = lambda: f"got {self.messages[-10:]}"  # noqa: E731
+        return wait_for(found, timeout, "a matching notification", alive, step=0, detail=got) - 1
 
     def close(self) -> None:
         self.sock.close()
@@ -74,45 +69,6 @@ class NotifyListener:
             if os.path.exists(with_path):
                 os.unlink(with_path)
             os.rmdir(self._dir)
-
-
-def rack_lines(name: str, tmp: Path, interval: float = 0.05, seed: int = 1, **extra: object) -> list[str]:
-    lines = [
-        "  - type: simulated",
-        f"    name: {name}",
-        f"    interval: {interval}",
-        "    modules: 2",
-        "    cells_per_module: 4",
-        "    sensors_per_module: 2",
-        "    speed: 30",
-        f"    seed: {seed}",
-        f"    truth_file: {tmp / f'truth-{name}.jsonl'}",
-    ]
-    lines += [f"    {k}: {v}" for k, v in extra.items()]
-    return lines
-
-
-def write_config(
-    tmp: Path,
-    racks: list[str],
-    *,
-    http_port: int | None = None,
-    interval: float = 0.05,
-    extra: str = "",
-    name: str = "gateway.yaml",
-    grace: float = 5.0,
-) -> Path:
-    lines = ["site: {name: t}", "sources:"]
-    for i, rack in enumerate(racks):
-        lines += rack_lines(rack, tmp, interval, seed=i + 1)
-    lines += ["store:", f"  path: {tmp / 'store.db'}", f"runtime: {{grace_period: {grace}}}"]
-    if http_port is None:
-        lines.append("http: {enabled: false}")
-    else:
-        lines.append(f"http: {{port: {http_port}}}")  # the host is the default: loopback
-    p = tmp / name
-    p.write_text("\n".join(lines) + "\n" + extra)
-    return p
 
 
 def start_gateway(
@@ -142,15 +98,10 @@ def log_events(tmp: Path) -> list[dict[str, Any]]:
 def wait_log(
     tmp: Path, event: str, proc: subprocess.Popen[bytes], timeout: float = 60.0, after: int = 0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = log_events(tmp)[after:]
-        for e in events:
-            if e.get("event") == event:
-                return e
-        assert proc.poll() is None, (tmp / "gateway.log").read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"no log event {event!r}: {(tmp / 'gateway.log').read_text()[-3000:]}")
+    def found() -> dict[str, Any] | None:
+        return next((e for e in log_events(tmp)[after:] if e.get("event") == event), None)
+
+    return wait_for(found, timeout, f"log event {event!r}", proc, log=tmp / "gateway.log")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
@@ -166,16 +117,7 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
 
 def eventually(check: Callable[[], T | bool | None], proc: subprocess.Popen[bytes] | None, timeout: float = 60.0) -> T:
     """Poll `check` until it returns something true (and return it); fail if the daemon exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc is not None:
-            assert proc.poll() is None, "the gateway exited"
-        result = check()
-        if result:
-            return result  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
+    return wait_for(check, timeout, "condition", proc)  # type: ignore[return-value]
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, str]:
@@ -188,32 +130,8 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, str]:
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None:
-            assert proc.poll() is None, "the gateway exited"
-        try:
-            http_get(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} does not answer")
+    wait_for(lambda: http_get(url, timeout=1), timeout, f"{url} to answer", proc, retry_on=(OSError,))
 
 
 def truth_counts(tmp: Path) -> dict[str, int]:
     return {p.stem.removeprefix("truth-"): len(p.read_text().splitlines()) for p in tmp.glob("truth-*.jsonl")}
-
-
-def stored_counts(db: Path) -> dict[str, int]:
-    from gateway.model import BatchKind
-    from gateway.outbox import Outbox
-
-    ob = Outbox(db)
-    try:
-        out: dict[str, int] = {}
-        for row in ob.query():
-            if row.batch.kind == BatchKind.SAMPLES:
-                out[row.batch.source] = out.get(row.batch.source, 0) + len(row.batch.samples)
-        return out
-    finally:
-        ob.close()

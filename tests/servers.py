@@ -6,10 +6,11 @@ import getpass
 import shutil
 import socket
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.waits import wait_for
 
 
 def free_port() -> int:
@@ -27,14 +28,11 @@ def free_udp_port() -> int:
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+    def connects() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+
+    wait_for(connects, timeout, f"something listening on 127.0.0.1:{port}", retry_on=(OSError,))
 
 
 def _binary(name: str, *extra: str) -> str:
@@ -139,15 +137,13 @@ class VictoriaMetrics:
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "vm.log").open("ab"),
         )
-        deadline = time.monotonic() + 60  # a start on a busy machine can take a while
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError("victoria-metrics did not become healthy")
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
+                return bool(r.status == 200)
+
+        # A start on a busy machine can take a while.
+        wait_for(healthy, 60, "victoria-metrics healthy", self.proc, step=0.1, retry_on=(OSError,))
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:

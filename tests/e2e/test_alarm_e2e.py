@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.alarms_support import Subscriber, operator_key, publish, wait_until
+from tests.alarms_support import Subscriber, operator_key, publish
 from tests.servers import Mosquitto, VictoriaMetrics
+from tests.support.waits import await_for
 
 OV = "rack-01:cell_over_voltage:m1c5"
 KP = "rack-02:contactor_positive_open"
@@ -80,9 +81,9 @@ async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria:
         try:
             # A weak cell over its limit: critical over-voltage, then back below the deadband; a contactor that
             # opens (latched here); a rack that stops answering: comm loss, then back.
-            await wait_until(lambda: sub.events(ev1, OV)[:2] == ["active_unack", "rtn_unack"], what="over-voltage")
-            await wait_until(lambda: sub.events(ev2, KP)[:1] == ["active_unack"], what="contactor alarm")
-            await wait_until(lambda: sub.events(ev2, CL)[:2] == ["active_unack", "rtn_unack"], what="comm loss")
+            await await_for(lambda: sub.events(ev1, OV)[:2] == ["active_unack", "rtn_unack"], what="over-voltage")
+            await await_for(lambda: sub.events(ev2, KP)[:1] == ["active_unack"], what="contactor alarm")
+            await await_for(lambda: sub.events(ev2, CL)[:2] == ["active_unack", "rtn_unack"], what="comm loss")
             raised = next(p for p in sub.payloads(ev1) if p["alarm_id"] == OV)
             assert raised["severity"] == "critical" and raised["value"] > 3.45 and "m1c5" in raised["message"]
             assert active_ids(sub.payloads(act2)[-1]["active"]).get(KP) == "active_unack"
@@ -95,15 +96,15 @@ async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria:
                 alice.sign("alice", "s1", "rack-01", action="ack", alarm_id=OV, reason="cell checked", id="c1"),
             )
             await publish(mosquitto.port, T.format(rack="rack-01", what="command"), {"action": "ack", "alarm_id": OV})
-            await wait_until(lambda: len(sub.payloads(result)) == 2, what="command results")
+            await await_for(lambda: len(sub.payloads(result)) == 2, what="command results")
             ok, refused = sub.payloads(result)
             assert ok["ok"] is True and ok["id"] == "c1" and ok["alarm_ids"] == [OV]
             assert refused["ok"] is False and "user is required" in refused["errors"][0]
-            await wait_until(lambda: "normal" in sub.events(ev1, OV), what="acknowledged event")
+            await await_for(lambda: "normal" in sub.events(ev1, OV), what="acknowledged event")
             acked = next(p for p in sub.payloads(ev1) if p.get("alarm_id") == OV and p["state"] == "normal")
             assert (acked["previous"], acked["user"], acked["reason"]) == ("rtn_unack", "alice", "cell checked")
             # The contactor closed again (fault over), but its latched alarm is still in the retained set.
-            await wait_until(lambda: sub.events(ev2, CL)[:2] == ["active_unack", "rtn_unack"])
+            await await_for(lambda: sub.events(ev2, CL)[:2] == ["active_unack", "rtn_unack"])
             assert KP in active_ids(sub.payloads(act2)[-1]["active"])
         finally:
             stop(proc, log)
@@ -115,7 +116,7 @@ async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria:
         }
         return ("alarm_value", OV) in names and any(n == "alarms_active_count" for n, _ in names)
 
-    await wait_until(lambda: vm_has(), limit=60, what="alarm series in VictoriaMetrics")
+    await await_for(lambda: vm_has(), timeout=60, what="alarm series in VictoriaMetrics")
 
     verified = cli("verify", "-c", str(cfg))
     assert verified.returncode == 0 and "hash chain intact" in verified.stdout
@@ -125,7 +126,7 @@ async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria:
     async with Subscriber(mosquitto.port, "bms/s1/rack-02/alarms/#", client_id="after-restart") as sub2:
         proc = start(cfg2, log)
         try:
-            await wait_until(lambda: any(not r and t == act2 for t, _, r in sub2.messages), what="live active set")
+            await await_for(lambda: any(not r and t == act2 for t, _, r in sub2.messages), what="live active set")
             live = active_ids(next(p for t, p, r in sub2.messages if t == act2 and not r)["active"])
             assert live.pop(KP) == "active_unack"  # latched, though the contactor is closed
             assert set(live.values()) <= {"rtn_unack"}  # the others came back and wait for an acknowledgement
@@ -134,8 +135,8 @@ async def test_alarms_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria:
                 T.format(rack="rack-02", what="command"),
                 bob.sign("bob", "s1", "rack-02", action="ack", alarm_id="*", reason="contactor inspected"),
             )
-            await wait_until(lambda: sub2.events(T.format(rack="rack-02", what="events"), KP) == ["normal"])
-            await wait_until(lambda: active_ids(sub2.payloads(act2)[-1]["active"]) == {}, what="empty active set")
+            await await_for(lambda: sub2.events(T.format(rack="rack-02", what="events"), KP) == ["normal"])
+            await await_for(lambda: active_ids(sub2.payloads(act2)[-1]["active"]) == {}, what="empty active set")
         finally:
             stop(proc, log)
     listed = cli("list", "-c", str(cfg2))

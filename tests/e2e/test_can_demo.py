@@ -10,7 +10,8 @@ from pathlib import Path
 from gateway.can.config import CanSourceConfig
 from gateway.config import load_config
 from gateway.democli import demo_config_path
-from tests.can_support import stored_samples, stored_statuses
+from tests.support.store import samples_by_quantity as stored_samples
+from tests.support.store import statuses as stored_statuses
 
 
 def test_the_embedded_demo_has_a_can_rack_on_a_virtual_bus() -> None:

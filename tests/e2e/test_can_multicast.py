@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,9 +20,10 @@ from tests.can_support import (
     make_site,
     offline_samples,
     project_plan,
-    stored_samples,
 )
 from tests.servers import free_udp_port
+from tests.support.store import samples_by_quantity as stored_samples
+from tests.support.waits import wait_for
 
 # The first 60 s of bms-dump.log (2,945 frames, shipped for the demo) on its recorded timeline, 20 times
 # faster (3 s); the whole capture goes through the gateway in tests/integration/test_can_runtime.py.
@@ -92,9 +93,12 @@ def test_replay_in_one_process_reaches_a_gateway_in_another(tmp_path: Path) -> N
     threading.Thread(target=pump, daemon=True).start()
     decoder = offline_decode()  # runs while the gateway starts, not during the replay
     try:
-        deadline = time.monotonic() + 60  # a start on a busy machine can take a while
-        while not bus_open.wait(0.2):
-            assert gw.poll() is None and time.monotonic() < deadline, "".join(lines)
+        def opened() -> bool:
+            assert gw.poll() is None, "".join(lines)
+            return bus_open.wait(0.2)
+
+        # A start on a busy machine can take a while.
+        wait_for(opened, 60, "the CAN bus open", step=0, detail=lambda: "".join(lines))
         expected = offline_result(decoder)
         assert expected == offline_samples(project_plan("can-redpesk-bms", BMS_DBC, rack="pack"), log_frames(CAPTURE))
         before, dropped_before = off_loopback_tx_packets(), udp_receive_buffer_errors()
@@ -108,14 +112,16 @@ def test_replay_in_one_process_reaches_a_gateway_in_another(tmp_path: Path) -> N
         # Other traffic of the machine counts too: the frames alone would be 2,945 packets.
         sent_off_loopback = off_loopback_tx_packets() - before
         assert sent_off_loopback < 1000, f"{sent_off_loopback} packets left the machine for 2,945 frames"
-        deadline = time.monotonic() + 60
         fresh: Counter[tuple[object, ...]] = Counter()
-        while time.monotonic() < deadline:
+
+        def all_stored() -> bool:
+            nonlocal fresh
             stored = stored_samples(tmp_path / "store.db", rack="pack")
             fresh = Counter({k: n for k, n in stored.items() if k[2] in ("good", "out_of_range")})
-            if fresh.total() >= expected.total():
-                break
-            time.sleep(0.3)
+            return fresh.total() >= expected.total()
+
+        with contextlib.suppress(AssertionError):  # what is missing is counted and asserted on below
+            wait_for(all_stored, 60, "every replayed sample stored", step=0.3)
         dropped = udp_receive_buffer_errors() - dropped_before
         # every frame, every sample, value for value: none lost
         assert fresh == expected, f"{fresh.total()} of {expected.total()} samples; UDP receive buffer drops: {dropped}"

@@ -4,19 +4,22 @@ lost at either sink. Ten kills with BMS_TEST_KILLS=10 (the suite runs three)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
 import signal
 import sys
-import time
 from pathlib import Path
 
 from gateway.lineproto import encode_batch
 from gateway.model import BatchKind
 from gateway.outbox import Outbox
-from tests.delivery_support import Collector, wait_for
+from tests.delivery_support import Collector
 from tests.servers import Mosquitto, VictoriaMetrics
+from tests.support.site import PLAIN_RACK, write_config
+from tests.support.store import last_seq
+from tests.support.waits import await_for
 
 KILLS = int(os.environ.get("BMS_TEST_KILLS", "3"))
 _SPLIT = re.compile(r"(?<!\\) ")
@@ -24,30 +27,16 @@ _SPLIT = re.compile(r"(?<!\\) ")
 
 def config(tmp_path: Path, vm: VictoriaMetrics, broker: Mosquitto) -> Path:
     fast = "batch_max_age: 0.05, backoff_initial: 0.1, backoff_max: 1.0"
-    lines = ["site: {name: t}", "sources:"]
-    for i in range(2):
-        lines += [
-            "  - type: simulated",
-            f"    name: rack-{i}",
-            "    interval: 0.05",
-            "    modules: 2",
-            "    cells_per_module: 8",
-            f"    truth_file: {tmp_path / f'truth-{i}.jsonl'}",
-        ]
-    lines += [
+    sinks = [
         "sinks:",
         # Precision ns: two polls of a rack within one millisecond (the simulator catching up after a
         # slow start) are two points, not one the clock guard moves a millisecond on (tested apart).
         f"  influx: {{type: influxdb, url: '{vm.url}', token: t, precision: ns, {fast}}}",
         f"  mqtt: {{type: mqtt, host: 127.0.0.1, port: {broker.port}, tls: false, {fast}}}",
-        "store:",
-        f"  path: {tmp_path / 'store.db'}",
-        "runtime: {grace_period: 10}",
-        "http: {enabled: false}",
     ]
-    p = tmp_path / "gateway.yaml"
-    p.write_text("\n".join(lines) + "\n")
-    return p
+    rack = {**PLAIN_RACK, "seed": None}
+    extra = "\n".join(sinks) + "\n"
+    return write_config(tmp_path, ["rack-0", "rack-1"], interval=0.05, grace=10, rack=rack, extra=extra)
 
 
 def field_names(fields: str) -> list[str]:
@@ -95,16 +84,7 @@ def expected_points(db: Path) -> tuple[set[tuple[str, frozenset[tuple[str, str]]
 
 
 async def stored_rows(db: Path) -> int:
-    def count() -> int:
-        if not db.exists():
-            return 0
-        ob = Outbox(db)
-        try:
-            return ob.last_seq()
-        finally:
-            ob.close()
-
-    return await asyncio.to_thread(count)
+    return await asyncio.to_thread(last_seq, db)
 
 
 async def test_kill_9_at_random_moments_loses_nothing_committed(
@@ -124,37 +104,38 @@ async def test_kill_9_at_random_moments_loses_nothing_committed(
             )
 
             async def grew() -> bool:
+                assert proc.returncode is None, (tmp_path / "gateway.log").read_text()[-3000:]
                 return await stored_rows(db) > before + 20
 
-            deadline = time.monotonic() + 60  # a start on a busy machine can take a while
-            while not await grew():
-                assert proc.returncode is None, (tmp_path / "gateway.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "the restarted gateway stores nothing"
-                await asyncio.sleep(0.05)
+            # A start on a busy machine can take a while.
+            await await_for(grew, 60, "the restarted gateway storing rows")
             return proc
 
         for k in range(KILLS):
             proc = await start()
-            await wait_for(lambda: sub.payloads(status)[-1:] == [b"online"], timeout=60)
+            await await_for(lambda: sub.payloads(status)[-1:] == [b"online"], timeout=60)
             await asyncio.sleep(rnd.uniform(0.2, 2.0))  # a random moment to kill at (the test's subject)
             proc.send_signal(signal.SIGKILL)
             assert await proc.wait() == -signal.SIGKILL
-            await wait_for(lambda: sub.payloads(status)[-1:] == [b"offline"], timeout=60)  # the Last Will
+            await await_for(lambda: sub.payloads(status)[-1:] == [b"offline"], timeout=60)  # the Last Will
             print(f"kill {k + 1}: rows stored {await stored_rows(db)}")
         proc = await start()
-        await wait_for(lambda: sub.payloads(status)[-1:] == [b"online"], timeout=60)  # delivering again
+        await await_for(lambda: sub.payloads(status)[-1:] == [b"online"], timeout=60)  # delivering again
         proc.send_signal(signal.SIGTERM)
         assert await proc.wait() == 0
-        await wait_for(lambda: sub.payloads(status)[-1:] == [b"offline"], timeout=60)
+        await await_for(lambda: sub.payloads(status)[-1:] == [b"offline"], timeout=60)
         points, seqs, stored = await asyncio.to_thread(expected_points, db)
-        await wait_for(lambda: seqs <= set(sub.telemetry_seqs("bms/t/rack-0/telemetry") + sub.telemetry_seqs(
+        await await_for(lambda: seqs <= set(sub.telemetry_seqs("bms/t/rack-0/telemetry") + sub.telemetry_seqs(
             "bms/t/rack-1/telemetry")), timeout=60)  # fmt: skip
     got_seqs = sub.telemetry_seqs("bms/t/rack-0/telemetry") + sub.telemetry_seqs("bms/t/rack-1/telemetry")
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
+    expected = {p for p in points if p[0].split("_")[0] in ("rack", "cell", "module", "device")}
+    got: set[tuple[str, frozenset[tuple[str, str]], int]] = set()
+    n_raw = 0
+
+    async def all_exported() -> bool:
+        nonlocal got, n_raw
         exported = await asyncio.to_thread(victoria.export, '{__name__=~"(rack|cell|module|device_status)_.*"}')
-        got: set[tuple[str, frozenset[tuple[str, str]], int]] = set()
-        n_raw = 0
+        got, n_raw = set(), 0
         for s in exported:
             m = dict(s["metric"])  # type: ignore[call-overload]
             name = m.pop("__name__")
@@ -162,11 +143,11 @@ async def test_kill_9_at_random_moments_loses_nothing_committed(
             for ts in s["timestamps"]:  # type: ignore[attr-defined]
                 got.add((name, labels, int(ts)))
                 n_raw += 1
-        expected = {p for p in points if p[0].split("_")[0] in ("rack", "cell", "module", "device")}
-        if expected <= got or asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.5)
-    produced = sum(sum(1 for _ in (tmp_path / f"truth-{i}.jsonl").open()) for i in range(2))
+        return expected <= got
+
+    with contextlib.suppress(AssertionError):  # what did not arrive is counted and asserted on below
+        await await_for(all_exported, 60, "every committed point in VictoriaMetrics", step=0.5)
+    produced = sum(sum(1 for _ in (tmp_path / f"truth-rack-{i}.jsonl").open()) for i in range(2))
     lost_influx = len(expected - got)
     lost_mqtt = len(seqs - set(got_seqs))
     print(

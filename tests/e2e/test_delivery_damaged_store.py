@@ -14,10 +14,11 @@ from pathlib import Path
 
 from gateway.model import Layout
 from gateway.outbox import Outbox
-from tests.delivery_support import Collector, sample_batch, vm_wait_points, wait_for
+from tests.delivery_support import Collector, sample_batch, vm_wait_points
 from tests.ops_support import http_get
 from tests.servers import Mosquitto, VictoriaMetrics, free_port
 from tests.store_support import damage_rows
+from tests.support.waits import await_for
 
 
 async def test_gateway_starts_on_a_truncated_store(tmp_path: Path, victoria: VictoriaMetrics) -> None:
@@ -99,9 +100,9 @@ async def test_damaged_rows_are_quarantined_and_every_other_row_reaches_both_sin
             )
         try:
             old = await vm_wait_points(victoria, '{__name__=~"rack_raw.v.*",rack="old"}', len(expected) * 20)
-            await wait_for(lambda: expected <= set(sub.telemetry_seqs("bms/t/old/telemetry")), timeout=60)
+            await await_for(lambda: expected <= set(sub.telemetry_seqs("bms/t/old/telemetry")), timeout=60)
             new = await vm_wait_points(victoria, '{__name__="rack_soc",rack="rack-0"}', 10, timeout=60)
-            await wait_for(lambda: len(sub.payloads("bms/t/rack-0/telemetry")) >= 10, timeout=60)
+            await await_for(lambda: len(sub.payloads("bms/t/rack-0/telemetry")) >= 10, timeout=60)
             metrics_text = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
             assert proc.returncode is None, log_path.read_text()[-3000:]
             proc.send_signal(signal.SIGTERM)

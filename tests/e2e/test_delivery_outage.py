@@ -5,6 +5,7 @@ BMS_TEST_OUTAGE_SECONDS=120 runs the full two-minute outage (the suite runs a sh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,34 +17,20 @@ from math import isclose
 from pathlib import Path
 
 from gateway.catalog import level_of
-from gateway.outbox import Outbox
 from tests.servers import VictoriaMetrics
+from tests.support.site import PLAIN_RACK, write_config
+from tests.support.store import opened
+from tests.support.waits import await_for
 
 OUTAGE = float(os.environ.get("BMS_TEST_OUTAGE_SECONDS", "5"))
 Point = tuple[str, frozenset[tuple[str, str]], int]
 
 
 def config(tmp_path: Path, vm: VictoriaMetrics) -> Path:
-    lines = ["site: {name: t}", "sources:"]
-    for i in range(2):  # 2 racks x 10 cycles/s x 49 samples = 980 samples/s
-        lines += [
-            "  - type: simulated",
-            f"    name: rack-{i}",
-            "    interval: 0.1",
-            "    modules: 2",
-            "    cells_per_module: 8",
-            f"    truth_file: {tmp_path / f'truth-{i}.jsonl'}",
-        ]
-    lines += [
-        "sinks:",
-        f"  influx: {{type: influxdb, url: '{vm.url}', token: t, backoff_initial: 0.2, backoff_max: 2.0}}",
-        f"store: {{path: {tmp_path / 'store.db'}}}",
-        "runtime: {grace_period: 20}",
-        "http: {enabled: false}",
-    ]
-    p = tmp_path / "gateway.yaml"
-    p.write_text("\n".join(lines) + "\n")
-    return p
+    # 2 racks x 10 cycles/s x 49 samples = 980 samples/s
+    sink = f"sinks:\n  influx: {{type: influxdb, url: '{vm.url}', token: t, backoff_initial: 0.2, backoff_max: 2.0}}\n"
+    rack = {**PLAIN_RACK, "seed": None}
+    return write_config(tmp_path, ["rack-0", "rack-1"], interval=0.1, grace=20, rack=rack, extra=sink)
 
 
 def truth(tmp_path: Path) -> dict[Point, float | None]:
@@ -51,7 +38,7 @@ def truth(tmp_path: Path) -> dict[Point, float | None]:
     out: dict[Point, float | None] = {}
     newest: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
     for i in range(2):
-        for line in (tmp_path / f"truth-{i}.jsonl").read_text().splitlines():
+        for line in (tmp_path / f"truth-rack-{i}.jsonl").read_text().splitlines():
             ts, q, value, _unit, quality, rack, module, cell, _dts = json.loads(line)
             labels = {"site": "t", "rack": rack, "quality": quality, "source": f"rack-{i}"}
             if module is not None:
@@ -69,11 +56,8 @@ def truth(tmp_path: Path) -> dict[Point, float | None]:
 
 
 def cursor(db: Path) -> tuple[int, int]:
-    ob = Outbox(db, check=False)
-    try:
+    with opened(db, check=False) as ob:
         return ob.acked("influx"), ob.last_seq()
-    finally:
-        ob.close()
 
 
 def connected(tmp_path: Path) -> bool:
@@ -82,11 +66,12 @@ def connected(tmp_path: Path) -> bool:
 
 async def until(pred: Callable[[], bool], proc: Process, tmp_path: Path, what: str, timeout: float = 60.0) -> None:
     """Wait for `pred` (run in a thread: it reads the store) while the gateway keeps running."""
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(pred):
+
+    async def holds() -> bool:
         assert proc.returncode is None, (tmp_path / "gateway.log").read_text()[-2000:]
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.2)
+        return await asyncio.to_thread(pred)
+
+    await await_for(holds, timeout, what, step=0.2)
 
 
 async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMetrics) -> None:
@@ -111,12 +96,16 @@ async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMet
         assert acked < last  # the backlog is in the store
         victoria.start()
         back = time.monotonic()
-        while True:  # the backlog must be delivered within 60 s of the return
+        acked, last = await asyncio.to_thread(cursor, db)
+
+        async def delivered() -> bool:
+            nonlocal acked, last
             acked, last = await asyncio.to_thread(cursor, db)
-            if acked >= last - 2:
-                break
-            assert time.monotonic() - back < 60, f"influx cursor {acked} of {last} after 60 s"
-            await asyncio.sleep(0.2)
+            return acked >= last - 2
+
+        # The backlog must be delivered within 60 s of the return.
+        cursor_now = lambda: f"influx cursor {acked} of {last}"  # noqa: E731
+        await await_for(delivered, 60, "the backlog delivered", step=0.2, detail=cursor_now)
         print(f"backlog delivered {time.monotonic() - back:.1f} s after the return")
         proc.send_signal(signal.SIGTERM)
         assert await proc.wait() == 0
@@ -126,8 +115,9 @@ async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMet
             await proc.wait()
     expected = await asyncio.to_thread(truth, tmp_path)
     got: dict[Point, list[float]] = {}
-    deadline = time.monotonic() + 60  # VictoriaMetrics makes new series searchable with a delay
-    while True:
+
+    async def all_exported() -> bool:
+        nonlocal got
         got = {}
         for s in await asyncio.to_thread(victoria.export, '{__name__=~"(rack|cell|module)_.*"}'):
             m = dict(s["metric"])  # type: ignore[call-overload]
@@ -135,9 +125,11 @@ async def test_influx_outage_loses_nothing(tmp_path: Path, victoria: VictoriaMet
             labels = frozenset(m.items())
             for ts, v in zip(s["timestamps"], s["values"], strict=True):  # type: ignore[call-overload]
                 got.setdefault((name, labels, int(ts)), []).append(float(v))
-        if set(expected) <= set(got) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.3)
+        return set(expected) <= set(got)
+
+    # VictoriaMetrics makes new series searchable with a delay; what did not arrive is counted below.
+    with contextlib.suppress(AssertionError):
+        await await_for(all_exported, 60, "every sample in VictoriaMetrics", step=0.3)
     lost = [p for p in expected if p not in got]
     # VictoriaMetrics keeps about 12 significant digits (InfluxDB keeps the float64 exactly).
     wrong = [p for p, v in expected.items() if p in got and v is not None and not isclose(got[p][0], v, rel_tol=1e-9)]

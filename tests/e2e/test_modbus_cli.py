@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +14,10 @@ import pytest
 
 from gateway.cli import main
 from gateway.model import Quality
-from gateway.outbox import Outbox
 from tests.modbus_support import GENERIC, TINY, site, source, write
 from tests.servers import free_port, wait_port
+from tests.support.store import batches as batches_of
+from tests.support.waits import wait_for
 
 
 @contextmanager
@@ -72,21 +72,18 @@ def test_simulate_record_replay_and_run(tmp_path: Path) -> None:
         wait_port(replay_port)
         with process("run", "-c", str(run_cfg), cwd=tmp_path) as gw:
             store = tmp_path / "replay" / "store.db"
-            deadline = time.monotonic() + 60
-            n = 0
-            while time.monotonic() < deadline and n < 5:
-                time.sleep(0.2)
-                if store.exists():
-                    ob = Outbox(store, check=False)  # read-only look while the gateway writes
-                    n = sum(1 for r in ob.query() if r.batch.source == "rack-a" and r.batch.samples)
-                    ob.close()
+
+            def polled() -> int:  # a read-only look while the gateway writes
+                if not store.exists():
+                    return 0
+                return sum(1 for b in batches_of(store, check=False) if b.source == "rack-a" and b.samples)
+
+            wait_for(lambda: polled() >= 5, 60, "5 batches of rack-a stored", gw, step=0.2)
             gw.send_signal(signal.SIGTERM)
             _, gw_err = gw.communicate(timeout=60)
         assert gw.returncode == 0, gw_err
         assert player.poll() is None  # still looping
-    ob = Outbox(store)
-    batches = [r.batch for r in ob.query() if r.batch.source == "rack-a" and r.batch.samples]
-    ob.close()
+    batches = [b for b in batches_of(store) if b.source == "rack-a" and b.samples]
     assert len(batches) >= 5
     for b in batches:
         assert all(s.quality == Quality.GOOD for s in b.samples)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops_support import eventually, http_get, start_gateway, stop, wait_http, wait_log, write_config
+from tests.ops_support import eventually, http_get, start_gateway, stop, wait_http, wait_log
 from tests.servers import VictoriaMetrics, free_port
+from tests.support.site import write_config
 
 SECRET = "tok-S3CRET-do-not-show-4711"
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops_support import eventually, http_get, log_events, rack_lines, start_gateway, stop, wait_http
+from tests.ops_support import eventually, http_get, log_events, start_gateway, stop, wait_http
 from tests.servers import free_port
+from tests.support.site import write_config
 
 IDLE = 2000
 
@@ -38,11 +39,7 @@ def many_fds() -> Iterator[None]:
 
 
 def site(tmp: Path, port: int, http_extra: str = "") -> Path:
-    lines = ["site: {name: t}", "sources:", *rack_lines("rack-a", tmp, 0.2)]
-    lines += ["store:", f"  path: {tmp / 'store.db'}", f"http: {{port: {port}{http_extra}}}"]
-    cfg = tmp / "gateway.yaml"
-    cfg.write_text("\n".join(lines) + "\n")
-    return cfg
+    return write_config(tmp, ["rack-a"], http_port=port, interval=0.2, grace=10, http_options=http_extra)
 
 
 def run_with_nofile(cfg: Path, tmp: Path, nofile: int) -> list[str]:

@@ -13,33 +13,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from gateway.model import BatchKind
-from gateway.outbox import Outbox
-from tests.ops_support import (
-    NotifyListener,
-    eventually,
-    http_get,
-    log_events,
-    rack_lines,
-    start_gateway,
-    stop,
-    wait_http,
-    wait_log,
-    write_config,
-)
+from tests.ops_support import NotifyListener, eventually, http_get, log_events, start_gateway, stop, wait_http, wait_log
 from tests.servers import free_port
+from tests.support.site import rack_lines, write_config
+from tests.support.store import samples_by_source
 
 
 def stored_samples(db: Path) -> dict[str, list[list[object]]]:
-    ob = Outbox(db)
-    try:
-        out: dict[str, list[list[object]]] = {}
-        for row in ob.query():
-            if row.batch.kind == BatchKind.SAMPLES:
-                out.setdefault(row.batch.source, []).extend(list(s) for s in row.batch.samples)
-        return out
-    finally:
-        ob.close()
+    return {source: [list(s) for s in samples] for source, samples in samples_by_source(db).items()}
 
 
 def truth(tmp: Path, rack: str) -> list[list[object]]:

@@ -7,8 +7,9 @@ import json
 import signal
 from pathlib import Path
 
-from tests.ops_support import http_get, log_events, start_gateway, stop, wait_http, wait_log, write_config
+from tests.ops_support import http_get, log_events, start_gateway, stop, wait_http, wait_log
 from tests.servers import free_port
+from tests.support.site import write_config
 
 TOKEN = "82736451"
 REJECTED = "reload rejected: the configuration is invalid; the running one stays"

@@ -7,7 +7,6 @@ racks and the points table are drawn, then until the simulated values change by 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -17,8 +16,10 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from tests.ops_support import start_gateway, stop, wait_http, write_config
+from tests.ops_support import start_gateway, stop, wait_http
 from tests.servers import free_port
+from tests.support.site import write_config
+from tests.support.waits import wait_for
 
 T = TypeVar("T")
 
@@ -44,17 +45,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def eventually(fn: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = fn()
-        except Exception:  # the page is being redrawn under us: look again
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("the page did not reach the expected state")
-        time.sleep(0.1)
+    # An exception means the page is being redrawn under us: look again.
+    return wait_for(fn, timeout, "the page to reach the expected state", retry_on=(Exception,))
 
 
 def cell_text(driver: webdriver.Chrome, key: str, column: int) -> str | None:

@@ -12,16 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops_support import (
-    NotifyListener,
-    eventually,
-    log_events,
-    start_gateway,
-    stop,
-    truth_counts,
-    wait_log,
-    write_config,
-)
+from tests.ops_support import NotifyListener, eventually, log_events, start_gateway, stop, truth_counts, wait_log
+from tests.support.site import write_config
 
 BLOCKER = """
 import asyncio, os, signal, socket, sys, time

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops_support import eventually, http_get, log_events, start_gateway, stop, wait_http, wait_log, write_config
+from tests.ops_support import eventually, http_get, log_events, start_gateway, stop, wait_http, wait_log
 from tests.servers import free_port
+from tests.support.site import write_config
 from tests.unit.test_yaml_limits import alias_bomb
 
 MAX_RSS_KB = 300 * 1024

@@ -7,50 +7,27 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from gateway.alarms.journal import Journal
 from gateway.cli import main
-from gateway.model import BatchKind
-from gateway.outbox import Outbox
 from tests.servers import free_port
+from tests.support.site import PLAIN_RACK, write_config
+from tests.support.store import last_seq, sample_counts, stored_sample_total
+from tests.support.waits import wait_for
 
 
-def config(tmp_path: Path, racks: int = 3) -> Path:
-    lines = ["site: {name: t}", "sources:"]
-    for i in range(racks):
-        lines += [
-            "  - type: simulated",
-            f"    name: rack-{i}",
-            "    interval: 0.02",
-            "    modules: 2",
-            "    cells_per_module: 8",
-            f"    truth_file: {tmp_path / f'truth-{i}.jsonl'}",
-        ]
-    lines += ["store:", f"  path: {tmp_path / 'store.db'}", "runtime: {grace_period: 5}", "http: {enabled: false}"]
-    p = tmp_path / "gateway.yaml"
-    p.write_text("\n".join(lines) + "\n")
-    return p
+def config(tmp_path: Path, racks: int = 3, grace: float = 5) -> Path:
+    rack = {**PLAIN_RACK, "seed": None}
+    return write_config(tmp_path, [f"rack-{i}" for i in range(racks)], interval=0.02, grace=grace, rack=rack)
 
 
 def wait_for_rows(
-    db: Path, n: int, proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float = 60.0
+    db: Path, n: int, proc: subprocess.Popen[str] | subprocess.Popen[bytes], log: Path | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        if db.exists():
-            ob = Outbox(db)
-            try:
-                if ob.last_seq() >= n:
-                    return
-            finally:
-                ob.close()
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {n} rows stored")
+    wait_for(lambda: last_seq(db) >= n, 60.0, f"{n} rows stored", proc, log=log)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -73,13 +50,9 @@ def test_signal_stores_everything_produced_and_exits_0(tmp_path: Path, sig: sign
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in out + err
-    ob = Outbox(tmp_path / "store.db")
-    stored: dict[str, int] = {}
-    for row in ob.query():
-        if row.batch.kind == BatchKind.SAMPLES:
-            stored[row.batch.source] = stored.get(row.batch.source, 0) + len(row.batch.samples)
+    stored = sample_counts(tmp_path / "store.db")
     for i in range(3):
-        produced = len((tmp_path / f"truth-{i}.jsonl").read_text().splitlines())
+        produced = len((tmp_path / f"truth-rack-{i}.jsonl").read_text().splitlines())
         assert produced > 0
         assert stored[f"rack-{i}"] == produced
     # Logs (stderr) are JSON lines when not on a terminal, with the source bound on source lines.
@@ -94,10 +67,10 @@ def test_signal_stores_everything_produced_and_exits_0(tmp_path: Path, sig: sign
 def test_second_sigint_closes_the_store_and_the_journal_then_exits_130(tmp_path: Path) -> None:
     # An InfluxDB sink nobody answers and a long grace period: after the first SIGINT the gateway
     # waits to deliver; the second one forces the exit, which still closes the store and the journal.
-    cfg = config(tmp_path, racks=2)
+    cfg = config(tmp_path, racks=2, grace=300)
     dead = free_port()
     cfg.write_text(
-        cfg.read_text().replace("runtime: {grace_period: 5}", "runtime: {grace_period: 300}")
+        cfg.read_text()
         + f"sinks:\n  influx: {{type: influxdb, url: 'http://127.0.0.1:{dead}', backoff_max: 0.5}}\n"
     )
     log_file = tmp_path / "gateway.log"
@@ -105,7 +78,7 @@ def test_second_sigint_closes_the_store_and_the_journal_then_exits_130(tmp_path:
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(cfg)], stdout=log, stderr=log)
     db = tmp_path / "store.db"
     try:
-        wait_for_rows(db, 40, proc)
+        wait_for_rows(db, 40, proc, log_file)
         proc.send_signal(signal.SIGINT)
         wait_for_log(log_file, "stopping", proc)
         proc.send_signal(signal.SIGINT)
@@ -130,19 +103,12 @@ def test_second_sigint_closes_the_store_and_the_journal_then_exits_130(tmp_path:
         journal.close()
     assert kinds[0] == "start" and kinds[-1] in ("stop", "stop_incomplete"), kinds
     assert main(["alarms", "verify", "--store", str(db)]) == 0
-    ob = Outbox(db)
-    try:
-        assert ob.stored_samples() > 0
-    finally:
-        ob.close()
+    assert stored_sample_total(db) > 0
     assert not list(tmp_path.glob("store.db.damaged-*"))
 
 
 def wait_for_log(path: Path, event: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, path.read_text()[-3000:]
-        if any(f'"event": "{event}"' in line for line in path.read_text().splitlines()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {event!r} in the log")
+    def logged() -> bool:
+        return any(f'"event": "{event}"' in line for line in path.read_text().splitlines())
+
+    wait_for(logged, timeout, f"{event!r} in the log", proc, log=path)

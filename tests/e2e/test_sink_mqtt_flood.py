@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.mqtt_flood_support import FloodingBroker, Publisher, rss_kb, session_present, subscribe_and_leave
-from tests.ops_support import eventually, http_get, log_events, rack_lines, start_gateway, stop, wait_http
+from tests.ops_support import eventually, http_get, log_events, start_gateway, stop, wait_http
 from tests.servers import Mosquitto, free_port
+from tests.support.site import write_config
 
 FLOOD_SECONDS = 30.0  # the fake broker's flood (the issue's acceptance check)
 STALE_SESSION_SECONDS = 10.0  # a real Mosquitto: the old sink passed 200 MB within 3 s
@@ -28,12 +29,8 @@ UNSOLICITED = "mqtt sink receives messages it never subscribed to: discarded and
 
 def write_site(tmp: Path, mqtt_port: int, http_port: int, extra: str = "") -> Path:
     fast = "batch_max_age: 0.05, backoff_initial: 0.1, backoff_max: 1, timeout: 5"
-    lines = ["site: {name: t}", "sources:", *rack_lines("rack-a", tmp, 0.1)]
-    lines += ["sinks:", f"  mqtt: {{type: mqtt, host: 127.0.0.1, port: {mqtt_port}, tls: false, {fast}{extra}}}"]
-    lines += ["store:", f"  path: {tmp / 'store.db'}", f"http: {{port: {http_port}}}"]
-    cfg = tmp / "gateway.yaml"
-    cfg.write_text("\n".join(lines) + "\n")
-    return cfg
+    sink = f"sinks:\n  mqtt: {{type: mqtt, host: 127.0.0.1, port: {mqtt_port}, tls: false, {fast}{extra}}}\n"
+    return write_config(tmp, ["rack-a"], http_port=http_port, interval=0.1, grace=10, extra=sink)
 
 
 def metric(port: int, name: str, labels: str = "") -> float:

@@ -29,6 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops_support import http_get, wait_http
 from tests.servers import free_port
+from tests.support.site import PLAIN_RACK, write_config
+from tests.support.waits import wait_for
 
 STAYS_UP = 30.0  # seconds the daemon must keep answering after the disk filled (the requirement itself)
 
@@ -119,11 +121,7 @@ class Daemon:
         return total
 
     def wait(self, what: str, cond: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            assert self.alive(), f"the daemon exited ({self.proc.returncode}) waiting for {what}: {self.tail()}"
-            assert time.monotonic() < deadline, f"{what}: not reached in {timeout} s: {self.tail()}"
-            time.sleep(0.1)
+        wait_for(cond, timeout, what, self.proc, step=0.1, log=self.log, detail=self.tail)
 
     def stays_up(self, seconds: float) -> int:
         """Ask /healthz again and again for `seconds` (the daemon alive and answering 200 every time)."""
@@ -155,24 +153,15 @@ class Daemon:
 
 
 def config(tmp: Path, db: Path, port: int) -> Path:
-    lines = ["site: {name: t}", "sources:"]
-    for i in range(2):
-        lines += [
-            "  - type: simulated",
-            f"    name: rack-{i}",
-            "    interval: 0.05",
-            "    modules: 2",
-            "    cells_per_module: 8",
-            f"    seed: {i + 1}",
-        ]
-    lines += [
-        f"store: {{path: {db}, memory_buffer_samples: 5000}}",  # about 2 s of these racks: some are dropped
-        f"http: {{port: {port}}}",
-        "runtime: {grace_period: 5}",
-    ]
-    path = tmp / "gateway.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    rack = {**PLAIN_RACK, "truth_file": None}
+    return write_config(
+        tmp,
+        ["rack-0", "rack-1"],
+        http_port=port,
+        rack=rack,
+        db=db,
+        store={"memory_buffer_samples": 5000},  # about 2 s of these racks: some are dropped
+    )
 
 
 def stored_rows(db: Path) -> dict[int, bytes]:

@@ -17,9 +17,10 @@ import aiomqtt
 import pytest
 
 from gateway.alarms.journal import Journal
-from tests.alarms_support import Subscriber, operator_key, publish, wait_until
+from tests.alarms_support import Subscriber, operator_key, publish
 from tests.ops_support import http_get, start_gateway, stop, wait_http, wait_log
 from tests.servers import Mosquitto, free_port
+from tests.support.waits import await_for
 
 TOPIC = "bms/s1/rack-01/alarms/command"
 RESULT = f"{TOPIC}/result"
@@ -136,7 +137,7 @@ async def test_a_flood_of_junk_and_oversize_commands_stays_bounded_and_later_com
         async with Subscriber(mosquitto.port, RESULT, client_id="results") as results:
             nan = b'{"action": "ack", "alarm_id": "rack-01:x", "user": "alice", "id": "nan", "reason": NaN}'
             await flood(mosquitto.port, [nan, b"[" * 5_000 + b"]" * 5_000], publishers=1)
-            await wait_until(lambda: len(results.messages) == 2, what="replies to NaN and deep nesting")
+            await await_for(lambda: len(results.messages) == 2, what="replies to NaN and deep nesting")
             assert [(p["ok"], p["code"]) for p in results.payloads(RESULT)] == [
                 (False, "non_finite"),
                 (False, "too_deep"),
@@ -149,7 +150,7 @@ async def test_a_flood_of_junk_and_oversize_commands_stays_bounded_and_later_com
             with RssWatch(proc.pid) as watch:
                 await flood(mosquitto.port, payloads)
                 expected = 2 + delivered  # every message that reached the gateway is refused or dropped, counted
-                await wait_until(lambda: sum(counters(http_port).values()) >= expected, limit=300, what="flood read")
+                await await_for(lambda: sum(counters(http_port).values()) >= expected, timeout=300, what="flood read")
             assert sum(counters(http_port).values()) == expected, counters(http_port)
             grown = (store_bytes(tmp_path) - before) / 1024
             print(f"flood: RSS {baseline:.0f} MB before, peak {watch.peak:.0f} MB; {delivered} of {len(payloads)} "
@@ -162,7 +163,7 @@ async def test_a_flood_of_junk_and_oversize_commands_stays_bounded_and_later_com
                 doc = alice.sign("alice", "s1", "rack-01", action="ack", alarm_id="*", reason="after", id=f"ok-{i}")
                 await publish(mosquitto.port, TOPIC, doc)
             answered = lambda: {p.get("id") for p in results.payloads(RESULT)[n_before:]}  # noqa: E731
-            await wait_until(lambda: {f"ok-{i}" for i in range(10)} <= answered(), what="answers after the flood")
+            await await_for(lambda: {f"ok-{i}" for i in range(10)} <= answered(), what="answers after the flood")
             after = [p for p in results.payloads(RESULT) if str(p.get("id")).startswith("ok-")]
             # The first acknowledges the contactor alarm; the others find nothing left to acknowledge: answered all.
             assert all(p["verified"] is True and p["key_id"] == alice.key_id for p in after), after
@@ -203,7 +204,7 @@ async def test_alarms_keygen_and_send_end_to_end(tmp_path: Path, mosquitto: Mosq
     proc = start_gateway(cfg, tmp_path)
     try:
         async with Subscriber(mosquitto.port, "bms/s1/rack-01/alarms/events", client_id="events") as events:
-            await wait_until(lambda: "active_unack" in events.events("bms/s1/rack-01/alarms/events", KP), what="alarm")
+            await await_for(lambda: "active_unack" in events.events("bms/s1/rack-01/alarms/events", KP), what="alarm")
             wait_log(tmp_path, "alarm commands: listening", proc)
             code, out, err = await run_cli("send", "ack", KP, "--user", "alice", "--key", str(tmp_path / "alice.key"),
                                            "--reason", "cell checked", "-c", str(cfg))  # fmt: skip
@@ -218,7 +219,7 @@ async def test_alarms_keygen_and_send_end_to_end(tmp_path: Path, mosquitto: Mosq
             code, out, _ = await run_cli("send", "unshelve", KP, "--user", "alice", "--key", str(mallory.path),
                                          "--reason", "forged", "-c", str(cfg))  # fmt: skip
             assert code == 1 and json.loads(out)["code"] == "bad_signature"
-            await wait_until(lambda: "shelved" in events.events("bms/s1/rack-01/alarms/events", KP), what="shelved")
+            await await_for(lambda: "shelved" in events.events("bms/s1/rack-01/alarms/events", KP), what="shelved")
     finally:
         assert stop(proc) == 0
     code, out, _ = await run_cli("history", "-c", str(cfg))

@@ -18,8 +18,9 @@ from gateway.alarms.commandconfig import CommandsConfig, CommandUser
 from gateway.alarms.commandlistener import CommandListener
 from gateway.alarms.commands import Command
 from gateway.sinks.config import MqttSinkConfig
-from tests.alarms_support import Subscriber, operator_key, publish, wait_until
+from tests.alarms_support import Subscriber, operator_key, publish
 from tests.servers import Mosquitto
+from tests.support.waits import await_for
 
 TOPIC = "bms/s1/rack-01/alarms/command"
 
@@ -73,15 +74,15 @@ async def test_commands_survive_a_broker_restart_and_a_listener_outage(tmp_path:
     async with Subscriber(mosquitto.port, f"{TOPIC}/result", client_id="results") as results:
         async with listening(mosquitto.port, rec, cfg):
             await publish(mosquitto.port, TOPIC, ack(op, 1))
-            await wait_until(lambda: len(results.messages) == 1, what="first reply")
+            await await_for(lambda: len(results.messages) == 1, what="first reply")
             mosquitto.restart()  # the listener reconnects by itself
             await publish(mosquitto.port, TOPIC, ack(op, 2))
-            await wait_until(lambda: [c.reason for c in rec.commands] == ["r1", "r2"], what="command after restart")
+            await await_for(lambda: [c.reason for c in rec.commands] == ["r1", "r2"], what="command after restart")
         # The listener is gone (its session stays with the broker): a command now waits for it.
         await publish(mosquitto.port, TOPIC, ack(op, 3))
         async with listening(mosquitto.port, rec, cfg):
-            await wait_until(lambda: [c.reason for c in rec.commands] == ["r1", "r2", "r3"], what="queued command")
-            await wait_until(lambda: [p["id"] for p in results.payloads(f"{TOPIC}/result")] == ["1", "2", "3"])
+            await await_for(lambda: [c.reason for c in rec.commands] == ["r1", "r2", "r3"], what="queued command")
+            await await_for(lambda: [p["id"] for p in results.payloads(f"{TOPIC}/result")] == ["1", "2", "3"])
     assert all(c.user == "alice" and c.rack == "rack-01" for c in rec.commands)
     assert all(c.identity is not None and c.identity.verified and c.identity.key_id == op.key_id for c in rec.commands)
 
@@ -91,7 +92,7 @@ async def test_an_invalid_command_gets_an_error_reply_and_is_not_handled(mosquit
     async with Subscriber(mosquitto.port, f"{TOPIC}/result", client_id="results") as results:
         async with listening(mosquitto.port, rec, CommandsConfig(enabled=True)):
             await publish(mosquitto.port, TOPIC, {"action": "ack", "alarm_id": "rack-02:x", "user": "eve"})
-            await wait_until(lambda: len(results.messages) == 1)
+            await await_for(lambda: len(results.messages) == 1)
     (reply,) = results.payloads(f"{TOPIC}/result")
     assert reply["ok"] is False and "not of rack 'rack-01'" in reply["errors"][0]
     assert rec.commands == [] and rec.journal[0]["type"] == "command_refused"
@@ -111,7 +112,7 @@ async def test_malformed_commands_are_refused_with_a_reply_and_the_next_ones_are
             await publish_raw(mosquitto.port, TOPIC, [nan, deep, big, junk])
             for n in range(5):
                 await publish(mosquitto.port, TOPIC, ack(op, n))
-            await wait_until(lambda: len(results.messages) == 9, what="nine replies")
+            await await_for(lambda: len(results.messages) == 9, what="nine replies")
     replies = results.payloads(f"{TOPIC}/result")
     assert [(r["ok"], r.get("code")) for r in replies[:4]] == [
         (False, "non_finite"), (False, "too_deep"), (False, "too_large"), (False, "not_json"),
@@ -153,19 +154,19 @@ alarms:
 
     task = asyncio.create_task(rt.run())
     try:
-        await wait_until(lambda: states()[:1] == [("active_unack", None)], what="contactor alarm")
+        await await_for(lambda: states()[:1] == [("active_unack", None)], what="contactor alarm")
         svc = service_of(rt)
         assert svc is not None and svc.commands is not None
-        await wait_until(svc.commands.connected.is_set, what="the listener's subscription")
+        await await_for(svc.commands.connected.is_set, what="the listener's subscription")
         async with Subscriber(mosquitto.port, f"{TOPIC}/result", client_id="results") as results:
             shelve = {"action": "shelve", "alarm_id": kp, "reason": "maintenance"}
             await publish(mosquitto.port, TOPIC, op.sign("op", "s1", "rack-01", **shelve, duration=60))
             await publish(mosquitto.port, TOPIC, op.sign("op", "s1", "rack-01", **shelve, duration=0.5))
-            await wait_until(lambda: len(results.messages) == 2, what="replies")
+            await await_for(lambda: len(results.messages) == 2, what="replies")
         assert "exceeds the longest shelve" in results.messages[0][1]["errors"][0]
         assert results.messages[1][1]["key_id"] == op.key_id and results.messages[1][1]["verified"] is True
         # Shelved by op; the contactor is still open, so the expiry brings it back unacknowledged.
-        await wait_until(lambda: states() == [("active_unack", None), ("shelved", "op"), ("active_unack", None)])
+        await await_for(lambda: states() == [("active_unack", None), ("shelved", "op"), ("active_unack", None)])
     finally:
         rt.request_stop("test")
         await task
@@ -209,14 +210,14 @@ alarms:
         async with Subscriber(mosquitto.port, f"{TOPIC}/result", client_id="results") as results:
             svc = service_of(rt)
             assert svc is not None and svc.commands is not None
-            await wait_until(svc.commands.connected.is_set, what="the listener's subscription")
-            await wait_until(lambda: kp in svc.engine.ids_of_rack("rack-01"), what="the contactor alarm")
+            await await_for(svc.commands.connected.is_set, what="the listener's subscription")
+            await await_for(lambda: kp in svc.engine.ids_of_rack("rack-01"), what="the contactor alarm")
             for doc in forged.values():
                 await publish(mosquitto.port, TOPIC, doc)
             await publish(mosquitto.port, TOPIC, replayed)
-            await wait_until(lambda: len(results.messages) == 4, what="four replies")
+            await await_for(lambda: len(results.messages) == 4, what="four replies")
             await publish(mosquitto.port, TOPIC, {**replayed})  # the same command again: a replay
-            await wait_until(lambda: len(results.messages) == 5, what="the replay's reply")
+            await await_for(lambda: len(results.messages) == 5, what="the replay's reply")
         replies = {p["id"]: p for p in results.payloads(f"{TOPIC}/result") if p["id"] != "genuine"}
         replies["replayed"] = results.payloads(f"{TOPIC}/result")[-1]
         genuine = results.payloads(f"{TOPIC}/result")[3]

@@ -23,9 +23,9 @@ from gateway.cli import main
 from gateway.config import load_config
 from gateway.ops.service import operations
 from gateway.runtime import Runtime
-from tests.alarms_support import wait_until
 from tests.delivery_support import vm_series
 from tests.servers import Mosquitto, VictoriaMetrics
+from tests.support.waits import await_for
 
 AUTH = "gateway:sink_auth_failed:mqtt"
 DISK = "gateway:store_disk_full"
@@ -95,10 +95,10 @@ async def test_a_refused_sink_is_a_gateway_alarm_with_every_output(
     assert svc is not None
     task = asyncio.create_task(rt.run())
     try:
-        await wait_until(lambda: state_of(svc, AUTH) == "active_unack", limit=60, what="the alarm raised")
+        await await_for(lambda: state_of(svc, AUTH) == "active_unack", timeout=60, what="the alarm raised")
         ops = operations(rt)
         assert ops is not None
-        await wait_until(lambda: ops.http is not None, what="the status page")
+        await await_for(lambda: ops.http is not None, what="the status page")
         assert ops.http is not None
         url = ops.http.url.rstrip("/")
 
@@ -108,11 +108,10 @@ async def test_a_refused_sink_is_a_gateway_alarm_with_every_output(
             return [a for a in doc["alarms"] if a.get("alarm_id") == AUTH]
 
         async def page_shows(states: list[str]) -> None:
-            for _ in range(600):  # the limit only stops a hung test
-                if [a["state"] for a in await listed()] == states:
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"the status page never showed {states}")
+            async def shown() -> bool:
+                return [a["state"] for a in await listed()] == states
+
+            await await_for(shown, 60, f"the status page showing {states}")
 
         await page_shows(["active_unack"])
         (on_page,) = await listed()
@@ -130,7 +129,7 @@ async def test_a_refused_sink_is_a_gateway_alarm_with_every_output(
 
         broker.users = {"gw": "wrong"}  # the broker now takes the gateway's password
         broker.restart()
-        await wait_until(lambda: state_of(svc, AUTH) == "normal", limit=60, what="the alarm cleared")
+        await await_for(lambda: state_of(svc, AUTH) == "normal", timeout=60, what="the alarm cleared")
         await page_shows([])
         assert metrics.REGISTRY.get_sample_value("bms_gateway_alarms_active", {"severity": "critical"}) == 0
 
@@ -138,8 +137,8 @@ async def test_a_refused_sink_is_a_gateway_alarm_with_every_output(
             series = vm_series(victoria, '{__name__="alarms_active_count",rack="gateway"}')
             return [v for _, v in series.get("alarms_active_count", [])]
 
-        await wait_until(lambda: 1.0 in counts() and 0.0 in counts(), limit=60, what="the alarm in InfluxDB")
-        await wait_until(lambda: rt.runners[0].caught_up(), limit=60, what="the MQTT sink caught up")
+        await await_for(lambda: 1.0 in counts() and 0.0 in counts(), timeout=60, what="the alarm in InfluxDB")
+        await await_for(lambda: rt.runners[0].caught_up(), timeout=60, what="the MQTT sink caught up")
     finally:
         rt.request_stop("test")
         await task
@@ -164,23 +163,23 @@ async def test_a_full_disk_is_an_alarm_journaled_once_there_is_room(tmp_path: Pa
     failures = metrics.REGISTRY.get_sample_value("bms_gateway_alarm_journal_failures_total") or 0.0
     task = asyncio.create_task(rt.run())
     try:
-        await wait_until(lambda: rt.outbox.last_seq() > 20, what="samples stored")
+        await await_for(lambda: rt.outbox.last_seq() > 20, what="samples stored")
         rt.outbox.disk_full_clear_after = 3600.0
         _fill(rt.outbox.db)  # the disk is full: for the store ...
         svc.journal.db.close()  # ... and the journal cannot be written either
-        await wait_until(lambda: state_of(svc, DISK) == "active_unack", what="the alarm raised")
-        await wait_until(lambda: bool(svc._unjournaled), what="journal entries kept in memory")
+        await await_for(lambda: state_of(svc, DISK) == "active_unack", what="the alarm raised")
+        await await_for(lambda: bool(svc._unjournaled), what="journal entries kept in memory")
         assert (metrics.REGISTRY.get_sample_value("bms_gateway_alarm_journal_failures_total") or 0.0) > failures
         assert DISK not in [a for a, _ in _journal_ids(store)]  # not in the journal yet
         assert svc.engine.counts()["critical"] == 1
 
         rt.outbox.db.execute("PRAGMA max_page_count=1073741823")  # room again
         svc.journal = Journal(store)
-        await wait_until(lambda: (DISK, "active_unack") in _journal_ids(store), what="the kept entries journaled")
+        await await_for(lambda: (DISK, "active_unack") in _journal_ids(store), what="the kept entries journaled")
         assert svc._unjournaled == []
         rt.outbox.disk_full_clear_after = 0.0
-        await wait_until(lambda: state_of(svc, DISK) == "rtn_unack", what="the alarm returned to normal")
-        await wait_until(lambda: (DISK, "rtn_unack") in _journal_ids(store), what="the return journaled")
+        await await_for(lambda: state_of(svc, DISK) == "rtn_unack", what="the alarm returned to normal")
+        await await_for(lambda: (DISK, "rtn_unack") in _journal_ids(store), what="the return journaled")
     finally:
         rt.request_stop("test")
         await task

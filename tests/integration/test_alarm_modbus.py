@@ -14,9 +14,9 @@ from gateway.modbus.simulator import ModbusSimulator
 from gateway.modbus.validate import load_modbus_profile
 from gateway.model import BatchKind
 from gateway.runtime import Runtime
-from tests.alarms_support import wait_until
 from tests.modbus_support import TINY, write
 from tests.servers import free_port
+from tests.support.waits import await_for
 
 WATCHED = ("bms_alarm", "door_open")
 
@@ -49,19 +49,19 @@ async def test_bms_bits_and_interlocks_over_modbus(tmp_path: Path) -> None:
 
     task = asyncio.create_task(rt.run())
     try:
-        await wait_until(lambda: polls() >= 3, what="first polls")
+        await await_for(lambda: polls() >= 3, what="first polls")
         dev.image.write("holding", 1, [0b1001])  # BMS alarm bits 0 and 3
         dev.image.write("discrete", 0, [1])  # enclosure door open
         bits = ("rack-a:bms_alarm:cell_overvoltage", "rack-a:bms_alarm:insulation_fault", "rack-a:door_open")
         raised = {(a, "active_unack") for a in bits}
-        await wait_until(lambda: raised <= set(events()), what="alarms from the BMS bits")
+        await await_for(lambda: raised <= set(events()), what="alarms from the BMS bits")
         dev.image.write("holding", 1, [0])
         dev.image.write("discrete", 0, [0])
-        await wait_until(lambda: ("rack-a:door_open", "rtn_unack") in events(), what="door closed")
+        await await_for(lambda: ("rack-a:door_open", "rtn_unack") in events(), what="door closed")
         svc = service_of(rt)
         assert svc is not None
         reply: dict[str, Any] = await svc.command(Command("ack", "rack-a", ("*",), "alice", "seen", None, "1"))
-        await wait_until(lambda: events().count(("rack-a:door_open", "normal")) == 1, what="acknowledged")
+        await await_for(lambda: events().count(("rack-a:door_open", "normal")) == 1, what="acknowledged")
     finally:
         rt.request_stop("test")
         await task

@@ -14,10 +14,10 @@ from gateway.modbus.simulator import ModbusSimulator
 from gateway.modbus.validate import load_modbus_profile
 from gateway.model import BatchKind, Quality
 from gateway.runtime import Runtime
-from tests.alarms_support import wait_until
 from tests.modbus_support import TINY, write
 from tests.runtime_support import run_until
 from tests.servers import free_port
+from tests.support.waits import await_for
 
 STALE = "rack-a:stale"
 
@@ -80,13 +80,13 @@ async def test_a_dead_racks_stale_alarm_stays_active_across_a_restart(tmp_path: 
     sim = ModbusSimulator.from_profile(load_modbus_profile(write(tmp_path / "sim" / "tiny.yaml", TINY)), [1])
     task = asyncio.create_task(rt2.run())
     try:
-        await wait_until(comm_loss_stored, limit=60, what="the dead rack's comm_loss samples after the restart")
+        await await_for(comm_loss_stored, timeout=60, what="the dead rack's comm_loss samples after the restart")
         assert svc.engine.by_id[STALE].alarm.state == "active_unack"
         assert [e for e in journal_events(store, started) if e[1] == STALE] == []  # no flap: nothing journaled
         # The rack answers: fresh data clears the stale alarm (it was active all along).
         await sim.start(port)
-        await wait_until(lambda: any(e[1:] == (STALE, "rtn_unack") for e in journal_events(store, started)),
-                         limit=60, what="fresh data clears the stale alarm")  # fmt: skip
+        await await_for(lambda: any(e[1:] == (STALE, "rtn_unack") for e in journal_events(store, started)),
+                         timeout=60, what="fresh data clears the stale alarm")  # fmt: skip
         assert any(s.quality == Quality.GOOD for b in rack_batches(rt2, mark) for s in b.samples)  # it delivered
     finally:
         rt2.request_stop("test")

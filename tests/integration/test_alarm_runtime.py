@@ -3,7 +3,6 @@ the journal matches the outbox and verifies, and a latched alarm survives a rest
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ from gateway.alarms.engine import service_of
 from gateway.alarms.journal import Journal
 from gateway.config import load_config
 from gateway.model import Batch, BatchKind
-from gateway.outbox import Outbox
 from gateway.runtime import Runtime
 from tests.runtime_support import run_until
+from tests.support.store import runtime_batches as stored
 
 OV = "rack-01:cell_over_voltage:m1c5"
 
@@ -55,17 +54,6 @@ alarms:
     p = tmp_path / "gateway.yaml"
     p.write_text(text, encoding="utf-8")
     return p
-
-
-def stored(rt: Runtime) -> list[Batch]:
-    try:
-        return [row.batch for row in rt.outbox.query()]
-    except sqlite3.ProgrammingError:  # closed after the run: read the file
-        ob = Outbox(rt.cfg.store.path)
-        try:
-            return [row.batch for row in ob.query()]
-        finally:
-            ob.close()
 
 
 def alarm_records(rt: Runtime) -> list[dict[str, Any]]:

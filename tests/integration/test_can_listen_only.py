@@ -4,7 +4,6 @@ mode comes from `ip link`, however often its bus is reopened."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import can
@@ -14,6 +13,7 @@ from gateway.can.reader import BusReader, open_bus
 from tests.can_support import make_site
 from tests.integration.test_can_runtime import NO_HTTP, QUICK, metric, running, until
 from tests.servers import free_port
+from tests.support.waits import await_for
 
 NOTE = "CAN bus not opened listen-only by the gateway"
 
@@ -25,10 +25,12 @@ async def receive(rx: can.BusABC, tx: can.BusABC) -> list[int]:
         for i in range(3):
             tx.send(can.Message(arbitration_id=0x100 + i, data=bytes([i]), is_extended_id=False))
         got: list[int] = []
-        deadline = time.monotonic() + 30
-        while len(got) < 3:
-            assert time.monotonic() < deadline, got
-            got += [m.arbitration_id for m in await reader.batch(window=0.05, max_frames=10, timeout=1)]
+
+        async def three() -> bool:
+            got.extend(m.arbitration_id for m in await reader.batch(window=0.05, max_frames=10, timeout=1))
+            return len(got) >= 3
+
+        await await_for(three, 30, "3 frames received", step=0, detail=lambda: got)
         return got
     finally:
         reader.stop()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import can
 import pytest
 
 from gateway.can.reader import BusReader, open_bus
-from tests.delivery_support import wait_for
 from tests.servers import free_port, free_udp_port
+from tests.support.waits import await_for
 
 
 async def test_udp_multicast_is_read_by_the_event_loop_in_batches() -> None:
@@ -28,10 +26,13 @@ async def test_udp_multicast_is_read_by_the_event_loop_in_batches() -> None:
         first = await reader.batch(window=30, max_frames=3, timeout=30)
         assert [m.arbitration_id for m in first] == [0x100, 0x101, 0x102]
         rest: list[int] = []
-        deadline = time.monotonic() + 30
-        while 0x10F not in rest:  # everything up to the last frame sent, in order
-            assert time.monotonic() < deadline, f"frames after the first batch: {rest}"
-            rest += [m.arbitration_id for m in await reader.batch(window=0.05, max_frames=10, timeout=1)]
+
+        async def up_to_the_last() -> bool:  # everything up to the last frame sent, in order
+            rest.extend(m.arbitration_id for m in await reader.batch(window=0.05, max_frames=10, timeout=1))
+            return 0x10F in rest
+
+        seen = lambda: f"frames after the first batch: {rest}"  # noqa: E731
+        await await_for(up_to_the_last, 30, "the last frame sent", step=0, detail=seen)
         # 0x200 was sent before the last frame, on the same socket: had it passed the filter, it would be here.
         assert rest == [0x103, 0x104, 0x10F]
         assert await reader.batch(window=0.05, max_frames=10, timeout=0.1) == []  # nothing more: timeout
@@ -52,7 +53,7 @@ async def test_virtual_bus_thread_reader_and_bounded_buffer() -> None:
         for i in range(25):
             tx.send(can.Message(arbitration_id=i, data=b"", is_extended_id=False))
         # The receive thread takes every frame: ten are buffered, the other fifteen dropped and counted.
-        await wait_for(lambda: len(reader.buffer) + reader.dropped == 25, timeout=30)
+        await await_for(lambda: len(reader.buffer) + reader.dropped == 25, timeout=30)
         got = await reader.batch(window=0.01, max_frames=100, timeout=1)
         assert len(got) == 10 and reader.dropped == 15  # counted, never silent
         assert [m.arbitration_id for m in got] == list(range(10))  # the first ones kept, the newest dropped

@@ -24,9 +24,10 @@ from tests.can_support import (
     make_site,
     offline_samples,
     project_plan,
-    stored_samples,
-    stored_statuses,
 )
+from tests.support.store import samples_by_quantity as stored_samples
+from tests.support.store import statuses as stored_statuses
+from tests.support.waits import await_for
 
 _n = itertools.count()
 NO_HTTP = "http:\n  enabled: false\n"
@@ -41,10 +42,7 @@ def metric(name: str, **labels: str) -> float:
 
 
 async def until(cond: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
+    await await_for(cond, timeout, step=0.02)
 
 
 @asynccontextmanager

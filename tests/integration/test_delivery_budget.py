@@ -11,8 +11,9 @@ from gateway.outbox import Outbox
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx import InfluxSink
 from gateway.sinks.runner import SinkRunner
-from tests.delivery_support import metric, running, sample_batch, vm_series, vm_wait_points, wait_for
+from tests.delivery_support import metric, running, sample_batch, vm_series, vm_wait_points
 from tests.servers import VictoriaMetrics
+from tests.support.waits import await_for
 
 
 async def test_budget_drops_equal_the_samples_missing_at_the_sink(tmp_path: Path, victoria: VictoriaMetrics) -> None:
@@ -33,7 +34,7 @@ async def test_budget_drops_equal_the_samples_missing_at_the_sink(tmp_path: Path
         dropped = metric("bms_gateway_samples_dropped_total", consumer="influx", reason="disk_budget") - before
         assert dropped > 0
         victoria.start()
-        await wait_for(runner.caught_up, timeout=60)
+        await await_for(runner.caught_up, timeout=60)
     delivered = await vm_wait_points(victoria, '{__name__=~"rack_raw.v.*"}', produced - int(dropped))
     print(f"produced {produced}, dropped (metric) {int(dropped)}, delivered {delivered}")
     assert produced - delivered == dropped  # exactly: every missing sample is counted, nothing else is missing

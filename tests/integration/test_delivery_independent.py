@@ -12,8 +12,9 @@ from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
 from gateway.sinks.influx import InfluxSink
 from gateway.sinks.mqtt import MqttSink
 from gateway.sinks.runner import SinkRunner
-from tests.delivery_support import Collector, metric, running, sample_batch, vm_series, vm_wait_points, wait_for
+from tests.delivery_support import Collector, metric, running, sample_batch, vm_series, vm_wait_points
 from tests.servers import Mosquitto, VictoriaMetrics
+from tests.support.waits import await_for
 
 FAST = {"batch_max_age": 0.05, "backoff_initial": 0.05, "backoff_max": 0.5}
 
@@ -35,14 +36,15 @@ async def test_influx_down_does_not_hold_back_mqtt(
             influx.notify()
             mqtt.notify()
             await asyncio.sleep(0.01)
-        await wait_for(lambda: sub.telemetry_seqs("bms/s1/r1/telemetry") == seqs)
-        await wait_for(mqtt.caught_up)  # acknowledged (PUBACK) right after the subscriber got them
+        await await_for(lambda: sub.telemetry_seqs("bms/s1/r1/telemetry") == seqs)
+        await await_for(mqtt.caught_up)  # acknowledged (PUBACK) right after the subscriber got them
         assert not influx.caught_up()  # live on MQTT while InfluxDB is down
-        await wait_for(lambda: metric("bms_gateway_sink_pending_samples", sink="influx") == 600)  # refreshed in backoff
+        # refreshed in backoff
+        await await_for(lambda: metric("bms_gateway_sink_pending_samples", sink="influx") == 600)
         assert metric("bms_gateway_sink_pending_samples", sink="mqtt") == 0
         batches_before = metric("bms_gateway_sink_batches_total", sink="influx")
         victoria.start()
-        await wait_for(influx.caught_up, timeout=30)
+        await await_for(influx.caught_up, timeout=30)
         # The 600-sample backlog went out in full batches of 200 samples (catch-up at full speed).
         assert metric("bms_gateway_sink_batches_total", sink="influx") - batches_before == 3
     assert await vm_wait_points(victoria, '{__name__=~"rack_raw.v.*"}', 600) == 600

@@ -10,8 +10,9 @@ from gateway.outbox import Outbox
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx import InfluxSink
 from gateway.sinks.runner import SinkRunner
-from tests.delivery_support import metric, running, sample_batch, vm_wait_points, wait_for
+from tests.delivery_support import metric, running, sample_batch, vm_wait_points
 from tests.servers import VictoriaMetrics
+from tests.support.waits import await_for
 
 
 async def test_truncated_store_starts_reports_and_keeps_delivering(tmp_path: Path, victoria: VictoriaMetrics) -> None:
@@ -36,7 +37,7 @@ async def test_truncated_store_starts_reports_and_keeps_delivering(tmp_path: Pat
         for i in range(800, 810):
             assert ob.append([sample_batch("r1", start + i * 1_000_000, 20, base=i)]) == i + 1
         runner.notify()
-        await wait_for(runner.caught_up)
+        await await_for(runner.caught_up)
     expected = (rep.recovered_rows + 10) * 20
     got = await vm_wait_points(victoria, '{__name__=~"rack_raw.v.*"}', expected)
     print(f"kept {rep.recovered_rows} rows, set aside {rep.unreadable_rows}; delivered {got} of {expected}, lost: 0")

@@ -14,8 +14,9 @@ from gateway.config import load_config
 from gateway.gatewayinfo import config_digest
 from gateway.ops.service import VERSION
 from gateway.runtime import Runtime
-from tests.delivery_support import Collector, wait_for
+from tests.delivery_support import Collector
 from tests.servers import Mosquitto, VictoriaMetrics
+from tests.support.waits import await_for
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -80,13 +81,13 @@ async def test_info_and_heartbeat_reach_the_broker_and_the_database(
         task = asyncio.create_task(rt.run())
         try:
             # At start: the retained info, then heartbeats counting what both sinks delivered.
-            await wait_for(lambda: len(infos(sub)) >= 1)
+            await await_for(lambda: len(infos(sub)) >= 1)
             [info] = infos(sub)
             assert set(info) == INFO_FIELDS
             assert info["type"] == "info" and info["reason"] == "start" and info["version"] == VERSION
             assert info["config_digest"] == config_digest(rt.loaded)
             assert info["sources"] == ["rack-01"] and info["sinks"] == ["influx", "mqtt"]
-            await wait_for(lambda: any(delivered(b, "influx") > 0 and delivered(b, "mqtt") > 0 for b in beats(sub)))
+            await await_for(lambda: any(delivered(b, "influx") > 0 and delivered(b, "mqtt") > 0 for b in beats(sub)))
             beat = beats(sub)[-1]
             assert set(GATEWAY_FIELDS) <= set(beat) and set(beat["sinks"]["mqtt"]) == set(SINK_FIELDS)  # type: ignore[index]
             assert beat["samples_stored"] > 0 and beat["racks_online"] == 1 and beat["store_bytes"] > 0  # type: ignore[operator]
@@ -94,7 +95,7 @@ async def test_info_and_heartbeat_reach_the_broker_and_the_database(
             # A reload that adds a source: a new info, with the new source and digest.
             path.write_text(config(tmp_path, victoria, mosquitto, ["rack-01", "rack-02"]).read_text())
             assert (await rt.reload()).ok
-            await wait_for(lambda: len(infos(sub)) >= 2)
+            await await_for(lambda: len(infos(sub)) >= 2)
             reloaded = infos(sub)[-1]
             assert reloaded["reason"] == "reload" and reloaded["sources"] == ["rack-01", "rack-02"]
             assert reloaded["config_digest"] != info["config_digest"] and reloaded["started"] == info["started"]
@@ -104,9 +105,9 @@ async def test_info_and_heartbeat_reach_the_broker_and_the_database(
             for f in mosquitto.workdir.glob("*.db"):
                 f.unlink()
             mosquitto.start()
-            await wait_for(lambda: len(infos(sub)) > seen, timeout=60)  # published again at the connect
+            await await_for(lambda: len(infos(sub)) > seen, timeout=60)  # published again at the connect
             async with Collector(mosquitto.port, topic="bms/s1/gateway/info", client_id="late") as late:
-                await wait_for(lambda: any(r for t, _p, r in late.messages), timeout=60)
+                await await_for(lambda: any(r for t, _p, r in late.messages), timeout=60)
                 retained = [json.loads(p) for _t, p, r in late.messages if r]
             assert retained[-1]["reason"] == "reload" and retained[-1]["sources"] == ["rack-01", "rack-02"]
         finally:
@@ -122,10 +123,7 @@ async def test_info_and_heartbeat_reach_the_broker_and_the_database(
             names.setdefault(m.pop("__name__"), set()).add((m.get("component", ""), m.get("sink", "")))
         return {"gateway_started", "gateway_delivered_samples"} <= set(names)
 
-    deadline = asyncio.get_running_loop().time() + 60
-    while not await exported():
-        assert asyncio.get_running_loop().time() < deadline, sorted(names)
-        await asyncio.sleep(0.5)
+    await await_for(exported, 60, "the gateway's own series in VictoriaMetrics", step=0.5, detail=lambda: sorted(names))
     for field in GATEWAY_FIELDS:
         assert ("gateway", "") in names[f"gateway_{field}"], field
     for field in SINK_FIELDS:

@@ -18,8 +18,9 @@ from gateway.metrics import REGISTRY
 from gateway.model import Batch, BatchKind, DeviceState, Quality
 from gateway.runtime import Runtime
 from tests.modbus_faulty import PROFILE, FaultyServer
-from tests.modbus_support import of, site, source, stored
+from tests.modbus_support import of, site, source
 from tests.runtime_support import run_until
+from tests.support.store import runtime_batches as stored
 
 
 def alarm_site(tmp_path: Path, sources: str) -> Path:

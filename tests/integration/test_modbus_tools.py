@@ -22,9 +22,9 @@ from gateway.modbus.simulator import ModbusSimulator
 from gateway.modbus.validate import load_modbus_profile
 from gateway.model import Batch, DeviceState, Quality
 from gateway.sources.base import SourceContext
-from tests.delivery_support import wait_for
 from tests.modbus_support import TINY, write
 from tests.servers import free_port
+from tests.support.waits import await_for
 from tests.unit.test_modbus_layout import layouts_checked  # noqa: F401  (a fixture)
 
 # every batch a device makes carries a layout that fits its samples
@@ -47,13 +47,8 @@ async def poll(ep: ModbusEndpoint, until: Callable[[list[Batch]], bool], limit: 
         batches.append(b)
 
     task = asyncio.create_task(ep.run(SourceContext(emit, lambda: None, "t")))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
     try:
-        while not until(batches):
-            assert not task.done(), task
-            assert loop.time() < deadline, "condition not reached"
-            await asyncio.sleep(0.01)
+        await await_for(lambda: until(batches), limit, step=0.01, task=task)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -107,18 +102,13 @@ async def test_a_replayed_recording_gives_the_same_samples_as_the_live_run(tmp_p
         batches.append(b)
 
     task = asyncio.create_task(ep2.run(SourceContext(emit, lambda: None, "t")))
-    loop = asyncio.get_running_loop()
     replayed: list[Batch] = []
     try:
         for i, cycle in enumerate(complete):
             if i:
                 apply_cycle(sim.devices[1], cycle)
             n = len(batches)
-            deadline = loop.time() + 30
-            while len(batches) < n + 2:
-                assert not task.done(), task
-                assert loop.time() < deadline, "the replayed device is not polled"
-                await asyncio.sleep(0.01)
+            await await_for(lambda n=n: len(batches) >= n + 2, 30, "the replayed device polled", step=0.01, task=task)
             replayed.append(batches[n + 1])  # polled wholly after the cycle was applied
     finally:
         task.cancel()
@@ -211,7 +201,7 @@ async def test_simulator_faults_delay_drop_and_one_client(tmp_path: Path) -> Non
         second = AsyncModbusTcpClient("127.0.0.1", port=sim.port, timeout=2, retries=0, reconnect_delay=0)
         await first.connect()
         await second.connect()
-        await wait_for(lambda: sim.refused == 1)  # the second connection was turned away
+        await await_for(lambda: sim.refused == 1)  # the second connection was turned away
         assert not (await first.read_input_registers(0, count=1, device_id=1)).isError()
         with pytest.raises(Exception, match="onnect"):
             await second.read_input_registers(0, count=1, device_id=1)
@@ -221,7 +211,7 @@ async def test_simulator_faults_delay_drop_and_one_client(tmp_path: Path) -> Non
             await first.read_input_registers(0, count=1, device_id=1)
         sim.faults.delay = 0.0
         sim.drop_connections()
-        await wait_for(lambda: not first.connected)
+        await await_for(lambda: not first.connected)
         first.close()
         second.close()
     finally:

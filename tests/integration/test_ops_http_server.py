@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from gateway.ops.http import MAX_HEAD, App
 from gateway.ops.httpserver import HttpLimits, HttpServer
-from tests.delivery_support import metric, wait_for
+from tests.delivery_support import metric
+from tests.support.waits import await_for
 
 
 def make_server(limits: HttpLimits | None = None) -> HttpServer:
@@ -67,7 +68,7 @@ async def test_stop_drops_idle_clients_and_frees_the_port() -> None:
     await server.start()
     port = server.port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)  # connects, never sends a request
-    await wait_for(lambda: server.open_connections == 1)  # the server has taken the connection
+    await await_for(lambda: server.open_connections == 1)  # the server has taken the connection
     await server.stop()
     async with asyncio.timeout(30):
         assert await reader.read() == b""
@@ -88,7 +89,7 @@ async def test_an_idle_half_request_is_closed_after_the_read_timeout() -> None:
             assert await reader.read() == b""  # closed without an answer
         writer.close()
         assert dropped("timeout") == before + 1
-        await wait_for(lambda: server.open_connections == 0)  # forgotten
+        await await_for(lambda: server.open_connections == 0)  # forgotten
     finally:
         await server.stop()
 
@@ -124,7 +125,7 @@ async def test_idle_connections_past_the_limit_close_the_oldest_and_a_probe_is_a
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(b"GET /metrics HTTP/1.1\r\n")  # half a request, held open
             idle.append((reader, writer))
-        await wait_for(lambda: dropped("evicted") >= before + 100 - limit)  # the oldest idle ones closed
+        await await_for(lambda: dropped("evicted") >= before + 100 - limit)  # the oldest idle ones closed
         assert server.open_connections <= limit
         answer = await request(server.port, b"GET /healthz HTTP/1.1\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -152,10 +153,10 @@ async def test_a_connection_answering_is_never_closed_for_a_newer_one_and_a_stuc
         busy, timed_out = dropped("busy"), dropped("write_timeout")
         _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET /api/status HTTP/1.1\r\n\r\n")  # and never reads the answer
-        await wait_for(lambda: server.requests == 1)
+        await await_for(lambda: server.requests == 1)
         refused = await request(server.port, b"GET /healthz HTTP/1.1\r\n\r\n")
         assert refused == b"" and dropped("busy") == busy + 1  # closed at once, the answering one kept
-        await wait_for(lambda: dropped("write_timeout") == timed_out + 1)
+        await await_for(lambda: dropped("write_timeout") == timed_out + 1)
         assert (await request(server.port, b"GET /healthz HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200")
         writer.close()
     finally:

@@ -26,6 +26,7 @@ from gateway.runtime import Runtime
 from gateway.sources.base import SourceContext
 from tests.ops_support import NotifyListener, eventually
 from tests.servers import VictoriaMetrics, free_port
+from tests.support.waits import await_for
 
 
 class GatedSource:
@@ -56,11 +57,7 @@ async def aget(url: str) -> tuple[int, str]:
 
 
 async def until(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while True:
-            if await cond():
-                return
-            await asyncio.sleep(0.02)
+    await await_for(cond, timeout, step=0.02)
 
 
 def config(tmp_path: Path, port: int, level: str = "info") -> Path:

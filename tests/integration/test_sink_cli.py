@@ -13,7 +13,8 @@ from gateway.outbox import Outbox
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx import InfluxSink
 from gateway.sinks.runner import SinkRunner
-from tests.delivery_support import InfluxLikeServer, running, sample_batch, wait_for
+from tests.delivery_support import InfluxLikeServer, running, sample_batch
+from tests.support.waits import await_for
 
 
 async def test_dead_letters_listed_exported_retried(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,7 +30,7 @@ async def test_dead_letters_listed_exported_retried(tmp_path: Path, capsys: pyte
         runner = SinkRunner("influx", InfluxSink("influx", cfg, "s1"), ob, cfg)
         ob.append([sample_batch("r1", 1_000_000_000, 1), sample_batch("r1", 2_000_000_000, 2)])
         async with running(runner):
-            await wait_for(runner.caught_up)
+            await await_for(runner.caught_up)
         ob.append([sample_batch("r1", 3_000_000_000, 1)])  # pending for the status
         ob.close()
 

@@ -23,9 +23,9 @@ from tests.delivery_support import (
     sample_batch,
     vm_series,
     vm_wait_points,
-    wait_for,
 )
 from tests.servers import VictoriaMetrics
+from tests.support.waits import await_for
 
 FAST = {"batch_max_age": 0.05, "backoff_initial": 0.05, "backoff_max": 0.5}
 
@@ -36,7 +36,7 @@ async def deliver(ob: Outbox, runner: SinkRunner, batches: list[Batch]) -> None:
         for b in batches:
             ob.append([b])
             runner.notify()
-        await wait_for(runner.caught_up)
+        await await_for(runner.caught_up)
 
 
 def make(tmp_path: Path, url: str, **kw: object) -> tuple[Outbox, SinkRunner]:
@@ -83,7 +83,7 @@ async def test_outage_loses_nothing_and_keeps_order(tmp_path: Path, victoria: Vi
         for _ in range(10):
             produce()
             await asyncio.sleep(0.1)
-        await wait_for(runner.caught_up)
+        await await_for(runner.caught_up)
         victoria.stop()
         t_end = time.monotonic() + OUTAGE
         deadline = t_end + 60
@@ -107,7 +107,7 @@ async def test_outage_loses_nothing_and_keeps_order(tmp_path: Path, victoria: Vi
         for _ in range(10):
             produce()
             await asyncio.sleep(0.1)
-        await wait_for(runner.caught_up, timeout=60)
+        await await_for(runner.caught_up, timeout=60)
     total = len(truth) * 100
     got = await vm_wait_points(victoria, '{__name__=~"rack_raw.v.*"}', total)
     series = vm_series(victoria, '{__name__="rack_raw.v0"}')["rack_raw.v0"]
@@ -126,7 +126,7 @@ async def test_rejected_point_goes_to_the_dead_letter_table(tmp_path: Path) -> N
         ob.append([bad])
         ob.append([sample_batch("r1", 4_000_000_000, 1)])
         async with running(runner):
-            await wait_for(runner.caught_up)
+            await await_for(runner.caught_up)
     dl = ob.dead_letters("influx")
     assert len(dl) == 1
     assert dl[0].seq == 3 and dl[0].status == 400
@@ -145,7 +145,7 @@ async def test_413_splits_and_429_retry_after_is_honoured(tmp_path: Path) -> Non
         ob, runner = make(tmp_path, srv.url, batch_max_samples=100)
         ob.append([sample_batch("r1", 1_000_000_000 * k, 1, base=k) for k in range(1, 11)])
         async with running(runner):
-            await wait_for(runner.caught_up)
+            await await_for(runner.caught_up)
     assert srv.log[0] == 429 and 413 in srv.log
     # Retry-After: 1 is honoured: the next request came a second or more later (backoff alone: 25-50 ms).
     assert srv.times[1] - srv.times[0] >= 1.0
@@ -159,12 +159,12 @@ async def test_401_keeps_data_raises_an_alarm_and_delivers_after_the_fix(tmp_pat
         ob, runner = make(tmp_path, srv.url)
         ob.append([sample_batch("r1", 1_000_000_000, 2)])
         async with running(runner):
-            await wait_for(lambda: runner.auth_alarm)
+            await await_for(lambda: runner.auth_alarm)
             assert metric("bms_gateway_sink_auth_failed", sink="influx") == 1
             assert not runner.caught_up() and srv.stored == []
             srv.token = "t0ken"  # the operator fixes the token on the server side
             runner.notify()
-            await wait_for(lambda: runner.caught_up() and not runner.auth_alarm, timeout=30)
+            await await_for(lambda: runner.caught_up() and not runner.auth_alarm, timeout=30)
     alarms = [r.batch for r in ob.query() if r.batch.kind == BatchKind.ALARM]
     states = [str(b.records[0]["state"]) for b in alarms]
     assert states == ["active_unack", "rtn_unack"]
@@ -181,7 +181,7 @@ async def test_server_errors_retry_until_accepted(tmp_path: Path, status: int) -
         ob, runner = make(tmp_path, srv.url)
         ob.append([sample_batch("r1", 1_000_000_000, 3)])
         async with running(runner):
-            await wait_for(runner.caught_up)
+            await await_for(runner.caught_up)
     assert srv.log == [status, status, 204]
     assert len(srv.stored) == 1
     ob.close()
@@ -204,7 +204,7 @@ async def test_https_with_a_ca_file_and_a_token_file(tmp_path: Path) -> None:
         assert "s3cret" not in repr(runner.sink) and "s3cret" not in repr(runner.cfg)
         ob.append([sample_batch("r1", 1_000_000_000, 2)])
         async with running(runner):
-            await wait_for(runner.caught_up)
+            await await_for(runner.caught_up)
         assert len(srv.stored) == 1
         # Verification is on by default: without the CA the server's certificate is refused.
         cfg = InfluxSinkConfig(url=srv.url, token="s3cret-token")
@@ -223,10 +223,10 @@ async def test_a_missing_token_file_keeps_the_data_and_recovers(tmp_path: Path) 
         ob, runner = make(tmp_path, srv.url, token=None, token_file=str(token))
         ob.append([sample_batch("r1", 1_000_000_000, 2)])
         async with running(runner):
-            await wait_for(lambda: runner.failures > 0)
+            await await_for(lambda: runner.failures > 0)
             assert "cannot read secret file" in runner.last_error and not runner.caught_up()
             token.write_text("tok\n")  # the operator restores the file; no restart needed
-            await wait_for(runner.caught_up, timeout=30)
+            await await_for(runner.caught_up, timeout=30)
     assert len(srv.stored) == 1
     ob.close()
 

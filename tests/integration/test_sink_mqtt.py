@@ -20,8 +20,9 @@ from gateway.sinks.base import SinkAuthError
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.mqtt import MqttSink
 from gateway.sinks.runner import SinkRunner
-from tests.delivery_support import Collector, make_certs, metric, running, sample_batch, wait_for
+from tests.delivery_support import Collector, make_certs, metric, running, sample_batch
 from tests.servers import Mosquitto
+from tests.support.waits import await_for
 
 FAST = {"batch_max_age": 0.05, "backoff_initial": 0.05, "backoff_max": 0.5, "tls": False, "timeout": 3}
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ async def test_topics_retained_state_and_clean_stop(tmp_path: Path, mosquitto: M
     ob, runner = make(tmp_path, mosquitto.port, ha_discovery=True)
     async with Collector(mosquitto.port) as sub:
         async with running(runner):
-            await wait_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online"])
+            await await_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online"])
             online = DeviceStatus("r1", DeviceState.ONLINE, "", 1)
             ob.append([Batch("r1", [Sample(1, "soc", 50.0, "%", "good", "r1")], status=online)])
             ob.append([Batch("r1", [Sample(2, "soc", 51.0, "%", "good", "r1")])])
@@ -48,9 +49,9 @@ async def test_topics_retained_state_and_clean_stop(tmp_path: Path, mosquitto: M
             active = {"type": "active", "ts": 3, "rack": "r1", "active": [{"alarm_id": "a1"}]}
             ob.append([Batch("alarms", [], kind=BatchKind.ALARM, device="r1", records=[event, active])])
             runner.notify()
-            await wait_for(runner.caught_up)
-            await wait_for(lambda: len(sub.payloads("bms/s1/r1/alarms/active")) == 1)
-        await wait_for(lambda: sub.payloads("bms/s1/gateway/status")[-1:] == [b"offline"])
+            await await_for(runner.caught_up)
+            await await_for(lambda: len(sub.payloads("bms/s1/r1/alarms/active")) == 1)
+        await await_for(lambda: sub.payloads("bms/s1/gateway/status")[-1:] == [b"offline"])
     assert sub.telemetry_seqs("bms/s1/r1/telemetry") == [1, 2]
     state = json.loads(sub.payloads("bms/s1/r1/state")[-1])
     assert state["values"]["soc"]["v"] == 51.0 and state["values"]["soc"]["ql"] == "good"
@@ -60,7 +61,7 @@ async def test_topics_retained_state_and_clean_stop(tmp_path: Path, mosquitto: M
     assert json.loads(disc[0])["state_topic"] == "bms/s1/r1/state"
     # A new subscriber sees the retained topics: the status, state, availability and alarm list.
     async with Collector(mosquitto.port, client_id="late") as late:
-        await wait_for(lambda: {t for t, _, r in late.messages if r} >= {
+        await await_for(lambda: {t for t, _, r in late.messages if r} >= {
             "bms/s1/gateway/status", "bms/s1/r1/state", "bms/s1/r1/availability", "bms/s1/r1/alarms/active"
         })  # fmt: skip
     ob.close()
@@ -79,8 +80,8 @@ async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path, mosquitto
                 if i == 100:
                     mosquitto.start()
                 await asyncio.sleep(0.02)
-            await wait_for(runner.caught_up, timeout=30)
-            await wait_for(lambda: set(sub.telemetry_seqs("bms/s1/r1/telemetry")) >= set(seqs), timeout=30)
+            await await_for(runner.caught_up, timeout=30)
+            await await_for(lambda: set(sub.telemetry_seqs("bms/s1/r1/telemetry")) >= set(seqs), timeout=30)
     got = sub.telemetry_seqs("bms/s1/r1/telemetry")
     first_seen = list(dict.fromkeys(got))
     lost = len(set(seqs) - set(got))
@@ -102,8 +103,8 @@ async def test_tls_with_client_certificate(tmp_path: Path) -> None:
         async with Collector(broker.port) as sub, running(runner):
             ob.append([sample_batch("r1", 1, 3)])
             runner.notify()
-            await wait_for(runner.caught_up)
-            await wait_for(lambda: len(sub.payloads("bms/s1/r1/telemetry")) == 1)
+            await await_for(runner.caught_up)
+            await await_for(lambda: len(sub.payloads("bms/s1/r1/telemetry")) == 1)
         # Verification is on: without our CA the broker's certificate is refused.
         cfg = MqttSinkConfig.model_validate({"host": "127.0.0.1", "port": broker.tls_port, **FAST, "tls": True})
         with pytest.raises(SinkError, match="cannot connect"):
@@ -175,9 +176,9 @@ async def test_last_will_offline_after_kill_9(tmp_path: Path, mosquitto: Mosquit
             while (line := await proc.stdout.readline()) not in (b"open\n", b""):
                 pass  # log lines
             assert line == b"open\n"
-            await wait_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online"])
+            await await_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online"])
             os.kill(proc.pid, signal.SIGKILL)
-            await wait_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online", b"offline"], timeout=60)
+            await await_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online", b"offline"], timeout=60)
         finally:
             if proc.returncode is None:
                 proc.kill()

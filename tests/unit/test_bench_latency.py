@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 
 from bench.telemetry_latency import TelemetryLatency, block_times
 from tests.servers import Mosquitto
+from tests.support.waits import wait_for
 
 
 def test_block_times_are_distinct_in_order() -> None:
@@ -40,9 +41,7 @@ def test_latency_per_block_from_a_real_broker(mosquitto: Mosquitto) -> None:
         payload = {"samples": [{"ts": old}, {"ts": old}, {"ts": old + 1_000_000_000}]}
         pub.publish("bench/site/r1/telemetry", json.dumps(payload), qos=1).wait_for_publish(30)
         pub.publish("bench/site/r2/telemetry", json.dumps(payload), qos=1).wait_for_publish(30)  # not subscribed
-        deadline = time.monotonic() + 30
-        while watch.messages < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: watch.messages >= 1, 30, "the watched message", step=0.02)
         got = watch.stop()
         age = (time.time_ns() - old) / 1e6  # of the older block now, in ms: no latency can exceed it
     finally:

@@ -31,6 +31,7 @@ from gateway.modbus.wire import unpack_registers
 from gateway.model import Batch, DeviceState, Quality
 from gateway.sources.base import SourceContext
 from tests.modbus_support import GENERIC, TINY, profile_from
+from tests.support.waits import await_for
 
 
 @pytest.fixture
@@ -335,10 +336,7 @@ async def test_a_cancelled_endpoint_stops_when_a_read_swallows_the_cancellation(
         emitted.append(batch)
 
     task = asyncio.create_task(endpoint.run(SourceContext(emit, lambda: None, "t")))
-    for _ in range(1000):
-        if len(emitted) >= 3:
-            break
-        await asyncio.sleep(0.001)
+    await await_for(lambda: len(emitted) >= 3, 60, "3 batches", step=0.001)
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=2)
     assert done, "the endpoint kept polling after it was cancelled"

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.modbus.poller import ModbusEndpoint
 from gateway.modbus.schedule import backoff_delay, first_due, next_due
+from tests.support.waits import await_for
 
 
 def test_on_time_cycle() -> None:
@@ -76,10 +77,7 @@ async def test_endpoints_poll_their_devices_in_interleaved_slots_on_a_fixed_grid
 
         ep.link.connect = connect  # type: ignore[method-assign]
     tasks = [asyncio.create_task(ep.run(SourceContext(emit, lambda: None, "t"))) for ep in eps]
-    for _ in range(2000):
-        if len(polled) >= 8:
-            break
-        await asyncio.sleep(0.001)
+    await await_for(lambda: len(polled) >= 8, 60, "8 polls", step=0.001)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

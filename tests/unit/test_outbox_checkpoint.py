@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 from gateway.model import Batch, Sample
 from gateway.outbox import Outbox
+from tests.support.waits import wait_for
 
 
 def batch(i: int) -> Batch:
@@ -37,10 +37,7 @@ def test_the_thread_checkpoints_and_commits_do_not(tmp_path: Path) -> None:
     for i in range(50):
         box.append([batch(i)])
     done = checker.checkpoints
-    deadline = time.monotonic() + 30
-    while checker.checkpoints < done + 2:  # two checkpoints after the last commit
-        assert time.monotonic() < deadline, "no checkpoint"
-        time.sleep(0.01)
+    wait_for(lambda: checker.checkpoints >= done + 2, 30, "two checkpoints after the last commit", step=0.01)
     assert rows_in_main_file(path, tmp_path) == 50 and checker.failures == 0
     box.close()
     assert not checker._thread.is_alive()

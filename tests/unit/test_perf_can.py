@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 
 import can
 
@@ -15,6 +14,7 @@ from gateway.can.reader import BusReader, open_bus
 from gateway.profiles import load_profile
 from tests.can_support import BMS_DBC, DBC_DIR, FOX_DBC, FOX_TRC, PROFILES, log_frames
 from tests.servers import free_udp_port
+from tests.support.waits import await_for
 
 
 def _plans(profile: str, dbc: object) -> tuple[RackPlan, RackPlan]:
@@ -82,10 +82,13 @@ async def _receive(fast: bool, port: int, sent: list[can.Message]) -> tuple[list
         # and is dropped, the buffer being full): on a busy machine the kernel may hand the frames over in
         # several parts, and taking some out in between would change how many are dropped.
         passing = _passing(sent)
-        deadline = time.monotonic() + 30
-        while len(reader.buffer) + reader.dropped < passing:
-            assert time.monotonic() < deadline, f"{len(reader.buffer) + reader.dropped} of {passing} frames received"
-            await asyncio.sleep(0.01)
+        await await_for(
+            lambda: len(reader.buffer) + reader.dropped >= passing,
+            30,
+            f"{passing} frames received",
+            step=0.01,
+            detail=lambda: f"{len(reader.buffer) + reader.dropped} received",
+        )
         got: list[can.Message] = []
         while True:
             batch = await reader.batch(0.05, 1000, 0.5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,17 +11,12 @@ from gateway.model import Batch, Quality, Sample
 from gateway.outbox import Outbox
 from gateway.runtime import Runtime
 from gateway.sources.base import SourceContext
+from tests.support.waits import await_for
 
 
 async def until(cond: Callable[[], bool], task: asyncio.Task[int], timeout: float = 60.0) -> None:
     """Wait while the runtime runs in `task` until `cond()` holds (the deadline only stops a hung test)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if task.done():
-            task.result()
-            raise AssertionError("runtime ended early")
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+    await await_for(cond, timeout, step=0.01, task=task)
 
 
 def simulated_runtime(tmp_path: Path) -> Runtime:

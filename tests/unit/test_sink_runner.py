@@ -14,7 +14,8 @@ from gateway.errors import SinkError
 from gateway.outbox import Outbox, Row
 from gateway.sinks.base import Rejected
 from gateway.sinks.runner import SinkRunner
-from tests.delivery_support import running, sample_batch, wait_for
+from tests.delivery_support import running, sample_batch
+from tests.support.waits import await_for
 
 
 class ListSink:
@@ -55,7 +56,7 @@ async def test_failures_retry_and_delivery_keeps_order(tmp_path: Path) -> None:
     for i in range(10):
         ob.append([sample_batch("r1", i + 1, 10)])
     async with running(runner):
-        await wait_for(runner.caught_up)
+        await await_for(runner.caught_up)
     assert sink.attempts == 3 + len(sink.writes)
     assert [s for w in sink.writes for s in w] == list(range(1, 11))  # every row once, in order
     assert all(len(w) <= 3 for w in sink.writes)  # batches by size: 30 samples
@@ -69,7 +70,7 @@ async def test_retry_after_is_waited_out_before_the_next_attempt(tmp_path: Path)
     runner = SinkRunner("list", sink, ob, cfg())
     ob.append([sample_batch("r1", 1, 1)])
     async with running(runner):
-        await wait_for(runner.caught_up)
+        await await_for(runner.caught_up)
     assert sink.attempts == 2 and sink.writes == [[1]]
     # The second attempt came no sooner than the server asked (backoff alone: 5-10 ms).
     assert sink.attempted_at[1] - sink.attempted_at[0] >= 0.5
@@ -83,7 +84,7 @@ async def test_drain_writes_a_partial_batch_at_once(tmp_path: Path) -> None:
     async with running(runner):
         ob.append([sample_batch("r1", time.time_ns(), 1)])  # a fresh row
         runner.notify()
-        await wait_for(lambda: [r.seq for r in runner._buffer] == [1])  # read, held for more (age one hour)
+        await await_for(lambda: [r.seq for r in runner._buffer] == [1])  # read, held for more (age one hour)
         assert sink.writes == []
         assert await runner.drain(30.0)
     assert sink.writes == [[1]]
