@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.outbox import Outbox
+from tests.support.store import stored_sample_total
 
 
 def test_demo_shows_samples_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -40,6 +40,4 @@ def test_demo_shows_samples_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert "Traceback" not in text + err
     assert "rack-01" in text and "rack-02" in text
     assert "stopped; the samples are in" in text
-    ob = Outbox(store)
-    assert ob.stored_samples() > 0
-    ob.close()
+    assert stored_sample_total(store) > 0

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from gateway.model import Quality
-from gateway.outbox import Outbox
+from tests.support.store import batches as stored_batches
 
 
 def test_demo_reads_modbus_racks_over_loopback(tmp_path: Path) -> None:
@@ -37,9 +37,7 @@ def test_demo_reads_modbus_racks_over_loopback(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert any(x.startswith("mb-rack-01") and "samples" in x for x in lines)
     assert any(x.startswith("mb-rack-02") and "samples" in x for x in lines)
-    ob = Outbox(store)
-    batches = [r.batch for r in ob.query() if r.batch.source in ("mb-rack-01", "mb-rack-02") and r.batch.samples]
-    ob.close()
+    batches = [b for b in stored_batches(store) if b.source in ("mb-rack-01", "mb-rack-02") and b.samples]
     by_rack = {b.source: b for b in batches}
     assert set(by_rack) == {"mb-rack-01", "mb-rack-02"}
     sunspec = [s for b in batches if b.source == "mb-rack-02" for s in b.samples]

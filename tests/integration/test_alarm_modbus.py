@@ -16,6 +16,7 @@ from gateway.model import BatchKind
 from gateway.runtime import Runtime
 from tests.modbus_support import TINY, write
 from tests.servers import free_port
+from tests.support.store import batches as stored_batches
 from tests.support.waits import await_for
 
 WATCHED = ("bms_alarm", "door_open")
@@ -73,10 +74,4 @@ async def test_bms_bits_and_interlocks_over_modbus(tmp_path: Path) -> None:
 
 
 def rt_rows(rt: Runtime) -> list[list[dict[str, Any]]]:
-    from gateway.outbox import Outbox
-
-    ob = Outbox(rt.cfg.store.path)
-    try:
-        return [row.batch.records for row in ob.query() if row.batch.kind == BatchKind.ALARM]
-    finally:
-        ob.close()
+    return [b.records for b in stored_batches(rt.cfg.store.path, kind=BatchKind.ALARM)]
