@@ -54,6 +54,16 @@ def cell_text(driver: webdriver.Chrome, key: str, column: int) -> str | None:
     return rows[0].find_elements(By.TAG_NAME, "td")[column].text if rows else None
 
 
+def row_texts(driver: webdriver.Chrome, selector: str) -> list[str] | None:
+    rows = driver.find_elements(By.CSS_SELECTOR, selector)
+    return [td.text for td in rows[0].find_elements(By.TAG_NAME, "td")] if rows else None
+
+
+def alarm_rows(driver: webdriver.Chrome) -> list[list[str]] | None:
+    rows = driver.find_elements(By.CSS_SELECTOR, "#alarms tbody tr[data-alarm]")
+    return [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows] or None
+
+
 def test_status_page_shows_racks_points_and_live_values(tmp_path: Path, browser: webdriver.Chrome) -> None:
     port = free_port()
     alarms = "alarms: {overrides: {cell_high_temperature: {on_delay: 0}}}\n"
@@ -74,8 +84,7 @@ def test_status_page_shows_racks_points_and_live_values(tmp_path: Path, browser:
         # Every point has its row: value, unit, quality and age.
         n_rows = eventually(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#points tbody tr[data-key]")))
         assert n_rows > 2 * 8  # at least the 8 cells of each rack, plus rack-level quantities
-        cell = browser.find_element(By.CSS_SELECTOR, '#points tbody tr[data-key="rack-a|cell_voltage|1|1"]')
-        tds = [td.text for td in cell.find_elements(By.TAG_NAME, "td")]
+        tds = eventually(lambda: row_texts(browser, '#points tbody tr[data-key="rack-a|cell_voltage|1|1"]'))
         assert tds[0:4] == ["rack-a", "cell_voltage", "1", "1"]
         assert float(tds[4]) > 2.0 and tds[5] == "V" and tds[6] == "good" and float(tds[7]) >= 0
         # The values change by themselves (the page polls; the simulated rack charges and discharges).
@@ -97,12 +106,13 @@ def test_status_page_shows_racks_points_and_live_values(tmp_path: Path, browser:
                 == {"rack-b"}
             )
         )
-        alarm = eventually(lambda: browser.find_elements(By.CSS_SELECTOR, "#alarms tbody tr[data-alarm]"))
-        cells = [td.text for td in alarm[0].find_elements(By.TAG_NAME, "td")]
+        # Rows are read as text in one go: a redraw between finding a row and reading it means "look again".
+        alarm = eventually(lambda: alarm_rows(browser))
+        cells = alarm[0]
         assert (
             cells[0] == "rack-b" and "temperature" in cells[1] and cells[2] in ("warning", "minor", "major", "critical")
         )
-        assert not [a for a in alarm if a.find_elements(By.TAG_NAME, "td")[0].text == "rack-a"]
+        assert not [a for a in alarm if a[0] == "rack-a"]
         # Every resource the page loaded came from the gateway itself (no CDN).
         urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert urls and all(u.startswith(f"http://127.0.0.1:{port}/") for u in urls)
