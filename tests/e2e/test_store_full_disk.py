@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.ops_support import http_get, wait_http
 from tests.servers import free_port
 from tests.support.site import PLAIN_RACK, write_config
-from tests.support.waits import wait_for
+from tests.support.waits import holds_for, wait_for
 
 STAYS_UP = 30.0  # seconds the daemon must keep answering after the disk filled (the requirement itself)
 
@@ -125,15 +125,13 @@ class Daemon:
 
     def stays_up(self, seconds: float) -> int:
         """Ask /healthz again and again for `seconds` (the daemon alive and answering 200 every time)."""
-        end = time.monotonic() + seconds
-        answers = 0
-        while time.monotonic() < end:
+
+        def answers() -> None:
             assert self.alive(), f"the daemon exited ({self.proc.returncode}): {self.tail()}"
             status, _, body = http_get(f"{self.base}/healthz", timeout=10)
             assert (status, body) == (200, "ok\n")
-            answers += 1
-            time.sleep(0.5)
-        return answers
+
+        return holds_for(answers, seconds)
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

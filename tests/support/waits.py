@@ -86,6 +86,20 @@ def wait_for(
         time.sleep(step)
 
 
+def holds_for(check: Callable[[], None], seconds: float, step: float = 0.5) -> int:
+    """Run `check` (which asserts) every `step` seconds for `seconds`: for what must stay true over a
+    span of time (a daemon that keeps answering, a bound that keeps holding), never a wait for a
+    condition. Returns how many times it ran (at least once)."""
+    end = time.monotonic() + seconds
+    runs = 0
+    while True:
+        check()
+        runs += 1
+        if time.monotonic() >= end:
+            return runs
+        time.sleep(step)
+
+
 @overload
 async def await_for(
     pred: Callable[[], Awaitable[T | None]],

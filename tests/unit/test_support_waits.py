@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.waits import await_for, wait_for
+from tests.support.waits import await_for, holds_for, wait_for
 
 
 def exited(code: int, stderr: str) -> subprocess.Popen[bytes]:
@@ -92,3 +92,18 @@ async def test_await_for_fails_at_once_when_the_task_under_test_ends() -> None:
     task2 = asyncio.create_task(returns())
     with pytest.raises(AssertionError, match=r"waiting for a batch: the task under test ended early \(returned 5\)"):
         await await_for(lambda: False, 3600, "a batch", task=task2)
+
+
+def test_holds_for_runs_the_check_until_the_span_ends_and_fails_at_the_first_breach() -> None:
+    seen: list[int] = []
+    assert holds_for(lambda: seen.append(1), 0.2, step=0.05) == len(seen) >= 2
+    calls = 0
+
+    def breaks_on_the_third_call() -> None:
+        nonlocal calls
+        calls += 1
+        assert calls < 3, "the bound broke"
+
+    with pytest.raises(AssertionError, match="the bound broke"):
+        holds_for(breaks_on_the_third_call, 60.0, step=0.01)
+    assert calls == 3
