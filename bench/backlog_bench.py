@@ -20,8 +20,8 @@ from bench.common import Gateway, Options, base_config, influx_sink, read_json, 
 from bench.peers import VictoriaMetrics, vm_value_count
 from bench.proc import python, spawn
 from bench.stats import Row, Runs
-from gateway.configbase import SinkBase
-from gateway.outboxcodec import stored_values
+from gateway.config.base import SinkBase
+from gateway.store.codec import stored_values
 
 RACKS, MODULES, CELLS_PER_MODULE, SENSORS_PER_MODULE = 20, 10, 20, 2  # 253 samples per rack and second
 
@@ -44,7 +44,7 @@ def site_config(work: Path, vm_url: str) -> Path:
 
 
 def pending(store: Path, sink: str = "influx") -> int:
-    from gateway.outbox import Outbox
+    from gateway.store.outbox import Outbox
 
     ob = Outbox(store)
     try:

@@ -106,7 +106,7 @@ def send(work: Path, port: int, rate: int, duration: float) -> dict[str, Any]:
 
 def probe_times(store: Path) -> dict[int, int]:
     """Each probe's sample time in the store (ns: when the gateway decoded its frame), by sequence number."""
-    from gateway.outbox import Outbox
+    from gateway.store.outbox import Outbox
 
     out: dict[int, int] = {}
     ob = Outbox(store)

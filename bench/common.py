@@ -92,8 +92,8 @@ def store_counts(path: Path, since_ns: int = 0, until_ns: int | None = None) -> 
     millions of samples stay quick."""
     import sqlite3
 
-    from gateway.outbox import Outbox
-    from gateway.outboxcodec import GOOD, QUALITY_CODES, is_json, load_compact
+    from gateway.store.codec import GOOD, QUALITY_CODES, is_json, load_compact
+    from gateway.store.outbox import Outbox
 
     good_code = QUALITY_CODES[GOOD]
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

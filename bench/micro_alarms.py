@@ -29,7 +29,7 @@ import argparse
 import random
 import time
 
-from gateway.alarms.evaluator import AlarmEngine
+from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.ruleset import defaults_path, load_rule_file
 from gateway.model import Batch, Layout, LayoutKey, Quality, Sample
 

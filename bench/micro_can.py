@@ -37,20 +37,19 @@ from can.interfaces.udp_multicast.utils import pack_message
 
 from bench import can_bench, candata
 from bench.canbus import GROUP, drain_rate
-from gateway.can.config import CanProfile, CanSourceConfig
-from gateway.can.dbcload import load_dbc
-from gateway.can.plan import compile_rack
-from gateway.can.rack import Rack
-from gateway.can.reader import BusReader, open_bus
-from gateway.can.source import CanBusSource
+from gateway.config.yamlpos import load_yaml_text, to_plain
 from gateway.model import Batch
-from gateway.yamlpos import load_yaml_text, to_plain
+from gateway.sources.can.config import CanProfile, CanSourceConfig
+from gateway.sources.can.dbcload import load_dbc
+from gateway.sources.can.plan import compile_rack
+from gateway.sources.can.rack import Rack
+from gateway.sources.can.reader import BusReader, open_bus
+from gateway.sources.can.source import CanBusSource
 
 WINDOW = 1250  # frames of one 50 ms batch window at 25,000 frames/s
 
 try:  # the reader's frame type; older trees hand on can.Message
-    from gateway.can.reader import from_message
-
+    from gateway.sources.can.reader import from_message
     def as_frame(m: can.Message) -> Any:
         return from_message(m)
 except ImportError:  # pragma: no cover - an older checkout
@@ -134,7 +133,7 @@ def can_rounds(rounds: int, windows: int = 50, frames: int = 500) -> list[list[B
 def bench_pipeline() -> dict[str, float]:
     """CPU µs per sample of each stage after the source, for CAN windows (layout None)."""
     from bench import micro_sinks
-    from gateway.alarms.evaluator import AlarmEngine
+    from gateway.alarms.engine import AlarmEngine
     from gateway.alarms.ruleset import defaults_path, load_rule_file
 
     rounds = can_rounds(3)
@@ -152,12 +151,12 @@ def bench_steady(seconds: float, tuned: bool) -> tuple[float, float, int]:
     import tempfile
     from pathlib import Path
 
-    from gateway.alarms.evaluator import AlarmEngine
+    from gateway.alarms.engine import AlarmEngine
     from gateway.alarms.ruleset import defaults_path, load_rule_file
-    from gateway.outbox import Outbox
     from gateway.sinks.clock import ClockGuard
-    from gateway.sinks.influx import chunks_body, gzip_body, render_chunks
-    from gateway.sinks.mqttpayloads import MqttState, Topics, render_rows
+    from gateway.sinks.influx.sink import chunks_body, gzip_body, render_chunks
+    from gateway.sinks.mqtt.payloads import MqttState, Topics, render_rows
+    from gateway.store.outbox import Outbox
 
     source = bench_source()
     rack = source.racks[0]

@@ -23,14 +23,14 @@ from typing import Any
 
 import can
 
-from gateway.alarms.evaluator import AlarmEngine
+from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.ruleset import defaults_path, load_rule_file
-from gateway.can.config import CanProfile
-from gateway.can.dbcload import load_dbc
-from gateway.can.plan import compile_rack
-from gateway.can.reader import BusReader, open_bus
+from gateway.config.yamlpos import load_yaml, to_plain
 from gateway.model import Batch, Quality, Sample
-from gateway.yamlpos import load_yaml, to_plain
+from gateway.sources.can.config import CanProfile
+from gateway.sources.can.dbcload import load_dbc
+from gateway.sources.can.plan import compile_rack
+from gateway.sources.can.reader import BusReader, open_bus
 
 ROOT = Path(__file__).resolve().parent.parent
 DBC = ROOT / "dbc" / "can-example-rack.dbc"

@@ -27,15 +27,15 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 from bench.modbus_bench import PROFILE, REGISTERS, VOLTAGES
 from bench.peers import free_port, wait_port
 from bench.proc import python, spawn
-from gateway.modbus.config import ModbusSourceConfig
-from gateway.modbus.decode import BlockDecoder
-from gateway.modbus.device import DeviceRun
-from gateway.modbus.poller import ModbusEndpoint
-from gateway.modbus.profile import ModbusProfile
-from gateway.modbus.validate import load_modbus_profile
-from gateway.modbus.wire import unpack_registers
 from gateway.model import Batch
 from gateway.sources.base import SourceContext
+from gateway.sources.modbus.config import ModbusSourceConfig
+from gateway.sources.modbus.decode import BlockDecoder
+from gateway.sources.modbus.device import DeviceRun
+from gateway.sources.modbus.poller import ModbusEndpoint
+from gateway.sources.modbus.profile import ModbusProfile
+from gateway.sources.modbus.validate import load_modbus_profile
+from gateway.sources.modbus.wire import unpack_registers
 
 
 async def poll(port: int, profile: ModbusProfile, units: int, cycles: int, fast: bool) -> tuple[float, float, int]:

@@ -10,7 +10,7 @@ layouts: the longest busy and late times (ms) and the CPU µs per sample of the 
   - "chunked": the sink as it is (it lets the loop run after every 2,000 rendered samples);
   - "one go": the same with no yield (a whole write rendered at once);
   - "thread": the rendering run in a worker thread (`asyncio.to_thread`), the loop waiting for it.
-The collector is set up as the gateway does (`gateway.gcpolicy.settle`) unless `--default-gc`.
+The collector is set up as the gateway does (`gateway.runtime.gcpolicy.settle`) unless `--default-gc`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bench.micro_sinks import make_batches, make_layouts, without_layout
-from gateway import gcpolicy
-from gateway.outbox import Row
-from gateway.sinks import influx, mqtt
+from gateway.runtime import gcpolicy
 from gateway.sinks.base import Rejected
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
-from gateway.sinks.influx import InfluxSink, render_row
-from gateway.sinks.mqtt import MqttSink
-from gateway.sinks.mqttpayloads import render_rows
+from gateway.sinks.influx import sink as influx
+from gateway.sinks.influx.sink import InfluxSink, render_row
+from gateway.sinks.mqtt import sink as mqtt
+from gateway.sinks.mqtt.payloads import render_rows
+from gateway.sinks.mqtt.sink import MqttSink
+from gateway.store.outbox import Row
 
 
 class StubWriteService:

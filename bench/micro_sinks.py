@@ -22,15 +22,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import outbox as outbox_module
 from gateway.catalog import level_of
-from gateway.lineproto import encode_device_status, field_value, precision_divisor, tag
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, Sample
-from gateway.outbox import Outbox, Row
 from gateway.sinks import layoutcheck
 from gateway.sinks.clock import ClockGuard
-from gateway.sinks.influx import chunks_body, gzip_body, render_chunks
-from gateway.sinks.mqttpayloads import ALL_LEVELS, MqttState, Topics, clean, dumps, render_rows, sample_doc, state_key
+from gateway.sinks.influx.lineproto import encode_device_status, field_value, precision_divisor, tag
+from gateway.sinks.influx.sink import chunks_body, gzip_body, render_chunks
+from gateway.sinks.mqtt.payloads import ALL_LEVELS, MqttState, Topics, clean, dumps, render_rows, sample_doc, state_key
+from gateway.store import outbox as outbox_module
+from gateway.store.outbox import Outbox, Row
 
 # -- the plain renderings before the fast paths (same bytes, more work per sample) ------------------
 

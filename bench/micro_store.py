@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from bench.micro_sinks import measure
-from gateway import gcpolicy
 from gateway.model import Batch, Layout, Sample
 from gateway.ops.livestate import LiveState
-from gateway.outbox import Outbox
-from gateway.sim.battery import RackModel, RackParams
+from gateway.runtime import gcpolicy
+from gateway.sources.sim.battery import RackModel, RackParams
+from gateway.store.outbox import Outbox
 
 SEGMENTS = 8
 COMMIT = 5  # batches per group commit (0.05 s of 100 racks at 1 Hz)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyinstrument import Profiler
 
-from gateway.cli import main as gateway_main
+from gateway.cli.main import main as gateway_main
 
 
 def main() -> None:

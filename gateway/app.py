@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from gateway.config import LoadedConfig
+    from gateway.config.settings import LoadedConfig
     from gateway.errors import Problem
-    from gateway.runtime import Runtime
+    from gateway.runtime.core import Runtime
     from gateway.sinks.base import Sink
     from gateway.sources.base import Source
 
@@ -29,29 +29,29 @@ if TYPE_CHECKING:
 # every enabled instance of its type at once, so that it can share connections (several Modbus unit
 # ids behind one TCP endpoint, several racks on one CAN bus).
 SOURCES: dict[str, str] = {
-    "modbus": "gateway.modbus.source:build",
-    "can": "gateway.can.source:build",
-    "simulated": "gateway.sim.source:build",
+    "modbus": "gateway.sources.modbus.source:build",
+    "can": "gateway.sources.can.source:build",
+    "simulated": "gateway.sources.sim.source:build",
 }
 
 # `type:` of a sink -> builder(name, sink config, loaded config) -> sink.
 SINKS: dict[str, str] = {
-    "influxdb": "gateway.sinks.influx:build",
-    "mqtt": "gateway.sinks.mqtt:build",
+    "influxdb": "gateway.sinks.influx.sink:build",
+    "mqtt": "gateway.sinks.mqtt.sink:build",
 }
 
 # `protocol:` of a profile file -> its pydantic model.
 PROFILE_KINDS: dict[str, str] = {
-    "can": "gateway.can.config:CanProfile",
-    "modbus": "gateway.modbus.profile:ModbusProfile",
+    "can": "gateway.sources.can.config:CanProfile",
+    "modbus": "gateway.sources.modbus.profile:ModbusProfile",
 }
 
 # Checks that need the profiles resolved: check(loaded, data) -> problems. `validate` and start-up run
 # every one, in this order.
 CHECKS: tuple[str, ...] = (
     "gateway.alarms.ruleset:check_alarms",
-    "gateway.can.checks:check_can",
-    "gateway.modbus.checks:check_modbus",
+    "gateway.sources.can.checks:check_can",
+    "gateway.sources.modbus.checks:check_modbus",
     "gateway.sinks.transport:check_transport",
 )
 
@@ -59,15 +59,15 @@ CHECKS: tuple[str, ...] = (
 # hooks. In this order: alarms (a processor: its events are stored with the batch), operations
 # (HTTP, status page, systemd READY/WATCHDOG/STOPPING), the heartbeat (gateway info records).
 RUNTIME_PARTS: tuple[str, ...] = (
-    "gateway.alarms.engine:install",
+    "gateway.alarms.service:install",
     "gateway.ops.service:install",
     "gateway.ops.heartbeat:install",
 )
 
 # What `bms-gateway demo` adds to its runtime: simulators for the demo racks, the alarm lines.
 DEMO_PARTS: tuple[str, ...] = (
-    "gateway.modbus.serving:demo_hook",
-    "gateway.can.cli:demo_hook",
+    "gateway.tools.modbusserve:demo_hook",
+    "gateway.cli.can:demo_hook",
     "gateway.alarms.demo:show_alarms",
 )
 
@@ -124,7 +124,7 @@ def install_parts(rt: Runtime, parts: Sequence[str]) -> None:
 
 def build_runtime(loaded: LoadedConfig, parts: Sequence[str] | None = None) -> Runtime:
     """The daemon's runtime: its sources, sinks and store, then its parts (default `RUNTIME_PARTS`)."""
-    from gateway.runtime import Runtime
+    from gateway.runtime.core import Runtime
 
     return Runtime(loaded, parts=parts)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gateway.alarms.evaluator import AlarmEngine
+from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.ruleset import RULE
 from gateway.model import Batch, BatchKind, Quality, Sample
 

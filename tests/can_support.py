@@ -9,11 +9,11 @@ from typing import Any
 
 import can
 
-from gateway.can.capture import read_capture
-from gateway.can.config import CanProfile
-from gateway.can.dbcload import load_dbc
-from gateway.can.plan import RackPlan, compile_rack
-from gateway.profiles import load_profile
+from gateway.config.profiles import load_profile
+from gateway.sources.can.capture import read_capture
+from gateway.sources.can.config import CanProfile
+from gateway.sources.can.dbcload import load_dbc
+from gateway.sources.can.plan import RackPlan, compile_rack
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).resolve().parent / "fixtures" / "can"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from gateway.modbus.profile import ModbusProfile
-from gateway.modbus.validate import load_modbus_profile
 from gateway.model import Batch
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
+from gateway.sources.modbus.profile import ModbusProfile
+from gateway.sources.modbus.validate import load_modbus_profile
 from tests.support.store import runtime_batches
 
 ROOT = Path(__file__).resolve().parent.parent

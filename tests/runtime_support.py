@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
 
 
 async def run_until(rt: Runtime, cond: Callable[[], bool], limit: float = 90.0) -> None:

@@ -25,7 +25,7 @@ from gateway.alarms.commandconfig import CommandsConfig, CommandUser
 from gateway.alarms.commandlimits import Denied, InvalidCommand
 from gateway.alarms.signing import SIG_FIELD, KeyProblem, VerifyKey, b64decode, canonical_bytes, public_key_bytes
 from gateway.alarms.signing import verify_key as make_key
-from gateway.configbase import read_secret
+from gateway.config.base import read_secret
 from gateway.errors import ConfigError
 
 log = structlog.get_logger("alarms.commands")

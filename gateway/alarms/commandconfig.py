@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from gateway.configbase import Strict
+from gateway.config.base import Strict
 
 USER_NAME = r"^[A-Za-z0-9_.@-]{1,64}$"
 UserName = Annotated[str, StringConstraints(pattern=USER_NAME)]

@@ -26,7 +26,7 @@ from typing import Any
 from gateway.alarms.commandauth import Identity, Verifier
 from gateway.alarms.commandconfig import USER_NAME, CommandsConfig
 from gateway.alarms.commandlimits import Denied, InvalidCommand, decode
-from gateway.configbase import credential_path, read_secret
+from gateway.config.base import credential_path, read_secret
 from gateway.sinks.config import MqttSinkConfig
 from gateway.textsafe import shorten
 

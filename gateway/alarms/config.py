@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway import catalog
 from gateway.alarms.commandconfig import CommandsConfig
-from gateway.configbase import Strict
+from gateway.config.base import Strict
 
 Severity = Literal["critical", "major", "minor", "warning"]
 SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning")

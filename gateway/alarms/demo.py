@@ -8,7 +8,7 @@ from typing import IO, TYPE_CHECKING
 from gateway.model import Batch, BatchKind
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.runtime.core import Runtime
 
 
 class AlarmLines:

@@ -1,307 +1,583 @@
-"""The alarm engine in the runtime: a processor on the live path, a clock service, the journal, commands.
+"""The alarm engine: rules + debounce + state machine over batches, ticks and operator commands.
 
-- Processor: every group of batches passes the engine before the outbox commit; the ALARM batches it
-  returns are committed with them (same transaction, same guarantees as telemetry).
-- Service `alarms`: at start it restores the state from the journal and emits every rack's active set
-  (so the retained MQTT topic is current after a restart); then it ticks (`alarms.tick_interval`)
-  for stale racks, on/off delays when no sample arrives, and shelve expiry, and takes the conditions
-  the gateway reports about itself (`rt.gateway_alarms`, rack `gateway`; a report wakes it at once).
-- Service `alarm-commands` (only when `alarms.commands.enabled`): MQTT acknowledge/shelve.
-- Every transition is journaled (hash-chained) before it is handed to the outbox. When the journal
-  cannot be written (a full disk) its entries wait in memory and each tick retries (at most once a
-  second), so nothing here needs a store write to succeed at the moment a fault is reported.
+Pure apart from an injected clock: `process(batches)`, `tick(now)`, `command(...)` each return the
+ALARM batches to store (one per rack with transitions: its `event` records, then its full `active`
+set) and queue journal entries (`take_journal()`). Time for rules is the samples' own `ts`, so a
+replay gives the same transitions; ticks (stale, delays with no new sample, shelve expiry) use the
+clock.
+
+Three ways through a batch's samples give the same events, journal and states: `_samples` (the
+reference, one sample at a time), `_samples_fast` (runs of one quantity) and, for a batch with a
+`Layout`, `_samples_layout` (work prepared per layout, values checked in bulk: see `layoutpath`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import sqlite3
-import time
+import math
 import weakref
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
-import structlog
+from gateway.alarms import config as c
+from gateway.alarms import gatewayrules as gw
+from gateway.alarms import rules as r
+from gateway.alarms.compiled import (
+    BitsHandler,
+    Handler,
+    Key,
+    Message,
+    RateHandler,
+    SpreadHandler,
+    StateHandler,
+    ThresholdHandler,
+    alarm_id,
+)
+from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
+from gateway.alarms.gatewayalarm import GATEWAY, Condition
+from gateway.alarms.instances import Instance, active_list, outbox_record, rack_batch, record, restored
+from gateway.alarms.layoutpath import LayoutPlan, evaluate, fits, one_quality, plan_layout, watched
+from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
+from gateway.alarms.states import Alarm, CommandRejected, State, Transition
+from gateway.model import Batch, BatchKind, DeviceState, Layout, Quality, Sample
 
-from gateway.alarms import demo as _demo  # noqa: F401  (registers the demo's alarm lines)
-from gateway.alarms import metrics
-from gateway.alarms.commandlistener import CommandListener
-from gateway.alarms.commands import Command, command_sink, resolved
-from gateway.alarms.evaluator import AlarmEngine
-from gateway.alarms.instances import outbox_record, rack_batch
-from gateway.alarms.journal import Journal
-from gateway.alarms.ruleset import build_ruleset
-from gateway.gatewayalarm import STORE_DISK_FULL, orphaned
-from gateway.model import Batch
-from gateway.runtime import Runtime
-
-log = structlog.get_logger("alarms")
-
-Clock = Callable[[], int]
-MAX_UNJOURNALED = 100_000  # entries kept in memory while the journal cannot be written
-JOURNAL_RETRY = 1.0  # seconds between retries of a journal write that failed
-COMMITTED = "alarms.journal_committed"  # outbox meta: journal entries up to this seq are in the outbox
-_SERVICES: weakref.WeakKeyDictionary[Runtime, AlarmService] = weakref.WeakKeyDictionary()
+HANDLERS: dict[str, type[Handler]] = {
+    "threshold": ThresholdHandler,
+    "rate": RateHandler,
+    "spread": SpreadHandler,
+    "state": StateHandler,
+    "bms_bits": BitsHandler,
+    "limit": LimitHandler,
+    "disagreement": DisagreementHandler,
+}
+GOOD = Quality.GOOD
+PLANS_KEPT = 512  # layout plans kept by content for layout objects made anew (a few KB each)
+_quantity = attrgetter("quantity")
+# (array?, threshold group, gatherer, GOOD-sample calls in index order, rate handlers) of one quantity
+RunPlan = tuple[
+    bool | None, ThresholdGroup | None, Gatherer | None, tuple[Callable[[Any], None], ...], tuple[RateHandler, ...]
+]
 
 
-def journal_path(rt: Runtime) -> Path:
-    return rt.cfg.alarms.journal.path or rt.cfg.store.path
+NOT_FRESH = frozenset({Quality.COMM_LOSS, Quality.STALE})
 
 
-class AlarmService:
-    def __init__(self, rt: Runtime, engine: AlarmEngine, journal: Journal, clock: Clock = time.time_ns) -> None:
-        self.rt = rt
-        self.engine = engine
-        self.journal = journal
-        self.clock = clock
-        self.stopping = False
-        self.commands: CommandListener | None = None
-        self._unjournaled: list[dict[str, Any]] = []
-        self._journal_failed_at: float | None = None  # monotonic time of the last failed write, while failing
-        self._journal_dropped = 0  # entries dropped past MAX_UNJOURNALED while failing
-        self._inflight: dict[int, int] = {}  # id(batch) -> first journal seq of its events, until committed
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.gateway = rt.gateway_alarms
-        now = clock()
-        restored = engine.restore(journal.latest_events(), now)
-        self.gateway.attach(engine.gateway_conditions(), self._wake_up)
-        self._forget_sinks()
-        unstored = self._unstored()
-        self._record([{"type": "start", "ts": now, "restored": len(engine.instances), "rules": len(engine.specs)}])
-        self._pending: list[Batch] = unstored + self._journaled(restored)
-        self._gauge()  # restored alarms count from the start
-        log.info("alarm engine ready", rules=len(engine.specs), restored_alarms=len(engine.instances))
+def fresh(samples: list[Sample]) -> bool:
+    """Whether a batch carries data the rack delivered now: a sample neither comm_loss nor stale (the
+    marks a source gives the points of a rack it lost). Usually its last sample says so at once."""
+    return samples[-1].quality not in NOT_FRESH or any(s.quality not in NOT_FRESH for s in samples)
 
-    def _unstored(self) -> list[Batch]:
-        """Events journaled but not committed to the outbox before an unclean stop: stored again now."""
-        mark = int(self.rt.outbox.get_meta(COMMITTED) or 0)
-        events = self.journal.events_since_last_stop(mark)
-        if not events:
-            return []
-        log.warning(
-            "alarm events journaled but not stored before an unclean stop: storing them now", events=len(events)
-        )
-        by_rack: dict[str, list[dict[str, Any]]] = {}
-        for e in events:
-            by_rack.setdefault(e["rack"], []).append(outbox_record(e))
-        out = [rack_batch(rack, ev[-1]["ts"], ev, self.engine.active(rack)) for rack, ev in by_rack.items()]
-        first = self.journal.seq  # tracked as if new, so the commit marker moves past them
-        for b in out:
-            self._inflight[id(b)] = first
-        return out
 
-    def _journaled(self, out: list[Batch]) -> list[Batch]:
-        """Journal what the engine produced; remember which batches carry events until they are committed."""
-        entries = self.engine.take_journal()
-        first = self.journal.seq + len(self._unjournaled) + 1
-        self._record(entries)
-        if entries:
-            for b in out:
-                self._inflight[id(b)] = first
-        return out
+class AlarmEngine:
+    def __init__(self, rules: Iterable[c.RuleSpec], rack_of_device: dict[str, str], racks: Iterable[str] = ()) -> None:
+        self.specs: dict[str, c.RuleSpec] = {s.id: s for s in rules if s.enabled}
+        self.rack_of_device = rack_of_device
+        self.racks: set[str] = set(racks) | set(rack_of_device.values())
+        self.handlers: list[Handler] = []
+        self.index: dict[str, list[Indexed]] = {}
+        self.prefixed: list[Handler] = []
+        self.groups: dict[str, ThresholdGroup] = {}
+        self.gatherers: dict[str, Gatherer] = {}
+        self._thresholds: dict[str, list[ThresholdHandler]] = {}
+        self.comm_loss = [s for s in self.specs.values() if isinstance(s, c.CommLossRule)]
+        self.stale = [s for s in self.specs.values() if isinstance(s, c.StaleRule)]
+        self.quality = [s for s in self.specs.values() if isinstance(s, c.QualityRule)]
+        for spec in self.specs.values():
+            cls = HANDLERS.get(spec.kind)
+            if cls is not None:
+                self._add(cls(spec, self))
+        for q, members in self._thresholds.items():
+            self.groups[q] = ThresholdGroup(q, members)
+            self.index.setdefault(q, []).append(self.groups[q])
+        self.finishers = [h for h in self.handlers if type(h).finish is not Handler.finish]
+        self._by_rule = {h.spec.id: h for h in self.handlers}
+        self.gateway_rules: dict[Key, c.RuleBase] = {}  # the gateway's own alarms (see gatewayrules)
+        self.instances: dict[Key, Instance] = {}
+        self.by_id: dict[str, Instance] = {}
+        self.last_seen: dict[str, int] = {}
+        self.removed: set[str] = set()  # racks a reload took out of the configuration
+        self.started: int | None = None
+        self.quality_watch = 0  # instances of quality rules not idle: good samples must be checked
+        self.quality_elements: dict[tuple[str, str, int | None, int | None], int] = {}  # ... of these
+        self._events: dict[str, list[dict[str, Any]]] = {}
+        self._journal: list[dict[str, Any]] = []
+        # The fast path (same events): per quantity, the handlers' calls for GOOD samples, built lazily.
+        self.fast = True
+        self._run_plans: dict[str, RunPlan] = {}
+        # Batches with a layout (see layoutpath): a plan per layout object, None for one it cannot take.
+        self.layouts = True
+        self._layout_plans: weakref.WeakKeyDictionary[Layout, LayoutPlan | None] = weakref.WeakKeyDictionary()
+        self._plans_by_digest: dict[str, LayoutPlan | None] = {}
+        self._quality_takes: dict[tuple[str, str, str], bool] = {}
 
-    def committed(self, batches: list[Batch]) -> None:
-        """Observer: the outbox committed these; move the marker of journal entries known to be stored."""
-        if STORE_DISK_FULL in self.gateway.restored and not self.rt.outbox.disk_full:
-            # A full disk restored from before a restart, and the store took a commit since: it has room.
-            self.gateway.set(STORE_DISK_FULL, False, f"the store's disk has room ({self.rt.outbox.path})")
-        if not self._inflight:
+    def _add(self, h: Handler) -> None:
+        self.handlers.append(h)
+        if isinstance(h, ThresholdHandler):
+            self._thresholds.setdefault(h.spec.quantity, []).append(h)
             return
-        done = [self._inflight.pop(id(b)) for b in batches if id(b) in self._inflight]
-        if done:
-            mark = min(self._inflight.values()) - 1 if self._inflight else self.journal.seq
-            self.rt.outbox.set_meta(COMMITTED, str(mark))
+        if isinstance(h, SpreadHandler):
+            g = self._gatherer(h.spec.quantity)
+            h.values, h.samples, h.bounds = g.values, g.samples, g.bounds
+        if isinstance(h, DisagreementHandler) and h.sum_of is not None:
+            h.gathered = self._gatherer(h.sum_of).values
+        if h.prefix is not None:
+            self.prefixed.append(h)
+        for q in h.quantities:
+            self.index.setdefault(q, []).append(h)
 
-    # -- live path ----------------------------------------------------------------------------------
+    def _gatherer(self, quantity: str) -> Gatherer:
+        g = self.gatherers.get(quantity)
+        if g is None:
+            g = self.gatherers[quantity] = Gatherer(quantity)
+            self.index.setdefault(quantity, []).append(g)
+        return g
+
+    def _track(self, key: Key, delta: int) -> None:
+        if key in self.gateway_rules:
+            return
+        spec = self.specs.get(key[0])
+        if isinstance(spec, c.ThresholdRule):
+            self.groups[spec.quantity].track((key[1], key[2], key[3]), delta)
+        elif isinstance(spec, c.RateRule):
+            rate = self._by_rule[spec.id]
+            assert isinstance(rate, RateHandler)
+            rate.track((key[1], key[2], key[3]), delta)
+        elif isinstance(spec, c.QualityRule):
+            self.quality_watch += delta
+            element = (key[4], key[1], key[2], key[3])  # (quantity, rack, module, cell)
+            n = self.quality_elements.get(element, 0) + delta
+            if n > 0:
+                self.quality_elements[element] = n
+            else:
+                self.quality_elements.pop(element, None)
+
+    # -- the Observer protocol (used by handlers) -------------------------------------------------
+
+    def raw_of(self, key: Key) -> bool | None:
+        inst = self.instances.get(key)
+        return None if inst is None else inst.raw
+
+    def observe(self, key: Key, raw: bool, ts: int, value: float | str | None, message: Message) -> None:
+        inst = self.instances.get(key)
+        if inst is None:
+            if not raw:
+                return
+            inst = self._new(key)
+        inst.raw = raw
+        a = inst.alarm
+        if raw or a.in_view:
+            a.value, a.message = value, message() if callable(message) else message
+        changed = inst.debounce.update(raw, ts)
+        if changed is not None:
+            self._condition(inst, changed, ts)
+        self._maybe_idle(inst)
+
+    def _condition(self, inst: Instance, active: bool, ts: int) -> None:
+        t = inst.alarm.set_condition(active, ts)
+        if t is not None:
+            self._apply(inst, t, ts)
+        elif inst.alarm.in_view:
+            # No transition (latched or shelved), but a restart must know the condition: journal it only.
+            a = inst.alarm
+            self._journal.append(record(inst, "condition", str(a.state), str(a.state), None, None, ts))
+
+    # -- building instances -----------------------------------------------------------------------
+
+    def _new(self, key: Key) -> Instance:
+        spec = self.gateway_rules.get(key) or self.specs[key[0]]
+        severity = spec.severity
+        if isinstance(spec, c.BitsRule):
+            severity = spec.severities.get(key[4], spec.severity)
+        aid = alarm_id(key)
+        alarm = Alarm(aid, key[1], spec.id, severity, latch=spec.latch)
+        inst = Instance(key, alarm, r.Debounce(int(spec.on_delay * r.NS), int(spec.off_delay * r.NS)))
+        self.instances[key] = inst
+        self.by_id[aid] = inst
+        self._track(key, 1)
+        return inst
+
+    def _maybe_idle(self, inst: Instance) -> None:
+        if inst.raw or inst.alarm.in_view or inst.debounce.output or inst.debounce.pending_since is not None:
+            return
+        del self.instances[inst.key]
+        del self.by_id[inst.alarm.alarm_id]
+        self._track(inst.key, -1)
+
+    def _apply(self, inst: Instance, t: Transition | None, ts: int) -> None:
+        if t is None:
+            return
+        rec = record(inst, "event", str(t.state), str(t.previous), t.user, t.reason, ts)
+        self._journal.append(rec)
+        self._events.setdefault(inst.alarm.rack, []).append(outbox_record(rec))
+
+    # -- inputs -------------------------------------------------------------------------------------
+
+    def gateway(self, changes: Iterable[Condition]) -> list[Batch]:
+        """Conditions the gateway reported about itself (rack `gateway`), in order; return the ALARM batches."""
+        for cond in changes:
+            key = gw.key_of(cond.name)
+            if key not in self.gateway_rules:
+                self.gateway_rules[key] = gw.rule_for(cond)
+            self.observe(key, cond.active, cond.ts, None, cond.message)
+        return self._flush()
+
+    def gateway_conditions(self) -> list[Condition]:
+        """The gateway's alarms whose condition is present (after a restore: what its components confirm)."""
+        return [Condition(gw.name_of(i.key), True, i.alarm.message, i.alarm.severity, i.alarm.since)
+                for i in self.instances.values() if i.key in self.gateway_rules and i.alarm.condition]  # fmt: skip
 
     def process(self, batches: list[Batch]) -> list[Batch]:
-        t0 = time.perf_counter()
-        out = self._journaled(self.engine.process(batches))
-        metrics.evaluate_seconds.observe(time.perf_counter() - t0)
+        """Evaluate sample batches (other kinds are skipped); return ALARM batches of the transitions."""
+        for b in batches:
+            if b.kind != BatchKind.SAMPLES:
+                continue
+            if b.status is not None:
+                self._status(b)
+            if b.samples:
+                if self.fast and b.layout is not None and self.layouts:
+                    self._samples_layout(b, b.layout)
+                elif self.fast:
+                    self._samples_fast(b)
+                else:
+                    self._samples(b)
+                # Arrays (spreads, sums) are per poll: evaluate and forget them after each batch.
+                for h in self.finishers:
+                    h.finish()
+                for g in self.gatherers.values():
+                    g.clear()
+        return self._flush()
+
+    def _samples(self, b: Batch) -> None:
+        index, prefixed, qrules = self.index, self.prefixed, self.quality
+        comm_lost = False
+        for s in b.samples:
+            if s.quality != GOOD:
+                comm_lost = comm_lost or s.quality == Quality.COMM_LOSS
+                if qrules:
+                    self._quality(s, True)
+            elif self.quality_watch:
+                self._quality(s, False)
+            hs = index.get(s.quantity)
+            if hs is None:
+                hs = index[s.quantity] = [h for h in prefixed if s.quantity.startswith(h.prefix or "\0")]
+            for h in hs:
+                h.sample(s)
+        self._after_samples(b, comm_lost)
+
+    def _handlers_of(self, quantity: str) -> list[Indexed]:
+        hs = self.index.get(quantity)
+        if hs is None:
+            hs = self.index[quantity] = [h for h in self.prefixed if quantity.startswith(h.prefix or "\0")]
+        return hs
+
+    def _samples_fast(self, b: Batch) -> None:
+        """`_samples`, same calls in the same order, cheaper: samples taken in runs of one quantity.
+
+        A quantity read only by its threshold group, its gatherer and rate rules (cell voltages and
+        temperatures) is checked inline: a value inside every limit of an element nothing tracks
+        costs two comparisons and an append (and the rate rules' calls). Any other quantity: one
+        call per handler, GOOD-sample variants where they exist.
+        """
+        comm_lost = False
+        for q, run in groupby(b.samples, key=_quantity):
+            comm_lost = self._run_exact(q, run) or comm_lost
+        self._after_samples(b, comm_lost)
+
+    def _run_exact(self, q: str, run: Iterable[Sample]) -> bool:
+        """A run of one quantity, sample by sample (see `_samples_fast`); True on comm loss."""
+        plan = self._run_plans.get(q)
+        if plan is None:
+            plan = self._run_plans[q] = self._run_plan(q)
+        if plan[0] is None:
+            return self._run_generic(run, plan[3])
+        return self._run_array(run, plan)
+
+    def _samples_layout(self, b: Batch, layout: Layout) -> None:
+        """`_samples_fast` with the work per sample prepared once per layout (see layoutpath)."""
+        try:
+            plan = self._layout_plans[layout]
+        except KeyError:
+            plan = self._layout_plans[layout] = self._plan_of(layout)
+        samples = b.samples
+        if plan is None or not fits(plan, samples):
+            self._samples_fast(b)
+            return
+        comm_lost = False
+        for run in plan.runs:
+            part = samples[run.start : run.stop]
+            if not (self.quality_watch and watched(run, self.quality_elements)):
+                if run.bulk and evaluate(run, part):
+                    continue
+                q = one_quality(part) if run.inert else None
+                if q is not None and not self._takes_quality(q, run.quantity, run.rack):
+                    comm_lost = comm_lost or q == Quality.COMM_LOSS  # what `_bad` would find, sample by sample
+                    continue
+            comm_lost = self._run_exact(run.quantity, part) or comm_lost
+        self._after_samples(b, comm_lost)
+
+    def _takes_quality(self, quality: str, quantity: str, rack: str) -> bool:
+        """Whether a quality rule raises on samples of this quality, quantity and rack."""
+        key = (quality, quantity, rack)
+        got = self._quality_takes.get(key)
+        if got is None:
+            got = self._quality_takes[key] = any(
+                quality in spec.qualities
+                and (spec.quantity is None or spec.quantity == quantity)
+                and (spec.racks is None or rack in spec.racks)
+                for spec in self.quality
+            )
+        return got
+
+    def _plan_of(self, layout: Layout) -> LayoutPlan | None:
+        """A new layout object's plan: the one of an equal layout seen before (a source that made its
+        layouts anew), else a new one."""
+        known = self._plans_by_digest
+        if layout.digest in known:
+            return known[layout.digest]
+        if len(known) >= PLANS_KEPT:
+            known.clear()
+        plan = known[layout.digest] = plan_layout(layout, self._handlers_of)
+        return plan
+
+    def _run_plan(self, q: str) -> RunPlan:
+        hs = self._handlers_of(q)
+        calls = tuple(getattr(h, "good", h.sample) for h in hs)
+        groups = [h for h in hs if isinstance(h, ThresholdGroup)]
+        gatherers = [h for h in hs if isinstance(h, Gatherer)]
+        rates = tuple(h for h in hs if type(h) is RateHandler)
+        # The group comes last in `hs` (indexed after every handler): rates before it, as `calls` has them.
+        in_order = not groups or hs[-1] is groups[0]
+        if hs and len(groups) + len(gatherers) + len(rates) == len(hs) and len(groups) <= 1 and len(gatherers) <= 1:
+            if in_order:
+                return (True, groups[0] if groups else None, gatherers[0] if gatherers else None, calls, rates)
+        return (None, None, None, calls, ())
+
+    def _bad(self, s: Sample) -> bool:
+        """A sample that is not GOOD, exactly as `_samples` takes it; True on comm loss."""
+        if self.quality:
+            self._quality(s, True)
+        for h in self._handlers_of(s.quantity):
+            h.sample(s)
+        return s.quality == Quality.COMM_LOSS
+
+    def _run_generic(self, run: Iterable[Sample], calls: tuple[Callable[[Any], None], ...]) -> bool:
+        comm_lost = False
+        for s in run:
+            if s.quality != GOOD:
+                comm_lost = self._bad(s) or comm_lost
+                continue
+            if self.quality_watch and (s.quantity, s.rack, s.module, s.cell) in self.quality_elements:
+                self._quality(s, False)  # (for any other good sample it does nothing)
+            for f in calls:
+                f(s)
+        return comm_lost
+
+    def _run_array(self, run: Iterable[Sample], plan: RunPlan) -> bool:
+        _, group, gatherer, calls, rates = plan
+        comm_lost = False
+        lo, hi = (group.low_max, group.high_min) if group is not None else (-math.inf, math.inf)
+        tracked = group.tracked if group is not None else {}
+        cur_rack: str | None = None
+        vals: list[float] = []
+        smps: list[Sample] = []
+        for s in run:
+            if s.quality != GOOD:
+                comm_lost = self._bad(s) or comm_lost
+                continue
+            if self.quality_watch and (s.quantity, s.rack, s.module, s.cell) in self.quality_elements:
+                self._quality(s, False)  # (for any other good sample it does nothing)
+            v = s.value
+            if type(v) is not float:
+                for f in calls:
+                    f(s)
+                cur_rack = None  # the gatherer's lists may be new
+                continue
+            if rates:
+                for rate in rates:
+                    rate.good(s)
+            if group is not None and not (lo <= v <= hi and (not tracked or (s.rack, s.module, s.cell) not in tracked)):
+                for m in group.members:
+                    m.check(s, v)
+            if gatherer is not None:
+                if s.rack != cur_rack:
+                    gatherer.good(s)
+                    cur_rack, vals, smps = s.rack, gatherer._vals, gatherer._smps
+                else:
+                    vals.append(v)
+                    smps.append(s)
+        return comm_lost
+
+    def _after_samples(self, b: Batch, comm_lost: bool) -> None:
+        last = b.samples[-1]
+        rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
+        if rack in self.removed:
+            return  # a batch still queued from a source a reload removed
+        self.racks.add(rack)
+        self._comm(rack, comm_lost, last.ts)
+        if not fresh(b.samples):
+            return  # the source's comm_loss (or stale) marks: no data from the rack, so not seen
+        self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
+        for st in self.stale:
+            self._check(st, rack, False, last.ts, None, "samples arriving again")
+
+    def _status(self, b: Batch) -> None:
+        st = b.status
+        assert st is not None
+        rack = self.rack_of_device.get(st.device) or (b.samples[0].rack if b.samples else st.device)
+        if rack in self.removed:
+            return
+        self.racks.add(rack)
+        ts = st.ts or b.created
+        if st.state == DeviceState.OFFLINE:
+            self._comm(rack, True, ts, st.reason)
+        elif st.state in (DeviceState.ONLINE, DeviceState.DEGRADED):
+            self._comm(rack, False, ts)
+
+    def _comm(self, rack: str, lost: bool, ts: int, reason: str = "") -> None:
+        for spec in self.comm_loss:
+            text = f"no communication with rack {rack}" + (f": {reason}" if reason else "")
+            self._check(spec, rack, lost, ts, None, text if lost else f"communication with rack {rack} restored")
+
+    def _quality(self, s: Any, bad: bool) -> None:
+        for spec in self.quality:
+            if spec.quantity is not None and spec.quantity != s.quantity:
+                continue
+            if spec.racks is not None and s.rack not in spec.racks:
+                continue
+            raw = bad and s.quality in spec.qualities
+            key: Key = (spec.id, s.rack, s.module, s.cell, s.quantity)
+            if not raw and key not in self.instances:
+                continue
+            at = r.where(s.module, s.cell)
+            msg = r.render(spec.message or "{quantity}{where} quality {value}", quantity=s.quantity,
+                           where=f" {at}" if at else "", value=s.quality, rack=s.rack, rule=spec.id)  # fmt: skip
+            self.observe(key, raw, s.ts, str(s.quality), msg)
+
+    def _check(self, spec: c.RuleBase, rack: str, raw: bool, ts: int, value: float | None, text: str) -> None:
+        if spec.racks is not None and rack not in spec.racks:
+            return
+        key: Key = (spec.id, rack, None, None, "")
+        if not raw and key not in self.instances:
+            return
+        msg = (
+            r.render(spec.message, value="" if value is None else r.fmt(value), rack=rack, rule=spec.id)
+            if (spec.message)
+            else text
+        )
+        self.observe(key, raw, ts, value, msg)
+
+    def tick(self, now: int) -> list[Batch]:
+        """The clock moved: stale racks, pending on/off delays, shelve expiry."""
+        if self.started is None:
+            self.started = now
+        for spec in self.stale:
+            limit = int(spec.max_age * r.NS)
+            for rack in sorted(self.racks):
+                seen = self.last_seen.get(rack, self.started)
+                age = (now - seen) / r.NS
+                if now - seen > limit:
+                    self._check(spec, rack, True, now, round(age, 3), f"no sample from rack {rack} for {age:.1f} s")
+        for inst in list(self.instances.values()):
+            due = inst.debounce.due()
+            changed = inst.debounce.poll(now)
+            if changed is not None and due is not None:
+                self._condition(inst, changed, due)  # stamped when the delay completed, not when noticed
+            self._apply(inst, inst.alarm.expire(now), now)
+            self._maybe_idle(inst)
+        return self._flush()
+
+    # -- operator commands --------------------------------------------------------------------------
+
+    def command(self, action: str, alarm_ids: list[str], user: str, reason: str | None, now: int,
+                until: int | None = None) -> tuple[list[str], list[Batch]]:  # fmt: skip
+        """Acknowledge, shelve or unshelve; return (errors, batches). A rejected id changes nothing."""
+        errors: list[str] = []
+        for aid in alarm_ids:
+            inst = self.by_id.get(aid)
+            if inst is None:
+                errors.append(f"{aid}: no such alarm in view (unknown or normal)")
+                continue
+            a = inst.alarm
+            try:
+                if action == "ack":
+                    t = a.acknowledge(user, reason)
+                elif action == "shelve":
+                    t = a.shelve(until if until is not None else now, user, reason)
+                elif action == "unshelve":
+                    t = a.unshelve(now, user, reason)
+                else:
+                    raise CommandRejected(f"unknown action {action!r}")
+            except CommandRejected as exc:
+                errors.append(str(exc))
+                continue
+            self._apply(inst, t, now)
+            self._maybe_idle(inst)
+        return errors, self._flush()
+
+    def set_racks(self, rack_of_device: dict[str, str], now: int) -> list[Batch]:
+        """The configured racks changed (a reload): removed racks are no longer watched for stale data."""
+        self.rack_of_device = rack_of_device
+        configured = set(rack_of_device.values())
+        self.removed = (self.removed | (self.racks - configured)) - configured
+        for rack in sorted(self.racks - configured):
+            self.last_seen.pop(rack, None)
+            for spec in self.stale:
+                self._check(spec, rack, False, now, None, f"rack {rack} removed from the configuration")
+        self.racks = configured
+        return self._flush()
+
+    def ids_of_rack(self, rack: str) -> list[str]:
+        return sorted(aid for aid, inst in self.by_id.items() if inst.alarm.rack == rack and inst.alarm.in_view)
+
+    # -- output -------------------------------------------------------------------------------------
+
+    def active(self, rack: str) -> list[dict[str, Any]]:
+        return active_list(self.instances.values(), rack)
+
+    def _flush(self) -> list[Batch]:
+        out = [rack_batch(rack, ev[-1]["ts"], ev, self.active(rack)) for rack, ev in self._events.items()]
+        self._events = {}
         return out
 
-    async def run(self) -> None:
-        """Start-up snapshot, then the clock (woken early when the gateway reports a condition)."""
-        self._loop = asyncio.get_running_loop()
-        now = self.clock()
-        reported = self._journaled(self.engine.gateway(self.gateway.take_changes()))  # before the start
-        for b in self._pending + reported + self.engine.snapshot(now):
-            await self.rt.emit(b)
-        self._pending = []
-        interval = self.rt.cfg.alarms.tick_interval
-        while not self.stopping:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            if self.stopping:
-                break  # the pipeline may be draining: no new events after the stop
-            await self.tick()
+    def snapshot(self, now: int) -> list[Batch]:
+        """Every rack's active set (start-up: makes the retained MQTT topic current after a restart)."""
+        racks = sorted(self.racks | {i.alarm.rack for i in self.instances.values()})
+        return [rack_batch(rack, now, [], self.active(rack)) for rack in racks]
 
-    async def tick(self) -> None:
-        changes = self.gateway.take_changes()
-        out = self._pending + self._journaled(self.engine.gateway(changes) + self.engine.tick(self.clock()))
-        self._pending = []
-        if self._unjournaled:
-            self._retry_journal()
-        for b in out:
-            await self.rt.emit(b)
+    def take_journal(self) -> list[dict[str, Any]]:
+        out, self._journal = self._journal, []
+        return out
 
-    def _wake_up(self) -> None:
-        """The gateway reported a condition (from any thread): tick now rather than at the next interval."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return  # not running yet: `run` takes what waits
-        try:
-            same = asyncio.get_running_loop() is loop
-        except RuntimeError:
-            same = False
-        if same:
-            self._wake.set()
-        else:
-            loop.call_soon_threadsafe(self._wake.set)
+    def counts(self) -> dict[str, int]:
+        """Alarms in view per severity (for the gauge)."""
+        out = {s: 0 for s in c.SEVERITIES}
+        for inst in self.instances.values():
+            if inst.alarm.in_view:
+                out[inst.alarm.severity] = out.get(inst.alarm.severity, 0) + 1
+        return out
 
-    def _forget_sinks(self) -> None:
-        """Sink alarms of sinks no longer configured return to normal (nothing would ever clear them)."""
-        for name in orphaned(list(self.gateway.active), [r.name for r in self.rt.runners]):
-            self.gateway.set(name, False, f"sink {name.split(':', 1)[1]} is no longer configured")
+    # -- restart --------------------------------------------------------------------------------------
 
-    async def command(self, cmd: Command) -> dict[str, Any]:
-        """Apply an operator command; journal it (accepted or not) with who sent it, and emit its transitions."""
-        now = self.clock()
-        who = cmd.identity
-        signed = {"verified": who.verified, "key_id": who.key_id} if who is not None else {}
-        reply: dict[str, Any] = {"id": cmd.request_id, "action": cmd.action, "user": cmd.user, "ts": now, **signed}
-        if self.stopping:
-            reply.update(ok=False, errors=["the gateway is stopping"])
-            return reply
-        ids = self.engine.ids_of_rack(cmd.rack) if cmd.alarm_ids == ("*",) else list(cmd.alarm_ids)
-        until = None if cmd.duration is None else now + int(cmd.duration * 1e9)
-        errors, out = self.engine.command(cmd.action, ids, cmd.user, cmd.reason, now, until)
-        entry = {"type": "command", "ts": now, "rack": cmd.rack, "action": cmd.action, "alarm_ids": ids,
-                 "user": cmd.user, "reason": cmd.reason, "duration": cmd.duration, "request_id": cmd.request_id,
-                 "errors": errors, **signed}  # fmt: skip
-        if who is not None and who.verified:
-            entry.update(nonce=who.nonce, signed_ts=who.signed_ts)
-        self._record([entry])
-        out = self._journaled(out)
-        result = "ok" if not errors else ("rejected" if len(errors) == len(ids) else "partial")
-        metrics.commands.labels(cmd.action, result).inc()
-        log.info("alarm command", action=cmd.action, user=cmd.user, reason=cmd.reason, alarm_ids=ids[:20],
-                 errors=errors[:20], **signed)  # fmt: skip
-        for b in out:
-            await self.rt.emit(b)
-        reply.update(ok=not errors, alarm_ids=ids, errors=errors)
-        return reply
-
-    def record(self, entries: list[dict[str, Any]]) -> None:
-        """Journal entries from the command listener (refused and dropped commands)."""
-        self._record(entries)
-
-    # -- journal, metrics, logs ---------------------------------------------------------------------
-
-    def _record(self, entries: list[dict[str, Any]]) -> None:
-        if not entries:
-            return
-        self._write_journal(entries)
-        events = [e for e in entries if e.get("type") == "event"]
-        for e in events:
-            metrics.transitions.labels(e["severity"], e["state"]).inc()
-            level = log.warning if e["state"] == "active_unack" else log.info
-            level("alarm", alarm_id=e["alarm_id"], state=e["state"], previous=e["previous"], severity=e["severity"],
-                  message=e["message"], user=e["user"], reason=e["reason"])  # fmt: skip
-        if events:
-            self._gauge()
-
-    def _gauge(self) -> None:
-        for severity, n in self.engine.counts().items():
-            metrics.alarms_active.labels(severity).set(n)
-
-    def _write_journal(self, entries: list[dict[str, Any]]) -> None:
-        """Append in order; when the file cannot be written (disk full, I/O error) keep the entries in memory
-        and retry with the next ones and on the clock (`_retry_journal`), so the chain keeps its order. Past
-        `MAX_UNJOURNALED` the oldest go, counted. The events still go to the outbox either way. Logged when
-        writing starts to fail and when it works again (with what was dropped), not on every retry."""
-        self._unjournaled.extend(entries)
-        try:
-            self.journal.append(self._unjournaled)
-        except sqlite3.Error as exc:
-            metrics.journal_failures.inc()
-            excess = len(self._unjournaled) - MAX_UNJOURNALED
-            if excess > 0:
-                del self._unjournaled[:excess]
-                metrics.journal_dropped.inc(excess)
-                self._journal_dropped += excess
-            if self._journal_failed_at is None:
-                log.error("alarm journal write failed; entries kept in memory and retried", error=str(exc),
-                          pending=len(self._unjournaled))  # fmt: skip
-            self._journal_failed_at = time.monotonic()
-            return
-        metrics.journal_entries.inc(len(self._unjournaled))
-        if self._journal_failed_at is not None:
-            log.info("alarm journal written again", entries=len(self._unjournaled), dropped=self._journal_dropped)
-            self._journal_failed_at, self._journal_dropped = None, 0
-        self._unjournaled = []
-
-    def _retry_journal(self) -> None:
-        """The clock: entries that wait for the journal go in once it can be written."""
-        failed = self._journal_failed_at
-        if failed is None or time.monotonic() - failed >= JOURNAL_RETRY:
-            self._write_journal([])
-
-    def stop(self) -> None:
-        self.stopping = True
-
-    def reloaded(self, result: Any) -> None:
-        """After a reload (SIGHUP): follow the racks of the sources now configured. Rules need a restart."""
-        loaded = getattr(result, "loaded", None)
-        if not getattr(result, "ok", False) or loaded is None:
-            return
-        self._pending += self._journaled(self.engine.set_racks(racks_of(loaded), self.clock()))  # next tick emits
-        self._forget_sinks()
-
-    def close(self) -> None:
-        if self.commands is not None:
-            self.commands.close()
-        try:
-            # A clean stop stored every journaled event; otherwise the next start looks further back.
-            kind = "stop" if not (self._pending or self._inflight) else "stop_incomplete"
-            self._record([{"type": kind, "ts": self.clock(), "active": len(self.engine.instances)}])
-            if self._unjournaled:
-                metrics.journal_dropped.inc(len(self._unjournaled))
-                log.error("alarm journal entries lost at stop: the journal cannot be written",
-                          dropped=len(self._unjournaled))  # fmt: skip
-        finally:
-            self.journal.close()
-
-
-def service_of(rt: Runtime) -> AlarmService | None:
-    """The alarm service installed in a runtime (tests inject a clock through it)."""
-    return _SERVICES.get(rt)
-
-
-def racks_of(loaded: Any) -> dict[str, str]:
-    return {s.name: s.rack_tag for s in loaded.enabled_sources if hasattr(s, "rack_tag")}
-
-
-def install(rt: Runtime) -> None:
-    cfg = rt.cfg.alarms
-    if not cfg.enabled:
-        return
-    ruleset = build_ruleset(rt.loaded)
-    engine = AlarmEngine(ruleset.rules, racks_of(rt.loaded))
-    svc = AlarmService(rt, engine, Journal(journal_path(rt), synchronous=cfg.journal.synchronous))
-    _SERVICES[rt] = svc
-    rt.processors.append(svc.process)
-    rt.observers.append(svc.committed)
-    rt.services.append(("alarms", svc.run))
-    rt.on_stopping.append(svc.stop)
-    rt.on_reload.append(svc.reloaded)
-    rt.on_close.append(svc.close)
-    if cfg.commands.enabled:
-        mq = resolved(command_sink(rt.cfg.sinks, cfg.commands.mqtt_sink), rt.loaded.resolve)
-        svc.commands = CommandListener(cfg.commands, mq, rt.cfg.site.name, svc, rt.loaded.resolve)
-        rt.services.append(("alarm-commands", svc.commands.run))
+    def restore(self, latest: Iterable[dict[str, Any]], now: int) -> list[Batch]:
+        """Rebuild alarms in view from each one's last journal entry; a rule that is gone returns to normal."""
+        for rec in latest:
+            own = gw.restored_rule(rec) if rec["rack"] == GATEWAY else None  # the gateway's: a built-in rule
+            spec = own or self.specs.get(rec["rule"])
+            inst = restored(rec, spec)
+            if inst is None:
+                continue
+            if own is not None:
+                self.gateway_rules[inst.key] = own
+            if spec is None:
+                gone = {**rec, "ts": now, "previous": rec["state"], "state": str(State.NORMAL), "user": None,
+                        "reason": "rule removed from the configuration"}  # fmt: skip
+                self._journal.append(gone)
+                self._events.setdefault(inst.alarm.rack, []).append(outbox_record(gone))
+                continue
+            self.instances[inst.key] = inst
+            self.by_id[inst.alarm.alarm_id] = inst
+            if own is None:
+                self.racks.add(inst.alarm.rack)
+            self._track(inst.key, 1)
+        return self._flush()

@@ -1,4 +1,4 @@
-"""The gateway's own alarms in the engine (rack `gateway`; see gateway.gatewayalarm).
+"""The gateway's own alarms in the engine (rack `gateway`; see gateway.alarms.gatewayalarm).
 
 Each reported condition is an alarm instance like a rack alarm's, keyed (rule, `gateway`, None, None,
 element): `store_disk_full` is `gateway:store_disk_full`, `sink_auth_failed:influx` is
@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 
 from gateway.alarms.compiled import Key
 from gateway.alarms.config import SEVERITIES, RuleBase, Severity
-from gateway.gatewayalarm import GATEWAY, Condition
+from gateway.alarms.gatewayalarm import GATEWAY, Condition
 
 
 class GatewayRule(RuleBase):

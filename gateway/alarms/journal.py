@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.alarms.states import State
-from gateway.ownerfiles import create_owner_only
-from gateway.storefault import fault_kind
+from gateway.store.diskfault import fault_kind
+from gateway.store.ownerfiles import create_owner_only
 
 GENESIS = "0" * 64
 STATES = frozenset(str(s) for s in State)

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from gateway.alarms.config import AlarmsConfig, RuleSpec
-from gateway.configbase import Strict
+from gateway.config.base import Strict
+from gateway.config.profiles import error_message
+from gateway.config.yamlpos import load_yaml, position, to_plain
 from gateway.errors import ConfigError, Problem
-from gateway.profiles import error_message
-from gateway.yamlpos import load_yaml, position, to_plain
 
 if TYPE_CHECKING:
-    from gateway.config import LoadedConfig
+    from gateway.config.settings import LoadedConfig
 
 RULE: TypeAdapter[RuleSpec] = TypeAdapter(RuleSpec)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
-from gateway.configbase import Strict
+from gateway.config.base import Strict
 
 
 def is_loopback(host: str) -> bool:

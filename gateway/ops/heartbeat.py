@@ -1,4 +1,4 @@
-"""The gateway's info and heartbeat records, installed into every runtime (see gateway.gatewayinfo).
+"""The gateway's info and heartbeat records, installed into every runtime (see gateway.runtime.gatewayinfo).
 
 Service `gateway-info`: at start it stores the info record, then every `runtime.heartbeat_interval`
 seconds (0: never) a heartbeat; after every applied reload the info record again. Both go through
@@ -14,7 +14,11 @@ from contextlib import suppress
 
 from gateway import metrics
 from gateway.alarms import metrics as alarm_metrics
-from gateway.gatewayinfo import (
+from gateway.ops.reload import ReloadResult
+from gateway.ops.service import VERSION, operations
+from gateway.ops.status import rack_counts, rack_rows
+from gateway.runtime.core import Runtime
+from gateway.runtime.gatewayinfo import (
     GatewayCounters,
     SinkCounters,
     heartbeat_record,
@@ -23,10 +27,6 @@ from gateway.gatewayinfo import (
     metric_total,
     status_batch,
 )
-from gateway.ops.reload import ReloadResult
-from gateway.ops.service import VERSION, operations
-from gateway.ops.status import rack_counts, rack_rows
-from gateway.runtime import Runtime
 
 
 class GatewayInfo:

@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from gateway import metrics
-from gateway.config import GatewayConfig, LoadedConfig, load_config
+from gateway.config.settings import GatewayConfig, LoadedConfig, load_config
 
 RESTART_ONLY = ("store", "runtime", "alarms")  # sections a reload cannot apply (the alarm engine is built once)
 APPLIED_BY_HOOKS = ("http", "logging")  # applied in place by the runtime and its extensions
@@ -171,7 +171,7 @@ def run_in_daemon_thread(fn: Callable[[Path], LoadResult], path: Path) -> asynci
     """Run `fn(path)` in a daemon thread: an abandoned load never holds up the process's exit.
 
     A thread cannot be stopped, so what it runs must end by itself: every YAML file is read within
-    the limits of gateway.yamllimits (size, nodes with aliases expanded, aliases, depth), so an alias
+    the limits of gateway.config.yamllimits (size, nodes with aliases expanded, aliases, depth), so an alias
     bomb is refused in milliseconds instead of expanding in a thread nobody waits for."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[LoadResult] = loop.create_future()

@@ -23,7 +23,7 @@ import structlog
 from prometheus_client import Gauge
 
 from gateway import metrics
-from gateway.configbase import read_secret
+from gateway.config.base import read_secret
 from gateway.errors import ConfigError
 from gateway.ops.config import HttpConfig
 from gateway.ops.http import App, BasicAuth
@@ -32,7 +32,7 @@ from gateway.ops.livestate import LiveState
 from gateway.ops.reload import ReloadResult
 from gateway.ops.status import runtime_problems, status_document, status_line
 from gateway.ops.watchdog import SystemdNotifier
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
 
 log = structlog.get_logger("ops")
 

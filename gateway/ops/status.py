@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.gatewayalarm import GATEWAY
+from gateway.alarms.gatewayalarm import GATEWAY
+from gateway.config.redaction import redact_text
 from gateway.ops.livestate import LiveState, age_seconds
-from gateway.redaction import redact_text
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.runtime.core import Runtime
 
 
 

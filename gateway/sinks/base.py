@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.errors import SinkError
-from gateway.outbox import Row
+from gateway.store.outbox import Row
 
 
 @dataclass(frozen=True, slots=True)

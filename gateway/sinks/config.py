@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.configbase import SecretText, SinkBase
+from gateway.config.base import SecretText, SinkBase
 
 
 class InfluxSinkConfig(SinkBase):

@@ -19,11 +19,11 @@ from collections.abc import Iterator, Sequence
 import structlog
 
 from gateway import metrics
-from gateway.configbase import SinkBase
+from gateway.alarms.gatewayalarm import GatewayAlarms, sink_auth_failed
+from gateway.config.base import SinkBase
 from gateway.errors import SinkError
-from gateway.gatewayalarm import GatewayAlarms, sink_auth_failed
-from gateway.outbox import Outbox, Row
 from gateway.sinks.base import Rejected, Sink, SinkAuthError
+from gateway.store.outbox import Outbox, Row
 
 log = structlog.get_logger("sink")
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from gateway.config.yamlpos import position
 from gateway.errors import Problem
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
-from gateway.yamlpos import position
 
 if TYPE_CHECKING:
-    from gateway.config import LoadedConfig
+    from gateway.config.settings import LoadedConfig
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 

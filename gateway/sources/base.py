@@ -18,7 +18,7 @@ from gateway import app
 from gateway.model import Batch
 
 if TYPE_CHECKING:
-    from gateway.config import LoadedConfig
+    from gateway.config.settings import LoadedConfig
 
 Emit = Callable[[Batch], Awaitable[None]]
 

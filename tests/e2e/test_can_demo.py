@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.can.config import CanSourceConfig
-from gateway.config import load_config
-from gateway.democli import demo_config_path
+from gateway.cli.demo import demo_config_path
+from gateway.config.settings import load_config
+from gateway.sources.can.config import CanSourceConfig
 from tests.support.store import samples_by_quantity as stored_samples
 from tests.support.store import statuses as stored_statuses
 

@@ -12,9 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway.lineproto import encode_batch
 from gateway.model import BatchKind
-from gateway.outbox import Outbox
+from gateway.sinks.influx.lineproto import encode_batch
+from gateway.store.outbox import Outbox
 from tests.delivery_support import Collector
 from tests.servers import Mosquitto, VictoriaMetrics
 from tests.support.site import PLAIN_RACK, write_config

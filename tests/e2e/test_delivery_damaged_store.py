@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from gateway.model import Layout
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 from tests.delivery_support import Collector, sample_batch, vm_wait_points
 from tests.ops_support import http_get
 from tests.servers import Mosquitto, VictoriaMetrics, free_port

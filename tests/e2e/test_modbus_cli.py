@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.model import Quality
 from tests.modbus_support import GENERIC, TINY, site, source, write
 from tests.servers import free_port, wait_port

@@ -33,7 +33,7 @@ def _install(rt):
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, block)
 
 app.RUNTIME_PARTS += ("__main__:_install",)  # one more part of the runtime, after the daemon's own
-from gateway.cli import main
+from gateway.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

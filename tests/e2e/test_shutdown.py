@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.alarms.journal import Journal
-from gateway.cli import main
+from gateway.cli.main import main
 from tests.servers import free_port
 from tests.support.site import PLAIN_RACK, write_config
 from tests.support.store import last_seq, sample_counts, stored_sample_total

@@ -9,14 +9,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 
 WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
     from gateway.model import Batch, Quality, Sample
-    from gateway.outbox import Outbox
+    from gateway.store.outbox import Outbox
     ob = Outbox(Path(sys.argv[1]), consumers=["influx"])
     i = 0
     while True:

@@ -125,10 +125,10 @@ async def test_malformed_commands_are_refused_with_a_reply_and_the_next_ones_are
 
 
 async def test_shelve_over_mqtt_then_expiry_in_the_runtime(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    from gateway.alarms.engine import service_of
-    from gateway.config import load_config
+    from gateway.alarms.service import service_of
+    from gateway.config.settings import load_config
     from gateway.model import BatchKind
-    from gateway.runtime import Runtime
+    from gateway.runtime.core import Runtime
 
     op = operator_key(tmp_path)
     cfg = tmp_path / "gateway.yaml"
@@ -176,10 +176,10 @@ async def test_forged_acknowledgements_are_refused_and_journaled_a_signed_one_na
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     # Issue 13 (1): an anonymous client acknowledged an alarm as "alice", and the journal recorded "alice".
-    from gateway.alarms.engine import service_of
     from gateway.alarms.journal import Journal
-    from gateway.config import load_config
-    from gateway.runtime import Runtime
+    from gateway.alarms.service import service_of
+    from gateway.config.settings import load_config
+    from gateway.runtime.core import Runtime
 
     alice, mallory = operator_key(tmp_path, "alice"), operator_key(tmp_path, "mallory")
     cfg = tmp_path / "gateway.yaml"

@@ -17,12 +17,12 @@ import pytest
 
 from gateway import metrics
 from gateway.alarms.commands import Command
-from gateway.alarms.engine import AlarmService, service_of
 from gateway.alarms.journal import Journal
-from gateway.cli import main
-from gateway.config import load_config
+from gateway.alarms.service import AlarmService, service_of
+from gateway.cli.main import main
+from gateway.config.settings import load_config
 from gateway.ops.service import operations
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
 from tests.delivery_support import vm_series
 from tests.servers import Mosquitto, VictoriaMetrics
 from tests.support.waits import await_for

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway.alarms.commands import Command
-from gateway.alarms.engine import service_of
-from gateway.config import load_config
-from gateway.modbus.simulator import ModbusSimulator
-from gateway.modbus.validate import load_modbus_profile
+from gateway.alarms.service import service_of
+from gateway.config.settings import load_config
 from gateway.model import BatchKind
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
+from gateway.sources.modbus.validate import load_modbus_profile
+from gateway.tools.modbussim import ModbusSimulator
 from tests.modbus_support import TINY, write
 from tests.servers import free_port
 from tests.support.store import batches as stored_batches

@@ -7,13 +7,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from gateway.alarms.engine import service_of
 from gateway.alarms.journal import Journal
-from gateway.config import load_config
-from gateway.modbus.simulator import ModbusSimulator
-from gateway.modbus.validate import load_modbus_profile
+from gateway.alarms.service import service_of
+from gateway.config.settings import load_config
 from gateway.model import BatchKind, Quality
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
+from gateway.sources.modbus.validate import load_modbus_profile
+from gateway.tools.modbussim import ModbusSimulator
 from tests.modbus_support import TINY, write
 from tests.runtime_support import run_until
 from tests.servers import free_port

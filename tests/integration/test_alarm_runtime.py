@@ -8,11 +8,11 @@ from typing import Any
 
 from gateway import metrics
 from gateway.alarms.commands import Command
-from gateway.alarms.engine import service_of
 from gateway.alarms.journal import Journal
-from gateway.config import load_config
+from gateway.alarms.service import service_of
+from gateway.config.settings import load_config
 from gateway.model import Batch, BatchKind
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
 from tests.runtime_support import run_until
 from tests.support.store import runtime_batches as stored
 

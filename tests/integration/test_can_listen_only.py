@@ -9,7 +9,7 @@ from pathlib import Path
 import can
 import structlog
 
-from gateway.can.reader import BusReader, open_bus
+from gateway.sources.can.reader import BusReader, open_bus
 from tests.can_support import make_site
 from tests.integration.test_can_runtime import NO_HTTP, QUICK, metric, running, until
 from tests.servers import free_port

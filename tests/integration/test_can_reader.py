@@ -5,7 +5,7 @@ from __future__ import annotations
 import can
 import pytest
 
-from gateway.can.reader import BusReader, open_bus
+from gateway.sources.can.reader import BusReader, open_bus
 from tests.servers import free_port, free_udp_port
 from tests.support.waits import await_for
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import can
 
-from gateway.can.capture import read_capture
-from gateway.can.replay import frames_of, replay
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.metrics import REGISTRY
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
+from gateway.sources.can.capture import read_capture
+from gateway.tools.canreplay import frames_of, replay
 from tests.can_support import (
     BMS_DBC,
     BMS_LOG,

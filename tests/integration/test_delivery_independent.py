@@ -7,11 +7,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from gateway.outbox import Outbox
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
-from gateway.sinks.influx import InfluxSink
-from gateway.sinks.mqtt import MqttSink
+from gateway.sinks.influx.sink import InfluxSink
+from gateway.sinks.mqtt.sink import MqttSink
 from gateway.sinks.runner import SinkRunner
+from gateway.store.outbox import Outbox
 from tests.delivery_support import Collector, metric, running, sample_batch, vm_series, vm_wait_points
 from tests.servers import Mosquitto, VictoriaMetrics
 from tests.support.waits import await_for

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gateway.outbox import Outbox
 from gateway.sinks.config import InfluxSinkConfig
-from gateway.sinks.influx import InfluxSink
+from gateway.sinks.influx.sink import InfluxSink
 from gateway.sinks.runner import SinkRunner
+from gateway.store.outbox import Outbox
 from tests.delivery_support import metric, running, sample_batch, vm_wait_points
 from tests.servers import VictoriaMetrics
 from tests.support.waits import await_for

@@ -1,6 +1,6 @@
 """The gateway's info and heartbeat against real peers: the retained MQTT `gateway/info` (at start, after
 a reload, again after a broker lost its retained messages) and the InfluxDB `gateway` measurement's
-series in VictoriaMetrics, with the field names the README documents."""
+series in VictoriaMetrics, with the field names the manual documents."""
 
 from __future__ import annotations
 
@@ -10,20 +10,19 @@ import re
 from pathlib import Path
 
 from gateway import metrics
-from gateway.config import load_config
-from gateway.gatewayinfo import config_digest
+from gateway.config.settings import load_config
 from gateway.ops.service import VERSION
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
+from gateway.runtime.gatewayinfo import config_digest
 from tests.delivery_support import Collector
 from tests.servers import Mosquitto, VictoriaMetrics
+from tests.support.manual import manual_text
 from tests.support.waits import await_for
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def documented(table: str) -> tuple[str, ...]:
-    """The field names of a README table (first column, in backticks) whose header starts with `table`."""
-    lines = README.read_text(encoding="utf-8").splitlines()
+    """The field names of a manual table (first column, in backticks) whose header starts with `table`."""
+    lines = manual_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {table}"))
     names: list[str] = []
     for line in lines[start + 2 :]:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import structlog
 
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.metrics import REGISTRY
 from gateway.model import Batch, BatchKind, DeviceState, Quality
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
 from tests.modbus_faulty import PROFILE, FaultyServer
 from tests.modbus_support import of, site, source
 from tests.runtime_support import run_until

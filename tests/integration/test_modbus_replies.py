@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.metrics import REGISTRY
 from gateway.model import Batch, DeviceState, Quality
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
 from tests.modbus_faulty import FAULTS, KIND, PROFILE, WORD, FaultyServer
 from tests.modbus_support import of, site, source
 from tests.runtime_support import run_until

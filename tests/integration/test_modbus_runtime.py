@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from gateway.catalog import lookup
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.metrics import REGISTRY
-from gateway.modbus.image import truth_map
-from gateway.modbus.plan import READ_FUNCTION_CODES
-from gateway.modbus.poller import ModbusEndpoint
-from gateway.modbus.simulator import ModbusSimulator
-from gateway.modbus.validate import load_modbus_profile
 from gateway.model import DeviceState, Quality
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
+from gateway.sources.modbus.image import truth_map
+from gateway.sources.modbus.plan import READ_FUNCTION_CODES
+from gateway.sources.modbus.poller import ModbusEndpoint
+from gateway.sources.modbus.validate import load_modbus_profile
+from gateway.tools.modbussim import ModbusSimulator
 from tests.modbus_support import TINY, of, site, source, write
 from tests.runtime_support import run_until
 from tests.servers import free_port

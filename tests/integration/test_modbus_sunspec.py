@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
-from gateway.modbus.image import truth_map
-from gateway.modbus.poller import ModbusEndpoint
-from gateway.modbus.simulator import ModbusSimulator
+from gateway.config.settings import load_config
 from gateway.model import DeviceState, Quality
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
+from gateway.sources.modbus.image import truth_map
+from gateway.sources.modbus.poller import ModbusEndpoint
+from gateway.tools.modbussim import ModbusSimulator
 from tests.modbus_support import of, site, source
 from tests.runtime_support import run_until
 from tests.servers import free_port

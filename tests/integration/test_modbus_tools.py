@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.modbus.config import ModbusSourceConfig
-from gateway.modbus.device import DeviceRun
-from gateway.modbus.plan import READ_FUNCTION_CODES
-from gateway.modbus.poller import ModbusEndpoint, WriteRefused
-from gateway.modbus.recording import Recorder, apply_cycle, read_recording, replay_simulator
-from gateway.modbus.simulator import ModbusSimulator
-from gateway.modbus.validate import load_modbus_profile
 from gateway.model import Batch, DeviceState, Quality
 from gateway.sources.base import SourceContext
+from gateway.sources.modbus.config import ModbusSourceConfig
+from gateway.sources.modbus.device import DeviceRun
+from gateway.sources.modbus.plan import READ_FUNCTION_CODES
+from gateway.sources.modbus.poller import ModbusEndpoint, WriteRefused
+from gateway.sources.modbus.validate import load_modbus_profile
+from gateway.tools.modbusrecord import Recorder, apply_cycle, read_recording, replay_simulator
+from gateway.tools.modbussim import ModbusSimulator
 from tests.modbus_support import TINY, write
 from tests.servers import free_port
 from tests.support.waits import await_for

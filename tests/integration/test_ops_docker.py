@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from gateway.config import GatewayConfig
+from gateway.config.settings import GatewayConfig
+from gateway.config.yamlpos import load_yaml, to_plain
 from gateway.ops.config import HttpConfig, is_loopback
-from gateway.yamlpos import load_yaml, to_plain
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -76,7 +76,7 @@ def test_image_defaults_match_the_gateway() -> None:
 
 def test_dockerignore_keeps_what_the_build_copies() -> None:
     patterns = [p for p in (ROOT / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
-    copied = ["pyproject.toml", "README.md", "constraints.txt", "gateway/cli.py", "gateway/ops/static/index.html"]
+    copied = ["pyproject.toml", "README.md", "constraints.txt", "gateway/cli/main.py", "gateway/ops/static/index.html"]
     for path in copied:
         assert (ROOT / path).exists(), path
         assert not any(fnmatch.fnmatch(path, p) or path.split("/")[0] == p for p in patterns), path

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.metrics import REGISTRY
 from gateway.model import Batch, Quality, Sample
 from gateway.ops.service import operations
-from gateway.outbox import Outbox
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
 from gateway.sources.base import SourceContext
+from gateway.store.outbox import Outbox
 from tests.ops_support import NotifyListener, eventually
 from tests.servers import VictoriaMetrics, free_port
 from tests.support.waits import await_for
@@ -304,7 +304,7 @@ async def test_a_stop_never_waits_for_a_slow_reload(tmp_path: Path, monkeypatch:
 
 
 async def test_a_task_that_swallowed_a_cancellation_is_cancelled_again() -> None:
-    from gateway.runtime import _cancel_and_wait
+    from gateway.runtime.core import _cancel_and_wait
 
     swallowed = 0
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import RuntimeConfig
+from gateway.config.settings import RuntimeConfig
+from tests.support.manual import manual_text
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "bms-gateway.service"
@@ -122,7 +123,7 @@ def test_the_can_adapter_drop_in_opens_serial_and_usb_adapters_and_keeps_the_uni
 
 
 def test_the_manual_shows_the_can_adapter_drop_in() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = manual_text()
     assert "systemd/can-adapter.conf.example" in readme
     for line in ("PrivateDevices=no", "DeviceAllow=char-ttyACM rw", "DeviceAllow=char-ttyUSB rw"):
         assert line in readme, line

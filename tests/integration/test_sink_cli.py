@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.outbox import Outbox
+from gateway.cli.main import main
 from gateway.sinks.config import InfluxSinkConfig
-from gateway.sinks.influx import InfluxSink
+from gateway.sinks.influx.sink import InfluxSink
 from gateway.sinks.runner import SinkRunner
+from gateway.store.outbox import Outbox
 from tests.delivery_support import InfluxLikeServer, running, sample_batch
 from tests.support.waits import await_for
 

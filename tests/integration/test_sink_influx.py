@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from gateway.model import Batch, BatchKind
-from gateway.outbox import Outbox
 from gateway.sinks.config import InfluxSinkConfig
-from gateway.sinks.influx import InfluxSink
+from gateway.sinks.influx.sink import InfluxSink
 from gateway.sinks.runner import SinkRunner
+from gateway.store.outbox import Outbox
 from tests.delivery_support import (
     Answer,
     InfluxLikeServer,

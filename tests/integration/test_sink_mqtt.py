@@ -15,11 +15,11 @@ import pytest
 
 from gateway.errors import SinkError
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
-from gateway.outbox import Outbox
 from gateway.sinks.base import SinkAuthError
 from gateway.sinks.config import MqttSinkConfig
-from gateway.sinks.mqtt import MqttSink
+from gateway.sinks.mqtt.sink import MqttSink
 from gateway.sinks.runner import SinkRunner
+from gateway.store.outbox import Outbox
 from tests.delivery_support import Collector, make_certs, metric, running, sample_batch
 from tests.servers import Mosquitto
 from tests.support.waits import await_for
@@ -152,7 +152,7 @@ KILLED = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from gateway.sinks.config import MqttSinkConfig
-    from gateway.sinks.mqtt import MqttSink
+    from gateway.sinks.mqtt.sink import MqttSink
 
     async def main():
         cfg = MqttSinkConfig(host="127.0.0.1", port=int(sys.argv[1]), tls=False, keepalive=5)

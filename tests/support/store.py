@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway.model import Batch, BatchKind, Sample
-from gateway.outbox import Outbox
-from gateway.outboxread import Row
+from gateway.store.outbox import Outbox
+from gateway.store.read import Row
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.runtime.core import Runtime
 
 
 class SampleKey(NamedTuple):

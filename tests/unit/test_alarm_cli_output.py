@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.alarms.journal import Journal
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.textsafe import json_text, printable, shorten
 
 S = 1_000_000_000

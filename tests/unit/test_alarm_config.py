@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.alarms.ruleset import build_ruleset, defaults_path, load_rule_file
-from gateway.cli import main
-from gateway.config import load_config
+from gateway.cli.main import main
+from gateway.config.settings import load_config
 from gateway.errors import ConfigError
 
 HEAD = """\

@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from gateway.alarms.evaluator import AlarmEngine
-from gateway.gatewayalarm import STORE_DISK_FULL, Condition, GatewayAlarms, orphaned, sink_auth_failed
+from gateway.alarms.engine import AlarmEngine
+from gateway.alarms.gatewayalarm import STORE_DISK_FULL, Condition, GatewayAlarms, orphaned, sink_auth_failed
 from gateway.model import BatchKind
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 from tests.alarms_support import S, batch, engine, events, rule, sample, states
 
 DF = "gateway:store_disk_full"

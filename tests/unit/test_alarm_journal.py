@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.alarms.journal import Journal
-from gateway.cli import main
+from gateway.cli.main import main
 
 S = 1_000_000_000
 
@@ -140,7 +140,7 @@ def test_missing_store_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_evaluate_runs_rules_over_stored_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from gateway.model import Batch, Sample
-    from gateway.outbox import Outbox
+    from gateway.store.outbox import Outbox
 
     store = tmp_path / "data.db"
     ob = Outbox(store)

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.alarms import layoutpath
 from gateway.alarms.compiled import RateHandler
-from gateway.alarms.evaluator import AlarmEngine
+from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.ratecolumns import ColumnTracker
 from gateway.alarms.ruleset import RULE, defaults_path, load_rule_file
 from gateway.model import Batch, DeviceState, DeviceStatus, Layout, LayoutKey, Quality, Sample
@@ -210,7 +210,7 @@ def bulk_counter(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         got[0] += ok
         return ok
 
-    monkeypatch.setattr("gateway.alarms.evaluator.evaluate", counted)
+    monkeypatch.setattr("gateway.alarms.engine.evaluate", counted)
     return got
 
 

@@ -3,7 +3,7 @@ neither clear the alarm nor restart its clock, so a restored alarm of a dead rac
 
 from __future__ import annotations
 
-from gateway.alarms.evaluator import fresh
+from gateway.alarms.engine import fresh
 from gateway.model import Sample
 from tests.alarms_support import RACK, S, batch, engine, rule, sample, states
 

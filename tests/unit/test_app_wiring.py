@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 
 from gateway import app
-from gateway.config import SinkConfig, SourceConfig
+from gateway.config.settings import SinkConfig, SourceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 MIXED_SITE = ROOT / "config" / "examples" / "mixed-site.yaml"  # modbus, can and both network sinks
@@ -25,7 +25,7 @@ NETWORK = ("aiomqtt", "paho", "influxdb_client", "pymodbus.client", "gateway.ops
 PROBE = """
 import contextlib, io, json, os, sys
 from gateway.app import load
-from gateway.cli import main
+from gateway.cli.main import main
 for ref in filter(None, os.environ.get("PROBE_LOAD", "").split(",")):
     load(ref)
 with contextlib.redirect_stdout(io.StringIO()) as out:
@@ -60,10 +60,10 @@ def test_validate_imports_no_network_client() -> None:
     code, _, modules = modules_after("validate", "-c", str(MIXED_SITE))
     assert code == 0
     # The checks that need the profiles did run (a DBC and a Modbus read plan were compiled) ...
-    assert {"gateway.can.checks", "gateway.modbus.checks", "gateway.sinks.transport"} <= modules
+    assert {"gateway.sources.can.checks", "gateway.sources.modbus.checks", "gateway.sinks.transport"} <= modules
     # ... and no client came with them.
     assert network_modules(modules) == []
-    assert "gateway.runtime" not in modules
+    assert "gateway.runtime.core" not in modules
 
 
 def test_schema_imports_no_network_client() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.common import store_counts
 from gateway.model import Batch, Layout, Sample
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 
 
 def rack_batch(ts: int, bad_cell: int | None = None) -> Batch:

@@ -11,10 +11,10 @@ import can
 import pytest
 from can.interfaces import BACKENDS
 
-from gateway.can.busmode import LISTEN_ONLY_ARGS, bus_kwargs, listen_only_note
-from gateway.can.config import CanSourceConfig
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.errors import ConfigError
+from gateway.sources.can.busmode import LISTEN_ONLY_ARGS, bus_kwargs, listen_only_note
+from gateway.sources.can.config import CanSourceConfig
 from tests.can_support import make_site
 
 BASE = {"interface": "pcan", "channel": "PCAN_USBBUS1", "receive_own_messages": False}

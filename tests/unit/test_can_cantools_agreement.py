@@ -20,7 +20,7 @@ from typing import Any
 
 import cantools
 
-from gateway.cli import main
+from gateway.cli.main import main
 from tests.can_generate import dbc_text, phys
 from tests.can_oracle import Expect, Key, Want, expect, same
 from tests.can_scenarios import N_J1939, N_MESSAGES, Frame, Mode, build_modes, pgn

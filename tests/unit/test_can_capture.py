@@ -15,9 +15,9 @@ from typing import Any
 import can
 import pytest
 
-from gateway.can.capture import Capture, CaptureError
-from gateway.can.textlines import MAX_LINE
-from gateway.cli import main
+from gateway.cli.main import main
+from gateway.sources.can.capture import Capture, CaptureError
+from gateway.sources.can.textlines import MAX_LINE
 from tests.can_support import BMS_DBC, FOX_DBC, FOX_TRC, ROOT, log_frames
 
 FRAMES = log_frames()[:40]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.config import load_config
+from gateway.cli.main import main
+from gateway.config.settings import load_config
 from gateway.errors import ConfigError
 from gateway.sources.base import build_sources
 from tests.can_support import FIX, make_site
@@ -144,7 +144,7 @@ def test_the_can_source_never_transmits() -> None:
     """Read-only toward the BMS: no module of the CAN source calls a python-can send (replay is a tool)."""
     import ast
 
-    root = Path(__file__).resolve().parents[2] / "gateway" / "can"
+    root = Path(__file__).resolve().parents[2] / "gateway" / "sources" / "can"
     source_modules = [p for p in root.glob("*.py") if p.stem not in ("replay", "cli")]
     assert {p.stem for p in source_modules} >= {"source", "reader", "rack", "plan", "decode"}
     for path in source_modules:

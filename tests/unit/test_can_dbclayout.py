@@ -12,9 +12,9 @@ import cantools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.can.dbclayout import OverlapFinder, find_defects, mux_path, signal_bits
-from gateway.can.dbcload import read_text
-from gateway.can.dbcrepair import Repair
+from gateway.sources.can.dbclayout import OverlapFinder, find_defects, mux_path, signal_bits
+from gateway.sources.can.dbcload import read_text
+from gateway.sources.can.dbcrepair import Repair
 from tests.can_support import FIX
 
 # -- the reference: every pair of signals compared (the check before it became a sweep) -------------

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.can.dbclayout import signal_bits
-from gateway.can.dbcload import load_dbc, load_dbc_text
-from gateway.can.decode import FrameTable
 from gateway.errors import ConfigError
+from gateway.sources.can.dbclayout import signal_bits
+from gateway.sources.can.dbcload import load_dbc, load_dbc_text
+from gateway.sources.can.decode import FrameTable
 from tests.can_support import BMS_DBC, FIX, FOX_DBC
 
 MODEL3 = FIX / "Model3CAN.dbc"
@@ -222,7 +222,7 @@ def test_can_check_prints_one_warning_per_repair_and_errors_for_the_rest(monkeyp
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
-    from gateway.cli import main
+    from gateway.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):

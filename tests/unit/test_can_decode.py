@@ -13,9 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.can.config import CanProfile
-from gateway.can.dbcload import load_dbc
-from gateway.can.decode import (
+from gateway.cli.main import main
+from gateway.model import Quality
+from gateway.sources.can.config import CanProfile
+from gateway.sources.can.dbcload import load_dbc
+from gateway.sources.can.decode import (
     DECODE_ERROR,
     ERROR_FRAME,
     OUT_OF_RANGE,
@@ -27,9 +29,7 @@ from gateway.can.decode import (
     j1939_key,
     plain,
 )
-from gateway.can.plan import RackPlan, compile_rack
-from gateway.cli import main
-from gateway.model import Quality
+from gateway.sources.can.plan import RackPlan, compile_rack
 from tests.can_support import BMS_DBC, BMS_LOG, DBC_DIR, FOX_DBC, FOX_TRC, log_frames, project_plan
 
 RACK_DBC = DBC_DIR / "can-example-rack.dbc"
@@ -178,8 +178,7 @@ def test_j1939_pgn_matching_masks_priority_and_source_address() -> None:
         'VERSION ""\nBO_ 2566913790 BatteryInfo: 8 BMS\n'  # 0x98FFFEFE... extended flag + 0x18FFFEFE
         ' SG_ Soc : 0|8@1+ (0.4,0) [0|100] "%" X\n'
     )
-    from gateway.can.dbcload import load_dbc_text
-
+    from gateway.sources.can.dbcload import load_dbc_text
     db = load_dbc_text(text, "j.dbc").db
     msg = db.messages[0]
     assert msg.is_extended_frame and msg.frame_id == 0x18FFFEFE
@@ -228,8 +227,7 @@ def test_fuzz_no_input_crashes_the_decoder(which: int, fid: int, ext: bool, data
 
 
 def test_savvycan_csv_reads(tmp_path: Path) -> None:
-    from gateway.can.capture import read_capture
-
+    from gateway.sources.can.capture import read_capture
     csv = tmp_path / "s.csv"
     csv.write_text(
         "Time Stamp,ID,Extended,Dir,Bus,LEN,D1,D2,D3,D4,D5,D6,D7,D8\n"
@@ -247,8 +245,7 @@ def test_savvycan_csv_reads(tmp_path: Path) -> None:
 def test_captures_in_every_python_can_format_decode_the_same(tmp_path: Path, suffix: str) -> None:
     import can
 
-    from gateway.can.capture import read_capture
-
+    from gateway.sources.can.capture import read_capture
     frames = log_frames()[:300]
     path = tmp_path / f"cap{suffix}"
     with can.Logger(str(path)) as writer:  # python-can picks the writer by suffix
@@ -323,8 +320,7 @@ def test_shipped_foxbms_profile_decodes_the_foxbms_trace() -> None:
 
 
 def test_nested_multiplexing_is_a_clear_profile_error() -> None:
-    from gateway.can.dbcload import load_dbc_text
-
+    from gateway.sources.can.dbcload import load_dbc_text
     text = (
         'VERSION ""\nBO_ 100 N: 8 X\n SG_ Outer M : 0|4@1+ (1,0) [0|15] "" X\n'
         ' SG_ Inner m1M : 4|4@1+ (1,0) [0|15] "" X\n SG_ Deep m2 : 8|8@1+ (1,0) [0|255] "" X\n\n'
@@ -343,9 +339,8 @@ def test_nested_multiplexing_is_a_clear_profile_error() -> None:
 def test_unit_conversion_respects_milli_and_mega() -> None:
     from types import SimpleNamespace
 
-    from gateway.can.config import CanPoint
-    from gateway.can.values import point_factor
-
+    from gateway.sources.can.config import CanPoint
+    from gateway.sources.can.values import point_factor
     def factor(dbc_unit: str, quantity: str, **kw: object) -> float:
         point = CanPoint.model_validate({"signal": "S", "quantity": quantity, **kw})
         return point_factor(point, SimpleNamespace(unit=dbc_unit), point.resolved_unit())
@@ -375,8 +370,7 @@ def test_not_available_values_are_missing_never_a_number() -> None:
 
 
 def test_j1939_not_available_and_error_indicators() -> None:
-    from gateway.can.dbcload import load_dbc_text
-
+    from gateway.sources.can.dbcload import load_dbc_text
     text = (
         'VERSION ""\nBO_ 2566913790 BatteryInfo: 8 BMS\n SG_ Soc : 0|8@1+ (0.4,0) [0|100] "%" X\n'
         ' SG_ PackVoltage : 8|16@1+ (0.05,0) [0|3200] "V" X\n SG_ Contactor : 24|2@1+ (1,0) [0|3] "" X\n'

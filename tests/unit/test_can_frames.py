@@ -11,12 +11,12 @@ import can
 import pytest
 from can.interfaces.udp_multicast.utils import pack_message
 
-from gateway.can.config import CanSourceConfig
-from gateway.can.plan import RackPlan
-from gateway.can.rack import Rack
-from gateway.can.reader import _PACKED, Frame, _other_frame, _plain_frame, frame_of, from_message
-from gateway.can.source import CanBusSource
 from gateway.model import DeviceState
+from gateway.sources.can.config import CanSourceConfig
+from gateway.sources.can.plan import RackPlan
+from gateway.sources.can.rack import Rack
+from gateway.sources.can.reader import _PACKED, Frame, _other_frame, _plain_frame, frame_of, from_message
+from gateway.sources.can.source import CanBusSource
 from tests.can_support import BMS_DBC, log_frames, project_plan
 
 

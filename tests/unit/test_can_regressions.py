@@ -15,17 +15,17 @@ from typing import Any
 import cantools
 import pytest
 
-from gateway.can.config import CanProfile, CanSourceConfig
-from gateway.can.dbcload import load_dbc_text
-from gateway.can.decode import FrameTable
-from gateway.can.plan import PlanProblem, RackPlan, compile_rack
-from gateway.can.rack import Rack
-from gateway.can.reader import Frame
-from gateway.can.source import CanBusSource
-from gateway.cli import main
+from gateway.cli.main import main
+from gateway.config.profiles import load_profile
 from gateway.errors import ConfigError
 from gateway.metrics import REGISTRY
-from gateway.profiles import load_profile
+from gateway.sources.can.config import CanProfile, CanSourceConfig
+from gateway.sources.can.dbcload import load_dbc_text
+from gateway.sources.can.decode import FrameTable
+from gateway.sources.can.plan import PlanProblem, RackPlan, compile_rack
+from gateway.sources.can.rack import Rack
+from gateway.sources.can.reader import Frame
+from gateway.sources.can.source import CanBusSource
 
 HEAD = 'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_: BMS\n\n'
 
@@ -240,7 +240,7 @@ WIDE_DBC = 'BO_ 1280 Wide: 8 BMS\n SG_ Energy : 0|64@1+ (1,0) [0|0] "Wh" BMS\n'
 
 
 def test_gap_missing_takes_a_64_bit_sentinel_exactly_as_a_hex_string(tmp_path: Path) -> None:
-    import gateway.can.source  # noqa: F401  (registers the `can` profile kind)
+    import gateway.sources.can.source  # noqa: F401  (registers the `can` profile kind)
 
     path = tmp_path / "p.yaml"
     path.write_text(

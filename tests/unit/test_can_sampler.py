@@ -7,11 +7,11 @@ import random
 from cantools.database.can import Database, Message, Signal
 from cantools.database.conversion import BaseConversion
 
-from gateway.can.config import CanProfile
-from gateway.can.fastdecode import Spec
-from gateway.can.plan import RackPlan, compile_rack
-from gateway.can.sampler import TABLE_MAX, RawTable
 from gateway.model import Quality
+from gateway.sources.can.config import CanProfile
+from gateway.sources.can.fastdecode import Spec
+from gateway.sources.can.plan import RackPlan, compile_rack
+from gateway.sources.can.sampler import TABLE_MAX, RawTable
 
 
 def _sig(name: str, start: int, length: int, **kw: object) -> Signal:
@@ -151,8 +151,7 @@ J1939_POINTS = [
 
 
 def test_j1939_samplers_give_what_the_cantools_path_gives_source_addresses_and_special_values() -> None:
-    from gateway.can.dbcload import load_dbc_text
-
+    from gateway.sources.can.dbcload import load_dbc_text
     db = load_dbc_text(J1939_DBC, "j.dbc").db
     profile = CanProfile.model_validate({"dbc": "j", "j1939": True, "points": J1939_POINTS})
     rnd = random.Random(3)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.can.replay import loop_gap, schedule
-from gateway.can.supervision import Supervisor
+from gateway.sources.can.supervision import Supervisor
+from gateway.tools.canreplay import loop_gap, schedule
 
 
 def test_message_goes_stale_after_its_limit_and_fresh_with_the_next_frame() -> None:
@@ -63,9 +63,7 @@ async def test_replay_loops_filters_and_stops() -> None:
     import asyncio
 
     import can
-
-    from gateway.can.replay import replay
-
+    from gateway.tools.canreplay import replay
     frames = [can.Message(timestamp=t, arbitration_id=i, data=b"\x01") for t, i in ((0.0, 1), (0.01, 2), (0.02, 3))]
     sent: list[int] = []
     stop = asyncio.Event()
@@ -84,9 +82,9 @@ async def test_replay_loops_filters_and_stops() -> None:
 
 
 def test_rack_hands_on_every_status_change_in_order() -> None:
-    from gateway.can.config import CanSourceConfig
-    from gateway.can.rack import Rack
     from gateway.model import DeviceState, Sample
+    from gateway.sources.can.config import CanSourceConfig
+    from gateway.sources.can.rack import Rack
     from tests.can_support import DBC_DIR, project_plan
 
     rack = Rack(

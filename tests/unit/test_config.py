@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from gateway.cli import main
-from gateway.config import load_config
-from gateway.configbase import credential_path, read_secret
+from gateway.cli.main import main
+from gateway.config.base import credential_path, read_secret
+from gateway.config.settings import load_config
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,7 +231,7 @@ def test_an_empty_configuration_is_an_error_naming_the_file(tmp_path: Path) -> N
 
 
 def test_the_embedded_demo_configuration_is_valid() -> None:
-    from gateway.democli import demo_config_path
+    from gateway.cli.demo import demo_config_path
 
     assert load_config(demo_config_path()).config.site.name == "demo"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.can.dbcload import load_dbc_text
-from gateway.can.dbcrepair import Repair
-from gateway.cli import main
-from gateway.config import load_config
+from gateway.cli.main import main
+from gateway.config.settings import load_config
 from gateway.errors import ConfigError, Problem
+from gateway.sources.can.dbcload import load_dbc_text
+from gateway.sources.can.dbcrepair import Repair
 
 RAW = ("\x1b", "\x07", "\u202e", "\x9b")
 

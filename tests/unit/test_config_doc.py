@@ -1,6 +1,6 @@
-"""The defaults the README documents are the defaults of the configuration models (the manual cannot drift).
+"""The defaults the manual (README.md, docs/) documents are the configuration models' defaults (it cannot drift).
 
-Every `| key | default | meaning |` table of the README is matched to the model that has all its keys;
+Every `| key | default | meaning |` table of the manual is matched to the model that has all its keys;
 each documented default (a value in backticks, `required`, `unset` or `none`) must be the model's.
 Sentences that give a default (`store.commit_interval` ... "(default 20 ms") are checked too.
 """
@@ -8,24 +8,22 @@ Sentences that give a default (`store.commit_interval` ... "(default 20 ms") are
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from gateway.alarms.config import CommandsConfig, RuleBase
-from gateway.can.config import CanSourceConfig
-from gateway.config import GatewayConfig, LoggingConfig, RuntimeConfig, SiteConfig, StoreConfig
-from gateway.configbase import SinkBase, SourceBase
-from gateway.modbus.config import ModbusSourceConfig
-from gateway.modbus.profile import ModbusPoint, ModbusProfile
+from gateway.config.base import SinkBase, SourceBase
+from gateway.config.profiles import ArraySpec
+from gateway.config.settings import GatewayConfig, LoggingConfig, RuntimeConfig, SiteConfig, StoreConfig
 from gateway.ops.config import HttpConfig
-from gateway.profiles import ArraySpec
-from gateway.sim.config import FaultSpec, SimulatedSourceConfig
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+from gateway.sources.can.config import CanSourceConfig
+from gateway.sources.modbus.config import ModbusSourceConfig
+from gateway.sources.modbus.profile import ModbusPoint, ModbusProfile
+from gateway.sources.sim.config import FaultSpec, SimulatedSourceConfig
+from tests.support.manual import manual_pages, manual_text
 
 # In this order: a table belongs to the first model that has every key of the table.
 MODELS: list[type[BaseModel]] = [
@@ -147,16 +145,15 @@ def same(doc: object, model: object) -> bool:
 
 
 def test_every_documented_default_is_the_models() -> None:
-    text = README.read_text(encoding="utf-8")
     checked = 0
     wrong: list[str] = []
-    unmatched: list[int] = []
-    for rows in tables(text):
+    unmatched: list[str] = []
+    for page, rows in [(p, rows) for p in manual_pages() for rows in tables(p.read_text(encoding="utf-8"))]:
         keys = [k for _n, ks, _d in rows for k in ks]
         model = next((m for m in MODELS if all(field_of(m, k) is not None for k in keys)), None)
         if model is None:
             if keys not in NOT_ONE_MODEL:
-                unmatched.append(rows[0][0] if rows else 0)
+                unmatched.append(f"{page.name}:{rows[0][0] if rows else 0}")
             continue
         for n, ks, cell in rows:
             for key, doc in zip(ks, documented(cell, len(ks)), strict=True):
@@ -166,7 +163,7 @@ def test_every_documented_default_is_the_models() -> None:
                 if isinstance(info.get_default(call_default_factory=True), list | tuple) and want != "[]":
                     want = [str(v) for v in info.get_default(call_default_factory=True)]
                 if not same(doc, want):
-                    wrong.append(f"README.md:{n}: {model.__name__}.{key}: documented {cell!r}, model {want!r}")
+                    wrong.append(f"{page.name}:{n}: {model.__name__}.{key}: documented {cell!r}, model {want!r}")
                 checked += 1
     assert wrong == []
     assert checked > 100
@@ -178,11 +175,10 @@ SENTENCE_DEFAULT = re.compile(r"`(\w+)\.(\w+)`[^()`]{0,40}\(default ([0-9.,]+) ?
 
 
 def test_defaults_given_in_sentences_are_the_models() -> None:
-    text = README.read_text(encoding="utf-8")
-    found = SENTENCE_DEFAULT.findall(text)
+    found = SENTENCE_DEFAULT.findall(manual_text())
     assert ("store", "commit_interval") in {(a, b) for a, b, _v, _u in found}
     for section, key, value, unit in found:
         info = field_of(GatewayConfig, f"{section}.{key}")
         assert info is not None, f"{section}.{key} is no configuration key"
         seconds = float(value.replace(",", "")) / (1000 if unit == "ms" else 1)
-        assert seconds == info.get_default(call_default_factory=True), f"{section}.{key}: README says {value} {unit}"
+        assert seconds == info.get_default(call_default_factory=True), f"{section}.{key}: manual says {value} {unit}"

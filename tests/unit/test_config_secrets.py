@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import structlog
 
-from gateway import configbase
-from gateway.config import load_config
-from gateway.configbase import read_secret
+from gateway.config import base as configbase
+from gateway.config.base import read_secret
+from gateway.config.redaction import is_secret_key
+from gateway.config.secretcheck import exposed_secrets
+from gateway.config.settings import load_config
 from gateway.errors import ConfigError
-from gateway.redaction import is_secret_key
-from gateway.secretcheck import exposed_secrets
 from gateway.sinks.transport import is_loopback
 
 NUMERIC = """site: {name: t}

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from gateway.cli import main
-from gateway.config import load_config
-from gateway.gatewayinfo import (
+from gateway.cli.main import main
+from gateway.config.settings import load_config
+from gateway.model import BatchKind
+from gateway.runtime.core import Runtime
+from gateway.runtime.gatewayinfo import (
     GatewayCounters,
     SinkCounters,
     config_digest,
@@ -20,11 +22,9 @@ from gateway.gatewayinfo import (
     metric_total,
     status_batch,
 )
-from gateway.lineproto import encode_batch
-from gateway.model import BatchKind
-from gateway.outbox import Outbox, Row
-from gateway.runtime import Runtime
-from gateway.sinks.mqttpayloads import MqttState, Topics, render_rows
+from gateway.sinks.influx.lineproto import encode_batch
+from gateway.sinks.mqtt.payloads import MqttState, Topics, render_rows
+from gateway.store.outbox import Outbox, Row
 from tests.runtime_support import run_until
 
 T = 1_700_000_000_123_456_789

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.lineproto import encode_batch
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
+from gateway.sinks.influx.lineproto import encode_batch
 
 T = 1_700_000_000_123_456_789
 

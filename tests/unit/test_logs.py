@@ -20,8 +20,8 @@ import pytest
 import structlog
 from pymodbus import logging as pymodbus_logging
 
-from gateway.logfilter import LINE_MAX, REPEAT_BURST
-from gateway.logs import LIBRARIES, LineHandler, configure_logging
+from gateway.ops.logfilter import LINE_MAX, REPEAT_BURST
+from gateway.ops.logs import LIBRARIES, LineHandler, configure_logging
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from gateway.logfilter import (
+from gateway.ops.logfilter import (
     FIELD_MAX,
     LINE_MAX,
     CappedJSON,

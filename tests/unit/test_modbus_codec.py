@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.modbus.codec import BYTE_ORDERS, WIDTH, decode, encode, int_range, raw_unsigned
+from gateway.sources.modbus.codec import BYTE_ORDERS, WIDTH, decode, encode, int_range, raw_unsigned
 
 
 @pytest.mark.parametrize(

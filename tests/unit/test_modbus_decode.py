@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.modbus.codec import BYTE_ORDERS, int_range
-from gateway.modbus.decode import decode_block, point_value
-from gateway.modbus.image import Image, encode_point, fill
-from gateway.modbus.plan import Block, Point, compile_points, plan_reads
-from gateway.modbus.validate import load_modbus_profile
 from gateway.model import Quality
+from gateway.sources.modbus.codec import BYTE_ORDERS, int_range
+from gateway.sources.modbus.decode import decode_block, point_value
+from gateway.sources.modbus.image import Image, encode_point, fill
+from gateway.sources.modbus.plan import Block, Point, compile_points, plan_reads
+from gateway.sources.modbus.validate import load_modbus_profile
 from tests.modbus_support import GENERIC
 
 

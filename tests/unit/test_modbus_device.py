@@ -7,10 +7,10 @@ from pathlib import Path
 
 import structlog
 
-from gateway.modbus.config import ModbusSourceConfig
-from gateway.modbus.cycle import Cycle
-from gateway.modbus.device import DeviceRun, Outcome
 from gateway.model import DeviceState, Quality
+from gateway.sources.modbus.config import ModbusSourceConfig
+from gateway.sources.modbus.cycle import Cycle
+from gateway.sources.modbus.device import DeviceRun, Outcome
 from tests.modbus_support import TINY, profile_from
 
 

@@ -20,16 +20,16 @@ from hypothesis import strategies as st
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 
-from gateway.modbus.config import ModbusSourceConfig
-from gateway.modbus.cycle import Cycle
-from gateway.modbus.decode import BlockDecoder
-from gateway.modbus.device import DeviceRun, Outcome
-from gateway.modbus.plan import Block, Point, compile_points, plan_reads
-from gateway.modbus.poller import ModbusEndpoint
-from gateway.modbus.validate import load_modbus_profile
-from gateway.modbus.wire import unpack_registers
 from gateway.model import Batch, DeviceState, Quality
 from gateway.sources.base import SourceContext
+from gateway.sources.modbus.config import ModbusSourceConfig
+from gateway.sources.modbus.cycle import Cycle
+from gateway.sources.modbus.decode import BlockDecoder
+from gateway.sources.modbus.device import DeviceRun, Outcome
+from gateway.sources.modbus.plan import Block, Point, compile_points, plan_reads
+from gateway.sources.modbus.poller import ModbusEndpoint
+from gateway.sources.modbus.validate import load_modbus_profile
+from gateway.sources.modbus.wire import unpack_registers
 from tests.modbus_support import GENERIC, TINY, profile_from
 from tests.support.waits import await_for
 
@@ -150,8 +150,8 @@ def test_a_short_response_leaves_the_batch_without_a_layout(tmp_path: Path) -> N
 
 
 def test_the_generic_profile_and_sunspec_maps(tmp_path: Path, layouts_checked: list[Batch]) -> None:
-    from gateway.modbus import sunspec
-    from gateway.modbus.simulator import ModbusSimulator
+    from gateway.sources.modbus import sunspec
+    from gateway.tools.modbussim import ModbusSimulator
 
     generic = DeviceRun(ModbusSourceConfig(name="g", profile="g", host="h", unit_id=1), load_modbus_profile(GENERIC))
     for seed in range(3):

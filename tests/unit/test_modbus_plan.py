@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.modbus.plan import Block, Point, plan_reads, split_block
+from gateway.sources.modbus.plan import Block, Point, plan_reads, split_block
 
 
 def pt(address: int, width: int = 1, table: str = "holding", interval: float = 1.0) -> Point:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.modbus.plan import compile_points, plan_reads, unreadable_ranges
-from gateway.modbus.validate import load_modbus_profile
+from gateway.sources.modbus.plan import compile_points, plan_reads, unreadable_ranges
+from gateway.sources.modbus.validate import load_modbus_profile
 from tests.modbus_support import GENERIC, profile_from, write
 
 

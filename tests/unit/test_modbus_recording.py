@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.modbus.plan import compile_points
-from gateway.modbus.recording import decode_recording, read_recording
-from gateway.modbus.validate import load_modbus_profile
 from gateway.model import Quality
+from gateway.sources.modbus.plan import compile_points
+from gateway.sources.modbus.validate import load_modbus_profile
+from gateway.tools.modbusrecord import decode_recording, read_recording
 from tests.modbus_support import GENERIC, write
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "modbus"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.modbus.framing import CheckedFramer, RejectedReply, WriteRefused
-from gateway.modbus.replies import (
+from gateway.sources.modbus.framing import CheckedFramer, RejectedReply, WriteRefused
+from gateway.sources.modbus.replies import (
     MALFORMED,
     WRONG_BYTE_COUNT,
     WRONG_FUNCTION,

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.modbus.poller import ModbusEndpoint
-from gateway.modbus.schedule import backoff_delay, first_due, next_due
+from gateway.sources.modbus.poller import ModbusEndpoint
+from gateway.sources.modbus.schedule import backoff_delay, first_due, next_due
 from tests.support.waits import await_for
 
 
@@ -50,10 +50,10 @@ def test_first_due_lies_within_one_interval(now: float, interval: float, slots: 
 
 
 async def test_endpoints_poll_their_devices_in_interleaved_slots_on_a_fixed_grid(tmp_path: Path) -> None:
-    from gateway.modbus.config import ModbusSourceConfig
-    from gateway.modbus.source import endpoints
     from gateway.model import Batch
     from gateway.sources.base import SourceContext
+    from gateway.sources.modbus.config import ModbusSourceConfig
+    from gateway.sources.modbus.source import endpoints
     from tests.modbus_support import TINY, profile_from
     from tests.unit.test_modbus_layout import SwallowingClient
 

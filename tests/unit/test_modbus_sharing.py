@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.modbus.config import ModbusSourceConfig
-from gateway.modbus.device import Outcome
-from gateway.modbus.source import endpoints
+from gateway.sources.modbus.config import ModbusSourceConfig
+from gateway.sources.modbus.device import Outcome
+from gateway.sources.modbus.source import endpoints
 from tests.modbus_support import TINY, profile_from
 from tests.unit.test_modbus_layout import run_cycle
 

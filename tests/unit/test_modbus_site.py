@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.config import load_config
+from gateway.cli.main import main
+from gateway.config.settings import load_config
 from gateway.errors import ConfigError
-from gateway.modbus.poller import ModbusEndpoint
-from gateway.modbus.source import endpoints
 from gateway.sources.base import build_sources
+from gateway.sources.modbus.poller import ModbusEndpoint
+from gateway.sources.modbus.source import endpoints
 from tests.modbus_support import GENERIC, write
 
 

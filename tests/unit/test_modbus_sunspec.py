@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.modbus import sunspec
-from gateway.modbus.decode import decode_block
-from gateway.modbus.image import Image, fill
-from gateway.modbus.plan import plan_reads
+from gateway.sources.modbus import sunspec
+from gateway.sources.modbus.decode import decode_block
+from gateway.sources.modbus.image import Image, fill
+from gateway.sources.modbus.plan import plan_reads
 
 
 def test_the_five_models_load_and_have_the_published_lengths() -> None:

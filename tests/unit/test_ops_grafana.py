@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gateway import lineproto
 from gateway.catalog import CATALOG
 from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
+from gateway.sinks.influx import lineproto
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "config" / "grafana" / "bms-gateway-dashboard.json"
 

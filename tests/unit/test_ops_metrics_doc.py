@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import gateway.runtime  # noqa: F401
+import gateway.runtime.core  # noqa: F401
 from gateway import app
 from gateway.metrics import REGISTRY
+from tests.support.manual import manual_text
 
 # Every area's metrics are created when its module is imported: load every part the daemon can run.
 for _ref in [*app.SOURCES.values(), *app.SINKS.values(), *app.RUNTIME_PARTS]:
     app.load(_ref)
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
 
 def documented() -> set[str]:
-    text = README.read_text()
-    section = text[text.index("### Metrics") : text.index("### Reload")]
+    text = manual_text()
+    section = text[text.index("## Metrics") : text.index("## Reload")]
     table = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
     names = {m for line in table for m in re.findall(r"`([a-z_]+)(?:\{[^}]*\})?`", line.split("|")[2])}
     return {f"bms_gateway_{n}" for n in names if not n.endswith("_")}

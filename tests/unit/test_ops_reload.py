@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config import LoadedConfig, load_config
+from gateway.config.settings import LoadedConfig, load_config
 from gateway.ops.reload import ReloadPlan, effective_config, plan_reload, source_changes
 
 BASE = """

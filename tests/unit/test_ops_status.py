@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.config.redaction import redact_text as redact
 from gateway.model import Batch, DeviceState, DeviceStatus, Sample
 from gateway.ops.livestate import LiveState
 from gateway.ops.status import SinkView, racks_summary, readiness_problems, status_line
-from gateway.redaction import redact_text as redact
 
 
 def sink(name: str, connected: bool, failures: int = 0) -> SinkView:

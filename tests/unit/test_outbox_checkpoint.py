@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.model import Batch, Sample
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 from tests.support.waits import wait_for
 
 

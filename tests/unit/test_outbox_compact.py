@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import outboxcodec
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, Quality, Sample
-from gateway.outbox import Outbox, decode, encode
-from gateway.outboxcodec import LayoutCache, is_json, load_compact, stored_values
-from gateway.outboxrepair import repair
+from gateway.store import codec as outboxcodec
+from gateway.store.codec import LayoutCache, is_json, load_compact, stored_values
+from gateway.store.outbox import Outbox, decode, encode
+from gateway.store.repair import repair
 
 T = 1_700_000_000_000_000_000
 NAN = float("nan")
@@ -251,8 +251,8 @@ def test_repair_keeps_compact_rows_and_their_layouts(tmp_path: Path) -> None:
     db.execute("UPDATE batches SET payload=? WHERE seq=2", (b"\x80\x05garbage",))
     db.commit()
     db.close()
-    from gateway.deadletters import SCHEMA as DL
-    from gateway.outbox import SCHEMA
+    from gateway.store.deadletters import SCHEMA as DL
+    from gateway.store.outbox import SCHEMA
 
     report = repair(path, SCHEMA + DL, "test")
     assert report.recovered_rows == 5 and report.unreadable_rows == 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gateway import metrics
 from gateway.model import Batch, Sample
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 
 
 def batch(i: int, n: int = 10) -> Batch:

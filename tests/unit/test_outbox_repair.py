@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.alarms.journal import Journal
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.model import Batch, Sample
-from gateway.outbox import Outbox
-from gateway.outboxrepair import needs_repair
+from gateway.store.outbox import Outbox
+from gateway.store.repair import needs_repair
 
 
 def fill(db: Path, rows: int) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from bench.micro_can_alarms import alarm_batches
 from gateway.alarms import rules as r
-from gateway.alarms.evaluator import AlarmEngine
+from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.ruleset import defaults_path, load_rule_file
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Quality, Sample
 

@@ -8,10 +8,10 @@ import random
 import can
 
 from bench.micro_can_alarms import example_frames
-from gateway.can.dbcload import load_dbc
-from gateway.can.plan import RackPlan, compile_rack
-from gateway.can.reader import BusReader, open_bus
-from gateway.profiles import load_profile
+from gateway.config.profiles import load_profile
+from gateway.sources.can.dbcload import load_dbc
+from gateway.sources.can.plan import RackPlan, compile_rack
+from gateway.sources.can.reader import BusReader, open_bus
 from tests.can_support import BMS_DBC, DBC_DIR, FOX_DBC, FOX_TRC, PROFILES, log_frames
 from tests.servers import free_udp_port
 from tests.support.waits import await_for

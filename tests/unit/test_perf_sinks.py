@@ -9,12 +9,12 @@ import re
 import pytest
 
 from gateway.catalog import level_of
-from gateway.lineproto import encode_batch, encode_batches, field_value, precision_divisor, tag
 from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
-from gateway.outbox import Row
 from gateway.sinks.clock import ClockGuard
-from gateway.sinks.influx import render, render_parts
-from gateway.sinks.mqttpayloads import ALL_LEVELS, MqttState, Topics, clean, render_rows, sample_doc, state_key
+from gateway.sinks.influx.lineproto import encode_batch, encode_batches, field_value, precision_divisor, tag
+from gateway.sinks.influx.sink import render, render_parts
+from gateway.sinks.mqtt.payloads import ALL_LEVELS, MqttState, Topics, clean, render_rows, sample_doc, state_key
+from gateway.store.outbox import Row
 
 T = 1_700_000_000_123_456_789
 NAN, INF = float("nan"), float("inf")

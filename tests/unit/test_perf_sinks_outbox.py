@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from gateway.model import Batch, Sample
-from gateway.outbox import Outbox, decode, encode
+from gateway.store.outbox import Outbox, decode, encode
 
 T = 1_700_000_000_000_000_000
 
@@ -68,7 +68,7 @@ def test_a_changed_row_is_decoded_again(tmp_path: Path) -> None:
 
 
 def test_reads_count_cached_and_decoded_samples(tmp_path: Path) -> None:
-    from gateway.outbox import DECODED_HIT, DECODED_MISS
+    from gateway.store.outbox import DECODED_HIT, DECODED_MISS
 
     box = Outbox(tmp_path / "o.db", consumers=["a", "b"])
     box.append([batch(i) for i in range(3)])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import gcpolicy
-from gateway.config import load_config
-from gateway.runtime import Runtime
+from gateway.config.settings import load_config
+from gateway.runtime import gcpolicy
+from gateway.runtime.core import Runtime
 from tests.runtime_support import run_until
 
 

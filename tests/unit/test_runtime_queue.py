@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.batchqueue import BatchQueue, QueueFull
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.model import Batch, Quality, Sample
-from gateway.outbox import Outbox
-from gateway.runtime import QUEUE_WAIT, Runtime
+from gateway.runtime.batchqueue import BatchQueue, QueueFull
+from gateway.runtime.core import QUEUE_WAIT, Runtime
 from gateway.sources.base import SourceContext
+from gateway.store.outbox import Outbox
 from tests.runtime_support import run_until
 
 

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.model import Batch, Quality, Sample
-from gateway.outbox import Outbox
-from gateway.runtime import Runtime
+from gateway.runtime.core import Runtime
 from gateway.sources.base import SourceContext
+from gateway.store.outbox import Outbox
 from tests.support.waits import await_for
 
 

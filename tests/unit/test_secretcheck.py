@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.config import load_config
-from gateway.secretcheck import missing_secrets, secret_refs
+from gateway.config.secretcheck import missing_secrets, secret_refs
+from gateway.config.settings import load_config
 
 CONFIG = """site: {name: t}
 sources:

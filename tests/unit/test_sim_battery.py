@@ -9,7 +9,7 @@ import pytest
 
 from gateway.catalog import CATALOG
 from gateway.model import Quality
-from gateway.sim.battery import OCV_TABLE, Fault, RackModel, RackParams, ocv
+from gateway.sources.sim.battery import OCV_TABLE, Fault, RackModel, RackParams, ocv
 
 
 def rack(**kw: object) -> RackModel:

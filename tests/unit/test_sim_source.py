@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from gateway.model import Batch
-from gateway.sim.config import FaultSpec, SimulatedSourceConfig
-from gateway.sim.source import SimulatedSource
 from gateway.sources.base import SourceContext
+from gateway.sources.sim.config import FaultSpec, SimulatedSourceConfig
+from gateway.sources.sim.source import SimulatedSource
 
 
 def run_cycles(cfg: SimulatedSourceConfig, n: int) -> list[Batch]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from gateway.model import Layout
-from gateway.sinks import lineplan, telemetryplan
 from gateway.sinks.bydigest import ByDigest, BySegment
-from gateway.sinks.mqttpayloads import good_piece
+from gateway.sinks.influx import lineplan
+from gateway.sinks.mqtt import telemetryplan
+from gateway.sinks.mqtt.payloads import good_piece
 
 
 def layout(rack: str, n: int) -> Layout:

@@ -8,9 +8,9 @@ import zlib
 import pytest
 
 from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Quality, Sample
-from gateway.outbox import Row
 from gateway.sinks.clock import ClockGuard
-from gateway.sinks.influx import (
+from gateway.sinks.influx.lineplan import plan_for
+from gateway.sinks.influx.sink import (
     chunk_items,
     chunks_body,
     gzip_body,
@@ -20,7 +20,7 @@ from gateway.sinks.influx import (
     render_row,
 )
 from gateway.sinks.layoutcheck import fitted_segments
-from gateway.sinks.lineplan import plan_for
+from gateway.store.outbox import Row
 
 T = 1_700_000_000_123_456_789
 NAN, INF = float("nan"), float("inf")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Sample
-from gateway.outbox import Row
-from gateway.sinks.mqttpayloads import ALL_LEVELS, MqttState, Topics, render_row, render_rows, state_messages
+from gateway.sinks.mqtt.payloads import ALL_LEVELS, MqttState, Topics, render_row, render_rows, state_messages
+from gateway.store.outbox import Row
 from tests.unit.test_sink_layout_influx import T, layout_of, modbus_batch, odd_batch, plain
 
 

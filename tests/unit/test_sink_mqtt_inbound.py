@@ -6,7 +6,7 @@ import aiomqtt
 import structlog
 
 from gateway.sinks.config import MqttSinkConfig
-from gateway.sinks.mqttinbound import discarding_queue, unsolicited
+from gateway.sinks.mqtt.inbound import discarding_queue, unsolicited
 
 EVENT = "mqtt sink receives messages it never subscribed to: discarded and counted"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample
-from gateway.outbox import Row
-from gateway.sinks.mqttpayloads import MqttState, Topics, discovery, render_rows
+from gateway.sinks.mqtt.payloads import MqttState, Topics, discovery, render_rows
+from gateway.store.outbox import Row
 
 T = 1_700_000_000_000_000_000
 TOPICS = Topics("bms", "s1", 1)

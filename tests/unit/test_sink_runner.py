@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.configbase import SinkBase
+from gateway.config.base import SinkBase
 from gateway.errors import SinkError
-from gateway.outbox import Outbox, Row
 from gateway.sinks.base import Rejected
 from gateway.sinks.runner import SinkRunner
+from gateway.store.outbox import Outbox, Row
 from tests.delivery_support import running, sample_batch
 from tests.support.waits import await_for
 

@@ -9,8 +9,8 @@ import pytest
 
 from gateway.errors import SinkError
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
-from gateway.sinks.influx import InfluxSink
-from gateway.sinks.mqtt import MqttSink
+from gateway.sinks.influx.sink import InfluxSink
+from gateway.sinks.mqtt.sink import MqttSink
 
 
 def test_influx_token_file_is_read_relative_to_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

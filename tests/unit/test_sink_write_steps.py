@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from influxdb_client.rest import ApiException
 
-from gateway.outbox import Row
-from gateway.sinks import influx, mqtt
 from gateway.sinks.clock import ClockGuard
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
-from gateway.sinks.influx import InfluxSink, render_parts
-from gateway.sinks.mqtt import MqttSink
-from gateway.sinks.mqttpayloads import MqttState, render_rows
+from gateway.sinks.influx import sink as influx
+from gateway.sinks.influx.sink import InfluxSink, render_parts
+from gateway.sinks.mqtt import sink as mqtt
+from gateway.sinks.mqtt.payloads import MqttState, render_rows
+from gateway.sinks.mqtt.sink import MqttSink
+from gateway.store.outbox import Row
 from tests.unit.test_sink_layout_influx import T, modbus_batch, plain
 
 

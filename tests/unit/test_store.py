@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import outbox, outboxbudget
 from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Quality, Sample
-from gateway.outbox import Outbox
+from gateway.store import budget as outboxbudget
+from gateway.store import outbox
+from gateway.store.outbox import Outbox
 
 
 def batch(i: int, n: int = 3, ts: int | None = None) -> Batch:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.config import StoreConfig, load_config
-from gateway.runtime import Runtime
+from gateway.config.settings import StoreConfig, load_config
+from gateway.runtime.core import Runtime
 
 
 def test_the_limit_is_configurable_and_reaches_the_outbox(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ import pytest
 
 from gateway.alarms.journal import Journal
 from gateway.model import Batch, Quality, Sample
-from gateway.outbox import Outbox
-from gateway.outboxrepair import repair
-from gateway.outboxschema import STORE_SCHEMA
+from gateway.store.outbox import Outbox
+from gateway.store.repair import repair
+from gateway.store.schema import STORE_SCHEMA
 
 
 @pytest.fixture(autouse=True)

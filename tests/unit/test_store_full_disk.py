@@ -15,7 +15,7 @@ import pytest
 from gateway import metrics
 from gateway.alarms.journal import Journal
 from gateway.model import Batch, BatchKind, Sample
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 from tests.store_support import file_size_limit
 
 

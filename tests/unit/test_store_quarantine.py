@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from gateway import metrics
 from gateway.model import Batch, Layout, Sample
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 from tests.store_support import damage_rows
 
 KEYS = [("soc", "%", "r1", None, None), ("rack_voltage", "V", "r1", None, None)]

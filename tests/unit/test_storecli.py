@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
+from gateway.cli.store import parse_time
 from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Quality, Sample
-from gateway.outbox import Outbox
-from gateway.storecli import parse_time
+from gateway.store.outbox import Outbox
 from tests.store_support import damage_rows
 
 T0 = 1_700_000_000_000_000_000

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config import load_config
+from gateway.config.settings import load_config
 from gateway.model import Batch, Sample
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 from tests.support.site import PLAIN_RACK, write_config
 from tests.support.store import SampleKey, last_seq, sample_counts, samples_by_quantity, samples_by_source
 

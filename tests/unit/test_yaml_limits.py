@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.profiles import load_profile
+from gateway.config.yamllimits import DEFAULT_LIMITS, YamlLimits
+from gateway.config.yamlpos import load_yaml, load_yaml_text, to_plain
 from gateway.errors import ConfigError
-from gateway.profiles import load_profile
-from gateway.yamllimits import DEFAULT_LIMITS, YamlLimits
-from gateway.yamlpos import load_yaml, load_yaml_text, to_plain
+from tests.support.manual import manual_text
 
 
 def alias_bomb(levels: int = 10, width: int = 9) -> str:
@@ -107,7 +108,7 @@ def test_a_profile_goes_through_the_same_limits(tmp_path: Path) -> None:
 
 
 def test_the_manual_gives_the_limits() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = manual_text()
     table = readme[readme.index("**Limits of a YAML file.**") :]
     table = table[: table.index("\n\n", table.index("| limit |"))]
     limits = DEFAULT_LIMITS

@@ -1,0 +1,299 @@
+"""InfluxDB sink: line protocol through influxdb-client's v2 write API (InfluxDB 2.x, 3.x, the 1.8+
+compatibility endpoint, VictoriaMetrics).
+
+Each write is one synchronous HTTP request run in a worker thread, so the status code of every
+request is known: 204 acknowledges, anything else goes through `gateway.sinks.delivery` (which splits
+the lines only then). The lines are rendered on the event loop, a few thousand samples at a time;
+batches with a `Layout` from text prepared per layout (`gateway.sinks.influx.lineplan`). The body is built
+and gzip-compressed (level 1) in the worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
+from urllib3.exceptions import HTTPError
+
+from gateway.config.base import read_secret
+from gateway.errors import ConfigError, SinkError
+from gateway.model import BatchKind
+from gateway.sinks.base import Rejected
+from gateway.sinks.clock import ClockGuard, Part, Pending, split_line
+from gateway.sinks.config import InfluxSinkConfig
+from gateway.sinks.delivery import Item, Response, deliver, server_reason
+from gateway.sinks.influx.lineplan import plan_for
+from gateway.sinks.influx.lineproto import (
+    Group,
+    encode_batch,
+    encode_device_status,
+    groups_of,
+    precision_divisor,
+    sample_groups,
+)
+from gateway.sinks.layoutcheck import fitted_segments
+from gateway.store.outbox import Row
+
+if TYPE_CHECKING:
+    from gateway.config.settings import LoadedConfig
+
+log = structlog.get_logger("sink.influxdb")
+
+YIELD_EVERY_SAMPLES = 2000  # a write renders this many samples at most before it lets the loop run
+GZIP_LEVEL = 1  # about 15 times smaller bodies at a twentieth of the CPU time of level 9
+
+
+def gzip_body(data: bytes) -> bytes:
+    """A gzip member of the body (the zlib module releases the GIL while it compresses)."""
+    return zlib.compress(data, GZIP_LEVEL, wbits=31)
+
+
+def render(rows: Sequence[Row], site: str, precision: str) -> list[Item]:
+    """(seq, line) for every point of the rows, in order (the plain rendering, without the guard)."""
+    return [(row.seq, line) for row in rows for line in encode_batch(row.batch, site, precision)]
+
+
+def render_parts(rows: Sequence[Row], site: str, precision: str) -> list[Part]:
+    """`render` already split for the clock guard: sample lines are not parsed again."""
+    div = precision_divisor(precision)
+    out: list[Part] = []
+    for row in rows:
+        seq, b = row.seq, row.batch
+        if b.kind == BatchKind.SAMPLES:
+            for tags, plain, ts, fields in sample_groups(b, site):
+                if plain:  # the first unescaped space is the one after the tags
+                    out.append((seq, tags, ",".join(fields), int(ts) // div, None))
+                else:
+                    line = f"{tags} {','.join(fields)} {int(ts) // div}"
+                    out.append((seq, *split_line(line), line))
+            lines = encode_device_status(b, site, precision)
+        else:
+            lines = encode_batch(b, site, precision)
+        out += [(seq, *split_line(line), line) for line in lines]
+    return out
+
+
+# (seq, one or more lines of that row, each ending in a newline): what a write sends, joined.
+Chunk = tuple[int, str]
+
+
+def render_row(row: Row, site: str, precision: str, guard: ClockGuard | None, pending: Pending | None) -> list[Chunk]:
+    """The lines of one row as chunks; through the clock guard when there is one (`pending` is its
+    overlay for this write). Same lines as `render`/`render_parts` + `ClockGuard.apply_parts`."""
+    seq, b = row.seq, row.batch
+    div = precision_divisor(precision)
+    out: list[Chunk] = []
+    if b.kind == BatchKind.SAMPLES:
+        segments = fitted_segments(b) if b.layout is not None else None
+        if segments is None:
+            text = _groups_text(sample_groups(b, site), div, guard, pending)
+            if text:
+                out.append((seq, text))
+        else:
+            plan = plan_for(b.layout, site, b.source)  # type: ignore[arg-type]  # fitted: has a layout
+            for seg, sp in zip(segments, plan.segments, strict=True):
+                if seg.reprs is not None and sp is not None:
+                    ts = seg.ts // div
+                    if guard is None or guard.admit(pending, sp.keys, ts):  # type: ignore[arg-type]
+                        out.append((seq, sp.text(seg.reprs, str(ts))))
+                        continue
+                text = _groups_text(groups_of(b.samples[seg.start : seg.stop], site, b.source), div, guard, pending)
+                if text:
+                    out.append((seq, text))
+        lines = encode_device_status(b, site, precision)
+    else:
+        lines = encode_batch(b, site, precision)
+    if lines:
+        if guard is not None and pending is not None:
+            lines = guard.lines(pending, [(*split_line(line), line) for line in lines])
+        out.append((seq, "\n".join(lines) + "\n"))
+    return out
+
+
+def _groups_text(groups: list[Group], div: int, guard: ClockGuard | None, pending: Pending | None) -> str:
+    if not groups:
+        return ""
+    keys = [tags for tags, _plain, _ts, _fields in groups]
+    fields = [",".join(f) for _tags, _plain, _ts, f in groups]
+    times = [int(ts) // div for _tags, _plain, ts, _fields in groups]
+    if guard is not None and pending is not None:
+        plain = all(p for _tags, p, _ts, _fields in groups)  # the first unescaped space is after the tags
+        if not plain or not guard.admit_each(pending, keys, times):
+            points: list[tuple[str, str, int, str | None]] = []
+            for key, f, t, (_tags, p, _ts, _fields) in zip(keys, fields, times, groups, strict=True):
+                if p:
+                    points.append((key, f, t, None))
+                else:
+                    line = f"{key} {f} {t}"
+                    points.append((*split_line(line), line))
+            return "\n".join(guard.lines(pending, points)) + "\n"
+    return "\n".join(map(" ".join, zip(keys, fields, map(str, times), strict=True))) + "\n"
+
+
+def render_chunks(
+    rows: Sequence[Row], site: str, precision: str, guard: ClockGuard | None
+) -> tuple[list[Chunk], Pending | None]:
+    """Every row's chunks, and the guard's changes to commit once the server confirmed them."""
+    pending = guard.begin() if guard is not None else None
+    return [c for row in rows for c in render_row(row, site, precision, guard, pending)], pending
+
+
+def chunk_items(chunks: Sequence[Chunk]) -> list[Item]:
+    """(seq, line) for every line of the chunks (what `deliver` splits when the server refuses some)."""
+    return [(seq, line) for seq, text in chunks for line in text[:-1].split("\n")]
+
+
+def chunks_body(chunks: Sequence[Chunk]) -> str:
+    """The request body: the lines joined by newlines (no newline at the end)."""
+    return "".join([text for _seq, text in chunks])[:-1]
+
+
+class InfluxSink:
+    def __init__(self, name: str, cfg: InfluxSinkConfig, site: str, base_dir: Any = None) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.site = site
+        self._client: Any = None
+        self._service: Any = None
+        self.guard = ClockGuard(name) if cfg.clock_guard else None
+        ca = cfg.ca_file
+        self._base_dir = base_dir
+        if ca is not None and base_dir is not None and not ca.is_absolute():
+            ca = base_dir / ca
+        self._ca = ca
+
+    def _relative(self, p: Path | None) -> Path | None:
+        """A path of the configuration, relative to the configuration file's directory."""
+        if p is None or p.is_absolute() or self._base_dir is None:
+            return p
+        return Path(self._base_dir) / p
+
+    def __repr__(self) -> str:
+        return f"InfluxSink(name={self.name!r}, url={self.cfg.url!r}, bucket={self.cfg.bucket!r})"
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        # Bodies are gzip-compressed here (a fast level), not by the client (level 9: most of the
+        # sink's CPU time), so the client itself sends what it is given.
+        self._client = self._new_client(gzip=False)
+        self._service = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]  # untyped library
+
+    def _new_client(self, gzip: bool) -> InfluxDBClient:
+        try:
+            token = read_secret(self.cfg.token, self._relative(self.cfg.token_file), self.cfg.token_credential)
+        except ConfigError as exc:  # a token file missing at run time: data kept, retried slowly
+            raise SinkError(str(exc), retry=False) from None
+        kwargs: dict[str, Any] = {"verify_ssl": self.cfg.verify_tls, "retries": False}
+        if self._ca is not None:
+            kwargs["ssl_ca_cert"] = str(self._ca)
+        if self.cfg.org:
+            kwargs["org"] = self.cfg.org
+        return InfluxDBClient(
+            url=self.cfg.url,
+            token=token.get_secret_value() if token is not None else "",
+            timeout=int(self.cfg.timeout * 1000),
+            enable_gzip=gzip,
+            **kwargs,
+        )
+
+    async def probe(self) -> str:
+        """An empty write: checks the address, TLS, the token and the bucket without storing anything."""
+        client = self._new_client(gzip=False)  # an empty body cannot be gzip-encoded
+        service = WriteService(client.api_client)  # type: ignore[no-untyped-call]  # untyped library
+        org, bucket, precision = self.cfg.org, self.cfg.bucket, self.cfg.precision
+
+        def empty_write() -> object:
+            return service.post_write(org=org, bucket=bucket, body="", precision=precision)  # type: ignore[no-untyped-call]
+
+        try:
+            resp = await asyncio.to_thread(self._request, empty_write)
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
+        if resp.status == 204:
+            return f"{self.cfg.url} accepted a write to bucket {self.cfg.bucket!r}"
+        deliver([(0, "")], lambda items: resp)  # raises the SinkError the status means
+        return f"{self.cfg.url} answered {resp.status}: {server_reason(resp.body)}"
+
+    def resume(self, rows: Iterable[Row]) -> int:
+        """Seed the clock guard with rows this sink had delivered before a restart (oldest first), so
+        that a point in the same time unit as one written before the restart moves one unit on instead
+        of overwriting it, and a clock that stepped back across the restart is tagged. Returns the
+        number of series the guard now knows."""
+        guard = self.guard
+        if guard is None:
+            return 0
+        if guard.newest:  # already knows this process's writes (a restarted runner)
+            return len(guard.newest)
+        pending = guard.begin()
+        for row in rows:
+            render_row(row, self.site, self.cfg.precision, guard, pending)
+        guard.commit(pending)
+        return len(guard.newest)
+
+    async def write(self, rows: Sequence[Row]) -> list[Rejected]:
+        guard = self.guard
+        pending = guard.begin() if guard is not None else None
+        chunks: list[Chunk] = []
+        since_yield = 0
+        for row in rows:
+            chunks += render_row(row, self.site, self.cfg.precision, guard, pending)
+            since_yield += len(row.batch)
+            if since_yield >= YIELD_EVERY_SAMPLES:  # let the event loop run between parts of a big write
+                since_yield = 0
+                await asyncio.sleep(0)
+        if not chunks:
+            return []
+        rejected = await asyncio.to_thread(self._send, chunks)
+        if guard is not None and pending is not None:
+            guard.commit(pending)
+        return rejected
+
+    def _send(self, chunks: Sequence[Chunk]) -> list[Rejected]:
+        """One request for all the chunks (in a worker thread); split by `deliver` only when refused."""
+        first = self._post_body(chunks_body(chunks))
+        if 200 <= first.status < 300:
+            return []
+        return deliver(chunk_items(chunks), self._post, first)
+
+    def _post(self, items: Sequence[Item]) -> Response:
+        """One write request (in a worker thread); every outcome becomes a Response."""
+        return self._post_body("\n".join(line for _seq, line in items))
+
+    def _post_body(self, body: str) -> Response:
+        data = body.encode()
+        kwargs: dict[str, Any] = {"precision": self.cfg.precision, "content_type": "text/plain; charset=utf-8"}
+        if self.cfg.gzip:
+            data = gzip_body(data)
+            kwargs["content_encoding"] = "gzip"
+        service, org, bucket = self._service, self.cfg.org, self.cfg.bucket
+        if service is None:
+            return Response(0, "not connected")
+        return self._request(lambda: service.post_write(org=org, bucket=bucket, body=data, **kwargs))
+
+    def _request(self, call: Callable[[], object]) -> Response:
+        try:
+            call()
+        except ApiException as exc:
+            headers: Any = exc.headers or {}
+            data = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+            return Response(int(exc.status or 0), data, headers.get("Retry-After"))
+        except (HTTPError, OSError) as exc:
+            return Response(0, f"{type(exc).__name__}: {exc}"[:300])
+        return Response(204)
+
+    async def close(self) -> None:
+        client, self._client, self._service = self._client, None, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+
+def build(name: str, cfg: InfluxSinkConfig, loaded: LoadedConfig) -> InfluxSink:
+    return InfluxSink(name, cfg, loaded.config.site.name, loaded.base_dir)

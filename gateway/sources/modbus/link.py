@@ -1,0 +1,152 @@
+"""The connection of one Modbus TCP endpoint, on a pymodbus client: connect, read, close.
+
+Every client gets the `CheckedFramer` (replies checked against their request, the read-only guard).
+The link's state changes are logged once each: the first failed connect of an outage ("unreachable"),
+a connection that breaks after it carried answers ("connection lost"), and the first answer after
+either ("reconnected"); a link that drops every few seconds logs two lines per drop, never one per
+poll. Which devices a lost connection costs a cycle is the poller's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
+
+from gateway.sources.modbus import metrics
+from gateway.sources.modbus.framing import CheckedFramer
+from gateway.sources.modbus.plan import READ_FUNCTION_CODES
+from gateway.sources.modbus.wire import FAST_RESPONSES
+
+log = structlog.get_logger("source.modbus")
+
+
+class ConnectionLost(Exception):
+    pass
+
+
+def _request_timeout(client: AsyncModbusTcpClient, seconds: float) -> None:
+    """Each device's own response timeout on the shared connection. pymodbus keeps one timeout per
+    client (its transaction manager's comm_params); without that attribute the endpoint's applies."""
+    params = getattr(getattr(client, "ctx", None), "comm_params", None)
+    if params is not None and hasattr(params, "timeout_connect"):
+        params.timeout_connect = seconds
+
+
+def _fail_read_in_flight(client: AsyncModbusTcpClient, framer: CheckedFramer) -> None:
+    """A connection closed by the peer ends the read in flight at once, as a lost connection (pymodbus
+    would wait out the response timeout for an answer that cannot come any more)."""
+    future = getattr(client.ctx, "response_future", None)
+    if framer.request is not None and isinstance(future, asyncio.Future) and not future.done():
+        future.set_exception(ConnectionException("connection closed during the read"))
+
+
+class Link:
+    """One host:port connection (opened again after a drop by whoever uses it)."""
+
+    def __init__(self, host: str, port: int, timeout: float, pause_after_connect: float, fast: bool) -> None:
+        """`fast`: register-read responses decoded by `wire` (else pymodbus's own classes)."""
+        self.host, self.port = host, port
+        self.label = f"{host}:{port}"
+        self.timeout = timeout
+        self.pause_after_connect = pause_after_connect
+        self.fast = fast
+        self.client: AsyncModbusTcpClient | None = None
+        self.up: bool | None = None  # True once an answer came; False after a drop or failed connect
+        self.attempts = 0  # connects since the link went down
+        self.sent = 0  # requests sent (all read function codes)
+        self._requests = {fc: metrics.requests.labels(self.label, str(fc)) for fc in READ_FUNCTION_CODES}
+        self._latency = metrics.latency.labels(self.label)
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.connected
+
+    async def connect(self) -> bool:
+        """Open the connection (closing any old one). False when refused or unreachable."""
+        self.close()
+        framer = CheckedFramer()
+
+        def connection(up: bool) -> None:
+            if not up:
+                _fail_read_in_flight(client, framer)
+
+        client = AsyncModbusTcpClient(
+            self.host,
+            port=self.port,
+            timeout=self.timeout,
+            retries=0,
+            reconnect_delay=0,  # reconnects are the poller's: jittered backoff
+            reconnect_delay_max=0,
+            trace_pdu=framer.trace_pdu,
+            trace_connect=connection,
+        )
+        client.ctx.framer = framer  # replies go through the checks (the decoder is the framer's own)
+        if self.fast:
+            for response in FAST_RESPONSES:
+                client.register(response)
+        if self.up is not True:
+            self.attempts += 1
+        ok = await client.connect()
+        metrics.connects.labels(self.label, "ok" if ok else "failed").inc()
+        if not ok:
+            client.close()
+            self._state(False, "connection refused or unreachable")
+            return False
+        self.client = client
+        if self.pause_after_connect:
+            await asyncio.sleep(self.pause_after_connect)
+        return True
+
+    def close(self) -> None:
+        """Close on purpose (stop, `close_after_cycle`): not a state change."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def drop(self, reason: str) -> None:
+        """Close a connection that broke."""
+        self.close()
+        self._state(False, reason)
+
+    async def read(self, unit_id: int, fc: int, address: int, count: int, timeout: float) -> ModbusPDU | None:
+        """One read: its response (a `RejectedReply` when the reply did not answer it), or None when
+        none came in `timeout` seconds. Raises ConnectionLost when the connection is gone."""
+        client = self.client
+        if client is None or not client.connected:
+            raise ConnectionLost("connection closed")
+        call = {1: client.read_coils, 2: client.read_discrete_inputs, 3: client.read_holding_registers}.get(
+            fc, client.read_input_registers
+        )
+        _request_timeout(client, timeout)
+        self.sent += 1
+        self._requests[fc].inc()
+        t0 = time.perf_counter()
+        try:
+            rr = await call(address, count=count, device_id=unit_id)
+        except ConnectionException as exc:
+            raise ConnectionLost(str(exc)) from exc
+        except ModbusIOException:
+            if not client.connected:
+                raise ConnectionLost("no response; connection closed") from None
+            return None
+        self._latency.observe(time.perf_counter() - t0)
+        self._state(True)
+        return rr
+
+    def _state(self, up: bool, reason: str = "") -> None:
+        if up == self.up:
+            return
+        was, self.up = self.up, up
+        if up:
+            if was is False:
+                log.info("modbus endpoint reconnected", endpoint=self.label, attempts=self.attempts)
+            self.attempts = 0
+        elif was:
+            log.warning("modbus connection lost", endpoint=self.label, reason=reason)
+        else:
+            log.warning("modbus endpoint unreachable", endpoint=self.label, reason=reason)

@@ -1,0 +1,50 @@
+"""Compiled points, read plans and block decoders shared by the devices of one source builder.
+
+A site of 100 identical racks compiles its profile once, plans its reads once and keeps one decoder
+per block instead of 100: start-up time and memory no longer grow with the racks' points. Everything
+shared is immutable (points, blocks, decoders; a device's own plan repairs replace blocks in its own
+lists), and every entry keeps the objects whose ids key it alive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.sources.modbus.decode import BlockDecoder
+from gateway.sources.modbus.plan import Block, PlanProblem, Point, compile_points
+from gateway.sources.modbus.profile import ModbusProfile
+
+Compiled = tuple[list[Point], list[PlanProblem]]
+
+
+class SharedPlans:
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[int, float | None], tuple[ModbusProfile, Compiled]] = {}
+        self._plans: dict[tuple[int, int, bool], tuple[ModbusProfile, list[Point], list[Block]]] = {}
+        self._decoders: dict[tuple[int, bool], BlockDecoder] = {}
+
+    def compiled(self, profile: ModbusProfile, interval: float | None) -> Compiled:
+        """`compile_points(profile, interval)`, once per profile object and interval."""
+        key = (id(profile), interval)
+        hit = self._compiled.get(key)
+        if hit is None:
+            hit = self._compiled[key] = (profile, compile_points(profile, interval))
+        return hit[1]
+
+    def plan(
+        self, profile: ModbusProfile, points: list[Point], one_per_point: bool, make: Callable[[], list[Block]]
+    ) -> list[Block]:
+        """The blocks `make()` plans for these points (the same list object) of this profile."""
+        key = (id(profile), id(points), one_per_point)
+        hit = self._plans.get(key)
+        if hit is None:
+            hit = self._plans[key] = (profile, points, make())
+        return hit[2]
+
+    def decoder(self, block: Block, fast: bool) -> BlockDecoder:
+        """The block's decoder, compiled once (it keeps the block, so the block's id stays unique)."""
+        key = (id(block), fast)
+        decoder = self._decoders.get(key)
+        if decoder is None:
+            decoder = self._decoders[key] = BlockDecoder(block, fast)
+        return decoder
