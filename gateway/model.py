@@ -1,9 +1,14 @@
-"""The canonical data model: Sample, Batch, Quality, DeviceStatus.
+"""The canonical data model: a columnar `Batch` over an interned key table, Quality, DeviceStatus.
 
-A `Sample` is a plain tuple (a NamedTuple) so that sources can make hundreds of thousands of them a
-second and the outbox can encode them without per-field work. Tags that are the same for a whole
-batch (site, source, device) live on the `Batch`.
+A batch of samples is columns by construction:
 
+- `keys`: a `Keys` table, the (quantity, unit, rack, module, cell) of every point, made once per shape
+  and interned (equal tables are one object, so consumers prepare their work once per `keys.id`);
+- `ts` (int64 ns since the Unix epoch, UTC), `values` (float64; NaN is "no value"), `quality` (uint8,
+  an index into `QUALITIES`) and optionally `device_ts` (int64, 0 is "none"): one entry per point;
+- `objects`: the few values that are not numbers (a state's name, a boolean, text), by point index.
+
+`Sample` is one point as a plain tuple: what a test writes by hand and what `Batch.samples()` gives back.
 Timestamps are integers: nanoseconds since the Unix epoch, UTC.
 """
 
@@ -11,12 +16,20 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 Value = float | int | str | bool | None
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
 
 
 class Quality(enum.StrEnum):
@@ -28,6 +41,11 @@ class Quality(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"  # decoded, but outside the plausible range of the profile
     COMM_LOSS = "comm_loss"  # the device stopped answering; the value is the last one known or None
     MISSING = "missing"  # the device sent a sentinel meaning "not available" (0xFFFF, NaN)
+
+
+QUALITIES: tuple[Quality, ...] = tuple(Quality)  # quality code i is QUALITIES[i]
+QUALITY_CODE: dict[str, int] = {str(q): i for i, q in enumerate(QUALITIES)}
+GOOD = 0  # the code of Quality.GOOD
 
 
 class Sample(NamedTuple):
@@ -61,57 +79,55 @@ class DeviceStatus:
     ts: int = 0
 
 
-LayoutKey = tuple[str, str, str, int | None, int | None]  # quantity, unit, rack, module, cell
+class Key(NamedTuple):
+    """What identifies a point: the same for every batch of one shape."""
+
+    quantity: str
+    unit: str
+    rack: str = ""
+    module: int | None = None
+    cell: int | None = None
 
 
-class Layout:
-    """The fixed shape of a source's sample batches, so that consumers can prepare work once per shape.
+class Keys:
+    """The key table of a batch shape: one `Key` per point, interned (see `Keys.of`).
 
-    A source that sets `Batch.layout` guarantees, for that batch:
-    - `len(batch.samples) == len(layout.keys)`, and for every i, sample i's (quantity, unit, rack,
-      module, cell) is `layout.keys[i]`; only ts, value, quality and device_ts vary from batch to batch;
-    - the samples of each segment `(start, stop)` in `layout.segments` share one `ts` (one Modbus
-      block read, one CAN frame); the segments cover the samples in order.
-
-    A source keeps one Layout object for as long as its shape holds. Identity is what consumers key
-    their caches on (`layout.id`, unique in the process; `digest` is the same for equal content, for
-    storage). Anything that filters or reorders a batch's samples must drop the layout.
+    `id` is unique in the process (consumers key their per-shape work on it, in bounded caches);
+    `digest` is the same for equal content in every process (the store keeps each table once by it).
     """
 
-    __slots__ = ("__weakref__", "digest", "id", "keys", "segments")
+    __slots__ = ("__weakref__", "digest", "id", "rows")
     _next_id = 0
+    _interned: OrderedDict[tuple[Key, ...], Keys] = OrderedDict()
+    INTERNED_MAX = 4096  # shapes kept for reuse; past it the least recently used is forgotten
 
-    def __init__(self, keys: Sequence[LayoutKey], segments: Sequence[tuple[int, int]]) -> None:
-        self.keys: tuple[LayoutKey, ...] = tuple(keys)
-        self.segments: tuple[tuple[int, int], ...] = tuple(segments)
-        Layout._next_id += 1
-        self.id = Layout._next_id
-        self.digest = hashlib.sha256(repr((self.keys, self.segments)).encode()).hexdigest()[:32]
+    def __init__(self, rows: tuple[Key, ...]) -> None:
+        self.rows = rows
+        Keys._next_id += 1
+        self.id = Keys._next_id
+        self.digest = hashlib.sha256(repr(tuple(tuple(k) for k in rows)).encode()).hexdigest()[:32]
+
+    @classmethod
+    def of(cls, rows: Iterable[Sequence[object]]) -> Keys:
+        """The interned table of these keys (equal content gives the same object while it is kept)."""
+        t = tuple(r if type(r) is Key else Key(*r) for r in rows)  # type: ignore[arg-type]
+        table = cls._interned.get(t)
+        if table is None:
+            table = cls._interned[t] = Keys(t)
+            if len(cls._interned) > cls.INTERNED_MAX:
+                cls._interned.popitem(last=False)
+        else:
+            cls._interned.move_to_end(t)
+        return table
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.rows)
 
     def __repr__(self) -> str:
-        return f"Layout(id={self.id}, samples={len(self.keys)}, segments={len(self.segments)})"
-
-    def matches(self, samples: Sequence[Sample]) -> bool:
-        """Whether the samples fit this layout (a check for tests and debugging; O(n))."""
-        if len(samples) != len(self.keys):
-            return False
-        if any((s[1], s[3], s[5], s[6], s[7]) != k for s, k in zip(samples, self.keys, strict=True)):
-            return False
-        return all(len({s[0] for s in samples[a:b]}) <= 1 for a, b in self.segments) and _covers(
-            self.segments, len(samples)
-        )
+        return f"Keys(id={self.id}, points={len(self.rows)})"
 
 
-def _covers(segments: Sequence[tuple[int, int]], n: int) -> bool:
-    at = 0
-    for a, b in segments:
-        if a != at or b < a:
-            return False
-        at = b
-    return at == n
+EMPTY_KEYS = Keys.of(())
 
 
 class BatchKind(enum.StrEnum):
@@ -120,23 +136,129 @@ class BatchKind(enum.StrEnum):
     STATUS = "status"  # gateway/device status records
 
 
-@dataclass(slots=True)
+def _i64(n: int = 0) -> I64:
+    return np.zeros(n, dtype=np.int64)
+
+
+@dataclass(slots=True, eq=False)
 class Batch:
-    """What a source hands on at once: one Modbus poll of a device, or a window of CAN frames."""
+    """What a source hands on at once: one Modbus poll of a device, a window of CAN frames, or records."""
 
     source: str
-    samples: list[Sample]
+    keys: Keys = EMPTY_KEYS
+    ts: I64 = field(default_factory=_i64)
+    values: F64 = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    quality: U8 = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    device_ts: I64 | None = None  # 0 where a point has no device time; None when none has
+    objects: dict[int, Value] | None = None  # values that are not numbers, by point index
     kind: BatchKind = BatchKind.SAMPLES
     device: str = ""
     status: DeviceStatus | None = None
     created: int = field(default_factory=time.time_ns)
-    # Free-form records for non-sample kinds (alarm events, status); JSON-serialisable dicts.
+    # Records of the other kinds (alarm events, status); JSON-serialisable dicts.
     records: list[dict[str, object]] = field(default_factory=list)
-    # The batch's shape, when its source vouches for it (see `Layout`); None otherwise.
-    layout: Layout | None = None
 
     def __len__(self) -> int:
-        return len(self.samples) + len(self.records)
+        return len(self.keys.rows) + len(self.records)
+
+    @property
+    def n(self) -> int:
+        """The number of points."""
+        return len(self.keys.rows)
+
+    def value(self, i: int) -> Value:
+        """Point i's value as Python sees it: its object, its number, or None for NaN."""
+        objects = self.objects
+        if objects is not None and i in objects:
+            return objects[i]
+        v = float(self.values[i])
+        return None if math.isnan(v) else v
+
+    def samples(self) -> list[Sample]:
+        """The points as `Sample`s (for tests, the command line and the few consumers that are not hot)."""
+        ts = self.ts.tolist()
+        vals: list[Value] = [None if v != v else v for v in self.values.tolist()]
+        for i, v in (self.objects or {}).items():
+            vals[i] = v
+        q = [QUALITIES[c] for c in self.quality.tolist()]
+        dts: list[int | None] = (
+            [None] * len(ts) if self.device_ts is None else [d or None for d in self.device_ts.tolist()]
+        )
+        return [
+            Sample(t, k.quantity, v, k.unit, qq, k.rack, k.module, k.cell, d)
+            for t, k, v, qq, d in zip(ts, self.keys.rows, vals, q, dts, strict=True)
+        ]
+
+    def take(self, index: Sequence[int] | npt.NDArray[np.intp]) -> Batch:
+        """A batch of the points at `index`, in that order (a new, interned key table)."""
+        idx = np.asarray(index, dtype=np.intp)
+        rows = self.keys.rows
+        objects = None
+        if self.objects:
+            objects = {j: self.objects[int(i)] for j, i in enumerate(idx.tolist()) if int(i) in self.objects}
+        return Batch(
+            self.source,
+            Keys.of(rows[i] for i in idx.tolist()),
+            self.ts[idx],
+            self.values[idx],
+            self.quality[idx],
+            None if self.device_ts is None else self.device_ts[idx],
+            objects or None,
+            self.kind,
+            self.device,
+            self.status,
+            self.created,
+            self.records,
+        )
+
+    def segments(self) -> list[tuple[int, int]]:
+        """Runs of points that share one time, in order: (start, stop) pairs covering the batch."""
+        n = len(self.ts)
+        if n == 0:
+            return []
+        cuts = (np.flatnonzero(self.ts[1:] != self.ts[:-1]) + 1).tolist()
+        starts = [0, *cuts]
+        return list(zip(starts, [*cuts, n], strict=True))
+
+    @classmethod
+    def of_samples(
+        cls,
+        source: str,
+        samples: Sequence[Sample],
+        kind: BatchKind = BatchKind.SAMPLES,
+        device: str = "",
+        status: DeviceStatus | None = None,
+        created: int | None = None,
+        records: list[dict[str, object]] | None = None,
+    ) -> Batch:
+        """A batch of these samples (their keys interned; values that are not numbers kept as objects)."""
+        n = len(samples)
+        values = np.empty(n, dtype=np.float64)
+        objects: dict[int, Value] = {}
+        for i, s in enumerate(samples):
+            v = s[2]
+            if v is None:
+                values[i] = math.nan
+            elif type(v) is float or type(v) is int:
+                values[i] = v
+            else:
+                values[i] = math.nan
+                objects[i] = v
+        dts = [s[8] or 0 for s in samples]
+        return cls(
+            source,
+            Keys.of((s[1], s[3], s[5], s[6], s[7]) for s in samples),
+            np.fromiter((s[0] for s in samples), dtype=np.int64, count=n),
+            values,
+            np.fromiter((QUALITY_CODE[s[4]] for s in samples), dtype=np.uint8, count=n),
+            np.asarray(dts, dtype=np.int64) if any(dts) else None,
+            objects or None,
+            kind,
+            device,
+            status,
+            time.time_ns() if created is None else created,
+            [] if records is None else records,
+        )
 
 
 def now_ns() -> int:
