@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -97,9 +97,9 @@ class Keys:
     """
 
     __slots__ = ("__weakref__", "digest", "id", "rows")
-    _next_id = 0
-    _interned: OrderedDict[tuple[Key, ...], Keys] = OrderedDict()
-    INTERNED_MAX = 4096  # shapes kept for reuse; past it the least recently used is forgotten
+    _next_id: ClassVar[int] = 0
+    _interned: ClassVar[OrderedDict[tuple[Key, ...], Keys]] = OrderedDict()
+    INTERNED_MAX: ClassVar[int] = 4096  # shapes kept for reuse; past it the least recently used is forgotten
 
     def __init__(self, rows: tuple[Key, ...]) -> None:
         self.rows = rows
