@@ -27,13 +27,14 @@ class LiveView:
         for b in batches:
             if b.status is not None:
                 print(f"{b.source:10} device {b.status.state} {b.status.reason}", file=self.out, flush=True)
-            if not b.samples:
+            if not b.n:
                 continue
-            self.samples += len(b.samples)
-            by = {s.quantity: s.value for s in b.samples if s.module is None}
-            rack = b.samples[0].rack
+            self.samples += b.n
+            rows = b.keys.rows
+            by = {k.quantity: b.value(i) for i, k in enumerate(rows) if k.module is None}
+            rack = rows[0].rack
             print(
-                f"{rack:10} {len(b.samples):4} samples  SoC {by.get('soc', '-'):>6} %  "
+                f"{rack:10} {b.n:4} samples  SoC {by.get('soc', '-'):>6} %  "
                 f"{by.get('rack_voltage', '-'):>7} V  {by.get('rack_current', '-'):>7} A  "
                 f"cells {by.get('cell_voltage_min', '-')}..{by.get('cell_voltage_max', '-')} V  "
                 f"Tmax {by.get('cell_temperature_max', '-')} °C  stored {self.samples}",

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.model import Batch, BatchKind
+from gateway.model import BatchKind
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
@@ -120,12 +120,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             from gateway.sinks.influx.lineproto import encode_batches
 
             if args.rack:
-                b = Batch(b.source, [s for s in b.samples if s.rack == args.rack], b.kind, b.device, None, b.created)
+                b = b.take([i for i, k in enumerate(b.keys.rows) if k.rack == args.rack])
+                b.status = None
             for line in encode_batches([b], site, "ns"):
                 out.write(line + "\n")
-            n += len(b.samples)
+            n += b.n
             continue
-        for s in b.samples:
+        for s in b.samples():
             if args.rack and s.rack != args.rack:
                 continue
             d = sample_dict(site, b.source, s)
@@ -150,7 +151,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         while True:
             for row in box.query(0, None, after_seq=after):
                 after = row.seq
-                for s in row.batch.samples:
+                for s in row.batch.samples():
                     if args.quantity and not s.quantity.startswith(args.quantity):
                         continue
                     if args.rack and s.rack != args.rack:

@@ -1,31 +1,32 @@
 """The live state behind the status page: the latest reading of every point, device states, active alarms.
 
 `LiveState` is a runtime observer: it sees every committed batch and keeps, per point (rack,
-quantity, module, cell), the newest sample; per device, its last `DeviceStatus`; per rack, the
+quantity, module, cell), the newest reading; per device, its last `DeviceStatus`; per rack, the
 active alarms of the last ALARM record `{"type": "active", "rack": ..., "active": [...]}`. It does
 no I/O; `snapshot()` turns it into plain JSON-ready data.
 
-A batch with a `Layout` costs nothing per sample and holds no sample twice: the newest batch of each
-layout (by digest: the same points) stands for its points, and views merge them over the points of
-batches without a layout. Before a batch without a layout that may touch the same racks, the layout
-batches of those racks are folded into the points first, so the newest sample of a point always wins.
+A batch costs nothing per point and holds no reading twice: the newest batch of each key table (by
+digest: the same points) stands for its points, kept in the order the batches came, so a view that
+merges them oldest first gives each point its newest reading. Past `MAX_KEPT_POINTS` the oldest
+kept batches are folded into a dict of samples (older than every batch still kept).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
-from gateway.model import Batch, BatchKind, Layout, Sample
+import numpy as np
+import numpy.typing as npt
+
+from gateway.model import QUALITIES, Batch, BatchKind, Keys, Sample
 
 PointKey = tuple[str, str, int | None, int | None]  # rack, quantity, module, cell
-MAX_LAYOUTS = 4096  # racks of layouts remembered (by layout id; the oldest are computed again)
-MAX_LAYOUT_SAMPLES = 400_000  # samples of the newest layout batches kept apart; past it the oldest are folded
-_point_key = itemgetter(2, 0, 3, 4)  # a layout key (quantity, unit, rack, module, cell) → its PointKey
+MAX_KEPT_POINTS = 400_000  # points of the newest batches kept apart; past it the oldest are folded
 
 # Rack-level quantities shown in the rack overview, in this order.
 OVERVIEW = (
@@ -38,33 +39,43 @@ OVERVIEW = (
 )
 
 
-class Kept:
-    """The newest batch of a layout as the columns that vary (time, value, quality, device time):
-    about a quarter of the memory of its Sample tuples; samples are made again when a view asks."""
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What the live state needs of a key table, prepared once per table."""
 
-    __slots__ = ("device_ts", "n", "qualities", "ts", "values")
-
-    def __init__(self, samples: list[Sample]) -> None:
-        self.n = len(samples)
-        cols = tuple(zip(*samples, strict=True)) if samples else ((),) * 9
-        self.ts, self.values, self.qualities = cols[0], cols[2], cols[4]
-        dts = cols[8]
-        self.device_ts: tuple[int | None, ...] | None = None if dts.count(None) == self.n else dts
-
-    def sample(self, layout: Layout, i: int) -> Sample:
-        k = layout.keys[i]
-        dts = None if self.device_ts is None else self.device_ts[i]
-        return _new(Sample, (self.ts[i], k[0], self.values[i], k[1], self.qualities[i], k[2], k[3], k[4], dts))
-
-    def samples(self, layout: Layout) -> list[Sample]:
-        dts = repeat(None, self.n) if self.device_ts is None else self.device_ts
-        return [
-            _new(Sample, (t, k[0], v, k[1], q, k[2], k[3], k[4], d))
-            for k, t, v, q, d in zip(layout.keys, self.ts, self.values, self.qualities, dts, strict=True)
-        ]
+    racks: frozenset[str]
+    points: tuple[PointKey, ...]
+    rack_level: npt.NDArray[np.intp]  # indices of the points without module and cell
 
 
-_new = tuple.__new__
+_SHAPES: weakref.WeakKeyDictionary[Keys, Shape] = weakref.WeakKeyDictionary()  # bounded by the live tables
+
+
+def shape(keys: Keys) -> Shape:
+    found = _SHAPES.get(keys)
+    if found is None:
+        rows = keys.rows
+        found = _SHAPES[keys] = Shape(
+            frozenset(k.rack for k in rows),
+            tuple((k.rack, k.quantity, k.module, k.cell) for k in rows),
+            np.fromiter((i for i, k in enumerate(rows) if k.module is None and k.cell is None), np.intp),
+        )
+    return found
+
+
+def samples_at(batch: Batch, index: npt.NDArray[np.intp]) -> list[Sample]:
+    """The points at `index` of a batch as samples (a few points: no table of its own)."""
+    rows = batch.keys.rows
+    ts, values, quality = batch.ts[index].tolist(), batch.values[index].tolist(), batch.quality[index].tolist()
+    dts = [0] * len(ts) if batch.device_ts is None else batch.device_ts[index].tolist()
+    objects = batch.objects or {}
+    out = []
+    for j, i in enumerate(index.tolist()):
+        k = rows[i]
+        v = objects[i] if i in objects else None if values[j] != values[j] else values[j]
+        q = QUALITIES[quality[j]]
+        out.append(Sample(ts[j], k.quantity, v, k.unit, q, k.rack, k.module, k.cell, dts[j] or None))
+    return out
 
 
 @dataclass(slots=True)
@@ -98,13 +109,10 @@ class LiveState:
     """Observer of committed batches (see module doc)."""
 
     def __init__(self) -> None:
-        self._points: dict[PointKey, Sample] = {}
-        # The newest batch of each layout by digest, oldest first: (layout, samples, racks).
-        self._latest: dict[str, tuple[Layout, Kept, frozenset[str]]] = {}
-        self._latest_samples = 0
-        self._latest_racks: dict[str, int] = {}  # rack → how many of the kept layout batches have it
-        self._racks: dict[int, frozenset[str]] = {}  # by layout id
-        self._rack_level_index: dict[int, tuple[int, ...]] = {}  # by layout id: indices of rack-level keys
+        self._points: dict[PointKey, Sample] = {}  # folded: older than every kept batch
+        self._latest: OrderedDict[str, Batch] = OrderedDict()  # the newest batch of each key table, oldest first
+        self._latest_points = 0
+        self._latest_racks: dict[str, int] = {}  # rack → how many of the kept batches have it
         self.devices: dict[str, DeviceInfo] = {}  # by device (a rack's BMS, a Modbus unit, a CAN bus)
         self.sources: dict[str, DeviceInfo] = {}  # by source (samples and last batch only)
         self.alarms: dict[str, list[Any]] = {}
@@ -122,61 +130,43 @@ class LiveState:
                 if dev.state != st.state or not dev.since:
                     dev.since = st.ts or batch.created
                 dev.state, dev.reason = str(st.state), st.reason
-            if batch.samples:
+            if batch.n:
                 self._samples(batch)
 
     @property
     def points(self) -> dict[PointKey, Sample]:
-        """The newest sample of every point (a new dict: the layout batches merged over the rest)."""
+        """The newest sample of every point (a new dict: the kept batches merged over the folded points)."""
         if not self._latest:
             return self._points
         merged = dict(self._points)
-        for layout, kept, _racks in self._latest.values():
-            merged.update(zip(map(_point_key, layout.keys), kept.samples(layout), strict=True))
+        for b in self._latest.values():
+            merged.update(zip(shape(b.keys).points, b.samples(), strict=True))
         return merged
 
     def rack_points(self) -> dict[PointKey, Sample]:
         """The newest sample of every rack-level point (no module, no cell): what the rack overview
-        shows, without making the samples of every cell again."""
+        shows, without making the samples of every cell."""
         merged = {k: s for k, s in self._points.items() if k[2] is None and k[3] is None}
-        for layout, kept, _racks in self._latest.values():
-            for i in self._rack_level(layout):
-                k = layout.keys[i]
-                merged[(k[2], k[0], None, None)] = kept.sample(layout, i)
+        for b in self._latest.values():
+            index = shape(b.keys).rack_level
+            merged.update(((s.rack, s.quantity, None, None), s) for s in samples_at(b, index))
         return merged
 
-    def _rack_level(self, layout: Layout) -> tuple[int, ...]:
-        found = self._rack_level_index.get(layout.id)
-        if found is None:
-            if len(self._rack_level_index) >= MAX_LAYOUTS:
-                self._rack_level_index.clear()
-            found = tuple(i for i, k in enumerate(layout.keys) if k[3] is None and k[4] is None)
-            self._rack_level_index[layout.id] = found
-        return found
-
-    def _layout_racks(self, layout: Layout) -> frozenset[str]:
-        racks = self._racks.get(layout.id)
-        if racks is None:
-            if len(self._racks) >= MAX_LAYOUTS:
-                self._racks.clear()
-            racks = self._racks[layout.id] = frozenset(k[2] for k in layout.keys)
-        return racks
-
-    def _keep_latest(self, layout: Layout, samples: list[Sample], racks: frozenset[str]) -> None:
-        digest = layout.digest
-        self._drop_latest(digest)  # re-inserted at the end: the dict's order is the batches' order
-        self._latest[digest] = (layout, Kept(samples), racks)
-        self._latest_samples += len(samples)
+    def _keep_latest(self, batch: Batch, racks: frozenset[str]) -> None:
+        digest = batch.keys.digest
+        self._drop_latest(digest)  # re-inserted at the end: the order is the batches' order
+        self._latest[digest] = batch
+        self._latest_points += batch.n
         for rack in racks:
             self._latest_racks[rack] = self._latest_racks.get(rack, 0) + 1
-        while self._latest_samples > MAX_LAYOUT_SAMPLES and len(self._latest) > 1:
+        while self._latest_points > MAX_KEPT_POINTS and len(self._latest) > 1:
             self._fold(next(iter(self._latest)))
 
-    def _drop_latest(self, digest: str) -> tuple[Layout, Kept, frozenset[str]] | None:
+    def _drop_latest(self, digest: str) -> Batch | None:
         old = self._latest.pop(digest, None)
         if old is not None:
-            self._latest_samples -= old[1].n
-            for rack in old[2]:
+            self._latest_points -= old.n
+            for rack in shape(old.keys).racks:
                 left = self._latest_racks[rack] - 1
                 if left:
                     self._latest_racks[rack] = left
@@ -185,26 +175,15 @@ class LiveState:
         return old
 
     def _fold(self, digest: str) -> None:
-        """Move a kept layout batch into the points (it is older than every batch kept after it)."""
+        """Move a kept batch into the points (it is older than every batch kept after it)."""
         old = self._drop_latest(digest)
         if old is not None:
-            self._points.update(zip(map(_point_key, old[0].keys), old[1].samples(old[0]), strict=True))
+            self._points.update(zip(shape(old.keys).points, old.samples(), strict=True))
 
     def _samples(self, batch: Batch) -> None:
-        layout = batch.layout
-        if layout is not None and len(layout.keys) == len(batch.samples):
-            layout_racks = self._layout_racks(layout)
-            self._keep_latest(layout, batch.samples, layout_racks)
-            racks: set[str] | frozenset[str] = layout_racks
-        else:
-            racks = {s.rack for s in batch.samples}
-            if not racks.isdisjoint(self._latest_racks):
-                for digest in [d for d, (_l, _s, r) in self._latest.items() if not r.isdisjoint(racks)]:
-                    self._fold(digest)  # older than this batch: folded first, so this one wins
-            points = self._points
-            for s in batch.samples:
-                points[(s.rack, s.quantity, s.module, s.cell)] = s
-        n = len(batch.samples)
+        racks = shape(batch.keys).racks
+        self._keep_latest(batch, racks)
+        n = batch.n
         for info in (self.devices.setdefault(batch.device or batch.source, DeviceInfo()),
                      self.sources.setdefault(batch.source, DeviceInfo())):  # fmt: skip
             info.last_batch = max(info.last_batch, batch.created)

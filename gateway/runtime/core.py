@@ -221,7 +221,7 @@ class Runtime:
         self.outbox.append(batches)
         metrics.commit_seconds.observe(time.perf_counter() - t0)
         metrics.batches_stored.inc(len(batches))
-        metrics.samples_stored.inc(sum(len(b.samples) for b in batches))
+        metrics.samples_stored.inc(sum(b.n for b in batches))
         for observe in self.observers:
             try:
                 observe(batches)

@@ -116,7 +116,7 @@ def status_batch(record: dict[str, object]) -> Batch:
     """The batch that stores a record (created at the record's time)."""
     ts = record.get("ts")
     created = ts if isinstance(ts, int) else time.time_ns()
-    return Batch(SOURCE, [], kind=BatchKind.STATUS, device=SOURCE, created=created, records=[record])
+    return Batch(SOURCE, kind=BatchKind.STATUS, device=SOURCE, created=created, records=[record])
 
 
 def metric_total(metric: MetricWrapperBase) -> float:

@@ -1,314 +1,266 @@
-"""How the outbox stores a batch: two payload formats, both read forever.
+"""How the outbox stores a batch (format 3): the columns' bytes, no pickle; older rows still read.
 
-- **JSON** (every batch; the only format before layouts): one document with the batch's fields and one
-  9-field list per sample. Its first byte is `{`.
-- **Compact** (a `samples` batch whose source vouched for its shape with a `Layout`): the layout is
-  stored once (the outbox's `layouts` table, by `layout.digest`); a row holds only the timestamp of
-  each segment, the values, the qualities (one byte each, or nothing when all are good) and the
-  device times (nothing when there are none). It is a pickle (protocol 5, first byte 0x80) of plain
-  values only (str, int, float, bool, None, bytes, tuples and lists of them), read back by an
-  unpickler that refuses every global, so a stored row can never name code to run.
+A row's payload is one of:
 
-The compact format is used only when the batch is verified to fit its layout (keys per sample, one
-ts per segment, plain value types): a batch that does not is stored as JSON, so a wrong layout never
-alters data. A compact row decodes to the same samples as the JSON row of the same batch would
-(equal values of the same types), with `Batch.layout` set to the process's Layout for that digest.
+- **columns** (a batch with points; format 3, first bytes `MAGIC`): `MAGIC`, the header's length (u32
+  little-endian), the header (JSON: source, device, kind, created, status, records, the key table's
+  digest, the number of points, which optional columns follow and the objects' length), padded with
+  spaces to a multiple of 8 bytes; then the raw little-endian columns: ts (int64), values (float64),
+  device_ts (int64, only when the batch has it), quality (uint8, only when some point is not good) and
+  objects (JSON of {index: value}, only when the batch has values that are not numbers). The key table
+  is stored once per digest in the outbox's `layouts` table (`keys_body`), so a row holds no names.
+- **JSON** (a batch without points: alarm events, status records; first byte `{`): the batch's fields.
+- **legacy** rows of stores written before format 3, read forever (see gateway.store.legacy): JSON with
+  a sample list per point, and the version-2 compact pickle.
+
+Decoding builds the columns with `np.frombuffer` over the payload (the arrays keep it and are
+read-only: a decoded batch is shared by every sink). A payload whose lengths disagree with its header,
+or whose header or key table does not parse, raises ValueError: the reader quarantines the row.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
+import struct
 from collections import OrderedDict
-from collections.abc import Sequence
-from itertools import repeat
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, LayoutKey, Quality, Sample, Value
+import numpy as np
 
-COMPACT_VERSION = 2
-PROTOCOL = 5
-GOOD = str(Quality.GOOD)
-QUALITY_NAMES: tuple[str, ...] = tuple(str(q) for q in Quality)  # byte i of the qualities = QUALITY_NAMES[i]
-QUALITY_CODES: dict[str, int] = {name: i for i, name in enumerate(QUALITY_NAMES)}
-PLAIN_VALUES = frozenset({float, int, str, bool, type(None)})
-_NONE_INT = frozenset({int, type(None)})
-_INT = frozenset({int})
+from gateway.model import QUALITIES, Batch, BatchKind, DeviceState, DeviceStatus, Key, Keys
+from gateway.store import legacy
 
-_tuple_new = tuple.__new__
-_FIELDS = len(Sample._fields)
-if Sample._fields != ("ts", "quantity", "value", "unit", "quality", "rack", "module", "cell", "device_ts"):
-    raise ImportError("gateway.model.Sample changed: update the outbox's compact format")
+MAGIC = b"BGC3"  # bms-gateway columns, format 3
+FORMAT = 3
+_LEN = struct.Struct("<I")
+_I8 = np.dtype("<i8")
+_F8 = np.dtype("<f8")
 
 
-# -- JSON ---------------------------------------------------------------------------------------
+# -- key tables ------------------------------------------------------------------------------------
 
 
-def encode(batch: Batch) -> bytes:
-    st = batch.status
-    doc = {
-        "s": batch.source,
-        "d": batch.device,
-        "k": str(batch.kind),
-        "c": batch.created,
-        "st": None if st is None else [st.device, str(st.state), st.reason, st.ts],
-        "r": batch.records,
-        "x": batch.samples,
-    }
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+def keys_body(keys: Keys) -> str:
+    """A key table as the `layouts` table stores it."""
+    return json.dumps({"keys": keys.rows}, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode(payload: bytes) -> Batch:
-    doc = json.loads(payload)
-    return Batch(
-        source=doc["s"],
-        device=doc["d"],
-        kind=BatchKind(doc["k"]),
-        created=doc["c"],
-        status=_status(doc["st"]),
-        records=doc["r"],
-        samples=_samples(doc["x"]),
-    )
+@dataclass(frozen=True, slots=True)
+class KeyTable:
+    """A stored key table: its keys, and the segments of a version-2 layout (None for format 3)."""
+
+    keys: Keys
+    segments: tuple[tuple[int, int], ...] | None = None
+
+
+def key_table_from_body(body: str) -> KeyTable:
+    """A `layouts` row's body (a format-3 key table or a version-2 layout); ValueError when damaged."""
+    doc = json.loads(body)
+    rows = []
+    for k in doc["keys"]:
+        q, u, r, m, c = k
+        if type(q) is not str or type(u) is not str or type(r) is not str or not _int_or_none(m, c):
+            raise ValueError(f"a stored key table has a malformed key: {k!r}")
+        rows.append(Key(q, u, r, m, c))
+    segments = doc.get("segments")
+    if segments is None:
+        return KeyTable(Keys.of(rows))
+    return KeyTable(Keys.of(rows), tuple((int(a), int(b)) for a, b in segments))
+
+
+def _int_or_none(*values: object) -> bool:
+    return all(v is None or type(v) is int for v in values)
+
+
+class KeyTables:
+    """The key tables read back from stores, by digest, bounded by their points in all (least recently
+    used out). Format-3 tables are interned `Keys`, so a decoded batch has its source's key table."""
+
+    def __init__(self, max_points: int = 400_000) -> None:
+        self.max_points = max_points  # four 100-rack sites of 1,000 points
+        self.points = 0
+        self._tables: OrderedDict[str, KeyTable] = OrderedDict()
+
+    def get(self, digest: str, load: Callable[[str], str | None]) -> KeyTable:
+        """The table of `digest`, read with `load` (its body, None when the store lacks it) on a miss."""
+        table = self._tables.get(digest)
+        if table is not None:
+            self._tables.move_to_end(digest)
+            return table
+        body = load(digest)
+        if body is None:
+            raise ValueError(f"outbox row refers to key table {digest}, which the store does not hold")
+        table = key_table_from_body(body)
+        self._tables[digest] = table
+        self.points += len(table.keys)
+        while len(self._tables) > 1 and self.points > self.max_points:
+            _, gone = self._tables.popitem(last=False)
+            self.points -= len(gone.keys)
+        return table
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+
+KEY_TABLES = KeyTables()
+
+
+# -- records (JSON) -----------------------------------------------------------------------------------
+
+
+def _status_doc(st: DeviceStatus | None) -> list[object] | None:
+    return None if st is None else [st.device, str(st.state), st.reason, st.ts]
 
 
 def _status(st: Sequence[Any] | None) -> DeviceStatus | None:
     return None if st is None else DeviceStatus(st[0], DeviceState(st[1]), st[2], st[3])
 
 
-def _samples(rows: list[list[object]]) -> list[Sample]:
-    """`[Sample(*row) for row in rows]`, without the per-sample argument handling when every row is whole."""
-    if set(map(len, rows)) <= {_FIELDS}:
-        return [_tuple_new(Sample, row) for row in rows]
-    return [Sample(*row) for row in rows]  # type: ignore[arg-type]
+def encode_records(batch: Batch) -> bytes:
+    """A batch without points as JSON (its records and status)."""
+    doc = {"s": batch.source, "d": batch.device, "k": str(batch.kind), "c": batch.created,
+           "st": _status_doc(batch.status), "r": batch.records, "x": []}  # fmt: skip
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def is_json(payload: bytes) -> bool:
-    return payload[:1] == b"{"
+def decode_json(payload: bytes) -> Batch:
+    doc = json.loads(payload)
+    fields: dict[str, Any] = {"device": doc["d"], "kind": BatchKind(doc["k"]), "created": doc["c"],
+                              "status": _status(doc["st"]), "records": doc["r"]}  # fmt: skip
+    if doc["x"]:
+        return legacy.json_samples(doc["s"], doc["x"], **fields)
+    return Batch(doc["s"], **fields)
 
 
-# -- layouts ------------------------------------------------------------------------------------
+# -- columns --------------------------------------------------------------------------------------------
 
 
-class LayoutEntry:
-    """A layout prepared for the compact format: its key columns and the layout object decoded rows get."""
+class Header(NamedTuple):
+    """What a format-3 row says about its columns, and where they start."""
 
-    __slots__ = ("cells", "layout", "modules", "n", "quantities", "racks", "segments", "units")
-
-    def __init__(self, layout: Layout) -> None:
-        self.layout = layout
-        self.n = len(layout.keys)
-        cols: list[tuple[Any, ...]] = [tuple(c) for c in zip(*layout.keys, strict=True)] if layout.keys else [()] * 5
-        self.quantities, self.units, self.racks, self.modules, self.cells = cols
-        self.segments = layout.segments
-
-    def expand(self, seg_ts: Sequence[int | None]) -> list[int | None]:
-        """One ts per sample from one per segment."""
-        out: list[int | None] = []
-        for (a, b), t in zip(self.segments, seg_ts, strict=True):
-            out += [t] * (b - a)
-        return out
+    doc: dict[str, Any]
+    start: int  # offset of the ts column
 
 
-def storable(layout: Layout) -> bool:
-    """Whether the layout's content survives JSON as it is (plain str and int keys; segments covering
-    the samples in order): only such layouts are stored, so a stored one is rebuilt equal."""
-    at = 0
-    for a, b in layout.segments:
-        if type(a) is not int or type(b) is not int or a != at or b < a:
-            return False
-        at = b
-    if at != len(layout.keys):
-        return False
-    for key in layout.keys:
-        if type(key) is not tuple or len(key) != 5:
-            return False
-        q, u, r, m, c = key
-        if type(q) is not str or type(u) is not str or type(r) is not str:
-            return False
-        if type(m) not in _NONE_INT or type(c) not in _NONE_INT:
-            return False
-    return True
+def encode(batch: Batch) -> bytes:
+    """The payload of any batch: columns when it has points, else JSON."""
+    n = batch.n
+    if n == 0:
+        return encode_records(batch)
+    parts = [np.ascontiguousarray(batch.ts, _I8).tobytes(), np.ascontiguousarray(batch.values, _F8).tobytes()]
+    doc: dict[str, Any] = {"v": FORMAT, "s": batch.source, "d": batch.device, "k": str(batch.kind), "c": batch.created,
+                           "st": _status_doc(batch.status), "kd": batch.keys.digest, "n": n}  # fmt: skip
+    if batch.records:
+        doc["r"] = batch.records
+    if batch.device_ts is not None:
+        doc["dt"] = 1
+        parts.append(np.ascontiguousarray(batch.device_ts, _I8).tobytes())
+    if batch.quality.any():
+        doc["q"] = 1
+        parts.append(np.ascontiguousarray(batch.quality, np.uint8).tobytes())
+    if batch.objects:
+        objects = json.dumps({str(i): v for i, v in batch.objects.items()}, separators=(",", ":"),
+                             ensure_ascii=False).encode()  # fmt: skip
+        doc["o"] = len(objects)
+        parts.append(objects)
+    head = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    head += b" " * (-(len(MAGIC) + _LEN.size + len(head)) % 8)  # the int64 columns start 8-byte aligned
+    return b"".join((MAGIC, _LEN.pack(len(head)), head, *parts))
 
 
-def layout_body(layout: Layout) -> str:
-    return json.dumps({"keys": layout.keys, "segments": layout.segments}, separators=(",", ":"), ensure_ascii=False)
-
-
-def layout_from_body(body: str) -> Layout:
-    doc = json.loads(body)
-    keys: list[LayoutKey] = [(k[0], k[1], k[2], k[3], k[4]) for k in doc["keys"]]
-    return Layout(keys, [(int(a), int(b)) for a, b in doc["segments"]])
-
-
-class LayoutCache:
-    """The process's layouts by digest, bounded by their samples in all (least recently used out): one
-    Layout object per digest, so every batch decoded with a digest carries the same object as the
-    batches its source appended (while the entry stays; a dropped one is rebuilt from the store)."""
-
-    def __init__(self, max_keys: int = 400_000) -> None:
-        self.max_keys = max_keys  # four 100-rack sites of 1,000 points
-        self.keys = 0
-        self._entries: OrderedDict[str, LayoutEntry | None] = OrderedDict()
-
-    def for_layout(self, layout: Layout) -> LayoutEntry | None:
-        """The entry for a batch's layout (None: not storable; such batches are stored as JSON)."""
-        entries = self._entries
-        digest = layout.digest
-        try:
-            entry = entries[digest]
-        except KeyError:
-            entry = LayoutEntry(layout) if storable(layout) else None
-            self._put(digest, entry)
-            return entry
-        entries.move_to_end(digest)
-        return entry
-
-    def get(self, digest: str) -> LayoutEntry | None:
-        entry = self._entries.get(digest)
-        if entry is not None:
-            self._entries.move_to_end(digest)
-        return entry
-
-    def add(self, digest: str, layout: Layout) -> LayoutEntry:
-        """A layout read back from a store (this process had not seen its digest)."""
-        entry = self.get(digest)
-        if entry is None:
-            entry = LayoutEntry(layout)
-            self._put(digest, entry)
-        return entry
-
-    def _put(self, digest: str, entry: LayoutEntry | None) -> None:
-        old = self._entries.pop(digest, None)
-        self.keys += (entry.n if entry else 0) - (old.n if old else 0)
-        self._entries[digest] = entry
-        while len(self._entries) > 1 and self.keys > self.max_keys:
-            _, gone = self._entries.popitem(last=False)
-            self.keys -= gone.n if gone else 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-LAYOUTS = LayoutCache()
-
-
-# -- compact ------------------------------------------------------------------------------------
-
-
-def encode_compact(batch: Batch, entry: LayoutEntry) -> bytes | None:
-    """The compact payload of a batch that fits `entry` exactly; None when it does not (store it as JSON)."""
-    samples = batch.samples
-    n = entry.n
-    if len(samples) != n or n == 0 or batch.records or batch.kind != BatchKind.SAMPLES:
-        return None
-    cols = tuple(zip(*samples, strict=True))
-    if len(cols) != _FIELDS:
-        return None
-    ts, quantities, values, units, qualities, racks, modules, cells, device_ts = cols
-    if (
-        quantities != entry.quantities
-        or units != entry.units
-        or racks != entry.racks
-        or modules != entry.modules
-        or cells != entry.cells
-    ):
-        return None
-    seg_ts = [ts[a] if a < b else None for a, b in entry.segments]
-    if set(map(type, ts)) != _INT or tuple(entry.expand(seg_ts)) != ts:
-        return None
-    if not set(map(type, values)) <= PLAIN_VALUES:
-        return None
-    if qualities.count(GOOD) == n:
-        codes: bytes | None = None
-    else:
-        try:
-            codes = bytes(map(QUALITY_CODES.__getitem__, qualities))
-        except (KeyError, TypeError):
-            return None
-    if device_ts.count(None) == n:
-        dts: tuple[int | None, ...] | None = None
-    elif set(map(type, device_ts)) <= _NONE_INT:
-        dts = device_ts
-    else:
-        return None
-    st = batch.status
-    status = None
-    if st is not None:
-        status = (st.device, str(st.state), st.reason, st.ts)
-        if type(st.device) is not str or type(st.reason) is not str or type(st.ts) is not int:
-            return None
-    if type(batch.source) is not str or type(batch.device) is not str or type(batch.created) is not int:
-        return None
-    doc = (COMPACT_VERSION, entry.layout.digest, batch.source, batch.device, batch.created, status, seg_ts,
-           values, codes, dts)  # fmt: skip
-    return pickle.dumps(doc, PROTOCOL)
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"a stored row names {module}.{name}: refused")
-
-
-def load_compact(payload: bytes) -> tuple[Any, ...]:
-    """The stored tuple of a compact payload (ValueError when it is not one)."""
+def header(payload: bytes) -> Header:
+    """A format-3 row's header, its lengths checked against the payload's (ValueError when they differ)."""
+    if payload[: len(MAGIC)] != MAGIC or len(payload) < len(MAGIC) + _LEN.size:
+        raise ValueError("not an outbox row of a known format")
+    (size,) = _LEN.unpack_from(payload, len(MAGIC))
+    start = len(MAGIC) + _LEN.size + size
     try:
-        doc = _PlainUnpickler(io.BytesIO(payload)).load()
-    except Exception as exc:  # any damage: truncated, garbage, a refused global
-        raise ValueError(f"not a compact outbox row: {exc}") from exc
-    if type(doc) is not tuple or len(doc) != 10 or doc[0] != COMPACT_VERSION:
-        raise ValueError("not a compact outbox row of a known version")
-    return doc
+        doc = json.loads(payload[len(MAGIC) + _LEN.size : start])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"the row's header does not parse: {exc}") from exc
+    if type(doc) is not dict or doc.get("v") != FORMAT or type(doc.get("n")) is not int or doc["n"] <= 0:
+        raise ValueError("the row's header is not a format-3 header")
+    n = doc["n"]
+    expected = start + 16 * n + (8 * n if doc.get("dt") else 0) + (n if doc.get("q") else 0) + int(doc.get("o", 0))
+    if len(payload) != expected:
+        raise ValueError(f"the row has {len(payload)} bytes, its header says {expected}")
+    return Header(doc, start)
 
 
-def compact_digest(doc: tuple[Any, ...]) -> str:
-    return str(doc[1])
+def decode_columns(payload: bytes, head: Header, keys: Keys) -> Batch:
+    doc, at = head
+    n = doc["n"]
+    if len(keys) != n:
+        raise ValueError(f"the row has {n} points, its key table {doc['kd']} has {len(keys)}")
+    ts = np.frombuffer(payload, _I8, n, at)
+    values = np.frombuffer(payload, _F8, n, at + 8 * n)
+    at += 16 * n
+    device_ts = None
+    if doc.get("dt"):
+        device_ts = np.frombuffer(payload, _I8, n, at)
+        at += 8 * n
+    if doc.get("q"):
+        quality = np.frombuffer(payload, np.uint8, n, at)
+        at += n
+        if int(quality.max()) >= len(QUALITIES):
+            raise ValueError(f"the row has a quality code {int(quality.max())}, which names no quality")
+    else:
+        quality = np.zeros(n, np.uint8)
+    objects = None
+    if doc.get("o"):
+        stored = json.loads(payload[at:])
+        if type(stored) is not dict:
+            raise ValueError("the row's objects are not a JSON object")
+        objects = {int(i): v for i, v in stored.items()}
+        if not all(0 <= i < n for i in objects):
+            raise ValueError("the row's objects name points it does not have")
+    return Batch(doc["s"], keys, ts, values, quality, device_ts, objects, BatchKind(doc["k"]), doc["d"],
+                 _status(doc["st"]), doc["c"], doc.get("r", []))  # fmt: skip
 
 
-def decode_compact(doc: tuple[Any, ...], entry: LayoutEntry) -> Batch:
-    _v, _digest, source, device, created, status, seg_ts, values, codes, dts = doc
-    n = entry.n
-    if (
-        len(values) != n
-        or len(seg_ts) != len(entry.segments)
-        or (codes is not None and len(codes) != n)
-        or (dts is not None and len(dts) != n)
-    ):
-        raise ValueError("compact outbox row does not fit its layout")
-    qualities = repeat(GOOD, n) if codes is None else map(QUALITY_NAMES.__getitem__, codes)
-    samples = list(
-        map(
-            _tuple_new,
-            repeat(Sample, n),
-            zip(
-                entry.expand(seg_ts),
-                entry.quantities,
-                values,
-                entry.units,
-                qualities,
-                entry.racks,
-                entry.modules,
-                entry.cells,
-                repeat(None, n) if dts is None else dts,
-                strict=True,
-            ),
-        )
-    )
-    return Batch(
-        source=source,
-        device=device,
-        kind=BatchKind.SAMPLES,
-        created=created,
-        status=_status(status),
-        records=[],
-        samples=samples,
-        layout=entry.layout,
-    )
+def key_digest(payload: bytes) -> str | None:
+    """The key table a payload refers to (None: it refers to none); ValueError when it is damaged."""
+    if payload[:1] == b"{":
+        return None
+    if payload[: len(MAGIC)] == MAGIC:
+        return str(header(payload).doc["kd"])
+    return legacy.compact_digest(legacy.load_compact(payload))
 
 
-def stored_values(payload: bytes) -> list[Value]:
-    """The sample values of a stored payload of either format, in order, without building samples
-    (for tools that count what a store holds; a compact row needs no layout for this)."""
-    if is_json(payload):
-        return [row[2] for row in json.loads(payload)["x"]]
-    return list(load_compact(payload)[7])
+def decode(payload: bytes, tables: Callable[[str], KeyTable]) -> Batch:
+    """A stored payload of any format as a batch (`tables`: the key table of a digest)."""
+    if payload[:1] == b"{":
+        return decode_json(payload)
+    if payload[: len(MAGIC)] == MAGIC:
+        head = header(payload)
+        return decode_columns(payload, head, tables(str(head.doc["kd"])).keys)
+    doc = legacy.load_compact(payload)
+    table = tables(legacy.compact_digest(doc))
+    if table.segments is None:
+        raise ValueError("a version-2 row refers to a key table without segments")
+    return legacy.decode_compact(doc, table.keys, table.segments)
+
+
+class Summary(NamedTuple):
+    """What a row holds, counted without its key table (for tools that count a store)."""
+
+    points: int
+    good: int
+    numbers: int  # points with a number (not NaN, not an object)
+    first_ts: int | None
+
+
+def summary(payload: bytes) -> Summary:
+    if payload[: len(MAGIC)] != MAGIC:
+        return Summary(*legacy.summary(payload))
+    doc, at = header(payload)
+    n = doc["n"]
+    ts = np.frombuffer(payload, _I8, n, at)
+    values = np.frombuffer(payload, _F8, n, at + 8 * n)
+    good = n
+    if doc.get("q"):
+        quality = np.frombuffer(payload, np.uint8, n, at + 16 * n + (8 * n if doc.get("dt") else 0))
+        good = int(np.count_nonzero(quality == 0))
+    return Summary(n, good, int(np.count_nonzero(~np.isnan(values))), int(ts[0]))

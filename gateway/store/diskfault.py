@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from gateway.model import Layout
+from gateway.model import Keys
 
 # Primary result codes of a store fault (the disk, not the data): the write is kept and retried.
 _FAULT_CODES = {
@@ -55,14 +55,14 @@ def is_open_fault(exc: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class UnstoredRow:
-    """A batch encoded for the `batches` table, with the layouts its compact payload refers to."""
+    """A batch encoded for the `batches` table, with the key tables its payload refers to."""
 
     ts: int
     kind: str
     source: str
     n: int
     payload: bytes
-    layouts: dict[str, Layout]
+    layouts: dict[str, Keys]
 
 
 class UnstoredRows:

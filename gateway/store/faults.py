@@ -19,7 +19,7 @@ import time
 import structlog
 
 from gateway import metrics
-from gateway.model import Layout
+from gateway.model import Keys
 from gateway.store import deadletters, quarantine
 from gateway.store.diskfault import Deferred, UnstoredRow, fault_kind
 from gateway.store.ownerfiles import create_owner_only
@@ -110,7 +110,7 @@ class DiskFaults(OutboxState):
         """Whether anything waits in memory for the store (or the store is not open): writes queue behind it."""
         return bool(self.fault or len(self.unstored) or self.deferred or not self.opened or self._schema_pending)
 
-    def _keep(self, rows: list[tuple[int, str, str, int, bytes]], layouts: dict[str, Layout]) -> None:
+    def _keep(self, rows: list[tuple[int, str, str, int, bytes]], layouts: dict[str, Keys]) -> None:
         dropped = self.unstored.push(UnstoredRow(*row, layouts) for row in rows)
         if dropped:
             self._count_unstored(dropped)
@@ -185,7 +185,7 @@ class DiskFaults(OutboxState):
         steps = 0
         while len(self.unstored) and (everything or steps < FLUSH_STEPS):
             chunk = self.unstored.peek(FLUSH_SAMPLES)
-            layouts: dict[str, Layout] = {}
+            layouts: dict[str, Keys] = {}
             for row in chunk:
                 layouts.update(row.layouts)
             self._insert([(r.ts, r.kind, r.source, r.n, r.payload) for r in chunk], layouts)

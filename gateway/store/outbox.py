@@ -28,15 +28,9 @@ import structlog
 
 from gateway import metrics
 from gateway.alarms.gatewayalarm import STORE_DISK_FULL, GatewayAlarms
-from gateway.model import Batch, Layout
-from gateway.store import codec as outboxcodec
+from gateway.model import Batch, Keys
 from gateway.store.budget import Budget
-from gateway.store.codec import (
-    decode,
-    encode,
-    encode_compact,
-    layout_body,
-)
+from gateway.store.codec import encode, keys_body
 from gateway.store.cursors import Cursors
 from gateway.store.diskfault import Deferred, UnstoredRows, fault_kind
 from gateway.store.faults import RETRY_INTERVAL, DiskFaults
@@ -53,7 +47,6 @@ __all__ = [
     "ConsumerState",
     "Outbox",
     "Row",
-    "decode",
     "encode",
 ]
 
@@ -119,12 +112,11 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         # under a write in progress, so "dropped" and "delivered" never count the same sample.
         self._holds: dict[str, int] = {}
         # Decoded rows by seq, shared by every consumer's reads (each sink reads the same rows):
-        # seq → (ts, n, payload size, row). Bounded by samples (about 150 bytes a sample held): a
-        # third of a second of a 100-rack site at 100,000 samples/s, which covers two sinks that keep
-        # up with it (the MQTT sink reads up to 20,000 samples at once). A miss costs a decode, about
-        # 0.2 µs a sample for compact rows (several µs for JSON rows). Rows dropped from the store
-        # leave it.
-        self.decoded_max_samples = 30_000
+        # seq → (ts, n, payload size, row). Bounded by samples (about 20 bytes a sample held: the
+        # row's bytes the columns view, the key table is shared): a second of a 100-rack site at
+        # 100,000 samples/s, which covers two sinks that keep up with it (the MQTT sink reads up to
+        # 20,000 samples at once). Rows dropped from the store leave it.
+        self.decoded_max_samples = 100_000
         self._decoded: dict[int, tuple[int, int, int, Row]] = {}
         self._decoded_samples = 0
         if self._open_error is not None:
@@ -143,7 +135,7 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
 
         While the store cannot be written (a full disk) the batches wait in memory, in order, and are
         stored by a later append or `retry` once it can; the last stored sequence number is returned."""
-        layouts: dict[str, Layout] = {}
+        layouts: dict[str, Keys] = {}
         rows = [(b.created, str(b.kind), b.source, len(b), self._encode(b, layouts)) for b in batches]
         if not rows:
             return self.last_seq()
@@ -164,26 +156,21 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         self.enforce_budget()
         return last
 
-    def _encode(self, batch: Batch, layouts: dict[str, Layout]) -> bytes:
-        """The batch's payload: compact when it fits its layout (noted in `layouts`), else JSON."""
-        if batch.layout is not None:
-            entry = outboxcodec.LAYOUTS.for_layout(batch.layout)
-            if entry is not None:
-                payload = encode_compact(batch, entry)
-                if payload is not None:
-                    layouts[entry.layout.digest] = entry.layout
-                    return payload
+    def _encode(self, batch: Batch, layouts: dict[str, Keys]) -> bytes:
+        """The batch's payload (see gateway.store.codec); its key table noted in `layouts`."""
+        if batch.n:
+            layouts[batch.keys.digest] = batch.keys
         return encode(batch)
 
-    def _insert(self, rows: list[tuple[int, str, str, int, bytes]], layouts: dict[str, Layout] | None = None) -> int:
-        """Insert rows and the layouts their compact payloads use, in one transaction."""
+    def _insert(self, rows: list[tuple[int, str, str, int, bytes]], layouts: dict[str, Keys] | None = None) -> int:
+        """Insert rows and the key tables their payloads use (see gateway.store.schema), in one transaction."""
         layouts = layouts or {}
         new = [d for d in layouts if d not in self._stored_layouts]
         with self._tx():
             if new:
                 self.db.executemany(
                     "INSERT OR IGNORE INTO layouts(digest, body) VALUES (?, ?)",
-                    [(d, layout_body(layouts[d])) for d in new],
+                    [(d, keys_body(layouts[d])) for d in new],
                 )
             self.db.executemany("INSERT INTO batches(ts, kind, source, n, payload) VALUES (?,?,?,?,?)", rows)
             last = int(self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()[0])

@@ -1,6 +1,6 @@
 """Stored rows that cannot be read back: set aside in a table of their own, counted, never a crash.
 
-A row whose payload does not decode (bytes changed on the disk, a layout it refers to missing) would
+A row whose payload does not decode (bytes changed on the disk, a key table it refers to missing) would
 stop every sink at the same place on every start. The outbox moves such a row, as it was, from
 `batches` to `quarantine` with the error, counts it (`bms_gateway_store_damaged_rows_total`) and logs
 it once naming its sequence number; every reader skips it. A sink whose cursor stood just before it

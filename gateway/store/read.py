@@ -15,9 +15,7 @@ from prometheus_client import Counter
 
 from gateway import metrics
 from gateway.model import Batch, BatchKind
-from gateway.store import codec as outboxcodec
-from gateway.store import quarantine
-from gateway.store.codec import compact_digest, decode, decode_compact, is_json, layout_from_body, load_compact
+from gateway.store import codec, quarantine
 from gateway.store.diskfault import fault_kind
 from gateway.store.state import OutboxState
 
@@ -136,19 +134,15 @@ class Reading(OutboxState):
         return quarantine.select(self.db, limit)
 
     def _decode(self, payload: bytes) -> Batch:
-        """A stored payload of either format (see gateway.store.codec) as a batch."""
-        if is_json(payload):
-            return decode(payload)
-        doc = load_compact(payload)
-        digest = compact_digest(doc)
-        layouts = outboxcodec.LAYOUTS
-        entry = layouts.get(digest)
-        if entry is None:
-            found = self.db.execute("SELECT body FROM layouts WHERE digest=?", (digest,)).fetchone()
-            if found is None:
-                raise ValueError(f"outbox row refers to layout {digest}, which the store does not hold")
-            entry = layouts.add(digest, layout_from_body(found[0]))
-        return decode_compact(doc, entry)
+        """A stored payload of any format (see gateway.store.codec) as a batch."""
+        return codec.decode(payload, self._key_table)
+
+    def _key_table(self, digest: str) -> codec.KeyTable:
+        return codec.KEY_TABLES.get(digest, self._key_body)
+
+    def _key_body(self, digest: str) -> str | None:
+        found = self.db.execute("SELECT body FROM layouts WHERE digest=?", (digest,)).fetchone()
+        return None if found is None else str(found[0])
 
     def _remember(self, row: Row, n: int, size: int) -> None:
         cache = self._decoded

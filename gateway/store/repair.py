@@ -31,7 +31,7 @@ import structlog
 
 from gateway import metrics
 from gateway.store import journalcarry, quarantine
-from gateway.store.codec import compact_digest, is_json, layout_from_body, load_compact
+from gateway.store.codec import key_digest, key_table_from_body
 from gateway.store.diskfault import is_open_fault
 from gateway.store.ownerfiles import create_owner_only
 from gateway.store.salvage import Copied, Source, copy_rows, plausible_batch, readable
@@ -258,7 +258,7 @@ def _layout(row: Sequence[object]) -> bool:
     if not _texts(str, str)(row):
         return False
     try:
-        layout_from_body(str(row[1]))
+        key_table_from_body(str(row[1]))
     except (ValueError, KeyError, TypeError, IndexError):
         return False
     return True
@@ -290,14 +290,15 @@ def _copy_small(old: sqlite3.Connection, new: sqlite3.Connection) -> None:
 
 def _intact(payload: object, layouts: set[str]) -> bool:
     """A payload whose pages were lost reads back as zeros or garbage: it must be a whole JSON document,
-    or a whole compact row whose layout was kept."""
+    or a whole row of columns (or a version-2 row) whose key table was kept."""
     if not isinstance(payload, bytes):
         return False
     try:
-        if is_json(payload):
+        digest = key_digest(payload)
+        if digest is None:
             return isinstance(json.loads(payload), dict)
-        return compact_digest(load_compact(payload)) in layouts
-    except ValueError:
+        return digest in layouts
+    except (ValueError, KeyError, TypeError):
         return False
 
 

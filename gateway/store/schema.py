@@ -23,9 +23,10 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS layouts(digest TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS layout_use(digest TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 """
-# `layouts`: the shapes compact rows refer to (see gateway.store.codec), each kept while a row uses it.
-# `layout_use.last_seq` is at least the seq of every row stored with the layout (updated by every
-# commit that uses it: a small row apart from the body, which is written once), so dropping rows
-# through a seq may drop the layouts whose last_seq is not above it.
+# `layouts`: the key tables rows refer to by digest (see gateway.store.codec; rows of format 2 refer to
+# layouts, a key table with segments, here too), each kept while a row uses it. `layout_use.last_seq`
+# is at least the seq of every row stored with the table (updated by every commit that uses it: a
+# small row apart from the body, which is written once), so dropping rows through a seq may drop the
+# tables whose last_seq is not above it.
 STORE_SCHEMA = SCHEMA + deadletters.SCHEMA + quarantine.SCHEMA
 CORE_TABLES = frozenset({"batches", "consumers", "meta", "layouts", "layout_use", "deadletter"})

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.model import Layout
+from gateway.model import Keys
 from gateway.store.diskfault import Deferred, UnstoredRows
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class OutboxState:
     _holds: dict[str, int]
 
     # gateway.store.outbox
-    def _insert(self, rows: list[tuple[int, str, str, int, bytes]], layouts: dict[str, Layout] | None = None) -> int:
+    def _insert(self, rows: list[tuple[int, str, str, int, bytes]], layouts: dict[str, Keys] | None = None) -> int:
         raise NotImplementedError
 
     def _set_disk_full(self, full: bool) -> None:
