@@ -4,16 +4,21 @@
 
 `level` is `cell`, `module` or `rack` (from the catalog); samples with the same tags and time share
 one line. Numbers are always written as floats (so a field never changes type), booleans as
-booleans, states and text as strings.
+booleans, states and text as strings. A batch is rendered from its columns; what its key table fixes
+(the tags, the field names, which points may share a line) is prepared once per table (`LinePlan`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
 
 from gateway.catalog import level_of
-from gateway.model import Batch, BatchKind, Sample
-from gateway.sinks.floatrepr import float_repr, float_reprs_cache
+from gateway.model import I64, QUALITIES, Batch, BatchKind, Keys
+from gateway.sinks.columns import PlanCache, Texts, number_texts, texts_of
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -41,140 +46,148 @@ def precision_divisor(precision: str) -> int:
     return {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}[precision]
 
 
-# Tag prefixes (`<level>,site=..,rack=..[,module=..][,cell=..],quality=..,source=..`) rendered once per
-# (site, source) and (quantity, rack, module, cell, quality). Samples whose prefixes have the same tail
-# (rack, module, cell, quality, level) share a line: each tail has a number in its table, so grouping
-# hashes (time, number) instead of the tail. Bounded: past its size everything starts over, only
-# between two renderings (so a rendering never sees one tail under two numbers).
-_PREFIX_ENTRIES_MAX = 262_144  # in all tables together (a 100-rack site of 1,000 points: 100,000)
-PrefixKey = tuple[str, str, int | None, int | None, str]  # quantity, rack, module, cell, quality
-# (number of the tail, tag prefix, `<escaped quantity>=`, prefix has no backslash)
-PrefixEntry = tuple[int, str, str, bool]
-_INF = float("inf")
-_NINF = float("-inf")
+@dataclass(frozen=True, slots=True)
+class LinePlan:
+    """What the lines of one key table from one source share, prepared once."""
 
-# A group of one batch: (prefix, prefix has no backslash, first sample time, field strings).
-Group = tuple[str, bool, int, list[str]]
+    heads: Texts  # per point: `<level>,site=..,rack=..[,module=..][,cell=..]`
+    fields: Texts  # per point: `<escaped quantity>=`
+    series: I64  # per point: the number of its (level, rack, module, cell): equal numbers share a line
+    tails: tuple[str, ...]  # per quality code: `,quality=..,source=..`
+    plain: bool  # no tag holds a backslash (so the first unescaped space of a line is after its tags)
+    keys: dict[int, Texts]  # per quality code, made when first needed: the series key of every point
 
 
-class PrefixTable:
-    """The prefixes of one (site, source)."""
+def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
+    site_t, source_t = tag(site), tag(source)
+    heads: list[str] = []
+    fields: list[str] = []
+    numbers: dict[tuple[str, object, object, object], int] = {}
+    series: list[int] = []
+    for k in keys.rows:
+        level = str(level_of(k.quantity, k.module, k.cell))
+        head = f"{level},site={site_t},rack={tag(str(k.rack))}"
+        if k.module is not None:
+            head += f",module={k.module}"
+        if k.cell is not None:
+            head += f",cell={k.cell}"
+        heads.append(head)
+        fields.append(f"{tag(k.quantity)}=")
+        series.append(numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
+    tails = tuple(f",quality={q},source={source_t}" for q in QUALITIES)
+    plain = not any("\\" in h for h in heads) and "\\" not in tails[0]
+    return LinePlan(texts_of(heads), texts_of(fields), np.asarray(series, dtype=np.int64), tails, plain, {})
 
-    __slots__ = ("entries", "heads", "levels", "numbers", "site", "source", "tails")
 
-    def __init__(self, site: str, source: str) -> None:
+def _series_keys(plan: LinePlan, code: int) -> Texts:
+    got = plan.keys.get(code)
+    if got is None:
+        got = plan.keys[code] = plan.heads + plan.tails[code]
+    return got
+
+
+class Lines(NamedTuple):
+    """The sample lines of a batch, in order: `<key> <fields> <time>` each."""
+
+    keys: list[str]
+    fields: list[str]
+    times: list[int]
+    plain: bool  # see LinePlan.plain
+
+    def text(self) -> str:
+        """The lines, each ending in a newline."""
+        return "".join([f"{k} {f} {t}\n" for k, f, t in zip(self.keys, self.fields, self.times, strict=True)])
+
+
+NO_LINES = Lines([], [], [], True)
+
+
+class LineRenderer:
+    """The line protocol of one site at one precision, with its plans per key table (bounded)."""
+
+    def __init__(self, site: str, precision: str = "ns", max_points: int = 400_000) -> None:
         self.site = site
-        self.source = source
-        self.entries: dict[PrefixKey, PrefixEntry] = {}
-        self.numbers: dict[tuple[object, ...], int] = {}  # tail → its number
-        # parts of the prefixes, escaped once: (quantity, has module, has cell) → level;
-        # (level, rack) → `<level>,site=..,rack=..`; quality → `,quality=..,source=..`
-        self.levels: dict[tuple[str, bool, bool], str] = {}
-        self.heads: dict[tuple[str, str], str] = {}
-        self.tails: dict[str, str] = {}
+        self.precision = precision
+        self.div = precision_divisor(precision)
+        self.plans: PlanCache[LinePlan] = PlanCache(max_points)
 
-    def entry(self, ck: PrefixKey) -> PrefixEntry:
-        """The prefix of a sample's line (see PrefixEntry)."""
-        entry = self.entries.get(ck)
-        return self._new(ck) if entry is None else entry
+    def plan(self, batch: Batch) -> LinePlan:
+        plan = self.plans.get(batch.keys, batch.source)
+        if plan is None:
+            plan = self.plans.put(batch.keys, batch.source, line_plan(batch.keys, self.site, batch.source))
+        return plan
 
-    def _new(self, ck: PrefixKey) -> PrefixEntry:
-        quantity, rack, module, cell, quality = ck
-        lk = (quantity, module is None, cell is None)
-        level = self.levels.get(lk)
-        if level is None:
-            level = self.levels[lk] = str(level_of(quantity, module, cell))
-        head = self.heads.get((level, rack))
-        if head is None:
-            head = self.heads[(level, rack)] = f"{level},site={tag(self.site)},rack={tag(str(rack))}"
-        tail_tags = self.tails.get(quality)
-        if tail_tags is None:
-            tail_tags = self.tails[quality] = f",quality={quality},source={tag(self.source)}"
-        if module is None:
-            tags = head + tail_tags if cell is None else f"{head},cell={cell}{tail_tags}"
+    def sample_lines(self, batch: Batch) -> Lines:
+        """Points with the same tags and time share a line (in the order they first appear); numbers are
+        floats, NaN and infinities are left out (their quality says why), other values from `objects`."""
+        if batch.n == 0:
+            return NO_LINES
+        plan = self.plan(batch)
+        values = batch.values
+        valid = np.isfinite(values)
+        texts = np.empty(batch.n, dtype=object)
+        texts[valid] = number_texts(values[valid])
+        for i, v in (batch.objects or {}).items():
+            fv = field_value(v)
+            valid[i] = fv is not None
+            texts[i] = fv
+        idx = np.flatnonzero(valid)
+        if len(idx) == 0:
+            return NO_LINES
+        quality = batch.quality[idx]
+        times = batch.ts[idx]
+        # a line per (time, series, quality), in the order of first appearance
+        time_no = np.unique(times, return_inverse=True)[1].reshape(-1)
+        group = (time_no * (int(plan.series.max()) + 1) + plan.series[idx]) * len(QUALITIES) + quality
+        _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        line_of = rank[inverse.reshape(-1)]
+        members = idx[np.argsort(line_of, kind="stable")]
+        firsts = idx[first[order]]
+        parts = plan.fields[members] + texts[members]
+        if len(firsts) == len(members):
+            fields: list[str] = parts.tolist()
         else:
-            tags = (
-                f"{head},module={module}{tail_tags}"
-                if cell is None
-                else f"{head},module={module},cell={cell}{tail_tags}"
-            )
-        tail = (rack, module, cell, quality, level)
-        number = self.numbers.get(tail)
-        if number is None:
-            number = self.numbers[tail] = len(self.numbers)
-        entry = (number, tags, f"{tag(quantity)}=", "\\" not in tags)
-        self.entries[ck] = entry
-        return entry
-
-
-_prefix_tables: dict[tuple[str, str], PrefixTable] = {}
-
-
-def prefix_table(site: str, source: str) -> PrefixTable:
-    """The shared table of a (site, source), at the start of a rendering (when the tables may start over)."""
-    if sum(len(t.entries) for t in _prefix_tables.values()) >= _PREFIX_ENTRIES_MAX:
-        _prefix_tables.clear()
-    table = _prefix_tables.get((site, source))
-    if table is None:
-        table = _prefix_tables[(site, source)] = PrefixTable(site, source)
-    return table
-
-
-def sample_groups(batch: Batch, site: str) -> list[Group]:
-    """The lines of a sample batch as groups, in order: samples with the same tags and time share one."""
-    return groups_of(batch.samples, site, batch.source)
-
-
-def groups_of(samples: Iterable[Sample], site: str, source: str) -> list[Group]:
-    """`sample_groups` of some samples of a batch from `source`."""
-    table = prefix_table(site, source)
-    entries = table.entries
-    order: list[Group] = []  # groups in the order they first appear
-    by_time: dict[object, dict[int, Group]] = {}  # time → tail number → group
-    last_ts: object = None
-    groups: dict[int, Group] = {}
-    cached_repr = float_reprs_cache.get
-    for s in samples:
-        ts, quantity, v, _unit, quality, rack, module, cell, _dts = s
-        t = type(v)
-        if t is float:
-            fv = cached_repr(v)  # type: ignore[arg-type]  # type(v) is float
-            if fv is None:
-                if v != v or v == _INF or v == _NINF:
-                    continue
-                fv = float_repr(v)  # type: ignore[arg-type]
+            ends = np.cumsum(np.bincount(line_of)).tolist()
+            flat = parts.tolist()
+            fields = [",".join(flat[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        codes = batch.quality[firsts]
+        code = int(codes[0])
+        if (codes == code).all():
+            keys = _series_keys(plan, code)[firsts]
         else:
-            fv_ = field_value(v)
-            if fv_ is None:
-                continue
-            fv = fv_
-        ck: PrefixKey = (quantity, rack, module, cell, quality)
-        entry = entries.get(ck)
-        if entry is None:
-            entry = table.entry(ck)
-        if ts != last_ts or last_ts is None:  # samples of one read or frame come together
-            got = by_time.get(ts)
-            if got is None:
-                got = by_time[ts] = {}
-            groups, last_ts = got, ts
-        g = groups.get(entry[0])
-        if g is None:
-            g = groups[entry[0]] = (entry[1], entry[3], ts, [entry[2] + fv])
-            order.append(g)
+            keys = np.empty(len(firsts), dtype=object)
+            for c in np.unique(codes).tolist():
+                at = codes == c
+                keys[at] = _series_keys(plan, c)[firsts[at]]
+        return Lines(keys.tolist(), fields, (batch.ts[firsts] // self.div).tolist(), plan.plain)
+
+    def lines(self, batch: Batch) -> list[str]:
+        """Every line of one stored batch, whatever its kind."""
+        site, precision = self.site, self.precision
+        if batch.kind == BatchKind.SAMPLES:
+            sl = self.sample_lines(batch)
+            out = [f"{k} {f} {t}" for k, f, t in zip(sl.keys, sl.fields, sl.times, strict=True)]
+            return out + encode_device_status(batch, site, precision)
+        lines: list[str | None]
+        if batch.kind == BatchKind.ALARM:
+            lines = [encode_alarm_record(r, site, batch.created, precision) for r in batch.records]
         else:
-            g[3].append(entry[2] + fv)
-    return order
+            lines = [line for r in batch.records for line in encode_gateway_record(r, site, batch.created, precision)]
+        return [line for line in lines if line is not None] + encode_device_status(batch, site, precision)
+
+
+def encode_batch(batch: Batch, site: str, precision: str = "ns") -> list[str]:
+    """Every line of one stored batch, whatever its kind (for tools and tests: no plan is kept)."""
+    return LineRenderer(site, precision).lines(batch)
 
 
 def encode_batches(batches: Iterable[Batch], site: str, precision: str = "ns") -> list[str]:
-    """Line protocol lines for the sample batches (other kinds are encoded by their owners)."""
-    div = precision_divisor(precision)
-    lines: list[str] = []
-    for batch in batches:
-        lines += [
-            f"{tags} {','.join(fields)} {int(ts) // div}" for tags, _plain, ts, fields in sample_groups(batch, site)
-        ]
-    return lines
+    """Every line of the batches (for tools: plans kept for this call only)."""
+    renderer = LineRenderer(site, precision)
+    return [line for b in batches for line in renderer.lines(b)]
 
 
 def _fields(pairs: Iterable[tuple[str, object]]) -> str:
@@ -272,15 +285,3 @@ def _scalar(value: object) -> object:
     if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
         return ",".join(str(v) for v in value)
     return _NOT_SCALAR
-
-
-def encode_batch(batch: Batch, site: str, precision: str = "ns") -> list[str]:
-    """Every line of one stored batch, whatever its kind."""
-    if batch.kind == BatchKind.SAMPLES:
-        return encode_batches([batch], site, precision) + encode_device_status(batch, site, precision)
-    lines: list[str | None]
-    if batch.kind == BatchKind.ALARM:
-        lines = [encode_alarm_record(r, site, batch.created, precision) for r in batch.records]
-    else:
-        lines = [line for r in batch.records for line in encode_gateway_record(r, site, batch.created, precision)]
-    return [line for line in lines if line is not None] + encode_device_status(batch, site, precision)

@@ -3,9 +3,9 @@ compatibility endpoint, VictoriaMetrics).
 
 Each write is one synchronous HTTP request run in a worker thread, so the status code of every
 request is known: 204 acknowledges, anything else goes through `gateway.sinks.delivery` (which splits
-the lines only then). The lines are rendered on the event loop, a few thousand samples at a time;
-batches with a `Layout` from text prepared per layout (`gateway.sinks.influx.lineplan`). The body is built
-and gzip-compressed (level 1) in the worker thread.
+the lines only then). The lines are rendered on the event loop from the batches' columns, a few
+thousand samples at a time (`gateway.sinks.influx.lineproto`, with its plans per key table). The body
+is built and gzip-compressed (level 1) in the worker thread.
 """
 
 from __future__ import annotations
@@ -26,19 +26,10 @@ from gateway.config.base import read_secret
 from gateway.errors import ConfigError, SinkError
 from gateway.model import BatchKind
 from gateway.sinks.base import Rejected
-from gateway.sinks.clock import ClockGuard, Part, Pending, split_line
+from gateway.sinks.clock import ClockGuard, Pending, split_line
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
-from gateway.sinks.influx.lineplan import plan_for
-from gateway.sinks.influx.lineproto import (
-    Group,
-    encode_batch,
-    encode_device_status,
-    groups_of,
-    precision_divisor,
-    sample_groups,
-)
-from gateway.sinks.layoutcheck import fitted_segments
+from gateway.sinks.influx.lineproto import LineRenderer, Lines, encode_device_status
 from gateway.store.outbox import Row
 
 if TYPE_CHECKING:
@@ -55,61 +46,22 @@ def gzip_body(data: bytes) -> bytes:
     return zlib.compress(data, GZIP_LEVEL, wbits=31)
 
 
-def render(rows: Sequence[Row], site: str, precision: str) -> list[Item]:
-    """(seq, line) for every point of the rows, in order (the plain rendering, without the guard)."""
-    return [(row.seq, line) for row in rows for line in encode_batch(row.batch, site, precision)]
-
-
-def render_parts(rows: Sequence[Row], site: str, precision: str) -> list[Part]:
-    """`render` already split for the clock guard: sample lines are not parsed again."""
-    div = precision_divisor(precision)
-    out: list[Part] = []
-    for row in rows:
-        seq, b = row.seq, row.batch
-        if b.kind == BatchKind.SAMPLES:
-            for tags, plain, ts, fields in sample_groups(b, site):
-                if plain:  # the first unescaped space is the one after the tags
-                    out.append((seq, tags, ",".join(fields), int(ts) // div, None))
-                else:
-                    line = f"{tags} {','.join(fields)} {int(ts) // div}"
-                    out.append((seq, *split_line(line), line))
-            lines = encode_device_status(b, site, precision)
-        else:
-            lines = encode_batch(b, site, precision)
-        out += [(seq, *split_line(line), line) for line in lines]
-    return out
-
-
 # (seq, one or more lines of that row, each ending in a newline): what a write sends, joined.
 Chunk = tuple[int, str]
 
 
-def render_row(row: Row, site: str, precision: str, guard: ClockGuard | None, pending: Pending | None) -> list[Chunk]:
+def render_row(row: Row, renderer: LineRenderer, guard: ClockGuard | None, pending: Pending | None) -> list[Chunk]:
     """The lines of one row as chunks; through the clock guard when there is one (`pending` is its
-    overlay for this write). Same lines as `render`/`render_parts` + `ClockGuard.apply_parts`."""
+    overlay for this write)."""
     seq, b = row.seq, row.batch
-    div = precision_divisor(precision)
     out: list[Chunk] = []
     if b.kind == BatchKind.SAMPLES:
-        segments = fitted_segments(b) if b.layout is not None else None
-        if segments is None:
-            text = _groups_text(sample_groups(b, site), div, guard, pending)
-            if text:
-                out.append((seq, text))
-        else:
-            plan = plan_for(b.layout, site, b.source)  # type: ignore[arg-type]  # fitted: has a layout
-            for seg, sp in zip(segments, plan.segments, strict=True):
-                if seg.reprs is not None and sp is not None:
-                    ts = seg.ts // div
-                    if guard is None or guard.admit(pending, sp.keys, ts):  # type: ignore[arg-type]
-                        out.append((seq, sp.text(seg.reprs, str(ts))))
-                        continue
-                text = _groups_text(groups_of(b.samples[seg.start : seg.stop], site, b.source), div, guard, pending)
-                if text:
-                    out.append((seq, text))
-        lines = encode_device_status(b, site, precision)
+        text = _guarded_text(renderer.sample_lines(b), guard, pending)
+        if text:
+            out.append((seq, text))
+        lines = encode_device_status(b, renderer.site, renderer.precision)
     else:
-        lines = encode_batch(b, site, precision)
+        lines = renderer.lines(b)
     if lines:
         if guard is not None and pending is not None:
             lines = guard.lines(pending, [(*split_line(line), line) for line in lines])
@@ -117,32 +69,28 @@ def render_row(row: Row, site: str, precision: str, guard: ClockGuard | None, pe
     return out
 
 
-def _groups_text(groups: list[Group], div: int, guard: ClockGuard | None, pending: Pending | None) -> str:
-    if not groups:
+def _guarded_text(lines: Lines, guard: ClockGuard | None, pending: Pending | None) -> str:
+    if not lines.keys:
         return ""
-    keys = [tags for tags, _plain, _ts, _fields in groups]
-    fields = [",".join(f) for _tags, _plain, _ts, f in groups]
-    times = [int(ts) // div for _tags, _plain, ts, _fields in groups]
     if guard is not None and pending is not None:
-        plain = all(p for _tags, p, _ts, _fields in groups)  # the first unescaped space is after the tags
-        if not plain or not guard.admit_each(pending, keys, times):
+        if not lines.plain or not guard.admit_each(pending, lines.keys, lines.times):
             points: list[tuple[str, str, int, str | None]] = []
-            for key, f, t, (_tags, p, _ts, _fields) in zip(keys, fields, times, groups, strict=True):
-                if p:
+            for key, f, t in zip(lines.keys, lines.fields, lines.times, strict=True):
+                if lines.plain:  # the first unescaped space is the one after the tags
                     points.append((key, f, t, None))
                 else:
                     line = f"{key} {f} {t}"
                     points.append((*split_line(line), line))
             return "\n".join(guard.lines(pending, points)) + "\n"
-    return "\n".join(map(" ".join, zip(keys, fields, map(str, times), strict=True))) + "\n"
+    return lines.text()
 
 
 def render_chunks(
-    rows: Sequence[Row], site: str, precision: str, guard: ClockGuard | None
+    rows: Sequence[Row], renderer: LineRenderer, guard: ClockGuard | None
 ) -> tuple[list[Chunk], Pending | None]:
     """Every row's chunks, and the guard's changes to commit once the server confirmed them."""
     pending = guard.begin() if guard is not None else None
-    return [c for row in rows for c in render_row(row, site, precision, guard, pending)], pending
+    return [c for row in rows for c in render_row(row, renderer, guard, pending)], pending
 
 
 def chunk_items(chunks: Sequence[Chunk]) -> list[Item]:
@@ -163,6 +111,7 @@ class InfluxSink:
         self._client: Any = None
         self._service: Any = None
         self.guard = ClockGuard(name) if cfg.clock_guard else None
+        self.renderer = LineRenderer(site, cfg.precision)
         ca = cfg.ca_file
         self._base_dir = base_dir
         if ca is not None and base_dir is not None and not ca.is_absolute():
@@ -234,7 +183,7 @@ class InfluxSink:
             return len(guard.newest)
         pending = guard.begin()
         for row in rows:
-            render_row(row, self.site, self.cfg.precision, guard, pending)
+            render_row(row, self.renderer, guard, pending)
         guard.commit(pending)
         return len(guard.newest)
 
@@ -244,7 +193,7 @@ class InfluxSink:
         chunks: list[Chunk] = []
         since_yield = 0
         for row in rows:
-            chunks += render_row(row, self.site, self.cfg.precision, guard, pending)
+            chunks += render_row(row, self.renderer, guard, pending)
             since_yield += len(row.batch)
             if since_yield >= YIELD_EVERY_SAMPLES:  # let the event loop run between parts of a big write
                 since_yield = 0

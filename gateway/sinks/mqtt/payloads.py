@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from gateway.catalog import Kind, Level, level_of, lookup
-from gateway.model import Batch, BatchKind, DeviceState, LayoutKey, Quality, Sample
-from gateway.sinks.floatrepr import float_repr, float_reprs_cache
-from gateway.sinks.layoutcheck import fitted_segments
-from gateway.sinks.mqtt.telemetryplan import Pieces, plan_for
+from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Sample
+from gateway.sinks.columns import PlanCache, Texts, number_texts, run_texts, texts_of
 from gateway.store.outbox import Row
 
 
@@ -48,18 +49,7 @@ def clean(value: object) -> object:
     return value
 
 
-def sample_doc(s: Sample) -> dict[str, object]:
-    doc: dict[str, object] = {"ts": s.ts, "q": s.quantity, "v": clean(s.value), "u": s.unit, "ql": s.quality}
-    if s.module is not None:
-        doc["m"] = s.module
-    if s.cell is not None:
-        doc["c"] = s.cell
-    if s.device_ts is not None:
-        doc["dts"] = s.device_ts
-    return doc
-
-
-def state_key(s: Sample) -> str:
+def state_key(s: Key | Sample) -> str:
     """Key of a quantity in the state document: `soc`, `module_voltage/2`, `cell_voltage/2/7`."""
     key = s.quantity
     if s.module is not None:
@@ -104,6 +94,7 @@ class MqttState:
     quantities: dict[str, set[str]] = field(default_factory=dict)  # rack → rack-level quantities seen
     # rack → state key → `"<key>":{"v":..,"u":..,"ql":..,"ts":..}`: the retained state's entries as JSON
     encoded: dict[str, dict[str, str]] = field(default_factory=dict)
+    plans: PlanCache[TelemetryPlan] = field(default_factory=PlanCache)  # per key table and levels
 
     @property
     def values(self) -> dict[str, dict[str, object]]:
@@ -145,129 +136,126 @@ def state_messages(touched: Sequence[str], topics: Topics, state: MqttState) -> 
     return out
 
 
-# Per (quantity, unit, quality, module, cell): the fixed JSON of a telemetry sample and of its state
-# entry around its time and value, its state key and its level; bounded (starts over past its size).
-_PIECES_MAX = 262_144
-_pieces: dict[tuple[object, ...], Pieces] = {}
-_INF = float("inf")
-_NINF = float("-inf")
-
-
-def good_piece(key: LayoutKey) -> Pieces:
-    """The pieces of a `good` sample with this layout key (quantity, unit, rack, module, cell)."""
-    quantity, unit, rack, module, cell = key
-    pk = (quantity, unit, Quality.GOOD, module, cell)
-    p = _pieces.get(pk)
-    return _piece(pk, Sample(0, quantity, None, unit, Quality.GOOD, rack, module, cell)) if p is None else p
-
-
-def _piece(key: tuple[object, ...], s: Sample) -> Pieces:
-    head = f',"q":{_json(s.quantity)},"v":'
-    unit_quality = f',"u":{_json(s.unit)},"ql":{_json(s.quality)}'
-    tail = unit_quality
-    if s.module is not None:
-        tail += f',"m":{_json(s.module)}'
-    if s.cell is not None:
-        tail += f',"c":{_json(s.cell)}'
-    skey = state_key(s)
-    level = str(level_of(s.quantity, s.module, s.cell))
-    if len(_pieces) >= _PIECES_MAX:
-        _pieces.clear()
-    p = _pieces[key] = (head, tail + "}", skey, level, f'{_json(skey)}:{{"v":', unit_quality + ',"ts":')
-    return p
-
-
 def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
 
 
-def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: list[str]) -> list[Message]:
-    docs: dict[str, list[str]] = {}  # rack → telemetry documents (single or comma-joined), in order
-    segments = fitted_segments(b) if b.layout is not None else None
-    if segments is None:
-        _sample_docs(b.samples, topics, state, docs)
-    else:
-        levels = None if topics.levels is ALL_LEVELS else topics.levels
-        plan = plan_for(b.layout, levels, good_piece)  # type: ignore[arg-type]  # fitted: has a layout
-        for seg, parts in zip(segments, plan.segments, strict=True):
-            if seg.reprs is None:
-                _sample_docs(b.samples[seg.start : seg.stop], topics, state, docs)
-                continue
-            ts = int.__repr__(seg.ts)
-            for part in parts:
-                text, entries = part.render(seg.reprs, ts)
-                rack = part.rack
-                rack_docs = docs.get(rack)
-                if rack_docs is None:
-                    rack_docs = docs[rack] = []
-                    state.quantities.setdefault(rack, set())
-                rack_docs.append(text)
-                encoded = state.encoded.get(rack)
-                if encoded is None:
-                    encoded = state.encoded[rack] = {}
-                encoded.update(zip(part.keys, entries, strict=True))
-                if part.quantities:
-                    state.quantities[rack] |= part.quantities
-    out = []
-    for rack, texts in docs.items():
-        head = dumps({"seq": seq, "site": topics.site, "rack": rack, "source": b.source, "samples": []})
-        payload = b"".join((head[:-2], ",".join(texts).encode(), b"]}"))
-        out.append(Message(topics.rack(rack, "telemetry"), payload, topics.qos, False))
-        if rack not in touched:
-            touched.append(rack)
+SEPARATOR = "\x00"  # between the state entries of one rendering: JSON text never holds a raw control character
+_OPEN, _NEXT, _ENTRY_END = '{"ts":', ',{"ts":', "}" + SEPARATOR
+
+
+@dataclass(frozen=True, slots=True)
+class RackPlan:
+    """The published points of one rack in a key table: their positions and fixed JSON."""
+
+    rack: str
+    index: npt.NDArray[np.intp]
+    opens: Texts  # `{"ts":` for the first document, `,{"ts":` for the others
+    heads: Texts  # `,"q":<quantity>,"v":`
+    entry_heads: Texts  # `"<state key>":{"v":`
+    state_keys: list[str]
+    quantities: frozenset[str]  # rack-level quantities (for Home Assistant discovery)
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryPlan:
+    """What the telemetry and state of one key table share (for the levels a sink publishes)."""
+
+    racks: tuple[RackPlan, ...]  # in the order the racks first appear
+    units: Texts  # per point: `,"u":<unit>,"ql":`
+    places: Texts  # per point: `[,"m":<module>][,"c":<cell>]}`
+    tails: dict[int, Texts]  # per quality code, made when first needed: the end of a document
+    entry_tails: dict[int, Texts]  # per quality code: `,"u":<unit>,"ql":<quality>,"ts":`
+
+
+def telemetry_plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
+    units: list[str] = []
+    places: list[str] = []
+    by_rack: dict[str, list[int]] = {}
+    for i, k in enumerate(keys.rows):
+        units.append(f',"u":{_json(k.unit)},"ql":')
+        place = "" if k.module is None else f',"m":{_json(k.module)}'
+        places.append(place + ("}" if k.cell is None else f',"c":{_json(k.cell)}}}'))
+        if str(level_of(k.quantity, k.module, k.cell)) in levels:
+            by_rack.setdefault(k.rack, []).append(i)
+    racks = []
+    for rack, members in by_rack.items():
+        rows = [keys.rows[i] for i in members]
+        skeys = [state_key(k) for k in rows]
+        racks.append(
+            RackPlan(
+                rack,
+                np.asarray(members, dtype=np.intp),
+                texts_of([_OPEN] + [_NEXT] * (len(members) - 1)),
+                texts_of([f',"q":{_json(k.quantity)},"v":' for k in rows]),
+                texts_of([f'{_json(s)}:{{"v":' for s in skeys]),
+                skeys,
+                frozenset(k.quantity for k in rows if k.module is None and k.cell is None),
+            )
+        )
+    return TelemetryPlan(tuple(racks), texts_of(units), texts_of(places), {}, {})
+
+
+def _by_quality(made: dict[int, Texts], quality: U8, make: Callable[[int], Texts]) -> Texts:
+    """Per point, the text of its quality code (`make(code)`: that text for every point, kept in `made`)."""
+    code = int(quality[0])
+    codes = [code] if (quality == code).all() else np.unique(quality).tolist()
+    for c in codes:
+        if c not in made:
+            made[c] = make(c)
+    if len(codes) == 1:
+        return made[code]
+    out = np.empty(len(quality), dtype=object)
+    for c in codes:
+        at = quality == c
+        out[at] = made[c][at]
     return out
 
 
-def _sample_docs(samples: Iterable[Sample], topics: Topics, state: MqttState, docs: dict[str, list[str]]) -> None:
-    """Telemetry documents and state entries sample by sample (any sample, any batch)."""
+def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: list[str]) -> list[Message]:
+    if b.n == 0:
+        return []
     levels = topics.levels
-    every = levels is ALL_LEVELS
-    pieces = _pieces
-    cached_repr = float_reprs_cache.get
-    encoded_of = state.encoded
-    rack = None
-    rack_docs: list[str] = []
-    encoded: dict[str, str] = {}
-    seen: set[str] = set()
-    for s in samples:
-        ts, quantity, v, unit, quality, s_rack, module, cell, dts = s
-        key = (quantity, unit, quality, module, cell)
-        p = pieces.get(key)
-        if p is None:
-            p = _piece(key, s)
-        if not every and p[3] not in levels:
-            continue
-        t = type(v)
-        if t is float:
-            vj = cached_repr(v)  # type: ignore[arg-type]  # type(v) is float
-            if vj is None:
-                vj = "null" if v != v or v == _INF or v == _NINF else float_repr(v)  # type: ignore[arg-type]
-        elif t is int:
-            vj = int.__repr__(v)
-        elif v is None:
-            vj = "null"
-        elif t is bool:
-            vj = "true" if v else "false"
-        else:
-            vj = _json(clean(v))
-        if type(ts) is int:
-            tsj = int.__repr__(ts)
-            doc = f'{{"ts":{tsj}{p[0]}{vj}{p[1]}' if dts is None else _json(sample_doc(s))
-        else:
-            tsj = _json(ts)
-            doc = _json(sample_doc(s))
-        if s_rack != rack:
-            rack = s_rack
-            got = docs.get(rack)
-            if got is None:
-                got = docs[rack] = []
-            rack_docs = got
-            encoded = encoded_of.setdefault(rack, {})
-            seen = state.quantities.setdefault(rack, set())
-        rack_docs.append(doc)
-        encoded[p[2]] = f"{p[4]}{vj}{p[5]}{tsj}}}"
-        if module is None and cell is None:
-            seen.add(quantity)
+    extra = ",".join(sorted(levels))
+    plan = state.plans.get(b.keys, extra)
+    if plan is None:
+        plan = state.plans.put(b.keys, extra, telemetry_plan(b.keys, levels))
+    if not plan.racks:
+        return []
+    values = b.values
+    finite = np.isfinite(values)
+    vt = np.full(b.n, "null", dtype=object)
+    vt[finite] = number_texts(values[finite])
+    for i, v in (b.objects or {}).items():
+        vt[i] = _json(clean(v))
+    tt = run_texts(b.ts)
+    qjson = [_json(str(q)) for q in QUALITIES]
+    tails = _by_quality(plan.tails, b.quality, lambda c: plan.units + qjson[c] + plan.places)
+    entry_tails = _by_quality(plan.entry_tails, b.quality, lambda c: plan.units + (qjson[c] + ',"ts":'))
+    if b.device_ts is not None and b.device_ts.any():
+        tails = tails.copy()
+        for i, d in zip(np.flatnonzero(b.device_ts).tolist(), b.device_ts[b.device_ts != 0].tolist(), strict=True):
+            tails[i] = f'{tails[i][:-1]},"dts":{d}}}'
+    out = []
+    for rp in plan.racks:
+        at = rp.index
+        k = len(at)
+        vals, times = vt[at], tt[at]
+        parts = np.empty(5 * k, dtype=object)
+        parts[0::5], parts[1::5], parts[2::5], parts[3::5], parts[4::5] = rp.opens, times, rp.heads, vals, tails[at]
+        head = dumps({"seq": seq, "site": topics.site, "rack": rp.rack, "source": b.source, "samples": []})
+        payload = b"".join((head[:-2], "".join(parts.tolist()).encode(), b"]}"))
+        out.append(Message(topics.rack(rp.rack, "telemetry"), payload, topics.qos, False))
+        parts[0::5], parts[1::5], parts[2::5] = rp.entry_heads, vals, entry_tails[at]
+        parts[3::5], parts[4::5] = times, _ENTRY_END
+        entries = "".join(parts.tolist())[:-1].split(SEPARATOR)
+        state.encoded.setdefault(rp.rack, {}).update(zip(rp.state_keys, entries, strict=True))
+        seen = state.quantities.setdefault(rp.rack, set())
+        if rp.quantities:
+            seen |= rp.quantities
+        if rp.rack not in touched:
+            touched.append(rp.rack)
+    return out
 
 
 def _gateway_record(rec: dict[str, object], topics: Topics, state: MqttState) -> Message:

@@ -1,0 +1,95 @@
+"""What both renderers do with the columns of a batch: numbers as text, and their plans per key table.
+
+A value's text is `repr(float)` (the shortest text that reads back as the same float; numpy's own
+formatting does not give the same text). BMS readings repeat a few values (a register times a scale),
+so a column is formatted once per distinct value when that saves work.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.model import F64, I64, Keys
+
+Texts = npt.NDArray[np.object_]  # an array of str
+_repr = float.__repr__
+
+
+def number_texts(values: F64) -> Texts:
+    """`repr(float(v))` of every value (finite ones: the caller leaves NaN and infinities out)."""
+    n = len(values)
+    out = np.empty(n, dtype=object)
+    if n < 16:
+        out[:] = list(map(_repr, values.tolist()))
+        return out
+    distinct, index = np.unique(values, return_inverse=True)
+    if len(distinct) * 2 > n:
+        out[:] = list(map(_repr, values.tolist()))
+        return out
+    texts = np.empty(len(distinct), dtype=object)
+    texts[:] = list(map(_repr, distinct.tolist()))
+    out[:] = texts[index]
+    if distinct[0] <= 0.0 <= distinct[-1]:  # 0.0 and -0.0 are one distinct value with two texts
+        zeros = np.flatnonzero(values == 0.0)
+        out[zeros] = list(map(_repr, values[zeros].tolist()))
+    return out
+
+
+def int_texts(values: I64) -> Texts:
+    """`str(int)` of every value."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(map(int.__repr__, values.tolist()))
+    return out
+
+
+def run_texts(ts: I64) -> Texts:
+    """`str(int)` of every time, formatted once per run of equal times (the points of one read)."""
+    n = len(ts)
+    if n == 0:
+        return np.empty(0, dtype=object)
+    starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
+    texts = np.empty(len(starts), dtype=object)
+    texts[:] = list(map(int.__repr__, ts[starts].tolist()))
+    return np.repeat(texts, np.diff(np.append(starts, n)))
+
+
+def texts_of(strings: list[str]) -> Texts:
+    out = np.empty(len(strings), dtype=object)
+    out[:] = strings
+    return out
+
+
+P = TypeVar("P")
+
+
+class PlanCache(Generic[P]):
+    """A renderer's plans by key table (and whatever else a plan depends on): bounded by the points of the
+    tables held, the least recently used forgotten first. One per sink, so nothing is shared by accident."""
+
+    def __init__(self, max_points: int = 400_000) -> None:
+        self.max_points = max_points
+        self._items: OrderedDict[tuple[int, str], tuple[Keys, P]] = OrderedDict()
+        self._points = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, keys: Keys, extra: str) -> P | None:
+        key = (keys.id, extra)
+        hit = self._items.get(key)
+        if hit is None:
+            return None
+        self._items.move_to_end(key)
+        return hit[1]
+
+    def put(self, keys: Keys, extra: str, plan: P) -> P:
+        n = len(keys)
+        while self._items and self._points + n > self.max_points:
+            self._points -= len(self._items.popitem(last=False)[1][0])
+        self._items[(keys.id, extra)] = (keys, plan)  # the table is held: its id is not reused
+        self._points += n
+        return plan
