@@ -37,7 +37,7 @@ def sample(
 
 
 def batch(*samples: Sample, device: str = RACK) -> Batch:
-    return Batch(device, list(samples), device=device, created=samples[0].ts if samples else 0)
+    return Batch.of_samples(device, list(samples), device=device, created=samples[0].ts if samples else 0)
 
 
 def events(batches: Iterable[Batch]) -> list[dict[str, Any]]:

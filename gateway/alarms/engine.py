@@ -2,71 +2,56 @@
 
 Pure apart from an injected clock: `process(batches)`, `tick(now)`, `command(...)` each return the
 ALARM batches to store (one per rack with transitions: its `event` records, then its full `active`
-set) and queue journal entries (`take_journal()`). Time for rules is the samples' own `ts`, so a
+set) and queue journal entries (`take_journal()`). Time for rules is the points' own `ts`, so a
 replay gives the same transitions; ticks (stale, delays with no new sample, shelve expiry) use the
 clock.
 
-Three ways through a batch's samples give the same events, journal and states: `_samples` (the
-reference, one sample at a time), `_samples_fast` (runs of one quantity) and, for a batch with a
-`Layout`, `_samples_layout` (work prepared per layout, values checked in bulk: see `layoutpath`).
+One path through a batch: per key table the rules that read it and the points each reads are
+compiled once (`columns`); per batch each rule tests its columns at once and reports only the points
+whose condition may change (`pointrules`, `rackrules`); those go through the debounce and the state
+machine here (`states`).
 """
 
 from __future__ import annotations
 
-import math
-import weakref
-from collections.abc import Callable, Iterable
-from itertools import groupby
-from operator import attrgetter
+from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 from gateway.alarms import config as c
 from gateway.alarms import gatewayrules as gw
 from gateway.alarms import rules as r
-from gateway.alarms.compiled import (
-    BitsHandler,
-    Handler,
-    Key,
-    Message,
-    RateHandler,
-    SpreadHandler,
-    StateHandler,
-    ThresholdHandler,
-    alarm_id,
-)
-from gateway.alarms.fastpath import Gatherer, Indexed, ThresholdGroup
+from gateway.alarms.columns import PlanCache
 from gateway.alarms.gatewayalarm import GATEWAY, Condition
-from gateway.alarms.instances import Instance, active_list, outbox_record, rack_batch, record, restored
-from gateway.alarms.layoutpath import LayoutPlan, evaluate, fits, one_quality, plan_layout, watched
-from gateway.alarms.rackrules import DisagreementHandler, LimitHandler
-from gateway.alarms.states import Alarm, CommandRejected, State, Transition
-from gateway.model import Batch, BatchKind, DeviceState, Layout, Quality, Sample
+from gateway.alarms.instances import Instance, Key, Message, active_list, alarm_id, outbox_record, rack_batch, record
+from gateway.alarms.instances import restored as restored_instance
+from gateway.alarms.pointrules import Bits, QualityFlag, Rate, Rule, State, Threshold
+from gateway.alarms.rackrules import Disagreement, Limit, Spread
+from gateway.alarms.states import Alarm, CommandRejected, Transition
+from gateway.alarms.states import State as AlarmState
+from gateway.model import QUALITY_CODE, U8, Batch, BatchKind, DeviceState, Keys, Quality
 
-HANDLERS: dict[str, type[Handler]] = {
-    "threshold": ThresholdHandler,
-    "rate": RateHandler,
-    "spread": SpreadHandler,
-    "state": StateHandler,
-    "bms_bits": BitsHandler,
-    "limit": LimitHandler,
-    "disagreement": DisagreementHandler,
+# Rules evaluated over a batch's points; the point rules first, then those over a rack's points together.
+RULES: dict[str, type[Rule]] = {
+    "quality": QualityFlag,
+    "threshold": Threshold,
+    "rate": Rate,
+    "state": State,
+    "bms_bits": Bits,
+    "spread": Spread,
+    "limit": Limit,
+    "disagreement": Disagreement,
 }
-GOOD = Quality.GOOD
-PLANS_KEPT = 512  # layout plans kept by content for layout objects made anew (a few KB each)
-_quantity = attrgetter("quantity")
-# (array?, threshold group, gatherer, GOOD-sample calls in index order, rate handlers) of one quantity
-RunPlan = tuple[
-    bool | None, ThresholdGroup | None, Gatherer | None, tuple[Callable[[Any], None], ...], tuple[RateHandler, ...]
-]
+COMM_LOSS = QUALITY_CODE[Quality.COMM_LOSS]
+NOT_FRESH = np.asarray([COMM_LOSS, QUALITY_CODE[Quality.STALE]], dtype=np.uint8)
+Plan = list[tuple[Rule, Any]]
 
 
-NOT_FRESH = frozenset({Quality.COMM_LOSS, Quality.STALE})
-
-
-def fresh(samples: list[Sample]) -> bool:
-    """Whether a batch carries data the rack delivered now: a sample neither comm_loss nor stale (the
-    marks a source gives the points of a rack it lost). Usually its last sample says so at once."""
-    return samples[-1].quality not in NOT_FRESH or any(s.quality not in NOT_FRESH for s in samples)
+def fresh(quality: U8) -> bool:
+    """Whether a batch carries data the rack delivered now: a point neither comm_loss nor stale (the
+    marks a source gives the points of a rack it lost). Usually its last point says so at once."""
+    return bool(len(quality)) and (quality[-1] not in NOT_FRESH or not np.isin(quality, NOT_FRESH).all())
 
 
 class AlarmEngine:
@@ -74,89 +59,41 @@ class AlarmEngine:
         self.specs: dict[str, c.RuleSpec] = {s.id: s for s in rules if s.enabled}
         self.rack_of_device = rack_of_device
         self.racks: set[str] = set(racks) | set(rack_of_device.values())
-        self.handlers: list[Handler] = []
-        self.index: dict[str, list[Indexed]] = {}
-        self.prefixed: list[Handler] = []
-        self.groups: dict[str, ThresholdGroup] = {}
-        self.gatherers: dict[str, Gatherer] = {}
-        self._thresholds: dict[str, list[ThresholdHandler]] = {}
+        kinds = list(RULES)
+        evaluated = sorted((s for s in self.specs.values() if s.kind in RULES), key=lambda s: kinds.index(s.kind))
+        self.rules: list[Rule] = [RULES[s.kind](s) for s in evaluated]
+        self.plans = PlanCache(self._compile)
         self.comm_loss = [s for s in self.specs.values() if isinstance(s, c.CommLossRule)]
         self.stale = [s for s in self.specs.values() if isinstance(s, c.StaleRule)]
         self.quality = [s for s in self.specs.values() if isinstance(s, c.QualityRule)]
-        for spec in self.specs.values():
-            cls = HANDLERS.get(spec.kind)
-            if cls is not None:
-                self._add(cls(spec, self))
-        for q, members in self._thresholds.items():
-            self.groups[q] = ThresholdGroup(q, members)
-            self.index.setdefault(q, []).append(self.groups[q])
-        self.finishers = [h for h in self.handlers if type(h).finish is not Handler.finish]
-        self._by_rule = {h.spec.id: h for h in self.handlers}
         self.gateway_rules: dict[Key, c.RuleBase] = {}  # the gateway's own alarms (see gatewayrules)
         self.instances: dict[Key, Instance] = {}
         self.by_id: dict[str, Instance] = {}
+        self.of_rule: dict[str, dict[Key, Instance]] = {}
         self.last_seen: dict[str, int] = {}
         self.removed: set[str] = set()  # racks a reload took out of the configuration
         self.started: int | None = None
-        self.quality_watch = 0  # instances of quality rules not idle: good samples must be checked
-        self.quality_elements: dict[tuple[str, str, int | None, int | None], int] = {}  # ... of these
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._journal: list[dict[str, Any]] = []
-        # The fast path (same events): per quantity, the handlers' calls for GOOD samples, built lazily.
-        self.fast = True
-        self._run_plans: dict[str, RunPlan] = {}
-        # Batches with a layout (see layoutpath): a plan per layout object, None for one it cannot take.
-        self.layouts = True
-        self._layout_plans: weakref.WeakKeyDictionary[Layout, LayoutPlan | None] = weakref.WeakKeyDictionary()
-        self._plans_by_digest: dict[str, LayoutPlan | None] = {}
-        self._quality_takes: dict[tuple[str, str, str], bool] = {}
 
-    def _add(self, h: Handler) -> None:
-        self.handlers.append(h)
-        if isinstance(h, ThresholdHandler):
-            self._thresholds.setdefault(h.spec.quantity, []).append(h)
-            return
-        if isinstance(h, SpreadHandler):
-            g = self._gatherer(h.spec.quantity)
-            h.values, h.samples, h.bounds = g.values, g.samples, g.bounds
-        if isinstance(h, DisagreementHandler) and h.sum_of is not None:
-            h.gathered = self._gatherer(h.sum_of).values
-        if h.prefix is not None:
-            self.prefixed.append(h)
-        for q in h.quantities:
-            self.index.setdefault(q, []).append(h)
+    def _compile(self, keys: Keys) -> Plan:
+        """The rules that read points of this key table, each with what it reads."""
+        plan = [(rule, rule.compile(keys)) for rule in self.rules]
+        return [(rule, part) for rule, part in plan if part is not None]
 
-    def _gatherer(self, quantity: str) -> Gatherer:
-        g = self.gatherers.get(quantity)
-        if g is None:
-            g = self.gatherers[quantity] = Gatherer(quantity)
-            self.index.setdefault(quantity, []).append(g)
-        return g
+    @property
+    def quality_watch(self) -> int:
+        """Instances of quality rules (their elements are re-checked on every batch)."""
+        return sum(len(self.of_rule.get(s.id, ())) for s in self.quality)
 
-    def _track(self, key: Key, delta: int) -> None:
-        if key in self.gateway_rules:
-            return
-        spec = self.specs.get(key[0])
-        if isinstance(spec, c.ThresholdRule):
-            self.groups[spec.quantity].track((key[1], key[2], key[3]), delta)
-        elif isinstance(spec, c.RateRule):
-            rate = self._by_rule[spec.id]
-            assert isinstance(rate, RateHandler)
-            rate.track((key[1], key[2], key[3]), delta)
-        elif isinstance(spec, c.QualityRule):
-            self.quality_watch += delta
-            element = (key[4], key[1], key[2], key[3])  # (quantity, rack, module, cell)
-            n = self.quality_elements.get(element, 0) + delta
-            if n > 0:
-                self.quality_elements[element] = n
-            else:
-                self.quality_elements.pop(element, None)
-
-    # -- the Observer protocol (used by handlers) -------------------------------------------------
+    # -- the Observer protocol (used by rules) ----------------------------------------------------
 
     def raw_of(self, key: Key) -> bool | None:
         inst = self.instances.get(key)
         return None if inst is None else inst.raw
+
+    def instances_of(self, rule: str) -> dict[Key, Instance]:
+        return self.of_rule.get(rule) or {}
 
     def observe(self, key: Key, raw: bool, ts: int, value: float | str | None, message: Message) -> None:
         inst = self.instances.get(key)
@@ -188,21 +125,27 @@ class AlarmEngine:
         spec = self.gateway_rules.get(key) or self.specs[key[0]]
         severity = spec.severity
         if isinstance(spec, c.BitsRule):
-            severity = spec.severities.get(key[4], spec.severity)
+            severity = spec.severities.get(key.name, spec.severity)
         aid = alarm_id(key)
-        alarm = Alarm(aid, key[1], spec.id, severity, latch=spec.latch)
+        alarm = Alarm(aid, key.rack, spec.id, severity, latch=spec.latch)
         inst = Instance(key, alarm, r.Debounce(int(spec.on_delay * r.NS), int(spec.off_delay * r.NS)))
-        self.instances[key] = inst
-        self.by_id[aid] = inst
-        self._track(key, 1)
+        self._add(inst)
         return inst
+
+    def _add(self, inst: Instance) -> None:
+        self.instances[inst.key] = inst
+        self.by_id[inst.alarm.alarm_id] = inst
+        self.of_rule.setdefault(inst.key.rule, {})[inst.key] = inst
 
     def _maybe_idle(self, inst: Instance) -> None:
         if inst.raw or inst.alarm.in_view or inst.debounce.output or inst.debounce.pending_since is not None:
             return
         del self.instances[inst.key]
         del self.by_id[inst.alarm.alarm_id]
-        self._track(inst.key, -1)
+        mine = self.of_rule[inst.key.rule]
+        del mine[inst.key]
+        if not mine:
+            del self.of_rule[inst.key.rule]
 
     def _apply(self, inst: Instance, t: Transition | None, ts: int) -> None:
         if t is None:
@@ -234,197 +177,29 @@ class AlarmEngine:
                 continue
             if b.status is not None:
                 self._status(b)
-            if b.samples:
-                if self.fast and b.layout is not None and self.layouts:
-                    self._samples_layout(b, b.layout)
-                elif self.fast:
-                    self._samples_fast(b)
-                else:
-                    self._samples(b)
-                # Arrays (spreads, sums) are per poll: evaluate and forget them after each batch.
-                for h in self.finishers:
-                    h.finish()
-                for g in self.gatherers.values():
-                    g.clear()
+            if b.n:
+                for rule, part in self.plans(b.keys):
+                    rule.evaluate(b, part, self)
+                self._after_points(b)
         return self._flush()
 
-    def _samples(self, b: Batch) -> None:
-        index, prefixed, qrules = self.index, self.prefixed, self.quality
-        comm_lost = False
-        for s in b.samples:
-            if s.quality != GOOD:
-                comm_lost = comm_lost or s.quality == Quality.COMM_LOSS
-                if qrules:
-                    self._quality(s, True)
-            elif self.quality_watch:
-                self._quality(s, False)
-            hs = index.get(s.quantity)
-            if hs is None:
-                hs = index[s.quantity] = [h for h in prefixed if s.quantity.startswith(h.prefix or "\0")]
-            for h in hs:
-                h.sample(s)
-        self._after_samples(b, comm_lost)
-
-    def _handlers_of(self, quantity: str) -> list[Indexed]:
-        hs = self.index.get(quantity)
-        if hs is None:
-            hs = self.index[quantity] = [h for h in self.prefixed if quantity.startswith(h.prefix or "\0")]
-        return hs
-
-    def _samples_fast(self, b: Batch) -> None:
-        """`_samples`, same calls in the same order, cheaper: samples taken in runs of one quantity.
-
-        A quantity read only by its threshold group, its gatherer and rate rules (cell voltages and
-        temperatures) is checked inline: a value inside every limit of an element nothing tracks
-        costs two comparisons and an append (and the rate rules' calls). Any other quantity: one
-        call per handler, GOOD-sample variants where they exist.
-        """
-        comm_lost = False
-        for q, run in groupby(b.samples, key=_quantity):
-            comm_lost = self._run_exact(q, run) or comm_lost
-        self._after_samples(b, comm_lost)
-
-    def _run_exact(self, q: str, run: Iterable[Sample]) -> bool:
-        """A run of one quantity, sample by sample (see `_samples_fast`); True on comm loss."""
-        plan = self._run_plans.get(q)
-        if plan is None:
-            plan = self._run_plans[q] = self._run_plan(q)
-        if plan[0] is None:
-            return self._run_generic(run, plan[3])
-        return self._run_array(run, plan)
-
-    def _samples_layout(self, b: Batch, layout: Layout) -> None:
-        """`_samples_fast` with the work per sample prepared once per layout (see layoutpath)."""
-        try:
-            plan = self._layout_plans[layout]
-        except KeyError:
-            plan = self._layout_plans[layout] = self._plan_of(layout)
-        samples = b.samples
-        if plan is None or not fits(plan, samples):
-            self._samples_fast(b)
-            return
-        comm_lost = False
-        for run in plan.runs:
-            part = samples[run.start : run.stop]
-            if not (self.quality_watch and watched(run, self.quality_elements)):
-                if run.bulk and evaluate(run, part):
-                    continue
-                q = one_quality(part) if run.inert else None
-                if q is not None and not self._takes_quality(q, run.quantity, run.rack):
-                    comm_lost = comm_lost or q == Quality.COMM_LOSS  # what `_bad` would find, sample by sample
-                    continue
-            comm_lost = self._run_exact(run.quantity, part) or comm_lost
-        self._after_samples(b, comm_lost)
-
-    def _takes_quality(self, quality: str, quantity: str, rack: str) -> bool:
-        """Whether a quality rule raises on samples of this quality, quantity and rack."""
-        key = (quality, quantity, rack)
-        got = self._quality_takes.get(key)
-        if got is None:
-            got = self._quality_takes[key] = any(
-                quality in spec.qualities
-                and (spec.quantity is None or spec.quantity == quantity)
-                and (spec.racks is None or rack in spec.racks)
-                for spec in self.quality
-            )
-        return got
-
-    def _plan_of(self, layout: Layout) -> LayoutPlan | None:
-        """A new layout object's plan: the one of an equal layout seen before (a source that made its
-        layouts anew), else a new one."""
-        known = self._plans_by_digest
-        if layout.digest in known:
-            return known[layout.digest]
-        if len(known) >= PLANS_KEPT:
-            known.clear()
-        plan = known[layout.digest] = plan_layout(layout, self._handlers_of)
-        return plan
-
-    def _run_plan(self, q: str) -> RunPlan:
-        hs = self._handlers_of(q)
-        calls = tuple(getattr(h, "good", h.sample) for h in hs)
-        groups = [h for h in hs if isinstance(h, ThresholdGroup)]
-        gatherers = [h for h in hs if isinstance(h, Gatherer)]
-        rates = tuple(h for h in hs if type(h) is RateHandler)
-        # The group comes last in `hs` (indexed after every handler): rates before it, as `calls` has them.
-        in_order = not groups or hs[-1] is groups[0]
-        if hs and len(groups) + len(gatherers) + len(rates) == len(hs) and len(groups) <= 1 and len(gatherers) <= 1:
-            if in_order:
-                return (True, groups[0] if groups else None, gatherers[0] if gatherers else None, calls, rates)
-        return (None, None, None, calls, ())
-
-    def _bad(self, s: Sample) -> bool:
-        """A sample that is not GOOD, exactly as `_samples` takes it; True on comm loss."""
-        if self.quality:
-            self._quality(s, True)
-        for h in self._handlers_of(s.quantity):
-            h.sample(s)
-        return s.quality == Quality.COMM_LOSS
-
-    def _run_generic(self, run: Iterable[Sample], calls: tuple[Callable[[Any], None], ...]) -> bool:
-        comm_lost = False
-        for s in run:
-            if s.quality != GOOD:
-                comm_lost = self._bad(s) or comm_lost
-                continue
-            if self.quality_watch and (s.quantity, s.rack, s.module, s.cell) in self.quality_elements:
-                self._quality(s, False)  # (for any other good sample it does nothing)
-            for f in calls:
-                f(s)
-        return comm_lost
-
-    def _run_array(self, run: Iterable[Sample], plan: RunPlan) -> bool:
-        _, group, gatherer, calls, rates = plan
-        comm_lost = False
-        lo, hi = (group.low_max, group.high_min) if group is not None else (-math.inf, math.inf)
-        tracked = group.tracked if group is not None else {}
-        cur_rack: str | None = None
-        vals: list[float] = []
-        smps: list[Sample] = []
-        for s in run:
-            if s.quality != GOOD:
-                comm_lost = self._bad(s) or comm_lost
-                continue
-            if self.quality_watch and (s.quantity, s.rack, s.module, s.cell) in self.quality_elements:
-                self._quality(s, False)  # (for any other good sample it does nothing)
-            v = s.value
-            if type(v) is not float:
-                for f in calls:
-                    f(s)
-                cur_rack = None  # the gatherer's lists may be new
-                continue
-            if rates:
-                for rate in rates:
-                    rate.good(s)
-            if group is not None and not (lo <= v <= hi and (not tracked or (s.rack, s.module, s.cell) not in tracked)):
-                for m in group.members:
-                    m.check(s, v)
-            if gatherer is not None:
-                if s.rack != cur_rack:
-                    gatherer.good(s)
-                    cur_rack, vals, smps = s.rack, gatherer._vals, gatherer._smps
-                else:
-                    vals.append(v)
-                    smps.append(s)
-        return comm_lost
-
-    def _after_samples(self, b: Batch, comm_lost: bool) -> None:
-        last = b.samples[-1]
-        rack = last.rack or self.rack_of_device.get(b.device or b.source, b.device)
+    def _after_points(self, b: Batch) -> None:
+        rack = b.keys.rows[-1].rack or self.rack_of_device.get(b.device or b.source, b.device)
         if rack in self.removed:
             return  # a batch still queued from a source a reload removed
         self.racks.add(rack)
-        self._comm(rack, comm_lost, last.ts)
-        if not fresh(b.samples):
+        ts = int(b.ts[-1])
+        self._comm(rack, bool((b.quality == COMM_LOSS).any()), ts)
+        if not fresh(b.quality):
             return  # the source's comm_loss (or stale) marks: no data from the rack, so not seen
-        self.last_seen[rack] = max(self.last_seen.get(rack, 0), last.ts)
+        self.last_seen[rack] = max(self.last_seen.get(rack, 0), ts)
         for st in self.stale:
-            self._check(st, rack, False, last.ts, None, "samples arriving again")
+            self._check(st, rack, False, ts, None, "samples arriving again")
 
     def _status(self, b: Batch) -> None:
         st = b.status
         assert st is not None
-        rack = self.rack_of_device.get(st.device) or (b.samples[0].rack if b.samples else st.device)
+        rack = self.rack_of_device.get(st.device) or (b.keys.rows[0].rack if b.n else st.device)
         if rack in self.removed:
             return
         self.racks.add(rack)
@@ -439,25 +214,10 @@ class AlarmEngine:
             text = f"no communication with rack {rack}" + (f": {reason}" if reason else "")
             self._check(spec, rack, lost, ts, None, text if lost else f"communication with rack {rack} restored")
 
-    def _quality(self, s: Any, bad: bool) -> None:
-        for spec in self.quality:
-            if spec.quantity is not None and spec.quantity != s.quantity:
-                continue
-            if spec.racks is not None and s.rack not in spec.racks:
-                continue
-            raw = bad and s.quality in spec.qualities
-            key: Key = (spec.id, s.rack, s.module, s.cell, s.quantity)
-            if not raw and key not in self.instances:
-                continue
-            at = r.where(s.module, s.cell)
-            msg = r.render(spec.message or "{quantity}{where} quality {value}", quantity=s.quantity,
-                           where=f" {at}" if at else "", value=s.quality, rack=s.rack, rule=spec.id)  # fmt: skip
-            self.observe(key, raw, s.ts, str(s.quality), msg)
-
     def _check(self, spec: c.RuleBase, rack: str, raw: bool, ts: int, value: float | None, text: str) -> None:
         if spec.racks is not None and rack not in spec.racks:
             return
-        key: Key = (spec.id, rack, None, None, "")
+        key = Key(spec.id, rack)
         if not raw and key not in self.instances:
             return
         msg = (
@@ -564,20 +324,18 @@ class AlarmEngine:
         for rec in latest:
             own = gw.restored_rule(rec) if rec["rack"] == GATEWAY else None  # the gateway's: a built-in rule
             spec = own or self.specs.get(rec["rule"])
-            inst = restored(rec, spec)
+            inst = restored_instance(rec, spec)
             if inst is None:
                 continue
             if own is not None:
                 self.gateway_rules[inst.key] = own
             if spec is None:
-                gone = {**rec, "ts": now, "previous": rec["state"], "state": str(State.NORMAL), "user": None,
+                gone = {**rec, "ts": now, "previous": rec["state"], "state": str(AlarmState.NORMAL), "user": None,
                         "reason": "rule removed from the configuration"}  # fmt: skip
                 self._journal.append(gone)
                 self._events.setdefault(inst.alarm.rack, []).append(outbox_record(gone))
                 continue
-            self.instances[inst.key] = inst
-            self.by_id[inst.alarm.alarm_id] = inst
+            self._add(inst)
             if own is None:
                 self.racks.add(inst.alarm.rack)
-            self._track(inst.key, 1)
         return self._flush()

@@ -81,7 +81,7 @@ def event_batch(cond: Condition) -> Batch:
         "user": None,
         "reason": None,
     }
-    return Batch(GATEWAY, [], kind=BatchKind.ALARM, device=GATEWAY, created=cond.ts, records=[rec])
+    return Batch(GATEWAY, kind=BatchKind.ALARM, device=GATEWAY, created=cond.ts, records=[rec])
 
 
 class GatewayAlarms:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
-from gateway.alarms.compiled import Key
 from gateway.alarms.config import SEVERITIES, RuleBase, Severity
 from gateway.alarms.gatewayalarm import GATEWAY, Condition
+from gateway.alarms.instances import Key
 
 
 class GatewayRule(RuleBase):
@@ -23,7 +23,7 @@ class GatewayRule(RuleBase):
 
 def key_of(name: str) -> Key:
     rule, _, element = name.partition(":")
-    return (rule, GATEWAY, None, None, element)
+    return Key(rule, GATEWAY, None, None, element)
 
 
 def name_of(key: Key) -> str:

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
-from gateway.alarms.compiled import Key
 from gateway.alarms.states import Alarm, State
 from gateway.model import Batch, BatchKind
+
+
+class Key(NamedTuple):
+    """What an alarm instance is: a rule applied to a rack, and an element or a name when the rule has them."""
+
+    rule: str
+    rack: str
+    module: int | None = None
+    cell: int | None = None
+    name: str = ""  # a bit's name (bms_bits), a quantity (quality), a gateway component's element
+
+
+Message = Callable[[], str] | str  # built only when needed (a callable) or already built
+
+
+def alarm_id(key: Key) -> str:
+    suffix = r.where(key.module, key.cell)
+    parts = [key.rack, key.rule] + ([key.name] if key.name else []) + ([suffix] if suffix else [])
+    return ":".join(parts)
 
 
 @dataclass(slots=True)
@@ -49,7 +67,7 @@ def active_list(instances: Iterable[Instance], rack: str) -> list[dict[str, Any]
 def rack_batch(rack: str, ts: int, events: list[dict[str, Any]], active: list[dict[str, Any]]) -> Batch:
     """The ALARM batch of one rack: its events, then its full active set."""
     records = [*events, {"type": "active", "ts": ts, "rack": rack, "active": active}]
-    return Batch("alarms", [], BatchKind.ALARM, device=rack, created=ts, records=records)
+    return Batch("alarms", kind=BatchKind.ALARM, device=rack, created=ts, records=records)
 
 
 def restored(rec: dict[str, Any], spec: c.RuleBase | None) -> Instance | None:
@@ -58,7 +76,7 @@ def restored(rec: dict[str, Any], spec: c.RuleBase | None) -> Instance | None:
     detail = rec.get("detail") or {}
     if state == State.NORMAL or "key" not in detail:
         return None
-    key: Key = tuple(detail["key"])
+    key = Key(*detail["key"])
     cond = bool(detail.get("condition"))
     alarm = Alarm(rec["alarm_id"], rec["rack"], rec["rule"], rec["severity"], bool(detail.get("latch")), state, cond,
                   int(detail.get("since") or 0), detail.get("shelved_until"), rec.get("message") or "",
@@ -68,3 +86,16 @@ def restored(rec: dict[str, Any], spec: c.RuleBase | None) -> Instance | None:
         debounce = r.Debounce(int(spec.on_delay * r.NS), int(spec.off_delay * r.NS), cond)
         alarm.latch = spec.latch
     return Instance(key, alarm, debounce, raw=cond)
+
+
+class Observer(Protocol):
+    """What a rule reports to: the engine (debounce and state machine behind it)."""
+
+    def raw_of(self, key: Key) -> bool | None:
+        """The last raw condition of an instance, None when it is idle (normal, nothing pending)."""
+
+    def observe(self, key: Key, raw: bool, ts: int, value: float | str | None, message: Message) -> None:
+        """Report the raw condition of an instance at `ts`; `message` is a string or makes one."""
+
+    def instances_of(self, rule: str) -> dict[Key, Instance]:
+        """The rule's instances that exist (elements whose condition must be re-checked)."""

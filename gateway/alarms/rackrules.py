@@ -1,156 +1,229 @@
-"""Rack-level rules that combine readings: a value against a BMS limit, and two readings that must agree.
+"""Rules over a rack's readings together: spread of an array, a value against a BMS limit, two readings
+that must agree (a quantity, the sum of the cells, the coulomb count).
 
-They gather the latest values of a batch per rack and evaluate at the end of the batch, so the order
-of samples within a poll does not matter. Limits and references persist between batches (a BMS
-may report its limits less often than the current).
+They evaluate at the end of each batch from its columns, so the order of points within a poll does
+not matter. Limits and references persist between batches (a BMS may report its limits less often
+than the current).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
-from gateway.alarms.compiled import Handler, Key
-from gateway.model import Quality, Sample
+from gateway.alarms.columns import IDX, Points, numbers, of, select
+from gateway.alarms.instances import Key, Observer
+from gateway.alarms.pointrules import Rule
+from gateway.model import Batch, Keys
 
 
-@dataclass
-class RackValues:
-    latest: dict[str, tuple[float, int]] = field(default_factory=dict)  # quantity -> (value, ts)
+class Groups(NamedTuple):
+    """A spread rule's points grouped by rack (or rack and module): `order` sorts them by group."""
+
+    pts: Points
+    order: IDX
+    starts: IDX
+    labels: list[tuple[str, int | None]]
 
 
-def record_latest(h: LimitHandler | DisagreementHandler, s: Sample) -> bool:
-    """Keep a good numeric sample as its rack's latest value of its quantity; False if skipped."""
-    if s.quality != Quality.GOOD or not h.wants(s.rack):
-        return False
-    v = r.as_number(s.value)
-    if v is None:
-        return False
-    rv = h.racks_seen.get(s.rack)
-    if rv is None:
-        rv = h.racks_seen[s.rack] = RackValues()
-    rv.latest[s.quantity] = (v, s.ts)
-    return True
+class Spread(Rule):
+    spec: c.SpreadRule
 
+    def compile(self, keys: Keys) -> Groups | None:
+        pts = select(keys, of(self.spec.quantity), self.racks)
+        if pts is None:
+            return None
+        by_module = self.spec.scope == "module"
+        labels = list(dict.fromkeys((e.rack, e.module if by_module else None) for e in pts.elements))
+        number = {g: n for n, g in enumerate(labels)}
+        gid = np.fromiter((number[(e.rack, e.module if by_module else None)] for e in pts.elements), dtype=np.intp)
+        order = np.argsort(gid, kind="stable")
+        starts = np.searchsorted(gid[order], np.arange(len(labels)))
+        return Groups(pts, order, starts, labels)
 
-class LimitHandler(Handler):
-    spec: c.LimitRule
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.quantities = (self.spec.quantity, self.spec.limit)
-        self.racks_seen: dict[str, RackValues] = {}
-        self.unit = ""
-
-    def sample(self, s: Sample) -> None:
-        if record_latest(self, s) and s.quantity == self.spec.quantity:
-            self.unit = s.unit
-            self.touched.add(s.rack)
-
-    def finish(self) -> None:
+    def evaluate(self, b: Batch, part: Groups, obs: Observer) -> None:
+        pts, order, starts, labels = part
         sp = self.spec
-        for rack in self.touched:
-            latest = self.racks_seen[rack].latest
-            if sp.quantity not in latest or sp.limit not in latest:
-                continue
-            (v, ts), (lim, _) = latest[sp.quantity], latest[sp.limit]
-            limit = lim * sp.limit_scale + (sp.margin if sp.direction == "above" else -sp.margin)
-            key: Key = (sp.id, rack, None, None, "")
-            was = self.obs.raw_of(key)
-            raw = r.beyond(v, limit, above=sp.direction == "above", deadband=sp.deadband, was=bool(was))
+        v = numbers(b, pts.idx)[order]
+        good = ~np.isnan(v)
+        counts = np.add.reduceat(good, starts)
+        if not (counts >= sp.min_count).any():
+            return
+        widths = np.fmax.reduceat(v, starts) - np.fmin.reduceat(v, starts)
+        for g in np.flatnonzero(counts >= sp.min_count).tolist():
+            rack, module = labels[g]
+            key = Key(self.id, rack, module)
+            was = obs.raw_of(key)
+            width = float(widths[g])
+            raw = r.beyond(width, sp.high, above=True, deadband=sp.deadband, was=bool(was))
             if was is None and not raw:
                 continue
-            word = ("above" if sp.direction == "above" else "below") if raw else "back within"
-            self.obs.observe(
-                key, raw, ts, v,
-                self.text(
-                    "{quantity} {value} {unit} " + word + " the BMS {other} {limit} {unit}",
-                    quantity=sp.quantity, value=r.fmt(v), unit=self.unit, other=sp.limit,
-                    limit=r.fmt(lim * sp.limit_scale), rack=rack,
-                ),
+            span = range(int(starts[g]), int(starts[g + 1]) if g + 1 < len(starts) else len(order))
+            at = [int(order[k]) for k in span if good[k]]  # positions of the group's good points, in order
+            vals = [float(v[k]) for k in span if good[k]]
+            width, hi, lo = r.spread(vals)
+            h, lw = pts.elements[at[hi]], pts.elements[at[lo]]
+            where = f" m{module}" if module is not None else ""
+            msg = self.text(
+                "{quantity} spread{where} {value} {unit} (max {other}) " + ("above" if raw else "back within")
+                + " {limit} {unit}",
+                quantity=sp.quantity, where=where, value=r.fmt(width), unit=pts.units[at[hi]], limit=r.fmt(sp.high),
+                other=f"{r.fmt(vals[hi])} at {r.where(h.module, h.cell)}, min {r.fmt(vals[lo])} at "
+                f"{r.where(lw.module, lw.cell)}",
+                rack=rack,
             )  # fmt: skip
-        self.touched.clear()
+            obs.observe(key, raw, int(b.ts[pts.idx[at[-1]]]), width, msg)
 
 
-class DisagreementHandler(Handler):
+@dataclass(slots=True)
+class Latest:
+    """A rack's latest good value (and its time) of each quantity a rule reads, kept between batches."""
+
+    values: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+class RackRule(Rule):
+    """A rule over the latest values of a few rack quantities (`inputs`); `touch`: those that trigger it."""
+
+    inputs: tuple[str, ...] = ()
+    touch: tuple[str, ...] = ()
+
+    def __init__(self, spec: c.RuleBase) -> None:
+        super().__init__(spec)
+        self.latest: dict[str, Latest] = {}
+        self.unit = ""
+
+    def compile(self, keys: Keys) -> Points | None:
+        wanted = set(self.inputs)
+        return select(keys, lambda q: "" if q in wanted else None, self.racks)
+
+    def evaluate(self, b: Batch, part: Points, obs: Observer) -> None:
+        for rack in self.record(b, part):
+            self.judge(rack, b, obs)
+
+    def judge(self, rack: str, b: Batch, obs: Observer) -> None:
+        """Evaluate a rack the batch touched."""
+
+    def record(self, b: Batch, pts: Points) -> list[str]:
+        """Keep the batch's good values as each rack's latest; return the racks touched, in order."""
+        v = numbers(b, pts.idx)
+        touched: dict[str, None] = {}
+        ts = b.ts[pts.idx]
+        for j in np.flatnonzero(~np.isnan(v)).tolist():
+            rack, q = pts.elements[j].rack, pts.quantities[j]
+            self.latest.setdefault(rack, Latest()).values[q] = (float(v[j]), int(ts[j]))
+            if q in self.touch:
+                touched[rack] = None
+                if q == self.spec.quantity:
+                    self.unit = pts.units[j]
+        return list(touched)
+
+
+class Limit(RackRule):
+    spec: c.LimitRule
+
+    def __init__(self, spec: c.LimitRule) -> None:
+        super().__init__(spec)
+        self.inputs = (spec.quantity, spec.limit)
+        self.touch = (spec.quantity,)
+
+    def judge(self, rack: str, b: Batch, obs: Observer) -> None:
+        sp = self.spec
+        above = sp.direction == "above"
+        latest = self.latest[rack].values
+        if sp.quantity not in latest or sp.limit not in latest:
+            return
+        (v, ts), (lim, _) = latest[sp.quantity], latest[sp.limit]
+        limit = lim * sp.limit_scale + (sp.margin if above else -sp.margin)
+        key = Key(self.id, rack)
+        was = obs.raw_of(key)
+        raw = r.beyond(v, limit, above=above, deadband=sp.deadband, was=bool(was))
+        if was is None and not raw:
+            return
+        word = ("above" if above else "below") if raw else "back within"
+        msg = self.text("{quantity} {value} {unit} " + word + " the BMS {other} {limit} {unit}",
+                        quantity=sp.quantity, value=r.fmt(v), unit=self.unit, other=sp.limit,
+                        limit=r.fmt(lim * sp.limit_scale), rack=rack)  # fmt: skip
+        obs.observe(key, raw, ts, v, msg)
+
+
+class Disagreement(RackRule):
     """`quantity` against `versus`: another quantity, a sum over cells or modules, or the coulomb count."""
 
     spec: c.DisagreementRule
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        sp = self.spec
-        self.sum_of = sp.versus[4:] if sp.versus.startswith("sum:") else None
-        self.coulomb = sp.versus == "coulomb_soc"
-        wanted = [sp.quantity]
+    def __init__(self, spec: c.DisagreementRule) -> None:
+        super().__init__(spec)
+        self.sum_of = spec.versus[4:] if spec.versus.startswith("sum:") else None
+        self.coulomb = spec.versus == "coulomb_soc"
         if self.sum_of is not None:
-            pass  # the engine hands the batch's values over in `gathered` (one Gatherer per quantity)
-        elif self.coulomb:
-            wanted += ["rack_current", "capacity_full"]
+            self.inputs = self.touch = (spec.quantity,)
         else:
-            wanted.append(sp.versus)
-        self.quantities = tuple(dict.fromkeys(wanted))
-        self.racks_seen: dict[str, RackValues] = {}
-        self.gathered: dict[str, list[float]] = {}
+            extra = ("rack_current", "capacity_full") if self.coulomb else (spec.versus,)
+            self.inputs = self.touch = tuple(dict.fromkeys((spec.quantity, *extra)))
         self.counters: dict[str, r.CoulombCounter] = {}
-        self.unit = ""
+        self._sums: dict[str, IDX] = {}  # the batch's points summed, by rack
 
-    def sample(self, s: Sample) -> None:
-        if not record_latest(self, s):
-            return
-        if s.quantity == self.spec.quantity:
-            self.unit = s.unit
-        self.touched.add(s.rack)
-
-    def _reference(self, rack: str, rv: RackValues) -> float | None:
-        sp = self.spec
+    def compile(self, keys: Keys) -> tuple[Points, dict[str, IDX]] | None:  # type: ignore[override]
+        pts = super().compile(keys)
+        if pts is None:
+            return None  # no point of the quantity under test: nothing to evaluate
+        sums: dict[str, list[int]] = {}
         if self.sum_of is not None:
-            values = self.gathered.get(rack, [])
+            for i, k in enumerate(keys.rows):
+                if k.quantity == self.sum_of and (self.racks is None or k.rack in self.racks):
+                    sums.setdefault(k.rack, []).append(i)
+        return pts, {rack: np.asarray(ix, dtype=np.intp) for rack, ix in sums.items()}
+
+    def evaluate(self, b: Batch, part: tuple[Points, dict[str, IDX]], obs: Observer) -> None:  # type: ignore[override]
+        pts, self._sums = part
+        super().evaluate(b, pts, obs)
+
+    def _reference(self, rack: str, b: Batch) -> float | None:
+        sp = self.spec
+        latest = self.latest[rack].values
+        if self.sum_of is not None:
+            idx = self._sums.get(rack)
+            v = numbers(b, idx) if idx is not None else np.zeros(0)
+            values = v[~np.isnan(v)].tolist()
             return sum(values) if len(values) >= sp.min_count else None
         if self.coulomb:
-            return self._counted(rack, rv)
-        got = rv.latest.get(sp.versus)
+            return self._counted(rack, latest)
+        got = latest.get(sp.versus)
         return None if got is None else got[0]
 
-    def _counted(self, rack: str, rv: RackValues) -> float | None:
+    def _counted(self, rack: str, latest: dict[str, tuple[float, int]]) -> float | None:
         sp = self.spec
-        current, soc = rv.latest.get("rack_current"), rv.latest.get(sp.quantity)
-        cap = sp.capacity_ah or (rv.latest.get("capacity_full") or (None, 0))[0]
+        current, soc = latest.get("rack_current"), latest.get(sp.quantity)
+        cap = sp.capacity_ah or (latest.get("capacity_full") or (None, 0))[0]
         if current is None or not cap:
             return None
-        counter = self.counters.get(rack)
-        if counter is None:
-            counter = self.counters[rack] = r.CoulombCounter()
+        counter = self.counters.setdefault(rack, r.CoulombCounter())
         counted = counter.update(current[1], current[0], cap)
         if counted is None and soc is not None:
             counter.anchor(soc[0], current[1])
         return counted
 
-    def finish(self) -> None:
+    def judge(self, rack: str, b: Batch, obs: Observer) -> None:
         sp = self.spec
-        for rack in self.touched:
-            rv = self.racks_seen[rack]
-            ref = self._reference(rack, rv)
-            got = rv.latest.get(sp.quantity)
-            if ref is None or got is None:
-                continue
-            v, ts = got
-            diff = v - ref
-            allowed = r.allowed_difference(ref, sp.tolerance, sp.tolerance_pct)
-            key: Key = (sp.id, rack, None, None, "")
-            was = self.obs.raw_of(key)
-            raw = r.beyond(abs(diff), allowed, above=True, deadband=sp.deadband, was=bool(was))
-            if was is None and not raw:
-                continue
-            self.obs.observe(
-                key, raw, ts, diff,
-                self.text(
-                    "{quantity} {value} {unit} "
-                    + ("disagrees with" if raw else "agrees again with")
-                    + " {other} (allowed {limit})",
-                    quantity=sp.quantity, value=r.fmt(v), unit=self.unit,
-                    other=f"{sp.versus} {r.fmt(ref)}", limit=r.fmt(allowed), rack=rack,
-                ),
-            )  # fmt: skip
-        self.touched.clear()
+        ref = self._reference(rack, b)
+        got = self.latest[rack].values.get(sp.quantity)
+        if ref is None or got is None:
+            return
+        v, ts = got
+        diff = v - ref
+        allowed = r.allowed_difference(ref, sp.tolerance, sp.tolerance_pct)
+        key = Key(self.id, rack)
+        was = obs.raw_of(key)
+        raw = r.beyond(abs(diff), allowed, above=True, deadband=sp.deadband, was=bool(was))
+        if was is None and not raw:
+            return
+        word = "disagrees with" if raw else "agrees again with"
+        msg = self.text("{quantity} {value} {unit} " + word + " {other} (allowed {limit})", quantity=sp.quantity,
+                        value=r.fmt(v), unit=self.unit, other=f"{sp.versus} {r.fmt(ref)}", limit=r.fmt(allowed),
+                        rack=rack)  # fmt: skip
+        obs.observe(key, raw, ts, diff, msg)

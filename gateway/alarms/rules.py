@@ -1,4 +1,4 @@
-"""Pure building blocks of alarm rules: hysteresis, debounce, rate, spread, disagreement, coulomb count.
+"""Pure building blocks of alarm rules: hysteresis, debounce, rates, spread, disagreement, coulomb count.
 
 No I/O, no clock: every function takes the time (ns) it is asked about, so replayed data gives the
 same alarms as the live run did, and a table of inputs gives a table of outputs in a unit test.
@@ -7,17 +7,29 @@ same alarms as the live run did, and a table of inputs gives a table of outputs 
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
 
 NS = 1_000_000_000
 
 
-def beyond(value: float, limit: float, *, above: bool, deadband: float, was: bool) -> bool:
-    """Is `value` beyond `limit`? Once beyond, it must come back `deadband` inside to clear (hysteresis)."""
-    if above:
-        return value > (limit - deadband if was else limit)
-    return value < (limit + deadband if was else limit)
+@overload
+def beyond(value: float, limit: float, *, above: bool, deadband: float = 0.0, was: bool = False) -> bool: ...
+@overload
+def beyond(value: F64, limit: float, *, above: bool, deadband: float = 0.0, was: bool = False) -> B: ...
+def beyond(value: float | F64, limit: float, *, above: bool, deadband: float = 0.0, was: bool = False) -> bool | B:
+    """Is `value` beyond `limit`? Once beyond, it must come back `deadband` inside to clear (hysteresis).
+
+    The one test of every limit: a number gives a bool, an array (NaN: never beyond) an array of them."""
+    edge = (limit - deadband if was else limit) if above else (limit + deadband if was else limit)
+    return value > edge if above else value < edge
 
 
 @dataclass(slots=True)
@@ -56,29 +68,114 @@ class Debounce:
         return None
 
 
-@dataclass(slots=True)
-class RateTracker:
-    """Rate of change per second over a window (0: between consecutive samples)."""
+class RateWindows:
+    """Rate of change per second of many elements, each over its own history, updated a column at a time.
 
-    window_ns: int = 0
-    history: deque[tuple[int, float]] = field(default_factory=deque)
+    Each element has a slot; its history is a ring of (ts, value) in one column of `ts` and `v`. After
+    a reading is added, the oldest is dropped while the second oldest is at least `window_ns` old
+    (window 0: only the previous reading is kept), and the rate is taken against the oldest kept:
+    `(value - v0) * NS / (ts - t0)`. A reading not newer than the element's last gives no rate and is
+    not kept. A history longer than `MAX_DEPTH` readings (a window far longer than the sampling
+    interval) drops its oldest.
+    """
 
-    def update(self, ts: int, value: float) -> float | None:
-        """Add a reading; return the rate (units/s) against the oldest reading in the window, if any."""
-        h = self.history
-        if h and ts <= h[-1][0]:
-            return None  # out of order or duplicate: no rate
-        h.append((ts, value))
+    MAX_DEPTH = 4096
+
+    def __init__(self, window_ns: int = 0) -> None:
+        self.window_ns = window_ns
+        self.slots: dict[object, int] = {}
+        self.ts = np.zeros((4, 0), dtype=np.int64)
+        self.v = np.zeros((4, 0), dtype=np.float64)
+        self.head = np.zeros(0, dtype=np.intp)
+        self.size = np.zeros(0, dtype=np.intp)
+
+    def slot_of(self, elements: Sequence[object]) -> npt.NDArray[np.intp]:
+        """The slots of these elements (new ones get a new, empty history)."""
+        slots = self.slots
+        for e in elements:
+            if e not in slots:
+                slots[e] = len(slots)
+        grow = len(slots) - len(self.head)
+        if grow > 0:
+            self.ts = np.pad(self.ts, ((0, 0), (0, grow)))
+            self.v = np.pad(self.v, ((0, 0), (0, grow)))
+            self.head = np.pad(self.head, (0, grow))
+            self.size = np.pad(self.size, (0, grow))
+        return np.fromiter((slots[e] for e in elements), dtype=np.intp, count=len(elements))
+
+    def history(self, element: object) -> list[tuple[int, float]]:
+        """An element's kept readings, oldest first."""
+        s = self.slots.get(element)
+        if s is None:
+            return []
+        depth = len(self.ts)
+        rows = [(int(self.head[s]) + k) % depth for k in range(int(self.size[s]))]
+        return [(int(self.ts[k, s]), float(self.v[k, s])) for k in rows]
+
+    def update(self, slots: npt.NDArray[np.intp], ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> F64:
+        """Add readings (in order; a slot may repeat); return each one's rate (NaN: none)."""
+        rates = np.full(len(slots), np.nan)
+        if len(slots) == 0:
+            return rates
+        order = np.argsort(slots, kind="stable")
+        ordered = slots[order]
+        repeat = ordered[1:] == ordered[:-1]
+        if not repeat.any():
+            self._round(order, slots, ts, values, rates)
+            return rates
+        starts = np.flatnonzero(np.concatenate(([True], ~repeat)))
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+        for k in range(int(rank.max()) + 1):  # the k-th reading of every slot: each slot once per round
+            self._round(order[rank == k], slots, ts, values, rates)
+        return rates
+
+    def _round(self, at: npt.NDArray[np.intp], slots: npt.NDArray[np.intp], ts: npt.NDArray[np.int64],
+               values: F64, rates: F64) -> None:  # fmt: skip
+        s, t, x = slots[at], ts[at], values[at]
+        depth = len(self.ts)
+        size = self.size[s]
+        last = self.ts[(self.head[s] + size - 1) % depth, s]
+        newer = (size == 0) | (t > last)
+        if not newer.all():
+            at, s, t, x, size = at[newer], s[newer], t[newer], x[newer], size[newer]
+        if len(s) == 0:
+            return
+        full = size >= depth
+        if full.any():
+            if depth < self.MAX_DEPTH:
+                self._deepen()
+                depth = len(self.ts)
+            else:  # the oldest reading goes
+                self.head[s[full]] = (self.head[s[full]] + 1) % depth
+                size = np.minimum(size, depth - 1)
+        head = self.head[s]
+        self.ts[(head + size) % depth, s] = t
+        self.v[(head + size) % depth, s] = x
+        size = size + 1
         if self.window_ns <= 0:
-            while len(h) > 2:
-                h.popleft()
+            head = (head + np.maximum(size - 2, 0)) % depth
+            size = np.minimum(size, 2)
         else:
-            while len(h) > 2 and ts - h[1][0] >= self.window_ns:
-                h.popleft()
-        if len(h) < 2:
-            return None
-        t0, v0 = h[0]
-        return (value - v0) * NS / (ts - t0)
+            while True:
+                drop = (size > 2) & (t - self.ts[(head + 1) % depth, s] >= self.window_ns)
+                if not drop.any():
+                    break
+                head = np.where(drop, (head + 1) % depth, head)
+                size = size - drop
+        self.head[s], self.size[s] = head, size
+        two = size >= 2
+        if two.any():
+            h, ss = head[two], s[two]
+            rates[at[two]] = (x[two] - self.v[h, ss]) * NS / (t[two] - self.ts[h, ss])
+
+    def _deepen(self) -> None:
+        """Twice the ring depth: every history rewritten oldest first from row 0."""
+        depth, n = self.ts.shape
+        rows = (self.head[None, :] + np.arange(depth)[:, None]) % depth
+        cols = np.arange(n)[None, :]
+        self.ts = np.concatenate((self.ts[rows, cols], np.zeros((depth, n), dtype=np.int64)))
+        self.v = np.concatenate((self.v[rows, cols], np.zeros((depth, n))))
+        self.head = np.zeros(n, dtype=np.intp)
 
 
 def spread(values: list[float]) -> tuple[float, int, int]:

@@ -185,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         for row in box.query(args.since or 0, args.until):
             b = row.batch
-            if b.kind != BatchKind.SAMPLES or (args.rack and b.samples and b.samples[0].rack != args.rack):
+            if b.kind != BatchKind.SAMPLES or (args.rack and b.n and b.keys.rows[0].rack != args.rack):
                 continue
             out = engine.tick(b.created) + engine.process([b])  # the clock is the data's own time
             events: list[dict[str, Any]] = [r for x in out for r in x.records if r["type"] == "event"]

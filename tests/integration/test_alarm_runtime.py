@@ -200,7 +200,7 @@ async def test_an_event_journaled_before_a_crash_reaches_the_outbox_after_restar
     svc = service_of(rt)
     assert svc is not None
     ts = 1_000_000_000
-    out = svc.process([Batch("rack-01", [Sample(ts, "interlock_estop", 1, "", "good", "rack-01")], device="rack-01")])
+    out = svc.process([Batch.of_samples("rack-01", [Sample(ts, "interlock_estop", 1, "", "good", "rack-01")], device="rack-01")])
     assert [r["alarm_id"] for r in out[0].records if r["type"] == "event"] == ["rack-01:estop"]
     # The process dies here: journaled, never committed to the outbox (no stop entry either).
     svc.journal.close()
@@ -229,7 +229,7 @@ def test_an_unwritable_journal_keeps_entries_and_the_events_still_flow(tmp_path:
     svc.journal.close()  # the journal cannot be written (as on a full disk)
 
     def estop(ts: int, v: int) -> list[Batch]:
-        return svc.process([Batch("rack-01", [Sample(ts, "interlock_estop", v, "", "good", "rack-01")], device="r")])
+        return svc.process([Batch.of_samples("rack-01", [Sample(ts, "interlock_estop", v, "", "good", "rack-01")], device="r")])
 
     out = estop(1, 1)
     assert [r["state"] for r in out[0].records if r["type"] == "event"] == ["active_unack"]  # still to the outbox

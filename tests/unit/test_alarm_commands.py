@@ -139,6 +139,7 @@ samples = st.builds(
     rack=st.sampled_from(["rack-01", "rack-02"]),
     module=st.one_of(st.none(), st.integers(1, 3)),
     cell=st.one_of(st.none(), st.integers(1, 3)),
+    device_ts=st.one_of(st.none(), st.integers(1, 2**62)),  # int64 ns, as a batch's column holds it
 )
 
 
@@ -154,7 +155,7 @@ def test_no_input_crashes_the_engine(groups: list[list[Sample]], offline: list[b
         status = None
         if i < len(offline):
             status = DeviceStatus("rack-01", DeviceState.OFFLINE if offline[i] else DeviceState.ONLINE, "x", i)
-        out = eng.process([Batch("rack-01", group, device="rack-01", status=status)])
+        out = eng.process([Batch.of_samples("rack-01", group, device="rack-01", status=status)])
         out += eng.tick(i * 10**9)
         for b in out:
             json.dumps(b.records, allow_nan=True)  # every record is JSON-serialisable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gateway.alarms import rules as r
@@ -47,15 +48,44 @@ def test_debounce_poll_flips_without_new_input() -> None:
     assert d.poll(2 * S) is True
 
 
+def _rates(w: r.RateWindows, element: str, readings: list[tuple[int, float]]) -> list[float | None]:
+    """One reading per update, as a batch with one point of the element gives them."""
+    slot = w.slot_of([element])
+    out: list[float | None] = []
+    for ts, v in readings:
+        got = float(w.update(slot, np.array([ts]), np.array([v]))[0])
+        out.append(None if got != got else got)
+    return out
+
+
 def test_rate_consecutive_and_windowed() -> None:
-    t = r.RateTracker()
-    assert t.update(0, 10.0) is None
-    assert t.update(2 * S, 14.0) == pytest.approx(2.0)
-    assert t.update(2 * S, 99.0) is None  # duplicate time: no rate
-    w = r.RateTracker(window_ns=10 * S)
-    rates = [w.update(k * S, float(k)) for k in range(0, 25, 5)]
-    assert rates == [None, pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0)]
-    assert w.history[0][0] == 10 * S  # the oldest kept reading is the newest one at least 10 s old
+    t = r.RateWindows()
+    assert _rates(t, "a", [(0, 10.0), (2 * S, 14.0), (2 * S, 99.0)]) == [None, 2.0, None]  # duplicate time: no rate
+    w = r.RateWindows(window_ns=10 * S)
+    assert _rates(w, "a", [(k * S, float(k)) for k in range(0, 25, 5)]) == [None, 1.0, 1.0, 1.0, 1.0]
+    assert w.history("a")[0][0] == 10 * S  # the oldest kept reading is the newest one at least 10 s old
+
+
+def test_rates_of_many_elements_in_one_update_each_over_its_own_history() -> None:
+    """Hand-computed: `a` read three times in one update (a CAN window), `b` once, `c` out of order."""
+    w = r.RateWindows(window_ns=2 * S)
+    slots = w.slot_of(["a", "b", "c"])
+    first = w.update(slots, np.array([0, 0, 5 * S]), np.array([1.0, 10.0, 0.0]))
+    assert np.isnan(first).all()
+    at = np.array([0, 1, 0, 0, 2])
+    got = w.update(slots[at], np.array([1 * S, 4 * S, 2 * S, 3 * S, 4 * S]), np.array([2.0, 4.0, 5.0, 11.0, 7.0]))
+    # a: 1 s after 1.0 -> 1/s; 2 s -> (5-1)/2; 3 s: the reading at 1 s is the newest 2 s old -> (11-2)/2
+    # b: (4-10)/4; c: 4 s is before its last reading at 5 s: no rate, not kept
+    assert got[:4].tolist() == [1.0, -1.5, 2.0, 4.5] and np.isnan(got[4])
+    assert w.history("a") == [(1 * S, 2.0), (2 * S, 5.0), (3 * S, 11.0)]
+    assert w.history("c") == [(5 * S, 0.0)]
+
+
+def test_rate_histories_deepen_past_their_first_depth() -> None:
+    w = r.RateWindows(window_ns=100 * S)
+    got = _rates(w, "a", [(k * S, float(k * k)) for k in range(20)])
+    assert got[1:] == [k * k / k for k in range(1, 20)]  # against the first reading: all within the window
+    assert len(w.history("a")) == 20
 
 
 def test_spread_and_allowed_difference() -> None:
@@ -250,9 +280,9 @@ def test_comm_loss_from_device_status_and_quality() -> None:
     on = DeviceStatus(RACK, DeviceState.ONLINE, "", 9 * S)
     from gateway.model import Batch
 
-    down = eng.process([Batch(RACK, [], device=RACK, status=off)])
+    down = eng.process([Batch(RACK, device=RACK, status=off)])
     assert events(down)[0]["message"] == "no communication with rack rack-01: timeout"
-    assert states(eng.process([Batch(RACK, [], device=RACK, status=on)])) == [(UA, RTN)]
+    assert states(eng.process([Batch(RACK, device=RACK, status=on)])) == [(UA, RTN)]
     lost = eng.process([batch(sample(10, "soc", 50, quality=Quality.COMM_LOSS))])
     assert states(lost) == [(RTN, UA)]
     assert states(eng.process([batch(sample(11, "soc", 50))])) == [(UA, RTN)]

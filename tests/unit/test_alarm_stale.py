@@ -42,6 +42,6 @@ def test_a_restored_stale_alarm_of_a_dead_rack_stays_active() -> None:
 
 
 def test_fresh_looks_at_the_last_sample_first() -> None:
-    assert fresh([*lost(1), sample(1, "soc", 1)])
-    assert fresh([sample(1, "soc", 1, quality="bad"), *lost(1)])  # the device answered with an error: it is alive
-    assert not fresh([sample(1, "soc", None, quality="stale"), *lost(1)])
+    assert fresh(batch(*lost(1), sample(1, "soc", 1)).quality)
+    assert fresh(batch(sample(1, "soc", 1, quality="bad"), *lost(1)).quality)  # the device answered with an error
+    assert not fresh(batch(sample(1, "soc", None, quality="stale"), *lost(1)).quality)
