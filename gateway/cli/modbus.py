@@ -49,6 +49,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         what = f"recording {args.recording} ({len(cycles)} cycles{', looping' if args.loop else ''})"
     elif args.profile is not None:
         from gateway.sources.modbus.validate import load_modbus_profile
+
         profile = load_modbus_profile(args.profile)
         sims = {args.port: ModbusSimulator.from_profile(profile, args.unit_ids, args.seed)}
         what = f"profile {args.profile}"
@@ -99,7 +100,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     async def emit(batch: Batch) -> None:
         nonlocal samples
-        samples += len(batch.samples)
+        samples += batch.n
 
     async def main(out: Any) -> int:
         eps = endpoints(srcs, loaded.profiles)
@@ -122,6 +123,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from gateway.sources.modbus.plan import compile_points, plan_reads, unreadable_ranges
     from gateway.sources.modbus.validate import load_modbus_profile
+
     profile = load_modbus_profile(args.profile)
     points, _ = compile_points(profile)
     blocks = plan_reads(
@@ -152,13 +154,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from gateway.sources.modbus.plan import compile_points
     from gateway.sources.modbus.validate import load_modbus_profile
     from gateway.tools.modbusrecord import decode_recording, read_recording
+
     profile = load_modbus_profile(args.profile)
     points, _ = compile_points(profile)
     _, cycles = read_recording(args.recording)
     if args.unit is not None:
         cycles = [c for c in cycles if c.unit == args.unit]
-    for cycle, samples in decode_recording(points, cycles, args.rack):
-        for s in samples:
+    for cycle, batch in decode_recording(points, cycles, args.rack):
+        for s in batch.samples():
             print(json.dumps({"unit_id": cycle.unit, **s._asdict()}, ensure_ascii=False))
     return 0
 

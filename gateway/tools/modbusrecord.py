@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from gateway.errors import ConfigError, Problem
-from gateway.model import Quality, Sample
-from gateway.sources.modbus.decode import decode_block, quality_samples
+from gateway.model import Batch, Quality
+from gateway.sources.modbus.cycle import Cycle as Columns
+from gateway.sources.modbus.cycle import keys_of
+from gateway.sources.modbus.decode import BlockDecoder
 from gateway.sources.modbus.device import DeviceRun, Outcome
 from gateway.sources.modbus.plan import Block, Point
 from gateway.tools.modbussim import ModbusSimulator, SimDevice
@@ -147,28 +149,28 @@ async def replay(sim: ModbusSimulator, cycles: list[Cycle], *, loop: bool = Fals
         await asyncio.sleep(max(0.0, cycles[-1].t - cycles[0].t) / max(1, len(cycles)) / speed)
 
 
-def decode_recording(points: list[Point], cycles: list[Cycle], rack: str = "") -> list[tuple[Cycle, list[Sample]]]:
-    """Samples of every recorded cycle, decoded offline with a profile's points (no network).
+def decode_recording(points: list[Point], cycles: list[Cycle], rack: str = "") -> list[tuple[Cycle, Batch]]:
+    """The batch of every recorded cycle, decoded offline with a profile's points (no network).
 
     Each recorded block is decoded with the points that lie inside it, so a recording made with any
     plan (split blocks, one request per point) decodes the same way."""
     by_table: dict[str, list[Point]] = {}
     for p in points:
         by_table.setdefault(p.table, []).append(p)
-    out: list[tuple[Cycle, list[Sample]]] = []
+    out: list[tuple[Cycle, Batch]] = []
     for c in cycles:
-        samples: list[Sample] = []
+        columns = Columns()
         for f in c.frames:
             table, start, count = str(f["table"]), int(f["start"]), int(f["count"])
             inside = tuple(p for p in by_table.get(table, []) if start <= p.address and p.end <= start + count)
             if not inside:
                 continue
-            block = Block(table, start, count, inside[0].interval, inside)
+            decoder = BlockDecoder(Block(table, start, count, inside[0].interval, inside))
             ts = int(f.get("ts", 0))
             if "words" in f:
-                samples += decode_block(block, f["words"], ts, rack)
+                columns.decoded(decoder, f["words"], ts)
             else:
                 answered = "code" in f or "mismatch" in f
-                samples += quality_samples(inside, ts, rack, Quality.BAD if answered else Quality.COMM_LOSS)
-        out.append((c, samples))
+                columns.lost(decoder, ts, Quality.BAD if answered else Quality.COMM_LOSS)
+        out.append((c, columns.batch(rack, keys_of(columns.decoders, rack), None, 0)))
     return out

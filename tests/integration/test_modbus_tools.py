@@ -25,10 +25,10 @@ from gateway.tools.modbussim import ModbusSimulator
 from tests.modbus_support import TINY, write
 from tests.servers import free_port
 from tests.support.waits import await_for
-from tests.unit.test_modbus_layout import layouts_checked  # noqa: F401  (a fixture)
+from tests.unit.test_modbus_cycle import batches_checked  # noqa: F401  (a fixture)
 
-# every batch a device makes carries a layout that fits its samples
-pytestmark = pytest.mark.usefixtures("layouts_checked")
+# every batch a device makes is columnar over the key table of its shape
+pytestmark = pytest.mark.usefixtures("batches_checked")
 
 SUNSPEC = "protocol: modbus\nsunspec: true\ninterval: 0.1\n"
 

@@ -55,7 +55,7 @@ async def test_endpoints_poll_their_devices_in_interleaved_slots_on_a_fixed_grid
     from gateway.sources.modbus.config import ModbusSourceConfig
     from gateway.sources.modbus.source import endpoints
     from tests.modbus_support import TINY, profile_from
-    from tests.unit.test_modbus_layout import SwallowingClient
+    from tests.unit.test_modbus_wire import SwallowingClient
 
     profile = profile_from(tmp_path, TINY)
     cfgs = [

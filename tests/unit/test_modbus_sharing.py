@@ -8,7 +8,7 @@ from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.device import Outcome
 from gateway.sources.modbus.source import endpoints
 from tests.modbus_support import TINY, profile_from
-from tests.unit.test_modbus_layout import run_cycle
+from tests.unit.test_modbus_cycle import run_cycle
 
 
 def test_racks_of_one_profile_share_their_plan_but_not_their_repairs(tmp_path: Path) -> None:
@@ -27,13 +27,13 @@ def test_racks_of_one_profile_share_their_plan_but_not_their_repairs(tmp_path: P
     assert a.blocks is not b.blocks and all(a.blocks[iv] is not b.blocks[iv] for iv in a.blocks)
     # the same samples as a device of its own, in each rack's name
     first_a, first_b = run_cycle(a), run_cycle(b)
-    assert [s[:5] + s[6:] for s in first_a.samples] == [s[:5] + s[6:] for s in first_b.samples]
-    assert {s.rack for s in first_b.samples} == {"rack-4"}
-    assert first_a.layout is not first_b.layout
+    assert [s[:5] + s[6:] for s in first_a.samples()] == [s[:5] + s[6:] for s in first_b.samples()]
+    assert {s.rack for s in first_b.samples()} == {"rack-4"}
+    assert first_a.keys is not first_b.keys
     # a block split in one rack's plan stays whole in the other's
     block = next(x for x in blocks_a if len(x.points) > 1)
     a.split(block)
     assert len(a.blocks_for(list(a.blocks))) == len(blocks_a) + 1
     assert b.blocks_for(list(b.blocks)) == blocks_b
     i = blocks_b.index(block)
-    assert run_cycle(b, {i: Outcome(3, code=4)}).layout is not None
+    assert run_cycle(b, {i: Outcome(3, code=4)}).keys is first_b.keys

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from gateway.sources.modbus import sunspec
-from gateway.sources.modbus.decode import decode_block
 from gateway.sources.modbus.image import Image, fill
 from gateway.sources.modbus.plan import plan_reads
+from tests.unit.test_modbus_decode import block_batch
 
 
 def test_the_five_models_load_and_have_the_published_lengths() -> None:
@@ -75,7 +75,7 @@ def test_values_round_trip_through_the_mapped_points() -> None:
     fill(image, points, truth, 1)
     got = {}
     for b in plan_reads(points):
-        for s in decode_block(b, image.read(b.table, b.start, b.count), 0, "r"):
+        for s in block_batch(b, image.read(b.table, b.start, b.count)).samples():
             got[(s.quantity, s.module, s.cell)] = s.value
     assert got[("cell_voltage", 1, 3)] == 3.301
     assert got[("soc", None, None)] == 55.5

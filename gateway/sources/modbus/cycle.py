@@ -1,94 +1,92 @@
-"""The samples of one poll cycle of one device as they are read, and the shape they have.
+"""The columns of one poll cycle of one device, segment by segment, and the key tables of its shapes.
 
-A cycle is a sequence of segments, one per block read (or per block left out): the block's decoded
-samples, or its value-less samples of one quality (bad, comm_loss). Which samples a segment holds
-depends only on the block and on which of the two it is, so the cycle's shape, the list of
-(decoder, decoded) pairs, fixes the batch's `Layout`; `Layouts` keeps one Layout object per shape.
+A cycle is a sequence of segments, one per block read (or left out): the block's decoded columns,
+or value-less rows of one quality (bad, stale, comm_loss). A block gives the same rows either way, so
+a cycle's key table depends only on which blocks it holds; `ShapeKeys` keeps one `Keys` per shape.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from gateway.model import Layout, Quality, Sample
-from gateway.sources.modbus.decode import BlockDecoder, Keys, point_keys
-from gateway.sources.modbus.plan import Point
+import numpy as np
 
-Shape = tuple[tuple[BlockDecoder, bool], ...]
+from gateway.model import F64, QUALITY_CODE, U8, Batch, DeviceStatus, Key, Keys, Quality, Value
+from gateway.sources.modbus.decode import BlockDecoder
+
+BAD = QUALITY_CODE[Quality.BAD]
 
 
 class Cycle:
-    """Samples of one cycle, appended segment by segment; `bad` when any of them has quality bad,
-    `short` when a response held fewer registers than asked for (its samples have no fixed shape: a
-    value too short to decode is one bad sample without its flags)."""
+    """The columns of one cycle, appended segment by segment; `bad` when any row has quality bad."""
 
-    __slots__ = ("bad", "samples", "shape", "short")
+    __slots__ = ("bad", "decoders", "objects", "quality", "rows", "stamps", "values")
 
     def __init__(self) -> None:
-        self.samples: list[Sample] = []
-        self.shape: list[tuple[BlockDecoder, bool]] = []
-        self.bad = self.short = False
+        self.decoders: list[BlockDecoder] = []
+        self.stamps: list[int] = []
+        self.values: list[F64] = []
+        self.quality: list[U8] = []
+        self.objects: dict[int, Value] = {}
+        self.rows = 0
+        self.bad = False
 
-    def decoded(self, decoder: BlockDecoder, words: Sequence[int | bool], ts: int, rack: str) -> None:
-        if decoder.into(self.samples, words, ts, rack):
-            self.bad = True
-        if len(words) < decoder.block.count:
-            self.short = True
-        self.shape.append((decoder, True))
+    def decoded(self, decoder: BlockDecoder, words: Sequence[int | bool], ts: int) -> None:
+        d = decoder(words)
+        if d.objects:
+            base = self.rows
+            self.objects.update({base + i: v for i, v in d.objects.items()})
+        self.bad = self.bad or d.bad
+        self._add(decoder, ts, d.values, d.quality)
 
-    def quality(self, decoder: BlockDecoder, ts: int, rack: str, quality: str) -> None:
-        decoder.quality_into(self.samples, ts, rack, quality)
-        if quality == Quality.BAD:
-            self.bad = True
-        self.shape.append((decoder, False))
+    def lost(self, decoder: BlockDecoder, ts: int, quality: str) -> None:
+        """The block's rows without values, of one quality."""
+        n = len(decoder)
+        code = QUALITY_CODE[quality]
+        self.bad = self.bad or code == BAD
+        self._add(decoder, ts, np.full(n, math.nan), np.full(n, code, dtype=np.uint8))
+
+    def _add(self, decoder: BlockDecoder, ts: int, values: F64, quality: U8) -> None:
+        self.decoders.append(decoder)
+        self.stamps.append(ts)
+        self.values.append(values)
+        self.quality.append(quality)
+        self.rows += len(decoder)
+
+    def batch(self, source: str, keys: Keys, status: DeviceStatus | None, created: int) -> Batch:
+        """The cycle as the batch of device `source` over its key table."""
+        sizes = [len(d) for d in self.decoders]
+        ts = np.repeat(np.asarray(self.stamps, dtype=np.int64), sizes)
+        values = np.concatenate(self.values) if self.values else np.zeros(0)
+        quality = np.concatenate(self.quality) if self.quality else np.zeros(0, dtype=np.uint8)
+        objects = self.objects or None
+        return Batch(source, keys, ts, values, quality, None, objects, device=source, status=status, created=created)
 
 
-class Layouts:
-    """One `Layout` per cycle shape of a device (and one for its offline batch), kept while its plan
-    holds. Shapes with equal content share one Layout object."""
+class ShapeKeys:
+    """One interned `Keys` per cycle shape (the blocks it holds, in order) of one device's rack."""
 
-    LIMIT = 64  # shapes remembered (a device whose blocks fail in ever new combinations starts over)
+    LIMIT = 64  # shapes remembered (a device whose intervals come due in ever new combinations starts over)
 
     def __init__(self, rack: str) -> None:
         self.rack = rack
-        self.by_shape: dict[Shape, Layout] = {}
-        self.by_digest: dict[str, Layout] = {}
-        self.offline: Layout | None = None
+        self.by_shape: dict[tuple[BlockDecoder, ...], Keys] = {}
 
     def clear(self) -> None:
-        """Forget every layout (the plan changed)."""
+        """Forget every shape (the plan changed)."""
         self.by_shape.clear()
-        self.by_digest.clear()
-        self.offline = None
 
-    def of_cycle(self, cycle: Cycle) -> Layout | None:
-        """The layout of a cycle's samples; None for a cycle without samples or with a short response."""
-        if not cycle.samples or cycle.short:
-            return None
-        shape = tuple(cycle.shape)
-        layout = self.by_shape.get(shape)
-        if layout is None:
+    def of(self, decoders: Sequence[BlockDecoder]) -> Keys:
+        shape = tuple(decoders)
+        keys = self.by_shape.get(shape)
+        if keys is None:
             if len(self.by_shape) >= self.LIMIT:
-                self.clear()
-            keys: Keys = []
-            segments: list[tuple[int, int]] = []
-            for decoder, decoded in shape:
-                start = len(keys)
-                keys += decoder.decoded_keys() if decoded else decoder.quality_keys()
-                segments.append((start, len(keys)))
-            layout = self.by_shape[shape] = self._unique(keys, segments)
-        return layout
+                self.by_shape.clear()
+            keys = self.by_shape[shape] = keys_of(shape, self.rack)
+        return keys
 
-    def of_points(self, points: Sequence[Point]) -> Layout | None:
-        """The layout of `quality_samples(points)` in one segment (the offline batch of the device)."""
-        if not points:
-            return None
-        if self.offline is None:
-            keys = point_keys(points)
-            self.offline = self._unique(keys, [(0, len(keys))])
-        return self.offline
 
-    def _unique(self, keys: Keys, segments: list[tuple[int, int]]) -> Layout:
-        rack = self.rack
-        layout = Layout([(q, u, rack, m, c) for q, u, m, c in keys], segments)
-        return self.by_digest.setdefault(layout.digest, layout)
+def keys_of(decoders: Sequence[BlockDecoder], rack: str) -> Keys:
+    """The interned key table of these blocks' rows, in order, on one rack."""
+    return Keys.of(Key(k.quantity, k.unit, rack, k.module, k.cell) for d in decoders for k in d.rows)

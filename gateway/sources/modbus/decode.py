@@ -1,235 +1,37 @@
-"""Pure decoding of a block response into Samples: types, scale, sentinels, ranges, bit fields, states."""
+"""Pure decoding of a block response into columns: types, orders, scale, sentinels, ranges, bit fields, states.
+
+A `BlockDecoder` is compiled once per block of a plan. It groups the block's points by how they are
+decoded (one numeric type and byte order, register bits, coils, strings) and decodes each group over
+the whole response at once with numpy: the registers become a uint64 array, each group gathers its
+points' registers, assembles them in the point's order, and scales, checks sentinels and ranges in
+vectorised steps. Enum names and strings (values that are not numbers) go to `objects`.
+
+The rows a block gives are its points in order, each followed by its bit-field flags: the same rows
+whether the block was read, refused or missed, so a cycle's key table depends only on its blocks.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from gateway.model import Quality, Sample, Value
-from gateway.sources.modbus.codec import decode, is_nan, raw_unsigned
+import numpy as np
+import numpy.typing as npt
+
+from gateway.model import F64, QUALITY_CODE, U8, Key, Quality, Value
+from gateway.sources.modbus.codec import WIDTH, decode
 from gateway.sources.modbus.plan import Block, Point
 
-GOOD, MISSING, RANGE, BAD = Quality.GOOD, Quality.MISSING, Quality.OUT_OF_RANGE, Quality.BAD
+GOOD, MISSING, RANGE, BAD = (
+    QUALITY_CODE[q] for q in (Quality.GOOD, Quality.MISSING, Quality.OUT_OF_RANGE, Quality.BAD)
+)
+IntArr = npt.NDArray[np.intp]
+U64 = npt.NDArray[np.uint64]
 
 
-def point_value(p: Point, words: Sequence[int | bool]) -> tuple[Value, str, int | None]:
-    """(value, quality, raw integer or None) of one point from its own registers or bit."""
-    if p.dtype == "bool":
-        flag = int(bool(words[0]))
-        return (dict(p.states).get(flag, str(flag)) if p.states else flag), GOOD, None
-    regs = [int(w) for w in words]
-    if p.dtype == "bit":
-        assert p.bit is not None
-        bit = (regs[0] >> p.bit) & 1
-        if p.states:
-            return dict(p.states).get(bit, str(bit)), GOOD, bit
-        return bit, GOOD, bit
-    raw = raw_unsigned(regs, p.order)
-    if raw in p.missing:
-        return None, MISSING, raw
-    decoded = decode(regs, p.dtype, p.order)
-    if isinstance(decoded, str):
-        return decoded, GOOD, None
-    if is_nan(decoded):
-        return None, MISSING, None
-    if p.states:
-        name = dict(p.states).get(int(decoded))
-        return (name, GOOD, raw) if name is not None else (f"unknown({int(decoded)})", BAD, raw)
-    value: int | float = decoded
-    if p.scale != 1.0 or p.offset != 0.0:
-        value = round(decoded * p.scale + p.offset, 9)
-        if value == int(value) and isinstance(decoded, int) and float(p.scale).is_integer() and p.offset == 0:
-            value = int(value)
-    quality = GOOD
-    if p.range is not None and not p.range[0] <= value <= p.range[1]:
-        quality = RANGE
-    return value, quality, raw
-
-
-_new_sample = tuple.__new__  # Sample(...) through tuple.__new__: a third of the cost of the NamedTuple call
-# The fast path builds all of Sample's fields positionally: fail at import, not in the data, if they change.
-if Sample._fields != ("ts", "quantity", "value", "unit", "quality", "rack", "module", "cell", "device_ts"):
-    raise ImportError("gateway.model.Sample changed: update BlockDecoder's positional samples")
-
-
-# A fast point's decoding recipe: (index in the block, point, signed, missing, divisor, whole, scale,
-# offset, low, high).
-Entry = tuple[int, Point, bool, frozenset[int], int | None, bool, float, float, float, float]
-# The (quantity, unit, module, cell) of each sample a block gives, in order (the rack is the device's).
-Keys = list[tuple[str, str, int | None, int | None]]
-
-
-class BlockDecoder:
-    """A block's decoding recipe, compiled once: single-register integers (the bulk of a BMS map:
-    cells, sensors) take a tight path with their scale folded in; the rest go through `point_value`.
-
-    The tight path goes by runs: consecutive points of one recipe at evenly spaced registers (800 cell
-    voltages are a few runs) are scaled by one comprehension each, and a run whose registers hold a
-    sentinel, fall outside the range or are missing from a short response is decoded point by point,
-    as with `fast=False` (the reference the runs are tested against)."""
-
-    __slots__ = ("block", "fast", "runs", "slow")
-
-    def __init__(self, block: Block, fast: bool = True) -> None:
-        self.block = block
-        entries: list[Entry] = []
-        slow: list[tuple[int, Point]] = []
-        for p in block.points:
-            i = p.address - block.start
-            if p.dtype in ("uint16", "int16") and p.order in ("ABCD", "CDAB") and not p.states and not p.flags:
-                div = _divisor(p.scale) if p.offset == 0.0 else None
-                whole = p.offset == 0.0 and float(p.scale).is_integer()
-                lo, hi = p.range if p.range is not None else (-math.inf, math.inf)
-                signed = p.dtype == "int16"
-                entries.append((i, p, signed, p.missing, div, whole, p.scale, p.offset, lo, hi))
-            else:
-                slow.append((i, p))
-        self.fast = entries
-        self.slow = slow
-        self.runs = _runs(entries) if fast else [_Run(entries, 0, 0, 0)]
-
-    def __call__(self, words: Sequence[int | bool], ts: int, rack: str) -> list[Sample]:
-        out: list[Sample] = []
-        self.into(out, words, ts, rack)
-        return out
-
-    def into(self, out: list[Sample], words: Sequence[int | bool], ts: int, rack: str) -> bool:
-        """Append the block's samples to `out`; whether any of them is `bad`."""
-        bad = False
-        n = len(words)
-        for run in self.runs:
-            if run.step and run.stop <= n:
-                values = run.values(words)
-                if values is not None:
-                    out += [
-                        _new_sample(Sample, (ts, q, v, u, GOOD, rack, m, c, None))
-                        for (q, u, m, c), v in zip(run.keys, values, strict=True)
-                    ]
-                    continue
-            bad = _point_by_point(run.entries, words, ts, rack, out) or bad
-        for i, p in self.slow:
-            own = words[i : i + p.width]
-            if len(own) < p.width:
-                out.append(Sample(ts, p.quantity, None, p.unit, BAD, rack, p.module, p.cell))
-                bad = True
-                continue
-            value, quality, raw_word = point_value(p, own)
-            bad = bad or quality == BAD
-            out.append(Sample(ts, p.quantity, value, p.unit, quality, rack, p.module, p.cell))
-            for bit, name in p.flags:
-                flag: Value = None if raw_word is None else (raw_word >> bit) & 1
-                out.append(Sample(ts, name, flag, "", quality if raw_word is None else GOOD, rack, p.module, p.cell))
-        return bad
-
-    def quality_into(self, out: list[Sample], ts: int, rack: str, quality: str) -> None:
-        """Append the block's value-less samples of one quality (as `quality_samples` of its points)."""
-        out += quality_samples(self.block.points, ts, rack, quality)
-
-    def decoded_keys(self) -> Keys:
-        """The (quantity, unit, module, cell) of each sample `into` appends, in order."""
-        keys: Keys = [(p.quantity, p.unit, p.module, p.cell) for _, p, *_ in self.fast]
-        for _, p in self.slow:
-            keys.append((p.quantity, p.unit, p.module, p.cell))
-            keys += [(name, "", p.module, p.cell) for _, name in p.flags]
-        return keys
-
-    def quality_keys(self) -> Keys:
-        """The (quantity, unit, module, cell) of each sample `quality_into` appends, in order."""
-        return point_keys(self.block.points)
-
-
-class _Run:
-    """Fast entries of one recipe at registers start, start+step, ... (step 0: decode point by point)."""
-
-    __slots__ = (
-        *("div", "entries", "high", "keys", "low", "missing", "offset", "scale", "signed"),
-        *("start", "step", "stop", "whole"),
-    )
-
-    def __init__(self, entries: list[Entry], start: int, stop: int, step: int) -> None:
-        self.entries = entries
-        self.start, self.stop, self.step = start, stop, step
-        self.keys = [(p.quantity, p.unit, p.module, p.cell) for _, p, *_ in entries]
-        self.signed, self.missing, self.div, self.whole = False, frozenset[int](), None, False
-        self.scale, self.offset, self.low, self.high = 1.0, 0.0, -math.inf, math.inf
-        if step:  # a run's entries share one recipe: the first one's
-            _, _, self.signed, self.missing, self.div, self.whole, self.scale, self.offset, self.low, self.high = (
-                entries[0]
-            )
-
-    def values(self, words: Sequence[int | bool]) -> list[int] | list[float] | None:
-        """The run's values, or None when a point needs the point-by-point path (sentinel, range)."""
-        ws = words[self.start : self.stop : self.step]
-        if self.missing and not self.missing.isdisjoint(ws):
-            return None
-        if self.signed:
-            ws = [w - 0x10000 if w & 0x8000 else w for w in ws]
-        div = self.div
-        values: list[int] | list[float]
-        if div is not None:
-            values = list(ws) if div == 1 else [w / div for w in ws]
-        elif self.whole:
-            k = int(self.scale)
-            values = [w * k for w in ws]
-        else:
-            scale, offset = self.scale, self.offset
-            values = [round(w * scale + offset, 9) for w in ws]
-        if (self.low != -math.inf or self.high != math.inf) and not (
-            self.low <= min(values) and max(values) <= self.high
-        ):
-            return None
-        return values
-
-
-def _runs(entries: list[Entry]) -> list[_Run]:
-    """Split the fast entries into runs: same recipe, registers evenly spaced, in order."""
-    runs: list[_Run] = []
-    current: list[Entry] = []
-
-    def close() -> None:
-        if len(current) == 1:
-            i = current[0][0]
-            runs.append(_Run(list(current), i, i + 1, 1))
-        elif current:
-            first, step = current[0][0], current[1][0] - current[0][0]
-            runs.append(_Run(list(current), first, current[-1][0] + 1, step))
-        current.clear()
-
-    for e in entries:
-        if current:
-            same = e[2:] == current[0][2:]
-            step = current[1][0] - current[0][0] if len(current) > 1 else e[0] - current[-1][0]
-            if not same or step < 1 or e[0] - current[-1][0] != step:
-                close()
-        current.append(e)
-    close()
-    return runs
-
-
-def _point_by_point(entries: list[Entry], words: Sequence[int | bool], ts: int, rack: str, out: list[Sample]) -> bool:
-    """The fast entries one at a time (the reference of the runs); whether any sample is `bad`."""
-    append = out.append
-    bad = False
-    n = len(words)
-    for i, p, signed, missing, div, whole, scale, offset, lo, hi in entries:
-        if i >= n:
-            append(Sample(ts, p.quantity, None, p.unit, BAD, rack, p.module, p.cell))
-            bad = True
-            continue
-        w = int(words[i])
-        if w in missing:
-            append(_new_sample(Sample, (ts, p.quantity, None, p.unit, MISSING, rack, p.module, p.cell, None)))
-            continue
-        raw = w - 0x10000 if signed and w & 0x8000 else w
-        if div is not None:
-            v: int | float = raw if div == 1 else raw / div
-        elif whole:
-            v = raw * int(scale)
-        else:
-            v = round(raw * scale + offset, 9)
-        q = GOOD if lo <= v <= hi else RANGE
-        append(_new_sample(Sample, (ts, p.quantity, v, p.unit, q, rack, p.module, p.cell, None)))
-    return bad
+def _ints(xs: Sequence[int]) -> IntArr:
+    return np.asarray(xs, dtype=np.intp)
 
 
 def _divisor(scale: float) -> int | None:
@@ -241,24 +43,254 @@ def _divisor(scale: float) -> int | None:
     return inv if inv >= 1 and abs(inv * scale - 1.0) < 1e-12 else None
 
 
-def decode_block(block: Block, words: Sequence[int | bool], ts: int, rack: str) -> list[Sample]:
-    """Every sample of a block read that returned `words` (registers or bits from `block.start`)."""
-    return BlockDecoder(block)(words, ts, rack)
+@dataclass(frozen=True, slots=True)
+class State:
+    """An enum point of a group: its index in the group, its output row and its names by raw value."""
+
+    index: int
+    row: int
+    names: dict[int, str]
 
 
-def point_keys(points: Sequence[Point]) -> Keys:
-    """The (quantity, unit, module, cell) of each sample `quality_samples` gives for these points."""
-    keys: Keys = []
-    for p in points:
-        keys.append((p.quantity, p.unit, p.module, p.cell))
-        keys += [(name, "", p.module, p.cell) for _, name in p.flags]
-    return keys
+def _swap_bytes(regs: U64) -> U64:
+    swapped: U64 = ((regs & np.uint64(0xFF)) << np.uint64(8)) | (regs >> np.uint64(8))
+    return swapped
 
 
-def quality_samples(points: Sequence[Point], ts: int, rack: str, quality: str) -> list[Sample]:
-    """Value-less samples of every point (and flag) with one quality: comm_loss, bad."""
-    out: list[Sample] = []
-    for p in points:
-        out.append(Sample(ts, p.quantity, None, p.unit, quality, rack, p.module, p.cell))
-        out.extend(Sample(ts, name, None, "", quality, rack, p.module, p.cell) for _, name in p.flags)
-    return out
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    """The points of one numeric type and byte order in a block, decoded together.
+
+    An integer point with an exact decimal scale (0.1, 0.001) and no offset is `raw / divisor`; any
+    other scaled point is `round(raw * scale + offset, 9)`. A raw value among the point's sentinels
+    (or a NaN float) is `missing`; a value outside the point's range is `out_of_range`."""
+
+    dtype: str
+    width: int
+    swap_bytes: bool
+    swap_words: bool
+    src: IntArr  # register offset in the block of each point
+    row: IntArr  # output row of each point
+    divisor: F64
+    affine: IntArr  # points (by index in the group) valued round(raw * scale + offset, 9)
+    scale: F64  # of the affine points
+    offset: F64
+    low: F64
+    high: F64
+    sentinel_of: IntArr  # (point index, raw value) pairs meaning "not available"
+    sentinel: U64
+    states: tuple[State, ...]
+    flag_of: IntArr  # bit-field flags: point index, bit, output row
+    flag_bit: U64
+    flag_row: IntArr
+
+    @classmethod
+    def of(cls, dtype: str, order: str, points: Sequence[tuple[int, int, Point, list[tuple[int, int]]]]) -> Numbers:
+        """`points`: (register offset, output row, point, [(flag bit, flag row)]) of one dtype and order."""
+        integer = not dtype.startswith("float")
+        divisor, affine, scale, offset, low, high = [], [], [], [], [], []
+        sentinel_of, sentinel, states, flag_of, flag_bit, flag_row = [], [], [], [], [], []
+        for j, (_, row, p, flags) in enumerate(points):
+            div = _divisor(p.scale) if integer and p.offset == 0.0 else None
+            if div is None and (p.scale != 1.0 or p.offset != 0.0):
+                affine.append(j)
+                scale.append(p.scale)
+                offset.append(p.offset)
+            divisor.append(float(div or 1))
+            lo, hi = p.range if p.range is not None else (-math.inf, math.inf)
+            low.append(lo)
+            high.append(hi)
+            for s in sorted(p.missing):
+                sentinel_of.append(j)
+                sentinel.append(s)
+            if p.states:
+                states.append(State(j, row, dict(p.states)))
+            for bit, frow in flags:
+                flag_of.append(j)
+                flag_bit.append(bit)
+                flag_row.append(frow)
+        return cls(
+            dtype,
+            WIDTH[dtype],
+            order in ("BADC", "DCBA"),
+            order in ("CDAB", "DCBA"),
+            _ints([s for s, *_ in points]),
+            _ints([r for _, r, *_ in points]),
+            np.asarray(divisor, dtype=np.float64),
+            _ints(affine),
+            np.asarray(scale, dtype=np.float64),
+            np.asarray(offset, dtype=np.float64),
+            np.asarray(low, dtype=np.float64),
+            np.asarray(high, dtype=np.float64),
+            _ints(sentinel_of),
+            np.asarray(sentinel, dtype=np.uint64),
+            tuple(states),
+            _ints(flag_of),
+            np.asarray(flag_bit, dtype=np.uint64),
+            _ints(flag_row),
+        )
+
+    def raw(self, words: U64) -> U64:
+        """Each point's registers as one unsigned integer in its order (what sentinels compare against)."""
+        if self.width == 1:
+            regs: U64 = words[self.src]
+            return _swap_bytes(regs) if self.swap_bytes else regs
+        m = words[self.src[:, None] + np.arange(self.width)]
+        if self.swap_words:
+            m = m[:, ::-1]
+        if self.swap_bytes:
+            m = _swap_bytes(m)
+        raw: U64 = m[:, 0].copy()
+        for k in range(1, self.width):
+            raw = (raw << np.uint64(16)) | m[:, k]
+        return raw
+
+    def number(self, raw: U64) -> F64:
+        """The raw integers as the point's type says, as float64."""
+        bits = 16 * self.width
+        if self.dtype == "float32":
+            return raw.astype(np.uint32).view(np.float32).astype(np.float64)
+        if self.dtype == "float64":
+            return raw.view(np.float64).copy()
+        if self.dtype.startswith("u"):
+            return raw.astype(np.float64)
+        if bits == 64:
+            return raw.view(np.int64).astype(np.float64)
+        signed = raw.astype(np.int64) - ((raw >> (bits - 1)).astype(np.int64) << bits)
+        return signed.astype(np.float64)
+
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> None:
+        raw = self.raw(words)
+        x = self.number(raw)
+        missing = np.isnan(x)
+        if self.sentinel.size:
+            hit = raw[self.sentinel_of] == self.sentinel
+            missing[self.sentinel_of[hit]] = True
+        v = x / self.divisor
+        if self.affine.size:
+            a = self.affine
+            v[a] = np.round(x[a] * self.scale + self.offset, 9)
+        q = np.where((self.low <= v) & (v <= self.high), GOOD, RANGE).astype(np.uint8)
+        q[missing] = MISSING
+        v[missing] = math.nan
+        for st in self.states:
+            if missing[st.index]:
+                continue
+            n = int(x[st.index])
+            name = st.names.get(n)
+            objects[st.row] = name if name is not None else f"unknown({n})"
+            q[st.index] = GOOD if name is not None else BAD
+            v[st.index] = math.nan
+        values[self.row] = v
+        quality[self.row] = q
+        if self.flag_of.size:
+            values[self.flag_row] = ((raw[self.flag_of] >> self.flag_bit) & 1).astype(np.float64)
+            quality[self.flag_row] = GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class Bits:
+    """Register bits (`bit`: one bit of a register) or coils and discrete inputs (`bool`); 0 or 1, or
+    the state's name."""
+
+    src: IntArr
+    row: IntArr
+    bit: U64  # 0 for coils and discrete inputs
+    states: tuple[State, ...]
+
+    @classmethod
+    def of(cls, points: Sequence[tuple[int, int, Point]]) -> Bits:
+        return cls(
+            _ints([s for s, _, _ in points]),
+            _ints([r for _, r, _ in points]),
+            np.asarray([p.bit or 0 for _, _, p in points], dtype=np.uint64),
+            tuple(State(j, r, dict(p.states)) for j, (_, r, p) in enumerate(points) if p.states),
+        )
+
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> None:
+        flag = (words[self.src] >> self.bit) & 1
+        values[self.row] = flag.astype(np.float64)
+        quality[self.row] = GOOD
+        for st in self.states:
+            n = int(flag[st.index])
+            objects[st.row] = st.names.get(n, str(n))
+            values[st.row] = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A string point: its registers decoded to text (an object)."""
+
+    src: int
+    row: int
+    point: Point
+
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> None:
+        regs = [int(w) for w in words[self.src : self.src + self.point.width]]
+        objects[self.row] = decode(regs, "string", self.point.order)
+        quality[self.row] = GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The columns of one block read: a value and a quality per row, the rows' objects, and whether
+    any row is `bad` (an unknown state, a value a short response cut off)."""
+
+    values: F64
+    quality: U8
+    objects: dict[int, Value]
+    bad: bool
+
+
+class BlockDecoder:
+    """A block's decoding recipe, compiled once: `rows` are the (quantity, unit, module, cell) of its
+    output (the rack is the device's); calling it with a response gives their columns."""
+
+    __slots__ = ("block", "ends", "groups", "rows")
+
+    def __init__(self, block: Block) -> None:
+        self.block = block
+        rows: list[Key] = []
+        ends: list[int] = []  # one past the last register of each row's point (short responses)
+        numbers: dict[tuple[str, str], list[tuple[int, int, Point, list[tuple[int, int]]]]] = {}
+        bits: list[tuple[int, int, Point]] = []
+        texts: list[Text] = []
+        for p in block.points:
+            src, row = p.address - block.start, len(rows)
+            rows.append(Key(p.quantity, p.unit, "", p.module, p.cell))
+            if p.dtype in ("bit", "bool"):
+                bits.append((src, row, p))
+            elif p.dtype == "string":
+                texts.append(Text(src, row, p))
+            else:
+                flags = [(bit, row + 1 + k) for k, (bit, _) in enumerate(p.flags)]
+                numbers.setdefault((p.dtype, p.order), []).append((src, row, p, flags))
+            rows += [Key(name, "", "", p.module, p.cell) for _, name in p.flags]
+            ends += [src + p.width] * (1 + len(p.flags))
+        self.rows = tuple(rows)
+        self.ends = _ints(ends)
+        groups: list[Numbers | Bits | Text] = [Numbers.of(d, o, pts) for (d, o), pts in numbers.items()]
+        if bits:
+            groups.append(Bits.of(bits))
+        groups += texts
+        self.groups = tuple(groups)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __call__(self, words: Sequence[int | bool]) -> Decoded:
+        n, count = len(words), self.block.count
+        w = np.zeros(max(count, n), dtype=np.uint64)
+        w[:n] = words
+        values = np.empty(len(self.rows), dtype=np.float64)
+        quality = np.empty(len(self.rows), dtype=np.uint8)
+        objects: dict[int, Value] = {}
+        for group in self.groups:
+            group.into(w, values, quality, objects)
+        if n < count:  # a short response: the values it does not hold are bad
+            cut = self.ends > n
+            values[cut] = math.nan
+            quality[cut] = BAD
+            for row in np.flatnonzero(cut).tolist():
+                objects.pop(row, None)
+        return Decoded(values, quality, objects, bool((quality == BAD).any()))

@@ -15,8 +15,8 @@ from gateway import metrics as gw_metrics
 from gateway.model import Batch, DeviceState, DeviceStatus, Quality
 from gateway.sources.modbus import metrics
 from gateway.sources.modbus.config import ModbusSourceConfig
-from gateway.sources.modbus.cycle import Cycle, Layouts
-from gateway.sources.modbus.decode import BlockDecoder, quality_samples
+from gateway.sources.modbus.cycle import Cycle, ShapeKeys
+from gateway.sources.modbus.decode import BlockDecoder
 from gateway.sources.modbus.plan import Block, Point, plan_reads, split_block, unreadable_ranges
 from gateway.sources.modbus.profile import ModbusProfile
 from gateway.sources.modbus.schedule import backoff_delay, next_due
@@ -86,8 +86,7 @@ class DeviceRun:
         self.explicit = points
         self.points: list[Point] = []
         self.blocks: dict[float, list[Block]] = {}
-        self.fast = True  # decoders take runs of registers at once (False: point by point, the reference)
-        self.layouts = Layouts(self.rack)
+        self.shapes = ShapeKeys(self.rack)
         self.set_points(points)
         self.due: dict[float, float] = {}
         self.state = DeviceState.STARTING
@@ -118,7 +117,7 @@ class DeviceRun:
             ),
         )
         self.blocks = {}
-        self.layouts.clear()
+        self.shapes.clear()
         for b in blocks:
             self.blocks.setdefault(b.interval, []).append(b)
         if hasattr(self, "due"):
@@ -197,7 +196,7 @@ class DeviceRun:
     # -- outcomes -------------------------------------------------------------------------------
 
     def decoder(self, block: Block) -> BlockDecoder:
-        return self.shared.decoder(block, self.fast)
+        return self.shared.decoder(block)
 
     def take(self, cycle: Cycle, block: Block, outcome: Outcome) -> None:
         """Add the samples of one block read to the cycle. An exception code, or a reply that does not
@@ -215,9 +214,9 @@ class DeviceRun:
                 del self.bad[block.points[0]]
                 self.retry_bad.pop(block.points[0], None)
                 metrics.bad_points.labels(self.name).set(len(self.bad))
-            cycle.decoded(self.decoder(block), outcome.words, outcome.ts, self.rack)
+            cycle.decoded(self.decoder(block), outcome.words, outcome.ts)
         else:
-            cycle.quality(self.decoder(block), outcome.ts, self.rack, Quality.BAD)
+            cycle.lost(self.decoder(block), outcome.ts, Quality.BAD)
 
     def _log_fault(self, block: Block, outcome: Outcome) -> None:
         where = {
@@ -238,12 +237,12 @@ class DeviceRun:
             log.info("modbus block readable again", **where)
 
     def lost(self, cycle: Cycle, blocks: list[Block], ts: int) -> None:
-        """`stale` samples (no value) of blocks the cycle could not read: the device is not offline
+        """`stale` rows (no value) of blocks the cycle could not read: the device is not offline
         (yet), its points just missed this cycle. An offline device's points are `comm_loss`, once."""
         if self.state == DeviceState.OFFLINE:
             return
         for block in blocks:
-            cycle.quality(self.decoder(block), ts, self.rack, Quality.STALE)
+            cycle.lost(self.decoder(block), ts, Quality.STALE)
 
     def missed(self, intervals: list[float], reason: str) -> Batch | None:
         """A cycle that came due while the endpoint had no connection: a failed cycle (the device goes
@@ -256,7 +255,7 @@ class DeviceRun:
 
     def cycle_batch(self, cycle: Cycle | None, answered: bool, reason: str = "") -> Batch | None:
         """The batch of one poll cycle, with a DeviceStatus when the state changed and the cycle's
-        layout. A cycle without an answer counts toward `offline_after` (the on-delay): within it the
+        key table. A cycle without an answer counts toward `offline_after` (the on-delay): within it the
         batch holds what the cycle has (`stale` samples of what it missed) and no status; then the
         device's offline batch, once."""
         ts = time.time_ns()
@@ -276,22 +275,22 @@ class DeviceRun:
             self.probe_attempt += 1
             if self.state == DeviceState.OFFLINE or self.failed_cycles >= self.cfg.offline_after:
                 return self.offline_batch(reason, ts)
-            if not cycle.samples:
+            if not cycle.rows:
                 return None
-        gw_metrics.samples_produced.labels(self.name).inc(len(cycle.samples))
-        layout = self.layouts.of_cycle(cycle)
-        return Batch(self.name, cycle.samples, device=self.name, status=status, created=ts, layout=layout)
+        gw_metrics.samples_produced.labels(self.name).inc(cycle.rows)
+        return cycle.batch(self.name, self.shapes.of(cycle.decoders), status, ts)
 
     def offline_batch(self, reason: str, ts: int | None = None) -> Batch | None:
-        """comm_loss samples for every point and an OFFLINE status, once per outage."""
+        """comm_loss rows for every point and an OFFLINE status, once per outage."""
         if self.state == DeviceState.OFFLINE:
             return None
         ts = ts or time.time_ns()
         status = self._set_state(DeviceState.OFFLINE, reason, ts)
-        samples = quality_samples(self.points, ts, self.rack, Quality.COMM_LOSS)
-        gw_metrics.samples_produced.labels(self.name).inc(len(samples))
-        layout = self.layouts.of_points(self.points)
-        return Batch(self.name, samples, device=self.name, status=status, created=ts, layout=layout)
+        cycle = Cycle()
+        for block in self.blocks_for(list(self.blocks)):
+            cycle.lost(self.decoder(block), ts, Quality.COMM_LOSS)
+        gw_metrics.samples_produced.labels(self.name).inc(cycle.rows)
+        return cycle.batch(self.name, self.shapes.of(cycle.decoders), status, ts)
 
     def _set_state(self, state: DeviceState, reason: str, ts: int) -> DeviceStatus | None:
         if state == self.state:

@@ -1,6 +1,6 @@
 """Pure register images for the simulator: truth values encoded exactly as a profile says.
 
-`encode_point` is the inverse of `decode.point_value`, so gateway -> simulator -> gateway returns
+`encode_point` is the inverse of a point's decoding (`decode.BlockDecoder`), so gateway -> simulator -> gateway returns
 the truth (to the resolution of the point's scale).
 """
 

@@ -57,12 +57,7 @@ class ModbusEndpoint:
         port: int,
         devices: list[DeviceRun],
         on_response: ResponseHook | None = None,
-        *,
-        fast: bool = True,
     ) -> None:
-        """`fast=False` decodes with pymodbus's own response classes and point by point (the
-        reference for tests and benchmarks); by default registers come from `wire` and decoders take
-        runs of them at once."""
         self.devices = devices
         cfgs = [d.cfg for d in devices]
         self.timeout = max(c.timeout for c in cfgs)
@@ -74,9 +69,6 @@ class ModbusEndpoint:
         self.on_response = on_response
         self.gate: asyncio.Event | None = None  # when set by a co-started simulator: wait before connecting
         self.phase = 0.0  # fraction of a device slot this endpoint's devices start later (see first_due)
-        self.fast = fast
-        for d in devices:
-            d.fast = fast
         self.connect_due = 0.0  # monotonic time of the next connect attempt while disconnected
         self.move(host, port)
 
@@ -84,7 +76,7 @@ class ModbusEndpoint:
         """Point the endpoint elsewhere before it runs (the demo's simulator on a free port)."""
         self.host, self.port = host, port
         self.name, self.label = f"modbus@{host}:{port}", f"{host}:{port}"
-        self.link = Link(host, port, self.timeout, self.pause_after_connect, self.fast)
+        self.link = Link(host, port, self.timeout, self.pause_after_connect, True)
 
     @property
     def sent(self) -> int:
@@ -177,7 +169,7 @@ class ModbusEndpoint:
 
     async def _poll_device(self, ctx: SourceContext, dev: DeviceRun, intervals: list[float]) -> None:
         """One cycle of one device, emitted as one batch. An offline device is first probed with one
-        request, no retries. Samples already read when the device stops answering or the connection
+        request, no retries. Values already read when the device stops answering or the connection
         is lost are emitted, not lost; the blocks it missed are `stale`."""
         cycle = Cycle()
         if dev.needs_discovery:
@@ -194,7 +186,7 @@ class ModbusEndpoint:
         try:
             for block in blocks:
                 if not probing and dev.skip_bad(block):
-                    cycle.quality(dev.decoder(block), time.time_ns(), dev.rack, Quality.BAD)
+                    cycle.lost(dev.decoder(block), time.time_ns(), Quality.BAD)
                     done += 1
                     continue
                 outcome = await self._read(dev, block, retries=0 if probing else dev.cfg.retries)
@@ -207,7 +199,7 @@ class ModbusEndpoint:
             lost, reason = exc, f"connection lost: {exc}"
         dev.lost(cycle, blocks[done:], time.time_ns())
         batch = dev.cycle_batch(cycle, answered, reason)
-        if batch is not None and (batch.samples or batch.status is not None):
+        if batch is not None and (batch.n or batch.status is not None):
             await ctx.emit(batch)
         if lost is not None:
             raise lost
@@ -241,7 +233,7 @@ class ModbusEndpoint:
         return True
 
     async def _resolve(self, dev: DeviceRun, block: Block, outcome: Outcome, cycle: Cycle) -> None:
-        """Add a block's samples to the cycle; an illegal-address failure splits it and reads the
+        """Add a block's columns to the cycle; an illegal-address failure splits it and reads the
         halves now."""
         if outcome.code == ILLEGAL_ADDRESS and len(block.points) > 1:
             for half in dev.split(block):
@@ -290,7 +282,7 @@ class ModbusEndpoint:
 
     @staticmethod
     def _outcome(dev: DeviceRun, block: Block, rr: ModbusPDU) -> Outcome:
-        """The outcome of a response (its arrival time is the samples' timestamp); errors counted."""
+        """The outcome of a response (its arrival time is its values' timestamp); errors counted."""
         ts = time.time_ns()
         if isinstance(rr, RejectedReply):
             kind = rr.mismatch.kind

@@ -21,7 +21,7 @@ class SharedPlans:
     def __init__(self) -> None:
         self._compiled: dict[tuple[int, float | None], tuple[ModbusProfile, Compiled]] = {}
         self._plans: dict[tuple[int, int, bool], tuple[ModbusProfile, list[Point], list[Block]]] = {}
-        self._decoders: dict[tuple[int, bool], BlockDecoder] = {}
+        self._decoders: dict[int, BlockDecoder] = {}
 
     def compiled(self, profile: ModbusProfile, interval: float | None) -> Compiled:
         """`compile_points(profile, interval)`, once per profile object and interval."""
@@ -41,10 +41,9 @@ class SharedPlans:
             hit = self._plans[key] = (profile, points, make())
         return hit[2]
 
-    def decoder(self, block: Block, fast: bool) -> BlockDecoder:
+    def decoder(self, block: Block) -> BlockDecoder:
         """The block's decoder, compiled once (it keeps the block, so the block's id stays unique)."""
-        key = (id(block), fast)
-        decoder = self._decoders.get(key)
+        decoder = self._decoders.get(id(block))
         if decoder is None:
-            decoder = self._decoders[key] = BlockDecoder(block, fast)
+            decoder = self._decoders[id(block)] = BlockDecoder(block)
         return decoder

@@ -15,8 +15,11 @@ import bisect
 import math
 import random
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from gateway.model import Quality, Sample
+import numpy as np
+
+from gateway.model import F64, Batch, Key, Keys, Sample, Value
 
 # LFP open-circuit voltage, (SoC %, V) knots; linear in between.
 OCV_TABLE: tuple[tuple[float, float], ...] = (
@@ -34,6 +37,42 @@ OCV_TABLE: tuple[tuple[float, float], ...] = (
     (100.0, 3.60),
 )
 _SOC_KNOTS = [k for k, _ in OCV_TABLE]
+
+# The rack-level quantities, in the order `RackModel.reading` gives them (after the cells and modules).
+RACK_QUANTITIES: tuple[tuple[str, str], ...] = (
+    ("rack_voltage", "V"),
+    ("rack_current", "A"),
+    ("rack_power", "W"),
+    ("soc", "%"),
+    ("soh", "%"),
+    ("cell_voltage_max", "V"),
+    ("cell_voltage_min", "V"),
+    ("cell_voltage_mean", "V"),
+    ("cell_voltage_spread", "V"),
+    ("cell_voltage_max_position", ""),
+    ("cell_voltage_min_position", ""),
+    ("insulation_resistance", "Ω"),
+    ("energy_charged", "Wh"),
+    ("energy_discharged", "Wh"),
+    ("cycle_count", ""),
+    ("charge_current_limit", "A"),
+    ("discharge_current_limit", "A"),
+    ("contactor_positive", ""),
+    ("contactor_negative", ""),
+    ("bms_state", ""),
+)
+TEMPERATURE_QUANTITIES: tuple[tuple[str, str], ...] = (
+    ("cell_temperature_max", "°C"),
+    ("cell_temperature_min", "°C"),
+    ("cell_temperature_spread", "°C"),
+)
+
+
+class Reading(NamedTuple):
+    """The rack's values at one time: numbers (NaN where the value is a name), and the names by index."""
+
+    values: F64
+    objects: dict[int, Value]
 
 
 def ocv(soc: float) -> float:
@@ -171,55 +210,67 @@ class RackModel:
             out.append(value)
         return out
 
-    def samples(self, ts: int, rack: str) -> list[Sample]:
-        """Every quantity the rack reports, as samples at time ts (ns)."""
+    def rows(self) -> tuple[Key, ...]:
+        """The key of every value the rack reports, in the order of `reading` (the rack tag is left empty)."""
         p = self.params
         cpm, spm = p.cells_per_module, p.sensors_per_module
-        good = Quality.GOOD
-        out: list[Sample] = []
+        rows = [Key("cell_voltage", "V", "", i // cpm + 1, i % cpm + 1) for i in range(self.n_cells)]
+        rows += [Key("cell_temperature", "°C", "", k // spm + 1, k % spm + 1) for k in range(p.modules * spm)]
+        rows += [Key("module_voltage", "V", "", m + 1, None) for m in range(p.modules)]
+        rows += [Key(name, unit, "", None, None) for name, unit in RACK_QUANTITIES]
+        if spm:
+            rows += [Key(name, unit, "", None, None) for name, unit in TEMPERATURE_QUANTITIES]
+        return tuple(rows)
+
+    def reading(self) -> Reading:
+        """Every value the rack reports now, in the order of `rows`."""
+        p = self.params
         volts = self.cell_voltages()
-        for i, v in enumerate(volts):
-            out.append(Sample(ts, "cell_voltage", round(v, 4), "V", good, rack, i // cpm + 1, i % cpm + 1))
         temps = self.sensor_temperatures()
-        for k, tc in enumerate(temps):
-            out.append(Sample(ts, "cell_temperature", round(tc, 2), "°C", good, rack, k // spm + 1, k % spm + 1))
-        for m in range(p.modules):
-            mv = sum(volts[m * cpm : (m + 1) * cpm])
-            out.append(Sample(ts, "module_voltage", round(mv, 3), "V", good, rack, m + 1, None))
+        v = np.asarray(volts, dtype=np.float64)
+        module_volts = v.reshape(p.modules, p.cells_per_module).sum(axis=1) if p.modules else v[:0]
         rv = sum(volts)
         closed = self.contactors_closed()
         vmax, vmin = max(volts), min(volts)
         soc = sum(self.soc) / len(self.soc)
         soh = 100.0 * min(1.0, sum(self.capacity) / (p.capacity_ah * len(self.capacity)))
-        rack_values: list[tuple[str, float | int | str, str]] = [
-            ("rack_voltage", round(rv, 2), "V"),
-            ("rack_current", round(self.current, 2), "A"),
-            ("rack_power", round(rv * self.current, 1), "W"),
-            ("soc", round(soc, 2), "%"),
-            ("soh", round(soh, 2), "%"),
-            ("cell_voltage_max", round(vmax, 4), "V"),
-            ("cell_voltage_min", round(vmin, 4), "V"),
-            ("cell_voltage_mean", round(rv / len(volts), 4), "V"),
-            ("cell_voltage_spread", round(vmax - vmin, 4), "V"),
-            ("cell_voltage_max_position", volts.index(vmax) + 1, ""),
-            ("cell_voltage_min_position", volts.index(vmin) + 1, ""),
-            ("insulation_resistance", p.insulation_ohm, "Ω"),
-            ("energy_charged", round(self.energy_charged, 1), "Wh"),
-            ("energy_discharged", round(self.energy_discharged, 1), "Wh"),
-            ("cycle_count", round(self.throughput_ah / (2 * p.capacity_ah), 3), ""),
-            ("charge_current_limit", 0.0 if vmax >= 3.6 else round(0.5 * p.capacity_ah, 1), "A"),
-            ("discharge_current_limit", 0.0 if vmin <= 2.8 else round(0.5 * p.capacity_ah, 1), "A"),
-            ("contactor_positive", "closed" if closed else "open", ""),
-            ("contactor_negative", "closed" if closed else "open", ""),
-            ("bms_state", "run" if closed else "fault", ""),
+        rack: list[float | str] = [
+            round(rv, 2),
+            round(self.current, 2),
+            round(rv * self.current, 1),
+            round(soc, 2),
+            round(soh, 2),
+            round(vmax, 4),
+            round(vmin, 4),
+            round(rv / len(volts), 4),
+            round(vmax - vmin, 4),
+            volts.index(vmax) + 1,
+            volts.index(vmin) + 1,
+            p.insulation_ohm,
+            round(self.energy_charged, 1),
+            round(self.energy_discharged, 1),
+            round(self.throughput_ah / (2 * p.capacity_ah), 3),
+            0.0 if vmax >= 3.6 else round(0.5 * p.capacity_ah, 1),
+            0.0 if vmin <= 2.8 else round(0.5 * p.capacity_ah, 1),
+            "closed" if closed else "open",
+            "closed" if closed else "open",
+            "run" if closed else "fault",
         ]
         if temps:
             tmax, tmin = max(temps), min(temps)
-            rack_values += [
-                ("cell_temperature_max", round(tmax, 2), "°C"),
-                ("cell_temperature_min", round(tmin, 2), "°C"),
-                ("cell_temperature_spread", round(tmax - tmin, 2), "°C"),
-            ]
-        for name, value, unit in rack_values:
-            out.append(Sample(ts, name, value, unit, good, rack, None, None))
-        return out
+            rack += [round(tmax, 2), round(tmin, 2), round(tmax - tmin, 2)]
+        first = len(volts) + len(temps) + p.modules
+        objects: dict[int, Value] = {first + i: x for i, x in enumerate(rack) if isinstance(x, str)}
+        numbers = np.asarray([math.nan if isinstance(x, str) else x for x in rack], dtype=np.float64)
+        values = np.concatenate(
+            [np.round(v, 4), np.round(np.asarray(temps, dtype=np.float64), 2), np.round(module_volts, 3), numbers]
+        )
+        return Reading(values, objects)
+
+    def samples(self, ts: int, rack: str) -> list[Sample]:
+        """Every quantity the rack reports, as samples at time ts (ns)."""
+        keys = Keys.of(k._replace(rack=rack) for k in self.rows())
+        r = self.reading()
+        n = len(keys)
+        quality = np.zeros(n, dtype=np.uint8)
+        return Batch("", keys, np.full(n, ts, dtype=np.int64), r.values, quality, None, r.objects).samples()

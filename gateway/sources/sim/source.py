@@ -8,10 +8,11 @@ import time
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
+import numpy as np
 import structlog
 
 from gateway import metrics
-from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Sample
+from gateway.model import Batch, DeviceState, DeviceStatus, Key, Keys
 from gateway.sources.base import Source, SourceContext
 from gateway.sources.sim.battery import Fault, RackModel, RackParams
 from gateway.sources.sim.config import SimulatedSourceConfig
@@ -49,16 +50,9 @@ class SimulatedSource:
         self.produced = 0  # samples handed to the pipeline: the ground truth count
         self._truth: IO[str] | None = None
         self._state = DeviceState.STARTING
-        self._shape: Layout | None = None
-
-    def _layout(self, samples: list[Sample]) -> Layout:
-        """The model's samples have one shape for its parameters, all at one ts: one Layout, made from
-        the first batch (and again should their number ever differ)."""
-        layout = self._shape
-        if layout is None or len(layout) != len(samples):
-            keys = [(s.quantity, s.unit, s.rack, s.module, s.cell) for s in samples]
-            layout = self._shape = Layout(keys, [(0, len(keys))])
-        return layout
+        # The model reports one shape for its parameters: one key table, made once.
+        self.keys = Keys.of(Key(k.quantity, k.unit, cfg.rack_tag, k.module, k.cell) for k in self.model.rows())
+        self._good = np.zeros(len(self.keys), dtype=np.uint8)
 
     async def run(self, ctx: SourceContext) -> None:
         cfg = self.cfg
@@ -94,7 +88,7 @@ class SimulatedSource:
                 log.warning("device offline", source=self.name, reason="simulated dropout")
                 metrics.device_online.labels(self.name).set(0)
                 off = DeviceStatus(self.name, DeviceState.OFFLINE, "simulated dropout", ts)
-                await ctx.emit(Batch(self.name, [], device=self.name, status=off, created=ts))
+                await ctx.emit(Batch(self.name, device=self.name, status=off, created=ts))
             return
         status: DeviceStatus | None = None
         if self._state != DeviceState.ONLINE:
@@ -103,14 +97,18 @@ class SimulatedSource:
             self._state = DeviceState.ONLINE
             metrics.device_online.labels(self.name).set(1)
             status = DeviceStatus(self.name, DeviceState.ONLINE, "", ts)
-        samples = self.model.samples(ts, cfg.rack_tag)
-        batch = Batch(self.name, samples, device=self.name, status=status, created=ts, layout=self._layout(samples))
+        reading, n = self.model.reading(), len(self.keys)
+        stamps = np.full(n, ts, dtype=np.int64)
+        batch = Batch(
+            self.name, self.keys, stamps, reading.values, self._good.copy(), None, reading.objects or None,
+            device=self.name, status=status, created=ts,
+        )  # fmt: skip
         await ctx.emit(batch)
         # Counted after emit returned: the pipeline has taken it.
-        self.produced += len(samples)
-        metrics.samples_produced.labels(self.name).inc(len(samples))
+        self.produced += n
+        metrics.samples_produced.labels(self.name).inc(n)
         if self._truth is not None:
-            self._truth.write("".join(json.dumps(s, separators=(",", ":")) + "\n" for s in samples))
+            self._truth.write("".join(json.dumps(s, separators=(",", ":")) + "\n" for s in batch.samples()))
             self._truth.flush()
 
 

@@ -1,0 +1,102 @@
+"""Register-read responses decoded by `wire` against pymodbus's own decoder, and an endpoint that stops
+when pymodbus swallows its cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pymodbus.exceptions import ModbusIOException
+from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
+
+from gateway.model import Batch
+from gateway.sources.base import SourceContext
+from gateway.sources.modbus.poller import ModbusEndpoint
+from gateway.sources.modbus.wire import unpack_registers
+from tests.support.waits import await_for
+from tests.unit.test_modbus_cycle import device
+
+# -- response registers ------------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(0, 0xFFFF), max_size=125), st.binary(max_size=3))
+def test_registers_are_those_pymodbus_decodes(regs: list[int], tail: bytes) -> None:
+    data = bytes([2 * len(regs)]) + struct.pack(f">{len(regs)}H", *regs) + tail
+    theirs = ReadHoldingRegistersResponse()
+    theirs.decode(data)
+    assert unpack_registers(data) == theirs.registers == regs
+
+
+@given(st.binary(min_size=1, max_size=12))
+def test_any_byte_count_is_taken_like_pymodbus(data: bytes) -> None:
+    theirs = ReadHoldingRegistersResponse()
+    try:
+        theirs.decode(data)
+    except ModbusIOException:
+        with pytest.raises(ValueError):
+            unpack_registers(data)
+    else:
+        assert unpack_registers(data) == theirs.registers
+
+
+# -- cancellation -------------------------------------------------------------------------------------
+
+
+class SwallowingClient:
+    """Answers every read, and like `asyncio.wait_for` on Python 3.11 returns the answer when the task
+    is cancelled in the same loop turn instead of raising."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def read_input_registers(self, address: int, count: int, device_id: int) -> Any:
+        self.reads += 1
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass  # swallowed, as wait_for does when the result is already there
+        return _Registers([0] * count)
+
+    read_holding_registers = read_coils = read_discrete_inputs = read_input_registers
+
+    def close(self) -> None:
+        pass
+
+
+class _Registers:
+    def __init__(self, regs: list[int]) -> None:
+        self.registers = regs
+        self.bits = [False] * len(regs)
+
+    def isError(self) -> bool:
+        return False
+
+
+async def test_a_cancelled_endpoint_stops_when_a_read_swallows_the_cancellation(tmp_path: Path) -> None:
+    dev = device(tmp_path, interval=0.001)
+    endpoint = ModbusEndpoint("127.0.0.1", 1, [dev])
+    client = SwallowingClient()
+
+    async def connect() -> bool:
+        endpoint.link.client = client  # type: ignore[assignment]
+        return True
+
+    endpoint.link.connect = connect  # type: ignore[method-assign]
+    emitted: list[Batch] = []
+
+    async def emit(batch: Batch) -> None:
+        emitted.append(batch)
+
+    task = asyncio.create_task(endpoint.run(SourceContext(emit, lambda: None, "t")))
+    await await_for(lambda: len(emitted) >= 3, 60, "3 batches", step=0.001)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2)
+    assert done, "the endpoint kept polling after it was cancelled"
+    assert task.cancelled()
