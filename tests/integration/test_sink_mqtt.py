@@ -41,13 +41,13 @@ async def test_topics_retained_state_and_clean_stop(tmp_path: Path, mosquitto: M
         async with running(runner):
             await await_for(lambda: sub.payloads("bms/s1/gateway/status") == [b"online"])
             online = DeviceStatus("r1", DeviceState.ONLINE, "", 1)
-            ob.append([Batch("r1", [Sample(1, "soc", 50.0, "%", "good", "r1")], status=online)])
-            ob.append([Batch("r1", [Sample(2, "soc", 51.0, "%", "good", "r1")])])
+            ob.append([Batch.of_samples("r1", [Sample(1, "soc", 50.0, "%", "good", "r1")], status=online)])
+            ob.append([Batch.of_samples("r1", [Sample(2, "soc", 51.0, "%", "good", "r1")])])
             event = {"type": "event", "ts": 3, "rack": "r1", "alarm_id": "a1", "severity": "major",
                      "state": "active_unack", "previous": "normal", "message": "m", "value": 1.0, "rule": "r",
                      "user": None, "reason": None}  # fmt: skip
             active = {"type": "active", "ts": 3, "rack": "r1", "active": [{"alarm_id": "a1"}]}
-            ob.append([Batch("alarms", [], kind=BatchKind.ALARM, device="r1", records=[event, active])])
+            ob.append([Batch("alarms", kind=BatchKind.ALARM, device="r1", records=[event, active])])
             runner.notify()
             await await_for(runner.caught_up)
             await await_for(lambda: len(sub.payloads("bms/s1/r1/alarms/active")) == 1)

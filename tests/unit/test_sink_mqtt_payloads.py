@@ -18,7 +18,7 @@ def row(seq: int, batch: Batch) -> Row:
 
 def test_telemetry_state_and_availability() -> None:
     st = DeviceStatus("r1", DeviceState.ONLINE, "", T)
-    b = Batch(
+    b = Batch.of_samples(
         "r1",
         [Sample(T, "soc", 55.0, "%", "good", "r1"), Sample(T, "cell_voltage", float("nan"), "V", "bad", "r1", 1, 2)],
         status=st,
@@ -43,7 +43,7 @@ def test_telemetry_state_and_availability() -> None:
     }
     assert msgs[1].payload == b"online"
     # The state keeps the latest of every quantity across batches.
-    b2 = Batch("r1", [Sample(T + 1, "soc", 56.0, "%", "stale", "r1")])
+    b2 = Batch.of_samples("r1", [Sample(T + 1, "soc", 56.0, "%", "stale", "r1")])
     msgs = render_rows([row(8, b2)], TOPICS, state)
     doc = json.loads(msgs[-1].payload)
     assert doc["values"] == {
@@ -53,7 +53,7 @@ def test_telemetry_state_and_availability() -> None:
 
 
 def test_offline_device() -> None:
-    b = Batch("r1", [], device="r1", status=DeviceStatus("r1", DeviceState.OFFLINE, "timeout", T))
+    b = Batch("r1", device="r1", status=DeviceStatus("r1", DeviceState.OFFLINE, "timeout", T))
     msgs = render_rows([row(1, b)], TOPICS, MqttState())
     assert [(m.topic, m.payload, m.retain) for m in msgs] == [("bms/s1/r1/availability", b"offline", True)]
 
@@ -87,7 +87,7 @@ def test_alarm_event_and_active_list_contract() -> None:
             }
         ],
     }
-    b = Batch("alarms", [], kind=BatchKind.ALARM, device="r1", records=[event, active])
+    b = Batch("alarms", kind=BatchKind.ALARM, device="r1", records=[event, active])
     state = MqttState()
     msgs = render_rows([row(3, b)], TOPICS, state)
     assert [(m.topic, m.qos, m.retain) for m in msgs] == [
@@ -100,7 +100,7 @@ def test_alarm_event_and_active_list_contract() -> None:
 
 
 def test_gateway_status_record_is_retained_info() -> None:
-    b = Batch("gateway", [], kind=BatchKind.STATUS, records=[{"ts": T, "uptime": 5}])
+    b = Batch("gateway", kind=BatchKind.STATUS, records=[{"ts": T, "uptime": 5}])
     msgs = render_rows([row(1, b)], TOPICS, MqttState())
     assert [(m.topic, json.loads(m.payload), m.retain) for m in msgs] == [
         ("bms/s1/gateway/info", {"site": "s1", "ts": T, "uptime": 5}, True)
@@ -128,21 +128,31 @@ def test_nan_anywhere_in_a_record_becomes_null() -> None:
         "rack": "r1",
         "active": [{"alarm_id": "a", "value": float("nan")}],
     }
-    b = Batch("alarms", [], kind=BatchKind.ALARM, device="r1", records=[rec])
+    b = Batch("alarms", kind=BatchKind.ALARM, device="r1", records=[rec])
     msgs = render_rows([row(1, b)], TOPICS, MqttState())
     assert json.loads(msgs[0].payload)["active"] == [{"alarm_id": "a", "value": None}]
-    st = Batch(
-        "gateway", [], kind=BatchKind.STATUS, records=[{"ts": T, "load": float("inf"), "x": {"y": float("nan")}}]
-    )
+    st = Batch("gateway", kind=BatchKind.STATUS, records=[{"ts": T, "load": float("inf"), "x": {"y": float("nan")}}])
     assert json.loads(render_rows([row(2, st)], TOPICS, MqttState())[0].payload)["x"] == {"y": None}
 
 
 def test_levels_filter_telemetry_and_state() -> None:
     topics = Topics("bms", "s1", 1, frozenset({"rack"}))
-    b = Batch(
+    b = Batch.of_samples(
         "r1",
         [Sample(T, "soc", 55.0, "%", "good", "r1"), Sample(T, "cell_voltage", 3.3, "V", "good", "r1", 1, 2)],
     )
     msgs = render_rows([row(1, b)], topics, MqttState())
     assert [s["q"] for s in json.loads(msgs[0].payload)["samples"]] == ["soc"]
     assert list(json.loads(msgs[1].payload)["values"]) == ["soc"]
+
+
+def test_state_keeps_earlier_entries_and_adds_new_ones_at_the_end() -> None:
+    earlier: dict[str, object] = {"v": 1.0, "u": "%", "ql": "good", "ts": T - 1}
+    state = MqttState()
+    first = Batch.of_samples("s", [Sample(T - 1, "soh", 1.0, "%", "good", "r1")])
+    render_rows([row(1, first)], TOPICS, state)
+    msgs = render_rows([row(2, Batch.of_samples("s", [Sample(T, "soc", 55.0, "%", "good", "r1")]))], TOPICS, state)
+    values = {"soh": earlier, "soc": {"v": 55.0, "u": "%", "ql": "good", "ts": T}}
+    assert json.loads(msgs[-1].payload) == {"site": "s1", "rack": "r1", "values": values}
+    assert msgs[-1].payload.startswith(b'{"site":"s1","rack":"r1","values":{"soh":')
+    assert state.values == {"r1": values}

@@ -1,5 +1,5 @@
-"""A sink write lets the event loop run while it renders a big batch, sends the lines the plain
-rendering gives (one gzip body), and bisects only when the server refuses some."""
+"""A sink write lets the event loop run while it renders a big batch, sends the lines the renderer
+gives (one gzip body), and bisects only when the server refuses some."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from influxdb_client.rest import ApiException
 from gateway.sinks.clock import ClockGuard
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
 from gateway.sinks.influx import sink as influx
-from gateway.sinks.influx.sink import InfluxSink, render_parts
+from gateway.sinks.influx.lineproto import LineRenderer
+from gateway.sinks.influx.sink import InfluxSink, chunk_items, render_chunks
 from gateway.sinks.mqtt import sink as mqtt
 from gateway.sinks.mqtt.payloads import MqttState, render_rows
 from gateway.sinks.mqtt.sink import MqttSink
 from gateway.store.outbox import Row
-from tests.unit.test_sink_layout_influx import T, modbus_batch, plain
+from tests.unit.test_sink_render import T, modbus_batch
 
 
 class Service:
@@ -80,7 +81,7 @@ async def loop_turns_per_row(write: Any, sink_module: Any, name: str, monkeypatc
 
 
 @pytest.mark.parametrize("gzip", [True, False])
-async def test_influx_write_yields_and_sends_the_plain_lines(monkeypatch: pytest.MonkeyPatch, gzip: bool) -> None:
+async def test_influx_write_yields_and_sends_the_rendered_lines(monkeypatch: pytest.MonkeyPatch, gzip: bool) -> None:
     sink = InfluxSink("influx", InfluxSinkConfig(url="http://127.0.0.1:9", token="t", gzip=gzip), "s1")
     sink._service = service = Service()
     rs = rows(8)
@@ -88,8 +89,9 @@ async def test_influx_write_yields_and_sends_the_plain_lines(monkeypatch: pytest
     assert len(seen) == 8 and seen == sorted(seen)
     assert len(set(seen)) == 4  # the loop ran after every 2,000 samples (two rows)
     ref_guard = ClockGuard("ref")
-    items, pending = ref_guard.apply_parts(render_parts([Row(r.seq, r.ts, plain(r.batch)) for r in rs], "s1", "ms"))
-    assert service.bodies == ["\n".join(line for _, line in items)]
+    chunks, pending = render_chunks(rs, LineRenderer("s1", "ms"), ref_guard)
+    assert pending is not None
+    assert service.bodies == ["\n".join(line for _, line in chunk_items(chunks))]
     assert service.calls[0].get("content_encoding") == ("gzip" if gzip else None)
     ref_guard.commit(pending)
     assert sink.guard is not None and sink.guard.newest == ref_guard.newest  # committed
@@ -107,11 +109,11 @@ async def test_influx_write_bisects_only_after_a_refusal() -> None:
     assert len(stored) == 2 * 1000 - 1 and all(bad not in line for line in stored)
 
 
-async def test_mqtt_write_yields_and_publishes_the_plain_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_mqtt_write_yields_and_publishes_the_rendered_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     sink = MqttSink("mqtt", MqttSinkConfig(host="127.0.0.1", tls=False), "s1")
     sink._client = client = Client()  # type: ignore[assignment]
     rs = rows(6)
     seen = await loop_turns_per_row(lambda: sink.write(rs), mqtt, "render_row", monkeypatch)
     assert len(seen) == 6 and len(set(seen)) == 3
-    ref = render_rows([Row(r.seq, r.ts, plain(r.batch)) for r in rs], sink.topics, MqttState())
+    ref = render_rows(rs, sink.topics, MqttState())
     assert client.published == [(m.topic, m.payload, m.qos, m.retain) for m in ref]
