@@ -141,7 +141,7 @@ def bench_pipeline() -> dict[str, float]:
     rules, _ = load_rule_file(defaults_path("lithium-ion"))
     engine = AlarmEngine(rules, {"rack-01": "rack-01"})
     out = {"alarms": micro_sinks.measure(lambda i: engine.process(rounds[i]), len(rounds), n)}
-    out.update(micro_sinks.run(rounds, "no layout"))
+    out.update(micro_sinks.run(rounds))
     return out
 
 
@@ -154,6 +154,7 @@ def bench_steady(seconds: float, tuned: bool) -> tuple[float, float, int]:
     from gateway.alarms.engine import AlarmEngine
     from gateway.alarms.ruleset import defaults_path, load_rule_file
     from gateway.sinks.clock import ClockGuard
+    from gateway.sinks.influx.lineproto import LineRenderer
     from gateway.sinks.influx.sink import chunks_body, gzip_body, render_chunks
     from gateway.sinks.mqtt.payloads import MqttState, Topics, render_rows
     from gateway.store.outbox import Outbox
@@ -164,6 +165,7 @@ def bench_steady(seconds: float, tuned: bool) -> tuple[float, float, int]:
     rules, _ = load_rule_file(defaults_path("lithium-ion"))
     engine = AlarmEngine(rules, {"rack-01": "rack-01"})
     guard, topics, mstate = ClockGuard("bench"), Topics("bms", "site-1"), MqttState()
+    renderer = LineRenderer("site-1", "ms")
     gc_time = [0.0, 0.0]
     full = [0]
 
@@ -198,7 +200,7 @@ def bench_steady(seconds: float, tuned: bool) -> tuple[float, float, int]:
                 for sink in pos:
                     rows = box.read(pos[sink], max_samples=5000)
                     if sink == "influx":
-                        chunks, pending = render_chunks(rows, "site-1", "ms", guard)
+                        chunks, pending = render_chunks(rows, renderer, guard)
                         gzip_body(chunks_body(chunks).encode())
                         if pending is not None:
                             guard.commit(pending)

@@ -5,8 +5,8 @@ that answer at once (no network: the InfluxDB request is a stub, the MQTT client
 while a ticker task on the same loop (sleeping 1 ms at a time) notes the CPU time the loop's thread
 spent between two of its wake-ups ("busy": the longest one step of the loop held it, the figure that
 matters; a full garbage collection landing in a step shows here too) and how late it woke up (wall
-time: on a loaded machine also the time the process did not run). Printed per sink, with and without
-layouts: the longest busy and late times (ms) and the CPU µs per sample of the writes, for
+time: on a loaded machine also the time the process did not run). Printed per sink: the longest busy
+and late times (ms) and the CPU µs per sample of the writes, for
   - "chunked": the sink as it is (it lets the loop run after every 2,000 rendered samples);
   - "one go": the same with no yield (a whole write rendered at once);
   - "thread": the rendering run in a worker thread (`asyncio.to_thread`), the loop waiting for it.
@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bench.micro_sinks import make_batches, make_layouts, without_layout
+from bench.micro_sinks import make_batches
 from gateway.runtime import gcpolicy
 from gateway.sinks.base import Rejected
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
@@ -61,7 +61,7 @@ async def influx_in_thread(sink: InfluxSink, rows: Sequence[Row]) -> list[Reject
     pending = guard.begin() if guard is not None else None
 
     def render() -> list[influx.Chunk]:
-        return [c for row in rows for c in render_row(row, sink.site, sink.cfg.precision, guard, pending)]
+        return [c for row in rows for c in render_row(row, sink.renderer, guard, pending)]
 
     chunks = await asyncio.to_thread(render)
     rejected = await asyncio.to_thread(sink._send, chunks)
@@ -80,14 +80,14 @@ TICK = 0.001  # the ticker sleeps this long: mostly idle, like the gateway's oth
 
 
 async def ticking(write: Callable[[], Awaitable[object]], writes: int) -> tuple[list[float], list[float], float]:
-    """While the writes run one after the other (the first, which prepares the layouts, not counted):
+    """While the writes run one after the other (the first, which prepares the plans, not counted):
     how much later than asked (s) a ticker woke up, and the CPU time (s) the loop's thread spent
     between two of its wake-ups (on a loaded machine the wall time also holds time the process was
     not running; the CPU time is what the loop's callbacks took); CPU s of the counted writes."""
     late: list[float] = []
     busy: list[float] = []
     done = False
-    await write()  # first sight of the layouts and series
+    await write()  # first sight of the key tables and series
 
     async def ticker() -> None:
         last, last_cpu = time.perf_counter(), time.thread_time()
@@ -110,12 +110,9 @@ async def ticking(write: Callable[[], Awaitable[object]], writes: int) -> tuple[
     return late, busy, cpu
 
 
-def run(samples: int, writes: int, layout: bool, settle_gc: bool = True) -> dict[str, tuple[float, float, float]]:
+def run(samples: int, writes: int, settle_gc: bool = True) -> dict[str, tuple[float, float, float]]:
     racks = samples // 1000
-    layouts = make_layouts(racks, 1000)
-    rounds = [make_batches(layouts, 1000, 1_760_000_000_000_000_000 + i * 1_000_000_000) for i in range(writes + 1)]
-    if not layout:
-        rounds = [without_layout(bs) for bs in rounds]
+    rounds = [make_batches(racks, 1000, 1_760_000_000_000_000_000 + i * 1_000_000_000) for i in range(writes + 1)]
     rowsets = [[Row(i * racks + j + 1, b.created, b) for j, b in enumerate(bs)] for i, bs in enumerate(rounds)]
     if settle_gc:
         gcpolicy.settle()  # as the gateway does once it runs
@@ -141,19 +138,17 @@ def run(samples: int, writes: int, layout: bool, settle_gc: bool = True) -> dict
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, tuple[float, float, float]]]:
+def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, float]]:
     ap = argparse.ArgumentParser(prog="python -m bench.micro_sink_loop", description=__doc__)
     ap.add_argument("--samples", type=int, default=10_000, help="samples per write (1,000 per rack batch)")
     ap.add_argument("--writes", type=int, default=20)
     ap.add_argument("--default-gc", action="store_true", help="keep the default collector settings")
     args = ap.parse_args(argv)
-    res = {}
-    for layout in (True, False):
-        res["layout" if layout else "no layout"] = r = run(args.samples, args.writes, layout, not args.default_gc)
-        print(f"{'with' if layout else 'without'} layouts, {args.writes} writes of {args.samples} samples:")
-        print(f"  {'':16s} {'max busy ms':>11s} {'max late ms':>11s} {'CPU µs/sample':>14s}")
-        for name, (busy, late, cpu) in r.items():
-            print(f"  {name:16s} {busy:11.1f} {late:11.1f} {cpu:14.2f}")
+    res = run(args.samples, args.writes, not args.default_gc)
+    print(f"{args.writes} writes of {args.samples} samples:")
+    print(f"  {'':16s} {'max busy ms':>11s} {'max late ms':>11s} {'CPU µs/sample':>14s}")
+    for name, (busy, late, cpu) in res.items():
+        print(f"  {name:16s} {busy:11.1f} {late:11.1f} {cpu:14.2f}")
     return res
 
 
