@@ -76,20 +76,20 @@ def test_simulate_record_replay_and_run(tmp_path: Path) -> None:
             def polled() -> int:  # a read-only look while the gateway writes
                 if not store.exists():
                     return 0
-                return sum(1 for b in batches_of(store, check=False) if b.source == "rack-a" and b.samples)
+                return sum(1 for b in batches_of(store, check=False) if b.source == "rack-a" and b.samples())
 
             wait_for(lambda: polled() >= 5, 60, "5 batches of rack-a stored", gw, step=0.2)
             gw.send_signal(signal.SIGTERM)
             _, gw_err = gw.communicate(timeout=60)
         assert gw.returncode == 0, gw_err
         assert player.poll() is None  # still looping
-    batches = [b for b in batches_of(store) if b.source == "rack-a" and b.samples]
+    batches = [b for b in batches_of(store) if b.source == "rack-a" and b.samples()]
     assert len(batches) >= 5
     for b in batches:
-        assert all(s.quality == Quality.GOOD for s in b.samples)
-        by = {(s.quantity, s.module, s.cell): s.value for s in b.samples}
+        assert all(s.quality == Quality.GOOD for s in b.samples())
+        by = {(s.quantity, s.module, s.cell): s.value for s in b.samples()}
         assert by[("serial_number", None, None)] == "SIM-0001"
-    volts = {b.samples[0].value for b in batches}
+    volts = {b.samples()[0].value for b in batches}
     assert volts  # values came from the recording, decoded by the profile
 
 

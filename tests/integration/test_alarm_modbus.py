@@ -46,7 +46,7 @@ async def test_bms_bits_and_interlocks_over_modbus(tmp_path: Path) -> None:
         return [(r["alarm_id"], r["state"]) for r in records if r["type"] == "event" and r["rule"] in WATCHED]
 
     def polls() -> int:
-        return sum(1 for row in rt.outbox.query() if row.batch.source == "rack-a" and row.batch.samples)
+        return sum(1 for row in rt.outbox.query() if row.batch.source == "rack-a" and row.batch.samples())
 
     task = asyncio.create_task(rt.run())
     try:

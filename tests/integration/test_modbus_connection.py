@@ -64,7 +64,7 @@ async def test_a_link_that_drops_every_few_polls_raises_no_comm_loss(tmp_path: P
     batches = of(rt, name)
     assert server.connections >= 5 and connects(server.port, "ok") >= 5
     # every cycle was read in full: no stale, no comm_loss, never offline
-    assert {s.quality for b in batches for s in b.samples} == {Quality.GOOD}
+    assert {s.quality for b in batches for s in b.samples()} == {Quality.GOOD}
     assert states(batches) == [DeviceState.ONLINE]
     assert comm_loss_events(rt) == []
     # each drop logged once (the last may not have been noticed yet), nothing per poll
@@ -102,10 +102,10 @@ async def test_an_endpoint_down_longer_than_offline_after_raises_one_comm_loss(t
     # the cycles missed within the on-delay: every point `stale`, no state change; then comm_loss once
     k = next(i for i, b in enumerate(batches) if b.status is not None and b.status.state == DeviceState.OFFLINE)
     for missed in batches[k - 2 : k]:
-        assert missed.status is None and {s.quality for s in missed.samples} == {Quality.STALE}
-        assert all(s.value is None for s in missed.samples)
-    assert {s.quality for s in batches[k].samples} == {Quality.COMM_LOSS}
-    assert all(s.quality == Quality.GOOD for s in batches[-1].samples)
+        assert missed.status is None and {s.quality for s in missed.samples()} == {Quality.STALE}
+        assert all(s.value is None for s in missed.samples())
+    assert {s.quality for s in batches[k].samples()} == {Quality.COMM_LOSS}
+    assert all(s.quality == Quality.GOOD for s in batches[-1].samples())
     # one alarm for the whole outage, and it returned
     events_ = comm_loss_events(rt)
     assert events_.count("active_unack") == 1, events_

@@ -49,7 +49,7 @@ async def test_samples_reach_the_outbox_with_the_simulators_values(tmp_path: Pat
     truth = truth_map(model.samples(0, ""))
     batches = of(rt, "rack-a")
     assert batches[0].status is not None and batches[0].status.state == DeviceState.ONLINE
-    samples = batches[-1].samples
+    samples = batches[-1].samples()
     assert len(samples) == 8 + 4 + 12 + 2  # points + the two named flags
     tolerance = {"rack_voltage": 0.05, "rack_current": 0.05, "soc": 0.005, "cell_voltage_max": 5e-5}
     checked = 0
@@ -88,9 +88,9 @@ async def test_illegal_address_isolates_one_point_and_the_rest_keeps_flowing(tmp
         await sim.stop()
     batches = of(rt, "rack-a")
     for b in batches:
-        bad = [s for s in b.samples if s.quality != Quality.GOOD]
+        bad = [s for s in b.samples() if s.quality != Quality.GOOD]
         assert [(s.quantity, s.module, s.cell, s.quality) for s in bad] == [("cell_voltage", 1, 4, Quality.BAD)]
-        assert len(b.samples) == 26
+        assert len(b.samples()) == 26
     assert any(b.status is not None and b.status.state == DeviceState.DEGRADED for b in batches)
     ep = rt.sources[0]
     assert isinstance(ep, ModbusEndpoint)
@@ -144,11 +144,11 @@ async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule
         await sim.stop()
     a, b = of(rt, "rack-a"), of(rt, "rack-b")
     offline = next(x for x in b if x.status is not None and x.status.state == DeviceState.OFFLINE)
-    assert offline.samples and {s.quality for s in offline.samples} == {Quality.COMM_LOSS}
-    assert all(s.value is None for s in offline.samples)
-    assert len(offline.samples) == 26
+    assert offline.samples() and {s.quality for s in offline.samples()} == {Quality.COMM_LOSS}
+    assert all(s.value is None for s in offline.samples())
+    assert len(offline.samples()) == 26
     # the healthy unit never lost a sample or its online state
-    assert all(s.quality == Quality.GOOD for x in a for s in x.samples)
+    assert all(s.quality == Quality.GOOD for x in a for s in x.samples())
     assert not any(x.status is not None and x.status.state != DeviceState.ONLINE for x in a)
     # while unit 2 was silent it was probed once per backoff step, not every cycle
     window_cycles = phase["restored"] - phase["offline_at"]
@@ -162,7 +162,7 @@ async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule
         f"probes of the silent unit {phase['probes']}"
     )
     # recovery by itself: unit 2 delivers good samples again
-    assert b[-1].samples and all(s.quality == Quality.GOOD for s in b[-1].samples)
+    assert b[-1].samples() and all(s.quality == Quality.GOOD for s in b[-1].samples())
 
 
 async def test_polling_resumes_after_an_outage_longer_than_the_backoff_ceiling(tmp_path: Path) -> None:
@@ -194,5 +194,5 @@ async def test_polling_resumes_after_an_outage_longer_than_the_backoff_ceiling(t
     states = [x.status.state for x in batches if x.status is not None]
     assert states == [DeviceState.ONLINE, DeviceState.OFFLINE, DeviceState.ONLINE]
     last = batches[-1]
-    assert last.samples and all(s.quality == Quality.GOOD for s in last.samples)
+    assert last.samples() and all(s.quality == Quality.GOOD for s in last.samples())
     assert failed_connects() >= 3

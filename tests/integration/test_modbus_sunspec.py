@@ -40,7 +40,7 @@ async def test_sunspec_battery_is_discovered_and_mapped(tmp_path: Path) -> None:
     assert not dev.needs_discovery and len(dev.points) > 30
     batches = of(rt, "ss")
     assert batches[0].status is not None and batches[0].status.state == DeviceState.ONLINE
-    samples = batches[-1].samples
+    samples = batches[-1].samples()
     assert all(s.quality == Quality.GOOD for s in samples), [s for s in samples if s.quality != Quality.GOOD]
     model = sim.devices[3].model
     assert model is not None

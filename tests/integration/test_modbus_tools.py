@@ -57,7 +57,7 @@ async def poll(ep: ModbusEndpoint, until: Callable[[list[Batch]], bool], limit: 
 
 
 def snapshot(b: Batch) -> tuple[tuple[object, ...], ...]:
-    return tuple((s.quantity, s.module, s.cell, s.value, s.quality) for s in b.samples)
+    return tuple((s.quantity, s.module, s.cell, s.value, s.quality) for s in b.samples())
 
 
 @pytest.mark.parametrize("kind", ["register-map", "sunspec"])
@@ -187,7 +187,7 @@ async def test_workarounds_one_request_per_point_and_close_after_cycle(tmp_path:
         await sim.stop()
     assert sum(len(v) for v in dev.blocks.values()) == 24  # one read per point
     assert sim.connections >= 3  # a new connection every cycle
-    assert all(s.quality == Quality.GOOD for s in batches[-1].samples)
+    assert all(s.quality == Quality.GOOD for s in batches[-1].samples())
 
 
 async def test_simulator_faults_delay_drop_and_one_client(tmp_path: Path) -> None:
@@ -237,4 +237,4 @@ async def test_a_dropped_connection_is_recovered_without_losing_the_device(tmp_p
     finally:
         await sim.stop()
     assert sim.connections >= 2
-    assert all(s.quality == Quality.GOOD for s in batches[-1].samples)
+    assert all(s.quality == Quality.GOOD for s in batches[-1].samples())
