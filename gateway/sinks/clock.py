@@ -26,8 +26,6 @@ log = structlog.get_logger("sink.clock")
 _SPACE = re.compile(r"(?<!\\) ")
 
 Item = tuple[int, str]
-# (seq, series key, fields, time, the line itself or None when it is `<key> <fields> <time>`)
-Part = tuple[int, str, str, int, str | None]
 
 
 def split_line(line: str) -> tuple[str, str, int]:
@@ -65,30 +63,13 @@ class ClockGuard:
 
     def apply(self, items: Sequence[Item]) -> tuple[list[Item], Pending]:
         """Lines to write and the state to `commit` once the server confirmed them."""
-        return self.apply_parts([(seq, *split_line(line), line) for seq, line in items])
-
-    def apply_parts(self, items: Sequence[Part]) -> tuple[list[Item], Pending]:
-        """`apply` for lines already split (no parsing): the encoder knows each line's series key."""
         pending = self.begin()
-        lines = self.lines(pending, [(key, fields, ts, line) for _seq, key, fields, ts, line in items])
+        lines = self.lines(pending, [(*split_line(line), line) for _seq, line in items])
         return [(item[0], line) for item, line in zip(items, lines, strict=True)], pending
 
-    def admit(self, pending: Pending, keys: Sequence[str], ts: int) -> bool:
-        """Whether lines of the distinct series `keys`, all at time `ts`, are written as they are (every
-        series' newest time is before `ts`); if so they are recorded as written. Same as `line` for each."""
-        ov = pending.newest
-        if max(map(ov.get, keys, map(self.newest.get, keys, repeat(_NEVER))), default=_NEVER) >= ts:
-            return False
-        ov.update(zip(keys, repeat(ts)))
-        stepped = pending.stepped
-        if stepped:
-            for key in keys:
-                stepped.pop(key, None)
-        return True
-
     def admit_each(self, pending: Pending, keys: Sequence[str], times: Sequence[int]) -> bool:
-        """`admit` for lines at times of their own: whether each line is written as it is (its series'
-        newest time is before it); if so they are recorded as written. A series may come again in the
+        """Whether each line is written as it is (its series' newest time is before it), as `lines` would
+        write them; if so they are recorded as written (no line built). A series may come again in the
         lines only at a later time unit: the series are distinct, or the times do not decrease and no
         series comes twice at one time."""
         if len(set(keys)) != len(keys) and (
@@ -106,12 +87,9 @@ class ClockGuard:
                 stepped.pop(key, None)
         return True
 
-    def line(self, pending: Pending, key: str, fields: str, ts: int, line: str | None) -> str:
-        """The line to write for one point (`line` is `<key> <fields> <ts>`, or None to build it)."""
-        return self.lines(pending, [(key, fields, ts, line)])[0]
-
     def lines(self, pending: Pending, points: Iterable[tuple[str, str, int, str | None]]) -> list[str]:
-        """`line` for each point, in order."""
+        """The line to write for each point (series key, fields, time, and the line itself or None when
+        it is `<key> <fields> <time>`), in order."""
         ov = pending.newest
         newest = self.newest.get
         stepped = pending.stepped
