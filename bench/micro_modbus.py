@@ -3,11 +3,9 @@
 Starts one `bench.modbus_server` process (the bench's 1,000-register racks behind `--units` unit ids)
 on loopback and polls it with one endpoint (every rack's 8 block reads of 125 registers, back to
 back), measuring this process's CPU (time.process_time) per point for the whole source: pymodbus
-request and response, register decoding, samples, cycle bookkeeping and layouts. "before" is the
-endpoint with `fast=False` (pymodbus's own response decoding, decoders point by point: the code
-before the fast paths), "after" the default; rounds alternate and the medians are compared.
-Then the two decoding steps alone on one recorded block: pymodbus's response decode against
-`wire.unpack_registers`, and the point-by-point decoder against the runs.
+request and response, register decoding into columns, cycle bookkeeping and key tables; the median
+of the rounds. Then the decoding steps alone on one recorded block: `wire.unpack_registers` (with
+pymodbus's own response decode next to it) and the block decoder's columns.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ from gateway.sources.modbus.validate import load_modbus_profile
 from gateway.sources.modbus.wire import unpack_registers
 
 
-async def poll(port: int, profile: ModbusProfile, units: int, cycles: int, fast: bool) -> tuple[float, float, int]:
+async def poll(port: int, profile: ModbusProfile, units: int, cycles: int) -> tuple[float, float, int]:
     """CPU seconds (user, system) and samples of `cycles` back-to-back cycles of every unit."""
     cfgs = [
         ModbusSourceConfig(
@@ -46,7 +44,7 @@ async def poll(port: int, profile: ModbusProfile, units: int, cycles: int, fast:
         )
         for u in range(1, units + 1)
     ]
-    endpoint = ModbusEndpoint("127.0.0.1", port, [DeviceRun(c, profile) for c in cfgs], fast=fast)
+    endpoint = ModbusEndpoint("127.0.0.1", port, [DeviceRun(c, profile) for c in cfgs])
     samples = batches = 0
     t0 = os.times()
     done = asyncio.Event()
@@ -57,7 +55,7 @@ async def poll(port: int, profile: ModbusProfile, units: int, cycles: int, fast:
         if batches == units:  # the first cycle (connect, plan) is not measured
             t0 = os.times()
         elif batches > units:
-            samples += len(batch.samples)
+            samples += batch.n
         if batches == units * (cycles + 1):
             done.set()
 
@@ -69,8 +67,8 @@ async def poll(port: int, profile: ModbusProfile, units: int, cycles: int, fast:
     return t1.user - t0.user, t1.system - t0.system, samples
 
 
-def decoding(profile: ModbusProfile) -> list[tuple[str, float, float]]:
-    """(step, before µs/point, after µs/point) of the decoding steps on one 125-register block."""
+def decoding(profile: ModbusProfile) -> list[tuple[str, float]]:
+    """(step, µs/point) of the decoding steps on one 125-register block."""
     device = DeviceRun(ModbusSourceConfig(name="r", profile="bench", host="127.0.0.1", port=1, unit_id=1), profile)
     block = next(b for bs in device.blocks.values() for b in bs if len(b.points) == 125)
     words = [3300 + (i * 13) % 50 for i in range(block.count)]
@@ -82,10 +80,11 @@ def decoding(profile: ModbusProfile) -> list[tuple[str, float, float]]:
     def per_point(fn: object, n: int = 2000) -> float:
         return min(timeit.repeat(fn, number=n, repeat=5)) / n / len(block.points) * 1e6  # type: ignore[arg-type]
 
-    plain, runs = BlockDecoder(block, fast=False), BlockDecoder(block)
+    decoder = BlockDecoder(block)
     return [
-        ("response registers", per_point(pymodbus_decode), per_point(lambda: unpack_registers(frame))),
-        ("samples from registers", per_point(lambda: plain(words, 1, "r")), per_point(lambda: runs(words, 1, "r"))),
+        ("response registers (pymodbus)", per_point(pymodbus_decode)),
+        ("response registers (wire)", per_point(lambda: unpack_registers(frame))),
+        ("columns from registers", per_point(lambda: decoder(words))),
     ]
 
 
@@ -111,24 +110,22 @@ def main() -> None:
     )
     try:
         wait_port(port, 30)
-        us: dict[tuple[bool, str], list[float]] = {}
+        us: dict[str, list[float]] = {}
         for _ in range(a.rounds):
-            for fast in (False, True):
-                user, system, n = asyncio.run(poll(port, profile, a.units, a.cycles, fast))
-                us.setdefault((fast, "user"), []).append(user / n * 1e6)
-                us.setdefault((fast, "system"), []).append(system / n * 1e6)
-                us.setdefault((fast, "all"), []).append((user + system) / n * 1e6)
+            user, system, n = asyncio.run(poll(port, profile, a.units, a.cycles))
+            us.setdefault("user", []).append(user / n * 1e6)
+            us.setdefault("system", []).append(system / n * 1e6)
+            us.setdefault("all", []).append((user + system) / n * 1e6)
         print(f"Modbus source, {a.units} racks × {REGISTERS} registers, {a.cycles} cycles × {a.rounds} rounds")
-        print(f"{'step':<34}{'before µs/pt':>14}{'after µs/pt':>13}{'ratio':>8}")
+        print(f"{'step':<34}{'µs/pt':>10}")
         for kind, label in (
             ("all", "whole source, process CPU"),
             ("user", "  of which user"),
             ("system", "  of which system (sockets)"),
         ):
-            before, after = statistics.median(us[False, kind]), statistics.median(us[True, kind])
-            print(f"{label:<34}{before:>14.3f}{after:>13.3f}{before / after:>7.1f}x")
-        for step, b, f in decoding(profile):
-            print(f"{step:<34}{b:>14.3f}{f:>13.3f}{b / f:>7.1f}x")
+            print(f"{label:<34}{statistics.median(us[kind]):>10.3f}")
+        for step, t in decoding(profile):
+            print(f"{step:<34}{t:>10.3f}")
     finally:
         server.stop(5)
     sys.stdout.flush()

@@ -77,6 +77,7 @@ class Numbers:
     offset: F64
     low: F64
     high: F64
+    ranged: bool  # whether any point has a range
     sentinel_of: IntArr  # (point index, raw value) pairs meaning "not available"
     sentinel: U64
     states: tuple[State, ...]
@@ -122,6 +123,7 @@ class Numbers:
             np.asarray(offset, dtype=np.float64),
             np.asarray(low, dtype=np.float64),
             np.asarray(high, dtype=np.float64),
+            any(p.range is not None for _, _, p, _ in points),
             _ints(sentinel_of),
             np.asarray(sentinel, dtype=np.uint64),
             tuple(states),
@@ -159,33 +161,42 @@ class Numbers:
         signed = raw.astype(np.int64) - ((raw >> (bits - 1)).astype(np.int64) << bits)
         return signed.astype(np.float64)
 
-    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> None:
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> bool:
         raw = self.raw(words)
         x = self.number(raw)
-        missing = np.isnan(x)
-        if self.sentinel.size:
-            hit = raw[self.sentinel_of] == self.sentinel
-            missing[self.sentinel_of[hit]] = True
         v = x / self.divisor
         if self.affine.size:
             a = self.affine
             v[a] = np.round(x[a] * self.scale + self.offset, 9)
-        q = np.where((self.low <= v) & (v <= self.high), GOOD, RANGE).astype(np.uint8)
-        q[missing] = MISSING
-        v[missing] = math.nan
+        if self.ranged:
+            q = np.logical_not((self.low <= v) & (v <= self.high)).view(np.uint8) * np.uint8(RANGE)
+        else:
+            q = np.zeros(len(v), dtype=np.uint8)
+        missing = None
+        if self.dtype.startswith("float"):
+            missing = np.isnan(x)
+        if self.sentinel.size:
+            missing = np.zeros(len(v), dtype=np.bool_) if missing is None else missing
+            missing[self.sentinel_of[raw[self.sentinel_of] == self.sentinel]] = True
+        if missing is not None:
+            q[missing] = MISSING
+            v[missing] = math.nan
+        bad = False
         for st in self.states:
-            if missing[st.index]:
+            if missing is not None and missing[st.index]:
                 continue
             n = int(x[st.index])
             name = st.names.get(n)
             objects[st.row] = name if name is not None else f"unknown({n})"
             q[st.index] = GOOD if name is not None else BAD
             v[st.index] = math.nan
+            bad = bad or name is None
         values[self.row] = v
         quality[self.row] = q
         if self.flag_of.size:
-            values[self.flag_row] = ((raw[self.flag_of] >> self.flag_bit) & 1).astype(np.float64)
+            values[self.flag_row] = ((raw[self.flag_of] >> self.flag_bit) & np.uint64(1)).astype(np.float64)
             quality[self.flag_row] = GOOD
+        return bad
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +218,15 @@ class Bits:
             tuple(State(j, r, dict(p.states)) for j, (_, r, p) in enumerate(points) if p.states),
         )
 
-    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> None:
-        flag = (words[self.src] >> self.bit) & 1
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> bool:
+        flag = (words[self.src] >> self.bit) & np.uint64(1)
         values[self.row] = flag.astype(np.float64)
         quality[self.row] = GOOD
         for st in self.states:
             n = int(flag[st.index])
             objects[st.row] = st.names.get(n, str(n))
             values[st.row] = math.nan
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +237,12 @@ class Text:
     row: int
     point: Point
 
-    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> None:
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> bool:
         regs = [int(w) for w in words[self.src : self.src + self.point.width]]
         objects[self.row] = decode(regs, "string", self.point.order)
+        values[self.row] = math.nan
         quality[self.row] = GOOD
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,17 +294,22 @@ class BlockDecoder:
 
     def __call__(self, words: Sequence[int | bool]) -> Decoded:
         n, count = len(words), self.block.count
-        w = np.zeros(max(count, n), dtype=np.uint64)
-        w[:n] = words
+        if n >= count:
+            w = np.array(words, dtype=np.uint64)
+        else:
+            w = np.zeros(count, dtype=np.uint64)
+            w[:n] = words
         values = np.empty(len(self.rows), dtype=np.float64)
         quality = np.empty(len(self.rows), dtype=np.uint8)
         objects: dict[int, Value] = {}
+        bad = False
         for group in self.groups:
-            group.into(w, values, quality, objects)
+            bad = group.into(w, values, quality, objects) or bad
         if n < count:  # a short response: the values it does not hold are bad
-            cut = self.ends > n
+            cut = np.flatnonzero(self.ends > n).tolist()
             values[cut] = math.nan
             quality[cut] = BAD
-            for row in np.flatnonzero(cut).tolist():
+            for row in cut:
                 objects.pop(row, None)
-        return Decoded(values, quality, objects, bool((quality == BAD).any()))
+            bad = bad or bool(cut)
+        return Decoded(values, quality, objects, bad)
