@@ -38,39 +38,12 @@ OCV_TABLE: tuple[tuple[float, float], ...] = (
 )
 _SOC_KNOTS = [k for k, _ in OCV_TABLE]
 
-# The rack-level quantities, in the order `RackModel.reading` gives them (after the cells and modules).
-RACK_QUANTITIES: tuple[tuple[str, str], ...] = (
-    ("rack_voltage", "V"),
-    ("rack_current", "A"),
-    ("rack_power", "W"),
-    ("soc", "%"),
-    ("soh", "%"),
-    ("cell_voltage_max", "V"),
-    ("cell_voltage_min", "V"),
-    ("cell_voltage_mean", "V"),
-    ("cell_voltage_spread", "V"),
-    ("cell_voltage_max_position", ""),
-    ("cell_voltage_min_position", ""),
-    ("insulation_resistance", "Ω"),
-    ("energy_charged", "Wh"),
-    ("energy_discharged", "Wh"),
-    ("cycle_count", ""),
-    ("charge_current_limit", "A"),
-    ("discharge_current_limit", "A"),
-    ("contactor_positive", ""),
-    ("contactor_negative", ""),
-    ("bms_state", ""),
-)
-TEMPERATURE_QUANTITIES: tuple[tuple[str, str], ...] = (
-    ("cell_temperature_max", "°C"),
-    ("cell_temperature_min", "°C"),
-    ("cell_temperature_spread", "°C"),
-)
-
 
 class Reading(NamedTuple):
-    """The rack's values at one time: numbers (NaN where the value is a name), and the names by index."""
+    """The rack's values at one time: their keys (the same tuple while the rack's shape holds; the rack
+    tag left empty), numbers (NaN where the value is a name), and the names by index."""
 
+    rows: tuple[Key, ...]
     values: F64
     objects: dict[int, Value]
 
@@ -135,6 +108,7 @@ class RackModel:
         self.module_temp = [p.ambient + rng.uniform(0, 0.5) for _ in range(p.modules)]
         self.sensor_offset = [rng.uniform(-0.3, 0.3) for _ in range(p.modules * p.sensors_per_module)]
         self.stuck: dict[int, float] = {}
+        self._rows: tuple[Key, ...] | None = None
         self._weak_applied: set[int] = set()
 
     @property
@@ -210,67 +184,63 @@ class RackModel:
             out.append(value)
         return out
 
-    def rows(self) -> tuple[Key, ...]:
-        """The key of every value the rack reports, in the order of `reading` (the rack tag is left empty)."""
+    def reading(self) -> Reading:
+        """Every quantity the rack reports now."""
         p = self.params
         cpm, spm = p.cells_per_module, p.sensors_per_module
-        rows = [Key("cell_voltage", "V", "", i // cpm + 1, i % cpm + 1) for i in range(self.n_cells)]
-        rows += [Key("cell_temperature", "°C", "", k // spm + 1, k % spm + 1) for k in range(p.modules * spm)]
-        rows += [Key("module_voltage", "V", "", m + 1, None) for m in range(p.modules)]
-        rows += [Key(name, unit, "", None, None) for name, unit in RACK_QUANTITIES]
-        if spm:
-            rows += [Key(name, unit, "", None, None) for name, unit in TEMPERATURE_QUANTITIES]
-        return tuple(rows)
-
-    def reading(self) -> Reading:
-        """Every value the rack reports now, in the order of `rows`."""
-        p = self.params
         volts = self.cell_voltages()
         temps = self.sensor_temperatures()
         v = np.asarray(volts, dtype=np.float64)
-        module_volts = v.reshape(p.modules, p.cells_per_module).sum(axis=1) if p.modules else v[:0]
+        module_volts = v.reshape(p.modules, cpm).sum(axis=1) if p.modules else v[:0]
         rv = sum(volts)
         closed = self.contactors_closed()
         vmax, vmin = max(volts), min(volts)
         soc = sum(self.soc) / len(self.soc)
         soh = 100.0 * min(1.0, sum(self.capacity) / (p.capacity_ah * len(self.capacity)))
-        rack: list[float | str] = [
-            round(rv, 2),
-            round(self.current, 2),
-            round(rv * self.current, 1),
-            round(soc, 2),
-            round(soh, 2),
-            round(vmax, 4),
-            round(vmin, 4),
-            round(rv / len(volts), 4),
-            round(vmax - vmin, 4),
-            volts.index(vmax) + 1,
-            volts.index(vmin) + 1,
-            p.insulation_ohm,
-            round(self.energy_charged, 1),
-            round(self.energy_discharged, 1),
-            round(self.throughput_ah / (2 * p.capacity_ah), 3),
-            0.0 if vmax >= 3.6 else round(0.5 * p.capacity_ah, 1),
-            0.0 if vmin <= 2.8 else round(0.5 * p.capacity_ah, 1),
-            "closed" if closed else "open",
-            "closed" if closed else "open",
-            "run" if closed else "fault",
+        rack: list[tuple[str, float | str, str]] = [
+            ("rack_voltage", round(rv, 2), "V"),
+            ("rack_current", round(self.current, 2), "A"),
+            ("rack_power", round(rv * self.current, 1), "W"),
+            ("soc", round(soc, 2), "%"),
+            ("soh", round(soh, 2), "%"),
+            ("cell_voltage_max", round(vmax, 4), "V"),
+            ("cell_voltage_min", round(vmin, 4), "V"),
+            ("cell_voltage_mean", round(rv / len(volts), 4), "V"),
+            ("cell_voltage_spread", round(vmax - vmin, 4), "V"),
+            ("cell_voltage_max_position", volts.index(vmax) + 1, ""),
+            ("cell_voltage_min_position", volts.index(vmin) + 1, ""),
+            ("insulation_resistance", p.insulation_ohm, "Ω"),
+            ("energy_charged", round(self.energy_charged, 1), "Wh"),
+            ("energy_discharged", round(self.energy_discharged, 1), "Wh"),
+            ("cycle_count", round(self.throughput_ah / (2 * p.capacity_ah), 3), ""),
+            ("charge_current_limit", 0.0 if vmax >= 3.6 else round(0.5 * p.capacity_ah, 1), "A"),
+            ("discharge_current_limit", 0.0 if vmin <= 2.8 else round(0.5 * p.capacity_ah, 1), "A"),
+            ("contactor_positive", "closed" if closed else "open", ""),
+            ("contactor_negative", "closed" if closed else "open", ""),
+            ("bms_state", "run" if closed else "fault", ""),
         ]
         if temps:
             tmax, tmin = max(temps), min(temps)
-            rack += [round(tmax, 2), round(tmin, 2), round(tmax - tmin, 2)]
+            rack += [
+                ("cell_temperature_max", round(tmax, 2), "°C"),
+                ("cell_temperature_min", round(tmin, 2), "°C"),
+                ("cell_temperature_spread", round(tmax - tmin, 2), "°C"),
+            ]
+        if self._rows is None:  # the shape is fixed by the parameters: its keys are made once
+            rows = [Key("cell_voltage", "V", "", i // cpm + 1, i % cpm + 1) for i in range(len(volts))]
+            rows += [Key("cell_temperature", "°C", "", k // spm + 1, k % spm + 1) for k in range(len(temps))]
+            rows += [Key("module_voltage", "V", "", m + 1, None) for m in range(p.modules)]
+            self._rows = (*rows, *(Key(name, unit) for name, _, unit in rack))
         first = len(volts) + len(temps) + p.modules
-        objects: dict[int, Value] = {first + i: x for i, x in enumerate(rack) if isinstance(x, str)}
-        numbers = np.asarray([math.nan if isinstance(x, str) else x for x in rack], dtype=np.float64)
-        values = np.concatenate(
-            [np.round(v, 4), np.round(np.asarray(temps, dtype=np.float64), 2), np.round(module_volts, 3), numbers]
-        )
-        return Reading(values, objects)
+        objects: dict[int, Value] = {first + i: x for i, (_, x, _) in enumerate(rack) if isinstance(x, str)}
+        numbers = np.asarray([math.nan if isinstance(x, str) else x for _, x, _ in rack], dtype=np.float64)
+        values = np.concatenate([np.round(v, 4), np.round(temps, 2), np.round(module_volts, 3), numbers])
+        return Reading(self._rows, values, objects)
 
     def samples(self, ts: int, rack: str) -> list[Sample]:
         """Every quantity the rack reports, as samples at time ts (ns)."""
-        keys = Keys.of(k._replace(rack=rack) for k in self.rows())
         r = self.reading()
+        keys = Keys.of(k._replace(rack=rack) for k in r.rows)
         n = len(keys)
         quality = np.zeros(n, dtype=np.uint8)
         return Batch("", keys, np.full(n, ts, dtype=np.int64), r.values, quality, None, r.objects).samples()

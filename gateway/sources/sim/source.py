@@ -12,7 +12,7 @@ import numpy as np
 import structlog
 
 from gateway import metrics
-from gateway.model import Batch, DeviceState, DeviceStatus, Key, Keys
+from gateway.model import EMPTY_KEYS, Batch, DeviceState, DeviceStatus, Key, Keys
 from gateway.sources.base import Source, SourceContext
 from gateway.sources.sim.battery import Fault, RackModel, RackParams
 from gateway.sources.sim.config import SimulatedSourceConfig
@@ -50,9 +50,8 @@ class SimulatedSource:
         self.produced = 0  # samples handed to the pipeline: the ground truth count
         self._truth: IO[str] | None = None
         self._state = DeviceState.STARTING
-        # The model reports one shape for its parameters: one key table, made once.
-        self.keys = Keys.of(Key(k.quantity, k.unit, cfg.rack_tag, k.module, k.cell) for k in self.model.rows())
-        self._good = np.zeros(len(self.keys), dtype=np.uint8)
+        self._rows: tuple[Key, ...] = ()
+        self.keys = EMPTY_KEYS  # the model reports one shape for its parameters: one key table, made once
 
     async def run(self, ctx: SourceContext) -> None:
         cfg = self.cfg
@@ -97,12 +96,15 @@ class SimulatedSource:
             self._state = DeviceState.ONLINE
             metrics.device_online.labels(self.name).set(1)
             status = DeviceStatus(self.name, DeviceState.ONLINE, "", ts)
-        reading, n = self.model.reading(), len(self.keys)
-        stamps = np.full(n, ts, dtype=np.int64)
-        batch = Batch(
-            self.name, self.keys, stamps, reading.values, self._good.copy(), None, reading.objects or None,
-            device=self.name, status=status, created=ts,
-        )  # fmt: skip
+        reading = self.model.reading()
+        if reading.rows is not self._rows:
+            self._rows = reading.rows
+            self.keys = Keys.of(Key(k.quantity, k.unit, cfg.rack_tag, k.module, k.cell) for k in reading.rows)
+        n = len(self.keys)
+        stamps, good = np.full(n, ts, dtype=np.int64), np.zeros(n, dtype=np.uint8)
+        objects = reading.objects or None
+        batch = Batch(self.name, self.keys, stamps, reading.values, good, None, objects, device=self.name,
+                      status=status, created=ts)  # fmt: skip
         await ctx.emit(batch)
         # Counted after emit returned: the pipeline has taken it.
         self.produced += n
