@@ -16,6 +16,7 @@ import numpy.typing as npt
 from gateway.model import F64, I64, Keys
 
 Texts = npt.NDArray[np.object_]  # an array of str
+SEPARATOR = "\x00"  # between texts rendered in one join: line protocol and JSON never hold a raw NUL
 _repr = float.__repr__
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from gateway.catalog import level_of
 from gateway.model import I64, QUALITIES, Batch, BatchKind, Keys
-from gateway.sinks.columns import PlanCache, Texts, number_texts, texts_of
+from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, texts_of
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -89,17 +89,21 @@ def _series_keys(plan: LinePlan, code: int) -> Texts:
 class Lines(NamedTuple):
     """The sample lines of a batch, in order: `<key> <fields> <time>` each."""
 
-    keys: list[str]
-    fields: list[str]
-    times: list[int]
+    keys: Texts
+    fields: Texts
+    times: I64  # in units of the precision
     plain: bool  # see LinePlan.plain
 
-    def text(self) -> str:
-        """The lines, each ending in a newline."""
-        return "".join([f"{k} {f} {t}\n" for k, f, t in zip(self.keys, self.fields, self.times, strict=True)])
+    def text(self, sep: str = "\n") -> str:
+        """The lines, each followed by `sep`."""
+        n = len(self.keys)
+        parts = np.empty(6 * n, dtype=object)
+        parts[0::6], parts[1::6], parts[2::6] = self.keys, " ", self.fields
+        parts[3::6], parts[4::6], parts[5::6] = " ", run_texts(self.times), sep
+        return "".join(parts.tolist())
 
 
-NO_LINES = Lines([], [], [], True)
+NO_LINES = Lines(texts_of([]), texts_of([]), np.zeros(0, dtype=np.int64), True)
 
 
 class LineRenderer:
@@ -146,13 +150,11 @@ class LineRenderer:
         line_of = rank[inverse.reshape(-1)]
         members = idx[np.argsort(line_of, kind="stable")]
         firsts = idx[first[order]]
-        parts = plan.fields[members] + texts[members]
-        if len(firsts) == len(members):
-            fields: list[str] = parts.tolist()
-        else:
+        fields = plan.fields[members] + texts[members]
+        if len(firsts) != len(members):
             ends = np.cumsum(np.bincount(line_of)).tolist()
-            flat = parts.tolist()
-            fields = [",".join(flat[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+            flat = fields.tolist()
+            fields = texts_of([",".join(flat[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)])
         codes = batch.quality[firsts]
         code = int(codes[0])
         if (codes == code).all():
@@ -162,14 +164,14 @@ class LineRenderer:
             for c in np.unique(codes).tolist():
                 at = codes == c
                 keys[at] = _series_keys(plan, c)[firsts[at]]
-        return Lines(keys.tolist(), fields, (batch.ts[firsts] // self.div).tolist(), plan.plain)
+        return Lines(keys, fields, batch.ts[firsts] // self.div, plan.plain)
 
     def lines(self, batch: Batch) -> list[str]:
         """Every line of one stored batch, whatever its kind."""
         site, precision = self.site, self.precision
         if batch.kind == BatchKind.SAMPLES:
             sl = self.sample_lines(batch)
-            out = [f"{k} {f} {t}" for k, f, t in zip(sl.keys, sl.fields, sl.times, strict=True)]
+            out = sl.text(SEPARATOR)[:-1].split(SEPARATOR) if len(sl.keys) else []
             return out + encode_device_status(batch, site, precision)
         lines: list[str | None]
         if batch.kind == BatchKind.ALARM:

@@ -70,12 +70,13 @@ def render_row(row: Row, renderer: LineRenderer, guard: ClockGuard | None, pendi
 
 
 def _guarded_text(lines: Lines, guard: ClockGuard | None, pending: Pending | None) -> str:
-    if not lines.keys:
+    if not len(lines.keys):
         return ""
     if guard is not None and pending is not None:
-        if not lines.plain or not guard.admit_each(pending, lines.keys, lines.times):
+        keys, times = lines.keys.tolist(), lines.times.tolist()
+        if not lines.plain or not guard.admit_each(pending, keys, times):
             points: list[tuple[str, str, int, str | None]] = []
-            for key, f, t in zip(lines.keys, lines.fields, lines.times, strict=True):
+            for key, f, t in zip(keys, lines.fields.tolist(), times, strict=True):
                 if lines.plain:  # the first unescaped space is the one after the tags
                     points.append((key, f, t, None))
                 else:

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Sample
-from gateway.sinks.columns import PlanCache, Texts, number_texts, run_texts, texts_of
+from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, texts_of
 from gateway.store.outbox import Row
 
 
@@ -140,7 +140,6 @@ def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
 
 
-SEPARATOR = "\x00"  # between the state entries of one rendering: JSON text never holds a raw control character
 _OPEN, _NEXT, _ENTRY_END = '{"ts":', ',{"ts":', "}" + SEPARATOR
 
 
