@@ -21,7 +21,7 @@ from bench.peers import VictoriaMetrics, vm_value_count
 from bench.proc import python, spawn
 from bench.stats import Row, Runs
 from gateway.config.base import SinkBase
-from gateway.store.codec import stored_values
+from gateway.store.codec import summary
 
 RACKS, MODULES, CELLS_PER_MODULE, SENSORS_PER_MODULE = 20, 10, 20, 2  # 253 samples per rack and second
 
@@ -61,7 +61,7 @@ def numeric_samples(store: Path) -> int:
     n = 0
     try:
         for (payload,) in db.execute("SELECT payload FROM batches WHERE kind='samples'"):
-            n += sum(1 for v in stored_values(payload) if isinstance(v, int | float) and v == v)
+            n += summary(payload).numbers
     finally:
         db.close()
     return n

@@ -87,34 +87,24 @@ class Gateway:
 
 def store_counts(path: Path, since_ns: int = 0, until_ns: int | None = None) -> dict[str, Any]:
     """Samples in the store (all, and with good quality), each source's cycle start times (the first
-    sample's timestamp of each batch, ns) and each consumer's state. Reads the rows' payloads directly
-    (JSON rows, or the counts and segment times of compact rows) rather than building Sample objects:
-    millions of samples stay quick."""
+    sample's timestamp of each batch, ns) and each consumer's state. Counts the rows' columns directly
+    (`gateway.store.codec.summary`) rather than building Sample objects: millions of samples stay quick."""
     import sqlite3
 
-    from gateway.store.codec import GOOD, QUALITY_CODES, is_json, load_compact
+    from gateway.store.codec import summary
     from gateway.store.outbox import Outbox
 
-    good_code = QUALITY_CODES[GOOD]
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     good = total = 0
     starts: dict[str, list[int]] = {}
     try:
         q = "SELECT source, payload FROM batches WHERE kind='samples' AND ts >= ? AND ts <= ? ORDER BY seq"
         for source, payload in db.execute(q, (since_ns, until_ns or 2**63 - 1)):
-            if is_json(payload):
-                x = json.loads(payload)["x"]
-                total += len(x)
-                good += sum(1 for r in x if r[4] == "good")
-                first = x[0][0] if x else None
-            else:
-                doc = load_compact(payload)
-                seg_ts, values, codes = doc[6], doc[7], doc[8]
-                total += len(values)
-                good += len(values) if codes is None else codes.count(good_code)
-                first = next((t for t in seg_ts if t is not None), None)
-            if first is not None:
-                starts.setdefault(source, []).append(first)
+            row = summary(payload)
+            total += row.points
+            good += row.good
+            if row.first_ts is not None:
+                starts.setdefault(source, []).append(row.first_ts)
     finally:
         db.close()
     ob = Outbox(path)

@@ -25,8 +25,8 @@ def file_size_limit(nbytes: int) -> Iterator[None]:
 
 
 def damage_rows(db: Path, seqs: list[int]) -> None:
-    """Change a few bytes inside the payload of each row (the pickle's last opcode and a frame byte): the
-    row no longer decodes, as bytes changed on a disk would leave it."""
+    """Change a few bytes inside the payload of each row (its last byte and one in the middle): the row no
+    longer decodes, as bytes changed on a disk would leave it."""
     con = sqlite3.connect(db, isolation_level=None)
     try:
         for seq in seqs:

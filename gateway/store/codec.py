@@ -2,26 +2,28 @@
 
 A row's payload is one of:
 
-- **columns** (a batch with points; format 3, first bytes `MAGIC`): `MAGIC`, the header's length (u32
-  little-endian), the header (JSON: source, device, kind, created, status, records, the key table's
-  digest, the number of points, which optional columns follow and the objects' length), padded with
-  spaces to a multiple of 8 bytes; then the raw little-endian columns: ts (int64), values (float64),
-  device_ts (int64, only when the batch has it), quality (uint8, only when some point is not good) and
-  objects (JSON of {index: value}, only when the batch has values that are not numbers). The key table
-  is stored once per digest in the outbox's `layouts` table (`keys_body`), so a row holds no names.
+- **columns** (a batch with points; format 3, first bytes `MAGIC`): `MAGIC`, the CRC-32 of everything
+  after it and the header's length (u32 little-endian each), the header (JSON: source, device, kind,
+  created, status, records, the key table's digest, the number of points, which optional columns
+  follow and the objects' length), padded with spaces to a multiple of 8 bytes; then the raw
+  little-endian columns: ts (int64), values (float64), device_ts (int64, only when the batch has it),
+  quality (uint8, only when some point is not good) and objects (JSON of {index: value}, only when the
+  batch has values that are not numbers). The key table is stored once per digest in the outbox's
+  `layouts` table (`keys_body`), so a row holds no names.
 - **JSON** (a batch without points: alarm events, status records; first byte `{`): the batch's fields.
 - **legacy** rows of stores written before format 3, read forever (see gateway.store.legacy): JSON with
   a sample list per point, and the version-2 compact pickle.
 
 Decoding builds the columns with `np.frombuffer` over the payload (the arrays keep it and are
-read-only: a decoded batch is shared by every sink). A payload whose lengths disagree with its header,
-or whose header or key table does not parse, raises ValueError: the reader quarantines the row.
+read-only: a decoded batch is shared by every sink). A payload whose checksum or lengths disagree with
+its header, or whose header or key table does not parse, raises ValueError: the reader quarantines it.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from gateway.store import legacy
 
 MAGIC = b"BGC3"  # bms-gateway columns, format 3
 FORMAT = 3
-_LEN = struct.Struct("<I")
+_PREFIX = struct.Struct("<II")  # CRC-32 of the rest, the header's length
 _I8 = np.dtype("<i8")
 _F8 = np.dtype("<f8")
 
@@ -166,18 +168,22 @@ def encode(batch: Batch) -> bytes:
         doc["o"] = len(objects)
         parts.append(objects)
     head = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-    head += b" " * (-(len(MAGIC) + _LEN.size + len(head)) % 8)  # the int64 columns start 8-byte aligned
-    return b"".join((MAGIC, _LEN.pack(len(head)), head, *parts))
+    head += b" " * (-(len(MAGIC) + _PREFIX.size + len(head)) % 8)  # the int64 columns start 8-byte aligned
+    size = len(head).to_bytes(4, "little")
+    crc = zlib.crc32(b"".join(parts), zlib.crc32(head, zlib.crc32(size)))
+    return b"".join((MAGIC, crc.to_bytes(4, "little"), size, head, *parts))
 
 
 def header(payload: bytes) -> Header:
     """A format-3 row's header, its lengths checked against the payload's (ValueError when they differ)."""
-    if payload[: len(MAGIC)] != MAGIC or len(payload) < len(MAGIC) + _LEN.size:
+    if payload[: len(MAGIC)] != MAGIC or len(payload) < len(MAGIC) + _PREFIX.size:
         raise ValueError("not an outbox row of a known format")
-    (size,) = _LEN.unpack_from(payload, len(MAGIC))
-    start = len(MAGIC) + _LEN.size + size
+    crc, size = _PREFIX.unpack_from(payload, len(MAGIC))
+    if zlib.crc32(memoryview(payload)[len(MAGIC) + 4 :]) != crc:
+        raise ValueError("the row's bytes do not match its checksum")
+    start = len(MAGIC) + _PREFIX.size + size
     try:
-        doc = json.loads(payload[len(MAGIC) + _LEN.size : start])
+        doc = json.loads(payload[len(MAGIC) + _PREFIX.size : start])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"the row's header does not parse: {exc}") from exc
     if type(doc) is not dict or doc.get("v") != FORMAT or type(doc.get("n")) is not int or doc["n"] <= 0:
@@ -208,6 +214,7 @@ def decode_columns(payload: bytes, head: Header, keys: Keys) -> Batch:
             raise ValueError(f"the row has a quality code {int(quality.max())}, which names no quality")
     else:
         quality = np.zeros(n, np.uint8)
+        quality.flags.writeable = False  # like the columns read from the row
     objects = None
     if doc.get("o"):
         stored = json.loads(payload[at:])

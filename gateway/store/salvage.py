@@ -106,7 +106,8 @@ def readable(path: Path) -> Iterator[Source]:
     of the candidate headers (by `probe`) instead. Closed (and the copy removed) on exit."""
     db = _connect(path)
     found = probe(db)
-    copy = None if found.sound and not _size_names_other_page_size(path) else _corrected_copy(path, found.score)
+    sized = _size_names_other_page_size(path)
+    copy = None if found.sound and not sized else _corrected_copy(path, found.score, sized)
     if copy is None:
         try:
             yield Source(db, "", _pages(path))
@@ -122,26 +123,30 @@ def readable(path: Path) -> Iterator[Source]:
         _remove(copy[0])
 
 
-def _size_names_other_page_size(path: Path) -> bool:
-    """The header's page count (when valid) times its page size is not the file's size, but times
-    another page size it is: the page size field was changed."""
+def _size_names_other_page_size(path: Path) -> int:
+    """The page size the file's size names (0: none): the header's page count (when valid) times its page
+    size is not the file's size, but times this other page size it is (the page size field was changed)."""
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
             head = f.read(100)
     except OSError:
-        return False
+        return 0
     if len(head) < 100 or head[24:28] != head[92:96]:
-        return False  # the page count is valid only with a matching change counter
+        return 0  # the page count is valid only with a matching change counter
     (pages,) = struct.unpack(">I", head[28:32])
     (stored,) = struct.unpack(">H", head[16:18])
     stored = 65536 if stored == 1 else stored
-    return pages > 0 and pages * stored != size and any(pages * p == size for p in PAGE_SIZES)
+    if pages == 0 or pages * stored == size:
+        return 0
+    return next((p for p in PAGE_SIZES if pages * p == size), 0)
 
 
-def _corrected_copy(path: Path, score: int) -> tuple[Path, str] | None:
+def _corrected_copy(path: Path, score: int, sized: int = 0) -> tuple[Path, str] | None:
     """A copy of the file with the header that reads it best, and what that header corrects; None when
-    no header reads some row, and reads more than its own (or there is no room for a copy)."""
+    no header reads some row, and reads more than its own (or there is no room for a copy). The page
+    size the file's size names (`sized`) wins a tie with its own (a small file may read plausibly with
+    a wrong page size)."""
     copy = path.with_name(f"{path.name}.readable")
     best: tuple[int, bytes, str] | None = None
     try:
@@ -158,7 +163,8 @@ def _corrected_copy(path: Path, score: int) -> tuple[Path, str] | None:
                 got = probe(db).score
             finally:
                 db.close()
-            if got >= 2 and got > (best[0] if best else score):  # at least one plausible row
+            bar = best[0] if best else score
+            if got >= 2 and (got > bar or (got == bar and _header_page_size(header) == sized)):  # a plausible row
                 best = (got, header, note)
         if best is not None:
             _write_header(copy, best[1])
@@ -167,6 +173,11 @@ def _corrected_copy(path: Path, score: int) -> tuple[Path, str] | None:
         pass  # no room for a copy: the file is read as it is
     _remove(copy)
     return None
+
+
+def _header_page_size(header: bytes) -> int:
+    (size,) = struct.unpack(">H", header[16:18])
+    return 65536 if size == 1 else int(size)
 
 
 def _write_header(path: Path, header: bytes) -> None:

@@ -64,7 +64,7 @@ def samples_by_source(db: Path, *, check: bool = True) -> dict[str, list[Sample]
     """The stored samples of each source, in order."""
     out: dict[str, list[Sample]] = {}
     for b in batches(db, kind=BatchKind.SAMPLES, check=check):
-        out.setdefault(b.source, []).extend(b.samples)
+        out.setdefault(b.source, []).extend(b.samples())
     return out
 
 
@@ -77,7 +77,7 @@ def samples_by_quantity(db: Path, rack: str | None = None, *, check: bool = True
     """Every stored sample (of one rack, if given) as (quantity, value, quality, module, cell), counted."""
     out: Counter[SampleKey] = Counter()
     for b in batches(db, check=check):
-        for s in b.samples:
+        for s in b.samples():
             if rack is None or s.rack == rack:
                 out[SampleKey(s.quantity, s.value, str(s.quality), s.module, s.cell)] += 1
     return out

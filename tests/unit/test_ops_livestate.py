@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Layout, Quality, Sample
+from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Quality, Sample
 from gateway.ops import livestate
 from gateway.ops.livestate import LiveState, json_value
 
@@ -20,7 +18,7 @@ def batch(source: str, rack: str, ts: int, soc: float, cell_v: float, status: De
         Sample(ts, "cell_voltage", cell_v, "V", Quality.STALE, rack, 1, 2),
         Sample(ts, "cell_voltage", 3.3, "V", Quality.GOOD, rack, 1, 1),
     ]
-    return Batch(source, samples, device=source, status=status, created=ts)
+    return Batch.of_samples(source, samples, device=source, status=status, created=ts)
 
 
 def test_keeps_the_latest_sample_of_every_point() -> None:
@@ -44,7 +42,7 @@ def test_rack_overview_with_device_state_and_age() -> None:
     live = LiveState()
     live([batch("r1", "rack-1", 1 * S, 50.0, 3.2, DeviceStatus("r1", DeviceState.ONLINE, "", 1 * S))])
     live(
-        [Batch("r1", [], device="r1", status=DeviceStatus("r1", DeviceState.OFFLINE, "timeout", 4 * S), created=4 * S)]
+        [Batch("r1", device="r1", status=DeviceStatus("r1", DeviceState.OFFLINE, "timeout", 4 * S), created=4 * S)]
     )
     (rack,) = live.racks(now=5 * S)
     assert rack["rack"] == "rack-1" and rack["device"] == "r1"
@@ -62,7 +60,6 @@ def test_active_alarms_follow_the_latest_active_record_per_rack() -> None:
     ]
     alarm_batch = Batch(
         "alarms",
-        [],
         kind=BatchKind.ALARM,
         records=[
             {"type": "raised", "rack": "rack-1", "id": "x"},  # events are not the active set
@@ -76,7 +73,7 @@ def test_active_alarms_follow_the_latest_active_record_per_rack() -> None:
     assert [a["rack"] for a in alarms] == ["rack-1", "rack-1", "rack-2"]
     assert alarms[2] == {"name": "door_open", "rack": "rack-2"}
     assert live.rack_names() == ["rack-1", "rack-2"]
-    live([Batch("alarms", [], kind=BatchKind.ALARM, records=[{"type": "active", "rack": "rack-1", "active": []}])])
+    live([Batch("alarms", kind=BatchKind.ALARM, records=[{"type": "active", "rack": "rack-1", "active": []}])])
     assert live.alarm_counts() == {"unknown": 1}
 
 
@@ -97,14 +94,14 @@ def test_forget_device_after_a_reload_removed_it() -> None:
 
 def test_a_bus_with_several_racks_and_devices_apart_from_sources() -> None:
     live = LiveState()
-    bus = Batch(
+    bus = Batch.of_samples(
         "can0",
         [Sample(1 * S, "soc", 40.0, "%", Quality.GOOD, "r1"), Sample(1 * S, "soc", 41.0, "%", Quality.GOOD, "r2")],
         device="can0",
         status=DeviceStatus("can0", DeviceState.ONLINE, "", 1 * S),
         created=1 * S,
     )
-    unit = Batch(
+    unit = Batch.of_samples(
         "modbus@10.0.0.5:502", [Sample(1 * S, "soc", 70.0, "%", Quality.GOOD, "r3")], device="mb-3", created=1 * S
     )
     live([bus, unit])
@@ -124,55 +121,45 @@ def views(live: LiveState) -> object:
     return (live.point_rows(now), live.racks(now), live.device_rows(now), live.rack_names(), live.samples, sources)
 
 
-def layout_of(b: Batch) -> Layout:
-    return Layout([(s.quantity, s.unit, s.rack, s.module, s.cell) for s in b.samples], [(0, len(b.samples))])
-
-
-def plain(batches: list[Batch]) -> list[Batch]:
-    return [dataclasses.replace(b, layout=None) for b in batches]
-
-
 @pytest.mark.parametrize("keep", [400_000, 5])
-def test_layout_batches_give_the_same_views_as_plain_ones(keep: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(livestate, "MAX_LAYOUT_SAMPLES", keep)  # 5: only the newest layout batch is kept apart
+def test_the_newest_reading_of_every_point_wins_across_key_tables(keep: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(livestate, "MAX_KEPT_POINTS", keep)  # 5: only the newest batch is kept apart
     r1 = [batch("r1", "rack-1", t * S, 50.0 + t, 3.2 + t / 100) for t in range(4)]
     r2 = [batch("r2", "rack-2", t * S, 60.0 + t, 3.3) for t in range(4)]
-    lay1, lay2 = layout_of(r1[0]), layout_of(r2[0])
-    for b in r1:
-        b.layout = lay1
-    for b in r2:
-        b.layout = lay2
-    # newer than r1[1], older than r1[2]
+    # newer than r1[1], older than r1[2]; a key table of its own that shares a point with r1's
     bus_samples = [Sample(2 * S, "soc", 99.0, "%", "bad", "rack-1"), Sample(2 * S, "raw.x", "on", "", "good", "r3")]
-    bus = Batch("can0", bus_samples, device="can0", created=2 * S)
-    wrong = batch("r2", "rack-2", 5 * S, 1.0, 1.0)
-    wrong.samples.pop()
-    wrong.layout = lay2  # claims a layout it does not fit: taken sample by sample
-    sequences = [
-        [[r1[0], r2[0]], [r1[1]], [bus], [r2[1], r1[2]], [wrong], [r1[3]]],
-        [[r1[0]], [bus], [r1[1]], [r1[2], r2[0]]],
-        [[r1[0], r1[1], r1[2]], [bus]],
-    ]
-    for seq in sequences:
-        fast, slow = LiveState(), LiveState()
-        for group in seq:
-            fast(group)
-            slow(plain(group))
-            if group is seq[1]:
-                assert views(fast) == views(slow)  # a view in between
-        assert views(fast) == views(slow)
-        assert fast.points == slow.points
-        rack_level = {k: v for k, v in slow.points.items() if k[2] is None and k[3] is None}
-        assert fast.rack_points() == rack_level == slow.rack_points()
-
-
-def test_only_the_newest_batch_of_a_layout_is_held() -> None:
+    bus = Batch.of_samples("can0", bus_samples, device="can0", created=2 * S)
+    short = Batch.of_samples("r2", batch("r2", "rack-2", 5 * S, 1.0, 1.0).samples()[:3], device="r2", created=5 * S)
     live = LiveState()
-    first = batch("r1", "rack-1", 1 * S, 50.0, 3.2)
-    lay = layout_of(first)
+    for group in [[r1[0], r2[0]], [r1[1]], [bus]]:
+        live(group)
+    assert live.points[("rack-1", "soc", None, None)].value == 99.0  # the bus's reading is the newest
+    assert next(r for r in live.racks(now=3 * S) if r["rack"] == "rack-1")["soc"] == 99.0
+    for group in [[r2[1], r1[2]], [short], [r1[3]]]:
+        live(group)
+    rows = live.point_rows(now=9 * S)
+    assert rows == [
+        ["r3", "raw.x", None, None, "on", "", "good", 7.0],
+        ["rack-1", "rack_voltage", None, None, 700.0, "V", "good", 6.0],
+        ["rack-1", "soc", None, None, 53.0, "%", "good", 6.0],
+        ["rack-1", "cell_voltage", 1, 1, 3.3, "V", "good", 6.0],
+        ["rack-1", "cell_voltage", 1, 2, 3.2 + 3 / 100, "V", "stale", 6.0],
+        ["rack-2", "rack_voltage", None, None, 700.0, "V", "good", 4.0],
+        ["rack-2", "soc", None, None, 1.0, "%", "good", 4.0],
+        ["rack-2", "cell_voltage", 1, 1, 3.3, "V", "good", 8.0],
+        ["rack-2", "cell_voltage", 1, 2, 1.0, "V", "stale", 4.0],
+    ]
+    assert live.rack_points() == {k: v for k, v in live.points.items() if k[2] is None and k[3] is None}
+    assert [(r["rack"], r["soc"], r["rack_voltage"]) for r in live.racks(now=9 * S)] == [
+        ("r3", None, None), ("rack-1", 53.0, 700.0), ("rack-2", 1.0, 700.0)]  # fmt: skip
+    assert live.samples == 4 * 6 + 2 + 3
+    assert {k: (v.samples, v.last_batch) for k, v in live.sources.items()} == {
+        "r1": (16, 3 * S), "r2": (11, 5 * S), "can0": (2, 2 * S)}  # fmt: skip
+
+
+def test_only_the_newest_batch_of_a_key_table_is_held() -> None:
+    live = LiveState()
     for t in range(1, 6):
-        b = batch("r1", "rack-1", t * S, 50.0 + t, 3.2)
-        b.layout = lay if t % 2 else layout_of(b)  # a new Layout object of the same shape replaces it too
-        live([b])
-    assert live._latest_samples == 4 and len(live._latest) == 1 and not live._points
+        live([batch("r1", "rack-1", t * S, 50.0 + t, 3.2)])
+    assert live._latest_points == 4 and len(live._latest) == 1 and not live._points
     assert live.racks(now=6 * S)[0]["soc"] == 55.0

@@ -50,7 +50,7 @@ def test_racks_are_counted_by_their_state_degraded_is_not_offline() -> None:
     for name, state in (("r1", DeviceState.ONLINE), ("r2", DeviceState.DEGRADED), ("r3", DeviceState.DEGRADED),
                         ("r4", DeviceState.ONLINE)):  # fmt: skip
         status = DeviceStatus(name, state, "2 points failing" if state == DeviceState.DEGRADED else "", 1)
-        live([Batch(name, [Sample(1, "soc", 50.0, "%", "good", name)], device=name, status=status)])
+        live([Batch.of_samples(name, [Sample(1, "soc", 50.0, "%", "good", name)], device=name, status=status)])
     racks = live.racks(2)
     assert racks_summary(racks) == "2 online, 2 degraded, 0 offline of 4 racks"
     assert status_line({"ready": True, "racks": racks}).startswith("ready, 2 online, 2 degraded, 0 offline of 4 racks")

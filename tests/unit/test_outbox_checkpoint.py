@@ -13,7 +13,7 @@ from tests.support.waits import wait_for
 
 
 def batch(i: int) -> Batch:
-    return Batch("src", [Sample(i, "raw.x", float(k), "", "good", "r1") for k in range(100)], created=i)
+    return Batch.of_samples("src", [Sample(i, "raw.x", float(k), "", "good", "r1") for k in range(100)], created=i)
 
 
 def rows_in_main_file(path: Path, tmp: Path) -> int:

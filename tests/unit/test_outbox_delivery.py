@@ -10,7 +10,7 @@ from gateway.store.outbox import Outbox
 
 
 def batch(i: int, n: int = 10) -> Batch:
-    return Batch("sim", [Sample(i * 1000 + k, "soc", float(k), "%", "good", "r1") for k in range(n)], created=i)
+    return Batch.of_samples("sim", [Sample(i * 1000 + k, "soc", float(k), "%", "good", "r1") for k in range(n)], created=i)
 
 
 def dropped_metric(consumer: str, reason: str) -> float:
@@ -50,7 +50,7 @@ def test_budget_drops_are_counted_per_consumer_and_never_under_a_write(tmp_path:
     ob = Outbox(tmp_path / "o.db", max_bytes=1_000_000, consumers=["slow", "fast"])
     before = dropped_metric("slow", "disk_budget")
     ob.hold("slow", 1)  # a write of row 1 is in progress: nothing may go
-    big = [batch(i, 200) for i in range(1, 200)]
+    big = [batch(i, 1000) for i in range(1, 200)]
     ob.append(big)
     ob.ack("fast", ob.last_seq())
     assert ob.first_seq() == 1
@@ -59,7 +59,7 @@ def test_budget_drops_are_counted_per_consumer_and_never_under_a_write(tmp_path:
     assert dropped > 0
     assert ob.used_bytes() <= 1_000_000
     first = ob.first_seq()
-    assert dropped == (first - 1) * 200  # every dropped sample of "slow" is counted
+    assert dropped == (first - 1) * 1000  # every dropped sample of "slow" is counted
     assert ob.acked("slow") == first - 1
     assert dropped_metric("slow", "disk_budget") - before == dropped
     assert ob.dropped_total["slow"] == dropped and ob.dropped_total.get("fast", 0) == 0

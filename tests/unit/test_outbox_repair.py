@@ -19,7 +19,7 @@ from gateway.store.repair import needs_repair
 def fill(db: Path, rows: int) -> None:
     ob = Outbox(db, consumers=["influx", "mqtt"])
     for i in range(rows):
-        ob.append([Batch("sim", [Sample(i, f"raw.v{k}", float(i), "", "good", "r1") for k in range(20)], created=i)])
+        ob.append([Batch.of_samples("sim", [Sample(i, f"raw.v{k}", float(i), "", "good", "r1") for k in range(20)], created=i)])
     ob.ack("influx", 100)
     ob.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ob.close()
@@ -50,9 +50,9 @@ def test_truncated_tail_is_set_aside_and_the_rest_kept(tmp_path: Path) -> None:
     assert rep.last_seq == 1000
     rows = list(ob.query())
     assert [r.seq for r in rows] == sorted(r.seq for r in rows)
-    assert all(r.batch.samples[0].value == float(r.seq - 1) for r in rows)  # the data, intact
+    assert all(r.batch.samples()[0].value == float(r.seq - 1) for r in rows)  # the data, intact
     assert ob.acked("influx") == 100 and ob.acked("mqtt") == 0  # cursors kept
-    assert ob.append([Batch("sim", [Sample(1, "soc", 1.0, "%")])]) == 1001  # numbers continue
+    assert ob.append([Batch.of_samples("sim", [Sample(1, "soc", 1.0, "%")])]) == 1001  # numbers continue
     assert ob.get_meta(f"repair.{Path(rep.damaged_file).name.split('-', 1)[1]}") is not None
     ob.close()
     assert needs_repair(db) == ""
@@ -63,7 +63,7 @@ def test_garbage_file_is_set_aside_and_a_fresh_store_starts(tmp_path: Path) -> N
     db.write_bytes(b"not a database at all" * 100)
     ob = Outbox(db, consumers=["influx"])
     assert ob.repair_report is not None and ob.repair_report.recovered_rows == 0
-    assert ob.append([Batch("sim", [Sample(1, "soc", 1.0, "%")])]) == 1
+    assert ob.append([Batch.of_samples("sim", [Sample(1, "soc", 1.0, "%")])]) == 1
     ob.close()
 
 
@@ -205,7 +205,7 @@ def test_a_start_after_a_crash_checks_the_whole_file(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     ob = Outbox(db, consumers=["influx"], mark_open=True)  # what the daemon does
     for i in range(1000):
-        ob.append([Batch("sim", [Sample(i, f"raw.v{k}", float(i), "", "good", "r1") for k in range(20)], created=i)])
+        ob.append([Batch.of_samples("sim", [Sample(i, f"raw.v{k}", float(i), "", "good", "r1") for k in range(20)], created=i)])
     ob.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ob.db.close()  # a crash: no close(), the store stays marked open
     leaves = pages_of(db, "batches")

@@ -18,7 +18,7 @@ from tests.runtime_support import run_until
 
 
 def batch(i: int, n: int) -> Batch:
-    return Batch("src", [Sample(i, "raw.x", float(k), "", Quality.GOOD, "r1") for k in range(n)], created=i)
+    return Batch.of_samples("src", [Sample(i, "raw.x", float(k), "", Quality.GOOD, "r1") for k in range(n)], created=i)
 
 
 async def test_put_waits_while_the_samples_do_not_fit() -> None:

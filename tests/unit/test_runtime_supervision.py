@@ -38,7 +38,7 @@ class Flaky:
     async def run(self, ctx: SourceContext) -> None:
         self.runs += 1
         ctx.started()
-        await ctx.emit(Batch(self.name, [Sample(1, "soc", float(self.runs), "%", Quality.GOOD, "flaky")]))
+        await ctx.emit(Batch.of_samples(self.name, [Sample(1, "soc", float(self.runs), "%", Quality.GOOD, "flaky")]))
         if self.runs < 3:
             raise RuntimeError("bug in a source")
         await asyncio.Event().wait()
@@ -57,7 +57,7 @@ async def test_failing_source_is_restarted_without_stopping_the_others(tmp_path:
     values = []
     ob = Outbox(tmp_path / "s.db")
     for row in ob.query():
-        values += [s.value for s in row.batch.samples if s.rack == "flaky"]
+        values += [s.value for s in row.batch.samples() if s.rack == "flaky"]
     assert values == [1.0, 2.0, 3.0]
     assert any(row.batch.source == "sim" for row in ob.query())
 

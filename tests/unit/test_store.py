@@ -17,20 +17,21 @@ from gateway.store.outbox import Outbox
 def batch(i: int, n: int = 3, ts: int | None = None) -> Batch:
     t = ts if ts is not None else time.time_ns()
     samples = [Sample(t, "cell_voltage", 3.2 + k / 1000, "V", Quality.GOOD, "r1", 1, k + 1) for k in range(n)]
-    return Batch(f"src{i % 2}", samples, device="r1", created=t)
+    return Batch.of_samples(f"src{i % 2}", samples, device="r1", created=t)
 
 
 def test_append_read_roundtrip_keeps_every_field(tmp_path: Path) -> None:
     ob = Outbox(tmp_path / "s.db")
     st = DeviceStatus("r1", DeviceState.OFFLINE, "timeout", 5)
-    b = Batch("src", [Sample(1, "soc", 55.5, "%", Quality.STALE, "r1", None, None, 7)], device="r1", status=st)
-    alarm = Batch("alarms", [], kind=BatchKind.ALARM, device="r1", records=[{"type": "event", "ts": 2}])
+    samples = [Sample(1, "soc", 55.5, "%", Quality.STALE, "r1", None, None, 7)]
+    b = Batch.of_samples("src", samples, device="r1", status=st)
+    alarm = Batch("alarms", kind=BatchKind.ALARM, device="r1", records=[{"type": "event", "ts": 2}])
     last = ob.append([b, alarm])
     assert last == 2
     rows = ob.read(0)
     assert [r.seq for r in rows] == [1, 2]
     got = rows[0].batch
-    assert got.samples == b.samples and got.status == st and got.device == "r1"
+    assert got.samples() == b.samples() and got.status == st and got.device == "r1"
     assert rows[1].batch.kind == BatchKind.ALARM and rows[1].batch.records == [{"type": "event", "ts": 2}]
     assert ob.stored_samples() == 1 and ob.stored_samples(None) == 2
 
@@ -83,14 +84,14 @@ def test_disk_budget_drops_oldest_first_and_spares_delivered_counts(tmp_path: Pa
     ob = Outbox(tmp_path / "s.db", max_bytes=1_000_000, consumers=["fast", "slow"])
     seq = 0
     for i in range(400):
-        seq = ob.append([batch(i, n=50)])
+        seq = ob.append([batch(i, n=250)])
         ob.ack("fast", seq)  # fast keeps up; slow never acknowledges
     assert ob.used_bytes() <= 1_000_000 * 1.05
     first = ob.first_seq()
     assert first > 1  # the oldest rows went
     states = {c.name: c for c in ob.consumers()}
     assert states["fast"].dropped == 0  # it had delivered everything dropped
-    assert states["slow"].dropped == (first - 1) * 50  # every dropped sample it had not delivered is counted
+    assert states["slow"].dropped == (first - 1) * 250  # every dropped sample it had not delivered is counted
     assert states["slow"].acked == first - 1  # and its cursor moved past the gap
     assert next(r.seq for r in ob.read(ob.acked("slow"))) == first
 
@@ -107,12 +108,12 @@ def test_the_budget_frees_a_bounded_step_at_a_time(tmp_path: Path, monkeypatch: 
     """A delete runs on the event loop: each append frees at most DROP_STEP_BYTES (a few hundred rows)."""
     monkeypatch.setattr(outboxbudget, "DROP_STEP_BYTES", 40_000)
     ob = Outbox(tmp_path / "s.db", max_bytes=1_000_000, consumers=["slow"])
-    row_bytes = len(outbox.encode(batch(0, n=50))) + 40
+    row_bytes = len(outbox.encode(batch(0, n=200))) + 40
     firsts = []
-    for i in range(400):
-        ob.append([batch(i, n=50)])
+    for i in range(500):
+        ob.append([batch(i, n=200)])
         firsts.append(ob.first_seq())
     steps = [b - a for a, b in itertools.pairwise(firsts) if b > a]
     assert steps and max(steps) <= 40_000 // row_bytes + 2  # never a tenth of the budget at once
     assert ob.used_bytes() <= 1_000_000 * 1.05
-    assert {c.name: c.dropped for c in ob.consumers()} == {"slow": (ob.first_seq() - 1) * 50}
+    assert {c.name: c.dropped for c in ob.consumers()} == {"slow": (ob.first_seq() - 1) * 200}

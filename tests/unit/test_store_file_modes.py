@@ -34,7 +34,7 @@ def mode(p: Path) -> int:
 
 def batch() -> Batch:
     t = time.time_ns()
-    return Batch("src", [Sample(t, "soc", 50.0, "%", Quality.GOOD, "r1")], device="r1", created=t)
+    return Batch.of_samples("src", [Sample(t, "soc", 50.0, "%", Quality.GOOD, "r1")], device="r1", created=t)
 
 
 def test_the_store_and_its_wal_and_shm_are_owner_only_in_an_owner_only_directory(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from tests.store_support import file_size_limit
 
 
 def batch(i: int, n: int = 10) -> Batch:
-    return Batch("sim", [Sample(i * 1000 + k, "soc", float(i), "%", "good", "r1") for k in range(n)], created=i)
+    samples = [Sample(i * 1000 + k, "soc", float(i), "%", "good", "r1") for k in range(n)]
+    return Batch.of_samples("sim", samples, created=i)
 
 
 def dropped(consumer: str) -> float:
@@ -45,7 +46,7 @@ def free_disk(ob: Outbox) -> None:
 
 def stored(ob: Outbox) -> list[tuple[int, float]]:
     """(seq, value) of the stored sample rows (without a gateway alarm's event row, stored on its own)."""
-    return [(r.seq, float(r.batch.samples[0].value)) for r in ob.query() if r.batch.kind == BatchKind.SAMPLES]  # type: ignore[arg-type]
+    return [(r.seq, float(r.batch.samples()[0].value)) for r in ob.query() if r.batch.kind == BatchKind.SAMPLES]  # type: ignore[arg-type]
 
 
 def test_full_disk_keeps_the_newest_in_memory_and_stores_them_in_order_when_room_returns(tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_the_budget_on_a_disk_that_cannot_take_its_delete_waits_for_room(tmp_pat
     ob = Outbox(tmp_path / "o.db", consumers=["slow"])
     ob.db.execute("PRAGMA wal_autocheckpoint=0")  # the WAL only grows: its delete needs new bytes
     for i in range(1, 301):
-        ob.append([batch(i, 200)])
+        ob.append([batch(i, 1000)])
     ob.max_bytes = 2_000_000
     wal = (tmp_path / "o.db-wal").stat().st_size
     with file_size_limit(wal):

@@ -12,20 +12,20 @@ import pytest
 
 from gateway.cli.main import main
 from gateway.cli.store import parse_time
-from gateway.model import Batch, DeviceState, DeviceStatus, Layout, Quality, Sample
+from gateway.model import Batch, DeviceState, DeviceStatus, Quality, Sample
 from gateway.store.outbox import Outbox
 from tests.store_support import damage_rows
 
 T0 = 1_700_000_000_000_000_000
 
 
-def fill(path: Path, layout: Layout | None = None) -> Path:
+def fill(path: Path) -> Path:
     ob = Outbox(path)
     for i in range(3):
         ts = T0 + i * 1_000_000_000
         ob.append(
             [
-                Batch(
+                Batch.of_samples(
                     "sim",
                     [
                         Sample(ts, "soc", 50.0 + i, "%", Quality.GOOD, "r1"),
@@ -34,7 +34,6 @@ def fill(path: Path, layout: Layout | None = None) -> Path:
                     ],
                     created=ts,
                     status=DeviceStatus("r1", DeviceState.ONLINE, "", ts) if i == 0 else None,
-                    layout=layout,
                 )
             ]
         )
@@ -45,22 +44,6 @@ def fill(path: Path, layout: Layout | None = None) -> Path:
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     return fill(tmp_path / "s.db")
-
-
-def test_compact_rows_export_and_tail_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A store of layout batches (compact rows) gives byte-identical output to one of plain JSON rows."""
-    keys = [("soc", "%", "r1", None, None), ("cell_voltage", "V", "r1", 1, 2), ("soc", "%", "r2", None, None)]
-    plain = fill(tmp_path / "plain.db")
-    compact = fill(tmp_path / "compact.db", Layout(keys, [(0, 3)]))
-    payload = Outbox(compact).db.execute("SELECT payload FROM batches").fetchone()[0]
-    assert payload[:1] != b"{"
-    for args in (["export", "--format", "jsonl"], ["export", "--format", "csv"], ["export", "--format", "lp"],
-                 ["export", "--format", "lp", "--rack", "r2"], ["tail", "-n", "3"]):  # fmt: skip
-        outs = []
-        for path in (plain, compact):
-            assert main([*args, "--store", str(path), "--site", "s"]) == 0
-            outs.append(capsys.readouterr())
-        assert outs[0] == outs[1] and outs[0].out
 
 
 def test_export_jsonl_with_rack_and_time_filter(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,20 +98,18 @@ def test_parse_time_forms() -> None:
 
 
 def test_export_and_tail_skip_damaged_rows_and_name_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    keys = [("soc", "%", "r1", None, None), ("cell_voltage", "V", "r1", 1, 2), ("soc", "%", "r2", None, None)]
-    for name, layout in (("json.db", None), ("compact.db", Layout(keys, [(0, 3)]))):
-        path = fill(tmp_path / name, layout)
-        damage_rows(path, [2])
-        assert main(["export", "--store", str(path), "--site", "s"]) == 0
-        out, err = capsys.readouterr()
-        assert len(out.splitlines()) == 6 and {json.loads(x)["value"] for x in out.splitlines()} >= {50.0, 52.0}
-        assert "skipped damaged row seq 2:" in err and "exported 6 samples (1 damaged rows skipped)" in err
-        assert main(["tail", "--store", str(path), "-n", "3"]) == 0
-        out, err = capsys.readouterr()
-        assert sum("soc" in line for line in out.splitlines()) == 4 and "skipped damaged row seq 2:" in err
-        con = sqlite3.connect(path)
-        assert con.execute("SELECT count(*) FROM batches").fetchone() == (3,)  # a reading tool moves nothing
-        con.close()
+    path = fill(tmp_path / "s.db")
+    damage_rows(path, [2])
+    assert main(["export", "--store", str(path), "--site", "s"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 6 and {json.loads(x)["value"] for x in out.splitlines()} >= {50.0, 52.0}
+    assert "skipped damaged row seq 2:" in err and "exported 6 samples (1 damaged rows skipped)" in err
+    assert main(["tail", "--store", str(path), "-n", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert sum("soc" in line for line in out.splitlines()) == 4 and "skipped damaged row seq 2:" in err
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM batches").fetchone() == (3,)  # a reading tool moves nothing
+    con.close()
 
 
 def test_export_without_a_config_tags_samples_with_the_site_the_store_records(

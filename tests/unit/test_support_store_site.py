@@ -16,8 +16,8 @@ def test_store_reader_reads_what_the_outbox_stored(tmp_path: Path) -> None:
     assert last_seq(db) == 0  # no file yet
     ob = Outbox(db)
     r1 = [Sample(1, "soc", 50.0, "%", "good", "r1"), Sample(1, "cell_voltage", 3.3, "V", "good", "r1", 1, 2)]
-    ob.append([Batch("r1", r1, device="r1", created=1)])
-    ob.append([Batch("r2", [Sample(2, "soc", 60.0, "%", "stale", "r2")], device="r2", created=2)])
+    ob.append([Batch.of_samples("r1", r1, device="r1", created=1)])
+    ob.append([Batch.of_samples("r2", [Sample(2, "soc", 60.0, "%", "stale", "r2")], device="r2", created=2)])
     ob.close()
     assert last_seq(db) == 2
     assert sample_counts(db) == {"r1": 2, "r2": 1}

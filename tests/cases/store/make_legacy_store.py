@@ -28,9 +28,9 @@ def batches() -> list[Batch]:
     values: list[object] = [55.5, "charging", True, 3.301, None, 1234]
     qualities = ["good", "good", "good", "good", "missing", "out_of_range"]
     one = [Sample(T0 + (0 if i < 3 else 7), k[0], v, k[1], q, k[2], k[3], k[4], (T0 - 5 if i == 0 else None))
-           for i, (k, v, q) in enumerate(zip(keys, values, qualities))]  # fmt: skip
+           for i, (k, v, q) in enumerate(zip(keys, values, qualities, strict=True))]  # fmt: skip
     two = [Sample(T0 + 10**9 + (0 if i < 3 else 1), k[0], v, k[1], "good", k[2], k[3], k[4])
-           for i, (k, v) in enumerate(zip(keys, [56.0, "idle", False, 3.3, 3.299, 1235]))]  # fmt: skip
+           for i, (k, v) in enumerate(zip(keys, [56.0, "idle", False, 3.3, 3.299, 1235], strict=True))]  # fmt: skip
     plain = [Sample(T0 + 2 * 10**9, "rack_voltage", 812.25, "V", "good", "rack02"),
              Sample(T0 + 2 * 10**9, "raw.flags", "0x0003", "", "bad", "rack02", 2, None, T0)]  # fmt: skip
     status = DeviceStatus("modbus:rack02", DeviceState.DEGRADED, "3 of 4 blocks answered", T0 + 3 * 10**9)
