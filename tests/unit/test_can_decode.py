@@ -85,7 +85,7 @@ def test_foxbms_trace_multiplexed_cells_decode_through_a_profile() -> None:
     assert isinstance(plan, RackPlan)
     got = []
     for m in log_frames(FOX_TRC):
-        samples, _ = plan.decode(plan.key(m.arbitration_id, False), m.arbitration_id, False, m.data, 1)
+        samples, _ = plan.decode_frame(m.arbitration_id, False, m.data, 1)
         got.extend((s.quantity, s.value, s.module, s.cell) for s in samples)
     # mux 2 of f_CellVoltages carries cells 8..11 (0-based): module 1, cells 9..12, mV converted to V
     assert ("cell_voltage", 1.996, 1, 9) in got and ("cell_voltage", 1.999, 1, 12) in got
@@ -103,7 +103,7 @@ def test_bms_profile_decodes_every_frame_with_units_converted() -> None:
     reasons: Counter[str] = Counter()
     by_q: dict[str, object] = {}
     for m in frames:
-        samples, reason = plan.decode(plan.key(m.arbitration_id, False), m.arbitration_id, False, m.data, 1)
+        samples, reason = plan.decode_frame(m.arbitration_id, False, m.data, 1)
         reasons[reason] += 1
         assert samples
         for s in samples:
@@ -130,20 +130,20 @@ def encode(name: str, **values: object) -> tuple[int, bytes]:
 def test_example_rack_mux_cells_enums_bits_and_id_offset() -> None:
     plan = rack_plan(id_offset=0x20)
     fid, data = encode("CellVoltages", CellGroup=5, CellVoltage1=3301, CellVoltage2=3302, CellVoltage3=3303)
-    assert plan.decode(plan.key(fid, False), fid, False, data, 1)[1] == UNKNOWN_ID  # without the offset
-    samples, reason = plan.decode(plan.key(fid + 0x20, False), fid + 0x20, False, data, 1)
+    assert plan.decode_frame(fid, False, data, 1)[1] == UNKNOWN_ID  # without the offset
+    samples, reason = plan.decode_frame(fid + 0x20, False, data, 1)
     assert reason == ""
     # group 5 = cells 16, 17, 18 of the rack = module 2, cells 4..6
     assert [(s.value, s.module, s.cell) for s in samples] == [(3.301, 2, 4), (3.302, 2, 5), (3.303, 2, 6)]
     fid, data = encode("RackStatus", RackVoltage=700.0, RackCurrent=-123.4, SoC=50.5, BmsState=2, ContactorPositive=1)
-    samples, reason = plan.decode(plan.key(fid + 0x20, False), fid + 0x20, False, data, 1)
+    samples, reason = plan.decode_frame(fid + 0x20, False, data, 1)
     by = {s.quantity: s for s in samples}
     assert by["rack_voltage"].value == 700.0 and by["rack_current"].value == pytest.approx(-123.4)
     assert by["bms_state"].value == "run" and by["contactor_positive"].value == "closed"
     assert by["contactor_negative"].value == "open"
     assert by["soc"].value == 50.5
     fid, data = encode("RackAlarms", AlarmWord=0b101, WarningWord=2, InsulationResistance=1500)
-    samples, _ = plan.decode(plan.key(fid + 0x20, False), fid + 0x20, False, data, 1)
+    samples, _ = plan.decode_frame(fid + 0x20, False, data, 1)
     by = {s.quantity: s.value for s in samples}
     assert by["alarm.cell_overvoltage"] == 1 and by["alarm.cell_undervoltage"] == 0
     assert by["alarm.overtemperature"] == 1 and by["alarm_word"] == 5
@@ -154,13 +154,13 @@ def test_example_rack_mux_cells_enums_bits_and_id_offset() -> None:
 def test_hygiene_short_unknown_error_remote_out_of_range() -> None:
     plan = rack_plan()
     fid, data = encode("RackStatus", RackVoltage=700.0, SoC=100)
-    samples, reason = plan.decode(plan.key(fid, False), fid, False, data[:5], 1)
+    samples, reason = plan.decode_frame(fid, False, data[:5], 1)
     assert reason == SHORT
     assert samples and all(s.quality == Quality.BAD and s.value is None for s in samples)  # flagged, not decoded
-    assert plan.decode(plan.key(0x7FF, False), 0x7FF, False, data, 1) == ([], UNKNOWN_ID)
+    assert plan.decode_frame(0x7FF, False, data, 1) == ([], UNKNOWN_ID)
     # SoC raw 250 → 125 %: outside the DBC's [0|100]
     fid, data = encode("RackStatus", SoC=125.0)
-    samples, reason = plan.decode(plan.key(fid, False), fid, False, data, 1)
+    samples, reason = plan.decode_frame(fid, False, data, 1)
     assert reason == OUT_OF_RANGE
     soc = next(s for s in samples if s.quantity == "soc")
     assert soc.quality == Quality.OUT_OF_RANGE and soc.value == 125.0
@@ -218,7 +218,7 @@ PLANS = [rack_plan(), project_plan("can-redpesk-bms", BMS_DBC)]
 )
 def test_fuzz_no_input_crashes_the_decoder(which: int, fid: int, ext: bool, data: bytes) -> None:
     plan = PLANS[which]
-    samples, reason = plan.decode(plan.key(fid, ext), fid, ext, data, 1)
+    samples, reason = plan.decode_frame(fid, ext, data, 1)
     assert reason in ("", UNKNOWN_ID, SHORT, DECODE_ERROR, OUT_OF_RANGE)
     if reason in (SHORT, DECODE_ERROR):
         assert all(s.value is None and s.quality == Quality.BAD for s in samples)
@@ -310,7 +310,7 @@ def test_shipped_foxbms_profile_decodes_the_foxbms_trace() -> None:
     got = []
     reasons = Counter()
     for m in log_frames(FOX_TRC):
-        samples, reason = plan.decode(plan.key(m.arbitration_id, False), m.arbitration_id, False, m.data, 1)
+        samples, reason = plan.decode_frame(m.arbitration_id, False, m.data, 1)
         reasons[reason] += 1
         got.extend((s.quantity, s.value, s.module, s.cell) for s in samples)
     assert reasons == Counter({"": 5, "unknown_id": 4})  # the string-level frames are not mapped
@@ -365,7 +365,7 @@ def test_not_available_values_are_missing_never_a_number() -> None:
     plan = compile_rack(profile, load_dbc(RACK_DBC).db, rack="r")
     assert isinstance(plan, RackPlan)
     fid, data = encode("CellVoltages", CellGroup=0, CellVoltage1=65535, CellVoltage2=3300)
-    samples, _ = plan.decode(plan.key(fid, False), fid, False, data, 1)
+    samples, _ = plan.decode_frame(fid, False, data, 1)
     assert [(s.value, s.quality, s.cell) for s in samples] == [(None, Quality.MISSING, 1), (3.3, Quality.GOOD, 2)]
 
 
@@ -385,7 +385,7 @@ def test_j1939_not_available_and_error_indicators() -> None:
     assert isinstance(plan, RackPlan)
 
     def decode(data: bytes) -> list[tuple[str, object, str]]:
-        samples, _ = plan.decode(plan.key(0x18FFFE21, True), 0x18FFFE21, True, data + bytes(8 - len(data)), 1)
+        samples, _ = plan.decode_frame(0x18FFFE21, True, data + bytes(8 - len(data)), 1)
         return [(s.quantity, s.value, str(s.quality)) for s in samples]
 
     assert decode(bytes([100, 0x40, 0x1F, 0b01])) == [

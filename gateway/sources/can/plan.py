@@ -2,24 +2,39 @@
 
 `compile_rack` checks every mapping against the DBC (signal exists, template expands, message known,
 no two messages a frame cannot tell apart) and returns a `RackPlan`, or problems with the path of the
-profile entry they come from. `RackPlan.decode_frame` turns one received frame into the samples the
-gateway stores (the daemon's CAN source and `can decode --profile` both go through it); it never
-raises on bad input and says why a frame was counted instead of decoded.
+profile entry they come from. `RackPlan.decode_window` turns the frames of one id in a window into
+columns, block by block (`gateway.sources.can.block`): the daemon's CAN source decodes windows, `can
+decode --profile` one frame at a time (`decode_frame`), through the same call. It never raises on bad
+input and says why frames were counted instead of decoded.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cantools.database.namedsignalvalue import NamedSignalValue
+import numpy as np
 
-from gateway.model import Quality, Sample
+from gateway.model import QUALITIES, Sample
+from gateway.sources.can.block import OUT, Block, Part
 from gateway.sources.can.config import CanProfile
 from gateway.sources.can.decode import BY_SOURCE, DECODE_ERROR, OUT_OF_RANGE, REMOTE, SHORT, WRONG_SOURCE, FrameTable
 from gateway.sources.can.profilemap import MuxArray, SignalIndex, expand_point, point_plan, unmapped_point
-from gateway.sources.can.sampler import Sampler, build_sampler
-from gateway.sources.can.values import PointPlan, emit, flagged
+from gateway.sources.can.signals import MessageSignals
+from gateway.sources.can.values import PointPlan
+
+PLAIN = -(2**63)  # the block of a multiplexed message's plain points only (a frame whose mux is unreadable)
+
+
+@dataclass(slots=True)
+class Window:
+    """What the frames of one id in a window gave: the blocks' rows, and why frames were counted."""
+
+    parts: list[Part] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)
+    decoded: int = 0  # frames that gave samples
+    heard: bool = False  # some frame decoded (cleanly or out of range): the message is alive
 
 
 @dataclass(slots=True)
@@ -33,15 +48,92 @@ class MessagePlan:
     mux_signal: str | None
     plain: list[PointPlan] = field(default_factory=list)
     by_mux: dict[int, list[PointPlan]] = field(default_factory=dict)
-    sampler: Sampler | None = None  # bytes -> samples in one call (None: through cantools)
-    names: bool = False  # some point keeps value-table names (the cantools path decodes them too)
     first_point: int = 0  # index of the first profile point that maps the message (for problems)
+    signals: MessageSignals | None = None
+    blocks: dict[int, Block] = field(default_factory=dict)  # mux value (0: not multiplexed; PLAIN) -> block
 
     def all_points(self) -> list[PointPlan]:
         out = list(self.plain)
         for pts in self.by_mux.values():
             out.extend(pts)
         return out
+
+    def compile(self, rack: str, start: int) -> list[Block]:
+        """The signals and blocks of this message (block indexes from `start`)."""
+        names = sorted({p.signal for p in self.all_points()} | ({self.mux_signal} if self.mux_signal else set()))
+        sig = self.signals = MessageSignals(self.message, names)
+        shapes: dict[int, list[PointPlan]] = {0: self.plain}
+        if self.mux_signal is not None:
+            # the values cantools accepts: those of signals under the multiplexer, and its value-table entries
+            ids = {i for s in self.message.signals if s.multiplexer_signal == self.mux_signal
+                   for i in (s.multiplexer_ids or ())}  # fmt: skip
+            ids |= set(self.message.get_signal_by_name(self.mux_signal).choices or ())
+            if ids:  # else cantools reads the frame as if the multiplexer were a plain signal
+                shapes = {PLAIN: self.plain} | {m: self.plain + self.by_mux.get(m, []) for m in sorted(ids)}
+        for i, (mux, points) in enumerate(shapes.items()):
+            self.blocks[mux] = Block(start + i, self.key, mux, points, sig, rack)
+        return list(self.blocks.values())
+
+    def decode_window(self, datas: list[bytes], ts: int) -> Window:
+        """The frames of this message in one window (in arrival order) as rows of its blocks."""
+        sig = self.signals
+        assert sig is not None
+        n, length = len(datas), self.length
+        lengths = np.fromiter(map(len, datas), dtype=np.intp, count=n)
+        if (lengths == length).all():
+            data = np.frombuffer(b"".join(datas), dtype=np.uint8).reshape(n, length)
+        else:
+            data = np.zeros((n, length), dtype=np.uint8)
+            for i, d in enumerate(datas):
+                row = d[:length]
+                data[i, : len(row)] = np.frombuffer(row, dtype=np.uint8)
+        nums = sig.numbers(data)
+        ok = lengths >= length
+        out = Window()
+        short = int(n - ok.sum())
+        if short:
+            out.reasons[SHORT] = short
+        if 0 in self.blocks and PLAIN not in self.blocks:  # not multiplexed
+            self._rows(out, self.blocks[0], nums, np.arange(n), ok, ts)
+            return out
+        col = sig.index[self.mux_signal]
+        visible = sig.present(lengths)[:, col] & (lengths > 0)
+        mux = np.where(visible, nums.raw[:, col], PLAIN)
+        for value in np.unique(mux).tolist():
+            rows = np.flatnonzero(mux == value)
+            block = self.blocks.get(value)
+            if block is None:  # a mux value the DBC does not define (or one not readable): plain points, bad
+                block = self.blocks[PLAIN]
+                bad = int(ok[rows].sum())
+                if bad:
+                    out.reasons[DECODE_ERROR] += bad
+                ok_rows = np.zeros(len(rows), dtype=bool)
+                self._rows(out, block, nums, rows, ok_rows, ts)
+            else:
+                self._rows(out, block, nums, rows, ok[rows], ts)
+        return out
+
+    def _rows(self, out: Window, block: Block, nums: Any, rows: Any, ok: Any, ts: int) -> None:
+        if not block.width:
+            out.heard |= bool(ok.any())
+            return
+        if ok.all():
+            values, quality, objects = block.columns(nums, rows)
+        else:
+            values, quality = block.flagged(len(rows))
+            objects = None
+            good = np.flatnonzero(ok)
+            if len(good):
+                v, q, o = block.columns(nums, rows[good])
+                values[good], quality[good] = v, q
+                objects = {(int(good[i]), c): x for (i, c), x in o.items()} if o else None
+        oor = int((quality[ok] == OUT).any(axis=1).sum())
+        if oor:
+            out.reasons[OUT_OF_RANGE] += oor
+        out.decoded += len(rows)
+        out.heard |= bool(ok.any())
+        last = np.flatnonzero(ok)
+        out.parts.append(Part(block, values, quality, objects, ts, int(last[-1]) if len(last) else -1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,94 +143,54 @@ class PlanProblem:
 
 
 class RackPlan:
-    """The compiled decoders of one rack: frame key → message plan."""
+    """The compiled decoders of one rack: frame key → message plan, and the rack's blocks in order."""
 
     def __init__(self, rack: str, table: FrameTable, messages: dict[int, MessagePlan]) -> None:
         self.rack = rack
         self.table = table
         self.messages = messages
-        self.last: dict[tuple[int, int], list[Sample]] = {}  # (key, mux) -> last samples, for stale/comm_loss
+        self.blocks: list[Block] = []
+        for m in messages.values():
+            self.blocks += m.compile(rack, len(self.blocks))
 
     def key(self, arbitration_id: int, is_extended: bool) -> int:
         return self.table.key(arbitration_id, is_extended)
+
+    def route(self, key: int, arbitration_id: int, is_extended: bool, is_remote: bool) -> MessagePlan | str:
+        """The message plan a frame goes to, or why it is counted instead (unknown id, remote, source)."""
+        plan = self.messages.get(key)
+        if plan is None:
+            return self.table.unmatched(key)
+        if is_remote:
+            return REMOTE
+        if self.table.j1939 and not self.table.accepts(key, arbitration_id, is_extended):
+            return WRONG_SOURCE
+        return plan
 
     def decode_frame(
         self, arbitration_id: int, is_extended: bool, data: bytes | bytearray, ts: int, *, is_remote: bool = False
     ) -> tuple[list[Sample], str]:
         """The samples stored for one received frame, and why it was counted ("" when decoded cleanly)."""
-        key = self.table.key(arbitration_id, is_extended)
-        return self.decode(key, arbitration_id, is_extended, data, ts, is_remote=is_remote)
-
-    def decode(
-        self,
-        key: int,
-        arbitration_id: int,
-        is_extended: bool,
-        data: bytes | bytearray,
-        ts: int,
-        *,
-        is_remote: bool = False,
-    ) -> tuple[list[Sample], str]:
-        """`decode_frame` for a frame whose key (`key()`) the caller has already computed."""
-        plan = self.messages.get(key)
-        if plan is None:
-            return [], self.table.unmatched(key)
-        if is_remote:
-            return [], REMOTE
-        if self.table.j1939 and not self.table.accepts(key, arbitration_id, is_extended):
-            return [], WRONG_SOURCE
-        sampler = plan.sampler
-        if sampler is not None:
-            sampled = sampler(data, ts)
-            if sampled is not None:
-                return sampled
-        if len(data) < plan.length:
-            return self._flag_bad(plan, data, ts), SHORT
-        try:  # cantools raises DecodeError, KeyError, ValueError (a NaN mux) ...
-            frame = bytes(data)
-            signals = plan.message.decode(frame, decode_choices=False, scaling=True, allow_excess=True)
-            names = {}
-            if plan.names:  # value-table names for the points that keep them, as cantools gives them
-                names = plan.message.decode(frame, decode_choices=True, scaling=True, allow_excess=True)
-            mux = 0 if plan.mux_signal is None else int(signals[plan.mux_signal])
-        except Exception:
-            return self._flag_bad(plan, data, ts), DECODE_ERROR
-        points = plan.plain
-        extra = plan.by_mux.get(mux) if plan.mux_signal is not None else None
-        if extra:
-            points = points + extra if points else extra
-        out: list[Sample] = []
-        reason = ""
-        for p in points:
-            v = signals.get(p.signal)
-            if v is None:
-                continue
-            name = _name(names.get(p.signal)) if p.choices is not None else None
-            if emit(out, p, v, ts, self.rack, name):
-                reason = OUT_OF_RANGE
-        self.last[(key, mux)] = out
-        return out, reason
-
-    def _flag_bad(self, plan: MessagePlan, data: bytes | bytearray, ts: int) -> list[Sample]:
-        """Bad-quality samples (value None) for the points a damaged frame would have carried."""
-        points = list(plan.plain)
-        if plan.mux_signal is not None and data:
-            try:
-                got = plan.message.decode(bytes(data), decode_choices=False, allow_truncated=True, allow_excess=True)
-                points.extend(plan.by_mux.get(int(got[plan.mux_signal]), ()))
-            except Exception:  # the mux signal itself is damaged or cut off: flag the plain points only
-                pass
-        out: list[Sample] = []
-        for p in points:
-            flagged(out, p, ts, self.rack, Quality.BAD)
-        return out
+        plan = self.route(self.key(arbitration_id, is_extended), arbitration_id, is_extended, is_remote)
+        if isinstance(plan, str):
+            return [], plan
+        window = plan.decode_window([bytes(data)], ts)
+        reason = next(iter(window.reasons), "")
+        return [s for part in window.parts for s in part_samples(part)], reason
 
 
-def _name(value: Any) -> str | None:
-    """A value-table entry's name as cantools decodes it (a NamedSignalValue, or a plain string)."""
-    if isinstance(value, NamedSignalValue):
-        return str(value.name)
-    return value if isinstance(value, str) else None
+def part_samples(part: Part) -> list[Sample]:
+    """The rows of a part as `Sample`s (the command line and tests; the source hands on columns)."""
+    out = []
+    rows = part.block.rows
+    objects = part.objects or {}
+    for i in range(len(part.values)):
+        for c, k in enumerate(rows):
+            v = part.values[i, c]
+            value = objects.get((i, c), None if v != v else float(v))
+            quality = QUALITIES[part.quality[i, c]]
+            out.append(Sample(part.ts, k.quantity, value, k.unit, quality, k.rack, k.module, k.cell))
+    return out
 
 
 def compile_rack(
@@ -148,10 +200,7 @@ def compile_rack(
     rack: str,
     id_offset: int = 0,
     source_address: int | None = None,
-    fast: bool = True,
 ) -> RackPlan | list[PlanProblem]:
-    """`fast`: decode with generated per-message samplers where the DBC allows (the same samples as
-    the cantools path; False: every frame through cantools, the reference)."""
     index = SignalIndex(db)
     problems = _message_problems(profile, index)
     plans: dict[str, MessagePlan] = {}
@@ -187,13 +236,9 @@ def compile_rack(
     if problems:
         return problems
     by_key = {table.keys[m.name]: m for m in plans.values()}
-    plan = RackPlan(rack, table, by_key)
     for key, m in by_key.items():
         m.key = key
-        m.names = any(p.choices is not None for p in m.all_points())
-        if fast:  # J1939 too: the source address is checked first, the special values are the points'
-            m.sampler = build_sampler(m.message, m.mux_signal, m.plain, m.by_mux, rack, (key, plan.last))
-    return plan
+    return RackPlan(rack, table, by_key)
 
 
 def _message_problems(profile: CanProfile, index: SignalIndex) -> list[PlanProblem]:

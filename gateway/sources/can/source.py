@@ -25,10 +25,9 @@ from gateway.sources.can import metrics
 from gateway.sources.can.busmode import SET_ON_THE_INTERFACE, listen_only_note
 from gateway.sources.can.checks import bus_key, compile_instance
 from gateway.sources.can.config import CanProfile, CanSourceConfig
-from gateway.sources.can.decode import BY_SOURCE, ERROR_FRAME, EXTENDED, UNKNOWN_ID, WRONG_SOURCE
+from gateway.sources.can.decode import BY_SOURCE, ERROR_FRAME, EXTENDED, REMOTE, UNKNOWN_ID, WRONG_SOURCE
 from gateway.sources.can.rack import Rack
 from gateway.sources.can.reader import BusReader, Frame, open_bus
-from gateway.sources.can.sampler import Sampler
 
 if TYPE_CHECKING:
     from gateway.config.settings import LoadedConfig
@@ -55,12 +54,6 @@ class CanBusSource:
                 continue
             for key in rack.plan.messages:
                 self.routes.setdefault(key, []).append(rack)
-        # frame key -> (its one rack, the message's sampler): the common frame in one call
-        self.direct: dict[int, tuple[Rack, Sampler]] = {}
-        for key, on in self.routes.items():
-            sampler = on[0].plan.messages[key].sampler
-            if len(on) == 1 and sampler is not None:
-                self.direct[key] = (on[0], sampler)
         self.unknown_ids: set[int] = set()
         self._last_error_log = 0.0
         self._failing = False
@@ -201,14 +194,15 @@ class CanBusSource:
             log.info("CAN frames received before the stop were stored", bus=self.bus_label, frames=len(left))
 
     def _decode(self, frames: list[Frame]) -> None:
+        """One window: frames grouped by id in arrival order, each group decoded at once per rack."""
         ts = time.time_ns()
         now = time.monotonic()
         errors: Counter[tuple[int, str]] = Counter()
         bus_off = False
         unknown: Counter[int] = Counter()
         routes = self.routes
-        direct = self.direct
-        j1939 = self.j1939_racks
+        groups: dict[int, list[bytes]] = {}  # frame key -> the data of its frames
+        j1939: dict[tuple[int, int, int], list[bytes]] = {}  # (J1939 rack, key, id) -> the data of its frames
         for aid, ext, is_error, remote, data, _dlc, _fd, _t in frames:
             if is_error:
                 errors[(aid, ERROR_FRAME)] += 1
@@ -216,28 +210,23 @@ class CanBusSource:
                     bus_off = True
                 continue
             key = (aid & 0x1FFFFFFF) | EXTENDED if ext else aid & 0x7FF
-            route = None if remote else direct.get(key)
-            if route is not None:  # what `rack.decode` does for it (the plan's sampler), without the calls around
-                rack, sampler = route
-                got = sampler(data, ts)
-                if got is not None:
-                    samples, reason = got
-                    if samples:
-                        rack.samples += samples
-                        rack.decoded += 1
-                    if reason:
-                        errors[(aid, reason)] += 1
-                    rack.seen[key] = None  # a sampler's only reason is out_of_range
-                    continue
+            group = None if remote else groups.get(key)
+            if group is not None:
+                group.append(data)
+                continue
             racks = routes.get(key)
             if racks is None:
-                if not (j1939 and ext and self._j1939(aid, data, ts, remote, errors)):
+                if not (self.j1939_racks and ext and self._j1939(aid, data, remote, errors, j1939)):
                     unknown[key] += 1
-                continue
-            for rack in racks:
-                reason = rack.decode(aid, ext, data, ts, remote)
-                if reason:
-                    errors[(aid, reason)] += 1
+            elif remote:
+                errors[(aid, REMOTE)] += len(racks)
+            else:
+                groups[key] = [data]
+        for key, datas in groups.items():
+            for rack in routes[key]:
+                self._window(rack, key, key & 0x1FFFFFFF, datas, ts, errors)
+        for (i, key, aid), datas in j1939.items():
+            self._window(self.j1939_racks[i], key, aid, datas, ts, errors)
         self.frames += len(frames)
         metrics.frames.labels(self.bus_label).inc(len(frames))
         for rack in self.racks:
@@ -263,20 +252,41 @@ class CanBusSource:
             metrics.unknown.labels(self.bus_label, label).inc(n)
             metrics.errors.labels(self.bus_label, label, UNKNOWN_ID).inc(n)
 
-    def _j1939(self, aid: int, data: bytes, ts: int, remote: bool, errors: Counter[tuple[int, str]]) -> bool:
-        """A 29-bit frame through every J1939 rack; False if no rack knows its PGN (an unknown id). A
-        known PGN from a source address no rack reads is counted once as wrong_source_address."""
-        reasons = [r.decode(aid, True, data, ts, remote) for r in self.j1939_racks]
-        known = [reason for reason in reasons if reason != UNKNOWN_ID]
-        if not known:
-            return False
-        read = [reason for reason in known if reason != WRONG_SOURCE]
-        if not read:
+    @staticmethod
+    def _window(rack: Rack, key: int, aid: int, datas: list[bytes], ts: int, errors: Counter[tuple[int, str]]) -> None:
+        window = rack.plan.messages[key].decode_window(datas, ts)
+        rack.add(key, window)
+        for reason, n in window.reasons.items():
+            errors[(aid, reason)] += n
+
+    def _j1939(
+        self,
+        aid: int,
+        data: bytes,
+        remote: bool,
+        errors: Counter[tuple[int, str]],
+        groups: dict[tuple[int, int, int], list[bytes]],
+    ) -> bool:
+        """A 29-bit frame to every J1939 rack that reads it; False if no rack knows its PGN (an unknown
+        id). A known PGN from a source address no rack reads is counted once as wrong_source_address."""
+        known = False
+        read = False
+        for i, rack in enumerate(self.j1939_racks):
+            key = rack.plan.key(aid, True)
+            route = rack.plan.route(key, aid, True, remote)
+            if route == UNKNOWN_ID:
+                continue
+            known = True
+            if route == WRONG_SOURCE:
+                continue
+            read = True
+            if isinstance(route, str):
+                errors[(aid, route)] += 1
+            else:
+                groups.setdefault((i, key, aid), []).append(data)
+        if known and not read:
             errors[(aid, WRONG_SOURCE)] += 1
-        for reason in read:
-            if reason:
-                errors[(aid, reason)] += 1
-        return True
+        return known
 
     async def _emit(self, ctx: SourceContext) -> None:
         ts = time.time_ns()
@@ -286,12 +296,9 @@ class CanBusSource:
                 try:
                     await ctx.emit(batch)
                 except asyncio.CancelledError:  # not handed on: keep them for the drain at shutdown
-                    for b in reversed(batches[i:]):
-                        rack.samples[:0] = b.samples
-                        if b.status is not None:
-                            rack.statuses.insert(0, b.status)
+                    rack.hold(batches[i:])
                     raise
-                n = len(batch.samples)
+                n = batch.n
                 if n:
                     self.produced += n
                     core_metrics.samples_produced.labels(rack.name).inc(n)

@@ -1,8 +1,7 @@
 """Converting one decoded DBC signal into samples: units, scale, ranges, value tables, alarm bits.
 
-`PointPlan` is one compiled profile point; `emit` appends its samples for a decoded value. Every
-decoder of a rack plan (the generated samplers, the cantools path) ends in `emit` or, for a plain
-number remembered per raw value, in `number_entry`: the rules below exist once.
+`PointPlan` is one compiled profile point; `gateway.sources.can.block` applies the rules below to
+the columns of a window of frames (the one place they are written):
 
 A point's value is the DBC's scaled (physical) number, as cantools decodes it with
 `decode_choices=False`; a value-table entry's name travels beside it. In order:
@@ -20,13 +19,11 @@ A point's value is the DBC's scaled (physical) number, as cantools decodes it wi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import catalog
-from gateway.model import Quality, Sample
 from gateway.sources.can.config import CanPoint
 
 # (DBC unit, catalog unit) → factor, applied when a point gives no `scale`. Case matters: m is milli, M mega.
@@ -41,7 +38,6 @@ UNIT_FACTORS: dict[tuple[str, str], float] = {
 }  # fmt: skip
 
 NUMBER, STATE, BITS = 0, 1, 2
-_GOOD, _OUT = Quality.GOOD, Quality.OUT_OF_RANGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +70,6 @@ class PointPlan:
             object.__setattr__(self, "divisor", inverse)  # 0.001: / 1000, so 3300 mV is 3.3 V, not 3.3000000000000003
 
 
-def scale(p: PointPlan, v: Any) -> Any:
-    """The stored number of a decoded value: times the point's factor plus its offset, never rounded."""
-    if not p.scaled:
-        return v
-    return (v / p.divisor if p.divisor else v * p.factor) + p.offset
-
-
 def j1939_limits(sig: Any) -> tuple[float | None, float | None]:
     """Where the J1939 "error indicator" and "not available" ranges of an unsigned integer signal begin.
 
@@ -95,56 +84,6 @@ def j1939_limits(sig: Any) -> tuple[float | None, float | None]:
     else:
         err_raw, na_raw = (1 << n) - 2, (1 << n) - 1
     return err_raw * sig.scale + sig.offset, na_raw * sig.scale + sig.offset
-
-
-def out_of_range(p: PointPlan, v: Any) -> bool:
-    """Whether a finite decoded value lies outside the signal's DBC range (the one range check)."""
-    return p.lo is not None and (v < p.lo or v > p.hi)
-
-
-def number_entry(p: PointPlan, v: Any) -> tuple[Any, str] | None:
-    """(stored value, quality) of a plain number on a NUMBER point; None when not finite (see `emit`)."""
-    if not v - v == 0:  # NaN and infinities (an int is always finite)
-        return None
-    return scale(p, v), (_OUT if out_of_range(p, v) else _GOOD)
-
-
-def _unavailable(p: PointPlan, num: Any) -> Quality | None:
-    """MISSING or BAD when the value is a "not available" or "error" code, else None."""
-    if num in p.missing or (p.na_from is not None and num >= p.na_from):
-        return Quality.MISSING
-    if p.error_from is not None and num >= p.error_from:
-        return Quality.BAD
-    return None
-
-
-def flagged(out: list[Sample], p: PointPlan, ts: int, rack: str, quality: Quality) -> None:
-    """The point's samples without a value (and its bits' samples), with `quality`."""
-    for _, name in p.bits:
-        out.append(Sample(ts, name, None, "", quality, rack, p.module, p.cell))
-    out.append(Sample(ts, p.quantity, None, p.unit, quality, rack, p.module, p.cell))
-
-
-def emit(out: list[Sample], p: PointPlan, v: Any, ts: int, rack: str, name: str | None = None) -> bool:
-    """Append the samples of one point for its decoded number `v` (and the value-table `name` of a
-    STATE point); True when the value is outside its DBC range."""
-    if p.special:
-        flag = _unavailable(p, v)
-        if flag is not None:
-            flagged(out, p, ts, rack, flag)
-            return False
-    if isinstance(v, float) and not math.isfinite(v):
-        flagged(out, p, ts, rack, Quality.BAD)
-        return False
-    bad_range = out_of_range(p, v)
-    quality = _OUT if bad_range else _GOOD
-    if p.mode == BITS:
-        raw = int(v)
-        for bit, bit_name in p.bits:
-            out.append(Sample(ts, bit_name, (raw >> bit) & 1, "", quality, rack, p.module, p.cell))
-    value = name if name is not None else scale(p, v)
-    out.append(Sample(ts, p.quantity, value, p.unit, quality, rack, p.module, p.cell))
-    return bad_range
 
 
 def value_range(sig: Any) -> tuple[float | None, float | None]:
