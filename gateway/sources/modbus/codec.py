@@ -9,7 +9,6 @@ registers. Strings only follow the byte swap (their registers are always read fi
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Sequence
 from typing import Final, Literal
@@ -20,7 +19,6 @@ BYTE_ORDERS: Final[tuple[ByteOrder, ...]] = ("ABCD", "DCBA", "BADC", "CDAB")
 DataType = Literal[
     "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string", "bit", "bool"
 ]
-NUMERIC_TYPES: Final = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
 
 # Width in registers of each fixed-width type; `string` takes its width from the profile, `bit` is
 # one bit of one register, `bool` is one coil or discrete input.
@@ -79,25 +77,14 @@ def from_bytes(data: bytes, order: ByteOrder = "ABCD", *, reverse_words: bool = 
     return words
 
 
-def raw_unsigned(regs: Sequence[int], order: ByteOrder = "ABCD") -> int:
-    """The registers as one unsigned integer in the given order (what sentinels compare against)."""
-    return int.from_bytes(to_bytes(regs, order), "big")
-
-
-def decode(regs: Sequence[int], dtype: str, order: ByteOrder = "ABCD") -> int | float | str:
-    """Decode the registers of one value. `regs` must have exactly the type's width."""
-    if dtype == "string":
-        text = to_bytes(regs, order, reverse_words=False)
-        return text.split(b"\x00", 1)[0].decode("latin-1").rstrip(" ")
-    fmt = _STRUCT.get(dtype)
-    if fmt is None:
-        raise ValueError(f"cannot decode registers as {dtype!r}")
-    value: int | float = struct.unpack(fmt, to_bytes(regs, order))[0]
-    return value
+def text(regs: Sequence[int], order: ByteOrder = "ABCD") -> str:
+    """The text of a string's registers (read first to last; only the byte swap applies), up to its first NUL."""
+    data = to_bytes(regs, order, reverse_words=False)
+    return data.split(b"\x00", 1)[0].decode("latin-1").rstrip(" ")
 
 
 def encode(value: int | float | str, dtype: str, order: ByteOrder = "ABCD", width: int | None = None) -> list[int]:
-    """Encode one value into registers (the inverse of `decode`); ints are clamped to the type's range."""
+    """Encode one value into registers (the inverse of the block decoder); ints are clamped to the type's range."""
     if dtype == "string":
         n = width if width is not None else max(1, (len(str(value)) + 1) // 2)
         data = str(value).encode("latin-1", "replace")[: 2 * n].ljust(2 * n, b"\x00")
@@ -119,7 +106,3 @@ def int_range(dtype: str) -> tuple[int, int]:
     if dtype.startswith("u"):
         return 0, (1 << bits) - 1
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-
-def is_nan(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)

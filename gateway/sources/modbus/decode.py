@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.model import F64, QUALITY_CODE, U8, Key, Quality, Value
-from gateway.sources.modbus.codec import WIDTH, decode
+from gateway.sources.modbus.codec import WIDTH, text
 from gateway.sources.modbus.plan import Block, Point
 
 GOOD, MISSING, RANGE, BAD = (
@@ -57,7 +57,6 @@ def _swap_bytes(regs: U64) -> U64:
     return swapped
 
 
-@dataclass(frozen=True, slots=True)
 class Numbers:
     """The points of one numeric type and byte order in a block, decoded together.
 
@@ -65,72 +64,35 @@ class Numbers:
     other scaled point is `round(raw * scale + offset, 9)`. A raw value among the point's sentinels
     (or a NaN float) is `missing`; a value outside the point's range is `out_of_range`."""
 
-    dtype: str
-    width: int
-    swap_bytes: bool
-    swap_words: bool
-    src: IntArr  # register offset in the block of each point
-    row: IntArr  # output row of each point
-    divisor: F64
-    affine: IntArr  # points (by index in the group) valued round(raw * scale + offset, 9)
-    scale: F64  # of the affine points
-    offset: F64
-    low: F64
-    high: F64
-    ranged: bool  # whether any point has a range
-    sentinel_of: IntArr  # (point index, raw value) pairs meaning "not available"
-    sentinel: U64
-    states: tuple[State, ...]
-    flag_of: IntArr  # bit-field flags: point index, bit, output row
-    flag_bit: U64
-    flag_row: IntArr
+    __slots__ = (
+        *("affine", "divisor", "dtype", "flag_bit", "flag_of", "flag_row", "high", "low", "offset", "ranged"),
+        *("row", "scale", "sentinel", "sentinel_of", "src", "states", "swap_bytes", "swap_words", "width"),
+    )
 
-    @classmethod
-    def of(cls, dtype: str, order: str, points: Sequence[tuple[int, int, Point, list[tuple[int, int]]]]) -> Numbers:
+    def __init__(self, dtype: str, order: str, points: Sequence[tuple[int, int, Point, list[tuple[int, int]]]]) -> None:
         """`points`: (register offset, output row, point, [(flag bit, flag row)]) of one dtype and order."""
+        self.dtype, self.width = dtype, WIDTH[dtype]
+        self.swap_bytes, self.swap_words = order in ("BADC", "DCBA"), order in ("CDAB", "DCBA")
+        ps = [p for _, _, p, _ in points]
+        self.src, self.row = _ints([s for s, *_ in points]), _ints([r for _, r, *_ in points])
         integer = not dtype.startswith("float")
-        divisor, affine, scale, offset, low, high = [], [], [], [], [], []
-        sentinel_of, sentinel, states, flag_of, flag_bit, flag_row = [], [], [], [], [], []
-        for j, (_, row, p, flags) in enumerate(points):
-            div = _divisor(p.scale) if integer and p.offset == 0.0 else None
-            if div is None and (p.scale != 1.0 or p.offset != 0.0):
-                affine.append(j)
-                scale.append(p.scale)
-                offset.append(p.offset)
-            divisor.append(float(div or 1))
-            lo, hi = p.range if p.range is not None else (-math.inf, math.inf)
-            low.append(lo)
-            high.append(hi)
-            for s in sorted(p.missing):
-                sentinel_of.append(j)
-                sentinel.append(s)
-            if p.states:
-                states.append(State(j, row, dict(p.states)))
-            for bit, frow in flags:
-                flag_of.append(j)
-                flag_bit.append(bit)
-                flag_row.append(frow)
-        return cls(
-            dtype,
-            WIDTH[dtype],
-            order in ("BADC", "DCBA"),
-            order in ("CDAB", "DCBA"),
-            _ints([s for s, *_ in points]),
-            _ints([r for _, r, *_ in points]),
-            np.asarray(divisor, dtype=np.float64),
-            _ints(affine),
-            np.asarray(scale, dtype=np.float64),
-            np.asarray(offset, dtype=np.float64),
-            np.asarray(low, dtype=np.float64),
-            np.asarray(high, dtype=np.float64),
-            any(p.range is not None for _, _, p, _ in points),
-            _ints(sentinel_of),
-            np.asarray(sentinel, dtype=np.uint64),
-            tuple(states),
-            _ints(flag_of),
-            np.asarray(flag_bit, dtype=np.uint64),
-            _ints(flag_row),
-        )
+        divisors = [_divisor(p.scale) if integer and p.offset == 0.0 else None for p in ps]
+        self.divisor = np.asarray([d or 1 for d in divisors], dtype=np.float64)
+        affine = [j for j, p in enumerate(ps) if divisors[j] is None and (p.scale != 1.0 or p.offset != 0.0)]
+        self.affine = _ints(affine)  # points (by index in the group) valued round(raw * scale + offset, 9)
+        self.scale = np.asarray([ps[j].scale for j in affine], dtype=np.float64)
+        self.offset = np.asarray([ps[j].offset for j in affine], dtype=np.float64)
+        self.ranged = any(p.range is not None for p in ps)
+        self.low = np.asarray([p.range[0] if p.range else -math.inf for p in ps], dtype=np.float64)
+        self.high = np.asarray([p.range[1] if p.range else math.inf for p in ps], dtype=np.float64)
+        sentinels = [(j, m) for j, p in enumerate(ps) for m in sorted(p.missing)]  # raw values meaning "none"
+        self.sentinel_of = _ints([j for j, _ in sentinels])
+        self.sentinel = np.asarray([m for _, m in sentinels], dtype=np.uint64)
+        self.states = tuple(State(j, r, dict(p.states)) for j, (_, r, p, _) in enumerate(points) if p.states)
+        flags = [(j, bit, row) for j, (*_, fl) in enumerate(points) for bit, row in fl]  # bit fields
+        self.flag_of = _ints([j for j, _, _ in flags])
+        self.flag_bit = np.asarray([b for _, b, _ in flags], dtype=np.uint64)
+        self.flag_row = _ints([r for _, _, r in flags])
 
     def raw(self, words: U64) -> U64:
         """Each point's registers as one unsigned integer in its order (what sentinels compare against)."""
@@ -239,7 +201,7 @@ class Text:
 
     def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> bool:
         regs = [int(w) for w in words[self.src : self.src + self.point.width]]
-        objects[self.row] = decode(regs, "string", self.point.order)
+        objects[self.row] = text(regs, self.point.order)
         values[self.row] = math.nan
         quality[self.row] = GOOD
         return False
@@ -283,7 +245,7 @@ class BlockDecoder:
             ends += [src + p.width] * (1 + len(p.flags))
         self.rows = tuple(rows)
         self.ends = _ints(ends)
-        groups: list[Numbers | Bits | Text] = [Numbers.of(d, o, pts) for (d, o), pts in numbers.items()]
+        groups: list[Numbers | Bits | Text] = [Numbers(d, o, pts) for (d, o), pts in numbers.items()]
         if bits:
             groups.append(Bits.of(bits))
         groups += texts

@@ -19,7 +19,6 @@ from importlib import resources
 from typing import Any
 
 from gateway import catalog
-from gateway.sources.modbus.codec import decode
 from gateway.sources.modbus.plan import Point
 
 MARKER = (0x5375, 0x6E53)  # "SunS"
@@ -120,23 +119,20 @@ def layout(model: ModelInstance) -> list[Field]:
     words = model.words
     fields: list[Field] = []
 
-    def value(offset: int, size: int, dtype: str) -> int | float | str:
-        return decode(words[offset : offset + size], dtype)
-
     def walk(group: dict[str, Any], offset: int, index: int | None, sfs: dict[str, int]) -> int:
         own: dict[str, int] = dict(sfs)
         placed: list[tuple[dict[str, Any], int]] = []
         for p in group["points"]:
             size = int(p.get("size", 1))
             if p["type"] == "sunssf" and offset < len(words):
-                raw = int(value(offset, 1, "int16"))
+                raw = words[offset] - 0x10000 if words[offset] & 0x8000 else words[offset]  # int16
                 own[p["name"]] = 0 if raw == -0x8000 else raw
             placed.append((p, offset))
             offset += size
         counts: dict[str, int] = {}
         for p, at in placed:
             if p["type"] in ("uint16", "count") and at < len(words):
-                counts[p["name"]] = int(value(at, 1, "uint16"))
+                counts[p["name"]] = words[at]
             sf = p.get("sf")
             exp = own.get(sf) if isinstance(sf, str) else (int(sf) if sf is not None else None)
             fields.append(Field(p["name"], p, model.address + at, index, exp))
@@ -183,7 +179,7 @@ def points_from_models(models: Sequence[ModelInstance], interval: float) -> list
             idx = next((f for f in fields if f.name == "ModIdx"), None)
             module: int | None = module_no
             if idx is not None:
-                raw = int(decode(m.words[idx.address - m.address : idx.address - m.address + 1], "uint16"))
+                raw = m.words[idx.address - m.address]
                 module = raw if 0 < raw < 0xFFFF else module_no
         for f in fields:
             quantity = mapping.get(f.name)
