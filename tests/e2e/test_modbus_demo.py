@@ -37,17 +37,17 @@ def test_demo_reads_modbus_racks_over_loopback(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert any(x.startswith("mb-rack-01") and "samples" in x for x in lines)
     assert any(x.startswith("mb-rack-02") and "samples" in x for x in lines)
-    batches = [b for b in stored_batches(store) if b.source in ("mb-rack-01", "mb-rack-02") and b.samples]
+    batches = [b for b in stored_batches(store) if b.source in ("mb-rack-01", "mb-rack-02") and b.samples()]
     by_rack = {b.source: b for b in batches}
     assert set(by_rack) == {"mb-rack-01", "mb-rack-02"}
-    sunspec = [s for b in batches if b.source == "mb-rack-02" for s in b.samples]
+    sunspec = [s for b in batches if b.source == "mb-rack-02" for s in b.samples()]
     assert {s.quantity for s in sunspec} >= {"cell_voltage", "soc", "rack_voltage", "manufacturer"}
     assert all(s.quality == Quality.GOOD for s in sunspec)
     cells = {
         (s.module, s.cell)
         for b in batches
         if b.source == "mb-rack-01"
-        for s in b.samples
+        for s in b.samples()
         if s.quantity == "cell_voltage"
     }
     assert len(cells) == 240
