@@ -17,7 +17,7 @@ from tests.support.waits import await_for
 
 
 async def test_budget_drops_equal_the_samples_missing_at_the_sink(tmp_path: Path, victoria: VictoriaMetrics) -> None:
-    ob = Outbox(tmp_path / "store.db", max_bytes=1_000_000)
+    ob = Outbox(tmp_path / "store.db", max_bytes=250_000)
     cfg = InfluxSinkConfig(url=victoria.url, token="t", batch_max_age=0.05, backoff_initial=0.05, backoff_max=0.3)
     runner = SinkRunner("influx", InfluxSink("influx", cfg, "s1"), ob, cfg)
     before = metric("bms_gateway_samples_dropped_total", consumer="influx", reason="disk_budget")
@@ -25,7 +25,7 @@ async def test_budget_drops_equal_the_samples_missing_at_the_sink(tmp_path: Path
     produced = 0
     async with running(runner):
         victoria.stop()
-        for i in range(600):  # about 3 MB of rows against a 1 MB budget
+        for i in range(600):  # about 0.6 MB of rows against a 250 kB budget
             ob.append([sample_batch("r1", start + i * 1_000_000, 50, base=i)])
             produced += 50
             runner.notify()
