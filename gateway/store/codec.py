@@ -179,8 +179,9 @@ def header(payload: bytes) -> Header:
     if payload[: len(MAGIC)] != MAGIC or len(payload) < len(MAGIC) + _PREFIX.size:
         raise ValueError("not an outbox row of a known format")
     crc, size = _PREFIX.unpack_from(payload, len(MAGIC))
-    if zlib.crc32(memoryview(payload)[len(MAGIC) + 4 :]) != crc:
-        raise ValueError("the row's bytes do not match its checksum")
+    computed = zlib.crc32(memoryview(payload)[len(MAGIC) + 4 :])
+    if computed != crc:
+        raise ValueError(f"the row's bytes do not match its checksum (stored {crc:08x}, computed {computed:08x})")
     start = len(MAGIC) + _PREFIX.size + size
     try:
         doc = json.loads(payload[len(MAGIC) + _PREFIX.size : start])

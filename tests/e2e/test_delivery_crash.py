@@ -65,7 +65,7 @@ def expected_points(db: Path) -> tuple[set[tuple[str, frozenset[tuple[str, str]]
     points = set()
     seqs = set()
     for row in ob.query():
-        if row.batch.kind == BatchKind.SAMPLES and row.batch.samples:
+        if row.batch.kind == BatchKind.SAMPLES and row.batch.n:
             seqs.add(row.seq)
         for line in encode_batch(row.batch, "t", "ms"):
             key, fields, ts = _SPLIT.split(line)

@@ -21,7 +21,7 @@ WRITER = textwrap.dedent(
     i = 0
     while True:
         t = time.time_ns()
-        batches = [Batch("sim", [Sample(t, "soc", float(i * 10 + k), "%", Quality.GOOD, "r1")]) for k in range(10)]
+        batches = [Batch.of_samples("sim", [Sample(t, "soc", float(i * 10 + k), "%", Quality.GOOD, "r1")]) for k in range(10)]
         last = ob.append(batches)  # returns after COMMIT
         print(last, flush=True)
         i += 1
@@ -47,6 +47,6 @@ def test_kill_9_keeps_every_committed_batch(tmp_path: Path) -> None:
     seqs = [r.seq for r in rows]
     assert seqs == list(range(1, len(seqs) + 1))  # no hole, nothing torn
     assert len(seqs) >= committed
-    assert [r.batch.samples[0].value for r in rows[:20]] == [float(v) for v in range(20)]
+    assert [r.batch.samples()[0].value for r in rows[:20]] == [float(v) for v in range(20)]
     assert ob.acked("influx") == 0  # the cursor survived as well
     ob.close()

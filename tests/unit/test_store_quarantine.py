@@ -49,7 +49,7 @@ def test_a_damaged_row_is_skipped_quarantined_counted_and_logged_once(tmp_path: 
     assert damaged_metric() - before == 2
     lines = [e for e in logs if e["event"].startswith("damaged stored row")]
     assert [e["seq"] for e in lines] == [3, 4]  # once per row, naming it
-    assert all("ValueError: the row's bytes do not match its checksum" == e["error"] for e in lines)
+    assert all(e["error"].startswith("ValueError: the row's bytes do not match its checksum") for e in lines)
     assert [(q.seq, q.n) for q in ob.quarantined()] == [(3, 2), (4, 2)]
     con = sqlite3.connect(db)
     assert con.execute("SELECT count(*) FROM batches WHERE seq IN (3, 4)").fetchone() == (0,)
