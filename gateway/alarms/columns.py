@@ -17,8 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.alarms import rules as r
-from gateway.alarms.instances import Key
-from gateway.model import GOOD, Batch, Keys
+from gateway.model import GOOD, Batch, Key, Keys
 
 IDX = npt.NDArray[np.intp]
 F64 = npt.NDArray[np.float64]
@@ -40,46 +39,75 @@ class Points:
 
     idx: IDX
     elements: tuple[Element, ...]
-    quantities: tuple[str, ...]
-    units: tuple[str, ...]
+    rows: tuple[Key, ...]  # the key table's (a point's quantity and unit: `rows[idx[j]]`)
+    repeats: bool  # an element has several points (a CAN window with several frames of one message)
+    take: slice | IDX = field(init=False)  # `idx`, as a slice when the points are contiguous (a view, no copy)
     _where: dict[Element, list[int]] | None = field(default=None)
 
-    def positions(self, rule: str, keys: Iterable[Key]) -> list[int]:
-        """Positions (into `idx`) of the points of these instances' elements."""
+    def __post_init__(self) -> None:
+        first, last = int(self.idx[0]), int(self.idx[-1])
+        self.take = slice(first, last + 1) if last - first + 1 == len(self.idx) else self.idx
+
+    def positions(self, elements: Iterable[Element]) -> list[int]:
+        """Positions (into `idx`) of the points of these elements."""
         where = self._where
         if where is None:
             where = self._where = {}
             for j, e in enumerate(self.elements):
                 where.setdefault(e, []).append(j)
         out: list[int] = []
-        for k in keys:
-            got = where.get(Element(k.rack, k.module, k.cell, k.name))
-            if got is not None and k.rule == rule:
-                out += got
+        for e in elements:
+            out += where.get(e, ())
         return out
+
+    def quantity(self, j: int) -> str:
+        return self.rows[int(self.idx[j])].quantity
+
+    def unit(self, j: int) -> str:
+        return self.rows[int(self.idx[j])].unit
 
     def racks(self) -> list[str]:
         """The racks of these points, each once, in order of appearance."""
         return list(dict.fromkeys(e.rack for e in self.elements))
 
 
-def select(keys: Keys, wanted: Callable[[str], str | None], racks: frozenset[str] | None) -> Points | None:
+class Table:
+    """A key table as the rules look at it: its points by quantity, and each point's element."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.by_quantity: dict[str, list[int]] = {}
+        for i, k in enumerate(keys.rows):
+            self.by_quantity.setdefault(k.quantity, []).append(i)
+        self.elements = [Element(k.rack, k.module, k.cell) for k in keys.rows]
+
+
+def select(table: Table, wanted: Callable[[str], str | None], racks: frozenset[str] | None) -> Points | None:
     """The points whose quantity `wanted` names (it returns the element's name, None to skip), of `racks`."""
+    names: dict[int, str] = {}
     idx: list[int] = []
-    elements: list[Element] = []
-    quantities: list[str] = []
-    units: list[str] = []
-    for i, k in enumerate(keys.rows):
-        name = wanted(k.quantity)
-        if name is None or (racks is not None and k.rack not in racks):
+    for q, at in table.by_quantity.items():
+        name = wanted(q)
+        if name is None:
             continue
-        idx.append(i)
-        elements.append(Element(k.rack, k.module, k.cell, name))
-        quantities.append(k.quantity)
-        units.append(k.unit)
+        idx += at
+        if name:
+            names.update(dict.fromkeys(at, name))
     if not idx:
         return None
-    return Points(np.asarray(idx, dtype=np.intp), tuple(elements), tuple(quantities), tuple(units))
+    idx.sort()
+    rows = table.keys.rows
+    if racks is not None:
+        idx = [i for i in idx if rows[i].rack in racks]
+        if not idx:
+            return None
+    every = table.elements
+    if names:
+        elements = tuple(every[i] if i not in names else Element(*every[i][:3], names[i]) for i in idx)
+    else:
+        elements = tuple(every[i] for i in idx)
+    repeats = len(set(elements)) < len(elements)
+    return Points(np.asarray(idx, dtype=np.intp), elements, rows, repeats)
 
 
 def of(quantity: str) -> Callable[[str], str | None]:
@@ -87,14 +115,25 @@ def of(quantity: str) -> Callable[[str], str | None]:
     return lambda q: "" if q == quantity else None
 
 
-def numbers(b: Batch, idx: IDX) -> F64:
-    """The values at `idx` a numeric rule takes: GOOD and finite (booleans count as 0 and 1); NaN otherwise."""
-    v = b.values[idx]
+def numbers(b: Batch) -> F64:
+    """The values a numeric rule takes: GOOD and finite (booleans count as 0 and 1); NaN otherwise."""
+    v = b.values
     if b.objects:
-        for j, i in enumerate(idx.tolist()):
-            if i in b.objects:
-                v[j] = np.nan if (x := r.as_number(b.objects[i])) is None else x
-    return np.where((b.quality[idx] == GOOD) & np.isfinite(v), v, np.nan)
+        v = v.copy()
+        for i, x in b.objects.items():
+            n = r.as_number(x)
+            v[i] = np.nan if n is None else n
+    return np.where((b.quality == GOOD) & np.isfinite(v), v, np.nan)
+
+
+class Frame:
+    """A batch as the rules read it: the batch, and its numbers worked out once for every rule."""
+
+    __slots__ = ("b", "nums")
+
+    def __init__(self, b: Batch) -> None:
+        self.b = b
+        self.nums = numbers(b)
 
 
 class PlanCache(Generic[T]):

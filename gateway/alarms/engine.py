@@ -22,7 +22,7 @@ import numpy as np
 from gateway.alarms import config as c
 from gateway.alarms import gatewayrules as gw
 from gateway.alarms import rules as r
-from gateway.alarms.columns import PlanCache
+from gateway.alarms.columns import Frame, PlanCache, Table
 from gateway.alarms.gatewayalarm import GATEWAY, Condition
 from gateway.alarms.instances import Instance, Key, Message, active_list, alarm_id, outbox_record, rack_batch, record
 from gateway.alarms.instances import restored as restored_instance
@@ -78,7 +78,8 @@ class AlarmEngine:
 
     def _compile(self, keys: Keys) -> Plan:
         """The rules that read points of this key table, each with what it reads."""
-        plan = [(rule, rule.compile(keys)) for rule in self.rules]
+        table = Table(keys)
+        plan = [(rule, rule.compile(table)) for rule in self.rules]
         return [(rule, part) for rule, part in plan if part is not None]
 
     @property
@@ -178,8 +179,9 @@ class AlarmEngine:
             if b.status is not None:
                 self._status(b)
             if b.n:
+                frame = Frame(b)
                 for rule, part in self.plans(b.keys):
-                    rule.evaluate(b, part, self)
+                    rule.evaluate(frame, part, self)
                 self._after_points(b)
         return self._flush()
 

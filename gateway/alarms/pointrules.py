@@ -15,9 +15,9 @@ import numpy as np
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
-from gateway.alarms.columns import F64, IDX, Points, numbers, of, select
+from gateway.alarms.columns import F64, IDX, Element, Frame, Points, Table, of, select
 from gateway.alarms.instances import Key, Observer
-from gateway.model import GOOD, QUALITIES, QUALITY_CODE, Batch, Keys
+from gateway.model import GOOD, QUALITIES, QUALITY_CODE
 
 FALSE_STATES = frozenset({0, "0", "", "off", "false", "inactive", "ok", "normal"})
 
@@ -30,11 +30,11 @@ class Rule:
         self.id: str = spec.id
         self.racks = None if spec.racks is None else frozenset(spec.racks)
 
-    def compile(self, keys: Keys) -> Any:
+    def compile(self, table: Table) -> Any:
         """What this rule reads of batches with these keys (None: nothing)."""
-        return select(keys, of(self.spec.quantity), self.racks)
+        return select(table, of(self.spec.quantity), self.racks)
 
-    def evaluate(self, b: Batch, part: Any, obs: Observer) -> None:
+    def evaluate(self, f: Frame, part: Any, obs: Observer) -> None:
         """Report to `obs` the conditions of the points that may have changed."""
 
     def text(self, default: str, **fields: object) -> str:
@@ -42,11 +42,15 @@ class Rule:
         return r.render(self.spec.message or default, **fields)
 
     def candidates(self, hit: Any, pts: Points, obs: Observer) -> list[int]:
-        """Positions beyond a limit (`hit`), with those of elements that have an instance, in order."""
-        js = np.flatnonzero(hit).tolist()
+        """Positions beyond a limit (`hit`), with those of elements that have an instance (or will have one,
+        from an earlier point of the batch), in order."""
+        js: list[int] = np.flatnonzero(hit).tolist()
         mine = obs.instances_of(self.id)
-        if mine:
-            js = sorted(set(js).union(pts.positions(self.id, mine)))
+        elements = {Element(k.rack, k.module, k.cell, k.name) for k in mine}
+        if pts.repeats:
+            elements.update(pts.elements[j] for j in js)
+        if elements:
+            js = sorted(set(js).union(pts.positions(elements)))
         return js
 
 
@@ -64,8 +68,8 @@ class Threshold(Rule):
         self.limit = float(spec.high if spec.high is not None else spec.low)  # type: ignore[arg-type]
         self.word = "above" if self.above else "below"
 
-    def evaluate(self, b: Batch, pts: Points, obs: Observer) -> None:
-        v = numbers(b, pts.idx)
+    def evaluate(self, f: Frame, pts: Points, obs: Observer) -> None:
+        b, v = f.b, f.nums[pts.take]
         for j in self.candidates(r.beyond(v, self.limit, above=self.above), pts, obs):
             x = float(v[j])
             if x != x:
@@ -77,8 +81,8 @@ class Threshold(Rule):
             if was is None and not raw:
                 continue
             word = self.word if raw else "back within"
-            msg = self.text("{quantity}{where} {value} {unit} " + word + " {limit} {unit}", quantity=pts.quantities[j],
-                            where=_where(e.module, e.cell), value=r.fmt(x), unit=pts.units[j],
+            msg = self.text("{quantity}{where} {value} {unit} " + word + " {limit} {unit}", quantity=pts.quantity(j),
+                            where=_where(e.module, e.cell), value=r.fmt(x), unit=pts.unit(j),
                             limit=r.fmt(self.limit), rack=e.rack)  # fmt: skip
             obs.observe(key, raw, int(b.ts[pts.idx[j]]), x, msg)
 
@@ -92,21 +96,21 @@ class Rate(Rule):
         self.high = spec.rise if spec.rise is not None else np.inf
         self.low = -spec.fall if spec.fall is not None else -np.inf
 
-    def compile(self, keys: Keys) -> tuple[Points, IDX] | None:
-        pts = select(keys, of(self.spec.quantity), self.racks)
+    def compile(self, table: Table) -> tuple[Points, IDX] | None:
+        pts = select(table, of(self.spec.quantity), self.racks)
         return None if pts is None else (pts, self.windows.slot_of(pts.elements))
 
-    def rates(self, b: Batch, pts: Points, slots: IDX) -> F64:
+    def rates(self, f: Frame, pts: Points, slots: IDX) -> F64:
         """Each point's rate of change (NaN: none), its reading added to its element's history."""
-        v = numbers(b, pts.idx)
+        b, v = f.b, f.nums[pts.take]
         good = np.flatnonzero(~np.isnan(v))
         out = np.full(len(v), np.nan)
         out[good] = self.windows.update(slots[good], b.ts[pts.idx[good]], v[good])
         return out
 
-    def evaluate(self, b: Batch, part: tuple[Points, IDX], obs: Observer) -> None:
+    def evaluate(self, f: Frame, part: tuple[Points, IDX], obs: Observer) -> None:
         pts, slots = part
-        rates = self.rates(b, pts, slots)
+        b, rates = f.b, self.rates(f, pts, slots)
         sp = self.spec
         for j in self.candidates((rates > self.high) | (rates < self.low), pts, obs):
             rate = float(rates[j])
@@ -122,8 +126,8 @@ class Rate(Rule):
                 continue
             limit = sp.rise if rate >= 0 else sp.fall
             msg = self.text("{quantity}{where} changes {value} {unit}/s (limit {limit} {unit}/s)",
-                            quantity=pts.quantities[j], where=_where(e.module, e.cell), value=r.fmt(rate),
-                            unit=pts.units[j], limit=r.fmt(limit), rack=e.rack)  # fmt: skip
+                            quantity=pts.quantity(j), where=_where(e.module, e.cell), value=r.fmt(rate),
+                            unit=pts.unit(j), limit=r.fmt(limit), rack=e.rack)  # fmt: skip
             obs.observe(key, raw, int(b.ts[pts.idx[j]]), rate, msg)
 
 
@@ -137,8 +141,9 @@ class State(Rule):
         self.safe = None if spec.safe is None else frozenset(r.normalize_state(v) for v in spec.safe)
         self.unsafe = None if spec.unsafe is None else frozenset(r.normalize_state(v) for v in spec.unsafe)
 
-    def evaluate(self, b: Batch, pts: Points, obs: Observer) -> None:
-        good = b.quality[pts.idx] == GOOD
+    def evaluate(self, f: Frame, pts: Points, obs: Observer) -> None:
+        b = f.b
+        good = b.quality[pts.take] == GOOD
         for j, i in enumerate(pts.idx.tolist()):
             value = b.value(i)
             if not good[j] or value is None:
@@ -149,7 +154,7 @@ class State(Rule):
             if not raw and obs.raw_of(key) is None:
                 continue
             shown = value if isinstance(value, str) else r.as_number(value)
-            msg = self.text("{quantity} is {value}", quantity=pts.quantities[j], value=value, rack=e.rack)
+            msg = self.text("{quantity} is {value}", quantity=pts.quantity(j), value=value, rack=e.rack)
             obs.observe(key, raw, int(b.ts[i]), shown, msg)
 
 
@@ -158,13 +163,14 @@ class Bits(Rule):
 
     spec: c.BitsRule
 
-    def compile(self, keys: Keys) -> Points | None:
+    def compile(self, table: Table) -> Points | None:
         prefix = self.spec.prefix
-        return select(keys, lambda q: q[len(prefix) :] if q.startswith(prefix) else None, self.racks)
+        return select(table, lambda q: q[len(prefix) :] if q.startswith(prefix) else None, self.racks)
 
-    def evaluate(self, b: Batch, pts: Points, obs: Observer) -> None:
-        v = b.values[pts.idx]
-        good = b.quality[pts.idx] == GOOD
+    def evaluate(self, f: Frame, pts: Points, obs: Observer) -> None:
+        b = f.b
+        v = b.values[pts.take]
+        good = b.quality[pts.take] == GOOD
         hit = good & (v != 0) & ~np.isnan(v)
         objects = b.objects or {}
         texts = {j: objects[i] for j, i in enumerate(pts.idx.tolist()) if i in objects} if objects else {}
@@ -180,7 +186,7 @@ class Bits(Rule):
             if not raw and obs.raw_of(key) is None:
                 continue
             shown = value if isinstance(value, str) else r.as_number(value)
-            msg = self.text("BMS {quantity} set", quantity=pts.quantities[j], value=value, rack=e.rack)
+            msg = self.text("BMS {quantity} set", quantity=pts.quantity(j), value=value, rack=e.rack)
             obs.observe(key, raw, int(b.ts[pts.idx[j]]), shown, msg)
 
 
@@ -193,12 +199,13 @@ class QualityFlag(Rule):
         super().__init__(spec)
         self.codes = np.asarray([QUALITY_CODE[q] for q in spec.qualities], dtype=np.uint8)
 
-    def compile(self, keys: Keys) -> Points | None:
+    def compile(self, table: Table) -> Points | None:
         only = self.spec.quantity
-        return select(keys, lambda q: q if only is None or q == only else None, self.racks)
+        return select(table, lambda q: q if only is None or q == only else None, self.racks)
 
-    def evaluate(self, b: Batch, pts: Points, obs: Observer) -> None:
-        q = b.quality[pts.idx]
+    def evaluate(self, f: Frame, pts: Points, obs: Observer) -> None:
+        b = f.b
+        q = b.quality[pts.take]
         hit = np.isin(q, self.codes)
         if not hit.any() and not obs.instances_of(self.id):
             return

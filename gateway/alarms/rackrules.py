@@ -15,10 +15,9 @@ import numpy as np
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
-from gateway.alarms.columns import IDX, Points, numbers, of, select
+from gateway.alarms.columns import IDX, Frame, Points, Table, of, select
 from gateway.alarms.instances import Key, Observer
 from gateway.alarms.pointrules import Rule
-from gateway.model import Batch, Keys
 
 
 class Groups(NamedTuple):
@@ -33,8 +32,8 @@ class Groups(NamedTuple):
 class Spread(Rule):
     spec: c.SpreadRule
 
-    def compile(self, keys: Keys) -> Groups | None:
-        pts = select(keys, of(self.spec.quantity), self.racks)
+    def compile(self, table: Table) -> Groups | None:
+        pts = select(table, of(self.spec.quantity), self.racks)
         if pts is None:
             return None
         by_module = self.spec.scope == "module"
@@ -45,10 +44,10 @@ class Spread(Rule):
         starts = np.searchsorted(gid[order], np.arange(len(labels)))
         return Groups(pts, order, starts, labels)
 
-    def evaluate(self, b: Batch, part: Groups, obs: Observer) -> None:
+    def evaluate(self, f: Frame, part: Groups, obs: Observer) -> None:
         pts, order, starts, labels = part
         sp = self.spec
-        v = numbers(b, pts.idx)[order]
+        b, v = f.b, f.nums[pts.take][order]
         good = ~np.isnan(v)
         counts = np.add.reduceat(good, starts)
         if not (counts >= sp.min_count).any():
@@ -63,16 +62,17 @@ class Spread(Rule):
             if was is None and not raw:
                 continue
             span = range(int(starts[g]), int(starts[g + 1]) if g + 1 < len(starts) else len(order))
-            at = [int(order[k]) for k in span if good[k]]  # positions of the group's good points, in order
-            vals = [float(v[k]) for k in span if good[k]]
+            sl = slice(span.start, span.stop)
+            at = order[sl][good[sl]]  # positions of the group's good points, in order
+            vals = v[sl][good[sl]]
             width, hi, lo = r.spread(vals)
             h, lw = pts.elements[at[hi]], pts.elements[at[lo]]
             where = f" m{module}" if module is not None else ""
             msg = self.text(
                 "{quantity} spread{where} {value} {unit} (max {other}) " + ("above" if raw else "back within")
                 + " {limit} {unit}",
-                quantity=sp.quantity, where=where, value=r.fmt(width), unit=pts.units[at[hi]], limit=r.fmt(sp.high),
-                other=f"{r.fmt(vals[hi])} at {r.where(h.module, h.cell)}, min {r.fmt(vals[lo])} at "
+                quantity=sp.quantity, where=where, value=r.fmt(width), unit=pts.unit(at[hi]), limit=r.fmt(sp.high),
+                other=f"{r.fmt(float(vals[hi]))} at {r.where(h.module, h.cell)}, min {r.fmt(float(vals[lo]))} at "
                 f"{r.where(lw.module, lw.cell)}",
                 rack=rack,
             )  # fmt: skip
@@ -97,29 +97,29 @@ class RackRule(Rule):
         self.latest: dict[str, Latest] = {}
         self.unit = ""
 
-    def compile(self, keys: Keys) -> Points | None:
+    def compile(self, table: Table) -> Points | None:
         wanted = set(self.inputs)
-        return select(keys, lambda q: "" if q in wanted else None, self.racks)
+        return select(table, lambda q: "" if q in wanted else None, self.racks)
 
-    def evaluate(self, b: Batch, part: Points, obs: Observer) -> None:
-        for rack in self.record(b, part):
-            self.judge(rack, b, obs)
+    def evaluate(self, f: Frame, part: Points, obs: Observer) -> None:
+        for rack in self.record(f, part):
+            self.judge(rack, f, obs)
 
-    def judge(self, rack: str, b: Batch, obs: Observer) -> None:
+    def judge(self, rack: str, f: Frame, obs: Observer) -> None:
         """Evaluate a rack the batch touched."""
 
-    def record(self, b: Batch, pts: Points) -> list[str]:
+    def record(self, f: Frame, pts: Points) -> list[str]:
         """Keep the batch's good values as each rack's latest; return the racks touched, in order."""
-        v = numbers(b, pts.idx)
+        v = f.nums[pts.take]
         touched: dict[str, None] = {}
-        ts = b.ts[pts.idx]
+        ts = f.b.ts[pts.take]
         for j in np.flatnonzero(~np.isnan(v)).tolist():
-            rack, q = pts.elements[j].rack, pts.quantities[j]
+            rack, q = pts.elements[j].rack, pts.quantity(j)
             self.latest.setdefault(rack, Latest()).values[q] = (float(v[j]), int(ts[j]))
             if q in self.touch:
                 touched[rack] = None
                 if q == self.spec.quantity:
-                    self.unit = pts.units[j]
+                    self.unit = pts.unit(j)
         return list(touched)
 
 
@@ -131,7 +131,7 @@ class Limit(RackRule):
         self.inputs = (spec.quantity, spec.limit)
         self.touch = (spec.quantity,)
 
-    def judge(self, rack: str, b: Batch, obs: Observer) -> None:
+    def judge(self, rack: str, f: Frame, obs: Observer) -> None:
         sp = self.spec
         above = sp.direction == "above"
         latest = self.latest[rack].values
@@ -168,27 +168,27 @@ class Disagreement(RackRule):
         self.counters: dict[str, r.CoulombCounter] = {}
         self._sums: dict[str, IDX] = {}  # the batch's points summed, by rack
 
-    def compile(self, keys: Keys) -> tuple[Points, dict[str, IDX]] | None:  # type: ignore[override]
-        pts = super().compile(keys)
+    def compile(self, table: Table) -> tuple[Points, dict[str, IDX]] | None:  # type: ignore[override]
+        pts = super().compile(table)
         if pts is None:
             return None  # no point of the quantity under test: nothing to evaluate
         sums: dict[str, list[int]] = {}
         if self.sum_of is not None:
-            for i, k in enumerate(keys.rows):
+            for i, k in enumerate(table.keys.rows):
                 if k.quantity == self.sum_of and (self.racks is None or k.rack in self.racks):
                     sums.setdefault(k.rack, []).append(i)
         return pts, {rack: np.asarray(ix, dtype=np.intp) for rack, ix in sums.items()}
 
-    def evaluate(self, b: Batch, part: tuple[Points, dict[str, IDX]], obs: Observer) -> None:  # type: ignore[override]
+    def evaluate(self, f: Frame, part: tuple[Points, dict[str, IDX]], obs: Observer) -> None:  # type: ignore[override]
         pts, self._sums = part
-        super().evaluate(b, pts, obs)
+        super().evaluate(f, pts, obs)
 
-    def _reference(self, rack: str, b: Batch) -> float | None:
+    def _reference(self, rack: str, f: Frame) -> float | None:
         sp = self.spec
         latest = self.latest[rack].values
         if self.sum_of is not None:
             idx = self._sums.get(rack)
-            v = numbers(b, idx) if idx is not None else np.zeros(0)
+            v = f.nums[idx] if idx is not None else np.zeros(0)
             values = v[~np.isnan(v)].tolist()
             return sum(values) if len(values) >= sp.min_count else None
         if self.coulomb:
@@ -208,9 +208,9 @@ class Disagreement(RackRule):
             counter.anchor(soc[0], current[1])
         return counted
 
-    def judge(self, rack: str, b: Batch, obs: Observer) -> None:
+    def judge(self, rack: str, f: Frame, obs: Observer) -> None:
         sp = self.spec
-        ref = self._reference(rack, b)
+        ref = self._reference(rack, f)
         got = self.latest[rack].values.get(sp.quantity)
         if ref is None or got is None:
             return

@@ -178,12 +178,11 @@ class RateWindows:
         self.head = np.zeros(n, dtype=np.intp)
 
 
-def spread(values: list[float]) -> tuple[float, int, int]:
-    """(max - min, index of max, index of min) of a non-empty list."""
-    # the first index of the max and of the min, as max/min over the indices with a key would give
-    top, bottom = max(values), min(values)
-    hi, lo = values.index(top), values.index(bottom)
-    return values[hi] - values[lo], hi, lo
+def spread(values: Sequence[float] | F64) -> tuple[float, int, int]:
+    """(max - min, index of max, index of min) of non-empty values without NaN (the first of equal ones)."""
+    v = np.asarray(values, dtype=np.float64)
+    hi, lo = int(v.argmax()), int(v.argmin())
+    return float(v[hi] - v[lo]), hi, lo
 
 
 def allowed_difference(reference: float, tolerance: float, tolerance_pct: float) -> float:
