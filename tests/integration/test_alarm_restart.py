@@ -75,7 +75,7 @@ async def test_a_dead_racks_stale_alarm_stays_active_across_a_restart(tmp_path: 
 
     def comm_loss_stored() -> bool:
         # The dead rack's comm_loss samples of this run (it went offline again): what used to clear the alarm.
-        return any(s.quality == Quality.COMM_LOSS for b in rack_batches(rt2, mark) for s in b.samples)
+        return any(s.quality == Quality.COMM_LOSS for b in rack_batches(rt2, mark) for s in b.samples())
 
     sim = ModbusSimulator.from_profile(load_modbus_profile(write(tmp_path / "sim" / "tiny.yaml", TINY)), [1])
     task = asyncio.create_task(rt2.run())
@@ -87,7 +87,7 @@ async def test_a_dead_racks_stale_alarm_stays_active_across_a_restart(tmp_path: 
         await sim.start(port)
         await await_for(lambda: any(e[1:] == (STALE, "rtn_unack") for e in journal_events(store, started)),
                          timeout=60, what="fresh data clears the stale alarm")  # fmt: skip
-        assert any(s.quality == Quality.GOOD for b in rack_batches(rt2, mark) for s in b.samples)  # it delivered
+        assert any(s.quality == Quality.GOOD for b in rack_batches(rt2, mark) for s in b.samples())  # it delivered
     finally:
         rt2.request_stop("test")
         await task

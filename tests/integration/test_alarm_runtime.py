@@ -87,7 +87,7 @@ async def test_simulated_faults_raise_alarms_into_the_outbox_and_journal(tmp_pat
     alarm_batches = [b for b in batches if b.kind == BatchKind.ALARM]
     # Every ALARM batch: source "alarms", device = its rack, events then the rack's full active set.
     for b in alarm_batches:
-        assert b.source == "alarms" and b.samples == []
+        assert b.source == "alarms" and b.n == 0
         assert b.records[-1]["type"] == "active" and b.records[-1]["rack"] == b.device
         assert all(r["type"] == "event" and r["rack"] == b.device for r in b.records[:-1])
     # The start-up snapshot: one active set per rack before any event.
@@ -97,7 +97,7 @@ async def test_simulated_faults_raise_alarms_into_the_outbox_and_journal(tmp_pat
     # The over-voltage: raised once the on-delay has passed since the first sample above 3.45 V (by the
     # clock tick or, at the latest, by the next sample: within one poll interval plus the on-delay),
     # cleared only below 3.40 V (the deadband).
-    cells = [s for b in batches if b.kind == BatchKind.SAMPLES for s in b.samples
+    cells = [s for b in batches if b.kind == BatchKind.SAMPLES for s in b.samples()
              if s.quantity == "cell_voltage" and s.rack == "rack-01" and (s.module, s.cell) == (1, 5)]  # fmt: skip
     events = [r for r in alarm_records(rt) if r["type"] == "event" and r["alarm_id"] == OV]
     raised, cleared = events[0], events[1]
@@ -200,7 +200,8 @@ async def test_an_event_journaled_before_a_crash_reaches_the_outbox_after_restar
     svc = service_of(rt)
     assert svc is not None
     ts = 1_000_000_000
-    out = svc.process([Batch.of_samples("rack-01", [Sample(ts, "interlock_estop", 1, "", "good", "rack-01")], device="rack-01")])
+    one = [Sample(ts, "interlock_estop", 1, "", "good", "rack-01")]
+    out = svc.process([Batch.of_samples("rack-01", one, device="rack-01")])
     assert [r["alarm_id"] for r in out[0].records if r["type"] == "event"] == ["rack-01:estop"]
     # The process dies here: journaled, never committed to the outbox (no stop entry either).
     svc.journal.close()
@@ -229,7 +230,8 @@ def test_an_unwritable_journal_keeps_entries_and_the_events_still_flow(tmp_path:
     svc.journal.close()  # the journal cannot be written (as on a full disk)
 
     def estop(ts: int, v: int) -> list[Batch]:
-        return svc.process([Batch.of_samples("rack-01", [Sample(ts, "interlock_estop", v, "", "good", "rack-01")], device="r")])
+        one = [Sample(ts, "interlock_estop", v, "", "good", "rack-01")]
+        return svc.process([Batch.of_samples("rack-01", one, device="r")])
 
     out = estop(1, 1)
     assert [r["state"] for r in out[0].records if r["type"] == "event"] == ["active_unack"]  # still to the outbox

@@ -145,8 +145,8 @@ def test_evaluate_runs_rules_over_stored_samples(tmp_path: Path, capsys: pytest.
     store = tmp_path / "data.db"
     ob = Outbox(store)
     volts = [3.3, 3.5, 3.7, 3.7, 3.5, 3.3]
-    ob.append([Batch.of_samples("rack-01", [Sample(k * S, "cell_voltage", v, "V", "good", "rack-01", 1, 2)], device="rack-01",
-                     created=k * S) for k, v in enumerate(volts)])  # fmt: skip
+    ob.append([Batch.of_samples("rack-01", [Sample(k * S, "cell_voltage", v, "V", "good", "rack-01", 1, 2)],
+                                device="rack-01", created=k * S) for k, v in enumerate(volts)])  # fmt: skip
     ob.close()
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text(f"""\
