@@ -118,11 +118,8 @@ def test_a_message_becomes_a_frame_with_its_fields() -> None:
     assert type(f.data) is bytes and f.arbitration_id == m.arbitration_id
 
 
-def _source(fast: bool) -> CanBusSource:
+def _source() -> CanBusSource:
     plan = project_plan("can-redpesk-bms", BMS_DBC)
-    if not fast:
-        for m in plan.messages.values():
-            m.sampler = None  # the plan's general path (fast decoder, then cantools)
     cfg = CanSourceConfig(name="r1", profile="can-redpesk-bms", interface="virtual", channel="x")
     return CanBusSource("r1", [cfg], [Rack(cfg, plan, 5.0)])
 
@@ -144,23 +141,31 @@ def _windows(seed: int) -> list[list[Frame]]:
     return [w for w in iter(lambda: list(itertools.islice(it, 500)), [])]
 
 
-def test_direct_route_gives_the_samples_states_and_supervision_of_the_general_path(
+def test_a_window_gives_the_samples_of_its_frames_one_by_one_with_states_and_supervision(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Windows decoded at once (per id, in rounds) store what the frames decoded one at a time store."""
     monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000_000_000)
     monkeypatch.setattr(time, "monotonic", lambda: 1000.0)
-    fast, slow = _source(True), _source(False)
-    assert fast.direct and not slow.direct
+    src = _source()
+    plan: RackPlan = src.racks[0].plan
     states = []
+    heard: set[int] = set()
     for window in _windows(4):
-        batches = []
-        for src in (fast, slow):
-            src._decode(window)
-            batches.append(src.racks[0].take(99))
-        assert repr(batches[0]) == repr(batches[1])
-        states += [b.status.state for b in batches[0] if b.status is not None]
-    plans: list[RackPlan] = [fast.racks[0].plan, slow.racks[0].plan]
-    assert repr(plans[0].last) == repr(plans[1].last)
-    sup = [s.racks[0].supervisor for s in (fast, slow)]
-    assert sup[0].last_seen == sup[1].last_seen and sup[0].last_seen.keys() == sup[1].last_seen.keys()
+        src._decode(window)
+        batches = src.racks[0].take(99)
+        got = sorted(repr(s) for b in batches for s in b.samples())
+        want = []
+        for f in window:
+            if f.is_error_frame:
+                continue
+            samples, reason = plan.decode_frame(f.arbitration_id, f.is_extended_id, f.data, 1_700_000_000_000_000_000)
+            want += [repr(s) for s in samples]
+            if reason in ("", "out_of_range"):
+                heard.add(plan.key(f.arbitration_id, f.is_extended_id))
+        assert got == sorted(want)
+        assert all(len({k for k in b.keys.rows}) == b.n for b in batches)  # no key twice in one batch
+        states += [b.status.state for b in batches if b.status is not None]
+    sup = src.racks[0].supervisor
+    assert {k for k, t in sup.last_seen.items() if t == 1000.0} == heard & sup.last_seen.keys()
     assert states == [DeviceState.ONLINE, DeviceState.OFFLINE, DeviceState.ONLINE]  # the bus-off frame between

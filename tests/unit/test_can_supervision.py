@@ -82,7 +82,7 @@ async def test_replay_loops_filters_and_stops() -> None:
 
 
 def test_rack_hands_on_every_status_change_in_order() -> None:
-    from gateway.model import DeviceState, Sample
+    from gateway.model import DeviceState
     from gateway.sources.can.config import CanSourceConfig
     from gateway.sources.can.rack import Rack
     from tests.can_support import DBC_DIR, project_plan
@@ -94,12 +94,15 @@ def test_rack_hands_on_every_status_change_in_order() -> None:
     rack.set_state(DeviceState.OFFLINE, "bus-off", 2)
     rack.set_state(DeviceState.OFFLINE, "again", 3)  # no change: not repeated
     rack.set_state(DeviceState.ONLINE, "", 4)
-    rack.samples.append(Sample(5, "soc", 50.0, "%"))
+    plan = rack.plan
+    frame = next(m for m in plan.messages.values() if m.plain)
+    rack.add(frame.key, frame.decode_window([bytes(frame.length)], 5))
     batches = rack.take(6)
     assert [(b.status.state, b.status.reason) for b in batches if b.status] == [
         ("online", ""),
         ("offline", "bus-off"),
         ("online", ""),
     ]
-    assert [len(b.samples) for b in batches] == [0, 0, 1]  # the samples ride on the last batch
+    width = frame.blocks[0].width
+    assert [b.n for b in batches] == [0, 0, width]  # the samples ride on the last batch
     assert rack.take(7) == []

@@ -12,28 +12,18 @@ from gateway.config.profiles import load_profile
 from gateway.sources.can.dbcload import load_dbc
 from gateway.sources.can.plan import RackPlan, compile_rack
 from gateway.sources.can.reader import BusReader, open_bus
+from tests.can_golden import assert_golden
 from tests.can_support import BMS_DBC, DBC_DIR, FOX_DBC, FOX_TRC, PROFILES, log_frames
 from tests.servers import free_udp_port
 from tests.support.waits import await_for
 
 
-def _plans(profile: str, dbc: object) -> tuple[RackPlan, RackPlan]:
+def _plan(profile: str, dbc: object) -> RackPlan:
     prof = load_profile(PROFILES / f"{profile}.yaml")
     db = load_dbc(dbc, lenient=prof.lenient).db  # type: ignore[attr-defined,arg-type]
-    fast = compile_rack(prof, db, rack="r1")  # type: ignore[arg-type]
-    slow = compile_rack(prof, db, rack="r1", fast=False)  # type: ignore[arg-type]
-    assert isinstance(fast, RackPlan) and isinstance(slow, RackPlan)
-    assert any(m.sampler is not None for m in fast.messages.values())
-    assert all(m.sampler is None for m in slow.messages.values())
-    return fast, slow
-
-
-def _same(fast: RackPlan, slow: RackPlan, frames: list[tuple[int, bool, bytes]]) -> None:
-    for aid, ext, data in frames:
-        key = fast.key(aid, ext)
-        got, want = fast.decode(key, aid, ext, data, 7), slow.decode(key, aid, ext, data, 7)
-        assert repr(got) == repr(want), (hex(aid), data.hex())  # repr: types too (1 and 1.0, 0.0 and -0.0)
-    assert repr(fast.last) == repr(slow.last)
+    plan = compile_rack(prof, db, rack="r1")  # type: ignore[arg-type]
+    assert isinstance(plan, RackPlan)
+    return plan
 
 
 def _damaged(frames: list[tuple[int, bool, bytes]], seed: int) -> list[tuple[int, bool, bytes]]:
@@ -46,22 +36,22 @@ def _damaged(frames: list[tuple[int, bool, bytes]], seed: int) -> list[tuple[int
     return out
 
 
-def test_plan_fast_path_gives_the_same_samples_quality_and_reasons_over_the_bms_dump() -> None:
-    fast, slow = _plans("can-redpesk-bms", BMS_DBC)
+def test_the_decoder_agrees_with_cantools_over_the_bms_dump_whole_and_damaged() -> None:
+    plan = _plan("can-redpesk-bms", BMS_DBC)
     frames = [(m.arbitration_id, m.is_extended_id, bytes(m.data)) for m in log_frames()]
-    _same(fast, slow, frames)
-    _same(fast, slow, _damaged(frames[:2000], 1))
+    assert_golden(plan, frames)
+    assert_golden(plan, _damaged(frames[:2000], 1))
 
 
-def test_plan_fast_path_over_the_foxbms_trace_and_the_example_rack() -> None:
-    fast, slow = _plans("can-foxbms", FOX_DBC)
+def test_the_decoder_agrees_with_cantools_over_the_foxbms_trace_and_the_example_rack() -> None:
+    plan = _plan("can-foxbms", FOX_DBC)
     frames = [(m.arbitration_id, m.is_extended_id, bytes(m.data)) for m in log_frames(FOX_TRC)]
-    _same(fast, slow, frames)
-    _same(fast, slow, _damaged(frames, 2))
-    fast, slow = _plans("can-example-rack", DBC_DIR / "can-example-rack.dbc")
+    assert_golden(plan, frames)
+    assert_golden(plan, _damaged(frames, 2))
+    plan = _plan("can-example-rack", DBC_DIR / "can-example-rack.dbc")
     frames = example_frames(load_dbc(DBC_DIR / "can-example-rack.dbc").db)
-    _same(fast, slow, frames)
-    _same(fast, slow, _damaged(frames, 3))
+    assert_golden(plan, frames)
+    assert_golden(plan, _damaged(frames, 3))
 
 
 def _passing(sent: list[can.Message]) -> int:

@@ -70,7 +70,7 @@ class Block:
         self.cols: IntArray = np.array(cols, dtype=np.intp)
         self.sig = sig
         # points of wide integer signals with a range or missing codes: compared exactly (`_exact`)
-        self.exact = [j for j, p in enumerate(points) if cols[j] in sig.wide and (p.lo is not None or p.missing or p.bits)]
+        self.exact = [j for j, p in enumerate(points) if cols[j] in sig.wide]
         self.main: IntArray = np.array(main, dtype=np.intp)
         self.bit_pos: IntArray = np.array(bit_pos, dtype=np.intp)
         self.bit_point: IntArray = np.array(bit_point, dtype=np.intp)
@@ -129,6 +129,14 @@ class Block:
                 values[:, self.bit_pos] = bits
                 quality[:, self.bit_pos] = q[:, self.bit_point]
         objects = self._names(nums.raw, rows, self.cols, flagged) if self.choices else None
+        for j, exact_values in exact.items():  # a wide integer a float cannot hold: kept exactly
+            p = self.points[j]
+            if not p.scaled and p.choices is None:
+                col = int(self.main[j])
+                for i, v in enumerate(exact_values):
+                    if not flagged[i, j] and float(v) != v:
+                        objects = objects or {}
+                        objects[(i, col)] = v
         return values, quality, objects
 
     def _exact(self, raw: I64, j: int, q: U8, flagged: npt.NDArray[np.bool_]) -> list[int]:

@@ -96,7 +96,7 @@ class MessagePlan:
         if 0 in self.blocks and PLAIN not in self.blocks:  # not multiplexed
             self._rows(out, self.blocks[0], nums, np.arange(n), ok, ts)
             return out
-        col = sig.index[self.mux_signal]
+        col = sig.index[self.mux_signal or ""]
         visible = sig.present(lengths)[:, col] & (lengths > 0)
         mux = np.where(visible, nums.raw[:, col], PLAIN)
         for value in np.unique(mux).tolist():

@@ -1,4 +1,5 @@
-"""The generated per-message samplers against the plan's cantools path: same samples, types included."""
+"""The one CAN decoder against cantools' decoding (golden): signs, byte orders, states, bits, missing codes,
+ranges, multiplexers, short and excess frames, J1939 source addresses and special values."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from cantools.database.conversion import BaseConversion
 
 from gateway.model import Quality
 from gateway.sources.can.config import CanProfile
-from gateway.sources.can.fastdecode import Spec
 from gateway.sources.can.plan import RackPlan, compile_rack
-from gateway.sources.can.sampler import TABLE_MAX, RawTable
+from tests.can_golden import assert_golden
 
 
 def _sig(name: str, start: int, length: int, **kw: object) -> Signal:
@@ -82,14 +82,10 @@ PROFILE = {
 }
 
 
-def _plans() -> tuple[RackPlan, RackPlan]:
-    profile = CanProfile.model_validate(PROFILE)
-    db = _db()
-    fast = compile_rack(profile, db, rack="r1")
-    slow = compile_rack(profile, db, rack="r1", fast=False)
-    assert isinstance(fast, RackPlan) and isinstance(slow, RackPlan)
-    assert all(m.sampler is not None for m in fast.messages.values())
-    return fast, slow
+def _plan() -> RackPlan:
+    plan = compile_rack(CanProfile.model_validate(PROFILE), _db(), rack="r1")
+    assert isinstance(plan, RackPlan)
+    return plan
 
 
 def _frames(seed: int, n: int) -> list[tuple[int, bytes]]:
@@ -102,36 +98,13 @@ def _frames(seed: int, n: int) -> list[tuple[int, bytes]]:
     return out
 
 
-def test_sampler_gives_what_the_cantools_path_gives_signs_byte_orders_states_bits_missing_ranges() -> None:
-    fast, slow = _plans()
-    reasons = set()
-    qualities: set[str] = set()
-    for fid, data in _frames(1, 4000):
-        key = fast.key(fid, False)
-        got = fast.decode(key, fid, False, data, 11)
-        want = slow.decode(key, fid, False, data, 11)
-        assert repr(got) == repr(want), (hex(fid), data.hex())  # repr: 1 and 1.0, 0.0 and -0.0 differ
-        reasons.add(got[1])
-        qualities.update(s.quality for s in got[0])
-    assert repr(fast.last) == repr(slow.last)
+def test_the_decoder_gives_what_cantools_gives_signs_byte_orders_states_bits_missing_ranges() -> None:
+    plan = _plan()
+    frames = [(fid, False, data) for fid, data in _frames(1, 4000)]
+    reasons = assert_golden(plan, frames)
     assert reasons >= {"", "out_of_range", "short_frame", "decode_error"}  # mux 3..15: not in the DBC
+    qualities = {s.quality for fid, _, data in frames for s in plan.decode_frame(fid, False, data, 1)[0]}
     assert qualities >= {Quality.GOOD, Quality.OUT_OF_RANGE, Quality.BAD, Quality.MISSING}
-
-
-def test_raw_tables_keep_apart_what_equality_merges_and_stay_bounded() -> None:
-    fast, _ = _plans()
-    plan = fast.messages[fast.key(0x200, False)]
-    p = plan.plain[0]
-    spec_int = Spec("x", False, 0, 0xFFFF, 0, 1, 1, 0, None)
-    spec_float = Spec("x", False, 0, 0xFFFF, 0, 1, 1.0, 0.0, None)
-    spec_neg = Spec("x", False, 0, 0xFFFF, 0, 1, 1.0, -0.0, None)
-    keys = {RawTable.key(p, s) for s in (spec_int, spec_float, spec_neg)}
-    assert len(keys) == 3
-    table = RawTable(p, spec_float)
-    for raw in range(TABLE_MAX + 10):
-        assert table.miss(raw) is not None
-    assert len(table.entries) == TABLE_MAX
-    assert table.miss(TABLE_MAX + 5) == table.miss(TABLE_MAX + 5)  # past the bound: computed, not kept
 
 
 J1939_DBC = (
@@ -150,31 +123,23 @@ J1939_POINTS = [
 ]
 
 
-def test_j1939_samplers_give_what_the_cantools_path_gives_source_addresses_and_special_values() -> None:
+def test_j1939_decoding_gives_what_cantools_gives_source_addresses_and_special_values() -> None:
     from gateway.sources.can.dbcload import load_dbc_text
+
     db = load_dbc_text(J1939_DBC, "j.dbc").db
     profile = CanProfile.model_validate({"dbc": "j", "j1939": True, "points": J1939_POINTS})
     rnd = random.Random(3)
     for sa in (None, 0x21):
-        plans = [
-            compile_rack(profile, db, rack="r", source_address=sa, fast=fast)  # type: ignore[arg-type]
-            for fast in (True, False)
-        ]
-        fast, slow = plans
-        assert isinstance(fast, RackPlan) and isinstance(slow, RackPlan)
-        assert all(m.sampler is not None for m in fast.messages.values())
-        reasons = set()
-        qualities: set[str] = set()
+        plan = compile_rack(profile, db, rack="r", source_address=sa)
+        assert isinstance(plan, RackPlan)
+        frames = []
         for _ in range(3000):
             pgn = rnd.choice([0x00FFFE00, 0x00EA0000 | rnd.randrange(256) << 8])
             aid = rnd.randrange(8) << 26 | pgn | rnd.choice([0x21, 0x22])
             data = bytes(rnd.choice([0xFF, 0xFE, rnd.randrange(256)]) for _ in range(rnd.choice([8, 8, 3, 10])))
-            key = fast.key(aid, True)
-            got, want = fast.decode(key, aid, True, data, 5), slow.decode(key, aid, True, data, 5)
-            assert repr(got) == repr(want), (hex(aid), data.hex())
-            reasons.add(got[1])
-            qualities.update(s.quality for s in got[0])
-        assert repr(fast.last) == repr(slow.last)
+            frames.append((aid, True, data))
+        reasons = assert_golden(plan, frames)
+        qualities = {s.quality for aid, _, data in frames for s in plan.decode_frame(aid, True, data, 1)[0]}
         assert {"", "short_frame"} <= reasons
         assert {Quality.GOOD, Quality.MISSING, Quality.BAD} <= qualities  # 0xFF.. not available, 0xFE.. error
         assert ("wrong_source_address" in reasons) == (sa is not None)
