@@ -58,8 +58,7 @@ def offline_samples(plan: RackPlan, frames: list[can.Message]) -> Counter[tuple[
     """(quantity, value, quality, module, cell) of every sample the plan makes from the frames."""
     out: Counter[tuple[Any, ...]] = Counter()
     for m in frames:
-        key = plan.key(m.arbitration_id, m.is_extended_id)
-        samples, _ = plan.decode(key, m.arbitration_id, m.is_extended_id, m.data, 0)
+        samples, _ = plan.decode_frame(m.arbitration_id, m.is_extended_id, m.data, 0)
         out.update((s.quantity, s.value, str(s.quality), s.module, s.cell) for s in samples)
     return out
 

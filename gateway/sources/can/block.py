@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.model import QUALITY_CODE, Key, Keys, Quality, Value
-from gateway.sources.can.signals import F64, I64, U8, MessageSignals, Numbers
+from gateway.sources.can.signals import F64, I64, U8, MessageSignals
 from gateway.sources.can.values import PointPlan
 
 GOOD = QUALITY_CODE[Quality.GOOD]
@@ -91,10 +91,11 @@ class Block:
                         for j, p in enumerate(points) if p.missing]  # fmt: skip
         self.choices = [(j, dict(p.choices)) for j, p in enumerate(points) if p.choices is not None]
 
-    def columns(self, nums: Numbers, rows: IntArray) -> tuple[F64, U8, Objects | None]:
-        """The block's columns for the frames `rows` of a window's numbers."""
-        f = len(rows)
-        phys = nums.phys[rows][:, self.cols]
+    def columns(self, data: U8) -> tuple[F64, U8, Objects | None]:
+        """The block's columns for frames of its message (frames × the message's length, uint8)."""
+        f = len(data)
+        nums = self.sig.numbers(data, self.cols)
+        phys = nums.phys
         q = np.full(phys.shape, GOOD, dtype=np.uint8)
         with np.errstate(invalid="ignore", over="ignore"):
             q[(phys < self.lo) | (phys > self.hi)] = OUT
@@ -108,7 +109,7 @@ class Block:
                 q[error] = BAD
                 q[unavailable] = MISSING
                 flagged |= unavailable | error
-            exact = {j: self._exact(nums.raw[rows], j, q, flagged) for j in self.exact}
+            exact = {j: self._exact(nums.raw[:, j], j, q, flagged) for j in self.exact}
             if self.scaled:
                 vals = np.where(self.divides, phys / self.divisor, phys * self.factor) + self.offset
             else:
@@ -128,7 +129,7 @@ class Block:
                 bits[flagged[:, self.bit_point]] = np.nan
                 values[:, self.bit_pos] = bits
                 quality[:, self.bit_pos] = q[:, self.bit_point]
-        objects = self._names(nums.raw, rows, self.cols, flagged) if self.choices else None
+        objects = self._names(nums.raw, flagged) if self.choices else None
         for j, exact_values in exact.items():  # a wide integer a float cannot hold: kept exactly
             p = self.points[j]
             if not p.scaled and p.choices is None:
@@ -151,11 +152,11 @@ class Block:
                 q[i, j] = OUT if p.lo is not None and p.hi is not None and (v < p.lo or v > p.hi) else GOOD
         return values
 
-    def _names(self, raw: I64, rows: IntArray, cols: IntArray, flagged: npt.NDArray[np.bool_]) -> Objects | None:
+    def _names(self, raw: I64, flagged: npt.NDArray[np.bool_]) -> Objects | None:
         """The value-table names of the points that keep them, where the raw value has one."""
         out: Objects = {}
         for j, choices in self.choices:
-            column = raw[rows, cols[j]]
+            column = raw[:, j]
             hits = np.flatnonzero(np.isin(column, list(choices)) & ~flagged[:, j])
             col = int(self.main[j])
             for i, r in zip(hits.tolist(), column[hits].tolist(), strict=True):

@@ -87,18 +87,17 @@ class MessagePlan:
             for i, d in enumerate(datas):
                 row = d[:length]
                 data[i, : len(row)] = np.frombuffer(row, dtype=np.uint8)
-        nums = sig.numbers(data)
         ok = lengths >= length
         out = Window()
         short = int(n - ok.sum())
         if short:
             out.reasons[SHORT] = short
         if 0 in self.blocks and PLAIN not in self.blocks:  # not multiplexed
-            self._rows(out, self.blocks[0], nums, np.arange(n), ok, ts)
+            self._rows(out, self.blocks[0], data, ok, ts)
             return out
         col = sig.index[self.mux_signal or ""]
         visible = sig.present(lengths)[:, col] & (lengths > 0)
-        mux = np.where(visible, nums.raw[:, col], PLAIN)
+        mux = np.where(visible, sig.numbers(data, np.array([col], dtype=np.intp)).raw[:, 0], PLAIN)
         for value in np.unique(mux).tolist():
             rows = np.flatnonzero(mux == value)
             block = self.blocks.get(value)
@@ -108,29 +107,29 @@ class MessagePlan:
                 if bad:
                     out.reasons[DECODE_ERROR] += bad
                 ok_rows = np.zeros(len(rows), dtype=bool)
-                self._rows(out, block, nums, rows, ok_rows, ts)
+                self._rows(out, block, data[rows], ok_rows, ts)
             else:
-                self._rows(out, block, nums, rows, ok[rows], ts)
+                self._rows(out, block, data[rows], ok[rows], ts)
         return out
 
-    def _rows(self, out: Window, block: Block, nums: Any, rows: Any, ok: Any, ts: int) -> None:
+    def _rows(self, out: Window, block: Block, data: Any, ok: Any, ts: int) -> None:
         if not block.width:
             out.heard |= bool(ok.any())
             return
         if ok.all():
-            values, quality, objects = block.columns(nums, rows)
+            values, quality, objects = block.columns(data)
         else:
-            values, quality = block.flagged(len(rows))
+            values, quality = block.flagged(len(data))
             objects = None
             good = np.flatnonzero(ok)
             if len(good):
-                v, q, o = block.columns(nums, rows[good])
+                v, q, o = block.columns(data[good])
                 values[good], quality[good] = v, q
                 objects = {(int(good[i]), c): x for (i, c), x in o.items()} if o else None
         oor = int((quality[ok] == OUT).any(axis=1).sum())
         if oor:
             out.reasons[OUT_OF_RANGE] += oor
-        out.decoded += len(rows)
+        out.decoded += len(data)
         out.heard |= bool(ok.any())
         last = np.flatnonzero(ok)
         out.parts.append(Part(block, values, quality, objects, ts, int(last[-1]) if len(last) else -1))

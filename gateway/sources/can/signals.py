@@ -2,8 +2,8 @@
 
 `MessageSignals(message, names)` is compiled once per message of a rack plan from cantools' objects
 (cantools stays the DBC parser): for each signal the bytes it spans and the shift of each byte.
-`numbers(data)` takes the frames of one message id as a 2-D uint8 array (frames × the message's
-length: 8, or up to 64 for CAN FD) and gives, per signal, the raw integer (signed where the signal is)
+`numbers(data, cols)` takes the frames of one message id as a 2-D uint8 array (frames × the message's
+length: 8, or up to 64 for CAN FD) and gives, for the signals `cols`, the raw integer (signed where the signal is)
 and the physical number as cantools' scaled decoding gives it (`raw * scale + offset`, floats as IEEE).
 
 A byte's bit 0 lies `shift` bits above the signal's least significant bit (negative: below it), in
@@ -41,7 +41,7 @@ def byte_shifts(sig: Any) -> list[tuple[int, int]]:
 class Numbers:
     """The signals of a window of frames: one column per signal of `MessageSignals.names`."""
 
-    raw: I64  # the raw integers, signed where the signal is (an unsigned 64-bit value wraps)
+    raw: I64  # frames × signals: the raw integers, signed where the signal is (an unsigned 64-bit value wraps)
     phys: F64  # cantools' scaled value: raw * scale + offset (an IEEE float for a float signal)
 
 
@@ -54,15 +54,16 @@ class MessageSignals:
         self.index = {name: i for i, name in enumerate(names)}
         sigs = {s.name: s for s in message.signals}
         k = len(names)
-        self.byte = np.full((k, MAX_SPAN), self.length, dtype=np.intp)  # `length`: the zero column
-        self.left = np.zeros((k, MAX_SPAN), dtype=np.uint64)
-        self.right = np.zeros((k, MAX_SPAN), dtype=np.uint64)
+        span = max((len(byte_shifts(sigs[n])) for n in names), default=1)
+        self.byte = np.full((k, span), self.length, dtype=np.intp)  # `length`: the zero column
+        self.left = np.zeros((k, span), dtype=np.uint64)
+        self.right = np.zeros((k, span), dtype=np.uint64)
         self.mask = np.zeros(k, dtype=np.uint64)
         self.bits = np.zeros(k, dtype=np.uint64)
         self.signed = np.zeros(k, dtype=bool)
         self.scale = np.ones(k, dtype=np.float64)
         self.offset = np.zeros(k, dtype=np.float64)
-        self.floats: list[tuple[int, int]] = []  # (column, 32 or 64) of IEEE float signals
+        self.floats: dict[int, int] = {}  # column -> 32 or 64, of IEEE float signals
         self.fits = np.ones(k, dtype=bool)  # the signal lies inside the message's length
         self.last_byte = np.zeros(k, dtype=np.intp)  # the highest byte a signal needs (for short frames)
         # integer signals wider than a float's 53 bits with an integer conversion: column -> (scale, offset,
@@ -73,7 +74,8 @@ class MessageSignals:
             n = int(sig.length)
             spans = byte_shifts(sig)
             self.last_byte[i] = max(b for b, _ in spans)
-            if n <= 0 or n > 64 or min(b for b, _ in spans) < 0 or self.last_byte[i] >= self.length:
+            outside = min(b for b, _ in spans) < 0 or self.last_byte[i] >= self.length
+            if n <= 0 or n > 64 or len(spans) > MAX_SPAN or outside:
                 self.fits[i] = False
                 continue
             for j, (b, shift) in enumerate(spans):
@@ -87,32 +89,40 @@ class MessageSignals:
             self.scale[i] = float(conv.scale)
             self.offset[i] = float(conv.offset)
             if sig.is_float:
-                self.floats.append((i, n))
+                self.floats[i] = n
             elif n > 53 and type(conv.scale) is int and type(conv.offset) is int:
                 self.wide[i] = (conv.scale, conv.offset, n == 64 and not sig.is_signed)
         self.any_signed = bool(self.signed.any())
         self.scaled = bool((self.scale != 1.0).any() or (self.offset != 0.0).any())
 
-    def numbers(self, data: U8) -> Numbers:
-        """The signals of every frame of `data` (frames × `length` bytes, uint8)."""
+    def numbers(self, data: U8, cols: npt.NDArray[np.intp]) -> Numbers:
+        """The signals `cols` (indexes into `names`) of every frame of `data` (frames × `length` bytes)."""
         f = data.shape[0]
         wide = np.zeros((f, self.length + 1), dtype=np.uint64)  # one zero column past the frame
         wide[:, : self.length] = data[:, : self.length]
-        parts = wide[:, self.byte]  # frames × signals × MAX_SPAN
-        raw: U64 = np.bitwise_or.reduce((parts << self.left) >> self.right, axis=2) & self.mask
+        bits, signed = self.bits[cols], self.signed[cols]
+        parts = wide[:, self.byte[cols]]  # frames × signals × bytes
+        raw: U64 = np.bitwise_or.reduce((parts << self.left[cols]) >> self.right[cols], axis=2) & self.mask[cols]
         values = raw.view(np.int64)
-        if self.any_signed:
-            top = np.where(self.signed & (self.bits < 64), self.bits, np.uint64(0))
-            negative = ((raw >> np.maximum(self.bits, np.uint64(1)) - np.uint64(1)) & np.uint64(1)).astype(bool)
-            negative &= self.signed & (self.bits < 64)
+        if signed.any():
+            narrow = signed & (bits < 64)
+            top = np.where(narrow, bits, np.uint64(0))
+            negative = ((raw >> np.maximum(bits, np.uint64(1)) - np.uint64(1)) & np.uint64(1)).astype(bool) & narrow
             values = np.where(negative, (raw - (np.uint64(1) << top)).view(np.int64), values)
-        phys = np.where(self.signed | (self.bits < 64), values.astype(np.float64), raw.astype(np.float64))
+        phys = values.astype(np.float64)
+        unsigned64 = ~signed & (bits == 64)
+        if unsigned64.any():
+            phys[:, unsigned64] = raw[:, unsigned64].astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinities are values here
-            for col, n in self.floats:
-                kind = np.float32 if n == 32 else np.float64
-                phys[:, col] = raw[:, col].astype(np.uint32 if n == 32 else np.uint64).view(kind)
+            for j, col in enumerate(cols.tolist()):
+                n = self.floats.get(col)
+                if n is not None:
+                    kind = np.float32 if n == 32 else np.float64
+                    phys[:, j] = raw[:, j].astype(np.uint32 if n == 32 else np.uint64).view(kind)
             if self.scaled:
-                phys = phys * self.scale + self.offset
+                phys = phys * self.scale[cols] + self.offset[cols]
+        if not self.fits[cols].all():
+            phys[:, ~self.fits[cols]] = np.nan
         return Numbers(np.ascontiguousarray(values), phys)
 
     def present(self, lengths: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
@@ -120,9 +130,10 @@ class MessageSignals:
         return (self.last_byte[None, :] < lengths[:, None]) & self.fits[None, :]
 
     def exact(self, raw: I64, col: int) -> list[int]:
-        """A wide integer signal's scaled values exactly, as Python integers (cantools' own arithmetic)."""
+        """A wide integer signal's (column `col`) scaled values exactly from its raw values `raw`, as
+        Python integers (cantools' own arithmetic)."""
         scale, offset, unsigned = self.wide[col]
-        values: list[int] = raw[:, col].tolist()
+        values: list[int] = raw.tolist()
         if unsigned:
             values = [v & 0xFFFFFFFFFFFFFFFF for v in values]
         return [v * scale + offset for v in values]
