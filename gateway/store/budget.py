@@ -20,7 +20,6 @@ log = structlog.get_logger("outbox")
 DROP_STEP_BYTES = 4_000_000  # most the disk budget frees at once (about 400 compact rows, ~15 ms)
 
 
-
 class Budget(OutboxState):
     """The disk budget and retention age of `Outbox`."""
 
@@ -50,7 +49,8 @@ class Budget(OutboxState):
             # Free a little below the budget at once, so that deletes are not done on every append, but
             # at most DROP_STEP_BYTES: a delete runs on the event loop (10,000 rows of 9 kB take ~0.4 s).
             # A store far over its budget shrinks by a step per append.
-            target = self.used_bytes() - int(self.max_bytes - min(self.max_bytes * 0.1, DROP_STEP_BYTES))
+            below = self.max_bytes - int(min(self.max_bytes * 0.1, DROP_STEP_BYTES))
+            target = min(self.used_bytes() - below, DROP_STEP_BYTES)
             cut = self._seq_freeing(target)
             if cut:
                 dropped += self._drop_through(cut, "disk_budget")
