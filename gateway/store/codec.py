@@ -6,17 +6,22 @@ A row's payload is one of:
   after it and the header's length (u32 little-endian each), the header (JSON: source, device, kind,
   created, status, records, the key table's digest, the number of points, which optional columns
   follow and the objects' length), padded with spaces to a multiple of 8 bytes; then the raw
-  little-endian columns: ts (int64), values (float64), device_ts (int64, only when the batch has it),
-  quality (uint8, only when some point is not good) and objects (JSON of {index: value}, only when the
-  batch has values that are not numbers). The key table is stored once per digest in the outbox's
-  `layouts` table (`keys_body`), so a row holds no names.
+  little-endian columns: the times, values (float64), device_ts (int64, only when the batch has it),
+  the run lengths (uint32, only when the times are runs), quality (uint8, only when some point is not
+  good) and objects (JSON of {index: value}, only when the batch has values that are not numbers).
+  The times are stored as runs (one int64 per run of points with one time, header `tr`: the number
+  of runs, and a run length per run) when that is smaller, else as a ts column (int64 per point): a
+  Modbus block or a CAN frame gives its points one time. The key table is stored once per digest in
+  the outbox's `layouts` table (`keys_body`), so a row holds no names.
 - **JSON** (a batch without points: alarm events, status records; first byte `{`): the batch's fields.
 - **legacy** rows of stores written before format 3, read forever (see gateway.store.legacy): JSON with
   a sample list per point, and the version-2 compact pickle.
 
 Decoding builds the columns with `np.frombuffer` over the payload (the arrays keep it and are
-read-only: a decoded batch is shared by every sink). A payload whose checksum or lengths disagree with
-its header, or whose header or key table does not parse, raises ValueError: the reader quarantines it.
+read-only: a decoded batch is shared by every sink; times stored as runs are repeated into a
+read-only column). A payload whose checksum or lengths disagree with its header, whose runs of times
+do not hold its points, or whose header or key table does not parse, raises ValueError: the reader
+quarantines it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ FORMAT = 3
 _PREFIX = struct.Struct("<II")  # CRC-32 of the rest, the header's length
 _I8 = np.dtype("<i8")
 _F8 = np.dtype("<f8")
+_U4 = np.dtype("<u4")
 
 
 # -- key tables ------------------------------------------------------------------------------------
@@ -140,10 +146,34 @@ def decode_json(payload: bytes) -> Batch:
 
 
 class Header(NamedTuple):
-    """What a format-3 row says about its columns, and where they start."""
+    """What a format-3 row says about its columns, and the offset of each (0: the row has none)."""
 
     doc: dict[str, Any]
-    start: int  # offset of the ts column
+    n: int  # points
+    runs: int  # the times stored as this many runs (0: as a ts column of n)
+    ts: int  # the ts column, or the time of each run
+    values: int
+    device_ts: int
+    lengths: int  # each run's number of points
+    quality: int
+    objects: int
+
+
+class TimeRuns(NamedTuple):
+    """A ts column as runs of one time: each run's time and number of points."""
+
+    ts: np.ndarray
+    lengths: np.ndarray
+
+
+def time_runs(ts: np.ndarray) -> TimeRuns | None:
+    """The runs of `ts` when they take fewer bytes than the column (12 a run against 8 a point)."""
+    n = len(ts)
+    cuts = np.flatnonzero(ts[1:] != ts[:-1]) + 1
+    if 12 * (len(cuts) + 1) >= 8 * n:
+        return None
+    starts = np.concatenate((np.zeros(1, np.intp), cuts))
+    return TimeRuns(np.ascontiguousarray(ts[starts], _I8), np.diff(starts, append=n).astype(_U4))
 
 
 def encode(batch: Batch) -> bytes:
@@ -151,14 +181,22 @@ def encode(batch: Batch) -> bytes:
     n = batch.n
     if n == 0:
         return encode_records(batch)
-    parts = [np.ascontiguousarray(batch.ts, _I8).tobytes(), np.ascontiguousarray(batch.values, _F8).tobytes()]
     doc: dict[str, Any] = {"v": FORMAT, "s": batch.source, "d": batch.device, "k": str(batch.kind), "c": batch.created,
                            "st": _status_doc(batch.status), "kd": batch.keys.digest, "n": n}  # fmt: skip
+    runs = time_runs(batch.ts)
+    if runs is None:
+        parts = [np.ascontiguousarray(batch.ts, _I8).tobytes()]
+    else:
+        doc["tr"] = len(runs.ts)
+        parts = [runs.ts.tobytes()]
+    parts.append(np.ascontiguousarray(batch.values, _F8).tobytes())
     if batch.records:
         doc["r"] = batch.records
     if batch.device_ts is not None:
         doc["dt"] = 1
         parts.append(np.ascontiguousarray(batch.device_ts, _I8).tobytes())
+    if runs is not None:
+        parts.append(runs.lengths.tobytes())  # after the int64 columns: they stay 8-byte aligned
     if batch.quality.any():
         doc["q"] = 1
         parts.append(np.ascontiguousarray(batch.quality, np.uint8).tobytes())
@@ -189,36 +227,53 @@ def header(payload: bytes) -> Header:
         raise ValueError(f"the row's header does not parse: {exc}") from exc
     if type(doc) is not dict or doc.get("v") != FORMAT or type(doc.get("n")) is not int or doc["n"] <= 0:
         raise ValueError("the row's header is not a format-3 header")
-    n = doc["n"]
-    expected = start + 16 * n + (8 * n if doc.get("dt") else 0) + (n if doc.get("q") else 0) + int(doc.get("o", 0))
-    if len(payload) != expected:
-        raise ValueError(f"the row has {len(payload)} bytes, its header says {expected}")
-    return Header(doc, start)
+    n, runs = doc["n"], doc.get("tr", 0)
+    if type(runs) is not int or not 0 <= runs <= n or ("tr" in doc and runs == 0):
+        raise ValueError(f"the row's header names {runs!r} runs of times for {n} points")
+    at = start + 8 * (runs or n)
+    values, at = at, at + 8 * n
+    device_ts, at = (at, at + 8 * n) if doc.get("dt") else (0, at)
+    lengths, at = (at, at + 4 * runs) if runs else (0, at)
+    quality, at = (at, at + n) if doc.get("q") else (0, at)
+    objects, at = (at, at + int(doc["o"])) if doc.get("o") else (0, at)
+    if len(payload) != at:
+        raise ValueError(f"the row has {len(payload)} bytes, its header says {at}")
+    return Header(doc, n, runs, start, values, device_ts, lengths, quality, objects)
+
+
+def _read_only(column: np.ndarray) -> np.ndarray:
+    column.flags.writeable = False  # like the columns read from the row
+    return column
+
+
+def stored_ts(payload: bytes, head: Header) -> np.ndarray:
+    """The row's ts column (its runs repeated); ValueError when the runs do not hold its points."""
+    if not head.runs:
+        return np.frombuffer(payload, _I8, head.n, head.ts)
+    lengths = np.frombuffer(payload, _U4, head.runs, head.lengths)
+    held = int(lengths.sum(dtype=np.uint64))
+    if held != head.n or not lengths.all():
+        raise ValueError(f"the row's {head.runs} runs of times hold {held} points (one empty: {not lengths.all()}), "
+                         f"its header says {head.n}")  # fmt: skip
+    return _read_only(np.repeat(np.frombuffer(payload, _I8, head.runs, head.ts), lengths))
 
 
 def decode_columns(payload: bytes, head: Header, keys: Keys) -> Batch:
-    doc, at = head
-    n = doc["n"]
+    doc, n = head.doc, head.n
     if len(keys) != n:
         raise ValueError(f"the row has {n} points, its key table {doc['kd']} has {len(keys)}")
-    ts = np.frombuffer(payload, _I8, n, at)
-    values = np.frombuffer(payload, _F8, n, at + 8 * n)
-    at += 16 * n
-    device_ts = None
-    if doc.get("dt"):
-        device_ts = np.frombuffer(payload, _I8, n, at)
-        at += 8 * n
-    if doc.get("q"):
-        quality = np.frombuffer(payload, np.uint8, n, at)
-        at += n
+    ts = stored_ts(payload, head)
+    values = np.frombuffer(payload, _F8, n, head.values)
+    device_ts = np.frombuffer(payload, _I8, n, head.device_ts) if head.device_ts else None
+    if head.quality:
+        quality = np.frombuffer(payload, np.uint8, n, head.quality)
         if int(quality.max()) >= len(QUALITIES):
             raise ValueError(f"the row has a quality code {int(quality.max())}, which names no quality")
     else:
-        quality = np.zeros(n, np.uint8)
-        quality.flags.writeable = False  # like the columns read from the row
+        quality = _read_only(np.zeros(n, np.uint8))
     objects = None
-    if doc.get("o"):
-        stored = json.loads(payload[at:])
+    if head.objects:
+        stored = json.loads(payload[head.objects :])
         if type(stored) is not dict:
             raise ValueError("the row's objects are not a JSON object")
         objects = {int(i): v for i, v in stored.items()}
@@ -263,12 +318,11 @@ class Summary(NamedTuple):
 def summary(payload: bytes) -> Summary:
     if payload[: len(MAGIC)] != MAGIC:
         return Summary(*legacy.summary(payload))
-    doc, at = header(payload)
-    n = doc["n"]
-    ts = np.frombuffer(payload, _I8, n, at)
-    values = np.frombuffer(payload, _F8, n, at + 8 * n)
+    head = header(payload)
+    n = head.n
+    values = np.frombuffer(payload, _F8, n, head.values)
     good = n
-    if doc.get("q"):
-        quality = np.frombuffer(payload, np.uint8, n, at + 16 * n + (8 * n if doc.get("dt") else 0))
-        good = int(np.count_nonzero(quality == 0))
-    return Summary(n, good, int(np.count_nonzero(~np.isnan(values))), int(ts[0]))
+    if head.quality:
+        good = int(np.count_nonzero(np.frombuffer(payload, np.uint8, n, head.quality) == 0))
+    first_ts = int(np.frombuffer(payload, _I8, 1, head.ts)[0])  # the first point's, or the first run's
+    return Summary(n, good, int(np.count_nonzero(~np.isnan(values))), first_ts)

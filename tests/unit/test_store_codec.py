@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,11 +85,11 @@ def test_columns_are_views_of_the_stored_bytes_and_cannot_be_changed(tmp_path: P
     box.close()
 
 
-def test_all_good_without_device_times_or_objects_stores_ts_and_values_only(tmp_path: Path) -> None:
+def test_all_good_without_device_times_or_objects_stores_times_and_values_only(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
     box.append([plain(100), Batch.of_samples("sim", odd())])
     small, _ = payloads(box)
-    header = len(small) - 16 * 100
+    header = len(small) - (8 + 8 * 100 + 4)  # one run of one time (int64, its length uint32), the values
     assert header < 300 and header % 8 == 0  # the columns start 8-byte aligned
     (row, other) = box.read(0)
     assert row.batch.device_ts is None and row.batch.objects is None and not row.batch.quality.any()
@@ -172,3 +173,85 @@ def test_summary_counts_rows_of_every_format_without_their_key_tables() -> None:
     b = Batch.of_samples("sim", odd())
     assert summary(encode(b)) == (8, 4, 3, T)  # points, good, numbers (not NaN, not objects), first ts
     assert summary(encode(plain(3))) == (3, 3, 3, T)
+
+
+def spread(n: int, runs: int) -> Batch:
+    """`n` points in `runs` runs of one time each, some of them not good."""
+    samples = [Sample(T + i * runs // n, "cell_voltage", 3.3 + i / 1000, "V", "good" if i % 7 else "stale", "r1", 1, i)
+               for i in range(n)]  # fmt: skip
+    return Batch.of_samples("sim", samples, device="r1", created=T)
+
+
+@pytest.mark.parametrize(
+    ("batch", "runs"),
+    [(plain(1), 0), (plain(100), 1), (spread(1000, 8), 8), (spread(30, 19), 19), (spread(30, 20), 0),
+     (spread(500, 500), 0), (Batch.of_samples("sim", odd()), 2)],
+    ids=["one point", "one run", "many runs", "runs just smaller", "runs as large", "every point its own ts",
+         "every column"],
+)  # fmt: skip
+def test_times_are_stored_as_runs_when_that_is_smaller_and_read_back_as_written(
+    tmp_path: Path, batch: Batch, runs: int
+) -> None:
+    payload = encode(batch)
+    head = codec.header(payload)
+    assert head.runs == runs  # 12 bytes a run against 8 a point: runs only when fewer bytes
+    ts_bytes = 12 * runs if runs else 8 * batch.n
+    columns = ts_bytes + 8 * batch.n + (batch.n if batch.quality.any() else 0) + head.doc.get("o", 0)
+    columns += 8 * batch.n if batch.device_ts is not None else 0
+    assert len(payload) - head.ts == columns
+    assert head.ts % 8 == head.values % 8 == head.device_ts % 8 == 0  # the int64 columns 8-byte aligned
+    box = Outbox(tmp_path / "o.db")
+    box.append([batch])
+    (row,) = box.read(0)
+    assert fields(row.batch) == fields(batch)
+    assert row.batch.ts.dtype == np.int64 and np.array_equal(row.batch.ts, batch.ts)
+    assert not row.batch.ts.flags.writeable  # repeated from its runs or a view of the row: read-only either way
+    assert summary(payload).first_ts == int(batch.ts[0])
+    box.close()
+
+
+def test_an_empty_batch_is_a_json_row_and_reads_back_empty(tmp_path: Path) -> None:
+    empty = Batch.of_samples("sim", [], device="r1", created=T)
+    assert encode(empty).startswith(b"{")
+    box = Outbox(tmp_path / "o.db")
+    box.append([empty, plain(3)])
+    first, second = box.read(0)
+    assert (first.batch.n, first.batch.source, first.batch.device, first.batch.created) == (0, "sim", "r1", T)
+    assert second.batch.samples() == plain(3).samples()
+    box.close()
+
+
+def reseal(payload: bytes) -> bytes:
+    """`payload` with its checksum made to match its bytes again (damage the checksum cannot see)."""
+    return payload[:4] + zlib.crc32(payload[8:]).to_bytes(4, "little") + payload[8:]
+
+
+@pytest.mark.parametrize(("lengths", "held"), [((126, 125), 251), ((124, 125), 249), ((250, 0), 250)],
+                         ids=["more points", "fewer points", "an empty run"])  # fmt: skip
+def test_a_row_whose_runs_of_times_do_not_hold_its_points_is_quarantined(
+    tmp_path: Path, lengths: tuple[int, int], held: int
+) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.append([plain(3), spread(250, 2), plain(3, t=T + 1)])
+    payload = payloads(box)[1]
+    head = codec.header(payload)
+    assert head.runs == 2 and list(np.frombuffer(payload, "<u4", 2, head.lengths)) == [125, 125]
+    damaged = payload[: head.lengths] + np.array(lengths, "<u4").tobytes() + payload[head.lengths + 8 :]
+    box.db.execute("UPDATE batches SET payload=? WHERE seq=2", (reseal(damaged),))
+    assert [r.seq for r in box.read(0)] == [1, 3]
+    (q,) = box.quarantined()
+    assert q.seq == 2 and f"the row's 2 runs of times hold {held} points" in q.error and "says 250" in q.error
+    box.close()
+
+
+def test_a_header_naming_more_runs_than_points_is_quarantined(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.append([plain(4)])
+    payload = payloads(box)[0]
+    assert b'"tr":1' in payload  # one run
+    damaged = payload.replace(b'"tr":1', b'"tr":5', 1)
+    box.db.execute("UPDATE batches SET payload=? WHERE seq=1", (reseal(damaged),))
+    assert box.read(0) == []
+    (q,) = box.quarantined()
+    assert q.seq == 1 and "names 5 runs of times for 4 points" in q.error
+    box.close()
