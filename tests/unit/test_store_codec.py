@@ -226,8 +226,8 @@ def reseal(payload: bytes) -> bytes:
     return payload[:4] + zlib.crc32(payload[8:]).to_bytes(4, "little") + payload[8:]
 
 
-@pytest.mark.parametrize(("lengths", "held"), [((126, 125), 251), ((124, 125), 249), ((250, 0), 250)],
-                         ids=["more points", "fewer points", "an empty run"])  # fmt: skip
+@pytest.mark.parametrize(("lengths", "held"), [((126, 125), 251), ((124, 125), 249), ((0xFFFF_FFFF, 125), 2**32 + 124)],
+                         ids=["more points", "fewer points", "a run of 4 billion points"])  # fmt: skip
 def test_a_row_whose_runs_of_times_do_not_hold_its_points_is_quarantined(
     tmp_path: Path, lengths: tuple[int, int], held: int
 ) -> None:
