@@ -112,7 +112,7 @@ def fmt(v: float) -> str:
     """A figure with about three significant digits; a median of differing runs with its range."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    if isinstance(v, Fig) and v.spread:
+    if isinstance(v, Fig) and v.spread and fmt(v.lo) != fmt(v.hi):
         return f"{fmt(float(v))} [{fmt(v.lo)}–{fmt(v.hi)}]"
     a = abs(v)
     if a >= 10_000:

@@ -99,6 +99,7 @@ def test_medians_keep_the_runs_range_in_the_table() -> None:
     assert isinstance(fig, Fig) and fig == 6.0 and (fig.lo, fig.hi, fig.n) == (5.0, 9.0, 3)
     assert fmt(fig) == "6.00 [5.00–9.00]"
     assert fmt(r.med("same")) == "2.00"  # the runs agree: no range
+    assert fmt(Fig([3999.2, 3999.4])) == "3999"  # nor when they agree to the digits shown
     assert type(fig * 2) is float  # a derived figure has no range of its own
     assert "6.00 [5.00–9.00]" in format_table([Row("s", "x", r.med("x"))])
 
