@@ -193,7 +193,7 @@ def run_gateway(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: Vic
         (work / "metrics.txt").write_text("\n".join(f"{k} {v}" for k, v in m.items()))
         print(
             f"    gateway frames {metric_sum(m, 'bms_gateway_can_frames_total'):.0f} "
-            f"dropped {metric_sum(m, 'bms_gateway_can_dropped_total'):.0f} udp drops {drops}",
+            f"dropped {metric_sum(m, 'bms_gateway_can_frames_dropped_total'):.0f} udp drops {drops}",
             flush=True,
         )
         print(f"    {cpu.run_line(f'can @{rate}/s', share)}", flush=True)

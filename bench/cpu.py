@@ -131,11 +131,11 @@ def verdict(own_pct: float, busy_pct: float, limit: float = SATURATION_PCT) -> s
     return ""
 
 
-def flag(runs: Runs, limit: float = SATURATION_PCT) -> str:
+def flag(runs: Runs, limit: float = SATURATION_PCT, subject: str = "gateway") -> str:
     """The verdict on the median run, or how many runs were saturated when the median was not."""
     worst = verdict(runs.med("own_pct"), 100.0 - runs.med("idle_pct"), limit)
     if worst:
-        return worst
+        return worst if subject == "gateway" else worst.replace("the gateway", f"the {subject}")
     own, idle = runs.values.get("own_pct", []), runs.values.get("idle_pct", [])
     bad = sum(1 for o, i in zip(own, idle, strict=True) if verdict(o, 100.0 - i, limit))
     return f"saturated in {bad} of {len(own)} runs" if bad else ""
@@ -187,7 +187,7 @@ def line(label: str, runs: Runs, subject: str) -> str:
         f"peers {fmt(runs.med('peers_pct'))} % of the machine (% of a core: {by_peer(runs, subject)}); "
         f"machine idle {fmt(runs.med('idle_pct'))} %, other load {fmt(runs.med('other_pct'))} %"
     )
-    why = flag(runs)
+    why = flag(runs, subject="gateway" if subject == "gateway" else "naive baseline")
     return f"{text} -- {why}" if why else text
 
 
@@ -202,7 +202,7 @@ def rows(scenario: str, tag: str, gw: Runs, naive: Runs) -> list[Row]:
     """The table's CPU rows for a scenario/rate: the gateway's CPU beside the naive baseline's, the
     peers' and the machine's idle time for each side."""
     why = flag(gw)
-    naive_why = flag(naive).replace("the gateway", "the baseline")
+    naive_why = flag(naive, subject="naive baseline")
     return [
         Row(scenario, f"{tag}CPU % of the machine", gw.med("cpu_pct"), naive.med("cpu_pct"), better="lower", note=why),
         Row(scenario, f"{tag}peers' CPU % of the machine", gw.med("peers_pct"), naive.med("peers_pct"), better="",

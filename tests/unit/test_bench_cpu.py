@@ -67,6 +67,7 @@ def test_saturation_flag() -> None:
         hot.add(own_pct=own, idle_pct=100.0 - own)
     assert cpu.flag(calm) == "saturated in 1 of 3 runs" and not cpu.saturated(calm)
     assert cpu.flag(hot) == cpu.SATURATED and cpu.saturated(hot)
+    assert cpu.flag(hot, subject="naive baseline") == "saturated (not a valid measurement of the naive baseline)"
 
 
 def test_rows_flag_and_print_the_peers() -> None:
