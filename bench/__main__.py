@@ -14,7 +14,8 @@ import traceback
 from pathlib import Path
 
 from bench.common import Options
-from bench.stats import Row, format_table
+from bench.cpu import SATURATION_PCT
+from bench.stats import Fig, Row, format_table
 
 SCENARIOS = {
     "can": "bench.can_bench",
@@ -55,12 +56,28 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"\nbms-gateway bench, {stamp}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        f"{' (quick)' if a.quick else ''}, medians of {runs} run(s)\n"
+        f"{' (quick)' if a.quick else ''}, medians of {runs} run(s)"
+        f"{', [min–max] where the runs differ' if runs > 1 else ''}"
+    )
+    print(
+        f"CPU % of the machine: {os.cpu_count()} cores = 100 %. Peers: the bench's own processes (Modbus servers,\n"
+        "CAN sender, Mosquitto, VictoriaMetrics, the bench process with its MQTT subscribers). Figures measured\n"
+        f"while gateway + peers used over {SATURATION_PCT:.0f} % of the machine are flagged 'saturated'.\n"
     )
     print(format_table(rows))
     if a.json:
-        a.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1, default=str))
+        a.json.write_text(json.dumps([as_json(r) for r in rows], indent=1, default=str))
     return 0
+
+
+def as_json(row: Row) -> dict[str, object]:
+    """A row with its figures' ranges across runs."""
+    doc: dict[str, object] = dict(row.__dict__)
+    for side in ("gateway", "baseline"):
+        v = getattr(row, side)
+        if isinstance(v, Fig):
+            doc[f"{side}_min"], doc[f"{side}_max"], doc[f"{side}_runs"] = v.lo, v.hi, v.n
+    return doc
 
 
 if __name__ == "__main__":

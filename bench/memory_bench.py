@@ -2,14 +2,15 @@
 and growth in MB/hour (least-squares slope of VmRSS sampled every 5 s, after the first quarter).
 From the gateway's metrics at the end: the share of group-commit steps that held the event loop
 longer than 20 ms, the seconds sources waited for room in the full source queue, and the share of the
-samples sinks read that came from the decoded-row cache (at most a half with two sinks)."""
+samples sinks read that came from the decoded-row cache (at most a half with two sinks). The gateway's
+CPU beside its peers' and the machine's idle time over the run (bench/cpu.py)."""
 
 from __future__ import annotations
 
 import shutil
 import time
 
-from bench import modbus_bench
+from bench import cpu, modbus_bench
 from bench.common import Gateway, Options
 from bench.peers import Mosquitto, VictoriaMetrics
 from bench.proc import metric_sum
@@ -28,8 +29,10 @@ def run(opts: Options) -> list[Row]:
     metrics: dict[str, float] = {}
     try:
         gw = Gateway(modbus_bench.site_config(root / "gw", ports, mosq.port, vm.url), root / "gw")
+        usage = cpu.CpuWindow("gateway", {"gateway": [gw.proc.cpu], **modbus_bench.peers(servers, mosq, vm)})
         try:
             gw.wait_ready(60)
+            usage.start()
             t0 = time.monotonic()
             ts: list[float] = []
             rss: list[float] = []
@@ -39,6 +42,7 @@ def run(opts: Options) -> list[Row]:
                 gw.proc.peak_rss_mb()
                 time.sleep(5)
             metrics = gw.metrics()
+            r.add(**usage.stop().figures())
         finally:
             gw.stop(modbus_bench.STOP_WAIT)
     finally:
@@ -57,10 +61,15 @@ def run(opts: Options) -> list[Row]:
     print(f"  memory: peak {r.med('peak'):.0f} MB, growth {growth:.1f} MB/h over {duration:.0f} s; "
           f"{steps:.0f} commit steps, {long_steps:.1%} > 20 ms; sources waited {waited:.1f} s; "
           f"sink reads from the decoded-row cache {hit:.1%}", flush=True)  # fmt: skip
-    return [
+    print(f"  {cpu.line('memory', r, 'gateway')}", flush=True)
+    out = [
         Row("memory", "peak RSS MB (100 racks)", r.med("peak"), float("nan"), "<200", "lower", met=r.med("peak") < 200),
         Row("memory", f"RSS growth MB/hour ({duration:.0f} s run)", growth, float("nan"), "~0", "lower"),
         Row("memory", "share of commit steps > 20 ms", long_steps, float("nan"), "~0", "lower"),
         Row("memory", "seconds sources waited for queue room", waited, float("nan"), "0", "lower"),
         Row("memory", "share of sink reads from the decoded-row cache", hit, float("nan"), "~0.5 (2 sinks)", "higher"),
+        *cpu.rows("memory", "", r, Runs()),
     ]
+    for row in out:
+        cpu.note(row, cpu.flag(r))
+    return out

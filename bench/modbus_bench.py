@@ -5,7 +5,9 @@ by the naive one-read-per-point loop.
 Figures over a measured window after a warm-up: cycle start jitter p99 and drift (each rack's first
 sample timestamp per cycle against a drift-free schedule), CPU µs per point (the process's own CPU /
 points stored), points/s, requests per rack cycle (the gateway's request counter on /metrics over its
-poll counter), peak RSS.
+poll counter), peak RSS; the CPU of the process under measurement beside its peers' (the Modbus
+server processes, Mosquitto, VictoriaMetrics, the bench's own MQTT subscribers) and the machine's idle
+time over the same window (bench/cpu.py), with the figures flagged when the machine had no headroom.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
+from bench import cpu
 from bench.common import Gateway, Options, base_config, influx_sink, mqtt_sink, read_json, store_counts, write_yaml
 from bench.peers import Mosquitto, VictoriaMetrics, free_port, wait_port
 from bench.proc import Measured, metric_sum, python, spawn
@@ -91,20 +94,35 @@ def site_config(work: Path, ports: list[int], mqtt_port: int | None, vm_url: str
     return write_yaml(work / "gateway.yaml", doc)
 
 
+def peers(servers: list[Measured], mosq: Mosquitto, vm: VictoriaMetrics) -> dict[str, list[cpu.CpuReader]]:
+    assert mosq.proc is not None and vm.proc is not None, "peers not started"
+    return {f"modbus servers ({len(servers)})": [s.cpu for s in servers], **cpu.bench_peers(mosq.proc.pid, vm.proc.pid)}
+
+
 def run_gateway(
-    work: Path, ports: list[int], mosq: Mosquitto, vm: VictoriaMetrics, warmup: float, window: float
+    work: Path,
+    ports: list[int],
+    mosq: Mosquitto,
+    vm: VictoriaMetrics,
+    warmup: float,
+    window: float,
+    servers: list[Measured],
 ) -> dict[str, float]:
     gw = Gateway(site_config(work, ports, mosq.port, vm.url), work)
     latency = TelemetryLatency(mosq.port, [f"bench/bench/rack-{e + 1:02d}-01/telemetry" for e in range(len(ports))])
+    usage = cpu.CpuWindow("gateway", {"gateway": [gw.proc.cpu], **peers(servers, mosq, vm)})
     try:
         gw.wait_ready(60)
         time.sleep(warmup)
         m0, t0, c0 = gw.metrics(), time.time_ns(), gw.proc.mark("start")
+        usage.start()
         latency.start()
         time.sleep(window)
         lat = latency.stop()
         m1, t1, c1 = gw.metrics(), time.time_ns(), gw.proc.mark("end")
+        share = usage.stop()
         t_stop = time.monotonic()
+        print(f"    {cpu.run_line('modbus', share)}", flush=True)
     finally:
         latency.close()
         gw.stop(STOP_WAIT)
@@ -135,10 +153,18 @@ def run_gateway(
         "lost": max(0.0, expected - points),
         "bad": points - counts["good"],
         "stop_s": stop_s,
+        **share.figures(),
     }
 
 
-def run_naive(work: Path, ports: list[int], mosq: Mosquitto, window: float) -> dict[str, float]:
+def run_naive(
+    work: Path,
+    ports: list[int],
+    mosq: Mosquitto,
+    window: float,
+    vm: VictoriaMetrics,
+    servers: list[Measured],
+) -> dict[str, float]:
     out = work / "naive.json"
     out.unlink(missing_ok=True)
     naive = spawn(
@@ -162,13 +188,17 @@ def run_naive(work: Path, ports: list[int], mosq: Mosquitto, window: float) -> d
         work / "naive.log",
     )
     latency = TelemetryLatency(mosq.port, ["naive/#"])
+    usage = cpu.CpuWindow("naive", {"naive": [naive.cpu], **peers(servers, mosq, vm)})
     try:
         time.sleep(1.5)
         c0 = naive.mark("start")
+        usage.start()
         latency.start()
         time.sleep(window)
         lat = latency.stop()
         c1 = naive.mark("end")
+        share = usage.stop()
+        print(f"    {cpu.run_line('modbus', share)}", flush=True)
     finally:
         latency.close()
         naive.stop()
@@ -186,6 +216,7 @@ def run_naive(work: Path, ports: list[int], mosq: Mosquitto, window: float) -> d
         "req_per_cycle": got["requests"] / max(1, points) * REGISTERS,
         "rss": naive.last_hwm,
         "cycle_s": cycle_s,
+        **share.figures(),
     }
 
 
@@ -203,14 +234,16 @@ def run(opts: Options) -> list[Row]:
     try:
         for i in range(runs):
             work = root / f"gw{i}"
-            gw.add(**run_gateway(work, ports, mosq, vm, warmup, window))
+            gw.add(**run_gateway(work, ports, mosq, vm, warmup, window, servers))
             print(f"  modbus run {i + 1}: gateway {brief(gw)}", flush=True)
-            nv.add(**run_naive(root / f"naive{i}", ports, mosq, min(window, 20.0)))
+            nv.add(**run_naive(root / f"naive{i}", ports, mosq, min(window, 20.0), vm, servers))
             print(f"  modbus run {i + 1}: naive {brief(nv)}", flush=True)
     finally:
         mosq.stop()
         vm.stop()
         stop_all(servers)
+    print(f"  {cpu.line('modbus', gw, 'gateway')}", flush=True)
+    print(f"  {cpu.line('modbus', nv, 'naive')}", flush=True)
     return rows(gw, nv)
 
 
@@ -223,6 +256,13 @@ def brief(r: Runs) -> str:
 
 
 def rows(gw: Runs, nv: Runs) -> list[Row]:
+    out = figure_rows(gw, nv) + cpu.rows("modbus", "", gw, nv)
+    for row in out:
+        cpu.note(row, cpu.flag(gw))
+    return out
+
+
+def figure_rows(gw: Runs, nv: Runs) -> list[Row]:
     j, us, req = gw.med("jitter_p99_ms"), gw.med("us_per_point"), gw.med("req_per_cycle")
     nreq = nv.med("req_per_cycle")
     return [

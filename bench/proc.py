@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,12 +18,17 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the process itself (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read().decode()
+def stat_cpu_seconds(stat: str, clk_tck: int = CLK_TCK) -> float:
+    """utime + stime of a /proc/<pid>/stat line, in seconds. The command name (field 2, in
+    parentheses) may hold spaces and parentheses, so the fields are counted after its last ')'."""
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return (int(fields[11]) + int(fields[12])) / clk_tck  # fields 14 and 15: utime, stime
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process itself (all its threads, not its children), in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return stat_cpu_seconds(f.read().decode())
 
 
 def status_mb(pid: int, key: str) -> float:
@@ -77,6 +83,24 @@ class Measured:
         self.peak_rss_mb()
         self.marks[label] = self.cpu()
         return self.marks[label]
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to end by itself; its CPU is read before it is reaped (a zombie's
+        /proc/<pid>/stat still holds it), so a short-lived peer's CPU is counted whole."""
+        deadline = time.monotonic() + timeout
+        while self.proc.returncode is None:
+            try:
+                ended = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: its pid may be another process's now
+                break
+            if ended is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.last_cpu = cpu_seconds(self.pid)
+                break
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.proc.args, timeout)
+            time.sleep(0.01)
+        return self.proc.wait()
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait (the gateway drains and flushes), then SIGKILL if it must."""

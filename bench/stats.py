@@ -1,4 +1,5 @@
-"""Pure helpers of the bench: percentiles, medians, ratios, linear drift and the result table."""
+"""Pure helpers of the bench: percentiles, medians with their runs' range, ratios, linear drift and the
+result table."""
 
 from __future__ import annotations
 
@@ -61,6 +62,29 @@ def schedule_jitter(times: Sequence[float], interval: float) -> tuple[list[float
     return jit, drift
 
 
+class Fig(float):
+    """A median across runs that keeps the runs' range: the table prints `median [min–max]`.
+    Arithmetic on it gives a plain float (a derived figure has no range of its own)."""
+
+    __slots__ = ("hi", "lo", "n")
+    lo: float
+    hi: float
+    n: int
+
+    def __new__(cls, values: Iterable[float]) -> Fig:
+        xs = [v for v in values if not math.isnan(v)]
+        fig = super().__new__(cls, median(xs))
+        fig.lo = min(xs) if xs else math.nan
+        fig.hi = max(xs) if xs else math.nan
+        fig.n = len(xs)
+        return fig
+
+    @property
+    def spread(self) -> bool:
+        """More than one run, and they differ."""
+        return self.n > 1 and self.lo != self.hi
+
+
 @dataclass
 class Row:
     """One line of the result table: a metric of the gateway beside the naive baseline's."""
@@ -70,7 +94,7 @@ class Row:
     gateway: float = math.nan
     baseline: float = math.nan
     target: str = ""
-    better: str = "higher"  # higher | lower: which way the ratio is read
+    better: str = "higher"  # higher | lower: which way the ratio is read; "": no ratio (not comparable)
     met: bool | None = None
     note: str = ""
 
@@ -79,12 +103,17 @@ class Row:
         """How many times better the gateway is than the baseline (>1 is better)."""
         if self.better == "higher":
             return ratio(self.gateway, self.baseline)
-        return ratio(self.baseline, self.gateway)
+        if self.better == "lower":
+            return ratio(self.baseline, self.gateway)
+        return math.nan
 
 
 def fmt(v: float) -> str:
+    """A figure with about three significant digits; a median of differing runs with its range."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
+    if isinstance(v, Fig) and v.spread and fmt(v.lo) != fmt(v.hi):
+        return f"{fmt(float(v))} [{fmt(v.lo)}–{fmt(v.hi)}]"
     a = abs(v)
     if a >= 10_000:
         return f"{v:,.0f}"
@@ -123,7 +152,7 @@ def format_table(rows: Sequence[Row]) -> str:
 
 @dataclass
 class Runs:
-    """Repeated measurements of named figures; medians across runs."""
+    """Repeated measurements of named figures; medians across runs, each with its range."""
 
     values: dict[str, list[float]] = field(default_factory=dict)
 
@@ -132,7 +161,8 @@ class Runs:
             self.values.setdefault(k, []).append(float(v))
 
     def med(self, key: str) -> float:
-        return median(self.values.get(key, []))
+        """The median, as a `Fig` that carries the runs' range into the table."""
+        return Fig(self.values.get(key, []))
 
     def max(self, key: str) -> float:
         xs = [v for v in self.values.get(key, []) if not math.isnan(v)]

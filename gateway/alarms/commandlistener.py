@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from gateway.alarms.commandlimits import Denied, InvalidCommand, RackBuckets, Re
 from gateway.alarms.commandrecord import RefusalLog, refusal_entry
 from gateway.alarms.commands import MAX_REQUEST_ID, Command, authorize, bounded_reply, client_args, command_of
 from gateway.alarms.commands import rack_from_topic as rack_of
+from gateway.runtime.backoff import Backoff
 from gateway.sinks.config import MqttSinkConfig
 from gateway.textsafe import printable
 
@@ -112,23 +112,23 @@ class CommandListener:
             await self._listen()
 
     async def _listen(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 async with aiomqtt.Client(**self._client_args()) as client:
                     await client.subscribe(self.topic, qos=1)
                     self._log.info("alarm commands: listening")
-                    self.client, backoff = client, 0.5
+                    self.client = client
+                    backoff.reset()
                     self.connected.set()
                     async for msg in client.messages:
                         self._take(str(msg.topic), msg.payload)
             except aiomqtt.MqttError as exc:
                 self.client = None
                 self.connected.clear()
-                delay = backoff * (0.5 + random.random() / 2)
+                delay = backoff.next_delay()
                 self._log.warning("alarm commands: broker unreachable, retrying", error=str(exc),
                                   retry_in=round(delay, 2))  # fmt: skip
-                backoff = min(30.0, backoff * 2)
                 await asyncio.sleep(delay)
 
     def _take(self, topic: str, payload: Any) -> None:

@@ -71,6 +71,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from gateway.config.secretcheck import exposed_secrets, missing_secrets
 
     n = len(loaded.config.sources)
+    for w in loaded.warnings:  # deprecated key names, each at its place with the name to use
+        print(f"warning: {w}", file=sys.stderr)
     missing = missing_secrets(loaded)
     unchecked = [m for m in missing if "not checked" in m]
     absent = [m for m in missing if m not in unchecked]
@@ -126,6 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     log_cfg = loaded.config.logging
     configure_logging(log_cfg.level, log_cfg.format, library_level=log_cfg.library_level)
+    if loaded.warnings:
+        import structlog
+
+        for w in loaded.warnings:
+            structlog.get_logger("config").warning("configuration warning", problem=str(w))
     return run(loaded)
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import structlog
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.config import JsonDict
 
-from gateway.errors import ConfigError
+from gateway.config.yamlpos import position
+from gateway.errors import ConfigError, Problem
 
 log = structlog.get_logger("config")
 
@@ -107,6 +111,85 @@ class SourceBase(Strict):
     @property
     def rack_tag(self) -> str:
         return self.rack or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class GivenTwice:
+    """A key given under its name and under its deprecated old name at once (a configuration error)."""
+
+    old: str
+    new: str
+
+
+def _old_names_in_schema(schema: JsonDict, cls: type[BaseModel]) -> None:
+    """The schema lists a model's deprecated old names too, marked deprecated (editors accept and flag them)."""
+    props = schema.get("properties")
+    renamed: Mapping[str, str] = getattr(cls, "RENAMED", {})
+    if isinstance(props, dict):
+        for old, new in renamed.items():
+            new_schema = props[new]
+            assert isinstance(new_schema, dict)
+            kept = {k: v for k, v in new_schema.items() if k not in ("default", "title", "description")}
+            props[old] = {**kept, "deprecated": True, "description": f"Deprecated old name of `{new}`"}
+
+
+class ReconnectingSource(SourceBase):
+    """Fields of a source that holds a connection or a bus and reopens it when it fails: one set of
+    names for every source (gateway.runtime.backoff is the rule). A source type that used other
+    names keeps them as deprecated old names (`RENAMED`, old → new): they load with the same meaning,
+    `validate` warns of each (`renamed_keys`), and a key given under both names is an error."""
+
+    model_config = ConfigDict(json_schema_extra=_old_names_in_schema)
+
+    RENAMED: ClassVar[Mapping[str, str]] = {}
+
+    reconnect_initial: float = Field(
+        0.5,
+        gt=0,
+        description="First delay in seconds before reconnecting a failed connection or bus (Modbus: also "
+        "before probing an offline device again); doubles after each failure",
+    )
+    reconnect_max: float = Field(
+        30.0, gt=0, description="Longest delay in seconds between reconnect attempts (jittered, exponential)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_old_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not cls.RENAMED.keys() & data.keys():
+            return data
+        data = dict(data)
+        for old, new in cls.RENAMED.items():
+            if old in data:
+                value = data.pop(old)
+                data[new] = GivenTwice(old, new) if new in data else value
+        return data
+
+    @field_validator("reconnect_initial", "reconnect_max", mode="before")
+    @classmethod
+    def _not_twice(cls, value: Any) -> Any:
+        if isinstance(value, GivenTwice):
+            raise ValueError(
+                f"given twice, as {value.new} and as {value.old} (its deprecated old name): keep only {value.new}"
+            )
+        return value
+
+
+def renamed_keys(sources: Sequence[BaseModel], data: Any, file: str) -> list[Problem]:
+    """A warning at its place for every deprecated old name the sources of a configuration use
+    (`data`: the YAML as loaded, for positions), naming the key to use instead."""
+    raw = data.get("sources") if isinstance(data, Mapping) else None
+    if not isinstance(raw, Sequence):
+        return []
+    out: list[Problem] = []
+    for i, (src, entry) in enumerate(zip(sources, raw, strict=False)):
+        renamed: Mapping[str, str] = getattr(src, "RENAMED", {})
+        for old, new in renamed.items():
+            if isinstance(entry, Mapping) and old in entry:
+                line, col = position(data, ["sources", i, old])
+                message = f"sources.{i}.{old}: deprecated name: use {new} (same meaning)"
+                out.append(Problem(file, line, col, message))
+    return out
 
 
 class SinkBase(Strict):

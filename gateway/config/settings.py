@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.alarms.config import AlarmsConfig
-from gateway.config.base import Strict
+from gateway.config.base import Strict, renamed_keys
 from gateway.config.partial import reduced, set_aside
 from gateway.config.profiles import load_profile, problems_from
 from gateway.config.yamlpos import load_yaml, position, to_plain
@@ -145,6 +145,8 @@ class LoadedConfig:
     # profile name → digest of the files it refers to (a CAN profile's DBC file), taken at load time,
     # so that a reload restarts the sources of a profile whose file changed on disk
     file_digests: dict[str, str] = field(default_factory=dict)
+    # what is valid but should change (a deprecated key name), each at its place: `validate` prints them
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def base_dir(self) -> Path:
@@ -191,6 +193,7 @@ def load_config(path: Path) -> LoadedConfig:
     if problems:
         raise ConfigError(problems)
     loaded.file_digests.update(profile_file_digests(loaded))
+    loaded.warnings.extend(renamed_keys(loaded.config.sources, data, str(path)))
     return loaded
 
 

@@ -12,7 +12,6 @@ batch (a backlog after an outage) is written at once, one after the other, at fu
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Iterator, Sequence
 
@@ -22,6 +21,7 @@ from gateway import metrics
 from gateway.alarms.gatewayalarm import GatewayAlarms, sink_auth_failed
 from gateway.config.base import SinkBase
 from gateway.errors import SinkError
+from gateway.runtime.backoff import Backoff
 from gateway.sinks.base import Rejected, Sink, SinkAuthError
 from gateway.store.outbox import Outbox, Row
 
@@ -39,18 +39,12 @@ def batch_wait(samples: int, oldest_age: float, max_samples: int, max_age: float
     return min(max_age, max(0.0, max_age - oldest_age))
 
 
-def retry_delay(backoff: float, retry_after: float | None, rand: float) -> float:
-    """Delay before the next attempt: the server's Retry-After when it gave one, else jittered backoff.
-
-    `rand` is uniform in [0, 1): the delay is in [backoff/2, backoff) so that many gateways
-    restarting together do not hammer a recovering server in step."""
+def retry_delay(backoff: float, retry_after: float | None) -> float:
+    """Delay before the next attempt: the server's Retry-After (up to an hour) when it gave one, else
+    `backoff`, the jittered delay of gateway.runtime.backoff."""
     if retry_after is not None:
         return min(max(0.0, retry_after), RETRY_AFTER_MAX)
-    return backoff * (0.5 + rand / 2)
-
-
-def next_backoff(backoff: float, maximum: float) -> float:
-    return min(maximum, backoff * 2)
+    return backoff
 
 
 def count(rows: Sequence[Row]) -> int:
@@ -126,7 +120,7 @@ class SinkRunner:
         self._log.info("sink state resumed from delivered rows", series=series)
 
     async def run(self) -> None:
-        backoff = self.cfg.backoff_initial
+        backoff = Backoff(self.cfg.backoff_initial, self.cfg.backoff_max)
         self.refresh_metrics()
         self._resume()
         while True:
@@ -141,14 +135,13 @@ class SinkRunner:
                 await self._write(rows)
             except SinkError as exc:
                 self._buffer = []  # re-read after the pause: the budget may have dropped rows meanwhile
-                delay = retry_delay(backoff, exc.retry_after, random.random())
+                delay = retry_delay(backoff.next_delay(), exc.retry_after)
                 if not exc.retry:
                     delay = max(delay, self.cfg.backoff_max)
                 self._failed(exc, delay)
-                backoff = next_backoff(backoff, self.cfg.backoff_max)
                 await self._sleep(delay)
                 continue
-            backoff = self.cfg.backoff_initial
+            backoff.reset()
 
     async def _next_batch(self) -> list[Row]:
         """Wait for rows and gather them until the batch is full or its oldest row is old enough."""

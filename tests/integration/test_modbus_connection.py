@@ -78,8 +78,14 @@ async def test_an_endpoint_down_longer_than_offline_after_raises_one_comm_loss(t
     server = FaultyServer()
     await server.start()
     port, name = server.port, "rack-down"
+    # the deprecated old names of reconnect_initial/reconnect_max: they still work, with a warning
     sources = source(name, port, timeout=5, offline_after=3, backoff_initial=0.05, backoff_max=0.2)
-    rt = Runtime(load_config(alarm_site(tmp_path, sources)))
+    loaded = load_config(alarm_site(tmp_path, sources))
+    assert [w.message.split(": ")[-1] for w in loaded.warnings] == [
+        "use reconnect_initial (same meaning)",
+        "use reconnect_max (same meaning)",
+    ]
+    rt = Runtime(loaded)
     tasks: dict[str, asyncio.Future[None]] = {}
     failed: list[float] = []
 

@@ -114,7 +114,7 @@ async def test_illegal_address_isolates_one_point_and_the_rest_keeps_flowing(tmp
 
 async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule(tmp_path: Path) -> None:
     sim = await tiny_sim(tmp_path, [1, 2])
-    opts = {"retries": 0, "backoff_initial": 0.4, "backoff_max": 0.8}
+    opts = {"retries": 0, "reconnect_initial": 0.4, "reconnect_max": 0.8}
     # each device has its own timeout on the shared connection: the silent one's is short
     cfg = site(
         tmp_path, source("rack-a", sim.port, 1, timeout=2, **opts) + source("rack-b", sim.port, 2, timeout=0.1, **opts)
@@ -168,7 +168,7 @@ async def test_a_silent_unit_goes_offline_while_its_neighbour_keeps_its_schedule
 async def test_polling_resumes_after_an_outage_longer_than_the_backoff_ceiling(tmp_path: Path) -> None:
     port = free_port()
     sim = await tiny_sim(tmp_path, [1], port)
-    opts: dict[str, object] = {"timeout": 0.3, "backoff_initial": 0.05, "backoff_max": 0.2}
+    opts: dict[str, object] = {"timeout": 0.3, "reconnect_initial": 0.05, "reconnect_max": 0.2}
     rt = Runtime(load_config(site(tmp_path, source("rack-a", port, 1, **opts))))
     state: dict[str, object] = {}
 

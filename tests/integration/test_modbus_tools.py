@@ -231,7 +231,7 @@ async def test_a_dropped_connection_is_recovered_without_losing_the_device(tmp_p
         states = [b.status.state for b in bs if b.status is not None]
         return bool(dropped) and states[-1:] == [DeviceState.ONLINE] and len(bs) >= 8
 
-    ep = ModbusEndpoint("127.0.0.1", sim.port, [device(sim.port, backoff_initial=0.05)])
+    ep = ModbusEndpoint("127.0.0.1", sim.port, [device(sim.port, reconnect_initial=0.05)])
     try:
         batches = await poll(ep, until)
     finally:

@@ -1,20 +1,22 @@
 """Every configuration key `bms-gateway schema` knows is documented in the manual's pages under docs/.
 
-The JSON Schema of gateway.yaml (and those of Modbus and CAN profiles and alarm rule files, which
-`modbus schema` and `alarms schema` print) is walked from its root (through `$ref`/`$defs`, `anyOf`/`oneOf`/`allOf`,
-`items`, `additionalProperties` and `patternProperties`), and every property name at every level (site, sources of each
-type, sinks, store, alarms with their rules and commands, http, logging, runtime) must appear in a
-docs page: in backticks (`key`, or a dotted `section.key`), or as `key:` in a YAML example. A key the
-schema marks deprecated must be documented on a line that says it is deprecated.
+The JSON Schemas of gateway.yaml, of Modbus and CAN profiles and of alarm rule files (what `schema`,
+`modbus schema` and `alarms schema` print) are walked from their roots, through `$ref`/`$defs`,
+`anyOf`/`oneOf`/`allOf`, `items`, `additionalProperties` and `patternProperties`. Every property
+name at every level (site, sources of each type, sinks, store, alarms with their rules and commands,
+http, logging, runtime, profile points) must appear in a docs page: in backticks (`key`, or a dotted
+`section.key`), or as `key:` in a YAML example. A failure lists each missing key with the dotted
+paths where the schema has it. A key the schema marks deprecated, and an old name a key is still
+taken under (pydantic `AliasChoices`), must be documented on a line that says it is deprecated.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel
 
 from gateway.alarms.ruleset import RuleFile
 from gateway.config.settings import GatewayConfig
@@ -94,11 +96,36 @@ def schema_keys() -> dict[str, list[str]]:
     return out
 
 
+def models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The models an annotation holds (`X`, `X | None`, `list[X]`, `dict[str, X]`, `Annotated[A | B, ...]`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from models_in(arg)
+
+
+def old_names(model: type[BaseModel], path: str, seen: frozenset[type[BaseModel]]) -> Iterator[tuple[str, str]]:
+    """(old name, where) of every key still taken under an older name (`AliasChoices`), at every depth."""
+    for name, info in model.model_fields.items():
+        where = f"{path}.{name}" if path else name
+        alias = info.validation_alias
+        for choice in alias.choices if isinstance(alias, AliasChoices) else []:
+            if isinstance(choice, str) and choice != (info.alias or name):
+                yield choice, f"{where} (old name)"
+        for sub in models_in(info.annotation):
+            if sub not in seen:
+                yield from old_names(sub, where, seen | {sub})
+
+
 def deprecated_keys() -> dict[str, list[str]]:
+    """Keys the schema marks deprecated, and the old names a key is still taken under."""
     out: dict[str, list[str]] = {}
     for key, where, sub in every_property():
         if sub.get("deprecated"):
             out.setdefault(key, []).append(where)
+    for what, model in ROOTS.items():
+        for key, where in old_names(model, "", frozenset({model})):
+            out.setdefault(key, []).append(f"{what}: {where}")
     return out
 
 

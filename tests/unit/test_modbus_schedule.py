@@ -1,4 +1,4 @@
-"""Drift-free schedule and jittered exponential backoff."""
+"""Drift-free schedule of the Modbus poller (its backoff: tests/unit/test_backoff.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.sources.modbus.poller import ModbusEndpoint
-from gateway.sources.modbus.schedule import backoff_delay, first_due, next_due
+from gateway.sources.modbus.schedule import first_due, next_due
 from tests.support.waits import await_for
 
 
@@ -29,12 +29,6 @@ def test_next_due_stays_on_the_grid(due: float, interval: float, late: float) ->
     assert nxt > now - 1e-6
     assert abs((nxt - due) / interval - round((nxt - due) / interval)) < 1e-6
     assert round((nxt - due) / interval) == skipped + 1
-
-
-def test_backoff_grows_to_the_ceiling_with_jitter() -> None:
-    assert [backoff_delay(n, 0.5, 30, rand=1.0) for n in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
-    assert [backoff_delay(n, 0.5, 30, rand=0.0) for n in range(3)] == [0.25, 0.5, 1.0]
-    assert backoff_delay(10_000, 0.5, 30, rand=0.5) == 22.5
 
 
 def test_devices_start_spread_over_the_interval() -> None:

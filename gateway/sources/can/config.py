@@ -11,11 +11,11 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway import catalog
-from gateway.config.base import SourceBase, Strict
+from gateway.config.base import ReconnectingSource, Strict
 from gateway.config.profiles import ArraySpec, PointBase
 
 
-class CanSourceConfig(SourceBase):
+class CanSourceConfig(ReconnectingSource):
     """One rack's traffic on a CAN bus, decoded with the DBC file of its profile."""
 
     type: Literal["can"] = "can"
@@ -41,8 +41,6 @@ class CanSourceConfig(SourceBase):
         True, description="udp_multicast: keep the traffic on the loopback interface (127.0.0.1)"
     )
     port: int | None = Field(None, ge=1, le=65535, description="udp_multicast: UDP port (default 43113)")
-    reconnect_initial: float = Field(0.5, gt=0, description="First delay in seconds before reopening a failed bus")
-    reconnect_max: float = Field(30.0, gt=0, description="Longest delay in seconds between reopen attempts")
     batch_window: float = Field(0.02, gt=0, le=5, description="Seconds of frames handed on as one batch")
     batch_max_frames: int = Field(2000, ge=1, description="Most frames in one batch")
     receive_buffer: int = Field(

@@ -9,7 +9,6 @@ backoff; meanwhile its racks are `offline` and nothing crashes.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ import structlog
 
 from gateway import metrics as core_metrics
 from gateway.model import DeviceState
+from gateway.runtime.backoff import Backoff
 from gateway.sources.base import Source, SourceContext
 from gateway.sources.can import metrics
 from gateway.sources.can.busmode import SET_ON_THE_INTERFACE, listen_only_note
@@ -83,7 +83,7 @@ class CanBusSource:
 
     async def run(self, ctx: SourceContext) -> None:
         cfg = self.cfg
-        delay = cfg.reconnect_initial
+        backoff = Backoff(cfg.reconnect_initial, cfg.reconnect_max)
         started = False
         note = listen_only_note(cfg.interface, cfg.channel) if cfg.listen_only else None
         if note is not None:  # once per start, not per reopen
@@ -111,7 +111,7 @@ class CanBusSource:
                     if not started:
                         ctx.started()
                         started = True
-                    delay = cfg.reconnect_initial
+                    backoff.reset()
                     self._failing = False
                     await self._read(ctx, reader)
                 except (can.CanError, OSError, ValueError, ImportError) as exc:
@@ -119,8 +119,7 @@ class CanBusSource:
                         ctx.started()  # readiness must not wait for a bus that is down
                         started = True
                     await self._bus_failed(ctx, exc, reader)
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(cfg.reconnect_max, delay * 2)
+                    await backoff.sleep()
                     metrics.reconnects.labels(self.bus_label).inc()
                 finally:
                     self._close(reader)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from gateway.config.base import SourceBase
+from gateway.config.base import ReconnectingSource
 
 
-class ModbusSourceConfig(SourceBase):
+class ModbusSourceConfig(ReconnectingSource):
     """One Modbus device (unit id) behind a TCP endpoint; devices sharing host:port share a connection."""
+
+    RENAMED: ClassVar[Mapping[str, str]] = {"backoff_initial": "reconnect_initial", "backoff_max": "reconnect_max"}
 
     type: Literal["modbus"] = "modbus"
     profile: str = Field(description="Profile name (file stem under the profiles directory)")
@@ -20,8 +23,6 @@ class ModbusSourceConfig(SourceBase):
     interval: float | None = Field(None, gt=0, description="Poll interval in seconds; overrides the profile's")
     timeout: float = Field(1.0, gt=0, description="Seconds to wait for a response")
     retries: int = Field(1, ge=0, le=10, description="Retries of a failed request within one cycle")
-    backoff_initial: float = Field(0.5, gt=0, description="First reconnect (or offline re-probe) delay in seconds")
-    backoff_max: float = Field(30.0, gt=0, description="Longest reconnect delay in seconds (jittered, exponential)")
     offline_after: int = Field(1, ge=1, description="Failed cycles in a row before the device is marked offline")
     pause_after_connect: float = Field(
         0.0, ge=0, description="Workaround: seconds to wait after connecting before the first request"

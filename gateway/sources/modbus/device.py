@@ -13,13 +13,14 @@ import structlog
 
 from gateway import metrics as gw_metrics
 from gateway.model import Batch, DeviceState, DeviceStatus, Quality
+from gateway.runtime.backoff import Backoff
 from gateway.sources.modbus import metrics
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.cycle import Cycle, ShapeKeys
 from gateway.sources.modbus.decode import BlockDecoder
 from gateway.sources.modbus.plan import Block, Point, plan_reads, split_block, unreadable_ranges
 from gateway.sources.modbus.profile import ModbusProfile
-from gateway.sources.modbus.schedule import backoff_delay, next_due
+from gateway.sources.modbus.schedule import next_due
 from gateway.sources.modbus.sharing import SharedPlans
 
 log = structlog.get_logger("source.modbus")
@@ -91,7 +92,7 @@ class DeviceRun:
         self.due: dict[float, float] = {}
         self.state = DeviceState.STARTING
         self.failed_cycles = 0
-        self.probe_attempt = 0
+        self.probe = Backoff(cfg.reconnect_initial, cfg.reconnect_max)  # an offline device's probes
         self.probe_due = 0.0
         self.bad: dict[Point, int] = {}  # points isolated by splitting -> exception code
         self.retry_bad: dict[Point, tuple[int, int]] = {}  # refused point -> (next cycle to try, step)
@@ -264,15 +265,14 @@ class DeviceRun:
         cycle = cycle or Cycle()
         status = None
         if answered:
-            self.failed_cycles = self.probe_attempt = 0
+            self.failed_cycles = 0
+            self.probe.reset()
             metrics.last_success.labels(self.name).set(ts / 1e9)
             new = DeviceState.DEGRADED if (self.bad or cycle.bad) else None
             status = self._set_state(new or DeviceState.ONLINE, "some points refused" if new else "", ts)
         else:
             self.failed_cycles += 1
-            delay = backoff_delay(self.probe_attempt, self.cfg.backoff_initial, self.cfg.backoff_max)
-            self.probe_due = time.monotonic() + delay
-            self.probe_attempt += 1
+            self.probe_due = time.monotonic() + self.probe.next_delay()
             if self.state == DeviceState.OFFLINE or self.failed_cycles >= self.cfg.offline_after:
                 return self.offline_batch(reason, ts)
             if not cycle.rows:

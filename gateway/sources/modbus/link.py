@@ -17,6 +17,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from gateway.runtime.backoff import Backoff
 from gateway.sources.modbus import metrics
 from gateway.sources.modbus.framing import CheckedFramer
 from gateway.sources.modbus.plan import READ_FUNCTION_CODES
@@ -48,16 +49,17 @@ def _fail_read_in_flight(client: AsyncModbusTcpClient, framer: CheckedFramer) ->
 class Link:
     """One host:port connection (opened again after a drop by whoever uses it)."""
 
-    def __init__(self, host: str, port: int, timeout: float, pause_after_connect: float, fast: bool) -> None:
-        """`fast`: register-read responses decoded by `wire` (else pymodbus's own classes)."""
+    def __init__(self, host: str, port: int, timeout: float, pause_after_connect: float, backoff: Backoff) -> None:
+        """Register-read responses are decoded by `wire`. `backoff`: the delays of its user's connect
+        attempts, reset here by the first answer after an outage."""
         self.host, self.port = host, port
         self.label = f"{host}:{port}"
         self.timeout = timeout
         self.pause_after_connect = pause_after_connect
-        self.fast = fast
         self.client: AsyncModbusTcpClient | None = None
         self.up: bool | None = None  # True once an answer came; False after a drop or failed connect
         self.attempts = 0  # connects since the link went down
+        self.backoff = backoff
         self.sent = 0  # requests sent (all read function codes)
         self._requests = {fc: metrics.requests.labels(self.label, str(fc)) for fc in READ_FUNCTION_CODES}
         self._latency = metrics.latency.labels(self.label)
@@ -86,9 +88,8 @@ class Link:
             trace_connect=connection,
         )
         client.ctx.framer = framer  # replies go through the checks (the decoder is the framer's own)
-        if self.fast:
-            for response in FAST_RESPONSES:
-                client.register(response)
+        for response in FAST_RESPONSES:
+            client.register(response)
         if self.up is not True:
             self.attempts += 1
         ok = await client.connect()
@@ -146,6 +147,7 @@ class Link:
             if was is False:
                 log.info("modbus endpoint reconnected", endpoint=self.label, attempts=self.attempts)
             self.attempts = 0
+            self.backoff.reset()
         elif was:
             log.warning("modbus connection lost", endpoint=self.label, reason=reason)
         else:

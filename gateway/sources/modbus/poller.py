@@ -21,6 +21,7 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from gateway.model import DeviceState, Quality
+from gateway.runtime.backoff import Backoff
 from gateway.sources.base import SourceContext
 from gateway.sources.modbus import metrics, sunspec
 from gateway.sources.modbus.cycle import Cycle
@@ -28,7 +29,7 @@ from gateway.sources.modbus.device import ILLEGAL_ADDRESS, DeviceRun, Outcome
 from gateway.sources.modbus.framing import RejectedReply, WriteRefused
 from gateway.sources.modbus.link import ConnectionLost, Link
 from gateway.sources.modbus.plan import READ_FUNCTION_CODES, Block
-from gateway.sources.modbus.schedule import backoff_delay, first_due
+from gateway.sources.modbus.schedule import first_due
 
 log = structlog.get_logger("source.modbus")
 
@@ -61,8 +62,8 @@ class ModbusEndpoint:
         self.devices = devices
         cfgs = [d.cfg for d in devices]
         self.timeout = max(c.timeout for c in cfgs)
-        self.backoff_initial = min(c.backoff_initial for c in cfgs)
-        self.backoff_max = max(c.backoff_max for c in cfgs)
+        self.reconnect_initial = min(c.reconnect_initial for c in cfgs)
+        self.reconnect_max = max(c.reconnect_max for c in cfgs)
         self.pause_after_connect = max(c.pause_after_connect for c in cfgs)
         self.pause_between = max(c.pause_between_requests for c in cfgs)
         self.close_after_cycle = any(c.close_after_cycle for c in cfgs)
@@ -76,7 +77,8 @@ class ModbusEndpoint:
         """Point the endpoint elsewhere before it runs (the demo's simulator on a free port)."""
         self.host, self.port = host, port
         self.name, self.label = f"modbus@{host}:{port}", f"{host}:{port}"
-        self.link = Link(host, port, self.timeout, self.pause_after_connect, True)
+        backoff = Backoff(self.reconnect_initial, self.reconnect_max)  # reset by the link's first answer
+        self.link = Link(host, port, self.timeout, self.pause_after_connect, backoff)
 
     @property
     def sent(self) -> int:
@@ -119,13 +121,13 @@ class ModbusEndpoint:
                 return True
             self.link.drop("closed by the device")  # noticed between cycles: nothing was lost yet
         if time.monotonic() >= self.connect_due:
-            attempt, outage = self.link.attempts, self.link.up is False
+            outage = self.link.up is False
             if await self.link.connect():
                 self.connect_due = 0.0
                 for d in self.devices if outage else ():  # offline devices: probed on the new connection now
                     d.probe_due = 0.0
                 return True
-            self.connect_due = time.monotonic() + backoff_delay(attempt, self.backoff_initial, self.backoff_max)
+            self.connect_due = time.monotonic() + self.link.backoff.next_delay()
             log.debug("modbus reconnect", endpoint=self.label, delay=round(self.connect_due - time.monotonic(), 3))
         await self._missed(ctx, "no connection to the endpoint")
         await self._sleep_until(min(self.connect_due, self._next_due()))

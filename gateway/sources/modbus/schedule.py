@@ -1,9 +1,7 @@
-"""Pure timing rules of the poller: a drift-free schedule spread over the interval, and jittered
-exponential backoff."""
+"""Pure timing rules of the poller: a drift-free schedule spread over the interval (its reconnect
+backoff is gateway.runtime.backoff, shared by every source)."""
 
 from __future__ import annotations
-
-import random
 
 
 def next_due(due: float, interval: float, now: float) -> tuple[float, int]:
@@ -23,11 +21,3 @@ def first_due(now: float, interval: float, slot: float, slots: int) -> float:
     hundred racks are not all read in the same instant and then all wait, and a device's cycle does
     not start only when the devices before it on the connection are done."""
     return now + interval * (slot % max(1, slots)) / max(1, slots)
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float, rand: float | None = None) -> float:
-    """Delay before retry number `attempt` (0-based): exponential up to `maximum`, with "equal jitter"
-    (a uniformly random half of the step) so that many gateways do not reconnect in lockstep."""
-    step: float = min(maximum, initial * float(2 ** min(attempt, 30)))
-    r = random.random() if rand is None else rand
-    return step / 2 + r * step / 2
