@@ -8,6 +8,7 @@ numeric rule takes: GOOD quality and a finite number.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,29 +36,52 @@ class Element(NamedTuple):
 
 @dataclass(slots=True, eq=False)
 class Points:
-    """The points of one key table a rule reads, in batch order."""
+    """The points of one key table a rule reads, in batch order; their elements are worked out when first asked."""
 
     idx: IDX
-    elements: tuple[Element, ...]
     rows: tuple[Key, ...]  # the key table's (a point's quantity and unit: `rows[idx[j]]`)
-    repeats: bool  # an element has several points (a CAN window with several frames of one message)
+    names: dict[str, str]  # the element name of a quantity's points, when they have one
     take: slice | IDX = field(init=False)  # `idx`, as a slice when the points are contiguous (a view, no copy)
-    _where: dict[Element, list[int]] | None = field(default=None)
+    _elements: tuple[Element, ...] | None = None
+    _where: dict[tuple[object, ...], list[int]] | None = None
+    _racks: list[str] | None = None
+    _repeats: bool | None = None
 
     def __post_init__(self) -> None:
         first, last = int(self.idx[0]), int(self.idx[-1])
         self.take = slice(first, last + 1) if last - first + 1 == len(self.idx) else self.idx
 
-    def positions(self, elements: Iterable[Element]) -> list[int]:
-        """Positions (into `idx`) of the points of these elements."""
+    @property
+    def elements(self) -> tuple[Element, ...]:
+        if self._elements is None:
+            rows, names = self.rows, self.names
+            self._elements = tuple(Element(k.rack, k.module, k.cell, names.get(k.quantity, ""))
+                                   for k in (rows[i] for i in self.idx.tolist()))  # fmt: skip
+        return self._elements
+
+    def element(self, j: int) -> Element:
+        if self._elements is not None:
+            return self._elements[j]
+        k = self.rows[int(self.idx[j])]
+        return Element(k.rack, k.module, k.cell, self.names.get(k.quantity, ""))
+
+    @property
+    def repeats(self) -> bool:
+        """Whether an element has several points (a CAN window with several frames of one message)."""
+        if self._repeats is None:
+            self._repeats = len(set(self.elements)) < len(self.idx)
+        return self._repeats
+
+    def positions(self, elements: Iterable[tuple[object, ...]]) -> list[int]:
+        """Positions (into `idx`) of the points of these elements (an `Element`, or a tuple equal to one)."""
         where = self._where
         if where is None:
             where = self._where = {}
             for j, e in enumerate(self.elements):
                 where.setdefault(e, []).append(j)
         out: list[int] = []
-        for e in elements:
-            out += where.get(e, ())
+        for at in elements:
+            out += where.get(at, ())
         return out
 
     def quantity(self, j: int) -> str:
@@ -68,46 +92,42 @@ class Points:
 
     def racks(self) -> list[str]:
         """The racks of these points, each once, in order of appearance."""
-        return list(dict.fromkeys(e.rack for e in self.elements))
+        if self._racks is None:
+            rows = self.rows
+            self._racks = list(dict.fromkeys(rows[i].rack for i in self.idx.tolist()))
+        return self._racks
 
 
 class Table:
-    """A key table as the rules look at it: its points by quantity, and each point's element."""
+    """A key table as the rules look at it: its points by quantity."""
 
     def __init__(self, keys: Keys) -> None:
         self.keys = keys
         self.by_quantity: dict[str, list[int]] = {}
         for i, k in enumerate(keys.rows):
             self.by_quantity.setdefault(k.quantity, []).append(i)
-        self.elements = [Element(k.rack, k.module, k.cell) for k in keys.rows]
 
 
 def select(table: Table, wanted: Callable[[str], str | None], racks: frozenset[str] | None) -> Points | None:
     """The points whose quantity `wanted` names (it returns the element's name, None to skip), of `racks`."""
-    names: dict[int, str] = {}
-    idx: list[int] = []
+    names: dict[str, str] = {}
+    parts: list[list[int]] = []
     for q, at in table.by_quantity.items():
         name = wanted(q)
         if name is None:
             continue
-        idx += at
+        parts.append(at)
         if name:
-            names.update(dict.fromkeys(at, name))
-    if not idx:
+            names[q] = name
+    if not parts:
         return None
-    idx.sort()
+    idx = parts[0] if len(parts) == 1 else sorted(i for at in parts for i in at)
     rows = table.keys.rows
     if racks is not None:
         idx = [i for i in idx if rows[i].rack in racks]
         if not idx:
             return None
-    every = table.elements
-    if names:
-        elements = tuple(every[i] if i not in names else Element(*every[i][:3], names[i]) for i in idx)
-    else:
-        elements = tuple(every[i] for i in idx)
-    repeats = len(set(elements)) < len(elements)
-    return Points(np.asarray(idx, dtype=np.intp), elements, rows, repeats)
+    return Points(np.asarray(idx, dtype=np.intp), rows, names)
 
 
 def of(quantity: str) -> Callable[[str], str | None]:
@@ -115,9 +135,14 @@ def of(quantity: str) -> Callable[[str], str | None]:
     return lambda q: "" if q == quantity else None
 
 
-def numbers(b: Batch) -> F64:
-    """The values a numeric rule takes: GOOD and finite (booleans count as 0 and 1); NaN otherwise."""
+def numbers(b: Batch, clean: bool = False) -> F64:
+    """The values a numeric rule takes: GOOD and finite (booleans count as 0 and 1); NaN otherwise.
+
+    `clean`: every point is GOOD and a number, so a finite sum says at once that the values are taken as
+    they are (no copy)."""
     v = b.values
+    if clean and math.isfinite(v.sum()):
+        return v
     if b.objects:
         v = v.copy()
         for i, x in b.objects.items():
@@ -127,13 +152,16 @@ def numbers(b: Batch) -> F64:
 
 
 class Frame:
-    """A batch as the rules read it: the batch, and its numbers worked out once for every rule."""
+    """A batch as the rules read it: the batch, and its numbers worked out once for every rule.
 
-    __slots__ = ("b", "nums")
+    `clean`: every point is GOOD (quality code 0) and none is an object (the usual case)."""
+
+    __slots__ = ("b", "clean", "nums")
 
     def __init__(self, b: Batch) -> None:
         self.b = b
-        self.nums = numbers(b)
+        self.clean = not b.objects and not b.quality.any()
+        self.nums = numbers(b, self.clean)
 
 
 class PlanCache(Generic[T]):

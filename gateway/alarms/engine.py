@@ -26,7 +26,7 @@ from gateway.alarms.columns import Frame, PlanCache, Table
 from gateway.alarms.gatewayalarm import GATEWAY, Condition
 from gateway.alarms.instances import Instance, Key, Message, active_list, alarm_id, outbox_record, rack_batch, record
 from gateway.alarms.instances import restored as restored_instance
-from gateway.alarms.pointrules import Bits, QualityFlag, Rate, Rule, State, Threshold
+from gateway.alarms.pointrules import Bits, QualityFlag, Rate, Rule, State, Threshold, grouped
 from gateway.alarms.rackrules import Disagreement, Limit, Spread
 from gateway.alarms.states import Alarm, CommandRejected, Transition
 from gateway.alarms.states import State as AlarmState
@@ -46,6 +46,7 @@ RULES: dict[str, type[Rule]] = {
 COMM_LOSS = QUALITY_CODE[Quality.COMM_LOSS]
 NOT_FRESH = np.asarray([COMM_LOSS, QUALITY_CODE[Quality.STALE]], dtype=np.uint8)
 Plan = list[tuple[Rule, Any]]
+NONE: dict[Key, Instance] = {}
 
 
 def fresh(quality: U8) -> bool:
@@ -61,7 +62,7 @@ class AlarmEngine:
         self.racks: set[str] = set(racks) | set(rack_of_device.values())
         kinds = list(RULES)
         evaluated = sorted((s for s in self.specs.values() if s.kind in RULES), key=lambda s: kinds.index(s.kind))
-        self.rules: list[Rule] = [RULES[s.kind](s) for s in evaluated]
+        self.rules: list[Rule] = grouped([RULES[s.kind](s) for s in evaluated])
         self.plans = PlanCache(self._compile)
         self.comm_loss = [s for s in self.specs.values() if isinstance(s, c.CommLossRule)]
         self.stale = [s for s in self.specs.values() if isinstance(s, c.StaleRule)]
@@ -69,7 +70,7 @@ class AlarmEngine:
         self.gateway_rules: dict[Key, c.RuleBase] = {}  # the gateway's own alarms (see gatewayrules)
         self.instances: dict[Key, Instance] = {}
         self.by_id: dict[str, Instance] = {}
-        self.of_rule: dict[str, dict[Key, Instance]] = {}
+        self.watch: dict[tuple[str, str], dict[Key, Instance]] = {}  # by rule and rack
         self.last_seen: dict[str, int] = {}
         self.removed: set[str] = set()  # racks a reload took out of the configuration
         self.started: int | None = None
@@ -85,7 +86,8 @@ class AlarmEngine:
     @property
     def quality_watch(self) -> int:
         """Instances of quality rules (their elements are re-checked on every batch)."""
-        return sum(len(self.of_rule.get(s.id, ())) for s in self.quality)
+        ids = {s.id for s in self.quality}
+        return sum(len(mine) for (rule, _), mine in self.watch.items() if rule in ids)
 
     # -- the Observer protocol (used by rules) ----------------------------------------------------
 
@@ -93,8 +95,8 @@ class AlarmEngine:
         inst = self.instances.get(key)
         return None if inst is None else inst.raw
 
-    def instances_of(self, rule: str) -> dict[Key, Instance]:
-        return self.of_rule.get(rule) or {}
+    def watched(self, rule: str, rack: str) -> dict[Key, Instance]:
+        return self.watch.get((rule, rack)) or NONE
 
     def observe(self, key: Key, raw: bool, ts: int, value: float | str | None, message: Message) -> None:
         inst = self.instances.get(key)
@@ -136,17 +138,17 @@ class AlarmEngine:
     def _add(self, inst: Instance) -> None:
         self.instances[inst.key] = inst
         self.by_id[inst.alarm.alarm_id] = inst
-        self.of_rule.setdefault(inst.key.rule, {})[inst.key] = inst
+        self.watch.setdefault(inst.key[:2], {})[inst.key] = inst
 
     def _maybe_idle(self, inst: Instance) -> None:
         if inst.raw or inst.alarm.in_view or inst.debounce.output or inst.debounce.pending_since is not None:
             return
         del self.instances[inst.key]
         del self.by_id[inst.alarm.alarm_id]
-        mine = self.of_rule[inst.key.rule]
+        mine = self.watch[inst.key[:2]]
         del mine[inst.key]
         if not mine:
-            del self.of_rule[inst.key.rule]
+            del self.watch[inst.key[:2]]
 
     def _apply(self, inst: Instance, t: Transition | None, ts: int) -> None:
         if t is None:
@@ -182,17 +184,17 @@ class AlarmEngine:
                 frame = Frame(b)
                 for rule, part in self.plans(b.keys):
                     rule.evaluate(frame, part, self)
-                self._after_points(b)
+                self._after_points(b, frame.clean)
         return self._flush()
 
-    def _after_points(self, b: Batch) -> None:
+    def _after_points(self, b: Batch, clean: bool) -> None:
         rack = b.keys.rows[-1].rack or self.rack_of_device.get(b.device or b.source, b.device)
         if rack in self.removed:
             return  # a batch still queued from a source a reload removed
         self.racks.add(rack)
         ts = int(b.ts[-1])
-        self._comm(rack, bool((b.quality == COMM_LOSS).any()), ts)
-        if not fresh(b.quality):
+        self._comm(rack, not clean and bool((b.quality == COMM_LOSS).any()), ts)
+        if not clean and not fresh(b.quality):
             return  # the source's comm_loss (or stale) marks: no data from the rack, so not seen
         self.last_seen[rack] = max(self.last_seen.get(rack, 0), ts)
         for st in self.stale:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -97,5 +97,5 @@ class Observer(Protocol):
     def observe(self, key: Key, raw: bool, ts: int, value: float | str | None, message: Message) -> None:
         """Report the raw condition of an instance at `ts`; `message` is a string or makes one."""
 
-    def instances_of(self, rule: str) -> dict[Key, Instance]:
-        """The rule's instances that exist (elements whose condition must be re-checked)."""
+    def watched(self, rule: str, rack: str) -> Collection[Key]:
+        """The rule's instances in a rack (elements whose condition must be re-checked)."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
-from gateway.alarms.columns import F64, IDX, Element, Frame, Points, Table, of, select
+from gateway.alarms.columns import F64, IDX, Frame, Points, Table, of, select
 from gateway.alarms.instances import Key, Observer
 from gateway.model import GOOD, QUALITIES, QUALITY_CODE
 
@@ -41,14 +41,19 @@ class Rule:
         fields.setdefault("rule", self.id)
         return r.render(self.spec.message or default, **fields)
 
-    def candidates(self, hit: Any, pts: Points, obs: Observer) -> list[int]:
-        """Positions beyond a limit (`hit`), with those of elements that have an instance (or will have one,
-        from an earlier point of the batch), in order."""
-        js: list[int] = np.flatnonzero(hit).tolist()
-        mine = obs.instances_of(self.id)
-        elements = {Element(k.rack, k.module, k.cell, k.name) for k in mine}
-        if pts.repeats:
-            elements.update(pts.elements[j] for j in js)
+    def watched(self, pts: Points, obs: Observer) -> list[Key]:
+        """The rule's instances in the racks of these points (elements whose condition must be re-checked)."""
+        racks = pts.racks()
+        if len(racks) == 1:
+            return list(obs.watched(self.id, racks[0]))
+        return [key for rack in racks for key in obs.watched(self.id, rack)]
+
+    def candidates(self, js: list[int], mine: list[Key], pts: Points) -> list[int]:
+        """Positions `js` (beyond a limit) with those of the elements of `mine` (instances), in order; when an
+        element has several points, all of an element beyond a limit (the later ones may clear it)."""
+        elements: list[tuple[object, ...]] = [k[1:] for k in mine]
+        if js and pts.repeats:
+            elements += [pts.elements[j] for j in js]
         if elements:
             js = sorted(set(js).union(pts.positions(elements)))
         return js
@@ -60,6 +65,8 @@ def _where(module: int | None, cell: int | None) -> str:
 
 
 class Threshold(Rule):
+    """One limit on a quantity; evaluated with the other threshold rules on its quantity (`Thresholds`)."""
+
     spec: c.ThresholdRule
 
     def __init__(self, spec: c.ThresholdRule) -> None:
@@ -68,13 +75,14 @@ class Threshold(Rule):
         self.limit = float(spec.high if spec.high is not None else spec.low)  # type: ignore[arg-type]
         self.word = "above" if self.above else "below"
 
-    def evaluate(self, f: Frame, pts: Points, obs: Observer) -> None:
-        b, v = f.b, f.nums[pts.take]
-        for j in self.candidates(r.beyond(v, self.limit, above=self.above), pts, obs):
+    def judge(self, f: Frame, pts: Points, v: F64, js: list[int], mine: list[Key], obs: Observer) -> None:
+        """The points `js` beyond the limit and those of the instances `mine`: hysteresis, then the engine."""
+        b = f.b
+        for j in self.candidates(js, mine, pts):
             x = float(v[j])
             if x != x:
                 continue  # not a good number: nothing to say
-            e = pts.elements[j]
+            e = pts.element(j)
             key = Key(self.id, e.rack, e.module, e.cell)
             was = obs.raw_of(key)
             raw = r.beyond(x, self.limit, above=self.above, deadband=self.spec.deadband, was=bool(was))
@@ -85,6 +93,48 @@ class Threshold(Rule):
                             where=_where(e.module, e.cell), value=r.fmt(x), unit=pts.unit(j),
                             limit=r.fmt(self.limit), rack=e.rack)  # fmt: skip
             obs.observe(key, raw, int(b.ts[pts.idx[j]]), x, msg)
+
+
+class Thresholds(Rule):
+    """The threshold rules on one quantity (and the same racks) in one pass: one gather of the values, and
+    when one is beyond the nearest limit, one comparison against all the limits stacked; only the rules with
+    a point beyond their limit or an instance in the rack go on to `Threshold.judge`."""
+
+    def __init__(self, rules: list[Threshold]) -> None:
+        super().__init__(rules[0].spec)
+        self.rules = rules
+        self.sign = np.asarray([1.0 if t.above else -1.0 for t in rules])
+        self.edges = self.sign * np.asarray([t.limit for t in rules])  # v * sign > edge: beyond
+        self.top = min((t.limit for t in rules if t.above), default=np.inf)
+        self.bottom = max((t.limit for t in rules if not t.above), default=-np.inf)
+
+    def evaluate(self, f: Frame, pts: Points, obs: Observer) -> None:
+        v = f.nums[pts.take]
+        hits: dict[int, list[int]] = {}
+        if not (v.max() <= self.top and v.min() >= self.bottom):  # a point beyond a limit (or a NaN)
+            ks, js = np.nonzero((v[:, None] * self.sign > self.edges).T)
+            for k, j in zip(ks.tolist(), js.tolist(), strict=True):
+                hits.setdefault(k, []).append(j)
+        for k, t in enumerate(self.rules):
+            mine = t.watched(pts, obs)
+            if mine or k in hits:
+                t.judge(f, pts, v, hits.get(k, []), mine, obs)
+
+
+def grouped(rules: list[Rule]) -> list[Rule]:
+    """The rules as evaluated: the threshold rules on one quantity and racks as one `Thresholds`, where the
+    first of them is."""
+    groups: dict[tuple[str, frozenset[str] | None], list[Threshold]] = {}
+    order: list[Rule | tuple[str, frozenset[str] | None]] = []
+    for rule in rules:
+        if isinstance(rule, Threshold):
+            at = (rule.spec.quantity, rule.racks)
+            if at not in groups:
+                order.append(at)
+            groups.setdefault(at, []).append(rule)
+        else:
+            order.append(rule)
+    return [Thresholds(groups[x]) if isinstance(x, tuple) else x for x in order]
 
 
 class Rate(Rule):
@@ -112,7 +162,9 @@ class Rate(Rule):
         pts, slots = part
         b, rates = f.b, self.rates(f, pts, slots)
         sp = self.spec
-        for j in self.candidates((rates > self.high) | (rates < self.low), pts, obs):
+        js: list[int] = np.flatnonzero((rates > self.high) | (rates < self.low)).tolist()
+        mine = self.watched(pts, obs)
+        for j in self.candidates(js, mine, pts) if js or mine else ():
             rate = float(rates[j])
             if rate != rate:
                 continue
@@ -176,7 +228,9 @@ class Bits(Rule):
         texts = {j: objects[i] for j, i in enumerate(pts.idx.tolist()) if i in objects} if objects else {}
         for j, x in texts.items():
             hit[j] = good[j] and r.normalize_state(x) not in FALSE_STATES
-        for j in self.candidates(hit, pts, obs):
+        js: list[int] = np.flatnonzero(hit).tolist()
+        mine = self.watched(pts, obs)
+        for j in self.candidates(js, mine, pts) if js or mine else ():
             value = texts[j] if j in texts else b.value(int(pts.idx[j]))
             if not good[j] or value is None:
                 continue
@@ -197,7 +251,8 @@ class QualityFlag(Rule):
 
     def __init__(self, spec: c.QualityRule) -> None:
         super().__init__(spec)
-        self.codes = np.asarray([QUALITY_CODE[q] for q in spec.qualities], dtype=np.uint8)
+        self.flagged = np.zeros(256, dtype=np.bool_)  # by quality code: one the rule names
+        self.flagged[[QUALITY_CODE[q] for q in spec.qualities]] = True
 
     def compile(self, table: Table) -> Points | None:
         only = self.spec.quantity
@@ -206,10 +261,12 @@ class QualityFlag(Rule):
     def evaluate(self, f: Frame, pts: Points, obs: Observer) -> None:
         b = f.b
         q = b.quality[pts.take]
-        hit = np.isin(q, self.codes)
-        if not hit.any() and not obs.instances_of(self.id):
-            return
-        for j in self.candidates(hit, pts, obs):
+        mine = self.watched(pts, obs)
+        if not mine and (f.clean or not q.any()):
+            return  # every point GOOD (code 0), no instance
+        hit = self.flagged[q]
+        js: list[int] = np.flatnonzero(hit).tolist()
+        for j in self.candidates(js, mine, pts) if js or mine else ():
             e = pts.elements[j]
             key = Key(self.id, e.rack, e.module, e.cell, e.name)
             raw = bool(hit[j])

@@ -36,10 +36,15 @@ class Spread(Rule):
         pts = select(table, of(self.spec.quantity), self.racks)
         if pts is None:
             return None
-        by_module = self.spec.scope == "module"
-        labels = list(dict.fromkeys((e.rack, e.module if by_module else None) for e in pts.elements))
-        number = {g: n for n, g in enumerate(labels)}
-        gid = np.fromiter((number[(e.rack, e.module if by_module else None)] for e in pts.elements), dtype=np.intp)
+        rows, at = pts.rows, pts.idx.tolist()
+        if self.spec.scope == "module":
+            groups: list[tuple[str, int | None]] = [(rows[i].rack, rows[i].module) for i in at]
+        else:
+            racks = [rows[i].rack for i in at]
+            groups = [(rack, None) for rack in racks] if len(set(racks)) > 1 else [(racks[0], None)] * len(at)
+        number: dict[tuple[str, int | None], int] = {}
+        gid = np.fromiter((number.setdefault(g, len(number)) for g in groups), dtype=np.intp, count=len(groups))
+        labels = list(number)
         order = np.argsort(gid, kind="stable")
         starts = np.searchsorted(gid[order], np.arange(len(labels)))
         return Groups(pts, order, starts, labels)

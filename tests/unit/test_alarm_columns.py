@@ -154,3 +154,26 @@ def test_latch_ack_and_restore_follow_the_same_instances() -> None:
     errors, out = again.command("ack", ["rack-01:cov:m1c2"], "op", None, 3 * S)
     assert errors == [] and states(out) == [(UA, N)]  # the condition had gone: the ack resets it
     assert states(again.process([batch(*cells(4, [3.3, 3.7]))])) == [(N, UA)]
+
+
+def test_the_limits_on_one_quantity_in_one_pass_each_rule_its_own_transitions() -> None:
+    """Four limits on the cell voltage (high 3.65/3.55, low 2.5/2.8) and one of rack-02 only (3.40): each rule
+    raises its own points, hysteresis per rule, and a quiet batch still clears the instances."""
+    eng = engine(rule(id="ov", kind="threshold", quantity="cell_voltage", high=3.65, deadband=0.05),
+                 rule(id="hv", kind="threshold", quantity="cell_voltage", high=3.55, deadband=0.03),
+                 rule(id="uv", kind="threshold", quantity="cell_voltage", low=2.5, deadband=0.1),
+                 rule(id="lv", kind="threshold", quantity="cell_voltage", low=2.8, deadband=0.05),
+                 rule(id="hv2", kind="threshold", quantity="cell_voltage", high=3.40, racks=["rack-02"]),
+                 racks=(RACK, "rack-02"))  # fmt: skip
+    out = eng.process([batch(*cells(0, [3.3, 3.6, 2.7, 3.7, float("nan"), 2.4]))])
+    assert ids(out) == [("rack-01:ov:m1c4", UA), ("rack-01:hv:m1c2", UA), ("rack-01:hv:m1c4", UA),
+                        ("rack-01:uv:m1c6", UA), ("rack-01:lv:m1c3", UA), ("rack-01:lv:m1c6", UA)]  # fmt: skip
+    other = batch(*cells(1, [3.3] * 5 + [3.45], rack="rack-02"), device="rack-02")
+    assert ids(eng.process([other])) == [("rack-02:hv2:m1c6", UA)]  # rack-01's alarms untouched
+    inside = [3.3, 3.53, 2.7, 3.62, 3.3, 2.55]  # back within each limit, not past its deadband
+    assert ids(eng.process([batch(*cells(2, inside))])) == []
+    assert ids(eng.process([batch(*cells(3, [3.3] * 6))])) == [
+        ("rack-01:ov:m1c4", RTN), ("rack-01:hv:m1c2", RTN), ("rack-01:hv:m1c4", RTN), ("rack-01:uv:m1c6", RTN),
+        ("rack-01:lv:m1c3", RTN), ("rack-01:lv:m1c6", RTN)]  # fmt: skip
+    assert ids(eng.process([batch(*cells(4, [3.3] * 5 + [3.3], rack="rack-02"), device="rack-02")])) == [
+        ("rack-02:hv2:m1c6", RTN)]  # fmt: skip
