@@ -22,7 +22,9 @@ from tests.support.waits import await_for
 
 def sample_batch(rack: str, ts: int, n: int, base: float = 0.0) -> Batch:
     """`n` rack-level samples raw.v0..raw.v<n-1> of one rack at `ts`, values base + k."""
-    return Batch.of_samples(rack, [Sample(ts, f"raw.v{k}", base + k, "", "good", rack) for k in range(n)], device=rack, created=ts)
+    return Batch.of_samples(
+        rack, [Sample(ts, f"raw.v{k}", base + k, "", "good", rack) for k in range(n)], device=rack, created=ts
+    )
 
 
 @contextlib.asynccontextmanager

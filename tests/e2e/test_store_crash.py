@@ -21,7 +21,9 @@ WRITER = textwrap.dedent(
     i = 0
     while True:
         t = time.time_ns()
-        batches = [Batch.of_samples("sim", [Sample(t, "soc", float(i * 10 + k), "%", Quality.GOOD, "r1")]) for k in range(10)]
+        batches = [
+            Batch.of_samples("sim", [Sample(t, "soc", float(i * 10 + k), "%", Quality.GOOD, "r1")]) for k in range(10)
+        ]
         last = ob.append(batches)  # returns after COMMIT
         print(last, flush=True)
         i += 1

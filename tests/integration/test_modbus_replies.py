@@ -58,7 +58,9 @@ async def test_a_reply_that_does_not_answer_its_request_is_bad_counted_and_survi
     assert set(seen) == {GOOD, BAD}, set(seen)
     assert seen.index(BAD) >= phase["fault"] and seen[-1] == GOOD
     # only the fc-4 block's points went bad; the other reads kept flowing
-    others = {(s.quantity, s.quality) for b in batches for s in b.samples() if s.quantity not in ("rack_voltage", "soc")}
+    others = {
+        (s.quantity, s.quality) for b in batches for s in b.samples() if s.quantity not in ("rack_voltage", "soc")
+    }
     assert others == {("raw.fan_speed", Quality.GOOD), ("interlock_door", Quality.GOOD)}
     states = [b.status.state for b in batches if b.status is not None]
     assert states == [DeviceState.ONLINE, DeviceState.DEGRADED, DeviceState.ONLINE]

@@ -10,7 +10,9 @@ from gateway.store.outbox import Outbox
 
 
 def batch(i: int, n: int = 10) -> Batch:
-    return Batch.of_samples("sim", [Sample(i * 1000 + k, "soc", float(k), "%", "good", "r1") for k in range(n)], created=i)
+    return Batch.of_samples(
+        "sim", [Sample(i * 1000 + k, "soc", float(k), "%", "good", "r1") for k in range(n)], created=i
+    )
 
 
 def dropped_metric(consumer: str, reason: str) -> float:

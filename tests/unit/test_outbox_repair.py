@@ -19,7 +19,13 @@ from gateway.store.repair import needs_repair
 def fill(db: Path, rows: int) -> None:
     ob = Outbox(db, consumers=["influx", "mqtt"])
     for i in range(rows):
-        ob.append([Batch.of_samples("sim", [Sample(i, f"raw.v{k}", float(i), "", "good", "r1") for k in range(20)], created=i)])
+        ob.append(
+            [
+                Batch.of_samples(
+                    "sim", [Sample(i, f"raw.v{k}", float(i), "", "good", "r1") for k in range(20)], created=i
+                )
+            ]
+        )
     ob.ack("influx", 100)
     ob.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ob.close()
@@ -205,7 +211,13 @@ def test_a_start_after_a_crash_checks_the_whole_file(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     ob = Outbox(db, consumers=["influx"], mark_open=True)  # what the daemon does
     for i in range(1000):
-        ob.append([Batch.of_samples("sim", [Sample(i, f"raw.v{k}", float(i), "", "good", "r1") for k in range(20)], created=i)])
+        ob.append(
+            [
+                Batch.of_samples(
+                    "sim", [Sample(i, f"raw.v{k}", float(i), "", "good", "r1") for k in range(20)], created=i
+                )
+            ]
+        )
     ob.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ob.db.close()  # a crash: no close(), the store stays marked open
     leaves = pages_of(db, "batches")
