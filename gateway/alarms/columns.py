@@ -41,10 +41,10 @@ class Points:
     idx: IDX
     rows: tuple[Key, ...]  # the key table's (a point's quantity and unit: `rows[idx[j]]`)
     names: dict[str, str]  # the element name of a quantity's points, when they have one
+    racks: list[str]  # the racks of these points, each once
     take: slice | IDX = field(init=False)  # `idx`, as a slice when the points are contiguous (a view, no copy)
     _elements: tuple[Element, ...] | None = None
     _where: dict[tuple[object, ...], list[int]] | None = None
-    _racks: list[str] | None = None
     _repeats: bool | None = None
 
     def __post_init__(self) -> None:
@@ -90,13 +90,6 @@ class Points:
     def unit(self, j: int) -> str:
         return self.rows[int(self.idx[j])].unit
 
-    def racks(self) -> list[str]:
-        """The racks of these points, each once, in order of appearance."""
-        if self._racks is None:
-            rows = self.rows
-            self._racks = list(dict.fromkeys(rows[i].rack for i in self.idx.tolist()))
-        return self._racks
-
 
 class Table:
     """A key table as the rules look at it: its points by quantity."""
@@ -104,30 +97,35 @@ class Table:
     def __init__(self, keys: Keys) -> None:
         self.keys = keys
         self.by_quantity: dict[str, list[int]] = {}
+        self.racks: dict[str, dict[str, None]] = {}  # the racks of each quantity's points, in order
         for i, k in enumerate(keys.rows):
             self.by_quantity.setdefault(k.quantity, []).append(i)
+            self.racks.setdefault(k.quantity, {})[k.rack] = None
 
 
 def select(table: Table, wanted: Callable[[str], str | None], racks: frozenset[str] | None) -> Points | None:
     """The points whose quantity `wanted` names (it returns the element's name, None to skip), of `racks`."""
     names: dict[str, str] = {}
     parts: list[list[int]] = []
+    racks_of: dict[str, None] = {}
     for q, at in table.by_quantity.items():
         name = wanted(q)
         if name is None:
             continue
         parts.append(at)
+        racks_of.update(table.racks[q])
         if name:
             names[q] = name
     if not parts:
         return None
     idx = parts[0] if len(parts) == 1 else sorted(i for at in parts for i in at)
     rows = table.keys.rows
-    if racks is not None:
+    if racks is not None and not racks.issuperset(racks_of):
         idx = [i for i in idx if rows[i].rack in racks]
         if not idx:
             return None
-    return Points(np.asarray(idx, dtype=np.intp), rows, names)
+        racks_of = {rack: None for rack in racks_of if rack in racks}
+    return Points(np.asarray(idx, dtype=np.intp), rows, names, list(racks_of))
 
 
 def of(quantity: str) -> Callable[[str], str | None]:
@@ -135,14 +133,9 @@ def of(quantity: str) -> Callable[[str], str | None]:
     return lambda q: "" if q == quantity else None
 
 
-def numbers(b: Batch, clean: bool = False) -> F64:
-    """The values a numeric rule takes: GOOD and finite (booleans count as 0 and 1); NaN otherwise.
-
-    `clean`: every point is GOOD and a number, so a finite sum says at once that the values are taken as
-    they are (no copy)."""
+def numbers(b: Batch) -> F64:
+    """The values a numeric rule takes: GOOD and finite (booleans count as 0 and 1); NaN otherwise."""
     v = b.values
-    if clean and math.isfinite(v.sum()):
-        return v
     if b.objects:
         v = v.copy()
         for i, x in b.objects.items():
@@ -154,14 +147,16 @@ def numbers(b: Batch, clean: bool = False) -> F64:
 class Frame:
     """A batch as the rules read it: the batch, and its numbers worked out once for every rule.
 
-    `clean`: every point is GOOD (quality code 0) and none is an object (the usual case)."""
+    `clean`: every point is GOOD (quality code 0) and none is an object (the usual case); `finite`: besides,
+    every value is a number, so the numbers are the values as they are (a finite sum says so, no copy)."""
 
-    __slots__ = ("b", "clean", "nums")
+    __slots__ = ("b", "clean", "finite", "nums")
 
     def __init__(self, b: Batch) -> None:
         self.b = b
         self.clean = not b.objects and not b.quality.any()
-        self.nums = numbers(b, self.clean)
+        self.finite = self.clean and math.isfinite(b.values.sum())
+        self.nums = b.values if self.finite else numbers(b)
 
 
 class PlanCache(Generic[T]):

@@ -9,7 +9,7 @@ the array operations and nothing else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class Rule:
 
     def watched(self, pts: Points, obs: Observer) -> list[Key]:
         """The rule's instances in the racks of these points (elements whose condition must be re-checked)."""
-        racks = pts.racks()
+        racks = pts.racks
         if len(racks) == 1:
             return list(obs.watched(self.id, racks[0]))
         return [key for rack in racks for key in obs.watched(self.id, rack)]
@@ -137,6 +137,14 @@ def grouped(rules: list[Rule]) -> list[Rule]:
     return [Thresholds(groups[x]) if isinstance(x, tuple) else x for x in order]
 
 
+class Histories(NamedTuple):
+    """What a rate rule reads of a key table: its points, the history slot of each, and whether no slot repeats."""
+
+    pts: Points
+    slots: IDX
+    unique: bool
+
+
 class Rate(Rule):
     spec: c.RateRule
 
@@ -146,21 +154,24 @@ class Rate(Rule):
         self.high = spec.rise if spec.rise is not None else np.inf
         self.low = -spec.fall if spec.fall is not None else -np.inf
 
-    def compile(self, table: Table) -> tuple[Points, IDX] | None:
+    def compile(self, table: Table) -> Histories | None:
         pts = select(table, of(self.spec.quantity), self.racks)
-        return None if pts is None else (pts, self.windows.slot_of(pts.elements))
+        return None if pts is None else Histories(pts, self.windows.slot_of(pts.elements), not pts.repeats)
 
-    def rates(self, f: Frame, pts: Points, slots: IDX) -> F64:
+    def rates(self, f: Frame, part: Histories) -> F64:
         """Each point's rate of change (NaN: none), its reading added to its element's history."""
+        pts, slots, unique = part
         b, v = f.b, f.nums[pts.take]
+        if f.finite:  # every point a number
+            return self.windows.update(slots, b.ts[pts.take], v, unique)
         good = np.flatnonzero(~np.isnan(v))
         out = np.full(len(v), np.nan)
-        out[good] = self.windows.update(slots[good], b.ts[pts.idx[good]], v[good])
+        out[good] = self.windows.update(slots[good], b.ts[pts.idx[good]], v[good], unique)
         return out
 
-    def evaluate(self, f: Frame, part: tuple[Points, IDX], obs: Observer) -> None:
-        pts, slots = part
-        b, rates = f.b, self.rates(f, pts, slots)
+    def evaluate(self, f: Frame, part: Histories, obs: Observer) -> None:
+        pts = part.pts
+        b, rates = f.b, self.rates(f, part)
         sp = self.spec
         js: list[int] = np.flatnonzero((rates > self.high) | (rates < self.low)).tolist()
         mine = self.watched(pts, obs)

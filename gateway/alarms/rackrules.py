@@ -39,9 +39,10 @@ class Spread(Rule):
         rows, at = pts.rows, pts.idx.tolist()
         if self.spec.scope == "module":
             groups: list[tuple[str, int | None]] = [(rows[i].rack, rows[i].module) for i in at]
+        elif len(pts.racks) == 1:
+            groups = [(pts.racks[0], None)] * len(at)
         else:
-            racks = [rows[i].rack for i in at]
-            groups = [(rack, None) for rack in racks] if len(set(racks)) > 1 else [(racks[0], None)] * len(at)
+            groups = [(rows[i].rack, None) for i in at]
         number: dict[tuple[str, int | None], int] = {}
         gid = np.fromiter((number.setdefault(g, len(number)) for g in groups), dtype=np.intp, count=len(groups))
         labels = list(number)

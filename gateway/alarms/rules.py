@@ -80,6 +80,7 @@ class RateWindows:
     """
 
     MAX_DEPTH = 4096
+    NEVER = np.iinfo(np.int64).min
 
     def __init__(self, window_ns: int = 0) -> None:
         self.window_ns = window_ns
@@ -88,6 +89,7 @@ class RateWindows:
         self.v = np.zeros((4, 0), dtype=np.float64)
         self.head = np.zeros(0, dtype=np.intp)
         self.size = np.zeros(0, dtype=np.intp)
+        self.last = np.zeros(0, dtype=np.int64)  # each slot's newest ts (NEVER: none yet)
 
     def slot_of(self, elements: Sequence[object]) -> npt.NDArray[np.intp]:
         """The slots of these elements (new ones get a new, empty history)."""
@@ -101,6 +103,7 @@ class RateWindows:
             self.v = np.pad(self.v, ((0, 0), (0, grow)))
             self.head = np.pad(self.head, (0, grow))
             self.size = np.pad(self.size, (0, grow))
+            self.last = np.pad(self.last, (0, grow), constant_values=self.NEVER)
         return np.fromiter((slots[e] for e in elements), dtype=np.intp, count=len(elements))
 
     def history(self, element: object) -> list[tuple[int, float]]:
@@ -112,34 +115,39 @@ class RateWindows:
         rows = [(int(self.head[s]) + k) % depth for k in range(int(self.size[s]))]
         return [(int(self.ts[k, s]), float(self.v[k, s])) for k in rows]
 
-    def update(self, slots: npt.NDArray[np.intp], ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> F64:
-        """Add readings (in order; a slot may repeat); return each one's rate (NaN: none)."""
+    def update(self, slots: npt.NDArray[np.intp], ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64],
+               unique: bool = False) -> F64:  # fmt: skip
+        """Add readings (in order; a slot may repeat unless `unique`); return each one's rate (NaN: none)."""
         rates = np.full(len(slots), np.nan)
         if len(slots) == 0:
+            return rates
+        if unique:
+            self._round(None, slots, ts, values, rates)
             return rates
         order = np.argsort(slots, kind="stable")
         ordered = slots[order]
         repeat = ordered[1:] == ordered[:-1]
         if not repeat.any():
-            self._round(order, slots, ts, values, rates)
+            self._round(None, slots, ts, values, rates)
             return rates
         starts = np.flatnonzero(np.concatenate(([True], ~repeat)))
         rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
         for k in range(int(rank.max()) + 1):  # the k-th reading of every slot: each slot once per round
-            self._round(order[rank == k], slots, ts, values, rates)
+            at = order[rank == k]
+            self._round(at, slots[at], ts[at], values[at], rates)
         return rates
 
-    def _round(self, at: npt.NDArray[np.intp], slots: npt.NDArray[np.intp], ts: npt.NDArray[np.int64],
-               values: F64, rates: F64) -> None:  # fmt: skip
-        s, t, x = slots[at], ts[at], values[at]
+    def _round(self, at: npt.NDArray[np.intp] | None, s: npt.NDArray[np.intp], t: npt.NDArray[np.int64], x: F64,
+               rates: F64) -> None:  # fmt: skip
+        """Add one reading to each of the slots `s` (each once); their rates go to `rates[at]` (None: all)."""
+        newer = t > self.last[s]
+        if not newer.all():
+            at = np.flatnonzero(newer) if at is None else at[newer]
+            s, t, x = s[newer], t[newer], x[newer]
+            if len(s) == 0:
+                return
         depth = len(self.ts)
         size = self.size[s]
-        last = self.ts[(self.head[s] + size - 1) % depth, s]
-        newer = (size == 0) | (t > last)
-        if not newer.all():
-            at, s, t, x, size = at[newer], s[newer], t[newer], x[newer], size[newer]
-        if len(s) == 0:
-            return
         full = size >= depth
         if full.any():
             if depth < self.MAX_DEPTH:
@@ -149,24 +157,36 @@ class RateWindows:
                 self.head[s[full]] = (self.head[s[full]] + 1) % depth
                 size = np.minimum(size, depth - 1)
         head = self.head[s]
-        self.ts[(head + size) % depth, s] = t
-        self.v[(head + size) % depth, s] = x
-        size = size + 1
+        pos = head + size
+        pos %= depth
+        self.ts[pos, s] = t
+        self.v[pos, s] = x
+        self.last[s] = t
+        size += 1
         if self.window_ns <= 0:
             head = (head + np.maximum(size - 2, 0)) % depth
             size = np.minimum(size, 2)
         else:
+            cut = t - self.window_ns
             while True:
-                drop = (size > 2) & (t - self.ts[(head + 1) % depth, s] >= self.window_ns)
+                nxt = head + 1
+                nxt %= depth
+                drop = (self.ts[nxt, s] <= cut) & (size > 2)
                 if not drop.any():
                     break
-                head = np.where(drop, (head + 1) % depth, head)
-                size = size - drop
+                head += drop
+                head %= depth
+                size -= drop
         self.head[s], self.size[s] = head, size
-        two = size >= 2
-        if two.any():
-            h, ss = head[two], s[two]
-            rates[at[two]] = (x[two] - self.v[h, ss]) * NS / (t[two] - self.ts[h, ss])
+        two = size >= 2  # a rate needs two readings
+        if not two.all():
+            at = np.flatnonzero(two) if at is None else at[two]
+            s, t, x, head = s[two], t[two], x[two], head[two]
+        got = (x - self.v[head, s]) * NS / (t - self.ts[head, s])
+        if at is None:
+            rates[:] = got
+        else:
+            rates[at] = got
 
     def _deepen(self) -> None:
         """Twice the ring depth: every history rewritten oldest first from row 0."""
