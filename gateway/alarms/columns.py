@@ -98,9 +98,12 @@ class Table:
         self.keys = keys
         self.by_quantity: dict[str, list[int]] = {}
         self.racks: dict[str, dict[str, None]] = {}  # the racks of each quantity's points, in order
-        for i, k in enumerate(keys.rows):
+        rows = keys.rows
+        for i, k in enumerate(rows):
             self.by_quantity.setdefault(k.quantity, []).append(i)
-            self.racks.setdefault(k.quantity, {})[k.rack] = None
+        one = {k.rack for k in rows}
+        for q, at in self.by_quantity.items():
+            self.racks[q] = dict.fromkeys(one if len(one) == 1 else (rows[i].rack for i in at))
 
 
 def select(table: Table, wanted: Callable[[str], str | None], racks: frozenset[str] | None) -> Points | None:

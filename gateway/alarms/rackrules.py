@@ -27,6 +27,8 @@ class Groups(NamedTuple):
     order: IDX
     starts: IDX
     labels: list[tuple[str, int | None]]
+    n: int  # points
+    sorted: bool  # already in group order (`order` is the identity)
 
 
 class Spread(Rule):
@@ -39,21 +41,24 @@ class Spread(Rule):
         rows, at = pts.rows, pts.idx.tolist()
         if self.spec.scope == "module":
             groups: list[tuple[str, int | None]] = [(rows[i].rack, rows[i].module) for i in at]
-        elif len(pts.racks) == 1:
-            groups = [(pts.racks[0], None)] * len(at)
         else:
-            groups = [(rows[i].rack, None) for i in at]
-        number: dict[tuple[str, int | None], int] = {}
-        gid = np.fromiter((number.setdefault(g, len(number)) for g in groups), dtype=np.intp, count=len(groups))
-        labels = list(number)
+            groups = [(rows[i].rack, None) for i in at] if len(pts.racks) > 1 else [(pts.racks[0], None)]
+        labels = list(dict.fromkeys(groups))
+        if len(labels) == 1:
+            gid = np.zeros(len(at), dtype=np.intp)
+        else:
+            number = {g: n for n, g in enumerate(labels)}
+            gid = np.fromiter((number[g] for g in groups), dtype=np.intp, count=len(groups))
         order = np.argsort(gid, kind="stable")
         starts = np.searchsorted(gid[order], np.arange(len(labels)))
-        return Groups(pts, order, starts, labels)
+        return Groups(pts, order, starts, labels, len(at), bool((order == np.arange(len(at))).all()))
 
     def evaluate(self, f: Frame, part: Groups, obs: Observer) -> None:
-        pts, order, starts, labels = part
+        pts, order, starts, labels, _, sorted_ = part
         sp = self.spec
-        b, v = f.b, f.nums[pts.take][order]
+        b, v = f.b, f.nums[pts.take]
+        if not sorted_:
+            v = v[order]
         good = ~np.isnan(v)
         counts = np.add.reduceat(good, starts)
         if not (counts >= sp.min_count).any():

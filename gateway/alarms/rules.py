@@ -99,6 +99,7 @@ class RateWindows:
                 slots[e] = len(slots)
         grow = len(slots) - len(self.head)
         if grow > 0:
+            grow = max(grow, len(self.head))  # at least twice the room: a new table does not copy all each time
             self.ts = np.pad(self.ts, ((0, 0), (0, grow)))
             self.v = np.pad(self.v, ((0, 0), (0, grow)))
             self.head = np.pad(self.head, (0, grow))
