@@ -102,6 +102,7 @@ class Table:
         for i, k in enumerate(rows):
             self.by_quantity.setdefault(k.quantity, []).append(i)
         one = {k.rack for k in rows}
+        self.unique = len(set(rows)) == len(rows)  # no key twice (a CAN window may repeat a message's)
         for q, at in self.by_quantity.items():
             self.racks[q] = dict.fromkeys(one if len(one) == 1 else (rows[i].rack for i in at))
 
@@ -128,7 +129,10 @@ def select(table: Table, wanted: Callable[[str], str | None], racks: frozenset[s
         if not idx:
             return None
         racks_of = {rack: None for rack in racks_of if rack in racks}
-    return Points(np.asarray(idx, dtype=np.intp), rows, names, list(racks_of))
+    pts = Points(np.asarray(idx, dtype=np.intp), rows, names, list(racks_of))
+    if table.unique and (len(parts) == 1 or len(set(names.values())) == len(parts)):
+        pts._repeats = False  # distinct keys of one quantity, or each quantity its own name: distinct elements
+    return pts
 
 
 def of(quantity: str) -> Callable[[str], str | None]:

@@ -179,7 +179,7 @@ class Rate(Rule):
             rate = float(rates[j])
             if rate != rate:
                 continue
-            e = pts.elements[j]
+            e = pts.element(j)
             key = Key(self.id, e.rack, e.module, e.cell)
             was = obs.raw_of(key)
             db, on = sp.deadband, bool(was)
@@ -211,7 +211,7 @@ class State(Rule):
             value = b.value(i)
             if not good[j] or value is None:
                 continue
-            e = pts.elements[j]
+            e = pts.element(j)
             key = Key(self.id, e.rack, e.module, e.cell)
             raw = r.state_unsafe(value, self.safe, self.unsafe)
             if not raw and obs.raw_of(key) is None:
@@ -245,7 +245,7 @@ class Bits(Rule):
             value = texts[j] if j in texts else b.value(int(pts.idx[j]))
             if not good[j] or value is None:
                 continue
-            e = pts.elements[j]
+            e = pts.element(j)
             key = Key(self.id, e.rack, e.module, e.cell, e.name)
             raw = bool(hit[j])
             if not raw and obs.raw_of(key) is None:
@@ -278,7 +278,7 @@ class QualityFlag(Rule):
         hit = self.flagged[q]
         js: list[int] = np.flatnonzero(hit).tolist()
         for j in self.candidates(js, mine, pts) if js or mine else ():
-            e = pts.elements[j]
+            e = pts.element(j)
             key = Key(self.id, e.rack, e.module, e.cell, e.name)
             raw = bool(hit[j])
             if not raw and obs.raw_of(key) is None:

@@ -77,7 +77,7 @@ class Spread(Rule):
             at = order[sl][good[sl]]  # positions of the group's good points, in order
             vals = v[sl][good[sl]]
             width, hi, lo = r.spread(vals)
-            h, lw = pts.elements[at[hi]], pts.elements[at[lo]]
+            h, lw = pts.element(int(at[hi])), pts.element(int(at[lo]))
             where = f" m{module}" if module is not None else ""
             msg = self.text(
                 "{quantity} spread{where} {value} {unit} (max {other}) " + ("above" if raw else "back within")
@@ -125,7 +125,8 @@ class RackRule(Rule):
         touched: dict[str, None] = {}
         ts = f.b.ts[pts.take]
         for j in np.flatnonzero(~np.isnan(v)).tolist():
-            rack, q = pts.elements[j].rack, pts.quantity(j)
+            k = pts.rows[int(pts.idx[j])]
+            rack, q = k.rack, k.quantity
             self.latest.setdefault(rack, Latest()).values[q] = (float(v[j]), int(ts[j]))
             if q in self.touch:
                 touched[rack] = None
