@@ -21,7 +21,7 @@ def queries(dash: dict[str, Any]) -> list[str]:
 def written_measurements() -> set[str]:
     """Measurements the gateway really writes, from its own line-protocol encoder."""
     ts = 1_700_000_000_000_000_000
-    batch = Batch(
+    batch = Batch.of_samples(
         "r1",
         [
             Sample(ts, "soc", 50.0, "%", Quality.GOOD, "r1"),
