@@ -215,6 +215,8 @@ class AlarmEngine:
 
     def _comm(self, rack: str, lost: bool, ts: int, reason: str = "") -> None:
         for spec in self.comm_loss:
+            if not lost and (spec.id, rack) not in self.watch:
+                continue  # nothing to clear
             text = f"no communication with rack {rack}" + (f": {reason}" if reason else "")
             self._check(spec, rack, lost, ts, None, text if lost else f"communication with rack {rack} restored")
 

@@ -27,7 +27,7 @@ class Groups(NamedTuple):
     order: IDX
     starts: IDX
     labels: list[tuple[str, int | None]]
-    n: int  # points
+    sizes: IDX  # points per group
     sorted: bool  # already in group order (`order` is the identity)
 
 
@@ -51,20 +51,22 @@ class Spread(Rule):
             gid = np.fromiter((number[g] for g in groups), dtype=np.intp, count=len(groups))
         order = np.argsort(gid, kind="stable")
         starts = np.searchsorted(gid[order], np.arange(len(labels)))
-        return Groups(pts, order, starts, labels, len(at), bool((order == np.arange(len(at))).all()))
+        sizes = np.diff(np.append(starts, len(at)))
+        return Groups(pts, order, starts, labels, sizes, bool((order == np.arange(len(at))).all()))
 
     def evaluate(self, f: Frame, part: Groups, obs: Observer) -> None:
-        pts, order, starts, labels, _, sorted_ = part
+        pts, order, starts, labels, sizes, sorted_ = part
         sp = self.spec
         b, v = f.b, f.nums[pts.take]
         if not sorted_:
             v = v[order]
-        good = ~np.isnan(v)
-        counts = np.add.reduceat(good, starts)
-        if not (counts >= sp.min_count).any():
+        good = None if f.finite else ~np.isnan(v)  # None: every point a number
+        counts = sizes if good is None else np.add.reduceat(good, starts)
+        enough: list[int] = np.flatnonzero(counts >= sp.min_count).tolist()
+        if not enough:
             return
         widths = np.fmax.reduceat(v, starts) - np.fmin.reduceat(v, starts)
-        for g in np.flatnonzero(counts >= sp.min_count).tolist():
+        for g in enough:
             rack, module = labels[g]
             key = Key(self.id, rack, module)
             was = obs.raw_of(key)
@@ -74,8 +76,8 @@ class Spread(Rule):
                 continue
             span = range(int(starts[g]), int(starts[g + 1]) if g + 1 < len(starts) else len(order))
             sl = slice(span.start, span.stop)
-            at = order[sl][good[sl]]  # positions of the group's good points, in order
-            vals = v[sl][good[sl]]
+            at = order[sl] if good is None else order[sl][good[sl]]  # the group's good points, in order
+            vals = v[sl] if good is None else v[sl][good[sl]]
             width, hi, lo = r.spread(vals)
             h, lw = pts.element(int(at[hi])), pts.element(int(at[lo]))
             where = f" m{module}" if module is not None else ""
