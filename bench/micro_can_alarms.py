@@ -1,12 +1,12 @@
 """Micro benchmarks of the CAN decode path, the udp_multicast receive path and the alarm engine.
 
-CPU time (`time.process_time()`), one process; run with `python -m bench.micro_can_alarms`.
-"before" is the reference path of the same code (plans compiled with fast=False, BusReader with
-fast_udp=False, AlarmEngine.fast = False), "after" the fast path. Reference figures of the code before
-the fast paths (commit 5411a43, same bench, 2-core VM): decode 147,000 frames/s, udp 120,000 frames/s,
-alarms 1,210,000 samples/s; "after" at commit 2a1524d (fast decoders, recvmsg drain): decode 237,000
-frames/s, udp 185,000 frames/s; with the generated samplers and the pattern-matched recv drain: decode
-480,000 frames/s, udp 347,000 frames/s. `bench/micro_can.py` measures the whole CAN source.
+CPU time (`time.process_time()`), one process; run with `python -m bench.micro_can_alarms`. "before" is
+the reference path of the same code (plans compiled with fast=False, BusReader with fast_udp=False),
+"after" the fast path; the alarm engine has one path, both alarm rows run it. Reference figures of the
+code before the fast paths (commit 5411a43, same bench, 2-core VM): decode 147,000 frames/s, udp 120,000
+frames/s, alarms 1,210,000 samples/s; "after" at commit 2a1524d (fast decoders, recvmsg drain): decode
+237,000 frames/s, udp 185,000 frames/s; with the generated samplers and the pattern-matched recv drain:
+decode 480,000 frames/s, udp 347,000 frames/s. `bench/micro_can.py` measures the whole CAN source.
   decode   frames/s through `RackPlan.decode` (the example rack DBC and profile; frames encoded with cantools)
   udp      frames/s read by `BusReader` from a udp_multicast bus pinned to loopback (sender in a thread)
   alarms   samples/s through `AlarmEngine.process` with the lithium-ion defaults, 100 racks x 1,000 cells
