@@ -63,6 +63,7 @@ async def test_replay_loops_filters_and_stops() -> None:
     import asyncio
 
     import can
+
     from gateway.tools.canreplay import replay
     frames = [can.Message(timestamp=t, arbitration_id=i, data=b"\x01") for t, i in ((0.0, 1), (0.01, 2), (0.02, 3))]
     sent: list[int] = []
