@@ -1,5 +1,9 @@
 """The runtime: one TaskGroup owns every task; sources → bounded queue → processors → outbox → sinks.
 
+The parts live beside it: the pipeline (queue → processors → outbox → observers) in
+`gateway.runtime.pipeline`, restarting what failed in `gateway.runtime.supervise`, stopping in
+`gateway.runtime.shutdown`, loading a configuration again in `gateway.runtime.reloading`.
+
 Shutdown (SIGTERM, SIGINT): stop the sources, drain the queue into the outbox, let every sink
 catch up within the grace period, close, exit 0. A second SIGINT forces the exit: every task is
 cancelled (no drain, no grace period), the close hooks run and the store closes as in any stop, then
@@ -14,81 +18,50 @@ other sources' streams have no gap and nothing emitted is lost.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
-import threading
-import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import suppress
 from typing import Any
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
 
-from gateway import app, metrics
+from gateway import app
 from gateway.alarms.gatewayalarm import GatewayAlarms
 from gateway.config.settings import LoadedConfig
-from gateway.errors import ConfigError
 from gateway.model import Batch
 from gateway.ops.reload import (
-    RELOAD_LOAD_TIMEOUT,
     ReloadResult,
     config_reload_ok,
     config_reloads,
     effective_config,
     forget_metrics,
-    load_or_error,
     plan_reload,
-    run_in_daemon_thread,
     source_changes,
 )
 from gateway.runtime import gcpolicy
 from gateway.runtime.batchqueue import BatchQueue
+from gateway.runtime.pipeline import Observer, Pipeline, Processor
+from gateway.runtime.reloading import load_fresh, rejected
+from gateway.runtime.shutdown import (
+    exit_forced,
+    force_exit,
+    install_signal_handlers,
+    remove_signal_handlers,
+    shut_down,
+)
+from gateway.runtime.supervise import (
+    EXTENSION_FAILURES,
+    SOURCE_FAILURES,
+    call_hooks,
+    cancel_and_wait,
+    supervise,
+)
 from gateway.sinks.runner import SinkRunner
 from gateway.sources.base import Source, SourceContext, sources_by_type
 from gateway.store.outbox import Outbox
 
 log = structlog.get_logger("runtime")
 
-Processor = Callable[[list[Batch]], list[Batch]]  # returns extra batches (e.g. alarm events) to store
-Observer = Callable[[list[Batch]], None]  # sees every committed batch (live status, metrics)
 Service = Callable[[], Coroutine[Any, Any, None]]  # a long-running task (HTTP, watchdog, command listener)
-
-SOURCE_FAILURES = Counter(
-    "bms_gateway_source_failures", "Sources that failed and were restarted", ["source"], registry=metrics.REGISTRY
-)
-
-EXTENSION_FAILURES = Counter(
-    "bms_gateway_extension_failures", "Processor or observer calls that raised", ["name"], registry=metrics.REGISTRY
-)
-
-QUEUE_SAMPLES = Gauge(
-    "bms_gateway_queue_samples", "Samples waiting in the source queue for a group commit", registry=metrics.REGISTRY
-)
-QUEUE_WAIT = Counter(
-    "bms_gateway_queue_wait_seconds",
-    "Seconds sources waited for room in the full source queue (backpressure: the gateway is not keeping up)",
-    registry=metrics.REGISTRY,
-)
-
-PIPELINE_STEP = Histogram(
-    "bms_gateway_pipeline_step_seconds",
-    "Duration of one group commit's step on the event loop (processors, outbox append, observers)",
-    registry=metrics.REGISTRY,
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
-)
-
-# Samples taken into one group commit at most: the commit (processors, observers, outbox encoding) runs
-# on the event loop in one go, so a backlog is committed in steps of this size with the loop free in
-# between (about 10 ms each at a few µs per sample).
-COMMIT_MAX_SAMPLES = 5000
-QUEUE_FULL_LOG_EVERY = 60.0  # seconds between "queue full" log lines (the metric counts every wait)
-FORCED_EXIT_SECONDS = 3.0  # a second SIGINT: closing the store and the journal may take this long at most
-
-
-def _name(fn: object) -> str:
-    return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
 
 
 class Runtime:
@@ -119,8 +92,6 @@ class Runtime:
             mark_open=True,
         )
         self.queue = BatchQueue(cfg.runtime.queue_batches, cfg.runtime.queue_samples)
-        self.commit_max_samples = COMMIT_MAX_SAMPLES
-        self._queue_full_logged = -QUEUE_FULL_LOG_EVERY  # monotonic time of the last "queue full" line
         self.sources: list[Source] = []
         self.source_types: dict[str, str] = {}  # source name -> its `type:` (a reload rebuilds by type)
         for type_name, built in sources_by_type(loaded).items():
@@ -131,6 +102,10 @@ class Runtime:
             if scfg.enabled:
                 sink = app.build_sink(name, scfg, loaded)
                 self.runners.append(SinkRunner(name, sink, self.outbox, scfg, self.gateway_alarms))
+        self.pipeline = Pipeline(self.queue, self.outbox, self.runners)  # shares the list of runners
+        self.processors: list[Processor] = self.pipeline.processors
+        self.observers: list[Observer] = self.pipeline.observers
+        self.emit: Callable[[Batch], Awaitable[None]] = self.pipeline.emit  # a source's way into the queue
         self.on_reloading: list[Callable[[], None]] = []  # a reload begins
         self.on_reload: list[Callable[[ReloadResult], None]] = []  # a reload ended (applied or rejected)
         self.last_reload: ReloadResult | None = None
@@ -139,9 +114,7 @@ class Runtime:
         self._tg: asyncio.TaskGroup | None = None
         self._source_tasks: dict[str, list[asyncio.Task[None]]] = {}  # by name (a list: names may repeat)
         self._sink_tasks: dict[str, asyncio.Task[None]] = {}
-        self.processors: list[Processor] = []
-        self.observers: list[Observer] = []
-        self.services: list[tuple[str, Service]] = []
+        self.services: list[tuple[str, Service]] = []  # (task name, coroutine function)
         self.on_ready: list[Callable[[], None]] = []
         self.on_stopping: list[Callable[[], None]] = []
         self.on_close: list[Callable[[], None]] = []
@@ -152,84 +125,6 @@ class Runtime:
         self.source_restart_delay = 1.0  # first delay before restarting a failed source; doubles to 60 s
         self.settle_gc = False  # the daemon sets it: gcpolicy.settle() once ready and after each reload
         app.install_parts(self, app.RUNTIME_PARTS if parts is None else parts)
-
-    # -- the pipeline ---------------------------------------------------------------------------
-
-    async def emit(self, batch: Batch) -> None:
-        """Queue a batch for the next group commit; waits while the queue is full (nothing is dropped)."""
-        queue = self.queue
-        waited = await queue.put(batch)
-        if waited:
-            QUEUE_WAIT.inc(waited)
-            now = time.monotonic()
-            if now - self._queue_full_logged >= QUEUE_FULL_LOG_EVERY:
-                self._queue_full_logged = now
-                log.warning("source queue full: sources wait until the store catches up (backpressure)",
-                            queued_samples=queue.samples, waits=queue.full_waits,
-                            waited_s=round(queue.waited, 3))  # fmt: skip
-
-    async def _pipeline(self) -> None:
-        """Take batches from the queue, run the processors, group-commit to the outbox.
-
-        A group is what arrived within one commit interval, up to `commit_max_samples`; between
-        groups the loop is free for the sources and sinks."""
-        interval = self.cfg.store.commit_interval
-        done = False
-        while not done:
-            first = await self.queue.get()
-            if first is None:
-                break
-            batches = [first]
-            samples = len(first)
-            deadline = time.monotonic() + interval
-            while samples < self.commit_max_samples:
-                try:
-                    item = self.queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        async with asyncio.timeout(remaining):  # a timeout leaves the item in the queue
-                            item = await self.queue.get()
-                    except TimeoutError:
-                        break
-                if item is None:
-                    done = True
-                    break
-                batches.append(item)
-                samples += len(item)
-            QUEUE_SAMPLES.set(self.queue.samples)
-            self._commit(batches)
-            await asyncio.sleep(0)  # the sources and sinks run between group commits
-
-    def _commit(self, batches: list[Batch]) -> None:
-        t0 = time.perf_counter()
-        self._commit_step(batches)
-        PIPELINE_STEP.observe(time.perf_counter() - t0)
-
-    def _commit_step(self, batches: list[Batch]) -> None:
-        extra: list[Batch] = []
-        for process in self.processors:
-            try:
-                extra.extend(process(batches))
-            except Exception:  # a bug in a processor must not cost the data: it is stored regardless
-                EXTENSION_FAILURES.labels(_name(process)).inc()
-                log.exception("processor failed; batches stored without its output", processor=_name(process))
-        batches = batches + extra
-        t0 = time.perf_counter()
-        self.outbox.append(batches)
-        metrics.commit_seconds.observe(time.perf_counter() - t0)
-        metrics.batches_stored.inc(len(batches))
-        metrics.samples_stored.inc(sum(b.n for b in batches))
-        for observe in self.observers:
-            try:
-                observe(batches)
-            except Exception:
-                EXTENSION_FAILURES.labels(_name(observe)).inc()
-                log.exception("observer failed", observer=_name(observe))
-        for runner in self.runners:
-            runner.notify()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -246,9 +141,7 @@ class Runtime:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._run_task = asyncio.current_task()
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
-        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
-        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        install_signal_handlers(loop, stop=self.request_stop, interrupt=self._on_sigint, reload=self.request_reload)
         log.info(
             "starting",
             site=self.cfg.site.name,
@@ -261,7 +154,7 @@ class Runtime:
                 self._tg = tg
                 for src in self.sources:
                     self._start_source(src)
-                pipeline = tg.create_task(self._pipeline(), name="pipeline")
+                pipeline = tg.create_task(self.pipeline.run(self.cfg.store.commit_interval), name="pipeline")
                 for r in self.runners:
                     self._start_runner(r)
                 service_tasks = [
@@ -270,68 +163,50 @@ class Runtime:
                 if not self.sources:
                     self._source_started("")
                 await self._serve_until_stopped()
-                source_tasks = [t for ts in self._source_tasks.values() for t in ts]
-                sink_tasks = list(self._sink_tasks.values())
-                await self._shutdown(source_tasks, pipeline, sink_tasks, service_tasks)
+                await shut_down(
+                    grace_period=self.cfg.runtime.grace_period,
+                    queue=self.queue,
+                    source_tasks=[t for ts in self._source_tasks.values() for t in ts],
+                    pipeline=pipeline,
+                    runners=self.runners,
+                    other_tasks=[*self._sink_tasks.values(), *service_tasks],
+                )
         finally:
             for cb in self.on_close:
                 with suppress(Exception):
                     cb()
             self.outbox.close()
-            loop.remove_signal_handler(signal.SIGTERM)
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGHUP)
+            remove_signal_handlers(loop)
             if self._forced:
-                _exit_forced(self.outbox.appended_samples)
+                exit_forced(self.outbox.appended_samples)
         log.info("stopped", stored_samples=self.outbox.appended_samples)
         return 0
 
     async def _run_source(self, src: Source) -> None:
         """Run a source; if it fails (a bug, never a device fault), log it and restart it with backoff.
 
-        One failing source never takes the daemon or the other sources down.
-        """
+        One failing source never takes the daemon or the other sources down."""
         ctx = SourceContext(self.emit, lambda: self._source_started(src.name), self.cfg.site.name)
-        delay = self.source_restart_delay
         with structlog.contextvars.bound_contextvars(source=src.name):
-            while True:
-                started = time.monotonic()
-                try:
-                    await src.run(ctx)
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    SOURCE_FAILURES.labels(src.name).inc()
-                    if self.stop_event.is_set():
-                        log.exception("source failed while stopping")
-                        return
-                    log.exception("source failed; restarting", restart_in=round(delay, 1))
-                if time.monotonic() - started > 60:
-                    delay = self.source_restart_delay  # it ran for a while: start over with a short delay
-                await asyncio.sleep(delay)
-                delay = min(60.0, delay * 2)
+            await supervise(
+                lambda: src.run(ctx),
+                kind="source",
+                name=src.name,
+                first_delay=self.source_restart_delay,
+                stopping=self.stop_event.is_set,
+                failed=SOURCE_FAILURES.labels(src.name).inc,
+            )
 
     async def _run_service(self, name: str, fn: Service) -> None:
         """Run a service (HTTP, a simulator, a command listener); restart it with backoff if it fails."""
-        delay = self.source_restart_delay
-        while True:
-            started = time.monotonic()
-            try:
-                await fn()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                EXTENSION_FAILURES.labels(f"service:{name}").inc()
-                if self.stop_event.is_set():
-                    log.exception("service failed while stopping", service=name)
-                    return
-                log.exception("service failed; restarting", service=name, restart_in=round(delay, 1))
-            if time.monotonic() - started > 60:
-                delay = self.source_restart_delay
-            await asyncio.sleep(delay)
-            delay = min(60.0, delay * 2)
+        await supervise(
+            fn,
+            kind="service",
+            name=name,
+            first_delay=self.source_restart_delay,
+            stopping=self.stop_event.is_set,
+            failed=EXTENSION_FAILURES.labels(f"service:{name}").inc,
+        )
 
     def request_stop(self, why: str = "request") -> None:
         if not self.stop_event.is_set():
@@ -344,45 +219,9 @@ class Runtime:
     def _on_sigint(self) -> None:
         self._sigint_count += 1
         if self._sigint_count >= 2:
-            self._force_exit()
+            self._forced = force_exit(self._run_task)
             return
         self.request_stop("SIGINT")
-
-    def _force_exit(self) -> None:
-        """Second SIGINT: cancel every task now; `run()` closes the store and the journal (its `finally`)
-        and exits 130. A task that does not end, or a close that hangs, is cut short after
-        FORCED_EXIT_SECONDS by a timer thread."""
-        log.warning("second interrupt: stopping now, closing the store", within_s=FORCED_EXIT_SECONDS)
-        timer = threading.Timer(FORCED_EXIT_SECONDS, _exit_now)
-        timer.daemon = True
-        timer.start()
-        task = self._run_task
-        if task is None or task.done():
-            _exit_now()
-            return
-        self._forced = True
-        task.cancel()
-
-    async def _shutdown(
-        self,
-        source_tasks: list[asyncio.Task[None]],
-        pipeline: asyncio.Task[None],
-        sink_tasks: list[asyncio.Task[None]],
-        service_tasks: list[asyncio.Task[None]],
-    ) -> None:
-        deadline = time.monotonic() + self.cfg.runtime.grace_period
-        await _cancel_and_wait(source_tasks)  # asks again if a source swallowed the cancellation
-        await self.queue.put(None)  # everything the sources emitted is ahead of this
-        await pipeline
-        for runner in self.runners:
-            left = max(0.0, deadline - time.monotonic())
-            if not await runner.drain(left):
-                log.warning("sink not caught up at shutdown; it resumes from its cursor", sink=runner.name)
-        await _cancel_and_wait(sink_tasks + service_tasks)
-        for runner in self.runners:
-            with suppress(Exception):
-                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                    await runner.sink.close()
 
     # -- reload ---------------------------------------------------------------------------------
 
@@ -412,7 +251,7 @@ class Runtime:
         self._sink_tasks[runner.name] = self._tg.create_task(runner.run(), name=f"sink:{runner.name}")
 
     async def _stop_sources(self, names: set[str]) -> None:
-        await _cancel_and_wait([t for n, ts in self._source_tasks.items() if n in names for t in ts])
+        await cancel_and_wait([t for n, ts in self._source_tasks.items() if n in names for t in ts])
         self.sources = [s for s in self.sources if s.name not in names]
         for n in names:
             self._source_tasks.pop(n, None)
@@ -422,24 +261,16 @@ class Runtime:
     async def _stop_sink(self, name: str) -> None:
         task = self._sink_tasks.pop(name, None)
         if task is not None:
-            await _cancel_and_wait([task])
+            await cancel_and_wait([task])
         for runner in [r for r in self.runners if r.name == name]:
             self.runners.remove(runner)
             with suppress(Exception):
                 async with asyncio.timeout(self.cfg.runtime.grace_period):
                     await runner.sink.close()
 
-    def _call_hooks(self, hooks: list[Callable[..., None]], *args: object) -> None:
-        for cb in hooks:
-            try:
-                cb(*args)
-            except Exception:
-                EXTENSION_FAILURES.labels(_name(cb)).inc()
-                log.exception("reload hook failed", hook=_name(cb))
-
     async def reload(self) -> ReloadResult:
         """Load the configuration file again and apply what changed (see the module doc)."""
-        self._call_hooks(self.on_reloading)
+        call_hooks(self.on_reloading, what="reload hook")
         if self.settle_gc:
             gcpolicy.thaw()  # what the reload lets go must be collectable
         try:
@@ -450,38 +281,13 @@ class Runtime:
         self.last_reload = result
         config_reloads.labels("ok" if result.ok else "invalid").inc()
         config_reload_ok.set(1 if result.ok else 0)
-        self._call_hooks(self.on_reload, result)
+        call_hooks(self.on_reload, result, what="reload hook")
         return result
 
-    async def _load_fresh(self) -> LoadedConfig | BaseException | None:
-        """Load the file in a worker thread (profiles and DBC files may take a while; the loop goes on).
-
-        None when a stop request came first: the shutdown never waits for a reload."""
-        future = run_in_daemon_thread(load_or_error, self.loaded.path)
-        deadline = time.monotonic() + RELOAD_LOAD_TIMEOUT
-        while not future.done():
-            await asyncio.wait({future}, timeout=0.2)
-            if self.stop_event.is_set():
-                return None
-            if time.monotonic() > deadline:
-                return TimeoutError(f"loading took longer than {RELOAD_LOAD_TIMEOUT:.0f} s")
-        return future.result()
-
     async def _reload(self) -> ReloadResult:
-        fresh = await self._load_fresh()
-        if fresh is None:
-            return ReloadResult(False, problems=["abandoned: the gateway is stopping"])
-        if isinstance(fresh, ConfigError):
-            problems = [str(p) for p in fresh.problems]
-            log.error("reload rejected: the configuration is invalid; the running one stays", problems=problems)
-            return ReloadResult(False, problems=problems)
-        if isinstance(fresh, BaseException):  # a bug in a check must not take the running gateway down
-            log.error(
-                "reload rejected: the configuration could not be loaded; the running one stays",
-                error=f"{type(fresh).__name__}: {fresh}",
-                exc_info=fresh,
-            )
-            return ReloadResult(False, problems=[f"{self.loaded.path}: {type(fresh).__name__}: {fresh}"])
+        fresh = await load_fresh(self.loaded.path, self.stop_event.is_set)
+        if not isinstance(fresh, LoadedConfig):
+            return rejected(self.loaded.path, fresh)
         plan = plan_reload(self.loaded, fresh)
         new = effective_config(self.loaded, fresh)
         try:  # build everything before stopping anything: a failure leaves the running set untouched
@@ -517,32 +323,3 @@ class Runtime:
         changes = plan.describe()
         log.info("configuration reloaded", changes=changes, restarted_sources=sorted(stop | start))
         return ReloadResult(True, changes=changes, loaded=new, removed=sorted(stop - start))
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel tasks and wait until they ended, cancelling again if one swallowed the request.
-
-    A task inside `asyncio.wait_for` (ours use `asyncio.timeout`, but libraries such as pymodbus do)
-    whose inner wait completes in the same instant can lose a cancellation on Python 3.11; asking
-    again (after a second, so that a clean-up in progress is not cut short) ends it. Used at reload
-    and at shutdown."""
-    while pending := [t for t in tasks if not t.done()]:
-        for t in pending:
-            t.cancel()
-        await asyncio.wait(pending, timeout=1.0)
-
-
-def _exit_now() -> None:
-    """The forced exit when closing did not finish in time (or nothing was running)."""
-    with suppress(Exception):
-        log.error("forced exit: the store was not closed in time", within_s=FORCED_EXIT_SECONDS)
-        sys.stderr.flush()
-    os._exit(130)
-
-
-def _exit_forced(stored_samples: int) -> None:
-    """The forced exit once the tasks were cancelled and the store and journal closed."""
-    with suppress(Exception):
-        log.warning("stopped (forced): store closed", stored_samples=stored_samples)
-        sys.stderr.flush()
-    os._exit(130)

@@ -304,7 +304,7 @@ async def test_a_stop_never_waits_for_a_slow_reload(tmp_path: Path, monkeypatch:
 
 
 async def test_a_task_that_swallowed_a_cancellation_is_cancelled_again() -> None:
-    from gateway.runtime.core import _cancel_and_wait
+    from gateway.runtime.supervise import cancel_and_wait
 
     swallowed = 0
 
@@ -321,5 +321,5 @@ async def test_a_task_that_swallowed_a_cancellation_is_cancelled_again() -> None
     task = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
     async with asyncio.timeout(20):
-        await _cancel_and_wait([task])
+        await cancel_and_wait([task])
     assert task.cancelled() and swallowed == 1

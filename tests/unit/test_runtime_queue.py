@@ -11,7 +11,8 @@ import pytest
 from gateway.config.settings import load_config
 from gateway.model import Batch, Quality, Sample
 from gateway.runtime.batchqueue import BatchQueue, QueueFull
-from gateway.runtime.core import QUEUE_WAIT, Runtime
+from gateway.runtime.core import Runtime
+from gateway.runtime.pipeline import QUEUE_WAIT
 from gateway.sources.base import SourceContext
 from gateway.store.outbox import Outbox
 from tests.runtime_support import run_until
@@ -95,7 +96,7 @@ async def test_a_burst_waits_for_room_and_is_committed_in_bounded_groups_in_orde
     rt = Runtime(load_config(cfg))
     source = Burst(40, 1000)
     rt.sources.append(source)
-    rt.commit_max_samples = 2500
+    rt.pipeline.commit_max_samples = 2500
     groups: list[int] = []
     queued: list[int] = []
 

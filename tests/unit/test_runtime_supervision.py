@@ -8,7 +8,9 @@ from pathlib import Path
 
 from gateway.config.settings import load_config
 from gateway.model import Batch, Quality, Sample
+from gateway.runtime.backoff import Backoff
 from gateway.runtime.core import Runtime
+from gateway.runtime.supervise import restart_backoff, supervise
 from gateway.sources.base import SourceContext
 from gateway.store.outbox import Outbox
 from tests.support.waits import await_for
@@ -134,3 +136,34 @@ async def test_shutdown_asks_again_when_a_source_swallows_the_cancellation(tmp_p
     rt.request_stop("test")
     assert await task == 0
     assert stubborn.cancels == 2
+
+
+def test_restart_delays_follow_the_one_backoff_rule_without_jitter() -> None:
+    backoff = restart_backoff(1.0)
+    assert isinstance(backoff, Backoff) and backoff.jitter == 0.0
+    delays = [backoff.next_delay() for _ in range(9)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]  # capped at 60 s
+    backoff.reset()  # a run of more than a minute starts over
+    assert backoff.next_delay() == 1.0
+
+
+async def test_supervise_restarts_until_the_run_returns_and_gives_up_while_stopping() -> None:
+    runs, failures = 0, 0
+
+    async def fails_twice() -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= 2:
+            raise RuntimeError("bug")
+
+    def failed() -> None:
+        nonlocal failures
+        failures += 1
+
+    async with asyncio.timeout(60):
+        await supervise(fails_twice, kind="service", name="t", first_delay=0.01, stopping=lambda: False, failed=failed)
+    assert (runs, failures) == (3, 2)
+    runs = 0
+    async with asyncio.timeout(60):  # stopping: the first failure ends it, with no restart
+        await supervise(fails_twice, kind="service", name="t", first_delay=0.01, stopping=lambda: True, failed=failed)
+    assert (runs, failures) == (1, 3)
