@@ -116,9 +116,11 @@ def probe_times(store: Path) -> dict[int, int]:
     ob = Outbox(store)
     try:
         for row in ob.query():
-            for s in row.batch.samples:
-                if s.quantity == PROBE_QUANTITY and isinstance(s.value, int | float):
-                    out.setdefault(int(s.value), s.ts)
+            batch = row.batch
+            for i, key in enumerate(batch.keys.rows):
+                value = float(batch.values[i]) if key.quantity == PROBE_QUANTITY else math.nan
+                if value == value:
+                    out.setdefault(int(value), int(batch.ts[i]))
     finally:
         ob.close()
     return out
