@@ -164,7 +164,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from gateway.cli.main import load_or_exit
     from gateway.errors import SinkError
     from gateway.sinks.config import InfluxSinkConfig
-    from gateway.sinks.delivery import deliver
+    from gateway.sinks.delivery import Item, deliver
     from gateway.sinks.influx.sink import InfluxSink
 
     loaded = load_or_exit(args)
@@ -178,7 +178,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         sink = InfluxSink(args.sink, cfg, loaded.config.site.name, loaded.base_dir)
         asyncio.run(sink.open())
         try:
-            rejected = deliver([(d.id, d.item) for d in letters], sink._post)
+            rejected = deliver([Item(d.id, d.item) for d in letters], sink._post)
         except SinkError as exc:
             print(f"error: {exc}; nothing removed", file=sys.stderr)
             return 1

@@ -18,14 +18,23 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from gateway.model import QUALITIES, Batch, BatchKind, Keys, Sample
 
-PointKey = tuple[str, str, int | None, int | None]  # rack, quantity, module, cell
+
+class PointKey(NamedTuple):
+    """Which point a sample is: the live state's key (hashable, one per point)."""
+
+    rack: str
+    quantity: str
+    module: int | None
+    cell: int | None
+
+
 MAX_KEPT_POINTS = 400_000  # points of the newest batches kept apart; past it the oldest are folded
 
 # Rack-level quantities shown in the rack overview, in this order.
@@ -57,7 +66,7 @@ def shape(keys: Keys) -> Shape:
         rows = keys.rows
         found = _SHAPES[keys] = Shape(
             frozenset(k.rack for k in rows),
-            tuple((k.rack, k.quantity, k.module, k.cell) for k in rows),
+            tuple(PointKey(k.rack, k.quantity, k.module, k.cell) for k in rows),
             np.fromiter((i for i, k in enumerate(rows) if k.module is None and k.cell is None), np.intp),
         )
     return found
@@ -146,10 +155,10 @@ class LiveState:
     def rack_points(self) -> dict[PointKey, Sample]:
         """The newest sample of every rack-level point (no module, no cell): what the rack overview
         shows, without making the samples of every cell."""
-        merged = {k: s for k, s in self._points.items() if k[2] is None and k[3] is None}
+        merged = {k: s for k, s in self._points.items() if k.module is None and k.cell is None}
         for b in self._latest.values():
             index = shape(b.keys).rack_level
-            merged.update(((s.rack, s.quantity, None, None), s) for s in samples_at(b, index))
+            merged.update((PointKey(s.rack, s.quantity, None, None), s) for s in samples_at(b, index))
         return merged
 
     def _keep_latest(self, batch: Batch, racks: frozenset[str]) -> None:
@@ -253,7 +262,7 @@ class LiveState:
                 "alarms": len(self.alarms.get(rack, [])),
             }
             for q in OVERVIEW:
-                s = points.get((rack, q, None, None))
+                s = points.get(PointKey(rack, q, None, None))
                 entry[q] = None if s is None else json_value(s.value)
             out.append(entry)
         return out
@@ -270,11 +279,13 @@ class LiveState:
     def point_rows(self, now: int, rack: str | None = None) -> list[list[object]]:
         """[rack, quantity, module, cell, value, unit, quality, age_s], sorted by rack, module, cell, quantity."""
         points = self.points
-        keys = [k for k in points if rack is None or k[0] == rack]
-        keys.sort(key=lambda k: (k[0], k[2] is not None, k[2] or 0, k[3] is not None, k[3] or 0, k[1]))
+        keys = [k for k in points if rack is None or k.rack == rack]
+        keys.sort(
+            key=lambda k: (k.rack, k.module is not None, k.module or 0, k.cell is not None, k.cell or 0, k.quantity)
+        )
         rows: list[list[object]] = []
         for key in keys:
             s = points[key]
             value, age = json_value(s.value), age_seconds(now, s.ts)
-            rows.append([key[0], key[1], key[2], key[3], value, s.unit, str(s.quality), age])
+            rows.append([key.rack, key.quantity, key.module, key.cell, value, s.unit, str(s.quality), age])
         return rows

@@ -18,21 +18,31 @@ import re
 from collections.abc import Iterable, Sequence
 from itertools import islice, repeat
 from operator import ge, le
+from typing import NamedTuple
 
 import structlog
+
+from gateway.sinks.delivery import Item
 
 log = structlog.get_logger("sink.clock")
 
 _SPACE = re.compile(r"(?<!\\) ")
 
-Item = tuple[int, str]
+
+class LinePoint(NamedTuple):
+    """One line-protocol point as the guard reads it."""
+
+    key: str  # the series: measurement and tags
+    fields: str
+    ts: int
+    line: str | None  # the line itself, or None when it is exactly `<key> <fields> <ts>`
 
 
-def split_line(line: str) -> tuple[str, str, int]:
-    """(series key, fields, time) of a line-protocol line."""
+def split_line(line: str) -> LinePoint:
+    """The series key, fields and time of a line-protocol line (with the line)."""
     key, rest = _SPACE.split(line, maxsplit=1)
     fields, ts = rest.rsplit(" ", 1)
-    return key, fields, int(ts)
+    return LinePoint(key, fields, int(ts), line)
 
 
 class Pending:
@@ -64,8 +74,8 @@ class ClockGuard:
     def apply(self, items: Sequence[Item]) -> tuple[list[Item], Pending]:
         """Lines to write and the state to `commit` once the server confirmed them."""
         pending = self.begin()
-        lines = self.lines(pending, [(*split_line(line), line) for _seq, line in items])
-        return [(item[0], line) for item, line in zip(items, lines, strict=True)], pending
+        lines = self.lines(pending, [split_line(line) for _seq, line in items])
+        return [Item(seq, line) for (seq, _old), line in zip(items, lines, strict=True)], pending
 
     def admit_each(self, pending: Pending, keys: Sequence[str], times: Sequence[int]) -> bool:
         """Whether each line is written as it is (its series' newest time is before it), as `lines` would
@@ -87,7 +97,7 @@ class ClockGuard:
                 stepped.pop(key, None)
         return True
 
-    def lines(self, pending: Pending, points: Iterable[tuple[str, str, int, str | None]]) -> list[str]:
+    def lines(self, pending: Pending, points: Iterable[LinePoint]) -> list[str]:
         """The line to write for each point (series key, fields, time, and the line itself or None when
         it is `<key> <fields> <time>`), in order."""
         ov = pending.newest

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.errors import SinkError
 from gateway.sinks.base import Rejected, SinkAuthError
@@ -33,7 +34,13 @@ class Response:
     retry_after: str | None = None
 
 
-Item = tuple[int, str]  # (outbox seq, line)
+class Item(NamedTuple):
+    """One line-protocol point to write, and the outbox row it came from."""
+
+    seq: int
+    line: str
+
+
 Post = Callable[[Sequence[Item]], Response]
 
 

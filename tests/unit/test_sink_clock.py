@@ -7,7 +7,8 @@ from gateway.sinks.clock import ClockGuard, split_line
 
 def test_split_line_with_escaped_spaces() -> None:
     key = r"rack,site=a\ b,rack=r1"
-    assert split_line(key + " soc=1.0,x=2.0 1000") == (key, "soc=1.0,x=2.0", 1000)
+    line = key + " soc=1.0,x=2.0 1000"
+    assert split_line(line) == (key, "soc=1.0,x=2.0", 1000, line)
 
 
 def test_forward_time_is_untouched() -> None:

@@ -14,7 +14,7 @@ import asyncio
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -26,7 +26,7 @@ from gateway.config.base import read_secret
 from gateway.errors import ConfigError, SinkError
 from gateway.model import BatchKind
 from gateway.sinks.base import Rejected
-from gateway.sinks.clock import ClockGuard, Pending, split_line
+from gateway.sinks.clock import ClockGuard, LinePoint, Pending, split_line
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
 from gateway.sinks.influx.lineproto import LineRenderer, Lines, encode_device_status
@@ -46,8 +46,11 @@ def gzip_body(data: bytes) -> bytes:
     return zlib.compress(data, GZIP_LEVEL, wbits=31)
 
 
-# (seq, one or more lines of that row, each ending in a newline): what a write sends, joined.
-Chunk = tuple[int, str]
+class Chunk(NamedTuple):
+    """Lines of one outbox row, each ending in a newline: what a write sends, joined."""
+
+    seq: int
+    text: str
 
 
 def render_row(row: Row, renderer: LineRenderer, guard: ClockGuard | None, pending: Pending | None) -> list[Chunk]:
@@ -58,14 +61,14 @@ def render_row(row: Row, renderer: LineRenderer, guard: ClockGuard | None, pendi
     if b.kind == BatchKind.SAMPLES:
         text = _guarded_text(renderer.sample_lines(b), guard, pending)
         if text:
-            out.append((seq, text))
+            out.append(Chunk(seq, text))
         lines = encode_device_status(b, renderer.site, renderer.precision)
     else:
         lines = renderer.lines(b)
     if lines:
         if guard is not None and pending is not None:
-            lines = guard.lines(pending, [(*split_line(line), line) for line in lines])
-        out.append((seq, "\n".join(lines) + "\n"))
+            lines = guard.lines(pending, [split_line(line) for line in lines])
+        out.append(Chunk(seq, "\n".join(lines) + "\n"))
     return out
 
 
@@ -75,13 +78,12 @@ def _guarded_text(lines: Lines, guard: ClockGuard | None, pending: Pending | Non
     if guard is not None and pending is not None:
         keys, times = lines.keys.tolist(), lines.times.tolist()
         if not lines.plain or not guard.admit_each(pending, keys, times):
-            points: list[tuple[str, str, int, str | None]] = []
+            points: list[LinePoint] = []
             for key, f, t in zip(keys, lines.fields.tolist(), times, strict=True):
                 if lines.plain:  # the first unescaped space is the one after the tags
-                    points.append((key, f, t, None))
+                    points.append(LinePoint(key, f, t, None))
                 else:
-                    line = f"{key} {f} {t}"
-                    points.append((*split_line(line), line))
+                    points.append(split_line(f"{key} {f} {t}"))
             return "\n".join(guard.lines(pending, points)) + "\n"
     return lines.text()
 
@@ -96,7 +98,7 @@ def render_chunks(
 
 def chunk_items(chunks: Sequence[Chunk]) -> list[Item]:
     """(seq, line) for every line of the chunks (what `deliver` splits when the server refuses some)."""
-    return [(seq, line) for seq, text in chunks for line in text[:-1].split("\n")]
+    return [Item(seq, line) for seq, text in chunks for line in text[:-1].split("\n")]
 
 
 def chunks_body(chunks: Sequence[Chunk]) -> str:
@@ -169,7 +171,7 @@ class InfluxSink:
             client.close()  # type: ignore[no-untyped-call]
         if resp.status == 204:
             return f"{self.cfg.url} accepted a write to bucket {self.cfg.bucket!r}"
-        deliver([(0, "")], lambda items: resp)  # raises the SinkError the status means
+        deliver([Item(0, "")], lambda items: resp)  # raises the SinkError the status means
         return f"{self.cfg.url} answered {resp.status}: {server_reason(resp.body)}"
 
     def resume(self, rows: Iterable[Row]) -> int:

@@ -7,7 +7,7 @@ raw` (as raw.<signal>, value-table entries as their names).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.config.profiles import expand
 from gateway.sources.can.config import CanPoint
@@ -24,7 +24,22 @@ from gateway.sources.can.values import (
     value_range,
 )
 
-MuxArray = tuple[int, int, dict[int, tuple[int | None, int | None]]]  # mux_step, mux_slot, index -> tags
+
+class MuxArray(NamedTuple):
+    """An array sent through a multiplexed signal: which slot of each step is which element."""
+
+    mux_step: int
+    mux_slot: int
+    tags: dict[int, tuple[int | None, int | None]]  # element index -> (module, cell)
+
+
+class CoveredSignal(NamedTuple):
+    """One signal a profile entry covers, with its tags (or its mux mapping)."""
+
+    signal: str
+    module: int | None
+    cell: int | None
+    mux: MuxArray | None
 
 
 class SignalIndex:
@@ -55,21 +70,21 @@ class SignalIndex:
         return hits[0]
 
 
-def expand_point(point: CanPoint) -> list[tuple[str, int | None, int | None, MuxArray | None]]:
-    """(signal name, module, cell, mux mapping) for every signal a profile entry covers."""
+def expand_point(point: CanPoint) -> list[CoveredSignal]:
+    """Every signal a profile entry covers."""
     if point.array is None:
-        return [(point.signal, point.module, None, None)]
+        return [CoveredSignal(point.signal, point.module, None, None)]
     elements = expand(point.array, point.module)
     if point.mux_step is not None:
         tags = {e.index: (e.module, e.cell) for e in elements}
-        return [(point.signal, None, None, (point.mux_step, point.mux_slot, tags))]
-    out: list[tuple[str, int | None, int | None, MuxArray | None]] = []
+        return [CoveredSignal(point.signal, None, None, MuxArray(point.mux_step, point.mux_slot, tags))]
+    out: list[CoveredSignal] = []
     for e in elements:
         try:
             name = point.signal.format(i=e.offset + point.index_start)
         except (KeyError, IndexError, ValueError):
             name = point.signal  # reported as "not in the DBC"
-        out.append((name, e.module, e.cell, None))
+        out.append(CoveredSignal(name, e.module, e.cell, None))
     return out
 
 

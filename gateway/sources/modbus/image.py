@@ -9,12 +9,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gateway.model import Sample, Value
 from gateway.sources.modbus.codec import encode, from_bytes, int_range
 from gateway.sources.modbus.plan import Point
 
-TruthKey = tuple[str, int | None, int | None]  # quantity, module, cell
+
+class TruthKey(NamedTuple):
+    """Which point of a rack a truth value is for."""
+
+    quantity: str
+    module: int | None
+    cell: int | None
+
 
 IDENTITY: dict[str, str] = {
     "manufacturer": "bms-gateway",
@@ -40,7 +48,7 @@ class Image:
 
 
 def truth_map(samples: Iterable[Sample]) -> dict[TruthKey, Value]:
-    return {(s.quantity, s.module, s.cell): s.value for s in samples}
+    return {TruthKey(s.quantity, s.module, s.cell): s.value for s in samples}
 
 
 def raw_of(p: Point, value: Value) -> int | float | str | None:
@@ -80,7 +88,7 @@ def encode_point(p: Point, value: Value) -> list[int]:
 
 def value_for(p: Point, truth: Mapping[TruthKey, Value], unit_id: int) -> Value:
     """The truth value of a point; identity strings and bit fields get plausible values."""
-    key = (p.quantity, p.module, p.cell)
+    key = TruthKey(p.quantity, p.module, p.cell)
     if key in truth:
         value = truth[key]
     elif p.quantity == "serial_number":
@@ -90,7 +98,7 @@ def value_for(p: Point, truth: Mapping[TruthKey, Value], unit_id: int) -> Value:
     if p.flags:
         word = int(value) if isinstance(value, int | float) else 0
         for bit, name in p.flags:
-            if truth.get((name, p.module, p.cell)):
+            if truth.get(TruthKey(name, p.module, p.cell)):
                 word |= 1 << bit
         value = word * p.scale + p.offset if p.scale != 1.0 or p.offset else word
     return value

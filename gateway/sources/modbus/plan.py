@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gateway.config.profiles import expand
 from gateway.sources.modbus.codec import ByteOrder
@@ -85,6 +86,13 @@ class PlanProblem:
     message: str
 
 
+class CompiledPoints(NamedTuple):
+    """A profile flattened: its points, and what is wrong with the ones left out."""
+
+    points: list[Point]
+    problems: list[PlanProblem]
+
+
 def _entries(profile: ModbusProfile, interval: float | None) -> Iterable[tuple[ModbusPoint, float, Path]]:
     default = interval if interval is not None else profile.interval
     for i, p in enumerate(profile.points):
@@ -94,7 +102,7 @@ def _entries(profile: ModbusProfile, interval: float | None) -> Iterable[tuple[M
             yield p, p.interval or group.interval or default, ("groups", g, "points", i)
 
 
-def compile_points(profile: ModbusProfile, interval: float | None = None) -> tuple[list[Point], list[PlanProblem]]:
+def compile_points(profile: ModbusProfile, interval: float | None = None) -> CompiledPoints:
     """Flatten a profile into points with 0-based addresses; `interval` overrides the profile's default."""
     points: list[Point] = []
     problems: list[PlanProblem] = []
@@ -145,7 +153,7 @@ def compile_points(profile: ModbusProfile, interval: float | None = None) -> tup
             )
     problems += find_overlaps(points)
     problems += find_unreadable(points, unreadable_ranges(profile))
-    return points, problems
+    return CompiledPoints(points, problems)
 
 
 def unreadable_ranges(profile: ModbusProfile) -> dict[str, list[tuple[int, int]]]:
