@@ -46,7 +46,7 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 NO_CONFIG = (
-    "no configuration file: write one (README.md, 'Configuration'; config/gateway.yaml is an example), "
+    "no configuration file: write one (docs/configuration.md; config/gateway.yaml is an example), "
     "mount one (a container: -v /etc/bms-gateway:/etc/bms-gateway:ro), "
     "or try `bms-gateway demo` (simulated racks, no configuration needed)"
 )

@@ -197,7 +197,7 @@ def test_without_a_mounted_configuration_the_image_command_exits_2_saying_so(tmp
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: {config}: no configuration file: write one (README.md, 'Configuration'; config/gateway.yaml is an "
+        f"error: {config}: no configuration file: write one (docs/configuration.md; config/gateway.yaml is an "
         "example), mount one (a container: -v /etc/bms-gateway:/etc/bms-gateway:ro), or try `bms-gateway demo` "
         "(simulated racks, no configuration needed)"
     )
