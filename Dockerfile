@@ -5,7 +5,7 @@
 #     -v bms-gateway-data:/var/lib/bms-gateway bms-gateway
 #   docker run --rm -it bms-gateway demo        # simulated racks, no configuration needed
 #
-# See README.md, "Docker", for the status page (a password), SocketCAN (--network host) and secrets.
+# See docs/operations.md, "Docker", for the status page (a password), SocketCAN (--network host) and secrets.
 #
 # Reproducible: the base image is pinned by digest (the tag is only a label; refresh both with
 # `docker buildx imagetools inspect python:3.11-slim-bookworm`, the "Digest:" line of the index), and
