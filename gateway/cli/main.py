@@ -117,7 +117,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     for q in CATALOG.values():
         print(f"{q.name:32} {q.unit or '-':4} {q.level:7} {q.kind:7} {q.description}")
     for prefix, (_, level, kind) in PREFIXES.items():
-        print(f"{prefix + '<name>':32} {'-':4} {level:7} {kind:7} see README")
+        print(f"{prefix + '<name>':32} {'-':4} {level:7} {kind:7} see README, Concepts")
     return 0
 
 

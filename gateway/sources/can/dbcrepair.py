@@ -6,7 +6,7 @@ names the line of the original file.
 
 - `NS_` not followed by `BS_`/`BU_`: the parser reads the words of the next statement as part of
   `NS_` (`Invalid syntax ... "BO_ 127 >>!<<UNK_07F: 8 XXX"`, or value tables silently swallowed).
-  `BS_:` is inserted, and `BU_:` declaring the transmitting nodes when the file has none. The README
+  `BS_:` is inserted, and `BU_:` declaring the transmitting nodes when the file has none. The manual (docs/can.md)
   accepts missing optional sections in either mode: a warning, never an error.
 - `VAL_` (and `SIG_VALTYPE_`) entries that no message claims, e.g. those of the pseudo-message
   `VECTOR__INDEPENDENT_SIG_MSG` (signals without a message), which cantools refuses in every mode:
