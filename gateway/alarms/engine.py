@@ -46,7 +46,7 @@ RULES: dict[str, type[Rule]] = {
 COMM_LOSS = QUALITY_CODE[Quality.COMM_LOSS]
 NOT_FRESH = np.asarray([COMM_LOSS, QUALITY_CODE[Quality.STALE]], dtype=np.uint8)
 Plan = list[tuple[Rule, Any]]
-NONE: dict[Key, Instance] = {}
+NONE: dict[Key, Instance] = {}  # the empty default of a lookup: never written to, so it stays empty
 
 
 def fresh(quality: U8) -> bool:

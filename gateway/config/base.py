@@ -15,6 +15,7 @@ from pydantic.config import JsonDict
 
 from gateway.config.yamlpos import position
 from gateway.errors import ConfigError, Problem
+from gateway.lru import LruCache
 
 log = structlog.get_logger("config")
 
@@ -88,16 +89,19 @@ def exposure(path: Path) -> str | None:
     return f"mode {mode:04o} gives {' and '.join(who)} access: make it owner-only (chmod 600 {path})"
 
 
-_warned: dict[Path, str] = {}  # secret file -> what was last warned of (one line per change)
+# Secret file -> what was last warned of (one line per change). A config names a few secret files; the
+# bound only matters across many reloads that name new ones (then an old file may be warned of again).
+WARNED_FILES_MAX = 256
+_warned: LruCache[Path, str] = LruCache(WARNED_FILES_MAX)
 
 
 def warn_if_exposed(path: Path) -> None:
     """Log once (and again when it changes) that a secret file is open to group or others."""
     why = exposure(path)
     if why is None:
-        _warned.pop(path, None)
+        _warned.pop(path)
     elif _warned.get(path) != why:
-        _warned[path] = why
+        _warned.put(path, why)
         log.warning("secret file is not owner-only", file=str(path), problem=why)
 
 

@@ -25,6 +25,7 @@ import cantools
 from cantools.database.errors import UnsupportedDatabaseFormatError
 
 from gateway.errors import ConfigError, Problem
+from gateway.lru import LruCache
 from gateway.sources.can.dbclayout import find_defects
 from gateway.sources.can.dbcrepair import PSEUDO_ID, Repair, add_missing_sections, drop_unclaimed, unclaimed_entries
 from gateway.textsafe import shorten
@@ -60,7 +61,10 @@ def read_text(path: Path) -> tuple[str, str]:
 
 _PSEUDO = ", VECTOR__INDEPENDENT_SIG_MSG: the pseudo-message of signals without a message"
 
-_CACHE: dict[tuple[str, int, int, bool], LoadedDbc] = {}
+# Parsed DBC files by (path, mtime, size, lenient): a reload or a second source reuses the parse; an edited
+# file is parsed again, and the versions no one asked for lately go (a site names a few DBC files).
+DBC_CACHE_SIZE = 16
+_CACHE: LruCache[tuple[str, int, int, bool], LoadedDbc] = LruCache(DBC_CACHE_SIZE)
 
 
 def load_dbc(path: Path, *, lenient: bool = False) -> LoadedDbc:
@@ -74,7 +78,7 @@ def load_dbc(path: Path, *, lenient: bool = False) -> LoadedDbc:
     if cached is None:
         text, encoding = read_text(path)
         cached = load_dbc_text(text, str(path), lenient=lenient, encoding=encoding, path=path)
-        _CACHE[key] = cached
+        _CACHE.put(key, cached)
     return cached
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -81,7 +81,9 @@ MAPPING: dict[int, dict[str, str]] = {
 }
 
 
-@cache
+# Bounded by construction too: only the model files shipped in the package load (a missing one raises,
+# and an exception is not cached).
+@lru_cache(maxsize=64)
 def model_definition(model_id: int) -> dict[str, Any]:
     text = (resources.files("gateway") / "data" / "sunspec" / f"model_{model_id}.json").read_text("utf-8")
     group: dict[str, Any] = json.loads(text)["group"]

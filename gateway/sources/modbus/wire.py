@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
-# One compiled Struct per register count (at most 125 in a valid response; any count is accepted).
+# One compiled Struct per byte count (at most 250 in a valid response; any count is accepted). Bounded by
+# construction: the count is one byte, so there are at most 256 entries.
 _WORDS: dict[int, struct.Struct] = {}
 
 
