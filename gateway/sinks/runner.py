@@ -130,7 +130,7 @@ class SinkRunner:
                     self.connected = True
                     metrics.sink_connected.labels(self.name).set(1)
                     if not self.failures:
-                        self._log.info("sink connected", pending_samples=self.outbox.pending(self.position)[1])
+                        self._log.info("sink connected", pending_samples=self.outbox.pending(self.position).samples)
                 rows = await self._next_batch()
                 await self._write(rows)
             except SinkError as exc:

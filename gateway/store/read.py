@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 from prometheus_client import Counter
@@ -34,6 +35,14 @@ class Row:
     seq: int
     ts: int
     batch: Batch
+
+
+class Backlog(NamedTuple):
+    """What waits after a sequence number: rows, their samples, the creation time of the oldest (ns)."""
+
+    rows: int
+    samples: int
+    oldest: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,12 +210,12 @@ class Reading(OutboxState):
         row = self.db.execute("SELECT min(seq) FROM batches").fetchone()
         return 0 if row[0] is None else int(row[0])
 
-    def pending(self, after: int) -> tuple[int, int, int | None]:
-        """(rows, samples, creation time of the oldest row) after sequence `after`."""
+    def pending(self, after: int) -> Backlog:
+        """What waits after sequence `after`."""
         rows, samples, oldest = self.db.execute(
             "SELECT count(*), coalesce(sum(n), 0), min(ts) FROM batches WHERE seq > ?", (after,)
         ).fetchone()
-        return int(rows), int(samples), None if oldest is None else int(oldest)
+        return Backlog(int(rows), int(samples), None if oldest is None else int(oldest))
 
     def consumers(self) -> list[ConsumerState]:
         out = []
