@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.assess.cycles import Integrator, Limits, conditions
-from gateway.assess.robust import robust_z
+from gateway.assess.divergence import Divergence
+from gateway.assess.robust import quiet, robust_z
 from gateway.assess.series import CellId, RackChunk
 from gateway.model import F64, I64
 
@@ -39,15 +40,15 @@ class CellAnalysis:
     late by the BMS does not matter) over the current change, ΔV/ΔI; the cell's resistance is the
     median over the steps, and its relative resistance that over the median cell's.
 
-    Capacity method: during each discharge from a full charge (see gateway.assess.cycles) the charge
-    since full is counted, and each cell's voltage, corrected for its ohmic drop (V − I·R with the
-    resistances measured so far), is watched for the crossing of `cross_v` (near the cutoff, where the
-    curve is steep). A cell crossing when less charge has flowed has less capacity: its relative
-    capacity is its charge at the crossing over the median cell's. At the end of the discharge (a cell at
-    cutoff) a cell that has not crossed yet is extrapolated to the crossing along its own slope dV/dQ
-    over the last `window_steps` steps (when that gives less than 30 % more charge; otherwise unknown).
-    This assumes the cells start the discharge at the same state of charge (the BMS balances at the
-    top); the median over the discharges of the window is reported.
+    Capacity method: during each discharge from a full charge to the first cell's cutoff (see
+    gateway.assess.cycles) the charge since full is counted, and each cell's voltage, corrected for its
+    ohmic drop (V − I·R with the resistances measured so far), is followed: at the end, the charge at
+    which each cell fell to the level the median cell has reached, over the median cell's charge, is
+    its relative capacity (see gateway.assess.divergence: the divergence at the end of the discharge,
+    cells not there yet extrapolated along their own dV/dQ). This assumes the cells start the discharge
+    at the same state of charge (the BMS balances at the top); the median over the discharges of the
+    window is reported. The divergence at the end of a charge is not used (it tells the same only of a
+    rack balanced at the bottom).
 
     Flags: a cell is **weak** when its robust z-score (median/MAD over the rack's cells, the spread
     floored at `capacity_floor`) is below −`z_limit` and its relative capacity below `weak_below`;
@@ -59,7 +60,6 @@ class CellAnalysis:
 
     limits: Limits = field(default_factory=Limits)
     min_step_a: float = 20.0
-    cross_v: float | None = None  # default: limits.empty_v + 0.10
     window_steps: int = 300
     z_limit: float = 3.5
     capacity_floor: float = 0.01
@@ -72,10 +72,7 @@ class CellAnalysis:
     _steps_seen: int = 0
     _rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(15))
     _integrator: Integrator | None = None
-    _q: float | None = None  # Ah discharged since the last full step; None before a full one
-    _crossed: F64 | None = None  # the charge at each cell's crossing in this discharge (NaN: not yet)
-    _tail_q: F64 = field(default_factory=lambda: np.zeros(0))
-    _tail_v: F64 = field(default_factory=lambda: np.zeros((0, 0)))
+    _discharge: Divergence | None = None  # the discharge since the last full step
     _cycles: list[F64] = field(default_factory=list)
 
     def update(self, chunk: RackChunk) -> None:
@@ -116,7 +113,7 @@ class CellAnalysis:
     def _resistance(self) -> F64:
         if not self._steps:
             return np.full(len(self._ids), np.nan)
-        with np.errstate(all="ignore"):
+        with quiet():
             return np.asarray(np.nanmedian(np.vstack(self._steps), axis=0), dtype=np.float64)
 
     # -- relative capacity --------------------------------------------------------------------------
@@ -127,56 +124,26 @@ class CellAnalysis:
         cond = conditions(chunk, self.limits)
         r = np.nan_to_num(self._resistance(), nan=0.0)
         corrected = chunk.cells - chunk.current[:, None] * r[None, :]
-        cross_v = self.cross_v if self.cross_v is not None else self.limits.empty_v + 0.10
         events = np.flatnonzero(cond.full | cond.empty | inc.brk)
         start = 0
         for k in [*events.tolist(), chunk.n - 1]:
-            self._discharge_rows(chunk, inc.ah, corrected, cross_v, start, k + 1)
+            if self._discharge is not None:
+                self._discharge.rows(inc.ah[start : k + 1], corrected[start : k + 1])
             start = k + 1
             if cond.full[k]:
-                self._q, self._crossed = 0.0, np.full(chunk.cells.shape[1], np.nan)
-                self._tail_q, self._tail_v = np.zeros(0), np.zeros((0, chunk.cells.shape[1]))
+                self._discharge = Divergence(chunk.cells.shape[1], window_steps=self.window_steps)
             elif inc.brk[k]:
-                self._q = None  # a hole in the current record: this discharge is not measured
-            if cond.empty[k] and self._q is not None:
-                self._close(cross_v)
-
-    def _discharge_rows(self, chunk: RackChunk, ah: F64, v: F64, cross_v: float, a: int, b: int) -> None:
-        """Rows [a, b) of a discharge in progress: count the charge, note crossings, keep the tail."""
-        if self._q is None or self._crossed is None or a >= b:
-            return
-        q = self._q - np.cumsum(ah[a:b])
-        self._q = float(q[-1])
-        rows = v[a:b]
-        with np.errstate(invalid="ignore"):
-            below = (rows < cross_v) & (chunk.current[a:b, None] < 0)
-        first = np.where(below.any(axis=0), below.argmax(axis=0), -1)
-        new = (first >= 0) & np.isnan(self._crossed)
-        self._crossed[new] = q[first[new]]
-        self._tail_q = np.concatenate([self._tail_q, q])[-self.window_steps :]
-        self._tail_v = np.concatenate([self._tail_v, rows])[-self.window_steps :]
-
-    def _close(self, cross_v: float) -> None:
-        assert self._q is not None and self._crossed is not None
-        q_end, crossed = self._q, self._crossed.copy()
-        self._q = None
-        if len(self._tail_q) >= 2 and q_end > 0:
-            dq = q_end - self._tail_q[0]
-            with np.errstate(all="ignore"):
-                slope = (self._tail_v[0] - self._tail_v[-1]) / dq  # V per Ah, falling
-                extra = (self._tail_v[-1] - cross_v) / slope
-            usable = np.isnan(crossed) & (slope > 0) & (extra >= 0) & (extra < 0.3 * q_end)
-            crossed[usable] = q_end + extra[usable]
-        if np.isfinite(crossed).sum() * 2 < len(crossed) or len(crossed) < 3:
-            return
-        rel = crossed / np.nanmedian(crossed)
-        if len(self._cycles) < CYCLES_KEPT:
-            self._cycles.append(rel)
+                self._discharge = None  # a hole in the current record: this discharge is not measured
+            if cond.empty[k] and self._discharge is not None:
+                rel = self._discharge.relative()
+                self._discharge = None
+                if rel is not None and len(self._cycles) < CYCLES_KEPT:
+                    self._cycles.append(rel)
 
     def result(self) -> CellsResult:
         n = len(self._ids)
         r = self._resistance()
-        with np.errstate(all="ignore"):
+        with quiet():
             rel_r = r / np.nanmedian(r) if np.isfinite(r).any() else np.full(n, np.nan)
             rel_c = np.nanmedian(np.vstack(self._cycles), axis=0) if self._cycles else np.full(n, np.nan)
         weak: tuple[CellId, ...] = ()

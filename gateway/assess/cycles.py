@@ -1,14 +1,15 @@
 """The rules the estimators share: when the rack is full or empty, and the charge and energy per step.
 
-- **Full** at a step: the highest cell voltage reaches `full_v` (the upper cell limit), or the charge
-  tapers at the top (constant-voltage phase): the highest cell is at or above `taper_v` and the charge
-  current, positive, has fallen below `nominal_ah / 20` (C/20; only when a nominal capacity is known).
+- **Full** at a step: while the rack charges or rests (discharges no more than `rest_a`), the highest
+  cell voltage reaches `full_v` (the upper cell limit), or the charge tapers at the top (constant-voltage
+  phase): the highest cell is at or above `taper_v` and the charge current, positive, has fallen below
+  `nominal_ah / 20` (C/20; only when a nominal capacity is known).
 - **Empty** at a step: the lowest cell voltage reaches `empty_v` (the cutoff) while the rack
-  discharges or rests.
+  discharges or rests (charges no more than `rest_a`).
 - **Charge and energy per step** (`Integrator`): the trapezoid of current (Ah) and of pack voltage ×
-  current (Wh) between consecutive steps whose values are good. A step that follows a hole longer than
-  `max_gap_s` (or a missing value) is a break: its increment is unknown (0) and `ok` is false there,
-  so whoever integrates across it knows its total is incomplete.
+  current (Wh) between consecutive good steps (a missing value in between is bridged). A good step with
+  no good step within `max_gap_s` before it is a break (`brk`): its increment is unknown (0), so
+  whoever integrates across it knows the total is incomplete.
 
 The defaults are for LFP cells; pass the limits of the rack's chemistry and BMS.
 """
@@ -33,6 +34,7 @@ class Limits:
     empty_v: float = 2.95
     nominal_ah: float | None = None
     max_gap_s: float = 60.0
+    rest_a: float = 1.0  # |current| up to this is rest: full and empty hold while charging or resting
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +61,10 @@ def conditions(chunk: RackChunk, limits: Limits) -> Conditions:
     vmax, vmin = _nan_reduce(chunk.cells, True), _nan_reduce(chunk.cells, False)
     i = chunk.current
     with np.errstate(invalid="ignore"):
-        full = vmax >= limits.full_v
+        full = (vmax >= limits.full_v) & (i >= -limits.rest_a)
         if limits.nominal_ah is not None:
             full |= (vmax >= limits.taper_v) & (i > 0) & (i < limits.nominal_ah / 20.0)
-        empty = (vmin <= limits.empty_v) & (i <= 0)
+        empty = (vmin <= limits.empty_v) & (i <= limits.rest_a)
     return Conditions(vmax, vmin, full, empty)
 
 

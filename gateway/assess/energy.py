@@ -34,6 +34,16 @@ class EnergyResult:
     insufficient: str | None  # why there is no efficiency (throughput is always given)
 
 
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """The running totals at a full step."""
+
+    t: int
+    kwh_in: float
+    kwh_out: float
+    breaks: int
+
+
 @dataclass
 class Energy:
     """Throughput, equivalent full cycles and round-trip efficiency.
@@ -41,11 +51,12 @@ class Energy:
     Method: energy is the trapezoid of pack voltage × current between consecutive good steps (charge:
     positive, discharge: negative, see gateway.assess.cycles); throughput is its sum each way, in kWh,
     and in Ah. Equivalent full cycles: Ah discharged over `capacity_ah` (the independent capacity when
-    known, else nominal). Round-trip efficiency: over whole cycles only, each from the first full step of
-    one full charge to the first full step of the next (the same state of charge at both ends), with at
-    least `min_depth` × capacity discharged in between (without a capacity: a cell's cutoff reached in
-    between) and no break in the record; efficiency = Σ kWh out / Σ kWh in over those cycles.
-    Insufficient (efficiency) when the window holds no such cycle; cycles insufficient without capacity.
+    known, else nominal). Round-trip efficiency: over whole cycles only, each from the end of one full
+    charge (its last full step, before the discharge) to the end of the next, so both ends are at the
+    same state of charge, with at least `min_depth` × capacity discharged in between (without a
+    capacity: a cell's cutoff reached in between) and no break in the record; efficiency = Σ kWh out /
+    Σ kWh in over those cycles. Insufficient (efficiency) when the window holds no such cycle; equivalent
+    full cycles insufficient (None) without a capacity.
     """
 
     capacity_ah: float | None = None
@@ -56,65 +67,76 @@ class Energy:
     _kwh_out: float = 0.0
     _ah_in: float = 0.0
     _ah_out: float = 0.0
+    _breaks: int = 0
     _broken_s: float = 0.0
-    _ref: int | None = None  # the first full step of the cycle being measured
-    _c_in: float = 0.0
-    _c_out: float = 0.0
-    _depth: float = 0.0  # Ah discharged since _ref (net), and its deepest
+    _net: float = 0.0  # Ah discharged, net, since the last full step
     _deepest: float = 0.0
     _emptied: bool = False
-    _broken: bool = False
+    _last_full: _Mark | None = None
+    _episode_end: _Mark | None = None  # the end of the previous full charge
     _cycles: list[EnergyCycle] = field(default_factory=list)
 
     def update(self, chunk: RackChunk) -> None:
         if self._integrator is None:
             self._integrator = Integrator(self.limits.max_gap_s)
         inc = self._integrator.increments(chunk)
-        ah, wh = inc.ah, inc.wh
-        self._ah_in += float(ah[ah > 0].sum())
-        self._ah_out -= float(ah[ah < 0].sum())
-        self._kwh_in += float(wh[wh > 0].sum()) / 1000.0
-        self._kwh_out -= float(wh[wh < 0].sum()) / 1000.0
         self._broken_s += float(np.diff(chunk.t, prepend=chunk.t[0])[inc.brk].sum()) / 1e9
         cond = conditions(chunk, self.limits)
         events = np.flatnonzero(cond.full | cond.empty | inc.brk)
         start = 0
         for k in [*events.tolist(), chunk.n - 1]:
-            self._accumulate(ah[start : k + 1], wh[start : k + 1])
+            self._accumulate(inc.ah[start : k + 1], inc.wh[start : k + 1])
             start = k + 1
-            if inc.brk[k]:
-                self._broken = True
-            if cond.empty[k]:
-                self._emptied = True
+            self._breaks += int(inc.brk[k])
+            self._emptied |= bool(cond.empty[k])
             if cond.full[k]:
                 self._full(int(chunk.t[k]))
 
     def _accumulate(self, ah: F64, wh: F64) -> None:
         if len(ah) == 0:
             return
-        depth = self._depth - np.cumsum(ah)
-        self._deepest = max(self._deepest, float(depth.max()))
-        self._depth = float(depth[-1])
-        self._c_in += float(wh[wh > 0].sum()) / 1000.0
-        self._c_out -= float(wh[wh < 0].sum()) / 1000.0
+        self._ah_in += float(ah[ah > 0].sum())
+        self._ah_out -= float(ah[ah < 0].sum())
+        self._kwh_in += float(wh[wh > 0].sum()) / 1000.0
+        self._kwh_out -= float(wh[wh < 0].sum()) / 1000.0
+        net = self._net - np.cumsum(ah)
+        self._deepest = max(self._deepest, float(net.max()))
+        self._net = float(net[-1])
+
+    def _deep(self) -> bool:
+        cap = self.capacity_ah
+        return self._deepest >= self.min_depth * cap if cap else self._emptied
+
+    def _cycle(self, end: _Mark) -> EnergyCycle | None:
+        """The cycle from the previous full charge's end to `end`, when it is whole."""
+        a = self._episode_end
+        if a is None or a.breaks != end.breaks or end.kwh_in <= a.kwh_in:
+            return None
+        return EnergyCycle(a.t, end.t, end.kwh_in - a.kwh_in, end.kwh_out - a.kwh_out)
 
     def _full(self, t: int) -> None:
-        cap = self.capacity_ah
-        deep = self._deepest >= self.min_depth * cap if cap else self._emptied
-        if self._ref is not None and not deep and not self._broken:
-            return  # still the same full charge
-        if self._ref is not None and deep and not self._broken and self._c_in > 0 and len(self._cycles) < CYCLES_KEPT:
-            self._cycles.append(EnergyCycle(self._ref, t, self._c_in, self._c_out))
-        self._ref, self._c_in, self._c_out = t, 0.0, 0.0
-        self._depth = self._deepest = 0.0
-        self._emptied = self._broken = False
+        if self._last_full is not None and self._deep():
+            cycle = self._cycle(self._last_full)  # a deep discharge since: that full charge has ended
+            if cycle is not None and len(self._cycles) < CYCLES_KEPT:
+                self._cycles.append(cycle)
+            self._episode_end = self._last_full
+        if self._last_full is None:
+            self._episode_end = None
+        self._last_full = _Mark(t, self._kwh_in, self._kwh_out, self._breaks)
+        self._net = self._deepest = 0.0
+        self._emptied = False
 
     def result(self) -> EnergyResult:
+        cycles = list(self._cycles)
+        if self._last_full is not None and self._episode_end is not None and self._last_full is not self._episode_end:
+            last = self._cycle(self._last_full)  # the window ends after a full charge
+            if last is not None:
+                cycles.append(last)
         efc = self._ah_out / self.capacity_ah if self.capacity_ah else None
         eff = why = None
-        if self._cycles:
-            eff = sum(c.kwh_out for c in self._cycles) / sum(c.kwh_in for c in self._cycles)
+        if cycles:
+            eff = sum(c.kwh_out for c in cycles) / sum(c.kwh_in for c in cycles)
         else:
             why = "no whole cycle (full charge, discharge, full charge) without a break in the window"
         return EnergyResult(self._kwh_in, self._kwh_out, self._ah_in, self._ah_out, efc, eff,
-                            tuple(self._cycles), self._broken_s, why)  # fmt: skip
+                            tuple(cycles), self._broken_s, why)  # fmt: skip

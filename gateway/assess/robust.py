@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from gateway.model import F64
 
 MAD_SD = 1.4826  # MAD × this estimates the standard deviation of normal data
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """No warnings from numpy for empty or all-NaN slices and NaN arithmetic: NaN is the answer there."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def robust_sd(x: F64) -> float:

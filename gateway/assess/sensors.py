@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.assess.robust import robust_z
+from gateway.assess.robust import quiet, robust_z
 from gateway.assess.series import CellId, RackChunk
 from gateway.model import F64
 
@@ -97,7 +97,7 @@ class SensorCheck:
             self._stuck(f, rows[:whole].reshape(-1, self.block_steps, c))
 
     def _jumps(self, f: _Family, x: F64) -> None:
-        with np.errstate(all="ignore"):
+        with quiet():
             d = np.diff(np.vstack([f.last[None, :], x]), axis=0)
             valid = np.isfinite(d)
             rows = valid.sum(axis=1) >= 3
@@ -115,13 +115,13 @@ class SensorCheck:
         rows = np.isfinite(x).sum(axis=1) >= 3
         if not rows.any():
             return
-        with np.errstate(all="ignore"):
+        with quiet():
             dev = x[rows] - np.nanmedian(x[rows], axis=1)[:, None]
             f.offsets.append(np.nanmedian(dev, axis=0))
 
     def _stuck(self, f: _Family, blocks: F64) -> None:
         """Blocks (block × step × sensor): runs of moving blocks without a change, per sensor."""
-        with np.errstate(all="ignore"):
+        with quiet():
             span = np.nanmax(blocks, axis=1) - np.nanmin(blocks, axis=1)  # block × sensor
         known = np.isfinite(span)
         changed = known & (span > 0)
@@ -150,7 +150,7 @@ class SensorCheck:
             for j in np.flatnonzero(f.jumps > 0).tolist():
                 flags.append(SensorFlag(f.name, f.ids[j], "jump", f"{int(f.jumps[j])} implausible jumps"))
             if f.offsets and f.offset_limit is not None:
-                with np.errstate(all="ignore"):
+                with quiet():
                     off = np.nanmedian(np.vstack(f.offsets), axis=0)
                 z = robust_z(off)
                 out = (np.abs(off) > f.offset_limit) & (np.abs(z) > self.z_limit)
