@@ -5,6 +5,9 @@ row per sample a frame gives: each point's named bits (with `bits:`), then the p
 applies the rules of `gateway.sources.can.values` to the signals' numbers of a window of frames, at
 once for every frame and point (numpy): frames × columns of values and of quality codes, and the
 value-table names a point keeps (`objects`, by (frame, column)).
+
+Blocks of one message that differ only in their keys (the mux values of a cell array: same bits, same
+rules, other cells) have the same `signature`: the frames of all of them decode in one `columns` call.
 """
 
 from __future__ import annotations
@@ -32,14 +35,14 @@ def _floats(values: list[float | None], none: float) -> F64:
 
 @dataclass(slots=True)
 class Part:
-    """Rows of one block from one window: frames × the block's columns, all stamped `ts`."""
+    """Rows of blocks of one signature (one width) from one window: a row per frame, in arrival order."""
 
-    block: Block
-    values: F64  # frames × columns
+    blocks: IntArray  # per row: the block's index in the rack
+    values: F64  # rows × columns
     quality: U8
-    objects: Objects | None
-    ts: int
-    last_ok: int = -1  # the last row decoded cleanly (for stale and comm_loss fill), -1 none
+    objects: Objects | None  # by (row, column)
+    ts: I64  # per row
+    clean: npt.NDArray[np.bool_]  # per row: decoded from a whole frame (the row stale and comm_loss repeat)
 
 
 class Block:
@@ -90,6 +93,21 @@ class Block:
         self.missing = [(j, np.array([v for v in p.missing if v == v], dtype=np.float64))
                         for j, p in enumerate(points) if p.missing]  # fmt: skip
         self.choices = [(j, dict(p.choices)) for j, p in enumerate(points) if p.choices is not None]
+
+    def signature(self) -> tuple[object, ...]:
+        """What `columns` reads of this block: equal for blocks whose frames decode the same way."""
+        sig = self.sig
+        out: list[object] = []
+        for j, p in enumerate(self.points):
+            c = int(self.cols[j])
+            bits = (sig.byte[c], sig.left[c], sig.right[c], sig.mask[c], sig.bits[c], sig.signed[c], sig.scale[c])
+            out.append((
+                *(a.tobytes() for a in bits), float(sig.offset[c]), sig.floats.get(c), bool(sig.fits[c]),
+                sig.wide.get(c), int(sig.last_byte[c]), p.mode, p.factor, p.offset, p.lo, p.hi,
+                tuple(b for b, _ in p.bits), p.missing, p.na_from, p.error_from,
+                None if p.choices is None else tuple(sorted(p.choices.items())),
+            ))  # fmt: skip
+        return tuple(out)
 
     def columns(self, data: U8) -> tuple[F64, U8, Objects | None]:
         """The block's columns for frames of its message (frames × the message's length, uint8)."""

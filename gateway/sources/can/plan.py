@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.model import QUALITIES, Sample
 from gateway.sources.can.block import OUT, Block, Part
@@ -51,6 +52,11 @@ class MessagePlan:
     first_point: int = 0  # index of the first profile point that maps the message (for problems)
     signals: MessageSignals | None = None
     blocks: dict[int, Block] = field(default_factory=dict)  # mux value (0: not multiplexed; PLAIN) -> block
+    # the blocks in order; per block its decoder (the first block of its signature) and its index in the rack
+    order: list[Block] = field(default_factory=list)
+    position: dict[int, int] = field(default_factory=dict)  # mux value -> position in `order`
+    decoder_of: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    rack_index: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
 
     def all_points(self) -> list[PointPlan]:
         out = list(self.plain)
@@ -70,12 +76,19 @@ class MessagePlan:
             ids |= set(self.message.get_signal_by_name(self.mux_signal).choices or ())
             if ids:  # else cantools reads the frame as if the multiplexer were a plain signal
                 shapes = {PLAIN: self.plain} | {m: self.plain + self.by_mux.get(m, []) for m in sorted(ids)}
+        decoders: dict[tuple[object, ...], int] = {}
         for i, (mux, points) in enumerate(shapes.items()):
-            self.blocks[mux] = Block(start + i, self.key, mux, points, sig, rack)
-        return list(self.blocks.values())
+            block = self.blocks[mux] = Block(start + i, self.key, mux, points, sig, rack)
+            self.position[mux] = i
+            self.order.append(block)
+            decoders.setdefault(block.signature(), i)
+        self.decoder_of = np.array([decoders[b.signature()] for b in self.order], dtype=np.intp)
+        self.rack_index = np.array([b.index for b in self.order], dtype=np.intp)
+        return list(self.order)
 
     def decode_window(self, datas: list[bytes], ts: int) -> Window:
-        """The frames of this message in one window (in arrival order) as rows of its blocks."""
+        """The frames of this message in one window (in arrival order) as rows of its blocks: one
+        `columns` call per signature of the blocks the frames belong to."""
         sig = self.signals
         assert sig is not None
         n, length = len(datas), self.length
@@ -92,27 +105,30 @@ class MessagePlan:
         short = int(n - ok.sum())
         if short:
             out.reasons[SHORT] = short
-        if 0 in self.blocks and PLAIN not in self.blocks:  # not multiplexed
-            self._rows(out, self.blocks[0], data, ok, ts)
+        if len(self.order) == 1:  # not multiplexed
+            self._rows(out, self.order[0], data, ok, np.full(n, self.rack_index[0], dtype=np.intp), ts)
             return out
         col = sig.index[self.mux_signal or ""]
         visible = sig.present(lengths)[:, col] & (lengths > 0)
         mux = np.where(visible, sig.numbers(data, np.array([col], dtype=np.intp)).raw[:, 0], PLAIN)
-        for value in np.unique(mux).tolist():
-            rows = np.flatnonzero(mux == value)
-            block = self.blocks.get(value)
-            if block is None:  # a mux value the DBC does not define (or one not readable): plain points, bad
-                block = self.blocks[PLAIN]
-                bad = int(ok[rows].sum())
-                if bad:
-                    out.reasons[DECODE_ERROR] += bad
-                ok_rows = np.zeros(len(rows), dtype=bool)
-                self._rows(out, block, data[rows], ok_rows, ts)
-            else:
-                self._rows(out, block, data[rows], ok[rows], ts)
+        values, inverse = np.unique(mux, return_inverse=True)
+        known = np.array([self.position.get(v, -1) for v in values.tolist()], dtype=np.intp)[inverse]
+        unknown = known < 0  # a mux value the DBC does not define: plain points, bad
+        if unknown.any():
+            bad = int((ok & unknown).sum())
+            if bad:
+                out.reasons[DECODE_ERROR] += bad
+            known[unknown] = self.position[PLAIN]
+            ok &= ~unknown
+        decoder = self.decoder_of[known]
+        decoders = np.unique(decoder).tolist()
+        for d in decoders:
+            rows = np.flatnonzero(decoder == d) if len(decoders) > 1 else np.arange(n)
+            self._rows(out, self.order[d], data[rows], ok[rows], self.rack_index[known[rows]], ts)
         return out
 
-    def _rows(self, out: Window, block: Block, data: Any, ok: Any, ts: int) -> None:
+    def _rows(self, out: Window, block: Block, data: Any, ok: Any, blocks: npt.NDArray[np.intp], ts: int) -> None:
+        """Rows of `block`'s signature (the frames of `blocks`, each of that signature) decoded as `block`."""
         if not block.width:
             out.heard |= bool(ok.any())
             return
@@ -131,8 +147,7 @@ class MessagePlan:
             out.reasons[OUT_OF_RANGE] += oor
         out.decoded += len(data)
         out.heard |= bool(ok.any())
-        last = np.flatnonzero(ok)
-        out.parts.append(Part(block, values, quality, objects, ts, int(last[-1]) if len(last) else -1))
+        out.parts.append(Part(blocks, values, quality, objects, np.full(len(data), ts, dtype=np.int64), ok))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,20 +190,21 @@ class RackPlan:
             return [], plan
         window = plan.decode_window([bytes(data)], ts)
         reason = next(iter(window.reasons), "")
-        return [s for part in window.parts for s in part_samples(part)], reason
+        return [s for part in window.parts for s in part_samples(part, self.blocks)], reason
 
 
-def part_samples(part: Part) -> list[Sample]:
-    """The rows of a part as `Sample`s (the command line and tests; the source hands on columns)."""
+def part_samples(part: Part, blocks: list[Block]) -> list[Sample]:
+    """The rows of a part as `Sample`s (the command line and tests; the source hands on columns).
+    `blocks`: the rack's blocks, by index."""
     out = []
-    rows = part.block.rows
     objects = part.objects or {}
-    for i in range(len(part.values)):
-        for c, k in enumerate(rows):
+    for i, b in enumerate(part.blocks.tolist()):
+        ts = int(part.ts[i])
+        for c, k in enumerate(blocks[b].rows):
             v = part.values[i, c]
             value = objects.get((i, c), None if v != v else float(v))
             quality = QUALITIES[part.quality[i, c]]
-            out.append(Sample(part.ts, k.quantity, value, k.unit, quality, k.rack, k.module, k.cell))
+            out.append(Sample(ts, k.quantity, value, k.unit, quality, k.rack, k.module, k.cell))
     return out
 
 

@@ -1,63 +1,45 @@
 """One rack on a CAN bus: its compiled plan, its cyclic supervision, its communication state, and the
 batches of its windows.
 
-A window's frames are decoded per message id (`MessagePlan.decode_window`) into `Part`s, rows of the
-rack's blocks. `take` hands them on as batches of columns: round r holds the r-th row of every block
-that has one, blocks in the rack's order, so a window with one frame per message is one batch, and a
-batch's key table is one of few (kept in a bounded cache). Stale and comm_loss fill repeat each
-block's last clean row with the new quality.
+A window's frames are decoded per message id (`MessagePlan.decode_window`) into `Part`s: a row per
+frame, each row one block's points. `take` hands them on in rounds: round r holds the r-th row of
+every block that has one, blocks in the rack's order, and the rounds that hold the same blocks go in
+one batch (its key table is those blocks' keys once per round). A window of a cyclic bus is a batch
+of its whole cycles and one of the cycle it ended in, and the key tables are few (kept in a bounded
+cache). Stale and comm_loss fill repeat each block's last clean row with the new quality.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 
 from gateway import metrics as core_metrics
 from gateway.model import QUALITY_CODE, Batch, DeviceState, DeviceStatus, Keys, Quality, Value
 from gateway.sources.can import metrics
-from gateway.sources.can.block import Block, Objects, Part
+from gateway.sources.can.block import Part
 from gateway.sources.can.config import CanSourceConfig
 from gateway.sources.can.plan import RackPlan, Window
-from gateway.sources.can.signals import F64, I64, U8
+from gateway.sources.can.signals import F64
 from gateway.sources.can.supervision import Supervisor
 
 log = structlog.get_logger("source.can")
 SHAPES_MAX = 512  # key tables of rounds remembered per rack (by the blocks they hold)
+Objects1 = dict[int, Value]  # a batch's values that are not numbers, by point index
 
 
-@dataclass(slots=True)
-class Rows:
-    """A block's rows of one batch round after round (the parts of a window joined), with their times."""
+@dataclass(frozen=True, slots=True)
+class Last:
+    """A block's last clean row: what stale and comm_loss fill repeat."""
 
-    block: Block
-    values: F64
-    quality: U8
-    objects: Objects | None
-    ts: I64
-
-
-def _merge(parts: list[Part]) -> Rows:
-    if len(parts) == 1:
-        p = parts[0]
-        return Rows(p.block, p.values, p.quality, p.objects, np.full(len(p.values), p.ts, dtype=np.int64))
-    objects: Objects = {}
-    at = 0
-    for p in parts:
-        if p.objects:
-            objects.update({(at + i, c): v for (i, c), v in p.objects.items()})
-        at += len(p.values)
-    return Rows(
-        parts[0].block,
-        np.concatenate([p.values for p in parts]),
-        np.concatenate([p.quality for p in parts]),
-        objects or None,
-        np.concatenate([np.full(len(p.values), p.ts, dtype=np.int64) for p in parts]),
-    )
+    values: F64  # the block's columns
+    objects: dict[int, Value] | None  # by column
 
 
 class Rack:
@@ -76,7 +58,7 @@ class Rack:
         self.decoded = 0
         self.j1939 = plan.table.j1939
         self.seen: dict[int, None] = {}  # keys of the frames of this window that decoded (in order)
-        self.last: dict[int, Part] = {}  # block index -> its last clean row (one row)
+        self.last: dict[int, Last] = {}  # block index -> its last clean row
         self._shapes: OrderedDict[tuple[int, ...], Keys] = OrderedDict()
 
     def set_state(self, state: DeviceState, reason: str, ts: int) -> None:
@@ -98,14 +80,20 @@ class Rack:
         self.parts += window.parts
         self.decoded += window.decoded
         for part in window.parts:
-            if part.last_ok >= 0:
-                i = part.last_ok
-                objects = {(0, c): v for (r, c), v in part.objects.items() if r == i} if part.objects else None
-                self.last[part.block.index] = Part(
-                    part.block, part.values[i : i + 1], part.quality[i : i + 1], objects or None, part.ts
-                )
+            self._keep_last(part)
         if window.heard:
             self.seen[key] = None
+
+    def _keep_last(self, part: Part) -> None:
+        rows = np.flatnonzero(part.clean)[::-1]
+        if not len(rows):
+            return
+        blocks, first = np.unique(part.blocks[rows], return_index=True)  # each block's last clean row
+        by_row: dict[int, dict[int, Value]] = {}
+        for (i, c), v in (part.objects or {}).items():
+            by_row.setdefault(i, {})[c] = v
+        for b, i in zip(blocks.tolist(), rows[first].tolist(), strict=True):
+            self.last[b] = Last(part.values[i].copy(), by_row.get(i))
 
     def heard(self, now: float, ts: int) -> None:
         """The frames of one window (keys in `seen`) arrived at `now`: supervision, and back online."""
@@ -119,10 +107,13 @@ class Rack:
     def _repeat(self, quality: Quality, ts: int, key: int | None = None) -> None:
         """Each block's last clean row again (of one message key, or all), with `quality`."""
         code = QUALITY_CODE[quality]
-        for part in self.last.values():
-            if key is None or part.block.key == key:
-                q = np.full_like(part.quality, code)
-                self.parts.append(Part(part.block, part.values, q, part.objects, ts))
+        blocks = self.plan.blocks
+        for b, last in self.last.items():
+            if key is None or blocks[b].key == key:
+                objects = {(0, c): v for c, v in last.objects.items()} if last.objects else None
+                q = np.full((1, len(last.values)), code, dtype=np.uint8)
+                one = np.array([b], dtype=np.intp)
+                self.parts.append(Part(one, last.values[None, :], q, objects, np.array([ts]), np.zeros(1, dtype=bool)))
 
     def supervise(self, now: float, ts: int) -> None:
         verdict = self.supervisor.check(now)
@@ -163,40 +154,74 @@ class Rack:
         self.held = batches + self.held
 
     def _rounds(self, created: int) -> list[Batch]:
-        by_block: dict[int, list[Part]] = {}
-        for part in self.parts:
-            by_block.setdefault(part.block.index, []).append(part)
-        merged = [_merge(parts) for _, parts in sorted(by_block.items())]
-        out: list[Batch] = []
-        r = 0
-        while merged:
-            merged = [p for p in merged if len(p.values) > r]
-            if not merged:
-                break
-            out.append(self._round(merged, r, created))
-            r += 1
+        """The parts' rows as batches of rounds (see the module): a few array steps for the whole window."""
+        parts = self.parts
+        if not parts:
+            return []
+        blocks = np.concatenate([p.blocks for p in parts])
+        n = len(blocks)
+        widths = np.concatenate([np.full(len(p.blocks), p.values.shape[1], dtype=np.intp) for p in parts])
+        sizes = np.cumsum([0] + [p.values.size for p in parts])[:-1]
+        starts = np.concatenate(
+            [at + np.arange(len(p.blocks)) * p.values.shape[1] for at, p in zip(sizes, parts, strict=True)]
+        )  # each row's first point in the parts' columns, end to end
+        by_block = np.argsort(blocks, kind="stable")  # arrival order within a block
+        sb = blocks[by_block]
+        first = np.flatnonzero(np.concatenate(([True], sb[1:] != sb[:-1])))
+        counts = np.diff(np.append(first, n))
+        rank = np.arange(n) - np.repeat(first, counts)  # the round of each row
+        in_rounds = np.lexsort((sb, rank))
+        order = by_block[in_rounds]  # rows by round, then by block
+        rank = rank[in_rounds]
+        width = widths[order]
+        at = np.concatenate(([0], np.cumsum(width)))  # each row's first point in the batches' columns
+        take = np.repeat(starts[order] - at[:-1], width) + np.arange(at[-1])
+        values = np.concatenate([p.values.ravel() for p in parts])[take]
+        quality = np.concatenate([p.quality.ravel() for p in parts])[take]
+        ts = np.repeat(np.concatenate([p.ts for p in parts])[order], width)
+        levels = np.unique(counts)
+        cuts = np.searchsorted(rank, levels).tolist()  # rows of each batch: rounds below its level
+        objects = self._objects(order, at, cuts)
+        present = sb[first]
+        out = []
+        r = row = 0
+        for level, cut, objs in zip(levels.tolist(), cuts, objects, strict=True):
+            keys = self._keys(present[counts >= level].tolist(), level - r)
+            lo, hi = int(at[row]), int(at[cut])
+            out.append(
+                Batch(self.name, keys, ts[lo:hi], values[lo:hi], quality[lo:hi], objects=objs, device=self.name,
+                      created=created)
+            )  # fmt: skip
+            r, row = level, cut
         return out
 
-    def _round(self, parts: list[Rows], r: int, created: int) -> Batch:
-        shape = tuple(p.block.index for p in parts)
+    def _keys(self, blocks: list[int], rounds: int) -> Keys:
+        """The key table of `rounds` rounds of these blocks (cached per shape)."""
+        shape = (*blocks, -rounds)
         keys = self._shapes.get(shape)
         if keys is None:
-            keys = self._shapes[shape] = Keys.of(k for p in parts for k in p.block.rows)
+            rows = self.plan.blocks
+            keys = self._shapes[shape] = Keys.of(tuple(k for b in blocks for k in rows[b].rows) * rounds)
             if len(self._shapes) > SHAPES_MAX:
                 self._shapes.popitem(last=False)
-        objects: dict[int, Value] = {}
-        at = 0
-        for p in parts:
-            if p.objects:
-                objects.update({at + c: v for (i, c), v in p.objects.items() if i == r})
-            at += p.block.width
-        return Batch(
-            self.name,
-            keys,
-            np.repeat(np.array([p.ts[r] for p in parts], dtype=np.int64), [p.block.width for p in parts]),
-            np.concatenate([p.values[r] for p in parts]),
-            np.concatenate([p.quality[r] for p in parts]),
-            objects=objects or None,
-            device=self.name,
-            created=created,
-        )
+        else:
+            self._shapes.move_to_end(shape)
+        return keys
+
+    def _objects(self, order: npt.NDArray[np.intp], at: npt.NDArray[np.intp], cuts: list[int]) -> list[Objects1 | None]:
+        """The values that are not numbers, per batch, by point index."""
+        out: list[Objects1 | None] = [None] * len(cuts)
+        if not any(p.objects for p in self.parts):
+            return out
+        where = np.empty(len(order), dtype=np.intp)
+        where[order] = np.arange(len(order))  # row -> its place in the batches
+        base = 0
+        for p in self.parts:
+            for (i, c), v in (p.objects or {}).items():
+                row = int(where[base + i])
+                j = bisect.bisect_right(cuts, row)
+                first = int(at[cuts[j - 1]]) if j else 0
+                objs = out[j] = out[j] or {}
+                objs[int(at[row]) - first + c] = v
+            base += len(p.blocks)
+        return out
