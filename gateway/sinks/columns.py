@@ -7,7 +7,9 @@ so a column is formatted once per distinct value when that saves work.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -62,6 +64,13 @@ def texts_of(strings: list[str]) -> Texts:
     out = np.empty(len(strings), dtype=object)
     out[:] = strings
     return out
+
+
+def shared_texts(strings: Iterable[str]) -> Texts:
+    """A plan's texts with every equal string one object, within the plan and across plans (`sys.intern`:
+    an interned string lives only while something holds it). The texts that do not depend on the rack
+    (`"u":"V"`, `,"m":3,"c":7}`, `cell_voltage=`) are then kept once for a site, not once per point."""
+    return texts_of(list(map(sys.intern, strings)))
 
 
 P = TypeVar("P")

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 from gateway.catalog import level_of
-from gateway.model import I64, QUALITIES, Batch, BatchKind, Keys
-from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, texts_of
+from gateway.model import GOOD, I64, QUALITIES, Batch, BatchKind, Keys
+from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, shared_texts, texts_of
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -50,12 +50,13 @@ def precision_divisor(precision: str) -> int:
 class LinePlan:
     """What the lines of one key table from one source share, prepared once."""
 
-    heads: Texts  # per point: `<level>,site=..,rack=..[,module=..][,cell=..]`
-    fields: Texts  # per point: `<escaped quantity>=`
+    fields: Texts  # per point: `<escaped quantity>=` (shared texts)
     series: I64  # per point: the number of its (level, rack, module, cell): equal numbers share a line
     tails: tuple[str, ...]  # per quality code: `,quality=..,source=..`
     plain: bool  # no tag holds a backslash (so the first unescaped space of a line is after its tags)
-    keys: dict[int, Texts]  # per quality code, made when first needed: the series key of every point
+    # per quality code: the series key of every point, `<level>,site=..,rack=..[,module=..][,cell=..]` and
+    # the code's tail; good's made with the plan, the others from it when first needed
+    keys: dict[int, Texts]
 
 
 def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
@@ -76,13 +77,15 @@ def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
         series.append(numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
     tails = tuple(f",quality={q},source={source_t}" for q in QUALITIES)
     plain = not any("\\" in h for h in heads) and "\\" not in tails[0]
-    return LinePlan(texts_of(heads), texts_of(fields), np.asarray(series, dtype=np.int64), tails, plain, {})
+    good = texts_of([h + tails[GOOD] for h in heads])
+    return LinePlan(shared_texts(fields), np.asarray(series, dtype=np.int64), tails, plain, {GOOD: good})
 
 
 def _series_keys(plan: LinePlan, code: int) -> Texts:
     got = plan.keys.get(code)
     if got is None:
-        got = plan.keys[code] = plan.heads + plan.tails[code]
+        cut, tail = len(plan.tails[GOOD]), plan.tails[code]
+        got = plan.keys[code] = texts_of([k[:-cut] + tail for k in plan.keys[GOOD].tolist()])
     return got
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ import numpy.typing as npt
 
 from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Sample
-from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, texts_of
+from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, shared_texts
 from gateway.store.outbox import Row
 
 
@@ -168,31 +169,44 @@ class TelemetryPlan:
 
 
 def telemetry_plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
+    """The plan of a key table. Its texts that do not name the rack are shared by every plan
+    (`shared_texts`), and each distinct unit or quantity is written as JSON once."""
+    js: dict[str, str] = {}
+
+    def json_text(s: str) -> str:
+        got = js.get(s)
+        if got is None:
+            got = js[s] = _json(s)
+        return got
+
     units: list[str] = []
     places: list[str] = []
     by_rack: dict[str, list[int]] = {}
     for i, k in enumerate(keys.rows):
-        units.append(f',"u":{_json(k.unit)},"ql":')
-        place = "" if k.module is None else f',"m":{_json(k.module)}'
-        places.append(place + ("}" if k.cell is None else f',"c":{_json(k.cell)}}}'))
+        units.append(f',"u":{json_text(k.unit)},"ql":')
+        place = "" if k.module is None else f',"m":{int(k.module)}'
+        places.append(place + ("}" if k.cell is None else f',"c":{int(k.cell)}}}'))
         if str(level_of(k.quantity, k.module, k.cell)) in levels:
             by_rack.setdefault(k.rack, []).append(i)
     racks = []
     for rack, members in by_rack.items():
         rows = [keys.rows[i] for i in members]
-        skeys = [state_key(k) for k in rows]
+        skeys = [sys.intern(state_key(k)) for k in rows]
+        # a state key is its quantity and digits, '/' or '-' (nothing JSON escapes) after it
+        quoted = [json_text(k.quantity) for k in rows]
+        entry_heads = (f'{q[:-1]}{s[len(k.quantity) :]}":{{"v":' for k, q, s in zip(rows, quoted, skeys, strict=True))
         racks.append(
             RackPlan(
                 rack,
                 np.asarray(members, dtype=np.intp),
-                texts_of([_OPEN] + [_NEXT] * (len(members) - 1)),
-                texts_of([f',"q":{_json(k.quantity)},"v":' for k in rows]),
-                texts_of([f'{_json(s)}:{{"v":' for s in skeys]),
+                shared_texts([_OPEN] + [_NEXT] * (len(members) - 1)),
+                shared_texts(f',"q":{q},"v":' for q in quoted),
+                shared_texts(entry_heads),
                 skeys,
                 frozenset(k.quantity for k in rows if k.module is None and k.cell is None),
             )
         )
-    return TelemetryPlan(tuple(racks), texts_of(units), texts_of(places), {}, {})
+    return TelemetryPlan(tuple(racks), shared_texts(units), shared_texts(places), {}, {})
 
 
 def _by_quality(made: dict[int, Texts], quality: U8, make: Callable[[int], Texts]) -> Texts:
@@ -229,8 +243,8 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
         vt[i] = _json(clean(v))
     tt = run_texts(b.ts)
     qjson = [_json(str(q)) for q in QUALITIES]
-    tails = _by_quality(plan.tails, b.quality, lambda c: plan.units + qjson[c] + plan.places)
-    entry_tails = _by_quality(plan.entry_tails, b.quality, lambda c: plan.units + (qjson[c] + ',"ts":'))
+    tails = _by_quality(plan.tails, b.quality, lambda c: shared_texts(plan.units + qjson[c] + plan.places))
+    entry_tails = _by_quality(plan.entry_tails, b.quality, lambda c: shared_texts(plan.units + (qjson[c] + ',"ts":')))
     if b.device_ts is not None and b.device_ts.any():
         tails = tails.copy()
         for i, d in zip(np.flatnonzero(b.device_ts).tolist(), b.device_ts[b.device_ts != 0].tolist(), strict=True):
