@@ -94,7 +94,9 @@ class RackModel:
         self.base_capacity = start.capacity.copy()  # before fade; timed weak_cell faults change it
         self.cell_capacity = start.capacity.copy()
         self.cell_resistance = start.resistance.copy()
-        self.cell_soc = start.soc.copy()
+        self.cell_soc = start.soc.copy()  # the model's state: changed by step() only
+        self._ocv = ocv_of(self.cell_soc)  # of cell_soc, kept with it
+        self._r_module = self._module_resistance()
         self.sensors = Sensors(np.asarray(offsets), p.cells_per_module, p.sensors_per_module, self.faults)
         self.bms = Bms(p.bms, p.capacity_ah, float(self.cell_soc.mean()))
         self.test = None if p.profile == "sine" else CapacityTestProfile(
@@ -141,8 +143,7 @@ class RackModel:
     def demanded_current(self, t: float) -> float:
         p = self.params
         if self.test is not None:
-            ocv = ocv_of(self.cell_soc)
-            return self.test.current(t, ocv, self.cell_resistance, float(self.cell_soc.mean()))
+            return self.test.current(t, self._ocv, self.cell_resistance, float(self.cell_soc.mean()))
         return p.current_amplitude * math.sin(2 * math.pi * t / p.current_period)
 
     def step(self, dt: float) -> None:
@@ -160,7 +161,9 @@ class RackModel:
             current = 0.0
         self.current = current
         dq = current * dt / 3600.0  # Ah
-        self.cell_soc = np.clip(soc + 100.0 * dq / self.cell_capacity, 0.0, 100.0)
+        soc = soc + 100.0 * dq / self.cell_capacity
+        self.cell_soc = np.minimum(np.maximum(soc, 0.0, out=soc), 100.0, out=soc)
+        self._ocv = ocv_of(soc)
         wh = self.rack_voltage() * current * dt / 3600.0
         if wh >= 0:
             self.energy_charged += wh
@@ -173,8 +176,7 @@ class RackModel:
             efc = self.throughput_ah / (2 * p.capacity_ah)
             self.cell_capacity = self.base_capacity * max(0.0, 1.0 - p.cells.fade_per_cycle * efc)
             self._capacity_moved = True
-        r_mod = self.cell_resistance.reshape(p.modules, p.cells_per_module).sum(axis=1)
-        heat = current * current * r_mod
+        heat = current * current * self._r_module
         for f in self.faults:
             if f.kind == "hot_cell" and f.active(self.t):
                 heat[f.index(p.cells_per_module, self.n_cells) // p.cells_per_module] += (
@@ -191,8 +193,13 @@ class RackModel:
                 self.base_capacity[c] /= 1.0 + f.severity
                 self.cell_capacity[c] /= 1.0 + f.severity
                 self.cell_resistance[c] *= 1.0 + 4 * f.severity
+                self._r_module = self._module_resistance()
                 self._capacity_moved = True
                 self._weak_applied.add(idx)
+
+    def _module_resistance(self) -> F64:
+        r: F64 = self.cell_resistance.reshape(self.params.modules, self.params.cells_per_module).sum(axis=1)
+        return r
 
     def _where(self, index: int, per_module: int | None = None) -> dict[str, object]:
         per = self.params.cells_per_module if per_module is None else per_module
@@ -239,7 +246,7 @@ class RackModel:
 
     def cell_voltage_array(self) -> F64:
         """The true terminal voltage of every cell."""
-        return ocv_of(self.cell_soc) + self.current * self.cell_resistance
+        return self._ocv + self.current * self.cell_resistance
 
     def cell_voltages(self) -> list[float]:
         return self.cell_voltage_array().tolist()  # type: ignore[no-any-return]

@@ -37,8 +37,8 @@ BISECTIONS = 60  # halvings of the charge range when solving for full and cutoff
 
 
 def ocv_of(soc: F64) -> F64:
-    """Open-circuit voltage of each cell at its state of charge in % (clamped to 0..100)."""
-    return np.interp(np.clip(soc, 0.0, 100.0), _SOC, _V)
+    """Open-circuit voltage of each cell at its state of charge in % (outside 0..100: the end's voltage)."""
+    return np.interp(soc, _SOC, _V)
 
 
 @dataclass(frozen=True, slots=True)
