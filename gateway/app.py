@@ -56,10 +56,12 @@ CHECKS: tuple[str, ...] = (
 )
 
 # Parts of the daemon around the pipeline: install(runtime) adds processors, observers, services and
-# hooks. In this order: alarms (a processor: its events are stored with the batch), operations
+# hooks. In this order: alarms (a processor: its events are stored with the batch), the live
+# assessment (an observer feeding the estimators, a service publishing what they measured), operations
 # (HTTP, status page, systemd READY/WATCHDOG/STOPPING), the heartbeat (gateway info records).
 RUNTIME_PARTS: tuple[str, ...] = (
     "gateway.alarms.service:install",
+    "gateway.assess.service:install",
     "gateway.ops.service:install",
     "gateway.ops.heartbeat:install",
 )

@@ -65,6 +65,9 @@ CATALOG: dict[str, Quantity] = {
         _Q("cycle_count", "", _R, _N, "Full equivalent cycles"),
         _Q("capacity_remaining", "Ah", _R, _N, "Remaining capacity"),
         _Q("capacity_full", "Ah", _R, _N, "Full charge capacity"),
+        # rack level: measured by the gateway itself (gateway.assess), beside the BMS's own figures
+        _Q("assessed_capacity", "Ah", _R, _N, "Usable capacity the gateway measured over the last full discharge"),
+        _Q("assessed_soh", "%", _R, _N, "assessed_capacity against the configured nominal capacity"),
         # rack level: statistics over cells
         _Q("cell_voltage_max", "V", _R, _N, "Highest cell voltage in the rack"),
         _Q("cell_voltage_min", "V", _R, _N, "Lowest cell voltage in the rack"),

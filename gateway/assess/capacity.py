@@ -63,14 +63,18 @@ class UsableCapacity:
     limits: Limits = field(default_factory=Limits)
     tolerance_pct: float = 3.0
     min_depth: float = 0.5
+    sample_size: int = 20_000  # values of the BMS's SoH and capacity kept (a uniform sample of the window)
     _integrator: Integrator | None = None
     _full_ns: int | None = None
     _q: float = 0.0  # Ah discharged since the last full step
     _broken: bool = False
     _discharges: list[Discharge] = field(default_factory=list)
     _incomplete: int = 0
-    _soh: Reservoir = field(default_factory=lambda: Reservoir(20_000))
-    _cap: Reservoir = field(default_factory=lambda: Reservoir(20_000))
+    _soh: Reservoir = field(init=False)
+    _cap: Reservoir = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._soh, self._cap = Reservoir(self.sample_size), Reservoir(self.sample_size)
 
     def update(self, chunk: RackChunk) -> None:
         if self._integrator is None:
@@ -101,6 +105,12 @@ class UsableCapacity:
         elif len(self._discharges) < DISCHARGES_KEPT:
             self._discharges.append(Discharge(self._full_ns, end_ns, self._q))
         self._full_ns = None
+
+    def take_discharges(self) -> list[Discharge]:
+        """The discharges measured since the last call, handed over and forgotten here (a live run keeps
+        no list; `result` then covers only what was not taken)."""
+        out, self._discharges = self._discharges, []
+        return out
 
     def result(self) -> CapacityResult:
         nominal = self.limits.nominal_ah

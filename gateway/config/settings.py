@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.alarms.config import AlarmsConfig
+from gateway.assess.config import AssessConfig
 from gateway.config.base import Strict, renamed_keys
 from gateway.config.partial import reduced, set_aside
 from gateway.config.profiles import load_profile, problems_from
@@ -119,6 +120,7 @@ class GatewayConfig(BaseSettings):
     )
     store: StoreConfig = Field(default_factory=StoreConfig, description="The local store and outbox")
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig, description="Alarm engine")
+    assess: AssessConfig = Field(default_factory=AssessConfig, description="Live assessment (measured capacity)")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging")
     http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP endpoint")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Process behaviour")

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from gateway import metrics
 from gateway.config.settings import GatewayConfig, LoadedConfig, load_config
 
-RESTART_ONLY = ("store", "runtime", "alarms")  # sections a reload cannot apply (the alarm engine is built once)
+RESTART_ONLY = ("store", "runtime", "alarms", "assess")  # sections a reload cannot apply (built once at start)
 APPLIED_BY_HOOKS = ("http", "logging")  # applied in place by the runtime and its extensions
 
 config_reloads = Counter(
