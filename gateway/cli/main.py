@@ -23,6 +23,8 @@ CLI_MODULES: list[str] = [
     "gateway.cli.can",
     "gateway.cli.sinks",
     "gateway.cli.alarms",
+    "gateway.cli.assess",
+    "gateway.cli.package",
 ]
 
 DEFAULT_CONFIG = Path("/etc/bms-gateway/gateway.yaml")

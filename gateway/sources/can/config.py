@@ -141,6 +141,9 @@ class CanProfile(Strict):
 
     protocol: Literal["can"] = "can"
     description: str = Field("", description="Free text")
+    nominal_capacity_ah: float | None = Field(
+        None, gt=0, description="Nominal capacity of a rack of this type, Ah (`bms-gateway assess`: SoH against it)"
+    )
     dbc: str = Field(description="DBC file, relative to site.dbc_dir")
     lenient: bool = Field(False, description="Load a DBC that strict loading rejects, with one warning per repair")
     j1939: bool = Field(False, description="Match 29-bit frames by PGN (priority and source address masked)")

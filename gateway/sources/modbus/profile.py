@@ -109,6 +109,9 @@ class ModbusProfile(Strict):
 
     protocol: Literal["modbus"] = "modbus"
     description: str = Field("", description="What device this profile describes")
+    nominal_capacity_ah: float | None = Field(
+        None, gt=0, description="Nominal capacity of a rack of this type, Ah (`bms-gateway assess`: SoH against it)"
+    )
     address_base: Literal[0, 1] = Field(
         0, description="0: addresses are protocol addresses (first is 0); 1: as in manuals that count from 1"
     )
