@@ -15,13 +15,16 @@ does not forget what was written.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from itertools import islice, repeat
-from operator import ge, le
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 
+from gateway.model import I64
+from gateway.sinks.columns import Texts
 from gateway.sinks.delivery import Item
 
 log = structlog.get_logger("sink.clock")
@@ -46,30 +49,55 @@ def split_line(line: str) -> LinePoint:
 
 
 class Pending:
-    """What one write changes in the guard: an overlay on its state, merged by `commit` once the server
+    """What one write changes in the guard: an overlay on its state, taken over by `commit` once the server
     confirmed the write (so a failed write leaves the guard as it was and the retry renders the same)."""
 
-    __slots__ = ("new_step", "newest", "stepped", "steps")
+    __slots__ = ("new_step", "stepped", "steps", "times")
 
-    def __init__(self, steps: int, stepped: dict[str, int]) -> None:
-        self.newest: dict[str, int] = {}  # series → newest time of this write (over the guard's)
+    def __init__(self, steps: int, stepped: dict[str, int], times: I64) -> None:
+        self.times = times  # a copy of the guard's newest time per series slot, as this write leaves it
         self.steps = steps
         self.stepped = stepped  # a copy of the guard's (small: only series tagged right now)
         self.new_step = 0  # the step number this write started, 0 if none
 
 
-_NEVER = float("-inf")
+NEVER = np.iinfo(np.int64).min  # the time of a slot with nothing written
+IntArr = npt.NDArray[np.intp]
+
+
+class ColumnSlots(NamedTuple):
+    column: Texts
+    slots: IntArr
 
 
 class ClockGuard:
+    """The newest untagged time written per series: a slot per series key (`index`) and a column of
+    times by slot, so the lines of a batch are checked and recorded with a few array steps."""
+
     def __init__(self, sink: str) -> None:
         self.sink = sink
-        self.newest: dict[str, int] = {}  # series → newest untagged time written
+        self.index: dict[str, int] = {}  # series key → its slot
+        self.times: I64 = np.full(1024, NEVER, dtype=np.int64)  # newest untagged time written, by slot
         self.steps = 0  # clock steps seen so far
         self.stepped: dict[str, int] = {}  # series → step number it is tagged with now
+        # The slots of a renderer's key columns (one per key table and quality), by the column's id while
+        # it is held here; bounded by their points, the least recently used forgotten first.
+        self.columns: OrderedDict[int, ColumnSlots] = OrderedDict()
+        self.column_points = 0
+        self.max_column_points = 400_000
+
+    @property
+    def newest(self) -> dict[str, int]:
+        """Series key → its newest untagged time written (for tests and tools)."""
+        times = self.times.tolist()
+        return {key: times[slot] for key, slot in self.index.items() if times[slot] != NEVER}
+
+    def written(self) -> int:
+        """The number of series with a time written."""
+        return int(np.count_nonzero(self.times != NEVER))
 
     def begin(self) -> Pending:
-        return Pending(self.steps, dict(self.stepped))
+        return Pending(self.steps, dict(self.stepped), self.times.copy())
 
     def apply(self, items: Sequence[Item]) -> tuple[list[Item], Pending]:
         """Lines to write and the state to `commit` once the server confirmed them."""
@@ -77,53 +105,88 @@ class ClockGuard:
         lines = self.lines(pending, [split_line(line) for _seq, line in items])
         return [Item(seq, line) for (seq, _old), line in zip(items, lines, strict=True)], pending
 
-    def admit_each(self, pending: Pending, keys: Sequence[str], times: Sequence[int]) -> bool:
+    def slots(self, pending: Pending, keys: Sequence[str]) -> IntArr:
+        """The slot of each series key (new keys get one), with the pending column long enough for them."""
+        index = self.index
+        try:
+            slots = np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
+        except KeyError:
+            for key in keys:
+                if key not in index:
+                    index[key] = len(index)
+            slots = np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
+        if len(index) > len(pending.times):
+            pending.times = _grown(pending.times, len(index))
+        return slots
+
+    def column_slots(self, pending: Pending, column: Texts) -> IntArr:
+        """The slot of every key of a key column (a renderer's, kept while it is in use)."""
+        got = self.columns.get(id(column))
+        if got is not None and got.column is column:
+            self.columns.move_to_end(id(column))
+            if len(self.index) > len(pending.times):
+                pending.times = _grown(pending.times, len(self.index))
+            return got.slots
+        slots = self.slots(pending, column.tolist())
+        while self.columns and self.column_points + len(column) > self.max_column_points:
+            self.column_points -= len(self.columns.popitem(last=False)[1].slots)
+        self.columns[id(column)] = ColumnSlots(column, slots)  # the column is held: its id is not reused
+        self.column_points += len(column)
+        return slots
+
+    def admit_each(self, pending: Pending, keys: Texts, times: I64, slots: IntArr | None = None) -> bool:
         """Whether each line is written as it is (its series' newest time is before it), as `lines` would
         write them; if so they are recorded as written (no line built). A series may come again in the
         lines only at a later time unit: the series are distinct, or the times do not decrease and no
-        series comes twice at one time."""
-        if len(set(keys)) != len(keys) and (
-            not all(map(le, times, islice(times, 1, None))) or len(set(zip(keys, times, strict=True))) != len(keys)
-        ):
-            return False
-        ov = pending.newest
-        tops = map(ov.get, keys, map(self.newest.get, keys, repeat(_NEVER)))
-        if any(map(ge, tops, times)):
-            return False
-        ov.update(zip(keys, times, strict=True))
+        series comes twice at one time. `slots`: the keys' slots when the caller knows them."""
+        if slots is None:
+            slots = self.slots(pending, keys.tolist())
+        col = pending.times
+        if len(np.unique(slots)) != len(slots):
+            if (times[1:] < times[:-1]).any():
+                return False
+            order = np.lexsort((times, slots))
+            s, t = slots[order], times[order]
+            if ((s[1:] == s[:-1]) & (t[1:] == t[:-1])).any():
+                return False
+            if (col[slots] >= times).any():
+                return False
+            np.maximum.at(col, slots, times)
+        else:
+            if (col[slots] >= times).any():
+                return False
+            col[slots] = times
         stepped = pending.stepped
         if stepped:
-            for key in keys:
+            for key in keys.tolist():
                 stepped.pop(key, None)
         return True
 
-    def lines(self, pending: Pending, points: Iterable[LinePoint]) -> list[str]:
+    def lines(self, pending: Pending, points: Sequence[LinePoint]) -> list[str]:
         """The line to write for each point (series key, fields, time, and the line itself or None when
         it is `<key> <fields> <time>`), in order."""
-        ov = pending.newest
-        newest = self.newest.get
+        slots = self.slots(pending, [p.key for p in points]).tolist()
+        col = pending.times
         stepped = pending.stepped
         out = []
-        for key, fields, ts, line in points:
-            top = ov.get(key)
-            if top is None:
-                top = newest(key)
-            if top is None or ts > top:
-                ov[key] = ts
+        for (key, fields, ts, line), slot in zip(points, slots, strict=True):
+            top = int(col[slot])
+            if ts > top:
+                col[slot] = ts
                 if stepped:
                     stepped.pop(key, None)
                 out.append(f"{key} {fields} {ts}" if line is None else line)
             else:
-                out.append(self._held(pending, key, fields, ts, top))
+                out.append(self._held(pending, key, slot, fields, ts, top))
         return out
 
-    def _held(self, pending: Pending, key: str, fields: str, ts: int, top: int) -> str:
+    def _held(self, pending: Pending, key: str, slot: int, fields: str, ts: int, top: int) -> str:
         """A point not after the newest of its series."""
         stepped = pending.stepped
         if ts == top and key not in stepped:
             # Two points of a series in the same time unit (precision): the later one moves one
             # unit on, instead of overwriting the first.
-            pending.newest[key] = ts + 1
+            pending.times[slot] = ts + 1
             return f"{key} {fields} {ts + 1}"
         if key not in stepped:
             if not pending.new_step:
@@ -137,6 +200,18 @@ class ClockGuard:
         return f"{key},clock_step={stepped[key]} {fields} {ts}"
 
     def commit(self, pending: Pending) -> None:
-        self.newest.update(pending.newest)
+        times = pending.times
+        if len(times) < len(self.times):  # slots added by a later write's rendering (not committed yet)
+            times = _grown(times, len(self.times))
+        if len(self.times) < len(times):
+            self.times = _grown(self.times, len(times))
+        np.maximum(self.times, times, out=self.times)  # times only move on (as one write leaves them)
         self.steps = pending.steps
         self.stepped = pending.stepped
+
+
+def _grown(times: I64, size: int) -> I64:
+    """The column with room for `size` slots (doubled), the new slots never written."""
+    out = np.full(max(size, 2 * len(times)), NEVER, dtype=np.int64)
+    out[: len(times)] = times
+    return out

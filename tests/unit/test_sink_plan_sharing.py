@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 from gateway.model import QUALITY_CODE
+from gateway.sinks.clock import ClockGuard
 from gateway.sinks.influx.lineproto import LineRenderer
+from gateway.sinks.influx.sink import render_chunks
 from gateway.sinks.mqtt.payloads import ALL_LEVELS, MqttState, Topics, render_rows, telemetry_plan
 from gateway.store.outbox import Row
 from tests.unit.test_sink_render import T, modbus_batch, rack_keys
@@ -46,3 +48,26 @@ def test_influx_plans_share_field_names_and_keep_one_key_column() -> None:
     lines = renderer.lines(batch)
     assert "cell,site=s,rack=r1,module=1,cell=4,quality=stale,source=modbus:r1 cell_voltage=" in "\n".join(lines)
     assert lines[0].startswith("cell,site=s,rack=r1,module=1,cell=1,quality=good,source=modbus:r1 cell_voltage=")
+
+
+def test_the_clock_guard_looks_each_key_column_up_once() -> None:
+    """The guard keeps a column of newest times by series slot; the slots of a plan's key column are
+    found once, so a later batch of that key table is checked with array steps (no key looked up)."""
+    renderer, guard = LineRenderer("s"), ClockGuard("influx")
+    _chunks, pending = render_chunks([Row(1, T, modbus_batch("r1", T))], renderer, guard)
+    assert pending is not None
+    guard.commit(pending)
+    assert len(guard.newest) == 800 and guard.written() == 800  # a cell's voltage and temperature: one series
+
+    def no_lookup(*_: object) -> None:
+        raise AssertionError("a key looked up again")
+
+    guard.slots = no_lookup  # type: ignore[method-assign,assignment]
+    later, pending = render_chunks([Row(2, T + 10**9, modbus_batch("r1", T + 10**9))], renderer, guard)
+    assert pending is not None
+    guard.commit(pending)
+    assert later[0].text.count("\n") == 1000 and "clock_step" not in later[0].text
+    assert min(guard.newest.values()) == T + 10**9 and max(guard.newest.values()) == T + 10**9 + 7 * 1_370_000
+    del guard.slots  # a step back renders line by line (each key looked up)
+    back, pending = render_chunks([Row(3, T, modbus_batch("r1", T))], renderer, guard)  # the clock stepped back
+    assert back[0].text.count("clock_step=1") == 1000

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.catalog import level_of
-from gateway.model import GOOD, I64, QUALITIES, Batch, BatchKind, Keys
+from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys
 from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, shared_texts, texts_of
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -96,6 +97,9 @@ class Lines(NamedTuple):
     fields: Texts
     times: I64  # in units of the precision
     plain: bool  # see LinePlan.plain
+    rows: npt.NDArray[np.intp]  # each line's row in its plan's key columns
+    codes: U8  # each line's quality code
+    columns: dict[int, Texts]  # the plan's key column of each code (a line's key: columns[code][row])
 
     def text(self, sep: str = "\n") -> str:
         """The lines, each followed by `sep`."""
@@ -106,7 +110,9 @@ class Lines(NamedTuple):
         return "".join(parts.tolist())
 
 
-NO_LINES = Lines(texts_of([]), texts_of([]), np.zeros(0, dtype=np.int64), True)
+NO_LINES = Lines(
+    texts_of([]), texts_of([]), np.zeros(0, dtype=np.int64), True, np.zeros(0, dtype=np.intp), np.zeros(0, np.uint8), {}
+)
 
 
 class LineRenderer:
@@ -167,7 +173,7 @@ class LineRenderer:
             for c in np.unique(codes).tolist():
                 at = codes == c
                 keys[at] = _series_keys(plan, c)[firsts[at]]
-        return Lines(keys, fields, batch.ts[firsts] // self.div, plan.plain)
+        return Lines(keys, fields, batch.ts[firsts] // self.div, plan.plain, firsts, codes, plan.keys)
 
     def lines(self, batch: Batch) -> list[str]:
         """Every line of one stored batch, whatever its kind."""

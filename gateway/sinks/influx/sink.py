@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
@@ -76,8 +78,8 @@ def _guarded_text(lines: Lines, guard: ClockGuard | None, pending: Pending | Non
     if not len(lines.keys):
         return ""
     if guard is not None and pending is not None:
-        keys, times = lines.keys.tolist(), lines.times.tolist()
-        if not lines.plain or not guard.admit_each(pending, keys, times):
+        if not lines.plain or not guard.admit_each(pending, lines.keys, lines.times, _slots(lines, guard, pending)):
+            keys, times = lines.keys.tolist(), lines.times.tolist()
             points: list[LinePoint] = []
             for key, f, t in zip(keys, lines.fields.tolist(), times, strict=True):
                 if lines.plain:  # the first unescaped space is the one after the tags
@@ -86,6 +88,19 @@ def _guarded_text(lines: Lines, guard: ClockGuard | None, pending: Pending | Non
                     points.append(split_line(f"{key} {f} {t}"))
             return "\n".join(guard.lines(pending, points)) + "\n"
     return lines.text()
+
+
+def _slots(lines: Lines, guard: ClockGuard, pending: Pending) -> npt.NDArray[np.intp]:
+    """The guard's slot of each line's series, from the slots of the plan's key columns."""
+    codes = lines.codes
+    code = int(codes[0])
+    if (codes == code).all():
+        return guard.column_slots(pending, lines.columns[code])[lines.rows]
+    out = np.empty(len(codes), dtype=np.intp)
+    for c in np.unique(codes).tolist():
+        at = codes == c
+        out[at] = guard.column_slots(pending, lines.columns[c])[lines.rows[at]]
+    return out
 
 
 def render_chunks(
@@ -182,13 +197,13 @@ class InfluxSink:
         guard = self.guard
         if guard is None:
             return 0
-        if guard.newest:  # already knows this process's writes (a restarted runner)
-            return len(guard.newest)
+        if guard.written():  # already knows this process's writes (a restarted runner)
+            return guard.written()
         pending = guard.begin()
         for row in rows:
             render_row(row, self.renderer, guard, pending)
         guard.commit(pending)
-        return len(guard.newest)
+        return guard.written()
 
     async def write(self, rows: Sequence[Row]) -> list[Rejected]:
         guard = self.guard
