@@ -1,17 +1,26 @@
 """The rules the estimators share: when the rack is full or empty, and the charge and energy per step.
 
 - **Full** at a step: while the rack charges or rests (discharges no more than `rest_a`), the highest
-  cell voltage reaches `full_v` (the upper cell limit), or the charge tapers at the top (constant-voltage
-  phase): the highest cell is at or above `taper_v` and the charge current, positive, has fallen below
-  `nominal_ah / 20` (C/20; only when a nominal capacity is known).
-- **Empty** at a step: the lowest cell voltage reaches `empty_v` (the cutoff) while the rack
+  cell voltage reaches `full_v - margin_v` (the upper cell limit), or the charge tapers at the top
+  (constant-voltage phase): the highest cell is at or above `taper_v` and the charge current, positive,
+  has fallen below `nominal_ah / 20` (C/20; only when a nominal capacity is known).
+- **Empty** at a step: the lowest cell voltage reaches `empty_v + margin_v` (the cutoff) while the rack
   discharges or rests (charges no more than `rest_a`).
+- **Margin** (`margin_v`): a record rarely shows a cell at the very limit where the BMS or the charger
+  stopped: the last sample comes up to one period before the stop, and the cell relaxes after it. When
+  the limits are the hard ones (a BMS's cutoff, a capacity test's charge and cutoff voltages), pass
+  about the voltage a cell moves in one sample period at the end of a discharge (0.02 V at 10 s for
+  LFP at C/2; 0.05 V up to a minute). Stopping that much early costs well under 1 % of the capacity
+  on an LFP curve, whose ends are steep.
 - **Charge and energy per step** (`Integrator`): the trapezoid of current (Ah) and of pack voltage ×
   current (Wh) between consecutive good steps (a missing value in between is bridged). A good step with
   no good step within `max_gap_s` before it is a break (`brk`): its increment is unknown (0), so
   whoever integrates across it knows the total is incomplete.
 
-The defaults are for LFP cells; pass the limits of the rack's chemistry and BMS.
+The defaults (full 3.45 V, taper 3.40 V, empty 2.95 V, no margin, no nominal capacity, breaks over
+60 s, rest up to 1 A) are for LFP cells, a little inside the usual limits (3.55-3.65 V and 2.5-2.8 V)
+so that a record reaches them; pass the limits of the rack's chemistry and BMS (with a margin when
+they are the hard ones).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ class Limits:
     nominal_ah: float | None = None
     max_gap_s: float = 60.0
     rest_a: float = 1.0  # |current| up to this is rest: full and empty hold while charging or resting
+    margin_v: float = 0.0  # a cell this close to full_v or empty_v is at it (see the module docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +71,10 @@ def conditions(chunk: RackChunk, limits: Limits) -> Conditions:
     vmax, vmin = _nan_reduce(chunk.cells, True), _nan_reduce(chunk.cells, False)
     i = chunk.current
     with np.errstate(invalid="ignore"):
-        full = (vmax >= limits.full_v) & (i >= -limits.rest_a)
+        full = (vmax >= limits.full_v - limits.margin_v) & (i >= -limits.rest_a)
         if limits.nominal_ah is not None:
             full |= (vmax >= limits.taper_v) & (i > 0) & (i < limits.nominal_ah / 20.0)
-        empty = (vmin <= limits.empty_v) & (i <= limits.rest_a)
+        empty = (vmin <= limits.empty_v + limits.margin_v) & (i <= limits.rest_a)
     return Conditions(vmax, vmin, full, empty)
 
 
