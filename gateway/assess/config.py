@@ -23,10 +23,13 @@ class AssessConfig(Strict):
 
     enabled: bool = Field(False, description="Measure usable capacity live and publish it per rack")
     nominal_capacity_ah: float | None = Field(
-        None, gt=0, description="Nominal rack capacity, Ah: assessed_soh is assessed_capacity against it (unset: "
-        "no assessed_soh)"
+        None, gt=0, description="Nominal rack capacity, Ah: assessed_soh is assessed_capacity against it (unset: the "
+        "profile's nominal_capacity_ah, a simulated source's capacity_ah, else no assessed_soh)"
     )  # fmt: skip
-    period: float = Field(1.0, gt=0, le=3600, description="Time grid of the estimators, s: the racks' sample interval")
+    period: float | None = Field(
+        None, gt=0, le=3600, description="Time grid of the estimators, s: the racks' sample interval (unset: the "
+        "source's interval, else 1 s)"
+    )  # fmt: skip
     full_voltage: float = Field(
         _L.full_v, gt=0, description="Full: the highest cell at this voltage (V), not discharging"
     )
@@ -51,13 +54,16 @@ class AssessConfig(Strict):
             raise ValueError("expected cutoff_voltage < taper_voltage <= full_voltage")
         return self
 
-    def limits(self, rack: str) -> Limits:
-        """The full and empty rules of one rack."""
+    def limits(self, rack: str, configured: float | None = None) -> Limits:
+        """The full and empty rules of one rack; `configured`: the nominal capacity its source's
+        configuration states, used when `assess:` gives none."""
         own = self.racks.get(rack)
         nominal = own.nominal_capacity_ah if own is not None and own.nominal_capacity_ah else self.nominal_capacity_ah
+        nominal = nominal or configured
         return Limits(self.full_voltage, self.taper_voltage, self.cutoff_voltage, nominal, self.max_gap,
                       self.rest_current)  # fmt: skip
 
-    def period_of(self, rack: str) -> float:
+    def period_of(self, rack: str, configured: float | None = None) -> float:
+        """The rack's grid step; `configured`: its source's interval, used when `assess:` gives none."""
         own = self.racks.get(rack)
-        return own.period if own is not None and own.period else self.period
+        return (own.period if own is not None and own.period else None) or self.period or configured or 1.0

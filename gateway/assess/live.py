@@ -14,7 +14,7 @@ brings its current or cell voltages; past `MAX_RACKS` racks, more are refused (c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.assess.capacity import UsableCapacity
@@ -30,6 +30,14 @@ MAX_RACKS = 1024
 _SHAPES = 256  # key tables whose racks are remembered
 _MEASURED = frozenset({"cell_voltage", "rack_current"})  # a rack is assessed once it reports one of these
 _BMS_SAMPLE = 64  # values of the BMS's SoH kept per rack (the live path does not compare them itself)
+
+
+@dataclass(frozen=True, slots=True)
+class Configured:
+    """What a rack's source configuration says, where `assess:` says nothing (each None if unknown)."""
+
+    nominal_ah: float | None = None
+    period_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +82,10 @@ class RackAssessor:
 class LiveAssessment:
     """Every rack's assessor; see the module docstring."""
 
-    def __init__(self, cfg: AssessConfig, max_racks: int = MAX_RACKS) -> None:
+    def __init__(self, cfg: AssessConfig, configured: Mapping[str, Configured] | None = None,
+                 max_racks: int = MAX_RACKS) -> None:  # fmt: skip
         self.cfg = cfg
+        self.configured = dict(configured or {})
         self.max_racks = max_racks
         self.racks: dict[str, RackAssessor] = {}
         self.refused: set[str] = set()  # racks seen past max_racks
@@ -104,7 +114,10 @@ class LiveAssessment:
             if len(self.refused) < MAX_RACKS:  # the names kept for the log and the metric, bounded too
                 self.refused.add(rack)
             return None
-        a = self.racks[rack] = RackAssessor(rack, self.cfg.limits(rack), self.cfg.period_of(rack))
+        c = self.configured.get(rack, Configured())
+        a = self.racks[rack] = RackAssessor(
+            rack, self.cfg.limits(rack, c.nominal_ah), self.cfg.period_of(rack, c.period_s)
+        )
         return a
 
     @property

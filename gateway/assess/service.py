@@ -16,7 +16,8 @@ from collections import deque
 import structlog
 from prometheus_client import Counter
 
-from gateway.assess.live import Assessment, LiveAssessment, assessment_batch
+from gateway.assess.live import Assessment, Configured, LiveAssessment, assessment_batch
+from gateway.assess.setup import hints_from_config
 from gateway.metrics import REGISTRY
 from gateway.model import Batch
 from gateway.runtime.core import Runtime
@@ -44,7 +45,8 @@ assess_racks_refused = Counter(
 class AssessService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.live = LiveAssessment(rt.cfg.assess)
+        hints = hints_from_config(rt.loaded)  # the one reading of a rack's nominal capacity and interval
+        self.live = LiveAssessment(rt.cfg.assess, {r: Configured(h.nominal_ah, h.period_s) for r, h in hints.items()})
         self.pending: deque[Batch] = deque()
         self.stopping = False
         self._wake = asyncio.Event()

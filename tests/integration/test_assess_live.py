@@ -55,7 +55,9 @@ def alarm_events(rt: Runtime, alarm_id: str) -> list[dict[str, Any]]:
 
 async def test_a_capacity_test_publishes_assessed_values_and_raises_soh_mismatch(tmp_path: Path) -> None:
     nominal = nominal_usable_ah()
-    extra = f"assess: {{enabled: true, nominal_capacity_ah: {nominal}, period: 5, cutoff_voltage: 2.85}}\n"
+    # the grid step is the source's (interval x speed on the simulated clock: 5 s); the nominal capacity is the
+    # simulator's SoH 100 %, so that assessed_soh is comparable with its true SoH
+    extra = f"assess: {{enabled: true, nominal_capacity_ah: {nominal}, cutoff_voltage: 2.85}}\n"
     rt = Runtime(load_config(write_config(tmp_path, [RACK], interval=INTERVAL, rack=SIM, extra=extra)))
     mismatch = f"{RACK}:soh_mismatch"
 

@@ -12,7 +12,7 @@ from gateway import catalog
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.ruleset import defaults_path, load_rule_file
 from gateway.assess.config import AssessConfig
-from gateway.assess.live import CHUNK_STEPS, SOURCE, LiveAssessment, assessment_batch
+from gateway.assess.live import CHUNK_STEPS, SOURCE, Configured, LiveAssessment, assessment_batch
 from gateway.model import Batch, Sample
 from tests.alarms_support import events
 from tests.assess_support import RACK, Synth
@@ -75,6 +75,16 @@ def test_without_a_nominal_capacity_only_the_capacity_and_other_racks_and_own_ba
     assert published.source == SOURCE and la.feed([published]) == []  # its own batches are not fed back
     other = LiveAssessment(AssessConfig(enabled=True, racks={"elsewhere": {"nominal_capacity_ah": 5}}))
     assert other.cfg.limits("elsewhere").nominal_ah == 5 and other.cfg.limits(RACK).nominal_ah is None
+
+
+def test_the_source_configuration_fills_what_assess_leaves_unset() -> None:
+    s = Synth(nominal_ah=NOMINAL).run(cycles=1)
+    la = LiveAssessment(AssessConfig(enabled=True), {RACK: Configured(nominal_ah=NOMINAL, period_s=1.0)})
+    out = [a for b in s.batches() for a in la.feed([b])]
+    assert len(out) == 1 and out[0].nominal_ah == NOMINAL and out[0].soh_pct is not None
+    cfg = AssessConfig(enabled=True, nominal_capacity_ah=7, racks={"r9": {"period": 3}})
+    assert cfg.limits(RACK, 100.0).nominal_ah == 7  # assess: wins over the profile
+    assert (cfg.period_of("r9", 5.0), cfg.period_of(RACK, 5.0), cfg.period_of(RACK)) == (3, 5.0, 1.0)
 
 
 def test_racks_beyond_the_bound_are_refused_not_held() -> None:
