@@ -29,6 +29,7 @@ from gateway.errors import ConfigError, SinkError
 from gateway.model import BatchKind
 from gateway.sinks.base import Rejected
 from gateway.sinks.clock import ClockGuard, LinePoint, Pending, split_line
+from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
 from gateway.sinks.influx.lineproto import LineRenderer, Lines, encode_device_status
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sink.influxdb")
 
-YIELD_EVERY_SAMPLES = 2000  # a write renders this many samples at most before it lets the loop run
 GZIP_LEVEL = 1  # about 15 times smaller bodies at a twentieth of the CPU time of level 9
 
 
@@ -213,7 +213,7 @@ class InfluxSink:
         for row in rows:
             chunks += render_row(row, self.renderer, guard, pending)
             since_yield += len(row.batch)
-            if since_yield >= YIELD_EVERY_SAMPLES:  # let the event loop run between parts of a big write
+            if since_yield >= RENDER_STEP_SAMPLES:  # let the event loop run between parts of a big write
                 since_yield = 0
                 await asyncio.sleep(0)
         if not chunks:

@@ -25,6 +25,7 @@ import structlog
 from gateway.config.base import credential_path, read_secret, warn_if_exposed
 from gateway.errors import ConfigError, SinkError
 from gateway.sinks.base import Rejected, SinkAuthError
+from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.mqtt.inbound import discarding_queue
 from gateway.sinks.mqtt.payloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_row, state_messages
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sink.mqtt")
 
 MAX_INFLIGHT = 100
-YIELD_EVERY_SAMPLES = 2000  # a write renders this many samples at most before it lets the loop run
 
 
 class MqttSink:
@@ -158,11 +158,16 @@ class MqttSink:
         for row in rows:
             msgs += render_row(row, self.topics, self.state, touched)
             since_yield += len(row.batch)
-            if since_yield >= YIELD_EVERY_SAMPLES:  # let the event loop run between parts of a big write
+            if since_yield >= RENDER_STEP_SAMPLES:  # let the event loop run between parts of a big write
                 since_yield = 0
                 await asyncio.sleep(0)
-        if self.cfg.retain_state:
-            msgs += state_messages(touched, self.topics, self.state)
+        if self.cfg.retain_state:  # each rack's state holds all its entries: the loop runs between racks too
+            for rack in touched:
+                msgs += state_messages([rack], self.topics, self.state)
+                since_yield += len(self.state.encoded[rack])
+                if since_yield >= RENDER_STEP_SAMPLES:
+                    since_yield = 0
+                    await asyncio.sleep(0)
         if self.cfg.ha_discovery:
             msgs = self._discovery() + msgs
         await self._publish(msgs)
