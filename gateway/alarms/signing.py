@@ -110,12 +110,20 @@ class SigningKey:
 
     def sign(self, doc: dict[str, Any]) -> dict[str, Any]:
         """`doc` with its `sig`."""
-        data = canonical_bytes(doc)
+        return {**doc, SIG_FIELD: base64.b64encode(self.sign_bytes(canonical_bytes(doc))).decode()}
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        """The signature of exactly these bytes (a command's canonical JSON, a file)."""
         if self.kind == "hmac":
-            sig = hmac.new(self.material, data, hashlib.sha256).digest()
-        else:
-            sig = _private(self.material).sign(data)
-        return {**doc, SIG_FIELD: base64.b64encode(sig).decode()}
+            return hmac.new(self.material, data, hashlib.sha256).digest()
+        return _private(self.material).sign(data)
+
+    def public_bytes(self) -> bytes:
+        """The raw 32-byte Ed25519 public key (KeyProblem for an HMAC secret, which has none)."""
+        if self.kind == "hmac":
+            raise KeyProblem("an HMAC secret has no public key: use an Ed25519 key (`alarms keygen`)")
+        key = _private(self.material).public_key()
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _private(pem: bytes) -> Ed25519PrivateKey:

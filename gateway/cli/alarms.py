@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,25 +127,30 @@ def _history_line(seq: int, when: str, kind: str, e: dict[str, Any], raw: str | 
     return f"{seq:6} {when} -- {p(e.get('type'))} {json_text(json.dumps(extra, ensure_ascii=False, default=str))}"
 
 
+def journal_lines(j: Any, since: int = 0, until: int | None = None, rack: str | None = None) -> Iterator[str]:
+    """The journal's entries as `alarms export` JSON lines (every entry, with seq and hash), each with its newline."""
+    for entry in j.entries(since, until, rack):
+        doc = {"seq": entry.seq, "hash": entry.hash, **entry.body}
+        if entry.raw is not None:  # an edited or damaged row: as stored (`verify` names it)
+            doc.update(type=entry.kind, unreadable_body=entry.raw)
+        yield json_text(json.dumps(doc, ensure_ascii=False, default=str)) + "\n"
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     j = _open(args)
     out = sys.stdout
-    writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore") if args.format == "csv" else None
-    if writer is not None:
-        writer.writeheader()
     n = 0
-    for entry in j.entries(args.since or 0, args.until, args.rack):
-        e = entry.body
-        if writer is not None:
-            if e.get("type") != "event":
-                continue
-            writer.writerow({**e, "seq": entry.seq, "time": _iso(entry.ts), "hash": entry.hash})
-        else:
-            doc = {"seq": entry.seq, "hash": entry.hash, **e}
-            if entry.raw is not None:  # an edited or damaged row: as stored (`verify` names it)
-                doc.update(type=entry.kind, unreadable_body=entry.raw)
-            out.write(json_text(json.dumps(doc, ensure_ascii=False, default=str)) + "\n")
-        n += 1
+    if args.format != "csv":
+        for line in journal_lines(j, args.since or 0, args.until, args.rack):
+            out.write(line)
+            n += 1
+    else:
+        writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for entry in j.entries(args.since or 0, args.until, args.rack):
+            if entry.body.get("type") == "event":
+                writer.writerow({**entry.body, "seq": entry.seq, "time": _iso(entry.ts), "hash": entry.hash})
+                n += 1
     j.close()
     print(f"exported {n} journal entries", file=sys.stderr)
     return 0
