@@ -9,9 +9,9 @@
 - **Margin** (`margin_v`): a record rarely shows a cell at the very limit where the BMS or the charger
   stopped: the last sample comes up to one period before the stop, and the cell relaxes after it. When
   the limits are the hard ones (a BMS's cutoff, a capacity test's charge and cutoff voltages), pass
-  about the voltage a cell moves in one sample period at the end of a discharge (0.02 V at 10 s for
-  LFP at C/2; 0.05 V up to a minute). Stopping that much early costs well under 1 % of the capacity
-  on an LFP curve, whose ends are steep.
+  at least the voltage a cell moves in one sample period at the end of a discharge: an LFP cell at C/2
+  falls about 3 mV a second there (0.05 V suits a 10 s record). Stopping that much early costs well
+  under 1 % of the capacity, the curve's ends being steep.
 - **Charge and energy per step** (`Integrator`): the trapezoid of current (Ah) and of pack voltage ×
   current (Wh) between consecutive good steps (a missing value in between is bridged). A good step with
   no good step within `max_gap_s` before it is a break (`brk`): its increment is unknown (0), so
