@@ -92,6 +92,8 @@ def _datagrams() -> list[bytes]:
     out.append(b"\xc1 not msgpack")
     base = pack_message(can.Message(arbitration_id=0x123, is_extended_id=False, data=b"\x01\x02\x03"))
     out += [base[:-1], base + b"\xc2", base.replace(b"\xa3dlc\x03", b"\xa3dlc\x02")]  # cut, extra, dlc != length
+    wide = pack_message(can.Message(arbitration_id=0x1ABCDEF, is_extended_id=True, data=bytes(8)))
+    out += [wide[:i] for i in range(len(wide))] + [wide[:i] + b"\xff" + wide[i + 1 :] for i in range(len(wide))]
     return out
 
 
