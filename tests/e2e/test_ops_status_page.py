@@ -6,42 +6,20 @@ racks and the points table are drawn, then until the simulated values change by 
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from tests.ops_support import start_gateway, stop, wait_http
 from tests.servers import free_port
+from tests.support.browser import browser_fixture  # noqa: F401  (a fixture)
 from tests.support.site import write_config
 from tests.support.waits import wait_for
 
 T = TypeVar("T")
-
-
-def binary(*names: str) -> str:
-    for name in names:
-        found = shutil.which(name) or (name if Path(name).exists() else None)
-        if found:
-            return found
-    raise RuntimeError(f"{names[0]} is not installed: run the README's test command, which installs it")
-
-
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary("chromium", "/usr/bin/chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,900"):
-        opts.add_argument(arg)
-    service = Service(executable_path=binary("chromedriver", "/usr/bin/chromedriver"))
-    driver = webdriver.Chrome(options=opts, service=service)
-    yield driver
-    driver.quit()
 
 
 def eventually(fn: Callable[[], T | None], timeout: float = 60.0) -> T:
