@@ -21,7 +21,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from gateway.alarms.signing import VerifyKey, b64decode, public_key_bytes, verify_key
 from gateway.assess.package import FORMAT, MANIFEST, MANIFEST_FILES, PUBLIC_KEY, SIGNATURE, Digest
@@ -54,6 +54,13 @@ class Verdict:
         return self.status in ok
 
 
+class Signed(NamedTuple):
+    """What the signature check found: the status it allows, and the signer's key id."""
+
+    status: Status
+    signer: str | None
+
+
 def problem(path: str, text: str) -> Problem:
     return Problem(path, 0, 0, text)
 
@@ -64,7 +71,7 @@ def check(found: Found, trusted: Sequence[VerifyKey] = ()) -> Verdict:
     doc = _manifest(found.texts.get(MANIFEST), problems)
     if doc is None:
         return Verdict("failed", problems, None, 0)
-    status, signer = _signature(doc, found.texts, trusted, problems)  # first: a changed manifest is named first
+    signed = _signature(doc, found.texts, trusted, problems)  # first: a changed manifest is named first
     listed = _listed(doc, problems)
     for path, want in listed.items():
         have = found.files.get(path)
@@ -76,7 +83,7 @@ def check(found: Found, trusted: Sequence[VerifyKey] = ()) -> Verdict:
             problems.append(problem(path, "changed: its SHA-256 is not the one in the manifest"))
     for path in sorted(set(found.files) - set(listed) - MANIFEST_FILES):
         problems.append(problem(path, "not in the manifest (a file added to the package)"))
-    return Verdict("failed" if problems else status, problems, signer, len(listed))
+    return Verdict("failed" if problems else signed.status, problems, signed.signer, len(listed))
 
 
 def _manifest(data: bytes | None, problems: list[Problem]) -> dict[str, Any] | None:
@@ -118,7 +125,7 @@ def safe_path(path: str) -> bool:
 
 def _signature(
     doc: dict[str, Any], texts: dict[str, bytes], trusted: Sequence[VerifyKey], problems: list[Problem]
-) -> tuple[Status, str | None]:
+) -> Signed:
     signer = doc.get("signer")
     named = signer.get("key_id") if isinstance(signer, dict) else None
     if signer is None:
@@ -126,10 +133,10 @@ def _signature(
             _signer_lost(texts, problems)
         if trusted:
             problems.append(problem(MANIFEST, "not signed, but a public key to check it with was given"))
-        return "unsigned", None
+        return Signed("unsigned", None)
     if not isinstance(named, str) or signer.get("algorithm") != "ed25519":
         problems.append(problem(MANIFEST, "signer: algorithm ed25519 and key_id expected"))
-        return "failed", None
+        return Signed("failed", None)
     carried = _carried_key(texts.get(PUBLIC_KEY), problems)
     sig = _sig_file(texts.get(SIGNATURE), problems)
     manifest_data = texts[MANIFEST]
@@ -143,12 +150,12 @@ def _signature(
     elif carried is not None and pub_wrong:
         problems.append(problem(PUBLIC_KEY, f"holds key {carried.key_id}, but the manifest names {named}"))
     if sig is None or good is None:
-        return "failed", named
+        return Signed("failed", named)
     if changed or sig.key_id != good.key_id:
         problems.append(problem(SIGNATURE, "its manifest_sha256 or key_id was changed"))
     if good.key_id != named:
         problems.append(problem(MANIFEST, f"names signer {named}, but {good.key_id} signed it"))
-    return ("verified" if trusted else "untrusted"), good.key_id
+    return Signed("verified" if trusted else "untrusted", good.key_id)
 
 
 def _signer_lost(texts: dict[str, bytes], problems: list[Problem]) -> None:
