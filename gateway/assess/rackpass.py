@@ -83,7 +83,7 @@ class RackPass:
         self.cells = CellAnalysis(lim)
         self.sensors = SensorCheck()
         self.pack = PackVoltage()
-        self.soc = SocDrift(lim.nominal_ah, lim)
+        self.soc = SocDrift(None, lim)  # counts with the BMS's reported capacity, else nominal
         self.energy = Energy(lim.nominal_ah, lim)
         width = None
         if w.since_ns is not None and w.end_ns is not None:

@@ -113,13 +113,15 @@ def rack_report(p: RackPass, alarms: schema.AlarmHistory, journal: schema.Journa
     settings = schema.Settings(period_s=s.period_s, period_source=s.period_source, nominal_ah=lim.nominal_ah,
                                nominal_source=s.nominal_source,
                                limits=schema.Limits(full_v=lim.full_v, taper_v=round(lim.taper_v, 4),
-                                                    empty_v=lim.empty_v, source=s.limits_source))  # fmt: skip
+                                                    empty_v=lim.empty_v, margin_v=round(lim.margin_v, 4),
+                                                    source=s.limits_source))  # fmt: skip
     return schema.Rack(
         rack=p.rack, settings=settings, window=span(*rack_span(p)), completeness=_completeness(done),
         capacity=_capacity(cap), cells=_cells(cells, p), sensors=_sensors(sens),
         pack_voltage=schema.PackVoltage(bias_v=num(pack.bias_v, 4), residual_v=num(pack.residual_v, 4),
                                         samples=pack.samples, insufficient=pack.insufficient),
-        soc_drift=schema.SocDrift(drift_pct_per_day=num(soc.drift_pct_per_day, 4), capacity_ah=soc.capacity_ah,
+        soc_drift=schema.SocDrift(drift_pct_per_day=num(soc.drift_pct_per_day, 4), capacity_ah=num(soc.capacity_ah, 4),
+                                  capacity_source=soc.capacity_source,
                                   segments=soc.segments, hours=round(soc.hours, 4), insufficient=soc.insufficient),
         energy=_energy(energy, cap.independent_ah or lim.nominal_ah), alarms=alarms, findings=found,
     )  # fmt: skip

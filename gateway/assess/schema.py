@@ -44,6 +44,7 @@ class Limits(Model):
     full_v: float = Field(description="Upper cell voltage: the rack is full when its highest cell reaches it")
     taper_v: float = Field(description="Highest cell at or above this with a charge below C/20: full (CV taper)")
     empty_v: float = Field(description="Cutoff: the rack is empty when its lowest cell reaches it")
+    margin_v: float = Field(description="A cell this close to full_v or empty_v is at it")
     source: str = Field(description="Where the limits come from (option, simulated source, alarm rules, defaults)")
 
 
@@ -134,7 +135,10 @@ class PackVoltage(Model):
 
 class SocDrift(Model):
     drift_pct_per_day: float | None = Field(description="BMS SoC minus the gateway's coulomb count, points/day")
-    capacity_ah: float | None = Field(description="The capacity the count used (nominal)")
+    capacity_ah: float | None = Field(description="The capacity the count used")
+    capacity_source: Literal["bms_capacity", "nominal", "given"] | None = Field(
+        description="bms_capacity: the full capacity the BMS reported (median), its own count's basis; nominal"
+    )
     segments: int
     hours: float
     insufficient: str | None = _why()

@@ -2,15 +2,20 @@
 where it came from (said in the report).
 
 Order, first found wins:
-- **nominal capacity**: `--nominal-ah`; the rack's profile (`nominal_capacity_ah`); a simulated
-  source's `capacity_ah`; else none (no SoH, no verdict, no equivalent full cycles).
-- **cell voltage limits** (full, taper, empty): `--full-v` / `--empty-v`; a simulated source's
+- **nominal capacity**: `--nominal-ah`; the configuration's `assess.racks.<rack>.nominal_capacity_ah`,
+  `assess.nominal_capacity_ah`; the rack's profile (`nominal_capacity_ah`); a simulated source's
+  `capacity_ah`; else none (no SoH, no verdict, no equivalent full cycles).
+- **cell voltage limits** (full, taper, empty): `--full-v` / `--empty-v`; the configuration's
+  `assess.full_voltage` / `taper_voltage` / `cutoff_voltage` when any is set; a simulated source's
   capacity test (`charge_voltage`, `cutoff_voltage`); the alarm rules `cell_high_voltage` (high) and
   `cell_low_voltage` (low) of the configuration; else the defaults of `--chemistry` (`CHEMISTRY`).
-  The taper level is 0.05 V below full.
-- **sample period**: `--period`; the source's interval (a simulated source on the simulated clock:
-  interval × speed); the Modbus profile's interval; else inferred from the data
-  (gateway.assess.rackpass.infer_period), else 1 s.
+  The taper level is 0.05 V below full unless given.
+- **margin** (gateway.assess.cycles: a cell this close to a limit is at it): `--margin-v`; else, for
+  limits that are hard ones (options, a capacity test's, the alarm rules'), 5 mV per second of the
+  sample period, between 0.01 and 0.1 V; none for the chemistry defaults (they lie inside the limits).
+- **sample period**: `--period`; `assess.racks.<rack>.period`, `assess.period`; the source's
+  interval (a simulated source on the simulated clock: interval × speed); the Modbus profile's
+  interval; else inferred from the data (gateway.assess.rackpass.infer_period), else 1 s.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Hints:
     limits_source: str | None = None
     period_s: float | None = None
     period_source: str | None = None
+    taper_v: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,7 @@ class Options:
     empty_v: float | None = None
     period_s: float | None = None
     chemistry: str = "lfp"
+    margin_v: float | None = None
 
 
 def _rule_limits(loaded: Any) -> tuple[float | None, float | None]:
@@ -87,7 +94,36 @@ def hints_from_config(loaded: Any) -> dict[str, Hints]:
         out[rack] = Hints(nominal, f"profile {src.profile}: nominal_capacity_ah" if nominal else None,
                           high if rules else None, low if rules else None, rules,
                           interval, f"source {src.name}: interval" if interval else None)  # fmt: skip
+    return _with_assess_section(loaded.config.assess, out)
+
+
+def _with_assess_section(cfg: Any, hints: dict[str, Hints]) -> dict[str, Hints]:
+    """The hints with what the configuration's `assess:` section sets put first."""
+    voltages = {"full_voltage", "taper_voltage", "cutoff_voltage"} & cfg.model_fields_set
+    racks = set(hints) | set(cfg.racks)
+    out: dict[str, Hints] = {}
+    for rack in racks:
+        h = hints.get(rack) or Hints()
+        own = cfg.racks.get(rack)
+        if own is not None and own.nominal_capacity_ah:
+            where = f"assess.racks.{rack}.nominal_capacity_ah"
+            h = replace(h, nominal_ah=own.nominal_capacity_ah, nominal_source=where)
+        elif cfg.nominal_capacity_ah:
+            h = replace(h, nominal_ah=cfg.nominal_capacity_ah, nominal_source="assess.nominal_capacity_ah")
+        if own is not None and own.period:
+            h = replace(h, period_s=own.period, period_source=f"assess.racks.{rack}.period")
+        elif cfg.period:
+            h = replace(h, period_s=cfg.period, period_source="assess.period")
+        if voltages:
+            h = replace(h, full_v=cfg.full_voltage, taper_v=cfg.taper_voltage, empty_v=cfg.cutoff_voltage,
+                        limits_source="assess.full_voltage/taper_voltage/cutoff_voltage")  # fmt: skip
+        out[rack] = h
     return out
+
+
+def margin_for(period_s: float) -> float:
+    """The margin of hard limits for a record of this sample period (see the module docstring)."""
+    return min(0.1, max(0.01, 0.005 * period_s))
 
 
 def rack_settings(opts: Options, hints: Hints | None, inferred_s: float | None) -> RackSettings:
@@ -100,15 +136,16 @@ def rack_settings(opts: Options, hints: Hints | None, inferred_s: float | None) 
         nominal, nominal_source = opts.nominal_ah, "option --nominal-ah"
     else:
         nominal, nominal_source = h.nominal_ah, h.nominal_source
-    full, empty, source = base.full_v, base.empty_v, f"defaults for {opts.chemistry}"
+    full, taper, empty, source = base.full_v, base.taper_v, base.empty_v, f"defaults for {opts.chemistry}"
+    hard = False
     if h.full_v is not None and h.empty_v is not None and h.limits_source:
-        full, empty, source = h.full_v, h.empty_v, h.limits_source
+        full, empty, source, hard = h.full_v, h.empty_v, h.limits_source, True
+        taper = h.taper_v if h.taper_v is not None else full - TAPER_BELOW_V
     if opts.full_v is not None or opts.empty_v is not None:
-        full = opts.full_v if opts.full_v is not None else full
+        if opts.full_v is not None:
+            full, taper = opts.full_v, opts.full_v - TAPER_BELOW_V
         empty = opts.empty_v if opts.empty_v is not None else empty
-        source = f"options --full-v/--empty-v (else {source})"
-    taper = base.taper_v if full == base.full_v else full - TAPER_BELOW_V
-    limits = replace(base, full_v=full, taper_v=taper, empty_v=empty, nominal_ah=nominal)
+        source, hard = f"options --full-v/--empty-v (else {source})", True
     if opts.period_s is not None:
         period, period_source = opts.period_s, "option --period"
     elif h.period_s is not None:
@@ -117,5 +154,7 @@ def rack_settings(opts: Options, hints: Hints | None, inferred_s: float | None) 
         period, period_source = inferred_s, "inferred from the data (median time between rack_current samples)"
     else:
         period, period_source = 1.0, "default (no rack_current samples to infer it from)"
-    limits = replace(limits, max_gap_s=max(limits.max_gap_s, 5 * period))
+    margin = opts.margin_v if opts.margin_v is not None else margin_for(period) if hard else 0.0
+    limits = replace(base, full_v=full, taper_v=min(taper, full), empty_v=empty, nominal_ah=nominal,
+                     max_gap_s=max(base.max_gap_s, 5 * period), margin_v=margin)  # fmt: skip
     return RackSettings(period, period_source, limits, source, nominal_source)

@@ -107,7 +107,7 @@ def _assess(args: argparse.Namespace, loaded: Any, path: Path, is_store: bool, j
         inferred, batches = infer_period(batches)
     typical = float(np.median(list(inferred.values()))) if inferred else None
     hints = hints_from_config(loaded) if loaded is not None else {}
-    opts = Options(args.nominal_ah, args.full_v, args.empty_v, args.period, args.chemistry)
+    opts = Options(args.nominal_ah, args.full_v, args.empty_v, args.period, args.chemistry, args.margin_v)
     window = Window(args.since, args.until)
     only = frozenset(args.rack) if args.rack else None
     passes = assess_window(batches, lambda r: rack_settings(opts, hints.get(r), inferred.get(r, typical)), window, only)
@@ -171,6 +171,8 @@ def register(sub: Any) -> None:
     p.add_argument("--chemistry", choices=["lfp", "nmc"], default="lfp", help="default cell limits (lfp)")
     p.add_argument("--full-v", type=_positive, help="upper cell voltage: the rack is full there")
     p.add_argument("--empty-v", type=_positive, help="cutoff cell voltage: the rack is empty there")
+    p.add_argument("--margin-v", type=float, help="a cell this close to a limit is at it, V (default: 5 mV per "
+                   "second of the period for hard limits, 0 for the chemistry defaults)")  # fmt: skip
     p.add_argument("--period", type=_positive, help="expected sample period, s (default: config, else inferred)")
     p.add_argument("--json", type=Path, help="write the JSON report here ('-': standard output)")
     p.add_argument("--html", type=Path, help="write the HTML report (one self-contained page) here")
