@@ -47,24 +47,33 @@ def test_any_byte_count_is_taken_like_pymodbus(data: bytes) -> None:
 # -- cancellation -------------------------------------------------------------------------------------
 
 
+class AnsweringContext:
+    """A transaction manager that answers every request in the next loop turn (what `Link.read` uses)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.recv_buffer = b""
+        self.response_future: asyncio.Future[Any] | None = None
+        self.reads = 0
+
+    def getNextTID(self) -> int:  # pymodbus's name
+        return 1
+
+    def pdu_send(self, pdu: Any) -> None:
+        self.reads += 1
+        future = self.response_future
+        assert future is not None
+        asyncio.get_running_loop().call_soon(future.set_result, _Registers([0] * pdu.count))
+
+
 class SwallowingClient:
-    """Answers every read, and like `asyncio.wait_for` on Python 3.11 returns the answer when the task
-    is cancelled in the same loop turn instead of raising."""
+    """Answers every read at once, so the task is cancelled in a loop turn in which its answer is there
+    too (pymodbus's `wait_for` on Python 3.11 returned the answer then instead of raising)."""
 
     connected = True
 
     def __init__(self) -> None:
-        self.reads = 0
-
-    async def read_input_registers(self, address: int, count: int, device_id: int) -> Any:
-        self.reads += 1
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            pass  # swallowed, as wait_for does when the result is already there
-        return _Registers([0] * count)
-
-    read_holding_registers = read_coils = read_discrete_inputs = read_input_registers
+        self.ctx = AnsweringContext()
 
     def close(self) -> None:
         pass

@@ -14,8 +14,10 @@ import time
 
 import structlog
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.exceptions import ConnectionException
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from gateway.runtime.backoff import Backoff
 from gateway.sources.modbus import metrics
@@ -30,12 +32,13 @@ class ConnectionLost(Exception):
     pass
 
 
-def _request_timeout(client: AsyncModbusTcpClient, seconds: float) -> None:
-    """Each device's own response timeout on the shared connection. pymodbus keeps one timeout per
-    client (its transaction manager's comm_params); without that attribute the endpoint's applies."""
-    params = getattr(getattr(client, "ctx", None), "comm_params", None)
-    if params is not None and hasattr(params, "timeout_connect"):
-        params.timeout_connect = seconds
+# The request of each read function code (the only requests a link can build).
+REQUESTS: dict[int, type[ModbusPDU]] = {
+    1: ReadCoilsRequest,
+    2: ReadDiscreteInputsRequest,
+    3: ReadHoldingRegistersRequest,
+    4: ReadInputRegistersRequest,
+}
 
 
 def _fail_read_in_flight(client: AsyncModbusTcpClient, framer: CheckedFramer) -> None:
@@ -116,25 +119,35 @@ class Link:
 
     async def read(self, unit_id: int, fc: int, address: int, count: int, timeout: float) -> ModbusPDU | None:
         """One read: its response (a `RejectedReply` when the reply did not answer it), or None when
-        none came in `timeout` seconds. Raises ConnectionLost when the connection is gone."""
+        none came in `timeout` seconds. Raises ConnectionLost when the connection is gone.
+
+        The request goes out through the client's transaction manager (its framer and trace hooks: the
+        read-only guard, the reply checks), and the reply's future is awaited here under a timeout
+        scope: the task resumes in the loop turn after the reply is decoded. (pymodbus's own `execute`
+        awaits it through `asyncio.wait_for`, which on Python 3.11 adds a waiter future: two more loop
+        turns a request, each as long as everything else ready in the loop.)"""
         client = self.client
         if client is None or not client.connected:
             raise ConnectionLost("connection closed")
-        call = {1: client.read_coils, 2: client.read_discrete_inputs, 3: client.read_holding_registers}.get(
-            fc, client.read_input_registers
-        )
-        _request_timeout(client, timeout)
+        ctx = client.ctx
+        request = REQUESTS[fc](address=address, count=count, dev_id=unit_id)
         self.sent += 1
         self._requests[fc].inc()
         t0 = time.perf_counter()
-        try:
-            rr = await call(address, count=count, device_id=unit_id)
-        except ConnectionException as exc:
-            raise ConnectionLost(str(exc)) from exc
-        except ModbusIOException:
-            if not client.connected:
-                raise ConnectionLost("no response; connection closed") from None
-            return None
+        async with ctx._lock:  # one request at a time on the connection (the poller's turn taking)
+            request.transaction_id = ctx.getNextTID()
+            ctx.recv_buffer = b""
+            future = ctx.response_future = asyncio.get_running_loop().create_future()
+            ctx.pdu_send(request)
+            try:
+                async with asyncio.timeout(timeout):
+                    rr: ModbusPDU = await future
+            except TimeoutError:
+                if not client.connected:
+                    raise ConnectionLost("no response; connection closed") from None
+                return None
+            except ConnectionException as exc:
+                raise ConnectionLost(str(exc)) from exc
         self._latency.observe(time.perf_counter() - t0)
         self._state(True)
         return rr
