@@ -18,9 +18,10 @@ import numpy.typing as npt
 from gateway.model import F64, I64, Keys
 
 Texts = npt.NDArray[np.object_]  # an array of str
-# Samples a sink renders at most before it lets the event loop run (a Modbus rack's batch at a time):
-# about a millisecond, so a source's reply never waits long behind a big write.
-RENDER_STEP_SAMPLES = 1000
+# Samples (or retained state entries) a sink renders at most before it lets the event loop run: a few
+# milliseconds, so a source's reply never waits long behind a big write, and few enough turns that a
+# sink keeps up on a busy loop.
+RENDER_STEP_SAMPLES = 2000
 SEPARATOR = "\x00"  # between texts rendered in one join: line protocol and JSON never hold a raw NUL
 _repr = float.__repr__
 
