@@ -64,7 +64,7 @@ class Stalls:
                 if took >= stalls.threshold:
                     stalls.slow.append((took, describe(handle)))
 
-        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]  # measuring every callback
         gc.callbacks.append(self._gc)
         threading.Thread(target=self._watch, name="stall-watch", daemon=True).start()
 
@@ -222,8 +222,10 @@ def run_gateway(cfg: Path, seconds: float, threshold: float, mode: str) -> tuple
         return stalls, "".join(memory)
     from pyinstrument.renderers import ConsoleRenderer
 
-    tree = ConsoleRenderer(unicode=False, color=False, show_all=False).render(profiler.last_session)
-    flat = ConsoleRenderer(unicode=False, color=False, flat=True, flat_time="self").render(profiler.last_session)
+    session = profiler.last_session
+    assert session is not None, "the profiler recorded nothing"
+    tree = ConsoleRenderer(unicode=False, color=False, show_all=False).render(session)
+    flat = ConsoleRenderer(unicode=False, color=False, flat=True, flat_time="self").render(session)
     return stalls, tree + "\n" + "\n".join(flat.splitlines()[:60])
 
 
