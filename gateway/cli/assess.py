@@ -11,9 +11,10 @@ skipped, counted and named (on stderr and in the report), never a crash.
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,9 @@ def _assess(args: argparse.Namespace, loaded: Any, path: Path, is_store: bool, j
     from gateway.cli.main import _version
 
     read = ReadReport()
+    lo = 0 if args.since is None else max(0, args.since - STORE_SLACK_NS)
+    hi = None if args.until is None else args.until + STORE_SLACK_NS
     if is_store:
-        lo = 0 if args.since is None else max(0, args.since - STORE_SLACK_NS)
-        hi = None if args.until is None else args.until + STORE_SLACK_NS
         raw: Iterator[Batch] = batches_from_store(path, lo, hi, read)
     else:
         raw = batches_from_jsonl(_lines(path), None, 5000, read, str(path))
@@ -126,17 +127,65 @@ def _assess(args: argparse.Namespace, loaded: Any, path: Path, is_store: bool, j
             sys.stdout.write(text)
         else:
             args.json.write_text(text, encoding="utf-8")
+    html = page(report, passes) if args.html is not None or args.package is not None else ""
     if args.html is not None:
-        args.html.write_text(page(report, passes), encoding="utf-8")
+        args.html.write_text(html, encoding="utf-8")
     out = sys.stderr if str(args.json) == "-" else sys.stdout
     for line in summary_lines(report):
         print(printable(line), file=out)
     _tell_skipped(read)
+    if args.package is not None:
+        from gateway.assess.package import PackageError
+
+        def again() -> Iterator[Batch]:  # the window's samples read a second time, for the package
+            if is_store:
+                return batches_from_store(path, lo, hi)
+            return batches_from_jsonl(_lines(path), None, 5000, None, str(path))
+
+        try:
+            _package(args, report.model_dump_json(indent=1) + "\n", html, again, journal, frozenset(passes))
+        except PackageError as exc:
+            return _fail(str(exc), 2)
     missing = sorted((only or frozenset()) - set(passes))
     if missing or not passes:
         what = f"rack {', '.join(missing)}" if missing else "any rack"
         return _fail(f"no sample of {what} in the window", 1)
     return 0
+
+
+def of_racks(batches: Iterable[Batch], racks: frozenset[str]) -> Iterator[Batch]:
+    """The points of each batch that belong to one of `racks`."""
+    for b in batches:
+        keep = [i for i, k in enumerate(b.keys.rows) if k.rack in racks]
+        if len(keep) == b.n:
+            yield b
+        elif keep:
+            yield b.take(keep)
+
+
+def _package(args: argparse.Namespace, report_json: str, html: str, read: Callable[[], Iterator[Batch]],
+             journal: Path | None, racks: frozenset[str]) -> None:  # fmt: skip
+    """The evidence package (gateway.cli.package): the reports, the window's samples of the racks assessed
+    (a second pass over the input), the journal's entries of the window (of those racks, and the
+    gateway's own)."""
+    from gateway.assess.package import Window
+    from gateway.cli.package import write_from_args
+
+    lines: list[str] = []
+    if journal is not None and journal.exists():
+        from gateway.alarms.journal import Journal
+        from gateway.cli.alarms import journal_lines
+
+        j = Journal(journal, readonly=True)
+        try:
+            lines = [x for x in journal_lines(j, args.since or 0, args.until) if json.loads(x).get("rack") in
+                     (None, "", *racks)]  # fmt: skip
+        finally:
+            j.close()
+    samples = of_racks(in_window(read(), args.since, args.until), racks)
+    out = write_from_args(args, report_json.encode(), html.encode(), samples, "".join(lines).encode(),
+                          Window(args.since, args.until, tuple(sorted(racks))))  # fmt: skip
+    print(f"evidence package: {printable(out)}", file=sys.stderr)
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -177,4 +226,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", type=Path, help="write the JSON report here ('-': standard output)")
     p.add_argument("--html", type=Path, help="write the HTML report (one self-contained page) here")
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of the report and exit")
+    from gateway.cli.package import add_package_options
+
+    add_package_options(p)
     p.set_defaults(func=cmd_assess)

@@ -290,3 +290,24 @@ def test_the_html_page_is_self_contained_and_escapes_rack_names(
     assert "<script" not in html and "@import" not in html and "url(" not in html
     assert html.count("<svg") == 7 and "insufficient data" not in html.split("<h3>Plots")[1].split("<details")[0]
     assert len(html) < 300_000
+
+
+def test_the_evidence_package_holds_the_reports_samples_and_journal(tmp_path: Path) -> None:
+    s = small()
+    db = write_store(tmp_path / "s.db", s)
+    j = Journal(db)
+    j.append([event(int(s.t[0]) + 100 * S, RACK, "active_unack", "normal"),
+              event(int(s.t[0]) + 100 * S, "other", "active_unack", "normal")])  # fmt: skip
+    j.close()
+    pkg = tmp_path / "evidence"
+    assert run("--store", db, "--json", tmp_path / "r.json", "--html", tmp_path / "r.html", "--package", pkg) == 0
+    assert (pkg / "report.json").read_bytes() == (tmp_path / "r.json").read_bytes()
+    assert (pkg / "report.html").read_bytes() == (tmp_path / "r.html").read_bytes()
+    manifest = json.loads((pkg / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["window"]["racks"] == [RACK]
+    assert manifest["window"]["samples"] == len(s.t) * len(s.keys())  # every sample of the window, once
+    journal = [json.loads(x) for x in (pkg / "alarm-journal.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(e["seq"], e["rack"]) for e in journal] == [(1, RACK)]
+    assert main(["verify-package", str(pkg), "--integrity-only"]) == 0
+    (pkg / "report.json").write_bytes((pkg / "report.json").read_bytes().replace(b'"r1"', b'"r2"', 1))
+    assert main(["verify-package", str(pkg), "--integrity-only"]) == 1
