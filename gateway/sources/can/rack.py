@@ -1,17 +1,18 @@
 """One rack on a CAN bus: its compiled plan, its cyclic supervision, its communication state, and the
-batches of its windows.
+batch of each window.
 
 A window's frames are decoded per message id (`MessagePlan.decode_window`) into `Part`s: a row per
-frame, each row one block's points. `take` hands them on in rounds: round r holds the r-th row of
-every block that has one, blocks in the rack's order, and the rounds that hold the same blocks go in
-one batch (its key table is those blocks' keys once per round). A window of a cyclic bus is a batch
-of its whole cycles and one of the cycle it ended in, and the key tables are few (kept in a bounded
-cache). Stale and comm_loss fill repeat each block's last clean row with the new quality.
+frame, each row one block's points. `take` hands them on as one batch, in rounds: round r holds the
+r-th row of every block that has one, blocks in the rack's order. When the window's last round is a
+single round of fewer blocks than the others (the window ended inside a cycle), it waits for the next
+window, where its rows are round 0 (a round waits once, one window at most): a window of a cyclic bus
+is then whole cycles whatever its phase, and the key tables are few (kept in a bounded cache), so
+every consumer prepares its work per table once. Stale and comm_loss fill repeat each block's last
+clean row with the new quality.
 """
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy.typing as npt
 import structlog
 
 from gateway import metrics as core_metrics
-from gateway.model import QUALITY_CODE, Batch, DeviceState, DeviceStatus, Keys, Quality, Value
+from gateway.model import QUALITY_CODE, Batch, DeviceState, DeviceStatus, Key, Keys, Quality, Value
 from gateway.sources.can import metrics
 from gateway.sources.can.block import Part
 from gateway.sources.can.config import CanSourceConfig
@@ -31,7 +32,6 @@ from gateway.sources.can.supervision import Supervisor
 
 log = structlog.get_logger("source.can")
 SHAPES_MAX = 512  # key tables of rounds remembered per rack (by the blocks they hold)
-Objects1 = dict[int, Value]  # a batch's values that are not numbers, by point index
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,7 @@ class Rack:
         self.supervisor = Supervisor(limits, comm_loss_timeout, time.monotonic())
         self.state = DeviceState.STARTING
         self.parts: list[Part] = []
+        self.carried: list[Part] = []  # the last round of the previous window, first in the next one
         self.held: list[Batch] = []  # batches a cancelled emit did not hand on
         self.statuses: list[DeviceStatus] = []  # every change since the last batch, in order
         self.decoded = 0
@@ -134,30 +135,33 @@ class Rack:
             else:
                 self.set_state(DeviceState.ONLINE, "", ts)
 
-    def take(self, ts: int) -> list[Batch]:
-        """What to hand on: a batch per status change, then the rounds of the rows (see the module)."""
+    def take(self, ts: int, *, flush: bool = False) -> list[Batch]:
+        """What to hand on: a batch per status change, then the window's rows as one batch (see the
+        module); with `flush`, the round kept for the next window too."""
         held, self.held = self.held, []
-        if not self.parts and not self.statuses:
+        if not self.parts and not self.statuses and not self.carried:
             return held
-        rounds = self._rounds(ts)
+        rows = self._rounds(ts, flush)
         statuses: list[DeviceStatus | None] = list(self.statuses) or [None]
         out = [Batch(self.name, device=self.name, status=st, created=ts) for st in statuses[:-1]]
-        if rounds:
-            rounds[0].status = statuses[-1]
-        else:
-            rounds = [Batch(self.name, device=self.name, status=statuses[-1], created=ts)]
+        if rows is None:
+            rows = Batch(self.name, device=self.name, created=ts)
+        rows.status = statuses[-1]
         self.parts, self.statuses = [], []
-        return held + out + rounds
+        if rows.n or rows.status is not None:
+            out.append(rows)
+        return held + out
 
     def hold(self, batches: list[Batch]) -> None:
         """Batches an emit did not hand on (cancelled): first in line at the next `take`."""
         self.held = batches + self.held
 
-    def _rounds(self, created: int) -> list[Batch]:
-        """The parts' rows as batches of rounds (see the module): a few array steps for the whole window."""
-        parts = self.parts
+    def _rounds(self, created: int, flush: bool) -> Batch | None:
+        """The rows as one batch of rounds (see the module), a few array steps for the whole window; the
+        last round waits for the next window when it is one round of fewer blocks than the others."""
+        parts, self.carried = self.carried + self.parts, []
         if not parts:
-            return []
+            return None
         blocks = np.concatenate([p.blocks for p in parts])
         n = len(blocks)
         widths = np.concatenate([np.full(len(p.blocks), p.values.shape[1], dtype=np.intp) for p in parts])
@@ -172,56 +176,82 @@ class Rack:
         rank = np.arange(n) - np.repeat(first, counts)  # the round of each row
         in_rounds = np.lexsort((sb, rank))
         order = by_block[in_rounds]  # rows by round, then by block
-        rank = rank[in_rounds]
+        levels = np.unique(counts).tolist()  # round r holds the blocks with more than r rows
+        cut = n
+        if not flush and len(levels) > 1 and levels[-1] - levels[-2] == 1:  # (a kept row has round 0: kept once)
+            cut = int(np.searchsorted(rank[in_rounds], levels[-2]))
+            self.carried = _rows_of(parts, order[cut:])
+            levels.pop()
+        order = order[:cut]
         width = widths[order]
-        at = np.concatenate(([0], np.cumsum(width)))  # each row's first point in the batches' columns
+        at = np.concatenate(([0], np.cumsum(width)))  # each row's first point in the batch
         take = np.repeat(starts[order] - at[:-1], width) + np.arange(at[-1])
-        values = np.concatenate([p.values.ravel() for p in parts])[take]
-        quality = np.concatenate([p.quality.ravel() for p in parts])[take]
-        ts = np.repeat(np.concatenate([p.ts for p in parts])[order], width)
-        levels = np.unique(counts)
-        cuts = np.searchsorted(rank, levels).tolist()  # rows of each batch: rounds below its level
-        objects = self._objects(order, at, cuts)
         present = sb[first]
-        out = []
-        r = row = 0
-        for level, cut, objs in zip(levels.tolist(), cuts, objects, strict=True):
-            keys = self._keys(present[counts >= level].tolist(), level - r)
-            lo, hi = int(at[row]), int(at[cut])
-            out.append(
-                Batch(self.name, keys, ts[lo:hi], values[lo:hi], quality[lo:hi], objects=objs, device=self.name,
-                      created=created)
-            )  # fmt: skip
-            r, row = level, cut
-        return out
+        shape: list[int] = []
+        r = 0
+        for level in levels:
+            shape += [*present[counts >= level].tolist(), r - level]  # the blocks, and (negative) their rounds
+            r = level
+        return Batch(
+            self.name,
+            self._keys(tuple(shape)),
+            np.repeat(np.concatenate([p.ts for p in parts])[order], width),
+            np.concatenate([p.values.ravel() for p in parts])[take],
+            np.concatenate([p.quality.ravel() for p in parts])[take],
+            objects=_objects(parts, order, at),
+            device=self.name,
+            created=created,
+        )
 
-    def _keys(self, blocks: list[int], rounds: int) -> Keys:
-        """The key table of `rounds` rounds of these blocks (cached per shape)."""
-        shape = (*blocks, -rounds)
+    def _keys(self, shape: tuple[int, ...]) -> Keys:
+        """The key table of a shape: runs of block indexes, each followed by minus its rounds (cached)."""
         keys = self._shapes.get(shape)
         if keys is None:
-            rows = self.plan.blocks
-            keys = self._shapes[shape] = Keys.of(tuple(k for b in blocks for k in rows[b].rows) * rounds)
+            blocks = self.plan.blocks
+            rows: list[Key] = []
+            run: list[int] = []
+            for b in shape:
+                if b >= 0:
+                    run.append(b)
+                else:
+                    rows += [k for i in run for k in blocks[i].rows] * -b
+                    run = []
+            keys = self._shapes[shape] = Keys.of(rows)
             if len(self._shapes) > SHAPES_MAX:
                 self._shapes.popitem(last=False)
         else:
             self._shapes.move_to_end(shape)
         return keys
 
-    def _objects(self, order: npt.NDArray[np.intp], at: npt.NDArray[np.intp], cuts: list[int]) -> list[Objects1 | None]:
-        """The values that are not numbers, per batch, by point index."""
-        out: list[Objects1 | None] = [None] * len(cuts)
-        if not any(p.objects for p in self.parts):
-            return out
-        where = np.empty(len(order), dtype=np.intp)
-        where[order] = np.arange(len(order))  # row -> its place in the batches
-        base = 0
-        for p in self.parts:
-            for (i, c), v in (p.objects or {}).items():
-                row = int(where[base + i])
-                j = bisect.bisect_right(cuts, row)
-                first = int(at[cuts[j - 1]]) if j else 0
-                objs = out[j] = out[j] or {}
-                objs[int(at[row]) - first + c] = v
-            base += len(p.blocks)
-        return out
+
+def _rows_of(parts: list[Part], rows: npt.NDArray[np.intp]) -> list[Part]:
+    """These rows (numbered through the parts end to end) as parts, in arrival order."""
+    out = []
+    base = 0
+    for p in parts:
+        mine = np.sort(rows[(rows >= base) & (rows < base + len(p.blocks))]) - base
+        if len(mine):
+            objects = None
+            if p.objects:
+                new = {int(i): j for j, i in enumerate(mine.tolist())}
+                objects = {(new[i], c): v for (i, c), v in p.objects.items() if i in new} or None
+            out.append(Part(p.blocks[mine], p.values[mine], p.quality[mine], objects, p.ts[mine], p.clean[mine]))
+        base += len(p.blocks)
+    return out
+
+
+def _objects(parts: list[Part], order: npt.NDArray[np.intp], at: npt.NDArray[np.intp]) -> dict[int, Value] | None:
+    """The values that are not numbers, by point index in the batch (rows past `order` are left out)."""
+    if not any(p.objects for p in parts):
+        return None
+    where = np.full(sum(len(p.blocks) for p in parts), -1, dtype=np.intp)
+    where[order] = np.arange(len(order))  # row -> its place in the batch
+    out: dict[int, Value] = {}
+    base = 0
+    for p in parts:
+        for (i, c), v in (p.objects or {}).items():
+            row = int(where[base + i])
+            if row >= 0:
+                out[int(at[row]) + c] = v
+        base += len(p.blocks)
+    return out or None

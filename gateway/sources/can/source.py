@@ -164,9 +164,10 @@ class CanBusSource:
         next_check = time.monotonic() + tick
         try:
             while True:
-                frames = await reader.batch(
-                    cfg.batch_window, cfg.batch_max_frames, max(0.01, next_check - time.monotonic())
-                )
+                wait = max(0.01, next_check - time.monotonic())
+                if any(r.carried for r in self.racks):  # a round kept for this window waits one window at most
+                    wait = min(wait, cfg.batch_window)
+                frames = await reader.batch(cfg.batch_window, cfg.batch_max_frames, wait)
                 if frames:
                     self._decode(frames)
                 self._count_dropped(reader)
@@ -188,7 +189,7 @@ class CanBusSource:
         reader.buffer.clear()
         if left:
             self._decode(left)
-        await self._emit(ctx)
+        await self._emit(ctx, flush=True)
         if left:
             log.info("CAN frames received before the stop were stored", bus=self.bus_label, frames=len(left))
 
@@ -287,10 +288,10 @@ class CanBusSource:
             errors[(aid, WRONG_SOURCE)] += 1
         return known
 
-    async def _emit(self, ctx: SourceContext) -> None:
+    async def _emit(self, ctx: SourceContext, *, flush: bool = False) -> None:
         ts = time.time_ns()
         for rack in self.racks:
-            batches = rack.take(ts)
+            batches = rack.take(ts, flush=flush)
             for i, batch in enumerate(batches):
                 try:
                     await ctx.emit(batch)
