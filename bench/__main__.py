@@ -23,6 +23,7 @@ SCENARIOS = {
     "backlog": "bench.backlog_bench",
     "memory": "bench.memory_bench",
     "startup": "bench.startup_bench",
+    "assess": "bench.assess_bench",
 }
 
 
