@@ -59,11 +59,15 @@ except ImportError:  # pragma: no cover - an older checkout
 
 
 def bench_messages() -> list[can.Message]:
-    """What `bench.can_sender` sends: 50 cycles of the bench rack (81 frames each) and probe frames."""
+    """What `bench.can_sender` sends, in its order: 50 cycles of the bench rack (81 frames each), a probe
+    frame after every 1,250 frames (50 ms at 25,000 frames/s)."""
     db = candata.load()
-    frames = [f for v in range(50) for f in candata.cycle_frames(db, seed=v * 100 + 1)]
-    frames += [candata.probe_frame(db, seq) for seq in range(50)]
-    random.Random(1).shuffle(frames)
+    cycles = [f for v in range(50) for f in candata.cycle_frames(db, seed=v * 100 + 1)]
+    frames = []
+    for i, f in enumerate(cycles):
+        frames.append(f)
+        if i % 1250 == 1249:
+            frames.append(candata.probe_frame(db, i // 1250))
     return [
         can.Message(arbitration_id=f.arbitration_id, data=f.data, is_extended_id=False, timestamp=1.0) for f in frames
     ]
