@@ -65,7 +65,8 @@ def _figures(r: schema.Rack) -> str:
     lim = r.settings.limits
     rows.append(("settings", escape(f"period {r.settings.period_s:g} s ({r.settings.period_source}); nominal "
                                     f"{r.settings.nominal_ah} Ah ({r.settings.nominal_source or 'none known'}); "
-                                    f"full {lim.full_v:g} V, empty {lim.empty_v:g} V ({lim.source})")))  # fmt: skip
+                                    f"full {lim.full_v:g} V, empty {lim.empty_v:g} V ({lim.source}); margin "
+                                    f"{lim.margin_v:g} V ({lim.margin_source or 'not stated'})")))  # fmt: skip
     return _table(["figure", "value"], rows)
 
 

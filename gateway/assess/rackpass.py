@@ -51,6 +51,7 @@ class RackSettings:
     limits: Limits
     limits_source: str
     nominal_source: str | None
+    margin_source: str = "none"
 
 
 @dataclass
@@ -83,7 +84,7 @@ class RackPass:
         self.cells = CellAnalysis(lim)
         self.sensors = SensorCheck()
         self.pack = PackVoltage()
-        self.soc = SocDrift(None, lim)  # counts with the BMS's reported capacity, else nominal
+        self.soc = SocDrift(limits=lim)  # counts with the BMS's reported capacity, else nominal
         self.energy = Energy(lim.nominal_ah, lim)
         width = None
         if w.since_ns is not None and w.end_ns is not None:

@@ -114,7 +114,7 @@ def rack_report(p: RackPass, alarms: schema.AlarmHistory, journal: schema.Journa
                                nominal_source=s.nominal_source,
                                limits=schema.Limits(full_v=lim.full_v, taper_v=round(lim.taper_v, 4),
                                                     empty_v=lim.empty_v, margin_v=round(lim.margin_v, 4),
-                                                    source=s.limits_source))  # fmt: skip
+                                                    margin_source=s.margin_source, source=s.limits_source))  # fmt: skip
     return schema.Rack(
         rack=p.rack, settings=settings, window=span(*rack_span(p)), completeness=_completeness(done),
         capacity=_capacity(cap), cells=_cells(cells, p), sensors=_sensors(sens),

@@ -45,6 +45,9 @@ class Limits(Model):
     taper_v: float = Field(description="Highest cell at or above this with a charge below C/20: full (CV taper)")
     empty_v: float = Field(description="Cutoff: the rack is empty when its lowest cell reaches it")
     margin_v: float = Field(description="A cell this close to full_v or empty_v is at it")
+    margin_source: str | None = Field(
+        None, description="Where the margin comes from (option, the sample period for hard limits, none)"
+    )
     source: str = Field(description="Where the limits come from (option, simulated source, alarm rules, defaults)")
 
 

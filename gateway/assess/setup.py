@@ -154,7 +154,16 @@ def rack_settings(opts: Options, hints: Hints | None, inferred_s: float | None) 
         period, period_source = inferred_s, "inferred from the data (median time between rack_current samples)"
     else:
         period, period_source = 1.0, "default (no rack_current samples to infer it from)"
-    margin = opts.margin_v if opts.margin_v is not None else margin_for(period) if hard else 0.0
+    margin, margin_source = _margin(opts.margin_v, period, hard)
     limits = replace(base, full_v=full, taper_v=min(taper, full), empty_v=empty, nominal_ah=nominal,
                      max_gap_s=max(base.max_gap_s, 5 * period), margin_v=margin)  # fmt: skip
-    return RackSettings(period, period_source, limits, source, nominal_source)
+    return RackSettings(period, period_source, limits, source, nominal_source, margin_source)
+
+
+def _margin(given: float | None, period_s: float, hard: bool) -> tuple[float, str]:
+    """The margin and where it came from (see the module docstring)."""
+    if given is not None:
+        return given, "option --margin-v"
+    if hard:
+        return margin_for(period_s), f"5 mV per second of the {period_s:g} s period (hard limits)"
+    return 0.0, "none (the chemistry defaults lie inside the limits)"
