@@ -148,7 +148,7 @@ class CanBusSource:
         ts = time.time_ns()
         for rack in self.racks:
             rack.set_state(DeviceState.OFFLINE, reason, ts)
-        await self._emit(ctx)
+        await self._emit(ctx, flush=True)  # a round kept for the next window does not wait for the backoff
 
     def _count_dropped(self, reader: BusReader) -> None:
         # `reader.dropped` only grows (the receive thread writes it); report the difference
