@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, model_validator
 
 from gateway.assess.cycles import Limits
@@ -43,6 +45,10 @@ class AssessConfig(Strict):
     max_gap: float = Field(
         _L.max_gap_s, gt=0, description="A discharge with a hole in the current record longer than this (s) is not "
         "measured"
+    )  # fmt: skip
+    ocv_table: Path | None = Field(
+        None, description="OCV table of the cells' chemistry (CSV or YAML rows soc_pct, voltage): bms-gateway assess "
+        "measures usable capacity from partial cycles between rest points with it"
     )  # fmt: skip
     racks: dict[str, RackAssessConfig] = Field(
         default_factory=dict, description="Per rack (by rack tag): its nominal capacity or period, if they differ"

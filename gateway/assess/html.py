@@ -44,6 +44,14 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], numeric: frozense
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
+def _partial(pc: schema.PartialCycles | None) -> str:
+    if pc is None:
+        return _v(None, "", "", "not assessed")
+    if pc.ah is None:
+        return _v(None, "", "", pc.insufficient)
+    return _v(pc.ah, ".2f", " Ah") + escape(f" ({pc.estimates} pairs of rests, spread {pc.spread_ah or 0:.2f} Ah)")
+
+
 def _figures(r: schema.Rack) -> str:
     c, e, p, s, done = r.capacity, r.energy, r.pack_voltage, r.soc_drift, r.completeness
     rows = [
@@ -54,6 +62,7 @@ def _figures(r: schema.Rack) -> str:
         ("SoH independent / BMS", f"{_v(c.independent_soh_pct, '.1f', ' %', c.verdict_insufficient)} / "
                                   f"{_v(c.bms_soh_pct, '.1f', ' %', 'the BMS reported none')}"),
         ("verdict", _v(c.verdict, "", "", c.verdict_insufficient)),
+        ("capacity from partial cycles (OCV)", _partial(c.partial_cycles)),
         ("BMS full capacity", _v(c.bms_capacity_ah, ".1f", " Ah", "not reported")),
         ("pack voltage − Σ cells", f"{_v(p.bias_v, '+.3f', ' V', p.insufficient)} (residual "
                                    f"{_v(p.residual_v, '.3f', ' V', p.insufficient)})"),

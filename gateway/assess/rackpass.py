@@ -23,6 +23,8 @@ from gateway.assess.completeness import Completeness
 from gateway.assess.consistency import PackVoltage, SocDrift
 from gateway.assess.cycles import Limits
 from gateway.assess.energy import Energy
+from gateway.assess.ocvtable import OcvTable
+from gateway.assess.partial import PartialCycles
 from gateway.assess.sensors import SensorCheck
 from gateway.assess.series import ChunkBuilder, RackChunk
 from gateway.assess.traces import EndVoltages, Traces
@@ -52,6 +54,7 @@ class RackSettings:
     limits_source: str
     nominal_source: str | None
     margin_source: str = "none"
+    ocv_table: OcvTable | None = None  # for the capacity from partial cycles (gateway.assess.partial)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class RackPass:
     builder: ChunkBuilder = field(init=False)
     completeness: Completeness = field(init=False)
     capacity: UsableCapacity = field(init=False)
+    partial: PartialCycles = field(init=False)
     cells: CellAnalysis = field(init=False)
     sensors: SensorCheck = field(init=False)
     pack: PackVoltage = field(init=False)
@@ -81,6 +85,7 @@ class RackPass:
         self.builder = ChunkBuilder(self.rack, s.period_s, self.steps)
         self.completeness = Completeness(s.period_s, w.since_ns, w.end_ns)
         self.capacity = UsableCapacity(lim)
+        self.partial = PartialCycles(s.ocv_table, lim)
         self.cells = CellAnalysis(lim)
         self.sensors = SensorCheck()
         self.pack = PackVoltage()
@@ -107,8 +112,8 @@ class RackPass:
             return
         self.first_ns = int(chunk.t[0]) if self.first_ns is None else self.first_ns
         self.last_ns = int(chunk.t[-1])
-        for e in (self.completeness, self.capacity, self.cells, self.sensors, self.pack, self.soc, self.energy,
-                  self.traces, self.ends):  # fmt: skip
+        for e in (self.completeness, self.capacity, self.partial, self.cells, self.sensors, self.pack, self.soc,
+                  self.energy, self.traces, self.ends):  # fmt: skip
             e.update(chunk)
 
 

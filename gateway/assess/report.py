@@ -20,6 +20,7 @@ from gateway.assess.cells import CellsResult
 from gateway.assess.completeness import CompletenessResult
 from gateway.assess.energy import EnergyResult
 from gateway.assess.findings import findings
+from gateway.assess.partial import PartialResult
 from gateway.assess.rackpass import RackPass
 from gateway.assess.sensors import SensorsResult
 from gateway.assess.series import CellId
@@ -54,14 +55,20 @@ def _completeness(r: CompletenessResult) -> schema.Completeness:
                                insufficient=r.insufficient)  # fmt: skip
 
 
-def _capacity(r: CapacityResult) -> schema.Capacity:
+def _partial(r: PartialResult, table: str | None) -> schema.PartialCycles:
+    return schema.PartialCycles(ah=num(r.ah, 4), estimates=len(r.estimates), spread_ah=num(r.spread_ah, 4),
+                                rest_points=r.rest_points, skipped=r.skipped, ocv_table=table,
+                                insufficient=r.insufficient)  # fmt: skip
+
+
+def _capacity(r: CapacityResult, partial: schema.PartialCycles | None = None) -> schema.Capacity:
     discharges = [schema.Discharge(**span(d.start_ns, d.end_ns).model_dump(), ah=round(d.ah, 4)) for d in r.discharges]
     return schema.Capacity(independent_ah=num(r.independent_ah, 4), independent_soh_pct=num(r.independent_soh_pct, 3),
                            nominal_ah=r.nominal_ah, bms_soh_pct=num(r.bms_soh_pct, 3),
                            bms_capacity_ah=num(r.bms_capacity_ah, 4), soh_difference_pct=num(r.soh_difference_pct, 3),
                            verdict=r.verdict, discharges=discharges,
                            incomplete_discharges=r.incomplete_discharges, insufficient=r.insufficient,
-                           verdict_insufficient=r.verdict_insufficient)  # fmt: skip
+                           verdict_insufficient=r.verdict_insufficient, partial_cycles=partial)  # fmt: skip
 
 
 def _ref(c: CellId) -> schema.CellRef:
@@ -117,7 +124,8 @@ def rack_report(p: RackPass, alarms: schema.AlarmHistory, journal: schema.Journa
                                                     margin_source=s.margin_source, source=s.limits_source))  # fmt: skip
     return schema.Rack(
         rack=p.rack, settings=settings, window=span(*rack_span(p)), completeness=_completeness(done),
-        capacity=_capacity(cap), cells=_cells(cells, p), sensors=_sensors(sens),
+        capacity=_capacity(cap, _partial(p.partial.result(), s.ocv_table.source if s.ocv_table else None)),
+        cells=_cells(cells, p), sensors=_sensors(sens),
         pack_voltage=schema.PackVoltage(bias_v=num(pack.bias_v, 4), residual_v=num(pack.residual_v, 4),
                                         samples=pack.samples, insufficient=pack.insufficient),
         soc_drift=schema.SocDrift(drift_pct_per_day=num(soc.drift_pct_per_day, 4), capacity_ah=num(soc.capacity_ah, 4),
@@ -139,9 +147,11 @@ def summary_lines(report: schema.Report) -> list[str]:
         counts = Counter(f.severity for f in r.findings)
         by = ", ".join(f"{counts[s]} {s}" for s in ("major", "minor", "warning") if counts[s]) or "none"
         verdict = f" ({c.verdict})" if c.verdict else ""
+        pc = c.partial_cycles
+        partial = f", partial cycles {_fmt(pc.ah, '.1f', ' Ah')} ({pc.estimates} pairs)" if pc and pc.ocv_table else ""
         lines.append(f"{r.rack}: coverage {_fmt(r.completeness.coverage, '.3f')}, capacity "
-                     f"{_fmt(c.independent_ah, '.1f', ' Ah')} (SoH {_fmt(c.independent_soh_pct, '.1f', ' %')}) vs BMS "
-                     f"SoH {_fmt(c.bms_soh_pct, '.1f', ' %')}{verdict}; findings: {by}")  # fmt: skip
+                     f"{_fmt(c.independent_ah, '.1f', ' Ah')} (SoH {_fmt(c.independent_soh_pct, '.1f', ' %')})"
+                     f"{partial} vs BMS SoH {_fmt(c.bms_soh_pct, '.1f', ' %')}{verdict}; findings: {by}")  # fmt: skip
     j = report.journal
     if j.insufficient:
         lines.append(f"alarm journal: {j.insufficient}")

@@ -75,6 +75,19 @@ class Discharge(Span):
     ah: float = Field(description="Charge delivered from full to the first cell's cutoff, Ah")
 
 
+class PartialCycles(Model):
+    ah: float | None = Field(description="Capacity from partial cycles between rest points through the OCV table: "
+                             "median of the estimates, Ah")  # fmt: skip
+    estimates: int = Field(description="Pairs of rest points that gave an estimate")
+    spread_ah: float | None = Field(description="Largest minus smallest estimate, Ah")
+    rest_points: int = Field(description="Rests long enough to read the SoC from the OCV table")
+    skipped: dict[str, int] = Field(description="Pairs left out by reason: break (a hole in the current record), "
+                                    "shallow (|ΔSoC| too small), flat (relaxed voltages too close: OCV too flat), "
+                                    "opposite (charge and ΔSoC disagree in sign)")  # fmt: skip
+    ocv_table: str | None = Field(description="The OCV table's file")
+    insufficient: str | None = _why()
+
+
 class Capacity(Model):
     independent_ah: float | None = Field(description="Usable capacity measured from the data (median of discharges)")
     independent_soh_pct: float | None = Field(description="independent_ah / nominal × 100")
@@ -87,6 +100,8 @@ class Capacity(Model):
     incomplete_discharges: int
     insufficient: str | None = _why()
     verdict_insufficient: str | None = Field(None, description="Why there is no verdict")
+    partial_cycles: PartialCycles | None = Field(None, description="Usable capacity from partial cycles between "
+                                                 "rest points (needs an OCV table)")  # fmt: skip
 
 
 class CellRow(Model):

@@ -16,6 +16,8 @@ Order, first found wins:
 - **sample period**: `--period`; `assess.racks.<rack>.period`, `assess.period`; the source's
   interval (a simulated source on the simulated clock: interval × speed); the Modbus profile's
   interval; else inferred from the data (gateway.assess.rackpass.infer_period), else 1 s.
+- **OCV table** (capacity from partial cycles, gateway.assess.partial): `--ocv-table`; the
+  configuration's `assess.ocv_table`; else none (that figure is insufficient).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.assess.cycles import Limits
+from gateway.assess.ocvtable import OcvTable
 from gateway.assess.rackpass import RackSettings
 
 CHEMISTRY: dict[str, Limits] = {
@@ -57,6 +60,7 @@ class Options:
     period_s: float | None = None
     chemistry: str = "lfp"
     margin_v: float | None = None
+    ocv_table: OcvTable | None = None  # `--ocv-table`, else the configuration's assess.ocv_table (loaded)
 
 
 def _rule_limits(loaded: Any) -> tuple[float | None, float | None]:
@@ -157,7 +161,7 @@ def rack_settings(opts: Options, hints: Hints | None, inferred_s: float | None) 
     margin, margin_source = _margin(opts.margin_v, period, hard)
     limits = replace(base, full_v=full, taper_v=min(taper, full), empty_v=empty, nominal_ah=nominal,
                      max_gap_s=max(base.max_gap_s, 5 * period), margin_v=margin)  # fmt: skip
-    return RackSettings(period, period_source, limits, source, nominal_source, margin_source)
+    return RackSettings(period, period_source, limits, source, nominal_source, margin_source, opts.ocv_table)
 
 
 def _margin(given: float | None, period_s: float, hard: bool) -> tuple[float, str]:

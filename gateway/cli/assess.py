@@ -89,12 +89,18 @@ def _assess(args: argparse.Namespace, loaded: Any, path: Path, is_store: bool, j
     from gateway.assess import schema
     from gateway.assess.alarmhistory import read_journal
     from gateway.assess.html import page
+    from gateway.assess.ocvtable import OcvTableError, load_ocv_table
     from gateway.assess.rackpass import Window, assess_window, infer_period
     from gateway.assess.readers import ReadReport, batches_from_jsonl, batches_from_store
     from gateway.assess.report import rack_report, rack_span, span, summary_lines
     from gateway.assess.setup import Options, hints_from_config, rack_settings
     from gateway.cli.main import _version
 
+    table_path = args.ocv_table or (loaded.config.assess.ocv_table if loaded is not None else None)
+    try:
+        table = load_ocv_table(table_path) if table_path is not None else None
+    except OcvTableError as exc:
+        return _fail(str(exc), 2)
     read = ReadReport()
     lo = 0 if args.since is None else max(0, args.since - STORE_SLACK_NS)
     hi = None if args.until is None else args.until + STORE_SLACK_NS
@@ -108,7 +114,7 @@ def _assess(args: argparse.Namespace, loaded: Any, path: Path, is_store: bool, j
         inferred, batches = infer_period(batches)
     typical = float(np.median(list(inferred.values()))) if inferred else None
     hints = hints_from_config(loaded) if loaded is not None else {}
-    opts = Options(args.nominal_ah, args.full_v, args.empty_v, args.period, args.chemistry, args.margin_v)
+    opts = Options(args.nominal_ah, args.full_v, args.empty_v, args.period, args.chemistry, args.margin_v, table)
     window = Window(args.since, args.until)
     only = frozenset(args.rack) if args.rack else None
     passes = assess_window(batches, lambda r: rack_settings(opts, hints.get(r), inferred.get(r, typical)), window, only)
@@ -222,6 +228,8 @@ def register(sub: Any) -> None:
     p.add_argument("--empty-v", type=_positive, help="cutoff cell voltage: the rack is empty there")
     p.add_argument("--margin-v", type=float, help="a cell this close to a limit is at it, V (default: 5 mV per "
                    "second of the period for hard limits, 0 for the chemistry defaults)")  # fmt: skip
+    p.add_argument("--ocv-table", type=Path, help="OCV table of the chemistry (CSV or YAML rows soc_pct, voltage): "
+                   "usable capacity from partial cycles between rest points (default: the config's assess.ocv_table)")  # fmt: skip
     p.add_argument("--period", type=_positive, help="expected sample period, s (default: config, else inferred)")
     p.add_argument("--json", type=Path, help="write the JSON report here ('-': standard output)")
     p.add_argument("--html", type=Path, help="write the HTML report (one self-contained page) here")

@@ -5,6 +5,8 @@ OCV table files (CSV and YAML) and their errors naming file:line."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,13 @@ from gateway.assess.cycles import Limits
 from gateway.assess.ocvtable import OcvTable, OcvTableError, load_ocv_table
 from gateway.assess.partial import PartialCycles, PartialResult
 from gateway.assess.series import chunks_from_batches
+from gateway.cli.main import main
 from gateway.model import Batch
 from gateway.sources.sim import truth
 from gateway.sources.sim.cells import OCV_TABLE
 from gateway.sources.sim.config import SimulatedSourceConfig
 from gateway.sources.sim.feed import NS, RackFeed
+from gateway.store.outbox import Outbox
 
 RACK = "rack-p"
 PERIOD = 10.0  # s: 1 s interval x speed 10
@@ -133,3 +137,38 @@ def test_a_table_of_one_row_or_a_missing_file(tmp_path: Path) -> None:
         load_ocv_table(tmp_path / "one.csv")
     with pytest.raises(OcvTableError, match="cannot read"):
         load_ocv_table(tmp_path / "none.csv")
+
+
+def test_assess_command_reports_partial_cycles_from_option_or_configuration(
+    steep: tuple[dict[str, Any], list[Batch]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params, batches = steep
+    db = tmp_path / "store.db"
+    box = Outbox(db)
+    for b in batches:
+        b.created = int(b.ts[0])
+        box.append([b])
+    box.close()
+    table = tmp_path / "lfp.yaml"
+    table.write_text("".join(f"- [{s}, {v}]\n" for s, v in OCV_TABLE))
+    out, html = tmp_path / "r.json", tmp_path / "r.html"
+    assert main(["assess", "--store", str(db), "--ocv-table", str(table), "--json", str(out), "--html", str(html)]) == 0
+    [rack] = json.loads(out.read_text())["racks"]
+    pc = rack["capacity"]["partial_cycles"]
+    assert pc["ah"] == pytest.approx(params["usable_capacity_ah"], rel=0.05) and pc["estimates"] >= 5
+    assert pc["ocv_table"] == str(table) and pc["insufficient"] is None
+    assert re.search(r"partial cycles 2\d\d\.\d Ah \(\d+ pairs\)", capsys.readouterr().out)
+    assert "capacity from partial cycles (OCV)" in html.read_text()
+    # the same from the configuration's assess.ocv_table; none: insufficient, said so
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(f"site: {{name: t}}\nstore: {{path: {db}}}\nassess: {{ocv_table: {table}}}\n")
+    assert main(["assess", "-c", str(cfg), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["racks"][0]["capacity"]["partial_cycles"]["ah"] == pytest.approx(pc["ah"])
+    assert main(["assess", "--store", str(db), "--json", str(out)]) == 0
+    none = json.loads(out.read_text())["racks"][0]["capacity"]["partial_cycles"]
+    assert none["ah"] is None and "no OCV table" in none["insufficient"]
+    # a bad table: exit 2, the file and line named
+    table.write_text("- [0, 2.5]\n- [50, 2.4]\n")
+    capsys.readouterr()
+    assert main(["assess", "--store", str(db), "--ocv-table", str(table)]) == 2
+    assert f"{table}:2: not monotonic" in capsys.readouterr().err
