@@ -48,7 +48,7 @@ class AssessConfig(Strict):
     )  # fmt: skip
     ocv_table: Path | None = Field(
         None, description="OCV table of the cells' chemistry (CSV or YAML rows soc_pct, voltage): bms-gateway assess "
-        "measures usable capacity from partial cycles between rest points with it"
+        "and the live assessment measure usable capacity from partial cycles between rest points with it"
     )  # fmt: skip
     racks: dict[str, RackAssessConfig] = Field(
         default_factory=dict, description="Per rack (by rack tag): its nominal capacity or period, if they differ"

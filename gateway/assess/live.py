@@ -7,8 +7,11 @@ samples the gateway publishes of them (`assessed_capacity`, Ah, and `assessed_so
 Per rack the state is one `ChunkBuilder` (the rack's current, pack voltage, BMS figures and cell voltages
 on a time grid, `CHUNK_STEPS` steps at a time) and one `UsableCapacity` (a few numbers while a discharge
 runs: where it began, the charge since), the same estimators `bms-gateway assess` runs over a window.
-So memory per rack is one chunk, whatever runs for how long; a result is known at most one chunk
-(`CHUNK_STEPS` × the rack's period) after the discharge ended. A rack gets its state when a batch first
+With an OCV table (`assess.ocv_table`) each rack also runs `PartialCycles` (gateway.assess.partial) and
+an `Assessment` is made of each pair of rest points that gives an estimate (method `partial_cycles`),
+stamped at the end of the second rest. So memory per rack is one chunk, whatever runs for how long; a
+result is known at most one chunk (`CHUNK_STEPS` × the rack's period) after the discharge (the rest
+after the second rest point) ended. A rack gets its state when a batch first
 brings its current or cell voltages; past `MAX_RACKS` racks, more are refused (counted).
 """
 
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from gateway.assess.capacity import UsableCapacity
 from gateway.assess.config import AssessConfig
 from gateway.assess.cycles import Limits
+from gateway.assess.ocvtable import OcvTable
+from gateway.assess.partial import PartialCycles
 from gateway.assess.series import ChunkBuilder
 from gateway.lru import LruCache
 from gateway.model import Batch, BatchKind, Keys, Sample
@@ -42,7 +47,8 @@ class Configured:
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """One full discharge of a rack, measured: from the last full step to the first cell's cutoff."""
+    """One full discharge of a rack, measured: from the last full step to the first cell's cutoff; or
+    (method `partial_cycles`) one pair of rest points through the OCV table."""
 
     rack: str
     start_ns: int
@@ -50,28 +56,35 @@ class Assessment:
     capacity_ah: float
     soh_pct: float | None  # capacity_ah against nominal_ah; None without a nominal capacity
     nominal_ah: float | None
+    method: str = "full_discharge"  # or partial_cycles
 
 
 class RackAssessor:
     """One rack: its batches in, an `Assessment` after each full discharge out."""
 
-    def __init__(self, rack: str, limits: Limits, period_s: float, steps: int = CHUNK_STEPS) -> None:
+    def __init__(self, rack: str, limits: Limits, period_s: float, steps: int = CHUNK_STEPS,
+                 table: OcvTable | None = None) -> None:  # fmt: skip
         self.rack = rack
         self.limits = limits
         self.builder = ChunkBuilder(rack, period_s, steps)
         self.capacity = UsableCapacity(limits, sample_size=_BMS_SAMPLE)
+        self.partial = PartialCycles(table, limits) if table is not None else None
 
     def feed(self, batch: Batch) -> list[Assessment]:
         out: list[Assessment] = []
         for chunk in self.builder.feed(batch):
             self.capacity.update(chunk)
             out += [self._of(d.start_ns, d.end_ns, d.ah) for d in self.capacity.take_discharges()]
+            if self.partial is not None:
+                self.partial.update(chunk)
+                out += [self._of(e.start_ns, e.end_ns, e.capacity_ah, "partial_cycles")
+                        for e in self.partial.take_estimates()]  # fmt: skip
         return out
 
-    def _of(self, start_ns: int, end_ns: int, ah: float) -> Assessment:
+    def _of(self, start_ns: int, end_ns: int, ah: float, method: str = "full_discharge") -> Assessment:
         nominal = self.limits.nominal_ah
         soh = 100.0 * ah / nominal if nominal else None
-        return Assessment(self.rack, start_ns, end_ns, ah, soh, nominal)
+        return Assessment(self.rack, start_ns, end_ns, ah, soh, nominal, method)
 
     @property
     def left_out(self) -> int:
@@ -83,8 +96,9 @@ class LiveAssessment:
     """Every rack's assessor; see the module docstring."""
 
     def __init__(self, cfg: AssessConfig, configured: Mapping[str, Configured] | None = None,
-                 max_racks: int = MAX_RACKS) -> None:  # fmt: skip
+                 max_racks: int = MAX_RACKS, table: OcvTable | None = None) -> None:  # fmt: skip
         self.cfg = cfg
+        self.table = table  # the OCV table of assess.ocv_table, loaded by the caller
         self.configured = dict(configured or {})
         self.max_racks = max_racks
         self.racks: dict[str, RackAssessor] = {}
@@ -116,7 +130,7 @@ class LiveAssessment:
             return None
         c = self.configured.get(rack, Configured())
         a = self.racks[rack] = RackAssessor(
-            rack, self.cfg.limits(rack, c.nominal_ah), self.cfg.period_of(rack, c.period_s)
+            rack, self.cfg.limits(rack, c.nominal_ah), self.cfg.period_of(rack, c.period_s), table=self.table
         )
         return a
 

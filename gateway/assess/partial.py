@@ -146,6 +146,12 @@ class PartialCycles:
             self._estimates.append(e)
         return e
 
+    def take_estimates(self) -> list[PartialEstimate]:
+        """The estimates made since the last call, handed over and forgotten here (a live run keeps no
+        list; `result` then covers only what was not taken)."""
+        out, self._estimates = self._estimates, []
+        return out
+
     def _pending(self) -> tuple[RestPoint | None, PartialEstimate | None]:
         """The rest under way at the end of the record, as a rest point if long enough, and its pair."""
         p, start = self._run_last, self._run_start

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from pathlib import Path
 
 import structlog
 from prometheus_client import Counter
 
 from gateway.assess.live import Assessment, Configured, LiveAssessment, assessment_batch
+from gateway.assess.ocvtable import OcvTable, OcvTableError, load_ocv_table
 from gateway.assess.setup import hints_from_config
 from gateway.metrics import REGISTRY
 from gateway.model import Batch
@@ -46,7 +48,8 @@ class AssessService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         hints = hints_from_config(rt.loaded)  # the one reading of a rack's nominal capacity and interval
-        self.live = LiveAssessment(rt.cfg.assess, {r: Configured(h.nominal_ah, h.period_s) for r, h in hints.items()})
+        configured = {r: Configured(h.nominal_ah, h.period_s) for r, h in hints.items()}
+        self.live = LiveAssessment(rt.cfg.assess, configured, table=_table(rt.cfg.assess.ocv_table))
         self.pending: deque[Batch] = deque()
         self.stopping = False
         self._wake = asyncio.Event()
@@ -62,7 +65,8 @@ class AssessService:
         for a in results:
             assessments.labels(a.rack).inc()
             log.info("capacity assessed", rack=a.rack, capacity_ah=round(a.capacity_ah, 2), soh_pct=_round(a),
-                     nominal_ah=a.nominal_ah, discharge_s=round((a.end_ns - a.start_ns) / 1e9))  # fmt: skip
+                     nominal_ah=a.nominal_ah, method=a.method,
+                     span_s=round((a.end_ns - a.start_ns) / 1e9))  # fmt: skip
         if len(self.pending) >= PENDING_MAX:  # the queue has not taken a batch for PENDING_MAX discharges
             self.pending.popleft()
             log.warning("live assessment results dropped: the pipeline does not take them", kept=PENDING_MAX)
@@ -94,6 +98,18 @@ class AssessService:
         if self.pending:
             log.warning("live assessment results not published: the gateway is stopping",
                         batches=len(self.pending))  # fmt: skip
+
+
+def _table(path: Path | None) -> OcvTable | None:
+    """The OCV table of assess.ocv_table; a bad one is logged once (file:line) and partial cycles are not
+    measured live (the daemon runs on; `bms-gateway assess` refuses the same table with the error)."""
+    if path is None:
+        return None
+    try:
+        return load_ocv_table(path)
+    except OcvTableError as exc:
+        log.error("OCV table not usable: capacity from partial cycles is not measured live", error=str(exc))
+        return None
 
 
 def _round(a: Assessment) -> float | None:

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gateway.assess.config import AssessConfig
 from gateway.assess.cycles import Limits
+from gateway.assess.live import CHUNK_STEPS, Assessment, LiveAssessment, assessment_batch
 from gateway.assess.ocvtable import OcvTable, OcvTableError, load_ocv_table
 from gateway.assess.partial import PartialCycles, PartialResult
 from gateway.assess.series import chunks_from_batches
@@ -172,3 +174,38 @@ def test_assess_command_reports_partial_cycles_from_option_or_configuration(
     capsys.readouterr()
     assert main(["assess", "--store", str(db), "--ocv-table", str(table)]) == 2
     assert f"{table}:2: not monotonic" in capsys.readouterr().err
+
+
+def test_live_assessment_publishes_after_each_rest_pair_with_a_table(
+    steep: tuple[dict[str, Any], list[Batch]], sim_table: OcvTable
+) -> None:
+    params, batches = steep
+    cfg = AssessConfig.model_validate({"enabled": True, "period": PERIOD, "ocv_table": sim_table.source,
+                                       "nominal_capacity_ah": 280, "cutoff_voltage": 2.8, "full_voltage": 3.5,
+                                       "taper_voltage": 3.45})  # fmt: skip
+    la = LiveAssessment(cfg, table=sim_table)
+    got: list[tuple[int, Assessment]] = []  # (time of the last sample fed, assessment)
+    for b in batches:
+        got += [(int(b.ts.max()), a) for a in la.feed([b])]
+    partial = [(fed, a) for fed, a in got if a.method == "partial_cycles"]
+    assert len(partial) >= 5  # each pair of rests, as the next rest ends (the last one is still under way)
+    for fed, a in partial:
+        assert a.capacity_ah == pytest.approx(params["usable_capacity_ah"], rel=0.05)
+        assert a.end_ns <= fed <= a.end_ns + (CHUNK_STEPS + 2) * PERIOD * NS  # within a chunk of the rest's end
+    samples = assessment_batch([a for _, a in partial]).samples()
+    assert {s.quantity for s in samples} == {"assessed_capacity", "assessed_soh"}
+    # without a table: the full discharges only
+    plain = LiveAssessment(cfg.model_copy(update={"ocv_table": None}))
+    assert all(a.method == "full_discharge" for b in batches for a in plain.feed([b]))
+
+
+def test_the_daemon_runs_on_without_partial_cycles_when_the_configured_table_is_bad(tmp_path: Path) -> None:
+    from gateway.assess.service import _table
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,2.5\n50,2.4\n")
+    assert _table(bad) is None and _table(None) is None
+    good = tmp_path / "good.csv"
+    good.write_text("0,2.5\n100,3.6\n")
+    t = _table(good)
+    assert t is not None and t.rows() == [(0.0, 2.5), (100.0, 3.6)]
