@@ -1,7 +1,8 @@
 """Usable capacity from partial cycles between rest points, through an OCV table of the chemistry.
 
-Method: a **rest** is a run of steps with a known current of at most `rest_current` (A) in magnitude,
-unbroken by a hole in the current record, lasting at least `rest_s` seconds; its **rest point** is its
+Method: a **rest** is a run of steps with a current of at most `rest_current` (A) in magnitude (a step
+without a reading keeps the state before it), unbroken by a break in the current record (a hole longer
+than `max_gap_s`), lasting at least `rest_s` seconds; its **rest point** is its
 last step, where the cells have relaxed the most. There the rack's SoC is read from the OCV table: the
 median cell voltage through the inverse of the monotonic OCV(SoC) table (the median of each cell's SoC
 is the same, the inverse being monotonic). Between two consecutive rest points with no break in the
@@ -91,8 +92,12 @@ class PartialCycles:
             self._integrator = Integrator(self.limits.max_gap_s)
         inc = self._integrator.increments(chunk)
         i = chunk.current
+        finite = np.isfinite(i)
         with quiet():
-            rest = np.isfinite(i) & (np.abs(i) <= self.limits.rest_a)
+            at_rest = finite & (np.abs(i) <= self.limits.rest_a)
+            # a step without a current reading (bridged by the integrator) keeps the state before it
+            known = np.maximum.accumulate(np.where(finite, np.arange(chunk.n), -1))
+            rest = np.where(known >= 0, at_rest[np.maximum(known, 0)], self._run_start is not None)
             vmed = np.nanmedian(chunk.cells, axis=1) if chunk.cells.shape[1] else np.full(chunk.n, np.nan)
         q = self._q + np.cumsum(inc.ah)
         brk = self._breaks + np.cumsum(inc.brk)

@@ -209,3 +209,13 @@ def test_the_daemon_runs_on_without_partial_cycles_when_the_configured_table_is_
     good.write_text("0,2.5\n100,3.6\n")
     t = _table(good)
     assert t is not None and t.rows() == [(0.0, 2.5), (100.0, 3.6)]
+
+
+def test_missing_readings_within_a_rest_do_not_end_it(
+    steep: tuple[dict[str, Any], list[Batch]], sim_table: OcvTable
+) -> None:
+    params, batches = steep
+    holes = [b for k, b in enumerate(batches) if k % 7 != 3]  # a step in 7 without a sample: bridged, no break
+    r = estimate(holes, sim_table)
+    assert r.rest_points >= 6 and len(r.estimates) >= 5 and r.skipped == {}
+    assert r.ah == pytest.approx(params["usable_capacity_ah"], rel=0.05)
