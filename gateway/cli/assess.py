@@ -228,8 +228,9 @@ def register(sub: Any) -> None:
     p.add_argument("--empty-v", type=_positive, help="cutoff cell voltage: the rack is empty there")
     p.add_argument("--margin-v", type=float, help="a cell this close to a limit is at it, V (default: 5 mV per "
                    "second of the period for hard limits, 0 for the chemistry defaults)")  # fmt: skip
-    p.add_argument("--ocv-table", type=Path, help="OCV table of the chemistry (CSV or YAML rows soc_pct, voltage): "
-                   "usable capacity from partial cycles between rest points (default: the config's assess.ocv_table)")  # fmt: skip
+    p.add_argument("--ocv-table", type=Path, help="OCV table of the chemistry (CSV or YAML rows soc_pct, "
+                   "voltage): usable capacity from partial cycles between rest points "
+                   "(default: the config's assess.ocv_table)")  # fmt: skip
     p.add_argument("--period", type=_positive, help="expected sample period, s (default: config, else inferred)")
     p.add_argument("--json", type=Path, help="write the JSON report here ('-': standard output)")
     p.add_argument("--html", type=Path, help="write the HTML report (one self-contained page) here")
