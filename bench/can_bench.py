@@ -328,8 +328,8 @@ def table(rates: list[int], gw: dict[int, Runs], nv: dict[int, Runs]) -> list[Ro
         g, n = gw[rate], nv[rate]
         first = len(rows)
         tag = f"@{rate // 1000}k/s"
-        target = "<100" if rate == 8000 else "<500"
-        limit = 100 if rate == 8000 else 500
+        target = "<50" if rate == 8000 else "<500"
+        limit = 50 if rate == 8000 else 500
         rows.append(Row("can", f"{tag} sent frames/s", g.med("rate"), n.med("rate")))
         rows.append(Row("can", f"{tag} delivered frames/s (to last MQTT msg)", g.med("e2e"), n.med("e2e")))
         rows.append(
@@ -350,7 +350,9 @@ def table(rates: list[int], gw: dict[int, Runs], nv: dict[int, Runs]) -> list[Ro
         rows.append(Row("can", f"{tag} latency p99 ms send -> decode", g.med("p99_decode"), better="lower"))
         rows.append(Row("can", f"{tag} latency p99 ms decode -> MQTT", g.med("p99_after"), better="lower"))
         rows.append(Row("can", f"{tag} CPU s/1k samples", g.med("cpu_per_1k"), n.med("cpu_per_1k"), better="lower"))
-        rows.append(Row("can", f"{tag} peak RSS MB", g.med("rss"), n.med("rss"), better="lower"))
+        rows.append(
+            Row("can", f"{tag} peak RSS MB", g.med("rss"), n.med("rss"), "<150", "lower", met=g.med("rss") < 150)
+        )
         rows += cpu.rows("can", f"{tag} ", g, n)
         for row in rows[first:]:
             cpu.note(row, cpu.flag(g))
