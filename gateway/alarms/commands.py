@@ -21,13 +21,13 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.alarms.commandauth import Identity, Verifier
 from gateway.alarms.commandconfig import USER_NAME, CommandsConfig
 from gateway.alarms.commandlimits import Denied, InvalidCommand, decode
 from gateway.config.base import credential_path, read_secret
-from gateway.sinks.config import MqttSinkConfig
+from gateway.sinks.config import MqttConnection, MqttSinkConfig
 from gateway.textsafe import shorten
 
 ACTIONS = ("ack", "shelve", "unshelve")
@@ -176,14 +176,17 @@ def command_sink(sinks: Mapping[str, object], name: str | None) -> MqttSinkConfi
     return mqtt[name]
 
 
-def resolved(mq: MqttSinkConfig, resolve: Callable[[Path], Path]) -> MqttSinkConfig:
+M = TypeVar("M", bound=MqttConnection)
+
+
+def resolved(mq: M, resolve: Callable[[Path], Path]) -> M:
     """The sink's settings with its files relative to gateway.yaml made absolute (as the sink reads them)."""
     files = {k: resolve(v) for k in ("ca_file", "cert_file", "key_file", "password_file")
              if isinstance(v := getattr(mq, k), Path)}  # fmt: skip
     return mq.model_copy(update=files)
 
 
-def tls_context(mq: MqttSinkConfig) -> ssl.SSLContext | None:
+def tls_context(mq: MqttConnection) -> ssl.SSLContext | None:
     """TLS for the broker with verification on (a CA file, else the system store), client cert optional."""
     if not mq.tls:
         return None
@@ -194,7 +197,7 @@ def tls_context(mq: MqttSinkConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-def client_args(mq: MqttSinkConfig, identifier: str) -> dict[str, Any]:
+def client_args(mq: MqttConnection, identifier: str) -> dict[str, Any]:
     """Keyword arguments of aiomqtt.Client from a sink's connection settings (the secret stays in memory)."""
     password = read_secret(mq.password, mq.password_file, mq.password_credential)
     return {

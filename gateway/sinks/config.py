@@ -1,4 +1,4 @@
-"""Configuration of the sinks: InfluxDB (v2 write API) and MQTT."""
+"""Configuration of the sinks: InfluxDB (v2 write API) and MQTT (the Sparkplug sink's is in its package)."""
 
 from __future__ import annotations
 
@@ -30,15 +30,12 @@ class InfluxSinkConfig(SinkBase):
     )
 
 
-class MqttSinkConfig(SinkBase):
-    """MQTT broker; telemetry, retained state and availability under `<prefix>/<site>/...`."""
+class MqttConnection(SinkBase):
+    """How a sink reaches an MQTT broker (the MQTT and Sparkplug sinks): address, TLS and credentials."""
 
-    type: Literal["mqtt"] = "mqtt"
     host: str = Field(description="Broker host")
     port: int = Field(8883, ge=1, le=65535, description="Broker port (8883 for TLS, 1883 plain)")
-    prefix: str = Field("bms", description="Topic prefix")
     client_id: str | None = Field(None, description="Client id; defaults to bms-gateway-<site>-<sink name>")
-    qos: Literal[0, 1, 2] = Field(1, description="QoS of telemetry")
     tls: bool = Field(True, description="Use TLS")
     ca_file: Path | None = Field(None, description="CA bundle to verify the broker")
     cert_file: Path | None = Field(None, description="Client certificate")
@@ -49,6 +46,15 @@ class MqttSinkConfig(SinkBase):
     password_file: Path | None = Field(None, description="File holding the password")
     password_credential: str | None = Field(None, description="systemd credential name holding the password")
     keepalive: int = Field(30, ge=5, description="Keepalive seconds")
+    timeout: float = Field(10.0, gt=0, description="Seconds to connect and to wait for the PUBACKs of one batch")
+
+
+class MqttSinkConfig(MqttConnection):
+    """MQTT broker; telemetry, retained state and availability under `<prefix>/<site>/...`."""
+
+    type: Literal["mqtt"] = "mqtt"
+    prefix: str = Field("bms", description="Topic prefix")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of telemetry")
     batch_max_age: float = Field(
         0.005,
         gt=0,
@@ -63,7 +69,6 @@ class MqttSinkConfig(SinkBase):
         description="true: the broker drops any session left under the client id (e.g. a stale subscription) "
         "at connect; false: a persistent session (a publisher gains nothing from it)",
     )
-    timeout: float = Field(10.0, gt=0, description="Seconds to connect and to wait for the PUBACKs of one batch")
     retain_state: bool = Field(True, description="Publish the retained per-rack state topic")
     levels: list[Literal["rack", "module", "cell"]] = Field(
         ["rack", "module", "cell"],

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from gateway.config.yamlpos import position
 from gateway.errors import Problem
-from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
+from gateway.sinks.config import InfluxSinkConfig, MqttConnection
 
 if TYPE_CHECKING:
     from gateway.config.settings import LoadedConfig
@@ -54,11 +54,11 @@ def _given(cfg: Any, secret: str) -> str | None:
 def exposures(cfg: Any) -> list[Exposure]:
     """The credentials this sink configuration would send without TLS to a host that is not loopback
     (nothing for an entry with errors of its own: it is no sink type)."""
-    if not isinstance(cfg, MqttSinkConfig | InfluxSinkConfig) or cfg.allow_insecure_transport:
+    if not isinstance(cfg, MqttConnection | InfluxSinkConfig) or cfg.allow_insecure_transport:
         return []
     found: list[tuple[str, str]] = []  # (key, what it sends)
     host = fix = ""
-    if isinstance(cfg, MqttSinkConfig):
+    if isinstance(cfg, MqttConnection):  # MQTT and Sparkplug
         host, fix = cfg.host, "use TLS"
         key = _given(cfg, "password")
         if not cfg.tls and key is not None:
