@@ -30,6 +30,7 @@ class SinkView:
     pending: int
     lag_s: float
     last_error: str
+    suppressed: int = 0  # samples report by exception did not send
 
 
 def readiness_problems(
@@ -110,6 +111,7 @@ def sink_views(rt: Runtime) -> list[SinkView]:
                 pending=pending,
                 lag_s=0.0 if oldest is None else age_seconds(now, oldest),
                 last_error=redact_text(str(getattr(runner, "last_error", ""))),
+                suppressed=int(getattr(runner, "suppressed", 0)),
             )
         )
     return out
@@ -180,4 +182,5 @@ def _sink_dict(v: SinkView) -> dict[str, Any]:
         "pending": v.pending,
         "lag_s": v.lag_s,
         "last_error": v.last_error,
+        "suppressed": v.suppressed,
     }

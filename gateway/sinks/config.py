@@ -3,14 +3,60 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from gateway.config.base import SecretText, SinkBase
+from gateway.config.base import SecretText, SinkBase, Strict
+
+PERCENT = r"^\s*\d+(\.\d+)?\s*%\s*$"  # a deadband in percent of the last sent value: "1%", "0.5 %"
+Deadband = Annotated[float, Field(ge=0)] | Annotated[str, Field(pattern=PERCENT)]
 
 
-class InfluxSinkConfig(SinkBase):
+class DeadbandRule(Strict):
+    """A deadband with a heartbeat of its own."""
+
+    deadband: Deadband = Field(
+        description="Change that is sent: absolute in the quantity's unit (0.005), or percent of the last sent "
+        "value ('1%'); 0 sends every change"
+    )
+    heartbeat: float | None = Field(None, gt=0, description="Seconds; defaults to the section's heartbeat")
+
+
+class ReportByException(Strict):
+    """Report by exception on the way to this sink: a sample of a key with a deadband is sent only when it
+    changed by the deadband, its quality changed, or its key was last sent a heartbeat ago. The local
+    store keeps every sample."""
+
+    heartbeat: float = Field(300.0, gt=0, description="Seconds: a key with a deadband is sent at least this often")
+    deadbands: dict[str, Deadband | DeadbandRule] = Field(
+        default_factory=dict,
+        description="Pattern -> deadband. A pattern without '/' matches the quantity (cell_voltage, alarm.*); "
+        "one with '/' matches <rack>/<quantity>[/<module>][/<cell>] (rack-01/cell_voltage/3/*). The first "
+        "pattern that matches, in the order written, applies; keys that none matches are all sent",
+    )
+    max_keys: int = Field(
+        200_000, ge=1, description="Keys remembered at most; keys past it are all sent (logged once)"
+    )
+
+    @field_validator("deadbands")
+    @classmethod
+    def _patterns(cls, v: dict[str, object]) -> dict[str, object]:
+        for pattern in v:
+            if not pattern.strip() or any(not part for part in pattern.split("/")):
+                raise ValueError(f"empty pattern or pattern part in {pattern!r}")
+        return v
+
+
+class UplinkSinkBase(SinkBase):
+    """Fields of a sink toward an uplink (InfluxDB, MQTT): the delivery policy and report by exception."""
+
+    report_by_exception: ReportByException | None = Field(
+        None, description="Deadbands and a heartbeat per key on the way to this sink (off when absent)"
+    )
+
+
+class InfluxSinkConfig(UplinkSinkBase):
     """InfluxDB v2 write API (InfluxDB 2.x, 3.x, 1.8+ compatibility endpoint, VictoriaMetrics)."""
 
     type: Literal["influxdb"] = "influxdb"
@@ -49,7 +95,7 @@ class MqttConnection(SinkBase):
     timeout: float = Field(10.0, gt=0, description="Seconds to connect and to wait for the PUBACKs of one batch")
 
 
-class MqttSinkConfig(MqttConnection):
+class MqttSinkConfig(MqttConnection, UplinkSinkBase):
     """MQTT broker; telemetry, retained state and availability under `<prefix>/<site>/...`."""
 
     type: Literal["mqtt"] = "mqtt"

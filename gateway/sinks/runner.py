@@ -23,6 +23,8 @@ from gateway.config.base import SinkBase
 from gateway.errors import SinkError
 from gateway.runtime.backoff import Backoff
 from gateway.sinks.base import Rejected, Sink, SinkAuthError
+from gateway.sinks.config import UplinkSinkBase
+from gateway.sinks.exceptionfilter import ExceptionFilter
 from gateway.store.outbox import Outbox, Row
 
 log = structlog.get_logger("sink")
@@ -74,6 +76,8 @@ class SinkRunner:
         self.delivered = 0
         self.dead_lettered = 0
         self.auth_alarm = False
+        rbe = cfg.report_by_exception if isinstance(cfg, UplinkSinkBase) else None
+        self.exceptions = None if rbe is None else ExceptionFilter(name, rbe)  # report by exception
         outbox.add_consumer(name)
         self.position = outbox.acked(name)
         self._log = log.bind(sink=name)
@@ -87,6 +91,11 @@ class SinkRunner:
 
     def caught_up(self) -> bool:
         return self.position >= self.outbox.last_seq()
+
+    @property
+    def suppressed(self) -> int:
+        """Samples report by exception did not send, since start."""
+        return 0 if self.exceptions is None else self.exceptions.suppressed
 
     def delivered_tail(self) -> Iterator[Row]:
         """The last rows this sink had delivered (up to RESUME_ROWS rows and RESUME_SAMPLES samples),
@@ -202,11 +211,19 @@ class SinkRunner:
 
     async def _write(self, rows: list[Row]) -> None:
         self.outbox.hold(self.name, rows[0].seq)
+        # Report by exception: the samples to send; they count as sent only once the sink confirmed them.
+        out = rows if self.exceptions is None else self.exceptions.apply(rows)
         t0 = time.perf_counter()
         try:
-            rejected = await self.sink.write(rows)
+            rejected = await self.sink.write(out) if out else []
+        except BaseException:
+            if self.exceptions is not None:
+                self.exceptions.rollback()
+            raise
         finally:
             self.outbox.release(self.name)
+        if self.exceptions is not None:
+            self.exceptions.commit()
         metrics.sink_write_seconds.labels(self.name).observe(time.perf_counter() - t0)
         metrics.sink_delivery_seconds.labels(self.name).observe(max(0.0, (time.time_ns() - rows[-1].ts) / 1e9))
         last = rows[-1].seq
@@ -214,7 +231,7 @@ class SinkRunner:
             self._dead_letter(rejected)
         self.outbox.ack(self.name, last)
         self.position = last
-        n = count(rows)
+        n = count(out)  # (what report by exception left out is counted as suppressed, not delivered)
         self.delivered += n
         metrics.sink_delivered.labels(self.name).inc(n)
         metrics.sink_batches.labels(self.name).inc()

@@ -70,8 +70,8 @@ function drawSinks(doc) {
   const html = doc.sinks.map((s) =>
     `<tr><td>${esc(s.name)}</td><td class="${s.connected ? "state-online" : "state-offline"}">${s.connected ? "yes" : "no"}</td>` +
     `<td class="num">${s.delivered}</td><td class="num">${s.pending}</td><td class="num">${fmt(s.lag_s)}</td>` +
-    `<td>${esc(s.last_error)}</td></tr>`).join("");
-  rows(document.querySelector("#sinks tbody"), html, 6, "no sink configured: data stays in the local store");
+    `<td class="num">${s.suppressed ?? 0}</td><td>${esc(s.last_error)}</td></tr>`).join("");
+  rows(document.querySelector("#sinks tbody"), html, 7, "no sink configured: data stays in the local store");
 }
 
 function drawPoints(doc) {
