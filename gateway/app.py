@@ -38,6 +38,7 @@ SOURCES: dict[str, str] = {
 SINKS: dict[str, str] = {
     "influxdb": "gateway.sinks.influx.sink:build",
     "mqtt": "gateway.sinks.mqtt.sink:build",
+    "sparkplug": "gateway.sinks.sparkplug.sink:build",
 }
 
 # `protocol:` of a profile file -> its pydantic model.

@@ -25,12 +25,13 @@ from gateway.config.yamlpos import load_yaml, position, to_plain
 from gateway.errors import ConfigError, Problem
 from gateway.ops.config import HttpConfig
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
+from gateway.sinks.sparkplug.config import SparkplugSinkConfig
 from gateway.sources.can.config import CanSourceConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.sim.config import SimulatedSourceConfig
 
 SourceConfig = Annotated[SimulatedSourceConfig | ModbusSourceConfig | CanSourceConfig, Field(discriminator="type")]
-SinkConfig = Annotated[InfluxSinkConfig | MqttSinkConfig, Field(discriminator="type")]
+SinkConfig = Annotated[InfluxSinkConfig | MqttSinkConfig | SparkplugSinkConfig, Field(discriminator="type")]
 
 ENV_PREFIX = "BMS_GATEWAY__"
 
