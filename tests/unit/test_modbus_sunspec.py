@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from gateway.sources.modbus import sunspec
+from gateway.sources.modbus.cycle import Cycle, keys_of
+from gateway.sources.modbus.decode import BlockDecoder
 from gateway.sources.modbus.image import Image, fill
 from gateway.sources.modbus.plan import plan_reads
-from tests.unit.test_modbus_decode import block_batch
 
 
 def test_the_five_models_load_and_have_the_published_lengths() -> None:
@@ -25,9 +26,18 @@ def test_chain_layout_cells_and_scale_factors() -> None:
     assert len(cells) == 24
     assert [(p.module, p.cell) for p in cells[:2]] == [(1, 1), (1, 2)]
     assert (cells[-1].module, cells[-1].cell) == (3, 8)
-    assert cells[0].scale == 10.0**-3
-    by = {p.quantity: p for p in points if p.module is None}
-    assert by["rack_voltage"].scale == 10.0**-1 and by["rack_voltage"].missing == frozenset({0xFFFF})
+    # scaled in every cycle by their scale-factor register (read in the same cycle), not once at discovery
+    words = {m.address + i: w for m in models for i, w in enumerate(m.words)}
+    ref = cells[0].scale_ref
+    assert ref is not None and ref.kind == "exponent" and cells[0].scale == 1.0
+    assert words[ref.address] == (-3) & 0xFFFF  # CellV_SF of the first 805
+    by = {p.quantity: p for p in points if p.module is None and not p.aux}
+    v_sf = by["rack_voltage"].scale_ref
+    assert (
+        v_sf is not None and words[v_sf.address] == (-1) & 0xFFFF and by["rack_voltage"].missing == frozenset({0xFFFF})
+    )
+    aux = {(p.address, p.interval) for p in points if p.aux}
+    assert (ref.address, 1.0) in aux and (v_sf.address, 1.0) in aux  # the plan reads them
     assert by["rack_current"].dtype == "int16"
     assert by["manufacturer"].dtype == "string" and by["manufacturer"].width == 16
     assert "connected" in dict(by["bms_state"].states).values()
@@ -73,10 +83,13 @@ def test_values_round_trip_through_the_mapped_points() -> None:
         image.write("holding", address, words)
     truth = {("cell_voltage", 1, 3): 3.301, ("soc", None, None): 55.5, ("rack_current", None, None): -42.3}
     fill(image, points, truth, 1)
-    got = {}
+    cycle = Cycle()  # one cycle: a scale-factor register may be in another block than its points
     for b in plan_reads(points):
-        for s in block_batch(b, image.read(b.table, b.start, b.count)).samples():
-            got[(s.quantity, s.module, s.cell)] = s.value
+        cycle.decoded(BlockDecoder(b), image.read(b.table, b.start, b.count), 1)
+    got = {
+        (s.quantity, s.module, s.cell): s.value
+        for s in cycle.batch("r", keys_of(cycle.decoders, "r"), None, 0).samples()
+    }
     assert got[("cell_voltage", 1, 3)] == 3.301
     assert got[("soc", None, None)] == 55.5
     assert got[("rack_current", None, None)] == -42.3
@@ -105,7 +118,7 @@ def test_804_modules_repeat_by_nmod() -> None:
     assert [p.module for p in maxes] == [1, 2, 3]
     group = sunspec.group_size(sunspec.model_definition(804)["groups"][0])
     assert maxes[1].address - maxes[0].address == group
-    assert {p.quantity for p in points if p.module is None} == {
+    assert {p.quantity for p in points if p.module is None and not p.aux} == {
         "raw.string_soc",
         "raw.string_voltage",
         "raw.string_current",
@@ -117,7 +130,7 @@ def test_803_strings_repeat_by_nstr() -> None:
     points = sunspec.points_from_models([m], 1.0)
     socs = [p for p in points if p.quantity == "raw.string_soc"]
     assert [p.module for p in socs] == [1, 2]
-    assert [p.quantity for p in points if p.module is None] == [
+    assert [p.quantity for p in points if p.module is None and not p.aux] == [
         "cell_temperature_max",
         "cell_temperature_min",
         "cell_temperature_mean",

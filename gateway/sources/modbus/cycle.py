@@ -3,25 +3,37 @@
 A cycle is a sequence of segments, one per block read (or left out): the block's decoded columns,
 or value-less rows of one quality (bad, stale, comm_loss). A block gives the same rows either way, so
 a cycle's key table depends only on which blocks it holds; `ShapeKeys` keeps one `Keys` per shape.
+Points scaled by another register are scaled when the batch is made, from the registers the whole
+cycle read (`aux`); `read` keeps each decoded block for that and for the device's fault log.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from gateway.model import F64, QUALITY_CODE, U8, Batch, DeviceStatus, Key, Keys, Quality, Value
-from gateway.sources.modbus.decode import BlockDecoder
+from gateway.sources.modbus.decode import BlockDecoder, Decoded
+from gateway.sources.modbus.refs import RegKey
 
 BAD = QUALITY_CODE[Quality.BAD]
+
+
+class Segment(NamedTuple):
+    """A block the cycle read: its first row in the cycle, its decoder and what it decoded."""
+
+    base: int
+    decoder: BlockDecoder
+    decoded: Decoded
 
 
 class Cycle:
     """The columns of one cycle, appended segment by segment; `bad` when any row has quality bad."""
 
-    __slots__ = ("bad", "decoders", "objects", "quality", "rows", "stamps", "values")
+    __slots__ = ("aux", "bad", "decoders", "objects", "quality", "read", "rows", "stamps", "values")
 
     def __init__(self) -> None:
         self.decoders: list[BlockDecoder] = []
@@ -31,9 +43,14 @@ class Cycle:
         self.objects: dict[int, Value] = {}
         self.rows = 0
         self.bad = False
+        self.aux: dict[RegKey, int] = {}  # registers read for other points (scale factors, the clock)
+        self.read: list[Segment] = []
 
     def decoded(self, decoder: BlockDecoder, words: Sequence[int | bool], ts: int) -> None:
         d = decoder(words)
+        self.read.append(Segment(self.rows, decoder, d))
+        if d.aux:
+            self.aux.update(d.aux)
         if d.objects:
             base = self.rows
             self.objects.update({base + i: v for i, v in d.objects.items()})
@@ -60,6 +77,9 @@ class Cycle:
         ts = np.repeat(np.asarray(self.stamps, dtype=np.int64), sizes)
         values = np.concatenate(self.values) if self.values else np.zeros(0)
         quality = np.concatenate(self.quality) if self.quality else np.zeros(0, dtype=np.uint8)
+        for seg in self.read:
+            if seg.decoder.scaled is not None:
+                seg.decoder.scaled.apply(seg.base, self.aux, values, quality)
         objects = self.objects or None
         return Batch(source, keys, ts, values, quality, None, objects, device=source, status=status, created=created)
 

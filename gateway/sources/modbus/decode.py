@@ -4,7 +4,10 @@ A `BlockDecoder` is compiled once per block of a plan. It groups the block's poi
 decoded (one numeric type and byte order, register bits, coils, strings) and decodes each group over
 the whole response at once with numpy: the registers become a uint64 array, each group gathers its
 points' registers, assembles them in the point's order, and scales, checks sentinels and ranges in
-vectorised steps. Enum names and strings (values that are not numbers) go to `objects`.
+vectorised steps. Enum names and strings (values that are not numbers) go to `objects`. A multi-bit
+field is its bits of the raw integer (sentinels compare the whole register). A point scaled by another
+register comes out as its raw number, scaled once the cycle is read (`scaled.ScaledRows`); the
+registers read for others (`aux` points: scale factors, the clock) give no row but their raw words.
 
 The rows a block gives are its points in order, each followed by its bit-field flags: the same rows
 whether the block was read, refused or missed, so a cycle's key table depends only on its blocks.
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +25,10 @@ import numpy.typing as npt
 from gateway.model import F64, QUALITY_CODE, U8, Key, Quality, Value
 from gateway.sources.modbus.codec import WIDTH, text
 from gateway.sources.modbus.plan import Block, Point
+from gateway.sources.modbus.refs import RegKey
+from gateway.sources.modbus.scaled import ScaledRows
 
+ALL_BITS = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 GOOD, MISSING, RANGE, BAD = (
     QUALITY_CODE[q] for q in (Quality.GOOD, Quality.MISSING, Quality.OUT_OF_RANGE, Quality.BAD)
 )
@@ -67,6 +73,7 @@ class Numbers:
     __slots__ = (
         *("affine", "divisor", "dtype", "flag_bit", "flag_of", "flag_row", "high", "low", "offset", "ranged"),
         *("row", "scale", "sentinel", "sentinel_of", "src", "states", "swap_bytes", "swap_words", "width"),
+        *("fields", "shift", "mask"),
     )
 
     def __init__(self, dtype: str, order: str, points: Sequence[tuple[int, int, Point, list[tuple[int, int]]]]) -> None:
@@ -93,6 +100,10 @@ class Numbers:
         self.flag_of = _ints([j for j, _, _ in flags])
         self.flag_bit = np.asarray([b for _, b, _ in flags], dtype=np.uint64)
         self.flag_row = _ints([r for _, _, r in flags])
+        self.fields = any(p.bits is not None for p in ps)  # multi-bit fields: (raw >> first) & mask
+        self.shift = np.asarray([p.bits[0] if p.bits else 0 for p in ps], dtype=np.uint64)
+        masks = [(1 << (p.bits[1] - p.bits[0] + 1)) - 1 if p.bits else None for p in ps]
+        self.mask = np.asarray([ALL_BITS if m is None else m for m in masks], dtype=np.uint64)
 
     def raw(self, words: U64) -> U64:
         """Each point's registers as one unsigned integer in its order (what sentinels compare against)."""
@@ -123,9 +134,10 @@ class Numbers:
         signed = raw.astype(np.int64) - ((raw >> (bits - 1)).astype(np.int64) << bits)
         return signed.astype(np.float64)
 
-    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> bool:
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> list[int]:
+        """Decode into the columns; the rows of states with an unknown raw value."""
         raw = self.raw(words)
-        x = self.number(raw)
+        x = self.number((raw >> self.shift) & self.mask if self.fields else raw)
         v = x / self.divisor
         if self.affine.size:
             a = self.affine
@@ -143,7 +155,7 @@ class Numbers:
         if missing is not None:
             q[missing] = MISSING
             v[missing] = math.nan
-        bad = False
+        unknown: list[int] = []
         for st in self.states:
             if missing is not None and missing[st.index]:
                 continue
@@ -152,13 +164,14 @@ class Numbers:
             objects[st.row] = name if name is not None else f"unknown({n})"
             q[st.index] = GOOD if name is not None else BAD
             v[st.index] = math.nan
-            bad = bad or name is None
+            if name is None:
+                unknown.append(st.row)
         values[self.row] = v
         quality[self.row] = q
         if self.flag_of.size:
             values[self.flag_row] = ((raw[self.flag_of] >> self.flag_bit) & np.uint64(1)).astype(np.float64)
             quality[self.flag_row] = GOOD
-        return bad
+        return unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +193,7 @@ class Bits:
             tuple(State(j, r, dict(p.states)) for j, (_, r, p) in enumerate(points) if p.states),
         )
 
-    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> bool:
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> list[int]:
         flag = (words[self.src] >> self.bit) & np.uint64(1)
         values[self.row] = flag.astype(np.float64)
         quality[self.row] = GOOD
@@ -188,7 +201,7 @@ class Bits:
             n = int(flag[st.index])
             objects[st.row] = st.names.get(n, str(n))
             values[st.row] = math.nan
-        return False
+        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,40 +212,53 @@ class Text:
     row: int
     point: Point
 
-    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> bool:
+    def into(self, words: U64, values: F64, quality: U8, objects: dict[int, Value]) -> list[int]:
         regs = [int(w) for w in words[self.src : self.src + self.point.width]]
         objects[self.row] = text(regs, self.point.order)
         values[self.row] = math.nan
         quality[self.row] = GOOD
-        return False
+        return []
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """The columns of one block read: a value and a quality per row, the rows' objects, and whether
-    any row is `bad` (an unknown state, a value a short response cut off)."""
+    """The columns of one block read: a value and a quality per row, the rows' objects, whether any
+    row is `bad` (an unknown state, a value a short response cut off), the rows of unknown states,
+    and the raw words of the block's `aux` registers."""
 
     values: F64
     quality: U8
     objects: dict[int, Value]
     bad: bool
+    unknown: tuple[int, ...] = ()
+    aux: dict[RegKey, int] | None = None
 
 
 class BlockDecoder:
     """A block's decoding recipe, compiled once: `rows` are the (quantity, unit, module, cell) of its
-    output (the rack is the device's); calling it with a response gives their columns."""
+    output (the rack is the device's), `points` the point of each row (a flag's is its word's);
+    calling it with a response gives their columns."""
 
-    __slots__ = ("block", "ends", "groups", "rows")
+    __slots__ = ("aux", "block", "ends", "groups", "points", "rows", "scaled")
 
     def __init__(self, block: Block) -> None:
         self.block = block
         rows: list[Key] = []
+        points: list[Point] = []
         ends: list[int] = []  # one past the last register of each row's point (short responses)
         numbers: dict[tuple[str, str], list[tuple[int, int, Point, list[tuple[int, int]]]]] = {}
         bits: list[tuple[int, int, Point]] = []
         texts: list[Text] = []
+        aux: list[tuple[RegKey, int]] = []
+        scaled: list[tuple[int, Point]] = []
         for p in block.points:
             src, row = p.address - block.start, len(rows)
+            if p.aux:
+                aux.append((RegKey(p.table, p.address), src))
+                continue
+            if p.scale_ref is not None:  # decoded to its raw number, scaled when the cycle is read
+                scaled.append((row, p))
+                p = replace(p, scale=1.0, offset=0.0, range=None)
             rows.append(Key(p.quantity, p.unit, "", p.module, p.cell))
             if p.dtype in ("bit", "bool"):
                 bits.append((src, row, p))
@@ -242,8 +268,12 @@ class BlockDecoder:
                 flags = [(bit, row + 1 + k) for k, (bit, _) in enumerate(p.flags)]
                 numbers.setdefault((p.dtype, p.order), []).append((src, row, p, flags))
             rows += [Key(name, "", "", p.module, p.cell) for _, name in p.flags]
+            points += [p] * (1 + len(p.flags))
             ends += [src + p.width] * (1 + len(p.flags))
         self.rows = tuple(rows)
+        self.points = tuple(points)
+        self.aux = tuple(aux)
+        self.scaled = ScaledRows.of(scaled) if scaled else None
         self.ends = _ints(ends)
         groups: list[Numbers | Bits | Text] = [Numbers(d, o, pts) for (d, o), pts in numbers.items()]
         if bits:
@@ -264,9 +294,10 @@ class BlockDecoder:
         values = np.empty(len(self.rows), dtype=np.float64)
         quality = np.empty(len(self.rows), dtype=np.uint8)
         objects: dict[int, Value] = {}
-        bad = False
+        unknown: list[int] = []
         for group in self.groups:
-            bad = group.into(w, values, quality, objects) or bad
+            unknown += group.into(w, values, quality, objects)
+        bad = bool(unknown)
         if n < count:  # a short response: the values it does not hold are bad
             cut = np.flatnonzero(self.ends > n).tolist()
             values[cut] = math.nan
@@ -274,4 +305,6 @@ class BlockDecoder:
             for row in cut:
                 objects.pop(row, None)
             bad = bad or bool(cut)
-        return Decoded(values, quality, objects, bad)
+            unknown = [r for r in unknown if r not in cut]
+        aux = {key: int(w[src]) for key, src in self.aux if src < n} if self.aux else None
+        return Decoded(values, quality, objects, bad, tuple(unknown), aux)

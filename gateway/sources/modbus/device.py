@@ -15,6 +15,7 @@ from gateway import metrics as gw_metrics
 from gateway.model import Batch, DeviceState, DeviceStatus, Quality
 from gateway.runtime.backoff import Backoff
 from gateway.sources.modbus import metrics
+from gateway.sources.modbus.clock import clock_plan
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.cycle import Cycle, ShapeKeys
 from gateway.sources.modbus.decode import BlockDecoder
@@ -22,6 +23,7 @@ from gateway.sources.modbus.plan import Block, Point, plan_reads, split_block, u
 from gateway.sources.modbus.profile import ModbusProfile
 from gateway.sources.modbus.schedule import next_due
 from gateway.sources.modbus.sharing import SharedPlans
+from gateway.sources.modbus.watch import DeviceWatch
 
 log = structlog.get_logger("source.modbus")
 
@@ -98,6 +100,8 @@ class DeviceRun:
         self.retry_bad: dict[Point, tuple[int, int]] = {}  # refused point -> (next cycle to try, step)
         self.faults: dict[tuple[str, int, int], str | None] = {}  # last fault per block (log on change)
         self.cycles = 0
+        clock = clock_plan(profile.clock, profile.table, profile.address_base, profile.byte_order)
+        self.watch = DeviceWatch(cfg.name, clock)  # unknown states, scale registers, the device's time
 
     def set_points(self, points: list[Point]) -> None:
         """(Re)build the read plan; intervals that are new become due now."""
@@ -278,7 +282,9 @@ class DeviceRun:
             if not cycle.rows:
                 return None
         gw_metrics.samples_produced.labels(self.name).inc(cycle.rows)
-        return cycle.batch(self.name, self.shapes.of(cycle.decoders), status, ts)
+        batch = cycle.batch(self.name, self.shapes.of(cycle.decoders), status, ts)
+        self.watch.finish(cycle, batch)
+        return batch
 
     def offline_batch(self, reason: str, ts: int | None = None) -> Batch | None:
         """comm_loss rows for every point and an OFFLINE status, once per outage."""

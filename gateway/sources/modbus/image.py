@@ -1,19 +1,25 @@
 """Pure register images for the simulator: truth values encoded exactly as a profile says.
 
 `encode_point` is the inverse of a point's decoding (`decode.BlockDecoder`), so gateway -> simulator -> gateway returns
-the truth (to the resolution of the point's scale).
+the truth (to the resolution of the point's scale). A point scaled by another register is encoded with
+the factor that register holds in the image (a register never written is given the neutral factor:
+exponent 0, multiplier 1); the registers read for others (`aux` points) are not written by their
+points. The device's clock registers are not simulated (they read 0: no device time).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from gateway.model import Sample, Value
-from gateway.sources.modbus.codec import encode, from_bytes, int_range
+from gateway.sources.modbus.codec import encode, from_bytes, int_range, to_bytes
 from gateway.sources.modbus.plan import Point
+from gateway.sources.modbus.refs import scale_factor
+
+NEUTRAL_SCALE = {"exponent": 0, "multiplier": 1}  # what a scale register never written is given
 
 
 class TruthKey(NamedTuple):
@@ -104,11 +110,31 @@ def value_for(p: Point, truth: Mapping[TruthKey, Value], unit_id: int) -> Value:
     return value
 
 
+def with_image_scale(image: Image, p: Point) -> Point:
+    """The point with a fixed scale: its own times the factor its scale register holds in the image."""
+    ref = p.scale_ref
+    if ref is None:
+        return p
+    if ref.address not in image.tables.get(ref.table, {}):
+        image.write(ref.table, ref.address, [NEUTRAL_SCALE[ref.kind]])
+    factor = scale_factor(image.read(ref.table, ref.address, 1)[0], ref.kind) or 1.0
+    return replace(p, scale=p.scale * factor, scale_ref=None)
+
+
 def fill(image: Image, points: Iterable[Point], truth: Mapping[TruthKey, Value], unit_id: int) -> None:
-    """Write every point's value into the image (bits OR-ed into their shared registers)."""
+    """Write every point's value into the image (bits and fields OR-ed into their shared registers)."""
     for p in points:
+        if p.aux:
+            continue
+        p = with_image_scale(image, p)
         value = value_for(p, truth, unit_id)
-        if p.dtype == "bit":
+        if p.bits is not None:  # a multi-bit field: its bits of the register(s), the others kept
+            mask = p.mask or 0
+            old = int.from_bytes(to_bytes(image.read(p.table, p.address, p.width), p.order), "big")
+            raw = raw_of(p, value)
+            new = (old & ~mask) | (((int(raw) if isinstance(raw, int | float) else 0) << p.bits[0]) & mask)
+            image.write(p.table, p.address, from_bytes(new.to_bytes(2 * p.width, "big"), p.order))
+        elif p.dtype == "bit":
             assert p.bit is not None
             old = image.read(p.table, p.address, 1)[0]
             mask = 1 << p.bit

@@ -41,3 +41,9 @@ late_cycles = Counter(
     ["device"],
     registry=REGISTRY,
 )
+decode_faults = Counter(
+    "bms_gateway_modbus_decode_faults",
+    "Changes to a fault of a device's data by kind (unknown_state, invalid_scale, invalid_clock)",
+    ["device", "kind"],
+    registry=REGISTRY,
+)

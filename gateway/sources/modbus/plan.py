@@ -4,6 +4,8 @@
 `Point`s with protocol (0-based) addresses and reports every overlap or out-of-space address with the
 place in the profile. `plan_reads` groups points of one table and interval into blocks of at most
 125 registers (2,000 bits), reading over gaps up to `max_gap` but never across an unreadable range.
+Reads a point needs besides its own (its scale register, the device's clock) are `aux` points: planned
+like the others, in every interval that needs them, but giving no sample (see `aux_reads`).
 `split_block` halves a block whose read failed with an illegal-address exception; repeated, it
 isolates the bad point in O(log n) reads while the rest keeps flowing.
 """
@@ -14,9 +16,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from gateway.config.profiles import expand
+from gateway.sources.modbus.arrays import elements
+from gateway.sources.modbus.clock import clock_plan
 from gateway.sources.modbus.codec import ByteOrder
 from gateway.sources.modbus.profile import BIT_TABLES, ModbusPoint, ModbusProfile
+from gateway.sources.modbus.refs import RegKey, ScaleRef
 
 MAX_ADDRESS = 0xFFFF
 Path = tuple[str | int, ...]  # where a point is in the profile YAML (for file:line:col errors)
@@ -44,11 +48,23 @@ class Point:
     flags: tuple[tuple[int, str], ...] = ()
     states: tuple[tuple[int, str], ...] = ()
     path: Path = ()
+    bits: tuple[int, int] | None = None  # a multi-bit field: first and last bit, inclusive
+    scale_ref: ScaleRef | None = None  # a register holding a further scale factor
+    aux: bool = False  # a register read for other points (scale factor, clock): no sample of its own
 
     @property
     def end(self) -> int:
         """One past the last address the point uses."""
         return self.address + self.width
+
+    @property
+    def mask(self) -> int | None:
+        """The bits of its register(s) a `bit` point or a multi-bit field uses (None: all of them)."""
+        if self.dtype == "bit" and self.bit is not None:
+            return 1 << self.bit
+        if self.bits is not None:
+            return ((1 << (self.bits[1] - self.bits[0] + 1)) - 1) << self.bits[0]
+        return None
 
     @property
     def label(self) -> str:
@@ -118,7 +134,16 @@ def compile_points(profile: ModbusProfile, interval: float | None = None) -> Com
         if entry.address < base:
             problems.append(PlanProblem((*path, "address"), f"address {entry.address} is below address_base {base}"))
             continue
-        for el in expand(entry.array, entry.module):
+        scale_ref = None
+        if entry.scale_register is not None:
+            sr = entry.scale_register
+            if sr.address < base:
+                problems.append(
+                    PlanProblem((*path, "scale_register"), f"address {sr.address} is below address_base {base}")
+                )
+                continue
+            scale_ref = ScaleRef(sr.table or table, sr.address - base, sr.kind)
+        for el in elements(entry.array, entry.module):
             address = entry.address - base + el.offset
             if address + entry.width - 1 > MAX_ADDRESS:
                 problems.append(
@@ -149,11 +174,38 @@ def compile_points(profile: ModbusProfile, interval: float | None = None) -> Com
                     flags=tuple(sorted((entry.flags or {}).items())),
                     states=tuple(sorted((entry.states or {}).items())),
                     path=path,
+                    bits=entry.bits,
+                    scale_ref=scale_ref,
                 )
             )
     problems += find_overlaps(points)
+    clock = clock_plan(profile.clock, profile.table, base, profile.byte_order)
+    if profile.clock is not None and profile.clock.address < base:
+        problems.append(PlanProblem(("clock", "address"), f"address {profile.clock.address} is below address_base"))
+        clock = None
+    extra = aux_reads(points, clock.keys if clock else (), interval or profile.interval)
+    problems += [PlanProblem(p.path, f"{p.label} is beyond 65535") for p in extra if p.address > MAX_ADDRESS]
+    points += extra
     problems += find_unreadable(points, unreadable_ranges(profile))
     return CompiledPoints(points, problems)
+
+
+def aux_reads(points: Sequence[Point], clock: Sequence[RegKey], default_interval: float) -> list[Point]:
+    """The `aux` reads these points need: each scale register in the interval of the points it scales,
+    the clock's registers in every interval (each cycle of the device reads its clock)."""
+    need: dict[tuple[str, int, float], tuple[str, Path]] = {}
+    for p in points:
+        if p.scale_ref is not None:
+            ref = p.scale_ref
+            need.setdefault((ref.table, ref.address, p.interval), ("scale_register", (*p.path, "scale_register")))
+    intervals = sorted({p.interval for p in points if not p.aux}) or [default_interval]
+    for every in intervals:
+        for key in clock:
+            need.setdefault((key.table, key.address, every), ("clock", ("clock",)))
+    return [
+        Point(name, "", table, address, 1, "uint16", "ABCD", every, path=path, aux=True)
+        for (table, address, every), (name, path) in need.items()
+    ]
 
 
 def unreadable_ranges(profile: ModbusProfile) -> dict[str, list[tuple[int, int]]]:
@@ -166,7 +218,8 @@ def unreadable_ranges(profile: ModbusProfile) -> dict[str, list[tuple[int, int]]
 
 
 def find_overlaps(points: Sequence[Point]) -> list[PlanProblem]:
-    """Points that share an address. Several `bit` points (and one bit field) may share a register."""
+    """Points that share an address. `bit` points and multi-bit fields of the same register(s) may
+    share it when their bits do not."""
     problems: list[PlanProblem] = []
     by_table: dict[str, list[Point]] = {}
     for p in points:
@@ -174,13 +227,17 @@ def find_overlaps(points: Sequence[Point]) -> list[PlanProblem]:
     for pts in by_table.values():
         pts.sort(key=lambda p: (p.address, p.end))
         last: Point | None = None
+        used = 0  # bits of last's register(s) taken by the bit points and fields sharing it
         for p in pts:
             if last is not None and p.address < last.end:
-                both_bits = p.dtype == "bit" and last.dtype == "bit" and p.bit != last.bit
-                if not both_bits:
-                    problems.append(PlanProblem(p.path, f"{p.label} overlaps {last.label}"))
+                mask = p.mask
+                shared = mask is not None and last.mask is not None and (p.address, p.end) == (last.address, last.end)
+                if shared and mask is not None and not mask & used:
+                    used |= mask
+                    continue
+                problems.append(PlanProblem(p.path, f"{p.label} overlaps {last.label}"))
             if last is None or p.end > last.end:
-                last = p
+                last, used = p, p.mask or 0
     return problems
 
 

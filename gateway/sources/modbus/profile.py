@@ -14,11 +14,15 @@ from pydantic import Field, field_validator, model_validator
 from gateway import catalog
 from gateway.config.base import Strict
 from gateway.config.profiles import PointBase
+from gateway.sources.modbus.arrays import ModbusArray, module_overlap
+from gateway.sources.modbus.clock import ClockSpec
 from gateway.sources.modbus.codec import WIDTH, ByteOrder, DataType
+from gateway.sources.modbus.refs import ScaleRegister
 
 Table = Literal["holding", "input", "coil", "discrete"]
 REGISTER_TABLES: tuple[str, ...] = ("holding", "input")
 BIT_TABLES: tuple[str, ...] = ("coil", "discrete")
+UNSIGNED: tuple[str, ...] = ("uint16", "uint32", "uint64")
 
 
 class ModbusPoint(PointBase):
@@ -35,8 +39,16 @@ class ModbusPoint(PointBase):
         None, ge=1, le=125, description="Width in registers: required for string, must match the type otherwise"
     )
     bit: int | None = Field(None, ge=0, le=15, description="Bit number (0 = least significant) for type bit")
+    bits: tuple[int, int] | None = Field(
+        None,
+        description="A multi-bit field [first, last] (inclusive, 0 = least significant) of an unsigned integer: "
+        "the value is those bits as a number, e.g. [4, 5] gives 0..3 (with `states:` an enum)",
+    )
     byte_order: ByteOrder | None = Field(None, description="ABCD, DCBA, BADC or CDAB (default: the profile's)")
     scale: float = Field(1.0, description="value = raw * scale + offset")
+    scale_register: ScaleRegister | None = Field(
+        None, description="A register holding a further scale factor: value = raw * scale * factor + offset"
+    )
     offset: float = Field(0.0, description="value = raw * scale + offset")
     invert: bool = Field(False, description="Negate the value (a BMS whose current sign is the opposite)")
     missing: list[int] = Field(
@@ -52,6 +64,9 @@ class ModbusPoint(PointBase):
     )
     states: dict[int, str] | None = Field(None, description="Enum: raw value -> state name (e.g. 0: open)")
     interval: float | None = Field(None, gt=0, description="Poll interval in seconds for this point")
+    array: ModbusArray | None = Field(
+        None, description="Expand this entry into an array of cells or modules (`modules:` for module blocks)"
+    )
 
     @field_validator("flags")
     @classmethod
@@ -81,7 +96,24 @@ class ModbusPoint(PointBase):
             raise ValueError("type bool is for coil and discrete tables; use type bit for a bit of a register")
         if self.range is not None and self.range[0] > self.range[1]:
             raise ValueError("range must be [min, max] with min <= max")
+        self._check_bits()
+        if self.scale_register is not None and (t not in WIDTH or t in ("bit", "bool") or self.flags or self.states):
+            raise ValueError("scale_register goes with a number (an integer or float type without flags or states)")
+        overlap = module_overlap(self.array, self.width)
+        if overlap:
+            raise ValueError(overlap)
         return self
+
+    def _check_bits(self) -> None:
+        if self.bits is None:
+            return
+        first, last = self.bits
+        if self.type not in UNSIGNED:
+            raise ValueError(f"bits need an unsigned integer type (uint16, uint32, uint64), not {self.type}")
+        if not 0 <= first <= last < 16 * WIDTH[self.type]:
+            raise ValueError(f"bits must be [first, last] with 0 <= first <= last < {16 * WIDTH[self.type]}")
+        if self.flags:
+            raise ValueError("a multi-bit field has no flags: declare the other bits as points of their own")
 
     @property
     def width(self) -> int:
@@ -129,6 +161,9 @@ class ModbusProfile(Strict):
     )
     sunspec_bases: list[int] = Field(
         [40000, 0, 50000], description="Protocol addresses where the SunSpec marker is looked for, in order"
+    )
+    clock: ClockSpec | None = Field(
+        None, description="Registers holding the device's own time: every sample of a cycle gets it as device_ts"
     )
 
     @model_validator(mode="after")

@@ -4,9 +4,11 @@ The chain starts with the marker "SunS" at a base address (40000, 0 or 50000, pr
 in holding registers) and is a list of models, each `ID, L, <L registers>`, ending with ID 0xFFFF.
 Model definitions are the SunSpec Alliance's JSON files (in `gateway/data/sunspec`). Repeating
 groups take their count from a point of the model (NStr, NMod) or fill the rest of the model's
-length (cells of model 805). Scale factors (`*_SF`) are read once, at discovery, and compiled into the
-points (discovery happens once, at first contact). Everything here is pure except `discover`, which reads through
-a callback.
+length (cells of model 805). A point with a scale-factor register (`*_SF`) is scaled by it in every
+cycle, read in the same cycle (`refs.ScaleRef`, kind `exponent`: the one scale-factor rule of every
+profile; a "not implemented" 0x8000 makes the point `bad`, never a value scaled by 1). Models 1 and
+802-805 carry no timestamp (802's `WarrDt` is a warranty date): a SunSpec device has a `device_ts`
+only from a profile's `clock:`. Everything here is pure except `discover`, which reads through a callback.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from importlib import resources
 from typing import Any
 
 from gateway import catalog
-from gateway.sources.modbus.plan import Point
+from gateway.sources.modbus.plan import Point, aux_reads
+from gateway.sources.modbus.refs import ScaleRef, scale_factor
 
 MARKER = (0x5375, 0x6E53)  # "SunS"
 END = 0xFFFF
@@ -98,7 +101,8 @@ class Field:
     definition: dict[str, Any]
     address: int
     index: int | None  # repetition of the innermost group
-    sf: int | None  # scale factor exponent, when the point has one
+    sf: int | None  # a fixed scale factor exponent, when the model gives one
+    sf_address: int | None = None  # the address of its scale-factor register, when it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +126,12 @@ def layout(model: ModelInstance) -> list[Field]:
     fields: list[Field] = []
 
     def walk(group: dict[str, Any], offset: int, index: int | None, sfs: dict[str, int]) -> int:
-        own: dict[str, int] = dict(sfs)
+        own: dict[str, int] = dict(sfs)  # scale-factor register name -> its address
         placed: list[tuple[dict[str, Any], int]] = []
         for p in group["points"]:
             size = int(p.get("size", 1))
-            if p["type"] == "sunssf" and offset < len(words):
-                raw = words[offset] - 0x10000 if words[offset] & 0x8000 else words[offset]  # int16
-                own[p["name"]] = 0 if raw == -0x8000 else raw
+            if p["type"] == "sunssf":
+                own[p["name"]] = model.address + offset
             placed.append((p, offset))
             offset += size
         counts: dict[str, int] = {}
@@ -136,8 +139,9 @@ def layout(model: ModelInstance) -> list[Field]:
             if p["type"] in ("uint16", "count") and at < len(words):
                 counts[p["name"]] = words[at]
             sf = p.get("sf")
-            exp = own.get(sf) if isinstance(sf, str) else (int(sf) if sf is not None else None)
-            fields.append(Field(p["name"], p, model.address + at, index, exp))
+            fixed = int(sf) if sf is not None and not isinstance(sf, str) else None
+            register = own.get(sf) if isinstance(sf, str) else None
+            fields.append(Field(p["name"], p, model.address + at, index, fixed, register))
         for sub in group.get("groups", []):
             size = group_size(sub)
             count = sub.get("count", 1)
@@ -209,14 +213,15 @@ def points_from_models(models: Sequence[ModelInstance], interval: float) -> list
                     interval=interval,
                     module=tag_module,
                     cell=tag_cell,
-                    scale=10.0**f.sf if f.sf else 1.0,
+                    scale=(scale_factor(f.sf & 0xFFFF, "exponent") or 1.0) if f.sf else 1.0,
                     missing=missing,
                     flags=flags,
                     states=states,
                     path=("sunspec", m.model_id, f.name),
+                    scale_ref=ScaleRef("holding", f.sf_address, "exponent") if f.sf_address is not None else None,
                 )
             )
-    return points
+    return points + aux_reads(points, (), interval)
 
 
 def _tags(model_id: int, f: Field, module: int | None) -> tuple[int | None, int | None]:
