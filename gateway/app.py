@@ -57,11 +57,13 @@ CHECKS: tuple[str, ...] = (
 )
 
 # Parts of the daemon around the pipeline: install(runtime) adds processors, observers, services and
-# hooks. In this order: alarms (a processor: its events are stored with the batch), the live
+# hooks. In this order: alarms (a processor: its events are stored with the batch), the clocks (device
+# clock offsets, a processor; the host's time sync, a service; their gateway alarms), the live
 # assessment (an observer feeding the estimators, a service publishing what they measured), operations
 # (HTTP, status page, systemd READY/WATCHDOG/STOPPING), the heartbeat (gateway info records).
 RUNTIME_PARTS: tuple[str, ...] = (
     "gateway.alarms.service:install",
+    "gateway.ops.clockwatch:install",
     "gateway.assess.service:install",
     "gateway.ops.service:install",
     "gateway.ops.heartbeat:install",

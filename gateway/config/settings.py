@@ -23,6 +23,7 @@ from gateway.config.partial import reduced, set_aside
 from gateway.config.profiles import load_profile, problems_from
 from gateway.config.yamlpos import load_yaml, position, to_plain
 from gateway.errors import ConfigError, Problem
+from gateway.ops.clockconfig import ClockConfig
 from gateway.ops.config import HttpConfig
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
 from gateway.sinks.sparkplug.config import SparkplugSinkConfig
@@ -124,6 +125,7 @@ class GatewayConfig(BaseSettings):
     assess: AssessConfig = Field(default_factory=AssessConfig, description="Live assessment (measured capacity)")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging")
     http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP endpoint")
+    clock: ClockConfig = Field(default_factory=ClockConfig, description="Device clock offsets, host time sync")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Process behaviour")
 
     @classmethod

@@ -27,7 +27,7 @@ from gateway import metrics
 from gateway.config.settings import GatewayConfig, LoadedConfig, load_config
 
 RESTART_ONLY = ("store", "runtime", "alarms", "assess")  # sections a reload cannot apply (built once at start)
-APPLIED_BY_HOOKS = ("http", "logging")  # applied in place by the runtime and its extensions
+APPLIED_BY_HOOKS = ("http", "logging", "clock")  # applied in place by the runtime and its extensions
 
 config_reloads = Counter(
     "bms_gateway_config_reloads", "Configuration reloads by result (ok, invalid)", ["result"], registry=metrics.REGISTRY

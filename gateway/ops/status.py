@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.gatewayalarm import GATEWAY
 from gateway.config.redaction import redact_text
+from gateway.ops.clockwatch import watch_of as clock_watch
 from gateway.ops.livestate import LiveState, age_seconds
 
 if TYPE_CHECKING:
@@ -166,6 +167,9 @@ def status_document(
         "alarms": live.active_alarms(),
         "sinks": [_sink_dict(v) for v in sink_views(rt)],
     }
+    watch = clock_watch(rt)
+    if watch is not None:
+        doc["clock"] = watch.view(now)
     if extra:
         doc.update(extra)
     if points:

@@ -74,6 +74,20 @@ function drawSinks(doc) {
   rows(document.querySelector("#sinks tbody"), html, 7, "no sink configured: data stays in the local store");
 }
 
+function drawClocks(doc) {
+  const clock = doc.clock;
+  if (!clock) return;
+  const h = clock.host;
+  const err = h.synchronized === null ? "" : ` · estimated error ${fmt(h.est_error_s)} s, max ${fmt(h.max_error_s)} s`;
+  const host = document.getElementById("host-clock");
+  host.textContent = `Host clock: ${h.state}${err}${h.alarm ? " · ALARM" : ""}`;
+  host.className = "filters " + (h.synchronized ? "state-online" : "state-degraded");
+  const html = clock.devices.map((d) =>
+    `<tr><td>${esc(d.device)}</td><td class="num${d.alarm ? " state-offline" : ""}">${fmt(d.offset_s)}</td>` +
+    `<td class="num">${d.points}</td><td>${d.alarm ? "yes" : "no"}</td><td class="num">${fmt(d.age_s)}</td></tr>`).join("");
+  rows(document.querySelector("#clocks tbody"), html, 5, "no device reports its own time");
+}
+
 function drawPoints(doc) {
   const needle = document.getElementById("text-filter").value.trim().toLowerCase();
   const rack = document.getElementById("rack-filter").value;
@@ -107,6 +121,7 @@ async function refresh() {
     drawRacks(doc);
     drawAlarms(doc);
     drawSinks(doc);
+    drawClocks(doc);
     if (!rack && !rackChosen && doc.points.length > MANY_POINTS && doc.racks.length > 1) {
       document.getElementById("rack-filter").value = doc.racks[0].rack; // large site: one rack at a time
     }

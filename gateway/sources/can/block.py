@@ -43,6 +43,7 @@ class Part:
     objects: Objects | None  # by (row, column)
     ts: I64  # per row
     clean: npt.NDArray[np.bool_]  # per row: decoded from a whole frame (the row stale and comm_loss repeat)
+    device_ts: I64 | None = None  # per row: the device's time of the frame (0: none), with `device_time:`
 
 
 class Block:

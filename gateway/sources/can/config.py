@@ -136,6 +136,17 @@ class CanPoint(PointBase):
         return self
 
 
+class CanDeviceTime(Strict):
+    """A signal that carries the device's own clock: the time of the samples of its message's frames."""
+
+    signal: str = Field(description="Signal name in the DBC holding the device's time")
+    message: str | None = Field(None, description="Message name, when the signal name is not unique in the DBC")
+    unit: Literal["s", "ms", "us"] = Field("s", description="Unit of the signal's scaled value: s, ms or us")
+    epoch: Literal["unix", "2000"] = Field(
+        "unix", description="What the time counts from: unix (1970-01-01 UTC) or 2000 (2000-01-01 UTC)"
+    )
+
+
 class CanProfile(Strict):
     """A CAN device type: its DBC file and how its signals map to the catalog."""
 
@@ -158,6 +169,11 @@ class CanProfile(Strict):
     unmapped: Literal["ignore", "raw"] = Field(
         "ignore", description="raw: keep every unmapped signal of a mapped message as raw.<signal>"
     )
+    device_time: list[CanDeviceTime] = Field(
+        default_factory=list,
+        description="Timestamp signals: each gives the device time (device_ts) of the samples of its own "
+        "message's frames (the message must have mapped points)",
+    )
 
 
-__all__ = ["ArraySpec", "CanPoint", "CanProfile", "CanSourceConfig", "MessageOverride"]
+__all__ = ["ArraySpec", "CanDeviceTime", "CanPoint", "CanProfile", "CanSourceConfig", "MessageOverride"]

@@ -21,6 +21,7 @@ from gateway.model import QUALITIES, Sample
 from gateway.sources.can.block import OUT, Block, Part
 from gateway.sources.can.config import CanProfile
 from gateway.sources.can.decode import BY_SOURCE, DECODE_ERROR, OUT_OF_RANGE, REMOTE, SHORT, WRONG_SOURCE, FrameTable
+from gateway.sources.can.devicetime import INVALID_TIME, DeviceTimes, TimeRule, device_times, resolve
 from gateway.sources.can.profilemap import MuxArray, SignalIndex, expand_point, point_plan, unmapped_point
 from gateway.sources.can.signals import MessageSignals
 from gateway.sources.can.values import PointPlan
@@ -36,6 +37,7 @@ class Window:
     reasons: Counter[str] = field(default_factory=Counter)
     decoded: int = 0  # frames that gave samples
     heard: bool = False  # some frame decoded (cleanly or out of range): the message is alive
+    times: DeviceTimes | None = None  # the frames' device times (a message with `device_time:`)
 
 
 @dataclass(slots=True)
@@ -57,6 +59,7 @@ class MessagePlan:
     position: dict[int, int] = field(default_factory=dict)  # mux value -> position in `order`
     decoder_of: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     rack_index: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    time_rule: TimeRule | None = None  # the signal that carries the device's time (`device_time:`)
 
     def all_points(self) -> list[PointPlan]:
         out = list(self.plain)
@@ -66,7 +69,8 @@ class MessagePlan:
 
     def compile(self, rack: str, start: int) -> list[Block]:
         """The signals and blocks of this message (block indexes from `start`)."""
-        names = sorted({p.signal for p in self.all_points()} | ({self.mux_signal} if self.mux_signal else set()))
+        names = sorted({p.signal for p in self.all_points()} | ({self.mux_signal} if self.mux_signal else set())
+                       | ({self.time_rule.signal} if self.time_rule else set()))  # fmt: skip
         sig = self.signals = MessageSignals(self.message, names)
         shapes: dict[int, list[PointPlan]] = {0: self.plain}
         if self.mux_signal is not None:
@@ -105,8 +109,9 @@ class MessagePlan:
         short = int(n - ok.sum())
         if short:
             out.reasons[SHORT] = short
+        times = self._times(out, data, ok)
         if len(self.order) == 1:  # not multiplexed
-            self._rows(out, self.order[0], data, ok, np.full(n, self.rack_index[0], dtype=np.intp), ts)
+            self._rows(out, self.order[0], data, ok, np.full(n, self.rack_index[0], dtype=np.intp), ts, times)
             return out
         col = sig.index[self.mux_signal or ""]
         visible = sig.present(lengths)[:, col] & (lengths > 0)
@@ -124,10 +129,24 @@ class MessagePlan:
         decoders = np.unique(decoder).tolist()
         for d in decoders:
             rows = np.flatnonzero(decoder == d) if len(decoders) > 1 else np.arange(n)
-            self._rows(out, self.order[d], data[rows], ok[rows], self.rack_index[known[rows]], ts)
+            rows_times = None if times is None else times[rows]
+            self._rows(out, self.order[d], data[rows], ok[rows], self.rack_index[known[rows]], ts, rows_times)
         return out
 
-    def _rows(self, out: Window, block: Block, data: Any, ok: Any, blocks: npt.NDArray[np.intp], ts: int) -> None:
+    def _times(self, out: Window, data: Any, ok: Any) -> Any:
+        """The frames' device times (None without `device_time:`); invalid ones counted."""
+        rule, sig = self.time_rule, self.signals
+        if rule is None or sig is None:
+            return None
+        phys = sig.numbers(data, np.array([sig.index[rule.signal]], dtype=np.intp)).phys[:, 0]
+        out.times = device_times(phys, ok, rule)
+        if out.times.invalid:
+            out.reasons[INVALID_TIME] += out.times.invalid
+        return out.times.ns
+
+    def _rows(
+        self, out: Window, block: Block, data: Any, ok: Any, blocks: npt.NDArray[np.intp], ts: int, times: Any = None
+    ) -> None:
         """Rows of `block`'s signature (the frames of `blocks`, each of that signature) decoded as `block`."""
         if not block.width:
             out.heard |= bool(ok.any())
@@ -147,7 +166,7 @@ class MessagePlan:
             out.reasons[OUT_OF_RANGE] += oor
         out.decoded += len(data)
         out.heard |= bool(ok.any())
-        out.parts.append(Part(blocks, values, quality, objects, np.full(len(data), ts, dtype=np.int64), ok))
+        out.parts.append(Part(blocks, values, quality, objects, np.full(len(data), ts, dtype=np.int64), ok, times))
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +219,12 @@ def part_samples(part: Part, blocks: list[Block]) -> list[Sample]:
     objects = part.objects or {}
     for i, b in enumerate(part.blocks.tolist()):
         ts = int(part.ts[i])
+        dts = None if part.device_ts is None else int(part.device_ts[i]) or None
         for c, k in enumerate(blocks[b].rows):
             v = part.values[i, c]
             value = objects.get((i, c), None if v != v else float(v))
             quality = QUALITIES[part.quality[i, c]]
-            out.append(Sample(ts, k.quantity, value, k.unit, quality, k.rack, k.module, k.cell))
+            out.append(Sample(ts, k.quantity, value, k.unit, quality, k.rack, k.module, k.cell, dts))
     return out
 
 
@@ -239,6 +259,14 @@ def compile_rack(
                 )
                 break
             _place(mplan, sig, point_plan(point, sig, sig_name, module, cell, profile.j1939), mux_of)
+    for i, spec in enumerate(profile.device_time):
+        timed = resolve(spec, index, set(plans))
+        if isinstance(timed, str):
+            problems.append(PlanProblem(("device_time", i, "signal"), timed))
+        elif plans[timed[0]].time_rule is not None:
+            problems.append(PlanProblem(("device_time", i), f"message {timed[0]} has a device_time already"))
+        else:
+            plans[timed[0]].time_rule = timed[1]
     if profile.unmapped == "raw":
         _add_unmapped(plans, profile.j1939)
     sources = {n: o.source_address for n, o in profile.messages.items() if o.source_address is not None}

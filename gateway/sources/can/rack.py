@@ -26,8 +26,9 @@ from gateway.model import QUALITY_CODE, Batch, DeviceState, DeviceStatus, Key, K
 from gateway.sources.can import metrics
 from gateway.sources.can.block import Part
 from gateway.sources.can.config import CanSourceConfig
+from gateway.sources.can.devicetime import TimeLog
 from gateway.sources.can.plan import RackPlan, Window
-from gateway.sources.can.signals import F64
+from gateway.sources.can.signals import F64, I64
 from gateway.sources.can.supervision import Supervisor
 
 log = structlog.get_logger("source.can")
@@ -61,6 +62,7 @@ class Rack:
         self.seen: dict[int, None] = {}  # keys of the frames of this window that decoded (in order)
         self.last: dict[int, Last] = {}  # block index -> its last clean row
         self._shapes: OrderedDict[tuple[int, ...], Keys] = OrderedDict()
+        self.time_log = TimeLog(self.name)  # a message's device time turning invalid, and valid again
 
     def set_state(self, state: DeviceState, reason: str, ts: int) -> None:
         if state == self.state:
@@ -84,6 +86,9 @@ class Rack:
             self._keep_last(part)
         if window.heard:
             self.seen[key] = None
+        rule = self.plan.messages[key].time_rule
+        if window.times is not None and rule is not None:
+            self.time_log.update(self.plan.messages[key].name, rule.signal, window.times)
 
     def _keep_last(self, part: Part) -> None:
         rows = np.flatnonzero(part.clean)[::-1]
@@ -198,6 +203,7 @@ class Rack:
             np.repeat(np.concatenate([p.ts for p in parts])[order], width),
             np.concatenate([p.values.ravel() for p in parts])[take],
             np.concatenate([p.quality.ravel() for p in parts])[take],
+            _device_ts(parts, order, width),
             objects=_objects(parts, order, at),
             device=self.name,
             created=created,
@@ -235,9 +241,18 @@ def _rows_of(parts: list[Part], rows: npt.NDArray[np.intp]) -> list[Part]:
             if p.objects:
                 new = {int(i): j for j, i in enumerate(mine.tolist())}
                 objects = {(new[i], c): v for (i, c), v in p.objects.items() if i in new} or None
-            out.append(Part(p.blocks[mine], p.values[mine], p.quality[mine], objects, p.ts[mine], p.clean[mine]))
+            dts = None if p.device_ts is None else p.device_ts[mine]
+            out.append(Part(p.blocks[mine], p.values[mine], p.quality[mine], objects, p.ts[mine], p.clean[mine], dts))
         base += len(p.blocks)
     return out
+
+
+def _device_ts(parts: list[Part], order: npt.NDArray[np.intp], width: npt.NDArray[np.intp]) -> I64 | None:
+    """Each point's device time (0: none), from its row's; None when no row has one."""
+    if all(p.device_ts is None for p in parts):
+        return None
+    rows = [np.zeros(len(p.blocks), dtype=np.int64) if p.device_ts is None else p.device_ts for p in parts]
+    return np.repeat(np.concatenate(rows)[order], width)
 
 
 def _objects(parts: list[Part], order: npt.NDArray[np.intp], at: npt.NDArray[np.intp]) -> dict[int, Value] | None:
