@@ -25,6 +25,7 @@ CLI_MODULES: list[str] = [
     "gateway.cli.alarms",
     "gateway.cli.assess",
     "gateway.cli.package",
+    "gateway.cli.profiles",
 ]
 
 DEFAULT_CONFIG = Path("/etc/bms-gateway/gateway.yaml")
