@@ -1,4 +1,4 @@
-"""The poller's Modbus TCP framer on pymodbus's client: every reply checked against its request.
+"""The poller's framers on pymodbus's client: every reply checked against its request.
 
 pymodbus's socket framer skips a reply with another unit id (the request then times out), takes
 any function code it can decode as the answer (a function-6 PDU answering a function-4 read gave
@@ -9,15 +9,23 @@ on each client (`client.ctx.framer`): it never raises, and a reply that does not
 
 It also holds the read-only guard: its `trace_pdu` (pymodbus's hook on every PDU) refuses to let any
 function code but the four reads leave the process, and remembers the read a reply must answer.
+
+`CheckedRtuFramer` does the same for RTU frames (a serial port, or RTU over TCP) on pymodbus's RTU
+framer: `rtu.scan_reply` finds the answer among what came (skipping noise and late answers, which
+are counted through `on_discard`), a damaged answer is a `bad_crc` reply, and the checks and the
+guard are the ones above.
 """
 
 from __future__ import annotations
 
-from pymodbus.framer import FramerSocket
+from collections.abc import Callable
+
+from pymodbus.framer import FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU, ModbusPDU
 
 from gateway.sources.modbus.plan import READ_FUNCTION_CODES
-from gateway.sources.modbus.replies import MALFORMED, Mismatch, Request, check_reply, next_frame
+from gateway.sources.modbus.replies import MALFORMED, Frame, Mismatch, Request, check_reply, next_frame
+from gateway.sources.modbus.rtu import scan_reply
 
 
 class WriteRefused(AssertionError):
@@ -35,12 +43,11 @@ class RejectedReply(ModbusPDU):
         self.mismatch = mismatch
 
 
-class CheckedFramer(FramerSocket):
-    """Modbus TCP frames of one client connection, checked against the read in flight."""
+class _Guard:
+    """The read-only guard and the read in flight, shared by the framers."""
 
-    def __init__(self) -> None:
-        super().__init__(DecodePDU(False))
-        self.request: Request | None = None  # the read in flight (one at a time per connection)
+    decoder: DecodePDU
+    request: Request | None
 
     def trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         """pymodbus's hook on every PDU sent or received."""
@@ -49,6 +56,34 @@ class CheckedFramer(FramerSocket):
                 raise WriteRefused(f"refusing to send Modbus function code {pdu.function_code}: the gateway only reads")
             self.request = Request(pdu.dev_id, pdu.function_code, pdu.address, pdu.count)
         return pdu
+
+    def expire(self) -> ModbusPDU | None:
+        """The read in flight got no answer in time: the outcome to give instead of a timeout (None)."""
+        self.request = None
+        return None
+
+    def _answer(self, request: Request, frame: Frame, tid: int) -> ModbusPDU:
+        """The response of a frame that came for the request: decoded, or a `RejectedReply`."""
+        mismatch = check_reply(request, frame.unit_id, frame.pdu)
+        pdu = self.decoder.decode(frame.pdu) if mismatch is None else None
+        if pdu is None:
+            mismatch = mismatch or Mismatch(MALFORMED, f"undecodable: {frame.pdu[:16].hex(' ')}")
+            return self._rejected(request, mismatch, tid)
+        pdu.dev_id, pdu.transaction_id = frame.unit_id, frame.transaction_id
+        self.request = None
+        return pdu
+
+    def _rejected(self, request: Request, mismatch: Mismatch, tid: int) -> RejectedReply:
+        self.request = None
+        return RejectedReply(request, tid, mismatch)
+
+
+class CheckedFramer(_Guard, FramerSocket):
+    """Modbus TCP frames of one client connection (also over TLS), checked against the read in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(DecodePDU(False))
+        self.request = None  # the read in flight (one at a time per connection)
 
     def handleFrame(self, data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, ModbusPDU | None]:
         """(bytes used, the response of the read in flight or None). Never raises: pymodbus calls it
@@ -66,16 +101,52 @@ class CheckedFramer(FramerSocket):
             used += frame.size
             if exp_tid and frame.transaction_id and frame.transaction_id != exp_tid:
                 continue  # a late answer to an earlier request
-            mismatch = check_reply(request, frame.unit_id, frame.pdu)
-            pdu = self.decoder.decode(frame.pdu) if mismatch is None else None
-            if pdu is None:
-                mismatch = mismatch or Mismatch(MALFORMED, f"undecodable: {frame.pdu[:16].hex(' ')}")
-                return used, self._rejected(request, mismatch, exp_tid)
-            pdu.dev_id, pdu.transaction_id = frame.unit_id, frame.transaction_id
-            self.request = None
-            return used, pdu
+            return used, self._answer(request, frame, exp_tid)
         return used, None
 
-    def _rejected(self, request: Request, mismatch: Mismatch, tid: int) -> RejectedReply:
+
+class CheckedRtuFramer(_Guard, FramerRTU):
+    """Modbus RTU frames of one serial line or RTU-over-TCP connection, checked against the read in flight."""
+
+    def __init__(self, on_discard: Callable[[int], None] | None = None) -> None:
+        """`on_discard(n)`: n bytes came that answered nothing (noise, late answers, bytes between reads)."""
+        super().__init__(DecodePDU(False))
         self.request = None
-        return RejectedReply(request, tid, mismatch)
+        self.late: Request | None = None  # the read before, when it timed out: its answer may still come
+        self.damaged: Mismatch | None = None  # the read in flight's answer came with a bad CRC
+        self.on_discard = on_discard
+
+    def trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if sending:
+            self.damaged = None
+        return super().trace_pdu(sending, pdu)
+
+    def expire(self) -> ModbusPDU | None:
+        """A damaged answer is the outcome of a read that got no good one; the read is remembered so
+        that its answer, if it still comes, is not taken for the next read's."""
+        request, damaged = self.request, self.damaged
+        self.late, self.request, self.damaged = request, None, None
+        if request is not None and damaged is not None:
+            return RejectedReply(request, 0, damaged)
+        return None
+
+    def handleFrame(self, data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, ModbusPDU | None]:
+        """(bytes used, the response of the read in flight or None). Never raises."""
+        request = self.request
+        if request is None:
+            self._discard(len(data))
+            return len(data), None
+        scan = scan_reply(data, request, self.late)
+        self._discard(scan.skipped)
+        if scan.frame is not None:
+            self.late = None
+            return scan.used, self._answer(request, scan.frame, 0)
+        if scan.bad_crc is not None:
+            if scan.final:
+                return scan.used, self._rejected(request, scan.bad_crc, 0)
+            self.damaged = scan.bad_crc
+        return scan.used, None
+
+    def _discard(self, n: int) -> None:
+        if n and self.on_discard is not None:
+            self.on_discard(n)

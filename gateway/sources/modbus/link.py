@@ -1,6 +1,10 @@
-"""The connection of one Modbus TCP endpoint, on a pymodbus client: connect, read, close.
+"""The connection of one Modbus link, on a pymodbus client: connect, read, close.
 
-Every client gets the `CheckedFramer` (replies checked against their request, the read-only guard).
+A link is a Modbus TCP endpoint, a TLS one, an RTU-over-TCP converter or a serial RTU bus
+(`transport`). Every client gets a checking framer (replies checked against their request, the
+read-only guard). On RTU the link keeps the line's silent interval before each request, gives a
+read the frames' time on the wire on top of its timeout, and counts the bytes that answered nothing
+(`bms_gateway_modbus_discarded_bytes_total`).
 The link's state changes are logged once each: the first failed connect of an outage ("unreachable"),
 a connection that breaks after it carried answers ("connection lost"), and the first answer after
 either ("reconnected"); a link that drops every few seconds logs two lines per drop, never one per
@@ -10,10 +14,11 @@ poll. Which devices a lost connection costs a cycle is the poller's business.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from typing import Any
 
 import structlog
-from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
@@ -21,8 +26,10 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInput
 
 from gateway.runtime.backoff import Backoff
 from gateway.sources.modbus import metrics
-from gateway.sources.modbus.framing import CheckedFramer
+from gateway.sources.modbus.framing import CheckedFramer, CheckedRtuFramer
 from gateway.sources.modbus.plan import READ_FUNCTION_CODES
+from gateway.sources.modbus.replies import Request
+from gateway.sources.modbus.transport import LinkSettings, checked_framer, make_client
 from gateway.sources.modbus.wire import FAST_RESPONSES
 
 log = structlog.get_logger("source.modbus")
@@ -41,7 +48,7 @@ REQUESTS: dict[int, type[ModbusPDU]] = {
 }
 
 
-def _fail_read_in_flight(client: AsyncModbusTcpClient, framer: CheckedFramer) -> None:
+def _fail_read_in_flight(client: Any, framer: CheckedFramer | CheckedRtuFramer) -> None:
     """A connection closed by the peer ends the read in flight at once, as a lost connection (pymodbus
     would wait out the response timeout for an answer that cannot come any more)."""
     future = getattr(client.ctx, "response_future", None)
@@ -50,22 +57,35 @@ def _fail_read_in_flight(client: AsyncModbusTcpClient, framer: CheckedFramer) ->
 
 
 class Link:
-    """One host:port connection (opened again after a drop by whoever uses it)."""
+    """One connection or serial port (opened again after a drop by whoever uses it)."""
 
-    def __init__(self, host: str, port: int, timeout: float, pause_after_connect: float, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        pause_after_connect: float,
+        backoff: Backoff,
+        settings: LinkSettings | None = None,
+    ) -> None:
         """Register-read responses are decoded by `wire`. `backoff`: the delays of its user's connect
-        attempts, reset here by the first answer after an outage."""
+        attempts, reset here by the first answer after an outage. `settings`: the transport (default
+        Modbus TCP to host:port)."""
+        self.settings = settings or LinkSettings("tcp", host, port)
         self.host, self.port = host, port
-        self.label = f"{host}:{port}"
+        self.label = self.settings.label
         self.timeout = timeout
         self.pause_after_connect = pause_after_connect
-        self.client: AsyncModbusTcpClient | None = None
+        self.client: Any = None
+        self.framer: CheckedFramer | CheckedRtuFramer | None = None
+        self.quiet_from = 0.0  # monotonic time since which the serial line is silent
         self.up: bool | None = None  # True once an answer came; False after a drop or failed connect
         self.attempts = 0  # connects since the link went down
         self.backoff = backoff
         self.sent = 0  # requests sent (all read function codes)
         self._requests = {fc: metrics.requests.labels(self.label, str(fc)) for fc in READ_FUNCTION_CODES}
         self._latency = metrics.latency.labels(self.label)
+        self._discarded = metrics.discarded.labels(self.label)
 
     @property
     def connected(self) -> bool:
@@ -74,34 +94,32 @@ class Link:
     async def connect(self) -> bool:
         """Open the connection (closing any old one). False when refused or unreachable."""
         self.close()
-        framer = CheckedFramer()
+        framer = checked_framer(self.settings, self._discarded.inc)
 
         def connection(up: bool) -> None:
             if not up:
                 _fail_read_in_flight(client, framer)
 
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            timeout=self.timeout,
-            retries=0,
-            reconnect_delay=0,  # reconnects are the poller's: jittered backoff
-            reconnect_delay_max=0,
-            trace_pdu=framer.trace_pdu,
-            trace_connect=connection,
-        )
+        if self.up is not True:
+            self.attempts += 1
+        try:
+            client = make_client(self.settings, self.timeout, framer.trace_pdu, connection)
+        except (OSError, ssl.SSLError) as exc:  # the TLS files: a failed connect, retried with backoff
+            metrics.connects.labels(self.label, "failed").inc()
+            self._state(False, f"cannot load the TLS files: {exc}")
+            return False
         client.ctx.framer = framer  # replies go through the checks (the decoder is the framer's own)
         for response in FAST_RESPONSES:
             client.register(response)
-        if self.up is not True:
-            self.attempts += 1
         ok = await client.connect()
         metrics.connects.labels(self.label, "ok" if ok else "failed").inc()
         if not ok:
             client.close()
-            self._state(False, "connection refused or unreachable")
+            what = "serial port cannot be opened" if self.settings.serial else "connection refused or unreachable"
+            self._state(False, what)
             return False
-        self.client = client
+        self.client, self.framer = client, framer
+        self.quiet_from = time.monotonic()
         if self.pause_after_connect:
             await asyncio.sleep(self.pause_after_connect)
         return True
@@ -110,7 +128,7 @@ class Link:
         """Close on purpose (stop, `close_after_cycle`): not a state change."""
         if self.client is not None:
             self.client.close()
-            self.client = None
+            self.client = self.framer = None
 
     def drop(self, reason: str) -> None:
         """Close a connection that broke."""
@@ -126,16 +144,24 @@ class Link:
         scope: the task resumes in the loop turn after the reply is decoded. (pymodbus's own `execute`
         awaits it through `asyncio.wait_for`, which on Python 3.11 adds a waiter future: two more loop
         turns a request, each as long as everything else ready in the loop.)"""
-        client = self.client
+        client, framer = self.client, self.framer
         if client is None or not client.connected:
             raise ConnectionLost("connection closed")
         ctx = client.ctx
         request = REQUESTS[fc](address=address, count=count, dev_id=unit_id)
+        if self.settings.serial:  # the request and the longest answer take their time on the line
+            line = self.settings.line
+            timeout += line.wire_time(8 + 5 + Request(unit_id, fc, address, count).data_bytes)
+            quiet = self.quiet_from + line.gap - time.monotonic()
+            if quiet > 0:
+                await asyncio.sleep(quiet)
         self.sent += 1
         self._requests[fc].inc()
         t0 = time.perf_counter()
         async with ctx._lock:  # one request at a time on the connection (the poller's turn taking)
             request.transaction_id = ctx.getNextTID()
+            if ctx.recv_buffer and self.settings.rtu:  # the start of a frame that never ended
+                self._discarded.inc(len(ctx.recv_buffer))
             ctx.recv_buffer = b""
             future = ctx.response_future = asyncio.get_running_loop().create_future()
             ctx.pdu_send(request)
@@ -145,9 +171,11 @@ class Link:
             except TimeoutError:
                 if not client.connected:
                     raise ConnectionLost("no response; connection closed") from None
-                return None
+                return None if framer is None else framer.expire()  # a damaged RTU answer, or none
             except ConnectionException as exc:
                 raise ConnectionLost(str(exc)) from exc
+            finally:
+                self.quiet_from = time.monotonic()
         self._latency.observe(time.perf_counter() - t0)
         self._state(True)
         return rr

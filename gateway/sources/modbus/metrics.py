@@ -47,3 +47,9 @@ decode_faults = Counter(
     ["device", "kind"],
     registry=REGISTRY,
 )
+discarded = Counter(
+    "bms_gateway_modbus_discarded_bytes",
+    "Bytes received on an RTU link that answered no read (line noise, late answers, garbage before a frame)",
+    ["endpoint"],
+    registry=REGISTRY,
+)

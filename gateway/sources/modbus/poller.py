@@ -1,4 +1,5 @@
-"""The Modbus TCP poller: one task per endpoint (host:port); its unit ids share one connection in turn.
+"""The Modbus poller: one task per link (a TCP or TLS endpoint host:port, an RTU-over-TCP converter, a
+serial RTU bus); its unit ids share the one connection or line in turn, one request at a time.
 
 Read-only by construction: the only client calls are the four read functions (codes 1-4), chosen
 from `READ_FUNCTION_CODES`, and the framer's trace hook refuses to let any other function code leave
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 from pymodbus.exceptions import ModbusException
@@ -29,7 +31,9 @@ from gateway.sources.modbus.device import ILLEGAL_ADDRESS, DeviceRun, Outcome
 from gateway.sources.modbus.framing import RejectedReply, WriteRefused
 from gateway.sources.modbus.link import ConnectionLost, Link
 from gateway.sources.modbus.plan import READ_FUNCTION_CODES, Block
+from gateway.sources.modbus.replies import BAD_CRC
 from gateway.sources.modbus.schedule import first_due
+from gateway.sources.modbus.transport import LinkSettings
 
 log = structlog.get_logger("source.modbus")
 
@@ -50,7 +54,7 @@ def _cancelled_meanwhile() -> None:
 
 
 class ModbusEndpoint:
-    """Polls every device behind one host:port over one connection."""
+    """Polls every device behind one host:port (or on one serial port) over one connection."""
 
     def __init__(
         self,
@@ -58,8 +62,12 @@ class ModbusEndpoint:
         port: int,
         devices: list[DeviceRun],
         on_response: ResponseHook | None = None,
+        base_dir: Path | None = None,
     ) -> None:
+        """`host`, `port`: where a network link goes (a serial link's port is its first device's);
+        `base_dir`: the configuration's directory (relative TLS file paths)."""
         self.devices = devices
+        self.settings = LinkSettings.of(devices[0].cfg, base_dir)
         cfgs = [d.cfg for d in devices]
         self.timeout = max(c.timeout for c in cfgs)
         self.reconnect_initial = min(c.reconnect_initial for c in cfgs)
@@ -74,11 +82,14 @@ class ModbusEndpoint:
         self.move(host, port)
 
     def move(self, host: str, port: int) -> None:
-        """Point the endpoint elsewhere before it runs (the demo's simulator on a free port)."""
+        """Point a network endpoint elsewhere before it runs (the demo's simulator on a free port)."""
         self.host, self.port = host, port
-        self.name, self.label = f"modbus@{host}:{port}", f"{host}:{port}"
+        if not self.settings.serial:
+            self.settings = self.settings.moved(host, port)
+        self.label = self.settings.label
+        self.name = f"modbus@{self.label}"
         backoff = Backoff(self.reconnect_initial, self.reconnect_max)  # reset by the link's first answer
-        self.link = Link(host, port, self.timeout, self.pause_after_connect, backoff)
+        self.link = Link(host, port, self.timeout, self.pause_after_connect, backoff, self.settings)
 
     @property
     def sent(self) -> int:
@@ -88,7 +99,8 @@ class ModbusEndpoint:
     # -- the loop -------------------------------------------------------------------------------
 
     async def run(self, ctx: SourceContext) -> None:
-        log.info("modbus endpoint started", endpoint=self.label, devices=[d.name for d in self.devices])
+        devices = [d.name for d in self.devices]
+        log.info("modbus endpoint started", endpoint=self.label, transport=self.settings.transport, devices=devices)
         ctx.started()
         if self.gate is not None:
             await self.gate.wait()
@@ -277,6 +289,8 @@ class ModbusEndpoint:
                 continue
             _cancelled_meanwhile()
             outcome = self._outcome(dev, block, rr)
+            if outcome.mismatch == BAD_CRC and attempt < retries:
+                continue  # damaged on the line: asked again (counted, and the outcome if the last)
             break
         if self.on_response is not None:
             self.on_response(dev, block, outcome)

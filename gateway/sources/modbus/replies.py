@@ -1,4 +1,5 @@
-"""Whether a Modbus TCP reply answers its request: pure checks on the bytes of one frame.
+"""Whether a Modbus reply answers its request: pure checks on the bytes of one frame (the same for
+Modbus TCP, TLS and RTU; `rtu` finds RTU frames and checks their CRC, `bad_crc`).
 
 A reply answers a read when it carries the request's unit id and function code (or that function's
 exception: the code + 0x80 and one exception byte), and a byte count equal to the bytes of the
@@ -15,7 +16,8 @@ WRONG_FUNCTION = "wrong_function"
 WRONG_BYTE_COUNT = "wrong_byte_count"
 WRONG_UNIT_ID = "wrong_unit_id"
 MALFORMED = "malformed"
-KINDS = (WRONG_FUNCTION, WRONG_BYTE_COUNT, WRONG_UNIT_ID, MALFORMED)
+BAD_CRC = "bad_crc"
+KINDS = (WRONG_FUNCTION, WRONG_BYTE_COUNT, WRONG_UNIT_ID, MALFORMED, BAD_CRC)
 
 HEADER = 7  # MBAP: transaction id (2), protocol id (2), length (2), unit id (1)
 MAX_LENGTH = 254  # the MBAP length counts the unit id and a PDU of at most 253 bytes
