@@ -6,7 +6,7 @@ Holding registers (function 03), decimal addresses as in the document:
 
     0000 current        INT16  10 mA   positive charging, negative discharging
     0001 pack voltage   UINT16 10 mV
-    0002 SOC, 0003 SOH  UINT8 in the low byte (high byte 00H), %
+    0002 SOC, 0003 SOH  UINT8 in the low byte (LSB; the MSB is 00H), %
     0004 remain, 0005 full, 0006 design capacity  UINT16 10 mAh
     0007 cycle count    UINT16
     0009 warning flag, 0010 protection flag, 0011 status/fault flag, 0012 balance status
@@ -119,8 +119,7 @@ def expected() -> dict[Key, tuple[Value, str]]:
         ("cycle_count", None, None): (152, good),
         ("warning_word", None, None): (0x4001, good),
         ("alarm_word", None, None): (0x1001, good),
-        ("raw.charging", None, None): ("no", good),
-        ("raw.discharging", None, None): ("yes", good),
+        ("bms_state", None, None): ("discharging", good),
         ("raw.charge_mosfet", None, None): ("on", good),
         ("raw.discharge_mosfet", None, None): ("on", good),
         ("raw.charge_limiter", None, None): ("off", good),
@@ -222,8 +221,20 @@ def test_balance_bits_are_cells_one_to_sixteen() -> None:
 
 
 def test_status_bits_are_states() -> None:
-    by = {s.quantity: s.value for s in decode({**IMAGE, 11: 0x9500})}  # BIT8, BIT10, BIT12, BIT15
-    assert (by["raw.charging"], by["raw.discharging"]) == ("yes", "no")
-    assert (by["raw.charge_mosfet"], by["raw.discharge_mosfet"]) == ("on", "off")
-    assert (by["raw.charge_limiter"], by["raw.heater"]) == ("on", "on")
-    assert by["alarm.charger_reversed"] == 0
+    by = {s.quantity: (s.value, s.quality) for s in decode({**IMAGE, 11: 0x9500})}  # BIT8, BIT10, BIT12, BIT15
+    assert by["bms_state"] == ("charging", Quality.GOOD)
+    assert (by["raw.charge_mosfet"], by["raw.discharge_mosfet"]) == (("on", Quality.GOOD), ("off", Quality.GOOD))
+    assert (by["raw.charge_limiter"], by["raw.heater"]) == (("on", Quality.GOOD), ("on", Quality.GOOD))
+    assert by["alarm.charger_reversed"] == (0, Quality.GOOD)
+    assert {s.quantity: s.value for s in decode({**IMAGE, 11: 0x0000})}["bms_state"] == "idle"
+    # charging and discharging at once is no state the document gives: unknown, quality bad
+    assert {s.quantity: (s.value, s.quality) for s in decode({**IMAGE, 11: 0x0300})}["bms_state"] == (
+        "unknown(3)",
+        Quality.BAD,
+    )
+
+
+def test_soc_and_soh_are_the_low_byte() -> None:
+    """UINT8 in the LSB: a high byte that is not the documented 00H does not change the value."""
+    by = {s.quantity: s.value for s in decode({**IMAGE, 2: 0xA557, 3: 0x0162})}
+    assert (by["soc"], by["soh"]) == (87, 98)
