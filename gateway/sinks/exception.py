@@ -94,13 +94,16 @@ def decide(last: LastColumns, value: F64, quality: U8, ts: I64) -> Decision:
     """The rule over one round (each key at most once). A sample that holds an object is NaN in `value`:
     the caller compares its object (`changed` says only whether a number moved)."""
     forced = ~last.seen | (quality != last.quality) | (ts - last.ts >= last.heartbeat) | (ts < last.ts)
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(value - last.value)
-        size = np.maximum(np.abs(value), np.abs(last.value))
-        threshold = last.absolute + last.fraction * np.abs(last.value) - TOLERANCE * size
-        changed = (diff >= threshold) & (diff > 0)
-    changed |= np.isnan(value) != np.isnan(last.value)
-    changed |= (np.isinf(value) | np.isinf(last.value)) & (value != last.value)
+    finite = np.isfinite(value) & np.isfinite(last.value)
+    if finite.all():
+        new, old = value, last.value
+    else:  # NaN ("no value") and infinities are states: changed when they differ (NaN is equal to NaN)
+        new, old = np.where(finite, value, 0.0), np.where(finite, last.value, 0.0)
+    diff = np.abs(new - old)
+    threshold = last.absolute + last.fraction * np.abs(old) - TOLERANCE * np.maximum(np.abs(new), np.abs(old))
+    changed = (diff >= threshold) & (diff > 0)
+    if not finite.all():
+        changed |= ~finite & (value != last.value) & ~(np.isnan(value) & np.isnan(last.value))
     changed |= last.is_object
     return Decision(forced, changed)
 
@@ -164,12 +167,14 @@ class LastSent:
 
     def put(self, slots: Index, value: F64, quality: U8, ts: I64, objects: dict[int, Value]) -> Saved:
         """Remember samples as sent (`objects`: slot -> object, for those that hold one); what they replace."""
-        saved = Saved(slots, self.at(slots), {int(s): self.objects.get(int(s)) for s in slots.tolist()})
+        held = [s for s in slots.tolist() if s in self.objects] if self.objects else []
+        replaced: dict[int, Value | None] = {s: self.objects.pop(s) for s in held}
+        for s in objects:
+            replaced.setdefault(s, None)
+        saved = Saved(slots, self.at(slots), replaced)
         self.seen[slots] = True
         self.value[slots], self.quality[slots], self.ts[slots] = value, quality, ts
         self.is_object[slots] = False
-        for s in slots.tolist():
-            self.objects.pop(s, None)
         if objects:
             self.is_object[np.fromiter(objects, dtype=np.intp, count=len(objects))] = True
             self.objects.update(objects)
