@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import can
 import cantools
@@ -46,9 +47,12 @@ device_time:
 
 def temps_frame(ahead_s: float) -> can.Message:
     """A PackTemps frame stamped with the device's clock: the wall clock plus `ahead_s`."""
-    msg = cantools.database.load_file(DBC).get_message_by_name("PackTemps")
+    db: Any = cantools.database.load_file(DBC)
+    msg = db.get_message_by_name("PackTemps")
     ms = int((time.time() + ahead_s - Y2000) * 1000)
-    return can.Message(arbitration_id=msg.frame_id, data=msg.encode({"TempMax": 25, "TimeMs": ms}), is_extended_id=False)
+    return can.Message(
+        arbitration_id=msg.frame_id, data=msg.encode({"TempMax": 25, "TimeMs": ms}), is_extended_id=False
+    )
 
 
 @asynccontextmanager
@@ -122,7 +126,9 @@ async def test_a_device_clock_30_s_ahead_raises_the_offset_alarm_and_clears_when
     stored = [r["state"] for b in batches(store, kind=BatchKind.ALARM) for r in b.records
               if r.get("type") == "event" and r.get("alarm_id") == alarm]  # fmt: skip
     assert stored == ["active_unack", "rtn_unack"]
-    timed = [s for b in batches(store, kind=BatchKind.SAMPLES) for s in b.samples() if s.quantity == "cell_temperature_max"]
+    timed = [
+        s for b in batches(store, kind=BatchKind.SAMPLES) for s in b.samples() if s.quantity == "cell_temperature_max"
+    ]
     assert timed and all(s.device_ts is not None for s in timed if s.quality == "good")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.config.profiles import to_plain
+from gateway.config.yamlpos import to_plain
 from gateway.sources.can.config import CanProfile, CanSourceConfig
 from gateway.sources.can.devicetime import INVALID_TIME, TimeRule, device_times
 from gateway.sources.can.plan import PlanProblem, RackPlan, compile_rack
@@ -19,7 +19,7 @@ from gateway.sources.can.source import CanBusSource
 from tests.can_support import FIX
 
 DBC = FIX / "device-time.dbc"
-DB = cantools.database.load_file(DBC)
+DB: Any = cantools.database.load_file(DBC)
 T0 = 1_790_000_000  # 2026-09-21, seconds since 1970
 Y2000 = 946_684_800
 
