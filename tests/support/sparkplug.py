@@ -157,21 +157,47 @@ class Host:
         self.seen.append(s)
         return s
 
-    def samples(self) -> set[tuple[str, str, int]]:
-        """Every (device, metric name, timestamp ms) a host received in DBIRTH and DDATA."""
-        out = set()
+    def values(self) -> dict[tuple[str, str, int], tuple[object, int]]:
+        """(device, metric name, timestamp ms) → (value, quality) of everything received in DBIRTH and DDATA
+        (DDATA's aliases resolved through the DBIRTH before it)."""
+        out: dict[tuple[str, str, int], tuple[object, int]] = {}
         for s in self.seen:
             if s.kind in ("DBIRTH", "DDATA") and s.device is not None:
                 for m in s.payload.metrics:
                     name = m.name or self.aliases[(s.device, m.alias)]
-                    out.add((s.device, name, int(m.timestamp)))
+                    out[(s.device, name, int(m.timestamp))] = (value_of(m), quality_of(m))
         return out
+
+    def samples(self) -> set[tuple[str, str, int]]:
+        """Every (device, metric name, timestamp ms) a host received in DBIRTH and DDATA."""
+        return set(self.values())
+
+    def of(self, kind: str) -> list[Seen]:
+        return [s for s in self.seen if s.kind == kind]
+
+
+def bd_seq(seen: Seen) -> int:
+    """The bdSeq metric of an NBIRTH or NDEATH."""
+    (m,) = [m for m in seen.payload.metrics if m.name == "bdSeq"]
+    assert m.datatype == INT64
+    return int(m.long_value)
+
+
+def expected_name(quantity: str, module: int | None, cell: int | None) -> str:
+    """The metric name the manual gives a gateway key: quantity[/module][/cell] (`-` for no module)."""
+    if module is None and cell is None:
+        return quantity
+    return f"{quantity}/{'-' if module is None else module}" + ("" if cell is None else f"/{cell}")
+
+
+NODE_MESSAGES = frozenset({"NBIRTH", "NDEATH", "DBIRTH", "DDATA", "DDEATH"})
 
 
 def host_of(collector: Collector) -> Host:
     """A host that read every message the collector kept, in order."""
     host = Host()
     for topic, payload, _retained in list(collector.messages):
-        if topic.startswith("spBv1.0/") and "/STATE/" not in topic:
+        parts = topic.split("/")
+        if parts[0] == "spBv1.0" and len(parts) > 3 and parts[2] in NODE_MESSAGES:  # not the commands
             host.take(topic, payload)
     return host

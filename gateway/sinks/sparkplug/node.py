@@ -184,21 +184,22 @@ class EdgeNode:
         for name, k in fresh.items():
             m = points[k].metric
             dev.metrics[name] = Definition(name, self._alias(), m.datatype, m)
-        rebirth = not dev.born or bool(fresh)
+        # Born with the values sent before this row (and the first sample of each new metric).
+        out = [self._dbirth(device, dev, now_ms)] if not dev.born or fresh else []
         born_with = set(fresh.values())
-        out: list[Message] = []
         data: list[Metric] = []
         for k, (name, m) in enumerate(points):
             if k in born_with:
                 continue
             d = dev.metrics[name]
-            if d.datatype != m.datatype:  # a value of another type: what came before goes out first, then a rebirth
-                out += self._flush(device, dev, rebirth, data, now_ms)
-                d.datatype, d.last, data, rebirth = m.datatype, m, [], True
+            if d.datatype != m.datatype:  # a value of another type: the data before it first, then a rebirth
+                out += self._ddata(device, data, now_ms)
+                d.datatype, d.last, data = m.datatype, m, []
+                out.append(self._dbirth(device, dev, now_ms))
                 continue
             d.last = m
             data.append(Metric(m.datatype, m.value, m.timestamp, d.alias, None, m.quality))
-        return out + self._flush(device, dev, rebirth, data, now_ms)
+        return out + self._ddata(device, data, now_ms)
 
     def deaths(self, source: str, now_ms: int) -> list[Message]:
         """DDEATH for each live device of a source that went offline (reborn with its next sample)."""
@@ -210,13 +211,8 @@ class EdgeNode:
                 out.append(self._message(self.topics.device_topic("DDEATH", name), [], now_ms))
         return out
 
-    def _flush(self, device: str, dev: Device, rebirth: bool, data: list[Metric], now_ms: int) -> list[Message]:
-        out = []
-        if rebirth:
-            out.append(self._dbirth(device, dev, now_ms))
-        if data:
-            out.append(self._message(self.topics.device_topic("DDATA", device), data, now_ms))
-        return out
+    def _ddata(self, device: str, data: list[Metric], now_ms: int) -> list[Message]:
+        return [self._message(self.topics.device_topic("DDATA", device), data, now_ms)] if data else []
 
     def _dbirth(self, device: str, dev: Device, now_ms: int) -> Message:
         dev.born = True

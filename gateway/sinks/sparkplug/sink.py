@@ -75,14 +75,14 @@ class SparkplugSink:
         except (OSError, ssl.SSLError) as exc:
             raise SinkError(f"cannot load the TLS files: {exc}", retry=False) from None
         will = aiomqtt.Will(self.node.topics.node_topic("NDEATH"), self.node.ndeath(), qos=1, retain=False)
-        client = aiomqtt.Client(
-            **args,
+        args.update(
             clean_session=True,  # Sparkplug B 3.0 with MQTT 3.1.1
             timeout=self.cfg.timeout,
             max_inflight_messages=MAX_INFLIGHT,
             queue_type=handing_queue(self._inbound),
             will=None if probe else will,
         )
+        client = aiomqtt.Client(**args)
         client.pending_calls_threshold = 100_000  # a backlog drain has many publishes in flight, by design
         return client
 
