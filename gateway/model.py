@@ -189,8 +189,9 @@ class Batch:
             for t, k, v, qq, d in zip(ts, self.keys.rows, vals, q, dts, strict=True)
         ]
 
-    def take(self, index: Sequence[int] | npt.NDArray[np.intp]) -> Batch:
-        """A batch of the points at `index`, in that order (a new, interned key table)."""
+    def take(self, index: Sequence[int] | npt.NDArray[np.intp], intern: bool = True) -> Batch:
+        """A batch of the points at `index`, in that order (a new key table: interned, or with `intern=False`
+        for a one-off cut such as report by exception's, one that does not push shapes out of the interned)."""
         idx = np.asarray(index, dtype=np.intp)
         rows = self.keys.rows
         objects = None
@@ -198,7 +199,7 @@ class Batch:
             objects = {j: self.objects[int(i)] for j, i in enumerate(idx.tolist()) if int(i) in self.objects}
         return Batch(
             self.source,
-            Keys.of(rows[i] for i in idx.tolist()),
+            Keys.of(rows[i] for i in idx.tolist()) if intern else Keys(tuple(rows[i] for i in idx.tolist())),
             self.ts[idx],
             self.values[idx],
             self.quality[idx],

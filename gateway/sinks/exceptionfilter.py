@@ -89,7 +89,7 @@ class ExceptionFilter:
             if send.all():
                 out.append(row)
             elif send.any() or b.status is not None or b.records:
-                out.append(Row(row.seq, row.ts, b.take(np.flatnonzero(send))))
+                out.append(Row(row.seq, row.ts, b.take(np.flatnonzero(send), intern=False)))
         return out
 
     def commit(self) -> Counter[str]:

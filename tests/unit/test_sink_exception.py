@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Sample, Value
+from gateway.model import Batch, BatchKind, DeviceState, DeviceStatus, Keys, Sample, Value
 from gateway.sinks.config import MqttSinkConfig, ReportByException
 from gateway.sinks.exception import key_path, parse_deadband
 from gateway.sinks.exceptionfilter import ExceptionFilter, rounds_of
@@ -151,6 +151,7 @@ def test_keys_without_a_deadband_records_and_status_pass() -> None:
     assert [r.seq for r in out] == [1, 2, 4, 5]  # row 3 was cut to nothing; row 4 keeps its status change
     assert out[0].batch is first  # nothing cut: the row as stored
     assert [s.quantity for s in out[1].batch.samples()] == ["soc"]  # soc has no deadband
+    assert Keys._interned.get(out[1].batch.keys.rows) is not out[1].batch.keys  # a cut is not interned
     assert out[2].batch.n == 0 and out[2].batch.status == online
     assert out[3].batch is alarm
     assert flt.commit() == {"cell_voltage": 3} and flt.suppressed == 3
