@@ -54,26 +54,38 @@ def key_path(key: Key) -> str:
     return "/".join(parts)
 
 
-def parse_deadband(text: float | str) -> tuple[float, float]:
-    """(absolute, fraction) of a configured deadband: `0.005` or `"1%"`."""
+class Band(NamedTuple):
+    """A configured deadband: an absolute part (in the quantity's unit) and a fraction of the last sent value."""
+
+    absolute: float
+    fraction: float
+
+
+def parse_deadband(text: float | str) -> Band:
+    """The band of a configured deadband: `0.005` or `"1%"`."""
     if isinstance(text, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", text)
         if m is None:
             raise ValueError(f"deadband {text!r} is neither a number nor a percent like '1%'")
-        return 0.0, float(m.group(1)) / 100.0
-    return float(text), 0.0
+        return Band(0.0, float(m.group(1)) / 100.0)
+    return Band(float(text), 0.0)
+
+
+class Entry(NamedTuple):
+    pattern: str
+    rule: Rule
 
 
 class Patterns:
     """The configured deadbands in the order written; the first pattern that matches a key applies."""
 
     def __init__(self, cfg: ReportByException) -> None:
-        self.entries: list[tuple[str, Rule]] = []
+        self.entries: list[Entry] = []
         for pattern, given in cfg.deadbands.items():
             band, beat = (given.deadband, given.heartbeat) if isinstance(given, DeadbandRule) else (given, None)
             absolute, fraction = parse_deadband(band)
             heartbeat = cfg.heartbeat if beat is None else beat
-            self.entries.append((pattern, Rule(absolute, fraction, int(heartbeat * 1e9))))
+            self.entries.append(Entry(pattern, Rule(absolute, fraction, int(heartbeat * 1e9))))
 
     def find(self, key: Key) -> Rule | None:
         path = key_path(key)
@@ -196,11 +208,14 @@ def same_object(a: Value | object, b: Value | object) -> bool:
     return a is not _MISSING and type(a) is type(b) and a == b
 
 
-def object_changes(
-    last: LastSent, slots: Index, positions: Index, objects: dict[int, Value]
-) -> tuple[Index, dict[int, Value]]:
+class ObjectChanges(NamedTuple):
+    differ: Index  # round indices whose object differs from the last sent one
+    held: dict[int, Value]  # slot -> object, of every sample of the round that holds one
+
+
+def object_changes(last: LastSent, slots: Index, positions: Index, objects: dict[int, Value]) -> ObjectChanges:
     """Of the round's samples at `positions` (point indices) that hold an object: the round indices whose
     object differs from the last sent one, and the slot -> object of every sample that holds one."""
     at = {p: i for i, p in enumerate(positions.tolist()) if p in objects}
     differ = [i for p, i in at.items() if not same_object(last.objects.get(int(slots[i]), _MISSING), objects[p])]
-    return np.asarray(differ, dtype=np.intp), {int(slots[i]): objects[p] for p, i in at.items()}
+    return ObjectChanges(np.asarray(differ, dtype=np.intp), {int(slots[i]): objects[p] for p, i in at.items()})
