@@ -7,13 +7,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.sinks.config import MqttConnection
+from gateway.sinks.config import MqttConnection, UplinkSinkBase
 
 # A Sparkplug id is one topic level: no MQTT wildcard or separator in it.
 SPARKPLUG_ID = r"^[^+#/\s]+$"
 
 
-class SparkplugSinkConfig(MqttConnection):
+class SparkplugSinkConfig(MqttConnection, UplinkSinkBase):
     """Sparkplug B 3.0 edge node: NBIRTH/NDEATH for the gateway, one device (DBIRTH/DDATA/DDEATH) per rack."""
 
     type: Literal["sparkplug"] = "sparkplug"
