@@ -45,9 +45,7 @@ class DeviceWatch:
 
     def _states(self, cycle: Cycle) -> None:
         now: dict[Point, int] = {}
-        read: set[Point] = set()
         for seg in cycle.read:
-            read.update(seg.decoder.block.points)
             for row in seg.decoded.unknown:
                 value = seg.decoded.objects.get(row)
                 p = seg.decoder.points[row]
@@ -64,6 +62,9 @@ class DeviceWatch:
                     raw=raw,
                     known=dict(p.states),
                 )
+        if not self.unknown and not now:
+            return
+        read = {p for seg in cycle.read for p in seg.decoder.points} if self.unknown else set()  # only in a fault
         for p in [p for p in self.unknown if p in read and p not in now]:
             log.info("modbus state value known again", device=self.device, point=p.label)
         self.unknown = {p: r for p, r in self.unknown.items() if p not in read} | now
