@@ -174,3 +174,22 @@ def test_the_command_gate() -> None:
     results = [gate.judge(topic, rebirth, 0.0).result for _ in range(100)]
     assert results.count("rate_limited") == 100 - (60 - 7)  # 60 a minute: 7 taken above
     assert gate.judge(topic, rebirth, 1.0).rebirth  # one more a second
+
+
+# -- configuration ----------------------------------------------------------------------------------
+
+
+def test_the_sink_configuration(tmp_path: Path) -> None:
+    from gateway.config.settings import GatewayConfig, LoadedConfig
+    from gateway.sinks.sparkplug.sink import build
+    from gateway.sinks.transport import exposures
+
+    data = {"site": {"name": "s1"}, "store": {"path": str(tmp_path / "store.db")}, "sinks": {"sp": {
+        "type": "sparkplug", "host": "broker.example", "tls": False, "password": "x",
+        "report_by_exception": {"deadbands": {"cell_voltage": 0.005}}}}}  # fmt: skip
+    loaded = LoadedConfig(GatewayConfig.model_validate(data), tmp_path / "gateway.yaml")
+    cfg = loaded.config.sinks["sp"]
+    sink = build("sp", cfg, loaded)  # type: ignore[arg-type]
+    assert sink.node.topics.node_topic("NBIRTH") == "spBv1.0/bms/NBIRTH/s1"  # the node id defaults to the site
+    assert sink.bd_file.path == tmp_path / "store.db.sparkplug-sp.json"
+    assert [e.key for e in exposures(cfg)] == ["password"]  # no password over plain MQTT, as for the MQTT sink
