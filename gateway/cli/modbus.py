@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from gateway.tools.modbusline import Serving
 from gateway.tools.modbusserve import modbus_sources, serve, simulators_for
 from gateway.tools.modbussim import ModbusSimulator
 
@@ -32,11 +33,42 @@ def _exception(text: str) -> tuple[str, int, int]:
         raise argparse.ArgumentTypeError(f"expected TABLE:ADDRESS:CODE (e.g. input:1005:2), got {text!r}") from None
 
 
+def _serving(args: argparse.Namespace) -> Serving | str:
+    """How to serve, from the options (an error message when they do not fit)."""
+    import ssl
+
+    from gateway.sources.modbus.transport import SerialLine
+
+    line = SerialLine(args.baudrate, args.parity, args.stopbits, args.bytesize)
+    sslctx = None
+    if args.cert_file is not None:
+        sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            sslctx.load_cert_chain(args.cert_file, args.key_file)
+            if args.ca_file is not None:  # Modbus/TCP Security: clients show a certificate of this CA
+                sslctx.verify_mode = ssl.CERT_REQUIRED
+                sslctx.load_verify_locations(args.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            return f"cannot load the TLS files: {exc}"
+    return Serving(args.transport, args.serial_port, line, sslctx)
+
+
+def _where(port: int | str, sim: ModbusSimulator, host: str) -> str:
+    if sim.serving.transport == "rtu":
+        return f"RTU on {sim.tty} (for {port})" if isinstance(port, str) else f"RTU on {sim.tty}"
+    return f"{sim.serving.transport} {host}:{port}"
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from gateway.ops.logs import configure_logging
 
     configure_logging("info" if args.verbose else "warning", "console")
+    serving = _serving(args)
+    if isinstance(serving, str):
+        print(f"error: {serving}", file=sys.stderr)
+        return 2
     replay_task = None
+    sims: dict[int | str, ModbusSimulator]
     if args.recording is not None:
         from gateway.tools.modbusrecord import read_recording, replay, replay_simulator
 
@@ -57,10 +89,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from gateway.config.settings import load_config
 
         loaded = load_config(args.config)
-        sims = simulators_for(loaded, modbus_sources(loaded, args.source))
+        sims = simulators_for(loaded, modbus_sources(loaded, args.source), serving)
         what = f"the modbus sources of {args.config}"
     else:
         print("error: give --profile, --recording or -c/--config", file=sys.stderr)
+        return 2
+    if args.config is None:
+        for sim in sims.values():
+            sim.serving = serving
+    if any(s.serving.transport == "tls" and s.serving.sslctx is None for s in sims.values()):
+        print("error: serving TLS needs --cert-file and --key-file", file=sys.stderr)
         return 2
     for sim in sims.values():
         sim.faults.delay = args.delay
@@ -68,11 +106,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sim.faults.one_client = args.one_client
         sim.faults.drop_every = args.drop_every
         sim.faults.exceptions = {(t, a): c for t, a, c in args.exception or []}
-    ports = ", ".join(f"{args.host}:{p} units {sorted(s.devices)}" for p, s in sims.items())
-    print(f"bms-gateway modbus simulator: {what} on {ports} (Ctrl-C stops)", flush=True)
+
+    def started() -> None:
+        ports = ", ".join(f"{_where(p, s, args.host)} units {sorted(s.devices)}" for p, s in sims.items())
+        print(f"bms-gateway modbus simulator: {what} on {ports} (Ctrl-C stops)", flush=True)
 
     async def main() -> None:
-        job = asyncio.ensure_future(serve(sims, args.host, args.interval, args.speed, replay_task=replay_task))
+        job = asyncio.ensure_future(
+            serve(sims, args.host, args.interval, args.speed, started=started, replay_task=replay_task)
+        )
         with contextlib.suppress(asyncio.CancelledError):
             await (asyncio.wait_for(job, args.duration) if args.duration else job)
 
@@ -103,7 +145,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         samples += batch.n
 
     async def main(out: Any) -> int:
-        eps = endpoints(srcs, loaded.profiles)
+        eps = endpoints(srcs, loaded.profiles, base_dir=loaded.base_dir)
         recorder = Recorder(out, [d for ep in eps for d in ep.devices], {s.name: s.profile for s in srcs})
         for ep in eps:
             ep.on_response = recorder
@@ -191,6 +233,20 @@ def _add_simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--one-client", action="store_true", help="fault: refuse a second simultaneous connection")
     p.add_argument("--drop-every", type=float, default=0.0, help="fault: drop every connection each S seconds")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument(
+        "--transport",
+        choices=["tcp", "rtu_over_tcp", "tls", "rtu"],
+        default="tcp",
+        help="how to serve (default tcp; with -c each source's own): rtu on --serial-port or a new pseudo-terminal",
+    )
+    p.add_argument("--serial-port", default=None, help="rtu: serve on this serial device (default: a new pty)")
+    p.add_argument("--baudrate", type=int, default=19200, help="rtu: bits per second (default 19200)")
+    p.add_argument("--parity", choices=["N", "E", "O"], default="E", help="rtu: parity (default E)")
+    p.add_argument("--stopbits", type=int, choices=[1, 2], default=1, help="rtu: stop bits (default 1)")
+    p.add_argument("--bytesize", type=int, choices=[7, 8], default=8, help="rtu: data bits (default 8)")
+    p.add_argument("--cert-file", type=Path, default=None, help="tls: the server's certificate")
+    p.add_argument("--key-file", type=Path, default=None, help="tls: the server certificate's key")
+    p.add_argument("--ca-file", type=Path, default=None, help="tls: require client certificates of this CA")
     p.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     p.set_defaults(func=cmd_simulate)
 

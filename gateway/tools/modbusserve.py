@@ -1,4 +1,8 @@
-"""Serving simulated Modbus devices: for a config's sources, for `modbus simulate`, and inside the demo."""
+"""Serving simulated Modbus devices: for a config's sources, for `modbus simulate`, and inside the demo.
+
+Each simulator serves one link: a TCP port (Modbus TCP, RTU over TCP, TLS) or a serial line (a serial
+device, or a new pseudo-terminal whose name is printed: the gateway's `port`), as its `Serving` says.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.errors import ConfigError
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.profile import ModbusProfile
+from gateway.tools.modbusline import Serving
 from gateway.tools.modbussim import ModbusSimulator, SimDevice, device_from_profile
 
 if TYPE_CHECKING:
@@ -29,18 +34,28 @@ def modbus_sources(loaded: LoadedConfig, names: Sequence[str] | None = None) -> 
     return srcs
 
 
-def simulators_for(loaded: LoadedConfig, sources: Sequence[ModbusSourceConfig]) -> dict[int, ModbusSimulator]:
-    """One simulator per port serving every listed source's unit id with its profile."""
-    by_port: dict[int, list[SimDevice]] = {}
+def simulators_for(
+    loaded: LoadedConfig, sources: Sequence[ModbusSourceConfig], serving: Serving | None = None
+) -> dict[int | str, ModbusSimulator]:
+    """One simulator per link (a TCP port, or a serial port) serving every listed source's unit id with
+    its profile, on the link's transport (TLS and serial settings from `serving`)."""
+    by_link: dict[int | str, list[SimDevice]] = {}
+    transports: dict[int | str, str] = {}
     for i, src in enumerate(sources):
         profile = loaded.profiles[src.profile]
         assert isinstance(profile, ModbusProfile)  # the modbus start-up check made sure
-        by_port.setdefault(src.port, []).append(device_from_profile(profile, src.unit_id, i))
-    return {port: ModbusSimulator(devs) for port, devs in by_port.items()}
+        key: int | str = src.serial_port if src.transport == "rtu" else src.tcp_port
+        by_link.setdefault(key, []).append(device_from_profile(profile, src.unit_id, i))
+        transports[key] = src.transport
+    base = serving or Serving()
+    sims = {key: ModbusSimulator(devs) for key, devs in by_link.items()}
+    for key, sim in sims.items():
+        sim.serving = Serving(transports[key], base.device, base.line, base.sslctx)
+    return sims
 
 
 async def serve(
-    sims: dict[int, ModbusSimulator],
+    sims: dict[int | str, ModbusSimulator],
     host: str,
     interval: float,
     speed: float,
@@ -50,7 +65,12 @@ async def serve(
     """Serve the simulators until cancelled, stepping their rack models (or replaying)."""
     try:
         for port, sim in sims.items():
-            await sim.start(port, host)
+            how = sim.serving
+            if how.transport == "rtu":
+                await sim.start_serial(how.device, how.line)
+            else:
+                assert isinstance(port, int)
+                await sim.start(port, host, transport=how.transport, sslctx=how.sslctx)
         if started is not None:
             started()
         async with asyncio.TaskGroup() as tg:
@@ -83,13 +103,14 @@ def demo_hook(rt: Runtime) -> None:
     never fails or waits on a port."""
     from gateway.sources.modbus.poller import ModbusEndpoint
 
-    srcs = [s for s in modbus_sources(rt.loaded) if s.host in LOOPBACK]
+    srcs = [s for s in modbus_sources(rt.loaded) if s.transport == "tcp" and s.host in LOOPBACK]
     if not srcs:
         return
     configured = simulators_for(rt.loaded, srcs)
-    sims: dict[int, ModbusSimulator] = {}
+    sims: dict[int | str, ModbusSimulator] = {}
     gate = asyncio.Event()
     for port, sim in configured.items():
+        assert isinstance(port, int)
         actual = _free_port(port)
         sims[actual] = sim
         for src in rt.sources:

@@ -1,4 +1,5 @@
-"""A Modbus TCP device simulator built from a profile, served by a real pymodbus server.
+"""A Modbus device simulator built from a profile, served by a real pymodbus server: Modbus TCP, RTU over
+TCP or TLS on a port (`start`), or RTU on a serial device or a new pseudo-terminal (`start_serial`).
 
 Each unit id holds a `RackModel` (the battery simulator) whose values are encoded into a register
 image exactly as the profile says, so gateway -> simulator -> gateway returns the model's truth.
@@ -10,23 +11,28 @@ records every function code it receives (a test can prove the gateway only reads
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
+from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer, ModbusTlsServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 
 from gateway.sources.modbus import sunspec
 from gateway.sources.modbus.image import Image, fill, truth_map
 from gateway.sources.modbus.plan import FUNCTION_CODES, Point, compile_points, unreadable_ranges
 from gateway.sources.modbus.profile import ModbusProfile
+from gateway.sources.modbus.transport import SerialLine
 from gateway.sources.sim.battery import RackModel, RackParams
+from gateway.tools.modbusline import Pty, Serving, fd_connection, open_pty
 
 log = structlog.get_logger("modbus.simulator")
 
@@ -141,9 +147,25 @@ class _Handler(ServerRequestHandler):
             self.transport.close()
 
 
-class _Server(ModbusTcpServer):
+class _Serving:
+    trace_packet: Any
+    trace_pdu: Any
+    trace_connect: Any
+
     def callback_new_connection(self) -> _Handler:
         return _Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)  # type: ignore[no-untyped-call]
+
+
+class _Server(_Serving, ModbusTcpServer):
+    """Modbus TCP, or RTU frames over TCP."""
+
+
+class _TlsServer(_Serving, ModbusTlsServer):
+    """Modbus/TCP Security."""
+
+
+class _SerialServer(_Serving, ModbusSerialServer):
+    """RTU on a serial device or a pty."""
 
 
 class ModbusSimulator:
@@ -159,8 +181,11 @@ class ModbusSimulator:
         self.writes = 0
         self.connections = 0
         self.refused = 0
-        self.server: _Server | None = None
+        self.server: Any = None  # the pymodbus server
         self.port = 0
+        self.tty = ""  # the serial device or pty served (start_serial)
+        self.pty: Pty | None = None
+        self.serving = Serving()  # how `modbusserve.serve` starts it
 
     @classmethod
     def from_profile(cls, profile: ModbusProfile, unit_ids: Iterable[int], seed: int = 1) -> ModbusSimulator:
@@ -203,16 +228,43 @@ class ModbusSimulator:
             return [bool(w) for w in words]
         return words
 
-    async def start(self, port: int, host: str = "127.0.0.1") -> None:
+    async def start(
+        self, port: int, host: str = "127.0.0.1", *, transport: str = "tcp", sslctx: ssl.SSLContext | None = None
+    ) -> None:
+        """Serve on a TCP port: `transport` tcp, rtu_over_tcp, or tls (with the server's `sslctx`)."""
         self.port = port
-        self.server = _Server(
+        common: dict[str, Any] = {"address": (host, port), "ignore_missing_devices": True, "trace_pdu": self._trace}
+        if transport == "tls":
+            self.server = _TlsServer(_Context(self), sslctx=sslctx, **common)
+        else:
+            framer = FramerType.RTU if transport == "rtu_over_tcp" else FramerType.SOCKET
+            self.server = _Server(_Context(self), framer=framer, **common)
+        await self.server.serve_forever(background=True)
+        log.info("modbus simulator listening", host=host, port=port, transport=transport, units=sorted(self.devices))
+
+    async def start_serial(self, device: str | None = None, line: SerialLine | None = None) -> str:
+        """Serve RTU on a serial device, or with None on a new pseudo-terminal; returns the name a
+        client opens (the pty's, e.g. /dev/pts/7)."""
+        line = line or SerialLine()
+        self.pty = open_pty() if device is None else None
+        self.tty = device or (self.pty.name if self.pty is not None else "")
+        self.server = _SerialServer(
             _Context(self),
-            address=(host, port),
+            framer=FramerType.RTU,
+            port=self.tty,
+            baudrate=line.baudrate,
+            parity=line.parity,
+            stopbits=line.stopbits,
+            bytesize=line.bytesize,
             ignore_missing_devices=True,
             trace_pdu=self._trace,
         )
+        if self.pty is not None:
+            loop = asyncio.get_running_loop()
+            self.server.call_create = fd_connection(loop, self.server.handle_new_connection, self.pty.master)
         await self.server.serve_forever(background=True)
-        log.info("modbus simulator listening", host=host, port=port, units=sorted(self.devices))
+        log.info("modbus simulator on a serial line", port=self.tty, units=sorted(self.devices))
+        return self.tty
 
     def drop_connections(self) -> None:
         """Close every client connection (the listener stays)."""
@@ -222,8 +274,11 @@ class ModbusSimulator:
 
     async def stop(self) -> None:
         if self.server is not None:
-            await self.server.shutdown()  # type: ignore[no-untyped-call]
+            await self.server.shutdown()
             self.server = None
+        if self.pty is not None:
+            self.pty.close()
+            self.pty = None
 
     async def drop_periodically(self) -> None:
         """Drop every client connection each `faults.drop_every` seconds, until cancelled."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import termios
 import time
 from typing import Any
 
@@ -111,11 +112,14 @@ class Link:
         client.ctx.framer = framer  # replies go through the checks (the decoder is the framer's own)
         for response in FAST_RESPONSES:
             client.register(response)
-        ok = await client.connect()
+        what = "serial port cannot be opened" if self.settings.serial else "connection refused or unreachable"
+        try:
+            ok = await client.connect()
+        except (OSError, ValueError, termios.error) as exc:  # a port that refuses the line settings
+            ok, what = False, f"serial port refused its settings: {exc}"
         metrics.connects.labels(self.label, "ok" if ok else "failed").inc()
         if not ok:
             client.close()
-            what = "serial port cannot be opened" if self.settings.serial else "connection refused or unreachable"
             self._state(False, what)
             return False
         self.client, self.framer = client, framer
