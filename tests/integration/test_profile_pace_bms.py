@@ -1,24 +1,28 @@
-"""The PACE BMS profile end to end: three packs on one bus (unit ids 1..3) serving the hand-made register
-image of the conformance test, read by the whole runtime with the shipped profile, the normalized samples
-read back from the store."""
+"""The PACE BMS profile end to end over Modbus RTU: three packs on one serial bus (a pseudo-terminal; unit
+ids 1..3) serving the hand-made register image of the conformance test, read by the whole runtime with the
+shipped profile and the serial settings of the example site, the normalized samples read back from the
+store."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from gateway.config.settings import load_config
+from gateway.config.yamlpos import load_yaml, to_plain
 from gateway.model import DeviceState, Quality
 from gateway.runtime.core import Runtime
 from gateway.sources.modbus.image import Image
 from gateway.sources.modbus.plan import READ_FUNCTION_CODES, compile_points
+from gateway.sources.modbus.transport import SerialLine
 from gateway.sources.modbus.validate import load_modbus_profile
 from gateway.tools.modbussim import ModbusSimulator, SimDevice
 from tests.modbus_support import of, write
 from tests.runtime_support import run_until
-from tests.servers import free_port
 from tests.support.store import batches
-from tests.unit.test_profile_conformance_pace_bms import IMAGE, PROFILE, expected
+from tests.unit.test_profile_conformance_pace_bms import IMAGE, PROFILE, ROOT, expected
 
+EXAMPLE = ROOT / "config" / "examples" / "pace-bms-rs485-site.yaml"
 UNITS = (1, 2, 3)
 
 
@@ -30,30 +34,30 @@ def pack_image(unit: int) -> Image:
     return image
 
 
-def pace_site(tmp_path: Path, port: int) -> Path:
-    sources = "".join(
-        f"  - {{type: modbus, name: pack-{u}, profile: modbus-rtu-pace-bms, host: 127.0.0.1, port: {port}, "
-        f"unit_id: {u}, interval: 0.2, timeout: 2}}\n"
-        for u in UNITS
-    )
-    return write(
-        tmp_path / "gateway.yaml",
-        f"site:\n  name: t\n  profiles_dir: {PROFILE.parent}\n"
-        f"store:\n  path: {tmp_path / 'store.db'}\n  commit_interval: 0.02\n"
-        "http:\n  enabled: false\nalarms:\n  enabled: false\n"
-        f"sources:\n{sources}",
-    )
+def pace_site(tmp_path: Path, tty: str) -> Path:
+    """The example site on the pty: its three sources with their serial settings as they are, the port
+    the simulator's pty, a shorter interval and a timeout for a busy machine; the store under tmp_path."""
+    config = to_plain(load_yaml(EXAMPLE))
+    config["site"]["profiles_dir"] = str(PROFILE.parent)
+    config["store"] = {"path": str(tmp_path / "store.db"), "commit_interval": 0.02}
+    config["http"] = {"enabled": False}
+    config["alarms"] = {"enabled": False}
+    for src in config["sources"]:
+        assert (src["transport"], src["baudrate"], src["parity"]) == ("rtu", 9600, "N")
+        src.update(port=tty, interval=0.5, timeout=3.0)
+    return write(tmp_path / "gateway.yaml", json.dumps(config, indent=1))  # JSON is YAML
 
 
-async def test_three_packs_on_one_bus_reach_the_store_as_the_document_says(tmp_path: Path) -> None:
+async def test_three_packs_on_one_rtu_bus_reach_the_store_as_the_document_says(tmp_path: Path) -> None:
     points, _ = compile_points(load_modbus_profile(PROFILE))
     sim = ModbusSimulator([SimDevice(u, points, image=pack_image(u)) for u in UNITS])
-    await sim.start(free_port())
+    tty = await sim.start_serial(line=SerialLine(baudrate=9600, parity="N", stopbits=1, bytesize=8))
     try:
-        rt = Runtime(load_config(pace_site(tmp_path, sim.port)))
+        rt = Runtime(load_config(pace_site(tmp_path, tty)))
         await run_until(rt, lambda: all(len(of(rt, f"pack-{u}")) >= 3 for u in UNITS))
     finally:
         await sim.stop()
+    assert len(rt.sources) == 1  # one serial link for the three unit ids
     stored = batches(tmp_path / "store.db")
     for u in UNITS:
         mine = [b for b in stored if b.source == f"pack-{u}"]
