@@ -17,10 +17,14 @@ import asyncio
 import ssl
 import termios
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import structlog
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.exceptions import ConnectionException
+from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
@@ -30,7 +34,7 @@ from gateway.sources.modbus import metrics
 from gateway.sources.modbus.framing import CheckedFramer, CheckedRtuFramer
 from gateway.sources.modbus.plan import READ_FUNCTION_CODES
 from gateway.sources.modbus.replies import Request
-from gateway.sources.modbus.transport import LinkSettings, checked_framer, make_client
+from gateway.sources.modbus.transport import LinkSettings, checked_framer
 from gateway.sources.modbus.wire import FAST_RESPONSES
 
 log = structlog.get_logger("source.modbus")
@@ -55,6 +59,49 @@ def _fail_read_in_flight(client: Any, framer: CheckedFramer | CheckedRtuFramer) 
     future = getattr(client.ctx, "response_future", None)
     if framer.request is not None and isinstance(future, asyncio.Future) and not future.done():
         future.set_exception(ConnectionException("connection closed during the read"))
+
+
+def make_client(
+    settings: LinkSettings,
+    timeout: float,
+    trace_pdu: Callable[[bool, Any], Any],
+    trace_connect: Callable[[bool], None],
+) -> Any:
+    """The pymodbus client of a link (not connected), without pymodbus's own retries and reconnects
+    (the poller's: jittered backoff). Raises OSError or ssl.SSLError when the TLS files cannot be used."""
+    common: dict[str, Any] = {
+        "timeout": timeout,
+        "retries": 0,
+        "reconnect_delay": 0,
+        "reconnect_delay_max": 0,
+        "trace_pdu": trace_pdu,
+        "trace_connect": trace_connect,
+    }
+    if settings.serial:
+        line = settings.line
+        return AsyncModbusSerialClient(
+            settings.device,
+            framer=FramerType.RTU,
+            baudrate=line.baudrate,
+            bytesize=line.bytesize,
+            parity=line.parity,
+            stopbits=line.stopbits,
+            **common,
+        )
+    if settings.transport == "tls":
+        ctx = settings.tls.context(settings.base_dir)
+        client = AsyncModbusTlsClient(settings.host, sslctx=ctx, port=settings.port, **common)
+        if settings.tls.server_name:  # the name to check when it is not the host's (an address, a tunnel)
+            _check_name(client, settings.tls.server_name)
+        return client
+    framer = FramerType.RTU if settings.transport == "rtu_over_tcp" else FramerType.SOCKET
+    return AsyncModbusTcpClient(settings.host, port=settings.port, framer=framer, **common)
+
+
+def _check_name(client: Any, name: str) -> None:
+    """Make the TLS handshake check `name` instead of the host connected to (pymodbus connects through
+    `loop.create_connection`, prepared in `call_create`)."""
+    client.ctx.call_create = partial(client.ctx.call_create, server_hostname=name)
 
 
 class Link:

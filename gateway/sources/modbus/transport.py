@@ -1,5 +1,6 @@
 """How a Modbus link reaches its devices: the settings of one TCP endpoint, TLS endpoint, RTU-over-TCP
-converter or serial RTU bus, and the pymodbus client (with the checking framer) for each.
+converter or serial RTU bus, and the checking framer of each (`link.make_client` makes the client;
+no client is imported here, so `validate` and the tools' command line load none).
 
 `LinkSettings.of(cfg)` takes what the devices of one link share from the first one's configuration
 (`checks` makes sure the others agree). The TLS context is made at each connect from the files, so a
@@ -12,9 +13,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from gateway.config.base import credential_path, warn_if_exposed
 from gateway.sources.modbus.config import DEFAULT_BAUDRATE, DEFAULT_PARITY, ModbusSourceConfig
@@ -123,52 +122,6 @@ class LinkSettings:
     @property
     def serial(self) -> bool:
         return self.transport == "rtu"
-
-
-def make_client(
-    settings: LinkSettings,
-    timeout: float,
-    trace_pdu: Callable[[bool, Any], Any],
-    trace_connect: Callable[[bool], None],
-) -> Any:
-    """The pymodbus client of a link (not connected), without pymodbus's own retries and reconnects
-    (the poller's: jittered backoff). Raises OSError or ssl.SSLError when the TLS files cannot be used."""
-    from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, AsyncModbusTlsClient
-    from pymodbus.framer import FramerType
-
-    common: dict[str, Any] = {
-        "timeout": timeout,
-        "retries": 0,
-        "reconnect_delay": 0,
-        "reconnect_delay_max": 0,
-        "trace_pdu": trace_pdu,
-        "trace_connect": trace_connect,
-    }
-    if settings.serial:
-        line = settings.line
-        return AsyncModbusSerialClient(
-            settings.device,
-            framer=FramerType.RTU,
-            baudrate=line.baudrate,
-            bytesize=line.bytesize,
-            parity=line.parity,
-            stopbits=line.stopbits,
-            **common,
-        )
-    if settings.transport == "tls":
-        ctx = settings.tls.context(settings.base_dir)
-        client = AsyncModbusTlsClient(settings.host, sslctx=ctx, port=settings.port, **common)
-        if settings.tls.server_name:  # the name to check when it is not the host's (an address, a tunnel)
-            _check_name(client, settings.tls.server_name)
-        return client
-    framer = FramerType.RTU if settings.transport == "rtu_over_tcp" else FramerType.SOCKET
-    return AsyncModbusTcpClient(settings.host, port=settings.port, framer=framer, **common)
-
-
-def _check_name(client: Any, name: str) -> None:
-    """Make the TLS handshake check `name` instead of the host connected to (pymodbus connects through
-    `loop.create_connection`, prepared in `call_create`)."""
-    client.ctx.call_create = partial(client.ctx.call_create, server_hostname=name)
 
 
 def checked_framer(settings: LinkSettings, on_discard: Callable[[int], None]) -> CheckedFramer | CheckedRtuFramer:
