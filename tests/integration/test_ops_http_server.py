@@ -100,14 +100,18 @@ async def test_a_head_trickling_in_is_closed_after_the_header_timeout() -> None:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET /healthz HTTP/1.1\r\n")
-        sent = 0
+        sent, closed = 0, False
         async with asyncio.timeout(30):
-            while not reader.at_eof():  # one header line at a time, each well within the read timeout
+            while not closed:  # one header line at a time, each well within the read timeout
                 writer.write(f"X-{sent}: y\r\n".encode())
                 sent += 1
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.05):
-                        assert await reader.read() == b""
+                        try:
+                            assert await reader.read() == b""
+                        except ConnectionResetError:  # closed with a line of ours unread: the kernel sends a reset
+                            pass
+                        closed = True
         assert sent > 1  # it kept sending, and was closed anyway
         writer.close()
     finally:
