@@ -17,9 +17,11 @@ from gateway.alarms.config import CommandsConfig, RuleBase
 from gateway.config.base import SinkBase, SourceBase
 from gateway.config.profiles import ArraySpec
 from gateway.config.settings import GatewayConfig, LoggingConfig, RuntimeConfig, SiteConfig, StoreConfig
+from gateway.ops.clockconfig import ClockConfig
 from gateway.ops.config import HttpConfig
-from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
-from gateway.sources.can.config import CanSourceConfig
+from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig, ReportByException
+from gateway.sinks.sparkplug.config import SparkplugSinkConfig
+from gateway.sources.can.config import CanDeviceTime, CanSourceConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.profile import ModbusPoint, ModbusProfile
 from gateway.sources.sim.config import FaultSpec, SimulatedSourceConfig
@@ -40,8 +42,12 @@ MODELS: list[type[BaseModel]] = [
     ModbusPoint,
     ArraySpec,
     CanSourceConfig,
+    CanDeviceTime,
     InfluxSinkConfig,
     MqttSinkConfig,
+    SparkplugSinkConfig,
+    ReportByException,
+    ClockConfig,
     RuleBase,
     CommandsConfig,
     HttpConfig,
