@@ -10,21 +10,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.ports import free_port, free_udp_port
 from tests.support.waits import wait_for
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_udp_port() -> int:
-    """A UDP port nothing is bound to (python-can's udp_multicast buses bind with SO_REUSEADDR: a port
-    picked at random may be shared with another test run's bus on the same machine, and its frames)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["Mosquitto", "VictoriaMetrics", "free_port", "free_udp_port", "wait_port"]
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:

@@ -12,7 +12,7 @@ import structlog
 from gateway.sources.can.reader import BusReader, open_bus
 from tests.can_support import make_site
 from tests.integration.test_can_runtime import NO_HTTP, QUICK, metric, running, until
-from tests.servers import free_port
+from tests.servers import free_port, free_udp_port
 from tests.support.waits import await_for
 
 NOTE = "CAN bus not opened listen-only by the gateway"
@@ -48,7 +48,7 @@ async def test_virtual_bus_opened_listen_only_receives() -> None:
 
 
 async def test_udp_multicast_opened_listen_only_receives_on_loopback() -> None:
-    port = free_port()
+    port = free_udp_port()
     rx = open_bus("udp_multicast", "239.74.163.9", port=port, listen_only=True)  # pinned to 127.0.0.1
     tx = open_bus("udp_multicast", "239.74.163.9", port=port)
     try:

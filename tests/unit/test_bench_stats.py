@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 
 import pytest
 
@@ -12,6 +11,7 @@ from bench.can_sender import packed
 from bench.canbus import GROUP, loopback_bus, loopback_socket
 from bench.proc import cpu_seconds, status_mb
 from bench.stats import Row, Runs, format_table, median, percentile, ratio, schedule_jitter, slope
+from tests.servers import free_udp_port
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -89,9 +89,7 @@ def test_bench_dbc_frames_decode_with_the_sample_counts_the_sender_reports() -> 
 
 
 def test_udp_multicast_pinned_to_loopback_carries_frames() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_udp_port()
     bus = loopback_bus(port)
     try:
         sock = loopback_socket()
