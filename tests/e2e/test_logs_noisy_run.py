@@ -1,7 +1,9 @@
 """One log stream under the faults of a remote site (issue 12, item 5): `bms-gateway run` with
 `logging.format: json` at level info, polling a Modbus unit id that does not answer, a device that
 answers random bytes, and an MQTT sink whose broker goes away and comes back. Every stderr line is
-one JSON object and the whole log stays under 1 MB. BMS_TEST_LOG_SECONDS sets the run (default 60 s)."""
+one JSON object and the log stays under 1 MB a minute (the issue's check: 1 MB for a 60 s run).
+BMS_TEST_LOG_SECONDS sets the run (default 20 s: every fault and the broker's outage and return are
+in it, the bound scales with the run, so the rate it allows is the same; 60 runs the issue's own)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from tests.modbus_support import TINY, site, source, write
 from tests.ops_support import eventually, start_gateway, stop
 from tests.servers import Mosquitto, free_port, wait_port
 
-RUN_SECONDS = float(os.environ.get("BMS_TEST_LOG_SECONDS", "60"))
-LOG_BOUND = 1_000_000  # bytes of stderr for the whole run
+RUN_SECONDS = float(os.environ.get("BMS_TEST_LOG_SECONDS", "20"))
+LOG_BOUND = 1_000_000 * RUN_SECONDS / 60  # bytes of stderr for the whole run: 1 MB a minute
 
 
 class GarbageDevice:
