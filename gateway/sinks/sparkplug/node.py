@@ -6,7 +6,10 @@ name, alias, datatype and latest value) before its first DDATA, again when a met
 or a metric's datatype changes, after every NBIRTH and after a DDEATH (a device going offline). DDATA
 carries each stored sample by alias with its own timestamp. `seq` runs 0..255 over the node's messages
 from NBIRTH (0) on, wrapping; NDEATH has none. A metric's quality is the property `Quality` (Int32:
-500 stale, 0 bad) when it is not good.
+500 stale, 0 bad) when it is not good. Alarms are metrics of their rack's device, the gateway's own of
+the node (gateway.sinks.sparkplug.alarms): a gateway alarm new to the node is a rebirth (NBIRTH and
+every DBIRTH), as the specification asks for a new node metric. A device after its DDEATH sends
+nothing until its next sample: its alarm changes meanwhile are kept for that DBIRTH.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from gateway.model import QUALITIES, Batch, DeviceState, Key, Keys, Quality, Value
+from gateway.alarms.gatewayalarm import GATEWAY
+from gateway.model import QUALITIES, Batch, BatchKind, DeviceState, Key, Keys, Quality, Value
 from gateway.sinks.columns import PlanCache
 from gateway.sinks.mqtt.payloads import Message, state_key
-from gateway.sinks.sparkplug.payload import BOOLEAN, DOUBLE, INT64, Metric, datatype_of, encode_payload
+from gateway.sinks.sparkplug import alarms
+from gateway.sinks.sparkplug.payload import BOOLEAN, DOUBLE, INT64, STRING, Metric, datatype_of, encode_payload
+from gateway.sinks.sparkplug.properties import NodeInfo, device_properties, node_properties
 from gateway.store.outbox import Row
 
 NAMESPACE = "spBv1.0"
@@ -75,18 +81,26 @@ class Definition:
     datatype: int
     last: Metric
 
+    def born(self) -> Metric:
+        """The metric as a birth declares it: name, alias, datatype and the latest value."""
+        m = self.last
+        return Metric(self.datatype, m.value, m.timestamp, self.alias, self.name, m.quality)
+
 
 @dataclass(slots=True)
 class Device:
     metrics: dict[str, Definition] = field(default_factory=dict)
     born: bool = False
+    dead: bool = False  # after its DDEATH, until its next DBIRTH
 
 
 class Point(NamedTuple):
-    """A sample of a device on its way: its metric name, and the metric without alias or name."""
+    """A sample of a device on its way: its metric name, the metric without alias or name, and the value
+    its metric is born with when it is new (None: with this sample, which then is not sent as data)."""
 
     name: str
     metric: Metric
+    before: Metric | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +124,14 @@ def device_groups(keys: Keys) -> list[DeviceGroup]:
 class EdgeNode:
     """The node's state: bdSeq, seq, aliases, the devices and what each was born with."""
 
-    def __init__(self, group: str, node: str, qos: int = 1) -> None:
+    def __init__(self, group: str, node: str, qos: int = 1, info: NodeInfo | None = None) -> None:
         self.topics = Topics(group, node)
         self.qos = qos
+        self.info = info or NodeInfo()
         self.bd_seq = 0
         self.seq = 0
         self.devices: dict[str, Device] = {}
+        self.node_metrics: dict[str, Definition] = {}  # the node's metrics that change (gateway alarms)
         self.by_source: dict[str, set[str]] = {}  # source → the devices its samples went to (for DDEATH)
         self._next_alias = REBIRTH_ALIAS + 1
         self._plans: PlanCache[list[DeviceGroup]] = PlanCache()
@@ -135,6 +151,8 @@ class EdgeNode:
         node = [
             Metric(INT64, self.bd_seq, now_ms, name=BD_SEQ),
             Metric(BOOLEAN, False, now_ms, REBIRTH_ALIAS, REBIRTH),
+            *node_properties(self.info, now_ms),
+            *(d.born() for d in self.node_metrics.values()),
         ]
         out = [self._message(self.topics.node_topic("NBIRTH"), node, now_ms)]
         for name, dev in self.devices.items():
@@ -149,9 +167,19 @@ class EdgeNode:
             b = row.batch
             if b.n:
                 out += self.samples(b, now_ms)
+            elif b.kind == BatchKind.ALARM:
+                out += self.alarms(b, now_ms)
             if b.status is not None and b.status.state == DeviceState.OFFLINE:
                 out += self.deaths(b.source, now_ms)
         return out
+
+    def _device(self, device: str, now_ms: int) -> Device:
+        dev = self.devices.get(device)
+        if dev is None:
+            dev = self.devices[device] = Device()
+            for name, value in device_properties(self.info.devices.get(device)).items():
+                dev.metrics[name] = Definition(name, self._alias(), STRING, Metric(STRING, value, now_ms))
+        return dev
 
     def samples(self, b: Batch, now_ms: int) -> list[Message]:
         plan = self._plans.get(b.keys, "") or self._plans.put(b.keys, "", device_groups(b.keys))
@@ -162,7 +190,7 @@ class EdgeNode:
         out: list[Message] = []
         for group in plan:
             self.by_source.setdefault(b.source, set()).add(group.device)
-            dev = self.devices.setdefault(group.device, Device())
+            dev = self._device(group.device, now_ms)
             known = dev.metrics
             points: list[Point] = []
             for i, name in zip(group.indices, group.names, strict=True):
@@ -175,20 +203,55 @@ class EdgeNode:
             out += self._device_messages(group.device, dev, points, now_ms)
         return out
 
+    def alarms(self, b: Batch, now_ms: int) -> list[Message]:
+        """The alarm changes of an ALARM batch: DDATA of the rack's device, NDATA for the gateway's own."""
+        out: list[Message] = []
+        for run in alarms.grouped(alarms.changes(b, self._alarm_state)):
+            points = [Point(p.name, p.metric, p.before) for ch in run for p in alarms.points(ch)]
+            if run[0].rack == GATEWAY:
+                out += self._node_messages(points, now_ms)
+                continue
+            device = device_id(run[0].rack)
+            dev = self._device(device, now_ms)
+            if dev.dead:  # no data from a dead device: its next DBIRTH has them
+                self._define(dev.metrics, [Point(p.name, p.metric) for p in points])
+                for p in points:
+                    dev.metrics[p.name].last = p.metric
+            else:
+                out += self._device_messages(device, dev, points, now_ms)
+        return out
+
+    def _alarm_state(self, rack: str, alarm_id: str) -> Value:
+        """The state the node last sent of an alarm (None: not one of its metrics)."""
+        if rack == GATEWAY:
+            metrics = self.node_metrics
+        else:
+            dev = self.devices.get(device_id(rack))
+            metrics = {} if dev is None else dev.metrics
+        d = metrics.get(alarms.state_name(alarm_id))
+        return None if d is None else d.last.value
+
+    def _define(self, metrics: dict[str, Definition], points: list[Point]) -> set[int]:
+        """Define the metrics new to `metrics` (each born with its `before`, else its first point); the
+        indices of the points they are born with (not sent again as data)."""
+        born_with: set[int] = set()
+        for k, p in enumerate(points):
+            if p.name not in metrics:
+                m = p.before or p.metric
+                metrics[p.name] = Definition(p.name, self._alias(), m.datatype, m)
+                if p.before is None:
+                    born_with.add(k)
+        return born_with
+
     def _device_messages(self, device: str, dev: Device, points: list[Point], now_ms: int) -> list[Message]:
-        """DBIRTH when the device needs one (a metric new to it is born with its first sample), then DDATA."""
-        fresh: dict[str, int] = {}  # a metric new to the device → the index of its first sample
-        for k, (name, _m) in enumerate(points):
-            if name not in dev.metrics and name not in fresh:
-                fresh[name] = k
-        for name, k in fresh.items():
-            m = points[k].metric
-            dev.metrics[name] = Definition(name, self._alias(), m.datatype, m)
+        """DBIRTH when the device needs one (a metric new to it is born with its first sample or the value
+        before it), then DDATA."""
+        before = len(dev.metrics)
+        born_with = self._define(dev.metrics, points)
         # Born with the values sent before this row (and the first sample of each new metric).
-        out = [self._dbirth(device, dev, now_ms)] if not dev.born or fresh else []
-        born_with = set(fresh.values())
+        out = [self._dbirth(device, dev, now_ms)] if not dev.born or len(dev.metrics) > before else []
         data: list[Metric] = []
-        for k, (name, m) in enumerate(points):
+        for k, (name, m, _b) in enumerate(points):
             if k in born_with:
                 continue
             d = dev.metrics[name]
@@ -201,13 +264,28 @@ class EdgeNode:
             data.append(Metric(m.datatype, m.value, m.timestamp, d.alias, None, m.quality))
         return out + self._ddata(device, data, now_ms)
 
+    def _node_messages(self, points: list[Point], now_ms: int) -> list[Message]:
+        """A metric new to the node is a rebirth (NBIRTH and every DBIRTH), then NDATA."""
+        before = len(self.node_metrics)
+        born_with = self._define(self.node_metrics, points)
+        out = self.births(now_ms) if len(self.node_metrics) > before else []
+        data: list[Metric] = []
+        for k, (name, m, _b) in enumerate(points):
+            if k not in born_with:
+                d = self.node_metrics[name]
+                d.last = m
+                data.append(Metric(d.datatype, m.value, m.timestamp, d.alias, None, m.quality))
+        if data:
+            out.append(self._message(self.topics.node_topic("NDATA"), data, now_ms))
+        return out
+
     def deaths(self, source: str, now_ms: int) -> list[Message]:
         """DDEATH for each live device of a source that went offline (reborn with its next sample)."""
         out: list[Message] = []
         for name in sorted(self.by_source.get(source, ())):
             dev = self.devices.get(name)
             if dev is not None and dev.born:
-                dev.born = False
+                dev.born, dev.dead = False, True
                 out.append(self._message(self.topics.device_topic("DDEATH", name), [], now_ms))
         return out
 
@@ -215,11 +293,8 @@ class EdgeNode:
         return [self._message(self.topics.device_topic("DDATA", device), data, now_ms)] if data else []
 
     def _dbirth(self, device: str, dev: Device, now_ms: int) -> Message:
-        dev.born = True
-        metrics = [
-            Metric(d.datatype, d.last.value, d.last.timestamp, d.alias, d.name, d.last.quality)
-            for d in dev.metrics.values()
-        ]
+        dev.born, dev.dead = True, False
+        metrics = [d.born() for d in dev.metrics.values()]
         return self._message(self.topics.device_topic("DBIRTH", device), metrics, now_ms)
 
     def _message(self, topic: str, metrics: list[Metric], now_ms: int) -> Message:
