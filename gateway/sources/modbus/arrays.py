@@ -14,6 +14,8 @@ from pydantic import Field, model_validator
 from gateway.config.base import Strict
 from gateway.config.profiles import ArraySpec, Element, expand
 
+ADDRESS_SPACE = 0x10000  # registers (or bits) of one Modbus table: addresses 0..65535
+
 
 class ModuleBlocks(Strict):
     """`array.modules`: the module blocks an array repeats in."""
@@ -70,5 +72,24 @@ def module_overlap(spec: ArraySpec | None, width: int) -> str | None:
         return (
             f"the cells of one module span {extent} registers ({spec.count} x stride {spec.stride}, width {width}), "
             f"more than the module stride {spec.modules.stride}: the modules' blocks overlap"
+        )
+    return None
+
+
+def beyond_address_space(spec: ArraySpec | None, width: int) -> str | None:
+    """Why an array cannot fit in one Modbus table (more elements, or a longer run of addresses, than
+    its 65,536), or None. Checked on the entry before it is expanded: a mistyped count does not
+    expand into millions of points first."""
+    if spec is None:
+        return None
+    blocks = spec.modules if isinstance(spec, ModbusArray) else None
+    n = spec.count * (blocks.count if blocks is not None else 1)
+    span = (spec.count - 1) * spec.stride + width
+    if blocks is not None:
+        span += (blocks.count - 1) * blocks.stride
+    if n > ADDRESS_SPACE or span > ADDRESS_SPACE:
+        return (
+            f"the array is {n} elements over {span} registers, more than a Modbus table holds "
+            f"({ADDRESS_SPACE} addresses): check count and stride"
         )
     return None

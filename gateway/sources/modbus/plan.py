@@ -16,13 +16,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from gateway.sources.modbus.arrays import elements
+from gateway.sources.modbus.arrays import ADDRESS_SPACE, elements
 from gateway.sources.modbus.clock import clock_plan
 from gateway.sources.modbus.codec import ByteOrder
 from gateway.sources.modbus.profile import BIT_TABLES, ModbusPoint, ModbusProfile
 from gateway.sources.modbus.refs import RegKey, ScaleRef
 
-MAX_ADDRESS = 0xFFFF
+MAX_ADDRESS = ADDRESS_SPACE - 1
 Path = tuple[str | int, ...]  # where a point is in the profile YAML (for file:line:col errors)
 
 

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from gateway import catalog
 from gateway.config.base import Strict
 from gateway.config.profiles import PointBase
-from gateway.sources.modbus.arrays import ModbusArray, module_overlap
+from gateway.sources.modbus.arrays import ModbusArray, beyond_address_space, module_overlap
 from gateway.sources.modbus.clock import ClockSpec
 from gateway.sources.modbus.codec import WIDTH, ByteOrder, DataType
 from gateway.sources.modbus.refs import ScaleRegister
@@ -99,9 +99,9 @@ class ModbusPoint(PointBase):
         self._check_bits()
         if self.scale_register is not None and (t not in WIDTH or t in ("bit", "bool") or self.flags or self.states):
             raise ValueError("scale_register goes with a number (an integer or float type without flags or states)")
-        overlap = module_overlap(self.array, self.width)
-        if overlap:
-            raise ValueError(overlap)
+        problem = beyond_address_space(self.array, self.width) or module_overlap(self.array, self.width)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def _check_bits(self) -> None:
@@ -114,6 +114,10 @@ class ModbusPoint(PointBase):
             raise ValueError(f"bits must be [first, last] with 0 <= first <= last < {16 * WIDTH[self.type]}")
         if self.flags:
             raise ValueError("a multi-bit field has no flags: declare the other bits as points of their own")
+        top = (1 << (last - first + 1)) - 1
+        beyond = sorted(k for k in self.states or {} if not 0 <= k <= top)
+        if beyond:
+            raise ValueError(f"states {beyond} cannot occur in bits [{first}, {last}] (values 0..{top})")
 
     @property
     def width(self) -> int:
