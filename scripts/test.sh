@@ -2,7 +2,8 @@
 # The whole test suite on a fresh Debian/Ubuntu machine: system packages the tests talk to,
 # a virtual environment with the project and its dev tools, lint, type check, tests.
 #
-#   scripts/test.sh [PYTEST ARGS...]                 set up, ruff, mypy, pytest once
+#   scripts/test.sh [PYTEST ARGS...]                 set up, ruff, mypy, pytest once (parallel workers:
+#                                                    scripts/pytest.sh; -n 0 runs the tests serially)
 #   scripts/test.sh --under-load [--repeat N] [PYTEST ARGS...]
 #                                                    set up, then scripts/under-load.sh: pytest N times
 #                                                    in a row (default 3) while one busy-loop process
@@ -45,4 +46,4 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/pytest ${args[@]+"${args[@]}"}
+scripts/pytest.sh ${args[@]+"${args[@]}"}

@@ -3,7 +3,8 @@
 #
 #   scripts/under-load.sh [--repeat N] [PYTEST ARGS...]
 #
-# Starts one busy-loop process per CPU, runs pytest N times in a row (default 3) while they run,
+# Starts one busy-loop process per CPU, runs pytest N times in a row (default 3) while they run (with
+# the parallel workers of scripts/pytest.sh, as scripts/test.sh runs it),
 # stops them on exit (also on Ctrl-C or an error), and fails if any run failed. Expects the
 # virtual environment that scripts/test.sh sets up (scripts/test.sh --under-load does both).
 set -euo pipefail
@@ -43,7 +44,7 @@ failed=0
 for run in $(seq "$repeat"); do
   echo "== run $run of $repeat"
   start=$SECONDS
-  if .venv/bin/pytest ${args[@]+"${args[@]}"}; then
+  if scripts/pytest.sh ${args[@]+"${args[@]}"}; then
     echo "== run $run of $repeat passed in $((SECONDS - start)) s"
   else
     echo "== run $run of $repeat FAILED after $((SECONDS - start)) s"

@@ -11,21 +11,30 @@ from tests.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "under-load.sh"
 
-# Run by the script's pytest: records the script's busy-loop children (same parent as this pytest).
+# Run by the script's pytest: records the script's busy-loop children (children of an ancestor of this
+# test's process: the script, whether the test runs in pytest itself or in one of its parallel workers).
 PROBE = """
 import os
 from pathlib import Path
 
 
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def busy_siblings() -> list[int]:
-    parent, found = os.getppid(), []
+    ancestors, pid = set(), os.getppid()
+    while pid > 1:
+        ancestors.add(pid)
+        pid = parent_of(pid)
+    found = []
     for entry in Path("/proc").iterdir():
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            ppid = parent_of(int(entry.name))
             cmdline = (entry / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == parent and b"while True: pass" in cmdline:
+        if ppid in ancestors and b"while True: pass" in cmdline:
             found.append(int(entry.name))
     return found
 
@@ -42,7 +51,8 @@ def run(tmp_path: Path, *args: str, fail: bool = False) -> tuple[subprocess.Comp
     (tmp_path / "test_probe.py").write_text(PROBE)
     out = tmp_path / "probe.txt"
     env = {**os.environ, "PROBE_OUT": str(out), "PROBE_FAIL": "1" if fail else "0"}
-    argv = ["bash", str(SCRIPT), *args, str(tmp_path / "test_probe.py"), "-q", "-p", "no:cacheprovider"]
+    # One parallel worker (as the suite runs, without starting one per CPU for a single test).
+    argv = ["bash", str(SCRIPT), *args, str(tmp_path / "test_probe.py"), "-q", "-p", "no:cacheprovider", "-n", "1"]
     result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     seen = [[int(p) for p in line.split()] for line in out.read_text().splitlines()] if out.exists() else []
     return result, seen
