@@ -85,9 +85,10 @@ async def retained(port: int, topic: str, user: str, password: str) -> Any:
 
 
 async def test_a_refused_sink_is_a_gateway_alarm_with_every_output(
-    tmp_path: Path, victoria: VictoriaMetrics, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, victoria: VictoriaMetrics, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
 ) -> None:
     broker = Mosquitto(tmp_path / "mosquitto", users={"gw": "right"}).start()  # the gateway's password is wrong
+    request.addfinalizer(broker.stop)  # also when the test fails (stopping twice is harmless)
     cfg = config(tmp_path, mqtt_port=broker.port, vm_url=victoria.url)
     store = tmp_path / "store.db"
     rt = Runtime(load_config(cfg))
