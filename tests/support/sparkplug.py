@@ -154,8 +154,31 @@ class Host:
             for m in s.payload.metrics:
                 assert m.name and m.HasField("alias") and m.datatype, f"DBIRTH metric without name/alias/type: {m}"
                 self.aliases[(s.device, m.alias)] = m.name
+        if s.kind == "NBIRTH":  # the node's metrics that NDATA sends by alias (under the device "")
+            for m in s.payload.metrics:
+                assert m.name and m.datatype, f"NBIRTH metric without name/type: {m}"
+                if m.HasField("alias"):
+                    self.aliases[("", m.alias)] = m.name
         self.seen.append(s)
         return s
+
+    def series(self, device: str | None, prefix: str) -> list[tuple[str, str, object, int]]:
+        """(message kind, metric name, value, timestamp ms) of the metrics named `prefix`... of a device
+        (None: of the node) in the births and data received, in order."""
+        births, data = ("NBIRTH", "NDATA") if device is None else ("DBIRTH", "DDATA")
+        out = []
+        for s in self.seen:
+            if s.device == device and s.kind in (births, data):
+                for m in s.payload.metrics:
+                    name = m.name or self.aliases[(device or "", m.alias)]
+                    if name.startswith(prefix):
+                        out.append((s.kind, name, value_of(m), int(m.timestamp)))
+        return out
+
+    def born(self, kind: str, device: str | None = None) -> dict[str, object]:
+        """Metric name → value of the last birth of that kind (NBIRTH, or a device's DBIRTH)."""
+        last = [s for s in self.seen if s.kind == kind and s.device == device][-1]
+        return {m.name: value_of(m) for m in last.payload.metrics}
 
     def values(self) -> dict[tuple[str, str, int], tuple[object, int]]:
         """(device, metric name, timestamp ms) → (value, quality) of everything received in DBIRTH and DDATA
@@ -190,7 +213,7 @@ def expected_name(quantity: str, module: int | None, cell: int | None) -> str:
     return f"{quantity}/{'-' if module is None else module}" + ("" if cell is None else f"/{cell}")
 
 
-NODE_MESSAGES = frozenset({"NBIRTH", "NDEATH", "DBIRTH", "DDATA", "DDEATH"})
+NODE_MESSAGES = frozenset({"NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA", "DDEATH"})
 
 
 def host_of(collector: Collector) -> Host:
