@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,6 +55,12 @@ CHECKS: tuple[str, ...] = (
     "gateway.sources.modbus.checks:check_modbus",
     "gateway.sinks.transport:check_transport",
 )
+# A protocol's check runs only when the configuration has a source of its type: it imports the
+# protocol's libraries (python-can and cantools: some 5-20 MB resident), which a site without it never needs.
+CHECK_SOURCE_TYPE: dict[str, str] = {
+    "gateway.sources.can.checks:check_can": "can",
+    "gateway.sources.modbus.checks:check_modbus": "modbus",
+}
 
 # Parts of the daemon around the pipeline: install(runtime) adds processors, observers, services and
 # hooks. In this order: alarms (a processor: its events are stored with the batch), the clocks (device
@@ -116,8 +122,9 @@ def profile_kind(protocol: str) -> type[BaseModel] | None:
     return None if ref is None else load(ref)
 
 
-def checks() -> list[Check]:
-    return [load(ref) for ref in CHECKS]
+def checks(source_types: Collection[str] | None = None) -> list[Check]:
+    """The checks to run, in order; with `source_types`, a protocol's only when a source has its type."""
+    return [load(ref) for ref in CHECKS if source_types is None or CHECK_SOURCE_TYPE.get(ref) in (None, *source_types)]
 
 
 def install_parts(rt: Runtime, parts: Sequence[str]) -> None:

@@ -18,6 +18,6 @@ if TYPE_CHECKING:
 
 def check_config(loaded: LoadedConfig, data: Any) -> list[Problem]:
     problems: list[Problem] = []
-    for check in app.checks():
+    for check in app.checks({src.type for src in loaded.config.sources}):
         problems.extend(check(loaded, data))
     return problems
