@@ -53,7 +53,6 @@ class Shape:
     """What the live state needs of a key table, prepared once per table."""
 
     racks: frozenset[str]
-    points: tuple[PointKey, ...]
     rack_level: npt.NDArray[np.intp]  # indices of the points without module and cell
 
 
@@ -66,10 +65,15 @@ def shape(keys: Keys) -> Shape:
         rows = keys.rows
         found = _SHAPES[keys] = Shape(
             frozenset(k.rack for k in rows),
-            tuple(PointKey(k.rack, k.quantity, k.module, k.cell) for k in rows),
             np.fromiter((i for i, k in enumerate(rows) if k.module is None and k.cell is None), np.intp),
         )
     return found
+
+
+def point_keys(keys: Keys) -> list[PointKey]:
+    """The live state's key of every point of a table, made when asked (kept per table, they were a
+    tuple per point for as long as the table lived: 100,000 of them on a 100-rack site)."""
+    return [PointKey(k.rack, k.quantity, k.module, k.cell) for k in keys.rows]
 
 
 def samples_at(batch: Batch, index: npt.NDArray[np.intp]) -> list[Sample]:
@@ -149,7 +153,7 @@ class LiveState:
             return self._points
         merged = dict(self._points)
         for b in self._latest.values():
-            merged.update(zip(shape(b.keys).points, b.samples(), strict=True))
+            merged.update(zip(point_keys(b.keys), b.samples(), strict=True))
         return merged
 
     def rack_points(self) -> dict[PointKey, Sample]:
@@ -187,7 +191,7 @@ class LiveState:
         """Move a kept batch into the points (it is older than every batch kept after it)."""
         old = self._drop_latest(digest)
         if old is not None:
-            self._points.update(zip(shape(old.keys).points, old.samples(), strict=True))
+            self._points.update(zip(point_keys(old.keys), old.samples(), strict=True))
 
     def _samples(self, batch: Batch) -> None:
         racks = shape(batch.keys).racks
