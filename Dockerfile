@@ -20,6 +20,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CONSTRAINT=/src/constraints.txt
 RUN python -m venv /opt/bms-gateway
 COPY constraints.txt pyproject.toml README.md ./
+# gateway/ holds the profile library (data/profiles, data/dbc): `bms-gateway profiles list` in the image shows it.
 COPY gateway ./gateway
 RUN /opt/bms-gateway/bin/pip install --no-cache-dir . \
     && find /opt/bms-gateway -name '__pycache__' -prune -exec rm -rf {} +

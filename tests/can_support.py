@@ -21,12 +21,21 @@ BMS_DBC = FIX / "BMS.dbc"
 BMS_LOG = FIX / "bms-dump.log"
 FOX_DBC = FIX / "foxbms.dbc"
 FOX_TRC = FIX / "can-log.trc"
-PROFILES = ROOT / "config" / "profiles"
-DBC_DIR = ROOT / "dbc"
+PROFILES = ROOT / "config" / "profiles"  # the example site's own profiles
+DBC_DIR = ROOT / "dbc"  # and their DBC files
+LIBRARY = ROOT / "gateway" / "data" / "profiles"  # the shipped profile library
+LIBRARY_DBC = ROOT / "gateway" / "data" / "dbc"  # and its DBC files
+
+
+def profile_path(name: str) -> Path:
+    """A project profile's file: the example site's own, else the shipped library's."""
+    own = PROFILES / f"{name}.yaml"
+    return own if own.exists() else LIBRARY / f"{name}.yaml"
 
 
 def make_site(tmp_path: Path, sources: str, *, profiles: dict[str, str] | None = None, extra: str = "") -> Path:
-    """A gateway.yaml in tmp_path with the project's CAN profiles and DBCs (plus `profiles`)."""
+    """A gateway.yaml in tmp_path with the example site's CAN profiles and DBCs (plus `profiles`); the
+    shipped library's are found by name."""
     pdir = tmp_path / "profiles"
     ddir = tmp_path / "dbc"
     pdir.mkdir(exist_ok=True)
@@ -47,7 +56,7 @@ def make_site(tmp_path: Path, sources: str, *, profiles: dict[str, str] | None =
 
 
 def project_plan(profile: str, dbc: Path, rack: str = "r1", id_offset: int = 0) -> RackPlan:
-    prof = load_profile(PROFILES / f"{profile}.yaml")
+    prof = load_profile(profile_path(profile))
     assert isinstance(prof, CanProfile)
     plan = compile_rack(prof, load_dbc(dbc, lenient=prof.lenient).db, rack=rack, id_offset=id_offset)
     assert isinstance(plan, RackPlan), plan

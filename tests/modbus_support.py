@@ -12,7 +12,7 @@ from gateway.sources.modbus.validate import load_modbus_profile
 from tests.support.store import runtime_batches
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERIC = ROOT / "config" / "profiles" / "modbus-generic-rack.yaml"
+GENERIC = ROOT / "gateway" / "data" / "profiles" / "modbus-generic-rack.yaml"
 
 
 def write(path: Path, text: str) -> Path:

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.config.library import dbc_arg, profile_arg
 from gateway.errors import ConfigError
 from gateway.sources.can.capture import REPORT_FIRST, BadRecord, Capture, CaptureError, read_capture
 from gateway.sources.can.dbcload import lenient_from_env, load_dbc
@@ -243,13 +244,16 @@ def register(sub: Any) -> None:
     can_sub = p.add_subparsers(dest="can_command", required=True)
 
     d = can_sub.add_parser("decode", help="decode a capture with a DBC: one JSON object per frame on stdout")
-    d.add_argument("--dbc", type=Path, required=True, help="DBC file")
+    d.add_argument("--dbc", type=dbc_arg, required=True, help="DBC file (or the name of one of the library's)")
     d.add_argument("log", type=Path, help="capture: candump .log, .asc, .blf, .trc, .csv, .mf4, SavvyCAN .csv")
     d.add_argument("--lenient", action="store_true", help="load an imperfect DBC, warning once per repair")
     d.add_argument("--id-offset", type=_int, default=0, help="added to the DBC's frame ids (one DBC, many racks)")
     d.add_argument("--j1939", action="store_true", help="match 29-bit ids by PGN")
     d.add_argument(
-        "--profile", type=Path, default=None, help="a CAN profile: print the samples the gateway would store instead"
+        "--profile",
+        type=profile_arg,
+        default=None,
+        help="a CAN profile (a file or a shipped one's name): print the samples the gateway would store instead",
     )
     d.add_argument("--rack", default="rack", help="rack tag of the samples with --profile")
     d.add_argument("--source-address", type=_int, default=None, help="J1939 source address with --profile")

@@ -96,6 +96,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{config_path(args)}: valid ({n} sources, {len(loaded.config.sinks)} sinks, {len(loaded.profiles)} profiles), "
         f"config digest {config_digest(loaded)}"
     )
+    for name, found in sorted(loaded.profile_paths.items()):  # which file each profile name found
+        print(f"  profile {name}: {found.path} ({found.label()})")
     return 0
 
 
@@ -126,16 +128,18 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = load_or_exit(args)
+    import structlog
+
     from gateway.app import run
     from gateway.ops.logs import configure_logging
 
     log_cfg = loaded.config.logging
     configure_logging(log_cfg.level, log_cfg.format, library_level=log_cfg.library_level)
-    if loaded.warnings:
-        import structlog
-
-        for w in loaded.warnings:
-            structlog.get_logger("config").warning("configuration warning", problem=str(w))
+    log = structlog.get_logger("config")
+    for w in loaded.warnings:
+        log.warning("configuration warning", problem=str(w))
+    for name, found in sorted(loaded.profile_paths.items()):  # which file each profile name found
+        log.info("profile", profile=name, file=str(found.path), origin=found.label())
     return run(loaded)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from gateway.config.library import profile_arg
 from gateway.tools.modbusline import Serving
 from gateway.tools.modbusserve import modbus_sources, serve, simulators_for
 from gateway.tools.modbussim import ModbusSimulator
@@ -216,7 +217,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _add_simulate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--profile", type=Path, default=None, help="Modbus profile YAML to serve")
+    p.add_argument(
+        "-p", "--profile", type=profile_arg, default=None, help="Modbus profile YAML to serve (or a shipped one's name)"
+    )
     p.add_argument("-c", "--config", type=Path, default=None, help="serve every modbus source of a gateway.yaml")
     p.add_argument("--source", action="append", help="with -c: only this source (repeatable)")
     p.add_argument("--recording", "--replay", type=Path, default=None, help="serve a recording instead of a model")
@@ -268,11 +271,15 @@ def register(sub: Any) -> None:
     _add_simulate_args(msub.add_parser("simulate", help="serve simulated (or recorded) Modbus devices"))
     _add_record_args(msub.add_parser("record", help="record the raw register blocks of live devices"))
     pp = msub.add_parser("plan", help="print the compiled read plan of a profile")
-    pp.add_argument("-p", "--profile", type=Path, required=True, help="Modbus profile YAML")
+    pp.add_argument(
+        "-p", "--profile", type=profile_arg, required=True, help="Modbus profile YAML (or a shipped one's name)"
+    )
     pp.add_argument("--one-request-per-point", action="store_true", help="the plan with that workaround")
     pp.set_defaults(func=cmd_plan)
     dp = msub.add_parser("decode", help="decode a recording offline with a profile (JSON lines of samples)")
-    dp.add_argument("-p", "--profile", type=Path, required=True, help="Modbus profile YAML")
+    dp.add_argument(
+        "-p", "--profile", type=profile_arg, required=True, help="Modbus profile YAML (or a shipped one's name)"
+    )
     dp.add_argument("--recording", type=Path, required=True, help="recording file (modbus record)")
     dp.add_argument("--unit", type=int, default=None, help="only this unit id")
     dp.add_argument("--rack", default="", help="rack tag of the samples")

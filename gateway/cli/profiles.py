@@ -1,10 +1,12 @@
 """`bms-gateway profiles list`: the device profiles that ship, and those of a site.
 
-Every `*.yaml` of the packaged profile directory, of the configuration's `site.profiles_dir` and of
-each `--dir` is loaded as the gateway would load it and described by one `ProfileEntry`: its name,
+Every `*.yaml` of the shipped library (gateway.config.library), of the configuration's
+`site.profiles_dir` and of each `--dir` is loaded as the gateway would load it and described by one
+`ProfileEntry`: its name,
 protocol kind, the document (and version) it was written from and its transport (the `# source:` and
 `# transport:` lines of its leading comment), and the quantities it yields. A file that does not load
-is listed with its errors (`file:line:col: message`) instead of stopping the command.
+is listed with its errors (`file:line:col: message`) instead of stopping the command. A site profile
+with the name of a shipped one is marked as overriding it: the gateway uses the site's.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gateway.config.library import LIBRARY, SITE, library_profiles_dir
 from gateway.errors import ConfigError
 
 KINDS = {"can": "CAN", "modbus": "Modbus"}
@@ -32,7 +34,7 @@ class ProfileEntry:
     name: str
     file: str
     directory: str
-    origin: str  # "packaged", "site" or "dir"
+    origin: str  # "library", "site" or "dir"
     kind: str = ""  # CAN, Modbus, or the protocol key as written
     source: str = ""
     transport: str = ""
@@ -40,16 +42,13 @@ class ProfileEntry:
     quantities: list[str] = field(default_factory=list)
     discovered: bool = False  # quantities found on the device at run time (SunSpec)
     errors: list[str] = field(default_factory=list)
+    overrides: str = ""  # a site profile: the shipped file of the same name it replaces
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileDir:
     path: Path
     origin: str
-
-
-def packaged_dir() -> Path:
-    return Path(str(resources.files("gateway") / "data" / "profiles"))
 
 
 def header_fields(text: str) -> dict[str, str]:
@@ -138,7 +137,15 @@ def list_profiles(dirs: list[ProfileDir]) -> tuple[list[ProfileEntry], list[str]
             problems.append(f"{d.path}: cannot list the profiles directory: {exc.strerror or exc}")
             continue
         entries.extend(describe(p, d.origin) for p in files)
-    return entries, problems
+    return mark_overrides(entries), problems
+
+
+def mark_overrides(entries: list[ProfileEntry]) -> list[ProfileEntry]:
+    """Each site profile with the name of a shipped one names the shipped file it replaces."""
+    from dataclasses import replace
+
+    shipped = {e.name: e.file for e in entries if e.origin == LIBRARY}
+    return [replace(e, overrides=shipped[e.name]) if e.origin == SITE and e.name in shipped else e for e in entries]
 
 
 def site_profiles_dir(config: Path) -> Path:
@@ -156,12 +163,14 @@ def directories(args: argparse.Namespace) -> list[ProfileDir]:
     from gateway.cli.main import NO_CONFIG, config_path
     from gateway.errors import Problem
 
-    dirs = [ProfileDir(packaged_dir(), "packaged")]
+    dirs = [ProfileDir(library_profiles_dir(), LIBRARY)]
     config = config_path(args)
     if args.config is not None and not config.exists():
         raise ConfigError(Problem(str(config), 0, 0, NO_CONFIG))
     if config.exists():
-        dirs.append(ProfileDir(site_profiles_dir(config), "site"))
+        site = site_profiles_dir(config)
+        if site.resolve() != dirs[0].path.resolve():  # a site whose directory is the library has none of its own
+            dirs.append(ProfileDir(site, SITE))
     dirs.extend(ProfileDir(Path(d), "dir") for d in args.dir)
     return dirs
 
@@ -173,6 +182,10 @@ def yields(e: ProfileEntry) -> str:
     return f"{n} + {DISCOVERED}" if n and e.discovered else (DISCOVERED if e.discovered else n or "0 quantities")
 
 
+def named(e: ProfileEntry) -> str:
+    return f"{e.name} (overrides the shipped one)" if e.overrides else e.name
+
+
 def render_table(entries: list[ProfileEntry], dirs: list[ProfileDir]) -> str:
     lines: list[str] = []
     for d in dirs:
@@ -181,7 +194,7 @@ def render_table(entries: list[ProfileEntry], dirs: list[ProfileDir]) -> str:
         if not rows:
             continue
         table = [("NAME", "KIND", "YIELDS", "TRANSPORT", "SOURCE")]
-        table += [(e.name, e.kind or "?", yields(e), e.transport, e.source or "-") for e in rows if not e.errors]
+        table += [(named(e), e.kind or "?", yields(e), e.transport, e.source or "-") for e in rows if not e.errors]
         widths = [max(len(r[i]) for r in table) for i in range(4)]
         lines += ["  " + "".join(c.ljust(w + 2) for c, w in zip(r, widths, strict=False)) + r[4] for r in table]
         lines += [f"  {e.name}  BROKEN: {err}" for e in rows for err in e.errors]
@@ -212,8 +225,9 @@ def register(sub: Any) -> None:
     psub = p.add_subparsers(dest="profiles_command", required=True)
     q = psub.add_parser(
         "list",
-        help="the profiles of the package, of the configuration's site.profiles_dir and of each --dir: "
-        "kind, transport, source document, quantities; a file that does not load is listed with its errors",
+        help="the shipped profile library, and the profiles of the configuration's site.profiles_dir (with -c; "
+        "those overriding a shipped one are marked) and of each --dir: kind, transport, source document, "
+        "quantities; a file that does not load is listed with its errors",
     )
     add_config_arg(q)
     q.add_argument("--dir", action="append", default=[], type=Path, help="another profiles directory (repeatable)")

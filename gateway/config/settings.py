@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gateway.alarms.config import AlarmsConfig
 from gateway.assess.config import AssessConfig
 from gateway.config.base import Strict, renamed_keys
+from gateway.config.library import ProfileFile, find_dbc, find_profile, profile_candidates, searched
 from gateway.config.partial import reduced, set_aside
 from gateway.config.profiles import load_profile, problems_from
 from gateway.config.yamlpos import load_yaml, position, to_plain
@@ -41,8 +42,16 @@ class SiteConfig(Strict):
     """The site this gateway serves."""
 
     name: str = Field("site", pattern=r"^[A-Za-z0-9_.-]+$", description="Site tag on every sample and topic")
-    profiles_dir: Path = Field(Path("profiles"), description="Directory of profile YAML files, relative to this file")
-    dbc_dir: Path = Field(Path("../dbc"), description="Directory of DBC files, relative to this file")
+    profiles_dir: Path = Field(
+        Path("profiles"),
+        description="Directory of the site's own profile YAML files, relative to this file; a profile not found "
+        "there comes from the shipped library",
+    )
+    dbc_dir: Path = Field(
+        Path("../dbc"),
+        description="Directory of the DBC files of the site's own CAN profiles, relative to this file (then the "
+        "library's)",
+    )
 
 
 class StoreConfig(Strict):
@@ -152,6 +161,8 @@ class LoadedConfig:
     file_digests: dict[str, str] = field(default_factory=dict)
     # what is valid but should change (a deprecated key name), each at its place: `validate` prints them
     warnings: list[Problem] = field(default_factory=list)
+    # profile name → the file it was loaded from: the site's own or the shipped library's
+    profile_paths: dict[str, ProfileFile] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -167,6 +178,17 @@ class LoadedConfig:
     @property
     def dbc_dir(self) -> Path:
         return self.resolve(self.config.site.dbc_dir)
+
+    def profile_file(self, name: str) -> Path:
+        """The file a profile was loaded from (the site's own path for a name not loaded)."""
+        found = self.profile_paths.get(name)
+        return found.path if found is not None else self.profiles_dir / f"{name}.yaml"
+
+    def dbc_file(self, profile_name: str, dbc: str | Path) -> Path:
+        """The DBC file a profile's `dbc:` names: a shipped profile's in the library, a site profile's in
+        `site.dbc_dir`, then in the library."""
+        found = self.profile_paths.get(profile_name)
+        return find_dbc(dbc, shipped=found is not None and found.shipped, site_dbc_dir=self.dbc_dir)
 
     @property
     def enabled_sources(self) -> list[Any]:
@@ -187,8 +209,9 @@ def load_config(path: Path) -> LoadedConfig:
     config, problems = validate_model(data, str(path))
     if config is None:
         raise ConfigError(problems)
-    profiles, failed = load_profiles(LoadedConfig(config, path), data, problems)
-    loaded = LoadedConfig(set_aside(config, failed), path, profiles)
+    first = LoadedConfig(config, path)
+    profiles, failed = load_profiles(first, data, problems)
+    loaded = LoadedConfig(set_aside(config, failed), path, profiles, profile_paths=first.profile_paths)
     try:
         problems += name_problems(loaded, data) + check_config(loaded, data)
     except Exception:
@@ -224,7 +247,8 @@ def validate_model(data: Any, name: str) -> tuple[GatewayConfig | None, list[Pro
 
 def load_profiles(loaded: LoadedConfig, data: Any, problems: list[Problem]) -> tuple[dict[str, BaseModel], set[int]]:
     """Every profile a source names (also a source with errors: its profile's own problems show too);
-    adds the problems, and returns the profiles and the indices of the sources whose profile failed."""
+    adds the problems, and returns the profiles and the indices of the sources whose profile failed.
+    A name is looked up in `site.profiles_dir`, then in the shipped library (`loaded.profile_paths`)."""
     profiles: dict[str, BaseModel] = {}
     bad: dict[str, bool] = {}  # profile name → failed
     failed: set[int] = set()
@@ -233,14 +257,15 @@ def load_profiles(loaded: LoadedConfig, data: Any, problems: list[Problem]) -> t
         if name is None:
             continue
         if name not in bad:
-            file = loaded.profiles_dir / f"{name}.yaml"
+            found = find_profile(name, loaded.profiles_dir)
             try:
-                if not file.exists():
+                if found is None:
                     line, col = position(data, ["sources", i, "profile"])
-                    raise ConfigError(
-                        Problem(str(loaded.path), line, col, f"profile {name!r} not found: expected {file}")
-                    )
-                profiles[name] = load_profile(file)
+                    places = searched(profile_candidates(name, loaded.profiles_dir))
+                    msg = f"profile {name!r} not found: searched {places} (`bms-gateway profiles list` shows them)"
+                    raise ConfigError(Problem(str(loaded.path), line, col, msg))
+                loaded.profile_paths[name] = found
+                profiles[name] = load_profile(found.path)
             except ConfigError as exc:
                 problems.extend(exc.problems)
             bad[name] = name not in profiles
@@ -273,13 +298,12 @@ def name_problems(loaded: LoadedConfig, data: Any) -> list[Problem]:
     return out
 
 
-def profile_files(loaded: LoadedConfig, profile: BaseModel) -> list[Path]:
+def profile_files(loaded: LoadedConfig, name: str, profile: BaseModel) -> list[Path]:
     """The files a profile refers to besides itself (a CAN profile's DBC file)."""
     dbc = getattr(profile, "dbc", None)
     if not isinstance(dbc, str | Path):
         return []
-    p = Path(dbc)
-    return [p if p.is_absolute() else loaded.dbc_dir / p]
+    return [loaded.dbc_file(name, dbc)]
 
 
 def profile_file_digests(loaded: LoadedConfig) -> dict[str, str]:
@@ -288,7 +312,7 @@ def profile_file_digests(loaded: LoadedConfig) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, profile in loaded.profiles.items():
         h = hashlib.sha256()
-        files = profile_files(loaded, profile)
+        files = profile_files(loaded, name, profile)
         for f in files:
             try:
                 h.update(f.read_bytes())

@@ -118,7 +118,9 @@ def plan_reload(old: LoadedConfig, new: LoadedConfig) -> ReloadPlan:
 def effective_config(old: LoadedConfig, new: LoadedConfig) -> LoadedConfig:
     """The new configuration with the sections a reload cannot apply kept at their running values."""
     keep = {s: getattr(old.config, s) for s in RESTART_ONLY}
-    return LoadedConfig(new.config.model_copy(update=keep), new.path, new.profiles, new.file_digests)
+    return LoadedConfig(
+        new.config.model_copy(update=keep), new.path, new.profiles, new.file_digests, profile_paths=new.profile_paths
+    )
 
 
 def source_changes(

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.cli.can import demo_capture
 from gateway.cli.demo import demo_config_path
+from gateway.config.library import library_dbc_dir, library_profiles_dir
 from gateway.config.settings import load_config
 from gateway.sources.can.config import CanSourceConfig
 from tests.support.store import samples_by_quantity as stored_samples
@@ -18,15 +20,14 @@ def test_the_embedded_demo_has_a_can_rack_on_a_virtual_bus() -> None:
     loaded = load_config(demo_config_path())
     can_racks = [s for s in loaded.config.sources if isinstance(s, CanSourceConfig)]
     assert [(s.name, s.interface) for s in can_racks] == [("rack-can", "virtual")]
-    assert (loaded.dbc_dir / "bms-dump-60s.log").exists()
+    assert demo_capture().exists()
 
 
 def test_demo_shows_the_can_rack(tmp_path: Path) -> None:
     # The embedded demo's CAN rack alone (the other racks have their own tests), through `bms-gateway demo`.
-    data = demo_config_path().parent
     cfg = tmp_path / "demo-can.yaml"
     cfg.write_text(
-        f"site:\n  name: demo\n  profiles_dir: {data / 'profiles'}\n  dbc_dir: {data / 'can'}\n"
+        "site:\n  name: demo\n"  # the profile and its DBC come from the shipped library
         "sources:\n"
         "  - {type: can, name: rack-can, profile: can-redpesk-bms, interface: virtual, channel: demo-can, "
         "batch_window: 1.0}\n"
@@ -50,11 +51,10 @@ def test_demo_shows_the_can_rack(tmp_path: Path) -> None:
     assert ("rack-can", "online") in stored_statuses(store)
 
 
-def test_the_demo_profile_and_dbc_are_the_shipped_ones() -> None:
-    root = Path(__file__).resolve().parents[2]
-    data = demo_config_path().parent
-    for shipped, demo in (
-        (root / "config" / "profiles" / "can-redpesk-bms.yaml", data / "profiles" / "can-redpesk-bms.yaml"),
-        (root / "dbc" / "BMS.dbc", data / "can" / "BMS.dbc"),
-    ):
-        assert shipped.read_bytes() == demo.read_bytes(), f"{demo} drifted from {shipped}"
+def test_the_demo_profiles_and_dbc_are_the_shipped_library() -> None:
+    loaded = load_config(demo_config_path())
+    assert {n: (f.path, f.origin) for n, f in loaded.profile_paths.items()} == {
+        n: (library_profiles_dir() / f"{n}.yaml", "library")
+        for n in ("can-redpesk-bms", "modbus-generic-rack", "modbus-sunspec-battery")
+    }
+    assert loaded.dbc_file("can-redpesk-bms", "BMS.dbc") == library_dbc_dir() / "BMS.dbc"

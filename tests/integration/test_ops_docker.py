@@ -84,6 +84,21 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
         assert secret_or_bulk in patterns
 
 
+def test_the_image_carries_the_profile_library() -> None:
+    """The build stage copies gateway/ (the library's only copy: data/profiles and data/dbc) and pip
+    installs it; .dockerignore keeps every library file (tests/e2e/test_profile_library_package.py shows
+    that the installed package lists and uses them)."""
+    ins = instructions()
+    assert ("COPY", "gateway ./gateway") in ins
+    assert any(i == "RUN" and "pip install" in a and a.split("pip install", 1)[1].split("&&")[0].split()[-1] == "."
+               for i, a in ins)  # fmt: skip
+    patterns = [p for p in (ROOT / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
+    library = [*(ROOT / "gateway" / "data" / "profiles").glob("*.yaml"), *(ROOT / "gateway" / "data" / "dbc").iterdir()]
+    assert len(library) >= 12
+    for path in (p.relative_to(ROOT).as_posix() for p in library):
+        assert not any(fnmatch.fnmatch(path, p) or path.split("/")[0] == p for p in patterns), path
+
+
 def image_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for ins, args in instructions():

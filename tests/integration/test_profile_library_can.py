@@ -10,7 +10,7 @@ from pathlib import Path
 import can
 import pytest
 
-from tests.can_support import DBC_DIR, make_site, offline_samples, project_plan
+from tests.can_support import LIBRARY_DBC, make_site, offline_samples, project_plan
 from tests.integration.test_can_runtime import NO_HTTP, channel, metric, running, until
 from tests.support.store import samples_by_quantity as stored_samples
 
@@ -72,7 +72,7 @@ async def test_pylontech_and_victron_sequences_reach_the_store(tmp_path: Path) -
         stored = stored_samples(store, rack=rack)
         fresh = Counter({k: n for k, n in stored.items() if k[2] in ("good", "missing")})
         # every sample of every frame, as the gateway's own decoding of those frames gives it, nothing extra
-        assert fresh == offline_samples(project_plan(profile, DBC_DIR / dbc, rack=rack), frames), rack
+        assert fresh == offline_samples(project_plan(profile, LIBRARY_DBC / dbc, rack=rack), frames), rack
     # and the values the documents give, computed by hand
     pylon = stored_samples(store, rack="pylon")
     for key in [

@@ -100,7 +100,8 @@ def test_dbc_value_tables_of_no_message_strict_error_lenient_repair_and_unloadab
     profile2 = profile.replace("zero.dbc", "missing.dbc")
     (tmp_path / "profiles" / "can-zero.yaml").write_text(profile2)
     code, err = validate(cfg)
-    assert code == 2 and "missing.dbc: DBC file not found" in err
+    assert code == 2 and f"{tmp_path / 'profiles' / 'can-zero.yaml'}:2:" in err  # at the profile's dbc: line
+    assert "DBC file 'missing.dbc' not found: searched " in err and str(tmp_path / "dbc" / "missing.dbc") in err
 
 
 def test_two_racks_decoding_the_same_ids_on_one_bus_is_an_error(tmp_path: Path) -> None:

@@ -272,7 +272,7 @@ def test_unreadable_capture_is_a_clean_error(tmp_path: Path) -> None:
 
 
 def test_can_decode_with_a_profile_prints_samples_and_names_profile_errors(tmp_path: Path) -> None:
-    from tests.can_support import PROFILES
+    from tests.can_support import profile_path
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
@@ -293,7 +293,7 @@ def test_can_decode_with_a_profile_prints_samples_and_names_profile_errors(tmp_p
             str(BMS_DBC),
             str(DEMO_LOG),  # the first 60 s of bms-dump.log
             "--profile",
-            str(PROFILES / "can-redpesk-bms.yaml"),
+            str(profile_path("can-redpesk-bms")),
         ]
         assert main(args) == 0
     first = json.loads(out.getvalue().splitlines()[0])

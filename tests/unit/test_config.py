@@ -281,7 +281,7 @@ def test_validate_reports_every_stage_at_once_without_cascades(
         (f"{path}:4:", "sources.0.intervall: unknown key"),
         (f"{tmp_path / 'profiles' / 'misnamed.yaml'}:3:", "cell_volts"),
         (f"{tmp_path / 'profiles' / 'overlapping.yaml'}:", "soh"),
-        (f"{tmp_path / '..' / 'dbc' / 'absent.dbc'}: ", "not found"),
+        (f"{tmp_path / 'profiles' / 'dbc-missing.yaml'}:2:", f"not found: searched {tmp_path / '..' / 'dbc'}"),
         (f"{path}:8:", "duplicate source name 'sim'"),
         (f"{path}:10:", "sinks.mqtt.port"),
         (f"{path}:12:", "store.max_bytes"),

@@ -1,5 +1,6 @@
-"""Every example site under config/examples passes `bms-gateway validate`, and every shipped profile
-is used by at least one of them (new examples and profiles are picked up by themselves)."""
+"""Every example site under config/examples passes `bms-gateway validate`, and every profile of the
+shipped library and of the example site's own directory (config/profiles) is used by at least one of
+them (new examples and profiles are picked up by themselves)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.main import main
+from gateway.config.library import find_profile
 from gateway.config.yamlpos import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
-PROFILES = ROOT / "config" / "profiles"
+PROFILES = ROOT / "config" / "profiles"  # the example site's own
+LIBRARY = ROOT / "gateway" / "data" / "profiles"  # the shipped library, found by name from any site
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -27,10 +30,12 @@ def test_validate_passes_on_the_example(path: Path) -> None:
 
 
 def test_every_shipped_profile_has_an_example_site() -> None:
-    used: set[str] = set()
+    used: set[Path] = set()  # the files the examples' profile names find
     for path in EXAMPLES:
         data = load_yaml(path)
-        if (data.get("site") or {}).get("profiles_dir", "profiles") != "../profiles":
-            continue  # an example with profiles of its own
-        used |= {str(s["profile"]) for s in data.get("sources") or [] if "profile" in s}
-    assert {p.stem for p in PROFILES.glob("*.yaml")} - used == set()
+        pdir = path.parent / str((data.get("site") or {}).get("profiles_dir", "profiles"))
+        for src in data.get("sources") or []:
+            found = find_profile(str(src["profile"]), pdir) if "profile" in src else None
+            if found is not None:
+                used.add(found.path.resolve())
+    assert {p.resolve() for p in [*PROFILES.glob("*.yaml"), *LIBRARY.glob("*.yaml")]} - used == set()

@@ -17,6 +17,7 @@ from gateway.store import codec, legacy
 from tests.support.manual import DOCS, README, ROOT, manual_pages, manual_text
 
 CAN_DATA = ROOT / "gateway" / "data" / "can"
+LIBRARY = ROOT / "gateway" / "data"  # the shipped profiles and DBC files
 MODBUS_RECORDING = ROOT / "tests" / "fixtures" / "modbus" / "generic-rack.rec.jsonl"
 
 
@@ -95,13 +96,13 @@ def test_the_manual_names_nothing_of_the_former_design() -> None:
 
 def test_the_can_decode_examples_are_what_can_decode_prints() -> None:
     page = DOCS / "can.md"
-    dbc, capture = str(CAN_DATA / "BMS.dbc"), str(CAN_DATA / "bms-dump-60s.log")
+    dbc, capture = str(LIBRARY / "dbc" / "BMS.dbc"), str(CAN_DATA / "bms-dump-60s.log")
     frames = example_lines(page, '{"t":')
     signals = [x for x in frames if '"signals"' in x]
     samples = [x for x in frames if '"quantity"' in x]
     assert signals and samples
     assert set(signals) <= set(run("can", "decode", "--dbc", dbc, capture))
-    profile = str(ROOT / "config" / "profiles" / "can-redpesk-bms.yaml")
+    profile = str(LIBRARY / "profiles" / "can-redpesk-bms.yaml")
     assert set(samples) <= set(run("can", "decode", "--dbc", dbc, capture, "--profile", profile))
     assert any(isinstance(json.loads(x)["value"], float) and json.loads(x)["value"].is_integer() for x in samples)
 
@@ -109,7 +110,7 @@ def test_the_can_decode_examples_are_what_can_decode_prints() -> None:
 def test_the_modbus_decode_examples_are_what_modbus_decode_prints() -> None:
     shown = example_lines(DOCS / "modbus.md", '{"unit_id":')
     assert len(shown) >= 2
-    profile = str(ROOT / "config" / "profiles" / "modbus-generic-rack.yaml")
+    profile = str(LIBRARY / "profiles" / "modbus-generic-rack.yaml")
     printed = run("modbus", "decode", "-p", profile, "--recording", str(MODBUS_RECORDING), "--rack", "rack-01")
     assert set(shown) <= set(printed)
     values = [json.loads(x)["value"] for x in shown]

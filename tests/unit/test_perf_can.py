@@ -13,13 +13,13 @@ from gateway.sources.can.dbcload import load_dbc
 from gateway.sources.can.plan import RackPlan, compile_rack
 from gateway.sources.can.reader import BusReader, open_bus
 from tests.can_golden import assert_golden
-from tests.can_support import BMS_DBC, DBC_DIR, FOX_DBC, FOX_TRC, PROFILES, log_frames
+from tests.can_support import BMS_DBC, DBC_DIR, FOX_DBC, FOX_TRC, log_frames, profile_path
 from tests.servers import free_udp_port
 from tests.support.waits import await_for
 
 
 def _plan(profile: str, dbc: object) -> RackPlan:
-    prof = load_profile(PROFILES / f"{profile}.yaml")
+    prof = load_profile(profile_path(profile))
     db = load_dbc(dbc, lenient=prof.lenient).db  # type: ignore[attr-defined,arg-type]
     plan = compile_rack(prof, db, rack="r1")  # type: ignore[arg-type]
     assert isinstance(plan, RackPlan)

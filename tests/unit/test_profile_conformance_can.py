@@ -4,7 +4,6 @@ values computed by hand from the document's layout (little-endian, scale, sign, 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +11,10 @@ import pytest
 from gateway.model import Quality
 from gateway.sources.can.dbcload import load_dbc
 from gateway.sources.can.plan import RackPlan
-from tests.can_support import DBC_DIR, FIX, project_plan
+from tests.can_support import FIX, LIBRARY, LIBRARY_DBC, PROFILES, project_plan
 
-PYLON_DBC = DBC_DIR / "pylontech-sma-can.dbc"
-VICTRON_DBC = DBC_DIR / "victron-can-bms.dbc"
+PYLON_DBC = LIBRARY_DBC / "pylontech-sma-can.dbc"
+VICTRON_DBC = LIBRARY_DBC / "victron-can-bms.dbc"
 
 Decoded = dict[str, tuple[Any, Quality]]
 
@@ -280,6 +279,6 @@ def test_foxbms_limits_and_temperature_extremes_from_hand_made_frames() -> None:
 
 
 def test_every_shipped_profile_names_its_document() -> None:
-    for path in sorted((Path(__file__).resolve().parents[2] / "config" / "profiles").glob("*.yaml")):
+    for path in sorted([*LIBRARY.glob("*.yaml"), *PROFILES.glob("*.yaml")]):
         head = path.read_text(encoding="utf-8").splitlines()[:3]
         assert any(line.startswith("# source: ") for line in head), path.name

@@ -1,4 +1,4 @@
-"""Conformance of config/profiles/modbus-rtu-pace-bms.yaml with "PACE BMS Modbus Protocol for RS485" V1.3
+"""Conformance of the shipped profile modbus-rtu-pace-bms.yaml with "PACE BMS Modbus Protocol for RS485" V1.3
 (2017-06-27): a register image written by hand from the document's section 4.1 and its bit tables,
 decoded through the gateway's own read plan and block decoders, against values worked out by hand.
 
@@ -28,7 +28,7 @@ from gateway.sources.modbus.plan import Block, compile_points, plan_reads, unrea
 from gateway.sources.modbus.validate import load_modbus_profile
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILE = ROOT / "config" / "profiles" / "modbus-rtu-pace-bms.yaml"
+PROFILE = ROOT / "gateway" / "data" / "profiles" / "modbus-rtu-pace-bms.yaml"
 
 # A pack discharging at 12.5 A, a cell over its warning and protection voltage, the MOSFETs hot, one
 # temperature sensor failed, cells 3 and 16 balancing. Every word as the BMS sends it.

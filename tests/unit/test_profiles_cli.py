@@ -1,4 +1,4 @@
-"""`bms-gateway profiles list`: every profile file of the package, the site and --dir, with its kind,
+"""`bms-gateway profiles list`: every profile file of the shipped library, the site and --dir, with its kind,
 transport, source document and quantities; a broken file is listed with file:line, never a crash."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from gateway.cli.main import main
-from gateway.cli.profiles import header_fields, packaged_dir, quantities_of
+from gateway.cli.profiles import header_fields, quantities_of
+from gateway.config.library import library_profiles_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "config" / "profiles"
+SHIPPED = ROOT / "gateway" / "data" / "profiles"
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -42,14 +43,15 @@ def by_name(doc: dict[str, Any], origin: str) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for p in doc["profiles"] if p["origin"] == origin}
 
 
-def test_json_lists_every_shipped_and_packaged_profile(tmp_path: Path) -> None:
+def test_json_lists_every_site_and_library_profile(tmp_path: Path) -> None:
     code, out, _ = run("-c", str(site(tmp_path)), "--json")
     assert code == 0
     doc = json.loads(out)
     shipped = by_name(doc, "site")
     copied = {p.stem for p in (tmp_path / "site-profiles").glob("*.yaml")}
     assert set(shipped) == copied and {"can-pylontech-sma", "can-victron-bms"} <= copied  # found by themselves
-    assert set(by_name(doc, "packaged")) == {p.stem for p in packaged_dir().glob("*.yaml")}
+    assert set(by_name(doc, "library")) == {p.stem for p in library_profiles_dir().glob("*.yaml")}
+    assert all(p["overrides"] for p in shipped.values())  # copies of the shipped files: each overrides one
     pylon = shipped["can-pylontech-sma"]
     assert pylon["kind"] == "CAN" and pylon["errors"] == []
     assert "V1.2" in pylon["source"] and "2018-04-08" in pylon["source"]
@@ -69,12 +71,12 @@ def test_json_lists_every_shipped_and_packaged_profile(tmp_path: Path) -> None:
 def test_table_shows_kind_yields_transport_and_source(tmp_path: Path) -> None:
     code, out, err = run("-c", str(site(tmp_path)))
     assert code == 0 and err == ""
-    line = next(x for x in out.splitlines() if x.strip().startswith("can-pylontech-sma "))
+    line = next(x for x in out.splitlines() if x.strip().startswith("can-pylontech-sma (overrides the shipped one) "))
     cols = line.split()
-    assert cols[1] == "CAN" and cols[3] == "quantities" and int(cols[2]) > 20
+    assert cols[5] == "CAN" and cols[7] == "quantities" and int(cols[6]) > 20
     assert "500 kbit/s" in line and "Pylon Technologies" in line
     assert "discovered (SunSpec models)" in out
-    assert "(packaged)" in out and "(site)" in out
+    assert "(library)" in out and "(site)" in out
 
 
 BROKEN_SYNTAX = "protocol: can\ndbc: x.dbc\npoints: [\n"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from can.interfaces import VALID_INTERFACES
 
+from gateway.config.library import dbc_candidates, searched
 from gateway.config.yamlpos import load_yaml, position
 from gateway.errors import ConfigError, Problem
 from gateway.sources.can.config import CanProfile, CanSourceConfig
@@ -40,16 +41,28 @@ def bus_key(cfg: CanSourceConfig) -> tuple[str, str, int | None]:
     return (cfg.interface, cfg.channel, cfg.port)
 
 
-def dbc_path(loaded: LoadedConfig, profile: CanProfile) -> Path:
-    p = Path(profile.dbc)
-    return p if p.is_absolute() else loaded.dbc_dir / p
+def dbc_path(loaded: LoadedConfig, name: str, profile: CanProfile) -> Path:
+    """The profile's DBC file (see gateway.config.library); ConfigError at its `dbc:` naming the places
+    searched when there is none."""
+    path = loaded.dbc_file(name, profile.dbc)
+    if path.is_file():
+        return path
+    found = loaded.profile_paths.get(name)
+    places = searched(dbc_candidates(profile.dbc, shipped=found is not None and found.shipped,
+                                     site_dbc_dir=loaded.dbc_dir))  # fmt: skip
+    file = loaded.profile_file(name)
+    try:
+        line, col = position(load_yaml(file), ["dbc"])
+    except ConfigError:
+        line, col = 0, 0
+    raise ConfigError(Problem(str(file), line, col, f"dbc: DBC file {profile.dbc!r} not found: searched {places}"))
 
 
 def compile_instance(loaded: LoadedConfig, cfg: CanSourceConfig) -> RackPlan:
     """The compiled plan of one rack; ConfigError naming the profile or DBC place on a problem."""
     profile = loaded.profiles[cfg.profile]
     assert isinstance(profile, CanProfile)
-    dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
+    dbc = load_dbc(dbc_path(loaded, cfg.profile, profile), lenient=profile.lenient or lenient_from_env())
     result = compile_rack(
         profile, dbc.db, rack=cfg.rack_tag, id_offset=cfg.id_offset, source_address=cfg.source_address
     )
@@ -59,7 +72,7 @@ def compile_instance(loaded: LoadedConfig, cfg: CanSourceConfig) -> RackPlan:
 
 
 def _locate(loaded: LoadedConfig, profile_name: str, problems: list[PlanProblem]) -> list[Problem]:
-    file = loaded.profiles_dir / f"{profile_name}.yaml"
+    file = loaded.profile_file(profile_name)
     try:
         data = load_yaml(file)
     except ConfigError:
@@ -101,7 +114,7 @@ def check_can(loaded: LoadedConfig, data: Any) -> list[Problem]:
         except ConfigError as exc:
             problems.extend(p for p in exc.problems if p not in problems)
             continue
-        dbc = load_dbc(dbc_path(loaded, profile), lenient=profile.lenient or lenient_from_env())
+        dbc = load_dbc(dbc_path(loaded, cfg.profile, profile), lenient=profile.lenient or lenient_from_env())
         if dbc.path not in warned:  # one warning per repair, however many racks use the file
             warned.add(dbc.path)
             for r in dbc.repairs:

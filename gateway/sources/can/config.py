@@ -155,7 +155,10 @@ class CanProfile(Strict):
     nominal_capacity_ah: float | None = Field(
         None, gt=0, description="Nominal capacity of a rack of this type, Ah (`bms-gateway assess`: SoH against it)"
     )
-    dbc: str = Field(description="DBC file, relative to site.dbc_dir")
+    dbc: str = Field(
+        description="DBC file: a site profile's relative to site.dbc_dir (then the library's), a shipped "
+        "profile's in the library"
+    )
     lenient: bool = Field(False, description="Load a DBC that strict loading rejects, with one warning per repair")
     j1939: bool = Field(False, description="Match 29-bit frames by PGN (priority and source address masked)")
     stale_after_cycles: float = Field(3.0, gt=0, description="Missed cycles before a message's values go stale")

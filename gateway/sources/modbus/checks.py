@@ -40,7 +40,7 @@ def check_modbus(loaded: LoadedConfig, data: Any) -> list[Problem]:
             continue
         if src.profile not in checked:
             checked.add(src.profile)
-            problems += profile_problems(profile, loaded.profiles_dir / f"{src.profile}.yaml")
+            problems += profile_problems(profile, loaded.profile_file(src.profile))
         for key in TLS_FILES:
             path = getattr(src, key)
             if path is not None and not loaded.resolve(path).is_file():
