@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from gateway.catalog import level_of
 from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys
-from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, shared_texts, texts_of
+from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, run_texts, shared_texts, texts_of, value_texts
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -78,7 +78,8 @@ def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
         series.append(numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
     tails = tuple(f",quality={q},source={source_t}" for q in QUALITIES)
     plain = not any("\\" in h for h in heads) and "\\" not in tails[0]
-    good = texts_of([h + tails[GOOD] for h in heads])
+    made: dict[int, str] = {}  # a series' key is one string for all its points (voltage and temperature of a cell)
+    good = texts_of([made.setdefault(n, h + tails[GOOD]) for n, h in zip(series, heads, strict=True)])
     return LinePlan(shared_texts(fields), np.asarray(series, dtype=np.int64), tails, plain, {GOOD: good})
 
 
@@ -86,7 +87,8 @@ def _series_keys(plan: LinePlan, code: int) -> Texts:
     got = plan.keys.get(code)
     if got is None:
         cut, tail = len(plan.tails[GOOD]), plan.tails[code]
-        got = plan.keys[code] = texts_of([k[:-cut] + tail for k in plan.keys[GOOD].tolist()])
+        made: dict[str, str] = {}  # one string per series, as good's
+        got = plan.keys[code] = texts_of([made.setdefault(k, k[:-cut] + tail) for k in plan.keys[GOOD].tolist()])
     return got
 
 
@@ -136,10 +138,10 @@ class LineRenderer:
         if batch.n == 0:
             return NO_LINES
         plan = self.plan(batch)
-        values = batch.values
-        valid = np.isfinite(values)
-        texts = np.empty(batch.n, dtype=object)
-        texts[valid] = number_texts(values[valid])
+        valid = np.isfinite(batch.values)
+        texts = value_texts(batch)
+        if batch.objects:
+            texts = texts.copy()
         for i, v in (batch.objects or {}).items():
             fv = field_value(v)
             valid[i] = fv is not None
