@@ -157,6 +157,9 @@ class Batch:
     created: int = field(default_factory=time.time_ns)
     # Records of the other kinds (alarm events, status); JSON-serialisable dicts.
     records: list[dict[str, object]] = field(default_factory=list)
+    # The finite values as text, made by the first sink that renders the batch and read by the others
+    # (they render the same decoded batch): see gateway.sinks.columns.value_texts.
+    texts: npt.NDArray[np.object_] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.keys.rows) + len(self.records)

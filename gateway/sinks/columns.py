@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from gateway.model import F64, I64, Keys
+from gateway.model import F64, I64, Batch, Keys
 
 Texts = npt.NDArray[np.object_]  # an array of str
 # Samples (or retained state entries) a sink renders at most before it lets the event loop run: a few
@@ -44,6 +44,22 @@ def number_texts(values: F64) -> Texts:
         zeros = np.flatnonzero(values == 0.0)
         out[zeros] = list(map(_repr, values[zeros].tolist()))
     return out
+
+
+def value_texts(batch: Batch) -> Texts:
+    """Per point, `repr(float)` of its value where it is finite, else None; made once per batch and kept on
+    it, since every sink renders the same decoded batch. Shared: a caller that changes it changes a copy."""
+    texts = batch.texts
+    if texts is None:
+        values = batch.values
+        finite = np.isfinite(values)
+        if finite.all():
+            texts = number_texts(values)
+        else:
+            texts = np.empty(len(values), dtype=object)
+            texts[finite] = number_texts(values[finite])
+        batch.texts = texts
+    return texts
 
 
 def int_texts(values: I64) -> Texts:

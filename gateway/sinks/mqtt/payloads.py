@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Sample
-from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, number_texts, run_texts, shared_texts
+from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, run_texts, shared_texts, value_texts
 from gateway.store.outbox import Row
 
 
@@ -235,12 +235,13 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
         plan = state.plans.put(b.keys, extra, telemetry_plan(b.keys, levels))
     if not plan.racks:
         return []
-    values = b.values
-    finite = np.isfinite(values)
-    vt = np.full(b.n, "null", dtype=object)
-    vt[finite] = number_texts(values[finite])
-    for i, v in (b.objects or {}).items():
-        vt[i] = _json(clean(v))
+    vt = value_texts(b)
+    finite = np.isfinite(b.values)
+    if b.objects or not finite.all():
+        vt = vt.copy()
+        vt[~finite] = "null"
+        for i, v in (b.objects or {}).items():
+            vt[i] = _json(clean(v))
     tt = run_texts(b.ts)
     qjson = [_json(str(q)) for q in QUALITIES]
     tails = _by_quality(plan.tails, b.quality, lambda c: shared_texts(plan.units + qjson[c] + plan.places))
