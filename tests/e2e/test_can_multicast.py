@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tests.can_support import (
     BMS_DBC,
-    PROFILES,
     ROOT,
     log_frames,
     make_site,
     offline_samples,
+    profile_path,
     project_plan,
 )
 from tests.servers import free_udp_port
@@ -50,7 +50,7 @@ def offline_decode() -> subprocess.Popen[str]:
     """`bms-gateway can decode --profile`: what the capture contains, sample by sample (runs meanwhile)."""
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", "can", "decode", "--dbc", str(BMS_DBC), "--profile",
-         str(PROFILES / "can-redpesk-bms.yaml"), "--rack", "pack", str(CAPTURE)],
+         str(profile_path("can-redpesk-bms")), "--rack", "pack", str(CAPTURE)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

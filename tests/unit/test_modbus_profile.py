@@ -9,7 +9,7 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.sources.modbus.plan import compile_points, plan_reads, unreadable_ranges
 from gateway.sources.modbus.validate import load_modbus_profile
-from tests.modbus_support import GENERIC, profile_from, write
+from tests.modbus_support import GENERIC, ROOT, profile_from, write
 
 
 def errors(tmp_path: Path, text: str) -> list[str]:
@@ -159,7 +159,10 @@ def test_points_in_unreadable_ranges_are_errors(tmp_path: Path) -> None:
     assert errs == [f"{tmp_path / 'bad.yaml'}:4:5: points.0: soc @holding:15 lies in an unreadable range"]
 
 
-@pytest.mark.parametrize("path", sorted((GENERIC.parent).glob("modbus-*.yaml")), ids=lambda p: p.name)
+SHIPPED_MODBUS = sorted([*GENERIC.parent.glob("modbus-*.yaml"), *(ROOT / "config" / "profiles").glob("modbus-*.yaml")])
+
+
+@pytest.mark.parametrize("path", SHIPPED_MODBUS, ids=lambda p: p.name)
 def test_every_shipped_modbus_profile_loads_and_plans(path: Path) -> None:
     profile = load_modbus_profile(path)
     points, problems = compile_points(profile)
