@@ -112,7 +112,10 @@ def test_node_and_device_properties_in_their_births() -> None:
                                                                                         rack="r9"))]), 1))  # fmt: skip
     nb = host.born("NBIRTH")
     assert {k: v for k, v in nb.items() if k.startswith("Properties/")} == {
-        "Properties/Software": "bms-gateway", "Properties/Software Version": "1.2.3", "Properties/Site": "site-1"}
+        "Properties/Software": "bms-gateway",
+        "Properties/Software Version": "1.2.3",
+        "Properties/Site": "site-1",
+    }
     assert nb["Node Control/Rebirth"] is False
     assert host.born("DBIRTH", RACK) == {"Properties/Source": "bmu-1", "Properties/Source Type": "modbus",
                                         "Properties/Profile": "byd_battery_box", "soc": 50.0}  # fmt: skip
