@@ -168,7 +168,7 @@ class EdgeNode:
             if b.n:
                 out += self.samples(b, now_ms)
             elif b.kind == BatchKind.ALARM:
-                out += self.alarms(b, now_ms)
+                out += self.alarm_messages(b, now_ms)
             if b.status is not None and b.status.state == DeviceState.OFFLINE:
                 out += self.deaths(b.source, now_ms)
         return out
@@ -203,7 +203,7 @@ class EdgeNode:
             out += self._device_messages(group.device, dev, points, now_ms)
         return out
 
-    def alarms(self, b: Batch, now_ms: int) -> list[Message]:
+    def alarm_messages(self, b: Batch, now_ms: int) -> list[Message]:
         """The alarm changes of an ALARM batch: DDATA of the rack's device, NDATA for the gateway's own."""
         out: list[Message] = []
         for run in alarms.grouped(alarms.changes(b, self._alarm_state)):
@@ -213,12 +213,12 @@ class EdgeNode:
                 continue
             device = device_id(run[0].rack)
             dev = self._device(device, now_ms)
-            if dev.dead:  # no data from a dead device: its next DBIRTH has them
-                self._define(dev.metrics, [Point(p.name, p.metric) for p in points])
-                for p in points:
-                    dev.metrics[p.name].last = p.metric
-            else:
+            if not dev.dead:
                 out += self._device_messages(device, dev, points, now_ms)
+                continue
+            self._define(dev.metrics, [Point(p.name, p.metric) for p in points])  # no data from a dead device:
+            for p in points:  # its next DBIRTH has them
+                dev.metrics[p.name].last = p.metric
         return out
 
     def _alarm_state(self, rack: str, alarm_id: str) -> Value:
@@ -237,7 +237,7 @@ class EdgeNode:
         born_with: set[int] = set()
         for k, p in enumerate(points):
             if p.name not in metrics:
-                m = p.before or p.metric
+                m = p.metric if p.before is None else p.before
                 metrics[p.name] = Definition(p.name, self._alias(), m.datatype, m)
                 if p.before is None:
                     born_with.add(k)
