@@ -1,7 +1,7 @@
 """Profile the gateway on a bench scenario: `python -m bench.profile modbus|can [seconds] [rate] [--cpu]`.
 
 pyinstrument (wall-clock time), or with `--cpu` a sampler of the process's CPU time that a busy machine
-does not distort (`bench/cpusampler.py`), started after a 10 s warm-up; with `--memory` what tracemalloc
+does not distort (`bench/cpuprofiler.py`), started after a 10 s warm-up; with `--memory` what tracemalloc
 finds allocated at the end, by line and by file; with `--rss` no profiler, and where the resident
 memory is at the end (per mapping, live objects by type, imported modules).
 

@@ -3,7 +3,7 @@
     python -m bench.profile_run OUT_PREFIX run -c gateway.yaml
 
 With `BENCH_PROFILER=cpu` in the environment the profiler samples the process's CPU time
-(`bench/cpusampler.py`: what a busy machine does not distort), starts over on SIGUSR2 and writes
+(`bench/cpuprofiler.py`: what a busy machine does not distort), starts over on SIGUSR2 and writes
 `OUT_PREFIX-cpu.txt` (self and total share per function, and each thread's CPU seconds) and
 `OUT_PREFIX-collapsed.txt` (stacks for a flame graph); with `BENCH_PROFILER=memory` tracemalloc
 (`BENCH_TRACE_FRAMES` frames, 1 by default) writes what is allocated then by line and by file to
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pyinstrument import Profiler
 
-from bench.cpusampler import CpuSampler, threads
+from bench.cpuprofiler import CpuProfiler, threads
 from gateway.cli.main import main as gateway_main
 
 
@@ -55,7 +55,7 @@ def main() -> None:
         signal.signal(signal.SIGUSR1, dump_memory)
         sys.exit(gateway_main(sys.argv[2:]))
     if os.environ.get("BENCH_PROFILER") == "cpu":
-        sampler = CpuSampler()
+        sampler = CpuProfiler()
         start_cpu = threads()
 
         def dump_cpu(signum: int, frame: object) -> None:

@@ -20,7 +20,7 @@ from types import FrameType
 from bench.proc import ROOT, stat_cpu_seconds
 
 
-class CpuSampler:
+class CpuProfiler:
     def __init__(self, interval: float = 0.002) -> None:
         self.interval = interval
         self.stacks: collections.Counter[tuple[str, ...]] = collections.Counter()
