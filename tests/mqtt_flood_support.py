@@ -99,6 +99,8 @@ class Publisher:
         self.payload = bytes(range(256)) * (payload_size // 256)
         self.sent = 0
         self._stop = threading.Event()
+        self._running = threading.Event()  # cleared by pause(), set by resume()
+        self._running.set()
         self._threads: list[threading.Thread] = []
         self._sock: socket.socket | None = None
 
@@ -115,12 +117,25 @@ class Publisher:
             t.start()
         return self
 
+    def pause(self) -> None:
+        """Stop publishing (after the chunk under way) until `resume()`."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Publish again, at the rate from now on (no burst for the time paused)."""
+        self._running.set()
+
     def _send(self) -> None:
         assert self._sock is not None
         pid = 0
-        started = time.monotonic()
+        started, base = time.monotonic(), 0
         with contextlib.suppress(OSError):
             while not self._stop.is_set():
+                if not self._running.is_set():
+                    while not self._running.wait(0.05):
+                        if self._stop.is_set():
+                            return
+                    started, base = time.monotonic(), self.sent
                 chunk = []
                 for _ in range(32):
                     pid = pid % 65535 + 1
@@ -128,7 +143,7 @@ class Publisher:
                 self._sock.sendall(b"".join(chunk))
                 self.sent += 32
                 if self.rate is not None:  # pace: the next chunk when the rate allows it
-                    self._stop.wait(max(0.0, started + self.sent / self.rate - time.monotonic()))
+                    self._stop.wait(max(0.0, started + (self.sent - base) / self.rate - time.monotonic()))
 
     def _drain(self) -> None:
         assert self._sock is not None
