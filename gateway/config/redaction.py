@@ -39,9 +39,12 @@ def is_secret_key(name: str) -> bool:
     return bool(words) and words[-1] in SECRET_WORDS and words[0] not in PUBLIC_WORDS
 
 
+DICT_KEY = "[key]"  # pydantic's part of a location for a mapping's key itself (not a key named "key")
+
+
 def secret_location(loc: Iterable[object]) -> bool:
     """True when a value at this location (keys and list indices, outermost first) is, or is inside, a secret."""
-    return any(isinstance(part, str) and is_secret_key(part) for part in loc)
+    return any(isinstance(part, str) and part != DICT_KEY and is_secret_key(part) for part in loc)
 
 
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s:]+(?::[^/@\s]*)?@")

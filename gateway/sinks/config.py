@@ -5,12 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
+from gateway import catalog
 from gateway.config.base import SecretText, SinkBase, Strict
 
+GLOB = frozenset("*?[")  # a deadband pattern with one of these is an fnmatch pattern
 PERCENT = r"^\s*\d+(\.\d+)?\s*%\s*$"  # a deadband in percent of the last sent value: "1%", "0.5 %"
 Deadband = Annotated[float, Field(ge=0)] | Annotated[str, Field(pattern=PERCENT)]
+
+
+def _pattern(pattern: str) -> str:
+    """A deadband's pattern; a quantity written out (no * ? [) must be one: a typo would never match."""
+    parts = pattern.split("/")
+    if not pattern.strip() or any(not part for part in parts):
+        raise ValueError(f"empty pattern or pattern part in {pattern!r}")
+    quantity = parts[1] if len(parts) > 1 else pattern
+    if not GLOB & set(quantity) and not catalog.is_valid(quantity):
+        raise ValueError(
+            f"deadband {pattern!r}: unknown quantity {quantity!r}: expected a catalog name (see "
+            "`bms-gateway catalog`), raw.<name>, alarm.<name>, warning.<name>, or a pattern with * ? ["
+        )
+    return pattern
+
+
+Pattern = Annotated[str, AfterValidator(_pattern)]
 
 
 class DeadbandRule(Strict):
@@ -29,23 +48,13 @@ class ReportByException(Strict):
     store keeps every sample."""
 
     heartbeat: float = Field(300.0, gt=0, description="Seconds: a key with a deadband is sent at least this often")
-    deadbands: dict[str, Deadband | DeadbandRule] = Field(
+    deadbands: dict[Pattern, Deadband | DeadbandRule] = Field(
         default_factory=dict,
         description="Pattern -> deadband. A pattern without '/' matches the quantity (cell_voltage, alarm.*); "
         "one with '/' matches <rack>/<quantity>[/<module>][/<cell>] (rack-01/cell_voltage/3/*). The first "
         "pattern that matches, in the order written, applies; keys that none matches are all sent",
     )
-    max_keys: int = Field(
-        200_000, ge=1, description="Keys remembered at most; keys past it are all sent (logged once)"
-    )
-
-    @field_validator("deadbands")
-    @classmethod
-    def _patterns(cls, v: dict[str, object]) -> dict[str, object]:
-        for pattern in v:
-            if not pattern.strip() or any(not part for part in pattern.split("/")):
-                raise ValueError(f"empty pattern or pattern part in {pattern!r}")
-        return v
+    max_keys: int = Field(200_000, ge=1, description="Keys remembered at most; keys past it are all sent (logged once)")
 
 
 class UplinkSinkBase(SinkBase):
