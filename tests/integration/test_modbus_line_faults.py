@@ -11,6 +11,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+import structlog
 from pymodbus.framer import FramerRTU
 
 from gateway.config.settings import load_config
@@ -21,11 +22,12 @@ from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.device import DeviceRun
 from gateway.sources.modbus.framing import WriteRefused
 from gateway.sources.modbus.poller import ModbusEndpoint
+from gateway.sources.modbus.profile import ModbusProfile
 from gateway.sources.modbus.validate import load_modbus_profile
 from gateway.tools.modbusline import open_pty
 from gateway.tools.modbussim import ModbusSimulator
 from tests.delivery_support import make_certs
-from tests.modbus_support import TINY, of, site, write
+from tests.modbus_support import ROOT, TINY, of, site, write
 from tests.runtime_support import run_until
 from tests.servers import free_port
 from tests.support.waits import await_for
@@ -48,6 +50,19 @@ def good(rt: Runtime, name: str, after: int = 0) -> int:
         for b in of(rt, name)[after:]
         if any(s.quantity == "rack_voltage" and s.quality == Quality.GOOD for s in b.samples())
     )
+
+
+def plug(port: Path, tty: str | None) -> None:
+    """The adapter's stable name appears (pointing at `tty`) or, with None, goes."""
+    if tty is None:
+        port.unlink()
+    else:
+        port.symlink_to(tty)
+
+
+def failed_connects(port: Path) -> float:
+    labels = {"endpoint": str(port), "result": "failed"}
+    return REGISTRY.get_sample_value("bms_gateway_modbus_connects_total", labels) or 0
 
 
 def tls_context(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
@@ -101,26 +116,32 @@ async def test_an_unplugged_serial_adapter_is_comm_loss_and_is_read_again_when_p
     text = rtu_source("rack-a", port) + "  offline_after: 1\n  reconnect_initial: 0.1\n  reconnect_max: 0.5\n"
     rt = Runtime(load_config(site(tmp_path, text)))
     task = asyncio.create_task(rt.run())
+    with structlog.testing.capture_logs() as logs:
+        code = await unplug_and_plug_back(rt, task, sim, port, profile)
+    assert code == 0
+    assert states(rt, "rack-a")[-2:] == [DeviceState.OFFLINE, DeviceState.ONLINE]
+    offline = next(b for b in of(rt, "rack-a") if b.status is not None and b.status.state == DeviceState.OFFLINE)
+    assert {s.quality for s in offline.samples()} == {Quality.COMM_LOSS}
+    # one line when the adapter went and one when it came back, whatever the connect attempts between
+    events = [e["event"] for e in logs if e.get("endpoint") == str(port)]
+    assert events.count("modbus connection lost") == 1 and events.count("modbus endpoint reconnected") == 1, events
+    assert "modbus endpoint unreachable" not in events
+
+
+async def unplug_and_plug_back(
+    rt: Runtime, task: asyncio.Task[int], sim: ModbusSimulator, port: Path, profile: ModbusProfile
+) -> int:
     replugged: ModbusSimulator | None = None
     try:
         await await_for(lambda: good(rt, "rack-a") >= 3, 60, "rack-a read over the adapter", task=task)
         await sim.stop()  # unplugged
-        port.unlink()
+        plug(port, None)
         await await_for(lambda: DeviceState.OFFLINE in states(rt, "rack-a"), 60, "rack-a offline", task=task)
-        attempts = REGISTRY.get_sample_value(
-            "bms_gateway_modbus_connects_total", {"endpoint": str(port), "result": "failed"}
-        )
-        await await_for(
-            lambda: (REGISTRY.get_sample_value(
-                "bms_gateway_modbus_connects_total", {"endpoint": str(port), "result": "failed"}
-            ) or 0) > (attempts or 0),
-            60,
-            "a connect attempt on the missing port",
-            task=task,
-        )  # fmt: skip
+        attempts = failed_connects(port)
+        await await_for(lambda: failed_connects(port) > attempts, 60, "a connect on the missing port", task=task)
         n = len(of(rt, "rack-a"))
         replugged = ModbusSimulator.from_profile(profile, [1])
-        port.symlink_to(await replugged.start_serial())  # plugged in again
+        plug(port, await replugged.start_serial())  # plugged in again
         await await_for(lambda: good(rt, "rack-a", n) >= 3, 60, "rack-a read again", task=task)
         assert not task.done()
     finally:
@@ -129,10 +150,23 @@ async def test_an_unplugged_serial_adapter_is_comm_loss_and_is_read_again_when_p
         await sim.stop()
         if replugged is not None:
             await replugged.stop()
-    assert code == 0
-    assert states(rt, "rack-a")[-2:] == [DeviceState.OFFLINE, DeviceState.ONLINE]
-    offline = next(b for b in of(rt, "rack-a") if b.status is not None and b.status.state == DeviceState.OFFLINE)
-    assert {s.quality for s in offline.samples()} == {Quality.COMM_LOSS}
+    return code
+
+
+async def test_a_missing_serial_port_is_one_log_line_naming_the_port_and_the_drop_in(tmp_path: Path) -> None:
+    """A port that is not there at start (unplugged, or hidden by the systemd unit's PrivateDevices=yes)."""
+    port = tmp_path / "ttyUSB7"
+    rt = Runtime(load_config(site(tmp_path, rtu_source("rack-a", port) + "  reconnect_initial: 0.05\n")))
+
+    with structlog.testing.capture_logs() as logs:
+        await run_until(rt, lambda: failed_connects(port) >= 3 and DeviceState.OFFLINE in states(rt, "rack-a"))
+    lines = [e for e in logs if e["event"] == "modbus endpoint unreachable"]
+    assert len(lines) == 1, lines
+    assert lines[0]["reason"] == (
+        f"serial port {port} does not exist (adapter unplugged? under systemd the unit needs the drop-in "
+        "systemd/serial-port.conf.example)"
+    )
+    assert (ROOT / "systemd" / "serial-port.conf.example").exists()
 
 
 class RawDevice:

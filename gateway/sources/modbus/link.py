@@ -14,6 +14,7 @@ poll. Which devices a lost connection costs a cycle is the poller's business.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import termios
 import time
@@ -98,6 +99,18 @@ def make_client(
     return AsyncModbusTcpClient(settings.host, port=settings.port, framer=framer, **common)
 
 
+def serial_problem(device: str) -> str:
+    """Why a serial port may not open, as far as its device file tells (logged when a connect fails)."""
+    if not os.path.exists(device):
+        return (
+            f"serial port {device} does not exist (adapter unplugged? under systemd the unit needs the drop-in "
+            "systemd/serial-port.conf.example)"
+        )
+    if not os.access(device, os.R_OK | os.W_OK):
+        return f"serial port {device} cannot be opened: no permission (the group dialout, or uucp on Arch)"
+    return f"serial port {device} cannot be opened"
+
+
 def _check_name(client: Any, name: str) -> None:
     """Make the TLS handshake check `name` instead of the host connected to (pymodbus connects through
     `loop.create_connection`, prepared in `call_create`)."""
@@ -159,7 +172,7 @@ class Link:
         client.ctx.framer = framer  # replies go through the checks (the decoder is the framer's own)
         for response in FAST_RESPONSES:
             client.register(response)
-        what = "serial port cannot be opened" if self.settings.serial else "connection refused or unreachable"
+        what = serial_problem(self.settings.device) if self.settings.serial else "connection refused or unreachable"
         try:
             ok = await client.connect()
         except (OSError, ValueError, termios.error) as exc:  # a port that refuses the line settings
