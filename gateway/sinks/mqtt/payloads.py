@@ -23,6 +23,7 @@ import numpy.typing as npt
 from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Sample
 from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, run_texts, shared_texts, value_texts
+from gateway.sinks.mqtt.retained import RackState
 from gateway.store.outbox import Row
 
 
@@ -93,14 +94,14 @@ class MqttState:
     active: dict[str, bytes] = field(default_factory=dict)  # rack → retained alarms/active payload
     info: bytes | None = None  # the latest gateway/info payload (re-published on every connect)
     quantities: dict[str, set[str]] = field(default_factory=dict)  # rack → rack-level quantities seen
-    # rack → state key → `"<key>":{"v":..,"u":..,"ql":..,"ts":..}`: the retained state's entries as JSON
-    encoded: dict[str, dict[str, str]] = field(default_factory=dict)
+    # rack → its retained state's entries `"<key>":{"v":..,"u":..,"ql":..,"ts":..}` as JSON texts
+    racks: dict[str, RackState] = field(default_factory=dict)
     plans: PlanCache[TelemetryPlan] = field(default_factory=PlanCache)  # per key table and levels
 
     @property
     def values(self) -> dict[str, dict[str, object]]:
         """rack → state key → {"v", "u", "ql", "ts"}: the entries decoded (for tests and tools)."""
-        return {rack: json.loads("{" + ",".join(enc.values()) + "}") for rack, enc in self.encoded.items()}
+        return {rack: json.loads("{" + rs.text() + "}") for rack, rs in self.racks.items()}
 
 
 def render_rows(rows: Sequence[Row], topics: Topics, state: MqttState, retain_state: bool = True) -> list[Message]:
@@ -132,7 +133,7 @@ def state_messages(touched: Sequence[str], topics: Topics, state: MqttState) -> 
     out = []
     for rack in touched:
         head = dumps({"site": topics.site, "rack": rack, "values": {}})
-        payload = b"".join((head[:-2], ",".join(state.encoded[rack].values()).encode(), b"}}"))
+        payload = b"".join((head[:-2], state.racks[rack].text().encode(), b"}}"))
         out.append(Message(topics.rack(rack, "state"), payload, 1, True))
     return out
 
@@ -154,6 +155,7 @@ class RackPlan:
     heads: Texts  # `,"q":<quantity>,"v":`
     entry_heads: Texts  # `"<state key>":{"v":`
     state_keys: list[str]
+    unique: bool  # no state key twice (a CAN window may hold several frames of one id)
     quantities: frozenset[str]  # rack-level quantities (for Home Assistant discovery)
 
 
@@ -203,6 +205,7 @@ def telemetry_plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
                 shared_texts(f',"q":{q},"v":' for q in quoted),
                 shared_texts(entry_heads),
                 skeys,
+                len(set(skeys)) == len(skeys),
                 frozenset(k.quantity for k in rows if k.module is None and k.cell is None),
             )
         )
@@ -262,8 +265,10 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
         out.append(Message(topics.rack(rp.rack, "telemetry"), payload, topics.qos, False))
         parts[0::5], parts[1::5], parts[2::5] = rp.entry_heads, vals, entry_tails[at]
         parts[3::5], parts[4::5] = times, _ENTRY_END
-        entries = "".join(parts.tolist())[:-1].split(SEPARATOR)
-        state.encoded.setdefault(rp.rack, {}).update(zip(rp.state_keys, entries, strict=True))
+        rack_state = state.racks.get(rp.rack)
+        if rack_state is None:
+            rack_state = state.racks[rp.rack] = RackState()
+        rack_state.update(rp.state_keys, "".join(parts.tolist())[:-1], rp.unique)
         seen = state.quantities.setdefault(rp.rack, set())
         if rp.quantities:
             seen |= rp.quantities

@@ -164,7 +164,7 @@ class MqttSink:
         if self.cfg.retain_state:  # each rack's state holds all its entries: the loop runs between racks too
             for rack in touched:
                 msgs += state_messages([rack], self.topics, self.state)
-                since_yield += len(self.state.encoded[rack])
+                since_yield += len(self.state.racks[rack])
                 if since_yield >= RENDER_STEP_SAMPLES:
                     since_yield = 0
                     await asyncio.sleep(0)
