@@ -59,15 +59,18 @@ class ModbusSourceConfig(ReconnectingSource):
         False, description="Workaround: read every point on its own (devices that refuse block reads)"
     )
     # transport rtu: the serial line (every device on one port must give the same settings)
-    baudrate: int | None = Field(None, gt=0, description="rtu: bits per second (default 19200)")
+    baudrate: int | None = Field(
+        None, ge=300, le=4_000_000, description="rtu: bits per second, 300..4000000 (default 19200)"
+    )
     parity: Literal["N", "E", "O"] | None = Field(None, description="rtu: parity, N, E or O (default E)")
     stopbits: Literal[1, 2] | None = Field(None, description="rtu: stop bits, 1 or 2 (default 1)")
     bytesize: Literal[7, 8] | None = Field(None, description="rtu: data bits, 7 or 8 (default 8)")
     frame_gap: float | None = Field(
         None,
         ge=0,
-        description="rtu: seconds of silence kept on the bus before each request (default 3.5 characters at the "
-        "baud rate, at least 1.75 ms)",
+        le=1.0,
+        description="rtu: seconds of silence kept on the bus before each request, at most 1 (default 3.5 "
+        "characters at the baud rate, at least 1.75 ms)",
     )
     # transport tls: certificates from files (relative paths from the configuration's directory)
     ca_file: Path | None = Field(None, description="tls: CA bundle that signed the device's certificate")
