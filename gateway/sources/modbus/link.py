@@ -33,7 +33,6 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInput
 from gateway.runtime.backoff import Backoff
 from gateway.sources.modbus import metrics
 from gateway.sources.modbus.framing import CheckedFramer, CheckedRtuFramer
-from gateway.sources.modbus.plan import READ_FUNCTION_CODES
 from gateway.sources.modbus.replies import Request
 from gateway.sources.modbus.transport import LinkSettings, checked_framer
 from gateway.sources.modbus.wire import FAST_RESPONSES
@@ -60,6 +59,12 @@ def _fail_read_in_flight(client: Any, framer: CheckedFramer | CheckedRtuFramer) 
     future = getattr(client.ctx, "response_future", None)
     if framer.request is not None and isinstance(future, asyncio.Future) and not future.done():
         future.set_exception(ConnectionException("connection closed during the read"))
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    """A read's timeout: its future ends with None (no pymodbus reply is None) unless it has ended."""
+    if not future.done():
+        future.set_result(None)
 
 
 def make_client(
@@ -144,8 +149,7 @@ class Link:
         self.attempts = 0  # connects since the link went down
         self.backoff = backoff
         self.sent = 0  # requests sent (all read function codes)
-        self._requests = {fc: metrics.requests.labels(self.label, str(fc)) for fc in READ_FUNCTION_CODES}
-        self._latency = metrics.latency.labels(self.label)
+        self._requests = metrics.requests.endpoint(self.label)  # sent by function code, and their latency
         self._discarded = metrics.discarded.labels(self.label)
 
     @property
@@ -204,10 +208,12 @@ class Link:
         none came in `timeout` seconds. Raises ConnectionLost when the connection is gone.
 
         The request goes out through the client's transaction manager (its framer and trace hooks: the
-        read-only guard, the reply checks), and the reply's future is awaited here under a timeout
-        scope: the task resumes in the loop turn after the reply is decoded. (pymodbus's own `execute`
-        awaits it through `asyncio.wait_for`, which on Python 3.11 adds a waiter future: two more loop
-        turns a request, each as long as everything else ready in the loop.)"""
+        read-only guard, the reply checks), and the reply's future is awaited here: the task resumes in
+        the loop turn after the reply is decoded. (pymodbus's own `execute` awaits it through
+        `asyncio.wait_for`, which on Python 3.11 adds a waiter future: two more loop turns a request,
+        each as long as everything else ready in the loop.) The timeout is a timer that ends the
+        future with None (`_expire`), not a timeout scope: one timer handle a request, no scope object
+        and no cancellation of the task to undo."""
         client, framer = self.client, self.framer
         if client is None or not client.connected:
             raise ConnectionLost("connection closed")
@@ -220,27 +226,30 @@ class Link:
             if quiet > 0:
                 await asyncio.sleep(quiet)
         self.sent += 1
-        self._requests[fc].inc()
+        counts = self._requests
+        counts.sent[fc] += 1
         t0 = time.perf_counter()
         async with ctx._lock:  # one request at a time on the connection (the poller's turn taking)
             request.transaction_id = ctx.getNextTID()
             if ctx.recv_buffer and self.settings.rtu:  # the start of a frame that never ended
                 self._discarded.inc(len(ctx.recv_buffer))
             ctx.recv_buffer = b""
-            future = ctx.response_future = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            future = ctx.response_future = loop.create_future()
             ctx.pdu_send(request)
+            expiry = loop.call_at(loop.time() + timeout, _expire, future)
             try:
-                async with asyncio.timeout(timeout):
-                    rr: ModbusPDU = await future
-            except TimeoutError:
-                if not client.connected:
-                    raise ConnectionLost("no response; connection closed") from None
-                return None if framer is None else framer.expire()  # a damaged RTU answer, or none
+                rr: ModbusPDU | None = await future
             except ConnectionException as exc:
                 raise ConnectionLost(str(exc)) from exc
             finally:
+                expiry.cancel()
                 self.quiet_from = time.monotonic()
-        self._latency.observe(time.perf_counter() - t0)
+            if rr is None:
+                if not client.connected:
+                    raise ConnectionLost("no response; connection closed")
+                return None if framer is None else framer.expire()  # a damaged RTU answer, or none
+        counts.observe(time.perf_counter() - t0)
         self._state(True)
         return rr
 

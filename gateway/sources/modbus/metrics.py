@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from gateway.metrics import REGISTRY
+from gateway.sources.modbus.requests import RequestMetrics
+
+# bms_gateway_modbus_requests_total{endpoint,function} and bms_gateway_modbus_request_seconds{endpoint}:
+# counted by each link in plain numbers, read when scraped (no metric call per request)
+requests = RequestMetrics(REGISTRY)
 
 polls = Counter("bms_gateway_modbus_polls", "Poll cycles of a device", ["device"], registry=REGISTRY)
-requests = Counter(
-    "bms_gateway_modbus_requests", "Read requests sent to an endpoint", ["endpoint", "function"], registry=REGISTRY
-)
 errors = Counter(
     "bms_gateway_modbus_errors",
     "Failed reads by device and kind (timeout, connection, exception_<code>)",
     ["device", "kind"],
     registry=REGISTRY,
-)
-latency = Histogram(
-    "bms_gateway_modbus_request_seconds",
-    "Time from request to response",
-    ["endpoint"],
-    registry=REGISTRY,
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
 last_success = Gauge(
     "bms_gateway_modbus_last_success_timestamp_seconds",
