@@ -88,12 +88,21 @@ def statuses(db: Path, *, check: bool = True) -> list[tuple[str, str]]:
     return [(b.status.device, str(b.status.state)) for b in batches(db, check=check) if b.status is not None]
 
 
-def last_seq(db: Path, *, check: bool = True) -> int:
-    """The sequence number of the last row appended (0 while the file does not exist yet)."""
+def last_seq(db: Path) -> int:
+    """The sequence number of the last row appended: 0 while the file does not exist yet, or while the
+    gateway that makes it has not made its tables. A look that writes nothing, for waits on a gateway
+    starting beside it: an `Outbox` opened here would set WAL mode and make the tables at the same time
+    as the gateway, whose own open then failed now and then ("database is locked") on a loaded machine."""
     if not db.exists():
         return 0
-    with opened(db, check=check) as ob:
-        return ob.last_seq()
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        row = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
+    except sqlite3.OperationalError:  # no tables yet (or no sqlite_sequence before the first row)
+        return 0
+    finally:
+        con.close()
+    return 0 if row is None else int(row[0])
 
 
 def stored_sample_total(db: Path, kind: BatchKind | None = BatchKind.SAMPLES, *, check: bool = True) -> int:

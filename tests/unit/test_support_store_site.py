@@ -29,6 +29,17 @@ def test_store_reader_reads_what_the_outbox_stored(tmp_path: Path) -> None:
     assert samples_by_quantity(db)[("soc", 60.0, "stale", None, None)] == 1
 
 
+def test_waiting_on_a_store_being_made_writes_nothing_to_it(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    db.touch()  # what a starting gateway has made so far: the file, without its tables
+    assert last_seq(db) == 0
+    assert db.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
+    ob = Outbox(db)  # the gateway's own open goes on from there
+    ob.append([Batch.of_samples("r1", [Sample(1, "soc", 50.0, "%", "good", "r1")], device="r1", created=1)])
+    assert last_seq(db) == 1  # read beside the open store
+    ob.close()
+
+
 def test_site_builder_writes_a_config_the_gateway_loads(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
