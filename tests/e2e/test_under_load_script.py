@@ -11,8 +11,9 @@ from tests.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "under-load.sh"
 
-# Run by the script's pytest: records the script's busy-loop children (children of an ancestor of this
-# test's process: the script, whether the test runs in pytest itself or in one of its parallel workers).
+# Run by the script's pytest: records the script's busy-loop children (those of the nearest ancestor
+# that has any: the script, whether the test runs in pytest itself or in one of its parallel workers, and
+# even when the suite itself runs under the script).
 PROBE = """
 import os
 from pathlib import Path
@@ -22,11 +23,7 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def busy_siblings() -> list[int]:
-    ancestors, pid = set(), os.getppid()
-    while pid > 1:
-        ancestors.add(pid)
-        pid = parent_of(pid)
+def busy_children(parent: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -34,9 +31,19 @@ def busy_siblings() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid in ancestors and b"while True: pass" in cmdline:
+        if ppid == parent and b"while True: pass" in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def busy_siblings() -> list[int]:
+    pid = os.getppid()
+    while pid > 1:
+        found = busy_children(pid)
+        if found:
+            return found
+        pid = parent_of(pid)
+    return []
 
 
 def test_probe() -> None:
