@@ -29,6 +29,7 @@ from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.mqtt.inbound import discarding_queue
 from gateway.sinks.mqtt.payloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_row, state_messages
+from gateway.sinks.mqtt.publish import publish_acked
 from gateway.store.outbox import Row
 
 if TYPE_CHECKING:
@@ -184,25 +185,7 @@ class MqttSink:
         return out
 
     async def _publish(self, msgs: Sequence[Message]) -> None:
-        """Publish in order; return when every QoS 1/2 message was acknowledged (PUBACK)."""
-        client = self._client
-        if client is None:
-            raise SinkError("not connected")
-        # `timeout` for every 100 messages: a large catch-up batch on a slow link still fits.
-        # Every publish is awaited to its end (no orphaned failures); the first error fails the batch.
-        try:
-            async with asyncio.timeout(self.cfg.timeout * max(1.0, len(msgs) / 100)):
-                results = await asyncio.gather(
-                    *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in msgs),
-                    return_exceptions=True,
-                )
-        except TimeoutError:
-            raise SinkError("publish failed: no acknowledgement in time") from None
-        for r in results:
-            if isinstance(r, aiomqtt.MqttError | OSError):
-                raise SinkError(f"publish failed: {r or type(r).__name__}")
-            if isinstance(r, BaseException):
-                raise r
+        await publish_acked(self._client, msgs, self.cfg.timeout)
 
     async def _disconnect(self) -> None:
         stack, self._stack, self._client = self._stack, None, None

@@ -31,6 +31,7 @@ from gateway.errors import ConfigError, SinkError
 from gateway.sinks.base import Rejected, SinkAuthError
 from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.mqtt.payloads import Message
+from gateway.sinks.mqtt.publish import publish_acked
 from gateway.sinks.sparkplug.config import SparkplugSinkConfig
 from gateway.sinks.sparkplug.inbound import CommandGate, births, commands, handing_queue, payload_bytes
 from gateway.sinks.sparkplug.node import EdgeNode, device_id
@@ -189,22 +190,7 @@ class SparkplugSink:
 
     async def _publish(self, msgs: Sequence[Message]) -> None:
         """Publish in order; return when every QoS 1 message was acknowledged (PUBACK)."""
-        client = self._client
-        if client is None:
-            raise SinkError("not connected")
-        try:
-            async with asyncio.timeout(self.cfg.timeout * max(1.0, len(msgs) / 100)):
-                results = await asyncio.gather(
-                    *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in msgs),
-                    return_exceptions=True,
-                )
-        except TimeoutError:
-            raise SinkError("publish failed: no acknowledgement in time") from None
-        for r in results:
-            if isinstance(r, aiomqtt.MqttError | OSError):
-                raise SinkError(f"publish failed: {r or type(r).__name__}")
-            if isinstance(r, BaseException):
-                raise r
+        await publish_acked(self._client, msgs, self.cfg.timeout)
         for m in msgs:
             kind = m.topic.split("/", 3)[2]
             if kind in ("NBIRTH", "DBIRTH"):
