@@ -1,15 +1,35 @@
-"""Publishing a list of messages on an aiomqtt client and waiting for every acknowledgement: the MQTT
-and Sparkplug sinks' one way to end a write."""
+"""The MQTT and Sparkplug sinks' one way to connect an aiomqtt client (a refusal told apart from an
+outage) and to end a write (every message acknowledged)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import Sequence
 
 import aiomqtt
 
 from gateway.errors import SinkError
+from gateway.sinks.base import SinkAuthError
 from gateway.sinks.mqtt.payloads import Message
+
+
+async def connect_client(client: aiomqtt.Client, where: str) -> contextlib.AsyncExitStack:
+    """The client connected, in a stack that disconnects it. A refused user name or password is a
+    SinkAuthError (the sink's auth alarm), any other failure a SinkError (retried)."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        await stack.enter_async_context(client)
+    except aiomqtt.MqttCodeError as exc:
+        await stack.aclose()
+        if exc.rc in (4, 5, 134, 135):  # bad user name or password / not authorised
+            raise SinkAuthError(f"broker refused the connection: {exc}") from None
+        raise SinkError(f"cannot connect to {where}: {exc}") from None
+    except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
+        await stack.aclose()
+        raise SinkError(f"cannot connect to {where}: {exc}") from None
+    return stack
 
 
 async def publish_acked(client: aiomqtt.Client | None, msgs: Sequence[Message], timeout: float) -> None:

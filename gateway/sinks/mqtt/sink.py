@@ -24,12 +24,12 @@ import structlog
 
 from gateway.config.base import credential_path, read_secret, warn_if_exposed
 from gateway.errors import ConfigError, SinkError
-from gateway.sinks.base import Rejected, SinkAuthError
+from gateway.sinks.base import Rejected
 from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.mqtt.inbound import discarding_queue
 from gateway.sinks.mqtt.payloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_row, state_messages
-from gateway.sinks.mqtt.publish import publish_acked
+from gateway.sinks.mqtt.publish import connect_client, publish_acked
 from gateway.store.outbox import Row
 
 if TYPE_CHECKING:
@@ -139,18 +139,7 @@ class MqttSink:
             raise SinkError(f"unsubscribe of a stale `#` failed: {exc}") from None
 
     async def _connect(self, client: aiomqtt.Client) -> contextlib.AsyncExitStack:
-        stack = contextlib.AsyncExitStack()
-        try:
-            await stack.enter_async_context(client)
-        except aiomqtt.MqttCodeError as exc:
-            await stack.aclose()
-            if exc.rc in (4, 5, 134, 135):  # bad user name or password / not authorised
-                raise SinkAuthError(f"broker refused the connection: {exc}") from None
-            raise SinkError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from None
-        except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
-            await stack.aclose()
-            raise SinkError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from None
-        return stack
+        return await connect_client(client, f"{self.cfg.host}:{self.cfg.port}")
 
     async def write(self, rows: Sequence[Row]) -> list[Rejected]:
         msgs: list[Message] = []

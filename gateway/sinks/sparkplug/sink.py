@@ -28,10 +28,10 @@ import structlog
 
 from gateway.alarms.commands import client_args, resolved
 from gateway.errors import ConfigError, SinkError
-from gateway.sinks.base import Rejected, SinkAuthError
+from gateway.sinks.base import Rejected
 from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.mqtt.payloads import Message
-from gateway.sinks.mqtt.publish import publish_acked
+from gateway.sinks.mqtt.publish import connect_client, publish_acked
 from gateway.sinks.sparkplug.config import SparkplugSinkConfig
 from gateway.sinks.sparkplug.inbound import CommandGate, births, commands, handing_queue, payload_bytes
 from gateway.sinks.sparkplug.node import EdgeNode, device_id
@@ -99,19 +99,7 @@ class SparkplugSink:
         return client
 
     async def _connect(self, client: aiomqtt.Client) -> contextlib.AsyncExitStack:
-        stack = contextlib.AsyncExitStack()
-        where = f"{self.cfg.host}:{self.cfg.port}"
-        try:
-            await stack.enter_async_context(client)
-        except aiomqtt.MqttCodeError as exc:
-            await stack.aclose()
-            if exc.rc in (4, 5, 134, 135):  # bad user name or password / not authorised
-                raise SinkAuthError(f"broker refused the connection: {exc}") from None
-            raise SinkError(f"cannot connect to {where}: {exc}") from None
-        except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
-            await stack.aclose()
-            raise SinkError(f"cannot connect to {where}: {exc}") from None
-        return stack
+        return await connect_client(client, f"{self.cfg.host}:{self.cfg.port}")
 
     async def probe(self) -> str:
         stack = await self._connect(self._make_client(probe=True))
