@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import Options
+from bench.common import OVERRIDES, Options, parse_override
 from bench.cpu import SATURATION_PCT
 from bench.stats import Fig, Row, format_table
 
@@ -38,7 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None, help="seconds per measured run (scenario default)")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "bms-bench")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a key of every generated gateway config, e.g. store.commit_interval=0.005, "
+        "sources.batch_window=0.005 (every source), sinks.batch_max_age=0.002 (every sink); repeatable",
+    )
     a = ap.parse_args(argv)
+    try:
+        OVERRIDES[:] = [parse_override(s) for s in a.set]
+    except ValueError as exc:
+        ap.error(str(exc))
     unknown = [n for n in a.scenarios if n not in SCENARIOS]
     if unknown:
         ap.error(f"unknown scenario {unknown[0]!r}: expected one of {', '.join(SCENARIOS)}")

@@ -21,7 +21,43 @@ class Options:
     duration: float | None = None
 
 
+# `--set KEY=VALUE` of `python -m bench`: applied to every generated gateway config.
+OVERRIDES: list[tuple[str, Any]] = []
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`store.commit_interval=0.005` -> ("store.commit_interval", 0.005); a value that is not JSON is a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. store.commit_interval=0.005")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_override(doc: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key; `sources.K` sets K on every source, `sinks.K` on every sink."""
+    head, _, rest = key.partition(".")
+    if head in ("sources", "sinks") and rest and "." not in rest:
+        items = doc.get(head) or []
+        for item in items if isinstance(items, list) else items.values():
+            item[rest] = value
+        return
+    node = doc
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
 def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
+    for key, value in OVERRIDES:
+        apply_override(doc, key, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2))  # JSON is YAML: no YAML writer needed
     return path

@@ -55,6 +55,31 @@ def test_columns_render_like_their_samples() -> None:
     assert lines[-1].endswith(" cell_temperature=21.1 1700000000133")
 
 
+def test_blocks_answered_within_one_unit_of_the_precision_share_lines() -> None:
+    b = modbus_batch("r1", T)
+    fast = Batch(b.source, b.keys, T + np.arange(1000, dtype=np.int64) * 100, b.values, b.quality, device="r1")
+    guard = ClockGuard("a")
+    lines = [line for _seq, line in items([Row(1, T, fast)], LineRenderer("s", "ms"), guard)]
+    # the whole poll within 0.1 ms: a cell's voltage and temperature are one point of the millisecond
+    assert len(lines) == 800
+    assert lines[0] == f"{R1},cell=1,quality=good,source=modbus:r1 cell_voltage=3.2,cell_temperature=20.7 1700000000123"
+    assert guard.steps == 0 and "clock_step" not in "".join(lines)
+    # to the nanosecond they are different times: a line each
+    assert len(items([Row(1, T, fast)], LineRenderer("s", "ns"), ClockGuard("b"))) == 1000
+
+
+def test_one_quantity_twice_within_one_unit_keeps_both_readings() -> None:
+    keys = Keys.of([Key("cell_voltage", "V", "r1", 1, 1), Key("cell_temperature", "°C", "r1", 1, 1)] * 2)
+    ts = np.array([T, T, T + 200_000, T + 200_000], dtype=np.int64)  # two polls 0.2 ms apart
+    b = Batch("modbus:r1", keys, ts, np.array([3.2, 20.0, 3.3, 21.0]), np.full(4, GOOD, dtype=np.uint8))
+    lines = [line for _seq, line in items([Row(1, T, b)], LineRenderer("s", "ms"), ClockGuard("a"))]
+    # merged by the millisecond, cell_voltage would come twice in one line and InfluxDB keep only the last
+    assert lines == [
+        f"{R1},cell=1,quality=good,source=modbus:r1 cell_voltage=3.2,cell_temperature=20.0 1700000000123",
+        f"{R1},cell=1,quality=good,source=modbus:r1 cell_voltage=3.3,cell_temperature=21.0 1700000000124",
+    ]
+
+
 def test_a_retry_renders_the_same_lines_until_committed() -> None:
     guard = ClockGuard("a")
     r = LineRenderer("s", "ms")

@@ -52,6 +52,7 @@ class LinePlan:
     """What the lines of one key table from one source share, prepared once."""
 
     fields: Texts  # per point: `<escaped quantity>=` (shared texts)
+    field_ids: I64  # per point: the number of its field name (equal numbers: the same field)
     series: I64  # per point: the number of its (level, rack, module, cell): equal numbers share a line
     tails: tuple[str, ...]  # per quality code: `,quality=..,source=..`
     plain: bool  # no tag holds a backslash (so the first unescaped space of a line is after its tags)
@@ -65,6 +66,7 @@ def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
     heads: list[str] = []
     fields: list[str] = []
     numbers: dict[tuple[str, object, object, object], int] = {}
+    field_ids: dict[str, int] = {}
     series: list[int] = []
     for k in keys.rows:
         level = str(level_of(k.quantity, k.module, k.cell))
@@ -75,12 +77,14 @@ def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
             head += f",cell={k.cell}"
         heads.append(head)
         fields.append(f"{tag(k.quantity)}=")
+        field_ids.setdefault(fields[-1], len(field_ids))
         series.append(numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
     tails = tuple(f",quality={q},source={source_t}" for q in QUALITIES)
     plain = not any("\\" in h for h in heads) and "\\" not in tails[0]
     made: dict[int, str] = {}  # a series' key is one string for all its points (voltage and temperature of a cell)
     good = texts_of([made.setdefault(n, h + tails[GOOD]) for n, h in zip(series, heads, strict=True)])
-    return LinePlan(shared_texts(fields), np.asarray(series, dtype=np.int64), tails, plain, {GOOD: good})
+    ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)
+    return LinePlan(shared_texts(fields), ids, np.asarray(series, dtype=np.int64), tails, plain, {GOOD: good})
 
 
 def _series_keys(plan: LinePlan, code: int) -> Texts:
@@ -117,6 +121,29 @@ NO_LINES = Lines(
 )
 
 
+def _line_groups(
+    plan: LinePlan, idx: npt.NDArray[np.intp], quality: U8, times: I64, div: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """A line per (time, series, quality): each line's first point (as `np.unique`'s `return_index`) and
+    each point's line. Two readings of one series in one time unit of the precision (two blocks of a
+    poll answered within a millisecond) share the line InfluxDB would merge them into anyway; if one
+    field would come twice in a line, the time is taken to the nanosecond instead (the clock guard then
+    moves the later one a unit on), so no value overwrites another."""
+    series = plan.series[idx]
+    width = int(plan.series.max()) + 1
+    while True:
+        time_no = np.unique(times // div, return_inverse=True)[1].reshape(-1)
+        group = (time_no * width + series) * len(QUALITIES) + quality
+        _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if div == 1 or len(first) == len(idx):
+            return first, inverse
+        pairs = np.sort(inverse * (int(plan.field_ids.max()) + 1) + plan.field_ids[idx])
+        if not (pairs[1:] == pairs[:-1]).any():
+            return first, inverse
+        div = 1
+
+
 class LineRenderer:
     """The line protocol of one site at one precision, with its plans per key table (bounded)."""
 
@@ -133,8 +160,10 @@ class LineRenderer:
         return plan
 
     def sample_lines(self, batch: Batch) -> Lines:
-        """Points with the same tags and time share a line (in the order they first appear); numbers are
-        floats, NaN and infinities are left out (their quality says why), other values from `objects`."""
+        """Points with the same tags and time (in units of the precision) share a line, in the order they
+        first appear, unless a field would come twice in it (then only points of the same nanosecond share
+        one); numbers are floats, NaN and infinities are left out (their quality says why), other values
+        from `objects`."""
         if batch.n == 0:
             return NO_LINES
         plan = self.plan(batch)
@@ -149,16 +178,11 @@ class LineRenderer:
         idx = np.flatnonzero(valid)
         if len(idx) == 0:
             return NO_LINES
-        quality = batch.quality[idx]
-        times = batch.ts[idx]
-        # a line per (time, series, quality), in the order of first appearance
-        time_no = np.unique(times, return_inverse=True)[1].reshape(-1)
-        group = (time_no * (int(plan.series.max()) + 1) + plan.series[idx]) * len(QUALITIES) + quality
-        _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+        first, inverse = _line_groups(plan, idx, batch.quality[idx], batch.ts[idx], self.div)
         order = np.argsort(first, kind="stable")
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
-        line_of = rank[inverse.reshape(-1)]
+        line_of = rank[inverse]
         members = idx[np.argsort(line_of, kind="stable")]
         firsts = idx[first[order]]
         fields = plan.fields[members] + texts[members]
