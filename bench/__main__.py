@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         "CAN sender, Mosquitto, VictoriaMetrics, the bench process with its MQTT subscribers). Figures measured\n"
         f"while gateway + peers used over {SATURATION_PCT:.0f} % of the machine are flagged 'saturated'.\n"
     )
+    if OVERRIDES:
+        print("Gateway config changed with --set: " + ", ".join(f"{k}={v}" for k, v in OVERRIDES) + "\n")
     print(format_table(rows))
     if a.json:
         a.json.write_text(json.dumps([as_json(r) for r in rows], indent=1, default=str))
