@@ -19,11 +19,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+# cryptography (about 7 MB resident, its Rust binding and OpenSSL) is imported where an Ed25519 key is
+# used, not with this module: a gateway that takes no signed commands never loads it.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KeyKind = Literal["ed25519", "hmac"]
 SIG_FIELD = "sig"
@@ -62,6 +63,9 @@ def b64decode(text: str) -> bytes:
 def public_key_bytes(text: str) -> bytes:
     """The raw 32 bytes of an Ed25519 public key given as base64 (what `alarms keygen` prints) or PEM."""
     if "-----BEGIN" in text:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             key = serialization.load_pem_public_key(text.encode())
         except ValueError as exc:
@@ -86,6 +90,9 @@ class VerifyKey:
     def verify(self, data: bytes, sig: bytes) -> bool:
         if self.kind == "hmac":
             return hmac.compare_digest(hmac.new(self.material, data, hashlib.sha256).digest(), sig)
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.material).verify(sig, data)
         except InvalidSignature:
@@ -122,11 +129,16 @@ class SigningKey:
         """The raw 32-byte Ed25519 public key (KeyProblem for an HMAC secret, which has none)."""
         if self.kind == "hmac":
             raise KeyProblem("an HMAC secret has no public key: use an Ed25519 key (`alarms keygen`)")
+        from cryptography.hazmat.primitives import serialization
+
         key = _private(self.material).public_key()
         return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _private(pem: bytes) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyProblem(f"a {type(key).__name__}, not an Ed25519 private key")
@@ -144,6 +156,8 @@ def load_signing_key(path: Path) -> SigningKey:
             key = _private(data)
         except (ValueError, TypeError) as exc:
             raise KeyProblem(f"{path}: not a readable Ed25519 private key") from exc
+        from cryptography.hazmat.primitives import serialization
+
         raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return SigningKey("ed25519", data, ed25519_key_id(raw))
     secret = data.strip()
@@ -166,6 +180,9 @@ def generate(kind: KeyKind) -> NewKey:
     if kind == "hmac":
         secret = secrets.token_urlsafe(32).encode()
         return NewKey("hmac", secret + b"\n", None, hmac_key_id(secret))
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config.library import dbc_arg, profile_arg
 from gateway.errors import ConfigError
-from gateway.sources.can.capture import REPORT_FIRST, BadRecord, Capture, CaptureError, read_capture
-from gateway.sources.can.dbcload import lenient_from_env, load_dbc
-from gateway.sources.can.decode import FrameTable, plain
-from gateway.sources.can.plan import RackPlan
-from gateway.tools.canreplay import frames_of, replay, text_progress
 
+# python-can and cantools (about 14 MB resident) are imported by the commands that use them, not when
+# the command line is built: `run` and `validate` of a site without CAN never load them.
 if TYPE_CHECKING:
     from gateway.runtime.core import Runtime
+    from gateway.sources.can.capture import BadRecord, Capture
+    from gateway.sources.can.plan import RackPlan
 
 
 def _int(text: str) -> int:
@@ -45,6 +44,8 @@ def _rate(text: str) -> float | None:
 
 
 def _load(args: argparse.Namespace) -> Any:
+    from gateway.sources.can.dbcload import lenient_from_env, load_dbc
+
     dbc = load_dbc(args.dbc, lenient=args.lenient or lenient_from_env())
     for r in dbc.repairs:
         line = f":{r.line}" if r.line else ""
@@ -75,6 +76,7 @@ def _rack_plan(args: argparse.Namespace, db: Any) -> RackPlan:
 
 def _capture(args: argparse.Namespace) -> Capture:
     """The capture of `args.log`: bad records skipped, counted and the first few warned of (or fatal with --strict)."""
+    from gateway.sources.can.capture import Capture
 
     def warn(bad: BadRecord) -> None:
         print(f"warning: {bad}", file=sys.stderr)
@@ -84,6 +86,7 @@ def _capture(args: argparse.Namespace) -> Capture:
 
 def _finish(capture: Capture, counts: Counter[str]) -> int:
     """The summary on stderr; 2 when nothing could be read of a file with bad records (not a capture)."""
+    from gateway.sources.can.capture import REPORT_FIRST
     summary = "".join(f", {k} {v}" for k, v in sorted(counts.items()) if k not in ("frames", "decoded"))
     if capture.bad:
         shown = f", first {REPORT_FIRST} shown" if capture.bad > REPORT_FIRST else ""
@@ -105,6 +108,9 @@ def _json(value: Any) -> Any:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    from gateway.sources.can.capture import CaptureError
+    from gateway.sources.can.decode import FrameTable, plain
+
     dbc = _load(args)
     if args.profile is not None:
         return _decode_samples(args, _rack_plan(args, dbc.db))
@@ -149,6 +155,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def _decode_samples(args: argparse.Namespace, plan: RackPlan) -> int:
     """`can decode --profile`: the samples the gateway would store, one JSON object per sample."""
+    from gateway.sources.can.capture import CaptureError
     counts: Counter[str] = Counter()
     out = sys.stdout
     capture = _capture(args)
@@ -177,7 +184,10 @@ def _decode_samples(args: argparse.Namespace, plan: RackPlan) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from gateway.sources.can.capture import CaptureError
     from gateway.sources.can.reader import open_bus
+    from gateway.tools.canreplay import frames_of, replay, text_progress
+
     capture = _capture(args)
     try:
         frames = frames_of(capture)
@@ -216,6 +226,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.sources.can.dbcload import lenient_from_env, load_dbc
+
     code = 0
     for path in args.dbc:
         try:
@@ -305,6 +317,9 @@ def demo_hook(rt: Runtime) -> None:
 def _demo_replayer(channel: str) -> Any:
     async def run() -> None:
         import can
+
+        from gateway.sources.can.capture import read_capture
+        from gateway.tools.canreplay import frames_of, replay
 
         frames = frames_of(read_capture(demo_capture()))
         bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)

@@ -8,12 +8,15 @@ import contextlib
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config.library import profile_arg
-from gateway.tools.modbusline import Serving
-from gateway.tools.modbusserve import modbus_sources, serve, simulators_for
-from gateway.tools.modbussim import ModbusSimulator
+
+# pymodbus and the simulators (about 11 MB resident) are imported by the commands that use them, not
+# when the command line is built: `run` and `validate` load only what the site's sources need.
+if TYPE_CHECKING:
+    from gateway.tools.modbusline import Serving
+    from gateway.tools.modbussim import ModbusSimulator
 
 
 def _units(text: str) -> list[int]:
@@ -39,6 +42,7 @@ def _serving(args: argparse.Namespace) -> Serving | str:
     import ssl
 
     from gateway.sources.modbus.transport import SerialLine
+    from gateway.tools.modbusline import Serving
 
     line = SerialLine(args.baudrate, args.parity, args.stopbits, args.bytesize)
     sslctx = None
@@ -62,6 +66,8 @@ def _where(port: int | str, sim: ModbusSimulator, host: str) -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from gateway.ops.logs import configure_logging
+    from gateway.tools.modbusserve import modbus_sources, serve, simulators_for
+    from gateway.tools.modbussim import ModbusSimulator
 
     configure_logging("info" if args.verbose else "warning", "console")
     serving = _serving(args)
@@ -131,6 +137,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from gateway.sources.base import SourceContext
     from gateway.sources.modbus.source import endpoints
     from gateway.tools.modbusrecord import Recorder
+    from gateway.tools.modbusserve import modbus_sources
 
     configure_logging("info" if args.verbose else "warning", "console")
     loaded = load_or_exit(args)
