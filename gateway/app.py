@@ -149,4 +149,9 @@ def run(loaded: LoadedConfig) -> int:
         rt.settle_gc = True
         return await rt.run()
 
-    return asyncio.run(main())
+    from gateway.store.lockwait import EXIT_STORE_LOCKED, StoreLocked
+
+    try:
+        return asyncio.run(main())
+    except StoreLocked:  # logged where it gave up; systemd starts the daemon again
+        return EXIT_STORE_LOCKED

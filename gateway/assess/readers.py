@@ -41,8 +41,7 @@ def batches_from_store(
     """The store's sample batches created in [since_ns, until_ns], oldest first."""
     from gateway.store.outbox import Outbox
 
-    box = Outbox(path)
-    box.quarantine_damaged = False  # a reading tool: damaged rows are skipped and named, left for the daemon
+    box = Outbox(path, readonly=True)  # a reading tool: damaged rows are skipped and named, left for the daemon
     try:
         for row in box.query(since_ns, until_ns):
             if row.batch.kind == BatchKind.SAMPLES:

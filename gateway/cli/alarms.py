@@ -186,7 +186,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"error: no store at {store}", file=sys.stderr)
         return 2
     engine = AlarmEngine(build_ruleset(loaded).rules, racks_of(loaded))
-    box = Outbox(store)
+    box = Outbox(store, readonly=True)
     n = 0
     try:
         for row in box.query(args.since or 0, args.until):

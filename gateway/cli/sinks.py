@@ -15,7 +15,8 @@ from gateway.store.deadletters import DeadLetter
 from gateway.store.outbox import Outbox
 
 
-def _store(args: argparse.Namespace) -> Outbox:
+def _store(args: argparse.Namespace, *, readonly: bool = True) -> Outbox:
+    """The store; read-only unless the command writes (it never holds up the daemon's set-up)."""
     if args.store is not None:
         path = Path(args.store)
     else:
@@ -25,7 +26,7 @@ def _store(args: argparse.Namespace) -> Outbox:
     if not path.exists():
         print(f"error: no store at {path}", file=sys.stderr)
         raise SystemExit(2)
-    return Outbox(path, check=False)
+    return Outbox(path, check=False, readonly=readonly)
 
 
 def _iso(ns: int | None) -> str:
@@ -81,7 +82,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_sinks(args: argparse.Namespace) -> int:
     if args.probe:
         return cmd_probe(args)
-    ob = _store(args)
+    ob = _store(args, readonly=not args.forget)
     if args.forget:
         try:
             found = ob.remove_consumer(args.forget)
@@ -196,7 +197,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if not args.id and not args.all:
         print("error: name the dead letters to delete with --id, or pass --all", file=sys.stderr)
         return 2
-    ob = _store(args)
+    ob = _store(args, readonly=False)
     try:
         n = ob.remove_dead_letters(d.id for d in _letters(ob, args))
     finally:

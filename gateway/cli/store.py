@@ -63,13 +63,24 @@ def _site(box: Any, site: str | None) -> str:
 
 
 def _open(path: Path) -> Any:
+    """The store, read-only: a reading tool never writes, checks or switches the file (the daemon may be
+    setting it up right now); damaged rows are skipped and named, left for the daemon."""
+    import sqlite3
+
     from gateway.store.outbox import Outbox
 
     if not path.exists():
         print(f"error: no store at {path}", file=sys.stderr)
         raise SystemExit(2)
-    box = Outbox(path)
-    box.quarantine_damaged = False  # a reading tool: damaged rows are skipped and named, left for the daemon
+    box = None
+    try:
+        box = Outbox(path, readonly=True)
+        box.last_seq()
+    except sqlite3.DatabaseError as exc:
+        if box is not None:
+            box.close()
+        print(f"error: cannot read the store at {path} (not set up yet, or not a store): {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     return box
 
 

@@ -22,6 +22,7 @@ from gateway import metrics
 from gateway.model import Keys
 from gateway.store import deadletters, quarantine
 from gateway.store.diskfault import Deferred, UnstoredRow, fault_kind
+from gateway.store.lockwait import connect, is_locked, wait_unlocked
 from gateway.store.ownerfiles import create_owner_only
 from gateway.store.repair import needs_repair, repair
 from gateway.store.schema import CORE_TABLES, STORE_SCHEMA
@@ -38,16 +39,23 @@ class DiskFaults(OutboxState):
     """How `Outbox` opens its file and lives with a disk that fails."""
 
     def _open_file(self) -> sqlite3.Connection:
-        """The store file, checked (and repaired when damaged), in WAL mode, with its tables."""
+        """The store file, checked (and repaired when damaged), in WAL mode, with its tables; read-only
+        (none of that) for a reading tool. A lock another process holds raises (see gateway.store.lockwait)."""
+        if self.readonly:
+            return connect(self.path, readonly=True)
         create_owner_only(self.path)  # 0600 (its -wal and -shm follow), in a 0700 directory when made here
         if self._check:
+            self._opening = "damage check"
             why = needs_repair(self.path, after_crash=self.mark_open)
             if why:
+                self._opening = "repair"
                 self.repair_report = repair(self.path, STORE_SCHEMA, why)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = connect(self.path)
         try:
+            self._opening = "switch to WAL mode"
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}")
+            self._opening = "tables"
             try:
                 db.executescript(STORE_SCHEMA)
             except sqlite3.Error as exc:
@@ -66,9 +74,9 @@ class DiskFaults(OutboxState):
         in memory (every write waits in memory) until a `retry` opens the file."""
         self._open_error = None
         try:
-            db = self._open_file()
+            db = wait_unlocked(self._open_file, self.path, lambda: self._opening)
         except (sqlite3.Error, OSError) as exc:
-            if fault_kind(exc) is None:
+            if fault_kind(exc) is None or self.readonly:
                 raise
             self._open_error = exc
             db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -160,6 +168,8 @@ class DiskFaults(OutboxState):
                 return False
             self._flush_deferred()
         except (sqlite3.Error, OSError) as exc:
+            if is_locked(exc):
+                return False  # another process holds the store for a moment: the next retry
             if fault_kind(exc) is None:
                 raise
             self._failed(exc, "retry")

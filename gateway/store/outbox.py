@@ -34,6 +34,7 @@ from gateway.store.codec import encode, keys_body
 from gateway.store.cursors import Cursors
 from gateway.store.diskfault import Deferred, UnstoredRows, fault_kind
 from gateway.store.faults import RETRY_INTERVAL, DiskFaults
+from gateway.store.lockwait import wait_unlocked
 from gateway.store.read import DECODED_HIT, DECODED_MISS, ConsumerState, Reading, Row
 from gateway.store.repair import OPEN_MARK, RepairReport
 from gateway.store.schema import SCHEMA, STORE_SCHEMA
@@ -69,13 +70,20 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         site: str | None = None,
         alarms: GatewayAlarms | None = None,
         mark_open: bool = False,
+        readonly: bool = False,
     ) -> None:
         """`check`: detect a damaged or truncated file and repair it (the damaged file is set aside).
         `memory_buffer_samples`: samples kept in memory while the disk is full (the oldest go past it).
         `site`: the site the gateway writes for, kept in the store's meta (export tags samples with it).
         `mark_open`: the store's writer (the daemon) marks it open until `close`, so that a start after a
-        crash checks the whole file (see gateway.store.repair.needs_repair)."""
+        crash checks the whole file (see gateway.store.repair.needs_repair).
+        `readonly`: a reading tool's look (`tail`, `export`): the file is opened read-only, never checked,
+        switched or written, so it never holds up the daemon's set-up; damaged rows are only skipped.
+
+        A lock another process holds on the file is waited for (see gateway.store.lockwait)."""
         self.path = path
+        self.readonly = readonly
+        self._opening = "open"  # the step of the set-up in progress (named when a lock holds it up)
         self.mark_open = mark_open
         self.alarms = alarms if alarms is not None else GatewayAlarms()  # reports the disk-full alarm
         self.max_bytes = max_bytes
@@ -99,13 +107,14 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         # Rows found damaged (seq -> error): every reader skips them; moved to `quarantine` when the
         # store can be written (`quarantine_damaged`; the read-only tools only skip them).
         self.damaged: dict[int, str] = {}
-        self.quarantine_damaged = True
+        self.quarantine_damaged = not readonly
         self._in_tx = False
         self.opened = False
         self._open_error: BaseException | None = None  # why the file did not open (or only partly)
         self.db = self._open_or_stand_in()
         self.page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
-        self._stored_layouts: set[str] = {r[0] for r in self.db.execute("SELECT digest FROM layouts")}
+        layouts = () if readonly else self.db.execute("SELECT digest FROM layouts")  # (only a writer needs them)
+        self._stored_layouts: set[str] = {r[0] for r in layouts}
         self.appended_samples = 0
         self.dropped_total: dict[str, int] = {}
         # Rows a consumer is writing right now (its first in-flight seq): the budget never drops them
@@ -121,11 +130,17 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         self._decoded_samples = 0
         if self._open_error is not None:
             self._failed(self._open_error, "open")
+        names = list(consumers)
+        if names or site is not None or mark_open:
+            wait_unlocked(lambda: self._first_writes(names, site), path, "first writes")
+
+    def _first_writes(self, consumers: list[str], site: str | None) -> None:
+        """The consumers, the site and the open mark (each idempotent: tried again while the file is locked)."""
         for name in consumers:
             self.add_consumer(name)
         if site is not None and self.get_meta("site") != site:
             self.set_meta("site", site)
-        if mark_open:
+        if self.mark_open:
             self.set_meta(OPEN_MARK, "open")
 
     # -- writing -------------------------------------------------------------------------------
@@ -217,6 +232,9 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
     def close(self) -> None:
         """Store what waits in memory if the disk has room now (what it cannot hold is counted as
         dropped), checkpoint, close."""
+        if self.readonly:
+            self.db.close()
+            return
         if self.checkpointer is not None:
             self.checkpointer.stop()
         try:

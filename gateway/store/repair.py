@@ -33,6 +33,7 @@ from gateway import metrics
 from gateway.store import journalcarry, quarantine
 from gateway.store.codec import key_digest, key_table_from_body
 from gateway.store.diskfault import is_open_fault
+from gateway.store.lockwait import connect, is_locked
 from gateway.store.ownerfiles import create_owner_only
 from gateway.store.salvage import Copied, Source, copy_rows, plausible_batch, readable
 
@@ -75,15 +76,15 @@ def _header_says_truncated(path: Path) -> bool:
 
 def _quick_check(path: Path) -> str:
     try:
-        db = sqlite3.connect(path)
+        db = connect(path)
         try:
             rows = db.execute("PRAGMA quick_check").fetchall()
             db.execute("SELECT count(*) FROM batches").fetchone()
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
-        if is_open_fault(exc):
-            raise  # the disk, not the file: never a reason to set a sound store aside
+        if is_open_fault(exc) or is_locked(exc):
+            raise  # the disk, or another process's lock, not the file: never a reason to set a sound store aside
         return str(exc)
     result = "; ".join(str(r[0]) for r in rows)
     return "" if result == "ok" else result
@@ -95,13 +96,13 @@ OPEN_MARK = "store.state"  # meta: "open" while a gateway writes the store, "clo
 def _left_open(path: Path) -> bool:
     """The store's writer did not close it (a crash, a power loss, a kill): pages may be damaged anywhere."""
     try:
-        db = sqlite3.connect(path)
+        db = connect(path)
         try:
             row = db.execute("SELECT value FROM meta WHERE key = ?", (OPEN_MARK,)).fetchone()
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
-        if is_open_fault(exc):
+        if is_open_fault(exc) or is_locked(exc):
             raise
         return False  # unreadable: the checks below find out
     return row is not None and row[0] == "open"
@@ -109,7 +110,8 @@ def _left_open(path: Path) -> bool:
 
 def needs_repair(path: Path, *, after_crash: bool = False) -> str:
     """Why the file needs a repair ("" when it is sound or does not exist). Raises sqlite3.Error when a
-    fault of the disk (full, an I/O error) keeps it from being opened: that is no damage.
+    fault of the disk (full, an I/O error) keeps it from being opened, or another process's lock keeps
+    it from being read (see gateway.store.lockwait): that is no damage.
 
     Cheap for a file closed cleanly (its header, its newest row). With `after_crash`, a file its writer
     left open is checked whole (quick_check): a damaged page anywhere is repaired before a reader meets
@@ -120,7 +122,7 @@ def needs_repair(path: Path, *, after_crash: bool = False) -> str:
         return _quick_check(path)
     if not _header_says_truncated(path):
         try:
-            db = sqlite3.connect(path)
+            db = connect(path)
             try:
                 db.execute("SELECT seq FROM batches ORDER BY seq DESC LIMIT 1").fetchone()
             finally:
@@ -129,7 +131,7 @@ def needs_repair(path: Path, *, after_crash: bool = False) -> str:
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return ""
-            if is_open_fault(exc):
+            if is_open_fault(exc) or is_locked(exc):
                 raise
         except sqlite3.DatabaseError:
             pass
@@ -281,6 +283,8 @@ def _copy_small(old: sqlite3.Connection, new: sqlite3.Connection) -> None:
         try:
             rows = old.execute(f"SELECT {cols} FROM {table}").fetchall()
         except sqlite3.DatabaseError as exc:
+            if is_locked(exc):
+                raise  # the repair is tried again once the lock is gone (see gateway.store.lockwait)
             if "no such table" not in str(exc):  # tables of later versions may be missing
                 log.error("store repair: table unreadable", table=table, error=str(exc))
             continue

@@ -15,6 +15,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.store.lockwait import is_locked
+
 MAGIC = b"SQLite format 3\x00"
 PAGE_SIZES = tuple(2**k for k in range(9, 17))  # 512 ... 65536
 CHUNK = 500
@@ -221,7 +223,9 @@ def copy_rows(
     while True:
         try:
             rows = old.execute(f"{table_select} {key} > ? ORDER BY {key} LIMIT ?", (after, CHUNK)).fetchall()
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if is_locked(exc):
+                raise  # another process's lock, no damage: the repair is tried again (gateway.store.lockwait)
             rows = None
         if rows is not None:
             if not rows:

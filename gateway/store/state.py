@@ -41,7 +41,9 @@ class OutboxState:
     fault: str
     retry_interval: float
     opened: bool
+    readonly: bool
     _check: bool
+    _opening: str
     _last_full: float
     _retry_at: float
     _schema_pending: bool

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import structlog
 
+from gateway.store.lockwait import connect
+
 log = structlog.get_logger("outbox")
 
 
@@ -52,7 +54,7 @@ class WalCheckpointer:
 
     def _connect(self) -> sqlite3.Connection | None:
         try:
-            db = sqlite3.connect(self.path, isolation_level=None)
+            db = connect(self.path)
             db.execute(f"PRAGMA synchronous={self.synchronous}")  # the fsyncs of a checkpoint follow it
         except sqlite3.Error as exc:
             self._failed(exc)
