@@ -69,14 +69,15 @@ def int_texts(values: I64) -> Texts:
     return out
 
 
-def run_texts(ts: I64) -> Texts:
-    """`str(int)` of every time, formatted once per run of equal times (the points of one read)."""
+def run_texts(ts: I64, before: str = "", after: str = "") -> Texts:
+    """`before + str(int) + after` of every time, formatted once per run of equal times (the points of one
+    read)."""
     n = len(ts)
     if n == 0:
         return np.empty(0, dtype=object)
     starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
     texts = np.empty(len(starts), dtype=object)
-    texts[:] = list(map(int.__repr__, ts[starts].tolist()))
+    texts[:] = [f"{before}{t}{after}" for t in ts[starts].tolist()]
     return np.repeat(texts, np.diff(np.append(starts, n)))
 
 

@@ -19,7 +19,8 @@ import numpy.typing as npt
 
 from gateway.catalog import level_of
 from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys
-from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, run_texts, shared_texts, texts_of, value_texts
+from gateway.sinks.columns import PlanCache, Texts, run_texts, shared_texts, texts_of, value_texts
+from gateway.sinks.influx.layout import LayoutCache, LineLayout
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -51,14 +52,12 @@ def precision_divisor(precision: str) -> int:
 class LinePlan:
     """What the lines of one key table from one source share, prepared once."""
 
-    fields: Texts  # per point: `<escaped quantity>=` (shared texts)
-    field_ids: I64  # per point: the number of its field name (equal numbers: the same field)
-    series: I64  # per point: the number of its (level, rack, module, cell): equal numbers share a line
     tails: tuple[str, ...]  # per quality code: `,quality=..,source=..`
     plain: bool  # no tag holds a backslash (so the first unescaped space of a line is after its tags)
     # per quality code: the series key of every point, `<level>,site=..,rack=..[,module=..][,cell=..]` and
     # the code's tail; good's made with the plan, the others from it when first needed
     keys: dict[int, Texts]
+    layouts: LayoutCache  # which points share a line, by the batches' run layouts
 
 
 def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
@@ -76,7 +75,7 @@ def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
         if k.cell is not None:
             head += f",cell={k.cell}"
         heads.append(head)
-        fields.append(f"{tag(k.quantity)}=")
+        fields.append(f" {tag(k.quantity)}=")
         field_ids.setdefault(fields[-1], len(field_ids))
         series.append(numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
     tails = tuple(f",quality={q},source={source_t}" for q in QUALITIES)
@@ -84,7 +83,8 @@ def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
     made: dict[int, str] = {}  # a series' key is one string for all its points (voltage and temperature of a cell)
     good = texts_of([made.setdefault(n, h + tails[GOOD]) for n, h in zip(series, heads, strict=True)])
     ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)
-    return LinePlan(shared_texts(fields), ids, np.asarray(series, dtype=np.int64), tails, plain, {GOOD: good})
+    layouts = LayoutCache(np.asarray(series, dtype=np.int64), ids, shared_texts(fields))
+    return LinePlan(tails, plain, {GOOD: good}, layouts)
 
 
 def _series_keys(plan: LinePlan, code: int) -> Texts:
@@ -97,51 +97,37 @@ def _series_keys(plan: LinePlan, code: int) -> Texts:
 
 
 class Lines(NamedTuple):
-    """The sample lines of a batch, in order: `<key> <fields> <time>` each."""
+    """The sample lines of a batch: their text (each line `<key> <fields> <time>` and a newline) and
+    what the clock guard reads of each line."""
 
+    text: str
     keys: Texts
-    fields: Texts
     times: I64  # in units of the precision
     plain: bool  # see LinePlan.plain
     rows: npt.NDArray[np.intp]  # each line's row in its plan's key columns
     codes: U8  # each line's quality code
     columns: dict[int, Texts]  # the plan's key column of each code (a line's key: columns[code][row])
-
-    def text(self, sep: str = "\n") -> str:
-        """The lines, each followed by `sep`."""
-        n = len(self.keys)
-        parts = np.empty(6 * n, dtype=object)
-        parts[0::6], parts[1::6], parts[2::6] = self.keys, " ", self.fields
-        parts[3::6], parts[4::6], parts[5::6] = " ", run_texts(self.times), sep
-        return "".join(parts.tolist())
+    distinct: bool  # no series (with its quality) has two lines
 
 
 NO_LINES = Lines(
-    texts_of([]), texts_of([]), np.zeros(0, dtype=np.int64), True, np.zeros(0, dtype=np.intp), np.zeros(0, np.uint8), {}
+    "", texts_of([]), np.zeros(0, dtype=np.int64), True, np.zeros(0, dtype=np.intp), np.zeros(0, np.uint8), {}, True
 )
 
 
-def _line_groups(
-    plan: LinePlan, idx: npt.NDArray[np.intp], quality: U8, times: I64, div: int
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """A line per (time, series, quality): each line's first point (as `np.unique`'s `return_index`) and
-    each point's line. Two readings of one series in one time unit of the precision (two blocks of a
-    poll answered within a millisecond) share the line InfluxDB would merge them into anyway; if one
-    field would come twice in a line, the time is taken to the nanosecond instead (the clock guard then
-    moves the later one a unit on), so no value overwrites another."""
-    series = plan.series[idx]
-    width = int(plan.series.max()) + 1
-    while True:
-        time_no = np.unique(times // div, return_inverse=True)[1].reshape(-1)
-        group = (time_no * width + series) * len(QUALITIES) + quality
-        _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        if div == 1 or len(first) == len(idx):
-            return first, inverse
-        pairs = np.sort(inverse * (int(plan.field_ids.max()) + 1) + plan.field_ids[idx])
-        if not (pairs[1:] == pairs[:-1]).any():
-            return first, inverse
-        div = 1
+def _line_text(layout: LineLayout, keys: Texts, values: Texts, times: Texts) -> str:
+    """The lines' text: per point of a line its field and value, after the line's key (its first point)
+    and before its time (its last point)."""
+    n = len(layout.members)
+    parts = np.empty(4 * n, dtype=object)
+    parts[1::4], parts[2::4] = layout.heads, values
+    if layout.starts is None or layout.ends is None:
+        parts[0::4], parts[3::4] = keys, times
+    else:
+        parts[0::4] = parts[3::4] = ""
+        parts[4 * layout.starts] = keys
+        parts[4 * layout.ends + 3] = times
+    return "".join(parts.tolist())
 
 
 class LineRenderer:
@@ -175,38 +161,31 @@ class LineRenderer:
             fv = field_value(v)
             valid[i] = fv is not None
             texts[i] = fv
-        idx = np.flatnonzero(valid)
-        if len(idx) == 0:
+        if not valid.any():
             return NO_LINES
-        first, inverse = _line_groups(plan, idx, batch.quality[idx], batch.ts[idx], self.div)
-        order = np.argsort(first, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        line_of = rank[inverse]
-        members = idx[np.argsort(line_of, kind="stable")]
-        firsts = idx[first[order]]
-        fields = plan.fields[members] + texts[members]
-        if len(firsts) != len(members):
-            ends = np.cumsum(np.bincount(line_of)).tolist()
-            flat = fields.tolist()
-            fields = texts_of([",".join(flat[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)])
+        layout = plan.layouts.of(valid, batch.quality, batch.ts, self.div)
+        firsts = layout.firsts
         codes = batch.quality[firsts]
         code = int(codes[0])
         if (codes == code).all():
-            keys = _series_keys(plan, code)[firsts]
+            keys = _series_keys(plan, code)
+            keys = keys if layout.whole else keys[firsts]
         else:
             keys = np.empty(len(firsts), dtype=object)
             for c in np.unique(codes).tolist():
                 at = codes == c
                 keys[at] = _series_keys(plan, c)[firsts[at]]
-        return Lines(keys, fields, batch.ts[firsts] // self.div, plan.plain, firsts, codes, plan.keys)
+        times = batch.ts[firsts] // self.div
+        values = texts if layout.whole else texts[layout.members]
+        text = _line_text(layout, keys, values, run_texts(times, " ", "\n"))
+        return Lines(text, keys, times, plan.plain, firsts, codes, plan.keys, layout.distinct)
 
     def lines(self, batch: Batch) -> list[str]:
         """Every line of one stored batch, whatever its kind."""
         site, precision = self.site, self.precision
         if batch.kind == BatchKind.SAMPLES:
-            sl = self.sample_lines(batch)
-            out = sl.text(SEPARATOR)[:-1].split(SEPARATOR) if len(sl.keys) else []
+            text = self.sample_lines(batch).text
+            out = text[:-1].split("\n") if text else []
             return out + encode_device_status(batch, site, precision)
         lines: list[str | None]
         if batch.kind == BatchKind.ALARM:

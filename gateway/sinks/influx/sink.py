@@ -28,7 +28,7 @@ from gateway.config.base import read_secret
 from gateway.errors import ConfigError, SinkError
 from gateway.model import BatchKind
 from gateway.sinks.base import Rejected
-from gateway.sinks.clock import ClockGuard, LinePoint, Pending, split_line
+from gateway.sinks.clock import ClockGuard, Pending, split_line
 from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
@@ -75,19 +75,14 @@ def render_row(row: Row, renderer: LineRenderer, guard: ClockGuard | None, pendi
 
 
 def _guarded_text(lines: Lines, guard: ClockGuard | None, pending: Pending | None) -> str:
-    if not len(lines.keys):
-        return ""
-    if guard is not None and pending is not None:
-        if not lines.plain or not guard.admit_each(pending, lines.keys, lines.times, _slots(lines, guard, pending)):
-            keys, times = lines.keys.tolist(), lines.times.tolist()
-            points: list[LinePoint] = []
-            for key, f, t in zip(keys, lines.fields.tolist(), times, strict=True):
-                if lines.plain:  # the first unescaped space is the one after the tags
-                    points.append(LinePoint(key, f, t, None))
-                else:
-                    points.append(split_line(f"{key} {f} {t}"))
+    """The lines' text, or (when a line is not after its series' newest, or a tag holds a backslash) the
+    lines as the guard writes them one by one."""
+    if guard is not None and pending is not None and lines.text:
+        slots = _slots(lines, guard, pending)
+        if not lines.plain or not guard.admit_each(pending, lines.keys, lines.times, slots, lines.distinct):
+            points = [split_line(line) for line in lines.text[:-1].split("\n")]
             return "\n".join(guard.lines(pending, points)) + "\n"
-    return lines.text()
+    return lines.text
 
 
 def _slots(lines: Lines, guard: ClockGuard, pending: Pending) -> npt.NDArray[np.intp]:

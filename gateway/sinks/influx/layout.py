@@ -1,0 +1,145 @@
+"""Which points of a batch share a line-protocol line, and in what order (pure).
+
+A line is one (time unit of the precision, series, quality): points with the same level and tags,
+read in the same millisecond (say), share it, unless one field would come twice in it (then only the
+points of the same nanosecond do; the clock guard moves the later one a unit on). Lines come in the
+order their first points do; a line's points keep the batch's order.
+
+What a batch's lines are depends only on its key table, which of its points hold a value, their
+qualities and which of its time runs (the points of one block read share a time) fall in one unit.
+In steady state every batch of a device has the same of all four, so its `LineLayout` is kept with
+the key table's plan (`LayoutCache`, a few per table) and found again from the batch's run layout:
+where its runs start, and which runs that hold a series in common share a unit (runs that share no
+series cannot share a line, so when they fall in one millisecond the layout is still the same).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.lru import LruCache
+from gateway.model import I64, QUALITIES, U8
+from gateway.sinks.columns import Texts
+
+IntArr = npt.NDArray[np.intp]
+Bools = npt.NDArray[np.bool_]
+
+MAX_RUNS = 64  # a batch with more time runs (a CAN window: a time per frame) is laid out each time
+LAYOUTS = 4  # layouts kept per key table (the run layouts one device's batches take turns with)
+RunKey = tuple[int, int, bytes, bytes, bytes]  # (quality code, points, run starts, shared units, shared times)
+
+
+@dataclass(frozen=True, slots=True)
+class LineLayout:
+    """The lines of a batch: its points with a value in line order, and where each line starts and ends."""
+
+    members: IntArr  # the points that are written, a line's points together, lines in order
+    firsts: IntArr  # each line's first point
+    starts: IntArr | None  # each line's first position in `members`; None: every line has one point
+    ends: IntArr | None  # each line's last position in `members`
+    heads: Texts  # per member: its field, ` <field>=` when it is the first of its line, else `,<field>=`
+    whole: bool  # `members` is every point of the batch in order (and each its own line)
+    distinct: bool  # no two lines have the same series and quality (the clock guard's check)
+
+
+def line_layout(
+    series: I64, field_ids: I64, heads: Texts, idx: IntArr, quality: U8, times: I64, div: int
+) -> LineLayout:
+    """The lines of the points `idx` (their qualities and times given) of a table whose points have the
+    series numbers `series`, field numbers `field_ids` and fields `heads` (` <field>=`)."""
+    first, inverse = _line_groups(series, field_ids, idx, quality, times, div)
+    firsts_at = np.sort(first)  # lines in the order of their first points
+    firsts = idx[firsts_at]
+    n_lines = len(firsts)
+    key = series[firsts] * len(QUALITIES) + quality[firsts_at]
+    ordered = np.sort(key)
+    distinct = not bool((ordered[1:] == ordered[:-1]).any())
+    if n_lines == len(idx):  # (idx is every point in order when it is as long as the table)
+        whole = len(idx) == len(series)
+        return LineLayout(idx, firsts, None, None, heads if whole else heads[idx], whole, distinct)
+    rank = np.empty(n_lines, dtype=np.intp)
+    rank[np.argsort(first, kind="stable")] = np.arange(n_lines)
+    line_of = rank[inverse]
+    members = idx[np.argsort(line_of, kind="stable")]
+    ends = np.cumsum(np.bincount(line_of, minlength=n_lines)) - 1
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.intp)
+    later = np.ones(len(members), dtype=np.bool_)
+    later[starts] = False
+    member_heads = heads[members]
+    member_heads[later] = [sys.intern("," + h[1:]) for h in member_heads[later].tolist()]
+    return LineLayout(members, firsts, starts, ends.astype(np.intp), member_heads, False, distinct)
+
+
+def _line_groups(
+    series_of: I64, field_ids: I64, idx: IntArr, quality: U8, times: I64, div: int
+) -> tuple[IntArr, IntArr]:
+    """A line per (time, series, quality): each line's first point (as `np.unique`'s `return_index`, a
+    position in `idx`) and each point's line. If one field would come twice in a line, the time is
+    taken to the nanosecond instead, so no value overwrites another."""
+    series = series_of[idx]
+    width = int(series_of.max()) + 1
+    while True:
+        time_no = np.unique(times // div, return_inverse=True)[1].reshape(-1)
+        group = (time_no * width + series) * len(QUALITIES) + quality
+        _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if div == 1 or len(first) == len(idx):
+            return first, inverse
+        pairs = np.sort(inverse * (int(field_ids.max()) + 1) + field_ids[idx])
+        if not (pairs[1:] == pairs[:-1]).any():
+            return first, inverse
+        div = 1
+
+
+class LayoutCache:
+    """The layouts of one key table's batches by run layout (at most LAYOUTS), and which of its time
+    runs hold a series in common, by where the runs start."""
+
+    __slots__ = ("field_ids", "heads", "layouts", "series", "shared")
+
+    def __init__(self, series: I64, field_ids: I64, heads: Texts) -> None:
+        self.series = series
+        self.field_ids = field_ids
+        self.heads = heads
+        self.layouts: LruCache[RunKey, LineLayout] = LruCache(LAYOUTS)
+        self.shared: LruCache[bytes, Bools] = LruCache(LAYOUTS)  # run starts -> runs x runs: a series in common
+
+    def of(self, valid: Bools, quality: U8, times: I64, div: int) -> LineLayout:
+        """The layout of a batch's lines (`valid`: which points are written)."""
+        key = self._key(valid, quality, times, div)
+        got = self.layouts.get(key) if key is not None else None
+        if got is None:
+            idx = np.flatnonzero(valid)
+            got = line_layout(self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div)
+            if key is not None:
+                self.layouts.put(key, got)
+        return got
+
+    def _key(self, valid: Bools, quality: U8, times: I64, div: int) -> RunKey | None:
+        """What the layout of a batch with every point written and one quality depends on; None for
+        other batches (laid out each time)."""
+        n = len(times)
+        code = int(quality[0])
+        if not valid.all() or not (quality == code).all():
+            return None
+        cut = np.flatnonzero(times[1:] != times[:-1]) + 1
+        if len(cut) >= MAX_RUNS:
+            return None
+        starts = cut.tobytes()
+        shared = self.shared.get(starts)
+        if shared is None:
+            run_of = np.zeros(n, dtype=np.intp)
+            run_of[cut] = 1
+            held = np.zeros((len(cut) + 1, int(self.series.max()) + 1), dtype=np.bool_)
+            held[np.cumsum(run_of), self.series] = True
+            shared = held @ held.T
+            self.shared.put(starts, shared)
+        at = times[np.concatenate(([0], cut))]
+        units = at // div
+        same_unit = np.packbits((units[:, None] == units[None, :]) & shared).tobytes()
+        same_time = np.packbits((at[:, None] == at[None, :]) & shared).tobytes()
+        return code, n, starts, same_unit, same_time
