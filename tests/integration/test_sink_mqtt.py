@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import textwrap
 import time
@@ -64,6 +65,23 @@ async def test_topics_retained_state_and_clean_stop(tmp_path: Path, mosquitto: M
         await await_for(lambda: {t for t, _, r in late.messages if r} >= {
             "bms/s1/gateway/status", "bms/s1/r1/state", "bms/s1/r1/availability", "bms/s1/r1/alarms/active"
         })  # fmt: skip
+    ob.close()
+
+
+async def test_the_socket_sends_and_acknowledges_at_once(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Mosquitto keeps Nagle's algorithm on by default: without TCP_QUICKACK on the gateway's side each
+    write of two or more QoS 1 messages waited 40 ms for its second PUBACK (the delayed ACK)."""
+    ob, runner = make(tmp_path, mosquitto.port)
+    async with running(runner):
+        ob.append([Batch.of_samples("r1", [Sample(1, "soc", 50.0, "%", "good", "r1")])])
+        runner.notify()
+        await await_for(runner.caught_up)
+        sink = runner.sink
+        assert isinstance(sink, MqttSink) and sink._client is not None
+        sock = sink._client._client.socket()
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1  # set after the last PUBACK
     ob.close()
 
 

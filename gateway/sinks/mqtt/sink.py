@@ -29,7 +29,7 @@ from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.mqtt.inbound import discarding_queue
 from gateway.sinks.mqtt.payloads import ALL_LEVELS, Message, MqttState, Topics, discovery, render_row, state_messages
-from gateway.sinks.mqtt.publish import connect_client, publish_acked
+from gateway.sinks.mqtt.publish import SOCKET_OPTIONS, connect_client, publish_acked
 from gateway.store.outbox import Row
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class MqttSink:
             timeout=self.cfg.timeout,
             tls_context=self._tls_context(),
             max_inflight_messages=MAX_INFLIGHT,
+            socket_options=SOCKET_OPTIONS,
             will=None if probe else aiomqtt.Will(self.topics.gateway_status, b"offline", qos=1, retain=True),
         )
         client.pending_calls_threshold = 100_000  # a backlog drain has many publishes in flight, by design

@@ -31,7 +31,7 @@ from gateway.errors import ConfigError, SinkError
 from gateway.sinks.base import Rejected
 from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.mqtt.payloads import Message
-from gateway.sinks.mqtt.publish import connect_client, publish_acked
+from gateway.sinks.mqtt.publish import SOCKET_OPTIONS, connect_client, publish_acked
 from gateway.sinks.sparkplug.config import SparkplugSinkConfig
 from gateway.sinks.sparkplug.inbound import CommandGate, births, commands, handing_queue, payload_bytes
 from gateway.sinks.sparkplug.node import EdgeNode, device_id
@@ -91,6 +91,7 @@ class SparkplugSink:
             clean_session=True,  # Sparkplug B 3.0 with MQTT 3.1.1
             timeout=self.cfg.timeout,
             max_inflight_messages=MAX_INFLIGHT,
+            socket_options=SOCKET_OPTIONS,
             queue_type=handing_queue(self._inbound),
             will=None if probe else will,
         )
