@@ -12,6 +12,7 @@ batch (a backlog after an outage) is written at once, one after the other, at fu
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterator, Sequence
 
@@ -34,11 +35,15 @@ METRICS_MIN_GAP = 0.5  # during a backlog drain, pending/lag (a scan of the back
 RETRY_AFTER_MAX = 3600.0  # a server's Retry-After is honoured up to an hour
 
 
-def batch_wait(samples: int, oldest_age: float, max_samples: int, max_age: float, draining: bool) -> float:
-    """Seconds to wait for more rows before writing what is buffered (0: write now)."""
+def batch_wait(samples: int, since_write: float, max_samples: int, max_age: float, draining: bool) -> float:
+    """Seconds to wait for more rows before writing what is buffered (0: write now). Writes are paced,
+    not delayed: a partial batch waits until `max_age` after the previous write began, so rows that
+    come after a quiet spell go at once, and under a steady stream the writes are `max_age` apart, each
+    with what came meanwhile. (The buffered rows came after that write began: none waits longer than
+    `max_age`.)"""
     if samples >= max_samples or draining:
         return 0.0
-    return min(max_age, max(0.0, max_age - oldest_age))
+    return min(max_age, max(0.0, max_age - since_write))
 
 
 def retry_delay(backoff: float, retry_after: float | None) -> float:
@@ -83,7 +88,7 @@ class SinkRunner:
         self._log = log.bind(sink=name)
         self._buffer: list[Row] = []
         self._refreshed = 0.0
-        self._since = 0.0  # monotonic time the oldest buffered row was read
+        self._wrote_at = -math.inf  # monotonic time the last write began
 
     def notify(self) -> None:
         """New rows were committed."""
@@ -161,19 +166,18 @@ class SinkRunner:
             room = self.cfg.batch_max_samples - have
             if room > 0:
                 more = self.outbox.read(after, max_samples=room, at_least_one=not self._buffer)
-                if more and not self._buffer:
-                    self._since = time.monotonic()
                 self._buffer.extend(more)
                 have += count(more)
             if not self._buffer:
                 await self._idle(METRICS_EVERY)
                 continue
-            # Age from when the runner first held the batch (monotonic: a clock step cannot stall it).
-            age = time.monotonic() - self._since
+            # Paced from the last write's start (monotonic: a clock step cannot stall it).
+            since = time.monotonic() - self._wrote_at
             full = have >= self.cfg.batch_max_samples or (room > 0 and self._backlog_after(self._buffer[-1].seq))
-            wait = batch_wait(have, age, self.cfg.batch_max_samples, self.cfg.batch_max_age, self.draining or full)
+            wait = batch_wait(have, since, self.cfg.batch_max_samples, self.cfg.batch_max_age, self.draining or full)
             if wait <= 0:
                 rows, self._buffer = self._buffer, []
+                self._wrote_at = time.monotonic()
                 return rows
             await self._idle(wait)
 

@@ -82,12 +82,15 @@ async def test_drain_writes_a_partial_batch_at_once(tmp_path: Path) -> None:
     sink = ListSink()
     runner = SinkRunner("list", sink, ob, cfg(batch_max_age=3600))
     async with running(runner):
+        ob.append([sample_batch("r1", time.time_ns(), 1)])
+        runner.notify()
+        await await_for(lambda: sink.writes == [[1]])  # the first goes at once; the next write waits an hour
         ob.append([sample_batch("r1", time.time_ns(), 1)])  # a fresh row
         runner.notify()
-        await await_for(lambda: [r.seq for r in runner._buffer] == [1])  # read, held for more (age one hour)
-        assert sink.writes == []
+        await await_for(lambda: [r.seq for r in runner._buffer] == [2])  # read, held for more
+        assert sink.writes == [[1]]
         assert await runner.drain(30.0)
-    assert sink.writes == [[1]]
+    assert sink.writes == [[1], [2]]
     ob.close()
 
 
@@ -102,4 +105,22 @@ async def test_a_bug_in_a_sink_is_not_swallowed(tmp_path: Path) -> None:
     with pytest.raises(ZeroDivisionError):
         await asyncio.wait_for(runner.run(), 30)
     assert ob.acked("list") == 0  # nothing acknowledged
+    ob.close()
+
+
+async def test_writes_are_paced_not_delayed(tmp_path: Path) -> None:
+    """A row after a quiet spell goes at once, however long `batch_max_age` is; the next partial batch
+    waits for it (rows meanwhile share one write)."""
+    ob = Outbox(tmp_path / "o.db")
+    sink = ListSink()
+    runner = SinkRunner("list", sink, ob, cfg(batch_max_age=600))
+    async with running(runner):
+        ob.append([sample_batch("r1", 1, 10)])
+        runner.notify()
+        await await_for(lambda: sink.writes == [[1]])  # not 600 s later
+        ob.append([sample_batch("r1", 2, 10)])
+        ob.append([sample_batch("r1", 3, 10)])
+        runner.notify()
+        await await_for(lambda: runner.outbox.read(1, max_samples=100) != [])
+        assert sink.writes == [[1]]  # paced: 600 s from the first write's start
     ob.close()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from gateway.sinks.runner import RETRY_AFTER_MAX, batch_wait, retry_delay
 
 
-def test_partial_batch_waits_for_the_rest_of_its_age() -> None:
+def test_partial_batch_waits_until_max_age_after_the_last_write_began() -> None:
     assert batch_wait(10, 0.05, 5000, 0.2, draining=False) == 0.2 - 0.05
 
 
-def test_old_enough_partial_batch_goes_now() -> None:
+def test_partial_batch_after_a_quiet_spell_goes_now() -> None:
     assert batch_wait(10, 0.3, 5000, 0.2, draining=False) == 0.0
 
 
@@ -31,5 +31,5 @@ def test_retry_after_wins_over_backoff_and_is_capped() -> None:
     assert retry_delay(4.0, -1.0) == 0.0
 
 
-def test_a_negative_age_never_waits_longer_than_the_maximum() -> None:
+def test_a_clock_going_back_never_waits_longer_than_the_maximum() -> None:
     assert batch_wait(10, -3600.0, 5000, 0.2, draining=False) == 0.2
