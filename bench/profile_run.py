@@ -48,7 +48,12 @@ def main() -> None:
             head = [f"traced {traced / 1e6:.1f} MB (peak {peak / 1e6:.1f} MB); {'; '.join(rss)}"]
             by_line = [str(s) for s in snap.statistics("lineno")[:60]]
             by_file = [str(s) for s in snap.statistics("filename")[:40]]
-            text = "\n".join([*head, "\n== by line", *by_line, "\n== by file", *by_file])
+            largest = []  # single blocks: a big buffer (a write's body, an index) shows here, not by line
+            for t in sorted(snap.traces, key=lambda t: -t.size)[:15]:
+                largest.append(f"{t.size / 1e6:.1f} MB")
+                largest += [f"    {f.filename}:{f.lineno}" for f in t.traceback]
+            parts = [*head, "\n== by line", *by_line, "\n== by file", *by_file]
+            text = "\n".join([*parts, "\n== largest blocks", *largest])
             out(prefix.name + "-memory.txt").write_text(text + "\n")
             os._exit(0)
 
@@ -111,7 +116,41 @@ def rss_report() -> str:
     lines += ["\n== objects the collector tracks, by type"] + [f"{n:9d}  {t}" for t, n in types.most_common(30)]
     packages = collections.Counter(m.split(".")[0] for m in sys.modules)
     lines += [f"\n== {len(sys.modules)} modules, by package"] + [f"{n:6d}  {p}" for p, n in packages.most_common(40)]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "\n== allocators", *allocator_report()]) + "\n"
+
+
+def allocator_report() -> list[str]:
+    """What Python's small-object allocator holds (its arenas, the bytes in live blocks) and how much
+    resident memory glibc gives back to the system on `malloc_trim(0)` (freed heap it had kept)."""
+    import ctypes
+    import io
+    import os
+    import re
+
+    err = io.StringIO()
+    saved = os.dup(2)
+    r, w = os.pipe()
+    os.dup2(w, 2)  # sys._debugmallocstats writes to the C stderr
+    os.close(w)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    with os.fdopen(r) as f:
+        err.write(f.read())
+    stats = dict(re.findall(r"^# (arenas allocated current|bytes in allocated blocks|bytes in available blocks|"
+                            r"bytes in \d+ unused pools)\s*=\s*([\d,]+)", err.getvalue(), re.M))  # fmt: skip
+    out = [f"pymalloc {k}: {int(v.replace(',', '')):,}" for k, v in stats.items()]
+
+    def rss_kb() -> int:
+        text = Path("/proc/self/status").read_text()
+        return int(next(ln for ln in text.splitlines() if ln.startswith("VmRSS")).split()[1])
+
+    before = rss_kb()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    out.append(f"malloc_trim(0): VmRSS {before / 1024:.1f} -> {rss_kb() / 1024:.1f} MB")
+    return out
 
 
 if __name__ == "__main__":
