@@ -1,8 +1,9 @@
-"""Alarms the gateway raises about itself (rack `gateway`): a sink refusing its credentials, a full disk.
+"""Alarms the gateway raises about itself (rack `gateway`): a sink refusing its credentials, a full disk, a
+store another process holds locked.
 
 A component reports a condition on the runtime's one `GatewayAlarms`:
 `set(name, active, message, severity=...)`, where the name is the alarm id without `gateway:`
-(`store_disk_full`, `sink_auth_failed:<sink>`). What becomes of it:
+(`store_disk_full`, `store_locked`, `sink_auth_failed:<sink>`). What becomes of it:
 
 - **With the alarm engine** (`alarms.enabled`, the default) the engine takes the changes on its clock
   (woken at once) and evaluates them as alarms of rack `gateway`, with everything rack alarms have:
@@ -31,6 +32,7 @@ from gateway.model import Batch, BatchKind
 
 GATEWAY = "gateway"  # the rack of the gateway's own alarms
 STORE_DISK_FULL = "store_disk_full"
+STORE_LOCKED = "store_locked"  # another process holds the store's lock past the busy timeout (major)
 SINK_AUTH_FAILED = "sink_auth_failed"
 MAX_HELD = 1_000  # changes or events kept for their taker; past it the oldest go (a taker that never comes)
 

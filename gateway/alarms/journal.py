@@ -25,7 +25,7 @@ from typing import Any
 
 from gateway.alarms.states import State
 from gateway.store.diskfault import fault_kind
-from gateway.store.lockwait import wait_unlocked
+from gateway.store.lockwait import LIVE_BUSY_TIMEOUT, busy_timeout, connect, wait_unlocked
 from gateway.store.ownerfiles import create_owner_only
 
 GENESIS = "0" * 64
@@ -91,9 +91,11 @@ class Journal:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         else:
             create_owner_only(path)  # 0600 (its -wal and -shm follow), in a 0700 directory when made here
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+            self.db = connect(path)
         self._synchronous = synchronous
         self.opened = readonly or wait_unlocked(self._open, path, "alarm journal tables")  # another process's lock
+        if not readonly:  # the daemon's: a write waits briefly for a lock, then its entries wait in memory
+            busy_timeout(self.db, LIVE_BUSY_TIMEOUT)
         self.readonly = readonly
         row = self._tail()
         self.seq, self.hash = row if row is not None else (0, GENESIS)

@@ -12,7 +12,6 @@ import time
 import structlog
 
 from gateway import metrics
-from gateway.store.diskfault import fault_kind
 from gateway.store.state import OutboxState
 
 log = structlog.get_logger("outbox")
@@ -33,7 +32,7 @@ class Budget(OutboxState):
         try:
             return self._enforce_budget()
         except (sqlite3.Error, OSError) as exc:
-            if fault_kind(exc) is None:
+            if self._fault_of(exc) is None:
                 raise
             self._failed(exc, "budget")
             return 0

@@ -13,7 +13,7 @@ import structlog
 from gateway import metrics
 from gateway.store import deadletters
 from gateway.store.deadletters import DeadLetter
-from gateway.store.diskfault import DeadLetterItems, fault_kind
+from gateway.store.diskfault import DeadLetterItems
 from gateway.store.state import OutboxState
 
 log = structlog.get_logger("outbox")
@@ -58,7 +58,7 @@ class Cursors(OutboxState):
                 with self._tx():
                     return deadletters.add(self.db, consumer, seq, status, reason, items, self.max_dead_letters)
             except (sqlite3.Error, OSError) as exc:
-                if fault_kind(exc) is None:
+                if self._fault_of(exc) is None:
                     raise
                 self._failed(exc, "dead letters")
         lost = self.deferred.add_dead_letters(DeadLetterItems(consumer, seq, status, reason, items),

@@ -1,11 +1,13 @@
-"""When the store cannot be written (a full disk, an I/O error): what is kept in memory meanwhile.
+"""When the store cannot be written (a full disk, an I/O error, another process's lock): what is kept in
+memory meanwhile.
 
-A write that fails for a fault of the disk never ends the gateway. The outbox keeps what it could not
-write here and writes it, in order, when a retry succeeds:
+A write that fails for a fault of the disk, or for a lock another process holds, never ends the gateway.
+The outbox keeps what it could not write here and writes it, in order, when a retry succeeds:
 
 - `UnstoredRows`: encoded batches not yet stored, oldest first, bounded by their samples
   (`store.memory_buffer_samples`). Past the bound the oldest go first (the caller counts them as
-  dropped, reason `disk_full`): the newest data is what an operator looks at when the disk returns.
+  dropped, reason `disk_full`, or `store_locked` while another process holds the store locked): the
+  newest data is what an operator looks at when the disk returns.
 - `Deferred`: the small writes that wait for the rows (sink acknowledgements, meta values, new
   consumers, dead letters, rows to quarantine); each is kept as its latest value, so memory stays
   bounded by the number of sinks and keys.
@@ -22,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.model import Keys
+from gateway.store.lockwait import is_locked
 
 # Primary result codes of a store fault (the disk, not the data): the write is kept and retried.
 _FAULT_CODES = {
@@ -46,6 +49,15 @@ def fault_kind(exc: BaseException) -> str | None:
         text = str(exc)
         return "disk_full" if "disk is full" in text else "io_error" if "disk I/O error" in text else None
     return _FAULT_CODES.get(code & 0xFF)
+
+
+LOCKED = "locked"  # the store fault of another process's lock (see gateway.store.lockfault)
+
+
+def store_fault(exc: BaseException) -> str | None:
+    """Why a write of the running daemon's store failed when that is the world's doing: `locked` (another
+    process holds the lock), `disk_full` or `io_error` (`fault_kind`); None for anything else."""
+    return LOCKED if is_locked(exc) else fault_kind(exc)
 
 
 def is_open_fault(exc: BaseException) -> bool:

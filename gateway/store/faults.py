@@ -1,5 +1,5 @@
 """The outbox on a disk that fails (part of `Outbox`, see gateway.store.outbox): opening, and what happens to a
-write that cannot be done.
+write that cannot be done (for a fault of the disk, or for another process's lock: gateway.store.lockfault).
 
 A fault of the disk (full, an I/O error, see gateway.store.diskfault) on any write is caught: batches wait
 in memory (`store.memory_buffer_samples`, the oldest dropped first and counted, reason `disk_full`),
@@ -21,8 +21,8 @@ import structlog
 from gateway import metrics
 from gateway.model import Keys
 from gateway.store import deadletters, quarantine
-from gateway.store.diskfault import Deferred, UnstoredRow, fault_kind
-from gateway.store.lockwait import connect, is_locked, wait_unlocked
+from gateway.store.diskfault import LOCKED, Deferred, UnstoredRow, fault_kind, store_fault
+from gateway.store.lockwait import busy_timeout, connect, wait_unlocked
 from gateway.store.ownerfiles import create_owner_only
 from gateway.store.repair import needs_repair, repair
 from gateway.store.schema import CORE_TABLES, STORE_SCHEMA
@@ -92,6 +92,7 @@ class DiskFaults(OutboxState):
         self.db.close()
         self.db = db
         self.opened = True
+        busy_timeout(db, self._busy_timeout)
         if self.checkpointer is not None:
             db.execute("PRAGMA wal_autocheckpoint=0")
         self.page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
@@ -102,15 +103,20 @@ class DiskFaults(OutboxState):
         log.info("store opened", path=str(self.path), last_seq=self.last_seq())
 
     def _count_unstored(self, samples: int) -> None:
-        """Samples that never reached the store (dropped from memory while the disk was full)."""
-        names = [r[0] for r in self.db.execute("SELECT name FROM consumers").fetchall()]
+        """Samples that never reached the store (dropped from memory while the disk was full or the store
+        locked)."""
+        reason = "store_locked" if self.fault == LOCKED else "disk_full"
+        try:
+            names = [r[0] for r in self.db.execute("SELECT name FROM consumers").fetchall()]
+        except sqlite3.Error:  # (locked for readers too: the consumers this process knows)
+            names = list(self.dropped_total)
         names = sorted({*names, *self.deferred.consumers}) or ["store"]
         for name in names:
             self.dropped_total[name] = self.dropped_total.get(name, 0) + samples
-            metrics.samples_dropped.labels(name, "disk_full").inc(samples)
+            metrics.samples_dropped.labels(name, reason).inc(samples)
         if not self._fault_dropped:  # one line when the dropping starts; the total when the fault ends
-            log.error("disk full: memory buffer full, the oldest unstored batches are dropped (counted)",
-                      samples=samples, memory_buffer_samples=self.unstored.max_samples,
+            log.error(f"{reason.replace('_', ' ')}: memory buffer full, the oldest unstored batches are dropped "
+                      "(counted)", samples=samples, memory_buffer_samples=self.unstored.max_samples,
                       path=str(self.path))  # fmt: skip
         self._fault_dropped += samples
 
@@ -123,20 +129,35 @@ class DiskFaults(OutboxState):
         if dropped:
             self._count_unstored(dropped)
 
+    def _fault_of(self, exc: BaseException) -> str | None:
+        """The store fault `exc` is (gateway.store.diskfault.store_fault), or None: a bug, or a lock met
+        while the store is set up (gateway.store.lockwait waits for that one), to be raised."""
+        kind = store_fault(exc)
+        return None if kind == LOCKED and self._setting_up else kind
+
     def _failed(self, exc: BaseException, write: str) -> None:
-        """A write failed for a fault of the disk: the gateway goes on from memory and retries. One log
-        line when the fault starts (and one when it ends, see `_recovered`), and the alarm."""
-        self._last_full = time.monotonic()
-        self._retry_at = self._last_full + self.retry_interval
-        if not self.fault:
-            self.fault = fault_kind(exc) or "io_error"
+        """A write failed for a fault of the disk or another process's lock (gateway.store.lockfault): the
+        gateway goes on from memory and retries. One log line when the fault starts (and one when it
+        ends, see `_recovered`), and the alarm."""
+        now = time.monotonic()
+        self._retry_at = now + self.retry_interval
+        kind = store_fault(exc) or "io_error"
+        if kind == LOCKED:
+            self.fault = self.fault or LOCKED
+            self._lock_met(exc, write)
+            return
+        self._lock_gone()  # the write got past the lock, to meet a fault of the disk
+        self._last_full = now
+        if self.fault in ("", LOCKED):
+            self.fault = kind
             log.error("store cannot be written: new batches wait in memory, the write is retried",
                       error=str(exc), write=write, fault=self.fault, path=str(self.path),
                       memory_buffer_samples=self.unstored.max_samples)  # fmt: skip
         self._set_disk_full(True)
 
     def _recovered(self) -> None:
-        if self.fault:
+        self._lock_gone()
+        if self.fault and self.fault != LOCKED:
             log.info("store written again: what waited in memory is stored", dropped_samples=self._fault_dropped,
                      path=str(self.path))  # fmt: skip
         self.fault = ""
@@ -168,9 +189,7 @@ class DiskFaults(OutboxState):
                 return False
             self._flush_deferred()
         except (sqlite3.Error, OSError) as exc:
-            if is_locked(exc):
-                return False  # another process holds the store for a moment: the next retry
-            if fault_kind(exc) is None:
+            if self._fault_of(exc) is None:
                 raise
             self._failed(exc, "retry")
             return False
@@ -225,7 +244,7 @@ class DiskFaults(OutboxState):
         try:
             self.db.execute(sql, args)
         except (sqlite3.Error, OSError) as exc:
-            if fault_kind(exc) is None:
+            if self._fault_of(exc) is None:
                 raise
             self._failed(exc, what)
             return False

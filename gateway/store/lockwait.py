@@ -40,6 +40,7 @@ log = structlog.get_logger("outbox")
 T = TypeVar("T")
 
 BUSY_TIMEOUT = 5.0  # seconds SQLite waits for a lock within one statement
+LIVE_BUSY_TIMEOUT = 0.2  # ... once the daemon runs (its event loop waits meanwhile; see gateway.store.lockfault)
 RETRY_INTERVAL = 0.2  # seconds between two tries of a refused set-up step
 SETUP_WAIT = 60.0  # seconds a set-up step waits for a lock in all (well within systemd's TimeoutStartSec)
 EXIT_STORE_LOCKED = 75  # EX_TEMPFAIL: `bms-gateway run` gave up waiting for the store (systemd restarts it)
@@ -108,7 +109,13 @@ def holders(path: Path, proc: Path = Path("/proc")) -> list[Holder]:
     return found
 
 
-def _who(path: Path) -> str:
+def busy_timeout(db: sqlite3.Connection, seconds: float) -> None:
+    """How long `db`'s statements wait for another connection's lock from now on."""
+    db.execute(f"PRAGMA busy_timeout={round(seconds * 1000)}")
+
+
+def who_holds(path: Path) -> str:
+    """The processes that have the store open, for a log line."""
     return ", ".join(map(str, holders(path))) or "no process this one can see (another user's, or one that has left)"
 
 
@@ -138,9 +145,9 @@ def wait_unlocked(
                 since = now
                 LOCK_WAITS.inc()
                 log.warning("store locked by another process: waiting for it", path=str(path), step=name,
-                            held_by=_who(path), error=str(exc), gives_up_after_s=bound)  # fmt: skip
+                            held_by=who_holds(path), error=str(exc), gives_up_after_s=bound)  # fmt: skip
             elif now - since >= bound:
-                held_by = _who(path)
+                held_by = who_holds(path)
                 log.error("store still locked by another process: giving up", path=str(path), step=name,
                           held_by=held_by, waited_s=round(now - since, 1))  # fmt: skip
                 raise StoreLocked(f"the store {path} stayed locked by another process for {now - since:.0f} s "

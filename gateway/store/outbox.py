@@ -13,8 +13,10 @@ committed (at most one commit interval) is what a crash can lose.
 Faults of the disk (full, an I/O error) never end the gateway: a write that fails is kept in memory
 (see gateway.store.diskfault) and retried, the gateway alarm `store_disk_full` is raised, and stored rows
 are never deleted to make room (the budget is what keeps the store within the disk). A file that
-cannot even be opened is replaced by an empty stand-in in memory until a retry opens it. A row that
-cannot be decoded is quarantined (see gateway.store.quarantine) and skipped.
+cannot even be opened is replaced by an empty stand-in in memory until a retry opens it. Another
+process's lock is waited for at start-up (gateway.store.lockwait) and lived with the same way while the
+daemon runs (gateway.store.lockfault: its own alarm `store_locked`). A row that cannot be decoded is
+quarantined (see gateway.store.quarantine) and skipped.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import structlog
 from gateway import metrics
 from gateway.alarms.gatewayalarm import STORE_DISK_FULL, GatewayAlarms
 from gateway.model import Batch, Keys
+from gateway.store import lockwait
 from gateway.store.budget import Budget
 from gateway.store.codec import encode, keys_body
 from gateway.store.cursors import Cursors
 from gateway.store.diskfault import Deferred, UnstoredRows, fault_kind
 from gateway.store.faults import RETRY_INTERVAL, DiskFaults
-from gateway.store.lockwait import wait_unlocked
+from gateway.store.lockfault import LockFaults
 from gateway.store.read import DECODED_HIT, DECODED_MISS, ConsumerState, Reading, Row
 from gateway.store.repair import OPEN_MARK, RepairReport
 from gateway.store.schema import SCHEMA, STORE_SCHEMA
@@ -53,7 +56,8 @@ __all__ = [
 
 log = structlog.get_logger("outbox")
 
-class Outbox(Reading, DiskFaults, Cursors, Budget):
+
+class Outbox(Reading, DiskFaults, LockFaults, Cursors, Budget):
     """SQLite outbox. Used from one thread (the event loop); every call is short."""
 
     def __init__(
@@ -76,7 +80,8 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         `memory_buffer_samples`: samples kept in memory while the disk is full (the oldest go past it).
         `site`: the site the gateway writes for, kept in the store's meta (export tags samples with it).
         `mark_open`: the store's writer (the daemon) marks it open until `close`, so that a start after a
-        crash checks the whole file (see gateway.store.repair.needs_repair).
+        crash checks the whole file (see gateway.store.repair.needs_repair); once set up, its statements
+        wait for another process's lock only briefly (`LIVE_BUSY_TIMEOUT`, see gateway.store.lockfault).
         `readonly`: a reading tool's look (`tail`, `export`): the file is opened read-only, never checked,
         switched or written, so it never holds up the daemon's set-up; damaged rows are only skipped.
 
@@ -103,6 +108,11 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         self.retry_interval = RETRY_INTERVAL
         self._retry_at = 0.0
         self._schema_pending = False  # tables still to create (the disk was full when the file opened)
+        self._setting_up = True  # a lock met meanwhile is waited for (gateway.store.lockwait), not kept
+        self.locked = False  # another process's lock refuses writes now (gateway.store.lockfault)
+        self._lock_announced = False
+        self._locked_since = 0.0
+        self._busy_timeout = lockwait.BUSY_TIMEOUT
         self._fault_dropped = 0  # samples dropped from memory in the current fault (for its log lines)
         # Rows found damaged (seq -> error): every reader skips them; moved to `quarantine` when the
         # store can be written (`quarantine_damaged`; the read-only tools only skip them).
@@ -132,7 +142,11 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
             self._failed(self._open_error, "open")
         names = list(consumers)
         if names or site is not None or mark_open:
-            wait_unlocked(lambda: self._first_writes(names, site), path, "first writes")
+            lockwait.wait_unlocked(lambda: self._first_writes(names, site), path, "first writes")
+        self._setting_up = False
+        if mark_open and not readonly:
+            self._busy_timeout = lockwait.LIVE_BUSY_TIMEOUT
+            lockwait.busy_timeout(self.db, self._busy_timeout)
 
     def _first_writes(self, consumers: list[str], site: str | None) -> None:
         """The consumers, the site and the open mark (each idempotent: tried again while the file is locked)."""
@@ -161,13 +175,15 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         try:
             last = self._insert(rows, layouts)
         except (sqlite3.Error, OSError) as exc:
-            if fault_kind(exc) is None:
+            if self._fault_of(exc) is None:
                 raise
             self._failed(exc, "append")
             self._keep(rows, layouts)
             return self.last_seq()
         self.appended_samples += sum(r[3] for r in rows)
         self._quiet_since_full()
+        if self.alarms.restored:
+            self._unlocked_after_restart()
         self.enforce_budget()
         return last
 
@@ -238,12 +254,14 @@ class Outbox(Reading, DiskFaults, Cursors, Budget):
         if self.checkpointer is not None:
             self.checkpointer.stop()
         try:
+            if self.locked:
+                lockwait.busy_timeout(self.db, lockwait.BUSY_TIMEOUT)  # a last wait for the lock
             if self.waiting() and not self.retry(force=True):
                 lost = self.unstored.clear()
                 if lost:
                     self._count_unstored(lost)
-                log.error("store closed while the disk is full: what waited in memory is lost (counted)",
-                          samples=lost, path=str(self.path))  # fmt: skip
+                log.error("store closed while it cannot be written: what waited in memory is lost (counted)",
+                          samples=lost, path=str(self.path), fault=self.fault)  # fmt: skip
             if self.mark_open and self.opened:
                 self.set_meta(OPEN_MARK, "closed")  # (lost with a disk still full: the next start checks all)
             with suppress(sqlite3.Error):

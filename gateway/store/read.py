@@ -17,7 +17,6 @@ from prometheus_client import Counter
 from gateway import metrics
 from gateway.model import Batch, BatchKind
 from gateway.store import codec, quarantine
-from gateway.store.diskfault import fault_kind
 from gateway.store.state import OutboxState
 
 log = structlog.get_logger("outbox")
@@ -134,7 +133,7 @@ class Reading(OutboxState):
             with self._tx():
                 quarantine.move(self.db, seq, error)
         except (sqlite3.Error, OSError) as exc:
-            if fault_kind(exc) is None:
+            if self._fault_of(exc) is None:
                 raise
             self._failed(exc, "quarantine")
             self.deferred.quarantine[seq] = error

@@ -49,6 +49,12 @@ class OutboxState:
     _schema_pending: bool
     _fault_dropped: int
     _open_error: BaseException | None
+    _setting_up: bool
+    # another process's lock while the daemon runs (gateway.store.lockfault)
+    locked: bool
+    _lock_announced: bool
+    _locked_since: float
+    _busy_timeout: float
     # reading (gateway.store.read)
     damaged: dict[int, str]
     quarantine_damaged: bool
@@ -77,10 +83,23 @@ class OutboxState:
     def _failed(self, exc: BaseException, write: str) -> None:
         raise NotImplementedError
 
+    def _fault_of(self, exc: BaseException) -> str | None:
+        raise NotImplementedError
+
+    def _keep(self, rows: list[tuple[int, str, str, int, bytes]], layouts: dict[str, Keys]) -> None:
+        raise NotImplementedError
+
     def retry(self, *, force: bool = False) -> bool:
         raise NotImplementedError
 
     def _write(self, what: str, sql: str, args: tuple[object, ...]) -> bool:
+        raise NotImplementedError
+
+    # gateway.store.lockfault
+    def _lock_met(self, exc: BaseException, write: str) -> None:
+        raise NotImplementedError
+
+    def _lock_gone(self) -> None:
         raise NotImplementedError
 
     # gateway.store.read

@@ -28,7 +28,8 @@ class WalCheckpointer:
         self.synchronous = "FULL" if synchronous == "full" else "NORMAL"
         self.interval = interval
         self.checkpoints = 0
-        self.failures = 0
+        self.failures = 0  # since start
+        self.failing = 0  # in a row, until one works
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
 
@@ -64,12 +65,17 @@ class WalCheckpointer:
     def checkpoint(self, db: sqlite3.Connection) -> None:
         try:
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as exc:  # e.g. the disk is full: the WAL keeps the data, the next try may do
+        except sqlite3.Error as exc:  # the disk is full, another process's lock: the WAL keeps the data
             self._failed(exc)
             return
         self.checkpoints += 1
+        if self.failing:
+            log.info("WAL checkpoint done again", failed=self.failing, path=str(self.path))
+            self.failing = 0
 
     def _failed(self, exc: sqlite3.Error) -> None:
+        """One line when checkpoints start failing (and every 600th failure in a row); one when one works."""
         self.failures += 1
-        if self.failures == 1 or self.failures % 600 == 0:
-            log.warning("WAL checkpoint failed; retrying", error=str(exc), failures=self.failures)
+        self.failing += 1
+        if self.failing == 1 or self.failing % 600 == 0:
+            log.warning("WAL checkpoint failed; retrying", error=str(exc), failures=self.failing, path=str(self.path))
