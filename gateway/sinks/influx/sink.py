@@ -11,7 +11,6 @@ is built and gzip-compressed (level 1) in the worker thread.
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -37,12 +36,17 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sink.influxdb")
 
-GZIP_LEVEL = 1  # about 15 times smaller bodies at a twentieth of the CPU time of level 9
+try:  # ISA-L's deflate: the same gzip at a fifth of zlib's CPU time (wheels for x86-64 and aarch64)
+    from isal import isal_zlib as deflate
+except ImportError:  # another machine: zlib, the same stream format and API
+    import zlib as deflate  # type: ignore[no-redef]
+
+GZIP_LEVEL = 1  # about 15 times smaller bodies at a twentieth of the CPU time of zlib's level 9
 
 
 def gzip_body(data: bytes) -> bytes:
-    """A gzip member of the body (the zlib module releases the GIL while it compresses)."""
-    return zlib.compress(data, GZIP_LEVEL, wbits=31)
+    """A gzip member of the body (both libraries release the GIL while they compress)."""
+    return deflate.compress(data, GZIP_LEVEL, wbits=31)
 
 
 class Chunk(NamedTuple):
