@@ -147,6 +147,13 @@ def allocator_report() -> list[str]:
         text = Path("/proc/self/status").read_text()
         return int(next(ln for ln in text.splitlines() if ln.startswith("VmRSS")).split()[1])
 
+    try:  # the library the sqlite3 module uses (loaded already: the same copy)
+        lib = ctypes.CDLL("libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+        out.append(f"SQLite memory in use {lib.sqlite3_memory_used() / 1e6:.1f} MB "
+                   f"(peak {lib.sqlite3_memory_highwater(0) / 1e6:.1f} MB)")  # fmt: skip
+    except (OSError, AttributeError):
+        out.append("SQLite memory: libsqlite3.so.0 not found")
     before = rss_kb()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     out.append(f"malloc_trim(0): VmRSS {before / 1024:.1f} -> {rss_kb() / 1024:.1f} MB")
