@@ -94,4 +94,3 @@ def test_a_store_locked_while_running_raises_an_alarm_and_loses_nothing(
     assert [r["state"] for r in alarm_rows] == ["active_unack", "rtn_unack"]
     print(f"store held {how} for {(released_at - locked_at) / 1e9:.1f} s: the gateway ran on, "
           f"{len(during)} samples of rack-1 produced meanwhile, all stored afterwards")  # fmt: skip
-

@@ -19,6 +19,7 @@ from gateway.model import Batch, BatchKind, Quality, Sample
 from gateway.store import lockwait
 from gateway.store.diskfault import LOCKED, store_fault
 from gateway.store.outbox import Outbox
+from tests.support.manual import manual_text
 from tests.support.waits import wait_for
 
 T0 = 1_700_000_000_000_000_000
@@ -171,3 +172,10 @@ def test_a_lock_alarm_restored_after_a_restart_clears_with_the_first_commit(tmp_
     assert STORE_LOCKED not in gw.active and [c.active for c in gw.take_changes()] == [False]
     ob.close()
 
+
+def test_the_store_alarms_are_in_the_gateway_alarms_table() -> None:
+    text = manual_text()
+    table = text[text.index("## Gateway alarms") :].split("\n\n")[2]  # (the heading, its text, the table)
+    for name in (STORE_DISK_FULL, STORE_LOCKED):
+        assert f"| `gateway:{name}` |" in table
+    assert "| `gateway:store_locked` | major |" in table
