@@ -72,8 +72,8 @@ class StoreConfig(Strict):
     memory_buffer_samples: int = Field(
         500_000,
         ge=1000,
-        description="Samples kept in memory while the store cannot be written (a full disk), stored in order "
-        "once it can; past it the oldest go (counted, reason disk_full)",
+        description="Samples kept in memory while the store cannot be written (a full disk, another process's "
+        "lock), stored in order once it can; past it the oldest go (counted, reason disk_full or store_locked)",
     )
 
 

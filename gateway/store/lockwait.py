@@ -17,7 +17,8 @@ switched to WAL by the daemon's first start). Two layers wait for it:
   starts again.
 
 A lock is never damage: the damage check (gateway.store.repair) raises it instead of setting a sound
-file aside.
+file aside. Once the daemon runs, its statements wait only `LIVE_BUSY_TIMEOUT` and a longer lock is a
+state of the outbox (gateway.store.lockfault).
 """
 
 from __future__ import annotations
