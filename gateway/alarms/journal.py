@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.alarms.states import State
+from gateway.store import lockwait
 from gateway.store.diskfault import fault_kind
-from gateway.store.lockwait import LIVE_BUSY_TIMEOUT, busy_timeout, connect, wait_unlocked
 from gateway.store.ownerfiles import create_owner_only
 
 GENESIS = "0" * 64
@@ -91,11 +91,13 @@ class Journal:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         else:
             create_owner_only(path)  # 0600 (its -wal and -shm follow), in a 0700 directory when made here
-            self.db = connect(path)
+            self.db = lockwait.connect(path)
         self._synchronous = synchronous
-        self.opened = readonly or wait_unlocked(self._open, path, "alarm journal tables")  # another process's lock
+        self._locked = False  # another process's lock refused the last write
+        # (another process's lock at start-up is waited for)
+        self.opened = readonly or lockwait.wait_unlocked(self._open, path, "alarm journal tables")
         if not readonly:  # the daemon's: a write waits briefly for a lock, then its entries wait in memory
-            busy_timeout(self.db, LIVE_BUSY_TIMEOUT)
+            lockwait.busy_timeout(self.db, lockwait.LIVE_BUSY_TIMEOUT)
         self.readonly = readonly
         row = self._tail()
         self.seq, self.hash = row if row is not None else (0, GENESIS)
@@ -139,7 +141,7 @@ class Journal:
             prev = h
         if not rows:
             return 0
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             self.db.executemany("INSERT INTO alarm_journal VALUES (?,?,?,?,?,?,?,?)", rows)
             self.db.execute("INSERT OR REPLACE INTO alarm_journal_head(id, seq, hash) VALUES (1, ?, ?)", (seq, prev))
@@ -149,6 +151,20 @@ class Journal:
         self.db.execute("COMMIT")
         self.seq, self.hash = seq, prev
         return len(rows)
+
+    def _begin(self) -> None:
+        """The write transaction. While another process holds the lock (the caller keeps the entries and
+        tries again every second) each try waits only briefly for it (see gateway.store.lockfault)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if lockwait.is_locked(exc) and not self._locked:
+                self._locked = True
+                lockwait.busy_timeout(self.db, lockwait.LOCKED_BUSY_TIMEOUT)
+            raise
+        if self._locked:
+            self._locked = False
+            lockwait.busy_timeout(self.db, lockwait.LIVE_BUSY_TIMEOUT)
 
     def latest_events(self) -> list[dict[str, Any]]:
         """The last event (or condition note) of every alarm id: what a restart restores.

@@ -35,8 +35,6 @@ from gateway.store.state import OutboxState
 
 log = structlog.get_logger("outbox")
 
-LOCKED_BUSY_TIMEOUT = 0.05  # seconds a retry waits inside SQLite while the store is locked (once a second)
-
 STORE_LOCKED_NOW = Gauge(
     "bms_gateway_store_locked",
     "1 while another process holds the store locked past the busy timeout (new batches wait in memory)",
@@ -59,7 +57,7 @@ class LockFaults(OutboxState):
         if not self.locked:
             self.locked = True
             self._locked_since = now - self._busy_timeout
-            lockwait.busy_timeout(self.db, LOCKED_BUSY_TIMEOUT)  # the retries never hold the loop long
+            lockwait.busy_timeout(self.db, lockwait.LOCKED_BUSY_TIMEOUT)  # the retries never hold the loop long
         if self._lock_announced or now - self._locked_since < lockwait.BUSY_TIMEOUT:
             return
         self._lock_announced = True

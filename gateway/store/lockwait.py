@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT = 5.0  # seconds SQLite waits for a lock within one statement
 LIVE_BUSY_TIMEOUT = 0.2  # ... once the daemon runs (its event loop waits meanwhile; see gateway.store.lockfault)
+LOCKED_BUSY_TIMEOUT = 0.05  # ... in a retry (once a second) while another process holds the lock
 RETRY_INTERVAL = 0.2  # seconds between two tries of a refused set-up step
 SETUP_WAIT = 60.0  # seconds a set-up step waits for a lock in all (well within systemd's TimeoutStartSec)
 EXIT_STORE_LOCKED = 75  # EX_TEMPFAIL: `bms-gateway run` gave up waiting for the store (systemd restarts it)
