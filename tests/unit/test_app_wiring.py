@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MIXED_SITE = ROOT / "config" / "examples" / "mixed-site.yaml"  # modbus, can and both network sinks
 
 # Network clients and the HTTP server: what running the daemon needs, and a config check must not load.
-NETWORK = ("aiomqtt", "paho", "gateway.sinks.influx.endpoint", "pymodbus.client", "gateway.ops.httpserver")
+NETWORK = ("aiomqtt", "paho", "influxdb_client", "pymodbus.client", "gateway.ops.httpserver")
 
 PROBE = """
 import contextlib, io, json, os, sys
@@ -76,7 +76,7 @@ def test_the_probe_sees_the_clients_the_daemon_loads() -> None:
     """The same probe sees each client once the code that uses it is loaded (the checks above can fail)."""
     code, _, modules = modules_after("catalog", load=(*app.SINKS.values(), app.SOURCES["modbus"], *app.RUNTIME_PARTS))
     assert code == 0
-    assert {"aiomqtt", "gateway.sinks.influx.endpoint", "pymodbus.client", "gateway.ops.httpserver"} <= modules
+    assert {"aiomqtt", "influxdb_client", "pymodbus.client", "gateway.ops.httpserver"} <= modules
 
 
 def _types(union: object) -> set[str]:

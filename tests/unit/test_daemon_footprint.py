@@ -1,8 +1,7 @@
 """What the daemon imports is what its site uses: `bms-gateway run` builds the whole command line (every
 command group registers its sub-commands) and then the runtime, and neither may pull in the libraries of
 a feature the site does not have: python-can and cantools without a CAN source, cryptography without
-signed commands (each some 7-14 MB resident, which a 100-rack Modbus site's peak RSS carries); and the
-InfluxDB sink writes without influxdb-client (500 modules, 13 MB, for one HTTP request)."""
+signed commands (each some 7-14 MB resident, which a 100-rack Modbus site's peak RSS carries)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WATCHED = ("can", "cantools", "cryptography", "pymodbus", "aiomqtt", "influxdb_client", "urllib3")
+WATCHED = ("can", "cantools", "cryptography", "pymodbus", "aiomqtt")
 
 # The daemon's start-up as `gateway.cli.main` does it, up to the runtime built (nothing is connected).
 PROBE = """
@@ -34,7 +33,6 @@ def _modules_of_a_runtime(tmp_path: Path, sources: str) -> list[str]:
         f"site: {{name: t, profiles_dir: {ROOT / 'config' / 'profiles'}, dbc_dir: {ROOT / 'dbc'}}}\n"
         f"sources:\n{sources}"
         "sinks:\n  mqtt: {type: mqtt, host: 127.0.0.1, port: 1883}\n"
-        "  influx: {type: influxdb, url: 'http://127.0.0.1:8086', token: t}\n"
         f"store: {{path: {tmp_path / 'store.db'}}}\n"
         "http: {enabled: false}\n"
     )
@@ -48,7 +46,7 @@ def test_a_modbus_daemon_loads_neither_the_can_libraries_nor_cryptography(tmp_pa
     modbus = "  - {type: modbus, name: rack-01, profile: modbus-generic-rack, host: 127.0.0.1, port: 1502}\n"
     found = _modules_of_a_runtime(tmp_path, modbus)
     assert "pymodbus" in found and "aiomqtt" in found  # what it uses is there: the probe sees the imports
-    assert not {"can", "cantools", "cryptography", "influxdb_client", "urllib3"} & set(found), found
+    assert not {"can", "cantools", "cryptography"} & set(found), found
 
 
 def test_a_can_daemon_loads_the_can_libraries_without_pymodbus(tmp_path: Path) -> None:

@@ -20,11 +20,11 @@ def test_influx_token_file_is_read_relative_to_the_config(tmp_path: Path, monkey
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # not the config's directory
     cfg = InfluxSinkConfig(url="http://127.0.0.1:9", token_file=Path("secrets/influx.token"))
-    endpoint = InfluxSink("influx", cfg, "s", tmp_path)._new_endpoint()
-    assert endpoint.token == "tok-relative"
-    endpoint.close()
+    client = InfluxSink("influx", cfg, "s", tmp_path)._new_client(gzip=False)
+    assert client.token == "tok-relative"
+    client.close()
     with pytest.raises(SinkError, match="cannot read secret file"):
-        InfluxSink("influx", cfg, "s", elsewhere)._new_endpoint()
+        InfluxSink("influx", cfg, "s", elsewhere)._new_client(gzip=False)
 
 
 async def test_mqtt_password_file_is_read_relative_to_the_config(

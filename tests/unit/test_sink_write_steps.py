@@ -8,10 +8,10 @@ import zlib
 from typing import Any
 
 import pytest
+from influxdb_client.rest import ApiException
 
 from gateway.sinks.clock import ClockGuard
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
-from gateway.sinks.delivery import Response
 from gateway.sinks.influx import sink as influx
 from gateway.sinks.influx.lineproto import LineRenderer
 from gateway.sinks.influx.sink import InfluxSink, chunk_items, render_chunks
@@ -23,21 +23,22 @@ from tests.unit.test_sink_render import T, modbus_batch
 
 
 class Service:
-    """Answers like InfluxDB's write endpoint (in place of the sink's `WriteEndpoint`): 204, or 400 for
-    a body holding a refused line."""
+    """Answers like InfluxDB's write endpoint: 204, or 400 for a body holding a refused line."""
 
     def __init__(self, refuse: str | None = None) -> None:
         self.refuse = refuse
         self.bodies: list[str] = []
         self.calls: list[dict[str, Any]] = []
 
-    def post(self, body: bytes, *, gzip: bool = False) -> Response:
-        self.calls.append({"body": body, "content_encoding": "gzip" if gzip else None})
-        text = (zlib.decompress(body, wbits=31) if gzip else body).decode()
+    def post_write(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+        body = kwargs["body"]
+        text = (zlib.decompress(body, wbits=31) if kwargs.get("content_encoding") == "gzip" else body).decode()
         if self.refuse is not None and self.refuse in text:
-            return Response(400, '{"code":"invalid","message":"field type conflict"}')
+            exc = ApiException(status=400, reason="Bad Request")  # type: ignore[no-untyped-call]
+            exc.body = b'{"code":"invalid","message":"field type conflict"}'
+            raise exc
         self.bodies.append(text)
-        return Response(204)
 
 
 class Client:
@@ -82,7 +83,7 @@ async def loop_turns_per_row(write: Any, sink_module: Any, name: str, monkeypatc
 @pytest.mark.parametrize("gzip", [True, False])
 async def test_influx_write_yields_and_sends_the_rendered_lines(monkeypatch: pytest.MonkeyPatch, gzip: bool) -> None:
     sink = InfluxSink("influx", InfluxSinkConfig(url="http://127.0.0.1:9", token="t", gzip=gzip), "s1")
-    sink._endpoint = service = Service()
+    sink._service = service = Service()
     rs = rows(8)
     seen = await loop_turns_per_row(lambda: sink.write(rs), influx, "render_row", monkeypatch)
     assert len(seen) == 8 and seen == sorted(seen)
@@ -100,7 +101,7 @@ async def test_influx_write_bisects_only_after_a_refusal() -> None:
     sink = InfluxSink("influx", InfluxSinkConfig(url="http://127.0.0.1:9", token="t"), "s1")
     rs = rows(2)
     bad = "rack=r1,module=3,cell=14,"  # one line: a cell voltage (temperatures are cells 1 to 5)
-    sink._endpoint = service = Service(refuse=bad)
+    sink._service = service = Service(refuse=bad)
     rejected = await sink.write(rs)
     assert [(r.seq, r.status) for r in rejected] == [(2, 400)] and bad in rejected[0].item
     assert len(service.calls) > 2  # the whole body first, then the halves

@@ -1,5 +1,5 @@
-"""InfluxDB sink: line protocol through the v2 write API (InfluxDB 2.x, 3.x, the 1.8+ compatibility
-endpoint, VictoriaMetrics), one request of our own (`gateway.sinks.influx.endpoint`).
+"""InfluxDB sink: line protocol through influxdb-client's v2 write API (InfluxDB 2.x, 3.x, the 1.8+
+compatibility endpoint, VictoriaMetrics).
 
 Each write is one synchronous HTTP request run in a worker thread, so the status code of every
 request is known: 204 acknowledges, anything else goes through `gateway.sinks.delivery` (which splits
@@ -11,13 +11,17 @@ is built and gzip-compressed (level 1) in the worker thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import structlog
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
+from urllib3.exceptions import HTTPError
 
 from gateway.config.base import read_secret
 from gateway.errors import ConfigError, SinkError
@@ -27,7 +31,6 @@ from gateway.sinks.clock import ClockGuard, Pending, split_line
 from gateway.sinks.columns import RENDER_STEP_SAMPLES
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
-from gateway.sinks.influx.endpoint import WriteEndpoint
 from gateway.sinks.influx.lineproto import LineRenderer, Lines, encode_device_status
 from gateway.store.outbox import Row
 
@@ -122,7 +125,8 @@ class InfluxSink:
         self.name = name
         self.cfg = cfg
         self.site = site
-        self._endpoint: WriteEndpoint | None = None
+        self._client: Any = None
+        self._service: Any = None
         self.guard = ClockGuard(name) if cfg.clock_guard else None
         self.renderer = LineRenderer(site, cfg.precision)
         ca = cfg.ca_file
@@ -141,30 +145,45 @@ class InfluxSink:
         return f"InfluxSink(name={self.name!r}, url={self.cfg.url!r}, bucket={self.cfg.bucket!r})"
 
     async def open(self) -> None:
-        if self._endpoint is None:
-            self._endpoint = self._new_endpoint()
+        if self._client is not None:
+            return
+        # Bodies are gzip-compressed here (a fast level), not by the client (level 9: most of the
+        # sink's CPU time), so the client itself sends what it is given.
+        self._client = self._new_client(gzip=False)
+        self._service = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]  # untyped library
 
-    def _new_endpoint(self) -> WriteEndpoint:
+    def _new_client(self, gzip: bool) -> InfluxDBClient:
         try:
             token = read_secret(self.cfg.token, self._relative(self.cfg.token_file), self.cfg.token_credential)
         except ConfigError as exc:  # a token file missing at run time: data kept, retried slowly
             raise SinkError(str(exc), retry=False) from None
-        cfg = self.cfg
-        secret = token.get_secret_value() if token is not None else ""
-        try:
-            return WriteEndpoint(cfg.url, secret, cfg.org, cfg.bucket, cfg.precision, cfg.timeout,
-                                 verify_tls=cfg.verify_tls, ca_file=self._ca)  # fmt: skip
-        except (ValueError, OSError) as exc:  # not an http(s) URL, a CA file that cannot be read
-            raise SinkError(f"influxdb sink {self.name}: {exc}", retry=False) from None
+        kwargs: dict[str, Any] = {"verify_ssl": self.cfg.verify_tls, "retries": False}
+        if self._ca is not None:
+            kwargs["ssl_ca_cert"] = str(self._ca)
+        if self.cfg.org:
+            kwargs["org"] = self.cfg.org
+        return InfluxDBClient(
+            url=self.cfg.url,
+            token=token.get_secret_value() if token is not None else "",
+            timeout=int(self.cfg.timeout * 1000),
+            enable_gzip=gzip,
+            **kwargs,
+        )
 
     async def probe(self) -> str:
         """An empty write: checks the address, TLS, the token and the bucket without storing anything."""
-        endpoint = self._new_endpoint()
+        client = self._new_client(gzip=False)  # an empty body cannot be gzip-encoded
+        service = WriteService(client.api_client)  # type: ignore[no-untyped-call]  # untyped library
+        org, bucket, precision = self.cfg.org, self.cfg.bucket, self.cfg.precision
+
+        def empty_write() -> object:
+            return service.post_write(org=org, bucket=bucket, body="", precision=precision)  # type: ignore[no-untyped-call]
+
         try:
-            resp = await asyncio.to_thread(endpoint.post, b"")  # an empty body cannot be gzip-encoded
+            resp = await asyncio.to_thread(self._request, empty_write)
         finally:
-            endpoint.close()
-        if 200 <= resp.status < 300:
+            client.close()  # type: ignore[no-untyped-call]
+        if resp.status == 204:
             return f"{self.cfg.url} accepted a write to bucket {self.cfg.bucket!r}"
         deliver([Item(0, "")], lambda items: resp)  # raises the SinkError the status means
         return f"{self.cfg.url} answered {resp.status}: {server_reason(resp.body)}"
@@ -215,19 +234,31 @@ class InfluxSink:
         return self._post_body("\n".join(line for _seq, line in items))
 
     def _post_body(self, body: str) -> Response:
-        endpoint = self._endpoint
-        if endpoint is None:
-            return Response(0, "not connected")
-        # Bodies are gzip-compressed here at a fast level (a client library's level 9 was most of the
-        # sink's CPU time).
+        data = body.encode()
+        kwargs: dict[str, Any] = {"precision": self.cfg.precision, "content_type": "text/plain; charset=utf-8"}
         if self.cfg.gzip:
-            return endpoint.post(gzip_body(body.encode()), gzip=True)
-        return endpoint.post(body.encode())
+            data = gzip_body(data)
+            kwargs["content_encoding"] = "gzip"
+        service, org, bucket = self._service, self.cfg.org, self.cfg.bucket
+        if service is None:
+            return Response(0, "not connected")
+        return self._request(lambda: service.post_write(org=org, bucket=bucket, body=data, **kwargs))
+
+    def _request(self, call: Callable[[], object]) -> Response:
+        try:
+            call()
+        except ApiException as exc:
+            headers: Any = exc.headers or {}
+            data = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+            return Response(int(exc.status or 0), data, headers.get("Retry-After"))
+        except (HTTPError, OSError) as exc:
+            return Response(0, f"{type(exc).__name__}: {exc}"[:300])
+        return Response(204)
 
     async def close(self) -> None:
-        endpoint, self._endpoint = self._endpoint, None
-        if endpoint is not None:
-            await asyncio.to_thread(endpoint.close)
+        client, self._client, self._service = self._client, None, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
 
 
 def build(name: str, cfg: InfluxSinkConfig, loaded: LoadedConfig) -> InfluxSink:
