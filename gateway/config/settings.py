@@ -86,8 +86,8 @@ class LoggingConfig(Strict):
     )
     library_level: Literal["debug", "info", "warning", "error"] = Field(
         "warning",
-        description="Lowest level of the libraries' own lines (pymodbus, MQTT client, asyncio, python-can); "
-        "debug shows pymodbus's frame dumps",
+        description="Lowest level of the libraries' own lines (pymodbus, MQTT client, asyncio, influxdb-client, "
+        "urllib3, python-can); debug shows pymodbus's frame dumps",
     )
 
 
