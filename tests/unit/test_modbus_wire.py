@@ -29,7 +29,8 @@ def test_registers_are_those_pymodbus_decodes(regs: list[int], tail: bytes) -> N
     data = bytes([2 * len(regs)]) + struct.pack(f">{len(regs)}H", *regs) + tail
     theirs = ReadHoldingRegistersResponse()
     theirs.decode(data)
-    assert unpack_registers(data) == theirs.registers == regs
+    words = unpack_registers(data)
+    assert words.tolist() == theirs.registers == regs and words.dtype.itemsize == 2  # an array, no int objects
 
 
 @given(st.binary(min_size=1, max_size=12))
@@ -41,7 +42,7 @@ def test_any_byte_count_is_taken_like_pymodbus(data: bytes) -> None:
         with pytest.raises(ValueError):
             unpack_registers(data)
     else:
-        assert unpack_registers(data) == theirs.registers
+        assert unpack_registers(data).tolist() == theirs.registers
 
 
 # -- cancellation -------------------------------------------------------------------------------------
@@ -109,3 +110,18 @@ async def test_a_cancelled_endpoint_stops_when_a_read_swallows_the_cancellation(
     done, _ = await asyncio.wait([task], timeout=2)
     assert done, "the endpoint kept polling after it was cancelled"
     assert task.cancelled()
+
+
+def test_the_records_made_for_every_read_are_cheap_to_make() -> None:
+    """A read makes its request's guard record, the reply's frame, the outcome and the decoded columns:
+    tuples or plain slotted dataclasses, not frozen dataclasses (whose __init__ sets each field through
+    object.__setattr__: three times as long)."""
+    from dataclasses import fields, is_dataclass
+
+    from gateway.sources.modbus.decode import Decoded
+    from gateway.sources.modbus.device import Outcome
+    from gateway.sources.modbus.replies import Frame, Request
+
+    assert all(issubclass(t, tuple) for t in (Outcome, Frame, Decoded))
+    assert is_dataclass(Request) and not Request.__dataclass_params__.frozen
+    assert [f.name for f in fields(Request)] == ["unit_id", "function_code", "address", "count"]

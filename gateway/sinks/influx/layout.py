@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +31,16 @@ Bools = npt.NDArray[np.bool_]
 
 MAX_RUNS = 64  # a batch with more time runs (a CAN window: a time per frame) is laid out each time
 LAYOUTS = 4  # layouts kept per key table (the run layouts one device's batches take turns with)
-RunKey = tuple[int, int, bytes, bytes, bytes]  # (quality code, points, run starts, shared units, shared times)
+
+
+class RunKey(NamedTuple):
+    """What the layout of a batch with every point written and one quality depends on."""
+
+    quality: int
+    points: int
+    starts: bytes  # where its time runs start
+    same_unit: bytes  # which runs holding a series in common share a unit of the precision (packed bits)
+    same_time: bytes  # ... and which share a nanosecond
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,4 +152,4 @@ class LayoutCache:
         units = at // div
         same_unit = np.packbits((units[:, None] == units[None, :]) & shared).tobytes()
         same_time = np.packbits((at[:, None] == at[None, :]) & shared).tobytes()
-        return code, n, starts, same_unit, same_time
+        return RunKey(code, n, starts, same_unit, same_time)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gateway.model import F64, QUALITY_CODE, U8, Batch, DeviceStatus, Key, Keys, Quality, Value
-from gateway.sources.modbus.decode import BlockDecoder, Decoded
+from gateway.sources.modbus.decode import BlockDecoder, Decoded, Words
 from gateway.sources.modbus.refs import RegKey
 
 BAD = QUALITY_CODE[Quality.BAD]
@@ -46,7 +46,7 @@ class Cycle:
         self.aux: dict[RegKey, int] = {}  # registers read for other points (scale factors, the clock)
         self.read: list[Segment] = []
 
-    def decoded(self, decoder: BlockDecoder, words: Sequence[int | bool], ts: int) -> None:
+    def decoded(self, decoder: BlockDecoder, words: Words, ts: int) -> None:
         d = decoder(words)
         self.read.append(Segment(self.rows, decoder, d))
         if d.aux:

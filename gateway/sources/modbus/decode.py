@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,8 @@ GOOD, MISSING, RANGE, BAD = (
 )
 IntArr = npt.NDArray[np.intp]
 U64 = npt.NDArray[np.uint64]
+# A block's response: registers (an array from `wire`, or ints) or bits
+Words = npt.NDArray[np.uint16] | Sequence[int] | Sequence[bool]
 
 
 def _ints(xs: Sequence[int]) -> IntArr:
@@ -220,8 +223,7 @@ class Text:
         return []
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(NamedTuple):
     """The columns of one block read: a value and a quality per row, the rows' objects, whether any
     row is `bad` (an unknown state, a value a short response cut off), the rows of unknown states,
     and the raw words of the block's `aux` registers."""
@@ -284,7 +286,7 @@ class BlockDecoder:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __call__(self, words: Sequence[int | bool]) -> Decoded:
+    def __call__(self, words: Words) -> Decoded:
         n, count = len(words), self.block.count
         if n >= count:
             w = np.array(words, dtype=np.uint64)

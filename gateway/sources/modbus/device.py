@@ -7,7 +7,7 @@ samples, status changes and log lines (on change only).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 
@@ -18,7 +18,7 @@ from gateway.sources.modbus import metrics
 from gateway.sources.modbus.clock import clock_plan
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.cycle import Cycle, ShapeKeys
-from gateway.sources.modbus.decode import BlockDecoder
+from gateway.sources.modbus.decode import BlockDecoder, Words
 from gateway.sources.modbus.plan import Block, Point, plan_reads, split_block, unreadable_ranges
 from gateway.sources.modbus.profile import ModbusProfile
 from gateway.sources.modbus.schedule import next_due
@@ -43,13 +43,12 @@ EXCEPTION_NAMES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What one block read gave: registers/bits, an exception code, a reply that did not answer the
     request (`mismatch`, its kind), or no answer."""
 
     ts: int
-    words: list[int] | list[bool] | None = None
+    words: Words | None = None
     code: int | None = None  # Modbus exception code
     error: str | None = None  # timeout | connection | bad_response, or what the mismatched reply held
     mismatch: str | None = None  # replies.KINDS: the device answered, but not this request

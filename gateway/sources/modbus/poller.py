@@ -309,5 +309,4 @@ class ModbusEndpoint:
             return Outcome(ts, code=int(rr.exception_code))
         if block.function_code in (1, 2):
             return Outcome(ts, words=list(rr.bits[: block.count]))
-        words = rr.registers  # a list of ints from `wire`, a copy of pymodbus's own
-        return Outcome(ts, words=words if type(words) is list else list(words))
+        return Outcome(ts, words=rr.registers)  # an array from `wire`

@@ -1,26 +1,25 @@
-"""Register-read responses decoded in one `struct` call, registered on each pymodbus client.
+"""Register-read responses decoded in one step, registered on each pymodbus client.
 
 pymodbus decodes a read-registers response with one `struct.unpack` and one slice per register and
 formats the whole register list for a debug line it builds for every response; for a 125-register
 block that is most of the cost of a read after the socket itself. These subclasses give the same
-`registers` (a list of unsigned 16-bit ints, in wire order) from one precompiled `Struct` and a short
-debug text. Requests are pymodbus's own, so only the read function codes 3 and 4 are touched and the
-read-only guard (`trace_pdu`) still sees every request that leaves.
+registers (unsigned 16-bit, in wire order) as a numpy array over the response's bytes (no int object
+per register: the block decoder takes the array as it is) and a short debug text. Requests are
+pymodbus's own, so only the read function codes 3 and 4 are touched and the read-only guard
+(`trace_pdu`) still sees every request that leaves.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Sequence
-
+import numpy as np
+import numpy.typing as npt
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
-# One compiled Struct per byte count (at most 250 in a valid response; any count is accepted). Bounded by
-# construction: the count is one byte, so there are at most 256 entries.
-_WORDS: dict[int, struct.Struct] = {}
+Registers = npt.NDArray[np.uint16]  # big-endian words, as on the wire
+_WORD = np.dtype(">u2")
 
 
-def unpack_registers(data: bytes) -> list[int]:
+def unpack_registers(data: bytes) -> Registers:
     """The registers of a read-registers response PDU body (byte count, then big-endian words).
 
     As pymodbus's own decoder: an odd byte count gives its whole registers, a byte count beyond the
@@ -29,10 +28,7 @@ def unpack_registers(data: bytes) -> list[int]:
     n = data[0]
     if n >= len(data):
         raise ValueError(f"register byte count {n} does not fit a packet of {len(data)} bytes")
-    words = _WORDS.get(n)
-    if words is None:
-        words = _WORDS[n] = struct.Struct(f">{n // 2}H")  # keyed by n: an odd count ignores its last byte
-    return list(words.unpack_from(data, 1))
+    return np.frombuffer(data, dtype=_WORD, count=n // 2, offset=1)
 
 
 class _FastRegisters:
@@ -40,7 +36,7 @@ class _FastRegisters:
 
     dev_id: int
     transaction_id: int
-    registers: Sequence[int]
+    registers: Registers
 
     def decode(self, data: bytes) -> None:
         self.registers = unpack_registers(data)
@@ -50,11 +46,13 @@ class _FastRegisters:
         return f"{name}(dev_id={self.dev_id}, transaction_id={self.transaction_id}, registers={n})"
 
 
-class HoldingRegistersResponse(_FastRegisters, ReadHoldingRegistersResponse):
+# pymodbus types `registers` as a list of ints: here it is an array of the same words (indexing, len and
+# iteration give the same numbers)
+class HoldingRegistersResponse(_FastRegisters, ReadHoldingRegistersResponse):  # type: ignore[misc]
     """Function code 3 response."""
 
 
-class InputRegistersResponse(_FastRegisters, ReadInputRegistersResponse):
+class InputRegistersResponse(_FastRegisters, ReadInputRegistersResponse):  # type: ignore[misc]
     """Function code 4 response."""
 
 
