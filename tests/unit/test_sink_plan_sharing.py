@@ -26,6 +26,20 @@ def test_mqtt_plans_of_two_racks_share_their_rack_free_texts() -> None:
     assert a.racks[0].entry_heads[21] == '"cell_voltage/2/2":{"v":'
 
 
+def test_a_rack_plan_with_every_point_of_its_table_takes_the_columns_as_they_are() -> None:
+    """A Modbus device's table is one rack's: its plan says so, and the batch's columns are rendered
+    without a gather; a table of two racks gathers each rack's points."""
+    from gateway.model import Keys
+
+    one = telemetry_plan(rack_keys("r1"), ALL_LEVELS)
+    assert one.racks[0].whole and len(one.racks[0].index) == 1000
+    two = telemetry_plan(Keys.of([*rack_keys("r1").rows[:3], *rack_keys("r2").rows[:2]]), ALL_LEVELS)
+    assert [(r.rack, r.whole, r.index.tolist()) for r in two.racks] == [
+        ("r1", False, [0, 1, 2]),
+        ("r2", False, [3, 4]),
+    ]
+
+
 def test_mqtt_rendering_with_shared_texts() -> None:
     batch = modbus_batch("r1", T)
     batch.quality[5] = QUALITY_CODE["missing"]

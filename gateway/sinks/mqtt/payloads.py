@@ -151,6 +151,7 @@ def utf8_chars(text: str) -> str:
 
 
 _OPEN, _NEXT, _ENTRY_END = '{"ts":', ',{"ts":', "}" + SEPARATOR
+_QUALITY_JSON = tuple(_json(str(q)) for q in QUALITIES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,7 @@ class RackPlan:
 
     rack: str
     index: npt.NDArray[np.intp]
+    whole: bool  # `index` is every point of the key table, in order
     opens: Texts  # `{"ts":` for the first document, `,{"ts":` for the others
     heads: Texts  # `,"q":<quantity>,"v":`
     entry_heads: Texts  # `"<state key>":{"v":`
@@ -210,6 +212,7 @@ def telemetry_plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
             RackPlan(
                 rack,
                 np.asarray(members, dtype=np.intp),
+                members == list(range(len(keys))),
                 shared_texts([_OPEN] + [_NEXT] * (len(members) - 1)),
                 shared_texts(f',"q":{q},"v":' for q in quoted),
                 shared_texts(entry_heads),
@@ -255,7 +258,7 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
         for i, v in (b.objects or {}).items():
             vt[i] = utf8_chars(_json(clean(v)))
     tt = run_texts(b.ts)
-    qjson = [_json(str(q)) for q in QUALITIES]
+    qjson = _QUALITY_JSON
     tails = _by_quality(plan.tails, b.quality, lambda c: shared_texts(plan.units + qjson[c] + plan.places))
     entry_tails = _by_quality(plan.entry_tails, b.quality, lambda c: shared_texts(plan.units + (qjson[c] + ',"ts":')))
     if b.device_ts is not None and b.device_ts.any():
@@ -266,13 +269,13 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
     for rp in plan.racks:
         at = rp.index
         k = len(at)
-        vals, times = vt[at], tt[at]
+        vals, times, ends = (vt, tt, tails) if rp.whole else (vt[at], tt[at], tails[at])
         parts = np.empty(5 * k, dtype=object)
-        parts[0::5], parts[1::5], parts[2::5], parts[3::5], parts[4::5] = rp.opens, times, rp.heads, vals, tails[at]
+        parts[0::5], parts[1::5], parts[2::5], parts[3::5], parts[4::5] = rp.opens, times, rp.heads, vals, ends
         head = dumps({"seq": seq, "site": topics.site, "rack": rp.rack, "source": b.source, "samples": []})
         payload = b"".join((head[:-2], "".join(parts.tolist()).encode("latin-1"), b"]}"))
         out.append(Message(topics.rack(rp.rack, "telemetry"), payload, topics.qos, False))
-        parts[0::5], parts[1::5], parts[2::5] = rp.entry_heads, vals, entry_tails[at]
+        parts[0::5], parts[1::5], parts[2::5] = rp.entry_heads, vals, entry_tails if rp.whole else entry_tails[at]
         parts[3::5], parts[4::5] = times, _ENTRY_END
         rack_state = state.racks.get(rp.rack)
         if rack_state is None:
