@@ -21,8 +21,8 @@ async def test_a_batch_after_a_quiet_spell_is_committed_at_once(tmp_path: Path) 
         await await_for(lambda: ob.last_seq() == 1)  # not after the 600 s interval
         await pipeline.emit(sample_batch("r1", 2, 10))
         await pipeline.emit(sample_batch("r1", 3, 10))
-        await asyncio.sleep(0)
-        assert ob.last_seq() == 1  # the next commit waits for the interval, with both batches
+        await await_for(lambda: len(pipeline.queue) == 0)  # both taken into the next group
+        assert ob.last_seq() == 1  # which waits for the interval
         await pipeline.queue.put(None)  # the end marker: what is gathered is committed
         await await_for(task.done)
         assert ob.last_seq() == 3
