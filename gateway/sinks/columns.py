@@ -2,7 +2,8 @@
 
 A value's text is `repr(float)` (the shortest text that reads back as the same float; numpy's own
 formatting does not give the same text). BMS readings repeat a few values (a register times a scale),
-so a column is formatted once per distinct value when that saves work.
+so a column is formatted once per distinct value when that saves work, and the texts of the values
+seen lately are kept (a bounded table) for the next batches.
 """
 
 from __future__ import annotations
@@ -26,6 +27,26 @@ SEPARATOR = "\x00"  # between texts rendered in one join: line protocol and JSON
 _repr = float.__repr__
 
 
+TEXTS_MAX = 65_536
+# The text of each distinct value formatted lately (a reading comes back every poll); 0.0 and -0.0 are
+# one key here (`number_texts` writes zeros itself). Bounded: emptied when it holds TEXTS_MAX values.
+_texts: dict[float, str] = {}
+
+
+def _distinct_texts(distinct: list[float]) -> list[str]:
+    """`repr` of each value, from `_texts` where it is there."""
+    if len(_texts) > TEXTS_MAX:
+        _texts.clear()
+    got = _texts.get
+    out = []
+    for v in distinct:
+        text = got(v)
+        if text is None:
+            text = _texts[v] = _repr(v)
+        out.append(text)
+    return out
+
+
 def number_texts(values: F64) -> Texts:
     """`repr(float(v))` of every value (finite ones: the caller leaves NaN and infinities out)."""
     n = len(values)
@@ -33,13 +54,18 @@ def number_texts(values: F64) -> Texts:
     if n < 16:
         out[:] = list(map(_repr, values.tolist()))
         return out
-    distinct, index = np.unique(values, return_inverse=True)
+    order = np.argsort(values)
+    ordered = values[order]
+    first = np.empty(n, dtype=np.bool_)  # the first of each distinct value in `ordered`
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    distinct = ordered[first]
     if len(distinct) * 2 > n:
         out[:] = list(map(_repr, values.tolist()))
         return out
     texts = np.empty(len(distinct), dtype=object)
-    texts[:] = list(map(_repr, distinct.tolist()))
-    out[:] = texts[index]
+    texts[:] = _distinct_texts(distinct.tolist())
+    out[order] = texts[np.cumsum(first) - 1]
     if distinct[0] <= 0.0 <= distinct[-1]:  # 0.0 and -0.0 are one distinct value with two texts
         zeros = np.flatnonzero(values == 0.0)
         out[zeros] = list(map(_repr, values[zeros].tolist()))
