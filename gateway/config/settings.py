@@ -62,7 +62,13 @@ class StoreConfig(Strict):
     retention_hours: float | None = Field(
         None, gt=0, description="Drop rows older than this even within budget (unset: keep until the budget)"
     )
-    commit_interval: float = Field(0.02, gt=0, le=5, description="Shortest time between group commits (the crash-loss bound); a batch after a quiet spell is committed at once")
+    commit_interval: float = Field(
+        0.02,
+        gt=0,
+        le=5,
+        description="Shortest time between group commits (the crash-loss bound); a batch after a quiet spell "
+        "is committed at once",
+    )
     synchronous: Literal["normal", "full"] = Field(
         "normal", description="normal: survives a process crash; full: also a power loss (slower)"
     )
