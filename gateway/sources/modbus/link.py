@@ -32,6 +32,7 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInput
 
 from gateway.runtime.backoff import Backoff
 from gateway.sources.modbus import metrics
+from gateway.sources.modbus.deadline import ReadDeadline
 from gateway.sources.modbus.framing import CheckedFramer, CheckedRtuFramer
 from gateway.sources.modbus.replies import Request
 from gateway.sources.modbus.transport import LinkSettings, checked_framer
@@ -59,12 +60,6 @@ def _fail_read_in_flight(client: Any, framer: CheckedFramer | CheckedRtuFramer) 
     future = getattr(client.ctx, "response_future", None)
     if framer.request is not None and isinstance(future, asyncio.Future) and not future.done():
         future.set_exception(ConnectionException("connection closed during the read"))
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    """A read's timeout: its future ends with None (no pymodbus reply is None) unless it has ended."""
-    if not future.done():
-        future.set_result(None)
 
 
 def make_client(
@@ -149,6 +144,7 @@ class Link:
         self.attempts = 0  # connects since the link went down
         self.backoff = backoff
         self.sent = 0  # requests sent (all read function codes)
+        self.deadline = ReadDeadline()  # the timeout of the read in flight
         self._requests = metrics.requests.endpoint(self.label)  # sent by function code, and their latency
         self._discarded = metrics.discarded.labels(self.label)
 
@@ -194,6 +190,7 @@ class Link:
 
     def close(self) -> None:
         """Close on purpose (stop, `close_after_cycle`): not a state change."""
+        self.deadline.cancel()
         if self.client is not None:
             self.client.close()
             self.client = self.framer = None
@@ -211,9 +208,9 @@ class Link:
         read-only guard, the reply checks), and the reply's future is awaited here: the task resumes in
         the loop turn after the reply is decoded. (pymodbus's own `execute` awaits it through
         `asyncio.wait_for`, which on Python 3.11 adds a waiter future: two more loop turns a request,
-        each as long as everything else ready in the loop.) The timeout is a timer that ends the
-        future with None (`_expire`), not a timeout scope: one timer handle a request, no scope object
-        and no cancellation of the task to undo."""
+        each as long as everything else ready in the loop.) The timeout is the link's one timer that
+        ends the future with None (`deadline.ReadDeadline`), not a timeout scope: no timer handle or
+        scope object a request, and no cancellation of the task to undo."""
         client, framer = self.client, self.framer
         if client is None or not client.connected:
             raise ConnectionLost("connection closed")
@@ -237,13 +234,13 @@ class Link:
             loop = asyncio.get_running_loop()
             future = ctx.response_future = loop.create_future()
             ctx.pdu_send(request)
-            expiry = loop.call_at(loop.time() + timeout, _expire, future)
+            self.deadline.arm(loop, future, loop.time() + timeout)
             try:
                 rr: ModbusPDU | None = await future
             except ConnectionException as exc:
                 raise ConnectionLost(str(exc)) from exc
             finally:
-                expiry.cancel()
+                self.deadline.disarm()
                 self.quiet_from = time.monotonic()
             if rr is None:
                 if not client.connected:
