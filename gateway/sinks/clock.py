@@ -24,7 +24,7 @@ import numpy.typing as npt
 import structlog
 
 from gateway.model import I64
-from gateway.sinks.columns import Texts
+from gateway.sinks.columns import Texts, some
 from gateway.sinks.delivery import Item
 
 log = structlog.get_logger("sink.clock")
@@ -159,7 +159,7 @@ class ClockGuard:
                 return False
             np.maximum.at(col, slots, times)
         else:
-            if (col[slots] >= times).any():
+            if some(col[slots] >= times):
                 return False
             col[slots] = times
         stepped = pending.stepped

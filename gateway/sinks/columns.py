@@ -47,6 +47,17 @@ def _distinct_texts(distinct: list[float]) -> list[str]:
     return out
 
 
+def every(flags: npt.NDArray[np.bool_]) -> bool:
+    """`flags.all()` as one C call (numpy's method goes through a Python wrapper; the sinks ask about a
+    dozen times a batch)."""
+    return int(np.count_nonzero(flags)) == flags.size
+
+
+def some(flags: npt.NDArray[np.bool_]) -> bool:
+    """`flags.any()` as one C call."""
+    return int(np.count_nonzero(flags)) != 0
+
+
 def number_texts(values: F64) -> Texts:
     """`repr(float(v))` of every value (finite ones: the caller leaves NaN and infinities out)."""
     n = len(values)
@@ -79,7 +90,7 @@ def value_texts(batch: Batch) -> Texts:
     if texts is None:
         values = batch.values
         finite = np.isfinite(values)
-        if finite.all():
+        if every(finite):
             texts = number_texts(values)
         else:
             texts = np.empty(len(values), dtype=object)
@@ -101,10 +112,16 @@ def run_texts(ts: I64, before: str = "", after: str = "") -> Texts:
     n = len(ts)
     if n == 0:
         return np.empty(0, dtype=object)
-    starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
+    first = np.empty(n, dtype=np.bool_)  # the first point of each run
+    first[0] = True
+    np.not_equal(ts[1:], ts[:-1], out=first[1:])
+    starts = first.nonzero()[0]
     texts = np.empty(len(starts), dtype=object)
     texts[:] = [f"{before}{t}{after}" for t in ts[starts].tolist()]
-    return np.repeat(texts, np.diff(np.append(starts, n)))
+    counts = np.empty(len(starts), dtype=np.intp)
+    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+    counts[-1] = n - starts[-1]
+    return texts.repeat(counts)
 
 
 def texts_of(strings: list[str]) -> Texts:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from gateway.lru import LruCache
 from gateway.model import I64, QUALITIES, U8
-from gateway.sinks.columns import Texts
+from gateway.sinks.columns import Texts, every
 
 IntArr = npt.NDArray[np.intp]
 Bools = npt.NDArray[np.bool_]
@@ -134,7 +134,7 @@ class LayoutCache:
         other batches (laid out each time)."""
         n = len(times)
         code = int(quality[0])
-        if not valid.all() or not (quality == code).all():
+        if not every(valid) or not every(quality == code):
             return None
         cut = np.flatnonzero(times[1:] != times[:-1]) + 1
         if len(cut) >= MAX_RUNS:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from gateway.catalog import level_of
 from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys
-from gateway.sinks.columns import PlanCache, Texts, run_texts, shared_texts, texts_of, value_texts
+from gateway.sinks.columns import PlanCache, Texts, every, run_texts, shared_texts, some, texts_of, value_texts
 from gateway.sinks.influx.layout import LayoutCache, LineLayout
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -161,13 +161,13 @@ class LineRenderer:
             fv = field_value(v)
             valid[i] = fv is not None
             texts[i] = fv
-        if not valid.any():
+        if not some(valid):
             return NO_LINES
         layout = plan.layouts.of(valid, batch.quality, batch.ts, self.div)
         firsts = layout.firsts
         codes = batch.quality[firsts]
         code = int(codes[0])
-        if (codes == code).all():
+        if every(codes == code):
             keys = _series_keys(plan, code)
             keys = keys if layout.whole else keys[firsts]
         else:

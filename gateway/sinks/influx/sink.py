@@ -28,7 +28,7 @@ from gateway.errors import ConfigError, SinkError
 from gateway.model import BatchKind
 from gateway.sinks.base import Rejected
 from gateway.sinks.clock import ClockGuard, Pending, split_line
-from gateway.sinks.columns import RENDER_STEP_SAMPLES
+from gateway.sinks.columns import RENDER_STEP_SAMPLES, every
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.delivery import Item, Response, deliver, server_reason
 from gateway.sinks.influx.lineproto import LineRenderer, Lines, encode_device_status
@@ -93,7 +93,7 @@ def _slots(lines: Lines, guard: ClockGuard, pending: Pending) -> npt.NDArray[np.
     """The guard's slot of each line's series, from the slots of the plan's key columns."""
     codes = lines.codes
     code = int(codes[0])
-    if (codes == code).all():
+    if every(codes == code):
         return guard.column_slots(pending, lines.columns[code])[lines.rows]
     out = np.empty(len(codes), dtype=np.intp)
     for c in np.unique(codes).tolist():

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Sample
-from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, run_texts, shared_texts, value_texts
+from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, every, run_texts, shared_texts, value_texts
 from gateway.sinks.mqtt.retained import RackState
 from gateway.store.outbox import Row
 
@@ -227,7 +227,7 @@ def telemetry_plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
 def _by_quality(made: dict[int, Texts], quality: U8, make: Callable[[int], Texts]) -> Texts:
     """Per point, the text of its quality code (`make(code)`: that text for every point, kept in `made`)."""
     code = int(quality[0])
-    codes = [code] if (quality == code).all() else np.unique(quality).tolist()
+    codes = [code] if every(quality == code) else np.unique(quality).tolist()
     for c in codes:
         if c not in made:
             made[c] = make(c)
@@ -252,7 +252,7 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
         return []
     vt = value_texts(b)
     finite = np.isfinite(b.values)
-    if b.objects or not finite.all():
+    if b.objects or not every(finite):
         vt = vt.copy()
         vt[~finite] = "null"
         for i, v in (b.objects or {}).items():
@@ -261,7 +261,7 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
     qjson = _QUALITY_JSON
     tails = _by_quality(plan.tails, b.quality, lambda c: shared_texts(plan.units + qjson[c] + plan.places))
     entry_tails = _by_quality(plan.entry_tails, b.quality, lambda c: shared_texts(plan.units + (qjson[c] + ',"ts":')))
-    if b.device_ts is not None and b.device_ts.any():
+    if b.device_ts is not None and np.count_nonzero(b.device_ts):
         tails = tails.copy()
         for i, d in zip(np.flatnonzero(b.device_ts).tolist(), b.device_ts[b.device_ts != 0].tolist(), strict=True):
             tails[i] = f'{tails[i][:-1]},"dts":{d}}}'
