@@ -55,7 +55,7 @@ def test_mqtt_rendering_with_shared_texts() -> None:
 def test_influx_plans_share_field_names_and_keep_one_key_column() -> None:
     renderer = LineRenderer("s")
     a, b = renderer.plan(modbus_batch("r1", T)), renderer.plan(modbus_batch("r2", T))
-    assert a.layouts.heads[0] is b.layouts.heads[0] is a.layouts.heads[1]
+    assert a.groups.heads[0] is b.groups.heads[0] is a.groups.heads[1]
     assert list(a.keys) == [QUALITY_CODE["good"]]  # other qualities' keys only when a batch has them
     batch = modbus_batch("r1", T)
     batch.quality[3] = QUALITY_CODE["stale"]

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from gateway.catalog import level_of
 from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys
 from gateway.sinks.columns import PlanCache, Texts, every, run_texts, shared_texts, some, texts_of, value_texts
-from gateway.sinks.influx.layout import LayoutCache, LineLayout
+from gateway.sinks.influx.linegroups import GroupsCache, LineGroups
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -57,7 +57,7 @@ class LinePlan:
     # per quality code: the series key of every point, `<level>,site=..,rack=..[,module=..][,cell=..]` and
     # the code's tail; good's made with the plan, the others from it when first needed
     keys: dict[int, Texts]
-    layouts: LayoutCache  # which points share a line, by the batches' run layouts
+    groups: GroupsCache  # which points share a line, by the batches' time runs
 
 
 def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
@@ -83,8 +83,8 @@ def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
     made: dict[int, str] = {}  # a series' key is one string for all its points (voltage and temperature of a cell)
     good = texts_of([made.setdefault(n, h + tails[GOOD]) for n, h in zip(series, heads, strict=True)])
     ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)
-    layouts = LayoutCache(np.asarray(series, dtype=np.int64), ids, shared_texts(fields))
-    return LinePlan(tails, plain, {GOOD: good}, layouts)
+    groups = GroupsCache(np.asarray(series, dtype=np.int64), ids, shared_texts(fields))
+    return LinePlan(tails, plain, {GOOD: good}, groups)
 
 
 def _series_keys(plan: LinePlan, code: int) -> Texts:
@@ -115,18 +115,18 @@ NO_LINES = Lines(
 )
 
 
-def _line_text(layout: LineLayout, keys: Texts, values: Texts, times: Texts) -> str:
+def _line_text(lines: LineGroups, keys: Texts, values: Texts, times: Texts) -> str:
     """The lines' text: per point of a line its field and value, after the line's key (its first point)
     and before its time (its last point)."""
-    n = len(layout.members)
+    n = len(lines.members)
     parts = np.empty(4 * n, dtype=object)
-    parts[1::4], parts[2::4] = layout.heads, values
-    if layout.starts is None or layout.ends is None:
+    parts[1::4], parts[2::4] = lines.heads, values
+    if lines.starts is None or lines.ends is None:
         parts[0::4], parts[3::4] = keys, times
     else:
         parts[0::4] = parts[3::4] = ""
-        parts[4 * layout.starts] = keys
-        parts[4 * layout.ends + 3] = times
+        parts[4 * lines.starts] = keys
+        parts[4 * lines.ends + 3] = times
     return "".join(parts.tolist())
 
 
@@ -163,22 +163,22 @@ class LineRenderer:
             texts[i] = fv
         if not some(valid):
             return NO_LINES
-        layout = plan.layouts.of(valid, batch.quality, batch.ts, self.div)
-        firsts = layout.firsts
+        groups = plan.groups.of(valid, batch.quality, batch.ts, self.div)
+        firsts = groups.firsts
         codes = batch.quality[firsts]
         code = int(codes[0])
         if every(codes == code):
             keys = _series_keys(plan, code)
-            keys = keys if layout.whole else keys[firsts]
+            keys = keys if groups.whole else keys[firsts]
         else:
             keys = np.empty(len(firsts), dtype=object)
             for c in np.unique(codes).tolist():
                 at = codes == c
                 keys[at] = _series_keys(plan, c)[firsts[at]]
         times = batch.ts[firsts] // self.div
-        values = texts if layout.whole else texts[layout.members]
-        text = _line_text(layout, keys, values, run_texts(times, " ", "\n"))
-        return Lines(text, keys, times, plan.plain, firsts, codes, plan.keys, layout.distinct)
+        values = texts if groups.whole else texts[groups.members]
+        text = _line_text(groups, keys, values, run_texts(times, " ", "\n"))
+        return Lines(text, keys, times, plan.plain, firsts, codes, plan.keys, groups.distinct)
 
     def lines(self, batch: Batch) -> list[str]:
         """Every line of one stored batch, whatever its kind."""

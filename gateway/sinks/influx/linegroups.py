@@ -7,10 +7,10 @@ order their first points do; a line's points keep the batch's order.
 
 What a batch's lines are depends only on its key table, which of its points hold a value, their
 qualities and which of its time runs (the points of one block read share a time) fall in one unit.
-In steady state every batch of a device has the same of all four, so its `LineLayout` is kept with
-the key table's plan (`LayoutCache`, a few per table) and found again from the batch's run layout:
-where its runs start, and which runs that hold a series in common share a unit (runs that share no
-series cannot share a line, so when they fall in one millisecond the layout is still the same).
+In steady state every batch of a device has the same of all four, so its `LineGroups` is kept with
+the key table's plan (`GroupsCache`, a few per table) and found again from the batch's time runs:
+where they start, and which runs that hold a series in common share a unit (runs that share no
+series cannot share a line, so when they fall in one millisecond the lines are still the same).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ IntArr = npt.NDArray[np.intp]
 Bools = npt.NDArray[np.bool_]
 
 MAX_RUNS = 64  # a batch with more time runs (a CAN window: a time per frame) is laid out each time
-LAYOUTS = 4  # layouts kept per key table (the run layouts one device's batches take turns with)
+KEPT = 4  # line groupings kept per key table (the time-run patterns one device's batches take turns with)
 
 
 class RunKey(NamedTuple):
-    """What the layout of a batch with every point written and one quality depends on."""
+    """What the lines of a batch with every point written and one quality depend on."""
 
     quality: int
     points: int
@@ -44,7 +44,7 @@ class RunKey(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class LineLayout:
+class LineGroups:
     """The lines of a batch: its points with a value in line order, and where each line starts and ends."""
 
     members: IntArr  # the points that are written, a line's points together, lines in order
@@ -56,12 +56,12 @@ class LineLayout:
     distinct: bool  # no two lines have the same series and quality (the clock guard's check)
 
 
-def line_layout(
+def line_groups(
     series: I64, field_ids: I64, heads: Texts, idx: IntArr, quality: U8, times: I64, div: int
-) -> LineLayout:
+) -> LineGroups:
     """The lines of the points `idx` (their qualities and times given) of a table whose points have the
     series numbers `series`, field numbers `field_ids` and fields `heads` (` <field>=`)."""
-    first, inverse = _line_groups(series, field_ids, idx, quality, times, div)
+    first, inverse = _group_points(series, field_ids, idx, quality, times, div)
     firsts_at = np.sort(first)  # lines in the order of their first points
     firsts = idx[firsts_at]
     n_lines = len(firsts)
@@ -70,7 +70,7 @@ def line_layout(
     distinct = not bool((ordered[1:] == ordered[:-1]).any())
     if n_lines == len(idx):  # (idx is every point in order when it is as long as the table)
         whole = len(idx) == len(series)
-        return LineLayout(idx, firsts, None, None, heads if whole else heads[idx], whole, distinct)
+        return LineGroups(idx, firsts, None, None, heads if whole else heads[idx], whole, distinct)
     rank = np.empty(n_lines, dtype=np.intp)
     rank[np.argsort(first, kind="stable")] = np.arange(n_lines)
     line_of = rank[inverse]
@@ -81,10 +81,10 @@ def line_layout(
     later[starts] = False
     member_heads = heads[members]
     member_heads[later] = [sys.intern("," + h[1:]) for h in member_heads[later].tolist()]
-    return LineLayout(members, firsts, starts, ends.astype(np.intp), member_heads, False, distinct)
+    return LineGroups(members, firsts, starts, ends.astype(np.intp), member_heads, False, distinct)
 
 
-def _line_groups(
+def _group_points(
     series_of: I64, field_ids: I64, idx: IntArr, quality: U8, times: I64, div: int
 ) -> tuple[IntArr, IntArr]:
     """A line per (time, series, quality): each line's first point (as `np.unique`'s `return_index`, a
@@ -105,32 +105,32 @@ def _line_groups(
         div = 1
 
 
-class LayoutCache:
-    """The layouts of one key table's batches by run layout (at most LAYOUTS), and which of its time
+class GroupsCache:
+    """The line groupings of one key table's batches by their time runs (at most KEPT), and which of its time
     runs hold a series in common, by where the runs start."""
 
-    __slots__ = ("field_ids", "heads", "layouts", "series", "shared")
+    __slots__ = ("field_ids", "groups", "heads", "series", "shared")
 
     def __init__(self, series: I64, field_ids: I64, heads: Texts) -> None:
         self.series = series
         self.field_ids = field_ids
         self.heads = heads
-        self.layouts: LruCache[RunKey, LineLayout] = LruCache(LAYOUTS)
-        self.shared: LruCache[bytes, Bools] = LruCache(LAYOUTS)  # run starts -> runs x runs: a series in common
+        self.groups: LruCache[RunKey, LineGroups] = LruCache(KEPT)
+        self.shared: LruCache[bytes, Bools] = LruCache(KEPT)  # run starts -> runs x runs: a series in common
 
-    def of(self, valid: Bools, quality: U8, times: I64, div: int) -> LineLayout:
-        """The layout of a batch's lines (`valid`: which points are written)."""
+    def of(self, valid: Bools, quality: U8, times: I64, div: int) -> LineGroups:
+        """Which points of a batch share a line (`valid`: which points are written)."""
         key = self._key(valid, quality, times, div)
-        got = self.layouts.get(key) if key is not None else None
+        got = self.groups.get(key) if key is not None else None
         if got is None:
             idx = np.flatnonzero(valid)
-            got = line_layout(self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div)
+            got = line_groups(self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div)
             if key is not None:
-                self.layouts.put(key, got)
+                self.groups.put(key, got)
         return got
 
     def _key(self, valid: Bools, quality: U8, times: I64, div: int) -> RunKey | None:
-        """What the layout of a batch with every point written and one quality depends on; None for
+        """What the lines of a batch with every point written and one quality depend on; None for
         other batches (laid out each time)."""
         n = len(times)
         code = int(quality[0])

@@ -1,5 +1,5 @@
-"""Which points share a line is worked out once per run layout of a key table (the times of a poll's
-blocks) and kept with the table's plan: a later batch of the same layout takes it again, and renders
+"""Which points share a line is worked out once per time-run pattern of a key table (the times of a
+poll's blocks) and kept with the table's plan: a later batch of the same pattern takes it again, and renders
 exactly what a renderer with nothing kept renders, whichever blocks fell in one unit of the precision."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gateway.model import GOOD, QUALITY_CODE, Batch
-from gateway.sinks.influx import layout
-from gateway.sinks.influx.layout import LAYOUTS, MAX_RUNS
+from gateway.sinks.influx import linegroups
+from gateway.sinks.influx.linegroups import KEPT, MAX_RUNS
 from gateway.sinks.influx.lineproto import LineRenderer
 from tests.unit.test_sink_render import T, modbus_batch
 
@@ -26,14 +26,14 @@ def poll(ts: int, gaps: list[int], seed: int = 0) -> Batch:
 
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    real = layout.line_layout
+    real = linegroups.line_groups
 
-    def line_layout(*args: object, **kw: object) -> layout.LineLayout:
+    def line_groups(*args: object, **kw: object) -> linegroups.LineGroups:
         out = real(*args, **kw)  # type: ignore[arg-type]
         calls.append(len(out.firsts))
         return out
 
-    monkeypatch.setattr(layout, "line_layout", line_layout)
+    monkeypatch.setattr(linegroups, "line_groups", line_groups)
     return calls
 
 
@@ -45,7 +45,7 @@ def test_a_steady_poll_is_laid_out_once(monkeypatch: pytest.MonkeyPatch) -> None
     assert len({t.count("\n") for t in texts}) == 1 and len(set(texts)) == 5  # new values, same lines
 
 
-def test_blocks_in_one_unit_that_share_no_series_keep_the_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_in_one_unit_that_share_no_series_keep_their_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = counted(monkeypatch)
     r = LineRenderer("s", "ms")
     apart = T - T % MS  # the first block at the start of a millisecond
@@ -62,10 +62,10 @@ def test_blocks_in_one_unit_that_share_no_series_keep_the_layout(monkeypatch: py
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_kept_layouts_render_what_a_fresh_renderer_does(seed: int) -> None:
+def test_kept_groupings_render_what_a_fresh_renderer_does(seed: int) -> None:
     rng = np.random.default_rng(seed)
     kept = LineRenderer("s", "ms")
-    for k in range(40):  # a few gaps, so that layouts come again, and more than LAYOUTS of them
+    for k in range(40):  # a few gaps, so that patterns come again, and more than KEPT of them
         gaps = rng.choice([0, 150_000, 400_000, 1_370_000], size=7).tolist()
         b = poll(T + k * 10**9 + int(rng.integers(0, MS)), gaps, seed=k)
         if k % 9 == 4:  # now and then a point without a value, or of another quality
@@ -73,14 +73,14 @@ def test_kept_layouts_render_what_a_fresh_renderer_does(seed: int) -> None:
         if k % 7 == 3:
             b.quality[int(rng.integers(0, 1000))] = QUALITY_CODE["stale"]
         assert kept.sample_lines(b).text == LineRenderer("s", "ms").sample_lines(b).text
-        assert len(kept.plan(b).layouts.layouts) <= LAYOUTS
+        assert len(kept.plan(b).groups.groups) <= KEPT
 
 
 def test_many_time_runs_are_laid_out_each_time() -> None:
-    """A batch with more runs than MAX_RUNS (a CAN window, a time per frame) keeps no layout."""
+    """A batch with more runs than MAX_RUNS (a CAN window, a time per frame) keeps no grouping."""
     b = modbus_batch("r1", T)
     each = Batch(b.source, b.keys, T + np.arange(1000, dtype=np.int64) * 2 * MS, b.values, b.quality, device="r1")
     r = LineRenderer("s", "ms")
     assert r.sample_lines(each).text.count("\n") == 1000 and MAX_RUNS < 1000
-    assert len(r.plan(each).layouts.layouts) == 0
+    assert len(r.plan(each).groups.groups) == 0
     assert all(q == GOOD for q in each.quality.tolist())
