@@ -11,8 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import pytest
 from gateway.model import Batch, Quality, Sample
 from gateway.store.outbox import Outbox
 from tests.support.site import write_config
-from tests.support.store import batches, last_seq
+from tests.support.store import batches, last_seq, lock_held
 from tests.support.waits import wait_for
 
 WAITING = "store locked by another process: waiting for it"
@@ -38,21 +36,6 @@ def old_store(path: Path, journal: str) -> None:
     db = sqlite3.connect(path)
     assert db.execute(f"PRAGMA journal_mode={journal}").fetchone()[0] == journal
     db.close()
-
-
-@contextmanager
-def held(path: Path, how: str) -> Iterator[sqlite3.Connection]:
-    """This process holds `BEGIN <how>` on the store (a write lock; EXCLUSIVE in rollback-journal mode keeps
-    readers out too) until the test commits."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute(f"BEGIN {how}")
-    db.execute("SELECT count(*) FROM meta").fetchone()
-    try:
-        yield db
-    finally:
-        if db.in_transaction:
-            db.execute("COMMIT")
-        db.close()
 
 
 def events(log: Path, name: str) -> list[dict[str, Any]]:
@@ -75,7 +58,7 @@ def test_the_daemon_waits_for_a_locked_store_then_runs(tmp_path: Path, journal: 
     old_store(db, journal)
     cfg = write_config(tmp_path, ["rack-0"], db=db)
     log = tmp_path / "gateway.log"
-    with held(db, how) as holder:
+    with lock_held(db, how) as holder:
         proc = start(cfg, log)
         try:
             waiting = wait_for(lambda: events(log, WAITING), 60, "the gateway saying that it waits", proc, log=log)[0]
@@ -105,7 +88,7 @@ def test_a_store_locked_past_the_bound_exits_75(tmp_path: Path) -> None:
     old_store(db, "delete")
     cfg = write_config(tmp_path, ["rack-0"], db=db)
     log = tmp_path / "gateway.log"
-    with held(db, "EXCLUSIVE"):
+    with lock_held(db, "EXCLUSIVE"):
         proc = start(cfg, log, "import gateway.store.lockwait as w", "w.SETUP_WAIT = 1.0")
         try:
             code = proc.wait(120)

@@ -109,3 +109,21 @@ def stored_sample_total(db: Path, kind: BatchKind | None = BatchKind.SAMPLES, *,
     """How many samples (of one kind of batch; all with None) the store holds."""
     with opened(db, check=check) as ob:
         return ob.stored_samples(kind)
+
+
+@contextmanager
+def lock_held(path: Path, how: str = "IMMEDIATE", *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """Another connection holding `BEGIN <how>` on a store file until it commits (or the block ends): its
+    first statement a read of `meta`, or with `write` a write to it (the write lock taken at once)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute(f"BEGIN {how}")
+    if write:
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('other', 'x')")
+    else:
+        db.execute("SELECT count(*) FROM meta").fetchone()
+    try:
+        yield db
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")
+        db.close()

@@ -7,8 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from gateway.model import Batch, Quality, Sample
 from gateway.store import lockwait
 from gateway.store.lockwait import LOCK_WAITS, StoreLocked, holders, is_locked, wait_unlocked
 from gateway.store.outbox import Outbox
+from tests.support.store import lock_held as locked
 from tests.support.waits import wait_for
 
 T0 = 1_700_000_000_000_000_000
@@ -49,20 +48,6 @@ def journal_mode(path: Path) -> str:
     try:
         return str(db.execute("PRAGMA journal_mode").fetchone()[0])
     finally:
-        db.close()
-
-
-@contextmanager
-def locked(path: Path, how: str) -> Iterator[sqlite3.Connection]:
-    """Another connection holding `BEGIN <how>` on the file (its first read taken) until it commits."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute(f"BEGIN {how}")
-    db.execute("SELECT count(*) FROM meta").fetchone()
-    try:
-        yield db
-    finally:
-        if db.in_transaction:
-            db.execute("COMMIT")
         db.close()
 
 

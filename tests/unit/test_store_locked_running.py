@@ -6,8 +6,6 @@ called as the daemon calls it, and another connection of this process holds the 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from gateway.store import lockwait
 from gateway.store.diskfault import LOCKED, store_fault
 from gateway.store.outbox import Outbox
 from tests.support.manual import manual_text
+from tests.support.store import lock_held
 from tests.support.waits import wait_for
 
 T0 = 1_700_000_000_000_000_000
@@ -61,20 +60,6 @@ def dropped(reason: str) -> float:
                                              {"consumer": "influx", "reason": reason}) or 0.0  # fmt: skip
 
 
-@contextmanager
-def held(path: Path, how: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-    """Another connection holding the write lock (`BEGIN <how>`) until it commits."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute(f"BEGIN {how}")
-    db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('other', 'x')")
-    try:
-        yield db
-    finally:
-        if db.in_transaction:
-            db.execute("COMMIT")
-        db.close()
-
-
 def announced(ob: Outbox) -> bool:
     ob.retry(force=True)  # (the daemon's next commit, or an idle sink, a second later)
     return ob._lock_announced
@@ -93,7 +78,7 @@ def test_writes_wait_in_memory_under_another_process_lock_then_are_stored_in_ord
         ob.append([batch(i)])
     ob.ack("influx", 2)
     before, n_outages = ob.last_seq(), outages()
-    with held(ob.path, "EXCLUSIVE"), structlog.testing.capture_logs() as logs:
+    with lock_held(ob.path, "EXCLUSIVE", write=True), structlog.testing.capture_logs() as logs:
         for i in range(3, 8):
             ob.append([batch(i)])  # no exception: waits in memory
         ob.ack("influx", 3)  # a sink's acknowledgement waits as its latest value
@@ -124,7 +109,7 @@ def test_writes_wait_in_memory_under_another_process_lock_then_are_stored_in_ord
 def test_a_short_lock_passes_without_an_alarm(tmp_path: Path) -> None:
     gw = GatewayAlarms(engine=True)
     ob = daemon_store(tmp_path / "s.db", gw)
-    with held(ob.path), structlog.testing.capture_logs() as logs:
+    with lock_held(ob.path, write=True), structlog.testing.capture_logs() as logs:
         ob.append([batch(0)])
         assert ob.locked and not ob._lock_announced
     ob.append([batch(1)])
@@ -137,7 +122,7 @@ def test_a_short_lock_passes_without_an_alarm(tmp_path: Path) -> None:
 def test_past_the_memory_buffer_the_oldest_go_counted_as_store_locked(tmp_path: Path) -> None:
     ob = daemon_store(tmp_path / "s.db", memory=50)
     lost = dropped("store_locked"), dropped("disk_full")
-    with held(ob.path):
+    with lock_held(ob.path, write=True):
         for i in range(10):
             ob.append([batch(i)])
     wait_for(ob.retry, 30, "what waited stored")
@@ -149,7 +134,7 @@ def test_past_the_memory_buffer_the_oldest_go_counted_as_store_locked(tmp_path: 
 def test_without_an_alarm_engine_the_alarm_events_are_stored_in_order_after_the_lock(tmp_path: Path) -> None:
     ob = daemon_store(tmp_path / "s.db")
     ob.append([batch(0)])
-    with held(ob.path):
+    with lock_held(ob.path, write=True):
         ob.append([batch(1)])
         wait_for(lambda: announced(ob), 30, "the lock announced")
         ob.append([batch(2)])
