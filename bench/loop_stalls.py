@@ -1,6 +1,7 @@
-"""Where the gateway's event loop stalls: `python -m bench.loop_stalls [seconds] [threshold_ms] [profile]`.
+"""Where the gateway's event loop stalls: `python -m bench.loop_stalls [seconds] [threshold_ms] [profile] [--can RATE]`.
 
-Starts the Modbus scenario's peers (bench.modbus_bench: 100 racks, MQTT and InfluxDB sinks), runs the
+Starts the Modbus scenario's peers (bench.modbus_bench: 100 racks, MQTT and InfluxDB sinks; with
+`--can RATE` the CAN scenario's instead: bench.can_sender at RATE frames/s for the window), runs the
 gateway in this process for `seconds` (default 40) with a watchdog thread, and prints what held the
 loop longer than `threshold_ms` (default 20): every callback that ran that long (its task's name), the
 stacks the watchdog sampled while it ran (every 2 ms, aggregated by the innermost gateway frames), and
@@ -27,8 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import modbus_bench
-from bench.peers import Mosquitto, VictoriaMetrics
+from bench import can_bench, modbus_bench
+from bench.peers import Mosquitto, VictoriaMetrics, free_port
 from bench.stats import percentile
 
 SAMPLE_EVERY = 0.002  # seconds between the watchdog's looks at the loop
@@ -154,18 +155,34 @@ def top_memory(lines: int = 40) -> str:
 
 
 def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 40.0
-    threshold = float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.020
-    mode = sys.argv[3] if len(sys.argv) > 3 else ""
+    argv = sys.argv[1:]
+    can_rate = 0
+    if "--can" in argv:
+        i = argv.index("--can")
+        can_rate = int(argv[i + 1])
+        del argv[i : i + 2]
+    seconds = float(argv[0]) if len(argv) > 0 else 40.0
+    threshold = float(argv[1]) / 1000 if len(argv) > 1 else 0.020
+    mode = argv[2] if len(argv) > 2 else ""
     root = Path("/tmp/bms-bench/stalls")
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     mosq = Mosquitto(root / "mosquitto").start()
     vm = VictoriaMetrics(root / "vm").start()
-    servers, ports = modbus_bench.start_servers(root)
+    servers: list[Any] = []
     try:
-        cfg = modbus_bench.site_config(root / "gw", ports, mosq.port, vm.url)
-        stalls, profiled = run_gateway(cfg, seconds, threshold, mode)
+        send: Callable[[], None] | None = None
+        if can_rate:
+            port = free_port()
+            cfg = can_bench.gateway_config(root / "gw", port, mosq.port, vm.url)
+
+            def send() -> None:
+                can_bench.send(root / "gw", port, can_rate, seconds)
+
+        else:
+            servers, ports = modbus_bench.start_servers(root)
+            cfg = modbus_bench.site_config(root / "gw", ports, mosq.port, vm.url)
+        stalls, profiled = run_gateway(cfg, seconds, threshold, mode, send)
         print(stalls.report())
         if profiled:
             out = root / f"{mode}.txt"
@@ -177,8 +194,11 @@ def main() -> None:
         modbus_bench.stop_all(servers)
 
 
-def run_gateway(cfg: Path, seconds: float, threshold: float, mode: str) -> tuple[Stalls, str]:
-    """The gateway in this process for `seconds` (after a 10 s warm-up), with the stalls recorded."""
+def run_gateway(
+    cfg: Path, seconds: float, threshold: float, mode: str, send: Callable[[], None] | None = None
+) -> tuple[Stalls, str]:
+    """The gateway in this process for `seconds` (after a 10 s warm-up), with the stalls recorded;
+    `send` (the CAN sender, blocking for the window) runs in a thread meanwhile."""
     from gateway import app
     from gateway.config.settings import load_config
     from gateway.ops.logs import configure_logging
@@ -205,7 +225,10 @@ def run_gateway(cfg: Path, seconds: float, threshold: float, mode: str) -> tuple
         tick = asyncio.create_task(stalls.ticker())
         if profiler is not None:
             profiler.start()
-        await asyncio.sleep(seconds)
+        if send is not None:
+            await asyncio.to_thread(send)
+        else:
+            await asyncio.sleep(seconds)
         if profiler is not None:
             profiler.stop()
         stalls.stop()
