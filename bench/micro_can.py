@@ -50,6 +50,7 @@ WINDOW = 1250  # frames of one 50 ms batch window at 25,000 frames/s
 
 try:  # the reader's frame type; older trees hand on can.Message
     from gateway.sources.can.reader import from_message
+
     def as_frame(m: can.Message) -> Any:
         return from_message(m)
 except ImportError:  # pragma: no cover - an older checkout
@@ -116,20 +117,34 @@ def bench_udp(count: int, chunk: int = 2_000) -> float:
     return asyncio.run(main())
 
 
+WINDOW_NS = 20_000_000  # a window of 500 frames lasts 20 ms at 25,000 frames/s
+
+
 def can_rounds(rounds: int, windows: int = 50, frames: int = 500) -> list[list[Batch]]:
-    """`rounds` lists of the batches the source emits for `windows` windows of `frames` frames each."""
+    """`rounds` lists of the batches the source emits for `windows` windows of `frames` frames each.
+
+    The source stamps a window's samples when it decodes them, and here the windows are decoded far
+    faster than they would arrive: their times are moved to 20 ms apart, as on a bus, so that a
+    renderer sees each series move on in time (windows stamped in the same millisecond would take the
+    clock guard's path for a series written twice at one time, which a site does not)."""
     source = bench_source()
     rack = source.racks[0]
     messages = [as_frame(m) for m in bench_messages()]
     out: list[list[Batch]] = []
     at = 0
-    for _ in range(rounds):
+    start = time.time_ns()
+    for r in range(rounds):
         batches: list[Batch] = []
-        for _ in range(windows):
+        for w in range(windows):
             window = [messages[(at + i) % len(messages)] for i in range(frames)]
             at += frames
             source._decode(window)
-            batches += rack.take(time.time_ns())
+            made = rack.take(time.time_ns())
+            when = start + (r * windows + w) * WINDOW_NS
+            for b in made:
+                if len(b.ts):
+                    b.ts = b.ts - b.ts.min() + when
+            batches += made
         out.append(batches)
     return out
 

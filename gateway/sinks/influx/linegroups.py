@@ -57,10 +57,18 @@ class LineGroups:
 
 
 def line_groups(
-    series: I64, field_ids: I64, heads: Texts, idx: IntArr, quality: U8, times: I64, div: int
+    series: I64,
+    field_ids: I64,
+    heads: Texts,
+    idx: IntArr,
+    quality: U8,
+    times: I64,
+    div: int,
+    commas: Texts | None = None,
 ) -> LineGroups:
     """The lines of the points `idx` (their qualities and times given) of a table whose points have the
-    series numbers `series`, field numbers `field_ids` and fields `heads` (` <field>=`)."""
+    series numbers `series`, field numbers `field_ids` and fields `heads` (` <field>=`); `commas`, the
+    same fields as a line's later field (`,<field>=`), made here when not given."""
     first, inverse = _group_points(series, field_ids, idx, quality, times, div)
     firsts_at = np.sort(first)  # lines in the order of their first points
     firsts = idx[firsts_at]
@@ -80,8 +88,15 @@ def line_groups(
     later = np.ones(len(members), dtype=np.bool_)
     later[starts] = False
     member_heads = heads[members]
-    member_heads[later] = [sys.intern("," + h[1:]) for h in member_heads[later].tolist()]
+    member_heads[later] = (comma_heads(heads) if commas is None else commas)[members[later]]
     return LineGroups(members, firsts, starts, ends.astype(np.intp), member_heads, False, distinct)
+
+
+def comma_heads(heads: Texts) -> Texts:
+    """Each field as a line's later field: `,<field>=` for ` <field>=`."""
+    out = np.empty(len(heads), dtype=object)
+    out[:] = [sys.intern("," + h[1:]) for h in heads.tolist()]
+    return out
 
 
 def _group_points(
@@ -109,12 +124,13 @@ class GroupsCache:
     """The line groupings of one key table's batches by their time runs (at most KEPT), and which of its time
     runs hold a series in common, by where the runs start."""
 
-    __slots__ = ("field_ids", "groups", "heads", "series", "shared")
+    __slots__ = ("commas", "field_ids", "groups", "heads", "series", "shared")
 
     def __init__(self, series: I64, field_ids: I64, heads: Texts) -> None:
         self.series = series
         self.field_ids = field_ids
         self.heads = heads
+        self.commas: Texts | None = None  # `comma_heads(heads)`, made the first time a line has two points
         self.groups: LruCache[RunKey, LineGroups] = LruCache(KEPT)
         self.shared: LruCache[bytes, Bools] = LruCache(KEPT)  # run starts -> runs x runs: a series in common
 
@@ -124,7 +140,9 @@ class GroupsCache:
         got = self.groups.get(key) if key is not None else None
         if got is None:
             idx = np.flatnonzero(valid)
-            got = line_groups(self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div)
+            if self.commas is None:
+                self.commas = comma_heads(self.heads)
+            got = line_groups(self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div, self.commas)
             if key is not None:
                 self.groups.put(key, got)
         return got
