@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -135,6 +135,29 @@ def shared_texts(strings: Iterable[str]) -> Texts:
     an interned string lives only while something holds it). The texts that do not depend on the rack
     (`"u":"V"`, `,"m":3,"c":7}`, `cell_voltage=`) are then kept once for a site, not once per point."""
     return texts_of(list(map(sys.intern, strings)))
+
+
+Place = tuple[str, str, int | None, int | None]  # a key without its rack: quantity, unit, module, cell
+SHAPES_MAX = 16  # rack shapes a renderer keeps the shared part of a plan for
+
+
+class RackShape(NamedTuple):
+    """A key table of one rack as its rack and the rest of its keys: the tables of racks of one profile
+    (a 100-rack site has 100 tables) have one shape, so a renderer keeps what does not name the rack once."""
+
+    rack: str
+    places: tuple[Place, ...]
+
+
+def rack_shape(keys: Keys) -> RackShape | None:
+    """The table's rack and shape, or None when its points are of several racks (or none)."""
+    rows = keys.rows
+    if not rows:
+        return None
+    rack = rows[0].rack
+    if any(k.rack != rack for k in rows):
+        return None
+    return RackShape(rack, tuple((k.quantity, k.unit, k.module, k.cell) for k in rows))
 
 
 P = TypeVar("P")

@@ -120,17 +120,28 @@ def _group_points(
         div = 1
 
 
+class ShapeColumns:
+    """What the lines of a key table depend on of its keys, the same for the tables of racks of one shape
+    (one object for them all: a 100-rack site keeps these columns once)."""
+
+    __slots__ = ("commas", "field_ids", "heads", "series")
+
+    def __init__(self, series: I64, field_ids: I64, heads: Texts) -> None:
+        self.series = series  # each point's series number
+        self.field_ids = field_ids  # each point's field number
+        self.heads = heads  # each point's field, ` <field>=`
+        self.commas: Texts | None = None  # `comma_heads(heads)`, made the first time a line has two points
+
+
 class GroupsCache:
     """The line groupings of one key table's batches by their time runs (at most KEPT), and which of its time
     runs hold a series in common, by where the runs start."""
 
-    __slots__ = ("commas", "field_ids", "groups", "heads", "series", "shared")
+    __slots__ = ("columns", "field_ids", "groups", "heads", "series", "shared")
 
-    def __init__(self, series: I64, field_ids: I64, heads: Texts) -> None:
-        self.series = series
-        self.field_ids = field_ids
-        self.heads = heads
-        self.commas: Texts | None = None  # `comma_heads(heads)`, made the first time a line has two points
+    def __init__(self, columns: ShapeColumns) -> None:
+        self.columns = columns
+        self.series, self.field_ids, self.heads = columns.series, columns.field_ids, columns.heads
         self.groups: LruCache[RunKey, LineGroups] = LruCache(KEPT)
         self.shared: LruCache[bytes, Bools] = LruCache(KEPT)  # run starts -> runs x runs: a series in common
 
@@ -140,9 +151,12 @@ class GroupsCache:
         got = self.groups.get(key) if key is not None else None
         if got is None:
             idx = np.flatnonzero(valid)
-            if self.commas is None:
-                self.commas = comma_heads(self.heads)
-            got = line_groups(self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div, self.commas)
+            columns = self.columns
+            if columns.commas is None:
+                columns.commas = comma_heads(self.heads)
+            got = line_groups(
+                self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div, columns.commas
+            )
             if key is not None:
                 self.groups.put(key, got)
         return got

@@ -18,9 +18,22 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.catalog import level_of
+from gateway.lru import LruCache
 from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys
-from gateway.sinks.columns import PlanCache, Texts, every, run_texts, shared_texts, some, texts_of, value_texts
-from gateway.sinks.influx.linegroups import GroupsCache, LineGroups
+from gateway.sinks.columns import (
+    SHAPES_MAX,
+    Place,
+    PlanCache,
+    Texts,
+    every,
+    rack_shape,
+    run_texts,
+    shared_texts,
+    some,
+    texts_of,
+    value_texts,
+)
+from gateway.sinks.influx.linegroups import GroupsCache, LineGroups, ShapeColumns
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -60,7 +73,12 @@ class LinePlan:
     groups: GroupsCache  # which points share a line, by the batches' time runs
 
 
-def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
+Shapes = LruCache[tuple[Place, ...], ShapeColumns]
+
+
+def line_plan(keys: Keys, site: str, source: str, shapes: Shapes | None = None) -> LinePlan:
+    """The plan of a key table; a table of one rack whose shape (`rack_shape`) is in `shapes` shares that
+    shape's series, field numbers and fields (only the series keys name the rack)."""
     site_t, source_t = tag(site), tag(source)
     heads: list[str] = []
     fields: list[str] = []
@@ -82,9 +100,14 @@ def line_plan(keys: Keys, site: str, source: str) -> LinePlan:
     plain = not any("\\" in h for h in heads) and "\\" not in tails[0]
     made: dict[int, str] = {}  # a series' key is one string for all its points (voltage and temperature of a cell)
     good = texts_of([made.setdefault(n, h + tails[GOOD]) for n, h in zip(series, heads, strict=True)])
-    ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)
-    groups = GroupsCache(np.asarray(series, dtype=np.int64), ids, shared_texts(fields))
-    return LinePlan(tails, plain, {GOOD: good}, groups)
+    shape = rack_shape(keys) if shapes is not None else None
+    columns = None if shapes is None or shape is None else shapes.get(shape.places)
+    if columns is None:
+        ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)
+        columns = ShapeColumns(np.asarray(series, dtype=np.int64), ids, shared_texts(fields))
+        if shapes is not None and shape is not None:
+            shapes.put(shape.places, columns)
+    return LinePlan(tails, plain, {GOOD: good}, GroupsCache(columns))
 
 
 def _series_keys(plan: LinePlan, code: int) -> Texts:
@@ -138,11 +161,12 @@ class LineRenderer:
         self.precision = precision
         self.div = precision_divisor(precision)
         self.plans: PlanCache[LinePlan] = PlanCache(max_points)
+        self.shapes: Shapes = LruCache(SHAPES_MAX)
 
     def plan(self, batch: Batch) -> LinePlan:
         plan = self.plans.get(batch.keys, batch.source)
         if plan is None:
-            plan = self.plans.put(batch.keys, batch.source, line_plan(batch.keys, self.site, batch.source))
+            plan = self.plans.put(batch.keys, batch.source, line_plan(batch.keys, self.site, batch.source, self.shapes))
         return plan
 
     def sample_lines(self, batch: Batch) -> Lines:

@@ -15,14 +15,26 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from gateway.catalog import Kind, Level, level_of, lookup
+from gateway.lru import LruCache
 from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Sample
-from gateway.sinks.columns import SEPARATOR, PlanCache, Texts, every, run_texts, shared_texts, value_texts
+from gateway.sinks.columns import (
+    SEPARATOR,
+    SHAPES_MAX,
+    Place,
+    PlanCache,
+    Texts,
+    every,
+    rack_shape,
+    run_texts,
+    shared_texts,
+    value_texts,
+)
 from gateway.sinks.mqtt.retained import RackState
 from gateway.store.outbox import Row
 
@@ -97,6 +109,7 @@ class MqttState:
     # rack → its retained state's entries `"<key>":{"v":..,"u":..,"ql":..,"ts":..}` as JSON texts (`utf8_chars`)
     racks: dict[str, RackState] = field(default_factory=dict)
     plans: PlanCache[TelemetryPlan] = field(default_factory=PlanCache)  # per key table and levels
+    shapes: Shapes = field(default_factory=lambda: LruCache(SHAPES_MAX))  # plans by rack shape and levels
 
     @property
     def values(self) -> dict[str, dict[str, object]]:
@@ -181,7 +194,25 @@ class TelemetryPlan:
     entry_tails: dict[int, Texts]  # per quality code: `,"u":<unit>,"ql":<quality>,"ts":`
 
 
-def telemetry_plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
+Shapes = LruCache[tuple[tuple[Place, ...], frozenset[str]], TelemetryPlan]
+
+
+def telemetry_plan(keys: Keys, levels: frozenset[str], shapes: Shapes | None = None) -> TelemetryPlan:
+    """The plan of a key table. A table of one rack whose shape (`rack_shape`) is in `shapes` takes that
+    plan's columns as they are, with its own rack name: only the rack differs (the tables of a site's racks
+    of one profile keep their texts and indices once)."""
+    shape = rack_shape(keys) if shapes is not None else None
+    if shapes is None or shape is None:
+        return _plan(keys, levels)
+    got = shapes.get((shape.places, levels))
+    if got is None:
+        got = _plan(keys, levels)
+        shapes.put((shape.places, levels), got)
+    racks = tuple(replace(rp, rack=shape.rack) for rp in got.racks)
+    return TelemetryPlan(racks, got.units, got.places, got.tails, got.entry_tails)
+
+
+def _plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
     """The plan of a key table. Its texts that do not name the rack are shared by every plan
     (`shared_texts`), and each distinct unit or quantity is written as JSON once."""
     js: dict[str, str] = {}
@@ -247,7 +278,7 @@ def _telemetry(seq: int, b: Batch, topics: Topics, state: MqttState, touched: li
     extra = ",".join(sorted(levels))
     plan = state.plans.get(b.keys, extra)
     if plan is None:
-        plan = state.plans.put(b.keys, extra, telemetry_plan(b.keys, levels))
+        plan = state.plans.put(b.keys, extra, telemetry_plan(b.keys, levels, state.shapes))
     if not plan.racks:
         return []
     vt = value_texts(b)
