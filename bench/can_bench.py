@@ -3,10 +3,9 @@ the gateway (decode, normalize, alarms, outbox, MQTT and InfluxDB sinks) and thr
 
 Per rate step and side: a fresh process; the sender replays for `duration` s with a probe frame every
 50 ms (raw.bench_probe = sequence number); an MQTT subscriber timestamps each probe's arrival. For the
-gateway the latency is also split at the probe sample's time in the store (when the gateway took its
-frame off the bus): send → receive (the socket's buffer: how late the event loop drains it) and
-receive → MQTT (the CAN batch window, the decode, the queue, the group commit, the sink's batching and
-write).
+gateway the latency is also split at the probe sample's time in the store (when the source decoded its
+frame): send → decode (the receive buffer and the CAN batch window) and decode → MQTT (the queue, the
+group commit, the sink's batching and write).
 Lost = samples the sender sent minus samples with good quality stored (gateway) / decoded (naive),
 plus what the MQTT subscriber did not receive. Sustained rate = highest step with zero loss and
 probe p99 < 500 ms; "with headroom" also asks that gateway + peers left the machine idle enough
@@ -110,7 +109,7 @@ def send(work: Path, port: int, rate: int, duration: float, window: cpu.CpuWindo
 
 
 def probe_times(store: Path) -> dict[int, int]:
-    """Each probe's sample time in the store (ns: when the gateway took its frame off the bus), by sequence number."""
+    """Each probe's sample time in the store (ns: when the gateway decoded its frame), by sequence number."""
     from gateway.store.outbox import Outbox
 
     out: dict[int, int] = {}
@@ -127,16 +126,16 @@ def probe_times(store: Path) -> dict[int, int]:
     return out
 
 
-def split_ms(sent: list[tuple[int, int]], received: dict[int, int], arrived: dict[int, int]) -> dict[str, float]:
-    """p99 of send → receive and of receive → MQTT arrival over the probes (after the warm-up) seen at both
-    (NaN without receive times: the naive bridge). `received`: each probe's sample time in the store."""
-    to_receive, after = [], []
+def split_ms(sent: list[tuple[int, int]], decoded: dict[int, int], arrived: dict[int, int]) -> dict[str, float]:
+    """p99 of send → decode and of decode → MQTT arrival over the probes (after the warm-up) seen at both
+    (NaN without decode times: the naive bridge)."""
+    to_decode, after = [], []
     for seq, t_sent in sent[WARMUP_PROBES:]:
-        t_rx, t_mqtt = received.get(seq), arrived.get(seq)
-        if t_rx is not None and t_mqtt is not None:
-            to_receive.append((t_rx - t_sent) / 1e6)
-            after.append((t_mqtt - t_rx) / 1e6)
-    return {"p99_receive": percentile(to_receive, 99), "p99_after": percentile(after, 99)}
+        t_dec, t_mqtt = decoded.get(seq), arrived.get(seq)
+        if t_dec is not None and t_mqtt is not None:
+            to_decode.append((t_dec - t_sent) / 1e6)
+            after.append((t_mqtt - t_dec) / 1e6)
+    return {"p99_decode": percentile(to_decode, 99), "p99_after": percentile(after, 99)}
 
 
 def figures(
@@ -148,15 +147,15 @@ def figures(
     watch: MqttWatch,
     drops: int,
     t_start: float,
-    received: dict[int, int] | None = None,
+    decoded: dict[int, int] | None = None,
 ) -> dict[str, float]:
     probes = [(int(p[0]), int(p[1])) for p in sent["probes"]]
     lat, missing = latencies_ms(probes, watch.probes, WARMUP_PROBES)
     lost = max(0, sent["samples"] - delivered) + max(0, sent["samples"] - mqtt_samples)
     split = (
-        split_ms(probes, received, watch.probes)
-        if received is not None
-        else {"p99_receive": math.nan, "p99_after": math.nan}
+        split_ms(probes, decoded, watch.probes)
+        if decoded is not None
+        else {"p99_decode": math.nan, "p99_after": math.nan}
     )
     return {
         **split,
@@ -204,8 +203,8 @@ def run_gateway(work: Path, rate: int, duration: float, mosq: Mosquitto, vm: Vic
         gw.stop()
         watch.close()
     counts = store_counts(gw.store)
-    received = probe_times(gw.store)
-    got = figures(sent, counts["good"], watch.samples, used, gw.proc.last_hwm, watch, drops, t_start, received)
+    decoded = probe_times(gw.store)
+    got = figures(sent, counts["good"], watch.samples, used, gw.proc.last_hwm, watch, drops, t_start, decoded)
     return {**got, **share.figures()}
 
 
@@ -348,8 +347,8 @@ def table(rates: list[int], gw: dict[int, Runs], nv: dict[int, Runs]) -> list[Ro
                 met=None if math.isnan(g.med("p99")) else g.med("p99") < limit,
             )
         )
-        rows.append(Row("can", f"{tag} latency p99 ms send -> receive", g.med("p99_receive"), better="lower"))
-        rows.append(Row("can", f"{tag} latency p99 ms receive -> MQTT", g.med("p99_after"), better="lower"))
+        rows.append(Row("can", f"{tag} latency p99 ms send -> decode", g.med("p99_decode"), better="lower"))
+        rows.append(Row("can", f"{tag} latency p99 ms decode -> MQTT", g.med("p99_after"), better="lower"))
         rows.append(Row("can", f"{tag} CPU s/1k samples", g.med("cpu_per_1k"), n.med("cpu_per_1k"), better="lower"))
         rows.append(
             Row("can", f"{tag} peak RSS MB", g.med("rss"), n.med("rss"), "<150", "lower", met=g.med("rss") < 150)
@@ -365,5 +364,5 @@ def summary(r: Runs) -> str:
         f"{r.values['rate'][-1]:.0f}/s lost {r.values['lost'][-1]:.0f} p99 {r.values['p99'][-1]:.0f} ms "
         f"(store {r.values['lost_store'][-1]:.0f} mqtt {r.values['lost_mqtt'][-1]:.0f} udp-drops "
         f"{r.values['udp_drops'][-1]:.0f} frames) cpu/1k {r.values['cpu_per_1k'][-1]:.3f} "
-        f"p99 split {r.values['p99_receive'][-1]:.0f} + {r.values['p99_after'][-1]:.0f} ms"
+        f"p99 split {r.values['p99_decode'][-1]:.0f} + {r.values['p99_after'][-1]:.0f} ms"
     )

@@ -1,4 +1,4 @@
-"""The CAN bench's latency split: send → receive (the socket's buffer) and receive → MQTT (everything after it)."""
+"""The CAN bench's latency split: send → decode (the source) and decode → MQTT (everything after it)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,6 @@ def test_split_uses_probes_seen_at_both_ends_after_the_warm_up() -> None:
     decoded[0] = 10_000 * ms  # in the warm-up: not counted
     decoded[WARMUP_PROBES + 3] = sent[WARMUP_PROBES + 3][1] + 45 * ms
     split = split_ms(sent, decoded, arrived)
-    assert 20 < split["p99_receive"] <= 45 and math.isclose(split["p99_after"], 60.0)
+    assert 20 < split["p99_decode"] <= 45 and math.isclose(split["p99_after"], 60.0)
     none = split_ms(sent, {}, arrived)
-    assert math.isnan(none["p99_receive"]) and math.isnan(none["p99_after"])
+    assert math.isnan(none["p99_decode"]) and math.isnan(none["p99_after"])

@@ -23,7 +23,7 @@ from gateway.sources.can.config import CanProfile
 from gateway.sources.can.decode import BY_SOURCE, DECODE_ERROR, OUT_OF_RANGE, REMOTE, SHORT, WRONG_SOURCE, FrameTable
 from gateway.sources.can.devicetime import INVALID_TIME, DeviceTimes, TimeRule, device_times, resolve
 from gateway.sources.can.profilemap import MuxArray, SignalIndex, expand_point, point_plan, unmapped_point
-from gateway.sources.can.signals import I64, MessageSignals
+from gateway.sources.can.signals import MessageSignals
 from gateway.sources.can.values import PointPlan
 
 PLAIN = -(2**63)  # the block of a multiplexed message's plain points only (a frame whose mux is unreadable)
@@ -90,10 +90,9 @@ class MessagePlan:
         self.rack_index = np.array([b.index for b in self.order], dtype=np.intp)
         return list(self.order)
 
-    def decode_window(self, datas: list[bytes], ts: int | I64) -> Window:
+    def decode_window(self, datas: list[bytes], ts: int) -> Window:
         """The frames of this message in one window (in arrival order) as rows of its blocks: one
-        `columns` call per signature of the blocks the frames belong to. `ts`: each frame's time (ns),
-        or one time for all of them."""
+        `columns` call per signature of the blocks the frames belong to."""
         sig = self.signals
         assert sig is not None
         n, length = len(datas), self.length
@@ -106,14 +105,13 @@ class MessagePlan:
                 row = d[:length]
                 data[i, : len(row)] = np.frombuffer(row, dtype=np.uint8)
         ok = lengths >= length
-        stamps = np.broadcast_to(np.asarray(ts, dtype=np.int64), (n,))
         out = Window()
         short = int(n - ok.sum())
         if short:
             out.reasons[SHORT] = short
         times = self._times(out, data, ok)
         if len(self.order) == 1:  # not multiplexed
-            self._rows(out, self.order[0], data, ok, np.full(n, self.rack_index[0], dtype=np.intp), stamps, times)
+            self._rows(out, self.order[0], data, ok, np.full(n, self.rack_index[0], dtype=np.intp), ts, times)
             return out
         col = sig.index[self.mux_signal or ""]
         visible = sig.present(lengths)[:, col] & (lengths > 0)
@@ -132,7 +130,7 @@ class MessagePlan:
         for d in decoders:
             rows = np.flatnonzero(decoder == d) if len(decoders) > 1 else np.arange(n)
             rows_times = None if times is None else times[rows]
-            self._rows(out, self.order[d], data[rows], ok[rows], self.rack_index[known[rows]], stamps[rows], rows_times)
+            self._rows(out, self.order[d], data[rows], ok[rows], self.rack_index[known[rows]], ts, rows_times)
         return out
 
     def _times(self, out: Window, data: Any, ok: Any) -> Any:
@@ -147,7 +145,7 @@ class MessagePlan:
         return out.times.ns
 
     def _rows(
-        self, out: Window, block: Block, data: Any, ok: Any, blocks: npt.NDArray[np.intp], ts: I64, times: Any = None
+        self, out: Window, block: Block, data: Any, ok: Any, blocks: npt.NDArray[np.intp], ts: int, times: Any = None
     ) -> None:
         """Rows of `block`'s signature (the frames of `blocks`, each of that signature) decoded as `block`."""
         if not block.width:
@@ -168,7 +166,7 @@ class MessagePlan:
             out.reasons[OUT_OF_RANGE] += oor
         out.decoded += len(data)
         out.heard |= bool(ok.any())
-        out.parts.append(Part(blocks, values, quality, objects, np.array(ts, dtype=np.int64), ok, times))
+        out.parts.append(Part(blocks, values, quality, objects, np.full(len(data), ts, dtype=np.int64), ok, times))
 
 
 @dataclass(frozen=True, slots=True)

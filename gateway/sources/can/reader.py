@@ -5,10 +5,7 @@ Buses with a file descriptor (socketcan, udp_multicast) are watched by the event
 blocks in `bus.recv(timeout)` and wakes the loop once per burst, not once per frame.
 
 Frames are handed on as `Frame` tuples (what the source reads of a `can.Message`): cheap to make,
-and left alone by the garbage collector, which matters with a deep buffer. A frame's `timestamp` is
-when the gateway took it off the bus, on the wall clock (`time.time()`): the time its samples get.
-Interfaces' own timestamps are not used, as some count from the adapter's start rather than the
-epoch. Frames read in one drain of the socket share its start time; a thread stamps each frame.
+and left alone by the garbage collector, which matters with a deep buffer.
 
 The buffer is bounded: when the pipeline cannot keep up, frames beyond `max_buffer` are dropped and
 counted (`dropped`), never silently. A receive error is kept in `error` and ends the next `batch()`.
@@ -62,8 +59,7 @@ class Frame(NamedTuple):
 _new = tuple.__new__
 
 
-def from_message(msg: can.Message, timestamp: float | None = None) -> Frame:
-    """The frame of a message, received at `timestamp` (default: the message's own)."""
+def from_message(msg: can.Message) -> Frame:
     return _new(
         Frame,
         (
@@ -74,7 +70,7 @@ def from_message(msg: can.Message, timestamp: float | None = None) -> Frame:
             bytes(msg.data),
             msg.dlc,
             msg.is_fd,
-            msg.timestamp if timestamp is None else timestamp,
+            msg.timestamp,
         ),
     )
 
@@ -125,20 +121,19 @@ class BusReader:
 
     # -- producers ------------------------------------------------------------------------------
 
-    def _put(self, msg: can.Message, timestamp: float) -> None:
+    def _put(self, msg: can.Message) -> None:
         if len(self.buffer) >= self.max_buffer:
             self.dropped += 1
         else:
-            self.buffer.append(from_message(msg, timestamp))
+            self.buffer.append(from_message(msg))
 
     def _on_readable(self) -> None:
-        timestamp = time.time()
         try:
             for _ in range(10_000):  # drain what the kernel holds, without starving the loop
                 msg = self.bus.recv(0)
                 if msg is None:
                     break
-                self._put(msg, timestamp)
+                self._put(msg)
         except Exception as exc:  # a bus error: the source reopens the bus
             self._fail(exc)
         self._event.set()
@@ -150,8 +145,8 @@ class BusReader:
         way), software filters and FD handling as python-can 4.6. A datagram exactly as python-can packs
         a valid classic frame is read by one pattern match (`frame_of`); any other goes through
         msgpack and `can.Message` as python-can takes it. The frames' `timestamp` is the time this
-        drain began (their samples' time; the kernel's per-datagram time would cost a `recvmsg` per
-        frame).
+        drain began (the gateway stamps samples when it decodes them; the kernel's per-datagram time
+        would cost a `recvmsg` per frame).
         """
         sock = self._udp
         assert sock is not None
@@ -204,7 +199,7 @@ class BusReader:
                 return
             if msg is None:
                 continue
-            self._put(msg, time.time())
+            self._put(msg)
             if not self._wake_pending:
                 self._wake_pending = True
                 try:

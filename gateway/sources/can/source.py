@@ -12,11 +12,9 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import can
-import numpy as np
 import structlog
 
 from gateway import metrics as core_metrics
@@ -30,25 +28,11 @@ from gateway.sources.can.config import CanProfile, CanSourceConfig
 from gateway.sources.can.decode import BY_SOURCE, ERROR_FRAME, EXTENDED, REMOTE, UNKNOWN_ID, WRONG_SOURCE
 from gateway.sources.can.rack import Rack
 from gateway.sources.can.reader import BusReader, Frame, open_bus
-from gateway.sources.can.signals import I64
 
 if TYPE_CHECKING:
     from gateway.config.settings import LoadedConfig
 
 log = structlog.get_logger("source.can")
-
-
-@dataclass(slots=True)
-class Group:
-    """The frames of one id in a window: their data and receive times (seconds), in arrival order."""
-
-    datas: list[bytes]
-    times: list[float]
-
-    def stamps(self) -> I64:
-        """The receive times in nanoseconds."""
-        return (np.array(self.times, dtype=np.float64) * 1e9).astype(np.int64)
-
 
 MAX_UNKNOWN_LABELS = 256
 CAN_ERR_BUSOFF = 0x00000040  # error class bit of a SocketCAN error frame (linux/can/error.h)
@@ -210,19 +194,16 @@ class CanBusSource:
             log.info("CAN frames received before the stop were stored", bus=self.bus_label, frames=len(left))
 
     def _decode(self, frames: list[Frame]) -> None:
-        """One window: frames grouped by id in arrival order, each group decoded at once per rack.
-
-        A sample's time is its frame's `timestamp`: when the reader took it off the bus (see
-        gateway.sources.can.reader), so two frames of one message in a window keep their own times."""
+        """One window: frames grouped by id in arrival order, each group decoded at once per rack."""
         ts = time.time_ns()
         now = time.monotonic()
         errors: Counter[tuple[int, str]] = Counter()
         bus_off = False
         unknown: Counter[int] = Counter()
         routes = self.routes
-        groups: dict[int, Group] = {}  # frame key -> the data and times of its frames
-        j1939: dict[tuple[int, int, int], Group] = {}  # (J1939 rack, key, id) -> the data and times of its frames
-        for aid, ext, is_error, remote, data, _dlc, _fd, t in frames:
+        groups: dict[int, list[bytes]] = {}  # frame key -> the data of its frames
+        j1939: dict[tuple[int, int, int], list[bytes]] = {}  # (J1939 rack, key, id) -> the data of its frames
+        for aid, ext, is_error, remote, data, _dlc, _fd, _t in frames:
             if is_error:
                 errors[(aid, ERROR_FRAME)] += 1
                 if aid & CAN_ERR_BUSOFF:
@@ -231,23 +212,21 @@ class CanBusSource:
             key = (aid & 0x1FFFFFFF) | EXTENDED if ext else aid & 0x7FF
             group = None if remote else groups.get(key)
             if group is not None:
-                group.datas.append(data)
-                group.times.append(t)
+                group.append(data)
                 continue
             racks = routes.get(key)
             if racks is None:
-                if not (self.j1939_racks and ext and self._j1939(aid, data, t, remote, errors, j1939)):
+                if not (self.j1939_racks and ext and self._j1939(aid, data, remote, errors, j1939)):
                     unknown[key] += 1
             elif remote:
                 errors[(aid, REMOTE)] += len(racks)
             else:
-                groups[key] = Group([data], [t])
-        for key, group in groups.items():
-            stamps = group.stamps()
+                groups[key] = [data]
+        for key, datas in groups.items():
             for rack in routes[key]:
-                self._window(rack, key, key & 0x1FFFFFFF, group.datas, stamps, errors)
-        for (i, key, aid), group in j1939.items():
-            self._window(self.j1939_racks[i], key, aid, group.datas, group.stamps(), errors)
+                self._window(rack, key, key & 0x1FFFFFFF, datas, ts, errors)
+        for (i, key, aid), datas in j1939.items():
+            self._window(self.j1939_racks[i], key, aid, datas, ts, errors)
         self.frames += len(frames)
         metrics.frames.labels(self.bus_label).inc(len(frames))
         for rack in self.racks:
@@ -274,10 +253,8 @@ class CanBusSource:
             metrics.errors.labels(self.bus_label, label, UNKNOWN_ID).inc(n)
 
     @staticmethod
-    def _window(
-        rack: Rack, key: int, aid: int, datas: list[bytes], stamps: I64, errors: Counter[tuple[int, str]]
-    ) -> None:
-        window = rack.plan.messages[key].decode_window(datas, stamps)
+    def _window(rack: Rack, key: int, aid: int, datas: list[bytes], ts: int, errors: Counter[tuple[int, str]]) -> None:
+        window = rack.plan.messages[key].decode_window(datas, ts)
         rack.add(key, window)
         for reason, n in window.reasons.items():
             errors[(aid, reason)] += n
@@ -286,10 +263,9 @@ class CanBusSource:
         self,
         aid: int,
         data: bytes,
-        t: float,
         remote: bool,
         errors: Counter[tuple[int, str]],
-        groups: dict[tuple[int, int, int], Group],
+        groups: dict[tuple[int, int, int], list[bytes]],
     ) -> bool:
         """A 29-bit frame to every J1939 rack that reads it; False if no rack knows its PGN (an unknown
         id). A known PGN from a source address no rack reads is counted once as wrong_source_address."""
@@ -307,9 +283,7 @@ class CanBusSource:
             if isinstance(route, str):
                 errors[(aid, route)] += 1
             else:
-                group = groups.setdefault((i, key, aid), Group([], []))
-                group.datas.append(data)
-                group.times.append(t)
+                groups.setdefault((i, key, aid), []).append(data)
         if known and not read:
             errors[(aid, WRONG_SOURCE)] += 1
         return known
