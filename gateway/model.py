@@ -19,9 +19,9 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, SupportsIndex, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -89,42 +89,128 @@ class Key(NamedTuple):
     cell: int | None = None
 
 
+class Place(NamedTuple):
+    """A key without its rack."""
+
+    quantity: str
+    unit: str
+    module: int | None = None
+    cell: int | None = None
+
+
+class KeyRows(Sequence[Key]):
+    """The keys of a table of one rack, each made when read from the table's shape (the rest of every key,
+    one object for the tables of all racks of that shape): a 100-rack site of one profile keeps a shape of
+    1,010 places, not 101,000 keys. Reads like the tuple of keys it stands for."""
+
+    __slots__ = ("rack", "shape")
+
+    def __init__(self, shape: tuple[Place, ...], rack: str) -> None:
+        self.shape = shape
+        self.rack = rack
+
+    def __len__(self) -> int:
+        return len(self.shape)
+
+    @overload
+    def __getitem__(self, i: SupportsIndex) -> Key: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Key, ...]: ...
+    def __getitem__(self, i: SupportsIndex | slice) -> Key | tuple[Key, ...]:
+        rack = self.rack
+        if isinstance(i, slice):
+            return tuple(_key((q, u, rack, m, c)) for q, u, m, c in self.shape[i])
+        q, u, m, c = self.shape[i]
+        return _key((q, u, rack, m, c))
+
+    def __iter__(self) -> Iterator[Key]:
+        rack = self.rack
+        return (_key((q, u, rack, m, c)) for q, u, m, c in self.shape)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, KeyRows):
+            return self.rack == other.rack and self.shape == other.shape
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+def _key(fields: tuple[str, str, str, int | None, int | None]) -> Key:
+    return tuple.__new__(Key, fields)
+
+
 class Keys:
     """The key table of a batch shape: one `Key` per point, interned (see `Keys.of`).
 
     `id` is unique in the process (consumers key their per-shape work on it, in bounded caches);
     `digest` is the same for equal content in every process (the store keeps each table once by it).
+    The table of one rack keeps its keys as its rack and a shape shared with every rack's table of equal
+    keys but for the rack (`KeyRows`); a table of several racks keeps the tuple of keys.
     """
 
-    __slots__ = ("__weakref__", "digest", "id", "rows")
+    __slots__ = ("__weakref__", "digest", "id", "n", "rows")
     _next_id: ClassVar[int] = 0
-    _interned: ClassVar[OrderedDict[tuple[Key, ...], Keys]] = OrderedDict()
+    _interned: ClassVar[OrderedDict[Hashable, Keys]] = OrderedDict()
+    _shapes: ClassVar[OrderedDict[tuple[Place, ...], tuple[Place, ...]]] = OrderedDict()
     INTERNED_MAX: ClassVar[int] = 4096  # shapes kept for reuse; past it the least recently used is forgotten
 
-    def __init__(self, rows: tuple[Key, ...]) -> None:
-        self.rows = rows
+    def __init__(self, rows: Sequence[Key]) -> None:
+        self.rows: Sequence[Key] = rows if type(rows) is KeyRows else Keys._compact(tuple(rows))
+        self.n = len(rows)
         Keys._next_id += 1
         self.id = Keys._next_id
-        self.digest = hashlib.sha256(repr(tuple(tuple(k) for k in rows)).encode()).hexdigest()[:32]
+        self.digest = hashlib.sha256(repr(tuple(tuple(k) for k in self.rows)).encode()).hexdigest()[:32]
+
+    @classmethod
+    def _compact(cls, rows: tuple[Key, ...]) -> Sequence[Key]:
+        """The rows as their rack and shared shape when they are of one rack, else as they are."""
+        if not rows:
+            return rows
+        rack = rows[0].rack
+        for k in rows:
+            if k.rack != rack:
+                return rows
+        new = tuple.__new__
+        return KeyRows(cls._shape(tuple([new(Place, (k[0], k[1], k[3], k[4])) for k in rows])), rack)
+
+    @classmethod
+    def _shape(cls, shape: tuple[Place, ...]) -> tuple[Place, ...]:
+        """The one object of equal shapes (while it is kept: bounded as the tables are)."""
+        known = cls._shapes.get(shape)
+        if known is None:
+            known = cls._shapes[shape] = shape
+            if len(cls._shapes) > cls.INTERNED_MAX:
+                cls._shapes.popitem(last=False)
+        else:
+            cls._shapes.move_to_end(shape)
+        return known
 
     @classmethod
     def of(cls, rows: Iterable[Sequence[object]]) -> Keys:
         """The interned table of these keys (equal content gives the same object while it is kept)."""
-        t = tuple(r if type(r) is Key else Key(*r) for r in rows)  # type: ignore[arg-type]
-        table = cls._interned.get(t)
+        if type(rows) is KeyRows:
+            compact: Sequence[Key] = KeyRows(cls._shape(rows.shape), rows.rack)
+        else:
+            compact = cls._compact(tuple(r if type(r) is Key else Key(*r) for r in rows))  # type: ignore[arg-type]
+        name: Hashable = (compact.rack, compact.shape) if type(compact) is KeyRows else compact
+        table = cls._interned.get(name)
         if table is None:
-            table = cls._interned[t] = Keys(t)
+            table = cls._interned[name] = Keys(compact)
             if len(cls._interned) > cls.INTERNED_MAX:
                 cls._interned.popitem(last=False)
         else:
-            cls._interned.move_to_end(t)
+            cls._interned.move_to_end(name)
         return table
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.n
 
     def __repr__(self) -> str:
-        return f"Keys(id={self.id}, points={len(self.rows)})"
+        return f"Keys(id={self.id}, points={self.n})"
 
 
 EMPTY_KEYS = Keys.of(())
@@ -162,12 +248,12 @@ class Batch:
     texts: npt.NDArray[np.object_] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
-        return len(self.keys.rows) + len(self.records)
+        return self.keys.n + len(self.records)
 
     @property
     def n(self) -> int:
         """The number of points."""
-        return len(self.keys.rows)
+        return self.keys.n
 
     def value(self, i: int) -> Value:
         """Point i's value as Python sees it: its object, its number, or None for NaN."""
@@ -200,9 +286,16 @@ class Batch:
         objects = None
         if self.objects:
             objects = {j: self.objects[int(i)] for j, i in enumerate(idx.tolist()) if int(i) in self.objects}
+        at = idx.tolist()
+        cut: Sequence[Key]
+        if type(rows) is KeyRows:  # the shape's places, not a key made per point
+            shape = rows.shape
+            cut = KeyRows(tuple([shape[i] for i in at]), rows.rack) if at else ()
+        else:
+            cut = tuple([rows[i] for i in at])
         return Batch(
             self.source,
-            Keys.of(rows[i] for i in idx.tolist()) if intern else Keys(tuple(rows[i] for i in idx.tolist())),
+            Keys.of(cut) if intern else Keys(cut),
             self.ts[idx],
             self.values[idx],
             self.quality[idx],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.alarms import rules as r
+from gateway.lru import LruCache
 from gateway.model import GOOD, Batch, Key, Keys
 
 IDX = npt.NDArray[np.intp]
@@ -39,7 +40,7 @@ class Points:
     """The points of one key table a rule reads, in batch order; their elements are worked out when first asked."""
 
     idx: IDX
-    rows: tuple[Key, ...]  # the key table's (a point's quantity and unit: `rows[idx[j]]`)
+    rows: Sequence[Key]  # the key table's (a point's quantity and unit: `rows[idx[j]]`)
     names: dict[str, str]  # the element name of a quantity's points, when they have one
     racks: list[str]  # the racks of these points, each once
     take: slice | IDX = field(init=False)  # `idx`, as a slice when the points are contiguous (a view, no copy)
@@ -129,10 +130,28 @@ def select(table: Table, wanted: Callable[[str], str | None], racks: frozenset[s
         if not idx:
             return None
         racks_of = {rack: None for rack in racks_of if rack in racks}
-    pts = Points(np.asarray(idx, dtype=np.intp), rows, names, list(racks_of))
+    pts = Points(shared_index(idx), rows, names, list(racks_of))
     if table.unique and (len(parts) == 1 or len(set(names.values())) == len(parts)):
         pts._repeats = False  # distinct keys of one quantity, or each quantity its own name: distinct elements
     return pts
+
+
+INDICES_MAX = 256
+# One read-only array of equal point indices: the tables of racks of one profile (a 100-rack site has 100)
+# give every rule the same indices, kept once. Bounded (the key is the indices' bytes).
+_indices: LruCache[bytes, IDX] = LruCache(INDICES_MAX)
+
+
+def shared_index(idx: list[int]) -> IDX:
+    """`idx` as an array, the one already made for equal indices while it is kept (read-only: shared)."""
+    arr = np.asarray(idx, dtype=np.intp)
+    key = arr.tobytes()
+    got = _indices.get(key)
+    if got is None:
+        arr.flags.writeable = False
+        _indices.put(key, arr)
+        got = arr
+    return got
 
 
 def of(quantity: str) -> Callable[[str], str | None]:

@@ -16,7 +16,7 @@ from typing import Generic, NamedTuple, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from gateway.model import F64, I64, Batch, Keys
+from gateway.model import F64, I64, Batch, KeyRows, Keys, Place
 
 Texts = npt.NDArray[np.object_]  # an array of str
 # Samples (or retained state entries) a sink renders at most before it lets the event loop run: a few
@@ -137,7 +137,6 @@ def shared_texts(strings: Iterable[str]) -> Texts:
     return texts_of(list(map(sys.intern, strings)))
 
 
-Place = tuple[str, str, int | None, int | None]  # a key without its rack: quantity, unit, module, cell
 SHAPES_MAX = 16  # rack shapes a renderer keeps the shared part of a plan for
 
 
@@ -150,14 +149,10 @@ class RackShape(NamedTuple):
 
 
 def rack_shape(keys: Keys) -> RackShape | None:
-    """The table's rack and shape, or None when its points are of several racks (or none)."""
+    """The table's rack and shape (`Keys` keeps a table of one rack so), or None when its points are of
+    several racks (or none)."""
     rows = keys.rows
-    if not rows:
-        return None
-    rack = rows[0].rack
-    if any(k.rack != rack for k in rows):
-        return None
-    return RackShape(rack, tuple((k.quantity, k.unit, k.module, k.cell) for k in rows))
+    return RackShape(rows.rack, rows.shape) if type(rows) is KeyRows else None
 
 
 P = TypeVar("P")

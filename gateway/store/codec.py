@@ -52,7 +52,7 @@ _U4 = np.dtype("<u4")
 
 def keys_body(keys: Keys) -> str:
     """A key table as the `layouts` table stores it."""
-    return json.dumps({"keys": keys.rows}, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps({"keys": tuple(keys.rows)}, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,9 @@ import numpy.typing as npt
 
 from gateway.catalog import level_of
 from gateway.lru import LruCache
-from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys
+from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys, Place
 from gateway.sinks.columns import (
     SHAPES_MAX,
-    Place,
     PlanCache,
     Texts,
     every,

@@ -22,11 +22,10 @@ import numpy.typing as npt
 
 from gateway.catalog import Kind, Level, level_of, lookup
 from gateway.lru import LruCache
-from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Sample
+from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Place, Sample
 from gateway.sinks.columns import (
     SEPARATOR,
     SHAPES_MAX,
-    Place,
     PlanCache,
     Texts,
     every,

@@ -1,0 +1,66 @@
+"""A key table of one rack keeps its rack and a shape shared with every rack's table of equal keys but for
+the rack: a 100-rack site of one profile keeps one shape, not a `Key` per point of every rack."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+
+from gateway.alarms.columns import Table, of, select
+from gateway.model import Batch, Key, KeyRows, Keys
+from gateway.store.codec import key_table_from_body, keys_body
+
+RACKS, POINTS = 100, 1000
+
+
+def rows_of(rack: str) -> list[Key]:
+    return [Key("cell_voltage", "V", rack, i // 20 + 1, i % 20 + 1) for i in range(POINTS)]
+
+
+def test_tables_of_racks_of_one_shape_hold_no_key_per_point() -> None:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        tables = [Keys.of(rows_of(f"shape-test-{n}")) for n in range(RACKS)]
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    # a Key per point would be 100,000 tuples (about 8 MB); the shape is 1,000 places
+    assert grown < 1_000_000, f"{RACKS} tables of {POINTS} points took {grown} bytes"
+    a, b = tables[0].rows, tables[1].rows
+    assert type(a) is KeyRows and type(b) is KeyRows and a.shape is b.shape
+
+
+def test_a_table_of_one_rack_reads_as_its_keys() -> None:
+    rows = rows_of("r1")
+    keys = Keys.of(rows)
+    assert keys is Keys.of(list(rows)) and len(keys) == POINTS and keys.n == POINTS
+    assert keys.rows == tuple(rows) and list(keys.rows) == rows
+    assert keys.rows[5] == rows[5] and type(keys.rows[5]) is Key and keys.rows[-1].rack == "r1"
+    assert keys.rows[:3] == tuple(rows[:3]) and keys.rows[np.intp(7)] == rows[7]
+    assert keys.digest == Keys(tuple(rows)).digest  # the digest the store keeps a table by: its content
+    assert key_table_from_body(keys_body(keys)).keys is keys
+    mixed = Keys.of([*rows[:2], Key("soc", "%", "r2")])
+    assert type(mixed.rows) is tuple and mixed.rows[2].rack == "r2"
+
+
+def test_a_cut_of_a_batch_keeps_the_shape_form() -> None:
+    keys = Keys.of(rows_of("r1"))
+    n = len(keys)
+    batch = Batch("s", keys, np.zeros(n, np.int64), np.arange(n, dtype=np.float64), np.zeros(n, np.uint8))
+    cut = batch.take([3, 1], intern=False)
+    assert type(cut.keys.rows) is KeyRows and list(cut.keys.rows) == [keys.rows[3], keys.rows[1]]
+    assert batch.take([3, 1]).keys is Keys.of([keys.rows[3], keys.rows[1]])
+    assert batch.take([]).n == 0
+
+
+def test_alarm_rules_of_racks_of_one_shape_share_their_point_indices() -> None:
+    a = select(Table(Keys.of(rows_of("r1"))), of("cell_voltage"), None)
+    b = select(Table(Keys.of(rows_of("r2"))), of("cell_voltage"), None)
+    assert a is not None and b is not None and a.idx is b.idx and not a.idx.flags.writeable
+    assert a.element(0).rack == "r1" and b.element(0).rack == "r2"
