@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from gateway.alarms import rules as r
 from gateway.lru import LruCache
-from gateway.model import GOOD, Batch, Key, Keys
+from gateway.model import GOOD, Batch, Key, KeyRows, Keys, Place
 
 IDX = npt.NDArray[np.intp]
 F64 = npt.NDArray[np.float64]
@@ -100,10 +100,12 @@ class Table:
         self.by_quantity: dict[str, list[int]] = {}
         self.racks: dict[str, dict[str, None]] = {}  # the racks of each quantity's points, in order
         rows = keys.rows
-        for i, k in enumerate(rows):
+        # a table of one rack is read from its shape (no key made per point)
+        places: Sequence[Key | Place] = rows.shape if type(rows) is KeyRows else rows
+        for i, k in enumerate(places):
             self.by_quantity.setdefault(k.quantity, []).append(i)
-        one = {k.rack for k in rows}
-        self.unique = len(set(rows)) == len(rows)  # no key twice (a CAN window may repeat a message's)
+        one = {rows.rack} if type(rows) is KeyRows else {k.rack for k in rows}
+        self.unique = len(set(places)) == len(places)  # no key twice (a CAN window may repeat a message's)
         for q, at in self.by_quantity.items():
             self.racks[q] = dict.fromkeys(one if len(one) == 1 else (rows[i].rack for i in at))
 
