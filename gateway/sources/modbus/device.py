@@ -7,7 +7,7 @@ samples, status changes and log lines (on change only).
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -101,6 +101,7 @@ class DeviceRun:
         self.cycles = 0
         clock = clock_plan(profile.clock, profile.table, profile.address_base, profile.byte_order)
         self.watch = DeviceWatch(cfg.name, clock)  # unknown states, scale registers, the device's time
+        self._children: dict[str, Any] = {}  # this device's metrics of every cycle, by name (see `_metric`)
 
     def set_points(self, points: list[Point]) -> None:
         """(Re)build the read plan; intervals that are new become due now."""
@@ -264,13 +265,13 @@ class DeviceRun:
         device's offline batch, once."""
         ts = time.time_ns()
         self.cycles += 1
-        metrics.polls.labels(self.name).inc()
+        self._metric("polls", metrics.polls).inc()
         cycle = cycle or Cycle()
         status = None
         if answered:
             self.failed_cycles = 0
             self.probe.reset()
-            metrics.last_success.labels(self.name).set(ts / 1e9)
+            self._metric("last_success", metrics.last_success).set(ts / 1e9)
             new = DeviceState.DEGRADED if (self.bad or cycle.bad) else None
             status = self._set_state(new or DeviceState.ONLINE, "some points refused" if new else "", ts)
         else:
@@ -280,10 +281,18 @@ class DeviceRun:
                 return self.offline_batch(reason, ts)
             if not cycle.rows:
                 return None
-        gw_metrics.samples_produced.labels(self.name).inc(cycle.rows)
+        self._metric("produced", gw_metrics.samples_produced).inc(cycle.rows)
         batch = cycle.batch(self.name, self.shapes.of(cycle.decoders), status, ts)
         self.watch.finish(cycle, batch)
         return batch
+
+    def _metric(self, name: str, family: Any) -> Any:
+        """This device's child of a metric it updates every cycle, made at first use (`labels()` takes a
+        lock and a lookup each time: 0.7 % of the 100-rack site's CPU)."""
+        child = self._children.get(name)
+        if child is None:
+            child = self._children[name] = family.labels(self.name)
+        return child
 
     def offline_batch(self, reason: str, ts: int | None = None) -> Batch | None:
         """comm_loss rows for every point and an OFFLINE status, once per outage."""
