@@ -157,6 +157,8 @@ class Keys:
     _interned: ClassVar[OrderedDict[Hashable, Keys]] = OrderedDict()
     _shapes: ClassVar[OrderedDict[tuple[Place, ...], tuple[Place, ...]]] = OrderedDict()
     INTERNED_MAX: ClassVar[int] = 4096  # shapes kept for reuse; past it the least recently used is forgotten
+    # rack shapes kept to be shared (a site has a few profiles); a table whose shape is not kept has its own
+    SHAPES_MAX: ClassVar[int] = 256
 
     def __init__(self, rows: Sequence[Key]) -> None:
         self.rows: Sequence[Key] = rows if type(rows) is KeyRows else Keys._compact(tuple(rows))
@@ -183,7 +185,7 @@ class Keys:
         known = cls._shapes.get(shape)
         if known is None:
             known = cls._shapes[shape] = shape
-            if len(cls._shapes) > cls.INTERNED_MAX:
+            if len(cls._shapes) > cls.SHAPES_MAX:
                 cls._shapes.popitem(last=False)
         else:
             cls._shapes.move_to_end(shape)
