@@ -11,6 +11,7 @@ without an import cycle.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
@@ -148,10 +149,9 @@ def run(loaded: LoadedConfig) -> int:
         rt.settle_gc = True
         return await rt.run()
 
-    from gateway.runtime import eventloop
     from gateway.store.lockwait import EXIT_STORE_LOCKED, StoreLocked
 
     try:
-        return eventloop.run(main(), loaded.config.runtime.event_loop)
+        return asyncio.run(main())
     except StoreLocked:  # logged where it gave up; systemd starts the daemon again
         return EXIT_STORE_LOCKED

@@ -116,11 +116,6 @@ class RuntimeConfig(Strict):
         description="Seconds between heartbeats, the gateway's counters stored like any data (InfluxDB "
         "measurement `gateway`, MQTT `gateway/heartbeat`); 0 turns them off",
     )
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
-        "auto",
-        description="The daemon's event loop: auto (uvloop where it is installed, else asyncio's), uvloop (required), "
-        "asyncio (the standard library's)",
-    )
 
 
 class GatewayConfig(BaseSettings):

@@ -37,7 +37,7 @@ from gateway.ops.reload import (
     plan_reload,
     source_changes,
 )
-from gateway.runtime import eventloop, gcpolicy
+from gateway.runtime import gcpolicy
 from gateway.runtime.batchqueue import BatchQueue
 from gateway.runtime.pipeline import Observer, Pipeline, Processor
 from gateway.runtime.reloading import load_fresh, rejected
@@ -147,7 +147,6 @@ class Runtime:
             site=self.cfg.site.name,
             sources=[s.name for s in self.sources],
             store=str(self.cfg.store.path),
-            event_loop=eventloop.loop_name(loop),
         )
         try:
             self.outbox.checkpoint_in_thread()  # a checkpoint's copy and fsync never on the loop
