@@ -6,10 +6,12 @@ jitter on a busy gateway). Real peer: a Modbus TCP server on loopback."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from gateway.runtime.backoff import Backoff
+from gateway.sources.modbus.deadline import ReadDeadline
 from gateway.sources.modbus.link import Link
 from tests.modbus_faulty import FaultyServer
 
@@ -29,6 +31,47 @@ async def test_a_read_awaits_its_reply_without_wait_for(monkeypatch: pytest.Monk
             rr = await link.read(1, fc, 0, 10, 5.0)
             assert rr is not None and not rr.isError() and len(rr.registers) == 10
         assert link.sent == 2 and link.up is True
+    finally:
+        link.close()
+        await server.stop()
+
+
+class CancelOnReply(ReadDeadline):
+    """A read deadline that also cancels `task` from a callback of the reply's future, registered when
+    the read arms its deadline: before the read awaits the future, so before the task's own wake-up."""
+
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.task: asyncio.Task[object] | None = None
+
+    def arm(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], deadline: float) -> None:
+        future.add_done_callback(self._cancel)
+        super().arm(loop, future, deadline)
+
+    def _cancel(self, future: asyncio.Future[Any]) -> None:
+        if self.task is not None and not future.cancelled():
+            self.task.cancel()
+
+
+async def test_a_read_cancelled_as_its_reply_arrives_is_cancelled() -> None:
+    """A cancel in the loop turn the reply arrives (after the future has its result, before the task
+    resumes) ends the read with CancelledError: awaited directly, the future cannot swallow it (as
+    `asyncio.wait_for` did on 3.11), so the poller needs no check of its own after each read."""
+    server = FaultyServer()
+    await server.start()
+    link = Link("127.0.0.1", server.port, 5.0, 0.0, Backoff(0.1, 1.0))
+    try:
+        assert await link.connect()
+        link.deadline = deadline = CancelOnReply()
+        deadline.task = task = asyncio.create_task(link.read(1, 3, 0, 10, 5.0))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled() and link.sent == 1
+        deadline.task = None
+        rr = await link.read(1, 3, 0, 10, 5.0)  # the link reads on
+        assert rr is not None and len(rr.registers) == 10
     finally:
         link.close()
         await server.stop()

@@ -43,16 +43,6 @@ ResponseHook = Callable[[DeviceRun, Block, Outcome], None]
 __all__ = ["ConnectionLost", "ModbusEndpoint", "ResponseHook", "WriteRefused"]
 
 
-def _cancelled_meanwhile() -> None:
-    """Raise the cancellation of the current task if a read swallowed it. pymodbus awaits responses
-    with `asyncio.wait_for`, which on Python 3.11 returns the result instead of raising when the task
-    is cancelled in the loop turn the response arrives (CPython gh-86296): the endpoint would then
-    poll on and never stop."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class ModbusEndpoint:
     """Polls every device behind one host:port (or on one serial port) over one connection."""
 
@@ -287,7 +277,6 @@ class ModbusEndpoint:
                 metrics.errors.labels(dev.name, "timeout").inc()
                 outcome = Outcome(time.time_ns(), error="timeout")
                 continue
-            _cancelled_meanwhile()
             outcome = self._outcome(dev, block, rr)
             if outcome.mismatch == BAD_CRC and attempt < retries:
                 continue  # damaged on the line: asked again (counted, and the outcome if the last)
