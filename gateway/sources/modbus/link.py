@@ -133,6 +133,7 @@ class Link:
         attempts, reset here by the first answer after an outage. `settings`: the transport (default
         Modbus TCP to host:port)."""
         self.settings = settings or LinkSettings("tcp", host, port)
+        self.serial = self.settings.serial  # a serial line: silent intervals and wire time around each read
         self.host, self.port = host, port
         self.label = self.settings.label
         self.timeout = timeout
@@ -216,7 +217,8 @@ class Link:
             raise ConnectionLost("connection closed")
         ctx = client.ctx
         request = REQUESTS[fc](address=address, count=count, dev_id=unit_id)
-        if self.settings.serial:  # the request and the longest answer take their time on the line
+        serial = self.serial
+        if serial:  # the request and the longest answer take their time on the line
             line = self.settings.line
             timeout += line.wire_time(8 + 5 + Request(unit_id, fc, address, count).data_bytes)
             quiet = self.quiet_from + line.gap - time.monotonic()
@@ -241,13 +243,15 @@ class Link:
                 raise ConnectionLost(str(exc)) from exc
             finally:
                 self.deadline.disarm()
-                self.quiet_from = time.monotonic()
+                if serial:
+                    self.quiet_from = time.monotonic()
             if rr is None:
                 if not client.connected:
                     raise ConnectionLost("no response; connection closed")
                 return None if framer is None else framer.expire()  # a damaged RTU answer, or none
         counts.observe(time.perf_counter() - t0)
-        self._state(True)
+        if self.up is not True:
+            self._state(True)
         return rr
 
     def _state(self, up: bool, reason: str = "") -> None:

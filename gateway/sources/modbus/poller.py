@@ -42,6 +42,8 @@ ResponseHook = Callable[[DeviceRun, Block, Outcome], None]
 
 __all__ = ["ConnectionLost", "ModbusEndpoint", "ResponseHook", "WriteRefused"]
 
+TIMED_OUT = Outcome(0, error="timeout")  # what a read is before its first attempt ends
+
 
 class ModbusEndpoint:
     """Polls every device behind one host:port (or on one serial port) over one connection."""
@@ -257,7 +259,7 @@ class ModbusEndpoint:
         fc = block.function_code
         if fc not in READ_FUNCTION_CODES:  # defence in depth: a plan can only hold reads
             raise WriteRefused(f"function code {fc} is not a read")
-        outcome = Outcome(time.time_ns(), error="timeout")
+        outcome = TIMED_OUT  # (every attempt sets its own)
         for attempt in range(retries + 1):
             if self.pause_between and self.sent:
                 await asyncio.sleep(self.pause_between)
