@@ -1,0 +1,152 @@
+"""Key tables: what identifies each point of a batch shape (`Key`), kept once per shape (`Keys`).
+
+A table of one rack keeps its rack and a shape shared by every rack's table of equal keys but for the
+rack (`KeyRows`: a site's racks of one profile keep their keys once); a table of several racks keeps its
+tuple of keys. `gateway.model` re-exports these names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from typing import ClassVar, NamedTuple, SupportsIndex, overload
+
+
+class Key(NamedTuple):
+    """What identifies a point: the same for every batch of one shape."""
+
+    quantity: str
+    unit: str
+    rack: str = ""
+    module: int | None = None
+    cell: int | None = None
+
+
+class Place(NamedTuple):
+    """A key without its rack."""
+
+    quantity: str
+    unit: str
+    module: int | None = None
+    cell: int | None = None
+
+
+class KeyRows(Sequence[Key]):
+    """The keys of a table of one rack, each made when read from the table's shape (the rest of every key,
+    one object for the tables of all racks of that shape): a 100-rack site of one profile keeps a shape of
+    1,010 places, not 101,000 keys. Reads like the tuple of keys it stands for."""
+
+    __slots__ = ("rack", "shape")
+
+    def __init__(self, shape: tuple[Place, ...], rack: str) -> None:
+        self.shape = shape
+        self.rack = rack
+
+    def __len__(self) -> int:
+        return len(self.shape)
+
+    @overload
+    def __getitem__(self, i: SupportsIndex) -> Key: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Key, ...]: ...
+    def __getitem__(self, i: SupportsIndex | slice) -> Key | tuple[Key, ...]:
+        rack = self.rack
+        if isinstance(i, slice):
+            return tuple(_key((q, u, rack, m, c)) for q, u, m, c in self.shape[i])
+        q, u, m, c = self.shape[i]
+        return _key((q, u, rack, m, c))
+
+    def __iter__(self) -> Iterator[Key]:
+        rack = self.rack
+        return (_key((q, u, rack, m, c)) for q, u, m, c in self.shape)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, KeyRows):
+            return self.rack == other.rack and self.shape == other.shape
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+def _key(fields: tuple[str, str, str, int | None, int | None]) -> Key:
+    return tuple.__new__(Key, fields)
+
+
+class Keys:
+    """The key table of a batch shape: one `Key` per point, interned (see `Keys.of`).
+
+    `id` is unique in the process (consumers key their per-shape work on it, in bounded caches);
+    `digest` is the same for equal content in every process (the store keeps each table once by it).
+    The table of one rack keeps its keys as its rack and a shape shared with every rack's table of equal
+    keys but for the rack (`KeyRows`); a table of several racks keeps the tuple of keys.
+    """
+
+    __slots__ = ("__weakref__", "digest", "id", "n", "rows")
+    _next_id: ClassVar[int] = 0
+    _interned: ClassVar[OrderedDict[Hashable, Keys]] = OrderedDict()
+    _shapes: ClassVar[OrderedDict[tuple[Place, ...], tuple[Place, ...]]] = OrderedDict()
+    INTERNED_MAX: ClassVar[int] = 4096  # shapes kept for reuse; past it the least recently used is forgotten
+    # rack shapes kept to be shared (a site has a few profiles); a table whose shape is not kept has its own
+    SHAPES_MAX: ClassVar[int] = 256
+
+    def __init__(self, rows: Sequence[Key]) -> None:
+        self.rows: Sequence[Key] = rows if type(rows) is KeyRows else Keys._compact(tuple(rows))
+        self.n = len(rows)
+        Keys._next_id += 1
+        self.id = Keys._next_id
+        self.digest = hashlib.sha256(repr(tuple(tuple(k) for k in self.rows)).encode()).hexdigest()[:32]
+
+    @classmethod
+    def _compact(cls, rows: tuple[Key, ...]) -> Sequence[Key]:
+        """The rows as their rack and shared shape when they are of one rack, else as they are."""
+        if not rows:
+            return rows
+        rack = rows[0].rack
+        for k in rows:
+            if k.rack != rack:
+                return rows
+        new = tuple.__new__
+        return KeyRows(cls._shape(tuple([new(Place, (k[0], k[1], k[3], k[4])) for k in rows])), rack)
+
+    @classmethod
+    def _shape(cls, shape: tuple[Place, ...]) -> tuple[Place, ...]:
+        """The one object of equal shapes (while it is kept: bounded as the tables are)."""
+        known = cls._shapes.get(shape)
+        if known is None:
+            known = cls._shapes[shape] = shape
+            if len(cls._shapes) > cls.SHAPES_MAX:
+                cls._shapes.popitem(last=False)
+        else:
+            cls._shapes.move_to_end(shape)
+        return known
+
+    @classmethod
+    def of(cls, rows: Iterable[Sequence[object]]) -> Keys:
+        """The interned table of these keys (equal content gives the same object while it is kept)."""
+        if type(rows) is KeyRows:
+            compact: Sequence[Key] = KeyRows(cls._shape(rows.shape), rows.rack)
+        else:
+            compact = cls._compact(tuple(r if type(r) is Key else Key(*r) for r in rows))  # type: ignore[arg-type]
+        name: Hashable = (compact.rack, compact.shape) if type(compact) is KeyRows else compact
+        table = cls._interned.get(name)
+        if table is None:
+            table = cls._interned[name] = Keys(compact)
+            if len(cls._interned) > cls.INTERNED_MAX:
+                cls._interned.popitem(last=False)
+        else:
+            cls._interned.move_to_end(name)
+        return table
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"Keys(id={self.id}, points={self.n})"
+
+
+EMPTY_KEYS = Keys.of(())
