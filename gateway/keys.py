@@ -93,6 +93,10 @@ class Keys:
     INTERNED_MAX: ClassVar[int] = 4096  # shapes kept for reuse; past it the least recently used is forgotten
     # rack shapes kept to be shared (a site has a few profiles); a table whose shape is not kept has its own
     SHAPES_MAX: ClassVar[int] = 256
+    # the places of every shape, one object each: the tables of a CAN rack's windows (the same blocks in
+    # other rounds) and of racks of several profiles share them, so a table holds a reference a point
+    _places: ClassVar[dict[Place, Place]] = {}
+    PLACES_MAX: ClassVar[int] = 1 << 18  # past it the places start again (a shape keeps those it holds)
 
     def __init__(self, rows: Sequence[Key]) -> None:
         self.rows: Sequence[Key] = rows if type(rows) is KeyRows else Keys._compact(tuple(rows))
@@ -111,7 +115,13 @@ class Keys:
             if k.rack != rack:
                 return rows
         new = tuple.__new__
-        return KeyRows(cls._shape(tuple([new(Place, (k[0], k[1], k[3], k[4])) for k in rows])), rack)
+        places = cls._places
+        if len(places) > cls.PLACES_MAX:
+            places.clear()
+        place = places.setdefault
+        return KeyRows(
+            cls._shape(tuple([place(p, p) for p in [new(Place, (k[0], k[1], k[3], k[4])) for k in rows]])), rack
+        )
 
     @classmethod
     def _shape(cls, shape: tuple[Place, ...]) -> tuple[Place, ...]:

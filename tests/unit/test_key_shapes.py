@@ -36,6 +36,29 @@ def test_tables_of_racks_of_one_shape_hold_no_key_per_point() -> None:
     assert type(a) is KeyRows and type(b) is KeyRows and a.shape is b.shape
 
 
+def test_tables_of_one_racks_blocks_in_other_rounds_share_their_places() -> None:
+    """A CAN rack's windows: tables of the same blocks in 1 to 8 rounds (each a new shape) share one
+    object per place, so each table holds a reference a point, not a tuple a point."""
+    block = rows_of("can-rounds")[:260]
+    Keys.of(block)  # the places, made once
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        tables = [Keys.of(block * rounds + block[: rounds * 7]) for rounds in range(1, 9)]
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    points = sum(len(t) for t in tables)
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    # a new place tuple per point would be about 80 bytes a point; a reference is 8
+    assert grown < 24 * points, f"{len(tables)} tables of {points} points took {grown} bytes"
+    one, other = tables[0].rows, tables[-1].rows
+    assert type(one) is KeyRows and type(other) is KeyRows
+    assert all(a is b for a, b in zip(one.shape, other.shape, strict=False))
+
+
 def test_a_table_of_one_rack_reads_as_its_keys() -> None:
     rows = rows_of("r1")
     keys = Keys.of(rows)
