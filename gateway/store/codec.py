@@ -101,12 +101,23 @@ class KeyTables:
         if body is None:
             raise ValueError(f"outbox row refers to key table {digest}, which the store does not hold")
         table = key_table_from_body(body)
+        self._put(digest, table)
+        return table
+
+    def remember(self, keys: Keys) -> None:
+        """A key table this process stored: a read finds it again without its body parsed back (a CAN
+        rack's windows make new tables as they go, each of thousands of points)."""
+        if keys.digest in self._tables:
+            self._tables.move_to_end(keys.digest)
+        else:
+            self._put(keys.digest, KeyTable(keys))
+
+    def _put(self, digest: str, table: KeyTable) -> None:
         self._tables[digest] = table
         self.points += len(table.keys)
         while len(self._tables) > 1 and self.points > self.max_points:
             _, gone = self._tables.popitem(last=False)
             self.points -= len(gone.keys)
-        return table
 
     def __len__(self) -> int:
         return len(self._tables)

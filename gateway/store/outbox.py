@@ -31,7 +31,7 @@ import structlog
 from gateway import metrics
 from gateway.alarms.gatewayalarm import STORE_DISK_FULL, GatewayAlarms
 from gateway.model import Batch, Keys
-from gateway.store import lockwait
+from gateway.store import codec, lockwait
 from gateway.store.budget import Budget
 from gateway.store.codec import encode, keys_body
 from gateway.store.cursors import Cursors
@@ -212,6 +212,8 @@ class Outbox(Reading, DiskFaults, LockFaults, Cursors, Budget):
                     [(d, last) for d in layouts],
                 )
         self._stored_layouts.update(new)
+        for digest in new:
+            codec.KEY_TABLES.remember(layouts[digest])
         return last
 
     def _set_disk_full(self, full: bool) -> None:

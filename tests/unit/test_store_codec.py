@@ -102,7 +102,7 @@ def test_a_new_process_reads_the_key_table_from_the_store(tmp_path: Path) -> Non
     box = Outbox(tmp_path / "o.db")
     box.append([plain(5), plain(5, t=T + 1)])
     box.close()
-    assert len(codec.KEY_TABLES) == 0
+    codec.KEY_TABLES = KeyTables()  # a new process: it has read no key table back yet
     box = Outbox(tmp_path / "o.db")
     first, second = (r.batch for r in box.read(0))
     assert first.keys is second.keys is Keys.of(plain(5).keys.rows) and len(codec.KEY_TABLES) == 1
@@ -110,10 +110,31 @@ def test_a_new_process_reads_the_key_table_from_the_store(tmp_path: Path) -> Non
     box.close()
 
 
+def test_the_writer_reads_its_own_key_tables_without_parsing_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key table the process stored is found again by its digest: a row read back (here with the
+    decoded-row cache off) has its source's table, and no table body is parsed."""
+    box = Outbox(tmp_path / "o.db")
+    box.decoded_max_samples = 0
+    written = plain(7, rack="writer")
+    box.append([written])
+
+    def parsed(body: str) -> codec.KeyTable:
+        raise AssertionError("a key table this process stored was parsed back from the store")
+
+    monkeypatch.setattr(codec, "key_table_from_body", parsed)
+    (row,) = box.read(0)
+    assert row.batch.keys is written.keys and row.batch.samples() == written.samples()
+    box.close()
+
+
 def test_a_row_whose_key_table_is_gone_is_quarantined_not_wrong_data(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
     box.append([plain(3)])
     box.db.execute("DELETE FROM layouts")
+    codec.KEY_TABLES = KeyTables()  # read as a new process would (the writer knows its tables)
+    box.decoded_max_samples = 0
     assert box.read(0) == []
     (q,) = box.quarantined()
     assert q.seq == 1 and "key table" in q.error
