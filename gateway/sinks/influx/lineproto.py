@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from gateway.catalog import level_of
 from gateway.lru import LruCache
-from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys, Place
+from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Key, Keys, Place
 from gateway.sinks.columns import (
     SHAPES_MAX,
     PlanCache,
@@ -84,17 +84,22 @@ def line_plan(keys: Keys, site: str, source: str, shapes: Shapes | None = None) 
     numbers: dict[tuple[str, object, object, object], int] = {}
     field_ids: dict[str, int] = {}
     series: list[int] = []
+    seen: dict[Key, tuple[str, str, int]] = {}  # a key again (a CAN window's block in another round)
     for k in keys.rows:
-        level = str(level_of(k.quantity, k.module, k.cell))
-        head = f"{level},site={site_t},rack={tag(str(k.rack))}"
-        if k.module is not None:
-            head += f",module={k.module}"
-        if k.cell is not None:
-            head += f",cell={k.cell}"
-        heads.append(head)
-        fields.append(f" {tag(k.quantity)}=")
-        field_ids.setdefault(fields[-1], len(field_ids))
-        series.append(numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
+        got = seen.get(k)
+        if got is None:
+            level = str(level_of(k.quantity, k.module, k.cell))
+            head = f"{level},site={site_t},rack={tag(str(k.rack))}"
+            if k.module is not None:
+                head += f",module={k.module}"
+            if k.cell is not None:
+                head += f",cell={k.cell}"
+            field = f" {tag(k.quantity)}="
+            field_ids.setdefault(field, len(field_ids))
+            got = seen[k] = (head, field, numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
+        heads.append(got[0])
+        fields.append(got[1])
+        series.append(got[2])
     tails = tuple(f",quality={q},source={source_t}" for q in QUALITIES)
     plain = not any("\\" in h for h in heads) and "\\" not in tails[0]
     made: dict[int, str] = {}  # a series' key is one string for all its points (voltage and temperature of a cell)

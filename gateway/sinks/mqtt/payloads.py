@@ -225,15 +225,24 @@ def _plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
     units: list[str] = []
     places: list[str] = []
     by_rack: dict[str, list[int]] = {}
-    for i, k in enumerate(keys.rows):
-        units.append(f',"u":{json_text(k.unit)},"ql":')
-        place = "" if k.module is None else f',"m":{int(k.module)}'
-        places.append(place + ("}" if k.cell is None else f',"c":{int(k.cell)}}}'))
-        if str(level_of(k.quantity, k.module, k.cell)) in levels:
+    seen: dict[Key, tuple[str, str, bool]] = {}  # a key again (a CAN window's block in another round)
+    rows_of = list(keys.rows)
+    for i, k in enumerate(rows_of):
+        got = seen.get(k)
+        if got is None:
+            place = "" if k.module is None else f',"m":{int(k.module)}'
+            got = seen[k] = (
+                f',"u":{json_text(k.unit)},"ql":',
+                place + ("}" if k.cell is None else f',"c":{int(k.cell)}}}'),
+                str(level_of(k.quantity, k.module, k.cell)) in levels,
+            )
+        units.append(got[0])
+        places.append(got[1])
+        if got[2]:
             by_rack.setdefault(k.rack, []).append(i)
     racks = []
     for rack, members in by_rack.items():
-        rows = [keys.rows[i] for i in members]
+        rows = [rows_of[i] for i in members]
         skeys = [sys.intern(state_key(k)) for k in rows]
         # a state key is its quantity and digits, '/' or '-' (nothing JSON escapes) after it
         quoted = [json_text(k.quantity) for k in rows]
