@@ -7,7 +7,9 @@
   for stale racks, on/off delays when no sample arrives, and shelve expiry, and takes the conditions
   the gateway reports about itself (`rt.gateway_alarms`, rack `gateway`; a report wakes it at once).
 - Service `alarm-commands` (only when `alarms.commands.enabled`): MQTT acknowledge/shelve.
-- Every transition is journaled (hash-chained) before it is handed to the outbox. When the journal
+- Every transition is journaled (hash-chained) and, in the same step, queued for the outbox past the
+  queue's bound (`rt.emit_now`): nothing journaled later can reach the outbox first, so each rack's
+  events are stored in journal order (a commit's events are grouped per rack). When the journal
   cannot be written (a full disk) its entries wait in memory and each tick retries (at most once a
   second), so nothing here needs a store write to succeed at the moment a fault is reported.
 """
@@ -71,7 +73,7 @@ class AlarmService:
         self._forget_sinks()
         unstored = self._unstored()
         self._record([{"type": "start", "ts": now, "restored": len(engine.instances), "rules": len(engine.specs)}])
-        self._pending: list[Batch] = unstored + self._journaled(restored)
+        self._emit(unstored + self._journaled(restored))  # queued before any source's first batch
         self._gauge()  # restored alarms count from the start
         log.info("alarm engine ready", rules=len(engine.specs), restored_alarms=len(engine.instances))
 
@@ -127,10 +129,8 @@ class AlarmService:
         """Start-up snapshot, then the clock (woken early when the gateway reports a condition)."""
         self._loop = asyncio.get_running_loop()
         now = self.clock()
-        reported = self._journaled(self.engine.gateway(self.gateway.take_changes()))  # before the start
-        for b in self._pending + reported + self.engine.snapshot(now):
-            await self.rt.emit(b)
-        self._pending = []
+        self._emit(self._journaled(self.engine.gateway(self.gateway.take_changes())))  # before the start
+        self._emit(self.engine.snapshot(now))
         interval = self.rt.cfg.alarms.tick_interval
         while not self.stopping:
             with contextlib.suppress(TimeoutError):
@@ -143,12 +143,14 @@ class AlarmService:
 
     async def tick(self) -> None:
         changes = self.gateway.take_changes()
-        out = self._pending + self._journaled(self.engine.gateway(changes) + self.engine.tick(self.clock()))
-        self._pending = []
+        self._emit(self._journaled(self.engine.gateway(changes) + self.engine.tick(self.clock())))
         if self._unjournaled:
             self._retry_journal()
-        for b in out:
-            await self.rt.emit(b)
+
+    def _emit(self, batches: list[Batch]) -> None:
+        """Into the queue at once, in the step that journaled them (never behind a full queue)."""
+        for b in batches:
+            self.rt.emit_now(b)
 
     def _wake_up(self) -> None:
         """The gateway reported a condition (from any thread): tick now rather than at the next interval."""
@@ -192,8 +194,7 @@ class AlarmService:
         metrics.commands.labels(cmd.action, result).inc()
         log.info("alarm command", action=cmd.action, user=cmd.user, reason=cmd.reason, alarm_ids=ids[:20],
                  errors=errors[:20], **signed)  # fmt: skip
-        for b in out:
-            await self.rt.emit(b)
+        self._emit(out)
         reply.update(ok=not errors, alarm_ids=ids, errors=errors)
         return reply
 
@@ -260,7 +261,7 @@ class AlarmService:
         loaded = getattr(result, "loaded", None)
         if not getattr(result, "ok", False) or loaded is None:
             return
-        self._pending += self._journaled(self.engine.set_racks(racks_of(loaded), self.clock()))  # next tick emits
+        self._emit(self._journaled(self.engine.set_racks(racks_of(loaded), self.clock())))
         self._forget_sinks()
 
     def close(self) -> None:
@@ -268,7 +269,7 @@ class AlarmService:
             self.commands.close()
         try:
             # A clean stop stored every journaled event; otherwise the next start looks further back.
-            kind = "stop" if not (self._pending or self._inflight) else "stop_incomplete"
+            kind = "stop" if not self._inflight else "stop_incomplete"
             self._record([{"type": kind, "ts": self.clock(), "active": len(self.engine.instances)}])
             if self._unjournaled:
                 metrics.journal_dropped.inc(len(self._unjournaled))

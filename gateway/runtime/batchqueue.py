@@ -4,6 +4,10 @@ A batch counts as its samples plus its records (`len(batch)`). `put` waits while
 (backpressure: a source that produces faster than the gateway stores waits, and nothing is dropped);
 waiting sources enter in the order they came. An empty queue takes any batch, however large, so a
 batch bigger than the bound never blocks for good. `None` (the end marker) takes no room.
+
+`put_now` queues at once, past the bound and ahead of waiting sources: for the gateway's own record
+batches (alarm transitions), which must reach the outbox in the order they were journaled. They are
+few and small (bounded by the alarms in view), so the bound they pass is not the one that matters.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ class BatchQueue:
         if item is not None and (self._putters or not self.has_room(size)):
             raise QueueFull
         self._append(item, size)
+
+    def put_now(self, item: Batch) -> None:
+        """Queue `item` at once, whether there is room or not (see the module's text)."""
+        self._append(item, len(item))
 
     async def put(self, item: Batch | None) -> float:
         """Queue `item`, waiting (behind earlier waiters) while there is no room; return the seconds waited.

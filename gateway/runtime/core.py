@@ -106,6 +106,7 @@ class Runtime:
         self.processors: list[Processor] = self.pipeline.processors
         self.observers: list[Observer] = self.pipeline.observers
         self.emit: Callable[[Batch], Awaitable[None]] = self.pipeline.emit  # a source's way into the queue
+        self.emit_now: Callable[[Batch], None] = self.pipeline.emit_now  # alarm transitions: never wait
         self.on_reloading: list[Callable[[], None]] = []  # a reload begins
         self.on_reload: list[Callable[[ReloadResult], None]] = []  # a reload ended (applied or rejected)
         self.last_reload: ReloadResult | None = None

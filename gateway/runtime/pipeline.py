@@ -78,6 +78,11 @@ class Pipeline:
                             queued_samples=queue.samples, waits=queue.full_waits,
                             waited_s=round(queue.waited, 3))  # fmt: skip
 
+    def emit_now(self, batch: Batch) -> None:
+        """Queue a record batch the gateway made (alarm transitions) at once, past the bound: it keeps
+        its place after what was journaled before it and ahead of what a later commit journals."""
+        self.queue.put_now(batch)
+
     async def run(self, commit_interval: float) -> None:
         """Take batches from the queue and group-commit them until the end marker (`None`)."""
         done = False

@@ -3,6 +3,7 @@ the journal matches the outbox and verifies, and a latched alarm survives a rest
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +113,14 @@ async def test_simulated_faults_raise_alarms_into_the_outbox_and_journal(tmp_pat
 
     comm = [r for r in alarm_records(rt) if r["type"] == "event" and r["alarm_id"] == "rack-02:comm_loss"]
     assert "simulated dropout" in comm[0]["message"]
-    # The journal holds every event of the outbox, in the same order, and its chain verifies.
+    # The journal holds every event of the outbox, each rack's in the same order, and its chain verifies.
+    # (A commit's events are stored grouped per rack, so two racks' events may interleave differently.)
     journal = Journal(rt.cfg.store.path, readonly=True)
     journaled = [{k: v for k, v in e.body.items() if k != "detail"} for e in journal.entries() if e.kind == "event"]
-    assert [r for r in alarm_records(rt) if r["type"] == "event"] == journaled
+    outbox = [r for r in alarm_records(rt) if r["type"] == "event"]
+    assert len(outbox) == len(journaled)
+    for rack in {r["rack"] for r in outbox + journaled}:
+        assert [r for r in outbox if r["rack"] == rack] == [r for r in journaled if r["rack"] == rack]
     kinds = [e.kind for e in journal.entries()]
     assert kinds[0] == "start" and kinds[-1] == "stop"
     assert journal.verify() == (len(list(journal.entries())), [])
@@ -245,3 +250,44 @@ def test_an_unwritable_journal_keeps_entries_and_the_events_still_flow(tmp_path:
     assert states == [("rack-01:estop", "active_unack"), ("rack-01:estop", "rtn_unack")]
     assert j.verify()[1] == []
     j.close()
+
+
+async def test_a_tick_never_waits_behind_a_full_queue_so_a_rack_keeps_its_journal_order(tmp_path: Path) -> None:
+    """A transition the clock found is queued in the step that journaled it, past a full queue and ahead of a
+    waiting source, so no transition journaled later (by that source's batch) reaches the outbox first."""
+    from gateway.model import Sample
+
+    text = config(tmp_path, weak=False, rack02=False).read_text(encoding="utf-8")
+    cfg = tmp_path / "full.yaml"
+    cfg.write_text(text + "runtime: {queue_batches: 1}\n", encoding="utf-8")
+    rt = Runtime(load_config(cfg))
+    svc = service_of(rt)
+    assert svc is not None
+    svc.clock = lambda: 1_000_000_000
+
+    def estop(ts: int, v: int) -> Batch:
+        return Batch.of_samples("rack-01", [Sample(ts, "interlock_estop", v, "", "good", "rack-01")], device="rack-01")
+
+    rt.queue.put_nowait(estop(1, 0))  # the queue is full
+    waiting = asyncio.create_task(rt.pipeline.emit(estop(2_000_000_000, 1)))  # a source waits for room
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    svc.engine.last_seen["rack-01"] = 0  # no sample for 1 s: the clock finds the rack stale
+    svc.engine.racks.add("rack-01")
+    await asyncio.wait_for(svc.tick(), 10.0)  # returns at once though the queue is full
+    assert len(rt.queue) == 2 and not waiting.done()
+    first = rt.queue.get_nowait()
+    alarm = rt.queue.get_nowait()
+    await asyncio.wait_for(waiting, 10.0)
+    late = rt.queue.get_nowait()
+    assert first is not None and alarm is not None and late is not None
+    assert [r["alarm_id"] for r in alarm.records if r["type"] == "event"] == ["rack-01:stale"]
+    rt.pipeline.commit([first, alarm, late])  # the source's estop is journaled after the stale event
+    journal = Journal(rt.cfg.store.path, readonly=True)
+    journaled = [(e.body["alarm_id"], e.body["state"]) for e in journal.entries() if e.kind == "event"]
+    journal.close()
+    stale = "rack-01:stale"
+    assert journaled == [(stale, "active_unack"), (stale, "rtn_unack"), ("rack-01:estop", "active_unack")]
+    assert [(r["alarm_id"], r["state"]) for r in alarm_records(rt) if r["type"] == "event"] == journaled
+    svc.close()
+    rt.outbox.close()

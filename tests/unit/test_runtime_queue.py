@@ -113,3 +113,18 @@ async def test_a_burst_waits_for_room_and_is_committed_in_bounded_groups_in_orde
     ob = Outbox(tmp_path / "s.db")
     assert [r.batch.created for r in ob.query() if r.batch.source == "src"] == list(range(40))
     ob.close()
+
+
+async def test_put_now_enters_a_full_queue_ahead_of_waiting_sources() -> None:
+    q = BatchQueue(max_batches=1, max_samples=100)
+    await q.put(batch(1, 1))
+    waiting = asyncio.create_task(q.put(batch(2, 1)))
+    await asyncio.sleep(0)
+    q.put_now(batch(3, 5))  # past the bound, at once
+    assert len(q) == 2 and q.samples == 6 and not waiting.done()
+    order = []
+    for _ in range(3):
+        b = await q.get()
+        assert b is not None
+        order.append(b.created)
+    assert order == [1, 3, 2] and await waiting > 0 and q.samples == 0
