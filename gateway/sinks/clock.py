@@ -24,7 +24,7 @@ import numpy.typing as npt
 import structlog
 
 from gateway.model import I64
-from gateway.sinks.columns import Texts, some
+from gateway.sinks.columns import Texts, run_ranks, some
 from gateway.sinks.delivery import Item
 
 log = structlog.get_logger("sink.clock")
@@ -136,37 +136,45 @@ class ClockGuard:
 
     def admit_each(
         self, pending: Pending, keys: Texts, times: I64, slots: IntArr | None = None, distinct: bool | None = None
-    ) -> bool:
-        """Whether each line is written as it is (its series' newest time is before it), as `lines` would
-        write them; if so they are recorded as written (no line built). A series may come again in the
-        lines only at a later time unit: the series are distinct, or the times do not decrease and no
-        series comes twice at one time. `slots`: the keys' slots when the caller knows them; `distinct`:
-        whether no key is there twice, when the caller knows it."""
+    ) -> I64 | None:
+        """The time to write each line at, when every line is written as it is: its series' newest time is
+        before it. Lines of one series at one time (two frames of one CAN message in one batch window) move
+        a unit on each, the k-th of them by k units, as `lines` moves a point at its series' newest time.
+        Otherwise a series may come again only at a later time. The lines are recorded as written (no line
+        built). None: not so; the lines go through `lines` one by one. `slots`: the keys' slots when the
+        caller knows them; `distinct`: whether no key is there twice, when the caller knows it."""
         if slots is None:
             slots = self.slots(pending, keys.tolist())
         col = pending.times
         if distinct is None:
             ordered = np.sort(slots)  # a series twice? (a sort: np.unique took 7 times as long for 1,000 lines)
             distinct = not (ordered[1:] == ordered[:-1]).any()
-        if not distinct:
-            if (times[1:] < times[:-1]).any():
-                return False
-            order = np.lexsort((times, slots))
-            s, t = slots[order], times[order]
-            if ((s[1:] == s[:-1]) & (t[1:] == t[:-1])).any():
-                return False
-            if (col[slots] >= times).any():
-                return False
-            np.maximum.at(col, slots, times)
-        else:
+        if distinct:
             if some(col[slots] >= times):
-                return False
+                return None
             col[slots] = times
+            out = times
+        else:
+            if (times[1:] < times[:-1]).any() or (col[slots] >= times).any():
+                return None
+            order = np.lexsort((times, slots))  # stable: the lines of one series at one time keep their order
+            s, t = slots[order], times[order]
+            same = s[1:] == s[:-1]
+            again = same & (t[1:] == t[:-1])
+            if again.any():
+                t = t + run_ranks(again)
+                if (same & (t[1:] <= t[:-1])).any():
+                    return None  # a moved line would reach a later line of its series
+                out = np.empty_like(times)
+                out[order] = t
+            else:
+                out = times
+            np.maximum.at(col, slots, out)
         stepped = pending.stepped
         if stepped:
             for key in keys.tolist():
                 stepped.pop(key, None)
-        return True
+        return out
 
     def lines(self, pending: Pending, points: Sequence[LinePoint]) -> list[str]:
         """The line to write for each point (series key, fields, time, and the line itself or None when
@@ -175,6 +183,7 @@ class ClockGuard:
         col = pending.times
         stepped = pending.stepped
         out = []
+        real: dict[str, int] = {}  # newest time of each series' points so far, as read (not as moved on)
         for (key, fields, ts, line), slot in zip(points, slots, strict=True):
             top = int(col[slot])
             if ts > top:
@@ -182,8 +191,14 @@ class ClockGuard:
                 if stepped:
                     stepped.pop(key, None)
                 out.append(f"{key} {fields} {ts}" if line is None else line)
+            elif ts >= real.get(key, top + 1) and key not in stepped:
+                # not before the series' earlier points of this write, which were moved on: moved on too
+                col[slot] = top + 1
+                out.append(f"{key} {fields} {top + 1}")
             else:
                 out.append(self._held(pending, key, slot, fields, ts, top))
+            if ts > real.get(key, ts - 1):
+                real[key] = ts
         return out
 
     def _held(self, pending: Pending, key: str, slot: int, fields: str, ts: int, top: int) -> str:

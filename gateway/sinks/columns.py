@@ -58,6 +58,23 @@ def some(flags: npt.NDArray[np.bool_]) -> bool:
     return int(np.count_nonzero(flags)) != 0
 
 
+def run_ranks(again: npt.NDArray[np.bool_]) -> I64:
+    """Each element's place in its run: `again[i]` says element i + 1 repeats element i (0 for the first
+    of a run, then 1, 2, ...)."""
+    at = np.arange(len(again) + 1)
+    starts = np.where(np.concatenate(([True], ~again)), at, 0)
+    return at - np.maximum.accumulate(starts)
+
+
+def occurrences(values: I64) -> I64:
+    """Each element's count of equal elements before it (0 for the first of a value, then 1, 2, ...)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    out = np.empty(len(values), dtype=np.int64)
+    out[order] = run_ranks(ordered[1:] == ordered[:-1])
+    return out
+
+
 def number_texts(values: F64) -> Texts:
     """`repr(float(v))` of every value (finite ones: the caller leaves NaN and infinities out)."""
     n = len(values)

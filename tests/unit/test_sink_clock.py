@@ -58,3 +58,14 @@ def test_one_step_is_one_step_across_series() -> None:
     g.commit(state)
     out, state = g.apply([(2, "a,r=1 x=2.0 10"), (2, "b,r=1 x=2.0 10")])
     assert out == [(2, "a,r=1,clock_step=1 x=2.0 10"), (2, "b,r=1,clock_step=1 x=2.0 10")]
+
+
+def test_a_third_reading_in_one_unit_moves_on_and_is_not_a_step() -> None:
+    g = ClockGuard("influx")
+    items = [(1, "a,r=1 x=1.0 100"), (1, "a,r=1 x=2.0 100"), (1, "a,r=1 x=3.0 100"), (2, "a,r=1 y=4.0 101")]
+    out, state = g.apply(items)
+    assert out == [(1, "a,r=1 x=1.0 100"), (1, "a,r=1 x=2.0 101"), (1, "a,r=1 x=3.0 102"), (2, "a,r=1 y=4.0 103")]
+    g.commit(state)
+    assert g.steps == 0
+    out, _ = g.apply([(3, "a,r=1 x=5.0 100")])  # before what was written, in a later write: a step
+    assert out == [(3, "a,r=1,clock_step=1 x=5.0 100")]

@@ -9,7 +9,7 @@ import numpy as np
 
 from gateway.model import GOOD, QUALITY_CODE, Batch, Key, Keys, Sample
 from gateway.sinks.clock import ClockGuard
-from gateway.sinks.columns import PlanCache, number_texts, run_texts
+from gateway.sinks.columns import PlanCache, number_texts, occurrences, run_ranks, run_texts
 from gateway.sinks.influx.lineproto import LineRenderer
 from gateway.sinks.influx.sink import chunk_items, chunks_body, gzip_body, render_chunks, render_row
 from gateway.sinks.mqtt.payloads import MqttState, Topics, render_rows, state_messages
@@ -78,6 +78,40 @@ def test_one_quantity_twice_within_one_unit_keeps_both_readings() -> None:
         f"{R1},cell=1,quality=good,source=modbus:r1 cell_voltage=3.2,cell_temperature=20.0 1700000000123",
         f"{R1},cell=1,quality=good,source=modbus:r1 cell_voltage=3.3,cell_temperature=21.0 1700000000124",
     ]
+
+
+def test_readings_of_one_window_at_one_time_move_a_unit_each_and_are_never_a_clock_step() -> None:
+    # A CAN window: three frames of one message (two cells) decoded at one time, beside a rack quantity.
+    keys = Keys.of([Key("cell_voltage", "V", "r1", 1, 1), Key("cell_voltage", "V", "r1", 1, 2)] * 3
+                   + [Key("soc", "%", "r1")])  # fmt: skip
+    ts = np.full(7, T, dtype=np.int64)
+    values = np.array([3.21, 3.22, 3.23, 3.24, 3.25, 3.26, 50.0])
+    b = Batch("can:r1", keys, ts, values, np.full(7, GOOD, dtype=np.uint8))
+    guard = ClockGuard("a")
+    renderer = LineRenderer("s", "ms")
+    lines = [line for _seq, line in items([Row(1, T, b)], renderer, guard)]
+    head = "cell,site=s,rack=r1,module=1,cell={},quality=good,source=can:r1 cell_voltage={} {}"
+    assert lines == [
+        head.format(1, 3.21, 1700000000123), head.format(2, 3.22, 1700000000123),
+        head.format(1, 3.23, 1700000000124), head.format(2, 3.24, 1700000000124),
+        head.format(1, 3.25, 1700000000125), head.format(2, 3.26, 1700000000125),
+        "rack,site=s,rack=r1,quality=good,source=can:r1 soc=50.0 1700000000123",
+    ]  # fmt: skip
+    assert guard.steps == 0
+    # The next window, 20 ms on, is after every moved reading: written as it is.
+    later = Batch("can:r1", keys, ts + 20_000_000, values, np.full(7, GOOD, dtype=np.uint8))
+    again = [line for _seq, line in items([Row(2, T, later)], renderer, guard)]
+    assert [line.rsplit(" ", 1)[1] for line in again] == ["1700000000143"] * 2 + ["1700000000144"] * 2 + [
+        "1700000000145"
+    ] * 2 + ["1700000000143"]
+    assert guard.steps == 0 and "clock_step" not in "".join(lines + again)
+
+
+def test_run_ranks_and_occurrences() -> None:
+    again = np.array([False, True, True, False, True])
+    assert run_ranks(again).tolist() == [0, 0, 1, 2, 0, 1]
+    assert run_ranks(np.zeros(0, dtype=bool)).tolist() == [0]
+    assert occurrences(np.array([5, 3, 5, 5, 3, 7])).tolist() == [0, 0, 1, 2, 1, 0]
 
 
 def test_a_retry_renders_the_same_lines_until_committed() -> None:

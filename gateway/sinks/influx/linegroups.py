@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from gateway.lru import LruCache
 from gateway.model import I64, QUALITIES, U8
-from gateway.sinks.columns import Texts, every
+from gateway.sinks.columns import Texts, every, occurrences
 
 IntArr = npt.NDArray[np.intp]
 Bools = npt.NDArray[np.bool_]
@@ -104,7 +104,9 @@ def _group_points(
 ) -> tuple[IntArr, IntArr]:
     """A line per (time, series, quality): each line's first point (as `np.unique`'s `return_index`, a
     position in `idx`) and each point's line. If one field would come twice in a line, the time is
-    taken to the nanosecond instead, so no value overwrites another."""
+    taken to the nanosecond instead; if it still would (two frames of one CAN message in one batch
+    window share its time), the line is split: the k-th reading of a field goes to the k-th line of
+    that series and time, which the clock guard moves k units on. No value overwrites another."""
     series = series_of[idx]
     width = int(series_of.max()) + 1
     while True:
@@ -112,11 +114,17 @@ def _group_points(
         group = (time_no * width + series) * len(QUALITIES) + quality
         _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
-        if div == 1 or len(first) == len(idx):
+        if len(first) == len(idx):
             return first, inverse
-        pairs = np.sort(inverse * (int(field_ids.max()) + 1) + field_ids[idx])
+        fields = inverse * (int(field_ids.max()) + 1) + field_ids[idx]
+        pairs = np.sort(fields)
         if not (pairs[1:] == pairs[:-1]).any():
             return first, inverse
+        if div == 1:
+            rank = occurrences(fields)
+            _, first, inverse = np.unique(inverse * (int(rank.max()) + 1) + rank, return_index=True,
+                                          return_inverse=True)  # fmt: skip
+            return first, inverse.reshape(-1)
         div = 1
 
 

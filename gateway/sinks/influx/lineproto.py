@@ -124,10 +124,9 @@ def _series_keys(plan: LinePlan, code: int) -> Texts:
 
 
 class Lines(NamedTuple):
-    """The sample lines of a batch: their text (each line `<key> <fields> <time>` and a newline) and
-    what the clock guard reads of each line."""
+    """The sample lines of a batch (each line `<key> <fields> <time>` and a newline): what the clock guard
+    reads of each line, and what makes their text (`text`, or `text_at` other times)."""
 
-    text: str
     keys: Texts
     times: I64  # in units of the precision
     plain: bool  # see LinePlan.plain
@@ -135,10 +134,23 @@ class Lines(NamedTuple):
     codes: U8  # each line's quality code
     columns: dict[int, Texts]  # the plan's key column of each code (a line's key: columns[code][row])
     distinct: bool  # no series (with its quality) has two lines
+    groups: LineGroups | None  # which points make each line (None: no lines)
+    values: Texts  # the value text of each point of the lines
+
+    @property
+    def text(self) -> str:
+        return self.text_at(self.times)
+
+    def text_at(self, times: I64) -> str:
+        """The lines' text with these times (one per line, in units of the precision)."""
+        if self.groups is None:
+            return ""
+        return _line_text(self.groups, self.keys, self.values, run_texts(times, " ", "\n"))
 
 
 NO_LINES = Lines(
-    "", texts_of([]), np.zeros(0, dtype=np.int64), True, np.zeros(0, dtype=np.intp), np.zeros(0, np.uint8), {}, True
+    texts_of([]), np.zeros(0, dtype=np.int64), True, np.zeros(0, dtype=np.intp), np.zeros(0, np.uint8), {}, True, None,
+    texts_of([]),
 )
 
 
@@ -205,8 +217,7 @@ class LineRenderer:
                 keys[at] = _series_keys(plan, c)[firsts[at]]
         times = batch.ts[firsts] // self.div
         values = texts if groups.whole else texts[groups.members]
-        text = _line_text(groups, keys, values, run_texts(times, " ", "\n"))
-        return Lines(text, keys, times, plan.plain, firsts, codes, plan.keys, groups.distinct)
+        return Lines(keys, times, plan.plain, firsts, codes, plan.keys, groups.distinct, groups, values)
 
     def lines(self, batch: Batch) -> list[str]:
         """Every line of one stored batch, whatever its kind."""

@@ -79,14 +79,18 @@ def render_row(row: Row, renderer: LineRenderer, guard: ClockGuard | None, pendi
 
 
 def _guarded_text(lines: Lines, guard: ClockGuard | None, pending: Pending | None) -> str:
-    """The lines' text, or (when a line is not after its series' newest, or a tag holds a backslash) the
-    lines as the guard writes them one by one."""
-    if guard is not None and pending is not None and lines.text:
-        slots = _slots(lines, guard, pending)
-        if not lines.plain or not guard.admit_each(pending, lines.keys, lines.times, slots, lines.distinct):
-            points = [split_line(line) for line in lines.text[:-1].split("\n")]
-            return "\n".join(guard.lines(pending, points)) + "\n"
-    return lines.text
+    """The lines' text at the times the guard admits them (see `ClockGuard.admit_each`), or (when a line
+    is not after its series' newest, or a tag holds a backslash) the lines as the guard writes them one
+    by one."""
+    if guard is None or pending is None or not len(lines.keys):
+        return lines.text
+    times = None
+    if lines.plain:
+        times = guard.admit_each(pending, lines.keys, lines.times, _slots(lines, guard, pending), lines.distinct)
+    if times is None:
+        points = [split_line(line) for line in lines.text[:-1].split("\n")]
+        return "\n".join(guard.lines(pending, points)) + "\n"
+    return lines.text_at(times)
 
 
 def _slots(lines: Lines, guard: ClockGuard, pending: Pending) -> npt.NDArray[np.intp]:
