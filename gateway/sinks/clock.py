@@ -2,9 +2,11 @@
 
 InfluxDB overwrites a point with the same series and time. When the gateway's clock steps back, new
 points could land on the times of points already written. The guard remembers, per series, the
-newest time written; a point before it is written with an extra tag `clock_step=<n>` (a new
-series), so nothing is overwritten and the step is visible (logged once per step). A point at the
-same time as the newest (two readings within one unit of the write precision) moves one unit on.
+newest time written, and that time as read; a point before the newest as read is written with an
+extra tag `clock_step=<n>` (a new series), so nothing is overwritten and the step is visible (logged
+once per step). A point at or after the newest as read but not after the newest written (readings
+within one unit of the write precision, or several frames of one CAN message in a batch window)
+moves one unit past the newest written.
 
 The guard's state only moves when a write was confirmed (`commit`), so a retried batch renders the
 same lines again and overwrites itself, which is what makes retries exactly-once. At start the sink
@@ -52,10 +54,11 @@ class Pending:
     """What one write changes in the guard: an overlay on its state, taken over by `commit` once the server
     confirmed the write (so a failed write leaves the guard as it was and the retry renders the same)."""
 
-    __slots__ = ("new_step", "stepped", "steps", "times")
+    __slots__ = ("new_step", "read", "stepped", "steps", "times")
 
-    def __init__(self, steps: int, stepped: dict[str, int], times: I64) -> None:
+    def __init__(self, steps: int, stepped: dict[str, int], times: I64, read: I64) -> None:
         self.times = times  # a copy of the guard's newest time per series slot, as this write leaves it
+        self.read = read  # ... and of the newest time as read (before a point was moved on)
         self.steps = steps
         self.stepped = stepped  # a copy of the guard's (small: only series tagged right now)
         self.new_step = 0  # the step number this write started, 0 if none
@@ -78,6 +81,7 @@ class ClockGuard:
         self.sink = sink
         self.index: dict[str, int] = {}  # series key → its slot
         self.times: I64 = np.full(1024, NEVER, dtype=np.int64)  # newest untagged time written, by slot
+        self.read: I64 = np.full(1024, NEVER, dtype=np.int64)  # ... its time as read, before it was moved on
         self.steps = 0  # clock steps seen so far
         self.stepped: dict[str, int] = {}  # series → step number it is tagged with now
         # The slots of a renderer's key columns (one per key table and quality), by the column's id while
@@ -97,7 +101,7 @@ class ClockGuard:
         return int(np.count_nonzero(self.times != NEVER))
 
     def begin(self) -> Pending:
-        return Pending(self.steps, dict(self.stepped), self.times.copy())
+        return Pending(self.steps, dict(self.stepped), self.times.copy(), self.read.copy())
 
     def apply(self, items: Sequence[Item]) -> tuple[list[Item], Pending]:
         """Lines to write and the state to `commit` once the server confirmed them."""
@@ -115,8 +119,7 @@ class ClockGuard:
                 if key not in index:
                     index[key] = len(index)
             slots = np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
-        if len(index) > len(pending.times):
-            pending.times = _grown(pending.times, len(index))
+        _fit(pending, len(index))
         return slots
 
     def column_slots(self, pending: Pending, column: Texts) -> IntArr:
@@ -124,8 +127,7 @@ class ClockGuard:
         got = self.columns.get(id(column))
         if got is not None and got.column is column:
             self.columns.move_to_end(id(column))
-            if len(self.index) > len(pending.times):
-                pending.times = _grown(pending.times, len(self.index))
+            _fit(pending, len(self.index))
             return got.slots
         slots = self.slots(pending, column.tolist())
         while self.columns and self.column_points + len(column) > self.max_column_points:
@@ -152,7 +154,7 @@ class ClockGuard:
         if distinct:
             if some(col[slots] >= times):
                 return None
-            col[slots] = times
+            col[slots] = pending.read[slots] = times
             out = times
         else:
             if (times[1:] < times[:-1]).any() or (col[slots] >= times).any():
@@ -170,6 +172,7 @@ class ClockGuard:
             else:
                 out = times
             np.maximum.at(col, slots, out)
+            np.maximum.at(pending.read, slots, times)
         stepped = pending.stepped
         if stepped:
             for key in keys.tolist():
@@ -180,35 +183,29 @@ class ClockGuard:
         """The line to write for each point (series key, fields, time, and the line itself or None when
         it is `<key> <fields> <time>`), in order."""
         slots = self.slots(pending, [p.key for p in points]).tolist()
-        col = pending.times
+        col, read = pending.times, pending.read
         stepped = pending.stepped
         out = []
-        real: dict[str, int] = {}  # newest time of each series' points so far, as read (not as moved on)
         for (key, fields, ts, line), slot in zip(points, slots, strict=True):
             top = int(col[slot])
             if ts > top:
-                col[slot] = ts
+                col[slot] = read[slot] = ts
                 if stepped:
                     stepped.pop(key, None)
                 out.append(f"{key} {fields} {ts}" if line is None else line)
-            elif ts >= real.get(key, top + 1) and key not in stepped:
-                # not before the series' earlier points of this write, which were moved on: moved on too
+            elif ts >= read[slot] and key not in stepped:
+                # Not before the series' newest point as read, only before points moved on (readings
+                # within one unit of the precision): moved on too, instead of overwriting one.
                 col[slot] = top + 1
+                read[slot] = ts
                 out.append(f"{key} {fields} {top + 1}")
             else:
-                out.append(self._held(pending, key, slot, fields, ts, top))
-            if ts > real.get(key, ts - 1):
-                real[key] = ts
+                out.append(self._step(pending, key, fields, ts, top))
         return out
 
-    def _held(self, pending: Pending, key: str, slot: int, fields: str, ts: int, top: int) -> str:
-        """A point not after the newest of its series."""
+    def _step(self, pending: Pending, key: str, fields: str, ts: int, top: int) -> str:
+        """A point before the newest of its series as read (a clock step), or of a series tagged now."""
         stepped = pending.stepped
-        if ts == top and key not in stepped:
-            # Two points of a series in the same time unit (precision): the later one moves one
-            # unit on, instead of overwriting the first.
-            pending.times[slot] = ts + 1
-            return f"{key} {fields} {ts + 1}"
         if key not in stepped:
             if not pending.new_step:
                 pending.steps += 1
@@ -227,8 +224,22 @@ class ClockGuard:
         if len(self.times) < len(times):
             self.times = _grown(self.times, len(times))
         np.maximum(self.times, times, out=self.times)  # times only move on (as one write leaves them)
+        read = pending.read
+        if len(read) < len(self.read):
+            read = _grown(read, len(self.read))
+        if len(self.read) < len(read):
+            self.read = _grown(self.read, len(read))
+        np.maximum(self.read, read, out=self.read)
         self.steps = pending.steps
         self.stepped = pending.stepped
+
+
+def _fit(pending: Pending, size: int) -> None:
+    """The pending columns with room for `size` slots."""
+    if size > len(pending.times):
+        pending.times = _grown(pending.times, size)
+    if size > len(pending.read):
+        pending.read = _grown(pending.read, size)
 
 
 def _grown(times: I64, size: int) -> I64:

@@ -69,3 +69,16 @@ def test_a_third_reading_in_one_unit_moves_on_and_is_not_a_step() -> None:
     assert g.steps == 0
     out, _ = g.apply([(3, "a,r=1 x=5.0 100")])  # before what was written, in a later write: a step
     assert out == [(3, "a,r=1,clock_step=1 x=5.0 100")]
+
+
+def test_a_reading_carried_to_the_next_write_at_its_own_time_moves_on_and_is_not_a_step() -> None:
+    # A CAN window holds a message three times: two go now (the second moved on), the last waits for
+    # the next window with its own time (the window's decode time).
+    g = ClockGuard("influx")
+    out, state = g.apply([(1, "a,r=1 x=1.0 100"), (1, "a,r=1 x=2.0 100")])
+    assert out == [(1, "a,r=1 x=1.0 100"), (1, "a,r=1 x=2.0 101")]
+    g.commit(state)
+    out, state = g.apply([(2, "a,r=1 x=3.0 100"), (2, "a,r=1 x=4.0 120")])
+    assert out == [(2, "a,r=1 x=3.0 102"), (2, "a,r=1 x=4.0 120")]
+    g.commit(state)
+    assert g.steps == 0 and g.newest == {"a,r=1": 120}
