@@ -139,44 +139,51 @@ class ClockGuard:
     def admit_each(
         self, pending: Pending, keys: Texts, times: I64, slots: IntArr | None = None, distinct: bool | None = None
     ) -> I64 | None:
-        """The time to write each line at, when every line is written as it is: its series' newest time is
-        before it. Lines of one series at one time (two frames of one CAN message in one batch window) move
-        a unit on each, the k-th of them by k units, as `lines` moves a point at its series' newest time.
-        Otherwise a series may come again only at a later time. The lines are recorded as written (no line
-        built). None: not so; the lines go through `lines` one by one. `slots`: the keys' slots when the
-        caller knows them; `distinct`: whether no key is there twice, when the caller knows it."""
+        """The time to write each line at, as `lines` would write them, when no line is a clock step (none is
+        before its series' newest time as read, or before an earlier line of its series, and no series is
+        tagged now): a line after its series' newest written keeps its time, any other moves one unit past
+        it (the k-th of several readings at one time k units). The lines are recorded as written (no line
+        built). None: some line is a step; the lines go through `lines` one by one. `slots`: the keys'
+        slots when the caller knows them; `distinct`: whether no key is there twice, when the caller knows."""
         if slots is None:
             slots = self.slots(pending, keys.tolist())
-        col = pending.times
+        col, read = pending.times, pending.read
+        newest = col[slots]
         if distinct is None:
             ordered = np.sort(slots)  # a series twice? (a sort: np.unique took 7 times as long for 1,000 lines)
             distinct = not (ordered[1:] == ordered[:-1]).any()
-        if distinct:
-            if some(col[slots] >= times):
-                return None
-            col[slots] = pending.read[slots] = times
-            out = times
-        else:
-            if (times[1:] < times[:-1]).any() or (col[slots] >= times).any():
-                return None
-            order = np.lexsort((times, slots))  # stable: the lines of one series at one time keep their order
-            s, t = slots[order], times[order]
-            same = s[1:] == s[:-1]
-            again = same & (t[1:] == t[:-1])
-            if again.any():
-                t = t + run_ranks(again)
-                if (same & (t[1:] <= t[:-1])).any():
-                    return None  # a moved line would reach a later line of its series
-                out = np.empty_like(times)
-                out[order] = t
-            else:
-                out = times
-            np.maximum.at(col, slots, out)
-            np.maximum.at(pending.read, slots, times)
         stepped = pending.stepped
         if stepped:
-            for key in keys.tolist():
-                stepped.pop(key, None)
+            tagged = [i for i, key in enumerate(keys.tolist()) if key in stepped]
+            if tagged and some(newest[tagged] >= times[tagged]):
+                return None  # a series tagged now, not yet past its newest
+            for i in tagged:
+                stepped.pop(keys[i], None)
+        if distinct and not some(newest >= times):
+            col[slots] = read[slots] = times
+            return times
+        if some(read[slots] > times):
+            return None
+        order = np.argsort(slots, kind="stable")  # by series, each in line order
+        s, t = slots[order], times[order]
+        same = s[1:] == s[:-1]
+        if some(same & (t[1:] < t[:-1])):
+            return None
+        # Per series, line i at max(t_i, line i-1 + 1), line -1 being the newest written:
+        # i + max(newest + 1, the running max of t_j - j over j <= i).
+        rank = run_ranks(same)
+        u = t - rank
+        group = np.cumsum(np.concatenate(([0], ~same)))
+        low, span = int(u.min()), int(u.max() - u.min()) + 1
+        if span * (int(group[-1]) + 1) >= 1 << 62:
+            return None  # times too far apart for one running max (the lines go one by one)
+        lift = group * span
+        running = np.maximum.accumulate(u - low + lift) - lift + low
+        moved = np.maximum(col[s] + 1, running) + rank
+        out = np.empty_like(times)
+        out[order] = moved
+        np.maximum.at(col, s, moved)
+        np.maximum.at(read, s, t)
         return out
 
     def lines(self, pending: Pending, points: Sequence[LinePoint]) -> list[str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from gateway.sinks.clock import ClockGuard, split_line
+from gateway.sinks.columns import texts_of
 
 
 def test_split_line_with_escaped_spaces() -> None:
@@ -82,3 +85,22 @@ def test_a_reading_carried_to_the_next_write_at_its_own_time_moves_on_and_is_not
     assert out == [(2, "a,r=1 x=3.0 102"), (2, "a,r=1 x=4.0 120")]
     g.commit(state)
     assert g.steps == 0 and g.newest == {"a,r=1": 120}
+
+
+def test_admit_each_moves_readings_within_a_unit_and_refuses_a_step() -> None:
+    g = ClockGuard("influx")
+
+    def admit(keys: list[str], times: list[int]) -> list[int] | None:
+        pending = g.begin()
+        out = g.admit_each(pending, texts_of(keys), np.array(times, dtype=np.int64))
+        if out is None:
+            return None
+        g.commit(pending)
+        return [int(t) for t in out]
+
+    assert admit(["a", "a", "b", "a"], [100, 100, 100, 100]) == [100, 101, 100, 102]
+    # the window's last round, carried at its own time, and the next window
+    assert admit(["a", "b", "a", "b"], [100, 100, 120, 120]) == [103, 101, 120, 120]
+    assert admit(["a"], [119]) is None  # before the newest as read: a step, tagged by `lines`
+    assert admit(["b", "b"], [121, 121]) == [121, 122]
+    assert g.newest == {"a": 120, "b": 122}
