@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -50,21 +50,25 @@ def split_line(line: str) -> LinePoint:
     return LinePoint(key, fields, int(ts), line)
 
 
+NEVER = np.iinfo(np.int64).min  # the time of a slot with nothing written
+LAG_MAX = np.iinfo(np.uint16).max
+U16 = npt.NDArray[np.uint16]
+
+
 class Pending:
     """What one write changes in the guard: an overlay on its state, taken over by `commit` once the server
     confirmed the write (so a failed write leaves the guard as it was and the retry renders the same)."""
 
-    __slots__ = ("new_step", "read", "stepped", "steps", "times")
+    __slots__ = ("lag", "new_step", "stepped", "steps", "times")
 
-    def __init__(self, steps: int, stepped: dict[str, int], times: I64, read: I64) -> None:
+    def __init__(self, steps: int, stepped: dict[str, int], times: I64, lag: U16) -> None:
         self.times = times  # a copy of the guard's newest time per series slot, as this write leaves it
-        self.read = read  # ... and of the newest time as read (before a point was moved on)
+        self.lag = lag  # ... and of how far it was moved on (see ClockGuard.lag)
         self.steps = steps
         self.stepped = stepped  # a copy of the guard's (small: only series tagged right now)
         self.new_step = 0  # the step number this write started, 0 if none
 
 
-NEVER = np.iinfo(np.int64).min  # the time of a slot with nothing written
 IntArr = npt.NDArray[np.intp]
 
 
@@ -81,7 +85,9 @@ class ClockGuard:
         self.sink = sink
         self.index: dict[str, int] = {}  # series key → its slot
         self.times: I64 = np.full(1024, NEVER, dtype=np.int64)  # newest untagged time written, by slot
-        self.read: I64 = np.full(1024, NEVER, dtype=np.int64)  # ... its time as read, before it was moved on
+        # How far the newest written was moved on from its time as read (units; at most LAG_MAX, which
+        # errs towards a step: 2 bytes a series, as the guard holds a slot for every series written).
+        self.lag: U16 = np.zeros(1024, dtype=np.uint16)
         self.steps = 0  # clock steps seen so far
         self.stepped: dict[str, int] = {}  # series → step number it is tagged with now
         # The slots of a renderer's key columns (one per key table and quality), by the column's id while
@@ -101,7 +107,7 @@ class ClockGuard:
         return int(np.count_nonzero(self.times != NEVER))
 
     def begin(self) -> Pending:
-        return Pending(self.steps, dict(self.stepped), self.times.copy(), self.read.copy())
+        return Pending(self.steps, dict(self.stepped), self.times.copy(), self.lag.copy())
 
     def apply(self, items: Sequence[Item]) -> tuple[list[Item], Pending]:
         """Lines to write and the state to `commit` once the server confirmed them."""
@@ -147,7 +153,7 @@ class ClockGuard:
         slots when the caller knows them; `distinct`: whether no key is there twice, when the caller knows."""
         if slots is None:
             slots = self.slots(pending, keys.tolist())
-        col, read = pending.times, pending.read
+        col, lag = pending.times, pending.lag
         newest = col[slots]
         if distinct is None:
             ordered = np.sort(slots)  # a series twice? (a sort: np.unique took 7 times as long for 1,000 lines)
@@ -160,9 +166,10 @@ class ClockGuard:
             for i in tagged:
                 stepped.pop(keys[i], None)
         if distinct and not some(newest >= times):
-            col[slots] = read[slots] = times
+            col[slots] = times
+            lag[slots] = 0
             return times
-        if some(read[slots] > times):
+        if some(newest - lag[slots] > times):
             return None
         order = np.argsort(slots, kind="stable")  # by series, each in line order
         s, t = slots[order], times[order]
@@ -182,29 +189,33 @@ class ClockGuard:
         moved = np.maximum(col[s] + 1, running) + rank
         out = np.empty_like(times)
         out[order] = moved
-        np.maximum.at(col, s, moved)
-        np.maximum.at(read, s, t)
+        last = np.flatnonzero(np.append(~same, True))  # each series' last line: its newest, as read and moved
+        at = s[last]
+        read = np.maximum(col[at] - lag[at], t[last])
+        col[at] = moved[last]
+        lag[at] = np.minimum(moved[last] - read, LAG_MAX)
         return out
 
     def lines(self, pending: Pending, points: Sequence[LinePoint]) -> list[str]:
         """The line to write for each point (series key, fields, time, and the line itself or None when
         it is `<key> <fields> <time>`), in order."""
         slots = self.slots(pending, [p.key for p in points]).tolist()
-        col, read = pending.times, pending.read
+        col, lag = pending.times, pending.lag
         stepped = pending.stepped
         out = []
         for (key, fields, ts, line), slot in zip(points, slots, strict=True):
             top = int(col[slot])
             if ts > top:
-                col[slot] = read[slot] = ts
+                col[slot] = ts
+                lag[slot] = 0
                 if stepped:
                     stepped.pop(key, None)
                 out.append(f"{key} {fields} {ts}" if line is None else line)
-            elif ts >= read[slot] and key not in stepped:
+            elif ts >= top - int(lag[slot]) and key not in stepped:
                 # Not before the series' newest point as read, only before points moved on (readings
                 # within one unit of the precision): moved on too, instead of overwriting one.
                 col[slot] = top + 1
-                read[slot] = ts
+                lag[slot] = min(top + 1 - ts, LAG_MAX)
                 out.append(f"{key} {fields} {top + 1}")
             else:
                 out.append(self._step(pending, key, fields, ts, top))
@@ -225,28 +236,40 @@ class ClockGuard:
         return f"{key},clock_step={stepped[key]} {fields} {ts}"
 
     def commit(self, pending: Pending) -> None:
-        times = pending.times
-        if len(times) < len(self.times):  # slots added by a later write's rendering (not committed yet)
-            times = _grown(times, len(self.times))
-        if len(self.times) < len(times):
-            self.times = _grown(self.times, len(times))
-        np.maximum(self.times, times, out=self.times)  # times only move on (as one write leaves them)
-        read = pending.read
-        if len(read) < len(self.read):
-            read = _grown(read, len(self.read))
-        if len(self.read) < len(read):
-            self.read = _grown(self.read, len(read))
-        np.maximum(self.read, read, out=self.read)
+        # Slots added by a later write's rendering (not committed yet) or by this one: one length for all.
+        size = max(len(self.times), len(pending.times))
+        times, lag = _padded(pending.times, size, NEVER), _padded(pending.lag, size, 0)
+        self.times, self.lag = _padded(self.times, size, NEVER), _padded(self.lag, size, 0)
+        # Times only move on (as one write leaves them); the newest as read too.
+        read = np.maximum(self.times - self.lag, times - lag)
+        np.maximum(self.times, times, out=self.times)
+        np.minimum(self.times - read, LAG_MAX, out=read)
+        self.lag[:] = read
         self.steps = pending.steps
         self.stepped = pending.stepped
+
+
+def _padded(column: npt.NDArray[Any], size: int, fill: int) -> npt.NDArray[Any]:
+    """The column, or a copy of it `size` long with `fill` in the new slots."""
+    if len(column) >= size:
+        return column
+    out = np.full(size, fill, dtype=column.dtype)
+    out[: len(column)] = column
+    return out
 
 
 def _fit(pending: Pending, size: int) -> None:
     """The pending columns with room for `size` slots."""
     if size > len(pending.times):
         pending.times = _grown(pending.times, size)
-    if size > len(pending.read):
-        pending.read = _grown(pending.read, size)
+    if size > len(pending.lag):
+        pending.lag = _grown_lag(pending.lag, size)
+
+
+def _grown_lag(lag: U16, size: int) -> U16:
+    out = np.zeros(max(size, 2 * len(lag)), dtype=np.uint16)
+    out[: len(lag)] = lag
+    return out
 
 
 def _grown(times: I64, size: int) -> I64:
