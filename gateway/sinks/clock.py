@@ -240,11 +240,15 @@ class ClockGuard:
         size = max(len(self.times), len(pending.times))
         times, lag = _padded(pending.times, size, NEVER), _padded(pending.lag, size, 0)
         self.times, self.lag = _padded(self.times, size, NEVER), _padded(self.lag, size, 0)
-        # Times only move on (as one write leaves them); the newest as read too.
-        read = np.maximum(self.times - self.lag, times - lag)
-        np.maximum(self.times, times, out=self.times)
-        np.minimum(self.times - read, LAG_MAX, out=read)
-        self.lag[:] = read
+        # Times only move on (as one write leaves them); the newest as read too. Only the slots the write
+        # changed (no column-long temporaries: the site's series are many, a write's few).
+        at = np.flatnonzero((times != self.times) | (lag != self.lag))
+        if len(at):
+            old, new = self.times[at], times[at]
+            read = np.maximum(old - self.lag[at], new - lag[at])
+            np.maximum(old, new, out=new)
+            self.times[at] = new
+            self.lag[at] = np.minimum(new - read, LAG_MAX)
         self.steps = pending.steps
         self.stepped = pending.stepped
 
