@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import Batch, BatchKind
+from gateway.model import Batch, BatchKind, Sample
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx.sink import InfluxSink
 from gateway.sinks.runner import SinkRunner
@@ -61,6 +61,24 @@ async def test_samples_land_in_victoriametrics_in_order(tmp_path: Path, victoria
 
 OUTAGE = float(os.environ.get("BMS_TEST_OUTAGE_SECONDS", "4"))
 RATE = 1000  # samples per second
+
+
+async def test_every_reading_of_a_can_window_lands_though_they_share_one_time(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> None:
+    """A CAN window stamps its samples with its decode time: three frames of one message are three readings
+    of one field at one nanosecond, and a second window carries the last reading of the first at that time.
+    Each is a point of its own (moved a millisecond on each), none overwritten, no clock step."""
+    ob, runner = make(tmp_path, victoria.url)
+    t0 = (time.time_ns() // 1_000_000) * 1_000_000
+    first = Batch.of_samples("r1", [Sample(t0, "raw.w", float(k), "", "good", "r1") for k in range(3)], device="r1")
+    carried = [Sample(t0, "raw.w", 3.0, "", "good", "r1"), Sample(t0 + 20_000_000, "raw.w", 4.0, "", "good", "r1")]
+    await deliver(ob, runner, [first, Batch.of_samples("r1", carried, device="r1")])
+    assert await vm_wait_points(victoria, '{__name__="rack_raw.w"}', 5) == 5
+    ms = t0 // 1_000_000
+    assert vm_series(victoria)["rack_raw.w"] == [(ms, 0.0), (ms + 1, 1.0), (ms + 2, 2.0), (ms + 3, 3.0), (ms + 20, 4.0)]
+    assert not victoria.export('{__name__="rack_raw.w", clock_step!=""}')
+    ob.close()
 
 
 async def test_outage_loses_nothing_and_keeps_order(tmp_path: Path, victoria: VictoriaMetrics) -> None:
