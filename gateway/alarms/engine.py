@@ -107,7 +107,7 @@ class AlarmEngine:
         inst.raw = raw
         a = inst.alarm
         if raw or a.in_view:
-            a.value, a.message = value, message() if callable(message) else message
+            a.value, a.text = value, message
         changed = inst.debounce.update(raw, ts)
         if changed is not None:
             self._condition(inst, changed, ts)

@@ -9,6 +9,7 @@ the array operations and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -187,11 +188,20 @@ class Rate(Rule):
                 sp.fall is not None and r.beyond(rate, -sp.fall, above=False, deadband=db, was=on))  # fmt: skip
             if was is None and not raw:
                 continue
-            limit = sp.rise if rate >= 0 else sp.fall
-            msg = self.text("{quantity}{where} changes {value} {unit}/s (limit {limit} {unit}/s)",
-                            quantity=pts.quantity(j), where=_where(e.module, e.cell), value=r.fmt(rate),
-                            unit=pts.unit(j), limit=r.fmt(limit), rack=e.rack)  # fmt: skip
-            obs.observe(key, raw, int(b.ts[pts.idx[j]]), rate, msg)
+            obs.observe(key, raw, int(b.ts[pts.idx[j]]), rate, self._message(pts, j, rate))
+
+
+    def _message(self, pts: Points, j: int, rate: float) -> Callable[[], str]:
+        """What makes the message of point `j` at this rate (only when it is read)."""
+        sp = self.spec
+
+        def message() -> str:
+            e = pts.element(j)
+            return self.text("{quantity}{where} changes {value} {unit}/s (limit {limit} {unit}/s)",
+                             quantity=pts.quantity(j), where=_where(e.module, e.cell), value=r.fmt(rate),
+                             unit=pts.unit(j), limit=r.fmt(sp.rise if rate >= 0 else sp.fall), rack=e.rack)  # fmt: skip
+
+        return message
 
 
 class State(Rule):

@@ -15,6 +15,7 @@ tracked meanwhile, and at the end the alarm comes back in the state the conditio
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -51,8 +52,17 @@ class Alarm:
     condition: bool = False  # the debounced process condition
     since: int = 0  # when the alarm last became active (ns)
     shelved_until: int | None = None
-    message: str = ""
+    text: str | Callable[[], str] = ""  # the message of the latest observation, or what makes it (see `message`)
     value: float | str | None = None
+
+    @property
+    def message(self) -> str:
+        """The message of the latest observation, made when first read: an alarm in view is observed with
+        every batch, and most of those messages are never read."""
+        text = self.text
+        if not isinstance(text, str):
+            text = self.text = text()
+        return text
 
     @property
     def in_view(self) -> bool:

@@ -212,3 +212,16 @@ def test_state_machine_invariants(ops: list[str], latch: bool) -> None:
             assert not a.condition and not latch  # a latched alarm never returns by itself
         if a.state == State.ACTIVE_UNACK and not latch:
             assert a.condition
+
+
+def test_a_message_is_made_when_first_read() -> None:
+    a = Alarm("x", "r", "rule", "major")
+    made: list[int] = []
+
+    def text() -> str:
+        made.append(1)
+        return "cell_temperature m1c1 changes 3 °C/s"
+
+    a.text = text  # an alarm in view is observed with every batch: most messages are never read
+    assert made == []
+    assert a.message == a.message == "cell_temperature m1c1 changes 3 °C/s" and made == [1]
