@@ -16,6 +16,7 @@ from gateway.model import Batch, BatchKind
 from gateway.runtime.core import Runtime
 from tests.runtime_support import run_until
 from tests.support.store import runtime_batches as stored
+from tests.support.waits import await_for
 
 OV = "rack-01:cell_over_voltage:m1c5"
 
@@ -270,7 +271,7 @@ async def test_a_tick_never_waits_behind_a_full_queue_so_a_rack_keeps_its_journa
 
     rt.queue.put_nowait(estop(1, 0))  # the queue is full
     waiting = asyncio.create_task(rt.pipeline.emit(estop(2_000_000_000, 1)))  # a source waits for room
-    await asyncio.sleep(0)
+    await await_for(lambda: rt.queue.full_waits == 1, what="the source waiting for room")
     assert not waiting.done()
     svc.engine.last_seen["rack-01"] = 0  # no sample for 1 s: the clock finds the rack stale
     svc.engine.racks.add("rack-01")

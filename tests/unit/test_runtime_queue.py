@@ -16,6 +16,7 @@ from gateway.runtime.pipeline import QUEUE_WAIT
 from gateway.sources.base import SourceContext
 from gateway.store.outbox import Outbox
 from tests.runtime_support import run_until
+from tests.support.waits import await_for
 
 
 def batch(i: int, n: int) -> Batch:
@@ -119,7 +120,7 @@ async def test_put_now_enters_a_full_queue_ahead_of_waiting_sources() -> None:
     q = BatchQueue(max_batches=1, max_samples=100)
     await q.put(batch(1, 1))
     waiting = asyncio.create_task(q.put(batch(2, 1)))
-    await asyncio.sleep(0)
+    await await_for(lambda: q.full_waits == 1, what="the second put waiting for room")
     q.put_now(batch(3, 5))  # past the bound, at once
     assert len(q) == 2 and q.samples == 6 and not waiting.done()
     order = []
