@@ -18,8 +18,8 @@ def rule(**fields: Any) -> Any:
     return RULE.validate_python(fields)
 
 
-def engine(*rules: Any, racks: Sequence[str] = (RACK,)) -> AlarmEngine:
-    return AlarmEngine(rules, {r: r for r in racks})
+def engine(*rules: Any, racks: Sequence[str] = (RACK,), condition_interval: float = 0) -> AlarmEngine:
+    return AlarmEngine(rules, {r: r for r in racks}, condition_interval=int(condition_interval * S))
 
 
 def sample(

@@ -237,6 +237,10 @@ class JournalConfig(Strict):
 
     path: Path | None = Field(None, description="SQLite file of the journal (default: the store file, own table)")
     synchronous: Literal["normal", "full"] = Field("full", description="full: an entry survives a power loss")
+    condition_interval: float = Field(
+        1.0, ge=0, le=3600,
+        description="Seconds: at most one condition note per alarm this often, counting the changes (0: every change)",
+    )  # fmt: skip
 
 
 class AlarmsConfig(Strict):

@@ -56,7 +56,11 @@ def fresh(quality: U8) -> bool:
 
 
 class AlarmEngine:
-    def __init__(self, rules: Iterable[c.RuleSpec], rack_of_device: dict[str, str], racks: Iterable[str] = ()) -> None:
+    def __init__(self, rules: Iterable[c.RuleSpec], rack_of_device: dict[str, str], racks: Iterable[str] = (),
+                 condition_interval: int = 0) -> None:  # fmt: skip
+        """`condition_interval` (ns): how often at most a condition note of one alarm is journaled (0: each
+        change at once); between, the latest is held with how many changes it stands for (`_note`)."""
+        self.condition_interval = condition_interval
         self.specs: dict[str, c.RuleSpec] = {s.id: s for s in rules if s.enabled}
         self.rack_of_device = rack_of_device
         self.racks: set[str] = set(racks) | set(rack_of_device.values())
@@ -120,7 +124,35 @@ class AlarmEngine:
         elif inst.alarm.in_view:
             # No transition (latched or shelved), but a restart must know the condition: journal it only.
             a = inst.alarm
-            self._journal.append(record(inst, "condition", str(a.state), str(a.state), None, None, ts))
+            self._note(inst, record(inst, "condition", str(a.state), str(a.state), None, None, ts))
+
+    def _note(self, inst: Instance, note: dict[str, Any]) -> None:
+        """A condition note: journaled now, or held (the latest, counting the changes it stands for) until
+        the clock releases it (`tick`), a transition of the alarm comes first, or the engine stops."""
+        inst.changes += 1
+        inst.note = note
+        if not self.condition_interval:
+            self._release(inst)
+
+    def _release(self, inst: Instance) -> None:
+        note = inst.note
+        if note is None:
+            return
+        note["changes"] = inst.changes
+        self._journal.append(note)
+        inst.note, inst.changes = None, 0
+
+    def release_notes(self, now: int | None = None) -> None:
+        """Journal the held condition notes: those whose alarm had none for `condition_interval` at `now`
+        (the clock), or all (None: the engine stops)."""
+        for inst in self.instances.values():
+            if inst.note is None:
+                continue
+            if now is None:
+                self._release(inst)
+            elif now - inst.noted >= self.condition_interval:
+                self._release(inst)
+                inst.noted = now
 
     # -- building instances -----------------------------------------------------------------------
 
@@ -143,6 +175,7 @@ class AlarmEngine:
     def _maybe_idle(self, inst: Instance) -> None:
         if inst.raw or inst.alarm.in_view or inst.debounce.output or inst.debounce.pending_since is not None:
             return
+        self._release(inst)  # (a note is held only in view, and a transition out of view releases it first)
         del self.instances[inst.key]
         del self.by_id[inst.alarm.alarm_id]
         mine = self.watch[inst.key[:2]]
@@ -153,6 +186,7 @@ class AlarmEngine:
     def _apply(self, inst: Instance, t: Transition | None, ts: int) -> None:
         if t is None:
             return
+        self._release(inst)  # the alarm's held condition note goes first: the journal keeps its order
         rec = record(inst, "event", str(t.state), str(t.previous), t.user, t.reason, ts)
         self._journal.append(rec)
         self._events.setdefault(inst.alarm.rack, []).append(outbox_record(rec))
@@ -251,6 +285,7 @@ class AlarmEngine:
                 self._condition(inst, changed, due)  # stamped when the delay completed, not when noticed
             self._apply(inst, inst.alarm.expire(now), now)
             self._maybe_idle(inst)
+        self.release_notes(now)
         return self._flush()
 
     # -- operator commands --------------------------------------------------------------------------

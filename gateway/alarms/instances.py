@@ -39,6 +39,9 @@ class Instance:
     alarm: Alarm
     debounce: r.Debounce
     raw: bool = False
+    note: dict[str, Any] | None = None  # a condition note held for the journal (see AlarmEngine._note)
+    changes: int = 0  # condition changes the held note stands for
+    noted: int = -(2**62)  # clock time a held note of this alarm was last released
 
 
 def record(inst: Instance, kind: str, state: str, previous: str, user: str | None, reason: str | None,

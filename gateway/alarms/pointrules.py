@@ -190,7 +190,6 @@ class Rate(Rule):
                 continue
             obs.observe(key, raw, int(b.ts[pts.idx[j]]), rate, self._message(pts, j, rate))
 
-
     def _message(self, pts: Points, j: int, rate: float) -> Callable[[], str]:
         """What makes the message of point `j` at this rate (only when it is read)."""
         sp = self.spec

@@ -270,7 +270,9 @@ class AlarmService:
         try:
             # A clean stop stored every journaled event; otherwise the next start looks further back.
             kind = "stop" if not self._inflight else "stop_incomplete"
-            self._record([{"type": kind, "ts": self.clock(), "active": len(self.engine.instances)}])
+            self.engine.release_notes()  # the held condition notes, so a restart knows every condition
+            stop = {"type": kind, "ts": self.clock(), "active": len(self.engine.instances)}
+            self._record([*self.engine.take_journal(), stop])
             if self._unjournaled:
                 metrics.journal_dropped.inc(len(self._unjournaled))
                 log.error("alarm journal entries lost at stop: the journal cannot be written",
@@ -293,7 +295,9 @@ def install(rt: Runtime) -> None:
     if not cfg.enabled:
         return
     ruleset = build_ruleset(rt.loaded)
-    engine = AlarmEngine(ruleset.rules, racks_of(rt.loaded))
+    engine = AlarmEngine(
+        ruleset.rules, racks_of(rt.loaded), condition_interval=int(cfg.journal.condition_interval * 1e9)
+    )
     svc = AlarmService(rt, engine, Journal(journal_path(rt), synchronous=cfg.journal.synchronous))
     _SERVICES[rt] = svc
     rt.processors.append(svc.process)

@@ -127,6 +127,55 @@ def test_restore_keeps_a_latched_alarm_latched() -> None:
     assert states(out) == [(UA, N)]
 
 
+def _notes(journal: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    return [(e["type"], e["state"], e["ts"], e.get("changes"), e["detail"]["condition"]) for e in journal]  # type: ignore[index]
+
+
+def test_a_flapping_condition_of_a_latched_alarm_is_journaled_once_a_second_with_its_count() -> None:
+    eng = engine(_cov(latch=True), condition_interval=1.0)
+    eng.process([batch(sample(0, "cell_voltage", 3.7))])
+    assert _notes(eng.take_journal()) == [("event", UA, 0, None, True)]  # a transition is journaled at once
+    volts = [3.5, 3.7, 3.5, 3.7, 3.5]  # the condition flips 5 times (a noisy sensor at the limit)
+    for i, v in enumerate(volts):
+        eng.process([batch(sample(0.1 * (i + 1), "cell_voltage", v))])
+    assert eng.take_journal() == []  # held, not one entry per flip
+    eng.tick(1 * S)
+    assert _notes(eng.take_journal()) == [("condition", UA, int(0.5 * S), 5, False)]  # the latest, and how many
+    eng.process([batch(sample(1.1, "cell_voltage", 3.7))])
+    eng.process([batch(sample(1.2, "cell_voltage", 3.5))])
+    eng.tick(int(1.5 * S))
+    assert eng.take_journal() == []  # the alarm had a note 0.5 s ago
+    eng.tick(2 * S)
+    assert _notes(eng.take_journal()) == [("condition", UA, int(1.2 * S), 2, False)]
+    eng.tick(3 * S)
+    assert eng.take_journal() == []  # nothing changed since
+
+
+def test_a_held_condition_note_goes_to_the_journal_before_the_alarms_next_transition() -> None:
+    eng = engine(_cov(latch=True), condition_interval=1.0)
+    eng.process([batch(sample(0, "cell_voltage", 3.7))])
+    eng.process([batch(sample(0.1, "cell_voltage", 3.5))])
+    eng.take_journal()
+    _, out = eng.command("ack", ["rack-01:cov"], "alice", None, 1 * S)
+    assert states(out) == [(UA, N)]  # the condition had gone: the ack resets the latched alarm
+    journal = eng.take_journal()
+    assert _notes(journal)[0] == ("condition", UA, int(0.1 * S), 1, False)
+    assert [(e["type"], e["state"]) for e in journal[1:]] == [("event", N)]
+
+
+def test_the_stop_journals_every_held_note_so_a_restart_knows_the_condition() -> None:
+    eng = engine(_cov(latch=True), condition_interval=1.0)
+    eng.process([batch(sample(0, "cell_voltage", 3.7, module=1, cell=2))])
+    eng.process([batch(sample(0.2, "cell_voltage", 3.5, module=1, cell=2))])  # clears, but latched: held
+    eng.release_notes()
+    journal = eng.take_journal()
+    assert [e["type"] for e in journal] == ["event", "condition"]
+    after = engine(_cov(latch=True))
+    after.restore({e["alarm_id"]: e for e in journal}.values(), 100 * S)
+    _, out = after.command("ack", ["rack-01:cov:m1c2"], "alice", "replaced", 101 * S)
+    assert states(out) == [(UA, N)]  # restored with the condition gone
+
+
 def test_restore_then_a_normal_value_returns_an_unlatched_alarm() -> None:
     eng = engine(_cov())
     eng.process([batch(sample(0, "cell_voltage", 3.7))])
