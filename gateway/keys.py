@@ -73,6 +73,11 @@ class KeyRows(Sequence[Key]):
         return repr(tuple(self))
 
 
+def _place_text(quantity: str, unit: str, module: int | None, cell: int | None) -> str:
+    """A place in a digest: its fields between unit separators (a missing module or cell: empty)."""
+    return f"{quantity}\x1f{unit}\x1f{'' if module is None else module}\x1f{'' if cell is None else cell}"
+
+
 def _key(fields: tuple[str, str, str, int | None, int | None]) -> Key:
     return tuple.__new__(Key, fields)
 
@@ -97,13 +102,33 @@ class Keys:
     # other rounds) and of racks of several profiles share them, so a table holds a reference a point
     _places: ClassVar[dict[Place, Place]] = {}
     PLACES_MAX: ClassVar[int] = 1 << 18  # past it the places start again (a shape keeps those it holds)
+    _texts: ClassVar[dict[Place, str]] = {}  # a place's text in digests (bounded as the places are)
 
     def __init__(self, rows: Sequence[Key]) -> None:
         self.rows: Sequence[Key] = rows if type(rows) is KeyRows else Keys._compact(tuple(rows))
         self.n = len(rows)
         Keys._next_id += 1
         self.id = Keys._next_id
-        self.digest = hashlib.sha256(repr(tuple(tuple(k) for k in self.rows)).encode()).hexdigest()[:32]
+        self.digest = Keys._digest(self.rows)
+
+    @classmethod
+    def _digest(cls, rows: Sequence[Key]) -> str:
+        """Equal content, equal digest, in every process. A one-rack table (always a `KeyRows`) is hashed
+        as its rack and its places' texts, each text made once per place; another table as its keys'."""
+        if type(rows) is KeyRows:
+            texts = cls._texts
+            if len(texts) > cls.PLACES_MAX:
+                texts.clear()
+            known = texts.get
+            body = ["rack", rows.rack, *[known(p) or cls._text(p) for p in rows.shape]]
+        else:
+            body = ["keys", *[f"{k.rack}\x1f{_place_text(k.quantity, k.unit, k.module, k.cell)}" for k in rows]]
+        return hashlib.sha256("\x1e".join(body).encode()).hexdigest()[:32]
+
+    @classmethod
+    def _text(cls, place: Place) -> str:
+        text = cls._texts[place] = _place_text(*place)
+        return text
 
     @classmethod
     def _compact(cls, rows: tuple[Key, ...]) -> Sequence[Key]:

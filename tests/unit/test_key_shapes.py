@@ -72,6 +72,27 @@ def test_a_table_of_one_rack_reads_as_its_keys() -> None:
     assert type(mixed.rows) is tuple and mixed.rows[2].rack == "r2"
 
 
+def test_the_digest_names_the_content_in_every_process() -> None:
+    """A stored table is found by its digest: equal content gives it again (here after the process's
+    place texts are forgotten, as in a new process); a table that differs in any field gives another."""
+    base = [Key("cell_voltage", "V", "r1", 1, 2), Key("soc", "%", "r1")]
+    digest = Keys(tuple(base)).digest
+    Keys._texts.clear()
+    assert Keys(tuple(base)).digest == digest
+    others = [
+        [Key("cell_voltage", "V", "r2", 1, 2), Key("soc", "%", "r2")],  # another rack
+        [Key("cell_voltage", "mV", "r1", 1, 2), Key("soc", "%", "r1")],  # a unit
+        [Key("cell_voltage", "V", "r1", 1, 2), Key("soc", "%", "r1", 0)],  # module 0, not none
+        [Key("cell_voltage", "V", "r1", 12), Key("soc", "%", "r1")],  # module 12, not module 1 cell 2
+        [Key("soc", "%", "r1"), Key("cell_voltage", "V", "r1", 1, 2)],  # the order
+        [Key("cell_voltage", "V", "r1", 1, 2), Key("soc", "%", "r2")],  # two racks (a tuple of keys)
+        [Key("cell_voltage", "V", "r1", 1, 2), Key("soc", "%", "r1"), Key("soc", "%", "r1")],
+    ]
+    digests = {digest, *(Keys(tuple(rows)).digest for rows in others)}
+    assert len(digests) == 1 + len(others)
+    assert Keys(tuple(others[5])).digest == Keys(tuple(others[5])).digest
+
+
 def test_a_cut_of_a_batch_keeps_the_shape_form() -> None:
     keys = Keys.of(rows_of("r1"))
     n = len(keys)
