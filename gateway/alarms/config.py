@@ -145,7 +145,7 @@ class DisagreementRule(RuleBase):
     capacity_ah: float | None = Field(
         None, gt=0, description="coulomb_soc: capacity in Ah (default: the capacity_full the BMS reports)"
     )
-    min_count: int = Field(1, ge=1, description="sum:*: fewest values for a sum (e.g. the number of cells)")
+    min_count: int = Field(1, ge=1, description="sum:*: fewest elements with a value to sum (e.g. the cells)")
 
     _q = field_validator("quantity")(_check_quantity)
 

@@ -8,6 +8,7 @@ than the current).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -15,9 +16,11 @@ import numpy as np
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
-from gateway.alarms.columns import IDX, Frame, Points, Table, of, select
+from gateway.alarms.columns import F64, IDX, Frame, Points, Table, of, select
 from gateway.alarms.instances import Key, Observer
 from gateway.alarms.pointrules import Rule
+from gateway.model import Key as PointKey
+from gateway.model import KeyRows, Place
 
 
 class Groups(NamedTuple):
@@ -180,31 +183,60 @@ class Disagreement(RackRule):
             extra = ("rack_current", "capacity_full") if self.coulomb else (spec.versus,)
             self.inputs = self.touch = tuple(dict.fromkeys((spec.quantity, *extra)))
         self.counters: dict[str, r.CoulombCounter] = {}
-        self._sums: dict[str, IDX] = {}  # the batch's points summed, by rack
+        # sum:*: each rack's elements (module, cell) of the summed quantity, a slot each, and the latest reading
+        # of every slot (NaN: not good), kept between batches (a CAN window may hold some cells, or some twice)
+        self._slots: dict[str, dict[tuple[int | None, int | None], int]] = {}
+        self._kept: dict[str, F64] = {}
 
-    def compile(self, table: Table) -> tuple[Points, dict[str, IDX]] | None:  # type: ignore[override]
+    def compile(self, table: Table) -> tuple[Points | None, dict[str, tuple[IDX, IDX]]] | None:  # type: ignore[override]
         pts = super().compile(table)
-        if pts is None:
-            return None  # no point of the quantity under test: nothing to evaluate
-        sums: dict[str, list[int]] = {}
-        if self.sum_of is not None:
-            for i, k in enumerate(table.keys.rows):
-                if k.quantity == self.sum_of and (self.racks is None or k.rack in self.racks):
-                    sums.setdefault(k.rack, []).append(i)
-        return pts, {rack: np.asarray(ix, dtype=np.intp) for rack, ix in sums.items()}
+        sums = self._summed(table) if self.sum_of is not None else {}
+        if pts is None and not sums:
+            return None  # neither the quantity under test nor what is summed
+        return pts, sums
 
-    def evaluate(self, f: Frame, part: tuple[Points, dict[str, IDX]], obs: Observer) -> None:  # type: ignore[override]
-        pts, self._sums = part
-        super().evaluate(f, pts, obs)
+    def _summed(self, table: Table) -> dict[str, tuple[IDX, IDX]]:
+        """Per rack, the last point of each element of the summed quantity in the table, and its slot."""
+        at = table.by_quantity.get(self.sum_of or "")
+        if not at:
+            return {}
+        rows = table.keys.rows
+        places: Sequence[PointKey | Place] = rows.shape if type(rows) is KeyRows else rows  # no key made a point
+        last: dict[str, dict[tuple[int | None, int | None], int]] = {}
+        for i in at:
+            rack = rows.rack if type(rows) is KeyRows else rows[i].rack
+            if self.racks is None or rack in self.racks:
+                last.setdefault(rack, {})[places[i].module, places[i].cell] = i  # a later round's replaces
+        out = {}
+        for rack, elements in last.items():
+            slots = self._slots.setdefault(rack, {})
+            out[rack] = (
+                np.asarray(list(elements.values()), dtype=np.intp),
+                np.asarray([slots.setdefault(e, len(slots)) for e in elements], dtype=np.intp),
+            )
+        return out
+
+    def evaluate(self, f: Frame, part: tuple[Points | None, dict[str, tuple[IDX, IDX]]], obs: Observer) -> None:  # type: ignore[override]
+        pts, sums = part
+        for rack, (idx, slots) in sums.items():
+            kept = self._kept.get(rack)
+            size = len(self._slots[rack])
+            if kept is None or len(kept) < size:
+                grown = np.full(size, np.nan)
+                if kept is not None:
+                    grown[: len(kept)] = kept
+                kept = self._kept[rack] = grown
+            kept[slots] = f.nums[idx]  # a reading that is not good leaves its element out until a good one
+        if pts is not None:
+            super().evaluate(f, pts, obs)
 
     def _reference(self, rack: str, f: Frame) -> float | None:
         sp = self.spec
         latest = self.latest[rack].values
         if self.sum_of is not None:
-            idx = self._sums.get(rack)
-            v = f.nums[idx] if idx is not None else np.zeros(0)
-            values = v[~np.isnan(v)].tolist()
-            return sum(values) if len(values) >= sp.min_count else None
+            kept = self._kept.get(rack)
+            values = kept[~np.isnan(kept)] if kept is not None else np.zeros(0)
+            return float(values.sum()) if len(values) >= sp.min_count else None
         if self.coulomb:
             return self._counted(rack, latest)
         got = latest.get(sp.versus)

@@ -214,12 +214,28 @@ def test_spread_per_module() -> None:
 def test_pack_voltage_against_sum_of_cells() -> None:
     eng = engine(rule(id="pv", kind="disagreement", quantity="rack_voltage", versus="sum:cell_voltage",
                       tolerance=0.5, min_count=2))  # fmt: skip
+    alone = eng.process([batch(sample(0, "rack_voltage", 9.0), *_cells(0, [3.3]))])  # too few cells: no verdict
     ok = eng.process([batch(sample(0, "rack_voltage", 6.65), *_cells(0, [3.3, 3.3]))])
     bad = eng.process([batch(*_cells(1, [3.3, 3.3]), sample(1, "rack_voltage", 7.5))])
-    partial = eng.process([batch(sample(2, "rack_voltage", 6.6), *_cells(2, [3.3]))])  # too few cells: no verdict
     back = eng.process([batch(sample(3, "rack_voltage", 6.6), *_cells(3, [3.3, 3.3]))])
-    assert (states(ok), states(bad), states(partial), states(back)) == ([], [(N, UA)], [], [(UA, RTN)])
+    assert (states(alone), states(ok), states(bad), states(back)) == ([], [], [(N, UA)], [(UA, RTN)])
     assert events(bad)[0]["value"] == pytest.approx(0.9)
+
+
+def test_the_sum_of_cells_takes_each_cells_latest_value_however_the_batches_split_them() -> None:
+    """A CAN window may hold a cell frame twice (two rounds) or only some cells, and the rack voltage in
+    another window: the sum is over every cell's latest reading, each cell once (none while one is not good)."""
+    eng = engine(rule(id="pv", kind="disagreement", quantity="rack_voltage", versus="sum:cell_voltage",
+                      tolerance=0.5, min_count=3))  # fmt: skip
+    rounds = _cells(0, [3.3, 3.3, 3.3]) + _cells(0.1, [3.31, 3.31, 3.31])  # two rounds of three cells in one window
+    assert states(eng.process([batch(sample(0, "rack_voltage", 9.9), *rounds)])) == []  # 9.93, not 19.83
+    assert states(eng.process([batch(*_cells(1, [3.3, 3.3]))])) == []  # cells only: kept for the next verdict
+    assert states(eng.process([batch(sample(1.1, "rack_voltage", 11.0))])) == [(N, UA)]  # against 3.3+3.3+3.31
+    assert states(eng.process([batch(sample(2, "rack_voltage", 9.91))])) == [(UA, RTN)]
+    bad_cell = _cells(3, [3.3, 3.3, 3.3])
+    bad_cell[2] = sample(3, "cell_voltage", 0.0, module=2, cell=1, quality="bad", unit="V")
+    assert states(eng.process([batch(*bad_cell, sample(3, "rack_voltage", 6.0))])) == []  # m2c1 unknown: no verdict
+    assert states(eng.process([batch(*_cells(4, [3.3, 3.3, 3.3]), sample(4, "rack_voltage", 6.0))])) == [(RTN, UA)]
 
 
 def test_soc_against_coulomb_count() -> None:
