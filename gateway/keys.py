@@ -12,6 +12,9 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import ClassVar, NamedTuple, SupportsIndex, overload
 
+import numpy as np
+import numpy.typing as npt
+
 
 class Key(NamedTuple):
     """What identifies a point: the same for every batch of one shape."""
@@ -185,3 +188,25 @@ class Keys:
 
 
 EMPTY_KEYS = Keys.of(())
+
+
+def distinct_keys(keys: Keys) -> tuple[list[Key], npt.NDArray[np.intp]]:
+    """The table's distinct keys in order of first appearance, and each point's number among them. A CAN
+    window's table repeats its blocks' keys round after round: work per key is then done once per key and
+    spread to the points by that number."""
+    rows = keys.rows
+    if type(rows) is not KeyRows:
+        first: dict[Key, int] = {}
+        inverse = [first.setdefault(k, len(first)) for k in rows]
+        return list(first), np.asarray(inverse, dtype=np.intp)
+    # A shape's equal places are one object (`Keys._compact`), so they are told apart by identity, in C.
+    # (Were two equal places two objects, each would count as a key: more work, the same result.)
+    shape = rows.shape
+    ids = np.fromiter(map(id, shape), dtype=np.uint64, count=len(shape))
+    _, at, numbers = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(at)  # the distinct places in the order they first appear
+    rank = np.empty(len(order), dtype=np.intp)
+    rank[order] = np.arange(len(order))
+    rack = rows.rack
+    distinct = [_key((p.quantity, p.unit, rack, p.module, p.cell)) for p in map(shape.__getitem__, at[order].tolist())]
+    return distinct, rank[numbers.reshape(-1)]

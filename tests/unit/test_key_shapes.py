@@ -9,6 +9,7 @@ import tracemalloc
 import numpy as np
 
 from gateway.alarms.columns import Table, of, select
+from gateway.keys import distinct_keys
 from gateway.model import Batch, Key, KeyRows, Keys
 from gateway.store.codec import key_table_from_body, keys_body
 
@@ -91,6 +92,20 @@ def test_the_digest_names_the_content_in_every_process() -> None:
     digests = {digest, *(Keys(tuple(rows)).digest for rows in others)}
     assert len(digests) == 1 + len(others)
     assert Keys(tuple(others[5])).digest == Keys(tuple(others[5])).digest
+
+
+def test_distinct_keys_in_the_order_they_first_appear_and_each_points_number() -> None:
+    """A CAN window's table repeats its blocks' keys round after round; per-key work is done per distinct key."""
+    block_a = [Key("cell_voltage", "V", "r1", 1, c) for c in (1, 2, 3)]
+    block_b = [Key("soc", "%", "r1"), Key("current", "A", "r1")]
+    rows = block_b + block_a + block_a + block_b + block_a  # rounds of blocks, one block more often
+    for table in (Keys.of(rows), Keys.of([*rows, Key("soc", "%", "r2")])):  # one rack; several (a tuple)
+        distinct, inverse = distinct_keys(table)
+        assert distinct[:5] == block_b + block_a and [type(k) for k in distinct] == [Key] * len(distinct)
+        assert [distinct[i] for i in inverse.tolist()] == list(table.rows)
+        assert len(set(distinct)) == len(distinct)
+    empty, none = distinct_keys(Keys.of(()))
+    assert empty == [] and len(none) == 0
 
 
 def test_a_cut_of_a_batch_keeps_the_shape_form() -> None:

@@ -18,8 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.catalog import level_of
+from gateway.keys import distinct_keys
 from gateway.lru import LruCache
-from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Key, Keys, Place
+from gateway.model import GOOD, I64, QUALITIES, U8, Batch, BatchKind, Keys, Place
 from gateway.sinks.columns import (
     SHAPES_MAX,
     PlanCache,
@@ -79,36 +80,33 @@ def line_plan(keys: Keys, site: str, source: str, shapes: Shapes | None = None) 
     """The plan of a key table; a table of one rack whose shape (`rack_shape`) is in `shapes` shares that
     shape's series, field numbers and fields (only the series keys name the rack)."""
     site_t, source_t = tag(site), tag(source)
+    distinct, inverse = distinct_keys(keys)  # texts once per distinct key (a CAN window repeats its keys)
     heads: list[str] = []
     fields: list[str] = []
     numbers: dict[tuple[str, object, object, object], int] = {}
     field_ids: dict[str, int] = {}
     series: list[int] = []
-    seen: dict[Key, tuple[str, str, int]] = {}  # a key again (a CAN window's block in another round)
-    for k in keys.rows:
-        got = seen.get(k)
-        if got is None:
-            level = str(level_of(k.quantity, k.module, k.cell))
-            head = f"{level},site={site_t},rack={tag(str(k.rack))}"
-            if k.module is not None:
-                head += f",module={k.module}"
-            if k.cell is not None:
-                head += f",cell={k.cell}"
-            field = f" {tag(k.quantity)}="
-            field_ids.setdefault(field, len(field_ids))
-            got = seen[k] = (head, field, numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
-        heads.append(got[0])
-        fields.append(got[1])
-        series.append(got[2])
+    for k in distinct:
+        level = str(level_of(k.quantity, k.module, k.cell))
+        head = f"{level},site={site_t},rack={tag(str(k.rack))}"
+        if k.module is not None:
+            head += f",module={k.module}"
+        if k.cell is not None:
+            head += f",cell={k.cell}"
+        field = f" {tag(k.quantity)}="
+        field_ids.setdefault(field, len(field_ids))
+        heads.append(head)
+        fields.append(field)
+        series.append(numbers.setdefault((level, k.rack, k.module, k.cell), len(numbers)))
     tails = tuple(f",quality={q},source={source_t}" for q in QUALITIES)
     plain = not any("\\" in h for h in heads) and "\\" not in tails[0]
     made: dict[int, str] = {}  # a series' key is one string for all its points (voltage and temperature of a cell)
-    good = texts_of([made.setdefault(n, h + tails[GOOD]) for n, h in zip(series, heads, strict=True)])
+    good = texts_of([made.setdefault(n, h + tails[GOOD]) for n, h in zip(series, heads, strict=True)])[inverse]
     shape = rack_shape(keys) if shapes is not None else None
     columns = None if shapes is None or shape is None else shapes.get(shape.places)
     if columns is None:
-        ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)
-        columns = ShapeColumns(np.asarray(series, dtype=np.int64), ids, shared_texts(fields))
+        ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)[inverse]
+        columns = ShapeColumns(np.asarray(series, dtype=np.int64)[inverse], ids, shared_texts(fields)[inverse])
         if shapes is not None and shape is not None:
             shapes.put(shape.places, columns)
     return LinePlan(tails, plain, {GOOD: good}, GroupsCache(columns))

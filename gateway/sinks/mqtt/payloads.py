@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.catalog import Kind, Level, level_of, lookup
+from gateway.keys import distinct_keys
 from gateway.lru import LruCache
 from gateway.model import QUALITIES, U8, Batch, BatchKind, DeviceState, Key, Keys, Place, Sample
 from gateway.sinks.columns import (
@@ -212,8 +213,8 @@ def telemetry_plan(keys: Keys, levels: frozenset[str], shapes: Shapes | None = N
 
 
 def _plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
-    """The plan of a key table. Its texts that do not name the rack are shared by every plan
-    (`shared_texts`), and each distinct unit or quantity is written as JSON once."""
+    """The plan of a key table. Its texts are made once per distinct key (`distinct_keys`) and shared by
+    every plan (`shared_texts`); each distinct unit or quantity is written as JSON once."""
     js: dict[str, str] = {}
 
     def json_text(s: str) -> str:
@@ -222,45 +223,45 @@ def _plan(keys: Keys, levels: frozenset[str]) -> TelemetryPlan:
             got = js[s] = utf8_chars(_json(s))
         return got
 
-    units: list[str] = []
-    places: list[str] = []
-    by_rack: dict[str, list[int]] = {}
-    seen: dict[Key, tuple[str, str, bool]] = {}  # a key again (a CAN window's block in another round)
-    rows_of = list(keys.rows)
-    for i, k in enumerate(rows_of):
-        got = seen.get(k)
-        if got is None:
-            place = "" if k.module is None else f',"m":{int(k.module)}'
-            got = seen[k] = (
-                f',"u":{json_text(k.unit)},"ql":',
-                place + ("}" if k.cell is None else f',"c":{int(k.cell)}}}'),
-                str(level_of(k.quantity, k.module, k.cell)) in levels,
-            )
-        units.append(got[0])
-        places.append(got[1])
-        if got[2]:
-            by_rack.setdefault(k.rack, []).append(i)
+    distinct, inverse = distinct_keys(keys)
+    units = shared_texts(f',"u":{json_text(k.unit)},"ql":' for k in distinct)
+    places = shared_texts(
+        ("" if k.module is None else f',"m":{int(k.module)}') + ("}" if k.cell is None else f',"c":{int(k.cell)}}}')
+        for k in distinct
+    )
+    published = [str(level_of(k.quantity, k.module, k.cell)) in levels for k in distinct]
+    rack_of: dict[str, int] = {}  # the racks of published keys, in the order they first appear
+    rack_numbers = [
+        rack_of.setdefault(k.rack, len(rack_of)) if p else -1 for k, p in zip(distinct, published, strict=True)
+    ]
+    numbers = np.asarray(rack_numbers, dtype=np.intp)[inverse]  # each point's rack (-1: not published)
+    skeys = [sys.intern(state_key(k)) for k in distinct]
+    quoted = [json_text(k.quantity) for k in distinct]
+    # a state key is its quantity and digits, '/' or '-' (nothing JSON escapes) after it
+    heads = shared_texts(f',"q":{q},"v":' for q in quoted)
+    entry_heads = shared_texts(f'{q[:-1]}{s[len(k.quantity) :]}":{{"v":' for k, q, s in zip(distinct, quoted, skeys,
+                                                                                           strict=True))  # fmt: skip
+    opens = shared_texts([_OPEN, _NEXT])
     racks = []
-    for rack, members in by_rack.items():
-        rows = [rows_of[i] for i in members]
-        skeys = [sys.intern(state_key(k)) for k in rows]
-        # a state key is its quantity and digits, '/' or '-' (nothing JSON escapes) after it
-        quoted = [json_text(k.quantity) for k in rows]
-        entry_heads = (f'{q[:-1]}{s[len(k.quantity) :]}":{{"v":' for k, q, s in zip(rows, quoted, skeys, strict=True))
+    for rack, number in rack_of.items():
+        members = np.flatnonzero(numbers == number)
+        mine = inverse[members]
+        state_keys = [skeys[i] for i in mine.tolist()]
         racks.append(
             RackPlan(
                 rack,
-                np.asarray(members, dtype=np.intp),
-                members == list(range(len(keys))),
-                shared_texts([_OPEN] + [_NEXT] * (len(members) - 1)),
-                shared_texts(f',"q":{q},"v":' for q in quoted),
-                shared_texts(entry_heads),
-                skeys,
-                len(set(skeys)) == len(skeys),
-                frozenset(k.quantity for k in rows if k.module is None and k.cell is None),
+                members,
+                len(members) == len(keys),
+                opens[np.minimum(np.arange(len(members)), 1)],
+                heads[mine],
+                entry_heads[mine],
+                state_keys,
+                len(set(state_keys)) == len(state_keys),
+                frozenset(distinct[i].quantity for i in np.unique(mine).tolist() if distinct[i].module is None
+                          and distinct[i].cell is None),
             )
-        )
-    return TelemetryPlan(tuple(racks), shared_texts(units), shared_texts(places), {}, {})
+        )  # fmt: skip
+    return TelemetryPlan(tuple(racks), units[inverse], places[inverse], {}, {})
 
 
 def _by_quality(made: dict[int, Texts], quality: U8, make: Callable[[int], Texts]) -> Texts:
