@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from gateway.keys import distinct_keys
 from gateway.model import QUALITIES, Batch, BatchKind, Keys, Sample
 
 
@@ -62,11 +63,9 @@ _SHAPES: weakref.WeakKeyDictionary[Keys, Shape] = weakref.WeakKeyDictionary()  #
 def shape(keys: Keys) -> Shape:
     found = _SHAPES.get(keys)
     if found is None:
-        rows = keys.rows
-        found = _SHAPES[keys] = Shape(
-            frozenset(k.rack for k in rows),
-            np.fromiter((i for i, k in enumerate(rows) if k.module is None and k.cell is None), np.intp),
-        )
+        distinct, number = distinct_keys(keys)  # (a CAN window's table repeats its keys)
+        level = np.asarray([k.module is None and k.cell is None for k in distinct], dtype=bool)
+        found = _SHAPES[keys] = Shape(frozenset(k.rack for k in distinct), np.flatnonzero(level[number]))
     return found
 
 

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gateway.keys import distinct_keys
 from gateway.model import QUALITIES, Batch, BatchKind, DeviceState, DeviceStatus, Key, Keys
 from gateway.store import legacy
 
@@ -51,8 +52,11 @@ _U4 = np.dtype("<u4")
 
 
 def keys_body(keys: Keys) -> str:
-    """A key table as the `layouts` table stores it."""
-    return json.dumps({"keys": tuple(keys.rows)}, separators=(",", ":"), ensure_ascii=False)
+    """A key table as the `layouts` table stores it: `{"keys":[[quantity,unit,rack,module,cell],...]}`
+    (each distinct key's JSON made once: a CAN window's table repeats its keys)."""
+    distinct, number = distinct_keys(keys)
+    texts = [json.dumps(k, separators=(",", ":"), ensure_ascii=False) for k in distinct]
+    return '{"keys":[' + ",".join([texts[i] for i in number.tolist()]) + "]}"
 
 
 @dataclass(frozen=True, slots=True)
