@@ -183,9 +183,10 @@ class Disagreement(RackRule):
             extra = ("rack_current", "capacity_full") if self.coulomb else (spec.versus,)
             self.inputs = self.touch = tuple(dict.fromkeys((spec.quantity, *extra)))
         self.counters: dict[str, r.CoulombCounter] = {}
-        # sum:*: each rack's elements (module, cell) of the summed quantity, a slot each, and the latest reading
-        # of every slot (NaN: not good), kept between batches (a CAN window may hold some cells, or some twice)
-        self._slots: dict[str, dict[tuple[int | None, int | None], int]] = {}
+        # sum:*: the elements (module, cell) of the summed quantity, a slot each (one numbering for every
+        # rack: racks of a profile have the same elements), and per rack the latest reading of every slot
+        # (NaN: none, or not good), kept between batches (a CAN window may hold some cells, or some twice)
+        self._slots: dict[tuple[int | None, int | None], int] = {}
         self._kept: dict[str, F64] = {}
 
     def compile(self, table: Table) -> tuple[Points | None, dict[str, tuple[IDX, IDX]]] | None:  # type: ignore[override]
@@ -208,8 +209,8 @@ class Disagreement(RackRule):
             if self.racks is None or rack in self.racks:
                 last.setdefault(rack, {})[places[i].module, places[i].cell] = i  # a later round's replaces
         out = {}
+        slots = self._slots
         for rack, elements in last.items():
-            slots = self._slots.setdefault(rack, {})
             out[rack] = (
                 np.asarray(list(elements.values()), dtype=np.intp),
                 np.asarray([slots.setdefault(e, len(slots)) for e in elements], dtype=np.intp),
@@ -220,7 +221,7 @@ class Disagreement(RackRule):
         pts, sums = part
         for rack, (idx, slots) in sums.items():
             kept = self._kept.get(rack)
-            size = len(self._slots[rack])
+            size = len(self._slots)
             if kept is None or len(kept) < size:
                 grown = np.full(size, np.nan)
                 if kept is not None:
