@@ -19,6 +19,7 @@ from gateway.alarms import rules as r
 from gateway.alarms.columns import F64, IDX, Frame, Points, Table, of, select
 from gateway.alarms.instances import Key, Observer
 from gateway.alarms.pointrules import Rule
+from gateway.lru import LruCache
 from gateway.model import Key as PointKey
 from gateway.model import KeyRows, Place
 
@@ -168,6 +169,9 @@ class Limit(RackRule):
         obs.observe(key, raw, ts, v, msg)
 
 
+SHAPES_KEPT = 16  # rack shapes whose summed points a disagreement rule keeps (a site has a few profiles)
+
+
 class Disagreement(RackRule):
     """`quantity` against `versus`: another quantity, a sum over cells or modules, or the coulomb count."""
 
@@ -188,6 +192,7 @@ class Disagreement(RackRule):
         # (NaN: none, or not good), kept between batches (a CAN window may hold some cells, or some twice)
         self._slots: dict[tuple[int | None, int | None], int] = {}
         self._kept: dict[str, F64] = {}
+        self._shared: LruCache[tuple[Place, ...], tuple[IDX, IDX]] = LruCache(SHAPES_KEPT)
 
     def compile(self, table: Table) -> tuple[Points | None, dict[str, tuple[IDX, IDX]]] | None:  # type: ignore[override]
         pts = super().compile(table)
@@ -197,25 +202,34 @@ class Disagreement(RackRule):
         return pts, sums
 
     def _summed(self, table: Table) -> dict[str, tuple[IDX, IDX]]:
-        """Per rack, the last point of each element of the summed quantity in the table, and its slot."""
+        """Per rack, the last point of each element of the summed quantity in the table, and its slot. A
+        table of one rack shares them with the tables of its shape (the racks of a profile)."""
         at = table.by_quantity.get(self.sum_of or "")
         if not at:
             return {}
         rows = table.keys.rows
-        places: Sequence[PointKey | Place] = rows.shape if type(rows) is KeyRows else rows  # no key made a point
-        last: dict[str, dict[tuple[int | None, int | None], int]] = {}
+        if type(rows) is KeyRows:
+            if self.racks is not None and rows.rack not in self.racks:
+                return {}
+            part = self._shared.get(rows.shape)
+            if part is None:
+                part = self._last_of(rows.shape, at)
+                self._shared.put(rows.shape, part)
+            return {rows.rack: part}
+        by_rack: dict[str, list[int]] = {}
         for i in at:
-            rack = rows.rack if type(rows) is KeyRows else rows[i].rack
-            if self.racks is None or rack in self.racks:
-                last.setdefault(rack, {})[places[i].module, places[i].cell] = i  # a later round's replaces
-        out = {}
+            if self.racks is None or rows[i].rack in self.racks:
+                by_rack.setdefault(rows[i].rack, []).append(i)
+        return {rack: self._last_of(rows, mine) for rack, mine in by_rack.items()}
+
+    def _last_of(self, places: Sequence[PointKey] | Sequence[Place], at: list[int]) -> tuple[IDX, IDX]:
+        """The last of these points of each element (a later round's replaces), and the element's slot."""
+        last = {(places[i].module, places[i].cell): i for i in at}
         slots = self._slots
-        for rack, elements in last.items():
-            out[rack] = (
-                np.asarray(list(elements.values()), dtype=np.intp),
-                np.asarray([slots.setdefault(e, len(slots)) for e in elements], dtype=np.intp),
-            )
-        return out
+        return (
+            np.asarray(list(last.values()), dtype=np.intp),
+            np.asarray([slots.setdefault(e, len(slots)) for e in last], dtype=np.intp),
+        )
 
     def evaluate(self, f: Frame, part: tuple[Points | None, dict[str, tuple[IDX, IDX]]], obs: Observer) -> None:  # type: ignore[override]
         pts, sums = part

@@ -189,8 +189,8 @@ def test_rate_of_fall() -> None:
     assert transitions(eng, "soc", [(0, 50.0), (1, 49.8), (2, 48.0), (3, 48.0)]) == [UA, RTN]
 
 
-def _cells(t: float, volts: list[float], per_module: int = 2) -> list:
-    return [sample(t, "cell_voltage", v, module=i // per_module + 1, cell=i % per_module + 1, unit="V")
+def _cells(t: float, volts: list[float], per_module: int = 2, rack: str = RACK) -> list:
+    return [sample(t, "cell_voltage", v, module=i // per_module + 1, cell=i % per_module + 1, unit="V", rack=rack)
             for i, v in enumerate(volts)]  # fmt: skip
 
 
@@ -236,6 +236,15 @@ def test_the_sum_of_cells_takes_each_cells_latest_value_however_the_batches_spli
     bad_cell[2] = sample(3, "cell_voltage", 0.0, module=2, cell=1, quality="bad", unit="V")
     assert states(eng.process([batch(*bad_cell, sample(3, "rack_voltage", 6.0))])) == []  # m2c1 unknown: no verdict
     assert states(eng.process([batch(*_cells(4, [3.3, 3.3, 3.3]), sample(4, "rack_voltage", 6.0))])) == [(RTN, UA)]
+
+
+def test_the_sum_of_cells_of_two_racks_in_one_batch_is_each_racks_own() -> None:
+    eng = engine(rule(id="pv", kind="disagreement", quantity="rack_voltage", versus="sum:cell_voltage",
+                      tolerance=0.5, min_count=2), racks=(RACK, "rack-02"))  # fmt: skip
+    both = [sample(0, "rack_voltage", 6.6), *_cells(0, [3.3, 3.3]),
+            sample(0, "rack_voltage", 9.0, rack="rack-02"), *_cells(0, [3.3, 3.3], rack="rack-02")]  # fmt: skip
+    out = eng.process([batch(*both)])
+    assert [(e["alarm_id"], e["state"]) for e in events(out)] == [("rack-02:pv", UA)]  # 9.0 against 6.6
 
 
 def test_soc_against_coulomb_count() -> None:
