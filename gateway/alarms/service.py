@@ -8,7 +8,8 @@
   the gateway reports about itself (`rt.gateway_alarms`, rack `gateway`; a report wakes it at once).
 - Service `alarm-commands` (only when `alarms.commands.enabled`): MQTT acknowledge/shelve.
 - Every transition is journaled (hash-chained) and, in the same step, queued for the outbox past the
-  queue's bound (`rt.emit_now`): nothing journaled later can reach the outbox first, so each rack's
+  queue's bound (`rt.emit_now`; the next group commit takes it ahead of what its own evaluation
+  journals): nothing journaled later can reach the outbox first, so each rack's
   events are stored in journal order (a commit's events are grouped per rack). When the journal
   cannot be written (a full disk) its entries wait in memory and each tick retries (at most once a
   second), so nothing here needs a store write to succeed at the moment a fault is reported.

@@ -8,6 +8,8 @@ batch bigger than the bound never blocks for good. `None` (the end marker) takes
 `put_now` queues at once, past the bound and ahead of waiting sources: for the gateway's own record
 batches (alarm transitions), which must reach the outbox in the order they were journaled. They are
 few and small (bounded by the alarms in view), so the bound they pass is not the one that matters.
+`take_now` takes those still queued out of line: the pipeline commits them with the group it is about
+to process, ahead of what that processing journals.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class BatchQueue:
         self._items: deque[tuple[Batch | None, int]] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
+        self._now: set[int] = set()  # ids of the `put_now` batches still queued
 
     def __len__(self) -> int:
         return len(self._items)
@@ -53,7 +56,25 @@ class BatchQueue:
 
     def put_now(self, item: Batch) -> None:
         """Queue `item` at once, whether there is room or not (see the module's text)."""
+        self._now.add(id(item))
         self._append(item, len(item))
+
+    def take_now(self) -> list[Batch]:
+        """The `put_now` batches still queued, in their order, taken out of the queue."""
+        if not self._now:
+            return []
+        now, self._now = self._now, set()
+        taken: list[Batch] = []
+        kept: deque[tuple[Batch | None, int]] = deque()
+        for item, size in self._items:
+            if item is not None and id(item) in now:
+                taken.append(item)
+                self.samples -= size
+            else:
+                kept.append((item, size))
+        self._items = kept
+        self._wake_putter()
+        return taken
 
     async def put(self, item: Batch | None) -> float:
         """Queue `item`, waiting (behind earlier waiters) while there is no room; return the seconds waited.
@@ -109,6 +130,8 @@ class BatchQueue:
             raise asyncio.QueueEmpty
         item, size = self._items.popleft()
         self.samples -= size
+        if self._now and item is not None:
+            self._now.discard(id(item))
         self._wake_putter()
         return item
 

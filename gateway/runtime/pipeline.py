@@ -129,6 +129,9 @@ class Pipeline:
         PIPELINE_STEP.observe(time.perf_counter() - t0)
 
     def _commit_step(self, batches: list[Batch]) -> None:
+        # Alarm transitions queued since the group was gathered were journaled before what this group's
+        # processing journals: they are stored with it, ahead of that (each rack's events in journal order).
+        batches = batches + self.queue.take_now()
         extra: list[Batch] = []
         for process in self.processors:
             try:

@@ -292,3 +292,34 @@ async def test_a_tick_never_waits_behind_a_full_queue_so_a_rack_keeps_its_journa
     assert [(r["alarm_id"], r["state"]) for r in alarm_records(rt) if r["type"] == "event"] == journaled
     svc.close()
     rt.outbox.close()
+
+
+async def test_a_transition_the_clock_finds_while_a_group_is_gathered_is_stored_before_that_groups(
+    tmp_path: Path,
+) -> None:
+    """The clock journals a transition after the pipeline gathered a group and before it commits it; the
+    group's processing journals newer ones. The clock's is stored with that group, ahead of them."""
+    from gateway.model import Sample
+
+    rt = Runtime(load_config(config(tmp_path, weak=False, rack02=False)))
+    svc = service_of(rt)
+    assert svc is not None
+    svc.clock = lambda: 1_000_000_000
+    sample = Batch.of_samples("rack-01", [Sample(2_000_000_000, "interlock_estop", 1, "", "good", "rack-01")],
+                              device="rack-01")  # fmt: skip
+    rt.queue.put_nowait(sample)
+    gathered = rt.queue.get_nowait()  # the pipeline's group
+    assert gathered is not None
+    svc.engine.last_seen["rack-01"] = 0  # no sample for 1 s: the clock finds the rack stale
+    svc.engine.racks.add("rack-01")
+    await svc.tick()  # journals the stale transition and queues it
+    rt.pipeline.commit([gathered])  # journals the estop and the stale's return after it
+    assert len(rt.queue) == 0  # the clock's batch went with the group
+    journal = Journal(rt.cfg.store.path, readonly=True)
+    journaled = [(e.body["alarm_id"], e.body["state"]) for e in journal.entries() if e.kind == "event"]
+    journal.close()
+    stale = "rack-01:stale"
+    assert journaled == [(stale, "active_unack"), ("rack-01:estop", "active_unack"), (stale, "rtn_unack")]
+    assert [(r["alarm_id"], r["state"]) for r in alarm_records(rt) if r["type"] == "event"] == journaled
+    svc.close()
+    rt.outbox.close()

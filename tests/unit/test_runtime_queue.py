@@ -129,3 +129,22 @@ async def test_put_now_enters_a_full_queue_ahead_of_waiting_sources() -> None:
         assert b is not None
         order.append(b.created)
     assert order == [1, 3, 2] and await waiting > 0 and q.samples == 0
+
+
+async def test_take_now_takes_the_put_now_batches_still_queued_out_of_line() -> None:
+    q = BatchQueue(max_batches=3, max_samples=100)
+    await q.put(batch(1, 1))
+    q.put_now(batch(2, 3))
+    await q.put(batch(3, 1))
+    q.put_now(batch(4, 2))
+    waiting = asyncio.create_task(q.put(batch(5, 1)))  # the queue is over its bound: a source waits
+    await await_for(lambda: q.full_waits == 1, what="the put waiting for room")
+    taken = q.take_now()
+    assert [b.created for b in taken] == [2, 4] and q.samples == 2 and q.take_now() == []
+    got = q.get_nowait()
+    assert got is not None and got.created == 1
+    await asyncio.wait_for(waiting, 10)  # the room they left went to the waiting source
+    rest = [q.get_nowait(), q.get_nowait()]
+    assert [b.created for b in rest if b is not None] == [3, 5] and q.samples == 0
+    q.put_now(batch(6, 1))
+    assert q.get_nowait() is not None and q.take_now() == []  # taken by `get`: not taken again
