@@ -263,21 +263,8 @@ def _padded(column: npt.NDArray[Any], size: int, fill: int) -> npt.NDArray[Any]:
 
 
 def _fit(pending: Pending, size: int) -> None:
-    """The pending columns with room for `size` slots."""
+    """The pending columns with room for `size` slots (doubled when they grow: new series come in runs)."""
     if size > len(pending.times):
-        pending.times = _grown(pending.times, size)
+        pending.times = _padded(pending.times, max(size, 2 * len(pending.times)), NEVER)
     if size > len(pending.lag):
-        pending.lag = _grown_lag(pending.lag, size)
-
-
-def _grown_lag(lag: U16, size: int) -> U16:
-    out = np.zeros(max(size, 2 * len(lag)), dtype=np.uint16)
-    out[: len(lag)] = lag
-    return out
-
-
-def _grown(times: I64, size: int) -> I64:
-    """The column with room for `size` slots (doubled), the new slots never written."""
-    out = np.full(max(size, 2 * len(times)), NEVER, dtype=np.int64)
-    out[: len(times)] = times
-    return out
+        pending.lag = _padded(pending.lag, max(size, 2 * len(pending.lag)), 0)
