@@ -36,10 +36,16 @@ def test_mqtt_plans_of_racks_of_one_shape_share_their_columns() -> None:
     assert docs["p/s/r2/state"]["rack"] == "r2" and docs["p/s/r1/state"]["values"] == docs["p/s/r2/state"]["values"]
 
 
-def test_line_plans_of_racks_of_one_shape_share_their_columns() -> None:
+def test_line_plans_of_racks_of_one_shape_share_their_columns_and_line_groupings() -> None:
     renderer = LineRenderer("s")
     a, b = renderer.plan(modbus_batch("r1", T)), renderer.plan(modbus_batch("r2", T))
-    assert a.groups.columns is b.groups.columns  # series, field numbers and fields, kept once
-    assert a.groups.groups is not b.groups.groups  # each table's line groupings are its own
-    line_r2 = renderer.lines(modbus_batch("r2", T))[0]
+    assert a is not b and a.keys is not b.keys  # the series keys name the rack
+    assert a.groups is b.groups  # series, field numbers, fields and line groupings, kept once for the shape
+    lines_r1 = renderer.lines(modbus_batch("r1", T))
+    assert len(a.groups.groups) == 1
+    lines_r2 = renderer.lines(modbus_batch("r2", T))
+    assert len(b.groups.groups) == 1  # rack r2's batch, read with the same time runs, found r1's grouping
+    as_r2 = [ln.replace("rack=r1", "rack=r2").replace("source=modbus:r1", "source=modbus:r2") for ln in lines_r1]
+    assert as_r2 == lines_r2
+    line_r2 = lines_r2[0]
     assert line_r2.startswith("cell,site=s,rack=r2,module=1,cell=1,quality=good,source=modbus:r2 cell_voltage=")

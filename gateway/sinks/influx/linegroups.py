@@ -7,10 +7,11 @@ order their first points do; a line's points keep the batch's order.
 
 What a batch's lines are depends only on its key table, which of its points hold a value, their
 qualities and which of its time runs (the points of one block read share a time) fall in one unit.
-In steady state every batch of a device has the same of all four, so its `LineGroups` is kept with
-the key table's plan (`GroupsCache`, a few per table) and found again from the batch's time runs:
-where they start, and which runs that hold a series in common share a unit (runs that share no
-series cannot share a line, so when they fall in one millisecond the lines are still the same).
+In steady state every batch of a device has the same of all four, so its `LineGroups` is kept
+(`GroupsCache`: a few per rack shape, shared by the key tables of the racks of that shape, whose
+batches take turns with the same few) and found again from the batch's time runs: where they start,
+and which runs that hold a series in common share a unit (runs that share no series cannot share a
+line, so when they fall in one millisecond the lines are still the same).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ IntArr = npt.NDArray[np.intp]
 Bools = npt.NDArray[np.bool_]
 
 MAX_RUNS = 64  # a batch with more time runs (a CAN window: a time per frame) is laid out each time
-KEPT = 4  # line groupings kept per key table (the time-run patterns one device's batches take turns with)
+KEPT = 16  # line groupings kept per rack shape (the time-run patterns its racks' batches take turns with)
 
 
 class RunKey(NamedTuple):
@@ -128,28 +129,20 @@ def _group_points(
         div = 1
 
 
-class ShapeColumns:
-    """What the lines of a key table depend on of its keys, the same for the tables of racks of one shape
-    (one object for them all: a 100-rack site keeps these columns once)."""
+class GroupsCache:
+    """What the lines of a key table depend on of its keys, and the line groupings of its batches by their
+    time runs (at most KEPT, the least recently used forgotten first), with which of its time runs hold a
+    series in common, by where the runs start. The same for the tables of racks of one shape: one object
+    for them all, so a 100-rack site keeps the groupings its racks' batches take turns with once (a few),
+    not once per rack."""
 
-    __slots__ = ("commas", "field_ids", "heads", "series")
+    __slots__ = ("commas", "field_ids", "groups", "heads", "series", "shared")
 
     def __init__(self, series: I64, field_ids: I64, heads: Texts) -> None:
         self.series = series  # each point's series number
         self.field_ids = field_ids  # each point's field number
         self.heads = heads  # each point's field, ` <field>=`
         self.commas: Texts | None = None  # `comma_heads(heads)`, made the first time a line has two points
-
-
-class GroupsCache:
-    """The line groupings of one key table's batches by their time runs (at most KEPT), and which of its time
-    runs hold a series in common, by where the runs start."""
-
-    __slots__ = ("columns", "field_ids", "groups", "heads", "series", "shared")
-
-    def __init__(self, columns: ShapeColumns) -> None:
-        self.columns = columns
-        self.series, self.field_ids, self.heads = columns.series, columns.field_ids, columns.heads
         self.groups: LruCache[RunKey, LineGroups] = LruCache(KEPT)
         self.shared: LruCache[bytes, Bools] = LruCache(KEPT)  # run starts -> runs x runs: a series in common
 
@@ -159,12 +152,9 @@ class GroupsCache:
         got = self.groups.get(key) if key is not None else None
         if got is None:
             idx = np.flatnonzero(valid)
-            columns = self.columns
-            if columns.commas is None:
-                columns.commas = comma_heads(self.heads)
-            got = line_groups(
-                self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div, columns.commas
-            )
+            if self.commas is None:
+                self.commas = comma_heads(self.heads)
+            got = line_groups(self.series, self.field_ids, self.heads, idx, quality[idx], times[idx], div, self.commas)
             if key is not None:
                 self.groups.put(key, got)
         return got

@@ -33,7 +33,7 @@ from gateway.sinks.columns import (
     texts_of,
     value_texts,
 )
-from gateway.sinks.influx.linegroups import GroupsCache, LineGroups, ShapeColumns
+from gateway.sinks.influx.linegroups import GroupsCache, LineGroups
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
@@ -73,7 +73,7 @@ class LinePlan:
     groups: GroupsCache  # which points share a line, by the batches' time runs
 
 
-Shapes = LruCache[tuple[Place, ...], ShapeColumns]
+Shapes = LruCache[tuple[Place, ...], GroupsCache]
 
 
 def line_plan(keys: Keys, site: str, source: str, shapes: Shapes | None = None) -> LinePlan:
@@ -106,10 +106,10 @@ def line_plan(keys: Keys, site: str, source: str, shapes: Shapes | None = None) 
     columns = None if shapes is None or shape is None else shapes.get(shape.places)
     if columns is None:
         ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)[inverse]
-        columns = ShapeColumns(np.asarray(series, dtype=np.int64)[inverse], ids, shared_texts(fields)[inverse])
+        columns = GroupsCache(np.asarray(series, dtype=np.int64)[inverse], ids, shared_texts(fields)[inverse])
         if shapes is not None and shape is not None:
             shapes.put(shape.places, columns)
-    return LinePlan(tails, plain, {GOOD: good}, GroupsCache(columns))
+    return LinePlan(tails, plain, {GOOD: good}, columns)
 
 
 def _series_keys(plan: LinePlan, code: int) -> Texts:
