@@ -45,6 +45,24 @@ def test_a_steady_poll_is_laid_out_once(monkeypatch: pytest.MonkeyPatch) -> None
     assert len({t.count("\n") for t in texts}) == 1 and len(set(texts)) == 5  # new values, same lines
 
 
+def test_racks_of_one_shape_share_their_line_groupings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """50 racks of one profile whose polls take turns with two time-run patterns (every block in its own
+    millisecond, or all in one): two groupings laid out for the site, kept once, not two per rack."""
+    calls = counted(monkeypatch)
+    r = LineRenderer("s", "ms")
+    racks = [f"r{k}" for k in range(50)]
+    gaps = ([MS] * 7, [100] * 7)
+    for cycle in range(4):
+        for k, rack in enumerate(racks):
+            b = poll(T + cycle * 10**9, gaps[(k + cycle) % 2], seed=cycle)
+            b = Batch(f"modbus:{rack}", modbus_batch(rack, T).keys, b.ts, b.values, b.quality, device=rack)
+            lines = r.sample_lines(b).text.splitlines()
+            assert lines[0].startswith(f"cell,site=s,rack={rack},module=1,cell=1,quality=good,source=modbus:{rack} ")
+    assert sorted(calls) == [800, 1000]  # all in one unit: a cell's voltage and temperature share a line
+    plans = {id(r.plan(modbus_batch(rack, T)).groups) for rack in racks}
+    assert len(plans) == 1
+
+
 def test_blocks_in_one_unit_that_share_no_series_keep_their_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = counted(monkeypatch)
     r = LineRenderer("s", "ms")
