@@ -63,7 +63,8 @@ def run(opts: Options) -> list[Row]:
           f"sink reads from the decoded-row cache {hit:.1%}", flush=True)  # fmt: skip
     print(f"  {cpu.line('memory', r, 'gateway')}", flush=True)
     out = [
-        Row("memory", "peak RSS MB (100 racks)", r.med("peak"), float("nan"), "<200", "lower", met=r.med("peak") < 200),
+        # the Modbus scenario's target, held for the whole run (its own 30 s window ends before the plateau)
+        Row("memory", "peak RSS MB (100 racks)", r.med("peak"), float("nan"), "<150", "lower", met=r.med("peak") < 150),
         Row("memory", f"RSS growth MB/hour ({duration:.0f} s run)", growth, float("nan"), "~0", "lower"),
         Row("memory", "share of commit steps > 20 ms", long_steps, float("nan"), "~0", "lower"),
         Row("memory", "seconds sources waited for queue room", waited, float("nan"), "0", "lower"),

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.model import GOOD, QUALITY_CODE, Batch
 from gateway.sinks.influx import linegroups
-from gateway.sinks.influx.linegroups import KEPT, MAX_RUNS
+from gateway.sinks.influx.linegroups import KEPT_POINTS, MAX_RUNS
 from gateway.sinks.influx.lineproto import LineRenderer
 from tests.unit.test_sink_render import T, modbus_batch
 
@@ -83,7 +83,7 @@ def test_blocks_in_one_unit_that_share_no_series_keep_their_lines(monkeypatch: p
 def test_kept_groupings_render_what_a_fresh_renderer_does(seed: int) -> None:
     rng = np.random.default_rng(seed)
     kept = LineRenderer("s", "ms")
-    for k in range(40):  # a few gaps, so that patterns come again, and more than KEPT of them
+    for k in range(40):  # a few gaps, so that patterns come again, and more than are kept
         gaps = rng.choice([0, 150_000, 400_000, 1_370_000], size=7).tolist()
         b = poll(T + k * 10**9 + int(rng.integers(0, MS)), gaps, seed=k)
         if k % 9 == 4:  # now and then a point without a value, or of another quality
@@ -91,7 +91,7 @@ def test_kept_groupings_render_what_a_fresh_renderer_does(seed: int) -> None:
         if k % 7 == 3:
             b.quality[int(rng.integers(0, 1000))] = QUALITY_CODE["stale"]
         assert kept.sample_lines(b).text == LineRenderer("s", "ms").sample_lines(b).text
-        assert len(kept.plan(b).groups.groups) <= KEPT
+        assert len(kept.plan(b).groups.groups) <= KEPT_POINTS // 1000  # 8 groupings of a 1,000-point rack
 
 
 def test_many_time_runs_are_laid_out_each_time() -> None:

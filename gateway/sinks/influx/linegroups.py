@@ -31,7 +31,9 @@ IntArr = npt.NDArray[np.intp]
 Bools = npt.NDArray[np.bool_]
 
 MAX_RUNS = 64  # a batch with more time runs (a CAN window: a time per frame) is laid out each time
-KEPT = 16  # line groupings kept per rack shape (the time-run patterns its racks' batches take turns with)
+# Points of line groupings kept per rack shape (the time-run patterns its racks' batches take turns with):
+# 8 groupings of a 1,000-point rack, 2 of a 4,000-point CAN window; at least one.
+KEPT_POINTS = 8192
 
 
 class RunKey(NamedTuple):
@@ -131,7 +133,7 @@ def _group_points(
 
 class GroupsCache:
     """What the lines of a key table depend on of its keys, and the line groupings of its batches by their
-    time runs (at most KEPT, the least recently used forgotten first), with which of its time runs hold a
+    time runs (KEPT_POINTS points of them, the least recently used forgotten first), with which of its time runs hold a
     series in common, by where the runs start. The same for the tables of racks of one shape: one object
     for them all, so a 100-rack site keeps the groupings its racks' batches take turns with once (a few),
     not once per rack."""
@@ -143,8 +145,9 @@ class GroupsCache:
         self.field_ids = field_ids  # each point's field number
         self.heads = heads  # each point's field, ` <field>=`
         self.commas: Texts | None = None  # `comma_heads(heads)`, made the first time a line has two points
-        self.groups: LruCache[RunKey, LineGroups] = LruCache(KEPT)
-        self.shared: LruCache[bytes, Bools] = LruCache(KEPT)  # run starts -> runs x runs: a series in common
+        kept = max(1, KEPT_POINTS // max(1, len(series)))
+        self.groups: LruCache[RunKey, LineGroups] = LruCache(kept)
+        self.shared: LruCache[bytes, Bools] = LruCache(kept)  # run starts -> runs x runs: a series in common
 
     def of(self, valid: Bools, quality: U8, times: I64, div: int) -> LineGroups:
         """Which points of a batch share a line (`valid`: which points are written)."""
