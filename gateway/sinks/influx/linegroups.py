@@ -132,11 +132,11 @@ def _group_points(
 
 
 class GroupsCache:
-    """What the lines of a key table depend on of its keys, and the line groupings of its batches by their
-    time runs (KEPT_POINTS points of them, the least recently used forgotten first), with which of its time runs hold a
-    series in common, by where the runs start. The same for the tables of racks of one shape: one object
-    for them all, so a 100-rack site keeps the groupings its racks' batches take turns with once (a few),
-    not once per rack."""
+    """What the lines of a key table depend on of its keys (series, field numbers, fields), the line
+    groupings of its batches by their time runs (up to KEPT_POINTS points of them, the least recently used
+    forgotten first) and which of its time runs hold a series in common, by where the runs start. The
+    same for the tables of racks of one shape: one object for them all, so a 100-rack site keeps the few
+    groupings its racks' batches take turns with once, not once per rack."""
 
     __slots__ = ("commas", "field_ids", "groups", "heads", "series", "shared")
 

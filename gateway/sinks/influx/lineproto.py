@@ -70,7 +70,7 @@ class LinePlan:
     # per quality code: the series key of every point, `<level>,site=..,rack=..[,module=..][,cell=..]` and
     # the code's tail; good's made with the plan, the others from it when first needed
     keys: dict[int, Texts]
-    groups: GroupsCache  # which points share a line, by the batches' time runs
+    groups: GroupsCache  # which points share a line, by the batches' time runs (one for a rack shape)
 
 
 Shapes = LruCache[tuple[Place, ...], GroupsCache]
@@ -78,7 +78,7 @@ Shapes = LruCache[tuple[Place, ...], GroupsCache]
 
 def line_plan(keys: Keys, site: str, source: str, shapes: Shapes | None = None) -> LinePlan:
     """The plan of a key table; a table of one rack whose shape (`rack_shape`) is in `shapes` shares that
-    shape's series, field numbers and fields (only the series keys name the rack)."""
+    shape's series, field numbers, fields and line groupings (only the series keys name the rack)."""
     site_t, source_t = tag(site), tag(source)
     distinct, inverse = distinct_keys(keys)  # texts once per distinct key (a CAN window repeats its keys)
     heads: list[str] = []
@@ -103,13 +103,13 @@ def line_plan(keys: Keys, site: str, source: str, shapes: Shapes | None = None) 
     made: dict[int, str] = {}  # a series' key is one string for all its points (voltage and temperature of a cell)
     good = texts_of([made.setdefault(n, h + tails[GOOD]) for n, h in zip(series, heads, strict=True)])[inverse]
     shape = rack_shape(keys) if shapes is not None else None
-    columns = None if shapes is None or shape is None else shapes.get(shape.places)
-    if columns is None:
+    groups = None if shapes is None or shape is None else shapes.get(shape.places)
+    if groups is None:
         ids = np.asarray([field_ids[f] for f in fields], dtype=np.int64)[inverse]
-        columns = GroupsCache(np.asarray(series, dtype=np.int64)[inverse], ids, shared_texts(fields)[inverse])
+        groups = GroupsCache(np.asarray(series, dtype=np.int64)[inverse], ids, shared_texts(fields)[inverse])
         if shapes is not None and shape is not None:
-            shapes.put(shape.places, columns)
-    return LinePlan(tails, plain, {GOOD: good}, columns)
+            shapes.put(shape.places, groups)
+    return LinePlan(tails, plain, {GOOD: good}, groups)
 
 
 def _series_keys(plan: LinePlan, code: int) -> Texts:
