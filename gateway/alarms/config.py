@@ -146,6 +146,9 @@ class DisagreementRule(RuleBase):
         None, gt=0, description="coulomb_soc: capacity in Ah (default: the capacity_full the BMS reports)"
     )
     min_count: int = Field(1, ge=1, description="sum:*: fewest elements with a value to sum (e.g. the cells)")
+    max_age: float = Field(
+        60.0, gt=0, description="sum:* and a quantity: seconds a reference reading counts after the tested one's time"
+    )
 
     _q = field_validator("quantity")(_check_quantity)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
@@ -189,9 +190,12 @@ class Disagreement(RackRule):
         self.counters: dict[str, r.CoulombCounter] = {}
         # sum:*: the elements (module, cell) of the summed quantity, a slot each (one numbering for every
         # rack: racks of a profile have the same elements), and per rack the latest reading of every slot
-        # (NaN: none, or not good), kept between batches (a CAN window may hold some cells, or some twice)
+        # (NaN: none, or not good) and its time, kept between batches (a CAN window may hold some cells, or
+        # some twice); a reading older than `max_age` before the tested one is left out (a frame that stopped)
         self._slots: dict[tuple[int | None, int | None], int] = {}
         self._kept: dict[str, F64] = {}
+        self._when: dict[str, npt.NDArray[np.int64]] = {}
+        self.max_age_ns = int(spec.max_age * r.NS)
         self._shared: LruCache[tuple[Place, ...], tuple[IDX, IDX]] = LruCache(SHAPES_KEPT)
 
     def compile(self, table: Table) -> tuple[Points | None, dict[str, tuple[IDX, IDX]]] | None:  # type: ignore[override]
@@ -234,28 +238,35 @@ class Disagreement(RackRule):
     def evaluate(self, f: Frame, part: tuple[Points | None, dict[str, tuple[IDX, IDX]]], obs: Observer) -> None:  # type: ignore[override]
         pts, sums = part
         for rack, (idx, slots) in sums.items():
-            kept = self._kept.get(rack)
+            kept, when = self._kept.get(rack), self._when.get(rack)
             size = len(self._slots)
-            if kept is None or len(kept) < size:
-                grown = np.full(size, np.nan)
-                if kept is not None:
-                    grown[: len(kept)] = kept
-                kept = self._kept[rack] = grown
+            if kept is None or when is None or len(kept) < size:
+                grown, grown_when = np.full(size, np.nan), np.zeros(size, dtype=np.int64)
+                if kept is not None and when is not None:
+                    grown[: len(kept)], grown_when[: len(when)] = kept, when
+                kept, when = self._kept[rack], self._when[rack] = grown, grown_when
             kept[slots] = f.nums[idx]  # a reading that is not good leaves its element out until a good one
+            when[slots] = f.b.ts[idx]
         if pts is not None:
             super().evaluate(f, pts, obs)
 
-    def _reference(self, rack: str, f: Frame) -> float | None:
+    def _reference(self, rack: str, ts: int | None) -> float | None:
+        """What the reading of time `ts` is tested against (None: not known, or no reading to test)."""
         sp = self.spec
         latest = self.latest[rack].values
-        if self.sum_of is not None:
-            kept = self._kept.get(rack)
-            values = kept[~np.isnan(kept)] if kept is not None else np.zeros(0)
-            return float(values.sum()) if len(values) >= sp.min_count else None
         if self.coulomb:
             return self._counted(rack, latest)
+        if ts is None:
+            return None
+        oldest = ts - self.max_age_ns
+        if self.sum_of is not None:
+            kept, when = self._kept.get(rack), self._when.get(rack)
+            if kept is None or when is None:
+                return None
+            values = kept[~np.isnan(kept) & (when >= oldest)]
+            return float(values.sum()) if len(values) >= sp.min_count else None
         got = latest.get(sp.versus)
-        return None if got is None else got[0]
+        return None if got is None or got[1] < oldest else got[0]
 
     def _counted(self, rack: str, latest: dict[str, tuple[float, int]]) -> float | None:
         sp = self.spec
@@ -271,8 +282,8 @@ class Disagreement(RackRule):
 
     def judge(self, rack: str, f: Frame, obs: Observer) -> None:
         sp = self.spec
-        ref = self._reference(rack, f)
         got = self.latest[rack].values.get(sp.quantity)
+        ref = self._reference(rack, None if got is None else got[1])  # (the coulomb count runs on regardless)
         if ref is None or got is None:
             return
         v, ts = got

@@ -238,6 +238,27 @@ def test_the_sum_of_cells_takes_each_cells_latest_value_however_the_batches_spli
     assert states(eng.process([batch(*_cells(4, [3.3, 3.3, 3.3]), sample(4, "rack_voltage", 6.0))])) == [(RTN, UA)]
 
 
+def test_a_cell_that_stopped_coming_leaves_the_sum_after_max_age() -> None:
+    """A cell frame that stops (no cycle time, so never marked stale) is not summed for ever: a reading
+    older than `max_age` before the rack voltage's time is left out, and with too few cells no verdict."""
+    eng = engine(rule(id="pv", kind="disagreement", quantity="rack_voltage", versus="sum:cell_voltage",
+                      tolerance=0.5, min_count=3, max_age=10))  # fmt: skip
+    assert states(eng.process([batch(sample(0, "rack_voltage", 9.9), *_cells(0, [3.3, 3.3, 3.3]))])) == []
+    # m2c1 stops; the other two go on. At 10 s its reading is still counted: 9.9 agrees
+    assert states(eng.process([batch(sample(10, "rack_voltage", 9.9), *_cells(10, [3.3, 3.3]))])) == []
+    # at 10.5 s it is too old: two cells left, fewer than min_count, so no verdict (not a sum of 6.6 V)
+    assert states(eng.process([batch(sample(10.5, "rack_voltage", 3.0), *_cells(10.5, [3.3, 3.3]))])) == []
+    # it comes again: counted again, and 3.0 V disagrees with 9.9
+    assert states(eng.process([batch(sample(11, "rack_voltage", 3.0), *_cells(11, [3.3, 3.3, 3.3]))])) == [(N, UA)]
+
+
+def test_a_versus_quantity_older_than_max_age_is_no_reference() -> None:
+    eng = engine(rule(id="d", kind="disagreement", quantity="soc", versus="raw.soc_bms2", tolerance=2.0, max_age=5))
+    assert states(eng.process([batch(sample(0, "soc", 50.0), sample(0, "raw.soc_bms2", 50.0))])) == []
+    assert states(eng.process([batch(sample(6, "soc", 80.0))])) == []  # raw.soc_bms2 is 6 s old: no verdict
+    assert states(eng.process([batch(sample(7, "soc", 80.0), sample(7, "raw.soc_bms2", 50.0))])) == [(N, UA)]
+
+
 def test_the_sum_of_cells_of_two_racks_in_one_batch_is_each_racks_own() -> None:
     eng = engine(rule(id="pv", kind="disagreement", quantity="rack_voltage", versus="sum:cell_voltage",
                       tolerance=0.5, min_count=2), racks=(RACK, "rack-02"))  # fmt: skip
