@@ -40,10 +40,6 @@ class ConfigError(GatewayError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-class DeviceError(GatewayError):
-    """A device (Modbus endpoint, CAN bus) failed in a way its source turns into data."""
-
-
 class SinkError(GatewayError):
     """A sink could not deliver; `retry` says whether the same data may succeed later."""
 

@@ -116,13 +116,6 @@ def value_texts(batch: Batch) -> Texts:
     return texts
 
 
-def int_texts(values: I64) -> Texts:
-    """`str(int)` of every value."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(map(int.__repr__, values.tolist()))
-    return out
-
-
 def run_texts(ts: I64, before: str = "", after: str = "") -> Texts:
     """`before + str(int) + after` of every time, formatted once per run of equal times (the points of one
     read)."""
