@@ -147,7 +147,10 @@ class DisagreementRule(RuleBase):
     )
     min_count: int = Field(1, ge=1, description="sum:*: fewest elements with a value to sum (e.g. the cells)")
     max_age: float = Field(
-        60.0, gt=0, description="sum:* and a quantity: seconds a reference reading counts after the tested one's time"
+        60.0,
+        gt=0,
+        description="sum:* and a quantity: seconds a reference reading counts before the tested one's time "
+        "(or 3 times its own interval between readings, when longer)",
     )
 
     _q = field_validator("quantity")(_check_quantity)

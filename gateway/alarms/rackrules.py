@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
@@ -21,8 +20,8 @@ from gateway.alarms.columns import F64, IDX, Frame, Points, Table, of, select
 from gateway.alarms.instances import Key, Observer
 from gateway.alarms.pointrules import Rule
 from gateway.lru import LruCache
+from gateway.model import I64, KeyRows, Place
 from gateway.model import Key as PointKey
-from gateway.model import KeyRows, Place
 
 
 class Groups(NamedTuple):
@@ -170,6 +169,46 @@ class Limit(RackRule):
         obs.observe(key, raw, ts, v, msg)
 
 
+def fresh(age: int, gap: int, max_age: int) -> bool:
+    """Whether a reference reading `age` ns older than the tested one still counts: up to `max_age`, or
+    three times its own last interval between readings when that is longer (a slow poll group)."""
+    return age <= max(max_age, 3 * gap)
+
+
+NEVER = np.iinfo(np.int64).min  # the time of a slot with no reading yet
+
+
+class Readings:
+    """The latest reading of every element of a rack's summed quantity (NaN: none, or not good), its
+    time, and the interval between its last two readings (0: one so far), by element slot."""
+
+    __slots__ = ("gap", "values", "when")
+
+    def __init__(self) -> None:
+        self.values: F64 = np.zeros(0)
+        self.when: I64 = np.zeros(0, dtype=np.int64)
+        self.gap: I64 = np.zeros(0, dtype=np.int64)
+
+    def put(self, size: int, slots: IDX, values: F64, ts: I64) -> None:
+        """The readings of these slots (each once), with room for `size` slots."""
+        if len(self.values) < size:
+            grow = size - len(self.values)
+            self.values = np.append(self.values, np.full(grow, np.nan))
+            self.when = np.append(self.when, np.full(grow, NEVER, dtype=np.int64))
+            self.gap = np.append(self.gap, np.zeros(grow, dtype=np.int64))
+        before = self.when[slots]
+        self.gap[slots] = np.where(before != NEVER, ts - before, self.gap[slots])
+        self.values[slots] = values  # a reading that is not good leaves its element out until a good one
+        self.when[slots] = ts
+
+    def fresh(self, ts: int, max_age: int) -> F64:
+        """The values that still count for a reading at `ts` (see `fresh`): an element that stopped
+        coming (a frame without a cycle time, a point a reload removed) is left out."""
+        keep = ~np.isnan(self.values)  # (a slot with no reading yet is NaN: its NEVER time is not compared)
+        keep[keep] = ts - self.when[keep] <= np.maximum(max_age, 3 * self.gap[keep])
+        return self.values[keep]
+
+
 SHAPES_KEPT = 16  # rack shapes whose summed points a disagreement rule keeps (a site has a few profiles)
 
 
@@ -189,12 +228,11 @@ class Disagreement(RackRule):
             self.inputs = self.touch = tuple(dict.fromkeys((spec.quantity, *extra)))
         self.counters: dict[str, r.CoulombCounter] = {}
         # sum:*: the elements (module, cell) of the summed quantity, a slot each (one numbering for every
-        # rack: racks of a profile have the same elements), and per rack the latest reading of every slot
-        # (NaN: none, or not good) and its time, kept between batches (a CAN window may hold some cells, or
-        # some twice); a reading older than `max_age` before the tested one is left out (a frame that stopped)
+        # rack: racks of a profile have the same elements), and per rack the latest reading of every slot,
+        # kept between batches (a CAN window may hold some cells, or some twice)
         self._slots: dict[tuple[int | None, int | None], int] = {}
-        self._kept: dict[str, F64] = {}
-        self._when: dict[str, npt.NDArray[np.int64]] = {}
+        self._kept: dict[str, Readings] = {}
+        self._versus: dict[str, tuple[int, int]] = {}  # rack → the versus quantity's latest time and gap
         self.max_age_ns = int(spec.max_age * r.NS)
         self._shared: LruCache[tuple[Place, ...], tuple[IDX, IDX]] = LruCache(SHAPES_KEPT)
 
@@ -238,15 +276,10 @@ class Disagreement(RackRule):
     def evaluate(self, f: Frame, part: tuple[Points | None, dict[str, tuple[IDX, IDX]]], obs: Observer) -> None:  # type: ignore[override]
         pts, sums = part
         for rack, (idx, slots) in sums.items():
-            kept, when = self._kept.get(rack), self._when.get(rack)
-            size = len(self._slots)
-            if kept is None or when is None or len(kept) < size:
-                grown, grown_when = np.full(size, np.nan), np.zeros(size, dtype=np.int64)
-                if kept is not None and when is not None:
-                    grown[: len(kept)], grown_when[: len(when)] = kept, when
-                kept, when = self._kept[rack], self._when[rack] = grown, grown_when
-            kept[slots] = f.nums[idx]  # a reading that is not good leaves its element out until a good one
-            when[slots] = f.b.ts[idx]
+            kept = self._kept.get(rack)
+            if kept is None:
+                kept = self._kept[rack] = Readings()
+            kept.put(len(self._slots), slots, f.nums[idx], f.b.ts[idx])
         if pts is not None:
             super().evaluate(f, pts, obs)
 
@@ -258,15 +291,18 @@ class Disagreement(RackRule):
             return self._counted(rack, latest)
         if ts is None:
             return None
-        oldest = ts - self.max_age_ns
         if self.sum_of is not None:
-            kept, when = self._kept.get(rack), self._when.get(rack)
-            if kept is None or when is None:
-                return None
-            values = kept[~np.isnan(kept) & (when >= oldest)]
+            kept = self._kept.get(rack)
+            values = kept.fresh(ts, self.max_age_ns) if kept is not None else np.zeros(0)
             return float(values.sum()) if len(values) >= sp.min_count else None
         got = latest.get(sp.versus)
-        return None if got is None or got[1] < oldest else got[0]
+        if got is None:
+            return None
+        seen, gap = self._versus.get(rack, (got[1], 0))
+        if got[1] != seen:
+            gap = got[1] - seen  # (the gap between the readings judged: at least the versus quantity's own)
+        self._versus[rack] = (got[1], gap)
+        return got[0] if fresh(ts - got[1], gap, self.max_age_ns) else None
 
     def _counted(self, rack: str, latest: dict[str, tuple[float, int]]) -> float | None:
         sp = self.spec

@@ -252,6 +252,19 @@ def test_a_cell_that_stopped_coming_leaves_the_sum_after_max_age() -> None:
     assert states(eng.process([batch(sample(11, "rack_voltage", 3.0), *_cells(11, [3.3, 3.3, 3.3]))])) == [(N, UA)]
 
 
+def test_cells_of_a_slow_poll_group_count_for_three_of_their_own_intervals() -> None:
+    """Cells polled every 100 s beside a rack voltage every second: a cell's reading counts for
+    max(max_age, 3 × its own last interval), so the verdicts go on between the cell polls."""
+    eng = engine(rule(id="pv", kind="disagreement", quantity="rack_voltage", versus="sum:cell_voltage",
+                      tolerance=0.5, min_count=2, max_age=10))  # fmt: skip
+    assert states(eng.process([batch(sample(0, "rack_voltage", 6.6), *_cells(0, [3.3, 3.3]))])) == []
+    assert states(eng.process([batch(sample(11, "rack_voltage", 9.0))])) == []  # one reading so far: 11 s > 10
+    assert states(eng.process([batch(sample(100, "rack_voltage", 6.6), *_cells(100, [3.3, 3.3]))])) == []
+    assert states(eng.process([batch(sample(250, "rack_voltage", 9.0))])) == [(N, UA)]  # 150 s old: counts
+    assert states(eng.process([batch(sample(300, "rack_voltage", 6.6))])) == [(UA, RTN)]  # 200 s old: counts
+    assert states(eng.process([batch(sample(401, "rack_voltage", 9.0))])) == []  # 301 s > 3 × 100: no verdict
+
+
 def test_a_versus_quantity_older_than_max_age_is_no_reference() -> None:
     eng = engine(rule(id="d", kind="disagreement", quantity="soc", versus="raw.soc_bms2", tolerance=2.0, max_age=5))
     assert states(eng.process([batch(sample(0, "soc", 50.0), sample(0, "raw.soc_bms2", 50.0))])) == []
