@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.alarms import config as c
 from gateway.alarms import rules as r
@@ -169,10 +170,10 @@ class Limit(RackRule):
         obs.observe(key, raw, ts, v, msg)
 
 
-def fresh(age: int, gap: int, max_age: int) -> bool:
-    """Whether a reference reading `age` ns older than the tested one still counts: up to `max_age`, or
-    three times its own last interval between readings when that is longer (a slow poll group)."""
-    return age <= max(max_age, 3 * gap)
+def fresh(age: I64, gap: I64, max_age: int) -> npt.NDArray[np.bool_]:
+    """Whether reference readings `age` ns older than the tested one still count: up to `max_age`, or
+    three times their own last interval between readings (`gap`) when that is longer (a slow poll group)."""
+    return age <= np.maximum(max_age, 3 * gap)
 
 
 NEVER = np.iinfo(np.int64).min  # the time of a slot with no reading yet
@@ -205,7 +206,7 @@ class Readings:
         """The values that still count for a reading at `ts` (see `fresh`): an element that stopped
         coming (a frame without a cycle time, a point a reload removed) is left out."""
         keep = ~np.isnan(self.values)  # (a slot with no reading yet is NaN: its NEVER time is not compared)
-        keep[keep] = ts - self.when[keep] <= np.maximum(max_age, 3 * self.gap[keep])
+        keep[keep] = fresh(ts - self.when[keep], self.gap[keep], max_age)
         return self.values[keep]
 
 
@@ -302,7 +303,7 @@ class Disagreement(RackRule):
         if got[1] != seen:
             gap = got[1] - seen  # (the gap between the readings judged: at least the versus quantity's own)
         self._versus[rack] = (got[1], gap)
-        return got[0] if fresh(ts - got[1], gap, self.max_age_ns) else None
+        return got[0] if fresh(np.array([ts - got[1]]), np.array([gap]), self.max_age_ns)[0] else None
 
     def _counted(self, rack: str, latest: dict[str, tuple[float, int]]) -> float | None:
         sp = self.spec
