@@ -234,6 +234,7 @@ class Disagreement(RackRule):
         self._slots: dict[tuple[int | None, int | None], int] = {}
         self._kept: dict[str, Readings] = {}
         self._versus: dict[str, tuple[int, int]] = {}  # rack → the versus quantity's latest time and gap
+        self.summed: dict[str, int] = {}  # rack → the elements in its latest sum (said in the message)
         self.max_age_ns = int(spec.max_age * r.NS)
         self._shared: LruCache[tuple[Place, ...], tuple[IDX, IDX]] = LruCache(SHAPES_KEPT)
 
@@ -295,6 +296,7 @@ class Disagreement(RackRule):
         if self.sum_of is not None:
             kept = self._kept.get(rack)
             values = kept.fresh(ts, self.max_age_ns) if kept is not None else np.zeros(0)
+            self.summed[rack] = len(values)
             return float(values.sum()) if len(values) >= sp.min_count else None
         got = latest.get(sp.versus)
         if got is None:
@@ -332,7 +334,10 @@ class Disagreement(RackRule):
         if was is None and not raw:
             return
         word = "disagrees with" if raw else "agrees again with"
+        other = f"{sp.versus} {r.fmt(ref)}"
+        if self.sum_of is not None:  # how many elements it sums (fewer than the rack has: some stopped coming)
+            n = self.summed.get(rack, 0)
+            other += f" ({n} {self.sum_of.removesuffix('_voltage')}{'s' if n != 1 else ''})"
         msg = self.text("{quantity} {value} {unit} " + word + " {other} (allowed {limit})", quantity=sp.quantity,
-                        value=r.fmt(v), unit=self.unit, other=f"{sp.versus} {r.fmt(ref)}", limit=r.fmt(allowed),
-                        rack=rack)  # fmt: skip
+                        value=r.fmt(v), unit=self.unit, other=other, limit=r.fmt(allowed), rack=rack)  # fmt: skip
         obs.observe(key, raw, ts, diff, msg)

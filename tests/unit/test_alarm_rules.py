@@ -249,7 +249,9 @@ def test_a_cell_that_stopped_coming_leaves_the_sum_after_max_age() -> None:
     # at 10.5 s it is too old: two cells left, fewer than min_count, so no verdict (not a sum of 6.6 V)
     assert states(eng.process([batch(sample(10.5, "rack_voltage", 3.0), *_cells(10.5, [3.3, 3.3]))])) == []
     # it comes again: counted again, and 3.0 V disagrees with 9.9
-    assert states(eng.process([batch(sample(11, "rack_voltage", 3.0), *_cells(11, [3.3, 3.3, 3.3]))])) == [(N, UA)]
+    raised = eng.process([batch(sample(11, "rack_voltage", 3.0), *_cells(11, [3.3, 3.3, 3.3]))])
+    assert states(raised) == [(N, UA)]
+    assert "disagrees with sum:cell_voltage 9.9 (3 cells)" in events(raised)[0]["message"]
 
 
 def test_cells_of_a_slow_poll_group_count_for_three_of_their_own_intervals() -> None:
