@@ -234,7 +234,6 @@ class Disagreement(RackRule):
         self._slots: dict[tuple[int | None, int | None], int] = {}
         self._kept: dict[str, Readings] = {}
         self._versus: dict[str, tuple[int, int]] = {}  # rack → the versus quantity's latest time and gap
-        self.summed: dict[str, int] = {}  # rack → the elements in its latest sum (said in the message)
         self.max_age_ns = int(spec.max_age * r.NS)
         self._shared: LruCache[tuple[Place, ...], tuple[IDX, IDX]] = LruCache(SHAPES_KEPT)
 
@@ -285,19 +284,20 @@ class Disagreement(RackRule):
         if pts is not None:
             super().evaluate(f, pts, obs)
 
-    def _reference(self, rack: str, ts: int | None) -> float | None:
-        """What the reading of time `ts` is tested against (None: not known, or no reading to test)."""
+    def _reference(self, rack: str, ts: int | None) -> tuple[float, int] | None:
+        """What the reading of time `ts` is tested against, and how many elements it sums (1 unless a sum)
+        (None: not known, or no reading to test)."""
         sp = self.spec
         latest = self.latest[rack].values
         if self.coulomb:
-            return self._counted(rack, latest)
+            counted = self._counted(rack, latest)
+            return None if counted is None else (counted, 1)
         if ts is None:
             return None
         if self.sum_of is not None:
             kept = self._kept.get(rack)
             values = kept.fresh(ts, self.max_age_ns) if kept is not None else np.zeros(0)
-            self.summed[rack] = len(values)
-            return float(values.sum()) if len(values) >= sp.min_count else None
+            return (float(values.sum()), len(values)) if len(values) >= sp.min_count else None
         got = latest.get(sp.versus)
         if got is None:
             return None
@@ -305,7 +305,9 @@ class Disagreement(RackRule):
         if got[1] != seen:
             gap = got[1] - seen  # (the gap between the readings judged: at least the versus quantity's own)
         self._versus[rack] = (got[1], gap)
-        return got[0] if fresh(np.array([ts - got[1]]), np.array([gap]), self.max_age_ns)[0] else None
+        if not fresh(np.array([ts - got[1]]), np.array([gap]), self.max_age_ns)[0]:
+            return None
+        return got[0], 1
 
     def _counted(self, rack: str, latest: dict[str, tuple[float, int]]) -> float | None:
         sp = self.spec
@@ -322,10 +324,10 @@ class Disagreement(RackRule):
     def judge(self, rack: str, f: Frame, obs: Observer) -> None:
         sp = self.spec
         got = self.latest[rack].values.get(sp.quantity)
-        ref = self._reference(rack, None if got is None else got[1])  # (the coulomb count runs on regardless)
-        if ref is None or got is None:
+        reference = self._reference(rack, None if got is None else got[1])  # (the coulomb count runs on regardless)
+        if reference is None or got is None:
             return
-        v, ts = got
+        (v, ts), (ref, summed) = got, reference
         diff = v - ref
         allowed = r.allowed_difference(ref, sp.tolerance, sp.tolerance_pct)
         key = Key(self.id, rack)
@@ -335,9 +337,8 @@ class Disagreement(RackRule):
             return
         word = "disagrees with" if raw else "agrees again with"
         other = f"{sp.versus} {r.fmt(ref)}"
-        if self.sum_of is not None:  # how many elements it sums (fewer than the rack has: some stopped coming)
-            n = self.summed.get(rack, 0)
-            other += f" ({n} {self.sum_of.removesuffix('_voltage')}{'s' if n != 1 else ''})"
+        if self.sum_of is not None:  # how many it sums (fewer than the rack has: some stopped coming)
+            other += f" ({summed} {self.sum_of.removesuffix('_voltage')}{'s' if summed != 1 else ''})"
         msg = self.text("{quantity} {value} {unit} " + word + " {other} (allowed {limit})", quantity=sp.quantity,
                         value=r.fmt(v), unit=self.unit, other=other, limit=r.fmt(allowed), rack=rack)  # fmt: skip
         obs.observe(key, raw, ts, diff, msg)
