@@ -67,6 +67,7 @@ class FaultyServer:
         self.requests = 0
         self.connections = 0
         self.drops = 0
+        self.hold: asyncio.Event | None = None  # when set here: each answer waits until the event is set
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -116,6 +117,8 @@ class FaultyServer:
                 if last and self.drop_instead:
                     self.drops += 1
                     return
+                if self.hold is not None:
+                    await self.hold.wait()
                 writer.write(self.reply(tid, unit, fc, address, count))
                 await writer.drain()
                 answered += 1

@@ -6,6 +6,7 @@ jitter on a busy gateway). Real peer: a Modbus TCP server on loopback."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from gateway.runtime.backoff import Backoff
 from gateway.sources.modbus.deadline import ReadDeadline
 from gateway.sources.modbus.link import Link
 from tests.modbus_faulty import FaultyServer
+from tests.support.waits import await_for
 
 
 async def test_a_read_awaits_its_reply_without_wait_for(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,6 +74,42 @@ async def test_a_read_cancelled_as_its_reply_arrives_is_cancelled() -> None:
         deadline.task = None
         rr = await link.read(1, 3, 0, 10, 5.0)  # the link reads on
         assert rr is not None and len(rr.registers) == 10
+    finally:
+        link.close()
+        await server.stop()
+
+
+async def test_a_read_cancelled_before_its_reply_forgets_it(caplog: pytest.LogCaptureFixture) -> None:
+    """A read cancelled while its reply is on the way (a stop, a reload) is forgotten at once: the reply
+    that comes later answers nothing, is dropped without pymodbus's "ERROR: received pdu without a
+    corresponding request" line, and the next read gets its own answer."""
+    server = FaultyServer()
+    await server.start()
+    server.hold = asyncio.Event()
+    link = Link("127.0.0.1", server.port, 5.0, 0.0, Backoff(0.1, 1.0))
+    try:
+        assert await link.connect()
+        assert link.client is not None
+        ctx = link.client.ctx
+        received: list[bytes] = []
+        take = ctx.callback_data
+
+        def counted(data: bytes, addr: tuple[str, int] | None = None) -> int:
+            received.append(data)
+            return take(data, addr)
+
+        ctx.callback_data = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(link.read(1, 3, 0, 10, 5.0))
+        await await_for(lambda: server.requests == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with caplog.at_level(logging.DEBUG, logger="pymodbus"):
+            server.hold.set()  # the cancelled read's answer comes now, before any other read
+            await await_for(lambda: received)
+            rr = await link.read(1, 4, 0, 7, 5.0)
+        assert rr is not None and not rr.isError() and rr.function_code == 4 and len(rr.registers) == 7
+        assert not [r for r in caplog.records if "without a corresponding request" in r.getMessage()]
     finally:
         link.close()
         await server.stop()

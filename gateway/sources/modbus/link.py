@@ -241,6 +241,10 @@ class Link:
                 rr: ModbusPDU | None = await future
             except ConnectionException as exc:
                 raise ConnectionLost(str(exc)) from exc
+            except asyncio.CancelledError:  # a stop or a reload: the reply on its way answers nothing now
+                if framer is not None:
+                    framer.expire()
+                raise
             finally:
                 self.deadline.disarm()
                 if serial:
